@@ -1,0 +1,156 @@
+"""BillingRecord v1: one FOCUS row of cost and usage, published on `raw-billing`.
+
+Produced by the ingest service and by any upstream system. Column names are FOCUS 1.2
+(PascalCase); extension columns start with `x_`. Any other unknown column is rejected, so a
+misspelt column is an error at the edge instead of a silently missing value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.common import CurrencyCode, Money, Quantity, Timestamp
+
+
+class ChargeCategoryName(StrEnum):
+    """FOCUS ChargeCategory: the highest-level classification of a charge."""
+
+    USAGE = "Usage"
+    PURCHASE = "Purchase"
+    TAX = "Tax"
+    CREDIT = "Credit"
+    ADJUSTMENT = "Adjustment"
+
+
+#: FOCUS columns (1.0 to 1.3) accepted besides the ones declared as fields below.
+OTHER_FOCUS_COLUMNS = frozenset(
+    """
+    AllocatedMethodId AllocatedMethodDetails AllocatedResourceId AllocatedResourceName
+    AllocatedTags CapacityReservationId CapacityReservationStatus CommitmentDiscountCategory
+    CommitmentDiscountId CommitmentDiscountName CommitmentDiscountQuantity
+    CommitmentDiscountStatus CommitmentDiscountType CommitmentDiscountUnit ContractApplied
+    HostProviderName InvoiceId InvoiceIssuerName PricingCategory PricingCurrency
+    PricingCurrencyContractedUnitPrice PricingCurrencyEffectiveCost PricingCurrencyListUnitPrice
+    ProviderName PublisherName ServiceProviderName ServiceSubcategory SkuMeter SkuPriceDetails
+    SkuPriceId AvailabilityZone BillingAccountType SubAccountType
+    """.split()
+)
+
+#: extension columns that describe how a row travelled, not what it costs: excluded from its id
+TRANSPORT_COLUMNS = frozenset(
+    {"x_RecordId", "x_BillingScopeVersion", "x_ImportJobId", "x_PriceSource", "x_PricedAt"}
+)
+
+MONEY_COLUMNS = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost")
+
+
+class BillingRecordV1(BaseModel):
+    """One row of cost and usage with FOCUS column names."""
+
+    model_config = ConfigDict(
+        extra="allow", populate_by_name=True, str_strip_whitespace=True, frozen=False
+    )
+
+    ProviderName: str = Field(min_length=1, description="Provider that makes the resources available")
+    BillingAccountId: str = Field(min_length=1, description="Account the invoice is issued to")
+    BillingAccountName: str | None = Field(None, description="Display name of the billing account")
+    SubAccountId: str | None = Field(None, description="Account/project/subscription of the resource")
+    SubAccountName: str | None = Field(None, description="Display name of the sub account")
+    ChargePeriodStart: Timestamp = Field(description="Inclusive start of the charge period (RFC 3339)")
+    ChargePeriodEnd: Timestamp = Field(description="Exclusive end of the charge period (RFC 3339)")
+    BillingPeriodStart: Timestamp | None = Field(None, description="Inclusive start of the billing period")
+    BillingPeriodEnd: Timestamp | None = Field(None, description="Exclusive end of the billing period")
+    BillingCurrency: CurrencyCode = Field(description="ISO 4217 currency of the billed costs")
+    ServiceName: str = Field(min_length=1, description="Offering purchased from the provider")
+    ServiceCategory: str | None = Field(None, description="FOCUS service category, e.g. Compute")
+    ChargeCategory: ChargeCategoryName = Field(description="Usage, Purchase, Tax, Credit or Adjustment")
+    ChargeClass: str | None = Field(None, description="'Correction' for corrections of past periods")
+    ChargeDescription: str | None = Field(None, description="Self-contained summary of the charge")
+    ChargeFrequency: str | None = Field(None, description="One-Time, Recurring or Usage-Based")
+    BilledCost: Money | None = Field(None, description="Cost invoiced (decimal string)")
+    EffectiveCost: Money | None = Field(None, description="Amortised cost after discounts")
+    ListCost: Money | None = Field(None, description="Cost at public list prices")
+    ContractedCost: Money | None = Field(None, description="Cost at negotiated prices")
+    ListUnitPrice: Money | None = Field(None, description="Public list price per pricing unit")
+    ContractedUnitPrice: Money | None = Field(None, description="Negotiated price per pricing unit")
+    ConsumedQuantity: Quantity | None = Field(None, description="Volume of the resource used")
+    ConsumedUnit: str | None = Field(None, description="Unit of ConsumedQuantity, e.g. Hours")
+    PricingQuantity: Quantity | None = Field(None, description="Volume priced, in PricingUnit")
+    PricingUnit: str | None = Field(None, description="Unit the price is quoted in")
+    ResourceId: str | None = Field(None, description="Provider-assigned resource identifier")
+    ResourceName: str | None = Field(None, description="Display name of the resource")
+    ResourceType: str | None = Field(None, description="Kind of resource, e.g. an instance type")
+    RegionId: str | None = Field(None, description="Provider region id, e.g. us-east-1")
+    RegionName: str | None = Field(None, description="Display name of the region")
+    SkuId: str | None = Field(None, description="Provider SKU of the charge")
+    Tags: dict[str, str] | None = Field(None, description="Resource tags, string keys and values")
+    x_RecordId: str | None = Field(
+        None,
+        description="Stable identity of the row; derived from its content when absent",
+    )
+    x_BillingScope: str | None = Field(
+        None,
+        description="Set by imports: 'provider:billing-account:YYYY-MM'; a newer version of a "
+        "scope supersedes every older row of that scope (restated bills)",
+    )
+    x_BillingScopeVersion: int | None = Field(
+        None, description="Version of x_BillingScope this row belongs to (larger is newer)"
+    )
+    x_ImportJobId: str | None = Field(None, description="Import job that published the row")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_columns(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = [
+                k
+                for k in data
+                if k not in cls.model_fields
+                and k not in OTHER_FOCUS_COLUMNS
+                and not (isinstance(k, str) and k.startswith("x_"))
+            ]
+            if unknown:
+                raise ValueError(f"unknown column(s) {sorted(unknown)}: not FOCUS and not x_*")
+        return data
+
+    @model_validator(mode="after")
+    def _coherent(self) -> BillingRecordV1:
+        if self.ChargePeriodEnd < self.ChargePeriodStart:
+            raise ValueError("ChargePeriodEnd is before ChargePeriodStart")
+        if self.BilledCost is None:
+            if self.ConsumedQuantity is None or not self.ConsumedUnit:
+                raise ValueError(
+                    "BilledCost is missing and the row has no usage to price "
+                    "(ConsumedQuantity and ConsumedUnit)"
+                )
+            if not (self.SkuId or self.ResourceType):
+                raise ValueError("BilledCost is missing and the row has neither SkuId nor ResourceType")
+        return self
+
+    def partition_key(self) -> bytes:
+        """Kafka key: `ProviderName:SubAccountId` (or BillingAccountId)."""
+        return f"{self.ProviderName}:{self.SubAccountId or self.BillingAccountId}".encode()
+
+    def with_record_id(self) -> BillingRecordV1:
+        """This record with `x_RecordId` set (derived when the producer did not set it)."""
+        if not self.x_RecordId:
+            self.x_RecordId = derive_record_id(self.model_dump(mode="json", exclude_none=True))
+        return self
+
+
+def derive_record_id(row: dict[str, Any], occurrence: int = 0) -> str:
+    """Deterministic id of a row from its content: the same row always gets the same id.
+
+    `occurrence` separates rows that are identical in every column within one file (the
+    n-th repeat gets n), so genuine duplicates in a bill are not collapsed into one.
+    """
+    content = {k: v for k, v in row.items() if k not in TRANSPORT_COLUMNS and v is not None}
+    digest = hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS, default=str))
+    if occurrence:
+        digest.update(f"#{occurrence}".encode())
+    return digest.hexdigest()[:32]

@@ -1,0 +1,64 @@
+"""RemediationCommand v1: an action on a cloud resource, published on `remediation-commands`."""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.common import CurrencyCode, Money, Timestamp
+
+
+class CommandMode(StrEnum):
+    """Dry-run commands leave the same audit trail but change nothing."""
+
+    DRY_RUN = "dry-run"
+    EXECUTE = "execute"
+
+
+class RemediationTargetV1(BaseModel):
+    """The resource a command acts on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str = Field(description="Provider name, e.g. AWS")
+    account_id: str | None = Field(None, description="Account (SubAccountId) owning the resource")
+    region: str | None = Field(None, description="Region id of the resource")
+    resource_id: str = Field(description="Provider resource id")
+    resource_type: str | None = Field(None, description="Kind of resource, e.g. instance")
+
+
+class RemediationReasonV1(BaseModel):
+    """Why the command exists: the anomaly or recommendation, and a sentence for people."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    anomaly_id: str | None = Field(None, description="Anomaly that triggered the command")
+    recommendation_id: str | None = Field(None, description="Recommendation that triggered it")
+    text: str = Field(description="One sentence explaining the command")
+
+
+class RemediationCommandV1(BaseModel):
+    """An action to take on one resource, behind guardrails."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command_id: str = Field(description="Deterministic: the same cause and action give the same id")
+    issued_at: Timestamp = Field(description="When the command was issued")
+    action: str = Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", description="Registered action key")
+    target: RemediationTargetV1 = Field(description="Resource acted on")
+    params: dict[str, Any] = Field(default_factory=dict, description="Parameters of the action")
+    reason: RemediationReasonV1 = Field(description="Cause of the command")
+    mode: CommandMode = Field(CommandMode.DRY_RUN, description="'dry-run' or 'execute'")
+    requires_approval: bool = Field(False, description="Waits for `finfocus remediation approve`")
+    expected_monthly_savings: Money | None = Field(None, description="Estimated monthly saving")
+    currency: CurrencyCode | None = Field(None, description="Currency of the expected savings")
+    expires_at: Timestamp | None = Field(None, description="Not executed after this time")
+    playbook: str | None = Field(None, description="Playbook that issued the command")
+
+
+def derive_command_id(cause_id: str, action: str, resource_id: str) -> str:
+    """Same cause, action and resource give the same id, so a replay never acts twice."""
+    return hashlib.sha256(f"{cause_id}|{action}|{resource_id}".encode()).hexdigest()[:32]

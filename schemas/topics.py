@@ -1,0 +1,42 @@
+"""Topic names and message headers: part of the public contract (ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+
+class Topics:
+    """Kafka topics exchanged between FinFocus services."""
+
+    RAW_BILLING = "raw-billing"
+    PRICED_RESOURCES = "priced-resources"
+    ANOMALIES = "anomalies"
+    REMEDIATION_COMMANDS = "remediation-commands"
+    REMEDIATION_RESULTS = "remediation-results"
+    RECOMMENDATIONS = "recommendations"
+    FORECASTS = "forecasts"
+    RESOURCE_METRICS = "resource-metrics"
+
+    #: the four topics of the contract table; each has a `.dlq` sibling
+    CORE = (RAW_BILLING, PRICED_RESOURCES, ANOMALIES, REMEDIATION_COMMANDS)
+    EXTRA = (REMEDIATION_RESULTS, RECOMMENDATIONS, FORECASTS, RESOURCE_METRICS)
+
+    @staticmethod
+    def dlq(topic: str) -> str:
+        """Dead-letter topic of `topic`: where its consumers park what they cannot process."""
+        return f"{topic}.dlq"
+
+    @classmethod
+    def all(cls) -> list[str]:
+        """Every topic FinFocus creates at bootstrap, dead-letter topics included."""
+        names = [*cls.CORE, *cls.EXTRA]
+        return names + [cls.dlq(t) for t in cls.CORE]
+
+
+#: header naming the schema of a message value, e.g. "BillingRecord"
+SCHEMA_HEADER = "finfocus-schema"
+#: header carrying the schema version, e.g. "1"
+SCHEMA_VERSION_HEADER = "finfocus-schema-version"
+
+
+def schema_headers(name: str, version: int = 1) -> dict[str, str]:
+    """Headers every FinFocus producer sets (traceparent is added by the telemetry middleware)."""
+    return {SCHEMA_HEADER: name, SCHEMA_VERSION_HEADER: str(version)}

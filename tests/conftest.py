@@ -1,0 +1,106 @@
+"""Fixtures for the real broker and the real PostgreSQL.
+
+- `kafka_bootstrap`: a fresh embedded Tansu broker per test (it starts in milliseconds and
+  keeps nothing, so tests never see each other's messages). `FINFOCUS_TEST_KAFKA` points the
+  suite at an existing cluster instead.
+- `database_url`: a fresh database per test on the PostgreSQL at 127.0.0.1:5432 (or
+  `FINFOCUS_TEST_PG_ADMIN_URL`), dropped afterwards; where no server answers there, an
+  embedded PostgreSQL is started once for the session.
+- `settings`: FinFocusSettings wired to both, with the embedded profile's short group timeouts.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from finfocus.settings import FinFocusSettings
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ADMIN_URL = os.environ.get("FINFOCUS_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _reachable(url: str) -> bool:
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(tmp_path_factory) -> str:
+    """URL of a PostgreSQL server where tests may create databases."""
+    if _reachable(ADMIN_URL):
+        yield ADMIN_URL
+        return
+    from finfocus.embedded.postgres import start_postgres
+
+    home = tmp_path_factory.mktemp("pg")
+    server = start_postgres(home / "data", home / "postgres.log")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def database_url(pg_admin_url: str) -> str:
+    """A fresh, empty database for one test."""
+    name = f"ff_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = pg_admin_url.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    admin = await asyncpg.connect(pg_admin_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def kafka_bootstrap(tmp_path: Path) -> str:
+    """A fresh embedded broker for one test (or FINFOCUS_TEST_KAFKA when set)."""
+    external = os.environ.get("FINFOCUS_TEST_KAFKA")
+    if external:
+        yield external
+        return
+    from finfocus.embedded.kafka import start_kafka
+
+    broker = start_kafka(tmp_path / "tansu.log")
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, kafka_bootstrap: str, database_url: str) -> FinFocusSettings:
+    """Settings for one test: its own home, broker and database; short consumer-group timeouts."""
+    return FinFocusSettings(
+        home=tmp_path / "home",
+        kafka_bootstrap=kafka_bootstrap,
+        database_url=database_url,
+        kafka_session_timeout_ms=1500,
+        kafka_heartbeat_interval_ms=500,
+    )
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """`../shared/data` beside the project (tests may read it; the product may not)."""
+    if not SHARED_DATA.exists():
+        pytest.skip(f"{SHARED_DATA} is not present")
+    return SHARED_DATA
