@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -114,3 +119,90 @@ async def publish_dead_letters(broker: KafkaBroker, letters: list[DeadLetterV1])
             topic=topic,
             headers=schema_headers("DeadLetter"),
         )
+
+
+@dataclass
+class Envelope:
+    """One consumed Kafka record as it arrived: bytes, key, headers and position."""
+
+    value: bytes
+    key: bytes | None
+    headers: dict[str, bytes]
+    topic: str
+    partition: int
+    offset: int
+
+
+def envelopes(message: KafkaMessage) -> list[Envelope]:
+    """The raw records behind a FastStream message (batch or single).
+
+    Handlers take `message: KafkaMessage` and parse the bytes themselves, so one bad record
+    becomes a dead letter instead of failing (and redelivering) the whole batch.
+    """
+    raw = message.raw_message
+    records = raw if isinstance(raw, tuple | list) else (raw,)
+    return [
+        Envelope(
+            value=r.value or b"",
+            key=r.key,
+            headers={k: v for k, v in (r.headers or ())},
+            topic=r.topic,
+            partition=r.partition,
+            offset=r.offset,
+        )
+        for r in records
+    ]
+
+
+def envelope_dead_letter(envelope: Envelope, error: str, *, service: str) -> DeadLetterV1:
+    """`dead_letter` for a consumed envelope."""
+    return dead_letter(
+        envelope.value,
+        error,
+        service=service,
+        source_topic=envelope.topic,
+        partition=envelope.partition,
+        offset=envelope.offset,
+        key=envelope.key,
+    )
+
+
+OutgoingRecord = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
+
+
+class RecordPublisher:
+    """Publishes many records, each with its own headers (its own trace context).
+
+    FastStream's `publish_batch` shares one set of headers across a batch, which would cut
+    every record's trace; this sends through aiokafka's accumulator and awaits the lot.
+    """
+
+    def __init__(self, bootstrap: str) -> None:
+        self._bootstrap = bootstrap
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            linger_ms=5,
+            max_batch_size=256 * 1024,
+            max_request_size=8 * 1024 * 1024,
+            enable_idempotence=False,
+            acks=1,
+        )
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def publish(self, topic: str, records: Iterable[OutgoingRecord]) -> int:
+        """Send every record to `topic` and wait until the broker has them all."""
+        if self._producer is None:
+            raise RuntimeError("RecordPublisher used before start()")
+        send = self._producer.send
+        futures = [await send(topic, value, key=key, headers=headers) for key, value, headers in records]
+        if futures:
+            await asyncio.gather(*futures)
+        return len(futures)

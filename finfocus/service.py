@@ -17,7 +17,7 @@ from faststream.specification import AsyncAPI
 from opentelemetry.sdk.trace import TracerProvider
 
 from finfocus import __version__
-from finfocus.broker import ensure_topics, make_broker
+from finfocus.broker import RecordPublisher, ensure_topics, make_broker
 from finfocus.db import create_pool, migrate_url
 from finfocus.settings import FinFocusSettings
 from finfocus.telemetry import make_tracer_provider
@@ -43,6 +43,7 @@ class ServiceRuntime:
         self.tracer_provider = tracer_provider or make_tracer_provider(f"finfocus-{name}")
         self.tracer = self.tracer_provider.get_tracer(f"finfocus.{name}")
         self.broker: KafkaBroker = make_broker(settings, self.tracer_provider, description=description)
+        self.publisher = RecordPublisher(settings.kafka)
         self._pool: asyncpg.Pool | None = None
         self.description = description
 
@@ -66,9 +67,11 @@ class ServiceRuntime:
             await ensure_topics(self.settings.kafka, self.settings.partitions)
             applied = await migrate_url(self.settings.database, self.name, migrations)
             self._pool = await create_pool(self.settings.database)
+            await self.publisher.start()
             logger.info("service ready", extra={"fields": {"service": self.name, "migrations": applied}})
 
         async def close() -> None:
+            await self.publisher.stop()
             if self._pool is not None:
                 await self._pool.close()
                 self._pool = None

@@ -74,3 +74,38 @@ def configure_logging(service: str, level: str = "INFO", stream=None) -> None:
 def log_fields(**fields: object) -> dict[str, dict[str, object]]:
     """`logger.info("msg", extra=log_fields(rows=3))` adds structured fields to a JSON log line."""
     return {"fields": fields}
+
+
+_PROPAGATOR = None
+
+
+def _propagator():
+    global _PROPAGATOR
+    if _PROPAGATOR is None:
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        _PROPAGATOR = TraceContextTextMapPropagator()
+    return _PROPAGATOR
+
+
+def context_from_headers(headers: dict[str, bytes]):
+    """The trace context a record carries in its `traceparent` header (or an empty one)."""
+    carrier = {}
+    for name in ("traceparent", "tracestate"):
+        value = headers.get(name)
+        if value:
+            carrier[name] = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+    return _propagator().extract(carrier)
+
+
+def start_record_span(tracer: trace.Tracer, name: str, headers: dict[str, bytes], **attributes):
+    """A span for one record, child of the trace that record carries: traces follow records
+    through batch consumers, not only through per-message ones."""
+    return tracer.start_span(name, context=context_from_headers(headers), attributes=attributes or None)
+
+
+def trace_headers(span: trace.Span) -> list[tuple[str, bytes]]:
+    """`traceparent` (and `tracestate`) headers continuing `span`'s trace in an outgoing record."""
+    carrier: dict[str, str] = {}
+    _propagator().inject(carrier, context=trace.set_span_in_context(span))
+    return [(k, v.encode("ascii")) for k, v in carrier.items()]
