@@ -36,11 +36,39 @@ def _reachable(url: str) -> bool:
         return False
 
 
+def docker_engine_answers(timeout: float = 1.0) -> bool:
+    """True when a Docker engine answers `/_ping` within `timeout` (testcontainers can run)."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        return False
+    path = host.removeprefix("unix://")
+    if not os.path.exists(path):
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(path)
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            return b"OK" in sock.recv(1024)
+    except OSError:
+        return False
+
+
 @pytest.fixture(scope="session")
 def pg_admin_url(tmp_path_factory) -> str:
-    """URL of a PostgreSQL server where tests may create databases."""
+    """URL of a PostgreSQL server where tests may create databases.
+
+    In order: the server at FINFOCUS_TEST_PG_ADMIN_URL (127.0.0.1:5432 by default); a
+    testcontainers PostgreSQL where a Docker engine answers; the embedded PostgreSQL.
+    """
     if _reachable(ADMIN_URL):
         yield ADMIN_URL
+        return
+    if docker_engine_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16", driver=None) as container:
+            yield container.get_connection_url()
         return
     from finfocus.embedded.postgres import start_postgres
 
