@@ -1,9 +1,182 @@
-"""`finfocus` commands: stack."""
+"""`finfocus up|status|down|serve|demo`: the embedded stack and its service processes."""
 
 from __future__ import annotations
 
+import asyncio
+import importlib
+import logging
+import os
+import sys
+
 import typer
+
+from finfocus.cli.output import OUTPUT_OPTION, OutputFormat, console, fail, print_json, print_table
+
+
+def _settings():
+    from finfocus.settings import FinFocusSettings
+
+    return FinFocusSettings()
+
+
+def up(
+    detach: bool = typer.Option(
+        False, "--detach", "-d", help="run in the background; return once every service is up"
+    ),
+    timeout: float = typer.Option(
+        180.0, help="with --detach: seconds to wait for the broker, database and services"
+    ),
+) -> None:
+    """Start the embedded stack: Kafka broker, PostgreSQL and the five services.
+
+    The broker is skipped when FINFOCUS_KAFKA_BOOTSTRAP is set, PostgreSQL when
+    FINFOCUS_DATABASE_URL is set. Without --detach it runs until Ctrl-C, then stops
+    everything it started. Logs go to FINFOCUS_HOME/logs.
+    """
+    from finfocus.embedded.stack import EmbeddedStack, StackError, failed_services, start_detached
+
+    settings = _settings()
+    if detach:
+        try:
+            state = start_detached(settings, timeout=timeout)
+        except StackError as exc:
+            fail(str(exc))
+        _print_status(state, OutputFormat.TABLE)
+        failed = failed_services(state)
+        if failed:
+            fail(
+                f"service(s) failed to start: {', '.join(failed)}; see {settings.home / 'logs'} "
+                "(the rest of the stack keeps running; `finfocus down` stops it)"
+            )
+        console.print("stack is up; stop it with [bold]finfocus down[/bold]")
+        return
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s supervisor %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    stack = EmbeddedStack(settings)
+    try:
+        stack.start()
+    except StackError as exc:
+        fail(str(exc))
+    logging.getLogger(__name__).info("stack started; Ctrl-C stops it")
+    stack.run_forever()
+
+
+def _print_status(state: dict, output: OutputFormat) -> None:
+    from finfocus.embedded.stack import public_status
+
+    public = public_status(state)
+    if output is OutputFormat.TABLE:
+        console.print(f"kafka_bootstrap: {public['kafka_bootstrap']}")
+        console.print(f"database_url:    {public['database_url']}")
+        services = state.get("services") or {}
+        print_table(
+            ["service", "state", "pid", "restarts", "note"],
+            [
+                [n, e.get("state"), e.get("pid"), e.get("restarts", 0), e.get("reason") or ""]
+                for n, e in services.items()
+            ],
+        )
+    elif output is OutputFormat.NDJSON:
+        sys.stdout.write(__import__("json").dumps(public) + "\n")
+    else:
+        print_json(public)
+
+
+def status(output: OutputFormat = OUTPUT_OPTION) -> None:
+    """Show the embedded stack: broker and database addresses, the state of each service.
+
+    Exits 1 when the stack is not running. Passwords in the database URL are masked.
+    """
+    from finfocus.embedded.state import StateFile, supervisor_alive
+
+    state = StateFile(_settings().state_file).read()
+    if not state or not supervisor_alive(state):
+        if state:
+            fail("the stack is not running (its state file is stale: `finfocus down` cleans up)")
+        fail("the stack is not running; start it with `finfocus up --detach`")
+    _print_status(state, output)
+
+
+def down(
+    timeout: float = typer.Option(60.0, help="seconds to wait for a clean stop before killing"),
+) -> None:
+    """Stop everything `finfocus up` started (services, broker, PostgreSQL) and nothing else."""
+    from finfocus.embedded.stack import stop_stack
+
+    stopped = stop_stack(_settings(), timeout=timeout)
+    if not stopped:
+        console.print("the stack is not running; nothing to stop")
+    else:
+        console.print(f"stopped: {', '.join(stopped)}")
+
+
+def serve(service: str = typer.Argument(..., help="ingest, pricing, anomaly, forecast or remediation")) -> None:
+    """Run one service in the foreground against the configured broker and database.
+
+    Stops cleanly on SIGTERM or Ctrl-C. Logs are JSON lines on stderr.
+    """
+    from finfocus.embedded.stack import ready_marker
+    from finfocus.embedded.supervisor import EXIT_CONFIG
+    from finfocus.settings import SERVICES, EmbeddedStackNotRunning
+    from finfocus.telemetry import configure_logging
+
+    if service not in SERVICES:
+        fail(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}", code=2)
+    settings = _settings()
+    configure_logging(service, settings.log_level)
+    log = logging.getLogger("finfocus.serve")
+    module_name = f"services.{service}.app"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            log.error(f"service {service} is not installed: no module {module_name}")
+            fail(f"service {service!r} is not available (no module {module_name})", code=EXIT_CONFIG)
+        raise
+    if not hasattr(module, "build_app"):
+        fail(f"{module_name} has no build_app()", code=EXIT_CONFIG)
+    try:
+        app = module.build_app()
+    except EmbeddedStackNotRunning as exc:
+        fail(str(exc))
+    marker = ready_marker(settings.home.expanduser().resolve(), service)
+
+    @app.after_startup
+    async def _announce_ready() -> None:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(os.getpid()))
+        log.info(f"service {service} ready")
+
+    @app.on_shutdown
+    async def _withdraw_ready() -> None:
+        marker.unlink(missing_ok=True)
+
+    try:
+        asyncio.run(app.run())
+    except EmbeddedStackNotRunning as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+
+
+def demo(
+    timeout: float = typer.Option(180.0, help="seconds to wait for anomalies and commands"),
+    days: int = typer.Option(60, help="days of sample data"),
+) -> None:
+    """Start the stack, import a multi-cloud sample and print costs, anomalies, forecasts
+    and remediation commands. Leaves the stack running (`finfocus down` stops it)."""
+    from finfocus.embedded.demo import run_demo
+
+    raise typer.Exit(run_demo(_settings(), wait_timeout=timeout, days=days))
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `finfocus` app."""
+    app.command()(up)
+    app.command()(status)
+    app.command()(down)
+    app.command()(serve)
+    app.command()(demo)

@@ -1,0 +1,425 @@
+"""The embedded stack: broker, PostgreSQL and the five services as supervised processes.
+
+One supervisor process (`finfocus up`, in the foreground or detached) owns everything it
+starts and records it in `FINFOCUS_HOME/run/stack.json`:
+
+```
+{"supervisor": {"pid", "create_time"}, "phase": "starting|running|stopping",
+ "kafka_bootstrap": "...", "kafka_owned": true, "kafka": {"pid", "create_time"},
+ "database_url": "...", "postgres_owned": true, "postgres": {"pid", "create_time", "data_dir"},
+ "services": {"ingest": {"state", "pid", "create_time", "restarts", "last_exit", "reason", "log"}}}
+```
+
+A service is `running` once its `finfocus serve` process wrote its ready marker
+(`run/<name>.ready`, containing its pid) after the broker connected, the topics and its
+migrations were in place: start-up really finished, not just "the process is alive".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from finfocus.embedded.state import (
+    FAILED,
+    RUNNING,
+    ProcessRef,
+    StateFile,
+    mask_url,
+    supervisor_alive,
+    terminate,
+    wait_gone,
+)
+from finfocus.embedded.supervisor import RestartPolicy, Supervisor
+from finfocus.settings import SERVICES, FinFocusSettings
+
+logger = logging.getLogger(__name__)
+
+#: consumer-group timeouts of the embedded profile, passed to children with the bootstrap
+EMBEDDED_CONSUMER_ENV = {
+    "FINFOCUS_KAFKA_SESSION_TIMEOUT_MS": "1500",
+    "FINFOCUS_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+}
+
+
+class StackError(RuntimeError):
+    """The stack cannot be started or stopped; the message says why and what to do."""
+
+
+def ready_marker(home: Path, service: str) -> Path:
+    """File a `finfocus serve` process writes (its pid) once its start-up finished."""
+    return home / "run" / f"{service}.ready"
+
+
+def serve_command(service: str) -> list[str]:
+    return [sys.executable, "-m", "finfocus.cli", "serve", service]
+
+
+def postgres_dir(home: Path) -> Path:
+    return home / "postgres" / "data"
+
+
+def _postmaster_ref(data_dir: Path) -> ProcessRef | None:
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().splitlines()[0])
+    except (FileNotFoundError, IndexError, ValueError):
+        return None
+    return ProcessRef.of(pid)
+
+
+def _is_our_postmaster(ref: ProcessRef | None, data_dir: Path) -> bool:
+    """Is `ref` a live PostgreSQL server running on `data_dir` (not a reused pid)?"""
+    proc = ref.process() if ref else None
+    if proc is None:
+        return False
+    try:
+        cmdline = proc.cmdline()
+    except Exception:  # noqa: BLE001 - psutil access errors
+        return False
+    return bool(cmdline) and "postgres" in Path(cmdline[0]).name and str(data_dir) in " ".join(cmdline)
+
+
+def clear_stale_postmaster(data_dir: Path) -> None:
+    """Remove `postmaster.pid` left by a crashed server whose pid now names another process."""
+    pid_file = data_dir / "postmaster.pid"
+    if pid_file.exists() and not _is_our_postmaster(_postmaster_ref(data_dir), data_dir):
+        logger.warning("removing stale %s", pid_file)
+        pid_file.unlink(missing_ok=True)
+
+
+class EmbeddedStack:
+    """Runs the stack in this process until `stop()` or SIGTERM/SIGINT."""
+
+    def __init__(
+        self,
+        settings: FinFocusSettings,
+        *,
+        services: tuple[str, ...] = SERVICES,
+        policy: RestartPolicy | None = None,
+        poll_interval: float = 0.2,
+    ) -> None:
+        self.settings = settings
+        self.home = settings.home.expanduser().resolve()
+        self.services = services
+        self.policy = policy or RestartPolicy()
+        self.poll_interval = poll_interval
+        self.state_file = StateFile(self.home / "run" / "stack.json")
+        self.logs = self.home / "logs"
+        self.kafka = None
+        self.postgres = None
+        self.supervisor: Supervisor | None = None
+        self.state: dict[str, Any] = {}
+        self._stopping = False
+        self._child_env: dict[str, str] = {}
+        self._logs_open: dict[str, Any] = {}
+
+    # -- start-up -----------------------------------------------------------------------
+    def _prepare(self) -> None:
+        previous = self.state_file.read()
+        if previous and supervisor_alive(previous):
+            raise StackError(
+                f"the stack is already running (supervisor pid {previous['supervisor']['pid']}); "
+                "see `finfocus status`, stop it with `finfocus down`"
+            )
+        if previous:
+            logger.warning("cleaning up after a previous stack that did not stop cleanly")
+            cleanup(previous, self.home)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        (self.home / "run").mkdir(parents=True, exist_ok=True)
+        me = ProcessRef.of(os.getpid())
+        self.state = {
+            "supervisor": me.to_dict() if me else {"pid": os.getpid()},
+            "phase": "starting",
+            "home": str(self.home),
+            "started_at": time.time(),
+            "kafka_bootstrap": None,
+            "database_url": None,
+            "kafka_owned": False,
+            "postgres_owned": False,
+            "services": {name: {"state": "starting"} for name in self.services},
+        }
+        self._save()
+
+    def _start_kafka(self) -> None:
+        if self.settings.kafka_bootstrap:
+            self.state["kafka_bootstrap"] = self.settings.kafka_bootstrap
+            return
+        from finfocus.embedded.kafka import start_kafka
+
+        self.kafka = start_kafka(self.logs / "kafka.log")
+        ref = ProcessRef.of(self.kafka.process.pid)
+        self.state.update(
+            kafka_bootstrap=self.kafka.bootstrap,
+            kafka_owned=True,
+            kafka=ref.to_dict() if ref else None,
+        )
+        self._save()
+        logger.info("embedded broker on %s", self.kafka.bootstrap)
+
+    def _restart_kafka(self) -> None:
+        """Tansu keeps nothing across a restart, but the address stays: clients reconnect."""
+        from finfocus.embedded.kafka import start_kafka
+
+        port = self.kafka.port
+        logger.error("embedded broker exited with %s; restarting on port %d", self.kafka.process.poll(), port)
+        self.kafka = start_kafka(self.logs / "kafka.log", port=port)
+        ref = ProcessRef.of(self.kafka.process.pid)
+        self.state["kafka"] = ref.to_dict() if ref else None
+        self._ensure_topics()
+        self._save()
+
+    def _start_postgres(self) -> None:
+        if self.settings.database_url:
+            self.state["database_url"] = self.settings.database_url
+            return
+        from finfocus.embedded.postgres import start_postgres
+
+        data_dir = postgres_dir(self.home)
+        clear_stale_postmaster(data_dir)
+        self.postgres = start_postgres(data_dir, self.logs / "postgres.log")
+        ref = _postmaster_ref(data_dir)
+        self.state.update(
+            database_url=self.postgres.url,
+            postgres_owned=True,
+            postgres={**(ref.to_dict() if ref else {}), "data_dir": str(data_dir), "port": self.postgres.port},
+        )
+        self._save()
+        logger.info("embedded PostgreSQL on port %d (data in %s)", self.postgres.port, data_dir)
+
+    def _ensure_topics(self) -> None:
+        from finfocus.broker import ensure_topics
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                asyncio.run(ensure_topics(self.state["kafka_bootstrap"], self.settings.partitions))
+                return
+            except Exception as exc:  # noqa: BLE001 - broker still starting: retry, then report
+                if time.monotonic() > deadline:
+                    raise StackError(f"cannot create topics on {self.state['kafka_bootstrap']}: {exc}") from exc
+                time.sleep(0.5)
+
+    def _spawn(self, name: str) -> subprocess.Popen:
+        ready_marker(self.home, name).unlink(missing_ok=True)
+        log = self._logs_open.get(name)
+        if log is None:
+            log = self._logs_open[name] = open(self.logs / f"{name}.log", "ab")
+        return subprocess.Popen(
+            serve_command(name),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self._child_env,
+            # own session: a Ctrl-C on the terminal reaches the supervisor only, which then
+            # stops the services in order instead of watching them all die at once
+            start_new_session=True,
+        )
+
+    def _is_ready(self, name: str, process) -> bool:
+        try:
+            return ready_marker(self.home, name).read_text().strip() == str(process.pid)
+        except FileNotFoundError:
+            return False
+
+    def _children_environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["FINFOCUS_HOME"] = str(self.home)
+        env["FINFOCUS_KAFKA_BOOTSTRAP"] = self.state["kafka_bootstrap"]
+        env["FINFOCUS_DATABASE_URL"] = self.state["database_url"]
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        if self.state["kafka_owned"]:
+            for key, value in EMBEDDED_CONSUMER_ENV.items():
+                env.setdefault(key, value)
+        return env
+
+    def start(self) -> None:
+        """Start broker, PostgreSQL, topics and services; raises StackError on failure."""
+        self._prepare()
+        try:
+            self._start_kafka()
+            self._start_postgres()
+            self._ensure_topics()
+            self._child_env = self._children_environment()
+            self.supervisor = Supervisor(
+                self.services,
+                self._spawn,
+                self._is_ready,
+                self.policy,
+                on_spawned=lambda _name, _proc: None,
+            )
+            self.supervisor.start_all()
+            self._save()
+        except BaseException:
+            self.shutdown()
+            raise
+
+    # -- running ------------------------------------------------------------------------
+    def _save(self) -> None:
+        if self.supervisor is not None:
+            services = {}
+            for name, slot in self.supervisor.slots.items():
+                entry = slot.snapshot()
+                ref = ProcessRef.of(entry["pid"]) if entry["pid"] else None
+                entry["create_time"] = ref.create_time if ref else None
+                entry["log"] = str(self.logs / f"{name}.log")
+                services[name] = entry
+            self.state["services"] = services
+            if self.state["phase"] == "starting" and self.supervisor.settled():
+                self.state["phase"] = "running"
+        self.state_file.write(self.state)
+
+    def tick(self) -> None:
+        if self.kafka is not None and self.kafka.process.poll() is not None and not self._stopping:
+            self._restart_kafka()
+        if self.supervisor is not None and self.supervisor.tick():
+            self._save()
+
+    def stop(self, *_: Any) -> None:
+        """Ask the run loop to shut down (signal handler)."""
+        self._stopping = True
+
+    def run_forever(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        try:
+            while not self._stopping:
+                self.tick()
+                time.sleep(self.poll_interval)
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop the services, then the broker and PostgreSQL this stack started; forget the state."""
+        self._stopping = True
+        if self.state:
+            self.state["phase"] = "stopping"
+            self.state_file.write(self.state)
+        if self.supervisor is not None:
+            self.supervisor.stop_all()
+        if self.kafka is not None:
+            self.kafka.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+        for name in self.services:
+            ready_marker(self.home, name).unlink(missing_ok=True)
+        for log in self._logs_open.values():
+            log.close()
+        self.state_file.remove()
+        logger.info("stack stopped")
+
+
+def cleanup(state: dict[str, Any], home: Path) -> list[str]:
+    """Stop what a dead (or unresponsive) supervisor left behind; returns what was stopped.
+
+    Every pid is checked against its recorded creation time first, so a pid reused by an
+    unrelated process is never signalled; a broker or database the stack did not start
+    (`FINFOCUS_KAFKA_BOOTSTRAP`, `FINFOCUS_DATABASE_URL`) is never touched.
+    """
+    stopped = []
+    for name, entry in (state.get("services") or {}).items():
+        if terminate(ProcessRef.from_dict(entry) if entry.get("pid") else None):
+            stopped.append(f"service {name}")
+        ready_marker(home, name).unlink(missing_ok=True)
+    if state.get("kafka_owned") and terminate(ProcessRef.from_dict(state.get("kafka"))):
+        stopped.append("broker")
+    if state.get("postgres_owned") and state.get("postgres"):
+        data_dir = Path(state["postgres"]["data_dir"])
+        ref = ProcessRef.from_dict(state["postgres"])
+        if ref and _is_our_postmaster(ref, data_dir):
+            from finfocus.embedded.postgres import EmbeddedPostgres
+
+            EmbeddedPostgres(data_dir, int(state["postgres"].get("port") or 0)).stop()
+            if not wait_gone(ref, 30):
+                terminate(ref)
+            stopped.append("postgres")
+        else:
+            clear_stale_postmaster(data_dir)
+    StateFile(home / "run" / "stack.json").remove()
+    return stopped
+
+
+def stop_stack(settings: FinFocusSettings, timeout: float = 60.0) -> list[str]:
+    """`finfocus down`: stop the supervisor (which stops everything), then any leftovers."""
+    home = settings.home.expanduser().resolve()
+    state_file = StateFile(home / "run" / "stack.json")
+    state = state_file.read()
+    if not state:
+        return []
+    stopped = []
+    ref = ProcessRef.from_dict(state.get("supervisor"))
+    if ref and ref.alive():
+        os.kill(ref.pid, signal.SIGTERM)
+        if not wait_gone(ref, timeout):
+            logger.warning("supervisor did not stop within %.0fs; killing it", timeout)
+            terminate(ref, timeout=1)
+        stopped.append("supervisor")
+    stopped += cleanup(state, home)
+    return stopped
+
+
+def public_status(state: dict[str, Any]) -> dict[str, Any]:
+    """What `finfocus status --output json` prints: addresses (secrets masked) and states."""
+    return {
+        "kafka_bootstrap": state.get("kafka_bootstrap"),
+        "database_url": mask_url(state.get("database_url")),
+        "services": {name: (entry or {}).get("state", "stopped") for name, entry in (state.get("services") or {}).items()},
+    }
+
+
+def start_detached(settings: FinFocusSettings, timeout: float = 180.0) -> dict[str, Any]:
+    """Start a supervisor in the background; return its state once every service is running
+    or failed. Raises StackError when it dies or does not settle within `timeout`."""
+    home = settings.home.expanduser().resolve()
+    state_file = StateFile(home / "run" / "stack.json")
+    existing = state_file.read()
+    if existing and supervisor_alive(existing):
+        raise StackError("the stack is already running; see `finfocus status`")
+    (home / "logs").mkdir(parents=True, exist_ok=True)
+    log_path = home / "logs" / "supervisor.log"
+    env = dict(os.environ, FINFOCUS_HOME=str(home), PYTHONUNBUFFERED="1")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "finfocus.cli", "up"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            raise StackError(f"the stack failed to start (exit {code}); see {log_path}:\n{_tail(log_path)}")
+        state = state_file.read()
+        if (state.get("supervisor") or {}).get("pid") == proc.pid and state.get("phase") == "running":
+            return state
+        time.sleep(0.2)
+    raise StackError(
+        f"the stack did not become ready within {timeout:.0f}s (it is still starting; "
+        f"see `finfocus status`, logs in {home / 'logs'})"
+    )
+
+
+def failed_services(state: dict[str, Any]) -> list[str]:
+    return [n for n, e in (state.get("services") or {}).items() if (e or {}).get("state") == FAILED]
+
+
+def all_running(state: dict[str, Any]) -> bool:
+    services = state.get("services") or {}
+    return bool(services) and all((e or {}).get("state") == RUNNING for e in services.values())
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return ""
