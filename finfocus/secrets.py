@@ -6,6 +6,7 @@ Secret values never reach logs: `Secret` prints as `**********`.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,8 +44,8 @@ class EnvironmentSecrets:
 
     name = "environment"
 
-    def __init__(self, environ: dict[str, str] | None = None) -> None:
-        self._environ = os.environ if environ is None else environ
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ: Mapping[str, str] = os.environ if environ is None else environ
 
     @staticmethod
     def variable(key: str, field: str = "value") -> str:
@@ -91,9 +92,9 @@ class VaultSecrets:
         return Secret(str(data[field]))
 
 
-def secrets_from_environment(environ: dict[str, str] | None = None) -> SecretsProvider:
+def secrets_from_environment(environ: Mapping[str, str] | None = None) -> SecretsProvider:
     """Vault when `VAULT_ADDR` is set (with `VAULT_TOKEN`), the environment otherwise."""
-    env = os.environ if environ is None else environ
+    env: Mapping[str, str] = os.environ if environ is None else environ
     if env.get("VAULT_ADDR"):
         return VaultSecrets(
             env["VAULT_ADDR"],

@@ -10,11 +10,13 @@ import json
 import sys
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from schemas import AnomalyV1, BillingRecordV1, DeadLetterV1, PricedRecordV1, RemediationCommandV1
 
 JSON_DIR = Path(__file__).parent / "json"
 
-CONTRACTS = {
+CONTRACTS: dict[str, type[BaseModel]] = {
     "BillingRecord.v1": BillingRecordV1,
     "PricedRecord.v1": PricedRecordV1,
     "Anomaly.v1": AnomalyV1,

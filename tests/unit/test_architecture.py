@@ -35,9 +35,9 @@ def test_domain_modules_import_no_io_frameworks(module):
     if module == "<none yet>":
         pytest.skip("no domain modules yet")
     probe = (
-        "import sys, importlib; importlib.import_module(%r); "
-        "bad = sorted({m.split('.')[0] for m in sys.modules} & set(%r)); print(','.join(bad))"
-    ) % (module, FORBIDDEN_IN_DOMAIN)
+        f"import sys, importlib; importlib.import_module({module!r}); "
+        f"bad = sorted({{m.split('.')[0] for m in sys.modules}} & set({FORBIDDEN_IN_DOMAIN!r})); print(','.join(bad))"
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "", f"{module} imports {result.stdout.strip()}"
