@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test unit integration lint schemas bench clean
+.PHONY: setup demo test unit integration lint schemas asyncapi bench clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,9 @@ lint: setup
 
 schemas: setup
 	$(BIN)/python -m schemas.generate
+
+asyncapi: setup
+	$(BIN)/python -m finfocus.asyncapi
 
 bench: setup
 	$(BIN)/python bench/pipeline.py
