@@ -1,9 +1,280 @@
-"""`finfocus` commands: cost."""
+"""`finfocus cost actual` (stored cost lines) and `finfocus cost projected` (a Pulumi plan).
+
+`cost actual` reads `pricing.v_cost_lines` only, through the read-only role. Every value a
+user types is bound as a query parameter; group-by and filter names go through the
+whitelists below and never reach SQL as text.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Any
+
 import typer
+
+from finfocus.cli.output import OUTPUT_OPTION, OutputFormat, fail, print_json, print_ndjson, print_table, run
+
+VIEW = "pricing.v_cost_lines"
+
+#: --group-by / --filter names -> SQL expressions over the view (the only SQL users can pick)
+DIMENSIONS: dict[str, str] = {
+    "provider": "provider",
+    "service": "service_name",
+    "account": "coalesce(sub_account_id, billing_account_id)",
+    "billing-account": "billing_account_id",
+    "region": "region_id",
+    "resource": "resource_id",
+    "type": "resource_type",
+    "sku": "sku_id",
+    "category": "charge_category",
+    "service-category": "service_category",
+    "currency": "billing_currency",
+    "price-source": "price_source",
+}
+#: time buckets (group-by only), UTC like FOCUS periods
+BUCKETS: dict[str, str] = {
+    "daily": "to_char(charge_period_start AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    "monthly": "to_char(charge_period_start AT TIME ZONE 'UTC', 'YYYY-MM')",
+}
+#: --metric -> FOCUS cost column
+METRICS: dict[str, str] = {
+    "billed": "billed_cost",
+    "effective": "effective_cost",
+    "list": "list_cost",
+    "contracted": "contracted_cost",
+}
+
+
+class UsageError(ValueError):
+    """A bad option value: exit code 2."""
+
+
+@dataclass
+class Query:
+    """SQL text built only from whitelisted fragments, plus the bound user values."""
+
+    params: list[Any] = field(default_factory=list)
+
+    def bind(self, value: Any) -> str:
+        self.params.append(value)
+        return f"${len(self.params)}"
+
+
+def parse_group_by(text: str | None) -> list[str]:
+    """`provider,tag:team,daily` -> validated names (order kept, duplicates dropped)."""
+    names: list[str] = []
+    for raw in (text or "").split(","):
+        name = raw.strip()
+        if not name:
+            continue
+        if name.startswith("tag:"):
+            if not name[4:]:
+                raise UsageError("--group-by tag: needs a tag key, e.g. tag:team")
+        elif name not in DIMENSIONS and name not in BUCKETS:
+            allowed = ", ".join([*DIMENSIONS, *BUCKETS, "tag:KEY"])
+            raise UsageError(f"unknown --group-by {name!r}; use a comma-separated list of {allowed}")
+        if name not in names:
+            names.append(name)
+    return names
+
+
+@dataclass(frozen=True)
+class Filter:
+    key: str  # dimension name or "tag:KEY"
+    value: str
+    negate: bool = False
+
+
+def parse_filter(text: str) -> Filter:
+    """`KEY=VALUE`, `KEY!=VALUE`, `tag:KEY=VALUE` or `tag:KEY!=VALUE`."""
+    if "!=" in text:
+        key, _, value = text.partition("!=")
+        negate = True
+    elif "=" in text:
+        key, _, value = text.partition("=")
+        negate = False
+    else:
+        raise UsageError(f"--filter {text!r} is not KEY=VALUE or KEY!=VALUE")
+    key = key.strip()
+    if key.startswith("tag:"):
+        if not key[4:]:
+            raise UsageError(f"--filter {text!r}: tag: needs a key")
+    elif key not in DIMENSIONS:
+        raise UsageError(f"unknown --filter key {key!r}; use one of {', '.join(DIMENSIONS)} or tag:KEY")
+    return Filter(key, value, negate)
+
+
+def parse_when(text: str | None, option: str) -> datetime | None:
+    """A date (midnight UTC) or an RFC 3339 time."""
+    if not text:
+        return None
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), time(), tzinfo=UTC)
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{option} {text!r} is not a date (YYYY-MM-DD) or an RFC 3339 time") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _expression(name: str, q: Query) -> str:
+    if name.startswith("tag:"):
+        return f"(tags ->> {q.bind(name[4:])}::text)"
+    return DIMENSIONS.get(name) or BUCKETS[name]
+
+
+def where_clause(q: Query, start: datetime | None, end: datetime | None, filters: list[Filter]) -> str:
+    """`WHERE` over the half-open window [start, end) on charge_period_start and the filters:
+    equal filters on one key are alternatives (OR), everything else must all hold (AND)."""
+    conds: list[str] = []
+    if start is not None:
+        conds.append(f"charge_period_start >= {q.bind(start)}")
+    if end is not None:
+        conds.append(f"charge_period_start < {q.bind(end)}")
+    equal: dict[str, list[str]] = {}
+    for f in filters:
+        if f.negate:
+            conds.append(f"{_expression(f.key, q)} IS DISTINCT FROM {q.bind(f.value)}::text")
+        else:
+            equal.setdefault(f.key, []).append(f.value)
+    for key, values in equal.items():
+        conds.append(f"{_expression(key, q)} = ANY({q.bind(values)}::text[])")
+    return ("WHERE " + " AND ".join(conds)) if conds else ""
+
+
+def actual_queries(
+    group_by: list[str], metric: str, start: datetime | None, end: datetime | None, filters: list[Filter]
+) -> tuple[tuple[str, list[Any]], tuple[str, list[Any]]]:
+    """(grouped results query, per-currency totals query), both parameterised."""
+    column = METRICS[metric]
+    q = Query()
+    selects = [f"{_expression(name, q)} AS g{i}" for i, name in enumerate(group_by)]
+    where = where_clause(q, start, end, filters)
+    keys = ", ".join(str(i + 1) for i in range(len(group_by) + 1))
+    results = (
+        f"SELECT {', '.join([*selects, 'billing_currency AS currency'])}, "
+        f"sum({column}) AS cost, count(*) AS lines, count(*) FILTER (WHERE {column} IS NULL) AS unpriced "
+        f"FROM {VIEW} {where} GROUP BY {keys} ORDER BY {keys}"
+    )
+    t = Query()
+    totals = (
+        f"SELECT billing_currency AS currency, sum({column}) AS cost, count(*) AS lines, "
+        f"count(*) FILTER (WHERE {column} IS NULL) AS unpriced "
+        f"FROM {VIEW} {where_clause(t, start, end, filters)} GROUP BY 1 ORDER BY 1"
+    )
+    return (results, q.params), (totals, t.params)
+
+
+def money(value: Decimal | None) -> str:
+    return format(value if value is not None else Decimal(0), "f")
+
+
+def summary_of(totals: list[dict], start: datetime | None, end: datetime | None, metric: str, group_by: list[str]) -> dict:
+    """The summary: one currency -> totalCost/currency; several -> totals (never added)."""
+    summary: dict[str, Any] = {}
+    if len(totals) <= 1:
+        summary["totalCost"] = money(totals[0]["cost"] if totals else None)
+        summary["currency"] = totals[0]["currency"] if totals else None
+    else:
+        summary["totals"] = [{"currency": t["currency"], "totalCost": money(t["cost"])} for t in totals]
+    summary["from"] = start.isoformat().replace("+00:00", "Z") if start else None
+    summary["to"] = end.isoformat().replace("+00:00", "Z") if end else None
+    summary["metric"] = metric
+    summary["groupBy"] = group_by
+    summary["lines"] = sum(t["lines"] for t in totals)
+    summary["unpriced"] = sum(t["unpriced"] for t in totals)
+    return summary
+
+
+def result_of(row, group_by: list[str]) -> dict:
+    return {
+        "group": {name: row[f"g{i}"] for i, name in enumerate(group_by)},
+        "cost": money(row["cost"]),
+        "currency": row["currency"],
+    }
+
+
+async def _actual(
+    database_url: str, group_by: list[str], metric: str, start, end, filters: list[Filter], output: OutputFormat
+) -> None:
+    from finfocus.db import reader
+
+    (rsql, rparams), (tsql, tparams) = actual_queries(group_by, metric, start, end, filters)
+    async with reader(database_url) as conn:
+        if output is OutputFormat.NDJSON:
+            async with conn.transaction():
+                rows = _stream(conn, rsql, rparams, group_by)
+                buffered = []
+                async for item in rows:
+                    buffered.append(item)
+                    if len(buffered) >= 1000:
+                        print_ndjson(buffered)
+                        buffered = []
+                print_ndjson(buffered)
+            return
+        totals = [dict(r) for r in await conn.fetch(tsql, *tparams)]
+        rows = await conn.fetch(rsql, *rparams)
+    summary = summary_of(totals, start, end, metric, group_by)
+    results = [result_of(r, group_by) for r in rows]
+    if output is OutputFormat.JSON:
+        print_json({"summary": summary, "results": results})
+        return
+    columns = [*group_by, "currency", "cost"]
+    print_table(
+        columns,
+        [[*r["group"].values(), r["currency"], Decimal(r["cost"])] for r in results],
+        title=f"Actual cost ({metric})",
+    )
+    for t in summary.get("totals") or [{"currency": summary["currency"], "totalCost": summary["totalCost"]}]:
+        typer.echo(f"Total {t['currency'] or ''}: {t['totalCost']}")
+    if summary["unpriced"]:
+        typer.echo(f"{summary['unpriced']} line(s) have no price (x_PriceSource=none) and are not in the totals")
+
+
+async def _stream(conn, sql: str, params: list[Any], group_by: list[str]) -> AsyncIterator[dict]:
+    async for row in conn.cursor(sql, *params, prefetch=1000):
+        yield result_of(row, group_by)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the `finfocus` app."""
+    """Add `finfocus cost actual|projected` to the `finfocus` app."""
+    cost = typer.Typer(help="Actual cost from stored lines, projected cost of a Pulumi plan.", no_args_is_help=True)
+    app.add_typer(cost, name="cost")
+
+    @cost.command("actual")
+    def actual(
+        start: str = typer.Option(None, "--from", help="Start (inclusive) of ChargePeriodStart: YYYY-MM-DD or RFC 3339"),
+        end: str = typer.Option(None, "--to", help="End (exclusive) of ChargePeriodStart: YYYY-MM-DD or RFC 3339"),
+        group_by: str = typer.Option(
+            None, "--group-by", "-g",
+            help="Comma-separated: provider, service, account, region, resource, type, sku, category, "
+            "daily, monthly, tag:KEY",
+        ),
+        filters: list[str] = typer.Option(
+            None, "--filter", "-f", help="KEY=VALUE, KEY!=VALUE, tag:KEY=VALUE (repeatable; same key = OR)"
+        ),
+        metric: str = typer.Option("billed", "--metric", help="billed, effective, list or contracted"),
+        output: OutputFormat = OUTPUT_OPTION,
+    ) -> None:
+        """Cost of the stored lines in [--from, --to), grouped and filtered; currencies are never added."""
+        from finfocus.settings import FinFocusSettings
+
+        try:
+            groups = parse_group_by(group_by)
+            parsed = [parse_filter(f) for f in filters or []]
+            window = parse_when(start, "--from"), parse_when(end, "--to")
+            if metric not in METRICS:
+                raise UsageError(f"unknown --metric {metric!r}; use one of {', '.join(METRICS)}")
+        except UsageError as exc:
+            fail(str(exc), 2)
+        if window[0] and window[1] and window[1] <= window[0]:
+            fail("--to must be after --from", 2)
+
+        async def go() -> None:
+            await _actual(FinFocusSettings().database, groups, metric, *window, parsed, output)
+
+        run(go())
+

@@ -1,0 +1,31 @@
+"""Wiring of the pricing service: `finfocus serve pricing` runs `build_app()`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from faststream import FastStream
+from opentelemetry.sdk.trace import TracerProvider
+
+from finfocus.service import ServiceRuntime
+from services.pricing.batch import BatchPricer
+from services.pricing.config import PricingSettings
+from services.pricing.handlers import register_handlers
+from services.pricing.store import PricingStore
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def build_app(settings: PricingSettings | None = None, *, tracer_provider: TracerProvider | None = None) -> FastStream:
+    """The pricing service: raw-billing -> priced lines in `pricing` -> priced-resources."""
+    if settings is not None and not isinstance(settings, PricingSettings):
+        settings = PricingSettings(**settings.model_dump())
+    settings = settings or PricingSettings()
+    runtime = ServiceRuntime(
+        "pricing", settings, tracer_provider,
+        description="Prices raw billing records (billed, plugins, YAML specs) and stores cost lines",
+    )
+    store = PricingStore(runtime)
+    pricer = BatchPricer(runtime.tracer)
+    register_handlers(runtime, store, pricer)
+    return runtime.app(MIGRATIONS_DIR)

@@ -1,0 +1,152 @@
+"""One consumed batch of raw-billing records -> dead letters, priced lines, outgoing records.
+
+Validation happens here, at the edge: a record that does not parse or validate becomes a dead
+letter with the reason; nothing raises for bad data. Pricing decisions are the domain's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+
+from finfocus.broker import Envelope, OutgoingRecord, envelope_dead_letter
+from finfocus.telemetry import start_record_span, trace_headers
+from schemas.deadletter import DeadLetterV1
+from schemas.ingest import BillingRecordV1
+from schemas.topics import schema_headers
+from services.pricing import domain
+from services.pricing.store import Position
+
+logger = logging.getLogger(__name__)
+
+_PRICED_HEADERS = [(k, v.encode()) for k, v in schema_headers("PricedRecord").items()]
+
+#: async callable: usage lines -> per line, the plugin quotes in plugin order
+QuoteSource = Callable[[Sequence[domain.UsageLine]], Awaitable[list[list[domain.Quote | None]]]]
+
+
+@dataclass
+class BatchOutcome:
+    lines: list[tuple[str, str]] = field(default_factory=list)
+    outgoing: list[OutgoingRecord] = field(default_factory=list)
+    letters: list[DeadLetterV1] = field(default_factory=list)
+    positions: list[Position] = field(default_factory=list)
+    scopes: set[str] = field(default_factory=set)
+    unpriced: int = 0
+
+
+def describe(exc: ValidationError) -> str:
+    """A one-line reason from a pydantic error: `field: message; ...`."""
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        parts.append(f"{loc}: {err['msg']}" if loc else err["msg"])
+    return "; ".join(parts)
+
+
+def usage_line(rec: BillingRecordV1) -> domain.UsageLine:
+    return domain.UsageLine(
+        provider=rec.ProviderName,
+        service=rec.ServiceName,
+        currency=rec.BillingCurrency,
+        quantity=rec.PricingQuantity if rec.PricingQuantity is not None and rec.ConsumedQuantity is None else rec.ConsumedQuantity,
+        unit=rec.ConsumedUnit or rec.PricingUnit,
+        sku=rec.SkuId,
+        resource_type=rec.ResourceType,
+        region=rec.RegionId,
+        billed_cost=rec.BilledCost,
+    )
+
+
+class BatchPricer:
+    """Parses, prices and serialises one batch; the I/O around it stays in the handler."""
+
+    def __init__(
+        self,
+        tracer,
+        service: str = "pricing",
+        *,
+        specs: Callable[[], domain.SpecBook] | None = None,
+        quotes: QuoteSource | None = None,
+    ) -> None:
+        self._tracer = tracer
+        self._service = service
+        self._specs = specs or (lambda: domain.SpecBook())
+        self._quotes = quotes
+
+    async def process(self, batch: Sequence[Envelope]) -> BatchOutcome:
+        out = BatchOutcome()
+        priced_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        parsed: list[tuple[Envelope, BillingRecordV1, object]] = []
+        usage: list[tuple[int, domain.UsageLine]] = []
+        last: dict[tuple[str, int], list[int]] = {}
+        validate = BillingRecordV1.model_validate_json
+        for env in batch:
+            pos = last.setdefault((env.topic, env.partition), [env.offset, 0])
+            pos[0] = max(pos[0], env.offset)
+            pos[1] += 1
+            span = start_record_span(self._tracer, "pricing.price", env.headers)
+            try:
+                rec = validate(env.value)
+            except ValidationError as exc:
+                out.letters.append(envelope_dead_letter(env, describe(exc), service=self._service))
+                span.set_attribute("finfocus.dead_letter", True)
+                span.end()
+                continue
+            except Exception as exc:  # noqa: BLE001 - anything else is still this record's fault
+                out.letters.append(envelope_dead_letter(env, f"{type(exc).__name__}: {exc}", service=self._service))
+                span.end()
+                continue
+            rec.with_record_id()
+            if rec.BilledCost is None:
+                usage.append((len(parsed), usage_line(rec)))
+            parsed.append((env, rec, span))
+        out.positions = [Position(t, p, o, n) for (t, p), (o, n) in last.items()]
+
+        decisions: dict[int, domain.PriceDecision] = {}
+        if usage:
+            specs = self._specs()
+            quotes: list[list[domain.Quote | None]] = [[] for _ in usage]
+            if self._quotes is not None:
+                try:
+                    quotes = await self._quotes([u for _, u in usage])
+                except Exception:  # noqa: BLE001 - plugins failing must not stop pricing
+                    logger.exception("plugin quotes failed; pricing from specs")
+            for (i, line), q in zip(usage, quotes, strict=True):
+                decisions[i] = domain.decide(line, q, specs)
+
+        for i, (env, rec, span) in enumerate(parsed):
+            try:
+                decision = decisions.get(i)
+                if decision is None:
+                    rec.x_PriceSource = domain.BILLED
+                    if rec.EffectiveCost is None:
+                        rec.EffectiveCost = rec.BilledCost
+                else:
+                    rec.x_PriceSource = decision.source
+                    if decision.source == domain.NONE:
+                        rec.x_PriceReason = decision.reason
+                        out.unpriced += 1
+                    else:
+                        rec.BilledCost = decision.billed_cost
+                        rec.EffectiveCost = decision.effective_cost
+                        rec.x_UnitPrice = format(decision.unit_price, "f")
+                rec.x_PricedAt = priced_at
+                body = rec.model_dump_json(exclude_none=True)
+                out.lines.append((rec.x_RecordId, body))
+                if rec.x_BillingScope:
+                    out.scopes.add(rec.x_BillingScope)
+                span.set_attribute("finfocus.record_id", rec.x_RecordId)
+                span.set_attribute("finfocus.price_source", rec.x_PriceSource)
+                out.outgoing.append(
+                    (env.key or rec.partition_key(), body.encode(), trace_headers(span) + _PRICED_HEADERS)
+                )
+            except Exception as exc:  # noqa: BLE001
+                out.letters.append(envelope_dead_letter(env, f"{type(exc).__name__}: {exc}", service=self._service))
+            finally:
+                span.end()
+        return out

@@ -1,0 +1,33 @@
+"""Settings of the pricing service (environment variables prefixed FINFOCUS_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from finfocus.settings import ServiceSettings
+
+
+class PricingSettings(ServiceSettings):
+    """Pricing settings on top of the shared base."""
+
+    service_name: str = "pricing"
+    pricing_batch_max_records: int = Field(5000, ge=1, description="Records per consumed batch")
+    pricing_specs_dir: Path | None = Field(None, description="YAML price specs (default FINFOCUS_HOME/specs)")
+    pricing_plugins_dir: Path | None = Field(None, description="Plugins (default FINFOCUS_HOME/plugins)")
+    pricing_plugin_timeout_s: float = Field(10.0, gt=0, description="Deadline of one plugin call")
+    pricing_plugin_retries: int = Field(2, ge=0, description="Retries of a failed plugin call")
+    pricing_cache_ttl_s: float = Field(3600.0, ge=0, description="How long plugin answers are cached")
+    pricing_builtin_plugins: str = Field("", description="Comma-separated built-in plugins to run, e.g. aws-public")
+    pricing_aws_offers_dir: Path | None = Field(None, description="Directory of AWS bulk offer files")
+    pricing_opencost_url: str | None = Field(None, description="OpenCost allocation API base URL")
+    pricing_catalog_refresh_s: float = Field(0, ge=0, description="Catalog refresh period (0: off)")
+
+    @property
+    def specs_dir(self) -> Path:
+        return self.pricing_specs_dir or self.home / "specs"
+
+    @property
+    def plugins_dir(self) -> Path:
+        return self.pricing_plugins_dir or self.home / "plugins"

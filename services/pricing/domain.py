@@ -1,0 +1,136 @@
+"""Pricing rules: billed rows pass through; usage rows go through plugins, then price specs,
+then an explicit "no price". Pure: standard library only, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+BILLED = "billed"
+NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageLine:
+    """What pricing needs to know about one row to price it."""
+
+    provider: str
+    service: str
+    currency: str
+    quantity: Decimal | None = None
+    unit: str | None = None
+    sku: str | None = None
+    resource_type: str | None = None
+    region: str | None = None
+    billed_cost: Decimal | None = None
+
+    @property
+    def sku_or_type(self) -> str | None:
+        return self.sku or self.resource_type
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A unit price from one source (a plugin or a spec file)."""
+
+    source: str  # "plugin:<name>" or "spec:<file>"
+    unit_price: Decimal
+    currency: str
+    unit: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PriceDecision:
+    """The outcome for one row: its price source and, unless `none`, its costs."""
+
+    source: str
+    billed_cost: Decimal | None
+    effective_cost: Decimal | None
+    unit_price: Decimal | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PriceSpec:
+    """One YAML price spec: a unit price for a provider/service and optionally a SKU/region."""
+
+    file: str
+    provider: str
+    service: str
+    unit_price: Decimal
+    currency: str
+    unit: str | None = None
+    sku: str | None = None
+    region: str | None = None
+
+    def quote(self) -> Quote:
+        return Quote(f"spec:{self.file}", self.unit_price, self.currency, self.unit)
+
+
+def _norm(value: str | None) -> str | None:
+    return value.strip().lower() if value else None
+
+
+@dataclass
+class SpecBook:
+    """Price specs indexed for lookup: exact SKU (region, then any region), then the
+    service default (region, then any region), then nothing."""
+
+    _index: dict[tuple[str | None, ...], PriceSpec] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, specs: Iterable[PriceSpec]) -> SpecBook:
+        book = cls()
+        for spec in specs:
+            key = (_norm(spec.provider), _norm(spec.service), _norm(spec.sku), _norm(spec.region))
+            book._index.setdefault(key, spec)
+        return book
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def lookup(self, provider: str, service: str, sku: str | None, region: str | None) -> PriceSpec | None:
+        p, s, k, r = _norm(provider), _norm(service), _norm(sku), _norm(region)
+        candidates = []
+        if k:
+            candidates += [(p, s, k, r), (p, s, k, None)]
+        candidates += [(p, s, None, r), (p, s, None, None)]
+        for key in candidates:
+            spec = self._index.get(key)
+            if spec is not None:
+                return spec
+        return None
+
+
+def cost_of(quantity: Decimal, unit_price: Decimal) -> Decimal:
+    """Quantity times unit price, exact (no float, no early rounding)."""
+    return quantity * unit_price
+
+
+def decide(line: UsageLine, plugin_quotes: Sequence[Quote | None], specs: SpecBook) -> PriceDecision:
+    """Price one row: billed -> first plugin quote -> spec -> explicit none, never a silent zero."""
+    if line.billed_cost is not None:
+        return PriceDecision(BILLED, line.billed_cost, None)
+    if line.quantity is None:
+        return PriceDecision(NONE, None, None, reason="no BilledCost and no ConsumedQuantity")
+    mismatched: list[str] = []
+    for quote in plugin_quotes:
+        if quote is None:
+            continue
+        if quote.currency != line.currency:
+            mismatched.append(quote.source)
+            continue
+        cost = cost_of(line.quantity, quote.unit_price)
+        return PriceDecision(quote.source, cost, cost, quote.unit_price)
+    spec = specs.lookup(line.provider, line.service, line.sku_or_type, line.region)
+    if spec is not None and spec.currency == line.currency:
+        cost = cost_of(line.quantity, spec.unit_price)
+        return PriceDecision(f"spec:{spec.file}", cost, cost, spec.unit_price)
+    if spec is not None:
+        mismatched.append(f"spec:{spec.file}")
+    reason = "no plugin or spec prices this row"
+    if mismatched:
+        reason += f" in {line.currency} (other currency from {', '.join(mismatched)})"
+    return PriceDecision(NONE, None, None, reason=reason)
