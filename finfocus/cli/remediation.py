@@ -1,9 +1,251 @@
-"""`finfocus` commands: remediation."""
+"""`finfocus remediation|playbooks|recommendations|savings|metrics`: remediation commands.
+
+Reads go through the `remediation.v_*` views (read-only role); writes (approve, reject,
+undo, dismiss, snooze) go through the remediation service's own store module, and metrics
+imports are published on the `resource-metrics` topic.
+"""
 
 from __future__ import annotations
 
+import getpass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
 import typer
+
+from finfocus.cli.output import OUTPUT_OPTION, OutputFormat, fail, print_json, print_ndjson, print_table, run
+
+STATUSES = ("pending-approval", "approved", "executed", "dry-run", "rejected", "expired", "failed")
+
+remediation_app = typer.Typer(help="Remediation commands: list, approve, reject, undo, audit.",
+                              no_args_is_help=True)
+playbooks_app = typer.Typer(help="Remediation playbooks (YAML in FINFOCUS_HOME/playbooks/).",
+                            no_args_is_help=True)
+recommendations_app = typer.Typer(help="Savings recommendations from billing data and utilisation.",
+                                  no_args_is_help=True)
+savings_app = typer.Typer(help="Realised against expected savings of executed actions.",
+                          no_args_is_help=True)
+metrics_app = typer.Typer(help="Resource utilisation (CPU, network) for recommendations.",
+                          no_args_is_help=True)
+
+
+def _settings():
+    from finfocus.settings import FinFocusSettings
+
+    return FinFocusSettings()
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no user name in some containers
+        return "cli"
+
+
+# --- remediation -------------------------------------------------------------------------
+
+
+async def _list_commands(status: str | None) -> list[dict]:
+    from finfocus.db import reader
+
+    async with reader(_settings().database) as conn:
+        rows = await conn.fetch(
+            "SELECT command, status, result FROM remediation.v_actions "
+            "WHERE ($1::text IS NULL OR status = $1) ORDER BY issued_at, command_id", status)
+    return [{**r["command"], "status": r["status"], "result": r["result"]} for r in rows]
+
+
+@remediation_app.command("list")
+def list_commands(
+    status: str = typer.Option(None, "--status", "-s", help=f"Only this status: {', '.join(STATUSES)}"),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """List remediation commands with their status and result."""
+    if status is not None and status not in STATUSES:
+        fail(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}", 2)
+    commands = run(_list_commands(status))
+    if output == OutputFormat.JSON:
+        print_json({"commands": commands})
+    elif output == OutputFormat.NDJSON:
+        print_ndjson(commands)
+    else:
+        print_table(
+            ["id", "status", "action", "resource", "mode", "playbook", "monthly", "reason"],
+            [[c["command_id"], c["status"], c["action"], c["target"]["resource_id"], c["mode"],
+              c.get("playbook"), c.get("expected_monthly_savings"), c["reason"]["text"]] for c in commands],
+            title="Remediation commands",
+        )
+
+
+async def _decide(command_id: str, approve: bool, reason: str | None) -> tuple[bool, str]:
+    from finfocus.db import connect
+    from services.remediation import store
+
+    conn = await connect(_settings().database)
+    try:
+        return await store.decide(conn, command_id, approve, actor=_actor(), reason=reason)
+    finally:
+        await conn.close()
+
+
+async def _wait_for(command_id: str, done: set[str], timeout: float) -> dict | None:
+    import asyncio
+
+    from finfocus.db import reader
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with reader(_settings().database) as conn:
+        while True:
+            row = await conn.fetchrow(
+                "SELECT status, result, undone_at FROM remediation.v_actions WHERE command_id = $1",
+                command_id)
+            if row and (row["status"] in done or ("undone" in done and row["undone_at"])):
+                return dict(row)
+            if asyncio.get_running_loop().time() > deadline:
+                return dict(row) if row else None
+            await asyncio.sleep(0.5)
+
+
+def _decision(command_id: str, approve: bool, reason: str | None, wait: float) -> None:
+    changed, message = run(_decide(command_id, approve, reason))
+    if not changed:
+        fail(message)
+    typer.echo(message)
+    if approve and wait > 0:
+        row = run(_wait_for(command_id, {"executed", "dry-run", "failed", "rejected", "expired"}, wait))
+        status = row["status"] if row else "unknown"
+        typer.echo(f"status: {status}")
+        if status in {"failed", "rejected", "expired"}:
+            raise typer.Exit(1)
+
+
+@remediation_app.command("approve")
+def approve(
+    command_id: str = typer.Argument(..., help="Command id (see `finfocus remediation list`)"),
+    reason: str = typer.Option(None, "--reason", help="Why, recorded in the audit log"),
+    wait: float = typer.Option(0, "--wait", help="Seconds to wait for the executor's result"),
+) -> None:
+    """Approve a command waiting for approval; the executor runs it (guardrails still apply)."""
+    _decision(command_id, True, reason, wait)
+
+
+@remediation_app.command("reject")
+def reject(
+    command_id: str = typer.Argument(..., help="Command id"),
+    reason: str = typer.Option(None, "--reason", help="Why, recorded in the audit log"),
+) -> None:
+    """Reject a command waiting for approval: it never runs."""
+    _decision(command_id, False, reason, 0)
+
+
+async def _undo(command_id: str, reason: str | None) -> tuple[bool, str]:
+    from finfocus.db import connect
+    from services.remediation import store
+
+    conn = await connect(_settings().database)
+    try:
+        return await store.request_undo(conn, command_id, actor=_actor(), reason=reason)
+    finally:
+        await conn.close()
+
+
+@remediation_app.command("undo")
+def undo(
+    command_id: str = typer.Argument(..., help="Id of an executed command"),
+    reason: str = typer.Option(None, "--reason", help="Why, recorded in the audit log"),
+    wait: float = typer.Option(0, "--wait", help="Seconds to wait for the executor to undo it"),
+) -> None:
+    """Undo an executed, reversible action (restart, previous type, restore from snapshot...)."""
+    changed, message = run(_undo(command_id, reason))
+    if not changed:
+        fail(message)
+    typer.echo(message)
+    if wait > 0:
+        row = run(_wait_for(command_id, {"undone"}, wait))
+        if not row or not row.get("undone_at"):
+            fail("the executor has not undone it yet")
+        typer.echo("undone")
+
+
+async def _audit(command_id: str | None) -> list[dict]:
+    from finfocus.db import reader
+
+    async with reader(_settings().database) as conn:
+        rows = await conn.fetch(
+            "SELECT * FROM remediation.v_audit WHERE ($1::text IS NULL OR command_id = $1) "
+            "ORDER BY audit_id", command_id)
+    return [dict(r) for r in rows]
+
+
+@remediation_app.command("audit")
+def audit(
+    command_id: str = typer.Argument(None, help="Only this command"),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """The append-only audit log: what, why, when, state before and after, result."""
+    rows = run(_audit(command_id))
+    if output == OutputFormat.JSON:
+        print_json({"audit": rows})
+    elif output == OutputFormat.NDJSON:
+        print_ndjson(rows)
+    else:
+        print_table(["at", "command", "event", "actor", "reason", "result"],
+                    [[r["at"], r["command_id"], r["event"], r["actor"], r["reason"], r["result"]]
+                     for r in rows], title="Remediation audit")
+
+
+# --- playbooks ---------------------------------------------------------------------------
+
+
+@playbooks_app.command("validate")
+def validate_playbook(files: list[Path] = typer.Argument(..., help="Playbook YAML file(s)")) -> None:
+    """Check playbooks against the action registry; exit 1 on the first invalid one."""
+    from services.remediation.playbooks import PlaybookError, load_playbook
+
+    bad = 0
+    for path in files:
+        if not path.is_file():
+            fail(f"{path}: no such file", 2)
+        try:
+            playbook = load_playbook(path)
+        except PlaybookError as exc:
+            typer.echo(f"invalid: {exc}", err=True)
+            bad += 1
+            continue
+        actions = ", ".join(a.action for a in playbook.actions)
+        typer.echo(f"ok: {path}: playbook {playbook.name} ({playbook.mode}; {actions})")
+    if bad:
+        raise typer.Exit(1)
+
+
+@playbooks_app.command("list")
+def list_playbooks(output: OutputFormat = OUTPUT_OPTION) -> None:
+    """The playbooks in FINFOCUS_HOME/playbooks/ and whether they load."""
+    from services.remediation.playbooks import load_playbooks
+
+    directory = _settings().home / "playbooks"
+    playbooks, errors = load_playbooks(directory)
+    rows = [{"name": p.name, "enabled": p.enabled, "mode": p.mode,
+             "trigger": "anomaly" if p.trigger.anomaly else "recommendation",
+             "actions": [a.action for a in p.actions], "approval": p.approval.required}
+            for p in playbooks]
+    if output == OutputFormat.JSON:
+        print_json({"playbooks": rows, "errors": errors})
+    elif output == OutputFormat.NDJSON:
+        print_ndjson(rows)
+    else:
+        print_table(["name", "enabled", "mode", "trigger", "actions", "approval"],
+                    [[r["name"], r["enabled"], r["mode"], r["trigger"], ",".join(r["actions"]),
+                      r["approval"]] for r in rows], title=str(directory))
+        for error in errors:
+            typer.echo(f"invalid: {error}", err=True)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `finfocus` app."""
+    app.add_typer(remediation_app, name="remediation")
+    app.add_typer(playbooks_app, name="playbooks")
+    app.add_typer(recommendations_app, name="recommendations")
+    app.add_typer(savings_app, name="savings")
+    app.add_typer(metrics_app, name="metrics")

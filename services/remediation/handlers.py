@@ -1,0 +1,133 @@
+"""Thin subscribers: anomalies -> planned commands, priced-resources -> per-resource cost lines."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from faststream.kafka.annotations import KafkaMessage
+from opentelemetry import trace
+from pydantic import ValidationError
+
+from finfocus.broker import consumer_options, envelope_dead_letter, envelopes, publish_dead_letters
+from finfocus.service import ServiceRuntime
+from finfocus.telemetry import log_fields, start_record_span, trace_headers
+from schemas.anomaly import AnomalyV1
+from schemas.pricing import PricedRecordV1
+from schemas.remediation import RemediationCommandV1
+from schemas.topics import Topics, schema_headers
+from services.remediation import store
+from services.remediation.config import RemediationSettings
+from services.remediation.domain import Candidate, initial_status, plan_anomaly
+from services.remediation.playbooks import load_playbooks
+
+logger = logging.getLogger(__name__)
+SERVICE = "remediation"
+TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+
+
+def command_headers(span: trace.Span) -> list[tuple[str, bytes]]:
+    return trace_headers(span) + [(k, v.encode()) for k, v in schema_headers("RemediationCommand").items()]
+
+
+async def publish_commands(runtime: ServiceRuntime, commands: list[RemediationCommandV1],
+                           span: trace.Span) -> None:
+    """Publish commands keyed by target resource id, then mark them published."""
+    if not commands:
+        return
+    headers = command_headers(span)
+    await runtime.publisher.publish(
+        Topics.REMEDIATION_COMMANDS,
+        [(c.target.resource_id.encode(), c.model_dump_json().encode(), headers) for c in commands],
+    )
+    async with store.transaction(runtime.pool) as conn:
+        await store.mark_published(conn, [c.command_id for c in commands])
+
+
+def current_playbooks(settings: RemediationSettings):
+    playbooks, errors = load_playbooks(settings.playbooks_dir)
+    for error in errors:
+        logger.error("playbook refused", extra=log_fields(error=error))
+    return playbooks
+
+
+async def plan_one(runtime: ServiceRuntime, settings: RemediationSettings, anomaly: AnomalyV1,
+                   span: trace.Span) -> None:
+    start = anomaly.window_start.date()
+    end = max(anomaly.window_end.date(), start + timedelta(days=1))
+    async with store.transaction(runtime.pool) as conn:
+        known = await store.resources_of_dimension(conn, anomaly.dimension, start, end)
+        candidates = [
+            Candidate(resource_id=r["resource_id"], provider=r["provider"],
+                      account_id=r["sub_account_id"] or r["billing_account_id"], region=r["region_id"],
+                      resource_type=r["resource_type"], tags=r["tags"], daily_cost=r["daily_cost"],
+                      currency=r["currency"])
+            for r in known
+        ]
+        planned = plan_anomaly(anomaly, current_playbooks(settings), candidates, datetime.now(UTC))
+        to_publish = await store.record_anomaly_commands(
+            conn, anomaly.anomaly_id, [(c, initial_status(c)) for c in planned])
+    span.set_attribute("finfocus.commands", len(to_publish))
+    await publish_commands(runtime, to_publish, span)
+
+
+def cost_line(record: PricedRecordV1) -> tuple | None:
+    """The stored row of a priced record, or None when it concerns no resource or has no cost."""
+    if not record.ResourceId or record.BilledCost is None:
+        return None
+    return (
+        record.x_RecordId, record.x_BillingScope, record.x_BillingScopeVersion, record.ProviderName,
+        record.BillingAccountId, record.SubAccountId, record.ServiceName, record.RegionId,
+        record.ResourceId, record.ResourceType, record.SkuId, record.ChargeDescription,
+        record.ChargeCategory.value, record.ChargePeriodStart.astimezone(UTC).date(), record.BilledCost,
+        record.BillingCurrency, record.ConsumedQuantity, record.ConsumedUnit, record.Tags or {},
+    )
+
+
+def register_handlers(runtime: ServiceRuntime, settings: RemediationSettings, on_costs=None) -> None:
+    broker = runtime.broker
+
+    @broker.subscriber(Topics.ANOMALIES, batch=True,
+                       **consumer_options(settings, group_id="finfocus-remediation"))
+    async def on_anomalies(message: KafkaMessage) -> None:
+        letters = []
+        for env in envelopes(message):
+            try:
+                anomaly = AnomalyV1.model_validate_json(env.value)
+            except ValidationError as exc:
+                letters.append(envelope_dead_letter(env, f"invalid Anomaly v1: {exc}", service=SERVICE))
+                continue
+            span = start_record_span(runtime.tracer, "remediation.plan", env.headers,
+                                     **{"finfocus.anomaly_id": anomaly.anomaly_id})
+            with trace.use_span(span, end_on_exit=True):
+                try:
+                    await plan_one(runtime, settings, anomaly, span)
+                except TRANSIENT:
+                    raise  # the database or broker is away: let the batch be redelivered
+                except Exception as exc:  # a bug or data we cannot plan: park it, keep flowing
+                    logger.exception("planning failed")
+                    letters.append(envelope_dead_letter(env, f"planning failed: {exc!r}", service=SERVICE))
+        if letters:
+            await publish_dead_letters(broker, letters)
+
+    @broker.subscriber(Topics.PRICED_RESOURCES, batch=True,
+                       **consumer_options(settings, group_id="finfocus-remediation"))
+    async def on_priced(message: KafkaMessage) -> None:
+        letters, rows = [], []
+        for env in envelopes(message):
+            try:
+                record = PricedRecordV1.model_validate_json(env.value)
+            except ValidationError as exc:
+                letters.append(envelope_dead_letter(env, f"invalid PricedRecord v1: {exc}", service=SERVICE))
+                continue
+            row = cost_line(record)
+            if row is not None:
+                rows.append(row)
+        if rows:
+            async with store.transaction(runtime.pool) as conn:
+                await store.store_cost_lines(conn, rows)
+            if on_costs is not None:
+                on_costs({r[8] for r in rows})
+        if letters:
+            await publish_dead_letters(broker, letters)

@@ -1,0 +1,290 @@
+"""The `remediation` schema: its SQL and its queries, nothing else's.
+
+Functions take an asyncpg connection so the service (pool) and the CLI's write commands
+(approve, reject, undo, dismiss) share one implementation: the CLI never writes tables itself.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import asynccontextmanager
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, AsyncIterator
+
+import asyncpg
+
+from schemas.remediation import RemediationCommandV1
+
+INSERT_PROCESSED_ANOMALY = """
+INSERT INTO remediation.processed_anomalies (anomaly_id, commands) VALUES ($1, $2)
+ON CONFLICT (anomaly_id) DO NOTHING RETURNING anomaly_id"""
+
+INSERT_COMMAND = """
+INSERT INTO remediation.commands (command_id, issued_at, action, provider, account_id, region,
+    resource_id, resource_type, mode, requires_approval, expires_at, playbook, anomaly_id,
+    recommendation_id, expected_monthly_savings, currency, command, status)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+ON CONFLICT (command_id) DO NOTHING RETURNING command_id"""
+
+INSERT_AUDIT = """
+INSERT INTO remediation.audit_log (command_id, event, action, mode, actor, reason, state_before,
+    state_after, result) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"""
+
+UNPUBLISHED_OF_ANOMALY = """
+SELECT command FROM remediation.commands WHERE anomaly_id = $1 AND published_at IS NULL"""
+
+MARK_PUBLISHED = "UPDATE remediation.commands SET published_at = now() WHERE command_id = ANY($1::text[])"
+
+SELECT_COMMAND = "SELECT * FROM remediation.commands WHERE command_id = $1"
+
+CLAIM = """
+UPDATE remediation.commands SET claimed_until = $2
+WHERE command_id = $1 AND (claimed_until IS NULL OR claimed_until < $3) RETURNING *"""
+
+RELEASE = "UPDATE remediation.commands SET claimed_until = NULL WHERE command_id = $1"
+
+SET_STATUS = """
+UPDATE remediation.commands SET status = $2, result = $3, updated_at = now(),
+    executed_at = CASE WHEN $4 THEN $5 ELSE executed_at END,
+    undo = COALESCE($6, undo)
+WHERE command_id = $1"""
+
+EXECUTED_IN_WINDOW = """
+SELECT count(*) FROM remediation.commands
+WHERE account_id IS NOT DISTINCT FROM $1 AND mode = 'execute' AND status = 'executed'
+  AND executed_at > $2 AND (result->>'outcome') = 'done'"""
+
+DUE_COMMANDS = """
+SELECT command_id FROM remediation.commands
+WHERE (status = 'approved' OR (status = 'pending-approval' AND expires_at < $1)
+       OR (undo_requested_at IS NOT NULL AND undone_at IS NULL))
+  AND (claimed_until IS NULL OR claimed_until < $1)
+ORDER BY issued_at LIMIT $2"""
+
+DECIDE = """
+UPDATE remediation.commands SET status = $2, decided_by = $3, decided_at = now(),
+    decision_reason = $4, updated_at = now()
+WHERE command_id = $1 AND status = 'pending-approval' AND (expires_at IS NULL OR expires_at > now())
+RETURNING command_id"""
+
+
+def _json(value: Any) -> Any:
+    """JSON-safe copy (Decimal and dates as strings) for jsonb parameters."""
+    return json.loads(json.dumps(value, default=str)) if value is not None else None
+
+
+@asynccontextmanager
+async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    async with pool.acquire() as conn, conn.transaction():
+        yield conn
+
+
+async def append_audit(conn: asyncpg.Connection, command_id: str, event: str, *, actor: str,
+                       action: str | None = None, mode: str | None = None, reason: str | None = None,
+                       state_before: Any = None, state_after: Any = None, result: Any = None) -> None:
+    await conn.execute(INSERT_AUDIT, command_id, event, action, mode, actor, reason,
+                       _json(state_before), _json(state_after), _json(result))
+
+
+async def insert_command(conn: asyncpg.Connection, command: RemediationCommandV1, status: str,
+                         *, actor: str) -> bool:
+    """Insert a command (and its 'issued' audit row) unless its id exists; True when new."""
+    doc = command.model_dump(mode="json")
+    row = await conn.fetchrow(
+        INSERT_COMMAND, command.command_id, command.issued_at, command.action, command.target.provider,
+        command.target.account_id, command.target.region, command.target.resource_id,
+        command.target.resource_type, command.mode.value, command.requires_approval, command.expires_at,
+        command.playbook, command.reason.anomaly_id, command.reason.recommendation_id,
+        command.expected_monthly_savings, command.currency, doc, status)
+    if row is None:
+        return False
+    await append_audit(conn, command.command_id, "issued", actor=actor, action=command.action,
+                       mode=command.mode.value, reason=command.reason.text,
+                       result={"status": status, "playbook": command.playbook})
+    return True
+
+
+async def record_anomaly_commands(conn: asyncpg.Connection, anomaly_id: str,
+                                  planned: list[tuple[RemediationCommandV1, str]]) -> list[RemediationCommandV1]:
+    """Record an anomaly as processed with its commands; returns the commands to publish.
+
+    A redelivered anomaly inserts nothing and returns only commands never published (a crash
+    between commit and publish), so the topic sees each command once in the normal case.
+    """
+    first = await conn.fetchrow(INSERT_PROCESSED_ANOMALY, anomaly_id, len(planned))
+    if first is not None:
+        new = [cmd for cmd, status in planned if await insert_command(conn, cmd, status, actor="planner")]
+        return new
+    rows = await conn.fetch(UNPUBLISHED_OF_ANOMALY, anomaly_id)
+    return [RemediationCommandV1.model_validate(r["command"]) for r in rows]
+
+
+async def mark_published(conn: asyncpg.Connection, command_ids: list[str]) -> None:
+    if command_ids:
+        await conn.execute(MARK_PUBLISHED, command_ids)
+
+
+async def get_command(conn: asyncpg.Connection, command_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(SELECT_COMMAND, command_id)
+
+
+async def claim(conn: asyncpg.Connection, command_id: str, now: datetime,
+                lease: timedelta = timedelta(minutes=5)) -> asyncpg.Record | None:
+    """Take the command for one executor for `lease`; None when another holds it."""
+    return await conn.fetchrow(CLAIM, command_id, now + lease, now)
+
+
+async def release(conn: asyncpg.Connection, command_id: str) -> None:
+    await conn.execute(RELEASE, command_id)
+
+
+async def set_status(conn: asyncpg.Connection, command_id: str, status: str, result: Any,
+                     *, executed_at: datetime | None = None, undo: Any = None) -> None:
+    await conn.execute(SET_STATUS, command_id, status, _json(result), executed_at is not None,
+                       executed_at, _json(undo))
+
+
+async def executed_since(conn: asyncpg.Connection, account_id: str | None, since: datetime) -> int:
+    return await conn.fetchval(EXECUTED_IN_WINDOW, account_id, since)
+
+
+async def due_commands(conn: asyncpg.Connection, now: datetime, limit: int = 100) -> list[str]:
+    return [r["command_id"] for r in await conn.fetch(DUE_COMMANDS, now, limit)]
+
+
+async def audit_events(conn: asyncpg.Connection, command_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM remediation.audit_log WHERE command_id = $1 ORDER BY audit_id", command_id)
+
+
+async def decide(conn: asyncpg.Connection, command_id: str, approve: bool, *, actor: str,
+                 reason: str | None = None) -> tuple[bool, str]:
+    """Approve or reject a pending command (through the CLI); returns (changed, message)."""
+    async with conn.transaction():
+        status = "approved" if approve else "rejected"
+        row = await conn.fetchrow(DECIDE, command_id, status, actor, reason)
+        if row is None:
+            current = await conn.fetchrow(
+                "SELECT status, expires_at FROM remediation.commands WHERE command_id = $1", command_id)
+            if current is None:
+                return False, f"no command {command_id}"
+            if current["status"] == "pending-approval":
+                await conn.execute(
+                    "UPDATE remediation.commands SET status = 'expired', updated_at = now(), "
+                    "result = $2 WHERE command_id = $1",
+                    command_id, _json({"outcome": "expired", "detail": "approval window closed"}))
+                await append_audit(conn, command_id, "expired", actor=actor,
+                                   reason="approval arrived after expires_at")
+                return False, f"command {command_id} expired at {current['expires_at']:%Y-%m-%d %H:%M}Z"
+            return False, f"command {command_id} is {current['status']}, not pending approval"
+        await append_audit(conn, command_id, status, actor=actor, reason=reason)
+        return True, f"command {command_id} {status}"
+
+
+async def request_undo(conn: asyncpg.Connection, command_id: str, *, actor: str,
+                       reason: str | None = None) -> tuple[bool, str]:
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT status, undo, undo_requested_at, mode FROM remediation.commands "
+            "WHERE command_id = $1 FOR UPDATE", command_id)
+        if row is None:
+            return False, f"no command {command_id}"
+        if row["status"] != "executed" or row["mode"] != "execute":
+            return False, f"command {command_id} is {row['status']} ({row['mode']}): nothing to undo"
+        if not row["undo"]:
+            return False, f"command {command_id}: its action cannot be undone"
+        if row["undo_requested_at"] is not None:
+            return False, f"command {command_id}: undo already requested"
+        await conn.execute(
+            "UPDATE remediation.commands SET undo_requested_at = now(), updated_at = now() "
+            "WHERE command_id = $1", command_id)
+        await append_audit(conn, command_id, "undo-requested", actor=actor, reason=reason)
+        return True, f"undo of {command_id} requested"
+
+
+async def mark_undone(conn: asyncpg.Connection, command_id: str, result: Any) -> None:
+    await conn.execute(
+        "UPDATE remediation.commands SET undone_at = now(), updated_at = now(), "
+        "result = COALESCE(result, '{}'::jsonb) || jsonb_build_object('undo', $2::jsonb) "
+        "WHERE command_id = $1", command_id, _json(result))
+
+
+# --- cost lines from priced-resources ----------------------------------------------------
+
+COST_LINE_COLUMNS = (
+    "record_id", "billing_scope", "billing_scope_version", "provider", "billing_account_id",
+    "sub_account_id", "service_name", "region_id", "resource_id", "resource_type", "sku_id",
+    "charge_description", "charge_category", "usage_date", "billed_cost", "currency",
+    "consumed_quantity", "consumed_unit", "tags",
+)
+
+UPSERT_SCOPES = """
+INSERT INTO remediation.billing_scopes (billing_scope, version)
+SELECT scope, max(version) FROM unnest($1::text[], $2::bigint[]) AS t(scope, version) GROUP BY scope
+ON CONFLICT (billing_scope) DO UPDATE SET version = GREATEST(billing_scopes.version, EXCLUDED.version)"""
+
+DROP_SUPERSEDED = """
+DELETE FROM remediation.cost_lines l USING remediation.billing_scopes s
+WHERE l.billing_scope = s.billing_scope AND l.billing_scope_version < s.version
+  AND l.billing_scope = ANY($1::text[])"""
+
+MERGE_LINES = f"""
+INSERT INTO remediation.cost_lines ({", ".join(COST_LINE_COLUMNS)})
+SELECT {", ".join("t." + c for c in COST_LINE_COLUMNS)} FROM pg_temp.incoming_lines t
+LEFT JOIN remediation.billing_scopes s ON s.billing_scope = t.billing_scope
+WHERE t.billing_scope IS NULL OR t.billing_scope_version >= s.version
+ON CONFLICT (record_id) DO UPDATE SET
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in COST_LINE_COLUMNS if c != "record_id")}"""
+
+
+async def store_cost_lines(conn: asyncpg.Connection, rows: list[tuple]) -> int:
+    """Upsert resource cost lines (idempotent by record id); restated scopes replace older rows."""
+    if not rows:
+        return 0
+    scopes = {(r[1], r[2] or 0) for r in rows if r[1] is not None}
+    if scopes:
+        await conn.execute(UPSERT_SCOPES, [s for s, _ in scopes], [v for _, v in scopes])
+        await conn.execute(DROP_SUPERSEDED, list({s for s, _ in scopes}))
+    await conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS incoming_lines "
+        "(LIKE remediation.cost_lines INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+    # one row per record id in a batch (a redelivered record may appear twice)
+    unique = list({r[0]: r for r in rows}.values())
+    await conn.copy_records_to_table("incoming_lines", records=unique, columns=COST_LINE_COLUMNS,
+                                     schema_name="pg_temp")
+    status = await conn.execute(MERGE_LINES)
+    return int(status.split()[-1])
+
+
+RESOURCES_OF_DIMENSION = """
+SELECT provider, sub_account_id, billing_account_id, region_id, resource_id,
+       max(resource_type) AS resource_type, max(currency) AS currency,
+       sum(cost) / GREATEST(count(DISTINCT usage_date), 1) AS daily_cost
+FROM remediation.v_resource_daily_cost
+WHERE usage_date >= $1 AND usage_date < $2
+  AND ($3::text IS NULL OR provider = $3) AND ($4::text IS NULL OR sub_account_id = $4)
+  AND ($5::text IS NULL OR billing_account_id = $5) AND ($6::text IS NULL OR service_name = $6)
+  AND ($7::text IS NULL OR region_id = $7) AND ($8::text IS NULL OR resource_id = $8)
+GROUP BY 1, 2, 3, 4, 5 ORDER BY daily_cost DESC LIMIT 50"""
+
+TAGS_OF = """
+SELECT DISTINCT ON (resource_id) resource_id, tags FROM remediation.cost_lines
+WHERE resource_id = ANY($1::text[]) ORDER BY resource_id, usage_date DESC"""
+
+
+async def resources_of_dimension(conn: asyncpg.Connection, dimension: dict[str, str], start: date,
+                                 end: date) -> list[dict]:
+    rows = await conn.fetch(
+        RESOURCES_OF_DIMENSION, start, end, dimension.get("ProviderName"), dimension.get("SubAccountId"),
+        dimension.get("BillingAccountId"), dimension.get("ServiceName"), dimension.get("RegionId"),
+        dimension.get("ResourceId"))
+    tags = {r["resource_id"]: r["tags"] for r in await conn.fetch(TAGS_OF, [r["resource_id"] for r in rows])}
+    return [{**dict(r), "tags": tags.get(r["resource_id"]) or {}} for r in rows]
+
+
+async def resource_daily_costs(conn: asyncpg.Connection, resource_id: str) -> list[tuple[date, Decimal]]:
+    rows = await conn.fetch(
+        "SELECT usage_date, sum(cost) AS cost FROM remediation.v_resource_daily_cost "
+        "WHERE resource_id = $1 GROUP BY usage_date ORDER BY usage_date", resource_id)
+    return [(r["usage_date"], r["cost"]) for r in rows]

@@ -1,0 +1,60 @@
+"""Walking skeleton: an anomaly becomes a dry-run notify command, stored and published once."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from finfocus.db import reader
+from schemas.remediation import RemediationCommandV1
+from schemas.topics import Topics
+from services.remediation.app import build_app
+from services.remediation.config import RemediationSettings
+from tests.fixtures.remediation.support import anomaly, eventually, publish, read_topic, running, values
+
+pytestmark = pytest.mark.integration
+
+
+def remediation_settings(settings, **extra) -> RemediationSettings:
+    return RemediationSettings(**settings.model_dump(), **extra)
+
+
+async def test_anomaly_becomes_one_dry_run_notify_command_even_when_redelivered(settings):
+    app = build_app(remediation_settings(settings, remediation_executor=False))
+    event = anomaly("anom-skeleton")
+    async with running(app):
+        await publish(settings.kafka, Topics.ANOMALIES, [event.model_dump_json().encode()])
+        records = await read_topic(settings.kafka, Topics.REMEDIATION_COMMANDS, want=1)
+        command = RemediationCommandV1.model_validate(values(records)[0])
+        assert command.action == "notify"
+        assert command.mode.value == "dry-run"
+        assert command.reason.anomaly_id == "anom-skeleton"
+
+        async def in_view():
+            async with reader(settings.database) as conn:
+                return await conn.fetch("SELECT * FROM remediation.v_actions")
+
+        rows = await eventually(in_view)
+        assert [r["command_id"] for r in rows] == [command.command_id]
+
+        # the same anomaly again (a redelivery, or the detector updating it): no second command
+        await publish(settings.kafka, Topics.ANOMALIES, [event.model_dump_json().encode()])
+        again = await read_topic(settings.kafka, Topics.REMEDIATION_COMMANDS, want=2, timeout=4)
+        assert len(again) == 1
+        async with reader(settings.database) as conn:
+            assert await conn.fetchval("SELECT count(*) FROM remediation.v_actions") == 1
+    conn = await asyncpg.connect(settings.database)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM remediation.processed_anomalies") == 1
+    finally:
+        await conn.close()
+
+
+async def test_malformed_anomaly_goes_to_the_dead_letter_topic(settings):
+    app = build_app(remediation_settings(settings, remediation_executor=False))
+    async with running(app):
+        await publish(settings.kafka, Topics.ANOMALIES, [b"not json", anomaly("ok-1").model_dump_json().encode()])
+        letters = await read_topic(settings.kafka, Topics.dlq(Topics.ANOMALIES), want=1)
+        assert "invalid Anomaly v1" in values(letters)[0]["error"]
+        commands = await read_topic(settings.kafka, Topics.REMEDIATION_COMMANDS, want=1)
+        assert values(commands)[0]["reason"]["anomaly_id"] == "ok-1"
