@@ -1,0 +1,347 @@
+"""Pure forecasting domain: cost lines, daily series per dimension, what changed, projections.
+
+No I/O here. The model engine (`engine.py`) works on floats; everything that leaves the
+service is converted back to Decimal money by `to_money`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+
+#: group keys, in the same vocabulary as `finfocus cost actual --group-by`
+BASE_KEYS = ("provider", "account", "service", "region", "resource", "type")
+
+#: dimension sets forecast for every account (plus one per tag key, see `dimension_sets`)
+DEFAULT_DIMENSION_SETS: tuple[tuple[str, ...], ...] = (
+    (),
+    ("provider",),
+    ("account",),
+    ("service",),
+    ("provider", "account", "service"),
+    ("account", "service"),
+)
+
+MONEY_QUANTUM = Decimal("0.0001")
+RECURRING = "recurring"
+USAGE = "usage"
+
+
+@dataclass(frozen=True)
+class CostLine:
+    """One priced record as the forecast service keeps it (one day, one cost)."""
+
+    record_id: str
+    provider: str
+    account: str
+    service: str
+    currency: str
+    day: date
+    cost: Decimal | None  # None: no price was found; the row carries no cost
+    region: str | None = None
+    resource: str | None = None
+    type: str | None = None
+    charge_frequency: str | None = None
+    billing_scope: str | None = None
+    scope_version: int | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def is_recurring(charge_frequency: str | None) -> bool:
+    """FOCUS `ChargeFrequency = Recurring`: forecast from its schedule, not smoothed."""
+    return (charge_frequency or "").strip().lower() == "recurring"
+
+
+def dimension_sets(tag_keys: list[str]) -> list[tuple[str, ...]]:
+    """Every dimension set forecast: the defaults and one `tag:KEY` set per tag key."""
+    return [*DEFAULT_DIMENSION_SETS, *((f"tag:{k}",) for k in sorted(tag_keys))]
+
+
+def dims_id(dims: tuple[str, ...] | list[str]) -> str:
+    """Canonical name of a dimension set, independent of order (`account,service`)."""
+    return ",".join(sorted(dims))
+
+
+def select_tag_keys(seen: list[str], setting: str, cap: int) -> list[str]:
+    """Tag keys to forecast: every key seen (`*`, capped), none (''), or the listed ones."""
+    setting = setting.strip()
+    if setting == "*":
+        return sorted(seen)[:cap]
+    return sorted({k.strip() for k in setting.split(",") if k.strip()})
+
+
+@dataclass(frozen=True)
+class SeriesKey:
+    """Identity of one forecast series: a dimension set, the group's values, a currency."""
+
+    dims: str
+    group: tuple[tuple[str, str | None], ...]
+    currency: str
+
+    def as_text(self) -> str:
+        body = ";".join(f"{k}={'' if v is None else v}" for k, v in self.group)
+        return f"{self.dims}|{body}|{self.currency}"
+
+    def group_dict(self) -> dict[str, str | None]:
+        return dict(self.group)
+
+
+@dataclass
+class DailySeries:
+    """Daily cost of one group from `start` to `end` (inclusive), zero-filled.
+
+    `usage` is every cost except recurring charges; `recurring` keeps those charges by day so
+    they are forecast from their schedule.
+    """
+
+    key: SeriesKey
+    start: date
+    end: date
+    usage: list[float]
+    recurring: dict[date, Decimal] = field(default_factory=dict)
+    actual: dict[date, Decimal] = field(default_factory=dict)
+
+    @property
+    def length(self) -> int:
+        return len(self.usage)
+
+    def fingerprint(self) -> str:
+        """Changes exactly when the data a fit sees changes (refit only what changed)."""
+        h = hashlib.blake2b(digest_size=16)
+        h.update(f"{self.key.as_text()}|{self.start}|{self.end}".encode())
+        for d in sorted(self.actual):
+            h.update(f"{d}:{self.actual[d]};".encode())
+        for d in sorted(self.recurring):
+            h.update(f"r{d}:{self.recurring[d]};".encode())
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class DayCost:
+    """Aggregated cost of one group on one day, split by kind (usage or recurring)."""
+
+    key: SeriesKey
+    day: date
+    kind: str
+    cost: Decimal
+
+
+def build_series(rows: list[DayCost], end: date) -> list[DailySeries]:
+    """Zero-filled daily series per key, from each key's first day to `end` (trained_through)."""
+    by_key: dict[SeriesKey, list[DayCost]] = {}
+    for row in rows:
+        if row.day <= end:
+            by_key.setdefault(row.key, []).append(row)
+    out: list[DailySeries] = []
+    for key, items in by_key.items():
+        start = min(r.day for r in items)
+        n = (end - start).days + 1
+        usage = [0.0] * n
+        recurring: dict[date, Decimal] = {}
+        actual: dict[date, Decimal] = {}
+        for r in items:
+            actual[r.day] = actual.get(r.day, Decimal(0)) + r.cost
+            if r.kind == RECURRING:
+                recurring[r.day] = recurring.get(r.day, Decimal(0)) + r.cost
+            else:
+                usage[(r.day - start).days] += float(r.cost)
+        out.append(DailySeries(key, start, end, usage, recurring, actual))
+    out.sort(key=lambda s: s.key.as_text())
+    return out
+
+
+def trained_through(last_day_with_data: date | None, today: date) -> date | None:
+    """The last complete day: the latest day with data, but never today or later."""
+    if last_day_with_data is None:
+        return None
+    return min(last_day_with_data, today - timedelta(days=1))
+
+
+# --- forecasts ------------------------------------------------------------------------
+
+
+@dataclass
+class ForecastPoint:
+    """One forecast day: mean and the 80 % and 95 % intervals (money)."""
+
+    day: date
+    mean: Decimal
+    lo_80: Decimal
+    hi_80: Decimal
+    lo_95: Decimal
+    hi_95: Decimal
+
+
+@dataclass
+class SeriesForecast:
+    """A fitted forecast of one series, as stored."""
+
+    key: SeriesKey
+    model: str
+    trained_through: date
+    cv_error: Decimal | None
+    fingerprint: str
+    points: list[ForecastPoint]
+
+
+def to_money(value: float) -> Decimal:
+    """A model's float as money, rounded to 1/100 of a cent."""
+    if not math.isfinite(value):
+        value = 0.0
+    return Decimal(repr(round(value, 4))).quantize(MONEY_QUANTUM)
+
+
+@dataclass
+class RawForecast:
+    """The engine's output for one series: floats per horizon day."""
+
+    model: str
+    cv_error: float | None
+    mean: list[float]
+    lo_80: list[float]
+    hi_80: list[float]
+    lo_95: list[float]
+    hi_95: list[float]
+
+
+def seasonal_naive(y: list[float], h: int, season: int = 7) -> RawForecast:
+    """Repeat the last season; intervals from the spread of the seasonal differences.
+
+    The fallback of every series too short for the model set, and the skeleton forecast.
+    """
+    n = len(y)
+    if n == 0:
+        zeros = [0.0] * h
+        return RawForecast("SeasonalNaive", None, zeros, zeros, zeros, zeros, zeros)
+    if n < season:
+        level = sum(y) / n
+        mean = [level] * h
+        spread = [abs(v - level) for v in y]
+        sigma = (sum(s * s for s in spread) / n) ** 0.5
+        steps = [1.0] * h
+        name = "Naive"
+    else:
+        mean = [y[n - season + (i % season)] for i in range(h)]
+        diffs = [y[t] - y[t - season] for t in range(season, n)]
+        sigma = (sum(d * d for d in diffs) / len(diffs)) ** 0.5 if diffs else 0.0
+        steps = [math.sqrt(i // season + 1) for i in range(h)]
+        name = "SeasonalNaive"
+    nonneg = min(y) >= 0
+    return _with_bands(name, None, mean, [sigma * s for s in steps], nonneg)
+
+
+def _with_bands(
+    model: str, cv_error: float | None, mean: list[float], sigma: list[float], nonneg: bool
+) -> RawForecast:
+    def lo(m: float, s: float, z: float) -> float:
+        v = m - z * s
+        return max(v, 0.0) if nonneg else v
+
+    return RawForecast(
+        model,
+        cv_error,
+        mean,
+        [lo(m, s, 1.2816) for m, s in zip(mean, sigma)],
+        [m + 1.2816 * s for m, s in zip(mean, sigma)],
+        [lo(m, s, 1.96) for m, s in zip(mean, sigma)],
+        [m + 1.96 * s for m, s in zip(mean, sigma)],
+    )
+
+
+def recurring_schedule(charges: dict[date, Decimal], end: date, h: int) -> dict[date, Decimal]:
+    """Future recurring charges from their schedule: each charge day of the month seen in the
+    last two months repeats monthly with its latest amount (a fee on the 1st stays on the 1st)."""
+    if not charges:
+        return {}
+    recent_from = end - timedelta(days=62)
+    latest: dict[int, tuple[date, Decimal]] = {}
+    for d in sorted(charges):
+        if d >= recent_from and charges[d] != 0:
+            latest[d.day] = (d, charges[d])
+    out: dict[date, Decimal] = {}
+    for offset in range(1, h + 1):
+        d = end + timedelta(days=offset)
+        last_dom = _month_length(d)
+        for dom, (_, amount) in latest.items():
+            if d.day == min(dom, last_dom):
+                out[d] = out.get(d, Decimal(0)) + amount
+    return out
+
+
+def _month_length(d: date) -> int:
+    nxt = date(d.year + (d.month == 12), d.month % 12 + 1, 1)
+    return (nxt - date(d.year, d.month, 1)).days
+
+
+def assemble(series: DailySeries, raw: RawForecast) -> SeriesForecast:
+    """Usage forecast plus scheduled recurring charges, as money."""
+    h = len(raw.mean)
+    scheduled = recurring_schedule(series.recurring, series.end, h)
+    points = []
+    for i in range(h):
+        d = series.end + timedelta(days=i + 1)
+        fee = scheduled.get(d, Decimal(0))
+        points.append(
+            ForecastPoint(
+                d,
+                to_money(raw.mean[i]) + fee,
+                to_money(raw.lo_80[i]) + fee,
+                to_money(raw.hi_80[i]) + fee,
+                to_money(raw.lo_95[i]) + fee,
+                to_money(raw.hi_95[i]) + fee,
+            )
+        )
+    cv = None if raw.cv_error is None or not math.isfinite(raw.cv_error) else to_money(raw.cv_error)
+    return SeriesForecast(series.key, raw.model, series.end, cv, series.fingerprint(), points)
+
+
+# --- month-end projection ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Spend of one period: actual to date plus the forecast remainder, with a 95 % interval."""
+
+    period_start: date
+    period_end: date  # exclusive
+    actual_to_date: Decimal
+    forecast_remainder: Decimal
+    projected: Decimal
+    lo_95: Decimal
+    hi_95: Decimal
+
+
+def month_bounds(day: date) -> tuple[date, date]:
+    start = day.replace(day=1)
+    return start, date(start.year + (start.month == 12), start.month % 12 + 1, 1)
+
+
+def quarter_bounds(day: date) -> tuple[date, date]:
+    first_month = 3 * ((day.month - 1) // 3) + 1
+    start = date(day.year, first_month, 1)
+    end_month = first_month + 3
+    end = date(day.year + (end_month > 12), (end_month - 1) % 12 + 1, 1)
+    return start, end
+
+
+def project_period(
+    actual: dict[date, Decimal], forecast: SeriesForecast, period: tuple[date, date]
+) -> Projection:
+    """Actual spend in the period up to trained_through plus forecast days up to its end.
+
+    The interval adds the daily half-widths (errors of one series move together far more
+    often than they cancel), which errs on the wide side.
+    """
+    start, end = period
+    through = forecast.trained_through
+    to_date = sum((v for d, v in actual.items() if start <= d < end and d <= through), Decimal(0))
+    remainder = lo = hi = Decimal(0)
+    for p in forecast.points:
+        if start <= p.day < end and p.day > through:
+            remainder += p.mean
+            lo += p.lo_95
+            hi += p.hi_95
+    return Projection(start, end, to_date, remainder, to_date + remainder, to_date + lo, to_date + hi)

@@ -1,0 +1,185 @@
+"""When and what to refit: debounced after imports, on a schedule, only the series that changed.
+
+Fitting runs in an executor (a worker process by default) so the consumer's event loop never
+waits for a model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from datetime import UTC, date, datetime
+
+from services.forecast import engine
+from services.forecast.config import ForecastSettings
+from services.forecast.domain import (
+    DailySeries,
+    SeriesForecast,
+    assemble,
+    build_series,
+    dimension_sets,
+    month_bounds,
+    project_period,
+    select_tag_keys,
+    trained_through,
+)
+
+logger = logging.getLogger(__name__)
+
+AfterRefit = Callable[[list[DailySeries], dict[str, SeriesForecast]], Awaitable[None]]
+
+
+class InlineExecutor(Executor):
+    """Runs the work in the calling thread (unit tests)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        from concurrent.futures import Future
+
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
+            fut.set_exception(exc)
+        return fut
+
+
+def make_executor(kind: str) -> Executor:
+    if kind == "process":
+        import multiprocessing
+
+        return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    if kind == "thread":
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="forecast-fit")
+    return InlineExecutor()
+
+
+class Refitter:
+    """Owns the refit loop of one service instance."""
+
+    def __init__(
+        self,
+        store,
+        settings: ForecastSettings,
+        *,
+        extra_series: Callable[[date], Awaitable[list[DailySeries]]] | None = None,
+        after_refit: AfterRefit | None = None,
+        today: Callable[[], date] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.extra_series = extra_series
+        self.after_refit = after_refit
+        self.today = today or (lambda: datetime.now(UTC).date())
+        self._dirty = asyncio.Event()
+        self._executor: Executor | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._last_through: date | None = None
+        self.refits = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def poke(self) -> None:
+        """New data was stored: refit after the debounce period."""
+        self._dirty.set()
+        self.idle.clear()
+
+    async def start(self) -> None:
+        self._executor = make_executor(self.settings.forecast_executor)
+        self._tasks = [
+            asyncio.create_task(self._debounced(), name="forecast-refit"),
+            asyncio.create_task(self._scheduled(), name="forecast-schedule"),
+        ]
+        self.poke()  # catch up after a restart: unchanged series are not refitted
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    async def _debounced(self) -> None:
+        debounce = self.settings.forecast_debounce_seconds
+        while True:
+            await self._dirty.wait()
+            while True:  # wait for a quiet period: an import arrives in many batches
+                self._dirty.clear()
+                try:
+                    await asyncio.wait_for(self._dirty.wait(), timeout=debounce)
+                except TimeoutError:
+                    break
+            try:
+                await self.refit("data changed")
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a failed refit must not stop the loop
+                logger.exception("forecast refit failed")
+            if not self._dirty.is_set():
+                self.idle.set()
+
+    async def _scheduled(self) -> None:
+        """Daily schedule: a new complete day moves trained_through, so every series refits."""
+        while True:
+            await asyncio.sleep(self.settings.forecast_schedule_seconds)
+            last = await self.store.last_day()
+            if trained_through(last, self.today()) != self._last_through:
+                self.poke()
+
+    async def refit(self, reason: str) -> int:
+        """Fit the series whose data changed since their stored forecast; returns how many."""
+        started = datetime.now(UTC)
+        through = trained_through(await self.store.last_day(), self.today())
+        if through is None:
+            return 0
+        tag_keys = select_tag_keys(
+            await self.store.tag_keys(), self.settings.forecast_tag_keys, self.settings.forecast_max_tag_keys
+        )
+        rows = []
+        for dims in dimension_sets(tag_keys):
+            rows.extend(await self.store.day_costs(dims, through))
+        series = build_series(rows, through)
+        if self.extra_series is not None:
+            series.extend(await self.extra_series(through))
+        known = await self.store.fingerprints()
+        todo = [s for s in series if known.get(s.key.as_text()) != (s.fingerprint(), through)]
+        tasks = [(s.key.as_text(), s.usage) for s in todo]
+        loop = asyncio.get_running_loop()
+        raws = await loop.run_in_executor(
+            self._executor or make_executor("inline"),
+            engine.fit_many,
+            tasks,
+            self.settings.forecast_horizon,
+            self.settings.forecast_cv_windows,
+            self.settings.forecast_cv_horizon,
+        )
+        forecasts = [assemble(s, raws[s.key.as_text()]) for s in todo]
+        by_key = {s.key.as_text(): s for s in series}
+        period = month_bounds(through + _one_day())
+        projections = {
+            f.key.as_text(): [project_period(by_key[f.key.as_text()].actual, f, period)] for f in forecasts
+        }
+        await self.store.save_forecasts(
+            forecasts,
+            projections,
+            live_keys=list(by_key),
+            refit=(started, len(series), len(forecasts), reason),
+        )
+        self._last_through = through
+        self.refits += 1
+        logger.info(
+            "forecasts refitted",
+            extra={"fields": {"series": len(series), "fitted": len(forecasts), "through": str(through)}},
+        )
+        if self.after_refit is not None:
+            await self.after_refit(series, {f.key.as_text(): f for f in forecasts})
+        return len(forecasts)
+
+
+def _one_day():
+    from datetime import timedelta
+
+    return timedelta(days=1)

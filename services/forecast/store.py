@@ -1,0 +1,259 @@
+"""The `forecast` schema: cost lines, daily aggregates, forecasts, projections, budgets."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import asyncpg
+
+from services.forecast.domain import (
+    RECURRING,
+    USAGE,
+    CostLine,
+    DayCost,
+    Projection,
+    SeriesForecast,
+    SeriesKey,
+    dims_id,
+)
+
+LINE_COLUMNS = (
+    "record_id", "provider", "account", "service", "region", "resource", "type", "currency",
+    "day", "cost", "recurring", "billing_scope", "scope_version", "tags",
+)
+
+CREATE_TMP_LINES = """
+CREATE TEMP TABLE IF NOT EXISTS tmp_forecast_lines (
+    record_id text, provider text, account text, service text, region text, resource text,
+    type text, currency text, day date, cost numeric, recurring boolean, billing_scope text,
+    scope_version bigint, tags text) ON COMMIT DELETE ROWS"""
+
+BUMP_SCOPES = """
+INSERT INTO forecast.scope_versions (billing_scope, version)
+SELECT * FROM unnest($1::text[], $2::bigint[])
+ON CONFLICT (billing_scope) DO UPDATE
+    SET version = GREATEST(forecast.scope_versions.version, EXCLUDED.version)
+RETURNING billing_scope, version"""
+
+DROP_SUPERSEDED = """
+DELETE FROM forecast.cost_lines c USING forecast.scope_versions s
+WHERE c.billing_scope = s.billing_scope AND s.billing_scope = ANY($1::text[])
+  AND coalesce(c.scope_version, 0) < s.version"""
+
+UPSERT_LINES = f"""
+INSERT INTO forecast.cost_lines ({", ".join(LINE_COLUMNS)})
+SELECT {", ".join(LINE_COLUMNS[:-1])}, tags::jsonb FROM tmp_forecast_lines
+ON CONFLICT (record_id) DO UPDATE SET
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in LINE_COLUMNS[1:])}
+WHERE ({", ".join(f"forecast.cost_lines.{c}" for c in LINE_COLUMNS[1:])})
+    IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in LINE_COLUMNS[1:])})"""
+
+LAST_DAY = "SELECT max(day) FROM forecast.cost_lines WHERE cost IS NOT NULL"
+TAG_KEYS = "SELECT DISTINCT jsonb_object_keys(tags) AS k FROM forecast.cost_lines"
+
+UPSERT_SERIES = """
+INSERT INTO forecast.series_forecasts
+    (series_key, dims, grp, currency, model, trained_through, cv_error, fingerprint, fitted_at)
+SELECT k, d, g::jsonb, c, m, t, e, f, now()
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::date[],
+            $7::numeric[], $8::text[]) AS u(k, d, g, c, m, t, e, f)
+ON CONFLICT (series_key) DO UPDATE SET
+    model = EXCLUDED.model, trained_through = EXCLUDED.trained_through,
+    cv_error = EXCLUDED.cv_error, fingerprint = EXCLUDED.fingerprint, fitted_at = now()
+RETURNING series_key, series_id"""
+
+POINT_COLUMNS = ("series_id", "day", "mean", "lo_80", "hi_80", "lo_95", "hi_95")
+PROJECTION_COLUMNS = (
+    "series_id", "period_start", "period_end", "actual_to_date", "forecast_remainder",
+    "projected", "lo_95", "hi_95",
+)
+
+COLUMN_OF = {
+    "provider": "provider",
+    "account": "account",
+    "service": "service",
+    "region": "region",
+    "resource": "resource",
+    "type": "type",
+}
+
+
+def dimension_exprs(dims: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """SQL expressions of a dimension set and the tag keys they take as parameters."""
+    exprs, params = [], []
+    for d in dims:
+        if d.startswith("tag:"):
+            params.append(d[4:])
+            exprs.append(f"tags ->> ${len(params) + 1}")
+        else:
+            exprs.append(COLUMN_OF[d])
+    return exprs, params
+
+
+class ForecastStore:
+    """All SQL of the forecast service."""
+
+    def __init__(self, pool_source) -> None:
+        # `pool_source` has a `.pool` (ServiceRuntime) that exists once the app started
+        self._source = pool_source
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._source.pool
+
+    async def save_lines(self, lines: list[CostLine]) -> int:
+        """Store a batch: newest billing-scope version wins, a redelivered record changes
+        nothing. Returns the number of rows inserted or changed."""
+        if not lines:
+            return 0
+        scopes: dict[str, int] = {}
+        for line in lines:
+            if line.billing_scope:
+                v = line.scope_version or 0
+                scopes[line.billing_scope] = max(scopes.get(line.billing_scope, v), v)
+        async with self.pool.acquire() as conn, conn.transaction():
+            current: dict[str, int] = {}
+            if scopes:
+                names = sorted(scopes)
+                rows = await conn.fetch(BUMP_SCOPES, names, [scopes[n] for n in names])
+                current = {r["billing_scope"]: r["version"] for r in rows}
+                await conn.execute(DROP_SUPERSEDED, names)
+            keep = [
+                line
+                for line in lines
+                if not line.billing_scope or (line.scope_version or 0) >= current[line.billing_scope]
+            ]
+            # the last copy of a record id in a batch wins
+            unique = {line.record_id: line for line in keep}
+            await conn.execute(CREATE_TMP_LINES)
+            await conn.copy_records_to_table(
+                "tmp_forecast_lines",
+                records=[_line_row(x) for x in unique.values()],
+                columns=LINE_COLUMNS,
+            )
+            status = await conn.execute(UPSERT_LINES)
+        return int(status.split()[-1])
+
+    async def last_day(self) -> date | None:
+        return await self.pool.fetchval(LAST_DAY)
+
+    async def tag_keys(self) -> list[str]:
+        return [r["k"] for r in await self.pool.fetch(TAG_KEYS)]
+
+    async def day_costs(self, dims: tuple[str, ...], through: date) -> list[DayCost]:
+        """Cost per (group, currency, day, kind) of one dimension set, up to `through`."""
+        exprs, params = dimension_exprs(dims)
+        select = "".join(f"{e} AS g{i}, " for i, e in enumerate(exprs))
+        group = "".join(f"{e}, " for e in exprs)
+        sql = (
+            f"SELECT {select}currency, day, recurring, sum(cost) AS cost "
+            f"FROM forecast.cost_lines WHERE cost IS NOT NULL AND day <= $1 "
+            f"GROUP BY {group}currency, day, recurring"
+        )
+        rows = await self.pool.fetch(sql, through, *params)
+        name = dims_id(dims)
+        out = []
+        for r in rows:
+            group_values = tuple((d, r[f"g{i}"]) for i, d in enumerate(dims))
+            key = SeriesKey(name, tuple(sorted(group_values)), r["currency"])
+            out.append(DayCost(key, r["day"], RECURRING if r["recurring"] else USAGE, r["cost"]))
+        return out
+
+    async def fingerprints(self) -> dict[str, tuple[str, date]]:
+        rows = await self.pool.fetch(
+            "SELECT series_key, fingerprint, trained_through FROM forecast.series_forecasts"
+        )
+        return {r["series_key"]: (r["fingerprint"], r["trained_through"]) for r in rows}
+
+    async def save_forecasts(
+        self,
+        forecasts: list[SeriesForecast],
+        projections: dict[str, list[Projection]],
+        *,
+        live_keys: list[str],
+        refit: tuple | None = None,
+    ) -> None:
+        """Replace the forecasts of the fitted series, drop series that no longer exist."""
+        import json
+
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "DELETE FROM forecast.series_forecasts WHERE series_key <> ALL($1::text[])", live_keys
+            )
+            if forecasts:
+                rows = await conn.fetch(
+                    UPSERT_SERIES,
+                    [f.key.as_text() for f in forecasts],
+                    [f.key.dims for f in forecasts],
+                    [json.dumps(f.key.group_dict(), sort_keys=True) for f in forecasts],
+                    [f.key.currency for f in forecasts],
+                    [f.model for f in forecasts],
+                    [f.trained_through for f in forecasts],
+                    [f.cv_error for f in forecasts],
+                    [f.fingerprint for f in forecasts],
+                )
+                ids = {r["series_key"]: r["series_id"] for r in rows}
+                await conn.execute(
+                    "DELETE FROM forecast.forecast_points WHERE series_id = ANY($1::bigint[])",
+                    list(ids.values()),
+                )
+                await conn.execute(
+                    "DELETE FROM forecast.projections WHERE series_id = ANY($1::bigint[])",
+                    list(ids.values()),
+                )
+                points = [
+                    (ids[f.key.as_text()], p.day, p.mean, p.lo_80, p.hi_80, p.lo_95, p.hi_95)
+                    for f in forecasts
+                    for p in f.points
+                ]
+                await conn.copy_records_to_table(
+                    "forecast_points", schema_name="forecast", records=points, columns=POINT_COLUMNS
+                )
+                proj_rows = [
+                    (
+                        ids[key], p.period_start, p.period_end, p.actual_to_date,
+                        p.forecast_remainder, p.projected, p.lo_95, p.hi_95,
+                    )
+                    for key, items in projections.items()
+                    if key in ids
+                    for p in items
+                ]
+                await conn.copy_records_to_table(
+                    "projections", schema_name="forecast", records=proj_rows, columns=PROJECTION_COLUMNS
+                )
+            if refit is not None:
+                await conn.execute(
+                    "INSERT INTO forecast.refits (started_at, finished_at, series_total, series_fitted,"
+                    " reason) VALUES ($1, now(), $2, $3, $4)",
+                    *refit,
+                )
+
+    async def actual_between(self, filters: dict[str, str], currency: str, start: date, end: date) -> Decimal:
+        """Actual spend of a scope over [start, end) in one currency."""
+        where, params = ["cost IS NOT NULL", "currency = $1", "day >= $2", "day < $3"], [currency, start, end]
+        for k, v in sorted(filters.items()):
+            params.append(k[4:] if k.startswith("tag:") else v)
+            if k.startswith("tag:"):
+                params.append(v)
+                where.append(f"tags ->> ${len(params) - 1} = ${len(params)}")
+            else:
+                where.append(f"{COLUMN_OF[k]} = ${len(params)}")
+        sql = f"SELECT coalesce(sum(cost), 0) FROM forecast.cost_lines WHERE {' AND '.join(where)}"
+        return await self.pool.fetchval(sql, *params)
+
+
+def _line_row(line: CostLine) -> tuple:
+    import json
+
+    return (
+        line.record_id, line.provider, line.account, line.service, line.region, line.resource,
+        line.type, line.currency, line.day, line.cost, _recurring(line), line.billing_scope,
+        line.scope_version, json.dumps(line.tags or {}, sort_keys=True),
+    )
+
+
+def _recurring(line: CostLine) -> bool:
+    from services.forecast.domain import is_recurring
+
+    return is_recurring(line.charge_frequency)
