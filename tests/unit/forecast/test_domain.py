@@ -76,7 +76,7 @@ def test_seasonal_naive_repeats_the_last_week_with_widening_intervals():
 def test_short_series_fall_back_to_their_mean_and_never_go_negative():
     f = seasonal_naive([0.0, 4.0], 3)
     assert f.model == "Naive" and f.mean == [2.0, 2.0, 2.0]
-    assert min(f.lo_95) == 0.0 < f.lo_80[0]
+    assert min(f.lo_95) == 0.0 and f.hi_95[0] > 2.0
 
 
 def test_recurring_fee_repeats_on_its_day_of_month():
