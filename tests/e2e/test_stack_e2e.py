@@ -1,0 +1,153 @@
+"""The embedded stack end to end, through the real `finfocus` command line.
+
+`finfocus up --detach` in a private FINFOCUS_HOME, `status --output json`, billed records
+published on `raw-billing` by an outside producer reconciled to the cent by
+`finfocus cost actual`, a redelivery that changes nothing, then `finfocus down` and no
+process left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import psutil
+import pytest
+
+from finfocus.settings import SERVICES
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def finfocus(home: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FINFOCUS_")}
+    env["FINFOCUS_HOME"] = str(home)
+    return subprocess.run(
+        [sys.executable, "-m", "finfocus.cli", *args],
+        env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+    )
+
+
+def processes_under(home: Path) -> list[psutil.Process]:
+    """Live processes whose command line mentions the test's FINFOCUS_HOME."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "environ"]):
+        try:
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            environ = proc.info.get("environ") or {}
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if proc.pid == os.getpid():
+            continue
+        if str(home) in cmdline or environ.get("FINFOCUS_HOME") == str(home):
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+    return found
+
+
+def billed_records(n: int, seed: int = 11) -> tuple[list[dict], Decimal]:
+    rng = random.Random(seed)
+    records, total = [], Decimal(0)
+    for i in range(n):
+        cost = Decimal(rng.randint(-500, 250_000)) / 100  # credits are negative and legal
+        total += cost
+        day = 1 + i % 28
+        records.append({
+            "ProviderName": rng.choice(["AWS", "Microsoft", "Google Cloud"]),
+            "BillingAccountId": "acct-e2e",
+            "SubAccountId": f"sub-{i % 7}",
+            "ChargePeriodStart": f"2026-10-{day:02d}T00:00:00Z",
+            "ChargePeriodEnd": f"2026-10-{day:02d}T01:00:00Z",
+            "BillingCurrency": "USD",
+            "ServiceName": rng.choice(["Compute", "Storage", "Database"]),
+            "ChargeCategory": "Usage" if cost >= 0 else "Credit",
+            "BilledCost": format(cost, "f"),
+            "ResourceId": f"r-{i}",
+            "x_RecordId": f"e2e-{i}",
+        })
+    return records, total
+
+
+async def publish(bootstrap: str, records: list[dict]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(
+                "raw-billing",
+                json.dumps(r).encode(),
+                key=f"{r['ProviderName']}:{r['SubAccountId']}".encode(),
+            )
+            for r in records
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def cost_total(home: Path) -> Decimal | None:
+    result = finfocus(home, "cost", "actual", "--from", "2026-10-01", "--to", "2026-11-01", "--output", "json", timeout=60)
+    if result.returncode != 0:
+        return None
+    return Decimal(json.loads(result.stdout)["summary"]["totalCost"] or "0")
+
+
+def wait_total(home: Path, expected: Decimal, timeout: float = 90) -> Decimal | None:
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        seen = cost_total(home)
+        if seen == expected:
+            return seen
+        time.sleep(1)
+    return seen
+
+
+def test_stack_up_prices_published_records_to_the_cent_then_down_leaves_nothing(tmp_path: Path):
+    home = tmp_path / "ffhome"
+    up = finfocus(home, "up", "--detach", "--timeout", "180")
+    try:
+        status = finfocus(home, "status", "--output", "json")
+        assert status.returncode == 0, status.stderr
+        body = json.loads(status.stdout)
+        assert set(body) == {"kafka_bootstrap", "database_url", "services"}
+        assert set(body["services"]) == set(SERVICES)
+        assert body["kafka_bootstrap"].startswith("127.0.0.1:")
+        assert body["database_url"].startswith("postgresql://") and ":5432/" not in body["database_url"]
+        available = {s for s in SERVICES if (ROOT / "services" / s / "app.py").exists()}
+        for name, state in body["services"].items():
+            assert state == ("running" if name in available else "failed"), (name, state, up.stdout, up.stderr)
+        assert up.returncode == (0 if available == set(SERVICES) else 1), up.stderr
+        assert (home / "logs" / "kafka.log").exists() and (home / "logs" / "pricing.log").exists()
+
+        if "pricing" in available:
+            records, total = billed_records(400)
+            asyncio.run(publish(body["kafka_bootstrap"], records))
+            assert wait_total(home, total) == total
+            # redelivering half of them changes nothing
+            asyncio.run(publish(body["kafka_bootstrap"], records[::2]))
+            time.sleep(3)
+            assert cost_total(home) == total
+    finally:
+        state = json.loads((home / "run" / "stack.json").read_text()) if (home / "run" / "stack.json").exists() else {}
+        down = finfocus(home, "down")
+    assert down.returncode == 0, down.stderr
+    pids = [state.get("supervisor", {}).get("pid"), (state.get("kafka") or {}).get("pid"),
+            (state.get("postgres") or {}).get("pid")]
+    pids += [e.get("pid") for e in (state.get("services") or {}).values()]
+    assert not [p for p in pids if p and psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert processes_under(home) == []
+    assert not (home / "run" / "stack.json").exists()
+    after = finfocus(home, "status", "--output", "json")
+    assert after.returncode == 1
