@@ -1,9 +1,366 @@
-"""`finfocus` commands: ingest."""
+"""`finfocus ingest`: import provider billing exports (and replay what was imported).
+
+`finfocus ingest FILE...` acts as the ingest service for one import job: it records the job
+in schema `ingest` through the service's store and publishes BillingRecord v1 on
+`raw-billing`. `--wait` reads `pricing.v_cost_lines` (through the read-only role) until every
+accepted row is priced and stored, and reconciles the totals per currency.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import time
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
+
+from finfocus.cli.output import OUTPUT_OPTION, OutputFormat, err_console, fail, print_json, print_ndjson, print_table, run
+
+IMPORT_COMMAND = "import"
+
+
+class IngestFormat(StrEnum):
+    AUTO = "auto"
+    FOCUS = "focus"
+    AWS_CUR = "aws-cur"
+    AZURE = "azure"
+    GCP = "gcp"
+
+
+class FilesFirstGroup(TyperGroup):
+    """`finfocus ingest FILE...` is `finfocus ingest import FILE...`: a first argument that
+    is not a sub-command name (replay, jobs, show, import) is taken as a file."""
+
+    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [IMPORT_COMMAND, *args]
+        return super().parse_args(ctx, args)
+
+
+ingest_app = typer.Typer(
+    cls=FilesFirstGroup,
+    no_args_is_help=True,
+    help="Import provider billing exports into FinFocus.\n\n"
+    "  finfocus ingest FILE... [--format auto|focus|aws-cur|azure|gcp] [--wait] [--strict]\n\n"
+    "imports files (same as `finfocus ingest import FILE...`); give every part of a "
+    "multi-file export (a CUR month in several parts) in one command: one job, one version "
+    "of each billing period. `finfocus ingest replay --job ID | --period YYYY-MM` publishes "
+    "again what was imported; `jobs` and `show` report import jobs.",
+)
+
+
+def _settings():
+    from services.ingest.config import IngestSettings
+
+    return IngestSettings()
+
+
+async def _stack(settings):  # noqa: ANN202 - internal
+    """The pieces an import job needs when the CLI acts as the ingest service."""
+    from finfocus.broker import RecordPublisher, ensure_topics
+    from finfocus.db import create_pool, migrate_url
+    from finfocus.telemetry import make_tracer_provider
+    from services.ingest.store import MIGRATIONS_DIR, IngestStore
+
+    await migrate_url(settings.database, "ingest", MIGRATIONS_DIR)
+    await ensure_topics(settings.kafka, settings.partitions)
+    pool = await create_pool(settings.database, min_size=1, max_size=2)
+    publisher = RecordPublisher(settings.kafka)
+    await publisher.start()
+    provider = make_tracer_provider("finfocus-ingest")
+    return pool, publisher, provider, IngestStore(pool)
+
+
+class WaitTimeout(RuntimeError):
+    pass
+
+
+async def wait_until_priced(
+    database_url: str, job_id: str, expected_rows: int, timeout: float, poll: float = 0.5
+) -> dict[str, Any]:
+    """Poll `pricing.v_cost_lines` until the job's rows are all stored; returns count and
+    billed totals per currency as stored."""
+    import asyncpg
+
+    from finfocus.db import reader
+
+    deadline = time.monotonic() + timeout
+    query = (
+        "SELECT billing_currency, count(*) AS n, coalesce(sum(billed_cost), 0) AS total "
+        "FROM pricing.v_cost_lines WHERE import_job_id = $1 GROUP BY billing_currency"
+    )
+    stored: dict[str, Any] = {"rows": 0, "totals": {}}
+    async with reader(database_url) as conn:
+        while True:
+            try:
+                rows = await conn.fetch(query, job_id)
+            except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+                rows = []  # pricing has not created its view yet
+            stored = {
+                "rows": sum(r["n"] for r in rows),
+                "totals": {r["billing_currency"]: Decimal(r["total"]) for r in rows},
+            }
+            if stored["rows"] >= expected_rows:
+                return stored
+            if time.monotonic() > deadline:
+                raise WaitTimeout(
+                    f"{stored['rows']} of {expected_rows} rows of {job_id} priced and stored after "
+                    f"{timeout:.0f}s (is the pricing service running? see raw-billing.dlq)"
+                )
+            await asyncio.sleep(poll)
+
+
+def reconcile(file_totals: dict[str, Any], stored_totals: dict[str, Decimal]) -> dict[str, Any]:
+    """File totals of accepted rows against stored totals, per currency, to the cent."""
+    from services.ingest.domain import money_text
+
+    currencies = sorted(set(file_totals) | set(stored_totals))
+    lines = []
+    for currency in currencies:
+        expected = Decimal(str(file_totals.get(currency, "0")))
+        got = stored_totals.get(currency, Decimal(0))
+        cents = Decimal("0.01")
+        lines.append(
+            {
+                "currency": currency,
+                "file_total": money_text(expected),
+                "stored_total": money_text(got),
+                "matches": expected.quantize(cents) == got.quantize(cents),
+            }
+        )
+    return {"reconciled": all(line["matches"] for line in lines), "currencies": lines}
+
+
+def _progress_bar(enabled: bool):  # noqa: ANN202
+    if not enabled:
+        return None, None
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+    bar = Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+        TransferSpeedColumn(), TimeRemainingColumn(), console=err_console, transient=True,
+    )
+    task = bar.add_task("importing", total=None)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    return bar, update
+
+
+async def _import(
+    files: list[Path], format: IngestFormat, wait: bool, wait_timeout: float, progress: bool
+) -> dict[str, Any]:
+    from services.ingest.importer import Importer
+
+    settings = _settings()
+    pool, publisher, provider, store = await _stack(settings)
+    bar, update = _progress_bar(progress)
+    try:
+        importer = Importer(store, publisher, provider.get_tracer("finfocus.ingest"), source="cli")
+        if bar:
+            bar.start()
+        try:
+            result = await importer.import_files(files, format.value, update)
+        finally:
+            if bar:
+                bar.stop()
+        summary = result.summary()
+        if result.duplicate_of:
+            job = await store.job(result.duplicate_of) or {}
+            summary["totals"] = job.get("totals", {})
+            summary["rows_published"] = job.get("rows_published", 0)
+        if wait and summary["rows_published"]:
+            try:
+                stored = await wait_until_priced(
+                    settings.database, result.job_id, summary["rows_published"], wait_timeout
+                )
+                summary["stored_rows"] = stored["rows"]
+                summary["reconciliation"] = reconcile(summary["totals"], stored["totals"])
+            except WaitTimeout as exc:
+                summary["wait_error"] = str(exc)
+        return summary
+    finally:
+        await publisher.stop()
+        await pool.close()
+        provider.shutdown()
+
+
+def _print_summary(summary: dict[str, Any], output: OutputFormat) -> None:
+    if output == OutputFormat.JSON:
+        print_json(summary)
+        return
+    if output == OutputFormat.NDJSON:
+        print_ndjson([summary])
+        return
+    status = summary["status"]
+    if summary.get("duplicate_of"):
+        status = f"already imported by {summary['duplicate_of']}: nothing to do"
+    rows = [
+        ("job", summary["job_id"]),
+        ("status", status),
+        ("format", summary.get("format")),
+        ("rows read", summary["rows_read"]),
+        ("rows published", summary["rows_published"]),
+        ("rows rejected", summary["rows_rejected"]),
+    ]
+    rows += [(f"billed total {c}", v) for c, v in summary.get("totals", {}).items()]
+    if summary.get("billing_scopes"):
+        rows.append(("billing scopes", ", ".join(summary["billing_scopes"])))
+    if "reconciliation" in summary:
+        for line in summary["reconciliation"]["currencies"]:
+            verdict = "reconciled to the cent" if line["matches"] else "MISMATCH"
+            rows.append((f"stored {line['currency']}", f"{line['stored_total']} ({verdict})"))
+    if summary.get("wait_error"):
+        rows.append(("wait", summary["wait_error"]))
+    if summary.get("error"):
+        rows.append(("error", summary["error"]))
+    print_table(["", "value"], rows, title="FinFocus import")
+    if summary.get("rejections"):
+        print_table(
+            ["file", "row", "reason"],
+            [(r["file"], r["row"], r["reason"]) for r in summary["rejections"][:20]],
+            title=f"rejected rows (first {min(20, len(summary['rejections']))} of {summary['rows_rejected']})",
+        )
+
+
+@ingest_app.command(IMPORT_COMMAND)
+def import_files(
+    files: list[Path] = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="export files (CSV, CSV.gz, JSON lines, Parquet)"),
+    format: IngestFormat = typer.Option(IngestFormat.AUTO, "--format", "-f", help="export format; auto detects it from the header"),
+    wait: bool = typer.Option(False, "--wait", help="return when every accepted row is priced and stored, and reconcile the totals"),
+    wait_timeout: float = typer.Option(600.0, "--wait-timeout", help="seconds --wait waits at most"),
+    strict: bool = typer.Option(False, "--strict", help="exit 1 when any row is rejected"),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Import billing export files as one job and publish their rows on raw-billing.
+
+    Exit code 1 when nothing could be imported, with --strict on any rejected row, and with
+    --wait when the rows were not all stored in time or the totals do not reconcile.
+    """
+    from services.ingest.formats import UnknownFormat
+
+    progress = output == OutputFormat.TABLE and sys.stderr.isatty()
+    try:
+        summary = run(_import(files, format, wait, wait_timeout, progress))
+    except UnknownFormat as exc:
+        fail(str(exc))
+    _print_summary(summary, output)
+    if summary["status"] == "failed":
+        raise typer.Exit(1)
+    if summary["status"] != "duplicate" and summary["rows_published"] == 0:
+        err_console.print("[red]error:[/red] nothing could be imported")
+        raise typer.Exit(1)
+    if strict and summary["rows_rejected"]:
+        raise typer.Exit(1)
+    if summary.get("wait_error") or not summary.get("reconciliation", {"reconciled": True})["reconciled"]:
+        raise typer.Exit(1)
+
+
+async def _replay(job: str | None, period: str | None) -> int:
+    from services.ingest.importer import Importer
+
+    settings = _settings()
+    pool, publisher, provider, store = await _stack(settings)
+    try:
+        importer = Importer(store, publisher, provider.get_tracer("finfocus.ingest"))
+        return await importer.replay(job_id=job, period=period)
+    finally:
+        await publisher.stop()
+        await pool.close()
+        provider.shutdown()
+
+
+@ingest_app.command("replay")
+def replay(
+    job: str | None = typer.Option(None, "--job", help="import job id to publish again"),
+    period: str | None = typer.Option(None, "--period", help="billing period YYYY-MM: the newest import of each of its scopes"),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Publish again on raw-billing what an import job (or a billing period) published.
+
+    The embedded broker keeps nothing across a restart; consumers are idempotent, so a
+    replay never double counts.
+    """
+    import re
+
+    if bool(job) == bool(period):
+        fail("give exactly one of --job ID or --period YYYY-MM", 2)
+    if period and not re.fullmatch(r"\d{4}-\d{2}", period):
+        fail(f"--period {period!r} is not YYYY-MM", 2)
+    sent = run(_replay(job, period))
+    result = {"job_id": job, "period": period, "records_published": sent}
+    if output == OutputFormat.TABLE:
+        print_table(["", "value"], [(k, v) for k, v in result.items() if v is not None], title="replay")
+    elif output == OutputFormat.JSON:
+        print_json(result)
+    else:
+        print_ndjson([result])
+    if sent == 0:
+        fail("nothing to replay (unknown job or period)")
+
+
+JOB_COLUMNS = (
+    "job_id", "version", "status", "source", "format", "rows_read", "rows_published",
+    "rows_rejected", "totals", "billing_scopes", "started_at", "finished_at", "error",
+)
+
+
+async def _jobs(limit: int, job_id: str | None) -> list[dict[str, Any]]:
+    from finfocus.db import reader
+
+    async with reader(_settings().database) as conn:
+        query = f"SELECT {', '.join(JOB_COLUMNS)}, files, rejection_reasons FROM ingest.v_import_jobs"
+        if job_id:
+            rows = await conn.fetch(query + " WHERE job_id = $1", job_id)
+        else:
+            rows = await conn.fetch(query + " ORDER BY version DESC LIMIT $1", limit)
+    return [dict(r) for r in rows]
+
+
+@ingest_app.command("jobs")
+def jobs(
+    limit: int = typer.Option(20, help="most recent jobs to list"),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """List recent import jobs (newest first)."""
+    found = run(_jobs(limit, None))
+    if output == OutputFormat.JSON:
+        print_json({"jobs": found})
+    elif output == OutputFormat.NDJSON:
+        print_ndjson(found)
+    else:
+        print_table(
+            ["job", "version", "status", "format", "read", "published", "rejected", "totals", "finished"],
+            [
+                (j["job_id"], j["version"], j["status"], j["format"], j["rows_read"], j["rows_published"],
+                 j["rows_rejected"], ", ".join(f"{v} {c}" for c, v in (j["totals"] or {}).items()), j["finished_at"])
+                for j in found
+            ],
+            title="import jobs",
+        )
+
+
+@ingest_app.command("show")
+def show(job_id: str = typer.Argument(..., help="import job id"), output: OutputFormat = OUTPUT_OPTION) -> None:
+    """Show one import job: files, counts, totals, scopes and rejection reasons."""
+    found = run(_jobs(1, job_id))
+    if not found:
+        fail(f"no import job {job_id}")
+    job = found[0]
+    if output == OutputFormat.JSON:
+        print_json(job)
+    elif output == OutputFormat.NDJSON:
+        print_ndjson([job])
+    else:
+        print_table(["", "value"], [(k, v) for k, v in job.items()], title=job_id)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the `finfocus` app."""
+    """Add `finfocus ingest` to the `finfocus` app."""
+    app.add_typer(ingest_app, name="ingest")

@@ -1,0 +1,27 @@
+"""Settings of the ingest service (environment, prefix FINFOCUS_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from finfocus.settings import ServiceSettings
+
+
+class IngestSettings(ServiceSettings):
+    """What the ingest service watches and serves, on top of the shared settings."""
+
+    service_name: str = "ingest"
+    #: a local directory whose new or changed export files are imported (unset: no watcher)
+    ingest_watch_dir: Path | None = None
+    #: an S3-compatible `s3://bucket/prefix` watched the same way (boto3's standard config)
+    ingest_watch_s3: str | None = None
+    ingest_watch_interval_s: float = Field(30.0, gt=0)
+    #: HTTP intake `POST /v1/billing-records` (host/port; port 0 disables it)
+    ingest_http_host: str = "127.0.0.1"
+    ingest_http_port: int = 0
+    #: largest accepted HTTP body, bytes (413 beyond)
+    ingest_http_max_bytes: int = 16 * 1024 * 1024
+    #: name of the bearer token in the secrets provider
+    ingest_token_secret: str = "ingest-token"

@@ -1,0 +1,198 @@
+"""Vectorised normalisation shared by every format: FOCUS column names in, checked rows out.
+
+Each format maps a provider's columns to FOCUS columns as strings (`to_focus`); `finish`
+then turns timestamps into RFC 3339, checks what `BillingRecordV1` requires, and names the
+reason of every row it refuses in the `_error` column. Pure polars: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import polars as pl
+
+from schemas.currencies import is_iso_4217
+from schemas.ingest import MONEY_COLUMNS, OTHER_FOCUS_COLUMNS, BillingRecordV1, ChargeCategoryName
+
+ERROR = "_error"
+SCOPE = "_scope"
+#: every column name a BillingRecordV1 accepts without the x_ prefix
+FOCUS_COLUMNS = frozenset(BillingRecordV1.model_fields) | OTHER_FOCUS_COLUMNS
+TIMESTAMP_COLUMNS = ("ChargePeriodStart", "ChargePeriodEnd", "BillingPeriodStart", "BillingPeriodEnd")
+DECIMAL_COLUMNS = (
+    *MONEY_COLUMNS,
+    "ListUnitPrice",
+    "ContractedUnitPrice",
+    "ConsumedQuantity",
+    "PricingQuantity",
+)
+REQUIRED_TEXT = ("ProviderName", "BillingAccountId", "ServiceName")
+CHARGE_CATEGORIES = [c.value for c in ChargeCategoryName]
+#: precision kept when summing money: exact for any real bill
+TOTAL_DTYPE = pl.Decimal(38, 18)
+
+_TIMESTAMP_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.fZ",
+    "%Y-%m-%dT%H:%M:%SZ",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%dT%H:%MZ",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+    "%m/%d/%Y %H:%M:%S",
+    "%m/%d/%Y",
+)
+_OFFSET_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f%:z",
+    "%Y-%m-%dT%H:%M:%S%:z",
+    "%Y-%m-%d %H:%M:%S%.f%:z",
+    "%Y-%m-%d %H:%M:%S%:z",
+    "%Y-%m-%d %H:%M:%S%#z",
+    "%Y-%m-%dT%H:%M:%S%#z",
+)
+
+
+def parse_timestamp(col: pl.Expr) -> pl.Expr:
+    """UTC datetimes from the timestamp spellings real exports use; null where none fits."""
+    text = col.cast(pl.Utf8).str.strip_chars()
+    naive = [text.str.strptime(pl.Datetime("us"), f, strict=False).dt.replace_time_zone("UTC") for f in _TIMESTAMP_FORMATS]
+    aware = [
+        text.str.strptime(pl.Datetime("us", "UTC"), f, strict=False) for f in _OFFSET_FORMATS
+    ]
+    return pl.coalesce(*naive, *aware)
+
+
+def rfc3339(col: pl.Expr) -> pl.Expr:
+    """`2024-09-18T22:00:00Z`, with fractional seconds only when there are some."""
+    whole = col.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    frac = col.dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+    return pl.when(col.dt.microsecond() == 0).then(whole).otherwise(frac)
+
+
+def to_strings(df: pl.DataFrame) -> pl.DataFrame:
+    """Every flat column as text (Parquet brings typed columns; CSV is text already).
+
+    Timestamps become RFC 3339 text, numbers their exact decimal text; empty text is null.
+    """
+    exprs = []
+    for name, dtype in df.schema.items():
+        col = pl.col(name)
+        if dtype == pl.Utf8:
+            exprs.append(pl.when(col.str.len_bytes() == 0).then(None).otherwise(col).alias(name))
+        elif isinstance(dtype, pl.Datetime):
+            utc = col.dt.replace_time_zone("UTC") if dtype.time_zone is None else col.dt.convert_time_zone("UTC")
+            exprs.append(rfc3339(utc).alias(name))
+        elif isinstance(dtype, pl.Date):
+            exprs.append(col.dt.strftime("%Y-%m-%dT00:00:00Z").alias(name))
+        elif dtype.is_numeric() or dtype == pl.Boolean:
+            exprs.append(col.cast(pl.Utf8).alias(name))
+        else:
+            exprs.append(col)  # nested (GCP credits, labels): the format handles them
+    return df.select(exprs)
+
+
+def _first_error(checks: Iterable[tuple[pl.Expr, pl.Expr | str]]) -> pl.Expr:
+    expr: pl.Expr | None = None
+    for failed, reason in reversed(list(checks)):
+        message = pl.lit(reason) if isinstance(reason, str) else reason
+        expr = (
+            pl.when(failed).then(message).otherwise(expr if expr is not None else pl.lit(None, pl.Utf8))
+        )
+    return expr if expr is not None else pl.lit(None, pl.Utf8)
+
+
+def finish(df: pl.DataFrame) -> pl.DataFrame:
+    """Check and normalise FOCUS-named text columns; adds `_error` (null when the row is good)
+    and `_scope` (`provider:billing-account:YYYY-MM` of the billing period)."""
+    for name in (*REQUIRED_TEXT, "ChargePeriodStart", "ChargePeriodEnd", "BillingCurrency", "ChargeCategory", "BilledCost"):
+        if name not in df.columns:
+            df = df.with_columns(pl.lit(None, pl.Utf8).alias(name))
+    present_ts = [c for c in TIMESTAMP_COLUMNS if c in df.columns]
+    parsed = {c: f"_ts_{c}" for c in present_ts}
+    df = df.with_columns([parse_timestamp(pl.col(c)).alias(p) for c, p in parsed.items()])
+    decimals = [c for c in DECIMAL_COLUMNS if c in df.columns]
+    df = df.with_columns(
+        [pl.col(c).str.strip_chars().str.to_decimal(scale=18).alias(f"_dec_{c}") for c in decimals]
+    )
+    currencies = df.get_column("BillingCurrency").drop_nulls().unique().to_list()
+    bad_currencies = [c for c in currencies if not is_iso_4217(c)]
+
+    def has(c: str) -> pl.Expr:
+        return pl.col(c).is_not_null() if c in df.columns else pl.lit(False)
+
+    checks: list[tuple[pl.Expr, pl.Expr | str]] = []
+    for name in REQUIRED_TEXT:
+        checks.append((pl.col(name).is_null(), f"missing {name}"))
+    for name in ("ChargePeriodStart", "ChargePeriodEnd"):
+        checks.append((pl.col(name).is_null(), f"missing {name}"))
+    for name, p in parsed.items():
+        checks.append(
+            (
+                pl.col(name).is_not_null() & pl.col(p).is_null(),
+                pl.format(f"{name} is not a timestamp: '{{}}'", pl.col(name)),
+            )
+        )
+    checks.append(
+        (
+            pl.col("_ts_ChargePeriodEnd") < pl.col("_ts_ChargePeriodStart"),
+            "ChargePeriodEnd is before ChargePeriodStart",
+        )
+    )
+    checks.append((pl.col("BillingCurrency").is_null(), "missing BillingCurrency"))
+    checks.append(
+        (
+            pl.col("BillingCurrency").is_in(bad_currencies),
+            pl.format("unknown currency '{}': expected an ISO 4217 code", pl.col("BillingCurrency")),
+        )
+    )
+    checks.append((pl.col("ChargeCategory").is_null(), "missing ChargeCategory"))
+    checks.append(
+        (
+            ~pl.col("ChargeCategory").is_in(CHARGE_CATEGORIES),
+            pl.format("ChargeCategory '{}' is not one of " + ", ".join(CHARGE_CATEGORIES), pl.col("ChargeCategory")),
+        )
+    )
+    for name in decimals:
+        checks.append(
+            (
+                pl.col(name).is_not_null() & pl.col(f"_dec_{name}").is_null(),
+                pl.format(f"{name} is not a number: '{{}}'", pl.col(name)),
+            )
+        )
+    no_usage = ~(has("ConsumedQuantity") & has("ConsumedUnit"))
+    no_sku = ~(has("SkuId") | has("ResourceType"))
+    checks.append(
+        (
+            pl.col("BilledCost").is_null() & no_usage,
+            "BilledCost is missing and the row has no usage to price (ConsumedQuantity and ConsumedUnit)",
+        )
+    )
+    checks.append(
+        (
+            pl.col("BilledCost").is_null() & no_sku,
+            "BilledCost is missing and the row has neither SkuId nor ResourceType",
+        )
+    )
+    period = pl.col("_ts_BillingPeriodStart") if "BillingPeriodStart" in parsed else pl.col("_ts_ChargePeriodStart")
+    period = pl.coalesce(period, pl.col("_ts_ChargePeriodStart"))
+    out = df.with_columns(
+        _first_error(checks).alias(ERROR),
+        pl.format(
+            "{}:{}:{}", pl.col("ProviderName"), pl.col("BillingAccountId"), period.dt.strftime("%Y-%m")
+        ).alias(SCOPE),
+        *[rfc3339(pl.col(p)).alias(c) for c, p in parsed.items()],
+        *[pl.col(c).str.strip_chars().alias(c) for c in decimals],
+    )
+    dropped = [*parsed.values(), *[c for c in out.columns if c.startswith("_dec_") and c != "_dec_BilledCost"]]
+    return out.drop(dropped)
+
+
+def extension_name(column: str) -> str:
+    """A column that is not FOCUS travels as an `x_` extension column (`Id` -> `x_Id`)."""
+    if column in FOCUS_COLUMNS or column.startswith(("x_", "_")):
+        return column
+    cleaned = "".join(ch if ch.isalnum() else "_" for ch in column)
+    return f"x_{cleaned}"

@@ -1,0 +1,145 @@
+"""Stream a billing export in bounded batches: CSV, CSV.gz, JSON lines(.gz) and Parquet.
+
+Nothing here holds a whole file: CSV and JSON lines go through pyarrow's streaming readers
+(a few MB per block), Parquet through `iter_batches`. Every batch is a polars DataFrame.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from services.ingest.formats.common import to_strings
+
+NULL_SPELLINGS = ["NULL", "null", ""]
+BLOCK_BYTES = 8 * 1024 * 1024
+PARQUET_BATCH_ROWS = 65_536
+
+
+def file_checksum(path: Path) -> str:
+    """sha256 of the file's bytes: the same export imported twice has the same checksum."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sniff(path: Path) -> str:
+    """`parquet`, `csv` or `ndjson` (gzip is looked through)."""
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if head == b"PAR1":
+        return "parquet"
+    opener = gzip.open if head[:2] == b"\x1f\x8b" else open
+    with opener(path, "rb") as fh:
+        start = fh.read(4096).lstrip(b"\xef\xbb\xbf").lstrip()
+    return "ndjson" if start[:1] in (b"{", b"[") else "csv"
+
+
+def is_gzip(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+class Source:
+    """One export file read batch by batch; `position()` says how far for a progress bar."""
+
+    def __init__(self, path: Path, *, block_bytes: int = BLOCK_BYTES) -> None:
+        self.path = Path(path)
+        self.kind = sniff(self.path)
+        self.size = self.path.stat().st_size
+        self.block_bytes = block_bytes
+        self._raw: io.BufferedReader | None = None
+        self._rows_done = 0
+        self._rows_total: int | None = None
+
+    def position(self) -> int:
+        """Bytes of the file consumed so far (estimated from rows for Parquet)."""
+        if self.kind == "parquet":
+            if not self._rows_total:
+                return 0
+            return int(self.size * self._rows_done / self._rows_total)
+        if self._raw is None or self._raw.closed:
+            return self.size
+        return self._raw.tell()
+
+    def header(self) -> list[str]:
+        """Column names, read without loading data."""
+        if self.kind == "parquet":
+            return list(pq.ParquetFile(self.path).schema_arrow.names)
+        if self.kind == "ndjson":
+            for batch in self.batches():
+                return batch.columns
+            return []
+        opener = gzip.open if is_gzip(self.path) else open
+        with opener(self.path, "rt", encoding="utf-8-sig", newline="") as fh:
+            import csv
+
+            return next(csv.reader(fh), [])
+
+    def batches(self) -> Iterator[pl.DataFrame]:
+        """The file's rows as DataFrames of at most one block each, flat columns as text."""
+        if self.kind == "parquet":
+            yield from self._parquet()
+        elif self.kind == "ndjson":
+            yield from self._ndjson()
+        else:
+            yield from self._csv()
+
+    def _open(self) -> pa.NativeFile:
+        self._raw = self.path.open("rb")
+        compression = "gzip" if is_gzip(self.path) else None
+        return pa.input_stream(self._raw, compression=compression)
+
+    def _csv(self) -> Iterator[pl.DataFrame]:
+        names = [n.lstrip("\ufeff") for n in self.header()]
+        stream = self._open()
+        try:
+            reader = pacsv.open_csv(
+                stream,
+                read_options=pacsv.ReadOptions(block_size=self.block_bytes, column_names=names, skip_rows=1),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={n: pa.string() for n in names},
+                    null_values=NULL_SPELLINGS,
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=True,
+                ),
+            )
+            for batch in reader:
+                if batch.num_rows:
+                    yield pl.from_arrow(pa.Table.from_batches([batch]))  # type: ignore[misc]
+        finally:
+            stream.close()
+            if self._raw is not None:
+                self._raw.close()
+
+    def _ndjson(self) -> Iterator[pl.DataFrame]:
+        stream = self._open()
+        try:
+            reader = pajson.open_json(stream, read_options=pajson.ReadOptions(block_size=self.block_bytes))
+            for batch in reader:
+                if batch.num_rows:
+                    yield to_strings(pl.from_arrow(pa.Table.from_batches([batch])))  # type: ignore[arg-type]
+        finally:
+            stream.close()
+            if self._raw is not None:
+                self._raw.close()
+
+    def _parquet(self) -> Iterator[pl.DataFrame]:
+        parquet = pq.ParquetFile(self.path)
+        self._rows_total = parquet.metadata.num_rows
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            self._rows_done += batch.num_rows
+            if batch.num_rows:
+                yield to_strings(pl.from_arrow(pa.Table.from_batches([batch])))  # type: ignore[arg-type]
