@@ -1,0 +1,1 @@
+"""The anomaly service: daily cost per monitored dimension, robust detectors, anomalies topic."""

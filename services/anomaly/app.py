@@ -1,0 +1,39 @@
+"""Wiring of the anomaly service: `finfocus serve anomaly` runs `build_app()`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from faststream import FastStream
+from opentelemetry.sdk.trace import TracerProvider
+
+from finfocus.service import ServiceRuntime
+from services.anomaly.config import AnomalySettings
+from services.anomaly.engine import Evaluator
+from services.anomaly.handlers import register_handlers
+from services.anomaly.monitors import MonitorSource
+from services.anomaly.store import AnomalyStore
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def build_app(settings: AnomalySettings | None = None, *, tracer_provider: TracerProvider | None = None) -> FastStream:
+    """The anomaly service: priced-resources -> daily series in `anomaly` -> anomalies."""
+    if settings is not None and not isinstance(settings, AnomalySettings):
+        settings = AnomalySettings(**settings.model_dump())
+    settings = settings or AnomalySettings()
+    runtime = ServiceRuntime(
+        "anomaly", settings, tracer_provider,
+        description="Detects cost anomalies per monitored dimension and publishes them",
+    )
+    store = AnomalyStore(runtime)
+    monitors = MonitorSource(settings.monitors_file)
+    evaluator = Evaluator(
+        monitors.current,
+        max_days=settings.anomaly_max_days,
+        suppress_days=settings.anomaly_suppress_days,
+        lateness=timedelta(hours=settings.anomaly_lateness_hours),
+    )
+    register_handlers(runtime, store, evaluator)
+    return runtime.app(MIGRATIONS_DIR)

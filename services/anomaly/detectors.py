@@ -1,0 +1,278 @@
+"""Detectors: pure numeric models that turn a daily cost series into anomalous episodes.
+
+Every detector registers under a kebab-case name with a parameters model that forbids
+unknown keys (monitors name their detector and may override its parameters).
+
+`robust-seasonal` (the default) walks a series day by day, as a stream would, and for each
+day builds a baseline from the days before it only:
+
+1. training days: the trailing `season_window` days of the current regime, minus days
+   already flagged anomalous (a spike never teaches the model that spikes are normal);
+2. weekly seasonality: multiplicative weekday factors (median of each weekday / overall
+   median), kept only when they shrink the spread of the training days by `season_gain`;
+3. level and trend: a Theil-Sen line through the last `window` deseasonalised days;
+4. spread: 1.4826 x the median absolute deviation of the residuals, floored by half their
+   mean absolute deviation, `rel_floor` x the level and `abs_floor`;
+5. intermittent series (at least `zero_share` of the training days cost nothing): the mean
+   and standard deviation instead, since a median of zero says nothing.
+
+Days without any line are missing (late data or no usage), not zero: they are neither
+trained on nor judged. A day is flagged when its robust z-score passes `threshold` and the excess passes both
+`min_impact` (money) and `min_impact_pct`. Nothing is flagged before `min_history`
+training days exist (brand-new series). `confirm_days` consecutive flags in one direction
+are a level shift: the episode is closed and the new level becomes the baseline (a new
+regime), so a permanent step raises one anomaly instead of alerting until the window
+forgets the old level. `mad` is the spine's plain baseline: the median and MAD of the
+trailing weeks, no seasonality, trend or regimes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+MAD_TO_SIGMA = 1.4826
+
+
+class DetectorParams(BaseModel):
+    """Parameters shared by the detectors (unknown keys are an error)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float = Field(4.0, gt=0, description="Robust z-score a day must reach")
+    min_history: int = Field(14, ge=3, description="Training days needed before any alert")
+    window: int = Field(28, ge=5, description="Days in the level/trend fit")
+    min_impact: float = Field(1.0, ge=0, description="Smallest excess (money) worth an alert")
+    min_impact_pct: float = Field(20.0, ge=0, description="Smallest excess in percent of expected")
+    rel_floor: float = Field(0.05, ge=0, description="Spread floor as a share of the level")
+    abs_floor: float = Field(0.01, ge=0, description="Spread floor in money")
+    direction: str = Field("up", pattern="^(up|down|both)$", description="Which deviations alert")
+
+
+class RobustSeasonalParams(DetectorParams):
+    season_window: int = Field(56, ge=14, description="Days used for weekday factors")
+    season_gain: float = Field(0.8, gt=0, le=1, description="Keep seasonality when spread shrinks below this share")
+    confirm_days: int = Field(7, ge=2, description="Consecutive flags that make a level shift")
+    trend: bool = Field(True, description="Fit a Theil-Sen trend (else the median level)")
+    period: int = Field(7, ge=2, description="Season length in steps (7 for daily costs)")
+    zero_share: float = Field(0.3, gt=0, le=1, description="Share of zero days that makes a series intermittent")
+
+
+class MadParams(DetectorParams):
+    pass
+
+
+@dataclass
+class Episode:
+    """Consecutive anomalous steps [start, end) of one series."""
+
+    start: int
+    end: int
+    direction: int  # +1 above expected, -1 below
+    kind: str  # "spike" or "level-shift"
+    score: float
+
+
+@dataclass
+class Detection:
+    """What a detector found: per-step expected values and z-scores, and the episodes."""
+
+    expected: np.ndarray
+    scores: np.ndarray
+    episodes: list[Episode] = field(default_factory=list)
+
+
+def _theil_sen(pos: np.ndarray, vals: np.ndarray) -> tuple[float, float]:
+    if len(vals) < 3:
+        return float(np.median(vals)), 0.0
+    dp = np.subtract.outer(pos, pos)
+    dv = np.subtract.outer(vals, vals)
+    upper = np.triu_indices(len(vals), k=1)
+    slope = float(np.median(dv[upper] / dp[upper]))
+    intercept = float(np.median(vals - slope * pos))
+    return intercept, slope
+
+
+def _spread(resid: np.ndarray, level: float, p: DetectorParams) -> float:
+    centred = resid - np.median(resid)
+    mad = MAD_TO_SIGMA * float(np.median(np.abs(centred)))
+    mean_ad = 0.5 * float(np.mean(np.abs(centred)))
+    return max(mad, mean_ad, p.rel_floor * abs(level), p.abs_floor)
+
+
+def _season_factors(vals: np.ndarray, phase: np.ndarray, p: RobustSeasonalParams) -> np.ndarray | None:
+    if len(vals) < 2 * p.period:
+        return None
+    overall = float(np.median(vals))
+    if overall <= 0:
+        return None
+    factors = np.ones(p.period)
+    for d in range(p.period):
+        mine = vals[phase == d]
+        if len(mine) >= 2:
+            factors[d] = max(float(np.median(mine)) / overall, 0.05)
+    plain = np.median(np.abs(vals - overall))
+    ds = vals / factors[phase]
+    seasonal = np.median(np.abs(ds - np.median(ds)))
+    return factors if seasonal < p.season_gain * plain else None
+
+
+def _baseline(
+    y: np.ndarray, train: np.ndarray, t: int, phase: np.ndarray | None, p: RobustSeasonalParams
+) -> tuple[float, float]:
+    vals = y[train]
+    if np.mean(vals == 0) >= p.zero_share:
+        # intermittent series: the median says nothing; judge against mean and spread
+        level = float(np.mean(vals))
+        return level, max(float(np.std(vals)), p.rel_floor * abs(level), p.abs_floor)
+    factors = _season_factors(vals, phase[train], p) if phase is not None else None
+    f_train = factors[phase[train]] if factors is not None else np.ones(len(vals))
+    f_t = float(factors[phase[t]]) if factors is not None else 1.0
+    recent = slice(max(0, len(vals) - p.window), len(vals))
+    ds = vals[recent] / f_train[recent]
+    pos = train[recent].astype(float)
+    if p.trend:
+        intercept, slope = _theil_sen(pos, ds)
+        # extrapolate no further than half a window past the fit
+        level = intercept + slope * min(t, pos[-1] + p.window / 2)
+        resid = ds - (intercept + slope * pos)
+    else:
+        level = float(np.median(ds))
+        resid = ds - level
+    if vals.min() >= 0:
+        level = max(level, 0.0)
+    return level * f_t, _spread(resid, level, p) * f_t
+
+
+def _passes(diff: float, expected: float, z: float, p: DetectorParams) -> bool:
+    if abs(z) < p.threshold or abs(diff) < p.min_impact:
+        return False
+    return expected == 0 or abs(diff) / abs(expected) * 100 >= p.min_impact_pct
+
+
+def robust_seasonal(
+    values: Sequence[float], phase: Sequence[int] | None = None, params: RobustSeasonalParams | None = None
+) -> Detection:
+    """Walk `values` step by step (see the module docstring); `phase` is each step's weekday."""
+    p = params or RobustSeasonalParams()
+    y = np.asarray(values, dtype=float)
+    ph = np.asarray(phase, dtype=int) % p.period if phase is not None else None
+    n = len(y)
+    flags = np.zeros(n, dtype=np.int8)
+    expected = np.full(n, np.nan)
+    scores = np.zeros(n)
+    missing = np.isnan(y)
+    regime_start, run_dir, run_start = 0, 0, 0
+    for t in range(n):
+        lo = max(regime_start, t - p.season_window)
+        if missing[t]:
+            run_dir = 0
+            continue
+        cand = np.arange(lo, t)
+        train = cand[(flags[lo:t] == 0) & ~missing[lo:t]]
+        needed = p.min_history if regime_start == 0 else min(p.min_history, p.confirm_days)
+        if len(train) < needed:
+            run_dir = 0
+            continue
+        exp, scale = _baseline(y, train, t, ph, p)
+        diff = y[t] - exp
+        z = diff / scale
+        expected[t], scores[t] = exp, z
+        direction = int(np.sign(diff)) if _passes(diff, exp, z, p) else 0
+        flags[t] = direction
+        if direction == 0:
+            run_dir = 0
+            continue
+        if direction != run_dir:
+            run_dir, run_start = direction, t
+        if t - run_start + 1 >= p.confirm_days:
+            # a level shift: the new level is normal from now on
+            flags[run_start : t + 1] = 0
+            regime_start, run_dir = run_start, 0
+    detection = Detection(expected, scores)
+    detection.episodes = episodes_from(y, expected, scores, p)
+    return detection
+
+
+def episodes_from(y: np.ndarray, expected: np.ndarray, scores: np.ndarray, p: DetectorParams) -> list[Episode]:
+    """Group flagged steps into episodes; a run of `confirm_days` or more is a level shift."""
+    confirm = getattr(p, "confirm_days", 10**9)
+    alerted = {"up": (1,), "down": (-1,), "both": (1, -1)}[p.direction]
+    out: list[Episode] = []
+    cur: Episode | None = None
+    for t in range(len(y)):
+        d = 0
+        if not math.isnan(expected[t]) and not math.isnan(y[t]) and _passes(y[t] - expected[t], expected[t], scores[t], p):
+            d = 1 if scores[t] > 0 else -1
+        if d in alerted and cur is not None and cur.direction == d and cur.end == t:
+            cur.end = t + 1
+            cur.score = max(cur.score, abs(float(scores[t])))
+        elif d in alerted:
+            cur = Episode(t, t + 1, d, "spike", abs(float(scores[t])))
+            out.append(cur)
+        else:
+            cur = None
+    for ep in out:
+        if ep.end - ep.start >= confirm:
+            ep.kind = "level-shift"
+    return out
+
+
+def mad(values: Sequence[float], phase: Sequence[int] | None = None, params: MadParams | None = None) -> Detection:
+    """The spine's baseline: median and MAD of the trailing `window` unflagged steps."""
+    p = params or MadParams()
+    y = np.asarray(values, dtype=float)
+    n = len(y)
+    flags = np.zeros(n, dtype=np.int8)
+    expected = np.full(n, np.nan)
+    scores = np.zeros(n)
+    missing = np.isnan(y)
+    for t in range(n):
+        lo = max(0, t - p.window)
+        train = np.arange(lo, t)[(flags[lo:t] == 0) & ~missing[lo:t]]
+        if missing[t]:
+            continue
+        if len(train) < p.min_history:
+            continue
+        vals = y[train]
+        med = float(np.median(vals))
+        scale = _spread(vals - med, med, p)
+        expected[t], scores[t] = med, (y[t] - med) / scale
+        if _passes(y[t] - med, med, scores[t], p):
+            flags[t] = 1 if scores[t] > 0 else -1
+    return Detection(expected, scores, episodes_from(y, expected, scores, p))
+
+
+@dataclass(frozen=True)
+class DetectorEntry:
+    name: str
+    params: type[DetectorParams]
+    run: Callable[..., Detection]
+    description: str
+
+
+DETECTORS: dict[str, DetectorEntry] = {
+    "robust-seasonal": DetectorEntry(
+        "robust-seasonal", RobustSeasonalParams, robust_seasonal,
+        "weekly seasonality, Theil-Sen trend, level shifts, MAD spread",
+    ),
+    "mad": DetectorEntry("mad", MadParams, mad, "median/MAD over the trailing weeks"),
+}
+
+
+def get_detector(name: str) -> DetectorEntry:
+    """The registered detector `name`; a clear error lists the known ones."""
+    try:
+        return DETECTORS[name]
+    except KeyError:
+        raise ValueError(f"unknown detector {name!r}: known {sorted(DETECTORS)}") from None
+
+
+def run_detector(name: str, values: Sequence[float], phase: Sequence[int] | None, overrides: dict | None = None) -> Detection:
+    """Run the detector `name` with its defaults updated by `overrides` (validated)."""
+    entry = get_detector(name)
+    return entry.run(values, phase, entry.params(**(overrides or {})))

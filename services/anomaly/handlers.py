@@ -1,0 +1,73 @@
+"""The anomaly subscribers: priced-resources batch -> stored lines -> detection -> anomalies."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import ValidationError
+
+from finfocus.broker import Envelope, consumer_options, envelope_dead_letter, envelopes, publish_dead_letters
+from finfocus.telemetry import log_fields, start_record_span, trace_headers
+from schemas.pricing import PricedRecordV1
+from schemas.topics import Topics, schema_headers
+from services.anomaly.domain import CostLine
+from services.anomaly.engine import Evaluator, Outcome, line_from_record
+from services.anomaly.store import AnomalyStore
+
+logger = logging.getLogger(__name__)
+
+GROUP_ID = "finfocus-anomaly"
+SERVICE = "anomaly"
+_SCHEMA = [(k, v.encode()) for k, v in schema_headers("Anomaly").items()]
+
+
+def parse_batch(envs: list[Envelope]) -> tuple[list[tuple[CostLine, Envelope]], list]:
+    """Priced records as cost lines; anything that does not validate becomes a dead letter."""
+    good, letters = [], []
+    for env in envs:
+        try:
+            good.append((line_from_record(PricedRecordV1.model_validate_json(env.value)), env))
+        except (ValidationError, ValueError) as exc:
+            letters.append(envelope_dead_letter(env, f"invalid PricedRecord: {exc}", service=SERVICE))
+    return good, letters
+
+
+async def publish_anomalies(runtime, outcomes: list[Outcome], headers: dict[str, dict[str, bytes]]) -> None:
+    """Publish each anomaly in the trace of the record that caused it."""
+    records = []
+    for o in outcomes:
+        carrier = headers.get(o.cause.record_id, {}) if o.cause else {}
+        span = start_record_span(
+            runtime.tracer, "anomaly.detect", carrier,
+            **{"finfocus.anomaly_id": o.anomaly.anomaly_id, "finfocus.change": o.change},
+        )
+        try:
+            key = "|".join(f"{k}={v}" for k, v in sorted(o.anomaly.dimension.items())).encode()
+            value = orjson.dumps(o.anomaly.model_dump(mode="json"))
+            records.append((key, value, trace_headers(span) + _SCHEMA))
+        finally:
+            span.end()
+    if records:
+        await runtime.publisher.publish(Topics.ANOMALIES, records)
+
+
+def register_handlers(runtime, store: AnomalyStore, evaluator: Evaluator) -> None:
+    """Subscribe the detection handler on `runtime.broker`."""
+    settings = runtime.settings
+
+    @runtime.broker.subscriber(
+        Topics.PRICED_RESOURCES,
+        batch=True,
+        max_records=getattr(settings, "anomaly_batch_max_records", 5000),
+        **consumer_options(settings, group_id=GROUP_ID),
+    )
+    async def detect_anomalies(message: KafkaMessage) -> None:
+        parsed, letters = parse_batch(envelopes(message))
+        if letters:
+            await publish_dead_letters(runtime.broker, letters)
+        async with store.transaction() as tx:
+            outcomes = await evaluator.process(tx, [line for line, _ in parsed])
+        await publish_anomalies(runtime, outcomes, {line.record_id: env.headers for line, env in parsed})
+        logger.debug("batch evaluated", extra=log_fields(lines=len(parsed), dead=len(letters), anomalies=len(outcomes)))

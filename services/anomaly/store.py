@@ -1,0 +1,246 @@
+"""The `anomaly` schema: cost lines, scope versions, raised anomalies, feedback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import asyncpg
+
+from services.anomaly.domain import CostLine, Monitor, Raised, SeriesKey
+
+COLUMNS = {
+    "ProviderName": "provider",
+    "BillingAccountId": "billing_account_id",
+    "SubAccountId": "account",
+    "ServiceName": "service_name",
+    "ServiceCategory": "service_category",
+    "RegionId": "region_id",
+    "ResourceType": "resource_type",
+    "SkuId": "sku_id",
+    "ResourceId": "resource_id",
+    "ChargeCategory": "charge_category",
+}
+
+LINE_COLUMNS = (
+    "record_id", "provider", "billing_account_id", "account", "service_name", "service_category",
+    "region_id", "sku_id", "resource_id", "resource_type", "charge_category", "charge_frequency",
+    "recurring", "tags", "currency", "day", "period_end", "cost", "priced", "billing_scope",
+    "billing_scope_version",
+)
+
+CREATE_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS stage_lines (
+    record_id text, provider text, billing_account_id text, account text, service_name text,
+    service_category text, region_id text, sku_id text, resource_id text, resource_type text,
+    charge_category text, charge_frequency text, recurring boolean, tags text, currency text,
+    day date, period_end timestamptz, cost numeric, priced boolean, billing_scope text,
+    billing_scope_version bigint
+) ON COMMIT DELETE ROWS
+"""
+
+UPSERT_LINES = f"""
+INSERT INTO anomaly.cost_lines ({", ".join(LINE_COLUMNS)})
+SELECT DISTINCT ON (record_id) {", ".join(c if c != "tags" else "tags::jsonb" for c in LINE_COLUMNS)}
+FROM stage_lines
+ON CONFLICT (record_id) DO UPDATE SET
+{", ".join(f"{c} = EXCLUDED.{c}" for c in LINE_COLUMNS if c != "record_id")}, stored_at = now()
+"""
+
+BUMP_SCOPES = """
+INSERT INTO anomaly.scope_versions (billing_scope, version)
+SELECT * FROM unnest($1::text[], $2::bigint[])
+ON CONFLICT (billing_scope) DO UPDATE SET version = GREATEST(anomaly.scope_versions.version, EXCLUDED.version)
+"""
+
+RAISED = """
+SELECT a.anomaly_id, a.window_start, a.window_end, a.expected_cost, a.actual_cost, a.status, f.verdict
+FROM anomaly.anomalies a LEFT JOIN anomaly.feedback f USING (anomaly_id)
+WHERE a.monitor = $1 AND a.series_key = $2
+"""
+
+SUPPRESSED = """
+SELECT max(a.window_end) FROM anomaly.anomalies a JOIN anomaly.feedback f USING (anomaly_id)
+WHERE a.monitor = $1 AND a.series_key = $2 AND f.verdict IN ('no', 'planned')
+"""
+
+SAVE_ANOMALY = """
+INSERT INTO anomaly.anomalies (anomaly_id, monitor, series_key, dimension, currency, window_start,
+    window_end, expected_cost, actual_cost, impact, severity, status, detector, kind,
+    first_detected_at, detected_at, body)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16)
+ON CONFLICT (anomaly_id) DO UPDATE SET window_end = EXCLUDED.window_end,
+    expected_cost = EXCLUDED.expected_cost, actual_cost = EXCLUDED.actual_cost,
+    impact = EXCLUDED.impact, severity = EXCLUDED.severity, status = EXCLUDED.status,
+    kind = EXCLUDED.kind, detected_at = EXCLUDED.detected_at, body = EXCLUDED.body
+"""
+
+SAVE_FEEDBACK = """
+INSERT INTO anomaly.feedback (anomaly_id, verdict, note, given_at) VALUES ($1, $2, $3, $4)
+ON CONFLICT (anomaly_id) DO UPDATE SET verdict = EXCLUDED.verdict, note = EXCLUDED.note,
+    given_at = EXCLUDED.given_at
+"""
+
+
+def series_key_text(key: SeriesKey) -> str:
+    return json.dumps([list(key.values), key.currency], separators=(",", ":"))
+
+
+def _dim_sql(name: str, params: list) -> str:
+    if name.startswith("tag:"):
+        params.append(name[4:])
+        return f"coalesce(tags ->> ${len(params)}, '')"
+    return f"coalesce({COLUMNS[name]}, '')"
+
+
+def series_filter(monitor: Monitor, key: SeriesKey, params: list) -> str:
+    """SQL conditions selecting the lines of one series (parameters appended to `params`)."""
+    conds = []
+    params.append(key.currency)
+    conds.append(f"currency = ${len(params)}")
+    for name, value in [*zip(monitor.dimensions, key.values, strict=True), *monitor.filters]:
+        expr = _dim_sql(name, params)
+        params.append(value)
+        conds.append(f"{expr} = ${len(params)}")
+    return " AND ".join(conds)
+
+
+def _midnight(d: date) -> datetime:
+    return datetime(d.year, d.month, d.day, tzinfo=UTC)
+
+
+class Tx:
+    """The queries of one handler transaction."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def store_lines(self, lines: Sequence[CostLine]) -> None:
+        if not lines:
+            return
+        await self.conn.execute(CREATE_STAGE)
+        await self.conn.copy_records_to_table(
+            "stage_lines",
+            columns=list(LINE_COLUMNS),
+            records=[
+                (
+                    ln.record_id, ln.provider, ln.billing_account_id, ln.account, ln.service_name,
+                    ln.service_category, ln.region_id, ln.sku_id, ln.resource_id, ln.resource_type,
+                    ln.charge_category, ln.charge_frequency, ln.recurring, json.dumps(dict(ln.tags)),
+                    ln.currency, ln.day, ln.period_end, ln.cost, ln.priced, ln.billing_scope,
+                    ln.billing_scope_version,
+                )
+                for ln in lines
+            ],
+        )
+        await self.conn.execute(UPSERT_LINES)
+        await self.conn.execute("TRUNCATE stage_lines")
+        scopes: dict[str, int] = {}
+        for ln in lines:
+            if ln.billing_scope is not None and ln.billing_scope_version is not None:
+                scopes[ln.billing_scope] = max(scopes.get(ln.billing_scope, ln.billing_scope_version), ln.billing_scope_version)
+        if scopes:
+            await self.conn.execute(BUMP_SCOPES, list(scopes), list(scopes.values()))
+
+    async def lock_series(self, monitor: Monitor, key: SeriesKey) -> None:
+        """Serialise evaluations of one series across service instances."""
+        await self.conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", monitor.name + series_key_text(key)
+        )
+
+    async def daily_series(self, monitor: Monitor, key: SeriesKey, since: date | None = None) -> tuple[dict[date, Decimal], datetime | None, date | None]:
+        """Daily detection cost (priced, non-recurring, latest scope versions), the series'
+        watermark (latest ChargePeriodEnd of any of its lines) and its first day."""
+        params: list = []
+        where = series_filter(monitor, key, params)
+        rows = await self.conn.fetch(
+            f"""SELECT day, sum(cost) FILTER (WHERE priced AND NOT recurring) AS cost,
+                       max(period_end) AS high
+                FROM anomaly.live_lines WHERE {where} GROUP BY day ORDER BY day""",
+            *params,
+        )
+        points = {r["day"]: r["cost"] or Decimal(0) for r in rows if since is None or r["day"] >= since}
+        high = max((r["high"] for r in rows), default=None)
+        first = rows[0]["day"] if rows else None
+        return points, high, first
+
+    async def breakdown(self, monitor: Monitor, key: SeriesKey, dims: Sequence[str], start: date, end: date) -> dict[tuple[tuple[str, str], ...], Decimal]:
+        """Detection cost of [start, end) per combination of the sub-dimensions `dims`."""
+        params: list = []
+        where = series_filter(monitor, key, params)
+        exprs = [_dim_sql(d, params) for d in dims]
+        params += [start, end]
+        rows = await self.conn.fetch(
+            f"""SELECT {", ".join(f"{e} AS d{i}" for i, e in enumerate(exprs))}, sum(cost) AS cost
+                FROM anomaly.live_lines
+                WHERE {where} AND priced AND NOT recurring AND day >= ${len(params) - 1} AND day < ${len(params)}
+                GROUP BY {", ".join(str(i + 1) for i in range(len(exprs)))}""",
+            *params,
+        )
+        return {tuple((d, r[f"d{i}"]) for i, d in enumerate(dims)): r["cost"] for r in rows}
+
+    async def raised(self, monitor: Monitor, key: SeriesKey) -> list[Raised]:
+        rows = await self.conn.fetch(RAISED, monitor.name, series_key_text(key))
+        return [
+            Raised(
+                r["anomaly_id"], key, r["window_start"].date(), r["window_end"].date(),
+                r["expected_cost"], r["actual_cost"], r["status"], r["verdict"],
+            )
+            for r in rows
+        ]
+
+    async def suppressed_until(self, monitor: Monitor, key: SeriesKey, days: int) -> date | None:
+        end = await self.conn.fetchval(SUPPRESSED, monitor.name, series_key_text(key))
+        return (end.date() + timedelta(days=days)) if end else None
+
+    async def save_anomaly(self, monitor: str, key: SeriesKey, body: dict, kind: str, now: datetime) -> None:
+        await self.conn.execute(
+            SAVE_ANOMALY,
+            body["anomaly_id"], monitor, series_key_text(key), body["dimension"], body["currency"],
+            datetime.fromisoformat(body["window_start"]), datetime.fromisoformat(body["window_end"]),
+            Decimal(body["expected_cost"]), Decimal(body["actual_cost"]), Decimal(body["impact"]),
+            body["severity"], body["status"], body["detector"], kind, now, body,
+        )
+
+    async def anomaly_body(self, anomaly_id: str) -> tuple[dict, str] | None:
+        row = await self.conn.fetchrow("SELECT body, kind FROM anomaly.anomalies WHERE anomaly_id = $1", anomaly_id)
+        return (row["body"], row["kind"]) if row else None
+
+    async def save_feedback(self, anomaly_id: str, verdict: str, note: str | None, at: datetime) -> None:
+        await self.conn.execute(SAVE_FEEDBACK, anomaly_id, verdict, note, at)
+
+    async def series_of(self, anomaly_id: str) -> tuple[str, str] | None:
+        row = await self.conn.fetchrow("SELECT monitor, series_key FROM anomaly.anomalies WHERE anomaly_id = $1", anomaly_id)
+        return (row["monitor"], row["series_key"]) if row else None
+
+
+class AnomalyStore:
+    """Owns schema `anomaly`; `transaction()` yields a `Tx` inside one database transaction."""
+
+    def __init__(self, runtime) -> None:
+        self._runtime = runtime
+
+    def transaction(self):
+        return _TxContext(self._runtime.pool)
+
+
+class _TxContext:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def __aenter__(self) -> Tx:
+        self._conn = await self._pool.acquire()
+        self._tr = self._conn.transaction()
+        await self._tr.start()
+        return Tx(self._conn)
+
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                await self._tr.commit()
+            else:
+                await self._tr.rollback()
+        finally:
+            await self._pool.release(self._conn)

@@ -1,0 +1,99 @@
+"""The detectors on small synthetic series (no sockets)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from services.anomaly.detectors import DETECTORS, MadParams, RobustSeasonalParams, mad, robust_seasonal, run_detector
+
+
+def weekly(n: int, seed: int = 1, weekend: float = 0.6, level: float = 100.0, noise: float = 3.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    days = np.arange(n)
+    return (level + rng.normal(0, noise, n)) * np.where(days % 7 >= 5, weekend, 1.0)
+
+
+def test_spike_after_enough_history_is_one_episode():
+    y = weekly(60)
+    y[50] += 250
+    det = robust_seasonal(y, np.arange(60) % 7)
+    assert [(e.start, e.end, e.kind) for e in det.episodes] == [(50, 51, "spike")]
+
+
+def test_no_alert_before_min_history_even_for_a_huge_value():
+    y = weekly(20)
+    y[10] += 10_000
+    assert robust_seasonal(y, np.arange(20) % 7).episodes == []
+
+
+def test_weekly_seasonality_alone_raises_nothing():
+    y = weekly(120, weekend=0.3, noise=1.0)
+    assert robust_seasonal(y, np.arange(120) % 7).episodes == []
+
+
+def test_weekend_day_at_weekday_level_is_an_anomaly_only_with_seasonality():
+    y = weekly(70, weekend=0.3, noise=1.0)
+    y[61] = 100.0  # a Saturday (61 % 7 == 5) costing as much as a weekday
+    seasonal = robust_seasonal(y, np.arange(70) % 7)
+    assert [e.start for e in seasonal.episodes] == [61]
+
+
+def test_steady_growth_is_not_an_anomaly():
+    n = 150
+    rng = np.random.default_rng(3)
+    y = 100 * 1.01 ** np.arange(n) + rng.normal(0, 2, n)
+    assert robust_seasonal(y, np.arange(n) % 7).episodes == []
+
+
+def test_level_shift_is_one_episode_then_the_new_level_is_normal():
+    y = weekly(90, noise=2.0)
+    y[40:] *= 1.8
+    det = robust_seasonal(y, np.arange(90) % 7)
+    assert len(det.episodes) == 1
+    ep = det.episodes[0]
+    assert (ep.start, ep.kind) == (40, "level-shift")
+    assert ep.end - ep.start == RobustSeasonalParams().confirm_days
+
+
+def test_drops_do_not_alert_in_the_default_up_direction_but_do_in_both():
+    y = weekly(60)
+    y[50] = 1.0
+    assert robust_seasonal(y, np.arange(60) % 7).episodes == []
+    both = robust_seasonal(y, np.arange(60) % 7, RobustSeasonalParams(direction="both"))
+    assert [(e.start, e.direction) for e in both.episodes] == [(50, -1)]
+
+
+def test_zero_heavy_series_alerts_only_on_a_real_jump():
+    rng = np.random.default_rng(5)
+    y = np.where(rng.random(80) < 0.7, 0.0, rng.uniform(1, 4, 80))
+    assert robust_seasonal(y, np.arange(80) % 7).episodes == []
+    y[70] = 500.0
+    assert [e.start for e in robust_seasonal(y, np.arange(80) % 7).episodes] == [70]
+
+
+def test_missing_days_are_skipped_not_read_as_zero():
+    y = weekly(60)
+    y[30:40] = np.nan  # late data
+    assert robust_seasonal(y, np.arange(60) % 7).episodes == []
+
+
+def test_small_absolute_excess_is_ignored():
+    y = np.full(40, 0.10) + np.random.default_rng(2).normal(0, 0.001, 40)
+    y[35] = 0.60  # +500 %, but 50 cents
+    assert robust_seasonal(y, np.arange(40) % 7).episodes == []
+
+
+def test_mad_baseline_finds_a_spike():
+    y = weekly(50, weekend=1.0)
+    y[45] += 200
+    assert [e.start for e in mad(y, None, MadParams()).episodes] == [45]
+
+
+def test_registry_entries_are_kebab_case_and_forbid_unknown_parameters():
+    for name, entry in DETECTORS.items():
+        assert name == entry.name and name.replace("-", "").isalnum() and name.lower() == name
+        with pytest.raises(ValueError):
+            entry.params(no_such_parameter=1)
+    with pytest.raises(ValueError, match="unknown detector"):
+        run_detector("nope", [1.0], None)
