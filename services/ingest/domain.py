@@ -84,6 +84,8 @@ def money_text(value: Decimal) -> str:
 
 def _tags(value: str) -> dict[str, str]:
     parsed = orjson.loads(value)
+    if isinstance(parsed, list) and all(isinstance(i, dict) and "key" in i for i in parsed):
+        parsed = {i["key"]: i.get("value") for i in parsed}  # a map as key/value pairs
     if not isinstance(parsed, dict):
         raise ValueError("Tags is not a JSON object")
     out: dict[str, str] = {}
