@@ -1,9 +1,207 @@
-"""`finfocus` commands: budget."""
+"""`finfocus budget set|list|delete`: budgets watched by the forecast service.
+
+`set` and `delete` send a BudgetCommand on `budget-commands` (the forecast service owns the
+budgets) and wait until `forecast.v_budgets` shows the change; `list` reads that view.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+
 import typer
+
+from finfocus.cli.output import OUTPUT_OPTION, OutputFormat, fail, print_json, print_ndjson, print_table, run
+
+budget_app = typer.Typer(help="Budgets: an amount per month or quarter over a scope, with alerts.",
+                         no_args_is_help=True)
+
+
+def _thresholds(items: list[str]) -> list[dict]:
+    out = []
+    for item in items:
+        kind, sep, pct = item.partition(":")
+        kind = kind.strip().lower()
+        if not sep or kind not in ("actual", "forecast"):
+            raise ValueError(f"--threshold {item!r}: expected actual:PERCENT or forecast:PERCENT")
+        try:
+            value = Decimal(pct.strip().rstrip("%"))
+        except InvalidOperation as exc:
+            raise ValueError(f"--threshold {item!r}: {pct!r} is not a number") from exc
+        out.append({"kind": kind, "percent": value})
+    return out
+
+
+async def _send(command) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    from finfocus.settings import FinFocusSettings
+    from schemas.budget import BUDGET_COMMANDS
+    from schemas.topics import schema_headers
+
+    producer = AIOKafkaProducer(bootstrap_servers=FinFocusSettings().kafka, enable_idempotence=False)
+    await producer.start()
+    try:
+        headers = [(k, v.encode()) for k, v in schema_headers("BudgetCommand").items()]
+        await producer.send_and_wait(
+            BUDGET_COMMANDS, command.model_dump_json().encode(), key=command.name.encode(), headers=headers
+        )
+    finally:
+        await producer.stop()
+
+
+async def _rows(name: str | None = None) -> list[dict]:
+    from finfocus.db import reader
+    from finfocus.settings import FinFocusSettings
+
+    async with reader(FinFocusSettings().database) as conn:
+        rows = await conn.fetch(
+            "SELECT * FROM forecast.v_budgets WHERE $1::text IS NULL OR name = $1 ORDER BY name", name
+        )
+    return [dict(r) for r in rows]
+
+
+async def _send_and_wait(command, wait: float, done) -> bool:
+    await _send(command)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        if done(await _rows(command.name)):
+            return True
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.3)
+
+
+@budget_app.command("set")
+def set_budget(
+    name: str = typer.Argument(..., help="budget name (letters, digits, . _ -)"),
+    amount: str = typer.Option(..., "--amount", "-a", help="amount per period, e.g. 1500.00"),
+    currency: str = typer.Option("USD", "--currency", "-c", help="ISO 4217 currency of the amount"),
+    period: str = typer.Option("monthly", "--period", "-p", help="monthly or quarterly"),
+    filters: list[str] = typer.Option([], "--filter", "-f", help="scope: KEY=VALUE or tag:KEY=VALUE, repeatable"),
+    thresholds: list[str] = typer.Option(
+        [], "--threshold", "-t",
+        help="actual:PERCENT or forecast:PERCENT, repeatable (default actual:80, actual:100, forecast:100)",
+    ),
+    wait: float = typer.Option(30.0, "--wait", help="seconds to wait for the forecast service (0: do not wait)"),
+) -> None:
+    """Create or replace a budget; alerts go to `anomalies` with detector=budget."""
+    from pydantic import ValidationError
+
+    from schemas.budget import BudgetCommandV1
+
+    try:
+        scope = {}
+        for item in filters:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"--filter {item!r}: expected KEY=VALUE")
+            scope[key.strip()] = value
+        command = BudgetCommandV1(
+            action="set", name=name, amount=amount, currency=currency.upper(), period=period.lower(),
+            scope=scope, thresholds=_thresholds(thresholds) or [
+                {"kind": "actual", "percent": 80}, {"kind": "actual", "percent": 100},
+                {"kind": "forecast", "percent": 100},
+            ],
+            issued_at=datetime.now(UTC),
+        )
+    except (ValueError, ValidationError) as exc:
+        fail(_reason(exc), 2)
+
+    def done(rows: list[dict]) -> bool:
+        return bool(rows) and rows[0]["amount"] == command.amount and rows[0]["currency"] == command.currency
+
+    if wait <= 0:
+        run(_send(command))
+        typer.echo(f"budget {name} sent")
+    elif run(_send_and_wait(command, wait, done)):
+        typer.echo(f"budget {name} set: {command.amount} {command.currency} {command.period.value}")
+    else:
+        fail(f"budget {name} was sent but the forecast service has not stored it within {wait:.0f}s")
+
+
+@budget_app.command("delete")
+def delete_budget(
+    name: str = typer.Argument(..., help="budget name"),
+    wait: float = typer.Option(30.0, "--wait", help="seconds to wait for the forecast service (0: do not wait)"),
+) -> None:
+    """Delete a budget (its past alerts stay on record)."""
+    from schemas.budget import BudgetCommandV1
+
+    if not run(_rows(name)):
+        fail(f"no budget named {name!r}")
+    command = BudgetCommandV1(action="delete", name=name, issued_at=datetime.now(UTC))
+    if wait <= 0:
+        run(_send(command))
+    elif not run(_send_and_wait(command, wait, lambda rows: not rows)):
+        fail(f"delete of {name} was sent but not applied within {wait:.0f}s")
+    typer.echo(f"budget {name} deleted")
+
+
+def _public(row: dict) -> dict:
+    amount = row["amount"]
+    projected = row["projected"]
+    return {
+        "name": row["name"],
+        "amount": amount,
+        "currency": row["currency"],
+        "period": row["period"],
+        "scope": row["scope"],
+        "thresholds": row["thresholds"],
+        "period_start": row["period_start"],
+        "period_end": row["period_end"],
+        "trained_through": row["trained_through"],
+        "actual_to_date": row["actual_to_date"],
+        "projected": projected,
+        "projected_lo_95": row["lo_95"],
+        "projected_hi_95": row["hi_95"],
+        "projected_pct": None if projected is None else (projected / amount * 100).quantize(Decimal("0.1")),
+        "alerts_this_period": row["alerts_this_period"],
+    }
+
+
+@budget_app.command("list")
+def list_budgets(output: OutputFormat = OUTPUT_OPTION) -> None:
+    """Budgets with this period's actual spend and the projection to its end."""
+    budgets = [_public(r) for r in run(_rows())]
+    if output == OutputFormat.JSON:
+        print_json({"budgets": budgets})
+    elif output == OutputFormat.NDJSON:
+        print_ndjson(budgets)
+    else:
+        print_table(
+            ["name", "scope", "period", "amount", "actual", "projected", "95 % range", "used", "alerts"],
+            [
+                (
+                    b["name"],
+                    ", ".join(f"{k}={v}" for k, v in b["scope"].items()) or "all",
+                    f"{b['period']} {b['period_start'] or ''}",
+                    f"{b['amount']} {b['currency']}",
+                    _cents(b["actual_to_date"]),
+                    _cents(b["projected"]),
+                    f"{_cents(b['projected_lo_95'])} - {_cents(b['projected_hi_95'])}" if b["projected"] is not None else "",
+                    "" if b["projected_pct"] is None else f"{b['projected_pct']} %",
+                    b["alerts_this_period"],
+                )
+                for b in budgets
+            ],
+            title="Budgets (projected: actual to date plus the forecast to the period's end)",
+        )
+
+
+def _cents(value) -> str:
+    return "" if value is None else format(Decimal(value).quantize(Decimal("0.01")), "f")
+
+
+def _reason(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'budget'}: {e['msg']}" for e in errors())
+    return str(exc)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `finfocus` app."""
+    app.add_typer(budget_app, name="budget")

@@ -8,10 +8,13 @@ from faststream import FastStream
 from opentelemetry.sdk.trace import TracerProvider
 
 from finfocus.service import ServiceRuntime
+from finfocus.broker import ensure_topics
+from schemas.budget import BUDGET_COMMANDS
+from services.forecast.budgets import BudgetWatcher
 from services.forecast.config import ForecastSettings
-from services.forecast.handlers import register_handlers
+from services.forecast.handlers import register_budget_handlers, register_handlers
 from services.forecast.refit import Refitter
-from services.forecast.store import ForecastStore
+from services.forecast.store import BudgetStore, ForecastStore
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -29,9 +32,16 @@ def build_app(settings: ForecastSettings | None = None, *, tracer_provider: Trac
         description="Daily cost series per dimension, forecasts with 80/95 % intervals, budgets",
     )
     store = ForecastStore(runtime)
-    refitter = Refitter(store, settings)
+    watcher = BudgetWatcher(runtime, BudgetStore(store))
+    refitter = Refitter(store, settings, extra_series=watcher.series, after_refit=watcher.evaluate)
     register_handlers(runtime, store, refitter)
+    register_budget_handlers(runtime, watcher.store, refitter)
     app = runtime.app(MIGRATIONS_DIR, on_started=[refitter.start], on_stopping=[refitter.stop])
+
+    @app.on_startup
+    async def budget_topic() -> None:  # runs after the runtime's bootstrap, before subscribing
+        await ensure_topics(settings.kafka, settings.partitions, [BUDGET_COMMANDS])
     app.refitter = refitter  # type: ignore[attr-defined] - tests wait on refitter.idle
     app.store = store  # type: ignore[attr-defined]
+    app.budgets = watcher  # type: ignore[attr-defined]
     return app

@@ -61,3 +61,28 @@ def register_handlers(runtime: ServiceRuntime, store, refitter) -> None:
             await publish_dead_letters(runtime.broker, letters)
         if changed:
             refitter.poke()
+
+
+def register_budget_handlers(runtime: ServiceRuntime, budgets, refitter) -> None:
+    """Subscribe to `budget-commands`: budgets are stored, then refit and evaluated."""
+    from schemas.budget import BUDGET_COMMANDS, BudgetCommandV1
+
+    @runtime.broker.subscriber(
+        BUDGET_COMMANDS,
+        batch=True,
+        **consumer_options(runtime.settings, group_id=f"{GROUP_ID}-budgets"),
+    )
+    async def on_budget_command(message: KafkaMessage) -> None:
+        letters, changed = [], False
+        for env in envelopes(message):
+            with start_record_span(runtime.tracer, "forecast.budget_command", env.headers):
+                try:
+                    command = BudgetCommandV1.model_validate_json(env.value)
+                except (ValidationError, ValueError) as exc:
+                    letters.append(envelope_dead_letter(env, f"invalid BudgetCommand: {exc}", service="forecast"))
+                    continue
+                changed = await budgets.apply(command) or changed
+        if letters:
+            await publish_dead_letters(runtime.broker, letters)
+        if changed:
+            refitter.poke()

@@ -257,3 +257,122 @@ def _recurring(line: CostLine) -> bool:
     from services.forecast.domain import is_recurring
 
     return is_recurring(line.charge_frequency)
+
+
+# --- budgets --------------------------------------------------------------------------
+
+APPLY_BUDGET = """
+INSERT INTO forecast.budgets AS b (name, amount, currency, period, scope, thresholds, deleted, issued_at)
+VALUES ($1, $2, $3, $4, $5::text::jsonb, $6::text::jsonb, $7, $8)
+ON CONFLICT (name) DO UPDATE SET
+    amount = EXCLUDED.amount, currency = EXCLUDED.currency, period = EXCLUDED.period,
+    scope = EXCLUDED.scope, thresholds = EXCLUDED.thresholds, deleted = EXCLUDED.deleted,
+    issued_at = EXCLUDED.issued_at, updated_at = now()
+WHERE b.issued_at <= EXCLUDED.issued_at"""
+
+SAVE_STATUS = """
+INSERT INTO forecast.budget_status AS s (name, period_start, period_end, trained_through,
+    actual_to_date, forecast_remainder, projected, lo_95, hi_95, evaluated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
+ON CONFLICT (name) DO UPDATE SET
+    period_start = EXCLUDED.period_start, period_end = EXCLUDED.period_end,
+    trained_through = EXCLUDED.trained_through, actual_to_date = EXCLUDED.actual_to_date,
+    forecast_remainder = EXCLUDED.forecast_remainder, projected = EXCLUDED.projected,
+    lo_95 = EXCLUDED.lo_95, hi_95 = EXCLUDED.hi_95, evaluated_at = now()"""
+
+
+class BudgetStore:
+    """Budget SQL, beside `ForecastStore` in the same schema."""
+
+    def __init__(self, forecasts: ForecastStore) -> None:
+        self.forecasts = forecasts
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self.forecasts.pool
+
+    async def apply(self, cmd) -> bool:
+        """Apply a set/delete command unless a newer one already did; True when it changed."""
+        import json
+
+        thresholds = [{"kind": t.kind.value, "percent": str(t.percent)} for t in cmd.thresholds]
+        status = await self.pool.execute(
+            APPLY_BUDGET,
+            cmd.name,
+            cmd.amount,
+            cmd.currency,
+            cmd.period.value,
+            json.dumps(cmd.scope, sort_keys=True),
+            json.dumps(thresholds),
+            cmd.action == "delete",
+            cmd.issued_at,
+        )
+        return status.split()[-1] != "0"
+
+    async def budgets(self):
+        from services.forecast.domain_budgets import DEFAULT_THRESHOLDS, Budget
+
+        rows = await self.pool.fetch(
+            "SELECT name, amount, currency, period, scope, thresholds FROM forecast.budgets"
+            " WHERE NOT deleted ORDER BY name"
+        )
+        return [
+            Budget(
+                r["name"], r["amount"], r["currency"], r["period"], dict(r["scope"]),
+                tuple((t["kind"], Decimal(t["percent"])) for t in r["thresholds"]) or DEFAULT_THRESHOLDS,
+            )
+            for r in rows
+        ]
+
+    async def day_costs(self, budget, through: date) -> list[DayCost]:
+        """Daily cost of a budget's scope in its currency: the series its forecast is fitted on."""
+        where, params = ["cost IS NOT NULL", "currency = $1", "day <= $2"], [budget.currency, through]
+        for k, v in sorted(budget.scope.items()):
+            if k.startswith("tag:"):
+                params += [k[4:], v]
+                where.append(f"tags ->> ${len(params) - 1} = ${len(params)}")
+            else:
+                params.append(v)
+                where.append(f"{COLUMN_OF[k]} = ${len(params)}")
+        rows = await self.pool.fetch(
+            f"SELECT day, recurring, sum(cost) AS cost FROM forecast.cost_lines WHERE {' AND '.join(where)}"
+            " GROUP BY day, recurring",
+            *params,
+        )
+        key = budget_series_key(budget)
+        return [DayCost(key, r["day"], RECURRING if r["recurring"] else USAGE, r["cost"]) for r in rows]
+
+    async def points(self, series_key: str) -> list[tuple[date, Decimal, Decimal, Decimal]]:
+        rows = await self.pool.fetch(
+            "SELECT p.day, p.mean, p.lo_95, p.hi_95 FROM forecast.forecast_points p"
+            " JOIN forecast.series_forecasts f USING (series_id) WHERE f.series_key = $1 ORDER BY p.day",
+            series_key,
+        )
+        return [(r["day"], r["mean"], r["lo_95"], r["hi_95"]) for r in rows]
+
+    async def save_status(self, name: str, p: Projection, through: date) -> None:
+        await self.pool.execute(
+            SAVE_STATUS, name, p.period_start, p.period_end, through, p.actual_to_date,
+            p.forecast_remainder, p.projected, p.lo_95, p.hi_95,
+        )
+
+    async def raised(self, alert_ids: list[str]) -> set[str]:
+        rows = await self.pool.fetch(
+            "SELECT alert_id FROM forecast.budget_alerts WHERE alert_id = ANY($1::text[])", alert_ids
+        )
+        return {r["alert_id"] for r in rows}
+
+    async def record_alerts(self, found) -> None:
+        await self.pool.executemany(
+            "INSERT INTO forecast.budget_alerts (alert_id, name, period_start, period_end, kind,"
+            " percent, limit_amount, spend) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " ON CONFLICT (alert_id) DO NOTHING",
+            [
+                (b.alert_id, b.budget.name, b.period_start, b.period_end, b.kind, b.percent, b.limit, b.spend)
+                for b in found
+            ],
+        )
+
+
+def budget_series_key(budget) -> SeriesKey:
+    return SeriesKey(budget.series_dims(), tuple(sorted(budget.scope.items())), budget.currency)
