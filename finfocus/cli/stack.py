@@ -142,6 +142,9 @@ def serve(service: str = typer.Argument(..., help="ingest, pricing, anomaly, for
         app = module.build_app()
     except EmbeddedStackNotRunning as exc:
         fail(str(exc))
+    # FastStream's own logger prints coloured text on its handler: route it through the
+    # JSON handler instead, so a service log is one JSON object per line
+    _json_logs_for_faststream(service)
     marker = ready_marker(settings.home.expanduser().resolve(), service)
 
     @app.after_startup
@@ -160,6 +163,19 @@ def serve(service: str = typer.Argument(..., help="ingest, pricing, anomaly, for
         fail(str(exc))
     except KeyboardInterrupt:
         pass
+
+
+def _json_logs_for_faststream(service: str) -> None:
+    """FastStream's loggers print coloured text on their own stdout handler unless one is
+    there already: give them a JSON one first, so a service log is one JSON object a line."""
+    from finfocus.telemetry import JsonLogFormatter
+
+    for name in ("faststream", "faststream.access.kafka"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(JsonLogFormatter(service))
+        logger.addHandler(handler)
 
 
 def demo(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -32,6 +33,8 @@ class Cli:
 
     def __init__(self, home: str) -> None:
         self.env = dict(os.environ, FINFOCUS_HOME=home)
+        # the commands print tables through rich, which assumes 80 columns without a terminal
+        self.env.setdefault("COLUMNS", str(max(shutil.get_terminal_size((160, 40)).columns, 120)))
 
     def run(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
         try:
