@@ -74,6 +74,20 @@ async def publish(settings, records: list[dict], topic: str = Topics.PRICED_RESO
         await producer.stop()
 
 
+async def dead_letters(bootstrap: str, timeout: float = 10.0) -> list[dict]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        Topics.dlq(Topics.PRICED_RESOURCES), bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        batch = await consumer.getmany(timeout_ms=int(timeout * 1000), max_records=10)
+        return [json.loads(r.value) for records in batch.values() for r in records]
+    finally:
+        await consumer.stop()
+
+
 async def wait_for_refit(app, minimum: int = 1, timeout: float = 40.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -111,6 +125,20 @@ async def test_priced_month_yields_stored_forecasts_and_cli_json(settings):
         assert {"", "account,provider,service", "service", "tag:team"} <= dims
         assert all(r["trained_through"] == END for r in fc)
         assert points == 2 * 35
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            month_end = await conn.fetch(
+                "SELECT * FROM forecast.v_month_end WHERE dims = 'account,provider,service'"
+            )
+        finally:
+            await conn.close()
+        assert len(month_end) == 2
+        for row in month_end:
+            assert row["period_start"] == (END + timedelta(days=1)).replace(day=1)
+            assert row["projected"] == row["actual_to_date"] + row["forecast_remainder"]
+            assert row["lo_95"] <= row["projected"] <= row["hi_95"]
+        [letter] = await dead_letters(settings.kafka_bootstrap)
+        assert letter["source_topic"] == Topics.PRICED_RESOURCES and "PricedRecord" in letter["error"]
 
         env = {"FINFOCUS_DATABASE_URL": settings.database_url}
         result = await asyncio.to_thread(
@@ -155,5 +183,41 @@ async def test_priced_month_yields_stored_forecasts_and_cli_json(settings):
         assert table.exit_code == 0 and "USD" in table.output
         bad = await asyncio.to_thread(CliRunner().invoke, cli, ["forecast", "show", "-g", "daily"], env=env)
         assert bad.exit_code == 2
+    finally:
+        await app.stop()
+
+
+async def test_restated_scope_replaces_older_version_and_unpriced_rows_carry_no_cost(settings):
+    await ensure_topics(settings.kafka_bootstrap)
+    scope = {"x_BillingScope": "AWS:111:2024-05"}
+    v1 = [priced(i, START + timedelta(days=i), "EC2", "10.00", x_BillingScopeVersion=1, **scope) for i in range(5)]
+    v2 = [
+        priced(100 + i, START + timedelta(days=i), "EC2", "20.00", x_BillingScopeVersion=2, **scope)
+        for i in range(3)
+    ]
+    unpriced = priced(999, START, "EC2", "0", x_PriceSource="none", ConsumedQuantity="3",
+                      ConsumedUnit="Hours", SkuId="sku-1")
+    del unpriced["BilledCost"]
+    app = build_app(forecast_settings(settings))
+    await app.start()
+    try:
+        await publish(settings, v1)
+        await wait_for_refit(app)
+        await publish(settings, v2 + [unpriced])
+        await publish(settings, v1)  # a late redelivery of the superseded version
+        await wait_for_refit(app, minimum=app.refitter.refits + 1)
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            rows = await conn.fetch("SELECT record_id, cost, scope_version FROM forecast.cost_lines")
+            total = await conn.fetchval(
+                "SELECT sum(mean) FROM forecast.v_forecasts WHERE dims = '' AND day = $1",
+                END + timedelta(days=1),
+            )
+        finally:
+            await conn.close()
+        assert sorted((r["record_id"], r["cost"]) for r in rows) == sorted(
+            [(f"r-EC2-{100 + i}", Decimal("20.00")) for i in range(3)] + [("r-EC2-999", None)]
+        )
+        assert total is not None
     finally:
         await app.stop()
