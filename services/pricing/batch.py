@@ -85,21 +85,34 @@ class BatchPricer:
         usage: list[tuple[int, domain.UsageLine]] = []
         last: dict[tuple[str, int], list[int]] = {}
         validate = BillingRecordV1.model_validate_json
+        # A record that carries a trace gets its own span in that trace; records without one
+        # share this batch's span (one span per record would cost more than pricing it).
+        batch_span = self._tracer.start_span("pricing.batch", attributes={"finfocus.records": len(batch)})
+        batch_headers = trace_headers(batch_span) + _PRICED_HEADERS
         for env in batch:
-            pos = last.setdefault((env.topic, env.partition), [env.offset, 0])
-            pos[0] = max(pos[0], env.offset)
-            pos[1] += 1
-            span = start_record_span(self._tracer, "pricing.price", env.headers)
+            pos = last.get((env.topic, env.partition))
+            if pos is None:
+                last[(env.topic, env.partition)] = [env.offset, 1]
+            else:
+                pos[0] = max(pos[0], env.offset)
+                pos[1] += 1
+            span = (
+                start_record_span(self._tracer, "pricing.price", env.headers)
+                if "traceparent" in env.headers
+                else None
+            )
             try:
                 rec = validate(env.value)
             except ValidationError as exc:
                 out.letters.append(envelope_dead_letter(env, describe(exc), service=self._service))
-                span.set_attribute("finfocus.dead_letter", True)
-                span.end()
+                if span is not None:
+                    span.set_attribute("finfocus.dead_letter", True)
+                    span.end()
                 continue
             except Exception as exc:  # noqa: BLE001 - anything else is still this record's fault
                 out.letters.append(envelope_dead_letter(env, f"{type(exc).__name__}: {exc}", service=self._service))
-                span.end()
+                if span is not None:
+                    span.end()
                 continue
             rec.with_record_id()
             if rec.BilledCost is None:
@@ -119,34 +132,50 @@ class BatchPricer:
             for (i, line), q in zip(usage, quotes, strict=True):
                 decisions[i] = domain.decide(line, q, specs)
 
+        stamp = f',"x_PriceSource":"billed","x_PricedAt":"{priced_at}"}}'.encode()
         for i, (env, rec, span) in enumerate(parsed):
             try:
                 decision = decisions.get(i)
-                if decision is None:
-                    rec.x_PriceSource = domain.BILLED
+                extra = rec.__pydantic_extra__
+                if decision is None and not (extra and ("x_PriceSource" in extra or "x_PricedAt" in extra)):
+                    # hot path (billed rows): serialise once and append the two pricing columns
                     if rec.EffectiveCost is None:
-                        rec.EffectiveCost = rec.BilledCost
+                        rec.__dict__["EffectiveCost"] = rec.BilledCost
+                    body = rec.__pydantic_serializer__.to_json(rec, exclude_none=True)[:-1] + stamp
                 else:
-                    rec.x_PriceSource = decision.source
-                    if decision.source == domain.NONE:
-                        rec.x_PriceReason = decision.reason
-                        out.unpriced += 1
-                    else:
-                        rec.BilledCost = decision.billed_cost
-                        rec.EffectiveCost = decision.effective_cost
-                        rec.x_UnitPrice = format(decision.unit_price, "f")
-                rec.x_PricedAt = priced_at
-                body = rec.model_dump_json(exclude_none=True)
-                out.lines.append((rec.x_RecordId, body))
+                    body = self._priced_body(rec, decision, priced_at, out)
+                out.lines.append((rec.x_RecordId, body.decode()))
                 if rec.x_BillingScope:
                     out.scopes.add(rec.x_BillingScope)
-                span.set_attribute("finfocus.record_id", rec.x_RecordId)
-                span.set_attribute("finfocus.price_source", rec.x_PriceSource)
-                out.outgoing.append(
-                    (env.key or rec.partition_key(), body.encode(), trace_headers(span) + _PRICED_HEADERS)
-                )
+                if span is not None:
+                    span.set_attributes({"finfocus.record_id": rec.x_RecordId})
+                    headers = trace_headers(span) + _PRICED_HEADERS
+                else:
+                    headers = batch_headers
+                out.outgoing.append((env.key or rec.partition_key(), body, headers))
             except Exception as exc:  # noqa: BLE001
                 out.letters.append(envelope_dead_letter(env, f"{type(exc).__name__}: {exc}", service=self._service))
             finally:
-                span.end()
+                if span is not None:
+                    span.end()
+        batch_span.set_attributes({"finfocus.stored": len(out.lines), "finfocus.dead_letters": len(out.letters)})
+        batch_span.end()
         return out
+
+    @staticmethod
+    def _priced_body(rec: BillingRecordV1, decision: domain.PriceDecision | None, priced_at: str, out: BatchOutcome) -> bytes:
+        if decision is None:
+            rec.x_PriceSource = domain.BILLED
+            if rec.EffectiveCost is None:
+                rec.EffectiveCost = rec.BilledCost
+        else:
+            rec.x_PriceSource = decision.source
+            if decision.source == domain.NONE:
+                rec.x_PriceReason = decision.reason
+                out.unpriced += 1
+            else:
+                rec.BilledCost = decision.billed_cost
+                rec.EffectiveCost = decision.effective_cost
+                rec.x_UnitPrice = format(decision.unit_price, "f")
+        rec.x_PricedAt = priced_at
+        return rec.model_dump_json(exclude_none=True).encode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from faststream.kafka.annotations import KafkaMessage
@@ -9,31 +10,65 @@ from faststream.kafka.annotations import KafkaMessage
 from finfocus.broker import consumer_options, envelopes, publish_dead_letters
 from finfocus.telemetry import log_fields
 from schemas.topics import Topics
-from services.pricing.batch import BatchPricer
+from services.pricing.batch import BatchOutcome, BatchPricer
 from services.pricing.store import PricingStore
 
 logger = logging.getLogger(__name__)
 
 GROUP_ID = "finfocus-pricing"
+#: records priced per step; a step's write overlaps the pricing of the next one
+CHUNK = 2500
+
+
+async def _undecoded(message) -> list[bytes]:
+    """Keep the batch as bytes: records are parsed one by one in `BatchPricer`, so a bad one
+    becomes a dead letter (FastStream's default decoder would JSON-decode every record first)."""
+    return message.body
 
 
 def register_handlers(runtime, store: PricingStore, pricer: BatchPricer) -> None:
     """Subscribe the pricing handler on `runtime.broker`."""
     settings = runtime.settings
 
-    @runtime.broker.subscriber(
-        Topics.RAW_BILLING,
-        batch=True,
-        max_records=getattr(settings, "pricing_batch_max_records", 5000),
-        **consumer_options(settings, group_id=GROUP_ID),
-    )
-    async def price_raw_billing(message: KafkaMessage) -> None:
-        outcome = await pricer.process(envelopes(message))
-        if outcome.letters:
-            await publish_dead_letters(runtime.broker, outcome.letters)
-        await store.store_batch(outcome.lines, outcome.positions, sorted(outcome.scopes))
+    # Writes run one at a time (they would only queue on the same tracking rows otherwise)
+    # but overlap the pricing of the next chunk; the lock is FIFO, so chunks commit in order.
+    write_lock = asyncio.Lock()
+
+    async def commit(outcome: BatchOutcome) -> None:
+        # the lines and the tracking record in one transaction, then the priced records
+        async with write_lock:
+            await store.store_batch(outcome.lines, outcome.positions, sorted(outcome.scopes))
         await runtime.publisher.publish(Topics.PRICED_RESOURCES, outcome.outgoing)
         logger.debug(
             "batch priced",
             extra=log_fields(stored=len(outcome.lines), dead=len(outcome.letters), unpriced=outcome.unpriced),
         )
+
+    @runtime.broker.subscriber(
+        Topics.RAW_BILLING,
+        batch=True,
+        max_records=getattr(settings, "pricing_batch_max_records", 5000),
+        decoder=_undecoded,
+        # whole batches per fetch: the 1 MiB default per partition is ~2,000 records, and the
+        # embedded broker answers a partly empty fetch only after fetch_max_wait_ms
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_wait_ms=50,
+        **consumer_options(settings, group_id=GROUP_ID),
+    )
+    async def price_raw_billing(message: KafkaMessage) -> None:
+        batch = envelopes(message)
+        writes: list[asyncio.Task] = []
+        try:
+            for start in range(0, len(batch), CHUNK):
+                outcome = await pricer.process(batch[start : start + CHUNK])
+                if outcome.letters:
+                    await publish_dead_letters(runtime.broker, outcome.letters)
+                writes.append(asyncio.create_task(commit(outcome)))
+                await asyncio.sleep(0)  # let the write start before pricing the next chunk
+        finally:
+            # every write finishes (or fails) before the batch is acknowledged: a failure
+            # raises here and the whole batch is redelivered (upserts make that harmless)
+            results = await asyncio.gather(*writes, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
