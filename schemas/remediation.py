@@ -62,3 +62,46 @@ class RemediationCommandV1(BaseModel):
 def derive_command_id(cause_id: str, action: str, resource_id: str) -> str:
     """Same cause, action and resource give the same id, so a replay never acts twice."""
     return hashlib.sha256(f"{cause_id}|{action}|{resource_id}".encode()).hexdigest()[:32]
+
+
+class RemediationResultV1(BaseModel):
+    """What the executor did with a command, published on `remediation-results`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command_id: str = Field(description="Command this result is about")
+    status: str = Field(description="executed, dry-run, rejected, expired or failed")
+    at: Timestamp = Field(description="When the executor recorded it")
+    action: str = Field(description="Registered action key")
+    resource_id: str = Field(description="Target resource id")
+    result: dict[str, Any] = Field(default_factory=dict, description="Outcome, state before and after")
+
+
+class RecommendationV1(BaseModel):
+    """A savings opportunity found in billing data or utilisation, published on `recommendations`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recommendation_id: str = Field(description="Stable per (type, resource)")
+    type: str = Field(description="e.g. idle-address, idle-instance, rightsize-instance")
+    detected_at: Timestamp = Field(description="When it was (last) found")
+    target: RemediationTargetV1 = Field(description="Resource concerned")
+    action: str | None = Field(None, description="Registered action that would act on it")
+    params: dict[str, Any] = Field(default_factory=dict, description="Parameters of that action")
+    rationale: str = Field(description="One sentence explaining the finding")
+    evidence: dict[str, Any] = Field(default_factory=dict, description="Figures behind it")
+    estimated_monthly_savings: Money = Field(description="From the price catalog or billed cost")
+    currency: CurrencyCode = Field(description="Currency of the saving")
+
+
+class ResourceMetricV1(BaseModel):
+    """Daily utilisation of one resource, published on `resource-metrics`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    resource_id: str = Field(min_length=1, description="Provider resource id")
+    date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="Day (UTC), YYYY-MM-DD")
+    cpu_avg_pct: Money | None = Field(None, description="Average CPU utilisation, percent")
+    cpu_max_pct: Money | None = Field(None, description="Maximum CPU utilisation, percent")
+    cpu_p995_pct: Money | None = Field(None, description="99.5th percentile CPU, percent")
+    network_mb: Money | None = Field(None, description="Network in + out, megabytes")

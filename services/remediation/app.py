@@ -2,17 +2,57 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
 from faststream import FastStream
+from faststream.kafka.annotations import KafkaMessage
 from opentelemetry.sdk.trace import TracerProvider
+from pydantic import ValidationError
 
+from finfocus.broker import consumer_options, envelope_dead_letter, envelopes, publish_dead_letters
+from finfocus.secrets import secrets_from_environment
 from finfocus.service import ServiceRuntime
+from schemas.remediation import RemediationCommandV1, RemediationResultV1
+from schemas.topics import Topics, schema_headers
+from services.remediation.cloud import implementations
 from services.remediation.config import RemediationSettings
-from services.remediation.handlers import register_handlers
+from services.remediation.domain import initial_status
+from services.remediation.executor import Executor, run_sweeps
+from services.remediation.guardrails import Policy, policy_for
+from services.remediation.handlers import SERVICE, current_playbooks, register_handlers
 from services.remediation.playbooks import install_defaults
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+logger = logging.getLogger(__name__)
+
+
+def policy_lookup(settings: RemediationSettings):
+    def lookup(name: str | None) -> Policy:
+        playbook = next((p for p in current_playbooks(settings) if p.name == name), None)
+        return policy_for(playbook, global_protect_tag=settings.remediation_protect_tag,
+                          default_rate_limit=settings.remediation_rate_limit_per_hour)
+
+    return lookup
+
+
+def register_executor(runtime: ServiceRuntime, settings: RemediationSettings, holder: dict) -> None:
+    @runtime.broker.subscriber(Topics.REMEDIATION_COMMANDS, batch=True,
+                               **consumer_options(settings, group_id="finfocus-remediation-executor"))
+    async def on_commands(message: KafkaMessage) -> None:
+        letters = []
+        executor: Executor = holder["get"]()
+        for env in envelopes(message):
+            try:
+                command = RemediationCommandV1.model_validate_json(env.value)
+            except ValidationError as exc:
+                letters.append(envelope_dead_letter(env, f"invalid RemediationCommand v1: {exc}", service=SERVICE))
+                continue
+            await executor.accept(command, initial_status(command))
+            await executor.handle(command.command_id)
+        if letters:
+            await publish_dead_letters(runtime.broker, letters)
 
 
 def build_app(settings: RemediationSettings | None = None, *,
@@ -26,4 +66,36 @@ def build_app(settings: RemediationSettings | None = None, *,
     )
     install_defaults(settings.playbooks_dir)
     register_handlers(runtime, settings)
-    return runtime.app(MIGRATIONS_DIR)
+    holder: dict = {}
+    stop = asyncio.Event()
+
+    async def publish_result(result: RemediationResultV1) -> None:
+        headers = [(k, v.encode()) for k, v in schema_headers("RemediationResult").items()]
+        await runtime.publisher.publish(Topics.REMEDIATION_RESULTS,
+                                        [(result.command_id.encode(), result.model_dump_json().encode(), headers)])
+
+    def get_executor() -> Executor:
+        # built on first use: the pool exists once the app's start-up hooks ran
+        if "executor" not in holder:
+            holder["executor"] = Executor(runtime.pool, implementations(secrets_from_environment()),
+                                          policy_lookup(settings), publish=publish_result)
+        return holder["executor"]
+
+    holder["get"] = get_executor
+
+    async def start_background() -> None:
+        stop.clear()
+        if settings.remediation_executor:
+            holder["sweeps"] = asyncio.create_task(
+                run_sweeps(get_executor(), settings.remediation_poll_seconds, stop))
+
+    async def stop_background() -> None:
+        stop.set()
+        task = holder.pop("sweeps", None)
+        if task is not None:
+            await asyncio.wait([task], timeout=10)
+        holder.pop("executor", None)
+
+    if settings.remediation_executor:
+        register_executor(runtime, settings, holder)
+    return runtime.app(MIGRATIONS_DIR, on_started=[start_background], on_stopping=[stop_background])
