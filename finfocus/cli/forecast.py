@@ -212,6 +212,85 @@ def show(
         show_table(forecasts, keys)
 
 
+async def load_month_end(group_by: list[str], filters: dict[str, str]) -> list[dict]:
+    from finfocus.db import reader
+    from finfocus.settings import FinFocusSettings
+
+    wanted = set(group_by) | set(filters)
+    async with reader(FinFocusSettings().database) as conn:
+        available = [r["dims"] for r in await conn.fetch("SELECT DISTINCT dims FROM forecast.v_month_end")]
+        candidates = [a for a in available if not a.startswith("budget:")
+                      and wanted <= set(filter(None, a.split(",")))]
+        if not candidates:
+            if not available:
+                return []
+            raise LookupError(f"no month-end projections by {dims_id(wanted) or '(total)'}")
+        chosen = min(candidates, key=lambda a: (a.count(",") + 1 if a else 0, a))
+        rows = await conn.fetch(
+            'SELECT "group", currency, trained_through, period_start, period_end, actual_to_date, '
+            "forecast_remainder, projected, lo_95, hi_95 FROM forecast.v_month_end WHERE dims = $1",
+            chosen,
+        )
+    out: dict[tuple, dict] = {}
+    for r in rows:
+        group = r["group"]
+        if any(group.get(k) != v for k, v in filters.items()):
+            continue
+        key = (tuple(str(group.get(k)) for k in group_by), r["currency"], r["period_start"])
+        t = out.setdefault(key, {
+            "group": {k: group.get(k) for k in group_by}, "currency": r["currency"],
+            "period_start": r["period_start"].isoformat(), "period_end": r["period_end"].isoformat(),
+            "trained_through": r["trained_through"].isoformat(),
+            **{c: Decimal(0) for c in ("actual_to_date", "forecast_remainder", "projected", "lo_95", "hi_95")},
+        })
+        t["trained_through"] = min(t["trained_through"], r["trained_through"].isoformat())
+        for c in ("actual_to_date", "forecast_remainder", "projected", "lo_95", "hi_95"):
+            t[c] += r[c]
+    results = [out[k] for k in sorted(out)]
+    for t in results:
+        for c in ("actual_to_date", "forecast_remainder", "projected", "lo_95", "hi_95"):
+            t[c] = _money(t[c])
+    return results
+
+
+@forecast_app.command("month-end")
+def month_end(
+    group_by: str = typer.Option(
+        "provider,account,service", "--group-by", "-g",
+        help="comma-separated: provider, service, account, region, resource, type, tag:KEY ('' for the total)",
+    ),
+    filters: list[str] = typer.Option([], "--filter", "-f", help="KEY=VALUE or tag:KEY=VALUE, repeatable"),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Month-end projection per group: actual to date plus the forecast remainder, with a 95 % range."""
+    try:
+        keys = parse_group_by(group_by)
+        wanted = parse_filters(filters)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    try:
+        rows = run(load_month_end(keys, wanted))
+    except LookupError as exc:
+        fail(str(exc.args[0]), 2)
+    if output == OutputFormat.JSON:
+        print_json({"projections": rows})
+    elif output == OutputFormat.NDJSON:
+        print_ndjson(rows)
+    else:
+        from finfocus.cli.output import print_table
+
+        print_table(
+            [*keys, "month", "through", "actual", "remainder", "projected", "95 % range", "currency"],
+            [
+                (*[str(r["group"].get(k) or "") for k in keys], r["period_start"][:7], r["trained_through"],
+                 r["actual_to_date"], r["forecast_remainder"], r["projected"], f"{r['lo_95']} - {r['hi_95']}",
+                 r["currency"])
+                for r in rows
+            ],
+            title="Month-end projection",
+        )
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `finfocus` app."""
     app.add_typer(forecast_app, name="forecast")

@@ -181,6 +181,15 @@ async def test_priced_month_yields_stored_forecasts_and_cli_json(settings):
         assert {f["group"]["service"] for f in json.loads(filtered.output)["forecasts"]} == {"EC2", "S3"}
         table = await asyncio.to_thread(CliRunner().invoke, cli, ["forecast", "show", "-g", ""], env=env)
         assert table.exit_code == 0 and "USD" in table.output
+        projected = await asyncio.to_thread(
+            CliRunner().invoke, cli, ["forecast", "month-end", "-g", "service", "-o", "json"], env=env
+        )
+        assert projected.exit_code == 0, projected.output
+        rows = {r["group"]["service"]: r for r in json.loads(projected.output)["projections"]}
+        assert set(rows) == {"EC2", "S3"}
+        assert Decimal(rows["S3"]["projected"]) == Decimal(rows["S3"]["actual_to_date"]) + Decimal(
+            rows["S3"]["forecast_remainder"]
+        )
         bad = await asyncio.to_thread(CliRunner().invoke, cli, ["forecast", "show", "-g", "daily"], env=env)
         assert bad.exit_code == 2
     finally:
