@@ -6,8 +6,10 @@ unknown keys (monitors name their detector and may override its parameters).
 `robust-seasonal` (the default) walks a series day by day, as a stream would, and for each
 day builds a baseline from the days before it only:
 
-1. training days: the trailing `season_window` days of the current regime, minus days
-   already flagged anomalous (a spike never teaches the model that spikes are normal);
+1. training days: the trailing `season_window` days of the current regime, where a day
+   already flagged anomalous counts only as the edge of normal (expected + threshold x
+   spread): a spike does not teach the model that spikes are normal, yet a pattern the model
+   misjudged (a weekday it under-estimated) still pulls the baseline towards it;
 2. weekly seasonality: multiplicative weekday factors (median of each weekday / overall
    median), kept only when they shrink the spread of the training days by `season_gain`;
 3. level and trend: a Theil-Sen line through the last `window` deseasonalised days;
@@ -15,6 +17,9 @@ day builds a baseline from the days before it only:
    mean absolute deviation, `rel_floor` x the level and `abs_floor`;
 5. intermittent series (at least `zero_share` of the training days cost nothing): the mean
    and standard deviation instead, since a median of zero says nothing.
+
+The spread is widened by `1 + small_sample / n` for n training days: a baseline learnt from
+two weeks is less certain than one learnt from eight.
 
 Days without any line are missing (late data or no usage), not zero: they are neither
 trained on nor judged. A day is flagged when its robust z-score passes `threshold` and the excess passes both
@@ -43,10 +48,10 @@ class DetectorParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    threshold: float = Field(4.0, gt=0, description="Robust z-score a day must reach")
+    threshold: float = Field(5.0, gt=0, description="Robust z-score a day must reach")
     min_history: int = Field(14, ge=3, description="Training days needed before any alert")
     window: int = Field(28, ge=5, description="Days in the level/trend fit")
-    min_impact: float = Field(1.0, ge=0, description="Smallest excess (money) worth an alert")
+    min_impact: float = Field(10.0, ge=0, description="Smallest excess (money) worth an alert")
     min_impact_pct: float = Field(20.0, ge=0, description="Smallest excess in percent of expected")
     rel_floor: float = Field(0.05, ge=0, description="Spread floor as a share of the level")
     abs_floor: float = Field(0.01, ge=0, description="Spread floor in money")
@@ -59,6 +64,8 @@ class RobustSeasonalParams(DetectorParams):
     confirm_days: int = Field(7, ge=2, description="Consecutive flags that make a level shift")
     trend: bool = Field(True, description="Fit a Theil-Sen trend (else the median level)")
     period: int = Field(7, ge=2, description="Season length in steps (7 for daily costs)")
+    small_sample: float = Field(4.0, ge=0, description="Widen the spread by 1 + this / training days")
+    min_nonzero: int = Field(3, ge=0, description="Days with cost needed before an intermittent series alerts")
     zero_share: float = Field(0.3, gt=0, le=1, description="Share of zero days that makes a series intermittent")
 
 
@@ -105,7 +112,7 @@ def _spread(resid: np.ndarray, level: float, p: DetectorParams) -> float:
 
 
 def _season_factors(vals: np.ndarray, phase: np.ndarray, p: RobustSeasonalParams) -> np.ndarray | None:
-    if len(vals) < 2 * p.period:
+    if len(vals) < 3 * p.period:
         return None
     overall = float(np.median(vals))
     if overall <= 0:
@@ -113,7 +120,7 @@ def _season_factors(vals: np.ndarray, phase: np.ndarray, p: RobustSeasonalParams
     factors = np.ones(p.period)
     for d in range(p.period):
         mine = vals[phase == d]
-        if len(mine) >= 2:
+        if len(mine) >= 3:
             factors[d] = max(float(np.median(mine)) / overall, 0.05)
     plain = np.median(np.abs(vals - overall))
     ds = vals / factors[phase]
@@ -162,36 +169,36 @@ def robust_seasonal(
     y = np.asarray(values, dtype=float)
     ph = np.asarray(phase, dtype=int) % p.period if phase is not None else None
     n = len(y)
-    flags = np.zeros(n, dtype=np.int8)
     expected = np.full(n, np.nan)
     scores = np.zeros(n)
     missing = np.isnan(y)
+    learn = y.copy()  # what training sees: flagged steps clipped to the edge of normal
     regime_start, run_dir, run_start = 0, 0, 0
     for t in range(n):
-        lo = max(regime_start, t - p.season_window)
         if missing[t]:
             run_dir = 0
             continue
-        cand = np.arange(lo, t)
-        train = cand[(flags[lo:t] == 0) & ~missing[lo:t]]
+        lo = max(regime_start, t - p.season_window)
+        train = np.arange(lo, t)[~missing[lo:t]]
         needed = p.min_history if regime_start == 0 else min(p.min_history, p.confirm_days)
-        if len(train) < needed:
+        if len(train) < needed or np.count_nonzero(learn[train]) < p.min_nonzero:
             run_dir = 0
             continue
-        exp, scale = _baseline(y, train, t, ph, p)
+        exp, scale = _baseline(learn, train, t, ph, p)
+        scale *= 1 + p.small_sample / len(train)
         diff = y[t] - exp
         z = diff / scale
         expected[t], scores[t] = exp, z
         direction = int(np.sign(diff)) if _passes(diff, exp, z, p) else 0
-        flags[t] = direction
         if direction == 0:
             run_dir = 0
             continue
+        learn[t] = exp + direction * p.threshold * scale
         if direction != run_dir:
             run_dir, run_start = direction, t
         if t - run_start + 1 >= p.confirm_days:
             # a level shift: the new level is normal from now on
-            flags[run_start : t + 1] = 0
+            learn[run_start : t + 1] = y[run_start : t + 1]
             regime_start, run_dir = run_start, 0
     detection = Detection(expected, scores)
     detection.episodes = episodes_from(y, expected, scores, p)

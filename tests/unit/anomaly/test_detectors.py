@@ -57,7 +57,7 @@ def test_level_shift_is_one_episode_then_the_new_level_is_normal():
 
 
 def test_drops_do_not_alert_in_the_default_up_direction_but_do_in_both():
-    y = weekly(60)
+    y = weekly(60, weekend=1.0)
     y[50] = 1.0
     assert robust_seasonal(y, np.arange(60) % 7).episodes == []
     both = robust_seasonal(y, np.arange(60) % 7, RobustSeasonalParams(direction="both"))
