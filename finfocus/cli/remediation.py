@@ -242,6 +242,201 @@ def list_playbooks(output: OutputFormat = OUTPUT_OPTION) -> None:
             typer.echo(f"invalid: {error}", err=True)
 
 
+# --- recommendations ---------------------------------------------------------------------
+
+
+async def _recommendations(state: str | None, rec_type: str | None) -> list[dict]:
+    from finfocus.db import reader
+
+    async with reader(_settings().database) as conn:
+        rows = await conn.fetch(
+            "SELECT * FROM remediation.v_recommendations WHERE ($1::text IS NULL OR state = $1) "
+            "AND ($2::text IS NULL OR type = $2) ORDER BY estimated_monthly_savings DESC, recommendation_id",
+            state, rec_type)
+    return [dict(r) for r in rows]
+
+
+@recommendations_app.command("list")
+def list_recommendations(
+    state: str = typer.Option("open", "--state", help="open, dismissed, snoozed, resolved or all"),
+    rec_type: str = typer.Option(None, "--type", help="Only this type, e.g. idle-address"),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Savings recommendations with their estimated monthly saving."""
+    rows = run(_recommendations(None if state == "all" else state, rec_type))
+    if output == OutputFormat.JSON:
+        totals: dict[str, Decimal] = {}
+        for r in rows:
+            totals[r["currency"]] = totals.get(r["currency"], Decimal(0)) + r["estimated_monthly_savings"]
+        print_json({"recommendations": rows,
+                    "totals": [{"currency": c, "estimatedMonthlySavings": t} for c, t in sorted(totals.items())]})
+    elif output == OutputFormat.NDJSON:
+        print_ndjson(rows)
+    else:
+        print_table(["id", "type", "resource", "account", "monthly", "currency", "action", "state", "rationale"],
+                    [[r["recommendation_id"], r["type"], r["resource_id"], r["account_id"],
+                      r["estimated_monthly_savings"], r["currency"], r["action"], r["state"], r["rationale"]]
+                     for r in rows], title="Recommendations")
+
+
+async def _set_state(rec_id: str, state: str, reason: str | None, until: datetime | None) -> bool:
+    from finfocus.db import connect
+    from services.remediation import store
+
+    conn = await connect(_settings().database)
+    try:
+        return await store.set_recommendation_state(conn, rec_id, state, reason, until)
+    finally:
+        await conn.close()
+
+
+@recommendations_app.command("dismiss")
+def dismiss(
+    rec_id: str = typer.Argument(..., help="Recommendation id"),
+    reason: str = typer.Option(..., "--reason", help="Why it does not apply"),
+) -> None:
+    """Dismiss a recommendation for good, with a reason."""
+    if not run(_set_state(rec_id, "dismissed", reason, None)):
+        fail(f"no recommendation {rec_id}")
+    typer.echo(f"recommendation {rec_id} dismissed")
+
+
+@recommendations_app.command("snooze")
+def snooze(
+    rec_id: str = typer.Argument(..., help="Recommendation id"),
+    until: datetime = typer.Option(..., "--until", help="Date it comes back, e.g. 2026-12-31"),
+    reason: str = typer.Option(..., "--reason", help="Why not now"),
+) -> None:
+    """Hide a recommendation until a date, with a reason."""
+    until = until if until.tzinfo else until.replace(tzinfo=UTC)
+    if not run(_set_state(rec_id, "snoozed", reason, until)):
+        fail(f"no recommendation {rec_id}")
+    typer.echo(f"recommendation {rec_id} snoozed until {until:%Y-%m-%d}")
+
+
+# --- savings -------------------------------------------------------------------------------
+
+SAVINGS_KEYS = {"playbook": "playbook", "account": "account_id", "action": "action"}
+
+
+async def _savings() -> list[dict]:
+    from finfocus.db import reader
+
+    async with reader(_settings().database) as conn:
+        return [dict(r) for r in await conn.fetch("SELECT * FROM remediation.v_savings ORDER BY executed_at")]
+
+
+def savings_groups(rows: list[dict], by: list[str]) -> list[dict]:
+    """Expected and realised monthly savings summed per group and currency (never across currencies)."""
+    groups: dict[tuple, dict] = {}
+    for r in rows:
+        key = tuple(r[SAVINGS_KEYS[k]] for k in by) + (r["currency"],)
+        g = groups.setdefault(key, {"group": {k: r[SAVINGS_KEYS[k]] for k in by}, "currency": r["currency"],
+                                    "actions": 0, "expectedMonthly": Decimal(0), "realisedMonthly": Decimal(0),
+                                    "measured": 0})
+        g["actions"] += 1
+        g["expectedMonthly"] += r["expected_monthly"] or Decimal(0)
+        if r["realised_monthly"] is not None:
+            g["realisedMonthly"] += r["realised_monthly"]
+            g["measured"] += 1
+    return [groups[k] for k in sorted(groups, key=lambda k: tuple(str(x) for x in k))]
+
+
+@savings_app.command("report")
+def savings_report(
+    by: str = typer.Option("playbook,account,action", "--by", help="Comma-separated: playbook, account, action"),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Realised against expected monthly savings of executed actions, by playbook, account and action."""
+    keys = [k.strip() for k in by.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in SAVINGS_KEYS]
+    if unknown:
+        fail(f"unknown --by key(s) {unknown}; use playbook, account, action", 2)
+    rows = run(_savings())
+    groups = savings_groups(rows, keys)
+    if output == OutputFormat.JSON:
+        print_json({"groups": groups, "actions": rows,
+                    "totals": [{"currency": g["currency"], "expectedMonthly": g["expectedMonthly"],
+                                "realisedMonthly": g["realisedMonthly"]} for g in savings_groups(rows, [])]})
+    elif output == OutputFormat.NDJSON:
+        print_ndjson(groups)
+    else:
+        print_table([*keys, "actions", "measured", "expected", "realised", "currency"],
+                    [[*g["group"].values(), g["actions"], g["measured"], g["expectedMonthly"],
+                      g["realisedMonthly"], g["currency"]] for g in groups], title="Savings (monthly)")
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+METRIC_ALIASES = {
+    "resource_id": ("resource_id", "ResourceId", "resource"),
+    "date": ("date", "day", "Date"),
+    "cpu_avg_pct": ("cpu_avg_pct", "cpu_avg", "cpu"),
+    "cpu_max_pct": ("cpu_max_pct", "cpu_max"),
+    "cpu_p995_pct": ("cpu_p995_pct", "cpu_p995", "cpu_p99_5"),
+    "network_mb": ("network_mb", "network", "net_mb"),
+}
+
+
+def parse_metrics_csv(path: Path) -> tuple[list, list[str]]:
+    import csv
+
+    from pydantic import ValidationError
+
+    from schemas.remediation import ResourceMetricV1
+
+    good, errors = [], []
+    with path.open(newline="") as handle:
+        for line, raw in enumerate(csv.DictReader(handle), start=2):
+            row = {}
+            for field, names in METRIC_ALIASES.items():
+                value = next((raw[n] for n in names if raw.get(n) not in (None, "")), None)
+                if value is not None:
+                    row[field] = value.strip()
+            try:
+                good.append(ResourceMetricV1.model_validate(row))
+            except ValidationError as exc:
+                errors.append(f"line {line}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}")
+    return good, errors
+
+
+async def _publish_metrics(metrics: list) -> None:
+    from finfocus.broker import RecordPublisher
+    from schemas.topics import Topics, schema_headers
+
+    publisher = RecordPublisher(_settings().kafka)
+    await publisher.start()
+    try:
+        headers = [(k, v.encode()) for k, v in schema_headers("ResourceMetric").items()]
+        await publisher.publish(Topics.RESOURCE_METRICS,
+                                [(m.resource_id.encode(), m.model_dump_json().encode(), headers) for m in metrics])
+    finally:
+        await publisher.stop()
+
+
+@metrics_app.command("import")
+def import_metrics(
+    file: Path = typer.Argument(..., help="CSV: resource_id, date, cpu_avg_pct, cpu_max_pct, cpu_p995_pct, network_mb"),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Publish daily CPU and network utilisation per resource on `resource-metrics`."""
+    if not file.is_file():
+        fail(f"{file}: no such file", 2)
+    metrics, errors = parse_metrics_csv(file)
+    if metrics:
+        run(_publish_metrics(metrics))
+    summary = {"read": len(metrics) + len(errors), "published": len(metrics), "rejected": len(errors),
+               "errors": errors}
+    if output == OutputFormat.TABLE:
+        typer.echo(f"read {summary['read']}, published {summary['published']}, rejected {summary['rejected']}")
+        for error in errors:
+            typer.echo(f"rejected: {error}", err=True)
+    else:
+        print_json(summary)
+    if errors:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `finfocus` app."""
     app.add_typer(remediation_app, name="remediation")

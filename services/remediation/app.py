@@ -8,6 +8,7 @@ from pathlib import Path
 
 from faststream import FastStream
 from faststream.kafka.annotations import KafkaMessage
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import ValidationError
 
@@ -21,7 +22,14 @@ from services.remediation.config import RemediationSettings
 from services.remediation.domain import initial_status
 from services.remediation.executor import Executor, run_sweeps
 from services.remediation.guardrails import Policy, policy_for
-from services.remediation.handlers import SERVICE, current_playbooks, register_handlers
+from services.remediation.analyzer import Analyzer
+from services.remediation.handlers import (
+    SERVICE,
+    current_playbooks,
+    publish_commands,
+    register_handlers,
+    register_metrics_handler,
+)
 from services.remediation.playbooks import install_defaults
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -65,7 +73,15 @@ def build_app(settings: RemediationSettings | None = None, *,
         description="Anomalies and recommendations to guarded remediation commands; executor; savings",
     )
     install_defaults(settings.playbooks_dir)
-    register_handlers(runtime, settings)
+
+    async def publish_planned(commands) -> None:
+        span = runtime.tracer.start_span("remediation.plan-recommendations")
+        with trace.use_span(span, end_on_exit=True):
+            await publish_commands(runtime, commands, span)
+
+    analyzer = Analyzer(runtime, settings, lambda: current_playbooks(settings), publish_planned)
+    register_handlers(runtime, settings, on_costs=analyzer.touch)
+    register_metrics_handler(runtime, settings, on_metrics=analyzer.touch)
     holder: dict = {}
     stop = asyncio.Event()
 
@@ -73,6 +89,8 @@ def build_app(settings: RemediationSettings | None = None, *,
         headers = [(k, v.encode()) for k, v in schema_headers("RemediationResult").items()]
         await runtime.publisher.publish(Topics.REMEDIATION_RESULTS,
                                         [(result.command_id.encode(), result.model_dump_json().encode(), headers)])
+        if result.status == "executed":
+            analyzer.touch()
 
     def get_executor() -> Executor:
         # built on first use: the pool exists once the app's start-up hooks ran
@@ -85,15 +103,17 @@ def build_app(settings: RemediationSettings | None = None, *,
 
     async def start_background() -> None:
         stop.clear()
+        holder["analysis"] = asyncio.create_task(analyzer.run(stop))
         if settings.remediation_executor:
             holder["sweeps"] = asyncio.create_task(
                 run_sweeps(get_executor(), settings.remediation_poll_seconds, stop))
 
     async def stop_background() -> None:
         stop.set()
-        task = holder.pop("sweeps", None)
-        if task is not None:
-            await asyncio.wait([task], timeout=10)
+        for key in ("sweeps", "analysis"):
+            task = holder.pop(key, None)
+            if task is not None:
+                await asyncio.wait([task], timeout=10)
         holder.pop("executor", None)
 
     if settings.remediation_executor:

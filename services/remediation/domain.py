@@ -12,6 +12,7 @@ from decimal import Decimal
 from schemas.anomaly import AnomalyV1
 from schemas.remediation import (
     CommandMode,
+    RecommendationV1,
     RemediationCommandV1,
     RemediationReasonV1,
     RemediationTargetV1,
@@ -191,3 +192,29 @@ def plan_anomaly(anomaly: AnomalyV1, playbooks: list[Playbook], candidates: list
 
 #: actions whose expected saving is the resource's whole cost
 SAVING_ACTIONS = frozenset({"stop-instance", "delete-volume", "release-address"})
+
+
+def plan_recommendation(rec: RecommendationV1, playbooks: list[Playbook], tags: dict[str, str],
+                        now: datetime) -> list[RemediationCommandV1]:
+    """Commands of the playbooks whose recommendation trigger names this recommendation's type."""
+    commands: dict[str, RemediationCommandV1] = {}
+    kind = resource_kind(rec.target.resource_id, rec.target.resource_type)
+    for playbook in playbooks:
+        trigger = playbook.trigger.recommendation
+        if not playbook.enabled or trigger is None or rec.type not in trigger.types:
+            continue
+        if not resource_matches(playbook.resources, kind=kind, region=rec.target.region,
+                                account=rec.target.account_id, tags=tags):
+            continue
+        reason = RemediationReasonV1(recommendation_id=rec.recommendation_id,
+                                     text=f"{playbook.name}: {rec.rationale}")
+        for step in playbook.actions:
+            kinds = REGISTRY[step.action].resource_types
+            if "*" not in kinds and kind not in kinds:
+                continue
+            params = step.params or rec.params if step.action == rec.action else step.params
+            savings = rec.estimated_monthly_savings if step.action == rec.action else None
+            cmd = _command(playbook, step.action, params, rec.target, rec.recommendation_id, reason, now,
+                           savings, rec.currency)
+            commands.setdefault(cmd.command_id, cmd)
+    return list(commands.values())

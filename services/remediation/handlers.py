@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 from faststream.kafka.annotations import KafkaMessage
@@ -15,7 +15,7 @@ from finfocus.service import ServiceRuntime
 from finfocus.telemetry import log_fields, start_record_span, trace_headers
 from schemas.anomaly import AnomalyV1
 from schemas.pricing import PricedRecordV1
-from schemas.remediation import RemediationCommandV1
+from schemas.remediation import RemediationCommandV1, ResourceMetricV1
 from schemas.topics import Topics, schema_headers
 from services.remediation import store
 from services.remediation.config import RemediationSettings
@@ -112,9 +112,9 @@ def register_handlers(runtime: ServiceRuntime, settings: RemediationSettings, on
             await publish_dead_letters(broker, letters)
 
     @broker.subscriber(Topics.PRICED_RESOURCES, batch=True,
-                       **consumer_options(settings, group_id="finfocus-remediation"))
+                       **consumer_options(settings, group_id="finfocus-remediation-costs"))
     async def on_priced(message: KafkaMessage) -> None:
-        letters, rows = [], []
+        letters, rows, sources = [], [], []
         for env in envelopes(message):
             try:
                 record = PricedRecordV1.model_validate_json(env.value)
@@ -124,10 +124,47 @@ def register_handlers(runtime: ServiceRuntime, settings: RemediationSettings, on
             row = cost_line(record)
             if row is not None:
                 rows.append(row)
+                sources.append(env)
         if rows:
-            async with store.transaction(runtime.pool) as conn:
-                await store.store_cost_lines(conn, rows)
+            try:
+                async with store.transaction(runtime.pool) as conn:
+                    await store.store_cost_lines(conn, rows)
+            except TRANSIENT:
+                raise
+            except Exception:  # one row the database refuses: store the others, park that one
+                for row, env in zip(rows, sources, strict=True):
+                    try:
+                        async with store.transaction(runtime.pool) as conn:
+                            await store.store_cost_lines(conn, [row])
+                    except TRANSIENT:
+                        raise
+                    except Exception as exc:
+                        letters.append(envelope_dead_letter(env, f"cannot store cost line: {exc!r}",
+                                                            service=SERVICE))
             if on_costs is not None:
                 on_costs({r[8] for r in rows})
         if letters:
             await publish_dead_letters(broker, letters)
+
+
+def register_metrics_handler(runtime: ServiceRuntime, settings: RemediationSettings, on_metrics=None) -> None:
+    @runtime.broker.subscriber(Topics.RESOURCE_METRICS, batch=True,
+                               **consumer_options(settings, group_id="finfocus-remediation-metrics"))
+    async def on_resource_metrics(message: KafkaMessage) -> None:
+        letters, rows = [], []
+        for env in envelopes(message):
+            try:
+                metric = ResourceMetricV1.model_validate_json(env.value)
+                day = date.fromisoformat(metric.date)
+            except (ValidationError, ValueError) as exc:
+                letters.append(envelope_dead_letter(env, f"invalid ResourceMetric v1: {exc}", service=SERVICE))
+                continue
+            rows.append((metric.resource_id, day, metric.cpu_avg_pct, metric.cpu_max_pct,
+                         metric.cpu_p995_pct, metric.network_mb))
+        if rows:
+            async with store.transaction(runtime.pool) as conn:
+                await store.store_metrics(conn, list({(r[0], r[1]): r for r in rows}.values()))
+            if on_metrics is not None:
+                on_metrics()
+        if letters:
+            await publish_dead_letters(runtime.broker, letters)

@@ -229,9 +229,17 @@ DELETE FROM remediation.cost_lines l USING remediation.billing_scopes s
 WHERE l.billing_scope = s.billing_scope AND l.billing_scope_version < s.version
   AND l.billing_scope = ANY($1::text[])"""
 
+CREATE_INCOMING = """
+CREATE TEMP TABLE IF NOT EXISTS incoming_lines (
+    record_id text, billing_scope text, billing_scope_version bigint, provider text,
+    billing_account_id text, sub_account_id text, service_name text, region_id text, resource_id text,
+    resource_type text, sku_id text, charge_description text, charge_category text, usage_date date,
+    billed_cost numeric, currency text, consumed_quantity numeric, consumed_unit text, tags text
+) ON COMMIT DELETE ROWS"""
+
 MERGE_LINES = f"""
 INSERT INTO remediation.cost_lines ({", ".join(COST_LINE_COLUMNS)})
-SELECT {", ".join("t." + c for c in COST_LINE_COLUMNS)} FROM pg_temp.incoming_lines t
+SELECT {", ".join("t." + c for c in COST_LINE_COLUMNS[:-1])}, t.tags::jsonb FROM pg_temp.incoming_lines t
 LEFT JOIN remediation.billing_scopes s ON s.billing_scope = t.billing_scope
 WHERE t.billing_scope IS NULL OR t.billing_scope_version >= s.version
 ON CONFLICT (record_id) DO UPDATE SET
@@ -246,11 +254,10 @@ async def store_cost_lines(conn: asyncpg.Connection, rows: list[tuple]) -> int:
     if scopes:
         await conn.execute(UPSERT_SCOPES, [s for s, _ in scopes], [v for _, v in scopes])
         await conn.execute(DROP_SUPERSEDED, list({s for s, _ in scopes}))
-    await conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS incoming_lines "
-        "(LIKE remediation.cost_lines INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
-    # one row per record id in a batch (a redelivered record may appear twice)
-    unique = list({r[0]: r for r in rows}.values())
+    await conn.execute(CREATE_INCOMING)
+    # one row per record id in a batch (a redelivered record may appear twice); binary COPY
+    # has no jsonb encoder, so tags travel as text and are cast in the merge
+    unique = [(*r[:-1], json.dumps(r[-1] or {})) for r in {r[0]: r for r in rows}.values()]
     await conn.copy_records_to_table("incoming_lines", records=unique, columns=COST_LINE_COLUMNS,
                                      schema_name="pg_temp")
     status = await conn.execute(MERGE_LINES)
@@ -288,3 +295,115 @@ async def resource_daily_costs(conn: asyncpg.Connection, resource_id: str) -> li
         "SELECT usage_date, sum(cost) AS cost FROM remediation.v_resource_daily_cost "
         "WHERE resource_id = $1 GROUP BY usage_date ORDER BY usage_date", resource_id)
     return [(r["usage_date"], r["cost"]) for r in rows]
+
+
+# --- recommendations, utilisation, savings -----------------------------------------------
+
+VISIBLE_LINES = """
+FROM remediation.cost_lines l LEFT JOIN remediation.billing_scopes s ON s.billing_scope = l.billing_scope
+WHERE (l.billing_scope IS NULL OR l.billing_scope_version = s.version)"""
+
+
+async def data_through(conn: asyncpg.Connection) -> date | None:
+    return await conn.fetchval(f"SELECT max(l.usage_date) {VISIBLE_LINES}")
+
+
+async def resource_usage_rows(conn: asyncpg.Connection, since: date, through: date) -> dict:
+    """Per resource: identity, daily cost, consumed quantity per unit, descriptive text, tags."""
+    days = await conn.fetch(
+        f"""SELECT l.resource_id, l.provider, coalesce(l.sub_account_id, l.billing_account_id) AS account_id,
+                   max(l.region_id) AS region_id, max(l.service_name) AS service_name,
+                   max(l.resource_type) AS resource_type, l.currency, l.usage_date, sum(l.billed_cost) AS cost,
+                   string_agg(DISTINCT concat_ws(' ', l.sku_id, l.charge_description, l.resource_type), ' ') AS text
+            {VISIBLE_LINES} AND l.usage_date BETWEEN $1 AND $2 AND l.charge_category = 'Usage'
+            GROUP BY l.resource_id, l.provider, 3, l.currency, l.usage_date""", since, through)
+    quantities = await conn.fetch(
+        f"""SELECT l.resource_id, l.consumed_unit, sum(l.consumed_quantity) AS quantity
+            {VISIBLE_LINES} AND l.usage_date BETWEEN $1 AND $2 AND l.consumed_unit IS NOT NULL
+            GROUP BY 1, 2""", since, through)
+    tags = await conn.fetch(
+        f"""SELECT DISTINCT ON (l.resource_id) l.resource_id, l.tags {VISIBLE_LINES}
+            AND l.usage_date BETWEEN $1 AND $2 ORDER BY l.resource_id, l.usage_date DESC""", since, through)
+    return {"days": days, "quantities": quantities, "tags": {r["resource_id"]: r["tags"] for r in tags}}
+
+
+async def metrics_since(conn: asyncpg.Connection, since: date) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM remediation.resource_metrics WHERE metric_date >= $1 ORDER BY resource_id, metric_date",
+        since)
+
+
+async def store_metrics(conn: asyncpg.Connection, rows: list[tuple]) -> None:
+    await conn.executemany(
+        """INSERT INTO remediation.resource_metrics (resource_id, metric_date, cpu_avg_pct, cpu_max_pct,
+               cpu_p995_pct, network_mb) VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (resource_id, metric_date) DO UPDATE SET cpu_avg_pct = EXCLUDED.cpu_avg_pct,
+               cpu_max_pct = EXCLUDED.cpu_max_pct, cpu_p995_pct = EXCLUDED.cpu_p995_pct,
+               network_mb = EXCLUDED.network_mb, received_at = now()""", rows)
+
+
+UPSERT_RECOMMENDATION = """
+INSERT INTO remediation.recommendations (recommendation_id, rec_type, provider, account_id, region,
+    resource_id, resource_type, action, params, rationale, evidence, estimated_monthly_savings, currency,
+    first_seen, last_seen)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)
+ON CONFLICT (recommendation_id) DO UPDATE SET params = EXCLUDED.params, rationale = EXCLUDED.rationale,
+    evidence = EXCLUDED.evidence, estimated_monthly_savings = EXCLUDED.estimated_monthly_savings,
+    last_seen = EXCLUDED.last_seen,
+    state = CASE WHEN recommendations.state = 'resolved' THEN 'open' ELSE recommendations.state END,
+    published_at = CASE WHEN recommendations.state = 'resolved' THEN NULL ELSE recommendations.published_at END
+RETURNING recommendation_id"""
+
+
+async def save_recommendations(conn: asyncpg.Connection, recs: list[dict], now: datetime) -> list[str]:
+    """Upsert the current findings, resolve the open ones no longer found; returns ids to publish."""
+    for r in recs:
+        await conn.fetchrow(UPSERT_RECOMMENDATION, r["recommendation_id"], r["type"], r["provider"],
+                            r["account_id"], r["region"], r["resource_id"], r["resource_type"], r["action"],
+                            _json(r["params"]), r["rationale"], _json(r["evidence"]),
+                            r["estimated_monthly_savings"], r["currency"], now)
+    await conn.execute(
+        "UPDATE remediation.recommendations SET state = 'resolved', state_reason = 'no longer found' "
+        "WHERE state = 'open' AND NOT (recommendation_id = ANY($1::text[]))",
+        [r["recommendation_id"] for r in recs])
+    rows = await conn.fetch(
+        "SELECT recommendation_id FROM remediation.recommendations WHERE published_at IS NULL AND state = 'open'")
+    return [r["recommendation_id"] for r in rows]
+
+
+async def mark_recommendations_published(conn: asyncpg.Connection, ids: list[str]) -> None:
+    await conn.execute(
+        "UPDATE remediation.recommendations SET published_at = now() WHERE recommendation_id = ANY($1::text[])", ids)
+
+
+async def set_recommendation_state(conn: asyncpg.Connection, rec_id: str, state: str, reason: str | None,
+                                   until: datetime | None = None) -> bool:
+    status = await conn.execute(
+        "UPDATE remediation.recommendations SET state = $2, state_reason = $3, snoozed_until = $4 "
+        "WHERE recommendation_id = $1", rec_id, state, reason, until)
+    return status.endswith(" 1")
+
+
+EXECUTED_FOR_SAVINGS = """
+SELECT command_id, resource_id, executed_at, expected_monthly_savings, currency
+FROM remediation.commands
+WHERE status = 'executed' AND mode = 'execute' AND undone_at IS NULL AND action <> 'notify'
+  AND result->>'outcome' IN ('done', 'already-satisfied')"""
+
+
+async def executed_for_savings(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch(EXECUTED_FOR_SAVINGS)
+
+
+async def save_savings(conn: asyncpg.Connection, rows: list[tuple]) -> None:
+    await conn.executemany(
+        """INSERT INTO remediation.savings (command_id, baseline_daily, after_daily, days_before, days_after,
+               expected_monthly, realised_monthly, currency) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (command_id) DO UPDATE SET computed_at = now(), baseline_daily = EXCLUDED.baseline_daily,
+               after_daily = EXCLUDED.after_daily, days_before = EXCLUDED.days_before,
+               days_after = EXCLUDED.days_after, expected_monthly = EXCLUDED.expected_monthly,
+               realised_monthly = EXCLUDED.realised_monthly, currency = EXCLUDED.currency""", rows)
+
+
+async def insert_commands(conn: asyncpg.Connection, planned: list[tuple[RemediationCommandV1, str]]) -> list[RemediationCommandV1]:
+    return [cmd for cmd, status in planned if await insert_command(conn, cmd, status, actor="planner")]
