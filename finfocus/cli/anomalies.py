@@ -116,6 +116,8 @@ def register(app: typer.Typer) -> None:
 
         run(go())
 
+    register_admin(anomalies)
+
     @anomalies.command("show")
     def show(anomaly_id: str = typer.Argument(..., help="Anomaly id (anm-...)"), output: OutputFormat = OUTPUT_OPTION) -> None:
         """Show one anomaly with its root causes."""
@@ -137,3 +139,155 @@ def register(app: typer.Typer) -> None:
             ])
 
         run(go())
+
+
+def _monitors_path():
+    from finfocus.settings import FinFocusSettings
+
+    import os
+    from pathlib import Path
+
+    configured = os.environ.get("FINFOCUS_ANOMALY_MONITORS_FILE")
+    return Path(configured) if configured else FinFocusSettings().home / "anomaly" / "monitors.yaml"
+
+
+def _monitor_rows(monitors) -> list[dict]:
+    return [
+        {"name": m.name, "dimensions": list(m.dimensions), "filters": dict(m.filters), "top": m.top,
+         "detector": m.detector, "params": dict(m.params)}
+        for m in monitors
+    ]
+
+
+def _print_monitors(rows: list[dict], output: OutputFormat) -> None:
+    if output == OutputFormat.JSON:
+        print_json({"monitors": rows})
+    elif output == OutputFormat.NDJSON:
+        print_ndjson(rows)
+    else:
+        print_table(["name", "dimensions", "filters", "top", "detector", "params"], [
+            (r["name"], ", ".join(r["dimensions"]), ", ".join(f"{k}={v}" for k, v in r["filters"].items()),
+             r["top"] or "", r["detector"], ", ".join(f"{k}={v}" for k, v in r["params"].items()))
+            for r in rows
+        ])
+
+
+def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r}: expected {what} as KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _param_value(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def register_admin(anomalies: typer.Typer) -> None:
+    """`anomalies feedback` and `anomalies monitors ...`."""
+
+    @anomalies.command("feedback")
+    def feedback(
+        anomaly_id: str = typer.Argument(..., help="Anomaly id (anm-...)"),
+        verdict: str = typer.Argument(..., help="yes (real), no (false alarm) or planned (expected spend)"),
+        note: str = typer.Option(None, "--note", help="Free text kept with the verdict"),
+    ) -> None:
+        """Tell the detector whether an anomaly was real; 'no' and 'planned' mute its series for a while."""
+        if verdict not in ("yes", "no", "planned"):
+            raise typer.BadParameter(f"{verdict!r}: use yes, no or planned")
+
+        async def go() -> None:
+            import orjson
+            from aiokafka import AIOKafkaProducer
+
+            from finfocus.db import reader
+            from finfocus.settings import FinFocusSettings
+
+            settings = FinFocusSettings()
+            async with reader(settings.database) as conn:
+                if not await conn.fetchval(f"SELECT 1 FROM {VIEW} WHERE anomaly_id = $1", anomaly_id):
+                    fail(f"no anomaly {anomaly_id}")
+            producer = AIOKafkaProducer(bootstrap_servers=settings.kafka)
+            await producer.start()
+            try:
+                body = {"anomaly_id": anomaly_id, "verdict": verdict, "note": note,
+                        "given_at": datetime.now(UTC).isoformat()}
+                await producer.send_and_wait(FEEDBACK_TOPIC, orjson.dumps(body), key=anomaly_id.encode())
+            finally:
+                await producer.stop()
+            typer.echo(f"feedback '{verdict}' sent for {anomaly_id}")
+
+        run(go())
+
+    monitors = typer.Typer(help="Monitors: what the anomaly service watches (a YAML file it reloads).",
+                           no_args_is_help=True)
+    anomalies.add_typer(monitors, name="monitors")
+
+    @monitors.command("list")
+    def monitors_list(output: OutputFormat = OUTPUT_OPTION) -> None:
+        """List the monitors in effect (the default one when no file exists)."""
+        from services.anomaly.monitors import load_monitors
+
+        try:
+            found = load_monitors(_monitors_path())
+        except Exception as exc:
+            fail(f"{_monitors_path()}: {exc}")
+        _print_monitors(_monitor_rows(found), output)
+
+    @monitors.command("add")
+    def monitors_add(
+        name: str = typer.Argument(..., help="kebab-case monitor name"),
+        dimension: list[str] = typer.Option(None, "--dimension", "-d", help="ProviderName, SubAccountId, ServiceName, RegionId, tag:KEY, ... (repeatable)"),
+        filters: list[str] = typer.Option(None, "--filter", "-f", help="DIMENSION=VALUE a line must match (repeatable)"),
+        top: int = typer.Option(None, "--top", help="Watch only the N costliest values of the last 30 days"),
+        detector: str = typer.Option("robust-seasonal", "--detector", help="robust-seasonal or mad"),
+        params: list[str] = typer.Option(None, "--param", "-p", help="Detector parameter KEY=VALUE, e.g. threshold=6 (repeatable)"),
+        replace: bool = typer.Option(False, "--replace", help="Replace a monitor of the same name"),
+    ) -> None:
+        """Add a dimensional (--dimension) or custom (--filter) monitor."""
+        from services.anomaly.monitors import MonitorSpec, load_monitors, save_monitors
+
+        path = _monitors_path()
+        try:
+            spec = MonitorSpec(name=name, dimensions=list(dimension or []), filters=_pairs(filters, "--filter"),
+                               top=top, detector=detector,
+                               params={k: _param_value(v) for k, v in _pairs(params, "--param").items()})
+        except ValueError as exc:
+            fail(f"invalid monitor: {exc}", code=2)
+        current = load_monitors(path)
+        if any(m.name == name for m in current) and not replace:
+            fail(f"monitor {name} exists (use --replace)")
+        save_monitors(path, [m for m in current if m.name != name] + [spec.to_monitor()])
+        typer.echo(f"monitor {name} saved to {path}")
+
+    @monitors.command("remove")
+    def monitors_remove(name: str = typer.Argument(..., help="Monitor name")) -> None:
+        """Remove a monitor (removing the last one brings back the default)."""
+        from services.anomaly.monitors import load_monitors, save_monitors
+
+        path = _monitors_path()
+        current = load_monitors(path)
+        if not any(m.name == name for m in current):
+            fail(f"no monitor {name}")
+        save_monitors(path, [m for m in current if m.name != name])
+        typer.echo(f"monitor {name} removed")
+
+    @monitors.command("validate")
+    def monitors_validate(path: str = typer.Argument(..., help="A monitors YAML file")) -> None:
+        """Check a monitors file against the dimension and detector registries."""
+        from pathlib import Path
+
+        from services.anomaly.monitors import load_monitors
+
+        if not Path(path).exists():
+            fail(f"{path} does not exist", code=2)
+        try:
+            found = load_monitors(Path(path))
+        except Exception as exc:
+            fail(f"{path}: {exc}")
+        typer.echo(f"{path}: {len(found)} monitor(s) valid")

@@ -93,8 +93,15 @@ class Evaluator:
         monitors = {m.name: m for m in self._monitors()}
         out: list[Outcome] = []
         touched = affected_series(lines, list(monitors.values()))
+        tops: dict[str, set] = {}
         for key in sorted(touched, key=lambda k: (k.monitor, k.values, k.currency)):
-            out += await self.evaluate(tx, monitors[key.monitor], key, touched[key])
+            monitor = monitors[key.monitor]
+            if monitor.top and monitor.dimensions:
+                if monitor.name not in tops:
+                    tops[monitor.name] = await tx.top_values(monitor, monitor.top)
+                if (key.values, key.currency) not in tops[monitor.name]:
+                    continue  # not among the values this monitor tracks
+            out += await self.evaluate(tx, monitor, key, touched[key])
         return out
 
     async def evaluate(self, tx: Tx, monitor: Monitor, key: SeriesKey, members: Sequence[CostLine]) -> list[Outcome]:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import orjson
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from finfocus.broker import Envelope, consumer_options, envelope_dead_letter, envelopes, publish_dead_letters
 from finfocus.telemetry import log_fields, start_record_span, trace_headers
+from schemas.anomaly import AnomalyV1
 from schemas.pricing import PricedRecordV1
 from schemas.topics import Topics, schema_headers
 from services.anomaly.domain import CostLine
@@ -19,8 +21,21 @@ from services.anomaly.store import AnomalyStore
 logger = logging.getLogger(__name__)
 
 GROUP_ID = "finfocus-anomaly"
+FEEDBACK_TOPIC = "anomaly-feedback"
+FEEDBACK_GROUP_ID = "finfocus-anomaly-feedback"
 SERVICE = "anomaly"
 _SCHEMA = [(k, v.encode()) for k, v in schema_headers("Anomaly").items()]
+
+
+class FeedbackV1(BaseModel):
+    """A person's verdict on an anomaly, sent by `finfocus anomalies feedback`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    anomaly_id: str = Field(min_length=1, description="The anomaly judged")
+    verdict: str = Field(pattern="^(yes|no|planned)$", description="yes, no (false alarm) or planned")
+    note: str | None = Field(None, description="Free text")
+    given_at: datetime = Field(description="When the verdict was given")
 
 
 def parse_batch(envs: list[Envelope]) -> tuple[list[tuple[CostLine, Envelope]], list]:
@@ -71,3 +86,24 @@ def register_handlers(runtime, store: AnomalyStore, evaluator: Evaluator) -> Non
             outcomes = await evaluator.process(tx, [line for line, _ in parsed])
         await publish_anomalies(runtime, outcomes, {line.record_id: env.headers for line, env in parsed})
         logger.debug("batch evaluated", extra=log_fields(lines=len(parsed), dead=len(letters), anomalies=len(outcomes)))
+
+    @runtime.broker.subscriber(
+        FEEDBACK_TOPIC, batch=True, **consumer_options(settings, group_id=FEEDBACK_GROUP_ID)
+    )
+    async def record_feedback(message: KafkaMessage) -> None:
+        letters, outcomes, headers = [], [], {}
+        for env in envelopes(message):
+            try:
+                fb = FeedbackV1.model_validate_json(env.value)
+            except ValidationError as exc:
+                letters.append(envelope_dead_letter(env, f"invalid feedback: {exc}", service=SERVICE))
+                continue
+            async with store.transaction() as tx:
+                updated = await tx.acknowledge(fb.anomaly_id, fb.verdict, fb.note, fb.given_at.astimezone(UTC))
+            if updated is None:
+                letters.append(envelope_dead_letter(env, f"unknown anomaly {fb.anomaly_id}", service=SERVICE))
+                continue
+            outcomes.append(Outcome(AnomalyV1.model_validate(updated), None, "acknowledged"))
+        if letters:
+            await publish_dead_letters(runtime.broker, letters)
+        await publish_anomalies(runtime, outcomes, headers)

@@ -107,6 +107,15 @@ def series_filter(monitor: Monitor, key: SeriesKey, params: list) -> str:
     return " AND ".join(conds)
 
 
+def filters_sql(monitor: Monitor, params: list) -> str:
+    conds = ["true"]
+    for name, value in monitor.filters:
+        expr = _dim_sql(name, params)
+        params.append(value)
+        conds.append(f"{expr} = ${len(params)}")
+    return " AND ".join(conds)
+
+
 def _midnight(d: date) -> datetime:
     return datetime(d.year, d.month, d.day, tzinfo=UTC)
 
@@ -181,6 +190,23 @@ class Tx:
         )
         return {tuple((d, r[f"d{i}"]) for i, d in enumerate(dims)): r["cost"] for r in rows}
 
+    async def top_values(self, monitor: Monitor, n: int, days: int = 30) -> set[tuple[tuple[str, ...], str]]:
+        """The `n` costliest (dimension values, currency) of the monitor over the last `days` days."""
+        params: list = []
+        where = filters_sql(monitor, params)
+        exprs = [_dim_sql(d, params) for d in monitor.dimensions]
+        params += [days, n]
+        rows = await self.conn.fetch(
+            f"""SELECT {", ".join(f"{e} AS d{i}" for i, e in enumerate(exprs))}, currency, sum(cost) AS total
+                FROM anomaly.live_lines
+                WHERE {where} AND priced AND NOT recurring
+                  AND day >= (SELECT max(day) FROM anomaly.cost_lines) - ${len(params) - 1}::int
+                GROUP BY {", ".join(str(i + 1) for i in range(len(exprs) + 1))}
+                ORDER BY total DESC LIMIT ${len(params)}""",
+            *params,
+        )
+        return {(tuple(r[f"d{i}"] for i in range(len(exprs))), r["currency"]) for r in rows}
+
     async def raised(self, monitor: Monitor, key: SeriesKey) -> list[Raised]:
         rows = await self.conn.fetch(RAISED, monitor.name, series_key_text(key))
         return [
@@ -210,6 +236,23 @@ class Tx:
 
     async def save_feedback(self, anomaly_id: str, verdict: str, note: str | None, at: datetime) -> None:
         await self.conn.execute(SAVE_FEEDBACK, anomaly_id, verdict, note, at)
+
+    async def acknowledge(self, anomaly_id: str, verdict: str, note: str | None, at: datetime) -> dict | None:
+        """Record feedback and mark the anomaly acknowledged; its new body, or None if unknown."""
+        row = await self.conn.fetchrow(
+            "SELECT body, status FROM anomaly.anomalies WHERE anomaly_id = $1 FOR UPDATE", anomaly_id
+        )
+        if row is None:
+            return None
+        await self.save_feedback(anomaly_id, verdict, note, at)
+        body = dict(row["body"])
+        if row["status"] != "resolved":
+            body["status"] = "acknowledged"
+        await self.conn.execute(
+            "UPDATE anomaly.anomalies SET status = $2, body = $3 WHERE anomaly_id = $1",
+            anomaly_id, body["status"], body,
+        )
+        return body
 
     async def series_of(self, anomaly_id: str) -> tuple[str, str] | None:
         row = await self.conn.fetchrow("SELECT monitor, series_key FROM anomaly.anomalies WHERE anomaly_id = $1", anomaly_id)

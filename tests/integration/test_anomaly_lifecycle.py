@@ -1,0 +1,112 @@
+"""Anomaly life cycle on the real broker and PostgreSQL: restated bills, feedback, monitors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from finfocus.db import reader
+from schemas.anomaly import AnomalyV1
+from services.anomaly.app import build_app
+
+from tests.integration.test_anomaly_pipeline import START, consume, history, priced, publish
+
+pytestmark = pytest.mark.integration
+
+
+def scoped(rows: list[dict], version: int, prefix: str = "") -> list[dict]:
+    out = []
+    for r in rows:
+        month = r["ChargePeriodStart"][:7]
+        out.append({**r, "x_RecordId": prefix + r["x_RecordId"],
+                    "x_BillingScope": f"AWS:999:{month}", "x_BillingScopeVersion": version})
+    return out
+
+
+async def view_rows(settings) -> list[dict]:
+    async with reader(settings.database) as conn:
+        return [dict(r) for r in await conn.fetch("SELECT anomaly_id, status, feedback, monitor, record FROM anomaly.v_anomalies")]
+
+
+async def test_restated_bill_without_the_spike_resolves_the_anomaly(settings):
+    rows = history()
+    app = build_app(settings)
+    await app.start()
+    try:
+        await publish(settings.kafka, scoped(rows, 1))
+        [first] = await consume(settings.kafka, "anomalies", want=1)
+        # version 2 of every month: the spike was a billing error and is gone
+        corrected = [r for r in rows if not r["x_RecordId"].startswith("ec2-spike")]
+        await publish(settings.kafka, scoped(corrected, 2, prefix="v2-"))
+        got = await consume(settings.kafka, "anomalies", want=2)
+    finally:
+        await app.stop()
+    raised = AnomalyV1.model_validate_json(first.value)
+    last = AnomalyV1.model_validate_json(got[-1].value)
+    assert last.anomaly_id == raised.anomaly_id and last.status == "resolved"
+    assert [(r["anomaly_id"], r["status"]) for r in await view_rows(settings)] == [(raised.anomaly_id, "resolved")]
+
+
+async def test_feedback_acknowledges_the_anomaly_and_mutes_its_series(settings):
+    rows = history(days=34, spike_day=27)
+    app = build_app(settings)
+    await app.start()
+    try:
+        await publish(settings.kafka, rows[:60])  # days 0..29 (two lines a day, plus the spike)
+        [first] = await consume(settings.kafka, "anomalies", want=1)
+        raised = AnomalyV1.model_validate_json(first.value)
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka)
+        await producer.start()
+        await producer.send_and_wait("anomaly-feedback", json.dumps(
+            {"anomaly_id": raised.anomaly_id, "verdict": "planned", "note": "load test",
+             "given_at": "2026-04-01T00:00:00Z"}).encode())
+        await producer.stop()
+        got = await consume(settings.kafka, "anomalies", want=2)
+        # another spike a few days later, inside the muted period
+        day = START + timedelta(days=32)
+        await publish(settings.kafka, [*rows[60:], priced(day, "600.00", rid="again", resource="i-3")])
+        await asyncio.sleep(3)
+        after = await consume(settings.kafka, "anomalies", want=3, timeout=3)
+    finally:
+        await app.stop()
+    ack = AnomalyV1.model_validate_json(got[-1].value)
+    assert (ack.anomaly_id, ack.status) == (raised.anomaly_id, "acknowledged")
+    assert len(after) == 2, [json.loads(r.value)["window_start"] for r in after]
+    [row] = await view_rows(settings)
+    assert (row["status"], row["feedback"]) == ("acknowledged", "planned")
+
+
+async def test_custom_monitor_from_yaml_watches_its_filtered_lines(settings):
+    monitors = settings.home / "anomaly" / "monitors.yaml"
+    monitors.parent.mkdir(parents=True, exist_ok=True)
+    monitors.write_text(
+        "monitors:\n"
+        "  - name: data-team\n"
+        "    filters: {\"tag:team\": data}\n"
+        "  - name: regions\n"
+        "    dimensions: [RegionId]\n"
+        "    top: 1\n"
+    )
+    rows = []
+    for d in range(30):
+        day = START + timedelta(days=d)
+        rows.append(priced(day, "50.00", rid=f"data-{d}", resource="etl", Tags={"team": "data"}))
+        rows.append(priced(day, "10.00", rid=f"web-{d}", resource="web", region="eu-west-1", Tags={"team": "web"}))
+    rows.append(priced(START + timedelta(days=28), "300.00", rid="etl-big", resource="etl-2", Tags={"team": "data"}))
+    rows.append(priced(START + timedelta(days=28), "300.00", rid="web-big", resource="web-2", region="eu-west-1",
+                       Tags={"team": "web"}))
+    app = build_app(settings)
+    await app.start()
+    try:
+        await publish(settings.kafka, rows)
+        got = await consume(settings.kafka, "anomalies", want=2)
+    finally:
+        await app.stop()
+    found = {(a.monitor, tuple(sorted(a.dimension.items()))) for a in (AnomalyV1.model_validate_json(r.value) for r in got)}
+    # the custom monitor sees the data team's spike; the regions monitor tracks only the
+    # costliest region (us-east-1), so the eu-west-1 spike raises nothing there
+    assert found == {("data-team", (("tag:team", "data"),)), ("regions", (("RegionId", "us-east-1"),))}
