@@ -7,6 +7,7 @@ Kafka key and JSON value of each accepted row and the reason of each refused one
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -15,8 +16,7 @@ from typing import Any
 import orjson
 import polars as pl
 
-from schemas.ingest import derive_record_id
-from services.ingest.formats.common import ERROR, SCOPE
+from services.ingest.formats.common import DECIMAL_COLUMNS, ERROR, SCOPE, TIMESTAMP_COLUMNS
 
 ROW = "_row"
 FILE_COLUMN = "_file"
@@ -33,12 +33,20 @@ class Rejection:
 
 
 @dataclass
-class Outgoing:
-    """One accepted row ready to publish."""
+class Built:
+    """The accepted rows of a batch ready to publish (parallel lists) and the refused ones."""
 
-    key: bytes
-    value: bytes
-    record_id: str
+    keys: list[bytes] = field(default_factory=list)
+    values: list[bytes] = field(default_factory=list)
+    record_ids: list[str] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    scopes: set[str] = field(default_factory=set)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def records(self) -> list[tuple[bytes, bytes]]:
+        return list(zip(self.keys, self.values))
 
 
 @dataclass
@@ -96,9 +104,65 @@ def _tags(value: str) -> dict[str, str]:
     return out
 
 
+def canonical_tags(values: list[str | None]) -> tuple[list[str | None], list[str | None]]:
+    """Each Tags text as canonical JSON (sorted keys, string values) or null, and the reason
+    for the ones that are not a JSON object of strings."""
+    canon: list[str | None] = []
+    errors: list[str | None] = []
+    dumps, sort = orjson.dumps, orjson.OPT_SORT_KEYS
+    for value in values:
+        if value is None:
+            canon.append(None)
+            errors.append(None)
+            continue
+        try:
+            tags = _tags(value)
+        except (ValueError, orjson.JSONDecodeError) as exc:
+            canon.append(None)
+            errors.append(f"Tags is not a JSON object of strings: {exc}")
+            continue
+        canon.append(dumps(tags, option=sort).decode() if tags else None)
+        errors.append(None)
+    return canon, errors
+
+
+#: columns `finish` wrote or checked itself (timestamps, numbers, codes): never need escaping
+SAFE_TEXT = frozenset(
+    (*TIMESTAMP_COLUMNS, *DECIMAL_COLUMNS, "BillingCurrency", "ChargeCategory")
+)
+_NEEDS_ESCAPE = r'["\\\x00-\x1f]'
+
+
+def content_json(batch: pl.DataFrame, names: list[str]) -> pl.Expr:
+    """The row as compact JSON with sorted keys and without nulls: byte for byte what
+    `schemas.ingest.derive_record_id` hashes (Tags holds canonical JSON text).
+
+    Columns with quotes, backslashes or control characters in this batch go through
+    polars' JSON encoder (escaping like orjson); the others are quoted as they are."""
+    ordered = sorted(names)
+    plain = [n for n in ordered if n != "Tags" and n not in SAFE_TEXT]
+    special = dict.fromkeys(ordered, False)
+    if plain:
+        special.update(zip(plain, batch.select([pl.col(n).str.contains(_NEEDS_ESCAPE).any() for n in plain]).row(0)))
+    pieces = []
+    for name in ordered:
+        col = pl.col(name)
+        if name == "Tags":
+            piece = pl.concat_str(pl.lit('"Tags":'), col)
+        elif special[name]:
+            piece = pl.struct(col).struct.json_encode().str.strip_prefix("{").str.strip_suffix("}")
+            piece = pl.when(col.is_not_null()).then(piece)
+        else:
+            piece = pl.concat_str(pl.lit(f'"{name}":"'), col, pl.lit('"'))
+        pieces.append(piece)
+    return pl.concat_str(pl.lit("{"), pl.concat_str(pieces, separator=",", ignore_nulls=True), pl.lit("}"))
+
+
 class RecordBuilder:
     """Builds the records of one file of one job. Identical rows within the file get
-    successive occurrence numbers, so genuine duplicates in a bill are not collapsed."""
+    successive occurrence numbers, so genuine duplicates in a bill are not collapsed.
+
+    Everything but the tags check and the hashing runs vectorised in polars."""
 
     def __init__(self, *, file: str, job_id: str, version: int) -> None:
         self.file = file
@@ -107,55 +171,77 @@ class RecordBuilder:
         self._seen: set[int] = set()
         self._repeats: Counter[str] = Counter()
 
-    def _record_id(self, row: dict[str, Any]) -> str:
-        first = derive_record_id(row)
-        marker = int(first[:16], 16)
-        if marker not in self._seen:
-            self._seen.add(marker)
-            return first
-        self._repeats[first] += 1
-        return derive_record_id(row, self._repeats[first])
-
-    def build(self, batch: pl.DataFrame, tally: JobTally) -> tuple[list[Outgoing], list[Rejection]]:
-        """Payloads of the accepted rows and reasons of the refused ones; updates `tally`."""
-        names = [c for c in batch.columns if not c.startswith("_")]
-        outgoing: list[Outgoing] = []
-        rejected: list[Rejection] = []
-        accepted_mask: list[bool] = []
-        dumps = orjson.dumps
-        tags_at = names.index("Tags") if "Tags" in names else -1
-        columns = [*names, ROW, SCOPE, ERROR]
-        for values in batch.select(columns).iter_rows():
-            row_number, scope, error = values[-3], values[-2], values[-1]
-            row = {k: v for k, v in zip(names, values) if v is not None}
-            if error is None and tags_at >= 0 and values[tags_at] is not None:
-                try:
-                    row["Tags"] = _tags(values[tags_at])
-                except (ValueError, orjson.JSONDecodeError) as exc:
-                    error = f"Tags is not a JSON object of strings: {exc}"
-            if error is not None:
-                rejected.append(Rejection(self.file, row_number, error, row))
-                tally.reasons[error.split(":", 1)[0]] += 1
-                accepted_mask.append(False)
+    def _record_ids(self, contents: list[bytes]) -> list[str]:
+        sha256 = hashlib.sha256
+        ids = [sha256(c).hexdigest()[:32] for c in contents]
+        markers = [int(i[:16], 16) for i in ids]
+        if len(set(markers)) == len(markers) and self._seen.isdisjoint(markers):
+            self._seen.update(markers)
+            return ids
+        for n, (marker, first) in enumerate(zip(markers, ids)):
+            if marker not in self._seen:
+                self._seen.add(marker)
                 continue
-            row["x_BillingScope"] = scope
-            record_id = self._record_id(row)
-            row["x_RecordId"] = record_id
-            row["x_BillingScopeVersion"] = self.version
-            row["x_ImportJobId"] = self.job_id
-            key = f"{row['ProviderName']}:{row.get('SubAccountId') or row['BillingAccountId']}"
-            outgoing.append(Outgoing(key.encode(), dumps(row), record_id))
-            accepted_mask.append(True)
-        tally.rows_read += batch.height
-        tally.rows_published += len(outgoing)
-        tally.rows_rejected += len(rejected)
-        if outgoing:
-            accepted = batch.filter(pl.Series(accepted_mask))
-            tally.add_totals(currency_totals(accepted))
-            tally.scopes.update(accepted.get_column(SCOPE).unique().to_list())
-            tally.accounts.update(accepted.get_column("BillingAccountId").unique().to_list())
-            tally.providers.update(accepted.get_column("ProviderName").unique().to_list())
-        return outgoing, rejected
+            self._repeats[first] += 1
+            digest = hashlib.sha256(contents[n])
+            digest.update(f"#{self._repeats[first]}".encode())
+            ids[n] = digest.hexdigest()[:32]
+        return ids
+
+    def build(self, batch: pl.DataFrame, tally: JobTally) -> Built:
+        """Payloads of the accepted rows and reasons of the refused ones; updates `tally`."""
+        if "Tags" in batch.columns:
+            # distinct tag sets are few (per resource): canonicalise each once
+            distinct = batch.get_column("Tags").drop_nulls().unique().to_list()
+            canon, errors = canonical_tags(distinct)
+            batch = batch.with_columns(
+                pl.col("Tags").replace_strict(distinct, canon, default=None, return_dtype=pl.Utf8),
+                pl.coalesce(
+                    pl.col(ERROR),
+                    pl.col("Tags").replace_strict(distinct, errors, default=None, return_dtype=pl.Utf8),
+                ).alias(ERROR),
+            )
+        failed = batch.get_column(ERROR).is_not_null()
+        built = Built()
+        if failed.any():
+            names_all = [c for c in batch.columns if not c.startswith("_")]
+            for row in batch.filter(failed).select([*names_all, ROW, ERROR]).iter_rows(named=True):
+                reason = row.pop(ERROR)
+                number = row.pop(ROW)
+                original = {k: v for k, v in row.items() if v is not None}
+                built.rejections.append(Rejection(self.file, number, reason, original))
+                tally.reasons[reason.split(":", 1)[0]] += 1
+            batch = batch.filter(~failed)
+        tally.rows_read += len(failed)
+        tally.rows_rejected += len(built.rejections)
+        if batch.height == 0:
+            return built
+        batch = batch.with_columns(pl.col(SCOPE).alias("x_BillingScope"))
+        names = [c for c in batch.columns if not c.startswith("_") and batch.schema[c] == pl.Utf8]
+        sub = pl.col("SubAccountId") if "SubAccountId" in batch.columns else pl.lit(None, pl.Utf8)
+        frame = batch.select(
+            content_json(batch, names).cast(pl.Binary).alias("content"),
+            pl.concat_str(pl.col("ProviderName"), pl.lit(":"), pl.coalesce(sub, pl.col("BillingAccountId")))
+            .cast(pl.Binary)
+            .alias("key"),
+        )
+        content = frame.get_column("content")
+        ids = self._record_ids(content.to_list())
+        tail = f',"x_BillingScopeVersion":{int(self.version)},"x_ImportJobId":{orjson.dumps(self.job_id).decode()}}}'
+        values = pl.concat_str(
+            content.cast(pl.Utf8).str.strip_suffix("}"),
+            pl.lit(',"x_RecordId":"'), pl.Series("i", ids), pl.lit('"' + tail),
+        )
+        built.keys = frame.get_column("key").to_list()
+        built.values = pl.select(values.cast(pl.Binary)).to_series().to_list()
+        built.record_ids = ids
+        built.scopes = set(batch.get_column(SCOPE).unique().to_list())
+        tally.rows_published += batch.height
+        tally.add_totals(currency_totals(batch))
+        tally.scopes.update(built.scopes)
+        tally.accounts.update(batch.get_column("BillingAccountId").unique().to_list())
+        tally.providers.update(batch.get_column("ProviderName").unique().to_list())
+        return built
 
 
 def currency_totals(batch: pl.DataFrame) -> dict[str, Decimal]:

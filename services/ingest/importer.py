@@ -20,7 +20,7 @@ from opentelemetry import trace
 from finfocus.broker import dead_letter
 from finfocus.telemetry import trace_headers
 from schemas.topics import Topics, schema_headers
-from services.ingest.domain import JobTally, Outgoing, RecordBuilder, Rejection
+from services.ingest.domain import Built, JobTally, RecordBuilder, Rejection
 from services.ingest.formats import FORMATS, UnknownFormat, detect, normalise
 from services.ingest.reader import Source, file_checksum
 from services.ingest.store import IngestStore
@@ -74,8 +74,7 @@ def combined_checksum(checksums: list[str]) -> str:
 
 
 class Importer:
-    """Imports export files as one job. `per_record_spans` gives every record its own span
-    (child of the job's) so its trace follows it through pricing and beyond."""
+    """Imports export files as one job."""
 
     def __init__(
         self,
@@ -84,13 +83,11 @@ class Importer:
         tracer: trace.Tracer,
         *,
         source: str = "cli",
-        per_record_spans: bool = True,
     ) -> None:
         self.store = store
         self.publisher = publisher
         self.tracer = tracer
         self.source = source
-        self.per_record_spans = per_record_spans
 
     async def import_files(
         self, paths: list[Path], format: str = "auto", progress: Progress | None = None
@@ -126,7 +123,7 @@ class Importer:
         done_bytes = 0
         with self.tracer.start_as_current_span(
             "ingest.import", attributes={"finfocus.job_id": job_id, "finfocus.files": len(files)}
-        ) as job_span:
+        ):
             try:
                 seq = 0
                 for src, meta in zip(sources, files):
@@ -135,12 +132,12 @@ class Importer:
                     for batch in src.batches():
                         checked = normalise(meta["format"], batch, first_row)
                         first_row += batch.height
-                        outgoing, rejected = builder.build(checked, result.tally)
-                        await self._publish(outgoing, job_span)
+                        built = builder.build(checked, result.tally)
+                        rejected = built.rejections
+                        await self._publish(built)
                         await self._dead_letter(rejected)
-                        if outgoing:
-                            scopes = set(checked.get_column("_scope").drop_nulls().unique().to_list())
-                            await self.store.save_chunk(job_id, seq, outgoing, scopes)
+                        if len(built):
+                            await self.store.save_chunk(job_id, seq, built)
                             seq += 1
                         await self.store.save_rejections(job_id, rejected)
                         if len(result.rejections) < 100:
@@ -159,20 +156,19 @@ class Importer:
         await self.store.finish_job(job_id, result.tally, status="completed")
         return result
 
-    async def _publish(self, records: list[Outgoing], job_span: trace.Span) -> None:
-        if not records:
+    async def _publish(self, built: Built) -> None:
+        """One span per published chunk; each record carries its traceparent, so pricing and
+        everything downstream continue the import's trace (per-record spans would cost more
+        than the rest of the import at millions of rows)."""
+        if not len(built):
             return
-        if self.per_record_spans:
-            ctx = trace.set_span_in_context(job_span)
-            outgoing = []
-            for r in records:
-                span = self.tracer.start_span("ingest.publish", context=ctx)
-                outgoing.append((r.key, r.value, trace_headers(span) + BILLING_HEADERS))
-                span.end()
-        else:
-            shared = trace_headers(job_span) + BILLING_HEADERS
-            outgoing = [(r.key, r.value, shared) for r in records]
-        await self.publisher.publish(Topics.RAW_BILLING, outgoing)
+        with self.tracer.start_as_current_span(
+            "ingest.publish", attributes={"finfocus.records": len(built)}
+        ) as span:
+            headers = trace_headers(span) + BILLING_HEADERS
+            await self.publisher.publish(
+                Topics.RAW_BILLING, [(k, v, headers) for k, v in zip(built.keys, built.values)]
+            )
 
     async def _dead_letter(self, rejected: list[Rejection]) -> None:
         if not rejected:

@@ -102,27 +102,39 @@ class Source:
         return pa.input_stream(self._raw, compression=compression)
 
     def _csv(self) -> Iterator[pl.DataFrame]:
+        """Fast parsing first; a quoted line break in a value makes pyarrow stop, and the file
+        is then read again in the slower mode from the first row not yet yielded."""
         names = [n.lstrip("\ufeff") for n in self.header()]
-        stream = self._open()
-        try:
-            reader = pacsv.open_csv(
-                stream,
-                read_options=pacsv.ReadOptions(block_size=self.block_bytes, column_names=names, skip_rows=1),
-                parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                convert_options=pacsv.ConvertOptions(
-                    column_types={n: pa.string() for n in names},
-                    null_values=NULL_SPELLINGS,
-                    strings_can_be_null=True,
-                    quoted_strings_can_be_null=True,
-                ),
-            )
-            for batch in reader:
-                if batch.num_rows:
-                    yield pl.from_arrow(pa.Table.from_batches([batch]))  # type: ignore[misc]
-        finally:
-            stream.close()
-            if self._raw is not None:
-                self._raw.close()
+        done = 0
+        for newlines in (False, True):
+            stream = self._open()
+            try:
+                reader = pacsv.open_csv(
+                    stream,
+                    read_options=pacsv.ReadOptions(
+                        block_size=self.block_bytes, column_names=names, skip_rows=1,
+                        skip_rows_after_names=done,
+                    ),
+                    parse_options=pacsv.ParseOptions(newlines_in_values=newlines),
+                    convert_options=pacsv.ConvertOptions(
+                        column_types={n: pa.string() for n in names},
+                        null_values=NULL_SPELLINGS,
+                        strings_can_be_null=True,
+                        quoted_strings_can_be_null=True,
+                    ),
+                )
+                for batch in reader:
+                    if batch.num_rows:
+                        done += batch.num_rows
+                        yield pl.from_arrow(pa.Table.from_batches([batch]))  # type: ignore[misc]
+                return
+            except pa.ArrowInvalid:
+                if newlines:
+                    raise
+            finally:
+                stream.close()
+                if self._raw is not None:
+                    self._raw.close()
 
     def _ndjson(self) -> Iterator[pl.DataFrame]:
         stream = self._open()

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from services.ingest.domain import JobTally, Outgoing, Rejection
+from services.ingest.domain import Built, JobTally, Rejection
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -43,9 +43,9 @@ ORDER BY c.job_id, c.seq"""
 REJECTED_COLUMNS = ("job_id", "file", "row_number", "reason", "original")
 
 
-def pack(records: list[Outgoing]) -> bytes:
+def pack(built: Built) -> bytes:
     """Key and value of each record, NUL-separated, one per line, zlib-compressed."""
-    return zlib.compress(b"\n".join(r.key + b"\x00" + r.value for r in records), 1)
+    return zlib.compress(b"\n".join(k + b"\x00" + v for k, v in zip(built.keys, built.values)), 1)
 
 
 def unpack(payload: bytes) -> list[tuple[bytes, bytes]]:
@@ -76,8 +76,8 @@ class IngestStore:
         """Record a running job; returns its version (the x_BillingScopeVersion of its rows)."""
         return await self.pool.fetchval(START_JOB, job_id, source, format, checksum, files)
 
-    async def save_chunk(self, job_id: str, seq: int, records: list[Outgoing], scopes: set[str]) -> None:
-        await self.pool.execute(SAVE_CHUNK, job_id, seq, len(records), sorted(scopes), pack(records))
+    async def save_chunk(self, job_id: str, seq: int, built: Built) -> None:
+        await self.pool.execute(SAVE_CHUNK, job_id, seq, len(built), sorted(built.scopes), pack(built))
 
     async def save_rejections(self, job_id: str, rejections: list[Rejection]) -> None:
         if not rejections:

@@ -55,19 +55,42 @@ _OFFSET_FORMATS = (
 )
 
 
+def _parse_with(text: pl.Expr, fmt: str) -> pl.Expr:
+    if fmt in _OFFSET_FORMATS:
+        return text.str.strptime(pl.Datetime("us", "UTC"), fmt, strict=False)
+    return text.str.strptime(pl.Datetime("us"), fmt, strict=False).dt.replace_time_zone("UTC")
+
+
 def parse_timestamp(col: pl.Expr) -> pl.Expr:
     """UTC datetimes from the timestamp spellings real exports use; null where none fits."""
     text = col.cast(pl.Utf8).str.strip_chars()
-    naive = [text.str.strptime(pl.Datetime("us"), f, strict=False).dt.replace_time_zone("UTC") for f in _TIMESTAMP_FORMATS]
-    aware = [
-        text.str.strptime(pl.Datetime("us", "UTC"), f, strict=False) for f in _OFFSET_FORMATS
-    ]
-    return pl.coalesce(*naive, *aware)
+    return pl.coalesce(*[_parse_with(text, f) for f in (*_TIMESTAMP_FORMATS, *_OFFSET_FORMATS)])
 
 
-def rfc3339(col: pl.Expr) -> pl.Expr:
+def parse_timestamp_column(df: pl.DataFrame, column: str) -> pl.Series:
+    """`parse_timestamp` for one column of a batch, fast: the spelling of the first values is
+    tried first on the whole column, and all spellings only where that one does not fit."""
+    values = df.get_column(column)
+    sample = values.drop_nulls().head(8)
+    if sample.len() == 0:
+        return pl.Series(column, [None] * df.height, dtype=pl.Datetime("us", "UTC"))
+    text = pl.col(column).str.strip_chars()
+    probe = pl.DataFrame({column: sample})
+    for fmt in (*_TIMESTAMP_FORMATS, *_OFFSET_FORMATS):
+        if probe.select(_parse_with(text, fmt).is_not_null().all()).item():
+            parsed = df.select(_parse_with(text, fmt)).to_series()
+            missed = parsed.is_null() & values.is_not_null()
+            if missed.any():
+                parsed = df.select(pl.coalesce(parsed, parse_timestamp(pl.col(column)))).to_series()
+            return parsed.alias(column)
+    return df.select(parse_timestamp(pl.col(column))).to_series().alias(column)
+
+
+def rfc3339(col: pl.Expr, fractions: bool = True) -> pl.Expr:
     """`2024-09-18T22:00:00Z`, with fractional seconds only when there are some."""
     whole = col.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if not fractions:
+        return whole
     frac = col.dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
     return pl.when(col.dt.microsecond() == 0).then(whole).otherwise(frac)
 
@@ -112,7 +135,7 @@ def finish(df: pl.DataFrame) -> pl.DataFrame:
             df = df.with_columns(pl.lit(None, pl.Utf8).alias(name))
     present_ts = [c for c in TIMESTAMP_COLUMNS if c in df.columns]
     parsed = {c: f"_ts_{c}" for c in present_ts}
-    df = df.with_columns([parse_timestamp(pl.col(c)).alias(p) for c, p in parsed.items()])
+    df = df.with_columns([parse_timestamp_column(df, c).alias(p) for c, p in parsed.items()])
     decimals = [c for c in DECIMAL_COLUMNS if c in df.columns]
     df = df.with_columns(
         [pl.col(c).str.strip_chars().str.to_decimal(scale=18).alias(f"_dec_{c}") for c in decimals]
@@ -183,7 +206,7 @@ def finish(df: pl.DataFrame) -> pl.DataFrame:
         pl.format(
             "{}:{}:{}", pl.col("ProviderName"), pl.col("BillingAccountId"), period.dt.strftime("%Y-%m")
         ).alias(SCOPE),
-        *[rfc3339(pl.col(p)).alias(c) for c, p in parsed.items()],
+        *[rfc3339(pl.col(p), fractions=bool(df.select((pl.col(p).dt.microsecond() != 0).any()).item())).alias(c) for c, p in parsed.items()],
         *[pl.col(c).str.strip_chars().alias(c) for c in decimals],
     )
     dropped = [*parsed.values(), *[c for c in out.columns if c.startswith("_dec_") and c != "_dec_BilledCost"]]

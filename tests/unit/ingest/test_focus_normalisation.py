@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import orjson
 import polars as pl
 import pytest
 
-from schemas.ingest import BillingRecordV1
+from schemas.ingest import BillingRecordV1, derive_record_id
 from services.ingest.domain import JobTally, RecordBuilder
 from services.ingest.formats import detect, normalise
 from services.ingest.reader import Source
@@ -17,15 +18,22 @@ from services.ingest.reader import Source
 SAMPLE = "focus-samples/FOCUS-1.0/focus_sample.csv"
 
 
+@dataclass
+class Record:
+    key: bytes
+    value: bytes
+    record_id: str
+
+
 def build(path: Path, fmt: str = "focus"):
     tally = JobTally()
     builder = RecordBuilder(file=path.name, job_id="job-test", version=7)
     records, rejected, first = [], [], 1
     for batch in Source(path).batches():
-        out, bad = builder.build(normalise(fmt, batch, first), tally)
+        built = builder.build(normalise(fmt, batch, first), tally)
         first += batch.height
-        records += out
-        rejected += bad
+        records += [Record(k, v, i) for k, v, i in zip(built.keys, built.values, built.record_ids)]
+        rejected += built.rejections
     return records, rejected, tally
 
 
@@ -43,8 +51,9 @@ def test_every_sample_row_becomes_a_valid_billing_record(sample):
     assert (len(records), len(rejected)) == (1000, 0)
     assert (tally.rows_read, tally.rows_published, tally.rows_rejected) == (1000, 1000, 0)
     for record in records:
-        model = BillingRecordV1.model_validate(orjson.loads(record.value))
-        assert model.x_RecordId == record.record_id
+        row = orjson.loads(record.value)
+        model = BillingRecordV1.model_validate(row)
+        assert model.x_RecordId == record.record_id == derive_record_id(row)
         assert record.key == model.partition_key()
 
 
@@ -114,6 +123,8 @@ GOOD = {
 def test_identical_rows_in_one_file_are_kept_apart_by_occurrence(tmp_path):
     records, rejected, tally = build(_csv(tmp_path, [GOOD, GOOD, GOOD]))
     assert len({r.record_id for r in records}) == 3 and not rejected
+    rows = [orjson.loads(r.value) for r in records]
+    assert [r.record_id for r in records] == [derive_record_id(row, n) for n, row in enumerate(rows)]
     assert tally.totals == {"USD": Decimal("3.30")}
     assert orjson.loads(records[0].value)["BillingAccountId"] == "0012"  # leading zeros kept
 
@@ -137,3 +148,14 @@ def test_bad_rows_are_rejected_with_their_reason_and_good_rows_flow(tmp_path, ch
     assert rejected[0].reason.startswith(reason), rejected[0].reason
     assert rejected[0].row == 2
     assert tally.totals == {"USD": Decimal("1.10")}
+
+
+def test_record_ids_match_the_contract_for_awkward_text(tmp_path):
+    awkward = {**GOOD, "ChargeDescription": 'a "quoted" \\ back\\slash, line\nbreak, tab\t, café ✓ \x01',
+               "Tags": '{"b": "2", "a": "x\\"y", "n": 5, "none": null}'}
+    records, rejected, _ = build(_csv(tmp_path, [awkward]))
+    assert not rejected
+    row = orjson.loads(records[0].value)
+    assert row["ChargeDescription"] == awkward["ChargeDescription"]
+    assert row["Tags"] == {"a": 'x"y', "b": "2", "n": "5"}
+    assert records[0].record_id == derive_record_id(row)

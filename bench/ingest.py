@@ -1,0 +1,288 @@
+"""Ingest benchmark: normalise-only rows/s per format on one core, and a 1M-row CUR end to end.
+
+    .venv/bin/python bench/ingest.py [--rows 1000000] [--normalise-rows 200000] [--skip-e2e]
+        [--focus-converters /tmp/fc-venv/bin/python]
+
+Synthetic files are generated under a temporary directory (never committed). Each
+normalise run is a separate process with POLARS_MAX_THREADS=1 (one core), reporting its
+own peak RSS. The end-to-end run starts an embedded broker, uses the PostgreSQL at
+FINFOCUS_BENCH_PG (default postgresql://postgres@127.0.0.1:5432/postgres), runs the pricing
+service as its own process and times `finfocus ingest FILE --wait` (file to priced rows
+stored), reporting the ingest process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import polars as pl  # noqa: E402
+
+SERVICES = ["AmazonEC2", "AmazonS3", "AmazonRDS", "AWSLambda", "AmazonCloudWatch", "AmazonDynamoDB"]
+NAMES = {
+    "AmazonEC2": "Amazon Elastic Compute Cloud", "AmazonS3": "Amazon Simple Storage Service",
+    "AmazonRDS": "Amazon Relational Database Service", "AWSLambda": "AWS Lambda",
+    "AmazonCloudWatch": "AmazonCloudWatch", "AmazonDynamoDB": "Amazon DynamoDB",
+}
+TYPES = ["Usage"] * 14 + ["DiscountedUsage", "SavingsPlanCoveredUsage", "SavingsPlanNegation", "Tax", "Credit", "Fee"]
+
+
+def synthetic_cur(rows: int, seed: int = 7) -> pl.DataFrame:
+    """Legacy CUR columns (the commonly used ~40), realistic value shapes, deterministic."""
+    frame = pl.DataFrame({"i": pl.int_range(0, rows, eager=True)}).with_columns(
+        (pl.col("i") * 2654435761 % 1000003 + seed).alias("h")
+    )
+    start = pl.lit(datetime(2024, 9, 1)) + pl.duration(hours=pl.col("i") % 720)
+    f = frame.select(
+        pl.format("li{}", pl.col("i")).alias("identity/LineItemId"),
+        pl.lit("2024-09-01T00:00:00Z/2024-10-01T00:00:00Z").alias("identity/TimeInterval"),
+        pl.lit("EUINGB24-001").alias("bill/InvoiceId"),
+        pl.lit("AWS").alias("bill/BillingEntity"),
+        pl.lit("Anniversary").alias("bill/BillType"),
+        pl.lit("012345678901").alias("bill/PayerAccountId"),
+        pl.lit("2024-09-01T00:00:00Z").alias("bill/BillingPeriodStartDate"),
+        pl.lit("2024-10-01T00:00:00Z").alias("bill/BillingPeriodEndDate"),
+        pl.format("0{}", 10000000000 + pl.col("h") % 40).alias("lineItem/UsageAccountId"),
+        pl.lit(pl.Series(TYPES)).gather(pl.col("h") % len(TYPES)).alias("lineItem/LineItemType"),
+        start.dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("lineItem/UsageStartDate"),
+        (start + pl.duration(hours=1)).dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("lineItem/UsageEndDate"),
+        pl.lit(pl.Series(SERVICES)).gather(pl.col("h") % len(SERVICES)).alias("lineItem/ProductCode"),
+        pl.format("BoxUsage:m5.{}xlarge", pl.col("h") % 8).alias("lineItem/UsageType"),
+        pl.lit("RunInstances").alias("lineItem/Operation"),
+        pl.format("us-east-1{}", pl.lit(pl.Series(list("abcdef"))).gather(pl.col("h") % 6)).alias("lineItem/AvailabilityZone"),
+        pl.format("i-{}", pl.col("h") * 7919 % 100000).alias("lineItem/ResourceId"),
+        (pl.col("h") % 1000 / 1000).round(6).cast(pl.Utf8).alias("lineItem/UsageAmount"),
+        pl.lit("USD").alias("lineItem/CurrencyCode"),
+        pl.lit("0.0960000000").alias("lineItem/UnblendedRate"),
+        pl.format("{}.{}", pl.col("h") % 7, (pl.col("h") % 9973).cast(pl.Utf8).str.zfill(10)).alias("lineItem/UnblendedCost"),
+        pl.format("{}.{}", pl.col("h") % 7, (pl.col("h") % 9973).cast(pl.Utf8).str.zfill(10)).alias("lineItem/BlendedCost"),
+        pl.format("$0.096 per On Demand Linux m5.large Instance Hour {}", pl.col("h") % 50).alias("lineItem/LineItemDescription"),
+        pl.lit(None, pl.Utf8).alias("lineItem/TaxType"),
+        pl.lit(pl.Series([NAMES[s] for s in SERVICES])).gather(pl.col("h") % len(SERVICES)).alias("product/ProductName"),
+        pl.lit("us-east-1").alias("product/region"),
+        pl.format("m5.{}xlarge", pl.col("h") % 8).alias("product/instanceType"),
+        pl.format("SKU{}", pl.col("h") % 500).alias("product/sku"),
+        pl.format("{}.{}", pl.col("h") % 9, (pl.col("h") % 9973).cast(pl.Utf8).str.zfill(10)).alias("pricing/publicOnDemandCost"),
+        pl.lit("0.096").alias("pricing/publicOnDemandRate"),
+        pl.lit("Hrs").alias("pricing/unit"),
+        pl.lit("OnDemand").alias("pricing/term"),
+        pl.when(pl.col("h") % 20 == 14).then(pl.lit("arn:aws:ec2:us-east-1:012345678901:reserved-instances/r1")).alias("reservation/ReservationARN"),
+        pl.when(pl.col("h") % 20 == 14).then(pl.lit("0.0500000000")).alias("reservation/EffectiveCost"),
+        pl.when(pl.col("h") % 20 >= 15).then(pl.lit("arn:aws:savingsplans::012345678901:savingsplan/s1")).alias("savingsPlan/SavingsPlanARN"),
+        pl.when(pl.col("h") % 20 == 15).then(pl.lit("0.0400000000")).alias("savingsPlan/SavingsPlanEffectiveCost"),
+        pl.lit(pl.Series(["core", "data", "web", None])).gather(pl.col("h") % 4).alias("resourceTags/user:team"),
+        pl.lit(pl.Series(["prod", "dev", None])).gather(pl.col("h") % 3).alias("resourceTags/user:env"),
+    )
+    return f
+
+
+def make_files(directory: Path, rows: int) -> dict[str, Path]:
+    """Synthetic CUR legacy CSV, CUR 2.0 Parquet, FOCUS CSV, Azure CSV and GCP JSON lines."""
+    from services.ingest.formats.aws_cur import snake
+
+    cur = synthetic_cur(rows)
+    files = {"aws-cur legacy CSV": directory / "cur.csv"}
+    cur.write_csv(files["aws-cur legacy CSV"])
+    tags = [c for c in cur.columns if c.startswith("resourceTags/")]
+    cur2 = cur.drop(tags).rename({c: snake(c) for c in cur.columns if c not in tags})
+    cur2 = cur2.with_columns(
+        pl.when(cur["resourceTags/user:team"].is_not_null())
+        .then(pl.format('{{"user_team": "{}"}}', cur["resourceTags/user:team"]))
+        .alias("resource_tags")
+    )
+    files["aws-cur 2.0 Parquet"] = directory / "cur2.parquet"
+    cur2.write_parquet(files["aws-cur 2.0 Parquet"], row_group_size=65536)
+    try:
+        from services.ingest.bench_samples import focus_frame, azure_frame, gcp_frame  # type: ignore
+    except ImportError:
+        focus_frame = azure_frame = gcp_frame = None
+    if focus_frame:
+        files["focus CSV"] = directory / "focus.csv"
+        focus_frame(rows).write_csv(files["focus CSV"])
+    if azure_frame:
+        files["azure CSV"] = directory / "azure.csv"
+        azure_frame(rows).write_csv(files["azure CSV"])
+    if gcp_frame:
+        files["gcp JSON lines"] = directory / "gcp.jsonl"
+        gcp_frame(rows).write_ndjson(files["gcp JSON lines"])
+    return files
+
+
+NORMALISE_CHILD = """
+import os, resource, sys, time, json
+sys.path.insert(0, {root!r})
+from pathlib import Path
+from services.ingest.domain import JobTally, RecordBuilder
+from services.ingest.formats import detect, normalise
+from services.ingest.reader import Source
+src = Source(Path({path!r}))
+fmt = detect(src.header())
+tally = JobTally(); builder = RecordBuilder(file=src.path.name, job_id="bench", version=1)
+t0 = time.perf_counter(); first = 1; out_bytes = 0
+for batch in src.batches():
+    built = builder.build(normalise(fmt, batch, first), tally)
+    first += batch.height
+    out_bytes += sum(map(len, built.values))
+elapsed = time.perf_counter() - t0
+print(json.dumps({{"format": fmt, "rows": tally.rows_read, "rejected": tally.rows_rejected,
+    "seconds": elapsed, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "totals": {{k: str(v) for k, v in tally.totals.items()}}}}))
+"""
+
+
+def normalise_only(path: Path) -> dict:
+    env = {**os.environ, "POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1", "ARROW_NUM_THREADS": "1"}
+    code = NORMALISE_CHILD.format(root=str(ROOT), path=str(path))
+    # taskset pins the child to one core where available
+    cmd = [sys.executable, "-c", code]
+    if shutil_which("taskset"):
+        cmd = ["taskset", "-c", "0", *cmd]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def shutil_which(name: str) -> str | None:
+    import shutil
+
+    return shutil.which(name)
+
+
+def focus_converters(python: str, provider: str, path: Path, out_dir: Path) -> dict:
+    """focus_converters on the same file, in its own virtualenv (time and peak RSS)."""
+    cmd = [python, "-m", "focus_converter.main", "convert", "--provider", provider,
+           "--data-path", str(path), "--data-format", "csv" if path.suffix == ".csv" else "parquet",
+           "--parquet-data-format", "file", "--export-path", str(out_dir)]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+        ok = proc.returncode == 0
+        err = proc.stderr[-400:]
+    except subprocess.TimeoutExpired:
+        ok, err = False, "timed out"
+    elapsed = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"ok": ok, "seconds": elapsed, "peak_rss_mb_children_max": rss, "error": None if ok else err}
+
+
+def end_to_end(path: Path, rows: int, timeout: float) -> dict:
+    """`finfocus ingest FILE --wait` against an embedded broker, PostgreSQL and the pricing service."""
+    import asyncio
+    import uuid
+
+    import asyncpg
+
+    from finfocus.embedded.kafka import start_kafka
+
+    admin_url = os.environ.get("FINFOCUS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"ff_bench_{uuid.uuid4().hex[:8]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    tmp = Path(tempfile.mkdtemp(prefix="ff-bench-"))
+    broker = start_kafka(tmp / "tansu.log")
+    env = {
+        **os.environ,
+        "FINFOCUS_HOME": str(tmp / "home"),
+        "FINFOCUS_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "FINFOCUS_DATABASE_URL": admin_url.rsplit("/", 1)[0] + f"/{name}",
+        "FINFOCUS_KAFKA_SESSION_TIMEOUT_MS": "1500",
+        "FINFOCUS_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+    }
+    pricing = subprocess.Popen(
+        [sys.executable, "-m", "finfocus.cli", "serve", "pricing"], env=env, cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=open(tmp / "pricing.log", "w"),
+    )
+    try:
+        time.sleep(4)  # migrations and the consumer group join
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-c",
+             "import resource, sys, runpy; sys.argv=['finfocus', *sys.argv[1:]];\n"
+             "try:\n    from finfocus.cli import main; main()\n"
+             "except SystemExit as e:\n"
+             "    sys.stderr.write('PEAK_RSS_KB=%d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); raise",
+             "ingest", str(path), "--wait", "--wait-timeout", str(timeout), "--output", "json"],
+            env=env, cwd=ROOT, capture_output=True, text=True,
+        )
+        elapsed = time.perf_counter() - t0
+        summary = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {"raw": proc.stdout[-500:]}
+        rss = [line for line in proc.stderr.splitlines() if line.startswith("PEAK_RSS_KB=")]
+        return {
+            "exit_code": proc.returncode,
+            "rows": summary.get("rows_published"),
+            "stored_rows": summary.get("stored_rows"),
+            "reconciled": summary.get("reconciliation", {}).get("reconciled"),
+            "seconds": elapsed,
+            "rows_per_s": (summary.get("stored_rows") or 0) / elapsed,
+            "ingest_peak_rss_mb": int(rss[-1].split("=")[1]) / 1024 if rss else None,
+            "stderr_tail": None if proc.returncode == 0 else proc.stderr[-800:],
+        }
+    finally:
+        pricing.terminate()
+        try:
+            pricing.wait(20)
+        except subprocess.TimeoutExpired:
+            pricing.kill()
+        broker.stop()
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the CUR file (normalise and end to end)")
+    parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument("--e2e-timeout", type=float, default=1800)
+    parser.add_argument("--focus-converters", help="python of a virtualenv with focus-converter installed")
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="ff-ingest-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    files = make_files(work, args.rows)
+    print(f"generated {args.rows:,} rows per format in {time.perf_counter() - t0:.1f}s under {work}")
+    print(f"\nnormalise only (read + map + check + record ids + JSON), one core, {args.rows:,} rows:")
+    results = {}
+    for label, path in files.items():
+        r = normalise_only(path)
+        results[label] = r
+        print(f"  {label:22s} {r['rows'] / r['seconds']:>10,.0f} rows/s   {r['seconds']:6.1f}s   "
+              f"peak RSS {r['peak_rss_mb']:6.0f} MB   rejected {r['rejected']}   file {path.stat().st_size / 1e6:,.0f} MB")
+    if args.focus_converters:
+        print("\nfocus_converters 1.0.0 on the same files:")
+        for label, provider in (("aws-cur legacy CSV", "aws-cur"), ("aws-cur 2.0 Parquet", "aws")):
+            out = work / f"fc-{provider}"
+            out.mkdir(exist_ok=True)
+            r = focus_converters(args.focus_converters, provider, files[label], out)
+            mine = results[label]["rows"] / results[label]["seconds"]
+            fc = args.rows / r["seconds"]
+            print(f"  {label:22s} {fc:>10,.0f} rows/s   {r['seconds']:6.1f}s   ok={r['ok']}   "
+                  f"FinFocus/focus_converters = {mine / fc:.1f}x" + (f"   error: {r['error']}" if r["error"] else ""))
+    if not args.skip_e2e:
+        print(f"\nend to end: {args.rows:,}-row CUR legacy CSV, file -> raw-billing -> pricing -> stored (finfocus ingest --wait):")
+        r = end_to_end(files["aws-cur legacy CSV"], args.rows, args.e2e_timeout)
+        print(f"  {r['rows_per_s']:,.0f} rows/s   {r['seconds']:.1f}s   stored {r['stored_rows']} of {r['rows']}   "
+              f"reconciled={r['reconciled']}   ingest peak RSS {r['ingest_peak_rss_mb']:.0f} MB   exit {r['exit_code']}")
+        if r["stderr_tail"]:
+            print(r["stderr_tail"])
+
+
+if __name__ == "__main__":
+    main()
