@@ -8,11 +8,14 @@ from pathlib import Path
 from faststream import FastStream
 from opentelemetry.sdk.trace import TracerProvider
 
+from finfocus.broker import ensure_topics
+from finfocus.secrets import secrets_from_environment
 from finfocus.service import ServiceRuntime
 from services.anomaly.config import AnomalySettings
 from services.anomaly.engine import Evaluator
-from services.anomaly.handlers import register_handlers
+from services.anomaly.handlers import FEEDBACK_TOPIC, register_handlers
 from services.anomaly.monitors import MonitorSource
+from services.anomaly.notifier import Notifier, SubscriptionSource
 from services.anomaly.store import AnomalyStore
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -35,5 +38,17 @@ def build_app(settings: AnomalySettings | None = None, *, tracer_provider: Trace
         suppress_days=settings.anomaly_suppress_days,
         lateness=timedelta(hours=settings.anomaly_lateness_hours),
     )
-    register_handlers(runtime, store, evaluator)
-    return runtime.app(MIGRATIONS_DIR)
+    notifier = Notifier(
+        SubscriptionSource(settings.subscriptions_file).current,
+        secrets_from_environment(),
+        poll_s=settings.anomaly_alert_poll_s,
+        retry_base_s=settings.anomaly_alert_retry_base_s,
+        max_attempts=settings.anomaly_alert_max_attempts,
+    )
+    register_handlers(runtime, store, evaluator, notifier)
+
+    async def start_worker() -> None:
+        await ensure_topics(settings.kafka, settings.partitions, [FEEDBACK_TOPIC])
+        notifier.start(runtime.pool)
+
+    return runtime.app(MIGRATIONS_DIR, on_started=[start_worker], on_stopping=[notifier.stop])

@@ -28,6 +28,10 @@ class AnomalySettings(ServiceSettings):
         0, ge=0, description="Allowed lateness: a day is complete this long after the watermark passes it"
     )
 
+    anomaly_alert_poll_s: float = Field(5.0, gt=0, description="How often the alert worker looks for due deliveries")
+    anomaly_alert_retry_base_s: float = Field(30.0, ge=0, description="First retry delay of a failed webhook call (doubles)")
+    anomaly_alert_max_attempts: int = Field(6, ge=1, description="Attempts before a delivery is marked failed")
+
     @property
     def monitors_file(self) -> Path:
         return self.anomaly_monitors_file or self.home / "anomaly" / "monitors.yaml"

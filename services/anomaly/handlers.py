@@ -68,7 +68,7 @@ async def publish_anomalies(runtime, outcomes: list[Outcome], headers: dict[str,
         await runtime.publisher.publish(Topics.ANOMALIES, records)
 
 
-def register_handlers(runtime, store: AnomalyStore, evaluator: Evaluator) -> None:
+def register_handlers(runtime, store: AnomalyStore, evaluator: Evaluator, notifier=None) -> None:
     """Subscribe the detection handler on `runtime.broker`."""
     settings = runtime.settings
 
@@ -84,6 +84,8 @@ def register_handlers(runtime, store: AnomalyStore, evaluator: Evaluator) -> Non
             await publish_dead_letters(runtime.broker, letters)
         async with store.transaction() as tx:
             outcomes = await evaluator.process(tx, [line for line, _ in parsed])
+            if notifier is not None and outcomes:
+                await notifier.enqueue(tx.conn, [o.anomaly.model_dump(mode="json") for o in outcomes], evaluator.clock())
         await publish_anomalies(runtime, outcomes, {line.record_id: env.headers for line, env in parsed})
         logger.debug("batch evaluated", extra=log_fields(lines=len(parsed), dead=len(letters), anomalies=len(outcomes)))
 
