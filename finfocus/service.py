@@ -54,6 +54,14 @@ class ServiceRuntime:
             raise RuntimeError(f"{self.name}: the database pool is used before the service started")
         return self._pool
 
+    def publishes(self, topic: str, model: type, description: str) -> None:
+        """Declare an outgoing topic and its contract for the AsyncAPI document.
+
+        Records are sent through `self.publisher` (per-record trace headers); this FastStream
+        publisher exists so the generated document shows what the service produces.
+        """
+        self.broker.publisher(topic, schema=model, description=description, title=f"{topic}:publish")
+
     def app(
         self,
         migrations: Path,
