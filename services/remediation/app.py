@@ -72,7 +72,8 @@ def build_app(settings: RemediationSettings | None = None, *,
         "remediation", settings, tracer_provider,
         description="Anomalies and recommendations to guarded remediation commands; executor; savings",
     )
-    install_defaults(settings.playbooks_dir)
+    if settings.remediation_playbooks_dir is None:  # a directory of one's own stays as it is
+        install_defaults(settings.playbooks_dir)
 
     async def publish_planned(commands) -> None:
         span = runtime.tracer.start_span("remediation.plan-recommendations")

@@ -45,10 +45,17 @@ async def publish_commands(runtime: ServiceRuntime, commands: list[RemediationCo
         await store.mark_published(conn, [c.command_id for c in commands])
 
 
+_REPORTED: set[str] = set()
+
+
 def current_playbooks(settings: RemediationSettings):
+    """The valid playbooks of the playbook directory, read again on each use (edits apply
+    without a restart); each invalid one is logged once and never runs."""
     playbooks, errors = load_playbooks(settings.playbooks_dir)
     for error in errors:
-        logger.error("playbook refused", extra=log_fields(error=error))
+        if error not in _REPORTED:
+            _REPORTED.add(error)
+            logger.error("playbook refused", extra=log_fields(error=error))
     return playbooks
 
 

@@ -58,3 +58,24 @@ async def test_malformed_anomaly_goes_to_the_dead_letter_topic(settings):
         assert "invalid Anomaly v1" in values(letters)[0]["error"]
         commands = await read_topic(settings.kafka, Topics.REMEDIATION_COMMANDS, want=1)
         assert values(commands)[0]["reason"]["anomaly_id"] == "ok-1"
+
+
+async def test_command_continues_the_trace_of_its_anomaly(settings):
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = build_app(remediation_settings(settings, remediation_executor=False), tracer_provider=provider)
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    headers = [("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01".encode())]
+    async with running(app):
+        await publish(settings.kafka, Topics.ANOMALIES, [anomaly("traced").model_dump_json().encode()], headers=headers)
+        [record] = await read_topic(settings.kafka, Topics.REMEDIATION_COMMANDS, want=1)
+    sent = dict(record.headers)
+    assert sent["traceparent"].decode().split("-")[1] == trace_id
+    assert sent["finfocus-schema"] == b"RemediationCommand"
+    plan = [s for s in exporter.get_finished_spans() if s.name == "remediation.plan"]
+    assert plan and format(plan[0].context.trace_id, "032x") == trace_id
