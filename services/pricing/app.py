@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
 from faststream import FastStream
@@ -14,9 +16,11 @@ from services.pricing.handlers import register_handlers
 from services.pricing.host import PluginHost, discover
 from services.pricing.plugins import builtin_refs
 from services.pricing.specs import SpecSource
-from services.pricing.store import PricingStore
+from services.pricing.catalog import refresh_forever
+from services.pricing.store import PricingStore, save_health
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+logger = logging.getLogger(__name__)
 
 
 def make_host(settings: PricingSettings) -> PluginHost:
@@ -44,4 +48,34 @@ def build_app(settings: PricingSettings | None = None, *, tracer_provider: Trace
     host = make_host(settings)
     pricer = BatchPricer(runtime.tracer, specs=SpecSource(settings.specs_dir), quotes=host.quotes if host.plugins else None)
     register_handlers(runtime, store, pricer)
-    return runtime.app(MIGRATIONS_DIR, on_started=[host.start], on_stopping=[host.stop])
+    tasks: list[asyncio.Task] = []
+
+    async def start_background() -> None:
+        await host.start()
+        if host.plugins:
+            tasks.append(asyncio.create_task(_report_health(host, runtime), name="pricing-plugin-health"))
+            if settings.pricing_catalog_refresh_s > 0:
+                tasks.append(asyncio.create_task(
+                    refresh_forever(host, runtime.pool, settings.pricing_catalog_refresh_s), name="pricing-catalog"))
+
+    async def stop_background() -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if host.plugins:
+            await save_health(runtime.pool, host.report())
+        await host.stop()
+
+    return runtime.app(MIGRATIONS_DIR, on_started=[start_background], on_stopping=[stop_background])
+
+
+async def _report_health(host: PluginHost, runtime: ServiceRuntime, period: float = 5.0) -> None:
+    """Keep `pricing.v_plugin_health` current (what `finfocus plugin list` shows)."""
+    while True:
+        try:
+            await save_health(runtime.pool, host.report())
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - health reporting must never stop the service
+            logger.exception("could not record plugin health")
+        await asyncio.sleep(period)

@@ -122,3 +122,74 @@ class PricingStore:
                         [p.offset for p in positions],
                         [p.records for p in positions],
                     )
+
+
+SAVE_HEALTH = """
+INSERT INTO pricing.plugin_health (plugin, state, calls, failures, cache_hits, restarts, last_error, updated_at)
+SELECT * , now() FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[])
+ON CONFLICT (plugin) DO UPDATE SET state = EXCLUDED.state, calls = EXCLUDED.calls,
+    failures = EXCLUDED.failures, cache_hits = EXCLUDED.cache_hits, restarts = EXCLUDED.restarts,
+    last_error = EXCLUDED.last_error, updated_at = now()
+"""
+
+CURRENT_PRICES = """
+SELECT source, provider, service, sku, region, currency, unit_price, unit
+FROM pricing.catalog_prices WHERE effective_to IS NULL AND source = ANY($1::text[])
+"""
+
+CLOSE_PRICE = """
+UPDATE pricing.catalog_prices SET effective_to = $7
+WHERE effective_to IS NULL AND source = $1 AND provider = $2 AND service = $3 AND sku = $4
+  AND region = $5 AND currency = $6
+"""
+
+OPEN_PRICE = """
+INSERT INTO pricing.catalog_prices
+    (source, provider, service, sku, region, currency, unit_price, unit, description, effective_from)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+"""
+
+TOUCH_PRICES = """
+UPDATE pricing.catalog_prices SET fetched_at = now()
+WHERE effective_to IS NULL AND source = ANY($1::text[])
+"""
+
+
+async def save_health(pool, report: dict[str, dict]) -> None:
+    """Record the plugin host's report (what `finfocus plugin list` shows)."""
+    if not report:
+        return
+    names = list(report)
+    await pool.execute(
+        SAVE_HEALTH, names, [report[n]["state"] for n in names], [report[n]["calls"] for n in names],
+        [report[n]["failures"] for n in names], [report[n]["cache_hits"] for n in names],
+        [report[n]["restarts"] for n in names], [report[n]["last_error"] for n in names],
+    )
+
+
+async def record_prices(conn, prices, now) -> tuple[int, int]:
+    """Upsert catalog prices in one transaction: an unchanged price stays current, a changed
+    one is closed at `now` and the new one opens (price history). Returns (new or changed,
+    unchanged)."""
+    async with conn.transaction():
+        sources = sorted({p.source for p in prices})
+        current = {
+            (r["source"], r["provider"], r["service"], r["sku"], r["region"], r["currency"]): (r["unit_price"], r["unit"])
+            for r in await conn.fetch(CURRENT_PRICES, sources)
+        }
+        fresh, close = [], []
+        for p in prices:
+            key = (p.source, p.provider, p.service, p.sku, p.region, p.currency)
+            now_price = current.get(key)
+            if now_price == (p.unit_price, p.unit):
+                continue
+            if now_price is not None:
+                close.append((*key, now))
+            fresh.append((*key, p.unit_price, p.unit, p.description, now if now_price is not None else (p.effective_from or now)))
+            current[key] = (p.unit_price, p.unit)
+        if close:
+            await conn.executemany(CLOSE_PRICE, close)
+        if fresh:
+            await conn.executemany(OPEN_PRICE, fresh)
+        await conn.execute(TOUCH_PRICES, sources)
+    return len(fresh), len(prices) - len(fresh)
