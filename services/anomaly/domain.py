@@ -18,7 +18,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import numpy as np
 
-from services.anomaly.detectors import run_detector
+from services.anomaly.detectors import get_detector
 
 CENT = Decimal("0.01")
 RECURRING = "recurring"
@@ -189,27 +189,55 @@ class DailySeries:
         return self.start + timedelta(days=i)
 
 
-def findings_for(key: SeriesKey, monitor: Monitor, series: DailySeries, *, baseline_days: int = 28) -> list[Finding]:
-    """Run the monitor's detector over a series and express its episodes in money."""
+def findings_for(
+    key: SeriesKey,
+    monitor: Monitor,
+    series: DailySeries,
+    *,
+    baseline_days: int = 28,
+    partial: tuple[Decimal, float] | None = None,
+    intraday_factor: float = 2.0,
+) -> list[Finding]:
+    """Run the monitor's detector over a series and express its episodes in money.
+
+    `partial` is the day after the series (cost so far, share of the day covered): its
+    run-rate (cost / share) is judged like a full day, and raises or extends an anomaly only
+    when it is `intraday_factor` times further out than the usual threshold (early warning).
+    """
     if not series.values:
         return []
     floats = [float("nan") if v is None else float(v) for v in series.values]
+    last = len(floats)
+    if partial is not None:
+        floats.append(float(partial[0]) / partial[1])
     phase = [series.day(i).weekday() for i in range(len(floats))]
-    detection = run_detector(monitor.detector, floats, phase, dict(monitor.params))
+    entry = get_detector(monitor.detector)
+    params = entry.params(**dict(monitor.params))
+    detection = entry.run(floats, phase, params)
     found = []
     for ep in detection.episodes:
-        actual = sum((v for v in series.values[ep.start : ep.end] if v is not None), Decimal(0))
-        window = detection.expected[ep.start : ep.end]
-        expected = Decimal(repr(float(window[~np.isnan(window)].sum()))).quantize(CENT)
+        end, kind = ep.end, ep.kind
+        if end == last + 1 and abs(detection.scores[last]) < intraday_factor * params.threshold:
+            end = last  # the partial day is not far enough out yet
+        if end <= ep.start:
+            continue
+        full = slice(ep.start, min(end, last))
+        actual = sum((v for v in series.values[full] if v is not None), Decimal(0))
+        window = detection.expected[full]
+        exp = float(window[~np.isnan(window)].sum())
+        if end == last + 1 and partial is not None:
+            actual += partial[0]
+            exp += float(detection.expected[last]) * partial[1]
+            kind = "intraday" if ep.start == last else kind
         found.append(
             Finding(
                 key=key,
                 start=series.day(ep.start),
-                end=series.day(ep.end),
-                expected=expected,
+                end=series.day(end),
+                expected=Decimal(repr(exp)).quantize(CENT),
                 actual=actual,
                 score=round(ep.score, 3),
-                kind=ep.kind,
+                kind=kind,
                 detector=monitor.detector,
                 baseline_start=series.day(max(0, ep.start - baseline_days)),
             )

@@ -113,7 +113,7 @@ class Evaluator:
             return []
         evaluated_from = max(first, through - timedelta(days=self.max_days))
         series = DailySeries.from_points(points, evaluated_from, through)
-        findings = findings_for(key, monitor, series)
+        findings = findings_for(key, monitor, series, partial=_partial(points, high, through))
         dimension = monitor.dimension_of(key.values)
         changes = reconcile(
             key, dimension, findings, await tx.raised(monitor, key),
@@ -169,6 +169,15 @@ class Evaluator:
             return []
         window, baseline = _project(window, used), _project(baseline, used)
         return root_causes(f.impact, f.expected, window, baseline)
+
+
+def _partial(points: dict, high: datetime | None, through: date) -> tuple[Decimal, float] | None:
+    """Cost so far and covered share of the day after `through`, when at least a quarter is in."""
+    day = through + timedelta(days=1)
+    if high is None or day not in points:
+        return None
+    share = (high - _midnight(day)).total_seconds() / 86400
+    return (points[day], share) if 0.25 <= share < 1 else None
 
 
 def _project(totals: dict, used: list[int]) -> dict:

@@ -129,3 +129,14 @@ def test_findings_are_expressed_in_money_with_impact_and_percent():
 def test_lines_map_to_the_series_of_each_monitor():
     line = CostLine("r1", "AWS", "999", "111", "AmazonEC2", "USD", D0, datetime(2026, 1, 2, tzinfo=UTC), Decimal(1))
     assert list(affected_series([line], [DEFAULT_MONITOR])) == [KEY]
+
+
+def test_partial_day_far_out_of_range_raises_an_intraday_warning():
+    values = {D0 + timedelta(d): Decimal("240.00") + Decimal(d % 3) for d in range(30)}
+    series = DailySeries.from_points(values, D0, D0 + timedelta(29))
+    # half of the next day is in and already costs four days' worth
+    [f] = findings_for(KEY, DEFAULT_MONITOR, series, partial=(Decimal("480.00"), 0.5))
+    assert (f.start, f.end, f.kind) == (D0 + timedelta(30), D0 + timedelta(31), "intraday")
+    assert f.actual == Decimal("480.00") and Decimal("115") < f.expected < Decimal("125")
+    # a run-rate only mildly high is left for the complete day to judge
+    assert findings_for(KEY, DEFAULT_MONITOR, series, partial=(Decimal("160.00"), 0.5)) == []
