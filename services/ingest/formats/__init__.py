@@ -10,11 +10,16 @@ from types import ModuleType
 
 import polars as pl
 
-from services.ingest.formats import aws_cur, focus
+from services.ingest.formats import aws_cur, azure, focus, gcp
 from services.ingest.formats.common import finish
 
 #: detection order matters: provider formats first, FOCUS (the most generic) last
-FORMATS: dict[str, ModuleType] = {aws_cur.NAME: aws_cur, focus.NAME: focus}
+FORMATS: dict[str, ModuleType] = {
+    aws_cur.NAME: aws_cur,
+    azure.NAME: azure,
+    gcp.NAME: gcp,
+    focus.NAME: focus,
+}
 ROW = "_row"
 
 

@@ -42,6 +42,8 @@ _TIMESTAMP_FORMATS = (
     "%Y-%m-%dT%H:%M",
     "%Y-%m-%d %H:%M",
     "%Y-%m-%d",
+    "%Y-%m-%d %H:%M:%S UTC",
+    "%Y-%m-%d %H:%M:%S%.f UTC",
     "%m/%d/%Y %H:%M:%S",
     "%m/%d/%Y",
 )
