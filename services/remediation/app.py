@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from finfocus.broker import consumer_options, envelope_dead_letter, envelopes, publish_dead_letters
 from finfocus.secrets import secrets_from_environment
 from finfocus.service import ServiceRuntime
+from finfocus.telemetry import start_record_span
 from schemas.remediation import RemediationCommandV1, RemediationResultV1
 from schemas.topics import Topics, schema_headers
 from services.remediation.cloud import implementations
@@ -57,8 +58,11 @@ def register_executor(runtime: ServiceRuntime, settings: RemediationSettings, ho
             except ValidationError as exc:
                 letters.append(envelope_dead_letter(env, f"invalid RemediationCommand v1: {exc}", service=SERVICE))
                 continue
-            await executor.accept(command, initial_status(command))
-            await executor.handle(command.command_id)
+            span = start_record_span(runtime.tracer, "remediation.execute", env.headers,
+                                     **{"finfocus.command_id": command.command_id})
+            with trace.use_span(span, end_on_exit=True):
+                await executor.accept(command, initial_status(command))
+                await executor.handle(command.command_id)
         if letters:
             await publish_dead_letters(runtime.broker, letters)
 

@@ -34,10 +34,36 @@ MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "remediation" / 
 NOW = datetime.now(UTC)
 
 
+@pytest.fixture(scope="module")
+def module_database(pg_admin_url):
+    """One migrated database for the module (tests truncate it): creating and migrating a
+    database per test would cost more than the tests themselves."""
+    import asyncio
+    import uuid
+
+    import asyncpg
+
+    name = f"ff_test_rem_{uuid.uuid4().hex[:10]}"
+    url = f"{pg_admin_url.rsplit('/', 1)[0]}/{name}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(pg_admin_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(migrate_url(url, "remediation", MIGRATIONS))
+    yield url
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture
-async def pool(database_url):
-    await migrate_url(database_url, "remediation", MIGRATIONS)
-    pool = await create_pool(database_url)
+async def pool(module_database):
+    pool = await create_pool(module_database)
+    async with pool.acquire() as conn:
+        await conn.execute("TRUNCATE remediation.savings, remediation.commands, remediation.audit_log")
     yield pool
     await pool.close()
 
@@ -347,3 +373,44 @@ async def test_audit_log_is_append_only(pool):
             await conn.execute("UPDATE remediation.audit_log SET event = 'x'")
         with pytest.raises(asyncpg.RaiseError, match="append-only"):
             await conn.execute("DELETE FROM remediation.audit_log")
+
+
+async def test_notify_posts_to_the_webhook_named_by_a_secret(pool, monkeypatch):
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from finfocus.secrets import EnvironmentSecrets
+
+    received: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        secrets = EnvironmentSecrets({"FINFOCUS_SECRET_TEAM_HOOK": f"http://127.0.0.1:{server.server_port}/hook"})
+        cmd = command("notify", "AWS/111122223333/EC2", params={"channel": "slack", "webhook_secret": "team-hook"})
+        await submit(pool, cmd)
+        await executor(pool, implementations(secrets)).handle(cmd.command_id)
+    finally:
+        server.shutdown()
+    assert received == [{"text": "test"}]
+    assert (await row(pool, cmd.command_id))["result"]["state_after"]["notified"] == "slack"
+
+
+async def test_notify_without_a_configured_webhook_fails_with_the_reason(pool):
+    from finfocus.secrets import EnvironmentSecrets
+
+    cmd = command("notify", "dim", params={"channel": "teams"})
+    await submit(pool, cmd)
+    await executor(pool, implementations(EnvironmentSecrets({}))).handle(cmd.command_id)
+    failed = await row(pool, cmd.command_id)
+    assert failed["status"] == "failed" and "no webhook configured" in failed["result"]["detail"]
