@@ -26,4 +26,7 @@ class ForecastSettings(ServiceSettings):
     )
     forecast_max_tag_keys: int = Field(20, ge=0, description="Cap on automatically discovered tag keys")
     forecast_cv_windows: int = Field(2, ge=1, le=8, description="Rolling-origin windows for model choice")
+    forecast_reselect_days: int = Field(
+        7, ge=0, description="Days a model choice is reused before cross-validation runs again"
+    )
     forecast_cv_horizon: int = Field(7, ge=1, le=60, description="Days forecast in each CV window")

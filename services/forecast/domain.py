@@ -185,6 +185,7 @@ class SeriesForecast:
     cv_error: Decimal | None
     fingerprint: str
     points: list[ForecastPoint]
+    choice: Choice | None = None
 
 
 def to_money(value: float) -> Decimal:
@@ -192,6 +193,16 @@ def to_money(value: float) -> Decimal:
     if not math.isfinite(value):
         value = 0.0
     return Decimal(repr(round(value, 4))).quantize(MONEY_QUANTUM)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A series' model as chosen by cross-validation, kept to skip re-selection for a while."""
+
+    model: str
+    cv_error: float
+    widen_80: float = 1.0  # factor on the model's interval half-width, from its CV errors
+    widen_95: float = 1.0
 
 
 @dataclass
@@ -205,6 +216,7 @@ class RawForecast:
     hi_80: list[float]
     lo_95: list[float]
     hi_95: list[float]
+    choice: Choice | None = None  # set when a cross-validated model produced it
 
 
 def seasonal_naive(y: list[float], h: int, season: int = 7) -> RawForecast:
@@ -295,7 +307,7 @@ def assemble(series: DailySeries, raw: RawForecast) -> SeriesForecast:
             )
         )
     cv = None if raw.cv_error is None or not math.isfinite(raw.cv_error) else to_money(raw.cv_error)
-    return SeriesForecast(series.key, raw.model, series.end, cv, series.fingerprint(), points)
+    return SeriesForecast(series.key, raw.model, series.end, cv, series.fingerprint(), points, raw.choice)
 
 
 # --- month-end projection ---------------------------------------------------------------

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import math
 import os
+import time
 import warnings
 
-from services.forecast.domain import RawForecast, seasonal_naive
+from services.forecast.domain import Choice, RawForecast, seasonal_naive
 
 os.environ.setdefault("NIXTLA_ID_AS_COL", "1")
 
@@ -25,6 +26,8 @@ MIN_WEEKS = 4
 #: history kept for fitting: a year is plenty for daily cost and keeps fits fast
 MAX_HISTORY = 364
 LEVELS = (80, 95)
+#: seconds spent inside statsforecast calls in this process (read by bench/forecast.py)
+TIMINGS = {"statsforecast": 0.0}
 Z = {80: 1.2816, 95: 1.96}
 
 
@@ -46,8 +49,13 @@ def fit_many(
     cv_windows: int = 2,
     cv_horizon: int = 7,
     models=None,
+    chosen: dict[str, Choice] | None = None,
 ) -> dict[str, RawForecast]:
-    """Forecast every series `horizon` days ahead; keyed like `tasks`."""
+    """Forecast every series `horizon` days ahead; keyed like `tasks`.
+
+    `chosen` holds a recent model choice per series: those series skip cross-validation and
+    only their chosen model is fitted (the daily refit); the others compete afresh.
+    """
     out: dict[str, RawForecast] = {}
     eligible: list[tuple[str, list[float]]] = []
     need = SEASON * MIN_WEEKS + cv_windows * cv_horizon
@@ -60,7 +68,9 @@ def fit_many(
     if eligible:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            out.update(_fit_models(eligible, horizon, cv_windows, cv_horizon, models or model_set()))
+            out.update(
+                _fit_models(eligible, horizon, cv_windows, cv_horizon, models or model_set(), chosen or {})
+            )
     return out
 
 
@@ -77,18 +87,17 @@ def _frame(series: list[tuple[str, list[float]]]):
     return pd.DataFrame({"unique_id": np.concatenate(ids), "ds": np.concatenate(ds), "y": np.concatenate(ys)})
 
 
-def _fit_models(series, horizon, cv_windows, cv_horizon, models) -> dict[str, RawForecast]:
+def _select(df, history, names, models, cv_windows, cv_horizon) -> dict[str, Choice]:
+    """Rolling-origin cross-validation of every model on every series of `df`."""
     import numpy as np
     from statsforecast import StatsForecast
 
-    names = [m.alias for m in models]
-    df = _frame(series)
-    history = dict(series)
+    t0 = time.perf_counter()
     cv = StatsForecast(models=models, freq=1, n_jobs=1).cross_validation(
         df=df, h=cv_horizon, n_windows=cv_windows, step_size=cv_horizon, level=list(LEVELS)
     )
-    choice: dict[str, tuple[str, float]] = {}
-    calib: dict[str, dict[int, float]] = {}
+    TIMINGS["statsforecast"] += time.perf_counter() - t0
+    out: dict[str, Choice] = {}
     for key, part in cv.groupby("unique_id", sort=False):
         y = np.asarray(history[key])
         scale = _naive_scale(y[: len(y) - cv_windows * cv_horizon])
@@ -98,16 +107,32 @@ def _fit_models(series, horizon, cv_windows, cv_horizon, models) -> dict[str, Ra
             pred = part[name].to_numpy()
             scores[name] = float(np.nanmean(np.abs(actual - pred))) / scale if np.isfinite(pred).all() else math.inf
         best = min(names, key=lambda n: (scores[n], names.index(n)))
-        choice[key] = (best, scores[best])
-        calib[key] = {lv: _widening(actual, part, best, lv) for lv in LEVELS}
+        out[key] = Choice(best, scores[best], _widening(actual, part, best, 80), _widening(actual, part, best, 95))
+    return out
+
+
+def _fit_models(series, horizon, cv_windows, cv_horizon, models, chosen) -> dict[str, RawForecast]:
+    import numpy as np
+    from statsforecast import StatsForecast
+
+    names = [m.alias for m in models]
+    df = _frame(series)
+    history = dict(series)
+    choice = {k: c for k, c in chosen.items() if k in history and c.model in names}
+    fresh = [k for k in history if k not in choice]
+    if fresh:
+        sub = df if len(fresh) == len(history) else df[df["unique_id"].isin(set(fresh))]
+        choice.update(_select(sub, history, names, models, cv_windows, cv_horizon))
     out: dict[str, RawForecast] = {}
     for name in names:
-        keys = [k for k, (best, _) in choice.items() if best == name]
+        keys = [k for k, c in choice.items() if c.model == name]
         if not keys:
             continue
         model = next(m for m in models if m.alias == name)
         sub = df[df["unique_id"].isin(set(keys))]
+        t0 = time.perf_counter()
         fc = StatsForecast(models=[model], freq=1, n_jobs=1).forecast(df=sub, h=horizon, level=list(LEVELS))
+        TIMINGS["statsforecast"] += time.perf_counter() - t0
         for key, part in fc.groupby("unique_id", sort=False):
             y = history[key]
             mean = part[name].to_numpy(dtype=float)
@@ -115,7 +140,7 @@ def _fit_models(series, horizon, cv_windows, cv_horizon, models) -> dict[str, Ra
             for lv in LEVELS:
                 lo = part[f"{name}-lo-{lv}"].to_numpy(dtype=float)
                 hi = part[f"{name}-hi-{lv}"].to_numpy(dtype=float)
-                k = calib[key][lv]
+                k = choice[key].widen_80 if lv == 80 else choice[key].widen_95
                 bands[lv] = (mean - (mean - lo) * k, mean + (hi - mean) * k)
             if not np.isfinite(mean).all():
                 out[key] = seasonal_naive(y, horizon)
@@ -123,12 +148,13 @@ def _fit_models(series, horizon, cv_windows, cv_horizon, models) -> dict[str, Ra
             floor = 0.0 if min(y) >= 0 else -math.inf
             out[key] = RawForecast(
                 name,
-                choice[key][1],
+                choice[key].cv_error,
                 [float(v) for v in mean],
                 [float(max(v, floor)) for v in bands[80][0]],
                 [float(v) for v in bands[80][1]],
                 [float(max(v, floor)) for v in bands[95][0]],
                 [float(v) for v in bands[95][1]],
+                choice[key],
             )
     for key, y in series:  # a model that produced nothing for a series
         out.setdefault(key, seasonal_naive(y, horizon))

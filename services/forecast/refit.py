@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, date, datetime
+from functools import partial
 
 from services.forecast import engine
 from services.forecast.config import ForecastSettings
@@ -147,16 +148,28 @@ class Refitter:
         known = await self.store.fingerprints()
         todo = [s for s in series if known.get(s.key.as_text()) != (s.fingerprint(), through)]
         tasks = [(s.key.as_text(), s.usage) for s in todo]
+        reuse = self.settings.forecast_reselect_days
+        chosen = {
+            key: choice
+            for key, (choice, selected) in (await self.store.choices()).items()
+            if 0 <= (through - selected).days < reuse
+        }
         loop = asyncio.get_running_loop()
         raws = await loop.run_in_executor(
             self._executor or make_executor("inline"),
-            engine.fit_many,
-            tasks,
-            self.settings.forecast_horizon,
-            self.settings.forecast_cv_windows,
-            self.settings.forecast_cv_horizon,
+            partial(
+                engine.fit_many,
+                tasks,
+                self.settings.forecast_horizon,
+                self.settings.forecast_cv_windows,
+                self.settings.forecast_cv_horizon,
+                chosen={k: chosen[k] for k, _ in tasks if k in chosen},
+            ),
         )
         forecasts = [assemble(s, raws[s.key.as_text()]) for s in todo]
+        made = [(f.key.as_text(), f.choice, through) for f in forecasts if f.choice and f.key.as_text() not in chosen]
+        if made:
+            await self.store.save_choices(made)
         by_key = {s.key.as_text(): s for s in series}
         period = month_bounds(through + _one_day())
         projections = {

@@ -9,6 +9,7 @@ import asyncpg
 
 from services.forecast.domain import (
     RECURRING,
+    Choice,
     USAGE,
     CostLine,
     DayCost,
@@ -228,6 +229,22 @@ class ForecastStore:
                     " reason) VALUES ($1, now(), $2, $3, $4)",
                     *refit,
                 )
+
+    async def choices(self) -> dict[str, tuple[Choice, date]]:
+        rows = await self.pool.fetch("SELECT * FROM forecast.model_choices")
+        return {
+            r["series_key"]: (Choice(r["model"], r["cv_error"], r["widen_80"], r["widen_95"]), r["selected_through"])
+            for r in rows
+        }
+
+    async def save_choices(self, made: list[tuple[str, Choice, date]]) -> None:
+        await self.pool.executemany(
+            "INSERT INTO forecast.model_choices AS m (series_key, model, cv_error, widen_80, widen_95,"
+            " selected_through) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (series_key) DO UPDATE SET"
+            " model = EXCLUDED.model, cv_error = EXCLUDED.cv_error, widen_80 = EXCLUDED.widen_80,"
+            " widen_95 = EXCLUDED.widen_95, selected_through = EXCLUDED.selected_through, selected_at = now()",
+            [(k, c.model, c.cv_error, c.widen_80, c.widen_95, d) for k, c, d in made],
+        )
 
     async def actual_between(self, filters: dict[str, str], currency: str, start: date, end: date) -> Decimal:
         """Actual spend of a scope over [start, end) in one currency."""

@@ -32,3 +32,17 @@ def test_short_and_flat_series_fall_back_to_seasonal_naive():
     out = fit_many([("short", weekly(20, 50, 0.1, 3)), ("flat", [5.0] * 90)], 7)
     assert out["short"].model == "SeasonalNaive" and out["short"].cv_error is None
     assert out["flat"].mean == [5.0] * 7
+
+
+def test_a_recent_choice_skips_cross_validation():
+    from services.forecast.engine import TIMINGS
+
+    tasks = [("a", weekly(84, 100, 0.2, 1))]
+    first = fit_many(tasks, 14)["a"]
+    assert first.choice is not None and first.choice.model == first.model
+    again = fit_many(tasks, 14, chosen={"a": first.choice})["a"]
+    assert again.model == first.model and again.choice == first.choice
+    assert again.mean == first.mean and again.hi_95 == first.hi_95
+    forced = fit_many(tasks, 14, chosen={"a": type(first.choice)("Theta", 0.5, 2.0, 2.0)})["a"]
+    assert forced.model == "Theta" and forced.cv_error == 0.5
+    assert TIMINGS["statsforecast"] > 0

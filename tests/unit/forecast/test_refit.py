@@ -39,6 +39,12 @@ class MemoryStore:
             if d <= through
         ]
 
+    async def choices(self):
+        return {}
+
+    async def save_choices(self, made):
+        pass
+
     async def fingerprints(self):
         return dict(self.saved)
 
