@@ -100,3 +100,39 @@ async def test_aws_public_builtin_answers_from_offer_files():
         assert (await host.quotes([eur]))[0] == [None]
     finally:
         await host.stop()
+
+
+async def test_opencost_plugin_reads_recorded_allocations_from_a_local_server():
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from services.pricing.plugins import OpenCostParams
+
+    body = (Path(__file__).resolve().parents[1] / "fixtures" / "pricing" / "opencost" / "allocation-pod.json").read_bytes()
+    seen: list[str] = []
+
+    class Recorded(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorded)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ref = BUILTINS["opencost"].ref("opencost", OpenCostParams(url=f"http://127.0.0.1:{server.server_port}"))
+    host = PluginHost([ref], timeout=10.0)
+    await host.start()
+    try:
+        rows = await host.actual(ref, "default", "2024-09-01T00:00:00Z", "2024-09-02T00:00:00Z")
+        assert [(r.labels["name"], r.cost) for r in rows] == [("default/web-7d4b9c6f5-x2k8p", "0.441734")]
+        everything = await host.actual(ref, "", "2024-09-01T00:00:00Z", "2024-09-02T00:00:00Z", {"aggregate": "pod"})
+        assert sum(Decimal(r.cost) for r in everything) == Decimal("0.524680")  # idle excluded
+        assert "window=2024-09-01T00%3A00%3A00Z%2C2024-09-02T00%3A00%3A00Z" in seen[0] and "aggregate=pod" in seen[0]
+    finally:
+        await host.stop()
+        server.shutdown()

@@ -1,0 +1,1 @@
+"""`opencost`: Kubernetes costs from an OpenCost allocation API."""
