@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -93,38 +94,51 @@ class Detection:
     episodes: list[Episode] = field(default_factory=list)
 
 
+def _med(a: np.ndarray) -> float:
+    """Median of a small array (np.median's overhead dominates at these sizes)."""
+    s = np.sort(a, axis=None)
+    n = len(s)
+    m = n // 2
+    return float(s[m]) if n % 2 else 0.5 * float(s[m - 1] + s[m])
+
+
+@lru_cache(maxsize=64)
+def _upper(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(n, k=1)
+
+
 def _theil_sen(pos: np.ndarray, vals: np.ndarray) -> tuple[float, float]:
     if len(vals) < 3:
-        return float(np.median(vals)), 0.0
+        return _med(vals), 0.0
     dp = np.subtract.outer(pos, pos)
     dv = np.subtract.outer(vals, vals)
-    upper = np.triu_indices(len(vals), k=1)
-    slope = float(np.median(dv[upper] / dp[upper]))
-    intercept = float(np.median(vals - slope * pos))
+    upper = _upper(len(vals))
+    slope = _med(dv[upper] / dp[upper])
+    intercept = _med(vals - slope * pos)
     return intercept, slope
 
 
 def _spread(resid: np.ndarray, level: float, p: DetectorParams) -> float:
-    centred = resid - np.median(resid)
-    mad = MAD_TO_SIGMA * float(np.median(np.abs(centred)))
-    mean_ad = 0.5 * float(np.mean(np.abs(centred)))
+    centred = resid - _med(resid)
+    mad = MAD_TO_SIGMA * _med(np.abs(centred))
+    mean_ad = 0.5 * float(np.abs(centred).sum()) / len(centred)
     return max(mad, mean_ad, p.rel_floor * abs(level), p.abs_floor)
 
 
 def _season_factors(vals: np.ndarray, phase: np.ndarray, p: RobustSeasonalParams) -> np.ndarray | None:
     if len(vals) < 3 * p.period:
         return None
-    overall = float(np.median(vals))
+    overall = _med(vals)
     if overall <= 0:
         return None
     factors = np.ones(p.period)
     for d in range(p.period):
         mine = vals[phase == d]
         if len(mine) >= 3:
-            factors[d] = max(float(np.median(mine)) / overall, 0.05)
-    plain = np.median(np.abs(vals - overall))
+            factors[d] = max(_med(mine) / overall, 0.05)
+    plain = _med(np.abs(vals - overall))
     ds = vals / factors[phase]
-    seasonal = np.median(np.abs(ds - np.median(ds)))
+    seasonal = _med(np.abs(ds - _med(ds)))
     return factors if seasonal < p.season_gain * plain else None
 
 
@@ -132,9 +146,9 @@ def _baseline(
     y: np.ndarray, train: np.ndarray, t: int, phase: np.ndarray | None, p: RobustSeasonalParams
 ) -> tuple[float, float]:
     vals = y[train]
-    if np.mean(vals == 0) >= p.zero_share:
+    if np.count_nonzero(vals == 0) / len(vals) >= p.zero_share:
         # intermittent series: the median says nothing; judge against mean and spread
-        level = float(np.mean(vals))
+        level = float(vals.sum()) / len(vals)
         return level, max(float(np.std(vals)), p.rel_floor * abs(level), p.abs_floor)
     factors = _season_factors(vals, phase[train], p) if phase is not None else None
     f_train = factors[phase[train]] if factors is not None else np.ones(len(vals))
@@ -148,7 +162,7 @@ def _baseline(
         level = intercept + slope * min(t, pos[-1] + p.window / 2)
         resid = ds - (intercept + slope * pos)
     else:
-        level = float(np.median(ds))
+        level = _med(ds)
         resid = ds - level
     if vals.min() >= 0:
         level = max(level, 0.0)
@@ -246,7 +260,7 @@ def mad(values: Sequence[float], phase: Sequence[int] | None = None, params: Mad
         if len(train) < p.min_history:
             continue
         vals = y[train]
-        med = float(np.median(vals))
+        med = _med(vals)
         scale = _spread(vals - med, med, p)
         expected[t], scores[t] = med, (y[t] - med) / scale
         if _passes(y[t] - med, med, scores[t], p):
