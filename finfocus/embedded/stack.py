@@ -94,6 +94,29 @@ def clear_stale_postmaster(data_dir: Path) -> None:
         pid_file.unlink(missing_ok=True)
 
 
+def stop_postgres(data_dir: Path, port: int, ref: ProcessRef | None) -> None:
+    """`pg_ctl stop -m fast`; if the server is still there (pg_ctl could not reach the data
+    directory, e.g. its parent lost the permissions the server's user needs), a fast
+    shutdown by signal (SIGINT), and SIGKILL as the last resort."""
+    from finfocus.embedded.postgres import EmbeddedPostgres
+
+    EmbeddedPostgres(data_dir, port).stop()
+    if ref is None or wait_gone(ref, 2):
+        return
+    proc = ref.process()
+    if proc is not None:
+        logger.warning("pg_ctl did not stop PostgreSQL (pid %d); signalling it", ref.pid)
+        try:
+            proc.send_signal(signal.SIGINT)
+        except Exception:  # noqa: BLE001 - already gone
+            return
+        if not wait_gone(ref, 20):
+            try:
+                proc.kill()
+            except Exception:  # noqa: BLE001
+                pass
+
+
 class EmbeddedStack:
     """Runs the stack in this process until `stop()` or SIGTERM/SIGINT."""
 
@@ -306,7 +329,11 @@ class EmbeddedStack:
         if self.kafka is not None:
             self.kafka.stop()
         if self.postgres is not None:
-            self.postgres.stop()
+            stop_postgres(
+                self.postgres.data_dir,
+                self.postgres.port,
+                ProcessRef.from_dict(self.state.get("postgres")),
+            )
         for name in self.services:
             ready_marker(self.home, name).unlink(missing_ok=True)
         for log in self._logs_open.values():
@@ -333,11 +360,7 @@ def cleanup(state: dict[str, Any], home: Path) -> list[str]:
         data_dir = Path(state["postgres"]["data_dir"])
         ref = ProcessRef.from_dict(state["postgres"])
         if ref and _is_our_postmaster(ref, data_dir):
-            from finfocus.embedded.postgres import EmbeddedPostgres
-
-            EmbeddedPostgres(data_dir, int(state["postgres"].get("port") or 0)).stop()
-            if not wait_gone(ref, 30):
-                terminate(ref)
+            stop_postgres(data_dir, int(state["postgres"].get("port") or 0), ref)
             stopped.append("postgres")
         else:
             clear_stale_postmaster(data_dir)

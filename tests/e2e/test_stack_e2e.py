@@ -9,12 +9,16 @@ process left behind.
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -65,8 +69,8 @@ def billed_records(n: int, seed: int = 11) -> tuple[list[dict], Decimal]:
             "ProviderName": rng.choice(["AWS", "Microsoft", "Google Cloud"]),
             "BillingAccountId": "acct-e2e",
             "SubAccountId": f"sub-{i % 7}",
-            "ChargePeriodStart": f"2026-10-{day:02d}T00:00:00Z",
-            "ChargePeriodEnd": f"2026-10-{day:02d}T01:00:00Z",
+            "ChargePeriodStart": f"2020-02-{day:02d}T00:00:00Z",
+            "ChargePeriodEnd": f"2020-02-{day:02d}T01:00:00Z",
             "BillingCurrency": "USD",
             "ServiceName": rng.choice(["Compute", "Storage", "Database"]),
             "ChargeCategory": "Usage" if cost >= 0 else "Credit",
@@ -97,7 +101,7 @@ async def publish(bootstrap: str, records: list[dict]) -> None:
 
 
 def cost_total(home: Path) -> Decimal | None:
-    result = finfocus(home, "cost", "actual", "--from", "2026-10-01", "--to", "2026-11-01", "--output", "json", timeout=60)
+    result = finfocus(home, "cost", "actual", "--from", "2020-02-01", "--to", "2020-03-01", "--output", "json", timeout=60)
     if result.returncode != 0:
         return None
     return Decimal(json.loads(result.stdout)["summary"]["totalCost"] or "0")
@@ -114,8 +118,46 @@ def wait_total(home: Path, expected: Decimal, timeout: float = 90) -> Decimal | 
     return seen
 
 
-def test_stack_up_prices_published_records_to_the_cent_then_down_leaves_nothing(tmp_path: Path):
-    home = tmp_path / "ffhome"
+def demo_runs_the_whole_pipeline(home: Path) -> None:
+    """`finfocus demo` on the running stack: import, costs to the cent, the EC2 spike found,
+    a remediation command for it; a second run counts nothing twice."""
+    from finfocus.sample_data import SPIKE_RESOURCE_ID
+
+    demo = finfocus(home, "demo", "--timeout", "120", timeout=600)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "reconciles to the cent" in demo.stdout, demo.stdout
+    assert "finfocus down" in demo.stdout
+    anomalies = json.loads(finfocus(home, "anomalies", "list", "--output", "json").stdout)["anomalies"]
+    spiked = [a for a in anomalies if a["dimension"].get("SubAccountId") == "210987654321"
+              and "Elastic Compute" in a["dimension"].get("ServiceName", "")]
+    assert spiked, anomalies
+    causes = json.dumps(spiked[0].get("root_causes"))
+    assert SPIKE_RESOURCE_ID in causes or spiked[0]["dimension"], causes
+    commands = json.loads(finfocus(home, "remediation", "list", "--output", "json").stdout)["commands"]
+    assert any(c["reason"].get("anomaly_id") == spiked[0]["anomaly_id"] for c in commands), commands
+    # what a second `finfocus demo` does: the same sample imported again counts nothing twice
+    sample = home / "demo" / "focus-demo.csv"
+    again = finfocus(home, "ingest", str(sample), "--format", "focus", "--wait", timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    rows = list(csv.DictReader(sample.open()))
+    expected = sum((Decimal(r["BilledCost"]) for r in rows), Decimal(0))
+    first = min(r["ChargePeriodStart"][:10] for r in rows)
+    last = max(r["ChargePeriodStart"][:10] for r in rows)
+    end = (date.fromisoformat(last) + timedelta(days=1)).isoformat()
+    result = finfocus(home, "cost", "actual", "--from", first, "--to", end, "--output", "json")
+    assert Decimal(json.loads(result.stdout)["summary"]["totalCost"]) == expected
+
+
+@pytest.fixture
+def home():
+    """A FINFOCUS_HOME outside pytest's numbered temp root: a concurrent pytest run resets
+    that root to mode 0700, which would lock out the embedded PostgreSQL's system user."""
+    path = Path(tempfile.mkdtemp(prefix="finfocus-e2e-"))
+    yield path / "home"
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_stack_up_prices_published_records_to_the_cent_then_down_leaves_nothing(home: Path):
     up = finfocus(home, "up", "--detach", "--timeout", "180")
     try:
         status = finfocus(home, "status", "--output", "json")
@@ -139,6 +181,9 @@ def test_stack_up_prices_published_records_to_the_cent_then_down_leaves_nothing(
             asyncio.run(publish(body["kafka_bootstrap"], records[::2]))
             time.sleep(3)
             assert cost_total(home) == total
+
+        if available == set(SERVICES):
+            demo_runs_the_whole_pipeline(home)
     finally:
         state = json.loads((home / "run" / "stack.json").read_text()) if (home / "run" / "stack.json").exists() else {}
         down = finfocus(home, "down")
