@@ -16,7 +16,7 @@ from finfocus.broker import consumer_options, envelope_dead_letter, envelopes, p
 from finfocus.secrets import secrets_from_environment
 from finfocus.service import ServiceRuntime
 from finfocus.telemetry import start_record_span
-from schemas.remediation import RemediationCommandV1, RemediationResultV1
+from schemas.remediation import RecommendationV1, RemediationCommandV1, RemediationResultV1
 from schemas.topics import Topics, schema_headers
 from services.remediation.cloud import implementations
 from services.remediation.config import RemediationSettings
@@ -76,6 +76,10 @@ def build_app(settings: RemediationSettings | None = None, *,
         "remediation", settings, tracer_provider,
         description="Anomalies and recommendations to guarded remediation commands; executor; savings",
     )
+    runtime.publishes(Topics.REMEDIATION_COMMANDS, RemediationCommandV1,
+                      "Commands planned from anomalies and recommendations")
+    runtime.publishes(Topics.REMEDIATION_RESULTS, RemediationResultV1, "What the executor did with each command")
+    runtime.publishes(Topics.RECOMMENDATIONS, RecommendationV1, "Savings opportunities, once each")
     if settings.remediation_playbooks_dir is None:  # a directory of one's own stays as it is
         install_defaults(settings.playbooks_dir)
 
