@@ -10,7 +10,15 @@ import sys
 
 import typer
 
-from finfocus.cli.output import OUTPUT_OPTION, OutputFormat, console, fail, print_json, print_table
+from finfocus.cli.output import (
+    OUTPUT_OPTION,
+    OutputFormat,
+    console,
+    fail,
+    print_json,
+    print_ndjson,
+    print_table,
+)
 
 
 def _settings():
@@ -41,6 +49,11 @@ def up(
             state = start_detached(settings, timeout=timeout)
         except StackError as exc:
             fail(str(exc))
+        except KeyboardInterrupt:
+            fail(
+                "stopped waiting; the stack goes on starting in the background "
+                "(`finfocus status`, `finfocus down`)"
+            )
         _print_status(state, OutputFormat.TABLE)
         failed = failed_services(state)
         if failed:
@@ -80,7 +93,7 @@ def _print_status(state: dict, output: OutputFormat) -> None:
             ],
         )
     elif output is OutputFormat.NDJSON:
-        sys.stdout.write(__import__("json").dumps(public) + "\n")
+        print_ndjson([public])
     else:
         print_json(public)
 
@@ -113,7 +126,9 @@ def down(
         console.print(f"stopped: {', '.join(stopped)}")
 
 
-def serve(service: str = typer.Argument(..., help="ingest, pricing, anomaly, forecast or remediation")) -> None:
+def serve(
+    service: str = typer.Argument(..., help="ingest, pricing, anomaly, forecast or remediation"),
+) -> None:
     """Run one service in the foreground against the configured broker and database.
 
     Stops cleanly on SIGTERM or Ctrl-C. Logs are JSON lines on stderr.
@@ -134,7 +149,9 @@ def serve(service: str = typer.Argument(..., help="ingest, pricing, anomaly, for
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
             log.error(f"service {service} is not installed: no module {module_name}")
-            fail(f"service {service!r} is not available (no module {module_name})", code=EXIT_CONFIG)
+            fail(
+                f"service {service!r} is not available (no module {module_name})", code=EXIT_CONFIG
+            )
         raise
     if not hasattr(module, "build_app"):
         fail(f"{module_name} has no build_app()", code=EXIT_CONFIG)

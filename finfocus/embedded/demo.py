@@ -46,7 +46,9 @@ class Cli:
                 timeout=timeout,
             )
         except subprocess.TimeoutExpired as exc:
-            return subprocess.CompletedProcess(exc.cmd, 124, exc.stdout or "", f"timed out after {timeout:.0f}s")
+            return subprocess.CompletedProcess(
+                exc.cmd, 124, exc.stdout or "", f"timed out after {timeout:.0f}s"
+            )
 
     @staticmethod
     def missing(result: subprocess.CompletedProcess) -> bool:
@@ -72,7 +74,9 @@ def _show(result: subprocess.CompletedProcess, what: str) -> bool:
         return False
     if result.returncode != 0:
         console.print(f"[yellow]note:[/yellow] `{what}` failed (exit {result.returncode}):")
-        console.print((result.stderr or result.stdout).strip()[-2000:], markup=False, highlight=False)
+        console.print(
+            (result.stderr or result.stdout).strip()[-2000:], markup=False, highlight=False
+        )
         return False
     sys.stdout.write(result.stdout)
     sys.stdout.flush()
@@ -129,41 +133,61 @@ def run_demo(settings: FinFocusSettings, *, wait_timeout: float = 180.0, days: i
     _heading("Import")
     ingest = cli.run("ingest", str(path), "--format", "focus", "--wait", timeout=900)
     if not _show(ingest, "finfocus ingest") and not Cli.missing(ingest):
-        console.print("[red]the import failed[/red]; the stack keeps running (`finfocus down` stops it)")
+        console.print(
+            "[red]the import failed[/red]; the stack keeps running (`finfocus down` stops it)"
+        )
         return 1
 
     _heading("Costs by provider and service")
     window = ("--from", sample.start.isoformat(), "--to", sample.end.isoformat())
-    _show(cli.run("cost", "actual", *window, "--group-by", "provider,service"), "finfocus cost actual")
+    _show(
+        cli.run("cost", "actual", *window, "--group-by", "provider,service"), "finfocus cost actual"
+    )
     _, body = cli.json("cost", "actual", *window)
     if body and "summary" in body and body["summary"].get("totalCost") is not None:
         stored = Decimal(body["summary"]["totalCost"])
         expected = sample.totals.get(body["summary"].get("currency") or "USD")
-        verdict = "reconciles to the cent" if stored == expected else f"differs from the sample's {expected}"
+        verdict = (
+            "reconciles to the cent"
+            if stored == expected
+            else f"differs from the sample's {expected}"
+        )
         console.print(f"stored total {stored} {body['summary'].get('currency')}: {verdict}")
 
     _heading("Anomalies")
-    console.print(f"waiting up to {wait_timeout:.0f}s for the detector (the spike is on EC2 instance {sample.spike_resource_id}) ...")
+    console.print(
+        f"waiting up to {wait_timeout:.0f}s for the detector (the spike is on EC2 instance {sample.spike_resource_id}) ..."
+    )
     anomalies, exists = _wait_for(cli, ("anomalies", "list"), "anomalies", wait_timeout)
     if exists:
         _show(cli.run("anomalies", "list"), "finfocus anomalies list")
         if not anomalies:
-            console.print("[yellow]note:[/yellow] no anomaly reported yet; try `finfocus anomalies list` again shortly")
+            console.print(
+                "[yellow]note:[/yellow] no anomaly reported yet; try `finfocus anomalies list` again shortly"
+            )
     else:
-        console.print("[yellow]note:[/yellow] `finfocus anomalies list` is not available in this build yet")
+        console.print(
+            "[yellow]note:[/yellow] `finfocus anomalies list` is not available in this build yet"
+        )
 
     _heading("Forecasts")
     _wait_for(cli, ("forecast", "show"), "forecasts", min(wait_timeout, 60))
     _show(cli.run("forecast", "show"), "finfocus forecast show")
 
     _heading("Remediation commands")
-    commands, exists = _wait_for(cli, ("remediation", "list"), "commands", wait_timeout if anomalies else 30)
+    commands, exists = _wait_for(
+        cli, ("remediation", "list"), "commands", wait_timeout if anomalies else 30
+    )
     if exists:
         _show(cli.run("remediation", "list"), "finfocus remediation list")
         if not commands:
-            console.print("[yellow]note:[/yellow] no remediation command yet; try `finfocus remediation list` again shortly")
+            console.print(
+                "[yellow]note:[/yellow] no remediation command yet; try `finfocus remediation list` again shortly"
+            )
     else:
-        console.print("[yellow]note:[/yellow] `finfocus remediation list` is not available in this build yet")
+        console.print(
+            "[yellow]note:[/yellow] `finfocus remediation list` is not available in this build yet"
+        )
 
     _heading("Done")
     console.print(

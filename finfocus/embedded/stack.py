@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from finfocus.embedded.state import (
     FAILED,
@@ -39,6 +39,10 @@ from finfocus.embedded.state import (
 )
 from finfocus.embedded.supervisor import RestartPolicy, Supervisor
 from finfocus.settings import SERVICES, FinFocusSettings
+
+if TYPE_CHECKING:
+    from finfocus.embedded.kafka import EmbeddedKafka
+    from finfocus.embedded.postgres import EmbeddedPostgres
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +87,9 @@ def _is_our_postmaster(ref: ProcessRef | None, data_dir: Path) -> bool:
         cmdline = proc.cmdline()
     except Exception:  # noqa: BLE001 - psutil access errors
         return False
-    return bool(cmdline) and "postgres" in Path(cmdline[0]).name and str(data_dir) in " ".join(cmdline)
+    return (
+        bool(cmdline) and "postgres" in Path(cmdline[0]).name and str(data_dir) in " ".join(cmdline)
+    )
 
 
 def clear_stale_postmaster(data_dir: Path) -> None:
@@ -135,8 +141,8 @@ class EmbeddedStack:
         self.poll_interval = poll_interval
         self.state_file = StateFile(self.home / "run" / "stack.json")
         self.logs = self.home / "logs"
-        self.kafka = None
-        self.postgres = None
+        self.kafka: EmbeddedKafka | None = None
+        self.postgres: EmbeddedPostgres | None = None
         self.supervisor: Supervisor | None = None
         self.state: dict[str, Any] = {}
         self._stopping = False
@@ -190,8 +196,11 @@ class EmbeddedStack:
         """Tansu keeps nothing across a restart, but the address stays: clients reconnect."""
         from finfocus.embedded.kafka import start_kafka
 
+        assert self.kafka is not None
         port = self.kafka.port
-        logger.error("embedded broker exited with %s; restarting on port %d", self.kafka.process.poll(), port)
+        logger.error(
+            "embedded broker exited with %s; restarting on port %d", self.kafka.process.poll(), port
+        )
         self.kafka = start_kafka(self.logs / "kafka.log", port=port)
         ref = ProcessRef.of(self.kafka.process.pid)
         self.state["kafka"] = ref.to_dict() if ref else None
@@ -211,7 +220,11 @@ class EmbeddedStack:
         self.state.update(
             database_url=self.postgres.url,
             postgres_owned=True,
-            postgres={**(ref.to_dict() if ref else {}), "data_dir": str(data_dir), "port": self.postgres.port},
+            postgres={
+                **(ref.to_dict() if ref else {}),
+                "data_dir": str(data_dir),
+                "port": self.postgres.port,
+            },
         )
         self._save()
         logger.info("embedded PostgreSQL on port %d (data in %s)", self.postgres.port, data_dir)
@@ -226,7 +239,9 @@ class EmbeddedStack:
                 return
             except Exception as exc:  # noqa: BLE001 - broker still starting: retry, then report
                 if time.monotonic() > deadline:
-                    raise StackError(f"cannot create topics on {self.state['kafka_bootstrap']}: {exc}") from exc
+                    raise StackError(
+                        f"cannot create topics on {self.state['kafka_bootstrap']}: {exc}"
+                    ) from exc
                 time.sleep(0.5)
 
     def _spawn(self, name: str) -> subprocess.Popen:
@@ -392,7 +407,10 @@ def public_status(state: dict[str, Any]) -> dict[str, Any]:
     return {
         "kafka_bootstrap": state.get("kafka_bootstrap"),
         "database_url": mask_url(state.get("database_url")),
-        "services": {name: (entry or {}).get("state", "stopped") for name, entry in (state.get("services") or {}).items()},
+        "services": {
+            name: (entry or {}).get("state", "stopped")
+            for name, entry in (state.get("services") or {}).items()
+        },
     }
 
 
@@ -421,9 +439,13 @@ def start_detached(settings: FinFocusSettings, timeout: float = 180.0) -> dict[s
     while time.monotonic() < deadline:
         code = proc.poll()
         if code is not None:
-            raise StackError(f"the stack failed to start (exit {code}); see {log_path}:\n{_tail(log_path)}")
+            raise StackError(
+                f"the stack failed to start (exit {code}); see {log_path}:\n{_tail(log_path)}"
+            )
         state = state_file.read()
-        if (state.get("supervisor") or {}).get("pid") == proc.pid and state.get("phase") == "running":
+        if (state.get("supervisor") or {}).get("pid") == proc.pid and state.get(
+            "phase"
+        ) == "running":
             return state
         time.sleep(0.2)
     raise StackError(

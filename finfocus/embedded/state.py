@@ -20,7 +20,13 @@ from urllib.parse import urlsplit, urlunsplit
 import psutil
 
 #: process states reported by `finfocus status`
-STARTING, RUNNING, RESTARTING, FAILED, STOPPED = "starting", "running", "restarting", "failed", "stopped"
+STARTING, RUNNING, RESTARTING, FAILED, STOPPED = (
+    "starting",
+    "running",
+    "restarting",
+    "failed",
+    "stopped",
+)
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,9 @@ class ServiceSlot:
     def snapshot(self) -> dict:
         return {
             "state": self.state,
-            "pid": self.process.pid if self.process is not None and self.state in (STARTING, RUNNING) else None,
+            "pid": self.process.pid
+            if self.process is not None and self.state in (STARTING, RUNNING)
+            else None,
             "restarts": self.restarts,
             "last_exit": self.last_exit,
             "reason": self.reason,
@@ -133,9 +135,7 @@ class Supervisor:
             slot.reason = slot.reason or "the service cannot run (see its log)"
         elif len(slot.crashes) >= self.policy.max_crashes:
             slot.state = FAILED
-            slot.reason = (
-                f"crashed {len(slot.crashes)} times within {self.policy.window:.0f}s (last exit {code})"
-            )
+            slot.reason = f"crashed {len(slot.crashes)} times within {self.policy.window:.0f}s (last exit {code})"
         else:
             slot.state = RESTARTING
             slot.next_start = now + self.policy.delay(len(slot.crashes))
@@ -173,20 +173,24 @@ class Supervisor:
 
     def stop_all(self, timeout: float = 20.0) -> None:
         """Terminate every live process, then kill what has not exited after `timeout`."""
-        live = [s for s in self.slots.values() if s.process is not None and s.process.poll() is None]
-        for slot in live:
+        live = [
+            s.process
+            for s in self.slots.values()
+            if s.process is not None and s.process.poll() is None
+        ]
+        for process in live:
             try:
-                slot.process.terminate()
+                process.terminate()
             except OSError:
                 pass
         deadline = self._clock() + timeout
-        for slot in live:
+        for process in live:
             remaining = max(0.1, deadline - self._clock())
             try:
-                slot.process.wait(remaining)
+                process.wait(remaining)
             except Exception:  # noqa: BLE001 - TimeoutExpired from subprocess or a fake
-                slot.process.kill()
-                slot.process.wait(5)
+                process.kill()
+                process.wait(5)
         for slot in self.slots.values():
             if slot.state != FAILED:
                 slot.state = STOPPED

@@ -37,7 +37,11 @@ def finfocus(home: Path, *args: str, timeout: float = 240) -> subprocess.Complet
     env["FINFOCUS_HOME"] = str(home)
     return subprocess.run(
         [sys.executable, "-m", "finfocus.cli", *args],
-        env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
     )
 
 
@@ -65,19 +69,21 @@ def billed_records(n: int, seed: int = 11) -> tuple[list[dict], Decimal]:
         cost = Decimal(rng.randint(-500, 250_000)) / 100  # credits are negative and legal
         total += cost
         day = 1 + i % 28
-        records.append({
-            "ProviderName": rng.choice(["AWS", "Microsoft", "Google Cloud"]),
-            "BillingAccountId": "acct-e2e",
-            "SubAccountId": f"sub-{i % 7}",
-            "ChargePeriodStart": f"2020-02-{day:02d}T00:00:00Z",
-            "ChargePeriodEnd": f"2020-02-{day:02d}T01:00:00Z",
-            "BillingCurrency": "USD",
-            "ServiceName": rng.choice(["Compute", "Storage", "Database"]),
-            "ChargeCategory": "Usage" if cost >= 0 else "Credit",
-            "BilledCost": format(cost, "f"),
-            "ResourceId": f"r-{i}",
-            "x_RecordId": f"e2e-{i}",
-        })
+        records.append(
+            {
+                "ProviderName": rng.choice(["AWS", "Microsoft", "Google Cloud"]),
+                "BillingAccountId": "acct-e2e",
+                "SubAccountId": f"sub-{i % 7}",
+                "ChargePeriodStart": f"2020-02-{day:02d}T00:00:00Z",
+                "ChargePeriodEnd": f"2020-02-{day:02d}T01:00:00Z",
+                "BillingCurrency": "USD",
+                "ServiceName": rng.choice(["Compute", "Storage", "Database"]),
+                "ChargeCategory": "Usage" if cost >= 0 else "Credit",
+                "BilledCost": format(cost, "f"),
+                "ResourceId": f"r-{i}",
+                "x_RecordId": f"e2e-{i}",
+            }
+        )
     return records, total
 
 
@@ -101,7 +107,18 @@ async def publish(bootstrap: str, records: list[dict]) -> None:
 
 
 def cost_total(home: Path) -> Decimal | None:
-    result = finfocus(home, "cost", "actual", "--from", "2020-02-01", "--to", "2020-03-01", "--output", "json", timeout=60)
+    result = finfocus(
+        home,
+        "cost",
+        "actual",
+        "--from",
+        "2020-02-01",
+        "--to",
+        "2020-03-01",
+        "--output",
+        "json",
+        timeout=60,
+    )
     if result.returncode != 0:
         return None
     return Decimal(json.loads(result.stdout)["summary"]["totalCost"] or "0")
@@ -127,13 +144,21 @@ def demo_runs_the_whole_pipeline(home: Path) -> None:
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "reconciles to the cent" in demo.stdout, demo.stdout
     assert "finfocus down" in demo.stdout
-    anomalies = json.loads(finfocus(home, "anomalies", "list", "--output", "json").stdout)["anomalies"]
-    spiked = [a for a in anomalies if a["dimension"].get("SubAccountId") == "210987654321"
-              and "Elastic Compute" in a["dimension"].get("ServiceName", "")]
+    anomalies = json.loads(finfocus(home, "anomalies", "list", "--output", "json").stdout)[
+        "anomalies"
+    ]
+    spiked = [
+        a
+        for a in anomalies
+        if a["dimension"].get("SubAccountId") == "210987654321"
+        and "Elastic Compute" in a["dimension"].get("ServiceName", "")
+    ]
     assert spiked, anomalies
     causes = json.dumps(spiked[0].get("root_causes"))
     assert SPIKE_RESOURCE_ID in causes or spiked[0]["dimension"], causes
-    commands = json.loads(finfocus(home, "remediation", "list", "--output", "json").stdout)["commands"]
+    commands = json.loads(finfocus(home, "remediation", "list", "--output", "json").stdout)[
+        "commands"
+    ]
     assert any(c["reason"].get("anomaly_id") == spiked[0]["anomaly_id"] for c in commands), commands
     # what a second `finfocus demo` does: the same sample imported again counts nothing twice
     sample = home / "demo" / "focus-demo.csv"
@@ -166,10 +191,18 @@ def test_stack_up_prices_published_records_to_the_cent_then_down_leaves_nothing(
         assert set(body) == {"kafka_bootstrap", "database_url", "services"}
         assert set(body["services"]) == set(SERVICES)
         assert body["kafka_bootstrap"].startswith("127.0.0.1:")
-        assert body["database_url"].startswith("postgresql://") and ":5432/" not in body["database_url"]
+        assert (
+            body["database_url"].startswith("postgresql://")
+            and ":5432/" not in body["database_url"]
+        )
         available = {s for s in SERVICES if (ROOT / "services" / s / "app.py").exists()}
         for name, state in body["services"].items():
-            assert state == ("running" if name in available else "failed"), (name, state, up.stdout, up.stderr)
+            assert state == ("running" if name in available else "failed"), (
+                name,
+                state,
+                up.stdout,
+                up.stderr,
+            )
         assert up.returncode == (0 if available == set(SERVICES) else 1), up.stderr
         assert (home / "logs" / "kafka.log").exists() and (home / "logs" / "pricing.log").exists()
 
@@ -185,13 +218,24 @@ def test_stack_up_prices_published_records_to_the_cent_then_down_leaves_nothing(
         if available == set(SERVICES):
             demo_runs_the_whole_pipeline(home)
     finally:
-        state = json.loads((home / "run" / "stack.json").read_text()) if (home / "run" / "stack.json").exists() else {}
+        state = (
+            json.loads((home / "run" / "stack.json").read_text())
+            if (home / "run" / "stack.json").exists()
+            else {}
+        )
         down = finfocus(home, "down")
     assert down.returncode == 0, down.stderr
-    pids = [state.get("supervisor", {}).get("pid"), (state.get("kafka") or {}).get("pid"),
-            (state.get("postgres") or {}).get("pid")]
+    pids = [
+        state.get("supervisor", {}).get("pid"),
+        (state.get("kafka") or {}).get("pid"),
+        (state.get("postgres") or {}).get("pid"),
+    ]
     pids += [e.get("pid") for e in (state.get("services") or {}).values()]
-    assert not [p for p in pids if p and psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not [
+        p
+        for p in pids
+        if p and psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+    ]
     assert processes_under(home) == []
     assert not (home / "run" / "stack.json").exists()
     after = finfocus(home, "status", "--output", "json")

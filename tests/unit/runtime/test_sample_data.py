@@ -23,7 +23,9 @@ def test_same_seed_and_end_give_the_same_rows():
 def test_overlapping_windows_agree_on_shared_days_so_reimports_do_not_double_count():
     earlier_rows, earlier_summary = generate(end=END - timedelta(days=10))
     spiked = {d.isoformat() for d in earlier_summary.spike_days}
-    earlier = {r["x_RecordId"]: r for r in earlier_rows if r["ChargePeriodStart"][:10] not in spiked}
+    earlier = {
+        r["x_RecordId"]: r for r in earlier_rows if r["ChargePeriodStart"][:10] not in spiked
+    }
     later = {r["x_RecordId"]: r for r in generate(end=END)[0]}
     shared = set(earlier) & set(later)
     assert len(shared) > 500
@@ -44,7 +46,9 @@ def test_totals_are_exact_decimals_that_reconcile_with_the_written_csv(tmp_path)
     total = sum((Decimal(r["BilledCost"]) for r in rows), Decimal(0))
     assert summary.totals == {"USD": total}
     assert sum(summary.by_provider.values(), Decimal(0)) == total
-    assert all(Decimal(r["BilledCost"]) == Decimal(r["BilledCost"]).quantize(Decimal("0.01")) for r in rows)
+    assert all(
+        Decimal(r["BilledCost"]) == Decimal(r["BilledCost"]).quantize(Decimal("0.01")) for r in rows
+    )
 
 
 def test_every_row_is_a_valid_billing_record_across_three_clouds():
@@ -99,7 +103,9 @@ def test_one_ec2_instance_spikes_in_the_last_three_days():
     others = defaultdict(dict)
     for r in rows:
         if r["ResourceId"] and r["ResourceId"] != SPIKE_RESOURCE_ID:
-            others[r["ResourceId"]][date.fromisoformat(r["ChargePeriodStart"][:10])] = Decimal(r["BilledCost"])
+            others[r["ResourceId"]][date.fromisoformat(r["ChargePeriodStart"][:10])] = Decimal(
+                r["BilledCost"]
+            )
     for series in others.values():
         med = statistics.median(series.values())
         assert all(series[d] <= 2 * med + Decimal("0.05") for d in summary.spike_days)

@@ -35,7 +35,9 @@ time.sleep(60)
 
 @pytest.fixture
 def stack(tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(stack_module, "serve_command", lambda name: [sys.executable, "-c", CHILD, name])
+    monkeypatch.setattr(
+        stack_module, "serve_command", lambda name: [sys.executable, "-c", CHILD, name]
+    )
     monkeypatch.setattr(EmbeddedStack, "_ensure_topics", lambda self: None)
     settings = FinFocusSettings(
         home=tmp_path / "home",
@@ -45,7 +47,9 @@ def stack(tmp_path: Path, monkeypatch):
     made = []
 
     def make(services):
-        s = EmbeddedStack(settings, services=services, policy=RestartPolicy(base_delay=0.01, max_crashes=2))
+        s = EmbeddedStack(
+            settings, services=services, policy=RestartPolicy(base_delay=0.01, max_crashes=2)
+        )
         made.append(s)
         return s
 
@@ -70,7 +74,12 @@ def test_services_become_running_once_they_write_their_ready_marker(stack):
     assert public_status(state) == {
         "kafka_bootstrap": "kafka.example:9092",
         "database_url": "postgresql://app:***@db.example:5432/finfocus",
-        "services": {"ingest": "running", "pricing": "running", "broken": "failed", "crashy": "failed"},
+        "services": {
+            "ingest": "running",
+            "pricing": "running",
+            "broken": "failed",
+            "crashy": "failed",
+        },
     }
     assert state["services"]["broken"]["last_exit"] == EXIT_CONFIG
     assert state["services"]["crashy"]["restarts"] == 1
@@ -120,7 +129,9 @@ def keep_root_logging():
     root.setLevel(level)
 
 
-def test_serve_rejects_an_unknown_service_and_reports_a_missing_one(monkeypatch, tmp_path, keep_root_logging):
+def test_serve_rejects_an_unknown_service_and_reports_a_missing_one(
+    monkeypatch, tmp_path, keep_root_logging
+):
     from finfocus.cli import app
 
     monkeypatch.setenv("FINFOCUS_HOME", str(tmp_path))

@@ -48,7 +48,9 @@ def test_cleanup_of_a_stale_state_spares_reused_pids_and_external_services(tmp_p
         "kafka_owned": False,  # FINFOCUS_KAFKA_BOOTSTRAP cluster: never ours to stop
         "kafka": real.to_dict(),
         "postgres_owned": False,
-        "services": {"ingest": {"state": "running", "pid": sleeper.pid, "create_time": real.create_time + 5}},
+        "services": {
+            "ingest": {"state": "running", "pid": sleeper.pid, "create_time": real.create_time + 5}
+        },
     }
     sf = StateFile(tmp_path / "run" / "stack.json")
     sf.write(state)
@@ -60,8 +62,10 @@ def test_cleanup_of_a_stale_state_spares_reused_pids_and_external_services(tmp_p
 
 def test_cleanup_stops_services_left_behind_by_a_dead_supervisor(tmp_path: Path, sleeper):
     ref = ProcessRef.of(sleeper.pid)
-    state = {"supervisor": {"pid": 999999, "create_time": 1.0},
-             "services": {"pricing": {"state": "running", **ref.to_dict()}}}
+    state = {
+        "supervisor": {"pid": 999999, "create_time": 1.0},
+        "services": {"pricing": {"state": "running", **ref.to_dict()}},
+    }
     assert cleanup(state, tmp_path) == ["service pricing"]
     assert sleeper.wait(5) is not None
 
@@ -75,8 +79,14 @@ def test_state_file_is_written_atomically_and_private(tmp_path: Path):
 
 
 def test_database_password_is_masked():
-    assert mask_url("postgresql://app:s3cr3t@db.example:5432/finfocus") == "postgresql://app:***@db.example:5432/finfocus"
-    assert mask_url("postgresql://postgres@127.0.0.1:5433/finfocus") == "postgresql://postgres@127.0.0.1:5433/finfocus"
+    assert (
+        mask_url("postgresql://app:s3cr3t@db.example:5432/finfocus")
+        == "postgresql://app:***@db.example:5432/finfocus"
+    )
+    assert (
+        mask_url("postgresql://postgres@127.0.0.1:5433/finfocus")
+        == "postgresql://postgres@127.0.0.1:5433/finfocus"
+    )
     assert mask_url(None) is None
 
 

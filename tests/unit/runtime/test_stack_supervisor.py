@@ -98,7 +98,9 @@ def test_crashed_service_restarts_after_its_backoff_delay():
 
 
 def test_repeated_crashes_within_the_window_mark_the_service_failed():
-    sup, clock, spawned = make(policy=RestartPolicy(base_delay=0.1, max_delay=1, max_crashes=5, window=60))
+    sup, clock, spawned = make(
+        policy=RestartPolicy(base_delay=0.1, max_delay=1, max_crashes=5, window=60)
+    )
     sup.start_all()
     for _ in range(5):
         spawned["a"][-1].code = 2
@@ -114,7 +116,9 @@ def test_repeated_crashes_within_the_window_mark_the_service_failed():
 
 
 def test_crashes_outside_the_window_do_not_accumulate():
-    sup, clock, spawned = make(policy=RestartPolicy(base_delay=0.1, max_delay=1, max_crashes=3, window=10))
+    sup, clock, spawned = make(
+        policy=RestartPolicy(base_delay=0.1, max_delay=1, max_crashes=3, window=10)
+    )
     sup.start_all()
     for _ in range(6):
         spawned["a"][-1].code = 1
@@ -150,7 +154,12 @@ def test_real_crashing_child_is_restarted_then_failed():
     def spawn(name):
         return subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
 
-    sup = Supervisor(["crashy"], spawn, lambda n, p: False, RestartPolicy(base_delay=0.01, max_delay=0.05, max_crashes=3, window=30))
+    sup = Supervisor(
+        ["crashy"],
+        spawn,
+        lambda n, p: False,
+        RestartPolicy(base_delay=0.01, max_delay=0.05, max_crashes=3, window=30),
+    )
     sup.start_all()
     deadline = time.monotonic() + 20
     while sup.states()["crashy"] != FAILED and time.monotonic() < deadline:
