@@ -7,8 +7,8 @@ Rules (see docs/remediation.md):
   the export shows no compute during the look-back -> delete-volume (volumes) or notify.
 - previous-generation: an instance type of an older family with a cheaper current-generation
   equivalent in the price catalog -> resize-instance.
-- commitment: steady on-demand compute spend (every day of the look-back at least the floor,
-  coefficient of variation at most 0.2) -> a savings plan covering the minimum daily spend.
+- commitment: steady on-demand compute spend (at least 7 days, never under the floor of 10 a
+  day) -> a savings plan covering the minimum daily spend.
 - idle-instance (Trusted Advisor): daily CPU <= 10 % and network <= 5 MB on >= 4 of the last
   14 days -> stop-instance.
 - rightsize-instance (Compute Optimizer style): the smallest size of the family on which the
@@ -18,7 +18,6 @@ Rules (see docs/remediation.md):
 from __future__ import annotations
 
 import hashlib
-import statistics
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -175,8 +174,10 @@ def billing_rules(usages: list[ResourceUsage], catalog: Catalog) -> list[Recomme
 
 
 def commitment_rule(usages: list[ResourceUsage], catalog: Catalog, *, min_days: int = 7,
-                    floor: Decimal = Decimal("10"), max_cv: float = 0.2) -> list[Recommendation]:
-    """Steady on-demand instance spend per (provider, account, currency) a savings plan would cover."""
+                    floor: Decimal = Decimal("10")) -> list[Recommendation]:
+    """Steady on-demand instance spend per (provider, account, currency) a savings plan would cover:
+    committing to the lowest daily spend of the look-back keeps the plan fully used every day,
+    whatever the variation above it."""
     groups: dict[tuple, dict[date, Decimal]] = {}
     for u in usages:
         if u.kind != "instance":
@@ -191,7 +192,7 @@ def commitment_rule(usages: list[ResourceUsage], catalog: Catalog, *, min_days: 
         values = list(daily.values())
         low = min(values)
         mean = sum(values, Decimal(0)) / len(values)
-        if low < floor or mean <= 0 or statistics.pstdev([float(v) for v in values]) / float(mean) > max_cv:
+        if low < floor or len(values) < min_days:
             continue
         hourly = (low / 24).quantize(Decimal("0.001"))
         target = ResourceUsage(f"{provider}:{account}:compute-commitment", provider, account, None,

@@ -58,7 +58,7 @@ def test_previous_generation_instance_gets_the_current_family_from_the_catalog()
     assert recs[0].estimated_monthly_savings == (Decimal("2.40") * 365 / 12 * Decimal("0.04")).quantize(Decimal("0.01"))
 
 
-def test_steady_on_demand_spend_gives_a_commitment_and_spiky_spend_does_not():
+def test_steady_on_demand_spend_gives_a_commitment_and_spend_that_drops_under_the_floor_does_not():
     steady = [usage(f"i-{n}", "12.00", rtype="m5.large", account="steady") for n in range(2)]
     spiky = usage("i-s", "1.00", rtype="m5.large", account="spiky")
     spiky.daily_cost[END] = Decimal("500")
