@@ -313,9 +313,43 @@ class EmbeddedStack:
                 self.state["phase"] = "running"
         self.state_file.write(self.state)
 
+    def _postgres_gone(self) -> bool:
+        ref = ProcessRef.from_dict(self.state.get("postgres"))
+        return self.postgres is not None and ref is not None and not ref.alive()
+
+    def _restart_postgres(self) -> None:
+        """Start the cluster again on the same port (services reconnect; data is on disk)."""
+        from finfocus.embedded.postgres import start_postgres
+
+        assert self.postgres is not None
+        data_dir, port = self.postgres.data_dir, self.postgres.port
+        logger.error("embedded PostgreSQL exited; restarting it on port %d", port)
+        for attempt in range(5):
+            # the killed server's backends linger for a moment and hold its lock files
+            time.sleep(0.5 * (attempt + 1))
+            try:
+                clear_stale_postmaster(data_dir)
+                self.postgres = start_postgres(data_dir, self.logs / "postgres.log", port=port)
+                break
+            except Exception as exc:  # noqa: BLE001 - retried; the services will report it
+                logger.warning("restarting PostgreSQL failed (attempt %d): %s", attempt + 1, exc)
+        else:
+            logger.error("cannot restart PostgreSQL; see %s", self.logs / "postgres.log")
+            self.postgres = None
+            return
+        ref = _postmaster_ref(data_dir)
+        self.state["postgres"] = {
+            **(ref.to_dict() if ref else {}),
+            "data_dir": str(data_dir),
+            "port": port,
+        }
+        self._save()
+
     def tick(self) -> None:
         if self.kafka is not None and self.kafka.process.poll() is not None and not self._stopping:
             self._restart_kafka()
+        if not self._stopping and self._postgres_gone():
+            self._restart_postgres()
         if self.supervisor is not None and self.supervisor.tick():
             self._save()
 
