@@ -157,6 +157,7 @@ class PluginHost:
 
     plugins: list[PluginRef]
     timeout: float = 10.0
+    start_timeout: float = 30.0  # process start + handshake (imports can be slow on a busy box)
     retries: int = 2
     backoff: float = 0.2
     ttl: float = 3600.0
@@ -243,14 +244,14 @@ class PluginHost:
             stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True,
         )
         try:
-            line = await asyncio.wait_for(process.stdout.readline(), self.timeout)
+            line = await asyncio.wait_for(process.stdout.readline(), max(self.start_timeout, self.timeout))
             text = line.decode("utf-8", "replace").strip()
             if not text.startswith(HANDSHAKE):
                 raise PluginError(f"bad handshake {text[:80]!r}")
             port = int(text[len(HANDSHAKE):])
             channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
             stub = rpc.PricingPluginStub(channel)
-            answer = await stub.Name(pb.NameRequest(), timeout=self.timeout)
+            answer = await stub.Name(pb.NameRequest(), timeout=max(self.start_timeout, self.timeout))
             if answer.name != ref.name:
                 await channel.close()
                 raise PluginError(f"plugin calls itself {answer.name!r}, manifest says {ref.name!r}")
@@ -260,6 +261,15 @@ class PluginHost:
                 await process.wait()
             raise
         return _Running(process, channel, stub)
+
+    async def _reap(self, name: str, wait: float = 1.0) -> None:
+        """Give a process that dropped its connection a moment to exit, so `_ensure` sees it."""
+        running = self._running.get(name)
+        if running is not None and running.process.returncode is None:
+            try:
+                await asyncio.wait_for(running.process.wait(), wait)
+            except TimeoutError:
+                pass
 
     def _failed(self, name: str, error: str) -> None:
         stats = self.stats.setdefault(name, PluginStats())
@@ -307,6 +317,8 @@ class PluginHost:
                 last = f"{method}: {exc.code().name} {exc.details() or ''}".strip()
                 if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                     break
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    await self._reap(ref.name)  # a crashed process is restarted by the next try
             except PluginError as exc:
                 last = str(exc)
             except Exception as exc:  # noqa: BLE001
