@@ -16,7 +16,7 @@ from schemas.pricing import PricedRecordV1
 from schemas.topics import Topics, schema_headers
 from services.anomaly.domain import CostLine
 from services.anomaly.engine import Evaluator, Outcome, line_from_record
-from services.anomaly.store import AnomalyStore
+from services.anomaly.store import BAD_DATA, AnomalyStore
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,36 @@ async def publish_anomalies(runtime, outcomes: list[Outcome], headers: dict[str,
         await runtime.publisher.publish(Topics.ANOMALIES, records)
 
 
+def _traceparent(o: Outcome, headers: dict[str, dict[str, bytes]]) -> str | None:
+    value = headers.get(o.cause.record_id, {}).get("traceparent") if o.cause else None
+    return value.decode("ascii", "replace") if isinstance(value, bytes) else value
+
+
+async def republish(runtime, store: AnomalyStore) -> None:
+    """Publish anomalies whose earlier publish did not complete (at-least-once)."""
+    pending = await store.unpublished()
+    if not pending:
+        return
+    outcomes, headers = [], {}
+    for body, traceparent in pending:
+        anomaly = AnomalyV1.model_validate(body)
+        cause = None
+        if traceparent:
+            headers[anomaly.anomaly_id] = {"traceparent": traceparent.encode()}
+            cause = _Cause(anomaly.anomaly_id)
+        outcomes.append(Outcome(anomaly, cause, "republished"))
+    await publish_anomalies(runtime, outcomes, headers)
+    await store.mark_published([o.anomaly.anomaly_id for o in outcomes])
+    logger.info("anomalies re-published", extra=log_fields(count=len(outcomes)))
+
+
+class _Cause:
+    """Stands in for the causing line when only its trace context survives."""
+
+    def __init__(self, record_id: str) -> None:
+        self.record_id = record_id
+
+
 def register_handlers(runtime, store: AnomalyStore, evaluator: Evaluator, notifier=None) -> None:
     """Subscribe the detection handler on `runtime.broker`."""
     settings = runtime.settings
@@ -79,14 +109,32 @@ def register_handlers(runtime, store: AnomalyStore, evaluator: Evaluator, notifi
         **consumer_options(settings, group_id=GROUP_ID),
     )
     async def detect_anomalies(message: KafkaMessage) -> None:
+        await republish(runtime, store)
         parsed, letters = parse_batch(envelopes(message))
+        headers = {line.record_id: env.headers for line, env in parsed}
+
+        async def evaluate(items: list[tuple[CostLine, Envelope]]) -> list[Outcome]:
+            async with store.transaction() as tx:
+                outcomes = await evaluator.process(tx, [line for line, _ in items])
+                await tx.mark_pending([(o.anomaly.anomaly_id, _traceparent(o, headers)) for o in outcomes])
+                if notifier is not None and outcomes:
+                    await notifier.enqueue(tx.conn, [o.anomaly.model_dump(mode="json") for o in outcomes], evaluator.clock())
+            return outcomes
+
+        try:
+            outcomes = await evaluate(parsed)
+        except BAD_DATA:
+            # one record the database refuses must not block the batch: isolate it
+            outcomes = []
+            for item in parsed:
+                try:
+                    outcomes += await evaluate([item])
+                except BAD_DATA as exc:
+                    letters.append(envelope_dead_letter(item[1], f"cannot store record: {exc}", service=SERVICE))
         if letters:
             await publish_dead_letters(runtime.broker, letters)
-        async with store.transaction() as tx:
-            outcomes = await evaluator.process(tx, [line for line, _ in parsed])
-            if notifier is not None and outcomes:
-                await notifier.enqueue(tx.conn, [o.anomaly.model_dump(mode="json") for o in outcomes], evaluator.clock())
-        await publish_anomalies(runtime, outcomes, {line.record_id: env.headers for line, env in parsed})
+        await publish_anomalies(runtime, outcomes, headers)
+        await store.mark_published([o.anomaly.anomaly_id for o in outcomes])
         logger.debug("batch evaluated", extra=log_fields(lines=len(parsed), dead=len(letters), anomalies=len(outcomes)))
 
     @runtime.broker.subscriber(
@@ -109,3 +157,4 @@ def register_handlers(runtime, store: AnomalyStore, evaluator: Evaluator, notifi
         if letters:
             await publish_dead_letters(runtime.broker, letters)
         await publish_anomalies(runtime, outcomes, headers)
+        await store.mark_published([o.anomaly.anomaly_id for o in outcomes])

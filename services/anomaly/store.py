@@ -11,6 +11,9 @@ import asyncpg
 
 from services.anomaly.domain import CostLine, Monitor, Raised, SeriesKey
 
+#: errors that come from a record's content, not from the database being unavailable
+BAD_DATA = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, ValueError, ArithmeticError)
+
 COLUMNS = {
     "ProviderName": "provider",
     "BillingAccountId": "billing_account_id",
@@ -254,6 +257,14 @@ class Tx:
         )
         return body
 
+    async def mark_pending(self, items: Sequence[tuple[str, str | None]]) -> None:
+        """Flag saved anomalies as not yet on the topic (with their cause's traceparent)."""
+        if items:
+            await self.conn.executemany(
+                "UPDATE anomaly.anomalies SET pending_publish = true, cause_traceparent = $2 WHERE anomaly_id = $1",
+                items,
+            )
+
     async def series_of(self, anomaly_id: str) -> tuple[str, str] | None:
         row = await self.conn.fetchrow("SELECT monitor, series_key FROM anomaly.anomalies WHERE anomaly_id = $1", anomaly_id)
         return (row["monitor"], row["series_key"]) if row else None
@@ -264,6 +275,22 @@ class AnomalyStore:
 
     def __init__(self, runtime) -> None:
         self._runtime = runtime
+
+    async def mark_published(self, ids: Sequence[str]) -> None:
+        if ids:
+            await self._runtime.pool.execute(
+                "UPDATE anomaly.anomalies SET pending_publish = false WHERE anomaly_id = ANY($1::text[])", list(ids)
+            )
+
+    async def unpublished(self, older_than_s: float = 30.0) -> list[tuple[dict, str | None]]:
+        """Anomalies saved but not confirmed on the topic for a while (a failed publish)."""
+        rows = await self._runtime.pool.fetch(
+            """SELECT body, cause_traceparent FROM anomaly.anomalies
+               WHERE pending_publish AND detected_at < now() - make_interval(secs => $1)
+               ORDER BY detected_at LIMIT 1000""",
+            older_than_s,
+        )
+        return [(r["body"], r["cause_traceparent"]) for r in rows]
 
     def transaction(self):
         return _TxContext(self._runtime.pool)

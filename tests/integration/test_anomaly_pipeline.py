@@ -122,3 +122,43 @@ async def test_redelivered_records_change_nothing_and_bad_ones_are_dead_lettered
         assert await conn.fetchval("SELECT count(*) FROM anomaly.cost_lines") == len(rows)
     finally:
         await conn.close()
+
+
+async def test_record_the_database_refuses_is_dead_lettered_and_the_rest_is_kept(settings):
+    rows = history()
+    poison = priced(START, "5.00", rid="nul", resource="i-\u0000")  # valid JSON, refused by PostgreSQL text
+    app = build_app(settings)
+    await app.start()
+    try:
+        await publish(settings.kafka, [*rows[:20], poison, *rows[20:]])
+        dead = await consume(settings.kafka, "priced-resources.dlq", want=1)
+        got = await consume(settings.kafka, "anomalies", want=1)
+    finally:
+        await app.stop()
+    assert len(dead) == 1 and b"cannot store record" in dead[0].value
+    assert len({AnomalyV1.model_validate_json(r.value).anomaly_id for r in got}) == 1
+    conn = await asyncpg.connect(settings.database)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM anomaly.cost_lines") == len(rows)
+    finally:
+        await conn.close()
+
+
+async def test_anomaly_whose_publish_did_not_complete_is_published_again(settings):
+    rows = history()
+    app = build_app(settings)
+    await app.start()
+    try:
+        await publish(settings.kafka, rows)
+        [first] = await consume(settings.kafka, "anomalies", want=1)
+        conn = await asyncpg.connect(settings.database)
+        try:  # as if the process had died between commit and publish
+            await conn.execute("UPDATE anomaly.anomalies SET pending_publish = true, detected_at = now() - interval '1 hour'")
+        finally:
+            await conn.close()
+        await publish(settings.kafka, rows[:1])
+        got = await consume(settings.kafka, "anomalies", want=2)
+    finally:
+        await app.stop()
+    assert len(got) == 2
+    assert json.loads(got[1].value)["anomaly_id"] == json.loads(first.value)["anomaly_id"]
