@@ -56,7 +56,9 @@ def build_app(settings: PricingSettings | None = None, *, tracer_provider: Trace
             tasks.append(asyncio.create_task(_report_health(host, runtime), name="pricing-plugin-health"))
             if settings.pricing_catalog_refresh_s > 0:
                 tasks.append(asyncio.create_task(
-                    refresh_forever(host, runtime.pool, settings.pricing_catalog_refresh_s), name="pricing-catalog"))
+                    refresh_forever(host, runtime.pool, settings.pricing_catalog_refresh_s,
+                                    first_delay=min(60.0, settings.pricing_catalog_refresh_s)),
+                    name="pricing-catalog"))
 
     async def stop_background() -> None:
         for task in tasks:

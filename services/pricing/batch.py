@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import orjson
 from pydantic import ValidationError
 
 from finfocus.broker import Envelope, OutgoingRecord, envelope_dead_letter
@@ -23,6 +24,8 @@ from services.pricing.store import Position
 
 logger = logging.getLogger(__name__)
 
+#: columns pricing writes; an input that already has one takes the careful path
+_PRICING_COLUMNS = frozenset({"x_PriceSource", "x_PricedAt", "x_PriceReason", "x_UnitPrice"})
 _PRICED_HEADERS = [(k, v.encode()) for k, v in schema_headers("PricedRecord").items()]
 
 #: async callable: usage lines -> per line, the plugin quotes in plugin order
@@ -137,13 +140,25 @@ class BatchPricer:
             try:
                 decision = decisions.get(i)
                 extra = rec.__pydantic_extra__
-                if decision is None and not (extra and ("x_PriceSource" in extra or "x_PricedAt" in extra)):
+                if extra and not _PRICING_COLUMNS.isdisjoint(extra):
+                    body = self._priced_body(rec, decision, priced_at, out)  # rare: re-priced input
+                elif decision is None:
                     # hot path (billed rows): serialise once and append the two pricing columns
                     if rec.EffectiveCost is None:
                         rec.__dict__["EffectiveCost"] = rec.BilledCost
                     body = rec.__pydantic_serializer__.to_json(rec, exclude_none=True)[:-1] + stamp
                 else:
-                    body = self._priced_body(rec, decision, priced_at, out)
+                    # priced or unpriced usage: set the costs (already Decimals) and append the
+                    # pricing columns to one serialisation, as above
+                    columns = {"x_PriceSource": decision.source, "x_PricedAt": priced_at}
+                    if decision.source == domain.NONE:
+                        columns["x_PriceReason"] = decision.reason
+                        out.unpriced += 1
+                    else:
+                        rec.__dict__["BilledCost"] = decision.billed_cost
+                        rec.__dict__["EffectiveCost"] = decision.effective_cost
+                        columns["x_UnitPrice"] = format(decision.unit_price, "f")
+                    body = rec.__pydantic_serializer__.to_json(rec, exclude_none=True)[:-1] + b"," + orjson.dumps(columns)[1:]
                 out.lines.append((rec.x_RecordId, body.decode()))
                 if rec.x_BillingScope:
                     out.scopes.add(rec.x_BillingScope)

@@ -78,8 +78,10 @@ async def refresh(host: PluginHost, conn, *, now: datetime | None = None) -> dic
     return report
 
 
-async def refresh_forever(host: PluginHost, pool, period: float) -> None:
-    """The scheduled refresh of the pricing service (FINFOCUS_PRICING_CATALOG_REFRESH_S)."""
+async def refresh_forever(host: PluginHost, pool, period: float, first_delay: float = 0.0) -> None:
+    """The scheduled refresh of the pricing service (FINFOCUS_PRICING_CATALOG_REFRESH_S); the
+    first one waits `first_delay` so it does not compete with start-up."""
+    await asyncio.sleep(first_delay)
     while True:
         try:
             async with pool.acquire() as conn:

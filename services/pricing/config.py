@@ -22,7 +22,7 @@ class PricingSettings(ServiceSettings):
     pricing_builtin_plugins: str = Field("", description="Comma-separated built-in plugins to run, e.g. aws-public")
     pricing_aws_offers_dir: Path | None = Field(None, description="Directory of AWS bulk offer files")
     pricing_opencost_url: str | None = Field(None, description="OpenCost allocation API base URL")
-    pricing_catalog_refresh_s: float = Field(0, ge=0, description="Catalog refresh period (0: off)")
+    pricing_catalog_refresh_s: float = Field(86400, ge=0, description="Catalog refresh period when plugins run (0: off)")
 
     @property
     def specs_dir(self) -> Path:
