@@ -27,9 +27,15 @@ from services.anomaly.domain import (
 from services.anomaly.store import Tx
 
 
+#: a single line beyond this is an error upstream, not spend (and would overflow float maths)
+MAX_COST = Decimal("1e15")
+
+
 def line_from_record(rec: PricedRecordV1) -> CostLine:
     """The anomaly service's view of a priced record; unpriced rows (`none`) cost nothing."""
     priced = rec.x_PriceSource != "none" and rec.BilledCost is not None
+    if priced and abs(rec.BilledCost) >= MAX_COST:
+        raise ValueError(f"BilledCost {rec.BilledCost} is out of range (|cost| < 1e15)")
     start = rec.ChargePeriodStart.astimezone(UTC)
     return CostLine(
         record_id=rec.x_RecordId,
