@@ -1,9 +1,10 @@
 """The embedded stack end to end, through the real `finfocus` command line.
 
-`finfocus up --detach` in a private FINFOCUS_HOME, `status --output json`, billed records
-published on `raw-billing` by an outside producer reconciled to the cent by
-`finfocus cost actual`, a redelivery that changes nothing, then `finfocus down` and no
-process left behind.
+`finfocus up --detach` in a private FINFOCUS_HOME, `status --output json`; 20,000 billed
+records published on `raw-billing` by an outside producer, with malformed messages among
+them, reconciled to the cent by `finfocus cost actual` while every malformed one lands on
+`raw-billing.dlq` with its reason; a redelivery of half of them that changes nothing;
+`finfocus demo` on the running stack; then `finfocus down` and no process left behind.
 """
 
 from __future__ import annotations
@@ -104,6 +105,61 @@ async def publish(bootstrap: str, records: list[dict]) -> None:
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
+
+
+def malformed_messages() -> dict[str, bytes]:
+    """One message per kind of bad input that must end on `raw-billing.dlq`."""
+    good = billed_records(1, seed=99)[0][0]
+
+    def variant(**changes) -> bytes:
+        row = {**good, "x_RecordId": f"bad-{len(changes)}-{sorted(changes)}"}
+        for key, value in changes.items():
+            if value is None:
+                row.pop(key)
+            else:
+                row[key] = value
+        return json.dumps(row).encode()
+
+    return {
+        "not json": b"this is not json {",
+        "missing required field": variant(ProviderName=None),
+        "non-numeric cost": variant(BilledCost="twelve dollars"),
+        "unknown currency": variant(BillingCurrency="XXQ"),
+        "period ends before it starts": variant(
+            ChargePeriodStart="2020-02-10T05:00:00Z", ChargePeriodEnd="2020-02-10T01:00:00Z"
+        ),
+    }
+
+
+async def publish_raw(bootstrap: str, values: list[bytes]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait("raw-billing", value, key=b"e2e:bad")
+    finally:
+        await producer.stop()
+
+
+async def read_dead_letters(bootstrap: str, at_least: int, timeout: float = 30) -> list[dict]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        "raw-billing.dlq", bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    letters: list[dict] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(letters) < at_least and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                letters += [json.loads(r.value) for r in records]
+    finally:
+        await consumer.stop()
+    return letters
 
 
 def cost_total(home: Path) -> Decimal | None:
@@ -207,9 +263,18 @@ def test_stack_up_prices_published_records_to_the_cent_then_down_leaves_nothing(
         assert (home / "logs" / "kafka.log").exists() and (home / "logs" / "pricing.log").exists()
 
         if "pricing" in available:
-            records, total = billed_records(400)
-            asyncio.run(publish(body["kafka_bootstrap"], records))
+            records, total = billed_records(20_000)
+            bad = malformed_messages()
+            asyncio.run(publish(body["kafka_bootstrap"], records[:10_000]))
+            asyncio.run(publish_raw(body["kafka_bootstrap"], list(bad.values())))
+            asyncio.run(publish(body["kafka_bootstrap"], records[10_000:]))
             assert wait_total(home, total) == total
+            letters = asyncio.run(read_dead_letters(body["kafka_bootstrap"], len(bad)))
+            originals = {letter["original"]: letter for letter in letters}
+            for case, raw in bad.items():
+                letter = originals.get(raw.decode())
+                assert letter is not None, (case, letters)
+                assert letter["error"] and letter["source_topic"] == "raw-billing", (case, letter)
             # redelivering half of them changes nothing
             asyncio.run(publish(body["kafka_bootstrap"], records[::2]))
             time.sleep(3)
