@@ -6,6 +6,7 @@ import asyncio
 import importlib
 import logging
 import os
+import signal
 import sys
 
 import typer
@@ -69,10 +70,18 @@ def up(
         stream=sys.stderr,
     )
     stack = EmbeddedStack(settings)
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    # `down` during start-up: unwind what was started so far (start() cleans up on any exit)
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         stack.start()
     except StackError as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted while starting; everything started so far was stopped")
     logging.getLogger(__name__).info("stack started; Ctrl-C stops it")
     stack.run_forever()
 
