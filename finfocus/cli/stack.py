@@ -140,8 +140,8 @@ def serve(
 ) -> None:
     """Run one service in the foreground against the configured broker and database.
 
-    Stops cleanly on SIGTERM or Ctrl-C. Logs are JSON lines (FastStream's own on stdout,
-    the rest on stderr). Exits 78 when the service is not installed.
+    Stops cleanly on SIGTERM or Ctrl-C; logs one JSON object per line.
+    Exits 78 when the service is not installed (the supervisor then marks it failed).
     """
     from finfocus.embedded.stack import ready_marker
     from finfocus.embedded.supervisor import EXIT_CONFIG
