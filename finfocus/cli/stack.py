@@ -38,9 +38,11 @@ def up(
 ) -> None:
     """Start the embedded stack: Kafka broker, PostgreSQL and the five services.
 
-    The broker is skipped when FINFOCUS_KAFKA_BOOTSTRAP is set, PostgreSQL when
-    FINFOCUS_DATABASE_URL is set. Without --detach it runs until Ctrl-C, then stops
-    everything it started. Logs go to FINFOCUS_HOME/logs.
+    No broker when FINFOCUS_KAFKA_BOOTSTRAP is set, no PostgreSQL when FINFOCUS_DATABASE_URL is set.
+
+    Without --detach it runs until Ctrl-C, then stops everything it started.
+
+    Logs go to FINFOCUS_HOME/logs (see docs/operations.md).
     """
     from finfocus.embedded.stack import EmbeddedStack, StackError, failed_services, start_detached
 
