@@ -6,6 +6,7 @@ socket; each service is a tiny Python child that writes its ready marker like `s
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -159,3 +160,24 @@ def test_status_exits_1_when_nothing_runs(monkeypatch, tmp_path):
     monkeypatch.setenv("FINFOCUS_HOME", str(tmp_path))
     result = CliRunner().invoke(app, ["status", "--output", "json"])
     assert result.exit_code == 1
+
+
+def test_children_get_the_embedded_profile_only_on_the_embedded_broker(tmp_path):
+    settings = FinFocusSettings(
+        home=tmp_path, kafka_bootstrap="k:9092", database_url="postgresql://d"
+    )
+    s = EmbeddedStack(settings)
+    s.state = {"kafka_bootstrap": "k:9092", "database_url": "postgresql://d", "kafka_owned": False}
+    env = s._children_environment()
+    assert (
+        env["FINFOCUS_KAFKA_BOOTSTRAP"] == "k:9092"
+        and env["FINFOCUS_DATABASE_URL"] == "postgresql://d"
+    )
+    assert env["FINFOCUS_HOME"] == str(tmp_path.resolve())
+    assert "FINFOCUS_KAFKA_SESSION_TIMEOUT_MS" not in env or os.environ.get(
+        "FINFOCUS_KAFKA_SESSION_TIMEOUT_MS"
+    )
+    s.state["kafka_owned"] = True
+    env = s._children_environment()
+    assert env["FINFOCUS_KAFKA_SESSION_TIMEOUT_MS"] == "1500"
+    assert env["FINFOCUS_KAFKA_HEARTBEAT_INTERVAL_MS"] == "500"
