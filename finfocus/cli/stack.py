@@ -199,11 +199,24 @@ def _json_logs_for_faststream(service: str) -> None:
     there already: give them a JSON one first, so a service log is one JSON object a line."""
     from finfocus.telemetry import JsonLogFormatter
 
+    class BrokerLogFormatter(JsonLogFormatter):
+        """Keeps the topic, group and message id FastStream's filter puts on its records."""
+
+        def format(self, record: logging.LogRecord) -> str:
+            context = {
+                key: value
+                for key in ("topic", "group_id", "message_id")
+                if (value := getattr(record, key, None))
+            }
+            if context:
+                record.fields = {**context, **getattr(record, "fields", {})}
+            return super().format(record)
+
     for name in ("faststream", "faststream.access.kafka"):
         logger = logging.getLogger(name)
         logger.handlers.clear()
         handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(JsonLogFormatter(service))
+        handler.setFormatter(BrokerLogFormatter(service))
         logger.addHandler(handler)
 
 
