@@ -47,7 +47,7 @@ def register_handlers(runtime, store: PricingStore, pricer: BatchPricer) -> None
         # the lines and the tracking record in one transaction, then the priced records
         async with write_lock:
             await store.store_batch(outcome.lines, outcome.positions, sorted(outcome.scopes))
-        await runtime.publisher.publish(Topics.PRICED_RESOURCES, outcome.outgoing)
+        await runtime.publisher.publish_batched(Topics.PRICED_RESOURCES, outcome.outgoing)
         logger.debug(
             "batch priced",
             extra=log_fields(stored=len(outcome.lines), dead=len(outcome.letters), unpriced=outcome.unpriced),

@@ -198,3 +198,36 @@ async def test_restated_scope_version_hides_previous_rows(settings, pricing):
     await wait_for(lambda: _at_least(settings.database_url, 7))
     summary = (await cli_json(settings))["summary"]
     assert summary["totalCost"] == "16.0" and summary["lines"] == 3
+
+
+async def test_batched_publish_keeps_keys_headers_and_default_partitions(settings):
+    from finfocus.broker import RecordPublisher
+
+    publisher = RecordPublisher(settings.kafka_bootstrap)
+    await publisher.start()
+    try:
+        records = [(f"AWS:{i % 5}".encode(), f"v{i}".encode(), [("traceparent", f"t{i}".encode())]) for i in range(300)]
+        assert await publisher.publish("one-by-one", records) == 300
+        assert await publisher.publish_batched("batched", records) == 300
+    finally:
+        await publisher.stop()
+
+    async def placement(topic: str) -> dict:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest")
+        await consumer.start()
+        seen: dict[bytes, tuple] = {}
+        try:
+            while len(seen) < 300:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    for r in records:
+                        seen[r.value] = (r.key, r.partition, r.offset, dict(r.headers))
+        finally:
+            await consumer.stop()
+        return seen
+
+    one, batched = await placement("one-by-one"), await placement("batched")
+    assert {v: (k, p, h) for v, (k, p, _, h) in one.items()} == {v: (k, p, h) for v, (k, p, _, h) in batched.items()}
+    # order within a key (partition) is kept
+    for key in {k for k, *_ in batched.values()}:
+        offsets = [o for v, (k, _, o, _) in sorted(batched.items(), key=lambda x: int(x[0][1:])) if k == key]
+        assert offsets == sorted(offsets)
