@@ -432,7 +432,10 @@ def stop_stack(settings: FinFocusSettings, timeout: float = 60.0) -> list[str]:
             logger.warning("supervisor did not stop within %.0fs; killing it", timeout)
             terminate(ref, timeout=1)
         stopped.append("supervisor")
-    stopped += cleanup(state, home)
+        stopped += [f"service {name}" for name in (state.get("services") or {})]
+        stopped += ["broker"] if state.get("kafka_owned") else []
+        stopped += ["postgres"] if state.get("postgres_owned") else []
+    stopped += [item for item in cleanup(state, home) if item not in stopped]
     return stopped
 
 
