@@ -42,6 +42,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 MAD_TO_SIGMA = 1.4826
+#: bump when a change to the maths makes stored walk states stale
+STATE_VERSION = 1
 
 
 class DetectorParams(BaseModel):
@@ -86,12 +88,30 @@ class Episode:
 
 
 @dataclass
+class WalkState:
+    """Where a walk stopped: enough to continue it when only new steps are appended."""
+
+    y: np.ndarray
+    learn: np.ndarray
+    expected: np.ndarray
+    scores: np.ndarray
+    regime_start: int
+    run_dir: int
+    run_start: int
+
+    def continues(self, y: np.ndarray) -> bool:
+        k = len(self.y)
+        return k <= len(y) and bool(np.array_equal(self.y, y[:k], equal_nan=True))
+
+
+@dataclass
 class Detection:
     """What a detector found: per-step expected values and z-scores, and the episodes."""
 
     expected: np.ndarray
     scores: np.ndarray
     episodes: list[Episode] = field(default_factory=list)
+    state: WalkState | None = None
 
 
 def _med(a: np.ndarray) -> float:
@@ -176,19 +196,40 @@ def _passes(diff: float, expected: float, z: float, p: DetectorParams) -> bool:
 
 
 def robust_seasonal(
-    values: Sequence[float], phase: Sequence[int] | None = None, params: RobustSeasonalParams | None = None
+    values: Sequence[float],
+    phase: Sequence[int] | None = None,
+    params: RobustSeasonalParams | None = None,
+    *,
+    resume: WalkState | None = None,
+    keep: int | None = None,
 ) -> Detection:
-    """Walk `values` step by step (see the module docstring); `phase` is each step's weekday."""
+    """Walk `values` step by step (see the module docstring); `phase` is each step's weekday.
+
+    `resume` continues an earlier walk when its steps are an unchanged prefix of `values`
+    (the same series, same start and parameters, new days appended): only the new steps are
+    computed, with identical results. The returned `state` is taken after `keep` steps (all
+    by default), so a provisional last step (a partial day) is not remembered.
+    """
     p = params or RobustSeasonalParams()
     y = np.asarray(values, dtype=float)
     ph = np.asarray(phase, dtype=int) % p.period if phase is not None else None
     n = len(y)
+    keep = n if keep is None else min(keep, n)
     expected = np.full(n, np.nan)
     scores = np.zeros(n)
     missing = np.isnan(y)
     learn = y.copy()  # what training sees: flagged steps clipped to the edge of normal
     regime_start, run_dir, run_start = 0, 0, 0
-    for t in range(n):
+    first = 0
+    if resume is not None and len(resume.y) <= keep and resume.continues(y):
+        first = len(resume.y)
+        learn[:first], expected[:first], scores[:first] = resume.learn, resume.expected, resume.scores
+        regime_start, run_dir, run_start = resume.regime_start, resume.run_dir, resume.run_start
+    state = None
+    for t in range(first, n):
+        if t == keep:
+            state = WalkState(y[:t].copy(), learn[:t].copy(), expected[:t].copy(), scores[:t].copy(),
+                              regime_start, run_dir, run_start)
         if missing[t]:
             run_dir = 0
             continue
@@ -214,9 +255,10 @@ def robust_seasonal(
             # a level shift: the new level is normal from now on
             learn[run_start : t + 1] = y[run_start : t + 1]
             regime_start, run_dir = run_start, 0
-    detection = Detection(expected, scores)
-    detection.episodes = episodes_from(y, expected, scores, p)
-    return detection
+    if state is None:
+        state = WalkState(y[:keep].copy(), learn[:keep].copy(), expected[:keep].copy(), scores[:keep].copy(),
+                          regime_start, run_dir, run_start)
+    return Detection(expected, scores, episodes_from(y, expected, scores, p), state)
 
 
 def episodes_from(y: np.ndarray, expected: np.ndarray, scores: np.ndarray, p: DetectorParams) -> list[Episode]:
@@ -243,7 +285,9 @@ def episodes_from(y: np.ndarray, expected: np.ndarray, scores: np.ndarray, p: De
     return out
 
 
-def mad(values: Sequence[float], phase: Sequence[int] | None = None, params: MadParams | None = None) -> Detection:
+def mad(
+    values: Sequence[float], phase: Sequence[int] | None = None, params: MadParams | None = None, **_: object
+) -> Detection:
     """The spine's baseline: median and MAD of the trailing `window` unflagged steps."""
     p = params or MadParams()
     y = np.asarray(values, dtype=float)
@@ -293,7 +337,9 @@ def get_detector(name: str) -> DetectorEntry:
         raise ValueError(f"unknown detector {name!r}: known {sorted(DETECTORS)}") from None
 
 
-def run_detector(name: str, values: Sequence[float], phase: Sequence[int] | None, overrides: dict | None = None) -> Detection:
+def run_detector(
+    name: str, values: Sequence[float], phase: Sequence[int] | None, overrides: dict | None = None, **kw: object
+) -> Detection:
     """Run the detector `name` with its defaults updated by `overrides` (validated)."""
     entry = get_detector(name)
-    return entry.run(values, phase, entry.params(**(overrides or {})))
+    return entry.run(values, phase, entry.params(**(overrides or {})), **kw)

@@ -18,7 +18,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import numpy as np
 
-from services.anomaly.detectors import get_detector
+from services.anomaly.detectors import WalkState, get_detector
 
 CENT = Decimal("0.01")
 RECURRING = "recurring"
@@ -189,7 +189,12 @@ class DailySeries:
         return self.start + timedelta(days=i)
 
 
-def findings_for(
+def findings_for(key: SeriesKey, monitor: Monitor, series: DailySeries, **kw) -> list[Finding]:
+    """`evaluate_series` without the walk state."""
+    return evaluate_series(key, monitor, series, **kw)[0]
+
+
+def evaluate_series(
     key: SeriesKey,
     monitor: Monitor,
     series: DailySeries,
@@ -197,15 +202,19 @@ def findings_for(
     baseline_days: int = 28,
     partial: tuple[Decimal, float] | None = None,
     intraday_factor: float = 2.0,
-) -> list[Finding]:
+    resume: WalkState | None = None,
+) -> tuple[list[Finding], WalkState | None]:
     """Run the monitor's detector over a series and express its episodes in money.
+
+    `resume` is the walk state of an earlier evaluation of the same series (same start day
+    and monitor): when the series only gained days, only those are computed.
 
     `partial` is the day after the series (cost so far, share of the day covered): its
     run-rate (cost / share) is judged like a full day, and raises or extends an anomaly only
     when it is `intraday_factor` times further out than the usual threshold (early warning).
     """
     if not series.values:
-        return []
+        return [], None
     floats = [float("nan") if v is None else float(v) for v in series.values]
     last = len(floats)
     if partial is not None:
@@ -213,7 +222,7 @@ def findings_for(
     phase = [series.day(i).weekday() for i in range(len(floats))]
     entry = get_detector(monitor.detector)
     params = entry.params(**dict(monitor.params))
-    detection = entry.run(floats, phase, params)
+    detection = entry.run(floats, phase, params, resume=resume, keep=last)
     found = []
     for ep in detection.episodes:
         end, kind = ep.end, ep.kind
@@ -242,7 +251,7 @@ def findings_for(
                 baseline_start=series.day(max(0, ep.start - baseline_days)),
             )
         )
-    return found
+    return found, detection.state
 
 
 def root_causes(

@@ -20,10 +20,11 @@ from services.anomaly.domain import (
     SeverityPolicy,
     affected_series,
     complete_through,
-    findings_for,
+    evaluate_series,
     reconcile,
     root_causes,
 )
+from services.anomaly.detectors import STATE_VERSION
 from services.anomaly.store import Tx
 
 
@@ -119,7 +120,11 @@ class Evaluator:
             return []
         evaluated_from = max(first, through - timedelta(days=self.max_days))
         series = DailySeries.from_points(points, evaluated_from, through)
-        findings = findings_for(key, monitor, series, partial=_partial(points, high, through))
+        fingerprint = f"{monitor.detector}:v{STATE_VERSION}:{sorted(monitor.params)!r}"
+        resume = await tx.load_state(monitor, key, evaluated_from, fingerprint)
+        findings, state = evaluate_series(key, monitor, series, partial=_partial(points, high, through), resume=resume)
+        if state is not None:
+            await tx.save_state(monitor, key, evaluated_from, fingerprint, state)
         dimension = monitor.dimension_of(key.values)
         changes = reconcile(
             key, dimension, findings, await tx.raised(monitor, key),

@@ -8,7 +8,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import asyncpg
+import numpy as np
 
+from services.anomaly.detectors import WalkState
 from services.anomaly.domain import CostLine, Monitor, Raised, SeriesKey
 
 #: errors that come from a record's content, not from the database being unavailable
@@ -256,6 +258,26 @@ class Tx:
             anomaly_id, body["status"], body,
         )
         return body
+
+    async def load_state(self, monitor: Monitor, key: SeriesKey, start: date, fingerprint: str) -> WalkState | None:
+        row = await self.conn.fetchrow(
+            "SELECT * FROM anomaly.series_state WHERE monitor = $1 AND series_key = $2",
+            monitor.name, series_key_text(key),
+        )
+        if row is None or row["start_day"] != start or row["fingerprint"] != fingerprint:
+            return None
+        arrays = np.frombuffer(row["arrays"], dtype="<f8").reshape(4, row["steps"])
+        return WalkState(*(a.copy() for a in arrays), row["regime_start"], row["run_dir"], row["run_start"])
+
+    async def save_state(self, monitor: Monitor, key: SeriesKey, start: date, fingerprint: str, state: WalkState) -> None:
+        arrays = np.stack([state.y, state.learn, state.expected, state.scores]).astype("<f8").tobytes()
+        await self.conn.execute(
+            """INSERT INTO anomaly.series_state VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+               ON CONFLICT (monitor, series_key) DO UPDATE SET start_day = $3, fingerprint = $4, steps = $5,
+                   regime_start = $6, run_dir = $7, run_start = $8, arrays = $9""",
+            monitor.name, series_key_text(key), start, fingerprint, len(state.y),
+            state.regime_start, state.run_dir, state.run_start, arrays,
+        )
 
     async def mark_pending(self, items: Sequence[tuple[str, str | None]]) -> None:
         """Flag saved anomalies as not yet on the topic (with their cause's traceparent)."""

@@ -97,3 +97,27 @@ def test_registry_entries_are_kebab_case_and_forbid_unknown_parameters():
             entry.params(no_such_parameter=1)
     with pytest.raises(ValueError, match="unknown detector"):
         run_detector("nope", [1.0], None)
+
+
+def test_resumed_walk_gives_the_same_result_as_a_full_one():
+    y = weekly(120, noise=4.0)
+    y[50] += 300
+    y[80:] *= 1.7
+    phase = np.arange(120) % 7
+    full = robust_seasonal(y, phase)
+    state = robust_seasonal(y[:70], phase[:70]).state
+    resumed = robust_seasonal(y, phase, resume=state)
+    assert np.allclose(full.expected, resumed.expected, equal_nan=True)
+    assert np.allclose(full.scores, resumed.scores)
+    assert [(e.start, e.end, e.kind) for e in full.episodes] == [(e.start, e.end, e.kind) for e in resumed.episodes]
+    assert len(resumed.state.y) == 120
+
+
+def test_state_of_a_changed_prefix_is_not_reused_and_provisional_steps_are_not_kept():
+    y = weekly(60)
+    state = robust_seasonal(y[:40], np.arange(40) % 7).state
+    changed = y.copy()
+    changed[10] += 500  # a restated early day
+    assert not state.continues(changed)
+    kept = robust_seasonal(y, np.arange(60) % 7, keep=59).state
+    assert len(kept.y) == 59
