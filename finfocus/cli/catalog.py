@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from finfocus.cli.output import OUTPUT_OPTION, OutputFormat, print_json, print_ndjson, print_table, run
+from finfocus.cli.output import (
+    OUTPUT_OPTION,
+    OutputFormat,
+    print_json,
+    print_ndjson,
+    print_table,
+    run,
+)
 
 SHOW = """
 SELECT provider, service, sku, region, unit, unit_price, currency, source, description,

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import typer
 
-from finfocus.cli.output import OUTPUT_OPTION, OutputFormat, err_console, fail, print_json, print_ndjson, print_table, run
+from finfocus.cli.output import (
+    OUTPUT_OPTION,
+    OutputFormat,
+    err_console,
+    fail,
+    print_json,
+    print_ndjson,
+    print_table,
+    run,
+)
 
 
 async def _health(settings) -> dict[str, dict]:

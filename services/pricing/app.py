@@ -11,12 +11,12 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from finfocus.service import ServiceRuntime
 from services.pricing.batch import BatchPricer
+from services.pricing.catalog import refresh_forever
 from services.pricing.config import PricingSettings
 from services.pricing.handlers import register_handlers
 from services.pricing.host import PluginHost, discover
 from services.pricing.plugins import builtin_refs
 from services.pricing.specs import SpecSource
-from services.pricing.catalog import refresh_forever
 from services.pricing.store import PricingStore, save_health
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"

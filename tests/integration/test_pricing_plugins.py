@@ -3,16 +3,15 @@ plugins that hang, crash or answer garbage (they cost their own answers, nothing
 
 from __future__ import annotations
 
-import asyncio
 import time
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from services.pricing.domain import SpecBook, PriceSpec, UsageLine, decide
+from services.pricing.domain import PriceSpec, SpecBook, UsageLine, decide
 from services.pricing.host import PluginHost, discover
-from services.pricing.plugins import AwsPublicParams, BUILTINS
+from services.pricing.plugins import BUILTINS, AwsPublicParams
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

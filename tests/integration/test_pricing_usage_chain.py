@@ -3,7 +3,6 @@ with hung, crashing and garbage plugins installed (they only cost their own answ
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +15,7 @@ from schemas.pricing import PricedRecordV1
 from schemas.topics import Topics
 from services.pricing.app import build_app
 from services.pricing.config import PricingSettings
-from tests.integration.test_pricing_pipeline import produce, read_topic, wait_for, _at_least
+from tests.integration.test_pricing_pipeline import _at_least, produce, read_topic, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -6,7 +6,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from finfocus.cli.cost import UsageError, actual_queries, parse_filter, parse_group_by, parse_when, summary_of
+from finfocus.cli.cost import (
+    UsageError,
+    actual_queries,
+    parse_filter,
+    parse_group_by,
+    parse_when,
+    summary_of,
+)
 
 
 def test_group_by_accepts_the_documented_names_and_tags():
