@@ -172,22 +172,22 @@ def list_budgets(output: OutputFormat = OUTPUT_OPTION) -> None:
         print_ndjson(budgets)
     else:
         print_table(
-            ["name", "scope", "period", "amount", "actual", "projected", "95 % range", "used", "alerts"],
+            ["name", "scope", "period", "amount", "actual", "projected", "used", "alerts"],
             [
                 (
                     b["name"],
                     ", ".join(f"{k}={v}" for k, v in b["scope"].items()) or "all",
-                    f"{b['period']} {b['period_start'] or ''}",
-                    f"{b['amount']} {b['currency']}",
+                    f"{b['period']} from {b['period_start'] or '-'}",
+                    f"{_cents(b['amount'])} {b['currency']}",
                     _cents(b["actual_to_date"]),
-                    _cents(b["projected"]),
-                    f"{_cents(b['projected_lo_95'])} - {_cents(b['projected_hi_95'])}" if b["projected"] is not None else "",
-                    "" if b["projected_pct"] is None else f"{b['projected_pct']} %",
+                    f"{_cents(b['projected'])} ({_cents(b['projected_lo_95'])}-{_cents(b['projected_hi_95'])})"
+                    if b["projected"] is not None else "",
+                    "" if b["projected_pct"] is None else f"{b['projected_pct']}%",
                     b["alerts_this_period"],
                 )
                 for b in budgets
             ],
-            title="Budgets (projected: actual to date plus the forecast to the period's end)",
+            title="Budgets: projected = actual to date + forecast to the period's end (95 % range)",
         )
 
 

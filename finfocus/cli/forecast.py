@@ -154,11 +154,19 @@ def chart(values: list[Decimal]) -> str:
 def show_table(forecasts: list[dict], group_by: list[str]) -> None:
     from rich.table import Table
 
-    table = Table(title="Daily cost forecast (mean, 95 % interval of the horizon's total)", header_style="bold")
+    currencies = sorted({f["currency"] for f in forecasts})
+    title = f"Daily cost forecast in {', '.join(currencies)}: chart of daily means, horizon total, 95 % range"
+    table = Table(title=title, header_style="bold")
     for k in group_by:
         table.add_column(k)
-    for name in ("model", "through", "next days", "total", "95 % range", "currency"):
-        table.add_column(name, justify="right" if name in ("total", "95 % range") else "left")
+    width = max((len(f["points"]) for f in forecasts), default=1)
+    table.add_column("model")
+    table.add_column("through", no_wrap=True)
+    table.add_column("chart", no_wrap=True, min_width=min(width, 31))
+    table.add_column("total", justify="right", no_wrap=True)
+    table.add_column("95 % range", justify="right")
+    if len(currencies) > 1:
+        table.add_column("currency")
     for f in forecasts:
         means = [Decimal(p["mean"]) for p in f["points"]]
         lo = sum((Decimal(p["lo_95"]) for p in f["points"]), Decimal(0))
@@ -167,10 +175,10 @@ def show_table(forecasts: list[dict], group_by: list[str]) -> None:
             *[str(f["group"].get(k) or "") for k in group_by],
             f["model"],
             f["trained_through"],
-            chart(means),
+            chart(means[:31]),
             _money(sum(means, Decimal(0))),
-            f"{_money(lo)} - {_money(hi)}",
-            f["currency"],
+            f"{_money(lo)}-{_money(hi)}",
+            *([f["currency"]] if len(currencies) > 1 else []),
         )
     console.print(table)
 
