@@ -305,3 +305,43 @@ def test_stack_up_prices_published_records_to_the_cent_then_down_leaves_nothing(
     assert not (home / "run" / "stack.json").exists()
     after = finfocus(home, "status", "--output", "json")
     assert after.returncode == 1
+
+
+def test_stack_on_an_external_broker_and_database_leaves_them_running(
+    home: Path, kafka_bootstrap: str, database_url: str
+):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FINFOCUS_")}
+    env.update(
+        FINFOCUS_HOME=str(home),
+        FINFOCUS_KAFKA_BOOTSTRAP=kafka_bootstrap,
+        FINFOCUS_DATABASE_URL=database_url,
+        # the fixture's broker is Tansu too: its short group timeouts, passed on to the services
+        FINFOCUS_KAFKA_SESSION_TIMEOUT_MS="1500",
+        FINFOCUS_KAFKA_HEARTBEAT_INTERVAL_MS="500",
+    )
+    cli = [sys.executable, "-m", "finfocus.cli"]
+    up = subprocess.run(
+        cli + ["up", "--detach"], env=env, capture_output=True, text=True, timeout=240
+    )
+    state = json.loads((home / "run" / "stack.json").read_text())
+    down = subprocess.run(cli + ["down"], env=env, capture_output=True, text=True, timeout=120)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert state["kafka_owned"] is False and state["postgres_owned"] is False
+    assert state["kafka_bootstrap"] == kafka_bootstrap and state["database_url"] == database_url
+    assert not (home / "logs" / "kafka.log").exists() and not (home / "postgres").exists()
+    assert down.returncode == 0 and "broker" not in down.stdout and "postgres" not in down.stdout
+    assert processes_under(home) == []
+
+    async def still_there() -> None:
+        import asyncpg
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        conn = await asyncpg.connect(database_url)
+        assert await conn.fetchval("SELECT 1") == 1
+        await conn.close()
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        assert "raw-billing" in await admin.list_topics()
+        await admin.close()
+
+    asyncio.run(still_there())
