@@ -69,8 +69,6 @@ def register(app: typer.Typer) -> None:
         from services.pricing.config import PricingSettings
 
         settings = PricingSettings()
-        if not settings.pricing_builtin_plugins:
-            settings = settings.model_copy(update={"pricing_builtin_plugins": "aws-public"})
         try:
             report = run(_refresh(settings, plugin))
         except ValueError as exc:

@@ -388,8 +388,6 @@ def register(app: typer.Typer) -> None:
         except orjson.JSONDecodeError as exc:
             fail(f"{pulumi_json} is not JSON: {exc}", 2)
         settings = PricingSettings()
-        if plugins and not settings.pricing_builtin_plugins:
-            settings = settings.model_copy(update={"pricing_builtin_plugins": "aws-public"})
         spec_dirs = list(specs or []) or [settings.specs_dir]
 
         async def go() -> dict:

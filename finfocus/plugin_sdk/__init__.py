@@ -178,7 +178,24 @@ async def serve_async(plugin: Plugin, host: str = "127.0.0.1", port: int = 0) ->
     await server.start()
     sys.stdout.write(f"{HANDSHAKE}{bound}\n")
     sys.stdout.flush()
-    await server.wait_for_termination()
+    watcher = asyncio.create_task(_exit_with_parent(server))
+    try:
+        await server.wait_for_termination()
+    finally:
+        watcher.cancel()
+
+
+async def _exit_with_parent(server, interval: float = 1.0) -> None:
+    """Stop when the host is gone (re-parented): a plugin never outlives the service that
+    started it, even when that service was killed without a chance to stop it."""
+    import os
+
+    parent = os.getppid()
+    while True:
+        await asyncio.sleep(interval)
+        if os.getppid() != parent:
+            await server.stop(grace=None)
+            return
 
 
 def serve(plugin: Plugin, host: str = "127.0.0.1", port: int = 0) -> None:

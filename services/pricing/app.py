@@ -51,7 +51,7 @@ def build_app(settings: PricingSettings | None = None, *, tracer_provider: Trace
     tasks: list[asyncio.Task] = []
 
     async def start_background() -> None:
-        await host.start()
+        # plugins start on first use (a stream of billed rows never needs them)
         if host.plugins:
             tasks.append(asyncio.create_task(_report_health(host, runtime), name="pricing-plugin-health"))
             if settings.pricing_catalog_refresh_s > 0:

@@ -19,7 +19,7 @@ class PricingSettings(ServiceSettings):
     pricing_plugin_timeout_s: float = Field(10.0, gt=0, description="Deadline of one plugin call")
     pricing_plugin_retries: int = Field(2, ge=0, description="Retries of a failed plugin call")
     pricing_cache_ttl_s: float = Field(3600.0, ge=0, description="How long plugin answers are cached")
-    pricing_builtin_plugins: str = Field("", description="Comma-separated built-in plugins to run, e.g. aws-public")
+    pricing_builtin_plugins: str = Field("aws-public", description="Comma-separated built-in plugins to run ('' for none)")
     pricing_aws_offers_dir: Path | None = Field(None, description="Directory of AWS bulk offer files")
     pricing_opencost_url: str | None = Field(None, description="OpenCost allocation API base URL")
     pricing_catalog_refresh_s: float = Field(86400, ge=0, description="Catalog refresh period when plugins run (0: off)")

@@ -95,6 +95,10 @@ class PluginHost:
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _sem: asyncio.Semaphore | None = None
 
+    def __post_init__(self) -> None:
+        for ref in self.plugins:
+            self.stats.setdefault(ref.name, PluginStats())
+
     @property
     def names(self) -> list[str]:
         return [p.name for p in self.plugins]
@@ -220,7 +224,7 @@ class PluginHost:
         """One RPC with deadline, retries and backoff; raises PluginError after the last try."""
         import grpc
 
-        stats = self.stats[ref.name]
+        stats = self.stats.setdefault(ref.name, PluginStats())
         delay = self.backoff
         last = "unknown error"
         for attempt in range(self.retries + 1):
@@ -253,7 +257,7 @@ class PluginHost:
         hit = self._cache.get(key)
         now = time.monotonic()
         if hit is not None and hit[0] > now:
-            self.stats[key[0]].cache_hits += 1
+            self.stats.setdefault(key[0], PluginStats()).cache_hits += 1
             return hit[1]
         value = await compute()
         self._cache[key] = (now + self.ttl, value)
