@@ -9,6 +9,8 @@ from faststream.kafka.annotations import KafkaMessage
 
 from finfocus.broker import consumer_options, envelopes, publish_dead_letters
 from finfocus.telemetry import log_fields
+from schemas.deadletter import DeadLetterV1
+from schemas.pricing import PricedRecordV1
 from schemas.topics import Topics
 from services.pricing.batch import BatchOutcome, BatchPricer
 from services.pricing.store import PricingStore
@@ -53,9 +55,22 @@ def register_handlers(runtime, store: PricingStore, pricer: BatchPricer) -> None
             extra=log_fields(stored=len(outcome.lines), dead=len(outcome.letters), unpriced=outcome.unpriced),
         )
 
+    # documented in the AsyncAPI document; records are sent through runtime.publisher
+    runtime.broker.publisher(
+        Topics.PRICED_RESOURCES, schema=PricedRecordV1, title="priced-resources:PricedRecord",
+        description="PricedRecord v1 per stored line; key ProviderName:SubAccountId; per-record traceparent",
+    )
+    runtime.broker.publisher(
+        Topics.dlq(Topics.RAW_BILLING), schema=DeadLetterV1, title="raw-billing.dlq:DeadLetter",
+        description="Records that are not a valid BillingRecord v1, with the reason",
+    )
+
     @runtime.broker.subscriber(
         Topics.RAW_BILLING,
         batch=True,
+        title="raw-billing:BillingRecord",
+        description="Batches of BillingRecord v1 (JSON), validated one by one: billed rows pass "
+        "through, usage rows are priced (plugins, specs, none), invalid ones are dead-lettered",
         max_records=getattr(settings, "pricing_batch_max_records", 5000),
         parser=_lean_batch,
         decoder=_undecoded,
