@@ -97,7 +97,14 @@ def register(app: typer.Typer) -> None:
         from finfocus.settings import FinFocusSettings
 
         async def go() -> list[dict]:
-            return await _show(FinFocusSettings().database, (provider, service, sku, region, history))
+            import asyncpg
+
+            from finfocus.cli.output import fail
+
+            try:
+                return await _show(FinFocusSettings().database, (provider, service, sku, region, history))
+            except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError, asyncpg.InvalidParameterValueError):
+                fail("the catalog is empty: run `finfocus catalog refresh` first")
 
         rows = run(go())
         if output is OutputFormat.JSON:

@@ -358,7 +358,12 @@ def register(app: typer.Typer) -> None:
             fail("--to must be after --from", 2)
 
         async def go() -> None:
-            await _actual(FinFocusSettings().database, groups, metric, *window, parsed, output)
+            import asyncpg
+
+            try:
+                await _actual(FinFocusSettings().database, groups, metric, *window, parsed, output)
+            except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError, asyncpg.InvalidParameterValueError):
+                fail("no cost lines yet: the pricing service has not run against this database")
 
         run(go())
 

@@ -69,3 +69,13 @@ def test_catalog_refresh_keeps_price_history(tmp_path: Path, database_url: str):
                             "--output", "json").stdout)["prices"]
     assert [(p["unit_price"], p["current"]) for p in history] == [("0.0104", False), ("0.011", True)]
     assert history[0]["effective_to"] == history[1]["effective_from"]
+
+
+def test_reading_before_the_pricing_schema_exists_is_a_clear_error(tmp_path: Path, database_url: str):
+    env = {"FINFOCUS_HOME": str(tmp_path / "home"), "FINFOCUS_DATABASE_URL": database_url}
+    cost = ff(env, "cost", "actual", "--output", "json")
+    assert cost.exit_code == 1 and "no cost lines yet" in cost.output
+    show = ff(env, "catalog", "show")
+    assert show.exit_code == 1 and "catalog refresh" in show.output
+    usage = ff(env, "cost", "actual", "--group-by", "colour")
+    assert usage.exit_code == 2 and "unknown --group-by" in usage.output
