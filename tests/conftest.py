@@ -55,7 +55,7 @@ def docker_engine_answers(timeout: float = 1.0) -> bool:
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url(tmp_path_factory) -> str:
+def pg_admin_url() -> str:
     """URL of a PostgreSQL server where tests may create databases.
 
     In order: the server at FINFOCUS_TEST_PG_ADMIN_URL (127.0.0.1:5432 by default); a
@@ -70,14 +70,20 @@ def pg_admin_url(tmp_path_factory) -> str:
         with PostgresContainer("postgres:16", driver=None) as container:
             yield container.get_connection_url()
         return
+    import shutil
+    import tempfile
+
     from finfocus.embedded.postgres import start_postgres
 
-    home = tmp_path_factory.mktemp("pg")
+    # Not under pytest's tmp root: pytest makes it 0700 again on every run, which locks out
+    # the unprivileged user the embedded PostgreSQL runs as when tests run as root.
+    home = Path(tempfile.mkdtemp(prefix="finfocus-test-pg-"))
     server = start_postgres(home / "data", home / "postgres.log")
     try:
         yield server.url
     finally:
         server.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture
