@@ -78,6 +78,7 @@ def pg_admin_url() -> str:
     # Not under pytest's tmp root: pytest makes it 0700 again on every run, which locks out
     # the unprivileged user the embedded PostgreSQL runs as when tests run as root.
     home = Path(tempfile.mkdtemp(prefix="finfocus-test-pg-"))
+    home.chmod(0o755)
     server = start_postgres(home / "data", home / "postgres.log")
     try:
         yield server.url
