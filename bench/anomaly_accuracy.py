@@ -71,6 +71,7 @@ class Generated:
     lines: list[CostLine]
     labels: list[Label]
     first_day: int
+    traits: tuple[str, ...] = ()
 
 
 def generate(series: int, days: int, seed: int) -> list[Generated]:
@@ -122,7 +123,9 @@ def generate(series: int, days: int, seed: int) -> list[Generated]:
             if recurring and dt.day == 1:
                 fee = Decimal(repr(level * rng.uniform(5, 20))).quantize(CENT)
                 lines.append(_line(f"s{s}", "commitment", dt, fee, "Recurring"))
-        out.append(Generated(f"s{s}", lines, labels, first))
+        traits = tuple(t for t, on in (("new", first > 0), ("intermittent", intermittent), ("drift", growth > 0),
+                                       ("recurring", recurring), ("weekly", weekend < 1)) if on)
+        out.append(Generated(f"s{s}", lines, labels, first, traits))
     return out
 
 
@@ -147,7 +150,7 @@ def cost_benchmark(series: int, days: int, seed: int) -> dict:
     tp = fp = fn = 0
     delays = []
     by_kind: dict[str, list[int]] = {}
-    false_by_kind = {"recurring": 0, "drift": 0, "new": 0, "other": 0}
+    false_by_kind: dict[str, int] = {}
     evaluated = 0
     started = time.perf_counter()
     for g in data:
@@ -170,8 +173,10 @@ def cost_benchmark(series: int, days: int, seed: int) -> dict:
                 delays.append(starts[hit] - lab.start)
         fp += len(unmatched)
         if unmatched:
-            kind = "new" if g.first_day else "recurring" if any(ln.recurring for ln in g.lines) else "other"
-            false_by_kind[kind] += len(unmatched)
+            kind = "+".join(g.traits) or "plain"
+            if any(lab.kind == "level-shift" for lab in g.labels):
+                kind += " (after a level shift)"
+            false_by_kind[kind] = false_by_kind.get(kind, 0) + len(unmatched)
     elapsed = time.perf_counter() - started
     # steady state: each series gains one day and resumes its stored walk
     prepared = []

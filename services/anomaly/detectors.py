@@ -24,10 +24,10 @@ two weeks is less certain than one learnt from eight.
 Days without any line are missing (late data or no usage), not zero: they are neither
 trained on nor judged. A day is flagged when its robust z-score passes `threshold` and the excess passes both
 `min_impact` (money) and `min_impact_pct`. Nothing is flagged before `min_history`
-training days exist (brand-new series). `confirm_days` consecutive flags in one direction
-are a level shift: the episode is closed and the new level becomes the baseline (a new
-regime), so a permanent step raises one anomaly instead of alerting until the window
-forgets the old level. `mad` is the spine's plain baseline: the median and MAD of the
+training days exist (brand-new series). When all but one of the last `confirm_days` steps
+are flagged in one direction, it is a level shift: the episode is closed and the new level
+becomes the baseline (the older history rescaled to it), so a permanent step raises one
+anomaly instead of alerting until the window forgets the old level. `mad` is the spine's plain baseline: the median and MAD of the
 trailing weeks, no seasonality, trend or regimes.
 """
 
@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 MAD_TO_SIGMA = 1.4826
 #: bump when a change to the maths makes stored walk states stale
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 class DetectorParams(BaseModel):
@@ -67,6 +67,7 @@ class RobustSeasonalParams(DetectorParams):
     confirm_days: int = Field(7, ge=2, description="Consecutive flags that make a level shift")
     trend: bool = Field(True, description="Fit a Theil-Sen trend (else the median level)")
     period: int = Field(7, ge=2, description="Season length in steps (7 for daily costs)")
+    rescale_history: bool = Field(True, description="After a level shift, rescale the older history to the new level")
     small_sample: float = Field(4.0, ge=0, description="Widen the spread by 1 + this / training days")
     min_nonzero: int = Field(3, ge=0, description="Days with cost needed before an intermittent series alerts")
     zero_share: float = Field(0.3, gt=0, le=1, description="Share of zero days that makes a series intermittent")
@@ -96,8 +97,8 @@ class WalkState:
     expected: np.ndarray
     scores: np.ndarray
     regime_start: int
-    run_dir: int
-    run_start: int
+    run_dir: int  # unused, kept for the stored layout
+    run_start: int  # the step of the last confirmed level shift (-1: none)
 
     def continues(self, y: np.ndarray) -> bool:
         k = len(self.y)
@@ -219,25 +220,26 @@ def robust_seasonal(
     scores = np.zeros(n)
     missing = np.isnan(y)
     learn = y.copy()  # what training sees: flagged steps clipped to the edge of normal
-    regime_start, run_dir, run_start = 0, 0, 0
+    flags = np.zeros(n, dtype=np.int8)
+    regime_start, last_confirm = 0, -1
     first = 0
     if resume is not None and len(resume.y) <= keep and resume.continues(y):
         first = len(resume.y)
         learn[:first], expected[:first], scores[:first] = resume.learn, resume.expected, resume.scores
-        regime_start, run_dir, run_start = resume.regime_start, resume.run_dir, resume.run_start
+        regime_start, last_confirm = resume.regime_start, resume.run_start
+        for i in range(max(0, first - p.confirm_days, last_confirm + 1), first):
+            flags[i] = _flag(y[i], expected[i], scores[i], p)
     state = None
     for t in range(first, n):
         if t == keep:
             state = WalkState(y[:t].copy(), learn[:t].copy(), expected[:t].copy(), scores[:t].copy(),
-                              regime_start, run_dir, run_start)
+                              regime_start, 0, last_confirm)
         if missing[t]:
-            run_dir = 0
             continue
         lo = max(regime_start, t - p.season_window)
         train = np.arange(lo, t)[~missing[lo:t]]
         needed = p.min_history if regime_start == 0 else min(p.min_history, p.confirm_days)
         if len(train) < needed or np.count_nonzero(learn[train]) < p.min_nonzero:
-            run_dir = 0
             continue
         exp, scale = _baseline(learn, train, t, ph, p)
         scale *= 1 + p.small_sample / len(train)
@@ -246,38 +248,53 @@ def robust_seasonal(
         expected[t], scores[t] = exp, z
         direction = int(np.sign(diff)) if _passes(diff, exp, z, p) else 0
         if direction == 0:
-            run_dir = 0
             continue
+        flags[t] = direction
         learn[t] = exp + direction * p.threshold * scale
-        if direction != run_dir:
-            run_dir, run_start = direction, t
-        if t - run_start + 1 >= p.confirm_days:
-            # a level shift: the new level is normal from now on
-            learn[run_start : t + 1] = y[run_start : t + 1]
-            regime_start, run_dir = run_start, 0
+        w0 = max(t - p.confirm_days + 1, last_confirm + 1, 0)
+        same = np.flatnonzero(flags[w0 : t + 1] == direction)
+        if t - w0 + 1 >= p.confirm_days and len(same) >= p.confirm_days - 1:
+            # a level shift (all but one of the last `confirm_days` steps out, one way): the
+            # new level is normal from now on. The history before it is rescaled to the new
+            # level (keeping its weekly shape and trend) when the shift is a clean ratio;
+            # otherwise the new regime starts from the shift alone.
+            run_start = w0 + int(same[0])
+            run = slice(run_start, t + 1)
+            ratio = _med(y[run] / expected[run]) if np.all(expected[run] > 0) else float("nan")
+            if math.isfinite(ratio) and ratio > 0 and p.rescale_history:
+                learn[regime_start:run_start] *= ratio
+            else:
+                regime_start = run_start
+            learn[run] = y[run]
+            last_confirm = t
     if state is None:
         state = WalkState(y[:keep].copy(), learn[:keep].copy(), expected[:keep].copy(), scores[:keep].copy(),
-                          regime_start, run_dir, run_start)
+                          regime_start, 0, last_confirm)
     return Detection(expected, scores, episodes_from(y, expected, scores, p), state)
 
 
+def _flag(y: float, expected: float, score: float, p: DetectorParams) -> int:
+    if math.isnan(expected) or math.isnan(y) or not _passes(y - expected, expected, score, p):
+        return 0
+    return 1 if score > 0 else -1
+
+
 def episodes_from(y: np.ndarray, expected: np.ndarray, scores: np.ndarray, p: DetectorParams) -> list[Episode]:
-    """Group flagged steps into episodes; a run of `confirm_days` or more is a level shift."""
-    confirm = getattr(p, "confirm_days", 10**9)
+    """Group flagged steps into episodes (a one-step gap does not split one); an episode of
+    `confirm_days - 1` steps or more is a level shift."""
+    confirm = getattr(p, "confirm_days", 10**9) - 1
     alerted = {"up": (1,), "down": (-1,), "both": (1, -1)}[p.direction]
     out: list[Episode] = []
     cur: Episode | None = None
     for t in range(len(y)):
-        d = 0
-        if not math.isnan(expected[t]) and not math.isnan(y[t]) and _passes(y[t] - expected[t], expected[t], scores[t], p):
-            d = 1 if scores[t] > 0 else -1
-        if d in alerted and cur is not None and cur.direction == d and cur.end == t:
+        d = _flag(y[t], expected[t], scores[t], p)
+        if d in alerted and cur is not None and cur.direction == d and t - cur.end <= 1:
             cur.end = t + 1
             cur.score = max(cur.score, abs(float(scores[t])))
         elif d in alerted:
             cur = Episode(t, t + 1, d, "spike", abs(float(scores[t])))
             out.append(cur)
-        else:
+        elif cur is not None and t - cur.end >= 1:
             cur = None
     for ep in out:
         if ep.end - ep.start >= confirm:
