@@ -104,6 +104,24 @@ class SpecBook:
         return None
 
 
+#: spellings of the same unit in bills, offer files and specs
+_UNITS = {
+    "hour": {"h", "hr", "hrs", "hour", "hours"},
+    "gb-month": {"gb-mo", "gb-month", "gb-months", "gibibyte-month", "gb month", "gbmonth"},
+    "gb": {"gb", "gigabyte", "gigabytes", "gib"},
+    "request": {"request", "requests"},
+}
+_UNIT_OF = {spelling: unit for unit, spellings in _UNITS.items() for spelling in spellings}
+
+
+def same_unit(a: str | None, b: str | None) -> bool:
+    """False only when both units are known and differ (Hrs vs GB-Mo); unknown units pass."""
+    if not a or not b:
+        return True
+    ua, ub = _UNIT_OF.get(a.strip().lower()), _UNIT_OF.get(b.strip().lower())
+    return ua is None or ub is None or ua == ub
+
+
 def cost_of(quantity: Decimal, unit_price: Decimal) -> Decimal:
     """Quantity times unit price, exact (no float, no early rounding)."""
     return quantity * unit_price
@@ -119,18 +137,21 @@ def decide(line: UsageLine, plugin_quotes: Sequence[Quote | None], specs: SpecBo
     for quote in plugin_quotes:
         if quote is None:
             continue
-        if quote.currency != line.currency:
+        if quote.currency != line.currency or not same_unit(line.unit, quote.unit):
             mismatched.append(quote.source)
             continue
         cost = cost_of(line.quantity, quote.unit_price)
         return PriceDecision(quote.source, cost, cost, quote.unit_price)
     spec = specs.lookup(line.provider, line.service, line.sku_or_type, line.region)
-    if spec is not None and spec.currency == line.currency:
+    if spec is not None and spec.currency == line.currency and same_unit(line.unit, spec.unit):
         cost = cost_of(line.quantity, spec.unit_price)
         return PriceDecision(f"spec:{spec.file}", cost, cost, spec.unit_price)
     if spec is not None:
         mismatched.append(f"spec:{spec.file}")
     reason = "no plugin or spec prices this row"
     if mismatched:
-        reason += f" in {line.currency} (other currency from {', '.join(mismatched)})"
+        reason += (
+            f" in {line.currency} per {line.unit or 'unit'} "
+            f"(other currency or unit from {', '.join(mismatched)})"
+        )
     return PriceDecision(NONE, None, None, reason=reason)

@@ -54,6 +54,16 @@ def test_unpriced_is_explicit_never_a_silent_zero():
     assert "other currency" in decision.reason
 
 
+def test_a_price_in_another_unit_is_never_applied():
+    gb_month = Quote("plugin:storage", Decimal("0.08"), "USD", "GB-Mo")
+    decision = decide(usage(unit="Hours"), [gb_month], BOOK)
+    assert decision.source == "spec:ec2-m5.yaml"  # the plugin's GB-month price is skipped
+    assert decide(usage(unit="Hours"), [Quote("plugin:x", Decimal("1"), "USD", "Hrs")], BOOK).source == "plugin:x"
+    assert decide(usage(unit="Widgets"), [Quote("plugin:x", Decimal("1"), "USD", "Hrs")], BOOK).source == "plugin:x"
+    none = decide(usage(unit="GB", service="AmazonEC2"), [], SpecBook.of([BOOK.lookup("AWS", "AmazonEC2", None, None)]))
+    assert none.source == NONE and "unit" in none.reason
+
+
 def test_spec_files_load_lists_and_single_entries(tmp_path: Path):
     book, problems = load_specs(FIXTURES / "specs")
     assert problems == []
