@@ -14,7 +14,15 @@ from pathlib import Path
 
 import typer
 
-from finfocus.cli.output import OUTPUT_OPTION, OutputFormat, fail, print_json, print_ndjson, print_table, run
+from finfocus.cli.output import (
+    OUTPUT_OPTION,
+    OutputFormat,
+    fail,
+    print_json,
+    print_ndjson,
+    print_table,
+    run,
+)
 
 STATUSES = ("pending-approval", "approved", "executed", "dry-run", "rejected", "expired", "failed")
 

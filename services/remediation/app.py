@@ -18,12 +18,12 @@ from finfocus.service import ServiceRuntime
 from finfocus.telemetry import start_record_span
 from schemas.remediation import RecommendationV1, RemediationCommandV1, RemediationResultV1
 from schemas.topics import Topics, schema_headers
+from services.remediation.analyzer import Analyzer
 from services.remediation.cloud import implementations
 from services.remediation.config import RemediationSettings
 from services.remediation.domain import initial_status
 from services.remediation.executor import Executor, run_sweeps
 from services.remediation.guardrails import Policy, policy_for
-from services.remediation.analyzer import Analyzer
 from services.remediation.handlers import (
     SERVICE,
     current_playbooks,

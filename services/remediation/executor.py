@@ -18,7 +18,12 @@ from typing import Any
 
 import asyncpg
 
-from schemas.remediation import CommandMode, RemediationCommandV1, RemediationResultV1, RemediationTargetV1
+from schemas.remediation import (
+    CommandMode,
+    RemediationCommandV1,
+    RemediationResultV1,
+    RemediationTargetV1,
+)
 from services.remediation import store
 from services.remediation.actions import validate_params
 from services.remediation.cloud import ActionImpl

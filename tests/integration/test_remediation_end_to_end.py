@@ -17,13 +17,12 @@ from schemas.topics import Topics
 from services.remediation.app import build_app
 from services.remediation.config import RemediationSettings
 from services.remediation.playbooks import PACKAGED_DIR
-from tests.fixtures.remediation.support import (  # noqa: F401  (fixtures)
+from tests.fixtures.remediation import support
+from tests.fixtures.remediation.support import (
     anomaly,
-    aws,
     cli,
     eventually,
     instance_state,
-    moto_endpoint,
     priced,
     publish,
     run_instance,
@@ -31,6 +30,10 @@ from tests.fixtures.remediation.support import (  # noqa: F401  (fixtures)
 )
 
 pytestmark = pytest.mark.integration
+
+# fixtures: a moto server (per module) and boto3's configuration pointing at it
+moto_endpoint = support.moto_endpoint
+aws = support.aws
 
 
 async def view(settings, sql: str, *args):

@@ -20,16 +20,19 @@ from services.remediation.cloud import implementations
 from services.remediation.domain import initial_status
 from services.remediation.executor import Executor
 from services.remediation.guardrails import Policy
-from tests.fixtures.remediation.support import (  # noqa: F401  (fixtures)
+from tests.fixtures.remediation import support
+from tests.fixtures.remediation.support import (
     AMI,
-    aws,
     ec2_client,
     instance_state,
-    moto_endpoint,
     run_instance,
 )
 
 pytestmark = pytest.mark.integration
+
+# fixtures: a moto server (per module) and boto3's configuration pointing at it
+moto_endpoint = support.moto_endpoint
+aws = support.aws
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "remediation" / "migrations"
 NOW = datetime.now(UTC)
 

@@ -13,12 +13,11 @@ from schemas.remediation import RecommendationV1
 from schemas.topics import Topics
 from services.remediation.app import build_app
 from services.remediation.config import RemediationSettings
-from tests.fixtures.remediation.support import (  # noqa: F401  (fixtures)
-    aws,
+from tests.fixtures.remediation import support
+from tests.fixtures.remediation.support import (
     cli,
     ec2_client,
     eventually,
-    moto_endpoint,
     priced,
     publish,
     read_topic,
@@ -27,6 +26,10 @@ from tests.fixtures.remediation.support import (  # noqa: F401  (fixtures)
 )
 
 pytestmark = pytest.mark.integration
+
+# fixtures: a moto server (per module) and boto3's configuration pointing at it
+moto_endpoint = support.moto_endpoint
+aws = support.aws
 
 RELEASE_PLAYBOOK = """
 name: release-idle-now

@@ -10,7 +10,14 @@ from schemas.remediation import RemediationCommandV1
 from schemas.topics import Topics
 from services.remediation.app import build_app
 from services.remediation.config import RemediationSettings
-from tests.fixtures.remediation.support import anomaly, eventually, publish, read_topic, running, values
+from tests.fixtures.remediation.support import (
+    anomaly,
+    eventually,
+    publish,
+    read_topic,
+    running,
+    values,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -19,15 +19,18 @@ from aiokafka import AIOKafkaProducer
 from finfocus.db import reader
 from schemas.ingest import BillingRecordV1
 from services.remediation.playbooks import PACKAGED_DIR
-from tests.fixtures.remediation.support import (  # noqa: F401  (fixtures)
-    aws,
+from tests.fixtures.remediation import support
+from tests.fixtures.remediation.support import (
     eventually,
     instance_state,
-    moto_endpoint,
     run_instance,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(420)]
+
+# fixtures: a moto server (per module) and boto3's configuration pointing at it
+moto_endpoint = support.moto_endpoint
+aws = support.aws
 ACCOUNT = "210000000042"
 
 

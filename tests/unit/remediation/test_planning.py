@@ -7,9 +7,15 @@ import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from services.remediation.domain import Candidate, initial_status, monthly, plan_anomaly, rank_candidates
-from services.remediation.playbooks import parse_playbook
 from schemas.anomaly import RootCauseV1
+from services.remediation.domain import (
+    Candidate,
+    initial_status,
+    monthly,
+    plan_anomaly,
+    rank_candidates,
+)
+from services.remediation.playbooks import parse_playbook
 from tests.fixtures.remediation.support import anomaly
 
 NOW = datetime(2026, 11, 21, 12, tzinfo=UTC)
