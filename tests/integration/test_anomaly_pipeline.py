@@ -73,7 +73,7 @@ async def consume(bootstrap: str, topic: str, want: int, timeout: float = 30.0) 
     return got
 
 
-async def test_spike_after_a_month_of_history_raises_one_anomaly(settings):
+async def test_spike_after_a_month_of_history_raises_one_anomaly(settings, monkeypatch):
     app = build_app(settings)
     await app.start()
     try:
@@ -97,6 +97,19 @@ async def test_spike_after_a_month_of_history_raises_one_anomaly(settings):
         rows = await conn.fetch("SELECT anomaly_id, record FROM anomaly.v_anomalies")
     assert [r["anomaly_id"] for r in rows] == [a.anomaly_id]
     assert AnomalyV1.model_validate(rows[0]["record"]) == a
+
+    # the CLI reads the same through the read-only role
+    from typer.testing import CliRunner
+
+    from finfocus.cli import app as cli
+
+    monkeypatch.setenv("FINFOCUS_DATABASE_URL", settings.database)
+    runner = CliRunner()
+    listed = await asyncio.to_thread(runner.invoke, cli, ["anomalies", "list", "--since", "2026-03-01", "-o", "json"])
+    assert listed.exit_code == 0, listed.output
+    assert [x["anomaly_id"] for x in json.loads(listed.output)["anomalies"]] == [a.anomaly_id]
+    none = await asyncio.to_thread(runner.invoke, cli, ["anomalies", "list", "--severity", "low", "-o", "ndjson"])
+    assert none.exit_code == 0 and (none.output.strip() == "") == (a.severity != "low")
 
 
 async def test_redelivered_records_change_nothing_and_bad_ones_are_dead_lettered(settings):
