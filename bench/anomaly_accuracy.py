@@ -254,7 +254,7 @@ def main() -> None:
     print(f"cost benchmark: {r['series']} series x {r['days']} days, {r['labels']} labelled anomalies")
     print(f"  precision {r['precision']:.3f}  recall {r['recall']:.3f}  F1 {r['f1']:.3f}  (target F1 >= 0.95)")
     print(f"  TP {r['tp']}  FP {r['fp']}  FN {r['fn']}  false positives on: {r['false_positives_on']}")
-    print(f"  recall by kind: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(r["recall_by_kind"].items())))
+    print("  recall by kind: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(r["recall_by_kind"].items())))
     print(f"  detection delay: mean {r['mean_delay_days']:.2f} days, max {r['max_delay_days']} days")
     print(f"  throughput: {r['series_per_s']:.1f} series/s ({r['days']}-day histories), "
           f"{r['day_evaluations_per_s']:.0f} day-evaluations/s; "

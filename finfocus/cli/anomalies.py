@@ -11,7 +11,15 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import typer
 
-from finfocus.cli.output import OUTPUT_OPTION, OutputFormat, fail, print_json, print_ndjson, print_table, run
+from finfocus.cli.output import (
+    OUTPUT_OPTION,
+    OutputFormat,
+    fail,
+    print_json,
+    print_ndjson,
+    print_table,
+    run,
+)
 
 VIEW = "anomaly.v_anomalies"
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -142,10 +150,10 @@ def register(app: typer.Typer) -> None:
 
 
 def _monitors_path():
-    from finfocus.settings import FinFocusSettings
-
     import os
     from pathlib import Path
+
+    from finfocus.settings import FinFocusSettings
 
     configured = os.environ.get("FINFOCUS_ANOMALY_MONITORS_FILE")
     return Path(configured) if configured else FinFocusSettings().home / "anomaly" / "monitors.yaml"

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from schemas.anomaly import AnomalyV1, RootCauseV1
 from schemas.pricing import PricedRecordV1
+from services.anomaly.detectors import STATE_VERSION
 from services.anomaly.domain import (
     ROOT_CAUSE_DIMENSIONS,
     CostLine,
@@ -24,9 +25,7 @@ from services.anomaly.domain import (
     reconcile,
     root_causes,
 )
-from services.anomaly.detectors import STATE_VERSION
 from services.anomaly.store import Tx
-
 
 #: a single line beyond this is an error upstream, not spend (and would overflow float maths)
 MAX_COST = Decimal("1e15")

@@ -9,7 +9,13 @@ import orjson
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from finfocus.broker import Envelope, consumer_options, envelope_dead_letter, envelopes, publish_dead_letters
+from finfocus.broker import (
+    Envelope,
+    consumer_options,
+    envelope_dead_letter,
+    envelopes,
+    publish_dead_letters,
+)
 from finfocus.telemetry import log_fields, start_record_span, trace_headers
 from schemas.anomaly import AnomalyV1
 from schemas.pricing import PricedRecordV1

@@ -11,7 +11,6 @@ import pytest
 
 from services.anomaly.app import build_app
 from services.anomaly.config import AnomalySettings
-
 from tests.integration.test_anomaly_pipeline import history, publish
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,6 @@ from finfocus.db import reader
 from finfocus.sample_data import generate
 from schemas.anomaly import AnomalyV1
 from services.anomaly.app import build_app
-
 from tests.integration.test_anomaly_pipeline import consume, publish
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,6 @@ from aiokafka import AIOKafkaProducer
 from finfocus.db import reader
 from schemas.anomaly import AnomalyV1
 from services.anomaly.app import build_app
-
 from tests.integration.test_anomaly_pipeline import START, consume, history, priced, publish
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.anomaly.detectors import DETECTORS, MadParams, RobustSeasonalParams, mad, robust_seasonal, run_detector
+from services.anomaly.detectors import (
+    DETECTORS,
+    MadParams,
+    RobustSeasonalParams,
+    mad,
+    robust_seasonal,
+    run_detector,
+)
 
 
 def weekly(n: int, seed: int = 1, weekend: float = 0.6, level: float = 100.0, noise: float = 3.0) -> np.ndarray:
