@@ -66,3 +66,39 @@ async def test_anomaly_is_posted_to_the_slack_webhook_after_a_retry(settings, ho
     assert Hook.calls[0] == Hook.calls[1]
     text = Hook.calls[1]["text"]
     assert "FinFocus cost anomaly" in text and "ServiceName=AmazonEC2" in text and "anm-" in text
+
+
+async def test_daily_digest_sends_one_message_at_the_digest_hour(database_url, hook_url):
+    from datetime import UTC, datetime
+
+    from finfocus.db import create_pool, migrate_url
+    from finfocus.secrets import EnvironmentSecrets
+    from services.anomaly.alerts import Subscription
+    from services.anomaly.app import MIGRATIONS_DIR
+    from services.anomaly.notifier import Notifier
+
+    Hook.fail_first = 0
+    try:
+        await migrate_url(database_url, "anomaly", MIGRATIONS_DIR)
+        pool = await create_pool(database_url)
+        sub = Subscription(name="finance", webhook_secret="digest", format="teams", frequency="daily",
+                           digest_hour=8, min_impact=10)
+        notifier = Notifier(lambda: [sub], EnvironmentSecrets({"FINFOCUS_SECRET_DIGEST": hook_url}))
+        base = {"severity": "high", "status": "open", "monitor": "services", "dimension": {"ServiceName": "EC2"},
+                "impact": "150.00", "impact_pct": "30.00", "actual_cost": "650.00", "expected_cost": "500.00",
+                "currency": "USD", "window_start": "2026-03-29T00:00:00Z", "window_end": "2026-03-30T00:00:00Z"}
+        created = datetime(2026, 3, 30, 10, tzinfo=UTC)
+        async with pool.acquire() as conn:
+            await notifier.enqueue(conn, [{**base, "anomaly_id": "anm-1"}, {**base, "anomaly_id": "anm-2"},
+                                          {**base, "anomaly_id": "anm-3", "impact": "5.00"}], created)
+        assert await notifier.deliver_due(pool, now=datetime(2026, 3, 31, 7, tzinfo=UTC)) == 0  # not yet
+        assert await notifier.deliver_due(pool, now=datetime(2026, 3, 31, 8, 1, tzinfo=UTC)) == 1
+        assert await notifier.deliver_due(pool, now=datetime(2026, 3, 31, 9, tzinfo=UTC)) == 0  # sent once
+        statuses = await pool.fetch("SELECT anomaly_id, status FROM anomaly.v_alert_deliveries ORDER BY 1")
+        await pool.close()
+    finally:
+        Hook.fail_first = 1
+    assert [tuple(r) for r in statuses] == [("anm-1", "sent"), ("anm-2", "sent")]  # anm-3 below threshold
+    [card] = Hook.calls
+    assert card["@type"] == "MessageCard" and "2 cost anomalies" in card["title"]
+    assert "anm-1" in card["text"] and "anm-2" in card["text"]
