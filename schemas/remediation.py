@@ -6,7 +6,7 @@ import hashlib
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas.common import CurrencyCode, Money, Timestamp
 
@@ -105,3 +105,11 @@ class ResourceMetricV1(BaseModel):
     cpu_max_pct: Money | None = Field(None, description="Maximum CPU utilisation, percent")
     cpu_p995_pct: Money | None = Field(None, description="99.5th percentile CPU, percent")
     network_mb: Money | None = Field(None, description="Network in + out, megabytes")
+
+    @field_validator("date")
+    @classmethod
+    def _real_day(cls, value: str) -> str:
+        from datetime import date as calendar_day
+
+        calendar_day.fromisoformat(value)  # 2026-13-01 matches the pattern but is no day
+        return value

@@ -86,3 +86,25 @@ async def test_command_continues_the_trace_of_its_anomaly(settings):
     assert sent["finfocus-schema"] == b"RemediationCommand"
     plan = [s for s in exporter.get_finished_spans() if s.name == "remediation.plan"]
     assert plan and format(plan[0].context.trace_id, "032x") == trace_id
+
+
+async def test_executor_dead_letters_a_malformed_command_and_runs_a_good_one(settings):
+    app = build_app(remediation_settings(settings, remediation_poll_seconds=0.3))
+    good = RemediationCommandV1.model_validate({
+        "command_id": "c-outside", "issued_at": "2026-11-22T00:00:00Z", "action": "notify",
+        "target": {"provider": "AWS", "resource_id": "team-x"}, "params": {"channel": "log"},
+        "reason": {"text": "published by another system"}, "mode": "dry-run"})
+    async with running(app):
+        await publish(settings.kafka, Topics.REMEDIATION_COMMANDS,
+                      [b'{"action": "Stop Instance"}', good.model_dump_json().encode()])
+        letters = await read_topic(settings.kafka, Topics.dlq(Topics.REMEDIATION_COMMANDS), want=1)
+        assert "invalid RemediationCommand v1" in values(letters)[0]["error"]
+
+        async def done():
+            async with reader(settings.database) as conn:
+                return await conn.fetchval("SELECT status FROM remediation.v_actions WHERE command_id = 'c-outside' "
+                                           "AND status = 'dry-run'")
+
+        assert await eventually(done) == "dry-run"
+        results = await read_topic(settings.kafka, Topics.REMEDIATION_RESULTS, want=1)
+        assert values(results)[0]["command_id"] == "c-outside" and values(results)[0]["status"] == "dry-run"
