@@ -18,6 +18,7 @@ from finfocus.broker import (
 )
 from finfocus.telemetry import log_fields, start_record_span, trace_headers
 from schemas.anomaly import AnomalyV1
+from schemas.deadletter import DeadLetterV1
 from schemas.pricing import PricedRecordV1
 from schemas.topics import Topics, schema_headers
 from services.anomaly.domain import CostLine
@@ -108,9 +109,23 @@ def register_handlers(runtime, store: AnomalyStore, evaluator: Evaluator, notifi
     """Subscribe the detection handler on `runtime.broker`."""
     settings = runtime.settings
 
+    # documented in the AsyncAPI document; records are sent through runtime.publisher
+    runtime.broker.publisher(
+        Topics.ANOMALIES, schema=AnomalyV1, title="anomalies:Anomaly",
+        description="Anomaly v1 when an anomaly is detected, updated (ongoing, acknowledged) or "
+        "resolved; key = its dimension; traceparent of the record that caused it",
+    )
+    runtime.broker.publisher(
+        Topics.dlq(Topics.PRICED_RESOURCES), schema=DeadLetterV1, title="priced-resources.dlq:DeadLetter",
+        description="Records that are not a valid PricedRecord v1 or that the store refuses, with the reason",
+    )
+
     @runtime.broker.subscriber(
         Topics.PRICED_RESOURCES,
         batch=True,
+        title="priced-resources:PricedRecord",
+        description="Batches of PricedRecord v1: stored per x_RecordId, then every touched series "
+        "is re-evaluated by its monitors",
         max_records=getattr(settings, "anomaly_batch_max_records", 5000),
         **consumer_options(settings, group_id=GROUP_ID),
     )
@@ -144,7 +159,9 @@ def register_handlers(runtime, store: AnomalyStore, evaluator: Evaluator, notifi
         logger.debug("batch evaluated", extra=log_fields(lines=len(parsed), dead=len(letters), anomalies=len(outcomes)))
 
     @runtime.broker.subscriber(
-        FEEDBACK_TOPIC, batch=True, **consumer_options(settings, group_id=FEEDBACK_GROUP_ID)
+        FEEDBACK_TOPIC, batch=True, title="anomaly-feedback:Feedback",
+        description="Verdicts from `finfocus anomalies feedback` (yes, no, planned)",
+        **consumer_options(settings, group_id=FEEDBACK_GROUP_ID),
     )
     async def record_feedback(message: KafkaMessage) -> None:
         letters, outcomes, headers = [], [], {}
