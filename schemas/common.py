@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer
@@ -51,7 +52,10 @@ def _assume_utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+@lru_cache(maxsize=65536)
 def _rfc3339(value: datetime) -> str:
+    # Cached: billing rows repeat the same period boundaries thousands of times, and equal
+    # instants (whatever their offset) have one UTC spelling.
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 

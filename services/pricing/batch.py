@@ -81,10 +81,12 @@ class BatchPricer:
         self._specs = specs or (lambda: domain.SpecBook())
         self._quotes = quotes
 
-    async def process(self, batch: Sequence[Envelope]) -> BatchOutcome:
+    async def process(self, batch: Sequence) -> BatchOutcome:
+        """Price a batch of consumed records: aiokafka ConsumerRecords (headers as pairs) or
+        `finfocus.broker.Envelope`s (headers as a dict)."""
         out = BatchOutcome()
         priced_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        parsed: list[tuple[Envelope, BillingRecordV1, object]] = []
+        parsed: list[tuple[object, BillingRecordV1, object]] = []
         usage: list[tuple[int, domain.UsageLine]] = []
         last: dict[tuple[str, int], list[int]] = {}
         validate = BillingRecordV1.model_validate_json
@@ -99,21 +101,21 @@ class BatchPricer:
             else:
                 pos[0] = max(pos[0], env.offset)
                 pos[1] += 1
-            span = (
-                start_record_span(self._tracer, "pricing.price", env.headers)
-                if "traceparent" in env.headers
-                else None
-            )
+            span = None
+            if env.headers:
+                headers = env.headers if isinstance(env.headers, dict) else dict(env.headers)
+                if "traceparent" in headers:
+                    span = start_record_span(self._tracer, "pricing.price", headers)
             try:
-                rec = validate(env.value)
+                rec = validate(env.value or b"")
             except ValidationError as exc:
-                out.letters.append(envelope_dead_letter(env, describe(exc), service=self._service))
+                out.letters.append(self._letter(env, describe(exc)))
                 if span is not None:
                     span.set_attribute("finfocus.dead_letter", True)
                     span.end()
                 continue
             except Exception as exc:  # noqa: BLE001 - anything else is still this record's fault
-                out.letters.append(envelope_dead_letter(env, f"{type(exc).__name__}: {exc}", service=self._service))
+                out.letters.append(self._letter(env, f"{type(exc).__name__}: {exc}"))
                 if span is not None:
                     span.end()
                 continue
@@ -169,13 +171,20 @@ class BatchPricer:
                     headers = batch_headers
                 out.outgoing.append((env.key or rec.partition_key(), body, headers))
             except Exception as exc:  # noqa: BLE001
-                out.letters.append(envelope_dead_letter(env, f"{type(exc).__name__}: {exc}", service=self._service))
+                out.letters.append(self._letter(env, f"{type(exc).__name__}: {exc}"))
             finally:
                 if span is not None:
                     span.end()
         batch_span.set_attributes({"finfocus.stored": len(out.lines), "finfocus.dead_letters": len(out.letters)})
         batch_span.end()
         return out
+
+    def _letter(self, record, error: str) -> DeadLetterV1:
+        envelope = record if isinstance(record, Envelope) else Envelope(
+            value=record.value or b"", key=record.key, headers=dict(record.headers or ()),
+            topic=record.topic, partition=record.partition, offset=record.offset,
+        )
+        return envelope_dead_letter(envelope, error, service=self._service)
 
     @staticmethod
     def _priced_body(rec: BillingRecordV1, decision: domain.PriceDecision | None, priced_at: str, out: BatchOutcome) -> bytes:

@@ -7,7 +7,7 @@ import logging
 
 from faststream.kafka.annotations import KafkaMessage
 
-from finfocus.broker import consumer_options, envelopes, publish_dead_letters
+from finfocus.broker import consumer_options, publish_dead_letters
 from finfocus.telemetry import log_fields
 from schemas.deadletter import DeadLetterV1
 from schemas.pricing import PricedRecordV1
@@ -81,7 +81,8 @@ def register_handlers(runtime, store: PricingStore, pricer: BatchPricer) -> None
         **consumer_options(settings, group_id=GROUP_ID),
     )
     async def price_raw_billing(message: KafkaMessage) -> None:
-        batch = envelopes(message)
+        raw = message.raw_message  # the ConsumerRecords themselves: no per-record copies
+        batch = raw if isinstance(raw, tuple | list) else (raw,)
         writes: list[asyncio.Task] = []
         try:
             for start in range(0, len(batch), CHUNK):

@@ -231,3 +231,34 @@ async def test_batched_publish_keeps_keys_headers_and_default_partitions(setting
     for key in {k for k, *_ in batched.values()}:
         offsets = [o for v, (k, _, o, _) in sorted(batched.items(), key=lambda x: int(x[0][1:])) if k == key]
         assert offsets == sorted(offsets)
+
+
+async def test_a_traced_record_keeps_its_trace_through_pricing(settings, pricing):
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            Topics.RAW_BILLING, orjson.dumps(billed_record(1, Decimal("2.5"))),
+            headers=[("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01".encode())],
+        )
+        await producer.send_and_wait(Topics.RAW_BILLING, orjson.dumps(billed_record(2, Decimal("1"))))
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(Topics.PRICED_RESOURCES, bootstrap_servers=settings.kafka_bootstrap,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    got: dict[str, dict] = {}
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(got) < 2 and asyncio.get_running_loop().time() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for r in records:
+                    got[orjson.loads(r.value)["x_RecordId"]] = dict(r.headers)
+    finally:
+        await consumer.stop()
+    traced = got["rec-1"]["traceparent"].decode().split("-")
+    assert traced[1] == trace_id and traced[2] != "00f067aa0ba902b7"  # same trace, pricing's span
+    untraced = got["rec-2"]["traceparent"].decode().split("-")
+    assert untraced[1] != trace_id  # the batch span's trace
+    assert got["rec-1"]["finfocus-schema"] == b"PricedRecord"
