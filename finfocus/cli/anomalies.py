@@ -80,6 +80,12 @@ def _expand(severity: list[str] | None) -> list[str]:
     return sorted(set(out), key=SEVERITIES.index)
 
 
+def _days(r: dict) -> int:
+    start = datetime.fromisoformat(r["window_start"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(r["window_end"].replace("Z", "+00:00"))
+    return max(1, round((end - start).total_seconds() / 86400))
+
+
 def _print(rows: list[dict], output: OutputFormat) -> None:
     if output == OutputFormat.JSON:
         print_json({"anomalies": rows})
@@ -87,12 +93,12 @@ def _print(rows: list[dict], output: OutputFormat) -> None:
         print_ndjson(rows)
     else:
         print_table(
-            ["id", "window", "dimension", "expected", "actual", "impact", "impact %", "severity", "status"],
+            ["id", "start", "days", "dimension", "actual", "impact", "%", "severity", "status"],
             [
                 (
-                    r["anomaly_id"], f"{r['window_start'][:10]} .. {r['window_end'][:10]}",
-                    ", ".join(f"{k}={v}" for k, v in r["dimension"].items()),
-                    r["expected_cost"], r["actual_cost"], f"{r['impact']} {r['currency']}",
+                    r["anomaly_id"], r["window_start"][:10], _days(r),
+                    " / ".join(r["dimension"].values()),
+                    r["actual_cost"], f"{r['impact']} {r['currency']}",
                     r.get("impact_pct") or "", r["severity"], r["status"],
                 )
                 for r in rows
