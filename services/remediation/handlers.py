@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from finfocus.broker import consumer_options, envelope_dead_letter, envelopes, publish_dead_letters
 from finfocus.service import ServiceRuntime
 from finfocus.telemetry import log_fields, start_record_span, trace_headers
-from schemas.anomaly import AnomalyV1
+from schemas.anomaly import AnomalyStatus, AnomalyV1
 from schemas.pricing import PricedRecordV1
 from schemas.remediation import RemediationCommandV1, ResourceMetricV1
 from schemas.topics import Topics, schema_headers
@@ -61,6 +61,14 @@ def current_playbooks(settings: RemediationSettings):
 
 async def plan_one(runtime: ServiceRuntime, settings: RemediationSettings, anomaly: AnomalyV1,
                    span: trace.Span) -> None:
+    if anomaly.status == AnomalyStatus.RESOLVED:
+        # restated data removed the anomaly: what has not run yet must not run
+        async with store.transaction(runtime.pool) as conn:
+            cancelled = await store.cancel_for_cause(conn, anomaly_id=anomaly.anomaly_id,
+                                                     reason="the anomaly was resolved")
+            await store.record_anomaly_commands(conn, anomaly.anomaly_id, [])
+        span.set_attribute("finfocus.cancelled", len(cancelled))
+        return
     start = anomaly.window_start.date()
     end = max(anomaly.window_end.date(), start + timedelta(days=1))
     async with store.transaction(runtime.pool) as conn:

@@ -121,6 +121,17 @@ async def record_anomaly_commands(conn: asyncpg.Connection, anomaly_id: str,
     return [RemediationCommandV1.model_validate(r["command"]) for r in rows]
 
 
+async def cancel_for_cause(conn: asyncpg.Connection, *, anomaly_id: str, reason: str) -> list[str]:
+    """Reject the commands of an anomaly that have not run yet (the anomaly was resolved)."""
+    rows = await conn.fetch(
+        "UPDATE remediation.commands SET status = 'rejected', updated_at = now(), result = $2 "
+        "WHERE anomaly_id = $1 AND status IN ('pending-approval', 'approved') RETURNING command_id",
+        anomaly_id, _json({"outcome": "cancelled", "detail": reason}))
+    for r in rows:
+        await append_audit(conn, r["command_id"], "cancelled", actor="planner", reason=reason)
+    return [r["command_id"] for r in rows]
+
+
 async def mark_published(conn: asyncpg.Connection, command_ids: list[str]) -> None:
     if command_ids:
         await conn.execute(MARK_PUBLISHED, command_ids)

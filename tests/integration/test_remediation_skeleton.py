@@ -108,3 +108,35 @@ async def test_executor_dead_letters_a_malformed_command_and_runs_a_good_one(set
         assert await eventually(done) == "dry-run"
         results = await read_topic(settings.kafka, Topics.REMEDIATION_RESULTS, want=1)
         assert values(results)[0]["command_id"] == "c-outside" and values(results)[0]["status"] == "dry-run"
+
+
+async def test_resolved_anomaly_cancels_its_commands_that_have_not_run(settings, tmp_path):
+    playbooks = tmp_path / "playbooks"
+    playbooks.mkdir()
+    (playbooks / "page.yaml").write_text(
+        "name: page-on-call\ntrigger: {anomaly: {min_severity: high}}\n"
+        "actions: [{action: notify, params: {channel: log}}]\nmode: execute\napproval: {required: true}\n")
+    app = build_app(remediation_settings(settings, remediation_playbooks_dir=playbooks, remediation_poll_seconds=0.3))
+    event = anomaly("anom-resolved")
+
+    async def status():
+        async with reader(settings.database) as conn:
+            return await conn.fetchval("SELECT status FROM remediation.v_actions WHERE anomaly_id = 'anom-resolved'")
+
+    async with running(app):
+        await publish(settings.kafka, Topics.ANOMALIES, [event.model_dump_json().encode()])
+        assert await eventually(status) == "pending-approval"
+        resolved = anomaly("anom-resolved", status="resolved")
+        await publish(settings.kafka, Topics.ANOMALIES, [resolved.model_dump_json().encode()])
+        assert await eventually(lambda: _is(status, "rejected")) is True
+        async with reader(settings.database) as conn:
+            row = await conn.fetchrow("SELECT result FROM remediation.v_actions WHERE anomaly_id = 'anom-resolved'")
+            events = [r["event"] for r in await conn.fetch(
+                "SELECT event FROM remediation.v_audit a JOIN remediation.v_actions c USING (command_id) "
+                "WHERE c.anomaly_id = 'anom-resolved' ORDER BY audit_id")]
+        assert row["result"]["outcome"] == "cancelled"
+        assert events == ["issued", "cancelled"]
+
+
+async def _is(probe, expected):
+    return (await probe()) == expected or None
