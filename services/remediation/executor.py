@@ -41,6 +41,8 @@ from services.remediation.guardrails import BLOCK, DEFER, EXPIRE, Policy, check
 logger = logging.getLogger(__name__)
 ACTOR = "executor"
 LEASE = timedelta(minutes=5)
+#: a command deferred by the schedule or the rate limit is looked at again after this
+DEFER_BACKOFF = timedelta(minutes=1)
 
 PublishResult = Callable[[RemediationResultV1], Awaitable[None]]
 PolicyLookup = Callable[[str | None], Policy]
@@ -74,8 +76,9 @@ class Executor:
             row = await store.claim(conn, command_id, now, LEASE)
         if row is None:
             return  # unknown, or another executor holds it
+        retry_at = None
         try:
-            await self._process(row, now)
+            retry_at = await self._process(row, now)
         except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
             raise
         except Exception as exc:  # never leave a command half-handled without a trace
@@ -83,7 +86,10 @@ class Executor:
             await self._finish(row, FAILED, {"outcome": "error", "detail": repr(exc)[:2000]}, "failed")
         finally:
             async with self.pool.acquire() as conn:
-                await store.release(conn, command_id)
+                if retry_at is None:
+                    await store.release(conn, command_id)
+                else:  # a deferred command is not looked at again before then
+                    await store.claim_until(conn, command_id, retry_at)
 
     # --- steps ---------------------------------------------------------------------------
 
@@ -104,7 +110,8 @@ class Executor:
             await store.append_audit(conn, row["command_id"], event, actor=ACTOR, action=row["action"],
                                      mode=row["mode"], **kwargs)
 
-    async def _process(self, row, now: datetime) -> None:
+    async def _process(self, row, now: datetime) -> datetime | None:
+        """Handle one claimed command; returns when to look again if it was deferred."""
         status = row["status"]
         if status == EXECUTED and row["undo_requested_at"] is not None and row["undone_at"] is None:
             await self._undo(row)
@@ -151,7 +158,7 @@ class Executor:
             if not (last and last["event"] == "deferred" and (last["result"] or {}).get("rule") == verdict.rule):
                 await self._audit(row, "deferred", reason=verdict.detail, state_before=before,
                                   result={"rule": verdict.rule})
-            return
+            return now + DEFER_BACKOFF
         if not execute:
             preview = impl.preview(before, params)
             await self._finish(row, DRY_RUN, {"outcome": "dry-run", "would": preview,

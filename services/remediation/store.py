@@ -151,6 +151,11 @@ async def release(conn: asyncpg.Connection, command_id: str) -> None:
     await conn.execute(RELEASE, command_id)
 
 
+async def claim_until(conn: asyncpg.Connection, command_id: str, until: datetime) -> None:
+    await conn.execute("UPDATE remediation.commands SET claimed_until = $2 WHERE command_id = $1",
+                       command_id, until)
+
+
 async def set_status(conn: asyncpg.Connection, command_id: str, status: str, result: Any,
                      *, executed_at: datetime | None = None, undo: Any = None) -> None:
     await conn.execute(SET_STATUS, command_id, status, _json(result), executed_at is not None,

@@ -186,6 +186,10 @@ async def test_guardrail_rate_limit_defers_past_the_hourly_quota_per_account(poo
     assert statuses == ["executed", "executed", "approved"]
     assert instance_state(ids[2])[0] == "running"
     assert (await events(pool, cmds[2].command_id))[-1] == "deferred"
+    # a deferred command is not polled again at once (no describe call every sweep)
+    assert (await row(pool, cmds[2].command_id))["claimed_until"] > datetime.now(UTC) + timedelta(seconds=50)
+    async with pool.acquire() as conn:
+        assert cmds[2].command_id not in await store.due_commands(conn, datetime.now(UTC))
     assert (await row(pool, other_account.command_id))["status"] == "executed"  # quota is per account
     # an hour later the deferred command runs
     later = executor(pool, implementations(), Policy(rate_limit_per_hour=2),
