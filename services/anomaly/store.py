@@ -93,11 +93,16 @@ def series_key_text(key: SeriesKey) -> str:
     return json.dumps([list(key.values), key.currency], separators=(",", ":"))
 
 
+#: columns that are never null: compared bare, so their indexes serve series queries
+NOT_NULL = {"provider", "billing_account_id", "account", "service_name"}
+
+
 def _dim_sql(name: str, params: list) -> str:
     if name.startswith("tag:"):
         params.append(name[4:])
         return f"coalesce(tags ->> ${len(params)}, '')"
-    return f"coalesce({COLUMNS[name]}, '')"
+    column = COLUMNS[name]
+    return column if column in NOT_NULL else f"coalesce({column}, '')"
 
 
 def series_filter(monitor: Monitor, key: SeriesKey, params: list) -> str:
