@@ -81,6 +81,15 @@ def synthetic_cur(rows: int, seed: int = 7) -> pl.DataFrame:
         pl.when(pl.col("h") % 20 == 14).then(pl.lit("0.0500000000")).alias("reservation/EffectiveCost"),
         pl.when(pl.col("h") % 20 >= 15).then(pl.lit("arn:aws:savingsplans::012345678901:savingsplan/s1")).alias("savingsPlan/SavingsPlanARN"),
         pl.when(pl.col("h") % 20 == 15).then(pl.lit("0.0400000000")).alias("savingsPlan/SavingsPlanEffectiveCost"),
+        pl.lit("Amazon Web Services, Inc.").alias("bill/InvoicingEntity"),
+        pl.lit("Amazon Web Services, Inc.").alias("lineItem/LegalEntity"),
+        pl.format("{}.JRTCKXETXF.6YS6EN2CT7", pl.col("h") % 500).alias("pricing/RateCode"),
+        pl.format("{}", pl.col("h") % 100000).alias("pricing/RateId"),
+        pl.lit(None, pl.Utf8).alias("reservation/TotalReservedUnits"),
+        pl.lit(None, pl.Utf8).alias("reservation/UnusedAmortizedUpfrontFeeForBillingPeriod"),
+        pl.lit(None, pl.Utf8).alias("reservation/UnusedRecurringFee"),
+        pl.lit(None, pl.Utf8).alias("savingsPlan/TotalCommitmentToDate"),
+        pl.lit(None, pl.Utf8).alias("savingsPlan/UsedCommitment"),
         pl.lit(pl.Series(["core", "data", "web", None])).gather(pl.col("h") % 4).alias("resourceTags/user:team"),
         pl.lit(pl.Series(["prod", "dev", None])).gather(pl.col("h") % 3).alias("resourceTags/user:env"),
     )
@@ -96,27 +105,73 @@ def make_files(directory: Path, rows: int) -> dict[str, Path]:
     cur.write_csv(files["aws-cur legacy CSV"])
     tags = [c for c in cur.columns if c.startswith("resourceTags/")]
     cur2 = cur.drop(tags).rename({c: snake(c) for c in cur.columns if c not in tags})
-    cur2 = cur2.with_columns(
+    cur2 = cur2.rename({"product_region": "product_region_code"}).with_columns(
         pl.when(cur["resourceTags/user:team"].is_not_null())
         .then(pl.format('{{"user_team": "{}"}}', cur["resourceTags/user:team"]))
         .alias("resource_tags")
     )
-    files["aws-cur 2.0 Parquet"] = directory / "cur2.parquet"
+    # CUR 2.0 Parquet is typed: timestamps and double-precision amounts
+    cur2 = cur2.with_columns(
+        [pl.col(c).str.strptime(pl.Datetime("ms", "UTC"), "%Y-%m-%dT%H:%M:%SZ") for c in (
+            "line_item_usage_start_date", "line_item_usage_end_date",
+            "bill_billing_period_start_date", "bill_billing_period_end_date")]
+        + [pl.col(c).cast(pl.Float64) for c in (
+            "line_item_unblended_cost", "line_item_blended_cost", "line_item_usage_amount",
+            "line_item_unblended_rate", "pricing_public_on_demand_cost", "pricing_public_on_demand_rate",
+            "reservation_effective_cost", "savings_plan_savings_plan_effective_cost")]
+    )
+    (directory / "cur2").mkdir(exist_ok=True)
+    files["aws-cur 2.0 Parquet"] = directory / "cur2" / "part-0.parquet"
     cur2.write_parquet(files["aws-cur 2.0 Parquet"], row_group_size=65536)
-    try:
-        from services.ingest.bench_samples import focus_frame, azure_frame, gcp_frame  # type: ignore
-    except ImportError:
-        focus_frame = azure_frame = gcp_frame = None
-    if focus_frame:
+    files["azure CSV"] = directory / "azure.csv"
+    azure_frame(rows).write_csv(files["azure CSV"])
+    files["gcp JSON lines"] = directory / "gcp.jsonl"
+    write_gcp_jsonl(files["gcp JSON lines"], rows)
+    sample = ROOT.parent / "shared" / "data" / "focus-samples" / "FOCUS-1.0" / "focus_sample.csv"
+    if sample.exists():
         files["focus CSV"] = directory / "focus.csv"
-        focus_frame(rows).write_csv(files["focus CSV"])
-    if azure_frame:
-        files["azure CSV"] = directory / "azure.csv"
-        azure_frame(rows).write_csv(files["azure CSV"])
-    if gcp_frame:
-        files["gcp JSON lines"] = directory / "gcp.jsonl"
-        gcp_frame(rows).write_ndjson(files["gcp JSON lines"])
+        focus_frame(sample, rows).write_csv(files["focus CSV"])
     return files
+
+
+def azure_frame(rows: int) -> pl.DataFrame:
+    """The EA actual-cost fixture's rows repeated, each with its own resource and day."""
+    sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "ingest"))
+    from make_fixtures import azure_ea_rows  # type: ignore[import-not-found]
+
+    base = pl.DataFrame(azure_ea_rows())
+    reps = -(-rows // base.height)
+    frame = pl.concat([base] * reps).head(rows).with_row_index("n")
+    return frame.with_columns(
+        pl.format("{}-{}", pl.col("ResourceId"), pl.col("n")).alias("ResourceId"),
+        pl.format("09/{}/2024", (pl.col("n") % 30 + 1).cast(pl.Utf8).str.zfill(2)).alias("Date"),
+    ).drop("n")
+
+
+def write_gcp_jsonl(path: Path, rows: int) -> None:
+    """The GCP fixture's rows repeated with distinct hours and resources, written in chunks."""
+    sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "ingest"))
+    from make_fixtures import gcp_rows  # type: ignore[import-not-found]
+
+    import orjson
+
+    base = gcp_rows()
+    with path.open("wb") as fh:
+        for n in range(rows):
+            row = dict(base[n % len(base)])
+            hour = n % 720
+            row["usage_start_time"] = f"2024-09-{hour // 24 + 1:02d}T{hour % 24:02d}:00:00Z"
+            row["usage_end_time"] = f"2024-09-{hour // 24 + 1:02d}T{hour % 24:02d}:59:59Z"
+            row["resource"] = {"name": f"vm-{n}", "global_name": f"//compute.googleapis.com/projects/shop/zones/b/instances/vm-{n}"}
+            fh.write(orjson.dumps(row) + b"\n")
+
+
+def focus_frame(sample: Path, rows: int) -> pl.DataFrame:
+    """The real FOCUS 1.0 sample repeated, each copy with its own `Id`."""
+    base = pl.read_csv(sample, infer_schema_length=0)
+    reps = -(-rows // base.height)
+    frame = pl.concat([base] * reps).head(rows).with_row_index("n")
+    return frame.with_columns(pl.col("n").cast(pl.Utf8).alias("Id")).drop("n")
 
 
 NORMALISE_CHILD = """
@@ -129,14 +184,14 @@ from services.ingest.reader import Source
 src = Source(Path({path!r}))
 fmt = detect(src.header())
 tally = JobTally(); builder = RecordBuilder(file=src.path.name, job_id="bench", version=1)
-t0 = time.perf_counter(); first = 1; out_bytes = 0
+t0 = time.perf_counter(); c0 = time.process_time(); first = 1; out_bytes = 0
 for batch in src.batches():
     built = builder.build(normalise(fmt, batch, first), tally)
     first += batch.height
     out_bytes += sum(map(len, built.values))
 elapsed = time.perf_counter() - t0
 print(json.dumps({{"format": fmt, "rows": tally.rows_read, "rejected": tally.rows_rejected,
-    "seconds": elapsed, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "seconds": elapsed, "cpu_seconds": time.process_time() - c0, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     "totals": {{k: str(v) for k, v in tally.totals.items()}}}}))
 """
 
@@ -161,8 +216,10 @@ def shutil_which(name: str) -> str | None:
 def focus_converters(python: str, provider: str, path: Path, out_dir: Path) -> dict:
     """focus_converters on the same file, in its own virtualenv (time and peak RSS)."""
     cmd = [python, "-m", "focus_converter.main", "convert", "--provider", provider,
-           "--data-path", str(path), "--data-format", "csv" if path.suffix == ".csv" else "parquet",
-           "--parquet-data-format", "file", "--export-path", str(out_dir)]
+           "--data-path", str(path if path.suffix == ".csv" else path.parent),
+           "--data-format", "csv" if path.suffix == ".csv" else "parquet", "--export-path", str(out_dir)]
+    if path.suffix != ".csv":
+        cmd += ["--parquet-data-format", "dataset"]
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
@@ -263,8 +320,9 @@ def main() -> None:
     for label, path in files.items():
         r = normalise_only(path)
         results[label] = r
-        print(f"  {label:22s} {r['rows'] / r['seconds']:>10,.0f} rows/s   {r['seconds']:6.1f}s   "
-              f"peak RSS {r['peak_rss_mb']:6.0f} MB   rejected {r['rejected']}   file {path.stat().st_size / 1e6:,.0f} MB")
+        print(f"  {label:22s} {r['rows'] / r['seconds']:>10,.0f} rows/s wall ({r['rows'] / r['cpu_seconds']:>8,.0f} per CPU-s)   "
+              f"{r['seconds']:6.1f}s   peak RSS {r['peak_rss_mb']:6.0f} MB   rejected {r['rejected']}   "
+              f"file {path.stat().st_size / 1e6:,.0f} MB")
     if args.focus_converters:
         print("\nfocus_converters 1.0.0 on the same files:")
         for label, provider in (("aws-cur legacy CSV", "aws-cur"), ("aws-cur 2.0 Parquet", "aws")):

@@ -1,9 +1,234 @@
-"""`finfocus` commands: export."""
+"""`finfocus export focus`: the platform's cost lines as a FOCUS 1.2 file (CSV or Parquet).
+
+Reads `pricing.v_cost_lines` (its `record` column, the full PricedRecord v1) through the
+read-only role, streaming with a server-side cursor, so memory stays bounded whatever the
+window. Columns FOCUS makes mandatory but a record may lack are filled the way the
+specification allows (ListCost/ContractedCost/EffectiveCost fall back to BilledCost, the
+billing period to the charge's calendar month, names to ids).
+"""
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import orjson
 import typer
+
+from finfocus.cli.output import err_console, fail, run
+
+#: FOCUS 1.2 columns in the order written (the extension columns follow)
+FOCUS_12_COLUMNS = [
+    "AvailabilityZone", "BilledCost", "BillingAccountId", "BillingAccountName", "BillingAccountType",
+    "BillingCurrency", "BillingPeriodEnd", "BillingPeriodStart", "CapacityReservationId",
+    "CapacityReservationStatus", "ChargeCategory", "ChargeClass", "ChargeDescription", "ChargeFrequency",
+    "ChargePeriodEnd", "ChargePeriodStart", "CommitmentDiscountCategory", "CommitmentDiscountId",
+    "CommitmentDiscountName", "CommitmentDiscountQuantity", "CommitmentDiscountStatus",
+    "CommitmentDiscountType", "CommitmentDiscountUnit", "ConsumedQuantity", "ConsumedUnit",
+    "ContractedCost", "ContractedUnitPrice", "EffectiveCost", "InvoiceId", "InvoiceIssuerName",
+    "ListCost", "ListUnitPrice", "PricingCategory", "PricingCurrency",
+    "PricingCurrencyContractedUnitPrice", "PricingCurrencyEffectiveCost",
+    "PricingCurrencyListUnitPrice", "PricingQuantity", "PricingUnit", "ProviderName", "PublisherName",
+    "RegionId", "RegionName", "ResourceId", "ResourceName", "ResourceType", "ServiceCategory",
+    "ServiceName", "ServiceSubcategory", "SkuId", "SkuMeter", "SkuPriceDetails", "SkuPriceId",
+    "SubAccountId", "SubAccountName", "SubAccountType", "Tags",
+]
+EXTENSION_COLUMNS = ["x_RecordId", "x_PriceSource", "x_BillingScope", "x_ImportJobId"]
+COLUMNS = FOCUS_12_COLUMNS + EXTENSION_COLUMNS
+MONEY = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost")
+TIMESTAMPS = ("BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart", "ChargePeriodEnd")
+CHUNK_ROWS = 5_000
+#: FOCUS ChargeFrequency values, matched case-insensitively (exports write `Usage-based` too)
+FREQUENCIES = {v.lower(): v for v in ("One-Time", "Recurring", "Usage-Based")} | {"usagebased": "Usage-Based", "onetime": "One-Time"}
+QUERY = """
+SELECT record FROM pricing.v_cost_lines
+WHERE ($1::timestamptz IS NULL OR charge_period_start >= $1)
+  AND ($2::timestamptz IS NULL OR charge_period_start < $2)
+ORDER BY charge_period_start, record_id
+"""
+
+
+class ExportFormat(StrEnum):
+    CSV = "csv"
+    PARQUET = "parquet"
+
+
+def _month_bounds(ts: str) -> tuple[str, str]:
+    start = datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone(UTC)
+    first = start.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    nxt = (first + timedelta(days=32)).replace(day=1)
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    return first.strftime(fmt), nxt.strftime(fmt)
+
+
+def focus_row(record: dict[str, Any]) -> dict[str, Any]:
+    """One FOCUS 1.2 row from a PricedRecord v1 (JSON), mandatory columns filled."""
+    row = {c: record.get(c) for c in COLUMNS}
+    billed = row["BilledCost"]
+    if billed is not None:
+        for column in ("EffectiveCost", "ListCost", "ContractedCost"):
+            if row[column] is None:
+                row[column] = billed
+    if not row["BillingPeriodStart"] or not row["BillingPeriodEnd"]:
+        row["BillingPeriodStart"], row["BillingPeriodEnd"] = _month_bounds(row["ChargePeriodStart"])
+    row["BillingAccountName"] = row["BillingAccountName"] or row["BillingAccountId"]
+    if row["SubAccountId"] and not row["SubAccountName"]:
+        row["SubAccountName"] = row["SubAccountId"]
+    row["InvoiceIssuerName"] = row["InvoiceIssuerName"] or row["ProviderName"]
+    row["PublisherName"] = row["PublisherName"] or row["ProviderName"]
+    row["ServiceCategory"] = row["ServiceCategory"] or "Other"
+    frequency = FREQUENCIES.get((row["ChargeFrequency"] or "").lower().replace("_", "-"))
+    if frequency is None:
+        frequency = "Usage-Based" if row["ChargeCategory"] == "Usage" else "One-Time"
+    row["ChargeFrequency"] = frequency
+    if row["ChargeCategory"] == "Usage" and not row["PricingCategory"] and row["PricingQuantity"] is not None:
+        row["PricingCategory"] = "Standard"
+    if row["ConsumedQuantity"] is None and row["ChargeCategory"] == "Usage":
+        row["ConsumedUnit"] = None  # FOCUS: unit only with a quantity
+    tags = row["Tags"]
+    row["Tags"] = orjson.dumps(tags, option=orjson.OPT_SORT_KEYS).decode() if tags else None
+    return row
+
+
+class Writer:
+    """CSV (optionally gzip) or Parquet, written chunk by chunk."""
+
+    def __init__(self, path: Path, fmt: ExportFormat) -> None:
+        self.path = path
+        self.fmt = fmt
+        self.rows = 0
+        self.totals: dict[str, Decimal] = {}
+        if fmt == ExportFormat.CSV:
+            raw = gzip.open(path, "wt", newline="") if path.suffix == ".gz" else path.open("w", newline="")
+            self._fh: io.TextIOBase = raw  # type: ignore[assignment]
+            self._csv = csv.DictWriter(raw, fieldnames=COLUMNS, extrasaction="ignore")
+            self._csv.writeheader()
+        else:
+            self._parquet = None
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            if row["BilledCost"] is not None:
+                currency = row["BillingCurrency"]
+                self.totals[currency] = self.totals.get(currency, Decimal(0)) + Decimal(row["BilledCost"])
+        self.rows += len(rows)
+        if self.fmt == ExportFormat.CSV:
+            self._csv.writerows(rows)
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pylist([_typed(r) for r in rows], schema=_parquet_schema())
+        if self._parquet is None:
+            self._parquet = pq.ParquetWriter(self.path, table.schema)
+        self._parquet.write_table(table)
+
+    def close(self) -> None:
+        if self.fmt == ExportFormat.CSV:
+            self._fh.close()
+        else:
+            if self._parquet is None:
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                self._parquet = pq.ParquetWriter(self.path, _parquet_schema())
+                self._parquet.write_table(pa.Table.from_pylist([], schema=_parquet_schema()))
+            self._parquet.close()
+
+
+DECIMALS = (*MONEY, "ListUnitPrice", "ContractedUnitPrice", "ConsumedQuantity", "PricingQuantity",
+            "CommitmentDiscountQuantity", "PricingCurrencyContractedUnitPrice",
+            "PricingCurrencyEffectiveCost", "PricingCurrencyListUnitPrice")
+
+
+def _typed(row: dict[str, Any]) -> dict[str, Any]:
+    """Parquet keeps types: exact decimals and UTC timestamps."""
+    out = dict(row)
+    for column in DECIMALS:
+        if out.get(column) is not None:
+            out[column] = Decimal(str(out[column])).quantize(Decimal("1e-18"))
+    for column in TIMESTAMPS:
+        if out.get(column):
+            out[column] = datetime.fromisoformat(out[column].replace("Z", "+00:00"))
+    return out
+
+
+def _parquet_schema():  # noqa: ANN202
+    import pyarrow as pa
+
+    fields = []
+    for column in COLUMNS:
+        if column in TIMESTAMPS:
+            fields.append(pa.field(column, pa.timestamp("us", tz="UTC")))
+        elif column in DECIMALS:
+            fields.append(pa.field(column, pa.decimal128(38, 18)))
+        else:
+            fields.append(pa.field(column, pa.string()))
+    return pa.schema(fields)
+
+
+async def export_focus(database_url: str, start: date | None, end: date | None, writer: Writer) -> None:
+    from finfocus.db import reader
+
+    async with reader(database_url) as conn, conn.transaction(readonly=True):
+        chunk: list[dict[str, Any]] = []
+        async for rec in conn.cursor(QUERY, _ts(start), _ts(end), prefetch=CHUNK_ROWS):
+            record = rec["record"]
+            if isinstance(record, str):
+                record = orjson.loads(record)
+            chunk.append(focus_row(record))
+            if len(chunk) >= CHUNK_ROWS:
+                writer.write(chunk)
+                chunk = []
+        if chunk:
+            writer.write(chunk)
+
+
+def _ts(day: date | None) -> datetime | None:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) if day else None
+
+
+def _parse_day(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        fail(f"{option} {value!r} is not a date (YYYY-MM-DD)", 2)
+
+
+export_app = typer.Typer(no_args_is_help=True, help="Export the platform's cost data in open formats.")
+
+
+@export_app.command("focus")
+def focus(
+    output: Path = typer.Option(..., "--output", "-o", help="file to write: .csv, .csv.gz or .parquet"),
+    start: str | None = typer.Option(None, "--from", help="first day (inclusive), YYYY-MM-DD, on ChargePeriodStart"),
+    end: str | None = typer.Option(None, "--to", help="last day (exclusive), YYYY-MM-DD"),
+    fmt: ExportFormat | None = typer.Option(None, "--format", help="csv or parquet (default: from the file name)"),
+) -> None:
+    """Write priced cost lines as a FOCUS 1.2 file (CSV or Parquet), window [from, to)."""
+    from finfocus.settings import FinFocusSettings
+
+    day_from, day_to = _parse_day(start, "--from"), _parse_day(end, "--to")
+    if day_from and day_to and day_to <= day_from:
+        fail("--to must be after --from", 2)
+    chosen = fmt or (ExportFormat.PARQUET if output.suffix == ".parquet" else ExportFormat.CSV)
+    writer = Writer(output, chosen)
+    try:
+        run(export_focus(FinFocusSettings().database, day_from, day_to, writer))
+    finally:
+        writer.close()
+    totals = ", ".join(f"{v} {c}" for c, v in sorted(writer.totals.items())) or "nothing"
+    err_console.print(f"wrote {writer.rows} FOCUS 1.2 rows to {output} (billed: {totals})")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the `finfocus` app."""
+    """Add `finfocus export` to the `finfocus` app."""
+    app.add_typer(export_app, name="export")
