@@ -97,10 +97,11 @@ class BatchPricer:
         for env in batch:
             pos = last.get((env.topic, env.partition))
             if pos is None:
-                last[(env.topic, env.partition)] = [env.offset, 1]
+                last[(env.topic, env.partition)] = [env.offset, 1, env.offset]
             else:
                 pos[0] = max(pos[0], env.offset)
                 pos[1] += 1
+                pos[2] = min(pos[2], env.offset)
             span = None
             if env.headers:
                 headers = env.headers if isinstance(env.headers, dict) else dict(env.headers)
@@ -123,7 +124,7 @@ class BatchPricer:
             if rec.BilledCost is None:
                 usage.append((len(parsed), usage_line(rec)))
             parsed.append((env, rec, span))
-        out.positions = [Position(t, p, o, n) for (t, p), (o, n) in last.items()]
+        out.positions = [Position(t, p, o, n, first) for (t, p), (o, n, first) in last.items()]
 
         decisions: dict[int, domain.PriceDecision] = {}
         if usage:

@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 GROUP_ID = "finfocus-pricing"
 #: records priced per step; a step's write overlaps the pricing of the next one
 CHUNK = 2500
+#: concurrent chunk writes
+WRITERS = 2
 
 
 async def _undecoded(message) -> list[bytes]:
@@ -41,14 +43,26 @@ def register_handlers(runtime, store: PricingStore, pricer: BatchPricer) -> None
     """Subscribe the pricing handler on `runtime.broker`."""
     settings = runtime.settings
 
-    # Writes run one at a time (they would only queue on the same tracking rows otherwise)
-    # but overlap the pricing of the next chunk; the lock is FIFO, so chunks commit in order.
-    write_lock = asyncio.Lock()
+    # A chunk's write overlaps the pricing of the next chunk, and up to WRITERS writes run at
+    # once (PostgreSQL does the column extraction, on its own cores). Chunks with restated
+    # scopes write alone: they update shared scope rows and prune older versions.
+    writers = asyncio.Semaphore(WRITERS)
+    scoped = asyncio.Lock()
 
     async def commit(outcome: BatchOutcome) -> None:
         # the lines and the tracking record in one transaction, then the priced records
-        async with write_lock:
-            await store.store_batch(outcome.lines, outcome.positions, sorted(outcome.scopes))
+        if outcome.scopes:
+            async with scoped:
+                for _ in range(WRITERS):
+                    await writers.acquire()
+                try:
+                    await store.store_batch(outcome.lines, outcome.positions, sorted(outcome.scopes))
+                finally:
+                    for _ in range(WRITERS):
+                        writers.release()
+        else:
+            async with writers:
+                await store.store_batch(outcome.lines, outcome.positions)
         await runtime.publisher.publish_batched(Topics.PRICED_RESOURCES, outcome.outgoing)
         logger.debug(
             "batch priced",

@@ -71,11 +71,8 @@ WHERE l.billing_scope = s.billing_scope
 """
 
 TRACK = """
-INSERT INTO pricing.consumer_positions (topic, partition, last_offset, records)
-SELECT t, p, o, n FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[]) AS x(t, p, o, n)
-ON CONFLICT (topic, partition) DO UPDATE
-SET last_offset = GREATEST(consumer_positions.last_offset, EXCLUDED.last_offset),
-    records = consumer_positions.records + EXCLUDED.records, updated_at = now()
+INSERT INTO pricing.processed_batches (topic, partition, first_offset, last_offset, records)
+SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[])
 """
 
 
@@ -87,6 +84,7 @@ class Position:
     partition: int
     offset: int
     records: int
+    first_offset: int | None = None
 
 
 class PricingStore:
@@ -119,6 +117,7 @@ class PricingStore:
                         TRACK,
                         [p.topic for p in positions],
                         [p.partition for p in positions],
+                        [p.offset if p.first_offset is None else p.first_offset for p in positions],
                         [p.offset for p in positions],
                         [p.records for p in positions],
                     )
