@@ -194,3 +194,45 @@ class Importer:
                     Topics.RAW_BILLING, [(k, v, headers) for k, v in chunk]
                 )
         return sent
+
+
+async def accept_records(importer: Importer, records: list, checksum: str, *, source: str = "http") -> str:
+    """Publish already-validated BillingRecord v1 rows (HTTP intake) as one recorded job.
+
+    Rows keep the scope their producer gave them; rows without one always count."""
+    from services.ingest.domain import money_text
+
+    job_id = f"job-{uuid.uuid4().hex[:16]}"
+    version = await importer.store.start_job(job_id, checksum=checksum, files=[], format="billing-record-v1", source=source)
+    tally = JobTally(rows_read=len(records), rows_published=len(records))
+    built = Built()
+    for record in records:
+        record.x_ImportJobId = job_id
+        if record.x_BillingScope and record.x_BillingScopeVersion is None:
+            record.x_BillingScopeVersion = version
+        built.keys.append(record.partition_key())
+        built.values.append(record.model_dump_json(exclude_none=True).encode())
+        built.record_ids.append(record.x_RecordId or "")
+        if record.x_BillingScope:
+            built.scopes.add(record.x_BillingScope)
+        if record.BilledCost is not None:
+            tally.add_totals({record.BillingCurrency: record.BilledCost})
+        tally.accounts.add(record.BillingAccountId)
+        tally.providers.add(record.ProviderName)
+    tally.scopes.update(built.scopes)
+    await importer._publish(built)
+    await importer.store.save_chunk(job_id, 0, built)
+    await importer.store.finish_job(job_id, tally, status="completed")
+    logger.info("http intake job", extra={"fields": {"job_id": job_id, "rows": len(records),
+                                                      "totals": {c: money_text(v) for c, v in tally.totals.items()}}})
+    return job_id
+
+
+async def dead_letter_raw(publisher: Publisher, refused: list[tuple[int, bytes, str]], *, origin: str) -> None:
+    """Dead letters for rows refused at the HTTP intake (original bytes and reason)."""
+    letters = []
+    for index, raw, reason in refused:
+        letter = dead_letter(raw, f"{origin} row {index}: {reason}", service="ingest", source_topic=Topics.RAW_BILLING)
+        letters.append((None, letter.model_dump_json().encode(), DEAD_LETTER_HEADERS))
+    if letters:
+        await publisher.publish(Topics.dlq(Topics.RAW_BILLING), letters)
