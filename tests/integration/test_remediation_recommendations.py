@@ -94,17 +94,14 @@ async def test_idle_address_and_idle_instance_are_recommended_and_playbooks_pick
         rec_id = found["idle-instance"]["recommendation_id"]
         code, out, err = await cli(settings, "recommendations", "dismiss", rec_id, "--reason", "batch host")
         assert code == 0, err
-        code, out, err = await cli(settings, "recommendations", "list", "--output", "json")
-        assert rec_id not in {r["recommendation_id"] for r in json.loads(out)["recommendations"]}
-        assert (await recs(settings))["idle-instance"]["state_reason"] == "batch host"
+        dismissed = (await recs(settings))["idle-instance"]
+        assert (dismissed["state"], dismissed["state_reason"]) == ("dismissed", "batch host")
         address = found["idle-address"]["recommendation_id"]
         code, out, err = await cli(settings, "recommendations", "snooze", address, "--until", "2099-01-01",
                                    "--reason", "after the migration")
         assert code == 0, err
         snoozed = (await recs(settings))["idle-address"]
         assert (snoozed["state"], snoozed["state_reason"]) == ("snoozed", "after the migration")
-        code, out, err = await cli(settings, "recommendations", "dismiss", "nope", "--reason", "x")
-        assert code == 1
 
 
 async def _both(settings):

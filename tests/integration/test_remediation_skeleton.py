@@ -57,17 +57,7 @@ async def test_anomaly_becomes_one_dry_run_notify_command_even_when_redelivered(
         await conn.close()
 
 
-async def test_malformed_anomaly_goes_to_the_dead_letter_topic(settings):
-    app = build_app(remediation_settings(settings, remediation_executor=False))
-    async with running(app):
-        await publish(settings.kafka, Topics.ANOMALIES, [b"not json", anomaly("ok-1").model_dump_json().encode()])
-        letters = await read_topic(settings.kafka, Topics.dlq(Topics.ANOMALIES), want=1)
-        assert "invalid Anomaly v1" in values(letters)[0]["error"]
-        commands = await read_topic(settings.kafka, Topics.REMEDIATION_COMMANDS, want=1)
-        assert values(commands)[0]["reason"]["anomaly_id"] == "ok-1"
-
-
-async def test_command_continues_the_trace_of_its_anomaly(settings):
+async def test_command_continues_the_trace_of_its_anomaly_and_malformed_anomalies_are_dead_lettered(settings):
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -79,8 +69,11 @@ async def test_command_continues_the_trace_of_its_anomaly(settings):
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     headers = [("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01".encode())]
     async with running(app):
+        await publish(settings.kafka, Topics.ANOMALIES, [b"not json"])
         await publish(settings.kafka, Topics.ANOMALIES, [anomaly("traced").model_dump_json().encode()], headers=headers)
         [record] = await read_topic(settings.kafka, Topics.REMEDIATION_COMMANDS, want=1)
+        letters = await read_topic(settings.kafka, Topics.dlq(Topics.ANOMALIES), want=1)
+        assert "invalid Anomaly v1" in values(letters)[0]["error"]
     sent = dict(record.headers)
     assert sent["traceparent"].decode().split("-")[1] == trace_id
     assert sent["finfocus-schema"] == b"RemediationCommand"
