@@ -25,7 +25,7 @@ from services.anomaly.domain import (
     reconcile,
     root_causes,
 )
-from services.anomaly.store import Tx
+from services.anomaly.store import Prefetched, Tx
 
 #: a single line beyond this is an error upstream, not spend (and would overflow float maths)
 MAX_COST = Decimal("1e15")
@@ -99,36 +99,44 @@ class Evaluator:
         monitors = {m.name: m for m in self._monitors()}
         out: list[Outcome] = []
         touched = affected_series(lines, list(monitors.values()))
-        tops: dict[str, set] = {}
+        by_monitor: dict[str, list[SeriesKey]] = {}
         for key in sorted(touched, key=lambda k: (k.monitor, k.values, k.currency)):
-            monitor = monitors[key.monitor]
+            by_monitor.setdefault(key.monitor, []).append(key)
+        for name, keys in by_monitor.items():
+            monitor = monitors[name]
             if monitor.top and monitor.dimensions:
-                if monitor.name not in tops:
-                    tops[monitor.name] = await tx.top_values(monitor, monitor.top)
-                if (key.values, key.currency) not in tops[monitor.name]:
-                    continue  # not among the values this monitor tracks
-            out += await self.evaluate(tx, monitor, key, touched[key])
+                top = await tx.top_values(monitor, monitor.top)
+                keys = [k for k in keys if (k.values, k.currency) in top]  # values it tracks
+            if not keys:
+                continue
+            inputs = await tx.prefetch(monitor, keys, self.suppress_days)
+            states: list = []
+            for key in keys:
+                out += await self.evaluate(tx, monitor, key, touched[key], inputs[key], states)
+            await tx.save_states(monitor, states)
         return out
 
-    async def evaluate(self, tx: Tx, monitor: Monitor, key: SeriesKey, members: Sequence[CostLine]) -> list[Outcome]:
-        """Re-evaluate one series and record what changed."""
-        await tx.lock_series(monitor, key)
-        points, high, first = await tx.daily_series(monitor, key)
+    async def evaluate(
+        self, tx: Tx, monitor: Monitor, key: SeriesKey, members: Sequence[CostLine], inputs: Prefetched, states: list
+    ) -> list[Outcome]:
+        """Re-evaluate one series (its inputs prefetched) and record what changed."""
+        points, high, first = inputs.points, inputs.high, inputs.first
         through = complete_through(high, self.lateness)
         if first is None or through is None or through < first:
             return []
         evaluated_from = max(first, through - timedelta(days=self.max_days))
         series = DailySeries.from_points(points, evaluated_from, through)
         fingerprint = f"{monitor.detector}:v{STATE_VERSION}:{sorted(monitor.params)!r}"
-        resume = await tx.load_state(monitor, key, evaluated_from, fingerprint)
+        resume = None
+        if inputs.state is not None and inputs.state[:2] == (evaluated_from, fingerprint):
+            resume = inputs.state[2]
         findings, state = evaluate_series(key, monitor, series, partial=_partial(points, high, through), resume=resume)
         if state is not None:
-            await tx.save_state(monitor, key, evaluated_from, fingerprint, state)
+            states.append((key, evaluated_from, fingerprint, state))
         dimension = monitor.dimension_of(key.values)
         changes = reconcile(
-            key, dimension, findings, await tx.raised(monitor, key),
-            through=through, evaluated_from=evaluated_from,
-            suppress_until=await tx.suppressed_until(monitor, key, self.suppress_days),
+            key, dimension, findings, inputs.raised,
+            through=through, evaluated_from=evaluated_from, suppress_until=inputs.suppressed_until,
         )
         now = self.clock()
         out = []

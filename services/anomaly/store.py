@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -82,6 +83,24 @@ ON CONFLICT (anomaly_id) DO UPDATE SET window_end = EXCLUDED.window_end,
     kind = EXCLUDED.kind, detected_at = EXCLUDED.detected_at, body = EXCLUDED.body
 """
 
+RAISED_MANY = """
+SELECT a.series_key, a.anomaly_id, a.window_start, a.window_end, a.expected_cost, a.actual_cost, a.status, f.verdict
+FROM anomaly.anomalies a LEFT JOIN anomaly.feedback f USING (anomaly_id)
+WHERE a.monitor = $1 AND a.series_key = ANY($2::text[])
+"""
+
+SUPPRESSED_MANY = """
+SELECT a.series_key, max(a.window_end) AS until FROM anomaly.anomalies a JOIN anomaly.feedback f USING (anomaly_id)
+WHERE a.monitor = $1 AND a.series_key = ANY($2::text[]) AND f.verdict IN ('no', 'planned')
+GROUP BY a.series_key
+"""
+
+SAVE_STATE = """
+INSERT INTO anomaly.series_state VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (monitor, series_key) DO UPDATE SET start_day = $3, fingerprint = $4, steps = $5,
+    regime_start = $6, run_dir = $7, run_start = $8, arrays = $9
+"""
+
 SAVE_FEEDBACK = """
 INSERT INTO anomaly.feedback (anomaly_id, verdict, note, given_at) VALUES ($1, $2, $3, $4)
 ON CONFLICT (anomaly_id) DO UPDATE SET verdict = EXCLUDED.verdict, note = EXCLUDED.note,
@@ -130,6 +149,18 @@ def _midnight(d: date) -> datetime:
     return datetime(d.year, d.month, d.day, tzinfo=UTC)
 
 
+@dataclass
+class Prefetched:
+    """Everything the evaluation of one series reads, fetched for many series at once."""
+
+    points: dict[date, Decimal] = field(default_factory=dict)
+    high: datetime | None = None
+    first: date | None = None
+    state: tuple[date, str, WalkState] | None = None
+    raised: list[Raised] = field(default_factory=list)
+    suppressed_until: date | None = None
+
+
 class Tx:
     """The queries of one handler transaction."""
 
@@ -162,6 +193,65 @@ class Tx:
                 scopes[ln.billing_scope] = max(scopes.get(ln.billing_scope, ln.billing_scope_version), ln.billing_scope_version)
         if scopes:
             await self.conn.execute(BUMP_SCOPES, list(scopes), list(scopes.values()))
+
+    async def prefetch(self, monitor: Monitor, keys: Sequence[SeriesKey], suppress_days: int) -> dict[SeriesKey, Prefetched]:
+        """Lock many series of one monitor and read what their evaluation needs, in five
+        queries instead of five per series."""
+        texts = [series_key_text(k) for k in keys]
+        await self.conn.execute(
+            """SELECT pg_advisory_xact_lock(h) FROM (
+                   SELECT DISTINCT hashtextextended($1 || k, 0) AS h FROM unnest($2::text[]) k ORDER BY 1) s""",
+            monitor.name, texts,
+        )
+        out = {k: Prefetched() for k in keys}
+        by_text = dict(zip(texts, keys, strict=True))
+        params: list = []
+        n = len(monitor.dimensions)
+        for i in range(n):
+            params.append([k.values[i] for k in keys])
+        params.append([k.currency for k in keys])
+        params.append(list(range(len(keys))))
+        casts = ", ".join(f"${i + 1}::text[]" for i in range(n + 1)) + f", ${n + 2}::int[]"
+        names = ", ".join([*(f"d{i}" for i in range(n)), "cur", "idx"])
+        conds = [f"{_dim_sql(d, params)} = k.d{i}" for i, d in enumerate(monitor.dimensions)]
+        conds.append("l.currency = k.cur")
+        conds.append(filters_sql(monitor, params))
+        rows = await self.conn.fetch(
+            f"""SELECT k.idx, l.day, sum(l.cost) FILTER (WHERE l.priced AND NOT l.recurring) AS cost,
+                       max(l.period_end) AS high
+                FROM unnest({casts}) AS k({names})
+                JOIN anomaly.live_lines l ON {" AND ".join(conds)}
+                GROUP BY k.idx, l.day""",
+            *params,
+        )
+        for r in rows:
+            p = out[keys[r["idx"]]]
+            p.points[r["day"]] = r["cost"] or Decimal(0)
+            p.high = r["high"] if p.high is None else max(p.high, r["high"])
+            p.first = r["day"] if p.first is None else min(p.first, r["day"])
+        for r in await self.conn.fetch(
+            "SELECT * FROM anomaly.series_state WHERE monitor = $1 AND series_key = ANY($2::text[])", monitor.name, texts
+        ):
+            arrays = np.frombuffer(r["arrays"], dtype="<f8").reshape(4, r["steps"])
+            state = WalkState(*(a.copy() for a in arrays), r["regime_start"], r["run_dir"], r["run_start"])
+            out[by_text[r["series_key"]]].state = (r["start_day"], r["fingerprint"], state)
+        for r in await self.conn.fetch(RAISED_MANY, monitor.name, texts):
+            key = by_text[r["series_key"]]
+            out[key].raised.append(Raised(
+                r["anomaly_id"], key, r["window_start"].date(), r["window_end"].date(),
+                r["expected_cost"], r["actual_cost"], r["status"], r["verdict"],
+            ))
+        for r in await self.conn.fetch(SUPPRESSED_MANY, monitor.name, texts):
+            out[by_text[r["series_key"]]].suppressed_until = r["until"].date() + timedelta(days=suppress_days)
+        return out
+
+    async def save_states(self, monitor: Monitor, items: Sequence[tuple[SeriesKey, date, str, WalkState]]) -> None:
+        if items:
+            await self.conn.executemany(SAVE_STATE, [
+                (monitor.name, series_key_text(k), start, fp, len(st.y), st.regime_start, st.run_dir, st.run_start,
+                 np.stack([st.y, st.learn, st.expected, st.scores]).astype("<f8").tobytes())
+                for k, start, fp, st in items
+            ])
 
     async def lock_series(self, monitor: Monitor, key: SeriesKey) -> None:
         """Serialise evaluations of one series across service instances."""
