@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from pydantic import ValidationError
 
 from finfocus.broker import Envelope, OutgoingRecord, envelope_dead_letter
@@ -92,7 +94,14 @@ class BatchPricer:
         validate = BillingRecordV1.model_validate_json
         # A record that carries a trace gets its own span in that trace; records without one
         # share this batch's span (one span per record would cost more than pricing it).
-        batch_span = self._tracer.start_span("pricing.batch", attributes={"finfocus.records": len(batch)})
+        # The batch span starts its own trace: the consumer span around this call follows the
+        # first record's trace, which the other records of the batch do not belong to.
+        consumer_span = trace.get_current_span().get_span_context()
+        batch_span = self._tracer.start_span(
+            "pricing.batch", context=otel_context.Context(),
+            links=[trace.Link(consumer_span)] if consumer_span.is_valid else None,
+            attributes={"finfocus.records": len(batch)},
+        )
         batch_headers = trace_headers(batch_span) + _PRICED_HEADERS
         for env in batch:
             pos = last.get((env.topic, env.partition))
