@@ -105,7 +105,8 @@ def build_app(settings: RemediationSettings | None = None, *,
         # built on first use: the pool exists once the app's start-up hooks ran
         if "executor" not in holder:
             holder["executor"] = Executor(runtime.pool, implementations(secrets_from_environment()),
-                                          policy_lookup(settings), publish=publish_result)
+                                          policy_lookup(settings), publish=publish_result,
+                                          approval_channel=settings.remediation_approval_channel)
         return holder["executor"]
 
     holder["get"] = get_executor

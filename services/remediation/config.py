@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -27,6 +28,10 @@ class RemediationSettings(ServiceSettings):
     remediation_analysis_seconds: float = Field(15.0, gt=0)
     #: price catalog for recommendations (YAML); the packaged one when unset
     remediation_price_catalog: Path | None = None
+
+    #: where approval requests go: log, or slack/teams through the secret
+    #: `remediation-approval-webhook-url`
+    remediation_approval_channel: Literal["log", "slack", "teams"] = "log"
 
     @property
     def playbooks_dir(self) -> Path:

@@ -50,8 +50,10 @@ PolicyLookup = Callable[[str | None], Policy]
 
 class Executor:
     def __init__(self, pool: asyncpg.Pool, impls: dict[str, ActionImpl], policy_for: PolicyLookup, *,
-                 publish: PublishResult | None = None, clock: Callable[[], datetime] | None = None) -> None:
+                 publish: PublishResult | None = None, clock: Callable[[], datetime] | None = None,
+                 approval_channel: str = "log") -> None:
         self.pool = pool
+        self.approval_channel = approval_channel
         self.impls = impls
         self.policy_for = policy_for
         self.publish = publish
@@ -124,6 +126,7 @@ class Executor:
                                "expired")
             return
         if status == PENDING_APPROVAL:
+            await self._request_approval(row)
             return  # waits for `finfocus remediation approve`
         command = RemediationCommandV1.model_validate(row["command"])
         impl = self.impls.get(command.action)
@@ -191,6 +194,26 @@ class Executor:
         await self._finish(row, EXECUTED, {"outcome": "done", "detail": f"{command.action} on {command.target.resource_id}",
                                            "state_after": after}, "executed",
                            before=before, after=after, executed_at=self.clock(), undo=undo)
+
+    async def _request_approval(self, row) -> None:
+        """Tell people once that a command waits for them (log, or the approval webhook)."""
+        async with self.pool.acquire() as conn:
+            if any(a["event"] == "approval-requested" for a in await store.audit_events(conn, row["command_id"])):
+                return
+        command = RemediationCommandV1.model_validate(row["command"])
+        text = (f"FinFocus needs an approval: {command.action} on {command.target.resource_id} "
+                f"({command.reason.text}); run `finfocus remediation approve {command.command_id}` "
+                f"or `reject` before {command.expires_at.isoformat() if command.expires_at else 'it expires'}")
+        notify = self.impls.get("notify")
+        outcome: dict = {"channel": self.approval_channel}
+        try:
+            params = {"channel": self.approval_channel, "message": text,
+                      "webhook_secret": "remediation-approval-webhook-url"}
+            await asyncio.to_thread(notify.apply, command, params, {})
+            outcome["delivered"] = True
+        except Exception as exc:  # the request stays visible in `finfocus remediation list`
+            outcome.update(delivered=False, detail=f"{type(exc).__name__}: {exc}"[:500])
+        await self._audit(row, "approval-requested", reason=text, result=outcome)
 
     async def _undo(self, row) -> None:
         impl = self.impls.get(row["action"])

@@ -86,8 +86,8 @@ async def test_cost_spike_to_approved_stop_to_realised_saving(settings, aws, tmp
         assert instance_state(iid)[0] == "stopped"
         audit = await view(settings, "SELECT event, actor, state_before, state_after FROM remediation.v_audit "
                                      "WHERE command_id = $1 ORDER BY audit_id", command_id)
-        assert [a["event"] for a in audit] == ["issued", "approved", "intent", "executed"]
-        assert audit[1]["actor"].startswith("cli")
+        assert [a["event"] for a in audit] == ["issued", "approval-requested", "approved", "intent", "executed"]
+        assert audit[2]["actor"].startswith("cli")
         assert audit[-1]["state_before"]["state"] == "running" and audit[-1]["state_after"]["state"] == "stopped"
 
         # after the stop the instance bills a last 0.05, then nothing; other resources keep billing

@@ -260,11 +260,13 @@ async def test_approval_required_waits_then_runs_once_approved(pool, aws):
     await ex.handle(cmd.command_id)
     assert instance_state(iid)[0] == "running"
     assert (await row(pool, cmd.command_id))["status"] == "pending-approval"
+    await ex.handle(cmd.command_id)  # asked once, however often it is looked at
+    assert await events(pool, cmd.command_id) == ["issued", "approval-requested"]
     async with pool.acquire() as conn:
         assert (await store.decide(conn, cmd.command_id, True, actor="cli:test"))[0]
     await ex.sweep()
     assert instance_state(iid)[0] == "stopped"
-    assert await events(pool, cmd.command_id) == ["issued", "approved", "intent", "executed"]
+    assert await events(pool, cmd.command_id) == ["issued", "approval-requested", "approved", "intent", "executed"]
 
 
 async def test_rejected_command_never_runs(pool, aws):
