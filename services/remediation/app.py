@@ -80,8 +80,6 @@ def build_app(settings: RemediationSettings | None = None, *,
                       "Commands planned from anomalies and recommendations")
     runtime.publishes(Topics.REMEDIATION_RESULTS, RemediationResultV1, "What the executor did with each command")
     runtime.publishes(Topics.RECOMMENDATIONS, RecommendationV1, "Savings opportunities, once each")
-    if settings.remediation_playbooks_dir is None:  # a directory of one's own stays as it is
-        install_defaults(settings.playbooks_dir)
 
     async def publish_planned(commands) -> None:
         span = runtime.tracer.start_span("remediation.plan-recommendations")
@@ -112,6 +110,8 @@ def build_app(settings: RemediationSettings | None = None, *,
     holder["get"] = get_executor
 
     async def start_background() -> None:
+        if settings.remediation_playbooks_dir is None:  # a directory of one's own stays as it is
+            install_defaults(settings.playbooks_dir)
         stop.clear()
         holder["analysis"] = asyncio.create_task(analyzer.run(stop))
         if settings.remediation_executor:

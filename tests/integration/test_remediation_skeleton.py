@@ -36,6 +36,7 @@ async def test_anomaly_becomes_one_dry_run_notify_command_even_when_redelivered(
         assert command.action == "notify"
         assert command.mode.value == "dry-run"
         assert command.reason.anomaly_id == "anom-skeleton"
+        assert (settings.home / "playbooks" / "notify-anomalies.yaml").exists()  # packaged defaults
 
         async def in_view():
             async with reader(settings.database) as conn:
