@@ -61,17 +61,6 @@ SELECT * FROM unnest($1::text[], $2::bigint[])
 ON CONFLICT (billing_scope) DO UPDATE SET version = GREATEST(anomaly.scope_versions.version, EXCLUDED.version)
 """
 
-RAISED = """
-SELECT a.anomaly_id, a.window_start, a.window_end, a.expected_cost, a.actual_cost, a.status, f.verdict
-FROM anomaly.anomalies a LEFT JOIN anomaly.feedback f USING (anomaly_id)
-WHERE a.monitor = $1 AND a.series_key = $2
-"""
-
-SUPPRESSED = """
-SELECT max(a.window_end) FROM anomaly.anomalies a JOIN anomaly.feedback f USING (anomaly_id)
-WHERE a.monitor = $1 AND a.series_key = $2 AND f.verdict IN ('no', 'planned')
-"""
-
 SAVE_ANOMALY = """
 INSERT INTO anomaly.anomalies (anomaly_id, monitor, series_key, dimension, currency, window_start,
     window_end, expected_cost, actual_cost, impact, severity, status, detector, kind,
@@ -253,28 +242,6 @@ class Tx:
                 for k, start, fp, st in items
             ])
 
-    async def lock_series(self, monitor: Monitor, key: SeriesKey) -> None:
-        """Serialise evaluations of one series across service instances."""
-        await self.conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", monitor.name + series_key_text(key)
-        )
-
-    async def daily_series(self, monitor: Monitor, key: SeriesKey, since: date | None = None) -> tuple[dict[date, Decimal], datetime | None, date | None]:
-        """Daily detection cost (priced, non-recurring, latest scope versions), the series'
-        watermark (latest ChargePeriodEnd of any of its lines) and its first day."""
-        params: list = []
-        where = series_filter(monitor, key, params)
-        rows = await self.conn.fetch(
-            f"""SELECT day, sum(cost) FILTER (WHERE priced AND NOT recurring) AS cost,
-                       max(period_end) AS high
-                FROM anomaly.live_lines WHERE {where} GROUP BY day ORDER BY day""",
-            *params,
-        )
-        points = {r["day"]: r["cost"] or Decimal(0) for r in rows if since is None or r["day"] >= since}
-        high = max((r["high"] for r in rows), default=None)
-        first = rows[0]["day"] if rows else None
-        return points, high, first
-
     async def breakdown(self, monitor: Monitor, key: SeriesKey, dims: Sequence[str], start: date, end: date) -> dict[tuple[tuple[str, str], ...], Decimal]:
         """Detection cost of [start, end) per combination of the sub-dimensions `dims`."""
         params: list = []
@@ -306,20 +273,6 @@ class Tx:
             *params,
         )
         return {(tuple(r[f"d{i}"] for i in range(len(exprs))), r["currency"]) for r in rows}
-
-    async def raised(self, monitor: Monitor, key: SeriesKey) -> list[Raised]:
-        rows = await self.conn.fetch(RAISED, monitor.name, series_key_text(key))
-        return [
-            Raised(
-                r["anomaly_id"], key, r["window_start"].date(), r["window_end"].date(),
-                r["expected_cost"], r["actual_cost"], r["status"], r["verdict"],
-            )
-            for r in rows
-        ]
-
-    async def suppressed_until(self, monitor: Monitor, key: SeriesKey, days: int) -> date | None:
-        end = await self.conn.fetchval(SUPPRESSED, monitor.name, series_key_text(key))
-        return (end.date() + timedelta(days=days)) if end else None
 
     async def save_anomaly(self, monitor: str, key: SeriesKey, body: dict, kind: str, now: datetime) -> None:
         await self.conn.execute(
@@ -354,26 +307,6 @@ class Tx:
         )
         return body
 
-    async def load_state(self, monitor: Monitor, key: SeriesKey, start: date, fingerprint: str) -> WalkState | None:
-        row = await self.conn.fetchrow(
-            "SELECT * FROM anomaly.series_state WHERE monitor = $1 AND series_key = $2",
-            monitor.name, series_key_text(key),
-        )
-        if row is None or row["start_day"] != start or row["fingerprint"] != fingerprint:
-            return None
-        arrays = np.frombuffer(row["arrays"], dtype="<f8").reshape(4, row["steps"])
-        return WalkState(*(a.copy() for a in arrays), row["regime_start"], row["run_dir"], row["run_start"])
-
-    async def save_state(self, monitor: Monitor, key: SeriesKey, start: date, fingerprint: str, state: WalkState) -> None:
-        arrays = np.stack([state.y, state.learn, state.expected, state.scores]).astype("<f8").tobytes()
-        await self.conn.execute(
-            """INSERT INTO anomaly.series_state VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-               ON CONFLICT (monitor, series_key) DO UPDATE SET start_day = $3, fingerprint = $4, steps = $5,
-                   regime_start = $6, run_dir = $7, run_start = $8, arrays = $9""",
-            monitor.name, series_key_text(key), start, fingerprint, len(state.y),
-            state.regime_start, state.run_dir, state.run_start, arrays,
-        )
-
     async def mark_pending(self, items: Sequence[tuple[str, str | None]]) -> None:
         """Flag saved anomalies as not yet on the topic (with their cause's traceparent)."""
         if items:
@@ -381,10 +314,6 @@ class Tx:
                 "UPDATE anomaly.anomalies SET pending_publish = true, cause_traceparent = $2 WHERE anomaly_id = $1",
                 items,
             )
-
-    async def series_of(self, anomaly_id: str) -> tuple[str, str] | None:
-        row = await self.conn.fetchrow("SELECT monitor, series_key FROM anomaly.anomalies WHERE anomaly_id = $1", anomaly_id)
-        return (row["monitor"], row["series_key"]) if row else None
 
 
 class AnomalyStore:
