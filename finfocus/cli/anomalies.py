@@ -80,6 +80,15 @@ def _expand(severity: list[str] | None) -> list[str]:
     return sorted(set(out), key=SEVERITIES.index)
 
 
+#: how dimension values read best: provider, account, service, then the rest
+_ORDER = ("ProviderName", "BillingAccountId", "SubAccountId", "ServiceName", "ServiceCategory", "RegionId")
+
+
+def _ordered(dimension: dict) -> list[str]:
+    keys = sorted(dimension, key=lambda k: (_ORDER.index(k) if k in _ORDER else len(_ORDER), k))
+    return [dimension[k] for k in keys]
+
+
 def _days(r: dict) -> int:
     start = datetime.fromisoformat(r["window_start"].replace("Z", "+00:00"))
     end = datetime.fromisoformat(r["window_end"].replace("Z", "+00:00"))
@@ -97,7 +106,7 @@ def _print(rows: list[dict], output: OutputFormat) -> None:
             [
                 (
                     r["anomaly_id"], r["window_start"][:10], _days(r),
-                    " / ".join(r["dimension"].values()),
+                    " / ".join(_ordered(r["dimension"])),
                     r["actual_cost"], f"{r['impact']} {r['currency']}",
                     r.get("impact_pct") or "", r["severity"], r["status"],
                 )
