@@ -110,13 +110,17 @@ class DailySeries:
 
     def fingerprint(self) -> str:
         """Changes exactly when the data a fit sees changes (refit only what changed)."""
+        cached = self.__dict__.get("_fingerprint")
+        if cached is not None:
+            return cached
         h = hashlib.blake2b(digest_size=16)
         h.update(f"{self.key.as_text()}|{self.start}|{self.end}".encode())
         for d in sorted(self.actual):
             h.update(f"{d}:{self.actual[d]};".encode())
         for d in sorted(self.recurring):
             h.update(f"r{d}:{self.recurring[d]};".encode())
-        return h.hexdigest()
+        self.__dict__["_fingerprint"] = digest = h.hexdigest()
+        return digest
 
 
 @dataclass(frozen=True)
@@ -188,11 +192,14 @@ class SeriesForecast:
     choice: Choice | None = None
 
 
+_ZERO = Decimal("0.0000")
+
+
 def to_money(value: float) -> Decimal:
-    """A model's float as money, rounded to 1/100 of a cent."""
-    if not math.isfinite(value):
-        value = 0.0
-    return Decimal(repr(round(value, 4))).quantize(MONEY_QUANTUM)
+    """A model's float as money, rounded to 1/100 of a cent (no negative zero)."""
+    if not math.isfinite(value) or -0.00005 < value < 0.00005:
+        return _ZERO
+    return Decimal(f"{value:.4f}")
 
 
 @dataclass(frozen=True)
@@ -293,19 +300,15 @@ def assemble(series: DailySeries, raw: RawForecast) -> SeriesForecast:
     h = len(raw.mean)
     scheduled = recurring_schedule(series.recurring, series.end, h)
     points = []
-    for i in range(h):
-        d = series.end + timedelta(days=i + 1)
-        fee = scheduled.get(d, Decimal(0))
-        points.append(
-            ForecastPoint(
-                d,
-                to_money(raw.mean[i]) + fee,
-                to_money(raw.lo_80[i]) + fee,
-                to_money(raw.hi_80[i]) + fee,
-                to_money(raw.lo_95[i]) + fee,
-                to_money(raw.hi_95[i]) + fee,
-            )
-        )
+    day = series.end
+    step = timedelta(days=1)
+    for m, l8, h8, l9, h9 in zip(raw.mean, raw.lo_80, raw.hi_80, raw.lo_95, raw.hi_95):
+        day += step
+        values = [to_money(m), to_money(l8), to_money(h8), to_money(l9), to_money(h9)]
+        fee = scheduled.get(day)
+        if fee is not None:
+            values = [v + fee for v in values]
+        points.append(ForecastPoint(day, *values))
     cv = None if raw.cv_error is None or not math.isfinite(raw.cv_error) else to_money(raw.cv_error)
     return SeriesForecast(series.key, raw.model, series.end, cv, series.fingerprint(), points, raw.choice)
 
