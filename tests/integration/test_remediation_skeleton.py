@@ -129,7 +129,7 @@ async def test_resolved_anomaly_cancels_its_commands_that_have_not_run(settings,
                 "SELECT event FROM remediation.v_audit a JOIN remediation.v_actions c USING (command_id) "
                 "WHERE c.anomaly_id = 'anom-resolved' ORDER BY audit_id")]
         assert row["result"]["outcome"] == "cancelled"
-        assert events == ["issued", "cancelled"]
+        assert events == ["issued", "approval-requested", "cancelled"]
 
 
 async def _is(probe, expected):
