@@ -129,7 +129,8 @@ async def test_resolved_anomaly_cancels_its_commands_that_have_not_run(settings,
                 "SELECT event FROM remediation.v_audit a JOIN remediation.v_actions c USING (command_id) "
                 "WHERE c.anomaly_id = 'anom-resolved' ORDER BY audit_id")]
         assert row["result"]["outcome"] == "cancelled"
-        assert events == ["issued", "approval-requested", "cancelled"]
+        # the executor may or may not have announced it for approval before the cancellation
+        assert events in (["issued", "approval-requested", "cancelled"], ["issued", "cancelled"])
 
 
 async def _is(probe, expected):
