@@ -77,22 +77,22 @@ def rank_candidates(anomaly: AnomalyV1, known: list[Candidate]) -> list[Candidat
     """Resources named by the anomaly first (its dimension, then root causes by contribution),
     then the other resources of the dimension by cost in the window."""
     by_id = {c.resource_id: c for c in known}
-    named: list[str] = []
+    named: dict[str, dict[str, str]] = {}  # resource id -> the dimension naming it
     if anomaly.dimension.get("ResourceId"):
-        named.append(anomaly.dimension["ResourceId"])
+        named[anomaly.dimension["ResourceId"]] = anomaly.dimension
     for cause in sorted(anomaly.root_causes, key=lambda c: c.contribution, reverse=True):
         rid = cause.dimension.get("ResourceId")
         if rid and rid not in named:
-            named.append(rid)
+            named[rid] = {**anomaly.dimension, **cause.dimension}
     ordered = [
         by_id.get(rid)
         or Candidate(
             resource_id=rid,
-            provider=anomaly.dimension.get("ProviderName", "unknown"),
-            account_id=anomaly.dimension.get("SubAccountId") or anomaly.dimension.get("BillingAccountId"),
-            region=anomaly.dimension.get("RegionId"),
+            provider=dim.get("ProviderName", "unknown"),
+            account_id=dim.get("SubAccountId") or dim.get("BillingAccountId"),
+            region=dim.get("RegionId"),
         )
-        for rid in named
+        for rid, dim in named.items()
     ]
     rest = sorted((c for c in known if c.resource_id not in named), key=lambda c: c.daily_cost, reverse=True)
     return ordered + rest

@@ -87,3 +87,10 @@ def test_rank_puts_dimension_resource_first():
     event = anomaly("a5", dimension={"ProviderName": "AWS", "ResourceId": "i-named"})
     ranked = rank_candidates(event, [Candidate("i-other", "AWS", daily_cost=Decimal("100"))])
     assert [c.resource_id for c in ranked] == ["i-named", "i-other"]
+
+
+def test_root_cause_region_reaches_a_resource_not_yet_in_billing_data():
+    event = anomaly("a6", root_causes=[
+        RootCauseV1(dimension={"RegionId": "eu-west-1", "ResourceId": "i-new"}, contribution=Decimal("9"))])
+    [c] = rank_candidates(event, [])
+    assert (c.resource_id, c.region, c.account_id) == ("i-new", "eu-west-1", "111122223333")
