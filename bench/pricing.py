@@ -101,8 +101,29 @@ async def main() -> None:
         timings.append(time.perf_counter() - started)
     await host.stop()
     s = result["summary"]
-    print(f"cost projected, {args.resources} resources: cold {timings[0]:.3f} s, warm {min(timings[1:]):.3f} s "
+    print(f"cost projected, {args.resources} resources, in process: cold {timings[0]:.3f} s, warm {min(timings[1:]):.3f} s "
           f"(+ plugin start {startup:.2f} s); total {s['totalMonthly']} {s['currency']}, {s['unpriced']} unpriced")
+
+    # the command itself, as a pipeline runs it: a fresh process each time; the second run
+    # finds the plugin answers in FINFOCUS_HOME/cache and starts no plugin
+    import json
+    import os
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "plan.json"
+        path.write_text(json.dumps(doc))
+        env = {**os.environ, "FINFOCUS_HOME": str(Path(tmp) / "home")}
+        walls = []
+        for _ in range(2):
+            started = time.perf_counter()
+            done = subprocess.run([sys.executable, "-m", "finfocus.cli", "cost", "projected", "--pulumi-json", str(path),
+                                   "--output", "json"], env=env, capture_output=True, check=True)
+            walls.append(time.perf_counter() - started)
+        total = json.loads(done.stdout)["summary"]["totalMonthly"]
+    print(f"`finfocus cost projected` on {args.resources} resources: first run {walls[0]:.2f} s, "
+          f"warm run {walls[1]:.2f} s wall (target < 2 s), total {total}")
 
 
 if __name__ == "__main__":

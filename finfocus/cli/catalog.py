@@ -28,8 +28,9 @@ ORDER BY provider, service, sku, region, effective_from
 
 async def _refresh(settings, plugin: str | None) -> dict:
     from finfocus.db import connect, migrate_url
-    from services.pricing.app import MIGRATIONS_DIR, make_host
+    from services.pricing.app import MIGRATIONS_DIR
     from services.pricing.catalog import refresh
+    from services.pricing.plugins import make_host
 
     host = make_host(settings)
     if plugin:

@@ -307,10 +307,9 @@ async def _projected(plan: dict, *, currency: str, region: str | None, spec_dirs
         err_console.print(f"[yellow]warning:[/yellow] spec {problem.file} skipped: {problem.error}")
     host = None
     if plugins:
-        from services.pricing.app import make_host
+        from services.pricing.plugins import make_host
 
-        host = make_host(settings)
-        await host.start()
+        host = make_host(settings, cache_file=settings.home / "cache" / "plugin-prices.json")
     try:
         doc = await price_plan(plan, specs=book, quotes=host.quotes if host and host.plugins else None,
                                currency=currency, aws_region=region)

@@ -14,25 +14,13 @@ from services.pricing.batch import BatchPricer
 from services.pricing.catalog import refresh_forever
 from services.pricing.config import PricingSettings
 from services.pricing.handlers import register_handlers
-from services.pricing.host import PluginHost, discover
-from services.pricing.plugins import builtin_refs
+from services.pricing.host import PluginHost
+from services.pricing.plugins import make_host
 from services.pricing.specs import SpecSource
 from services.pricing.store import PricingStore, save_health
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 logger = logging.getLogger(__name__)
-
-
-def make_host(settings: PricingSettings) -> PluginHost:
-    """The plugin host: installed plugins (newest version of each), then enabled built-ins."""
-    installed, _problems = discover(settings.plugins_dir)
-    return PluginHost(
-        [*installed, *builtin_refs(settings)],
-        timeout=settings.pricing_plugin_timeout_s,
-        retries=settings.pricing_plugin_retries,
-        ttl=settings.pricing_cache_ttl_s,
-        log_dir=settings.logs_dir,
-    )
 
 
 def build_app(settings: PricingSettings | None = None, *, tracer_provider: TracerProvider | None = None) -> FastStream:

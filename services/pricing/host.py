@@ -88,6 +88,8 @@ class PluginHost:
     cooldown: float = 30.0
     concurrency: int = 16
     log_dir: Path | None = None
+    #: where usage-price answers persist between runs (the CLI's warm cache); None = memory only
+    cache_file: Path | None = None
     stats: dict[str, PluginStats] = field(default_factory=dict)
     _running: dict[str, _Running] = field(default_factory=dict)
     _cache: dict[tuple, tuple[float, object]] = field(default_factory=dict)
@@ -98,6 +100,47 @@ class PluginHost:
     def __post_init__(self) -> None:
         for ref in self.plugins:
             self.stats.setdefault(ref.name, PluginStats())
+        if self.cache_file is not None:
+            self._load_cache()
+
+    def _load_cache(self) -> None:
+        """Unexpired price answers of earlier runs: a warm run starts no plugin at all."""
+        import json
+
+        try:
+            entries = json.loads(self.cache_file.read_text())
+        except (OSError, ValueError):
+            return
+        now_wall, now = time.time(), time.monotonic()
+        names = set(self.names)
+        for entry in entries if isinstance(entries, list) else []:
+            try:
+                key, expires, value = tuple(entry["key"]), float(entry["expires"]), entry["quote"]
+                if expires <= now_wall or key[0] not in names or key[1] != "spec":
+                    continue
+                quote = None if value is None else Quote(value["source"], Decimal(value["unit_price"]), value["currency"], value.get("unit"))
+            except (KeyError, TypeError, ValueError, InvalidOperation):
+                continue
+            self._cache[key] = (now + (expires - now_wall), quote)
+
+    def _save_cache(self) -> None:
+        import json
+
+        now_wall, now = time.time(), time.monotonic()
+        entries = [
+            {"key": list(key), "expires": now_wall + (expiry - now),
+             "quote": None if value is None else {"source": value.source, "unit_price": str(value.unit_price),
+                                                  "currency": value.currency, "unit": value.unit}}
+            for key, (expiry, value) in self._cache.items()
+            if key[1] == "spec" and expiry > now and (value is None or isinstance(value, Quote))
+        ]
+        try:
+            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.cache_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(entries))
+            tmp.replace(self.cache_file)
+        except OSError as exc:
+            logger.warning("plugin cache not saved", extra={"fields": {"error": str(exc)}})
 
     @property
     def names(self) -> list[str]:
@@ -112,6 +155,8 @@ class PluginHost:
         await asyncio.gather(*(self._ensure(ref) for ref in self.plugins), return_exceptions=True)
 
     async def stop(self) -> None:
+        if self.cache_file is not None and self._cache:
+            self._save_cache()
         for name in list(self._running):
             await self._kill(name)
         for stats in self.stats.values():

@@ -52,3 +52,17 @@ def test_specs_only_pricing_for_azure_and_usage_errors(tmp_path: Path):
     bad.write_text('{"hello": 1}')
     assert invoke(tmp_path, "--pulumi-json", str(bad), "--no-plugins").exit_code == 2
     assert invoke(tmp_path, "--pulumi-json", str(FIXTURES / "pulumi" / "gcp-preview.json"), "--budget", "abc").exit_code == 2
+
+
+def test_a_warm_run_answers_from_the_price_cache_without_starting_plugins(tmp_path: Path):
+    plan = str(FIXTURES / "pulumi" / "aws-preview.json")
+    first = invoke(tmp_path, "--pulumi-json", plan, "--output", "json")
+    assert first.exit_code == 0, first.output
+    assert (tmp_path / "home" / "cache" / "plugin-prices.json").exists()
+    # a plugin that cannot start any more: the warm run still prices everything from the cache
+    env = {"FINFOCUS_HOME": str(tmp_path / "home"), "FINFOCUS_PRICING_AWS_OFFERS_DIR": str(tmp_path / "missing")}
+    warm = CliRunner().invoke(cli, ["cost", "projected", "--pulumi-json", plan, "--output", "json"], env=env)
+    assert warm.exit_code == 0, warm.output
+    doc = json.loads(warm.stdout)
+    assert doc["summary"]["totalMonthly"] == json.loads(first.stdout)["summary"]["totalMonthly"]
+    assert "pluginFailures" not in doc["summary"]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.pricing.host import PluginManifest, PluginRef
+from services.pricing.host import PluginHost
+from services.pricing.manifest import PluginManifest, PluginRef, discover
 
 
 class AwsPublicParams(BaseModel):
@@ -64,3 +65,18 @@ def builtin_refs(settings) -> list[PluginRef]:
         refs.append(builtin.ref(name, params))
     return refs
 
+
+
+def make_host(settings, *, cache_file: Path | None = None) -> PluginHost:
+    """The plugin host of `settings`: installed plugins (newest version of each), then the
+    enabled built-ins. Plugins start on first use; `cache_file` keeps price answers between
+    runs (the CLI's warm cache)."""
+    installed, _problems = discover(settings.plugins_dir)
+    return PluginHost(
+        [*installed, *builtin_refs(settings)],
+        timeout=settings.pricing_plugin_timeout_s,
+        retries=settings.pricing_plugin_retries,
+        ttl=settings.pricing_cache_ttl_s,
+        log_dir=settings.logs_dir,
+        cache_file=cache_file,
+    )
