@@ -101,8 +101,13 @@ class WalkState:
     run_start: int  # the step of the last confirmed level shift (-1: none)
 
     def continues(self, y: np.ndarray) -> bool:
-        k = len(self.y)
-        return k <= len(y) and bool(np.array_equal(self.y, y[:k], equal_nan=True))
+        return self.common_prefix(y) == len(self.y)
+
+    def common_prefix(self, y: np.ndarray) -> int:
+        """How many leading steps of `y` this walk has already seen unchanged."""
+        k = min(len(self.y), len(y))
+        differ = np.flatnonzero(~((self.y[:k] == y[:k]) | (np.isnan(self.y[:k]) & np.isnan(y[:k]))))
+        return int(differ[0]) if len(differ) else k
 
 
 @dataclass
@@ -206,9 +211,10 @@ def robust_seasonal(
 ) -> Detection:
     """Walk `values` step by step (see the module docstring); `phase` is each step's weekday.
 
-    `resume` continues an earlier walk when its steps are an unchanged prefix of `values`
-    (the same series, same start and parameters, new days appended): only the new steps are
-    computed, with identical results. The returned `state` is taken after `keep` steps (all
+    `resume` continues an earlier walk of the same series (same start and parameters) from
+    the first step whose value changed (new days appended, a late or restated recent day),
+    unless a level shift was confirmed after that step: only the later steps are computed,
+    with identical results. The returned `state` is taken after `keep` steps (all
     by default), so a provisional last step (a partial day) is not remembered.
     """
     p = params or RobustSeasonalParams()
@@ -223,9 +229,13 @@ def robust_seasonal(
     flags = np.zeros(n, dtype=np.int8)
     regime_start, last_confirm = 0, -1
     first = 0
-    if resume is not None and len(resume.y) <= keep and resume.continues(y):
-        first = len(resume.y)
-        learn[:first], expected[:first], scores[:first] = resume.learn, resume.expected, resume.scores
+    # resume from the first step that changed, provided no level shift was confirmed from
+    # there on (a confirmation rewrites earlier training values)
+    start = min(resume.common_prefix(y), keep) if resume is not None else 0
+    if resume is not None and start > resume.run_start:
+        first = start
+        learn[:first] = resume.learn[:first]
+        expected[:first], scores[:first] = resume.expected[:first], resume.scores[:first]
         regime_start, last_confirm = resume.regime_start, resume.run_start
         for i in range(max(0, first - p.confirm_days, last_confirm + 1), first):
             flags[i] = _flag(y[i], expected[i], scores[i], p)

@@ -137,3 +137,18 @@ def test_level_shift_with_one_quiet_day_is_still_one_episode():
     y[43] /= 1.8  # one day at the old level inside the shift
     det = robust_seasonal(y, np.arange(90) % 7)
     assert [(e.start, e.kind) for e in det.episodes] == [(40, "level-shift")]
+
+
+def test_walk_resumes_from_the_first_changed_step_with_identical_results():
+    y = weekly(100, noise=4.0)
+    y[30] += 300
+    phase = np.arange(100) % 7
+    state = robust_seasonal(y[:90], phase[:90]).state
+    late = y.copy()
+    late[85] += 400  # a late line lands on an already evaluated day
+    full = robust_seasonal(late, phase)
+    resumed = robust_seasonal(late, phase, resume=state)
+    assert state.common_prefix(late) == 85
+    assert np.allclose(full.expected, resumed.expected, equal_nan=True)
+    assert np.allclose(full.scores, resumed.scores)
+    assert [(e.start, e.end) for e in full.episodes] == [(e.start, e.end) for e in resumed.episodes] == [(30, 31), (85, 86)]
