@@ -13,7 +13,7 @@ class PricingSettings(ServiceSettings):
     """Pricing settings on top of the shared base."""
 
     service_name: str = "pricing"
-    pricing_batch_max_records: int = Field(5000, ge=1, description="Records per consumed batch")
+    pricing_batch_max_records: int = Field(10000, ge=1, description="Records per consumed batch")
     pricing_specs_dir: Path | None = Field(None, description="YAML price specs (default FINFOCUS_HOME/specs)")
     pricing_plugins_dir: Path | None = Field(None, description="Plugins (default FINFOCUS_HOME/plugins)")
     pricing_plugin_timeout_s: float = Field(10.0, gt=0, description="Deadline of one plugin call")

@@ -85,7 +85,7 @@ def register_handlers(runtime, store: PricingStore, pricer: BatchPricer) -> None
         title="raw-billing:BillingRecord",
         description="Batches of BillingRecord v1 (JSON), validated one by one: billed rows pass "
         "through, usage rows are priced (plugins, specs, none), invalid ones are dead-lettered",
-        max_records=getattr(settings, "pricing_batch_max_records", 5000),
+        max_records=getattr(settings, "pricing_batch_max_records", 10000),
         parser=_lean_batch,
         decoder=_undecoded,
         # whole batches per fetch: the 1 MiB default per partition is ~2,000 records, and the
