@@ -153,7 +153,8 @@ def _command(playbook: Playbook, step_action: str, params: dict, target: Remedia
 
 def plan_anomaly(anomaly: AnomalyV1, playbooks: list[Playbook], candidates: list[Candidate],
                  now: datetime) -> list[RemediationCommandV1]:
-    """The commands one anomaly gives: those of every matching playbook, else a dry-run notify."""
+    """The commands one anomaly gives: those of every matching playbook, and always a notify
+    (a dry-run one when no matching playbook notifies)."""
     matching = [
         p for p in playbooks
         if p.enabled and p.trigger.anomaly is not None and anomaly_matches(
@@ -187,6 +188,10 @@ def plan_anomaly(anomaly: AnomalyV1, playbooks: list[Playbook], candidates: list
                 cmd = _command(playbook, step.action, step.params, target, anomaly.anomaly_id, reason,
                                now, savings, c.currency or anomaly.currency)
                 commands.setdefault(cmd.command_id, cmd)
+    if not any(c.action == "notify" for c in commands.values()):
+        # every anomaly is announced, whatever else its playbooks do (dry-run unless a playbook says)
+        notify = default_notify(anomaly, now)
+        commands.setdefault(notify.command_id, notify)
     return list(commands.values())
 
 

@@ -62,7 +62,8 @@ def test_matching_playbook_targets_the_top_root_cause_instance_with_its_monthly_
     ])
     known = [Candidate("i-big", "AWS", "111122223333", "us-east-1", "m5.large", {}, Decimal("90"), "USD"),
              Candidate("i-small", "AWS", "111122223333", "us-east-1", "t3.micro", {}, Decimal("5"), "USD")]
-    [command] = plan_anomaly(event, [parse_playbook(STOP)], known, NOW)
+    notify, command = sorted(plan_anomaly(event, [parse_playbook(STOP)], known, NOW), key=lambda c: c.action)
+    assert (notify.action, notify.mode.value) == ("notify", "dry-run")
     assert command.action == "stop-instance"
     assert command.target.resource_id == "i-big"
     assert command.target.region == "us-east-1"
@@ -80,7 +81,7 @@ def test_playbook_with_lower_severity_threshold_does_not_claim_low_anomalies():
 def test_resource_filter_tags_exclude_resources_without_them():
     pb = parse_playbook(STOP.replace("max_targets: 1", "max_targets: 1, tags: {env: dev}"))
     known = [Candidate("i-prod", "AWS", "1", "us-east-1", None, {"env": "prod"}, Decimal("50"))]
-    assert plan_anomaly(anomaly("a4"), [pb], known, NOW) == []
+    assert [c.action for c in plan_anomaly(anomaly("a4"), [pb], known, NOW)] == ["notify"]
 
 
 def test_rank_puts_dimension_resource_first():
