@@ -68,7 +68,7 @@ async def test_feedback_acknowledges_the_anomaly_and_mutes_its_series(settings):
         # another spike a few days later, inside the muted period
         day = START + timedelta(days=32)
         await publish(settings.kafka, [*rows[60:], priced(day, "600.00", rid="again", resource="i-3")])
-        await asyncio.sleep(3)
+        await asyncio.sleep(2)
         after = await consume(settings.kafka, "anomalies", want=3, timeout=3)
     finally:
         await app.stop()

@@ -65,7 +65,7 @@ async def consume(bootstrap: str, topic: str, want: int, timeout: float = 30.0) 
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
                 got.extend(records)
-        await asyncio.sleep(1.0)  # anything extra that is on its way
+        await asyncio.sleep(0.5)  # anything extra that is on its way
         for records in (await consumer.getmany(timeout_ms=500)).values():
             got.extend(records)
     finally:
