@@ -190,8 +190,9 @@ for batch in src.batches():
     first += batch.height
     out_bytes += sum(map(len, built.values))
 elapsed = time.perf_counter() - t0
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
 print(json.dumps({{"format": fmt, "rows": tally.rows_read, "rejected": tally.rows_rejected,
-    "seconds": elapsed, "cpu_seconds": time.process_time() - c0, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "seconds": elapsed, "cpu_seconds": time.process_time() - c0, "peak_rss_mb": int(hwm[0].split()[1]) / 1024,
     "totals": {{k: str(v) for k, v in tally.totals.items()}}}}))
 """
 
@@ -200,7 +201,7 @@ def normalise_only(path: Path) -> dict:
     env = {**os.environ, "POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1", "ARROW_NUM_THREADS": "1"}
     code = NORMALISE_CHILD.format(root=str(ROOT), path=str(path))
     # taskset pins the child to one core where available
-    cmd = [sys.executable, "-c", code]
+    cmd = [sys.executable, "-u", "-c", code]
     if shutil_which("taskset"):
         cmd = ["taskset", "-c", "0", *cmd]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
@@ -274,7 +275,8 @@ def end_to_end(path: Path, rows: int, timeout: float) -> dict:
              "import resource, sys, runpy; sys.argv=['finfocus', *sys.argv[1:]];\n"
              "try:\n    from finfocus.cli import main; main()\n"
              "except SystemExit as e:\n"
-             "    sys.stderr.write('PEAK_RSS_KB=%d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); raise",
+             "    hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')]\n"
+             "    sys.stderr.write('PEAK_RSS_KB=%s\\n' % hwm[0].split()[1]); raise",
              "ingest", str(path), "--wait", "--wait-timeout", str(timeout), "--output", "json"],
             env=env, cwd=ROOT, capture_output=True, text=True,
         )
@@ -305,6 +307,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the CUR file (normalise and end to end)")
     parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument("--skip-normalise", action="store_true")
     parser.add_argument("--e2e-timeout", type=float, default=1800)
     parser.add_argument("--focus-converters", help="python of a virtualenv with focus-converter installed")
     parser.add_argument("--workdir", type=Path, default=None)
@@ -313,13 +316,21 @@ def main() -> None:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="ff-ingest-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    files = make_files(work, args.rows)
-    print(f"generated {args.rows:,} rows per format in {time.perf_counter() - t0:.1f}s under {work}")
-    print(f"\nnormalise only (read + map + check + record ids + JSON), one core, {args.rows:,} rows:")
+    marker = work / f".generated-{args.rows}"
+    if marker.exists():
+        files = json.loads(marker.read_text())
+        files = {k: Path(v) for k, v in files.items()}
+        print(f"reusing {args.rows:,}-row files under {work}")
+    else:
+        files = make_files(work, args.rows)
+        marker.write_text(json.dumps({k: str(v) for k, v in files.items()}))
+        print(f"generated {args.rows:,} rows per format in {time.perf_counter() - t0:.1f}s under {work}")
+    print(f"\nnormalise only (read + map + check + record ids + JSON), one core, {args.rows:,} rows:", flush=True)
     results = {}
-    for label, path in files.items():
+    for label, path in (files.items() if not args.skip_normalise else []):
         r = normalise_only(path)
         results[label] = r
+        sys.stdout.flush()
         print(f"  {label:22s} {r['rows'] / r['seconds']:>10,.0f} rows/s wall ({r['rows'] / r['cpu_seconds']:>8,.0f} per CPU-s)   "
               f"{r['seconds']:6.1f}s   peak RSS {r['peak_rss_mb']:6.0f} MB   rejected {r['rejected']}   "
               f"file {path.stat().st_size / 1e6:,.0f} MB")
@@ -329,7 +340,7 @@ def main() -> None:
             out = work / f"fc-{provider}"
             out.mkdir(exist_ok=True)
             r = focus_converters(args.focus_converters, provider, files[label], out)
-            mine = results[label]["rows"] / results[label]["seconds"]
+            mine = results[label]["rows"] / results[label]["seconds"] if label in results else float("nan")
             fc = args.rows / r["seconds"]
             print(f"  {label:22s} {fc:>10,.0f} rows/s   {r['seconds']:6.1f}s   ok={r['ok']}   "
                   f"FinFocus/focus_converters = {mine / fc:.1f}x" + (f"   error: {r['error']}" if r["error"] else ""))

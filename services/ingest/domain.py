@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import orjson
 import polars as pl
 
@@ -158,6 +159,34 @@ def content_json(batch: pl.DataFrame, names: list[str]) -> pl.Expr:
     return pl.concat_str(pl.lit("{"), pl.concat_str(pieces, separator=",", ignore_nulls=True), pl.lit("}"))
 
 
+class SeenMarkers:
+    """64-bit row markers seen so far in a file, 8 bytes each (a Python set would take ~70):
+    sorted numpy runs merged like an LSM tree, so a 5-million-row file stays small."""
+
+    def __init__(self) -> None:
+        self._runs: list[np.ndarray] = []
+
+    def add(self, markers: np.ndarray) -> np.ndarray:
+        """Adds `markers`; True where a marker was seen before (earlier, or earlier in this batch)."""
+        unique, first = np.unique(markers, return_index=True)
+        repeated = np.ones(len(markers), dtype=bool)
+        repeated[first] = False
+        known = np.zeros(len(unique), dtype=bool)
+        for run in self._runs:
+            at = np.searchsorted(run, unique).clip(max=len(run) - 1)
+            known |= run[at] == unique
+        if known.any():
+            repeated[first[known]] = True
+        self._runs.append(unique[~known])
+        while len(self._runs) > 1 and len(self._runs[-1]) * 2 >= len(self._runs[-2]):
+            last = self._runs.pop()
+            self._runs[-1] = np.union1d(self._runs[-1], last)
+        return repeated
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self._runs)
+
+
 class RecordBuilder:
     """Builds the records of one file of one job. Identical rows within the file get
     successive occurrence numbers, so genuine duplicates in a bill are not collapsed.
@@ -168,22 +197,17 @@ class RecordBuilder:
         self.file = file
         self.job_id = job_id
         self.version = version
-        self._seen: set[int] = set()
+        self._seen = SeenMarkers()
         self._repeats: Counter[str] = Counter()
 
     def _record_ids(self, contents: list[bytes]) -> list[str]:
         sha256 = hashlib.sha256
         ids = [sha256(c).hexdigest()[:32] for c in contents]
-        markers = [int(i[:16], 16) for i in ids]
-        if len(set(markers)) == len(markers) and self._seen.isdisjoint(markers):
-            self._seen.update(markers)
-            return ids
-        for n, (marker, first) in enumerate(zip(markers, ids)):
-            if marker not in self._seen:
-                self._seen.add(marker)
-                continue
+        repeated = self._seen.add(np.array([int(i[:16], 16) for i in ids], dtype=np.uint64))
+        for n in np.flatnonzero(repeated):
+            first = ids[n]
             self._repeats[first] += 1
-            digest = hashlib.sha256(contents[n])
+            digest = sha256(contents[n])
             digest.update(f"#{self._repeats[first]}".encode())
             ids[n] = digest.hexdigest()[:32]
         return ids

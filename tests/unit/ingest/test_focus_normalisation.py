@@ -159,3 +159,22 @@ def test_record_ids_match_the_contract_for_awkward_text(tmp_path):
     assert row["ChargeDescription"] == awkward["ChargeDescription"]
     assert row["Tags"] == {"a": 'x"y', "b": "2", "n": "5"}
     assert records[0].record_id == derive_record_id(row)
+
+
+def test_seen_markers_answer_like_a_set_across_batches():
+    import random
+
+    import numpy as np
+
+    from services.ingest.domain import SeenMarkers
+
+    rng = random.Random(3)
+    markers, seen = SeenMarkers(), set()
+    for _ in range(150):
+        batch = [rng.randrange(3000) for _ in range(40)]
+        expected = []
+        for value in batch:
+            expected.append(value in seen)
+            seen.add(value)
+        assert markers.add(np.array(batch, dtype=np.uint64)).tolist() == expected
+    assert len(markers) == len(seen)
