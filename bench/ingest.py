@@ -221,16 +221,28 @@ def focus_converters(python: str, provider: str, path: Path, out_dir: Path) -> d
            "--data-format", "csv" if path.suffix == ".csv" else "parquet", "--export-path", str(out_dir)]
     if path.suffix != ".csv":
         cmd += ["--parquet-data-format", "dataset"]
+    import psutil
+
     t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-        ok = proc.returncode == 0
-        err = proc.stderr[-400:]
-    except subprocess.TimeoutExpired:
-        ok, err = False, "timed out"
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    parent = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            tree = [parent, *parent.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree))
+        except psutil.Error:
+            pass
+        if time.perf_counter() - t0 > 1800:
+            proc.kill()
+            break
+        time.sleep(0.2)
+    out, err = proc.communicate()
+    ok = proc.returncode == 0
+    err = err[-400:]
     elapsed = time.perf_counter() - t0
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"ok": ok, "seconds": elapsed, "peak_rss_mb_children_max": rss, "error": None if ok else err}
+    rss = peak / 2**20
+    return {"ok": ok, "seconds": elapsed, "peak_rss_mb": rss, "error": None if ok else err}
 
 
 def end_to_end(path: Path, rows: int, timeout: float) -> dict:
@@ -342,7 +354,7 @@ def main() -> None:
             r = focus_converters(args.focus_converters, provider, files[label], out)
             mine = results[label]["rows"] / results[label]["seconds"] if label in results else float("nan")
             fc = args.rows / r["seconds"]
-            print(f"  {label:22s} {fc:>10,.0f} rows/s   {r['seconds']:6.1f}s   ok={r['ok']}   "
+            print(f"  {label:22s} {fc:>10,.0f} rows/s   {r['seconds']:6.1f}s   peak RSS {r['peak_rss_mb']:6.0f} MB   ok={r['ok']}   "
                   f"FinFocus/focus_converters = {mine / fc:.1f}x" + (f"   error: {r['error']}" if r["error"] else ""))
     if not args.skip_e2e:
         print(f"\nend to end: {args.rows:,}-row CUR legacy CSV, file -> raw-billing -> pricing -> stored (finfocus ingest --wait):")
