@@ -38,6 +38,7 @@ class AwsClients:
     def __init__(self, secrets: SecretsProvider | None = None) -> None:
         self._secrets = secrets
         self._clients: dict[tuple[str, str], Any] = {}
+        self._session: Any = None
 
     def _credentials(self) -> dict[str, str]:
         if self._secrets is None:
@@ -57,7 +58,13 @@ class AwsClients:
 
         region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         if (service, region) not in self._clients:
-            self._clients[(service, region)] = boto3.client(service, region_name=region, **self._credentials())
+            # An own session, not boto3's process-wide default one: its credential chain is
+            # resolved for this executor, not cached from whatever client came first.
+            if self._session is None:
+                self._session = boto3.session.Session()
+            self._clients[(service, region)] = self._session.client(
+                service, region_name=region, **self._credentials()
+            )
         return self._clients[(service, region)]
 
 
