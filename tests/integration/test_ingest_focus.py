@@ -210,6 +210,12 @@ async def test_restated_month_replaces_previous_rows(settings, tmp_path, pricing
     assert summary["reconciliation"]["reconciled"] is True
     assert (await stored_totals(settings.database, scope))["USD"] == (Decimal("3.50"), 2)
 
+    code, out, err = await finfocus(settings, "ingest", "jobs", "--output", "json")
+    assert code == 0, err
+    jobs = orjson.loads(out)["jobs"]
+    assert [j["job_id"] for j in jobs][0] == summary["job_id"] and len(jobs) == 2
+    assert jobs[0]["version"] > jobs[1]["version"] and jobs[0]["totals"] == {"USD": "3.5"}
+
 
 async def test_cli_exits_non_zero_when_nothing_imports_and_with_strict(settings, tmp_path):
     bad = tmp_path / "bad.csv"
