@@ -231,7 +231,7 @@ def _print_summary(summary: dict[str, Any], output: OutputFormat) -> None:
 
 @ingest_app.command(IMPORT_COMMAND)
 def import_files(
-    files: list[Path] = typer.Argument(..., exists=True, dir_okay=False, readable=True, metavar="FILE...", help="export files (CSV, CSV.gz, JSON lines, Parquet)"),
+    files: list[Path] = typer.Argument(..., exists=True, dir_okay=False, readable=True, metavar="FILE", help="export files (CSV, CSV.gz, JSON lines, Parquet)"),
     format: IngestFormat = typer.Option(IngestFormat.AUTO, "--format", "-f", help="export format; auto detects it from the header"),
     wait: bool = typer.Option(False, "--wait", help="return when every accepted row is priced and stored, and reconcile the totals"),
     wait_timeout: float = typer.Option(600.0, "--wait-timeout", help="seconds --wait waits at most"),
