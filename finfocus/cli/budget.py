@@ -165,7 +165,12 @@ def _public(row: dict) -> dict:
 @budget_app.command("list")
 def list_budgets(output: OutputFormat = OUTPUT_OPTION) -> None:
     """Budgets with this period's actual spend and the projection to its end."""
-    budgets = [_public(r) for r in run(_rows())]
+    try:
+        budgets = [_public(r) for r in run(_rows())]
+    except Exception as exc:  # noqa: BLE001 - a database without the forecast schema
+        from finfocus.cli.forecast import _not_ready
+
+        fail(_not_ready(exc).replace("forecasts", "budgets", 1))
     if output == OutputFormat.JSON:
         print_json({"budgets": budgets})
     elif output == OutputFormat.NDJSON:

@@ -112,6 +112,17 @@ def combine(group_by: list[str], filters: dict[str, str], rows: list[dict], hori
     return results
 
 
+def _not_ready(exc: Exception) -> str:
+    """A clear message for a database the forecast service has not prepared yet."""
+    import asyncpg
+
+    if isinstance(exc, asyncpg.UndefinedTableError | asyncpg.InvalidSchemaNameError):
+        return "no forecasts yet: the forecast service has not started against this database"
+    if isinstance(exc, typer.Exit):
+        raise exc
+    return f"cannot read forecasts: {exc}"
+
+
 def _money(value: Decimal) -> str:
     return format(Decimal(value).quantize(Decimal("0.01")), "f")
 
@@ -210,6 +221,8 @@ def show(
         forecasts = run(load(keys, wanted, horizon))
     except LookupError as exc:
         fail(str(exc.args[0]), 2)
+    except Exception as exc:  # noqa: BLE001 - a database without the forecast schema
+        fail(_not_ready(exc))
     if output == OutputFormat.JSON:
         print_json({"forecasts": public(forecasts)})
     elif output == OutputFormat.NDJSON:
@@ -280,6 +293,8 @@ def month_end(
         rows = run(load_month_end(keys, wanted))
     except LookupError as exc:
         fail(str(exc.args[0]), 2)
+    except Exception as exc:  # noqa: BLE001 - a database without the forecast schema
+        fail(_not_ready(exc))
     if output == OutputFormat.JSON:
         print_json({"projections": rows})
     elif output == OutputFormat.NDJSON:

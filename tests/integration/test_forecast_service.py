@@ -230,3 +230,11 @@ async def test_restated_scope_replaces_older_version_and_unpriced_rows_carry_no_
         assert total is not None
     finally:
         await app.stop()
+
+
+async def test_show_before_the_service_ran_is_a_clear_failure(database_url):
+    env = {"FINFOCUS_DATABASE_URL": database_url}
+    for args in (["forecast", "show", "-o", "json"], ["budget", "list"]):
+        result = await asyncio.to_thread(CliRunner().invoke, cli, args, env=env)
+        assert result.exit_code == 1
+        assert "has not started" in result.output
