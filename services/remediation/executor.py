@@ -213,7 +213,13 @@ class Executor:
             outcome["delivered"] = True
         except Exception as exc:  # the request stays visible in `finfocus remediation list`
             outcome.update(delivered=False, detail=f"{type(exc).__name__}: {exc}"[:500])
-        await self._audit(row, "approval-requested", reason=text, result=outcome)
+        async with store.transaction(self.pool) as conn:
+            # The command may have been cancelled (anomaly resolved) or decided meanwhile; the
+            # row lock orders this record after any such change, never before it.
+            if await store.status_for_update(conn, row["command_id"]) != "pending-approval":
+                return
+            await store.append_audit(conn, row["command_id"], "approval-requested", actor=ACTOR,
+                                     action=row["action"], mode=row["mode"], reason=text, result=outcome)
 
     async def _undo(self, row) -> None:
         impl = self.impls.get(row["action"])

@@ -137,6 +137,12 @@ async def mark_published(conn: asyncpg.Connection, command_ids: list[str]) -> No
         await conn.execute(MARK_PUBLISHED, command_ids)
 
 
+async def status_for_update(conn: asyncpg.Connection, command_id: str) -> str | None:
+    """The command's status, its row locked until the transaction ends."""
+    return await conn.fetchval(
+        "SELECT status FROM remediation.commands WHERE command_id = $1 FOR UPDATE", command_id)
+
+
 async def get_command(conn: asyncpg.Connection, command_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(SELECT_COMMAND, command_id)
 
