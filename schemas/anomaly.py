@@ -63,3 +63,15 @@ class AnomalyV1(BaseModel):
     )
     status: AnomalyStatus = Field(AnomalyStatus.OPEN, description="open, ongoing, resolved or acknowledged")
     monitor: str | None = Field(None, description="Monitor that watched the dimension")
+
+
+class AnomalyFeedbackV1(BaseModel):
+    """A person's verdict on an anomaly, published on `anomaly-feedback` by
+    `finfocus anomalies feedback`; the anomaly service mutes repeats of rejected alerts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    anomaly_id: str = Field(min_length=1, description="The anomaly judged")
+    verdict: str = Field(pattern="^(yes|no|planned)$", description="yes, no (false alarm) or planned")
+    note: str | None = Field(None, description="Free text")
+    given_at: Timestamp = Field(description="When the verdict was given")

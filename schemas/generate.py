@@ -13,6 +13,9 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from schemas import AnomalyV1, BillingRecordV1, DeadLetterV1, PricedRecordV1, RemediationCommandV1
+from schemas.anomaly import AnomalyFeedbackV1
+from schemas.budget import BudgetCommandV1
+from schemas.remediation import RecommendationV1, RemediationResultV1, ResourceMetricV1
 
 JSON_DIR = Path(__file__).parent / "json"
 
@@ -22,6 +25,11 @@ CONTRACTS: dict[str, type[BaseModel]] = {
     "Anomaly.v1": AnomalyV1,
     "RemediationCommand.v1": RemediationCommandV1,
     "DeadLetter.v1": DeadLetterV1,
+    "AnomalyFeedback.v1": AnomalyFeedbackV1,
+    "BudgetCommand.v1": BudgetCommandV1,
+    "RemediationResult.v1": RemediationResultV1,
+    "Recommendation.v1": RecommendationV1,
+    "ResourceMetric.v1": ResourceMetricV1,
 }
 
 

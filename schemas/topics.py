@@ -14,10 +14,15 @@ class Topics:
     RECOMMENDATIONS = "recommendations"
     FORECASTS = "forecasts"
     RESOURCE_METRICS = "resource-metrics"
+    ANOMALY_FEEDBACK = "anomaly-feedback"
+    BUDGET_COMMANDS = "budget-commands"
 
     #: the four topics of the contract table; each has a `.dlq` sibling
     CORE = (RAW_BILLING, PRICED_RESOURCES, ANOMALIES, REMEDIATION_COMMANDS)
-    EXTRA = (REMEDIATION_RESULTS, RECOMMENDATIONS, FORECASTS, RESOURCE_METRICS)
+    EXTRA = (
+        REMEDIATION_RESULTS, RECOMMENDATIONS, FORECASTS, RESOURCE_METRICS, ANOMALY_FEEDBACK,
+        BUDGET_COMMANDS,
+    )
 
     @staticmethod
     def dlq(topic: str) -> str:

@@ -20,10 +20,12 @@ from finfocus.cli.output import (
     print_table,
     run,
 )
+from schemas.anomaly import AnomalyFeedbackV1
+from schemas.topics import Topics
 
 VIEW = "anomaly.v_anomalies"
 SEVERITIES = ("low", "medium", "high", "critical")
-FEEDBACK_TOPIC = "anomaly-feedback"
+FEEDBACK_TOPIC = Topics.ANOMALY_FEEDBACK
 
 
 def parse_since(text: str | None) -> datetime | None:
@@ -225,7 +227,6 @@ def register_admin(anomalies: typer.Typer) -> None:
             raise typer.BadParameter(f"{verdict!r}: use yes, no or planned")
 
         async def go() -> None:
-            import orjson
             from aiokafka import AIOKafkaProducer
 
             from finfocus.db import reader
@@ -238,9 +239,10 @@ def register_admin(anomalies: typer.Typer) -> None:
             producer = AIOKafkaProducer(bootstrap_servers=settings.kafka)
             await producer.start()
             try:
-                body = {"anomaly_id": anomaly_id, "verdict": verdict, "note": note,
-                        "given_at": datetime.now(UTC).isoformat()}
-                await producer.send_and_wait(FEEDBACK_TOPIC, orjson.dumps(body), key=anomaly_id.encode())
+                body = AnomalyFeedbackV1(anomaly_id=anomaly_id, verdict=verdict, note=note,
+                                         given_at=datetime.now(UTC))
+                await producer.send_and_wait(FEEDBACK_TOPIC, body.model_dump_json().encode(),
+                                             key=anomaly_id.encode())
             finally:
                 await producer.stop()
             typer.echo(f"feedback '{verdict}' sent for {anomaly_id}")

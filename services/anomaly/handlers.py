@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC
 
 import orjson
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from finfocus.broker import (
     Envelope,
@@ -17,7 +17,7 @@ from finfocus.broker import (
     publish_dead_letters,
 )
 from finfocus.telemetry import log_fields, start_record_span, trace_headers
-from schemas.anomaly import AnomalyV1
+from schemas.anomaly import AnomalyFeedbackV1, AnomalyV1
 from schemas.deadletter import DeadLetterV1
 from schemas.pricing import PricedRecordV1
 from schemas.topics import Topics, schema_headers
@@ -28,21 +28,10 @@ from services.anomaly.store import BAD_DATA, AnomalyStore
 logger = logging.getLogger(__name__)
 
 GROUP_ID = "finfocus-anomaly"
-FEEDBACK_TOPIC = "anomaly-feedback"
+FEEDBACK_TOPIC = Topics.ANOMALY_FEEDBACK
 FEEDBACK_GROUP_ID = "finfocus-anomaly-feedback"
 SERVICE = "anomaly"
 _SCHEMA = [(k, v.encode()) for k, v in schema_headers("Anomaly").items()]
-
-
-class FeedbackV1(BaseModel):
-    """A person's verdict on an anomaly, sent by `finfocus anomalies feedback`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    anomaly_id: str = Field(min_length=1, description="The anomaly judged")
-    verdict: str = Field(pattern="^(yes|no|planned)$", description="yes, no (false alarm) or planned")
-    note: str | None = Field(None, description="Free text")
-    given_at: datetime = Field(description="When the verdict was given")
 
 
 def parse_batch(envs: list[Envelope]) -> tuple[list[tuple[CostLine, Envelope]], list]:
@@ -167,7 +156,7 @@ def register_handlers(runtime, store: AnomalyStore, evaluator: Evaluator, notifi
         letters, outcomes, headers = [], [], {}
         for env in envelopes(message):
             try:
-                fb = FeedbackV1.model_validate_json(env.value)
+                fb = AnomalyFeedbackV1.model_validate_json(env.value)
             except ValidationError as exc:
                 letters.append(envelope_dead_letter(env, f"invalid feedback: {exc}", service=SERVICE))
                 continue
