@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from functools import cached_property
 from pathlib import Path
+from typing import Self
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,16 @@ class FinFocusSettings(BaseSettings):
     #: about half of it on the embedded broker), real clusters keep Kafka's default
     kafka_session_timeout_ms: int | None = None
     kafka_heartbeat_interval_ms: int | None = None
+
+    @classmethod
+    def extending(cls, settings: FinFocusSettings | None = None) -> Self:
+        """A service's settings: from the environment, or on top of shared settings that a
+        caller (the CLI, a test) already built, keeping every shared value it holds."""
+        if settings is None:
+            return cls()
+        if isinstance(settings, cls):
+            return settings
+        return cls(**settings.model_dump())
 
     @property
     def state_file(self) -> Path:

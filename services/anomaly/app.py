@@ -23,9 +23,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 def build_app(settings: AnomalySettings | None = None, *, tracer_provider: TracerProvider | None = None) -> FastStream:
     """The anomaly service: priced-resources -> daily series in `anomaly` -> anomalies."""
-    if settings is not None and not isinstance(settings, AnomalySettings):
-        settings = AnomalySettings(**settings.model_dump())
-    settings = settings or AnomalySettings()
+    settings = AnomalySettings.extending(settings)
     runtime = ServiceRuntime(
         "anomaly", settings, tracer_provider,
         description="Detects cost anomalies per monitored dimension and publishes them",

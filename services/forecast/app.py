@@ -7,8 +7,8 @@ from pathlib import Path
 from faststream import FastStream
 from opentelemetry.sdk.trace import TracerProvider
 
-from finfocus.service import ServiceRuntime
 from finfocus.broker import ensure_topics
+from finfocus.service import ServiceRuntime
 from schemas.budget import BUDGET_COMMANDS
 from services.forecast.budgets import BudgetWatcher
 from services.forecast.config import ForecastSettings
@@ -21,10 +21,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 def build_app(settings: ForecastSettings | None = None, *, tracer_provider: TracerProvider | None = None) -> FastStream:
     """The forecast service as a FastStream app (nothing connects until it starts)."""
-    if settings is None:
-        settings = ForecastSettings()
-    elif not isinstance(settings, ForecastSettings):
-        settings = ForecastSettings(**settings.model_dump())
+    settings = ForecastSettings.extending(settings)
     runtime = ServiceRuntime(
         "forecast",
         settings,

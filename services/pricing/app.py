@@ -25,9 +25,7 @@ logger = logging.getLogger(__name__)
 
 def build_app(settings: PricingSettings | None = None, *, tracer_provider: TracerProvider | None = None) -> FastStream:
     """The pricing service: raw-billing -> priced lines in `pricing` -> priced-resources."""
-    if settings is not None and not isinstance(settings, PricingSettings):
-        settings = PricingSettings(**settings.model_dump())
-    settings = settings or PricingSettings()
+    settings = PricingSettings.extending(settings)
     runtime = ServiceRuntime(
         "pricing", settings, tracer_provider,
         description="Prices raw billing records (billed, plugins, YAML specs) and stores cost lines",

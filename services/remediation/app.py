@@ -69,9 +69,7 @@ def register_executor(runtime: ServiceRuntime, settings: RemediationSettings, ho
 
 def build_app(settings: RemediationSettings | None = None, *,
               tracer_provider: TracerProvider | None = None) -> FastStream:
-    settings = settings or RemediationSettings()
-    if not isinstance(settings, RemediationSettings):
-        settings = RemediationSettings(**settings.model_dump())
+    settings = RemediationSettings.extending(settings)
     runtime = ServiceRuntime(
         "remediation", settings, tracer_provider,
         description="Anomalies and recommendations to guarded remediation commands; executor; savings",
