@@ -22,7 +22,7 @@ from services.ingest.formats.common import to_strings
 
 NULL_SPELLINGS = ["NULL", "null", ""]
 BLOCK_BYTES = 8 * 1024 * 1024
-PARQUET_BATCH_ROWS = 65_536
+PARQUET_BATCH_ROWS = 16_384
 
 
 def file_checksum(path: Path) -> str:
