@@ -58,6 +58,7 @@ GROUP BY 1
 ON CONFLICT (billing_scope) DO UPDATE
 SET latest_version = EXCLUDED.latest_version, updated_at = now()
 WHERE EXCLUDED.latest_version > billing_scopes.latest_version
+RETURNING billing_scope
 """
 
 # Rows of superseded scope versions are invisible through the view; deleting them keeps the
@@ -107,11 +108,13 @@ class PricingStore:
                         records=[(i, rid, body) for i, (rid, body) in enumerate(lines)],
                         columns=["ord", "record_id", "body"],
                     )
-                    if scopes:
-                        await conn.execute(UPSERT_SCOPES)
+                    # Only scopes whose version moved up in this batch can have superseded
+                    # rows: pruning every scope of every chunk rescans a whole billing period
+                    # per chunk (quadratic in the size of an import).
+                    newer = [r["billing_scope"] for r in await conn.fetch(UPSERT_SCOPES)] if scopes else []
                     await conn.execute(UPSERT_LINES)
-                    if scopes:
-                        await conn.execute(PRUNE_SUPERSEDED, list(scopes))
+                    if newer:
+                        await conn.execute(PRUNE_SUPERSEDED, newer)
                 if positions:
                     await conn.execute(
                         TRACK,
