@@ -21,13 +21,13 @@ from finfocus.telemetry import start_record_span, trace_headers
 from schemas.deadletter import DeadLetterV1
 from schemas.ingest import BillingRecordV1
 from schemas.topics import schema_headers
-from services.pricing import domain
+from services.pricing import domain, fastpath
 from services.pricing.store import Position
 
 logger = logging.getLogger(__name__)
 
 #: columns pricing writes; an input that already has one takes the careful path
-_PRICING_COLUMNS = frozenset({"x_PriceSource", "x_PricedAt", "x_PriceReason", "x_UnitPrice"})
+_PRICING_COLUMNS = fastpath.PRICING_COLUMNS
 _PRICED_HEADERS = [(k, v.encode()) for k, v in schema_headers("PricedRecord").items()]
 
 #: async callable: usage lines -> per line, the plugin quotes in plugin order
@@ -88,7 +88,9 @@ class BatchPricer:
         `finfocus.broker.Envelope`s (headers as a dict)."""
         out = BatchOutcome()
         priced_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        parsed: list[tuple[object, BillingRecordV1, object]] = []
+        parsed: list[tuple[object, BillingRecordV1 | None, object]] = []
+        fast: dict[int, tuple[str, str | None, bytes, dict]] = {}
+        quick = fastpath.parse
         usage: list[tuple[int, domain.UsageLine]] = []
         last: dict[tuple[str, int], list[int]] = {}
         validate = BillingRecordV1.model_validate_json
@@ -116,6 +118,11 @@ class BatchPricer:
                 headers = env.headers if isinstance(env.headers, dict) else dict(env.headers)
                 if "traceparent" in headers:
                     span = start_record_span(self._tracer, "pricing.price", headers)
+            canonical = quick(env.value or b"")
+            if canonical is not None:
+                fast[len(parsed)] = canonical
+                parsed.append((env, None, span))
+                continue
             try:
                 rec = validate(env.value or b"")
             except ValidationError as exc:
@@ -148,8 +155,24 @@ class BatchPricer:
                 decisions[i] = domain.decide(line, q, specs)
 
         stamp = f',"x_PriceSource":"billed","x_PricedAt":"{priced_at}"}}'.encode()
+        dumps = orjson.dumps
         for i, (env, rec, span) in enumerate(parsed):
             try:
+                if rec is None:
+                    # canonical billed record (fastpath.parse): its columns, already in the
+                    # model's order and spelling, plus the two pricing columns
+                    record_id, scope, key, columns = fast[i]
+                    body = dumps(columns)[:-1] + stamp
+                    out.lines.append((record_id, body.decode()))
+                    if scope:
+                        out.scopes.add(scope)
+                    if span is not None:
+                        span.set_attributes({"finfocus.record_id": record_id})
+                        headers = trace_headers(span) + _PRICED_HEADERS
+                    else:
+                        headers = batch_headers
+                    out.outgoing.append((env.key or key, body, headers))
+                    continue
                 decision = decisions.get(i)
                 extra = rec.__pydantic_extra__
                 if extra and not _PRICING_COLUMNS.isdisjoint(extra):

@@ -1,0 +1,246 @@
+"""The canonical-record fast path decides exactly as BillingRecordV1 does.
+
+Thousands of varied records, valid and invalid, go through `BatchPricer` twice: once with
+the fast path and once with the model alone. Accept/reject decisions, dead-letter reasons,
+stored lines (record id and JSON), keys, scopes and outgoing bytes must all be the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import orjson
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+from finfocus.broker import Envelope
+from schemas.ingest import BillingRecordV1
+from services.pricing import batch as batch_module
+from services.pricing import fastpath
+from services.pricing.batch import BatchPricer
+
+FIXED_NOW = datetime(2024, 10, 1, 12, 0, 0, tzinfo=UTC)
+
+
+class _FixedClock(datetime):
+    @classmethod
+    def now(cls, tz=None):  # noqa: ARG003
+        return FIXED_NOW
+
+
+def base(i: int = 0) -> dict:
+    day = 1 + i % 28
+    return {
+        "ProviderName": "AWS",
+        "BillingAccountId": "123456789012",
+        "SubAccountId": f"2100000000{i % 10:02d}",
+        "ChargePeriodStart": f"2024-09-{day:02d}T00:00:00Z",
+        "ChargePeriodEnd": f"2024-09-{day:02d}T01:00:00Z",
+        "BillingCurrency": "USD",
+        "ServiceName": "Amazon Elastic Compute Cloud",
+        "ServiceCategory": "Compute",
+        "ChargeCategory": "Usage",
+        "BilledCost": str(Decimal(i % 10_000) / 1000),
+        "ConsumedQuantity": "1",
+        "ConsumedUnit": "Hours",
+        "ResourceId": f"i-{i:017x}",
+        "ResourceType": "m5.large",
+        "RegionId": "us-east-1",
+        "SkuId": "JRTCKXETXF",
+        "Tags": {"team": "core"},
+        "x_RecordId": f"rec-{i}",
+    }
+
+
+MISSING = object()
+
+MONEY = [
+    "0", "-0", "1", "1.5", "1.50", "-1.25", "0.000001", "123456789012345678901234567890.123456789",
+    "01", "+1", " 1", "1 ", "1.", ".5", "1e3", "1E-2", "NaN", "Infinity", "-Infinity", "abc", "",
+    "1_000", "١٢", "0x10", 1, 0, -3, 1.5, 0.1, 1e20, 1e-7, True, None, [], {}, MISSING,
+]
+STAMPS = [
+    "2024-09-01T00:00:00Z", "2024-02-29T23:59:59Z", "2023-02-29T00:00:00Z", "2024-02-30T00:00:00Z",
+    "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "2024-09-01T00:00:00", "2024-09-01T00:00:00+00:00",
+    "2024-09-01T02:00:00+02:00", "2024-09-01T00:00:00.5Z", "2024-09-01T00:00:00.000000Z",
+    "2024-09-01", "2024-09-01 00:00:00Z", "2024-09-01T00:00:00z", "2024-09-01T24:00:00Z",
+    "2024-09-01T23:59:60Z", "2024-13-01T00:00:00Z", "0000-01-01T00:00:00Z", " 2024-09-01T00:00:00Z",
+    "2024-09-01T00:00Z", "1725148800", 1725148800, None, "", MISSING,
+]
+TEXT = [
+    "x", "", " ", " padded", "padded ", "tab\t", "\u00a0nbsp", "\u3000ideo", "zero\u200bwidth",
+    "\u2028", "line\nbreak", "ctrl\x01\x1f", "quote\"back\\slash/", "ünïcødé €", "emoji 😀",
+    "\x7f", "\u0085next", "\x1cfs", 5, 1.5, True, None, [], {"a": "b"}, MISSING,
+]
+CURRENCIES = ["USD", "EUR", "JPY", "usd", "XXX", "US", " USD", "USD ", "ABC", 840, None, MISSING]
+CATEGORIES = ["Usage", "Purchase", "Tax", "Credit", "Adjustment", "usage", " Usage", "Refund", "", 1, None, MISSING]
+TAGS = [
+    {}, {"team": "core"}, {"a": "1", "b": "2"}, {" a": "b"}, {"a": " b"}, {"a": 1}, {"a": None},
+    {"a": {"b": "c"}}, {"é": "ü"}, {"": ""}, ["a"], "team=core", None, MISSING,
+]
+VERSIONS = [0, 1, 7, -1, 2**62, "3", 3.0, 3.5, True, None, "", MISSING]
+EXTRAS = {
+    "Foo": "bar", "billedcost": "1", "AvailabilityZone": "us-east-1a", "InvoiceId": " inv ",
+    "x_Custom": "v", "x_Number": 5, "x_Float": 1.5, "x_Bool": False, "x_Null": None, "x_List": [1],
+    "x_Obj": {"a": 1}, "x_PriceSource": "billed", "x_PricedAt": "2024-01-01T00:00:00Z",
+    "x_UnitPrice": "1", "x_PriceReason": "r", "x_": "empty", "SkuPriceDetails": {"k": "v"},
+    "PricingCategory": "Standard",
+}
+FIELDS_TEXT = [
+    "ProviderName", "BillingAccountId", "BillingAccountName", "SubAccountId", "SubAccountName",
+    "ServiceName", "ServiceCategory", "ChargeClass", "ChargeDescription", "ChargeFrequency",
+    "ConsumedUnit", "PricingUnit", "ResourceId", "ResourceName", "ResourceType", "RegionId",
+    "RegionName", "SkuId", "x_RecordId", "x_BillingScope", "x_ImportJobId",
+]
+FIELDS_MONEY = [
+    "BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "ListUnitPrice",
+    "ContractedUnitPrice", "ConsumedQuantity", "PricingQuantity",
+]
+FIELDS_STAMP = ["ChargePeriodStart", "ChargePeriodEnd", "BillingPeriodStart", "BillingPeriodEnd"]
+
+
+def _set(row: dict, key: str, value) -> None:
+    if value is MISSING:
+        row.pop(key, None)
+    else:
+        row[key] = value
+
+
+def mutate(rng: random.Random, row: dict) -> None:
+    kind = rng.randrange(9)
+    if kind == 0:
+        _set(row, rng.choice(FIELDS_TEXT), rng.choice(TEXT))
+    elif kind == 1:
+        _set(row, rng.choice(FIELDS_MONEY), rng.choice(MONEY))
+    elif kind == 2:
+        _set(row, rng.choice(FIELDS_STAMP), rng.choice(STAMPS))
+    elif kind == 3:
+        _set(row, "BillingCurrency", rng.choice(CURRENCIES))
+    elif kind == 4:
+        _set(row, "ChargeCategory", rng.choice(CATEGORIES))
+    elif kind == 5:
+        _set(row, "Tags", rng.choice(TAGS))
+    elif kind == 6:
+        _set(row, "x_BillingScopeVersion", rng.choice(VERSIONS))
+        if rng.random() < 0.5:
+            row["x_BillingScope"] = rng.choice(["AWS:123:2024-09", "", " AWS:1:2024-09"])
+    elif kind == 7:
+        key = rng.choice(list(EXTRAS))
+        row[key] = EXTRAS[key]
+    else:
+        # credits and refunds: negative money, a Credit row, end before start
+        choice = rng.randrange(3)
+        if choice == 0:
+            row["ChargeCategory"] = "Credit"
+            row["BilledCost"] = "-" + rng.choice(["0.01", "12.5", "1000"])
+        elif choice == 1:
+            row["ChargePeriodStart"], row["ChargePeriodEnd"] = row["ChargePeriodEnd"], row["ChargePeriodStart"]
+        else:
+            row["ChargePeriodEnd"] = row["ChargePeriodStart"]
+
+
+def records(n: int = 6000, seed: int = 20241122) -> list[bytes]:
+    rng = random.Random(seed)
+    out: list[bytes] = []
+    for i in range(n):
+        row = base(i)
+        for _ in range(rng.choice([0, 0, 1, 1, 1, 2, 3])):
+            mutate(rng, row)
+        if rng.random() < 0.1:
+            items = list(row.items())
+            rng.shuffle(items)
+            row = dict(items)
+        raw = orjson.dumps(row)
+        if rng.random() < 0.05:
+            raw = orjson.dumps(row, option=orjson.OPT_INDENT_2)  # whitespace between tokens
+        out.append(raw)
+    # not JSON, not an object, truncated, invalid UTF-8, duplicate keys, escapes, a usage row
+    good = orjson.dumps(base(1))
+    out += [
+        b"", b"not json", b"[]", b"null", b"42", b'"str"', good[:-1], good + b"x", good.replace(b"AWS", b"\xff\xfe"),
+        good[:-1] + b',"BilledCost":"9.99"}', good[:-1] + b',"ProviderName":"GCP"}', good[:-1] + b',"BilledCost":1.10}',
+        good.replace(b'"Amazon', b'"\\u0041mazon'), good.replace(b'"AWS"', b'"\\ud800"'), good.replace(b'"AWS"', b'"A\\u0000"'),
+        good.replace(b'"1.000"', b"1.000"), good.replace(b'"1.000"', b"1e400"), good.replace(b'"1.000"', b"NaN"),
+        good[:-1] + b',"x_Big":123456789012345678901234567890}', good[:-1] + b',"x_Float":1.0}',
+        orjson.dumps({k: v for k, v in base(2).items() if k != "BilledCost"}),
+        orjson.dumps({k: v for k, v in base(3).items() if k not in ("BilledCost", "ConsumedQuantity")}),
+        orjson.dumps({k: v for k, v in base(4).items() if k != "x_RecordId"}),
+    ]
+    for key in ("ProviderName", "BillingAccountId", "ChargePeriodStart", "ChargePeriodEnd", "BillingCurrency",
+                "ServiceName", "ChargeCategory"):
+        out.append(orjson.dumps({k: v for k, v in base(5).items() if k != key}))
+    return out
+
+
+def run(values: list[bytes], monkeypatch, *, fast: bool):
+    monkeypatch.setattr(batch_module, "datetime", _FixedClock)
+    if not fast:
+        monkeypatch.setattr(fastpath, "parse", lambda raw: None)
+    tracer = TracerProvider().get_tracer("test")
+    envs = [
+        Envelope(value=v, key=None if i % 3 else b"given-key", headers={}, topic="raw-billing", partition=i % 2, offset=i)
+        for i, v in enumerate(values)
+    ]
+    outcome = asyncio.run(BatchPricer(tracer).process(envs))
+    monkeypatch.undo()
+    return outcome
+
+
+def test_the_fast_path_covers_every_field_of_the_model():
+    assert fastpath.ENABLED, "a field of BillingRecordV1 has no fast-path rule: add one"
+
+
+def test_fast_path_and_model_agree_on_varied_records(monkeypatch):
+    values = records()
+    taken = sum(fastpath.parse(v) is not None for v in values)
+    assert 0.25 * len(values) < taken < 0.9 * len(values), taken  # both paths well exercised
+
+    fast = run(values, monkeypatch, fast=True)
+    slow = run(values, monkeypatch, fast=False)
+
+    assert [(letter.source_offset, letter.error) for letter in fast.letters] == [
+        (letter.source_offset, letter.error) for letter in slow.letters
+    ]
+    assert len(slow.letters) > 0.2 * len(values)
+    assert fast.lines == slow.lines
+    # same keys and bytes; same headers but for the batch span's (per run) trace id
+    assert [(k, body) for k, body, _ in fast.outgoing] == [(k, body) for k, body, _ in slow.outgoing]
+    assert [[n for n, _ in h] for _, _, h in fast.outgoing] == [[n for n, _ in h] for _, _, h in slow.outgoing]
+    assert [[(n, v) for n, v in h if n != "traceparent"] for _, _, h in fast.outgoing] == [
+        [(n, v) for n, v in h if n != "traceparent"] for _, _, h in slow.outgoing
+    ]
+    assert fast.scopes == slow.scopes
+    assert fast.positions == slow.positions
+    assert fast.unpriced == slow.unpriced
+
+
+def test_every_record_the_fast_path_takes_is_valid_and_unchanged_by_the_model():
+    for raw in records(3000, seed=7):
+        canonical = fastpath.parse(raw)
+        if canonical is None:
+            continue
+        record_id, scope, key, columns = canonical
+        rec = BillingRecordV1.model_validate_json(raw)
+        assert rec.BilledCost is not None and rec.x_RecordId == record_id
+        assert rec.x_BillingScope == scope and rec.partition_key() == key
+        if rec.EffectiveCost is None:
+            rec.EffectiveCost = rec.BilledCost
+        assert rec.__pydantic_serializer__.to_json(rec, exclude_none=True) == orjson.dumps(columns)
+        for name in ("BilledCost", "EffectiveCost", "ListCost", "ConsumedQuantity"):
+            if name in columns:
+                assert isinstance(columns[name], str)  # decimal text, never a float
+                assert Decimal(columns[name]) == getattr(rec, name)
+
+
+@pytest.mark.parametrize("code", [c for c in range(0x3100) if chr(c).isspace() or chr(c) in "\u200b\u180e\ufeff"] + [0xFEFF])
+def test_text_the_fast_path_keeps_is_text_the_model_keeps(code):
+    # str_strip_whitespace: whatever pydantic strips, the fast path must refuse
+    row = base()
+    row["ServiceCategory"] = f"{chr(code)}Compute{chr(code)}"
+    raw = orjson.dumps(row)
+    rec = BillingRecordV1.model_validate_json(raw)
+    if rec.ServiceCategory != row["ServiceCategory"]:
+        assert fastpath.parse(raw) is None
