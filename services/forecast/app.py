@@ -9,7 +9,9 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from finfocus.broker import ensure_topics
 from finfocus.service import ServiceRuntime
+from schemas.anomaly import AnomalyV1
 from schemas.budget import BUDGET_COMMANDS
+from schemas.topics import Topics
 from services.forecast.budgets import BudgetWatcher
 from services.forecast.config import ForecastSettings
 from services.forecast.handlers import register_budget_handlers, register_handlers
@@ -33,6 +35,8 @@ def build_app(settings: ForecastSettings | None = None, *, tracer_provider: Trac
     refitter = Refitter(store, settings, extra_series=watcher.series, after_refit=watcher.evaluate)
     register_handlers(runtime, store, refitter)
     register_budget_handlers(runtime, watcher.store, refitter)
+    runtime.publishes(Topics.ANOMALIES, AnomalyV1,
+                      "Budget breaches (detector=budget), once per threshold and period")
     app = runtime.app(MIGRATIONS_DIR, on_started=[refitter.start], on_stopping=[refitter.stop])
 
     @app.on_startup

@@ -10,6 +10,9 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from finfocus.secrets import secrets_from_environment
 from finfocus.service import ServiceRuntime
+from schemas.deadletter import DeadLetterV1
+from schemas.ingest import BillingRecordV1
+from schemas.topics import Topics
 from services.ingest.config import IngestSettings
 from services.ingest.http import IntakeServer
 from services.ingest.importer import Importer, accept_records, dead_letter_raw
@@ -23,9 +26,7 @@ def build_app(settings: IngestSettings | None = None, *, tracer_provider: Tracer
     Watches `FINFOCUS_INGEST_WATCH_DIR` / `FINFOCUS_INGEST_WATCH_S3` when set, and serves the
     HTTP intake on `FINFOCUS_INGEST_HTTP_PORT` when it is not 0.
     """
-    if settings is not None and not isinstance(settings, IngestSettings):
-        settings = IngestSettings(**settings.model_dump())
-    settings = settings or IngestSettings()
+    settings = IngestSettings.extending(settings)
     runtime = ServiceRuntime(
         "ingest",
         settings,
@@ -33,6 +34,10 @@ def build_app(settings: IngestSettings | None = None, *, tracer_provider: Tracer
         description="Imports provider billing exports, normalises them to FOCUS and publishes "
         "BillingRecord v1 on raw-billing",
     )
+    runtime.publishes(Topics.RAW_BILLING, BillingRecordV1,
+                      "Normalised FOCUS rows of import jobs and HTTP intake; key ProviderName:SubAccountId")
+    runtime.publishes(Topics.dlq(Topics.RAW_BILLING), DeadLetterV1,
+                      "Rows an import refused, with the reason")
     store = IngestStore(lambda: runtime.pool)
     importer = Importer(store, runtime.publisher, runtime.tracer, source="service")
     watchers: list = []
