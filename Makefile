@@ -18,6 +18,7 @@ demo: setup
 	$(BIN)/finfocus demo
 
 test: setup
+	$(BIN)/ruff check schemas finfocus services tests bench
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
 
 unit: setup
@@ -28,7 +29,7 @@ integration: setup
 
 lint: setup
 	$(BIN)/ruff check schemas finfocus services tests bench
-	$(BIN)/mypy schemas finfocus
+	$(BIN)/mypy schemas finfocus/*.py finfocus/embedded
 
 schemas: setup
 	$(BIN)/python -m schemas.generate

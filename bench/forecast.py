@@ -48,8 +48,8 @@ import numpy as np  # noqa: E402
 from services.forecast import engine  # noqa: E402
 from services.forecast.domain import (  # noqa: E402
     RECURRING,
-    Choice,
     USAGE,
+    Choice,
     DayCost,
     SeriesKey,
     assemble,

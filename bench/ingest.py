@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -152,9 +151,8 @@ def azure_frame(rows: int) -> pl.DataFrame:
 def write_gcp_jsonl(path: Path, rows: int) -> None:
     """The GCP fixture's rows repeated with distinct hours and resources, written in chunks."""
     sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "ingest"))
-    from make_fixtures import gcp_rows  # type: ignore[import-not-found]
-
     import orjson
+    from make_fixtures import gcp_rows  # type: ignore[import-not-found]
 
     base = gcp_rows()
     with path.open("wb") as fh:

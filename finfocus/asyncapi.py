@@ -14,13 +14,14 @@ from finfocus.settings import SERVICES, FinFocusSettings
 DOCS_DIR = Path(__file__).resolve().parents[1] / "docs" / "asyncapi"
 
 #: a placeholder server: documents describe the contract, not one deployment
-DOC_SETTINGS = dict(kafka_bootstrap="kafka:9092", database_url="postgresql://finfocus@postgres/finfocus")
+DOC_KAFKA = "kafka:9092"
+DOC_DATABASE = "postgresql://finfocus@postgres/finfocus"
 
 
 def render(service: str) -> str:
     """The AsyncAPI 3.0 JSON of one service, as committed."""
     module = importlib.import_module(f"services.{service}.app")
-    app = module.build_app(FinFocusSettings(**DOC_SETTINGS))
+    app = module.build_app(FinFocusSettings(kafka_bootstrap=DOC_KAFKA, database_url=DOC_DATABASE))
     document = json.loads(app.schema.to_specification().to_json())
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 

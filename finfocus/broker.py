@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
@@ -219,7 +220,7 @@ class RecordPublisher:
         ordered = sorted(await producer.partitions_for(topic))
         choose = DefaultPartitioner()
         by_key: dict[bytes, int] = {}
-        open_batches: dict[int, object] = {}
+        open_batches: dict[int, Any] = {}  # aiokafka BatchBuilder (untyped)
         futures = []
         count = 0
         for key, value, headers in records:

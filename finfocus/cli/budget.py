@@ -12,7 +12,15 @@ from decimal import Decimal, InvalidOperation
 
 import typer
 
-from finfocus.cli.output import OUTPUT_OPTION, OutputFormat, fail, print_json, print_ndjson, print_table, run
+from finfocus.cli.output import (
+    OUTPUT_OPTION,
+    OutputFormat,
+    fail,
+    print_json,
+    print_ndjson,
+    print_table,
+    run,
+)
 
 budget_app = typer.Typer(help="Budgets: an amount per month or quarter over a scope, with alerts.",
                          no_args_is_help=True)

@@ -8,7 +8,15 @@ from decimal import Decimal
 
 import typer
 
-from finfocus.cli.output import OUTPUT_OPTION, OutputFormat, console, fail, print_json, print_ndjson, run
+from finfocus.cli.output import (
+    OUTPUT_OPTION,
+    OutputFormat,
+    console,
+    fail,
+    print_json,
+    print_ndjson,
+    run,
+)
 
 GROUP_KEYS = ("provider", "service", "account", "region", "resource", "type")
 SPARK = "▁▂▃▄▅▆▇█"

@@ -19,7 +19,16 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from finfocus.cli.output import OUTPUT_OPTION, OutputFormat, err_console, fail, print_json, print_ndjson, print_table, run
+from finfocus.cli.output import (
+    OUTPUT_OPTION,
+    OutputFormat,
+    err_console,
+    fail,
+    print_json,
+    print_ndjson,
+    print_table,
+    run,
+)
 
 IMPORT_COMMAND = "import"
 
@@ -139,7 +148,13 @@ def reconcile(file_totals: dict[str, Any], stored_totals: dict[str, Decimal]) ->
 def _progress_bar(enabled: bool):  # noqa: ANN202
     if not enabled:
         return None, None
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
     bar = Progress(
         "[progress.description]{task.description}", BarColumn(), DownloadColumn(),

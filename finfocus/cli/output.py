@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 import orjson
 import typer
@@ -68,7 +68,9 @@ def print_ndjson(rows: Iterable[Any]) -> None:
 def print_table(columns: list[str], rows: Iterable[Iterable[Any]], *, title: str | None = None) -> None:
     table = Table(title=title, header_style="bold")
     for column in columns:
-        justify = "right" if column.lower() in {"cost", "total", "amount", "monthly"} else "left"
+        justify: Literal["right", "left"] = (
+            "right" if column.lower() in {"cost", "total", "amount", "monthly"} else "left"
+        )
         table.add_column(column, justify=justify)
     for row in rows:
         table.add_row(*["" if v is None else (format(v, "f") if isinstance(v, Decimal) else str(v)) for v in row])

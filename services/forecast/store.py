@@ -9,8 +9,8 @@ import asyncpg
 
 from services.forecast.domain import (
     RECURRING,
-    Choice,
     USAGE,
+    Choice,
     CostLine,
     DayCost,
     Projection,

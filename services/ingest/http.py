@@ -39,7 +39,7 @@ def parse_body(body: bytes) -> list[tuple[int, bytes, Any]]:
             return [(0, body, ValueError(f"body is not JSON: {exc}"))]
         return [(i, orjson.dumps(item), item) for i, item in enumerate(items)]
     rows = []
-    for i, line in enumerate(l for l in text.split(b"\n") if l.strip()):
+    for i, line in enumerate(part for part in text.split(b"\n") if part.strip()):
         try:
             rows.append((i, line, orjson.loads(line)))
         except orjson.JSONDecodeError as exc:
