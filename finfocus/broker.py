@@ -7,19 +7,22 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from opentelemetry.sdk.trace import TracerProvider
+from pydantic import BaseModel, ValidationError
 
 from finfocus.settings import FinFocusSettings
 from schemas.deadletter import DeadLetterV1
 from schemas.topics import Topics, schema_headers
 
 logger = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def make_broker(
@@ -166,6 +169,21 @@ def envelope_dead_letter(envelope: Envelope, error: str, *, service: str) -> Dea
         offset=envelope.offset,
         key=envelope.key,
     )
+
+
+def parse_envelopes(
+    envs: Iterable[Envelope], model: type[M], *, service: str, label: str
+) -> tuple[list[tuple[M, Envelope]], list[DeadLetterV1]]:
+    """Each record validated as `model`; one that does not validate becomes a dead letter
+    reading `invalid <label>: <pydantic's reason>`, so the rest of the batch keeps flowing."""
+    parsed: list[tuple[M, Envelope]] = []
+    letters: list[DeadLetterV1] = []
+    for env in envs:
+        try:
+            parsed.append((model.model_validate_json(env.value), env))
+        except ValidationError as exc:
+            letters.append(envelope_dead_letter(env, f"invalid {label}: {exc}", service=service))
+    return parsed, letters
 
 
 OutgoingRecord = tuple[bytes | None, bytes, list[tuple[str, bytes]]]

@@ -14,6 +14,7 @@ from finfocus.broker import (
     consumer_options,
     envelope_dead_letter,
     envelopes,
+    parse_envelopes,
     publish_dead_letters,
 )
 from finfocus.telemetry import log_fields, start_record_span, trace_headers
@@ -153,13 +154,9 @@ def register_handlers(runtime, store: AnomalyStore, evaluator: Evaluator, notifi
         **consumer_options(settings, group_id=FEEDBACK_GROUP_ID),
     )
     async def record_feedback(message: KafkaMessage) -> None:
-        letters, outcomes, headers = [], [], {}
-        for env in envelopes(message):
-            try:
-                fb = AnomalyFeedbackV1.model_validate_json(env.value)
-            except ValidationError as exc:
-                letters.append(envelope_dead_letter(env, f"invalid feedback: {exc}", service=SERVICE))
-                continue
+        outcomes, headers = [], {}
+        parsed, letters = parse_envelopes(envelopes(message), AnomalyFeedbackV1, service=SERVICE, label="feedback")
+        for fb, env in parsed:
             async with store.transaction() as tx:
                 updated = await tx.acknowledge(fb.anomaly_id, fb.verdict, fb.note, fb.given_at.astimezone(UTC))
             if updated is None:

@@ -10,9 +10,13 @@ from faststream import FastStream
 from faststream.kafka.annotations import KafkaMessage
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from pydantic import ValidationError
 
-from finfocus.broker import consumer_options, envelope_dead_letter, envelopes, publish_dead_letters
+from finfocus.broker import (
+    consumer_options,
+    envelopes,
+    parse_envelopes,
+    publish_dead_letters,
+)
 from finfocus.secrets import secrets_from_environment
 from finfocus.service import ServiceRuntime
 from finfocus.telemetry import start_record_span
@@ -50,14 +54,10 @@ def register_executor(runtime: ServiceRuntime, settings: RemediationSettings, ho
     @runtime.broker.subscriber(Topics.REMEDIATION_COMMANDS, batch=True,
                                **consumer_options(settings, group_id="finfocus-remediation-executor"))
     async def on_commands(message: KafkaMessage) -> None:
-        letters = []
         executor: Executor = holder["get"]()
-        for env in envelopes(message):
-            try:
-                command = RemediationCommandV1.model_validate_json(env.value)
-            except ValidationError as exc:
-                letters.append(envelope_dead_letter(env, f"invalid RemediationCommand v1: {exc}", service=SERVICE))
-                continue
+        parsed, letters = parse_envelopes(envelopes(message), RemediationCommandV1, service=SERVICE,
+                                          label="RemediationCommand v1")
+        for command, env in parsed:
             span = start_record_span(runtime.tracer, "remediation.execute", env.headers,
                                      **{"finfocus.command_id": command.command_id})
             with trace.use_span(span, end_on_exit=True):

@@ -10,7 +10,13 @@ from faststream.kafka.annotations import KafkaMessage
 from opentelemetry import trace
 from pydantic import ValidationError
 
-from finfocus.broker import consumer_options, envelope_dead_letter, envelopes, publish_dead_letters
+from finfocus.broker import (
+    consumer_options,
+    envelope_dead_letter,
+    envelopes,
+    parse_envelopes,
+    publish_dead_letters,
+)
 from finfocus.service import ServiceRuntime
 from finfocus.telemetry import log_fields, start_record_span, trace_headers
 from schemas.anomaly import AnomalyStatus, AnomalyV1
@@ -106,13 +112,8 @@ def register_handlers(runtime: ServiceRuntime, settings: RemediationSettings, on
     @broker.subscriber(Topics.ANOMALIES, batch=True,
                        **consumer_options(settings, group_id="finfocus-remediation"))
     async def on_anomalies(message: KafkaMessage) -> None:
-        letters = []
-        for env in envelopes(message):
-            try:
-                anomaly = AnomalyV1.model_validate_json(env.value)
-            except ValidationError as exc:
-                letters.append(envelope_dead_letter(env, f"invalid Anomaly v1: {exc}", service=SERVICE))
-                continue
+        parsed, letters = parse_envelopes(envelopes(message), AnomalyV1, service=SERVICE, label="Anomaly v1")
+        for anomaly, env in parsed:
             span = start_record_span(runtime.tracer, "remediation.plan", env.headers,
                                      **{"finfocus.anomaly_id": anomaly.anomaly_id})
             with trace.use_span(span, end_on_exit=True):
@@ -129,13 +130,10 @@ def register_handlers(runtime: ServiceRuntime, settings: RemediationSettings, on
     @broker.subscriber(Topics.PRICED_RESOURCES, batch=True,
                        **consumer_options(settings, group_id="finfocus-remediation-costs"))
     async def on_priced(message: KafkaMessage) -> None:
-        letters, rows, sources = [], [], []
-        for env in envelopes(message):
-            try:
-                record = PricedRecordV1.model_validate_json(env.value)
-            except ValidationError as exc:
-                letters.append(envelope_dead_letter(env, f"invalid PricedRecord v1: {exc}", service=SERVICE))
-                continue
+        rows, sources = [], []
+        parsed, letters = parse_envelopes(envelopes(message), PricedRecordV1, service=SERVICE,
+                                          label="PricedRecord v1")
+        for record, env in parsed:
             row = cost_line(record)
             if row is not None:
                 rows.append(row)
