@@ -60,7 +60,8 @@ class ServiceRuntime:
         Records are sent through `self.publisher` (per-record trace headers); this FastStream
         publisher exists so the generated document shows what the service produces.
         """
-        self.broker.publisher(topic, schema=model, description=description, title=f"{topic}:publish")
+        title = f"{topic}:{model.__name__.removesuffix('V1')}"
+        self.broker.publisher(topic, schema=model, description=description, title=title)
 
     def app(
         self,

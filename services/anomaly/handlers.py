@@ -100,14 +100,14 @@ def register_handlers(runtime, store: AnomalyStore, evaluator: Evaluator, notifi
     settings = runtime.settings
 
     # documented in the AsyncAPI document; records are sent through runtime.publisher
-    runtime.broker.publisher(
-        Topics.ANOMALIES, schema=AnomalyV1, title="anomalies:Anomaly",
-        description="Anomaly v1 when an anomaly is detected, updated (ongoing, acknowledged) or "
+    runtime.publishes(
+        Topics.ANOMALIES, AnomalyV1,
+        "Anomaly v1 when an anomaly is detected, updated (ongoing, acknowledged) or "
         "resolved; key = its dimension; traceparent of the record that caused it",
     )
-    runtime.broker.publisher(
-        Topics.dlq(Topics.PRICED_RESOURCES), schema=DeadLetterV1, title="priced-resources.dlq:DeadLetter",
-        description="Records that are not a valid PricedRecord v1 or that the store refuses, with the reason",
+    runtime.publishes(
+        Topics.dlq(Topics.PRICED_RESOURCES), DeadLetterV1,
+        "Records that are not a valid PricedRecord v1 or that the store refuses, with the reason",
     )
 
     @runtime.broker.subscriber(

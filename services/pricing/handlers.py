@@ -70,13 +70,13 @@ def register_handlers(runtime, store: PricingStore, pricer: BatchPricer) -> None
         )
 
     # documented in the AsyncAPI document; records are sent through runtime.publisher
-    runtime.broker.publisher(
-        Topics.PRICED_RESOURCES, schema=PricedRecordV1, title="priced-resources:PricedRecord",
-        description="PricedRecord v1 per stored line; key ProviderName:SubAccountId; per-record traceparent",
+    runtime.publishes(
+        Topics.PRICED_RESOURCES, PricedRecordV1,
+        "PricedRecord v1 per stored line; key ProviderName:SubAccountId; per-record traceparent",
     )
-    runtime.broker.publisher(
-        Topics.dlq(Topics.RAW_BILLING), schema=DeadLetterV1, title="raw-billing.dlq:DeadLetter",
-        description="Records that are not a valid BillingRecord v1, with the reason",
+    runtime.publishes(
+        Topics.dlq(Topics.RAW_BILLING), DeadLetterV1,
+        "Records that are not a valid BillingRecord v1, with the reason",
     )
 
     @runtime.broker.subscriber(
