@@ -29,17 +29,25 @@ are flagged in one direction, it is a level shift: the episode is closed and the
 becomes the baseline (the older history rescaled to it), so a permanent step raises one
 anomaly instead of alerting until the window forgets the old level. `mad` is the spine's plain baseline: the median and MAD of the
 trailing weeks, no seasonality, trend or regimes.
+
+`context-surprise` (see `detectors_context`) is for dense metric streams rather than daily
+costs: it scores how badly a sequence model of the recent values predicted each new one. It
+needs hundreds of steps to learn (`min_history`), so daily cost monitors keep
+`robust-seasonal`.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
+from services.anomaly.detectors_context import context_surprise_scores
 
 MAD_TO_SIGMA = 1.4826
 #: bump when a change to the maths makes stored walk states stale
@@ -339,6 +347,53 @@ def mad(
     return Detection(expected, scores, episodes_from(y, expected, scores, p))
 
 
+class ContextSurpriseParams(DetectorParams):
+    """Defaults fixed once on NAB (bench/anomaly_accuracy.py); `window` sets the expected value
+    (median of the last `window` steps) used for impact and direction."""
+
+    threshold: float = Field(4.0, gt=0, description="Surprise score (z of the recent surprise) that alerts")
+    min_history: int = Field(300, ge=3, description="Steps that fix the value bins and train the model before any score")
+    levels: int = Field(16, ge=2, le=256, description="Value bins across the range of the learning steps")
+    order: int = Field(3, ge=0, le=8, description="Longest context (preceding steps) the sequence model uses")
+    alpha: float = Field(1.0, gt=0, description="Weight of the shorter context's prediction in a longer one")
+    short: int = Field(10, ge=1, description="Steps averaged into the recent surprise")
+    long: int = Field(8640, ge=10, description="Steps of history the recent surprise is compared with")
+    sd_floor: float = Field(0.03, gt=0, description="Smallest spread (bits) of the averaged surprise")
+    range_tol: float = Field(0.05, ge=0, description="Share of the range beyond all earlier values that is a range break")
+    range_score: float = Field(10.0, gt=0, description="Least score of a range break")
+    rest: int | None = Field(None, ge=0, description="Quiet steps after an alert (None: min_history / 5)")
+
+
+def context_surprise(
+    values: Sequence[float], phase: Sequence[int] | None = None, params: ContextSurpriseParams | None = None,
+    **_: object,
+) -> Detection:
+    """Sequence-surprise scores (see `detectors_context`), signed by the side of the recent
+    median the value is on, and episodes where they reach `threshold`."""
+    p = params or ContextSurpriseParams()
+    y = np.asarray(values, dtype=float)
+    score = context_surprise_scores(
+        y, learn=p.min_history, levels=p.levels, order=p.order, alpha=p.alpha, short=p.short, long=p.long,
+        sd_floor=p.sd_floor, range_tol=p.range_tol, range_score=p.range_score, level=p.threshold,
+        rest=p.min_history // 5 if p.rest is None else p.rest,
+    )
+    expected = _trailing_median(y, p.window)
+    side = np.where(y < expected, -1.0, 1.0)
+    scores = np.where(np.isnan(expected), 0.0, score * side)
+    return Detection(expected, scores, episodes_from(y, expected, scores, p))
+
+
+def _trailing_median(y: np.ndarray, window: int) -> np.ndarray:
+    """Median of the `window` steps before each step, missing steps ignored (NaN when none)."""
+    out = np.full(len(y), np.nan)
+    if len(y) > window:
+        views = np.lib.stride_tricks.sliding_window_view(y[:-1], window)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing window stays NaN
+            out[window:] = np.nanmedian(views, axis=1)
+    return out
+
+
 @dataclass(frozen=True)
 class DetectorEntry:
     name: str
@@ -353,6 +408,10 @@ DETECTORS: dict[str, DetectorEntry] = {
         "weekly seasonality, Theil-Sen trend, level shifts, MAD spread",
     ),
     "mad": DetectorEntry("mad", MadParams, mad, "median/MAD over the trailing weeks"),
+    "context-surprise": DetectorEntry(
+        "context-surprise", ContextSurpriseParams, context_surprise,
+        "sequence-model surprise with anomaly likelihood, for dense metric streams",
+    ),
 }
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from services.anomaly.detectors import (
     DETECTORS,
+    ContextSurpriseParams,
     MadParams,
     RobustSeasonalParams,
+    context_surprise,
     mad,
     robust_seasonal,
     run_detector,
@@ -152,3 +155,73 @@ def test_walk_resumes_from_the_first_changed_step_with_identical_results():
     assert np.allclose(full.expected, resumed.expected, equal_nan=True)
     assert np.allclose(full.scores, resumed.scores)
     assert [(e.start, e.end) for e in full.episodes] == [(e.start, e.end) for e in resumed.episodes] == [(30, 31), (85, 86)]
+
+
+# context-surprise: the streaming detector for dense metrics (NAB in bench/anomaly_accuracy.py)
+
+CTX = ContextSurpriseParams(min_history=300, direction="both")
+
+
+def rhythm(n: int, seed: int = 0, period: int = 50) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return 50 + 20 * np.sin(2 * np.pi * np.arange(n) / period) + rng.normal(0, 1, n)
+
+
+def test_context_surprise_is_causal_appending_values_never_changes_earlier_scores():
+    y = rhythm(2000, seed=4)
+    y[1200] += 60
+    full = context_surprise(y, None, CTX)
+    for cut in (250, 301, 900, 1201, 1700):
+        head = context_surprise(y[:cut], None, CTX)
+        np.testing.assert_array_equal(head.scores, full.scores[:cut])
+        np.testing.assert_array_equal(head.expected, full.expected[:cut])
+
+
+def test_context_surprise_detects_a_spike_on_a_regular_rhythm():
+    y = rhythm(2000)
+    y[1500] += 60
+    det = context_surprise(y, None, CTX)
+    assert np.flatnonzero(np.abs(det.scores) >= CTX.threshold).tolist() == [1500]
+    assert [(e.start, e.end, e.direction) for e in det.episodes] == [(1500, 1501, 1)]
+
+
+def test_context_surprise_detects_a_rhythm_change_that_stays_inside_the_usual_range():
+    y = rhythm(2000)
+    y[1500:] = rhythm(500, seed=1, period=17)
+    alerts = np.flatnonzero(np.abs(context_surprise(y, None, CTX).scores) >= CTX.threshold)
+    assert len(alerts) and 1500 <= alerts[0] < 1530
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_context_surprise_stays_quiet_on_flat_or_bounded_noisy_series(seed):
+    rng = np.random.default_rng(seed)
+    for y in (np.full(3000, 7.0), 40 + rng.uniform(0, 10, 3000), rhythm(3000, seed=seed)):
+        det = context_surprise(y, None, CTX)
+        assert np.abs(det.scores).max() < CTX.threshold
+        assert det.episodes == []
+
+
+def test_context_surprise_scores_nothing_while_learning_and_skips_missing_steps():
+    y = rhythm(1000)
+    y[[400, 401, 700]] = np.nan
+    det = context_surprise(y, None, CTX)
+    assert not det.scores[:300].any()
+    assert det.scores[[400, 401, 700]].tolist() == [0.0, 0.0, 0.0]
+    assert not context_surprise(y[:300], None, CTX).scores.any()
+
+
+def test_context_surprise_rests_after_an_alert():
+    y = rhythm(2000)
+    y[1500] += 60
+    y[1530] += 100  # beyond everything seen, but inside the rest (min_history / 5 = 60 steps)
+    y[1700] += 150
+    alerts = np.flatnonzero(np.abs(context_surprise(y, None, CTX).scores) >= CTX.threshold)
+    assert alerts.tolist() == [1500, 1700]
+
+
+def test_context_surprise_parameters_refuse_unknown_keys():
+    with pytest.raises(ValidationError):
+        ContextSurpriseParams(no_such_parameter=1)
+    with pytest.raises(ValidationError):
+        run_detector("context-surprise", rhythm(400), None, {"window_size": 10})
+    assert DETECTORS["context-surprise"].params is ContextSurpriseParams

@@ -1,0 +1,137 @@
+"""Context surprise: how badly a sequence model of the recent past predicted the latest value.
+
+Dense metric streams (CPU, latency, request counts, temperatures) break in ways a baseline
+and a spread do not see: a value inside its usual range at the wrong moment, a rhythm that
+changes, a noise pattern that goes quiet. Contextual detectors (CAD OSE, HTM) score how
+unexpected each value is *given the values just before it*; this is that idea in a few
+dozen lines of numpy, strictly causal (the score of step t reads values up to t only):
+
+1. symbols: after `learn` steps, the range of those steps is cut into `levels` equal bins;
+   later values fall in those bins or in bins beyond the range (clipped at one range out);
+2. surprise: an interpolated back-off model (as in PPM compression) predicts the symbol of
+   step t from the last 0..`order` symbols, each context's counts blended with the shorter
+   context's prediction; the raw score is -log2 of the probability it gave the symbol seen.
+   Every step then updates the counts, so a new pattern that repeats stops surprising;
+3. likelihood (after Numenta's anomaly likelihood): the mean surprise of the last `short`
+   steps, as a z-score against the mean and spread of those means over the last `long`
+   steps, so a noisy stream needs a larger jump than a regular one;
+4. range breaks (after Numenta's NAB detector): a value beyond everything seen so far by
+   `range_tol` of the range is scored at least `range_score`;
+5. rest (after CAD OSE): after a step reaching `level`, the next `rest` steps score 0, so a
+   lasting change raises one alert rather than one per step while the model adapts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def symbols(y: np.ndarray, learn: int, levels: int) -> np.ndarray:
+    """Bin index of every value, bins fixed by the range of the first `learn` values."""
+    head = y[:learn]
+    lo, hi = float(head.min()), float(head.max())
+    step = (hi - lo) / levels if hi > lo else max(abs(lo), 1.0) / levels
+    # one range beyond either edge keeps the alphabet bounded (3 x levels symbols)
+    return np.clip(np.floor((y - lo) / step), -levels, 2 * levels - 1).astype(np.int64) + levels
+
+
+def surprise(sym: np.ndarray, alphabet: int, order: int, alpha: float) -> np.ndarray:
+    """-log2 P(symbol | last `order` symbols) under an interpolated back-off count model,
+    learnt online (each step is predicted before it is counted)."""
+    counts: dict[int, int] = {}
+    totals: dict[int, int] = {}
+    seq = sym.tolist()
+    out = np.zeros(len(seq))
+    depth = order + 1
+    uniform = 1.0 / alphabet
+    for t, s in enumerate(seq):
+        p, ctx, seen = uniform, 0, []
+        for k in range(min(order, t) + 1):
+            if k:
+                ctx = ctx * (alphabet + 1) + seq[t - k] + 1
+            c = ctx * depth + k  # a context of k symbols, distinct from shorter ones
+            key = c * alphabet + s
+            seen.append((c, key))
+            p = (counts.get(key, 0) + alpha * p) / (totals.get(c, 0) + alpha)
+        out[t] = -math.log2(p)
+        for c, key in seen:
+            counts[key] = counts.get(key, 0) + 1
+            totals[c] = totals.get(c, 0) + 1
+    return out
+
+
+def likelihood_z(raw: np.ndarray, start: int, short: int, long: int, floor: float) -> np.ndarray:
+    """z-score of the mean of the last `short` raw scores against the means of the previous
+    `long` steps (0 before `start`)."""
+    n = len(raw)
+    idx = np.arange(n)
+    c = np.concatenate([[0.0], np.cumsum(raw)])
+    first = np.maximum(0, idx + 1 - short)
+    avg = (c[idx + 1] - c[first]) / (idx + 1 - first)
+    a = np.concatenate([[0.0], np.cumsum(avg)])
+    a2 = np.concatenate([[0.0], np.cumsum(avg * avg)])
+    out = np.zeros(n)
+    t = idx[start:]
+    lo = np.maximum(0, t - long)
+    k = np.maximum(t - lo, 1)
+    mu = (a[t] - a[lo]) / k
+    sd = np.sqrt(np.maximum((a2[t] - a2[lo]) / k - mu * mu, 0.0))
+    out[start:] = (avg[t] - mu) / np.maximum(sd, floor)
+    return out
+
+
+def range_breaks(y: np.ndarray, start: int, tol: float) -> np.ndarray:
+    """Steps (from `start`) beyond the minimum or maximum of all earlier values by `tol` x range."""
+    out = np.zeros(len(y), dtype=bool)
+    if len(y) < 2:
+        return out
+    mn = np.minimum.accumulate(y)[:-1]
+    mx = np.maximum.accumulate(y)[:-1]
+    span = tol * (mx - mn)
+    out[1:] = (y[1:] > mx + span) | (y[1:] < mn - span)
+    out[:start] = False
+    return out
+
+
+def rest_after_alerts(score: np.ndarray, level: float, rest: int) -> np.ndarray:
+    """Zero the `rest` steps after every step scoring `level` or more (silence extends while
+    the score stays high, as in CAD OSE)."""
+    quiet = np.zeros(len(score) + 1, dtype=np.int64)
+    for t in np.flatnonzero(score >= level):
+        quiet[t + 1] += 1
+        quiet[min(t + 1 + rest, len(score))] -= 1
+    out = score.copy()
+    out[np.cumsum(quiet[:-1]) > 0] = 0.0
+    return out
+
+
+def context_surprise_scores(
+    values: np.ndarray,
+    *,
+    learn: int,
+    levels: int,
+    order: int,
+    alpha: float,
+    short: int,
+    long: int,
+    sd_floor: float,
+    range_tol: float,
+    range_score: float,
+    level: float,
+    rest: int,
+) -> np.ndarray:
+    """Non-negative score per step (see the module docstring); missing steps (NaN) are skipped
+    and score 0, and nothing scores before `learn` present steps."""
+    y = np.asarray(values, dtype=float)
+    present = np.flatnonzero(~np.isnan(y))
+    out = np.zeros(len(y))
+    v = y[present]
+    if len(v) <= learn:
+        return out
+    raw = surprise(symbols(v, learn, levels), 3 * levels, order, alpha)
+    z = np.maximum(likelihood_z(raw, learn, short, long, sd_floor), 0.0)
+    z = np.where(range_breaks(v, learn, range_tol), np.maximum(z, range_score), z)
+    out[present] = rest_after_alerts(z, level, rest)
+    return out
