@@ -7,9 +7,14 @@
   window's right edge / (that window's width - 1), sigma(y) = 2 / (1 + e^(5y)) - 1, and -1 when
   y > 3 or there is no previous window.
 - The first 15 % of each file (at most 750 rows) is probationary: nothing there is scored.
+- Every row whose score reaches the threshold is a detection: NAB has no cooldown, so each
+  row over the threshold outside a window is its own false positive (a detector that wants
+  to stay quiet after an alert does so itself, before the threshold is swept, as CAD OSE
+  does); within a window only the earliest detection counts.
 - Standard profile: A_TP = 1, A_FN = 1, A_FP = 0.11. One threshold for the whole corpus is
-  swept; the best raw score is normalised as 100 x (raw - null) / (perfect - null), where the
-  null detector detects nothing and the perfect one detects every window at its left edge.
+  swept over every distinct score (NAB's sweeper); the best raw score is normalised as
+  100 x (raw - null) / (perfect - null), where the null detector detects nothing
+  (-A_FN per window) and the perfect one detects every window (A_TP per window).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ PROBATION = 0.15
 
 
 def scaled_sigmoid(y: float) -> float:
-    if y > 3.0:
+    if y >= 3.0:
         return -1.0
     return 2.0 / (1.0 + math.exp(5.0 * y)) - 1.0
 
@@ -114,30 +119,61 @@ def raw_score(f: NabFile, w: np.ndarray, detections: np.ndarray, profile=STANDAR
     return score, tp, fn, fp
 
 
-def detections_at(scores: np.ndarray, threshold: float, cooldown: int) -> np.ndarray:
-    """Alerts a streaming detector raises: score >= threshold, at most one per `cooldown` rows."""
-    out = np.zeros(len(scores), dtype=bool)
-    last = -(10**9)
-    for i in np.flatnonzero(scores >= threshold):
-        if i - last > cooldown:
-            out[i] = True
-            last = i
-    return out
+def _sweep_events(f: NabFile, w: np.ndarray, scores: np.ndarray, profile) -> tuple[np.ndarray, np.ndarray]:
+    """(score, change) pairs: the file's raw score at threshold th is -A_FN x windows plus
+    the changes of every pair whose score >= th. A row outside windows changes it by its
+    weight; inside a window, lowering the threshold changes it only when an earlier row of the
+    window becomes a detection (the first detection is the one that counts)."""
+    inside = np.zeros(len(w), dtype=bool)
+    keys, changes = [], []
+    for left, right in counted_windows(f):
+        inside[left : right + 1] = True
+        lo = max(left, f.probation)
+        s, ww = scores[lo : right + 1], w[lo : right + 1]
+        order = np.argsort(-s, kind="stable")
+        best = np.maximum.accumulate(ww[order])  # earliest row detected so far has the top weight
+        keys.append(s[order])
+        changes.append(best - np.concatenate([[-profile["fn"]], best[:-1]]))
+    outside = ~inside
+    outside[: f.probation] = False
+    keys.append(scores[outside])
+    changes.append(w[outside])
+    return np.concatenate(keys), np.concatenate(changes)
 
 
-def normalised(corpus: list[NabFile], scores: dict[str, np.ndarray], thresholds, cooldown: int, profile=STANDARD):
-    """Sweep one corpus-wide threshold; the best normalised score and its details."""
-    ws = {f.name: weights(f, profile) for f in corpus}
+def sweep(corpus: list[NabFile], scores: dict[str, np.ndarray], profile=STANDARD, weights_by_file=None):
+    """Raw corpus score at every distinct threshold, as NAB's sweeper computes it: the
+    thresholds (descending, +inf first: nothing detected) and the raw scores."""
+    ws = weights_by_file or {f.name: weights(f, profile) for f in corpus}
     n_windows = sum(len(counted_windows(f)) for f in corpus)
-    null = -profile["fn"] * n_windows
-    perfect = profile["tp"] * n_windows
-    best = None
-    for th in thresholds:
-        total, tp, fn, fp = 0.0, 0, 0, 0
-        for f in corpus:
-            s, a, b, c = raw_score(f, ws[f.name], detections_at(scores[f.name], th, cooldown), profile)
-            total, tp, fn, fp = total + s, tp + a, fn + b, fp + c
-        norm = 100 * (total - null) / (perfect - null)
-        if best is None or norm > best["score"]:
-            best = {"score": norm, "threshold": th, "raw": total, "tp": tp, "fn": fn, "fp": fp, "windows": n_windows}
-    return best
+    parts = [_sweep_events(f, ws[f.name], np.asarray(scores[f.name], dtype=float), profile) for f in corpus]
+    keys = np.concatenate([k for k, _ in parts])
+    changes = np.concatenate([c for _, c in parts])
+    order = np.argsort(-keys, kind="stable")
+    keys, total = keys[order], np.cumsum(changes[order]) - profile["fn"] * n_windows
+    last = np.r_[keys[1:] != keys[:-1], True]  # a threshold includes every row with that score
+    return np.r_[np.inf, keys[last]], np.r_[-profile["fn"] * n_windows, total[last]]
+
+
+def normalise(corpus: list[NabFile], raw: float, profile=STANDARD) -> float:
+    n_windows = sum(len(counted_windows(f)) for f in corpus)
+    null, perfect = -profile["fn"] * n_windows, profile["tp"] * n_windows
+    return 100 * (raw - null) / (perfect - null)
+
+
+def score_at(corpus: list[NabFile], scores: dict[str, np.ndarray], threshold: float, profile=STANDARD) -> dict:
+    """Normalised score and TP/FN/FP counts of `corpus` at one threshold."""
+    total, tp, fn, fp = 0.0, 0, 0, 0
+    for f in corpus:
+        s, a, b, c = raw_score(f, weights(f, profile), np.asarray(scores[f.name]) >= threshold, profile)
+        total, tp, fn, fp = total + s, tp + a, fn + b, fp + c
+    n_windows = sum(len(counted_windows(f)) for f in corpus)
+    return {"score": normalise(corpus, total, profile), "threshold": threshold, "raw": total,
+            "tp": tp, "fn": fn, "fp": fp, "windows": n_windows}
+
+
+def normalised(corpus: list[NabFile], scores: dict[str, np.ndarray], profile=STANDARD) -> dict:
+    """The best corpus-wide threshold (swept as NAB does) with its normalised score and counts."""
+    thresholds, raws = sweep(corpus, scores, profile)
+    k = int(np.argmax(raws))
+    return score_at(corpus, scores, float(thresholds[k]), profile)
