@@ -177,7 +177,8 @@ class SeenMarkers:
             known |= run[at] == unique
         if known.any():
             repeated[first[known]] = True
-        self._runs.append(unique[~known])
+        if not known.all():  # an empty run would break the searches of the next batches
+            self._runs.append(unique[~known])
         while len(self._runs) > 1 and len(self._runs[-1]) * 2 >= len(self._runs[-2]):
             last = self._runs.pop()
             self._runs[-1] = np.union1d(self._runs[-1], last)

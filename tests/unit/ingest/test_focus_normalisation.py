@@ -178,3 +178,15 @@ def test_seen_markers_answer_like_a_set_across_batches():
             seen.add(value)
         assert markers.add(np.array(batch, dtype=np.uint64)).tolist() == expected
     assert len(markers) == len(seen)
+
+
+def test_seen_markers_survive_a_batch_made_only_of_repeats():
+    import numpy as np
+
+    from services.ingest.domain import SeenMarkers
+
+    markers = SeenMarkers()
+    markers.add(np.array([1, 2, 3], dtype=np.uint64))
+    assert markers.add(np.array([2, 3], dtype=np.uint64)).tolist() == [True, True]
+    assert markers.add(np.array([3, 4], dtype=np.uint64)).tolist() == [True, False]
+    assert len(markers) == 4
