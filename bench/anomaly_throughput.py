@@ -4,6 +4,10 @@ embedded broker and a PostgreSQL at FINFOCUS_BENCH_PG (default the local one on 
 Phase 1 (backfill): `--series` series x `--days` days of daily records, published at once.
 Phase 2 (steady state): one more day for every series (the stored walks resume).
 Prints rows/s and series evaluations/s for both.
+
+`--lines-per-day` splits each series-day into that many records (one per resource), as a
+real bill does: the default 1 is the worst case for records/s, since every record then costs
+a full series-day evaluation; a CUR has tens to hundreds of lines per account, service and day.
 """
 
 from __future__ import annotations
@@ -32,15 +36,15 @@ ADMIN = os.environ.get("FINFOCUS_BENCH_PG", "postgresql://postgres@127.0.0.1:543
 START = date(2025, 6, 2)
 
 
-def record(series: int, day: int) -> bytes:
+def record(series: int, day: int, line: int = 0) -> bytes:
     d = START + timedelta(days=day)
     start = datetime(d.year, d.month, d.day, tzinfo=UTC)
-    cost = 100 + series + (day * 7919 + series * 104729) % 13
+    cost = 100 + series + (day * 7919 + series * 104729 + line) % 13
     return orjson.dumps({
         "ProviderName": "AWS", "BillingAccountId": "999", "SubAccountId": f"acct-{series % 10}",
         "ChargePeriodStart": start.isoformat(), "ChargePeriodEnd": (start + timedelta(days=1)).isoformat(),
         "BillingCurrency": "USD", "ServiceName": f"svc-{series}", "ChargeCategory": "Usage",
-        "BilledCost": f"{cost}.00", "ResourceId": f"r-{series}", "x_RecordId": f"b-{series}-{day}",
+        "BilledCost": f"{cost}.00", "ResourceId": f"r-{series}-{line}", "x_RecordId": f"b-{series}-{day}-{line}",
         "x_PriceSource": "billed",
     })
 
@@ -69,7 +73,7 @@ async def wait_rows(url: str, want: int, timeout: float = 600) -> None:
         await conn.close()
 
 
-async def main(series: int, days: int) -> None:
+async def main(series: int, days: int, lines: int) -> None:
     name = f"ff_bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(ADMIN)
     await admin.execute(f'CREATE DATABASE "{name}"')
@@ -83,12 +87,12 @@ async def main(series: int, days: int) -> None:
         app = build_app(settings)
         await app.start()
         try:
-            rows = [record(s, d) for d in range(days) for s in range(series)]
+            rows = [record(s, d, k) for d in range(days) for s in range(series) for k in range(lines)]
             t0 = time.perf_counter()
             await publish(kafka.bootstrap, rows)
             await wait_rows(url, len(rows))
             backfill = time.perf_counter() - t0
-            more = [record(s, days) for s in range(series)]
+            more = [record(s, days, k) for s in range(series) for k in range(lines)]
             t0 = time.perf_counter()
             await publish(kafka.bootstrap, more)
             await wait_rows(url, len(rows) + len(more))
@@ -100,9 +104,10 @@ async def main(series: int, days: int) -> None:
         admin = await asyncpg.connect(ADMIN)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
-    print(f"anomaly service, backfill: {len(rows)} records ({series} series x {days} days) in {backfill:.1f} s "
-          f"= {len(rows) / backfill:.0f} records/s (publish to evaluated and stored)")
-    print(f"anomaly service, one new day: {series} records in {steady:.2f} s "
+    print(f"anomaly service, backfill: {len(rows)} records ({series} series x {days} days x {lines} lines) "
+          f"in {backfill:.1f} s = {len(rows) / backfill:.0f} records/s, "
+          f"{series * days / backfill:.0f} series-days/s (publish to evaluated and stored)")
+    print(f"anomaly service, one new day: {len(more)} records in {steady:.2f} s "
           f"= {series / steady:.0f} series evaluated/s (resumed walks)")
 
 
@@ -110,5 +115,6 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--series", type=int, default=200)
     ap.add_argument("--days", type=int, default=100)
+    ap.add_argument("--lines-per-day", type=int, default=1, help="records per series and day (default 1)")
     args = ap.parse_args()
-    asyncio.run(main(args.series, args.days))
+    asyncio.run(main(args.series, args.days, args.lines_per_day))

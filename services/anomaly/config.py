@@ -13,7 +13,7 @@ class AnomalySettings(ServiceSettings):
     """Anomaly settings on top of the shared base."""
 
     service_name: str = "anomaly"
-    anomaly_batch_max_records: int = Field(5000, ge=1, description="Records per consumed batch")
+    anomaly_batch_max_records: int = Field(20000, ge=1, description="Records per consumed batch")
     anomaly_monitors_file: Path | None = Field(
         None, description="YAML monitors (default FINFOCUS_HOME/anomaly/monitors.yaml)"
     )

@@ -126,6 +126,46 @@ def affected_series(lines: Iterable[CostLine], monitors: Sequence[Monitor]) -> d
     return out
 
 
+@dataclass(frozen=True)
+class StoredLine:
+    """What the stored copy of a redelivered record added to its day: the delta of a batch
+    subtracts it, so a record delivered twice (or repriced) is counted once."""
+
+    day: date
+    cost: Decimal  # its detection cost: 0 when unpriced, recurring or of a superseded version
+
+
+def detection_cost(line: CostLine) -> Decimal:
+    """What a live line adds to its day's series point (recurring charges are not anomalies)."""
+    return line.cost if line.priced and not line.recurring else Decimal(0)
+
+
+def is_live(line: CostLine, versions: Mapping[str, int]) -> bool:
+    """Whether a line belongs to the newest version of its billing scope (or to none)."""
+    if line.billing_scope is None or line.billing_scope_version is None:
+        return True
+    return versions.get(line.billing_scope, line.billing_scope_version) == line.billing_scope_version
+
+
+def point_deltas(
+    members: Iterable[CostLine], previous: Mapping[str, StoredLine], versions: Mapping[str, int]
+) -> dict[date, tuple[Decimal, datetime | None]]:
+    """Per day, what a batch's lines change in one series: cost added (earlier copies of the
+    same records subtracted) and the latest period end seen. Days only touched by a
+    subtraction carry no period end."""
+    out: dict[date, tuple[Decimal, datetime | None]] = {}
+    for line in members:
+        old = previous.get(line.record_id)
+        if old is not None and old.cost:
+            cost, high = out.get(old.day, (Decimal(0), None))
+            out[old.day] = (cost - old.cost, high)
+        if not is_live(line, versions):
+            continue
+        cost, high = out.get(line.day, (Decimal(0), None))
+        out[line.day] = (cost + detection_cost(line), line.period_end if high is None else max(high, line.period_end))
+    return out
+
+
 def anomaly_id(monitor: str, dimension: Mapping[str, str], start: date) -> str:
     """Stable id per (monitor, dimension, start day)."""
     text = json.dumps([monitor, sorted(dimension.items()), start.isoformat()], separators=(",", ":"))

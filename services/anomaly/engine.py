@@ -22,6 +22,7 @@ from services.anomaly.domain import (
     affected_series,
     complete_through,
     evaluate_series,
+    point_deltas,
     reconcile,
     root_causes,
 )
@@ -95,10 +96,12 @@ class Evaluator:
         self.clock = clock
 
     async def process(self, tx: Tx, lines: Sequence[CostLine]) -> list[Outcome]:
-        await tx.store_lines(lines)
+        lines = list({ln.record_id: ln for ln in lines}.values())  # a record twice in a batch counts once
         monitors = {m.name: m for m in self._monitors()}
-        out: list[Outcome] = []
         touched = affected_series(lines, list(monitors.values()))
+        await tx.lock_series(list(touched))
+        stored = await tx.store_lines(lines)
+        out: list[Outcome] = []
         by_monitor: dict[str, list[SeriesKey]] = {}
         for key in sorted(touched, key=lambda k: (k.monitor, k.values, k.currency)):
             by_monitor.setdefault(key.monitor, []).append(key)
@@ -109,7 +112,8 @@ class Evaluator:
                 keys = [k for k in keys if (k.values, k.currency) in top]  # values it tracks
             if not keys:
                 continue
-            inputs = await tx.prefetch(monitor, keys, self.suppress_days)
+            deltas = {k: point_deltas(touched[k], stored.previous, stored.versions) for k in keys}
+            inputs = await tx.prefetch(monitor, keys, self.suppress_days, stored, deltas)
             states: list = []
             for key in keys:
                 out += await self.evaluate(tx, monitor, key, touched[key], inputs[key], states)

@@ -117,6 +117,7 @@ def register_handlers(runtime, store: AnomalyStore, evaluator: Evaluator, notifi
         description="Batches of PricedRecord v1: stored per x_RecordId, then every touched series "
         "is re-evaluated by its monitors",
         max_records=getattr(settings, "anomaly_batch_max_records", 5000),
+        max_partition_fetch_bytes=4 * 1024 * 1024,
         **consumer_options(settings, group_id=GROUP_ID),
     )
     async def detect_anomalies(message: KafkaMessage) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ import asyncpg
 import numpy as np
 
 from services.anomaly.detectors import WalkState
-from services.anomaly.domain import CostLine, Monitor, Raised, SeriesKey
+from services.anomaly.domain import CostLine, Monitor, Raised, SeriesKey, StoredLine
 
 #: errors that come from a record's content, not from the database being unavailable
 BAD_DATA = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, ValueError, ArithmeticError)
@@ -48,11 +49,26 @@ CREATE TEMP TABLE IF NOT EXISTS stage_lines (
 """
 
 UPSERT_LINES = f"""
-INSERT INTO anomaly.cost_lines ({", ".join(LINE_COLUMNS)})
-SELECT DISTINCT ON (record_id) {", ".join(c if c != "tags" else "tags::jsonb" for c in LINE_COLUMNS)}
-FROM stage_lines
-ON CONFLICT (record_id) DO UPDATE SET
-{", ".join(f"{c} = EXCLUDED.{c}" for c in LINE_COLUMNS if c != "record_id")}, stored_at = now()
+WITH incoming AS (
+    SELECT DISTINCT ON (record_id) {", ".join(c if c != "tags" else "tags::jsonb" for c in LINE_COLUMNS)}
+    FROM stage_lines
+), earlier AS (
+    SELECT c.record_id, c.day, c.cost, c.priced, c.recurring, c.billing_scope, c.billing_scope_version
+    FROM anomaly.cost_lines c JOIN incoming i USING (record_id)
+), written AS (
+    INSERT INTO anomaly.cost_lines ({", ".join(LINE_COLUMNS)})
+    SELECT * FROM incoming
+    ON CONFLICT (record_id) DO UPDATE SET
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in LINE_COLUMNS if c != "record_id")}, stored_at = now()
+    RETURNING 1
+)
+SELECT * FROM earlier
+"""
+
+#: how many of a batch's scopes arrive in a newer version than stored (a restatement)
+RESTATED = """
+SELECT count(*) FROM unnest($1::text[], $2::bigint[]) AS i(billing_scope, version)
+JOIN anomaly.scope_versions s USING (billing_scope) WHERE i.version > s.version
 """
 
 BUMP_SCOPES = """
@@ -99,6 +115,23 @@ ON CONFLICT (anomaly_id) DO UPDATE SET verdict = EXCLUDED.verdict, note = EXCLUD
 
 def series_key_text(key: SeriesKey) -> str:
     return json.dumps([list(key.values), key.currency], separators=(",", ":"))
+
+
+def monitor_ref(monitor: Monitor) -> str:
+    """The monitor's name and what slices its lines: editing its dimensions or filters in
+    YAML starts its stored points afresh."""
+    shape = json.dumps([list(monitor.dimensions), [list(f) for f in monitor.filters]], separators=(",", ":"))
+    return f"{monitor.name}:{hashlib.sha256(shape.encode()).hexdigest()[:12]}"
+
+
+@dataclass
+class Stored:
+    """What storing a batch learned: earlier copies of its records, the current version of
+    its scopes, and the points epoch (bumped when a scope was restated)."""
+
+    previous: dict[str, StoredLine] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
+    epoch: int = 0
 
 
 #: columns that are never null: compared bare, so their indexes serve series queries
@@ -156,9 +189,21 @@ class Tx:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
-    async def store_lines(self, lines: Sequence[CostLine]) -> None:
+    async def lock_series(self, keys: Sequence[SeriesKey]) -> None:
+        """Serialise the batches that touch the same series, before their lines are stored,
+        so the earlier copy a batch reads of a redelivered record is the committed one."""
+        await self.conn.execute(
+            """SELECT pg_advisory_xact_lock(h) FROM (
+                   SELECT DISTINCT hashtextextended(m || k, 0) AS h
+                   FROM unnest($1::text[], $2::text[]) AS t(m, k) ORDER BY 1) s""",
+            [k.monitor for k in keys], [series_key_text(k) for k in keys],
+        )
+
+    async def store_lines(self, lines: Sequence[CostLine]) -> Stored:
+        out = Stored()
         if not lines:
-            return
+            out.epoch = await self.conn.fetchval("SELECT epoch FROM anomaly.points_epoch")
+            return out
         await self.conn.execute(CREATE_STAGE)
         await self.conn.copy_records_to_table(
             "stage_lines",
@@ -174,48 +219,80 @@ class Tx:
                 for ln in lines
             ],
         )
-        await self.conn.execute(UPSERT_LINES)
+        earlier = await self.conn.fetch(UPSERT_LINES)
         await self.conn.execute("TRUNCATE stage_lines")
         scopes: dict[str, int] = {}
         for ln in lines:
             if ln.billing_scope is not None and ln.billing_scope_version is not None:
                 scopes[ln.billing_scope] = max(scopes.get(ln.billing_scope, ln.billing_scope_version), ln.billing_scope_version)
+        restated = False
         if scopes:
+            restated = bool(await self.conn.fetchval(RESTATED, list(scopes), list(scopes.values())))
             await self.conn.execute(BUMP_SCOPES, list(scopes), list(scopes.values()))
+        wanted = set(scopes) | {r["billing_scope"] for r in earlier if r["billing_scope"] is not None}
+        if wanted:
+            out.versions = dict(await self.conn.fetch(
+                "SELECT billing_scope, version FROM anomaly.scope_versions WHERE billing_scope = ANY($1::text[])",
+                list(wanted),
+            ))
+        for r in earlier:
+            scope, version = r["billing_scope"], r["billing_scope_version"]
+            live = scope is None or version is None or out.versions.get(scope) == version
+            cost = r["cost"] if live and r["priced"] and not r["recurring"] else Decimal(0)
+            out.previous[r["record_id"]] = StoredLine(r["day"], cost)
+        if restated:
+            out.epoch = await self.conn.fetchval("UPDATE anomaly.points_epoch SET epoch = epoch + 1 RETURNING epoch")
+        else:
+            out.epoch = await self.conn.fetchval("SELECT epoch FROM anomaly.points_epoch")
+        return out
 
-    async def prefetch(self, monitor: Monitor, keys: Sequence[SeriesKey], suppress_days: int) -> dict[SeriesKey, Prefetched]:
-        """Lock many series of one monitor and read what their evaluation needs, in five
-        queries instead of five per series."""
+    async def prefetch(
+        self,
+        monitor: Monitor,
+        keys: Sequence[SeriesKey],
+        suppress_days: int,
+        stored: Stored,
+        deltas: dict[SeriesKey, dict[date, tuple[Decimal, datetime | None]]],
+    ) -> dict[SeriesKey, Prefetched]:
+        """Read what the evaluation of many series of one monitor needs, a few queries for all
+        of them. Their daily points are brought up to date first: by the batch's `deltas`, or
+        recomputed from the lines when they predate the points epoch (see 0005_series_points)."""
+        ref = monitor_ref(monitor)
         texts = [series_key_text(k) for k in keys]
-        await self.conn.execute(
-            """SELECT pg_advisory_xact_lock(h) FROM (
-                   SELECT DISTINCT hashtextextended($1 || k, 0) AS h FROM unnest($2::text[]) k ORDER BY 1) s""",
-            monitor.name, texts,
-        )
         out = {k: Prefetched() for k in keys}
         by_text = dict(zip(texts, keys, strict=True))
-        params: list = []
-        n = len(monitor.dimensions)
-        for i in range(n):
-            params.append([k.values[i] for k in keys])
-        params.append([k.currency for k in keys])
-        params.append(list(range(len(keys))))
-        casts = ", ".join(f"${i + 1}::text[]" for i in range(n + 1)) + f", ${n + 2}::int[]"
-        names = ", ".join([*(f"d{i}" for i in range(n)), "cur", "idx"])
-        conds = [f"{_dim_sql(d, params)} = k.d{i}" for i, d in enumerate(monitor.dimensions)]
-        conds.append("l.currency = k.cur")
-        conds.append(filters_sql(monitor, params))
-        rows = await self.conn.fetch(
-            f"""SELECT k.idx, l.day, sum(l.cost) FILTER (WHERE l.priced AND NOT l.recurring) AS cost,
-                       max(l.period_end) AS high
-                FROM unnest({casts}) AS k({names})
-                JOIN anomaly.live_lines l ON {" AND ".join(conds)}
-                GROUP BY k.idx, l.day""",
-            *params,
-        )
-        for r in rows:
-            p = out[keys[r["idx"]]]
-            p.points[r["day"]] = r["cost"] or Decimal(0)
+        current = {
+            r["series_key"]
+            for r in await self.conn.fetch(
+                "SELECT series_key FROM anomaly.series_points_epoch"
+                " WHERE monitor_ref = $1 AND series_key = ANY($2::text[]) AND epoch = $3",
+                ref, texts, stored.epoch,
+            )
+        }
+        stale = [k for k, t in zip(keys, texts, strict=True) if t not in current]
+        if stale:
+            await self._recompute_points(monitor, ref, stale, stored.epoch)
+        rows = [
+            (t, day, cost, high)
+            for k, t in zip(keys, texts, strict=True) if t in current
+            for day, (cost, high) in deltas.get(k, {}).items()
+        ]
+        if rows:
+            await self.conn.execute(
+                """INSERT INTO anomaly.series_points
+                   SELECT $1, t.k, t.day, t.cost, coalesce(t.high, '-infinity')
+                   FROM unnest($2::text[], $3::date[], $4::numeric[], $5::timestamptz[]) AS t(k, day, cost, high)
+                   ON CONFLICT (monitor_ref, series_key, day) DO UPDATE
+                   SET cost = anomaly.series_points.cost + EXCLUDED.cost,
+                       high = GREATEST(anomaly.series_points.high, EXCLUDED.high)""",
+                ref, *map(list, zip(*rows, strict=True)),
+            )
+        for r in await self.conn.fetch(
+            "SELECT series_key, day, cost, high FROM anomaly.series_points WHERE monitor_ref = $1 AND series_key = ANY($2::text[])",
+            ref, texts,
+        ):
+            p = out[by_text[r["series_key"]]]
+            p.points[r["day"]] = r["cost"]
             p.high = r["high"] if p.high is None else max(p.high, r["high"])
             p.first = r["day"] if p.first is None else min(p.first, r["day"])
         for r in await self.conn.fetch(
@@ -233,6 +310,39 @@ class Tx:
         for r in await self.conn.fetch(SUPPRESSED_MANY, monitor.name, texts):
             out[by_text[r["series_key"]]].suppressed_until = r["until"].date() + timedelta(days=suppress_days)
         return out
+
+    async def _recompute_points(self, monitor: Monitor, ref: str, keys: Sequence[SeriesKey], epoch: int) -> None:
+        """Rebuild the points of `keys` from their live lines and stamp them with `epoch`."""
+        texts = [series_key_text(k) for k in keys]
+        params: list = []
+        n = len(monitor.dimensions)
+        for i in range(n):
+            params.append([k.values[i] for k in keys])
+        params.append([k.currency for k in keys])
+        params.append(texts)
+        casts = ", ".join(f"${i + 1}::text[]" for i in range(n + 2))
+        names = ", ".join([*(f"d{i}" for i in range(n)), "cur", "series_key"])
+        conds = [f"{_dim_sql(d, params)} = k.d{i}" for i, d in enumerate(monitor.dimensions)]
+        conds.append("l.currency = k.cur")
+        conds.append(filters_sql(monitor, params))
+        params.append(ref)
+        await self.conn.execute(
+            "DELETE FROM anomaly.series_points WHERE monitor_ref = $1 AND series_key = ANY($2::text[])", ref, texts
+        )
+        await self.conn.execute(
+            f"""INSERT INTO anomaly.series_points
+                SELECT ${len(params)}, k.series_key, l.day,
+                       coalesce(sum(l.cost) FILTER (WHERE l.priced AND NOT l.recurring), 0), max(l.period_end)
+                FROM unnest({casts}) AS k({names})
+                JOIN anomaly.live_lines l ON {" AND ".join(conds)}
+                GROUP BY k.series_key, l.day""",
+            *params,
+        )
+        await self.conn.execute(
+            """INSERT INTO anomaly.series_points_epoch SELECT $1, k, $3 FROM unnest($2::text[]) AS k
+               ON CONFLICT (monitor_ref, series_key) DO UPDATE SET epoch = EXCLUDED.epoch""",
+            ref, texts, epoch,
+        )
 
     async def save_states(self, monitor: Monitor, items: Sequence[tuple[SeriesKey, date, str, WalkState]]) -> None:
         if items:

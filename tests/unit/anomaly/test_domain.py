@@ -14,10 +14,12 @@ from services.anomaly.domain import (
     Raised,
     SeriesKey,
     SeverityPolicy,
+    StoredLine,
     affected_series,
     anomaly_id,
     complete_through,
     findings_for,
+    point_deltas,
     reconcile,
     root_causes,
 )
@@ -140,3 +142,33 @@ def test_partial_day_far_out_of_range_raises_an_intraday_warning():
     assert f.actual == Decimal("480.00") and Decimal("115") < f.expected < Decimal("125")
     # a run-rate only mildly high is left for the complete day to judge
     assert findings_for(KEY, DEFAULT_MONITOR, series, partial=(Decimal("160.00"), 0.5)) == []
+
+
+def _line(rid: str, day: int, cost: str, **kw) -> CostLine:
+    start = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=day)
+    return CostLine(rid, "AWS", "999", "111", "AmazonEC2", "USD", start.date(), start + timedelta(hours=6),
+                    Decimal(cost), **kw)
+
+
+def test_point_deltas_add_new_lines_and_replace_earlier_copies():
+    lines = [
+        _line("new", 0, "10.50"),
+        _line("repriced", 1, "7.00"),            # stored before at 5.00
+        _line("recurring", 1, "99", charge_frequency="Recurring"),
+        _line("unpriced", 2, "0", priced=False),
+        _line("superseded", 3, "40", billing_scope="AWS:999:2026-01", billing_scope_version=1),
+    ]
+    previous = {"repriced": StoredLine(D0 + timedelta(1), Decimal("5.00"))}
+    deltas = point_deltas(lines, previous, {"AWS:999:2026-01": 2})
+    assert {d: c for d, (c, _) in deltas.items()} == {
+        D0: Decimal("10.50"),
+        D0 + timedelta(1): Decimal("2.00"),    # 7.00 - 5.00; the recurring fee adds nothing
+        D0 + timedelta(2): Decimal(0),          # a point exists, but an unpriced line costs nothing
+    }                                           # and a superseded version is no point at all
+    assert deltas[D0][1] == datetime(2026, 1, 1, 6, tzinfo=UTC)
+
+
+def test_point_deltas_of_a_plain_redelivery_are_zero():
+    line = _line("same", 4, "3.30")
+    deltas = point_deltas([line], {"same": StoredLine(line.day, Decimal("3.30"))}, {})
+    assert deltas == {line.day: (Decimal(0), line.period_end)}
