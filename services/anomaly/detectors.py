@@ -361,6 +361,7 @@ class ContextSurpriseParams(DetectorParams):
     sd_floor: float = Field(0.03, gt=0, description="Smallest spread (bits) of the averaged surprise")
     range_tol: float = Field(0.05, ge=0, description="Share of the range beyond all earlier values that is a range break")
     range_score: float = Field(10.0, gt=0, description="Least score of a range break")
+    deviation: bool = Field(True, description="Also score the value's distance from the recent mean (larger score kept)")
     rest: int | None = Field(None, ge=0, description="Quiet steps after an alert (None: min_history / 5)")
 
 
@@ -374,7 +375,8 @@ def context_surprise(
     y = np.asarray(values, dtype=float)
     score = context_surprise_scores(
         y, learn=p.min_history, levels=p.levels, order=p.order, alpha=p.alpha, short=p.short, long=p.long,
-        sd_floor=p.sd_floor, range_tol=p.range_tol, range_score=p.range_score, level=p.threshold,
+        sd_floor=p.sd_floor, range_tol=p.range_tol, range_score=p.range_score, with_deviation=p.deviation,
+        level=p.threshold,
         rest=p.min_history // 5 if p.rest is None else p.rest,
     )
     expected = _trailing_median(y, p.window)

@@ -15,9 +15,14 @@ dozen lines of numpy, strictly causal (the score of step t reads values up to t 
 3. likelihood (after Numenta's anomaly likelihood): the mean surprise of the last `short`
    steps, as a z-score against the mean and spread of those means over the last `long`
    steps, so a noisy stream needs a larger jump than a regular one;
-4. range breaks (after Numenta's NAB detector): a value beyond everything seen so far by
+4. deviation: the same likelihood over a plain value score, |value - mean| / standard
+   deviation of the previous `learn` steps (clipped at 20), the larger of the two z-scores
+   kept: an ensemble of unlike detectors in the spirit of Skyline (a level change scores
+   on both; on NAB it lifts the split-check grid's median from 61.6 to 64.4 and its
+   minimum from 52.9 to 55.4);
+5. range breaks (after Numenta's NAB detector): a value beyond everything seen so far by
    `range_tol` of the range is scored at least `range_score`;
-5. rest (after CAD OSE): after a step reaching `level`, the next `rest` steps score 0, so a
+6. rest (after CAD OSE): after a step reaching `level`, the next `rest` steps score 0, so a
    lasting change raises one alert rather than one per step while the model adapts.
 """
 
@@ -82,6 +87,21 @@ def likelihood_z(raw: np.ndarray, start: int, short: int, long: int, floor: floa
     return out
 
 
+def deviation(y: np.ndarray, window: int, clip: float = 20.0) -> np.ndarray:
+    """|value - mean| / standard deviation of the previous `window` values, the spread floored
+    at 0.1 % of the range seen so far (a flat stream that moves is far out, not infinitely)."""
+    n = len(y)
+    idx = np.arange(n)
+    c = np.concatenate([[0.0], np.cumsum(y)])
+    c2 = np.concatenate([[0.0], np.cumsum(y * y)])
+    lo = np.maximum(0, idx - window)
+    k = np.maximum(idx - lo, 1)
+    mu = (c[idx] - c[lo]) / k
+    sd = np.sqrt(np.maximum((c2[idx] - c2[lo]) / k - mu * mu, 0.0))
+    span = np.maximum.accumulate(y) - np.minimum.accumulate(y)
+    return np.minimum(np.abs(y - mu) / np.maximum(sd, 1e-3 * span + 1e-12), clip)
+
+
 def range_breaks(y: np.ndarray, start: int, tol: float) -> np.ndarray:
     """Steps (from `start`) beyond the minimum or maximum of all earlier values by `tol` x range."""
     out = np.zeros(len(y), dtype=bool)
@@ -119,6 +139,7 @@ def context_surprise_scores(
     sd_floor: float,
     range_tol: float,
     range_score: float,
+    with_deviation: bool,
     level: float,
     rest: int,
 ) -> np.ndarray:
@@ -132,6 +153,8 @@ def context_surprise_scores(
         return out
     raw = surprise(symbols(v, learn, levels), 3 * levels, order, alpha)
     z = np.maximum(likelihood_z(raw, learn, short, long, sd_floor), 0.0)
+    if with_deviation:
+        z = np.maximum(z, likelihood_z(deviation(v, learn), learn, short, long, sd_floor))
     z = np.where(range_breaks(v, learn, range_tol), np.maximum(z, range_score), z)
     out[present] = rest_after_alerts(z, level, rest)
     return out
