@@ -107,13 +107,14 @@ class Evaluator:
             by_monitor.setdefault(key.monitor, []).append(key)
         for name, keys in by_monitor.items():
             monitor = monitors[name]
+            deltas = {k: point_deltas(touched[k], stored.previous, stored.versions) for k in keys}
+            await tx.update_points(monitor, keys, stored, deltas)  # of every value, tracked or not
             if monitor.top and monitor.dimensions:
                 top = await tx.top_values(monitor, monitor.top)
                 keys = [k for k in keys if (k.values, k.currency) in top]  # values it tracks
             if not keys:
                 continue
-            deltas = {k: point_deltas(touched[k], stored.previous, stored.versions) for k in keys}
-            inputs = await tx.prefetch(monitor, keys, self.suppress_days, stored, deltas)
+            inputs = await tx.prefetch(monitor, keys, self.suppress_days)
             states: list = []
             for key in keys:
                 out += await self.evaluate(tx, monitor, key, touched[key], inputs[key], states)

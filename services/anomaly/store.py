@@ -246,21 +246,17 @@ class Tx:
             out.epoch = await self.conn.fetchval("SELECT epoch FROM anomaly.points_epoch")
         return out
 
-    async def prefetch(
+    async def update_points(
         self,
         monitor: Monitor,
         keys: Sequence[SeriesKey],
-        suppress_days: int,
         stored: Stored,
         deltas: dict[SeriesKey, dict[date, tuple[Decimal, datetime | None]]],
-    ) -> dict[SeriesKey, Prefetched]:
-        """Read what the evaluation of many series of one monitor needs, a few queries for all
-        of them. Their daily points are brought up to date first: by the batch's `deltas`, or
-        recomputed from the lines when they predate the points epoch (see 0005_series_points)."""
+    ) -> None:
+        """Bring the daily points of `keys` up to date: by the batch's `deltas`, or recomputed
+        from the lines when they predate the points epoch (see 0005_series_points)."""
         ref = monitor_ref(monitor)
         texts = [series_key_text(k) for k in keys]
-        out = {k: Prefetched() for k in keys}
-        by_text = dict(zip(texts, keys, strict=True))
         current = {
             r["series_key"]
             for r in await self.conn.fetch(
@@ -287,6 +283,14 @@ class Tx:
                        high = GREATEST(anomaly.series_points.high, EXCLUDED.high)""",
                 ref, *map(list, zip(*rows, strict=True)),
             )
+
+    async def prefetch(self, monitor: Monitor, keys: Sequence[SeriesKey], suppress_days: int) -> dict[SeriesKey, Prefetched]:
+        """Read what the evaluation of many series of one monitor needs (points brought up to
+        date by `update_points`), in a few queries for all of them."""
+        ref = monitor_ref(monitor)
+        texts = [series_key_text(k) for k in keys]
+        out = {k: Prefetched() for k in keys}
+        by_text = dict(zip(texts, keys, strict=True))
         for r in await self.conn.fetch(
             "SELECT series_key, day, cost, high FROM anomaly.series_points WHERE monitor_ref = $1 AND series_key = ANY($2::text[])",
             ref, texts,
@@ -368,21 +372,20 @@ class Tx:
         return {tuple((d, r[f"d{i}"]) for i, d in enumerate(dims)): r["cost"] for r in rows}
 
     async def top_values(self, monitor: Monitor, n: int, days: int = 30) -> set[tuple[tuple[str, ...], str]]:
-        """The `n` costliest (dimension values, currency) of the monitor over the last `days` days."""
-        params: list = []
-        where = filters_sql(monitor, params)
-        exprs = [_dim_sql(d, params) for d in monitor.dimensions]
-        params += [days, n]
+        """The `n` costliest (dimension values, currency) of the monitor over its last `days`
+        days, from the points kept for every value it has seen lines of."""
         rows = await self.conn.fetch(
-            f"""SELECT {", ".join(f"{e} AS d{i}" for i, e in enumerate(exprs))}, currency, sum(cost) AS total
-                FROM anomaly.live_lines
-                WHERE {where} AND priced AND NOT recurring
-                  AND day >= (SELECT max(day) FROM anomaly.cost_lines) - ${len(params) - 1}::int
-                GROUP BY {", ".join(str(i + 1) for i in range(len(exprs) + 1))}
-                ORDER BY total DESC LIMIT ${len(params)}""",
-            *params,
+            """SELECT series_key, sum(cost) AS total FROM anomaly.series_points
+               WHERE monitor_ref = $1
+                 AND day >= (SELECT max(day) FROM anomaly.series_points WHERE monitor_ref = $1) - $2::int
+               GROUP BY series_key ORDER BY total DESC, series_key LIMIT $3""",
+            monitor_ref(monitor), days, n,
         )
-        return {(tuple(r[f"d{i}"] for i in range(len(exprs))), r["currency"]) for r in rows}
+        out = set()
+        for r in rows:
+            values, currency = json.loads(r["series_key"])
+            out.add((tuple(values), currency))
+        return out
 
     async def save_anomaly(self, monitor: str, key: SeriesKey, body: dict, kind: str, now: datetime) -> None:
         await self.conn.execute(

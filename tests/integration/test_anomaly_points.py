@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 MONITORS = [
     Monitor("services", ("ProviderName", "SubAccountId", "ServiceName")),
-    Monitor("regions", ("RegionId",)),
+    Monitor("regions", ("RegionId",), top=2),
     Monitor("team-tag", ("tag:team",)),
     Monitor("ec2-only", (), (("ServiceName", "ec2"),)),
 ]
