@@ -131,32 +131,74 @@ def canonical_tags(values: list[str | None]) -> tuple[list[str | None], list[str
 SAFE_TEXT = frozenset(
     (*TIMESTAMP_COLUMNS, *DECIMAL_COLUMNS, "BillingCurrency", "ChargeCategory")
 )
-_NEEDS_ESCAPE = r'["\\\x00-\x1f]'
+#: what JSON escapes in a string: quote, backslash and the control characters
+_NEEDS_ESCAPE = ['"', "\\", *map(chr, range(0x20))]
+
+
+def _needs_escape(batch: pl.DataFrame, names: list[str]) -> dict[str, bool]:
+    """Which columns hold a character JSON escapes somewhere in this batch (one literal
+    multi-pattern scan per column, rare hits)."""
+    if not names:
+        return {}
+    found = batch.select([pl.col(n).str.contains_any(_NEEDS_ESCAPE).any() for n in names]).row(0)
+    return dict(zip(names, found))
 
 
 def content_json(batch: pl.DataFrame, names: list[str]) -> pl.Expr:
     """The row as compact JSON with sorted keys and without nulls: byte for byte what
     `schemas.ingest.derive_record_id` hashes (Tags holds canonical JSON text).
 
-    Columns with quotes, backslashes or control characters in this batch go through
-    polars' JSON encoder (escaping like orjson); the others are quoted as they are."""
+    One flat concatenation: columns without nulls in this batch are spliced between
+    literals; a nullable column is one `"Name":"value"` piece that vanishes when null.
+    Commas go after the pieces before the first column that is never null and before the
+    pieces after it, so no separator is left over whichever pieces vanish. Columns with
+    quotes, backslashes or control characters go through polars' JSON encoder (escaping
+    like orjson); the others are quoted as they are."""
     ordered = sorted(names)
-    plain = [n for n in ordered if n != "Tags" and n not in SAFE_TEXT]
-    special = dict.fromkeys(ordered, False)
-    if plain:
-        special.update(zip(plain, batch.select([pl.col(n).str.contains(_NEEDS_ESCAPE).any() for n in plain]).row(0)))
-    pieces = []
-    for name in ordered:
-        col = pl.col(name)
-        if name == "Tags":
-            piece = pl.concat_str(pl.lit('"Tags":'), col)
-        elif special[name]:
-            piece = pl.struct(col).struct.json_encode().str.strip_prefix("{").str.strip_suffix("}")
-            piece = pl.when(col.is_not_null()).then(piece)
+    nulls = dict(zip(batch.columns, batch.null_count().row(0)))
+    present = [n for n in ordered if nulls[n] < batch.height]
+    anchor = next((n for n in present if nulls[n] == 0), None)
+    if anchor is None:  # no column without nulls (not for accepted rows): pieces and separators
+        pieces = [_piece(n, "", "", escape=True) for n in present]
+        body = pl.concat_str(pieces, separator=",", ignore_nulls=True)
+        return pl.concat_str(pl.lit("{"), body, pl.lit("}"))
+    special = _needs_escape(batch, [n for n in present if n != "Tags" and n not in SAFE_TEXT])
+    parts: list[pl.Expr] = []
+    text = "{"  # literal text not yet emitted
+    after = False
+    for name in present:
+        lead, trail = ("," if after else ""), ("" if after or name == anchor else ",")
+        after = after or name == anchor
+        escape = special.get(name, False)
+        if nulls[name]:
+            if text:
+                parts.append(pl.lit(text))
+                text = ""
+            parts.append(_piece(name, lead, trail, escape=escape))
+        elif escape:
+            parts += [pl.lit(text + lead), _escaped(name)]
+            text = trail
         else:
-            piece = pl.concat_str(pl.lit(f'"{name}":"'), col, pl.lit('"'))
-        pieces.append(piece)
-    return pl.concat_str(pl.lit("{"), pl.concat_str(pieces, separator=",", ignore_nulls=True), pl.lit("}"))
+            head = f'{lead}"Tags":' if name == "Tags" else f'{lead}"{name}":"'
+            parts += [pl.lit(text + head), pl.col(name)]
+            text = trail if name == "Tags" else '"' + trail
+    parts.append(pl.lit(text + "}"))
+    return pl.concat_str(parts, ignore_nulls=True)
+
+
+def _escaped(name: str) -> pl.Expr:
+    """`"Name":"value"` with the value escaped by polars' JSON encoder (null stays null)."""
+    return pl.struct(pl.col(name)).struct.json_encode().str.slice(1).str.strip_suffix("}")
+
+
+def _piece(name: str, lead: str, trail: str, *, escape: bool) -> pl.Expr:
+    """One nullable member with its separators: null when the value is null."""
+    col = pl.col(name)
+    if name == "Tags":
+        return pl.concat_str(pl.lit(f'{lead}"Tags":'), col, pl.lit(trail))
+    if escape:
+        return pl.when(col.is_not_null()).then(pl.concat_str(pl.lit(lead), _escaped(name), pl.lit(trail)))
+    return pl.concat_str(pl.lit(f'{lead}"{name}":"'), col, pl.lit(f'"{trail}'))
 
 
 class SeenMarkers:
@@ -168,8 +210,15 @@ class SeenMarkers:
 
     def add(self, markers: np.ndarray) -> np.ndarray:
         """Adds `markers`; True where a marker was seen before (earlier, or earlier in this batch)."""
-        unique, first = np.unique(markers, return_index=True)
         repeated = np.ones(len(markers), dtype=bool)
+        if not len(markers):
+            return repeated
+        order = np.argsort(markers, kind="stable")  # equal markers keep their row order
+        ordered = markers[order]
+        new = np.empty(len(markers), dtype=bool)
+        new[0] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+        unique, first = ordered[new], order[new]
         repeated[first] = False
         known = np.zeros(len(unique), dtype=bool)
         for run in self._runs:
@@ -181,18 +230,51 @@ class SeenMarkers:
             self._runs.append(unique[~known])
         while len(self._runs) > 1 and len(self._runs[-1]) * 2 >= len(self._runs[-2]):
             last = self._runs.pop()
-            self._runs[-1] = np.union1d(self._runs[-1], last)
+            # disjoint sorted runs: the stable sort (timsort) merges them in linear time
+            self._runs[-1] = np.sort(np.concatenate((self._runs[-1], last)), kind="stable")
         return repeated
 
     def __len__(self) -> int:
         return sum(len(r) for r in self._runs)
 
 
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def _hex32(digests: np.ndarray) -> np.ndarray:
+    """The first 16 bytes of each sha256 digest (rows of 32 bytes) as 32 lowercase hex digits."""
+    head = digests[:, :16]
+    out = np.empty((len(digests), 32), dtype=np.uint8)
+    out[:, 0::2] = _HEX[head >> 4]
+    out[:, 1::2] = _HEX[head & 15]
+    return out
+
+
+def _pieces(texts: pl.Series) -> list[memoryview] | None:
+    """Each text of the column as a memoryview of polars' own buffers (no copy), or None
+    where the column is not in the string-view layout this reads."""
+    array = texts.to_arrow(compat_level=pl.CompatLevel.newest())
+    if str(array.type) not in ("string_view", "binary_view") or array.null_count:
+        return None
+    _, views_buffer, *data = array.buffers()
+    views = np.frombuffer(views_buffer, dtype=np.int32).reshape(-1, 4)[array.offset : array.offset + len(array)]
+    lengths, buffer_index, offsets = views[:, 0], views[:, 2], views[:, 3]
+    if len(views) and lengths.min() <= 12:  # short texts live inside the view itself
+        return None
+    buffers = [memoryview(b) for b in data]
+    return [
+        buffers[b][o:e]
+        for b, o, e in zip(buffer_index.tolist(), offsets.tolist(), (offsets + lengths).tolist())
+    ]
+
+
 class RecordBuilder:
     """Builds the records of one file of one job. Identical rows within the file get
     successive occurrence numbers, so genuine duplicates in a bill are not collapsed.
 
-    Everything but the tags check and the hashing runs vectorised in polars."""
+    Everything but the tags check and the hashing runs vectorised (polars, numpy); the
+    hashes read the content JSON where polars wrote it, and the ids go in by one more
+    concatenation."""
 
     def __init__(self, *, file: str, job_id: str, version: int) -> None:
         self.file = file
@@ -200,18 +282,25 @@ class RecordBuilder:
         self.version = version
         self._seen = SeenMarkers()
         self._repeats: Counter[str] = Counter()
+        self._tail = f'","x_BillingScopeVersion":{int(version)},"x_ImportJobId":{orjson.dumps(job_id).decode()}}}'
 
-    def _record_ids(self, contents: list[bytes]) -> list[str]:
+    def _record_ids(self, content: pl.Series) -> pl.Series:
+        """The x_RecordId of each content JSON text: sha256, and for the n-th repeat of a
+        row already seen in this file, sha256 of the content followed by `#n`."""
+        pieces = _pieces(content)
+        if pieces is None:
+            pieces = content.cast(pl.Binary).to_list()
         sha256 = hashlib.sha256
-        ids = [sha256(c).hexdigest()[:32] for c in contents]
-        repeated = self._seen.add(np.array([int(i[:16], 16) for i in ids], dtype=np.uint64))
-        for n in np.flatnonzero(repeated):
-            first = ids[n]
+        digests = np.frombuffer(b"".join([sha256(p).digest() for p in pieces]), dtype=np.uint8).reshape(-1, 32)
+        ids = _hex32(digests)
+        repeated = self._seen.add(digests[:, :8].copy().view(">u8").ravel().astype(np.uint64))
+        for n in np.flatnonzero(repeated).tolist():
+            first = ids[n].tobytes().decode()
             self._repeats[first] += 1
-            digest = sha256(contents[n])
+            digest = sha256(pieces[n])
             digest.update(f"#{self._repeats[first]}".encode())
-            ids[n] = digest.hexdigest()[:32]
-        return ids
+            ids[n] = np.frombuffer(digest.hexdigest()[:32].encode(), dtype=np.uint8)
+        return pl.Series("x_RecordId", ids.view("S32").ravel()).cast(pl.Utf8)
 
     def build(self, batch: pl.DataFrame, tally: JobTally) -> Built:
         """Payloads of the accepted rows and reasons of the refused ones; updates `tally`."""
@@ -245,21 +334,20 @@ class RecordBuilder:
         names = [c for c in batch.columns if not c.startswith("_") and batch.schema[c] == pl.Utf8]
         sub = pl.col("SubAccountId") if "SubAccountId" in batch.columns else pl.lit(None, pl.Utf8)
         frame = batch.select(
-            content_json(batch, names).cast(pl.Binary).alias("content"),
+            content_json(batch, names).alias("content"),
             pl.concat_str(pl.col("ProviderName"), pl.lit(":"), pl.coalesce(sub, pl.col("BillingAccountId")))
             .cast(pl.Binary)
             .alias("key"),
         )
-        content = frame.get_column("content")
-        ids = self._record_ids(content.to_list())
-        tail = f',"x_BillingScopeVersion":{int(self.version)},"x_ImportJobId":{orjson.dumps(self.job_id).decode()}}}'
-        values = pl.concat_str(
-            content.cast(pl.Utf8).str.strip_suffix("}"),
-            pl.lit(',"x_RecordId":"'), pl.Series("i", ids), pl.lit('"' + tail),
+        ids = self._record_ids(frame.get_column("content"))
+        values = frame.select(
+            pl.concat_str(
+                pl.col("content").str.head(-1), pl.lit(',"x_RecordId":"'), pl.lit(ids), pl.lit(self._tail)
+            ).cast(pl.Binary)
         )
+        built.values = values.to_series().to_list()
+        built.record_ids = ids.to_list()
         built.keys = frame.get_column("key").to_list()
-        built.values = pl.select(values.cast(pl.Binary)).to_series().to_list()
-        built.record_ids = ids
         built.scopes = set(batch.get_column(SCOPE).unique().to_list())
         tally.rows_published += batch.height
         tally.add_totals(currency_totals(batch))

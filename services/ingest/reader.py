@@ -112,7 +112,7 @@ class Source:
                 reader = pacsv.open_csv(
                     stream,
                     read_options=pacsv.ReadOptions(
-                        block_size=self.block_bytes, column_names=names, skip_rows=1,
+                        block_size=self.block_bytes, column_names=names, skip_rows=1, use_threads=False,
                         skip_rows_after_names=done,
                     ),
                     parse_options=pacsv.ParseOptions(newlines_in_values=newlines),
