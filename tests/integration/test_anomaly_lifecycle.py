@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -109,3 +110,44 @@ async def test_custom_monitor_from_yaml_watches_its_filtered_lines(settings):
     # the custom monitor sees the data team's spike; the regions monitor tracks only the
     # costliest region (us-east-1), so the eu-west-1 spike raises nothing there
     assert found == {("data-team", (("tag:team", "data"),)), ("regions", (("RegionId", "us-east-1"),))}
+
+
+async def test_partial_day_far_out_warns_intraday_and_the_complete_day_updates_the_same_anomaly(settings):
+    rows = history(days=30, spike_day=99)  # a quiet month
+    day = START + timedelta(days=30)
+    noon = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+    half = [
+        {**priced(day, "250.00", rid=f"ec2-hour-{h}", resource="i-9"),
+         "ChargePeriodStart": (noon - timedelta(hours=12 - h)).isoformat(),
+         "ChargePeriodEnd": (noon - timedelta(hours=11 - h)).isoformat()}
+        for h in range(12)
+    ]  # by noon, EC2 already ran 3,000 USD against about 100 a day
+    app = build_app(settings)
+    await app.start()
+    try:
+        await publish(settings.kafka, rows + half)
+        [early] = await consume(settings.kafka, "anomalies", want=1)
+        warning = AnomalyV1.model_validate_json(early.value)
+        early_kind = await kind_of(settings, warning.anomaly_id)
+        evening = [
+            {**priced(day, "250.00", rid=f"ec2-pm-{h}", resource="i-9"),
+             "ChargePeriodStart": (noon + timedelta(hours=h)).isoformat(),
+             "ChargePeriodEnd": (noon + timedelta(hours=h + 1)).isoformat()}
+            for h in range(12)
+        ]
+        await publish(settings.kafka, evening)
+        got = await consume(settings.kafka, "anomalies", want=2)
+    finally:
+        await app.stop()
+    assert warning.dimension["ServiceName"] == "AmazonEC2"
+    assert warning.window_start.date() == day and warning.actual_cost == Decimal("3000.00")
+    assert early_kind == "intraday" and warning.status == "ongoing"
+    final = AnomalyV1.model_validate_json(got[-1].value)
+    assert final.anomaly_id == warning.anomaly_id  # the complete day updates the warning
+    assert final.actual_cost == Decimal("6000.00") and final.window_end.date() == day + timedelta(days=1)
+    assert await kind_of(settings, warning.anomaly_id) == "spike"
+
+
+async def kind_of(settings, anomaly_id: str) -> str:
+    async with reader(settings.database) as conn:
+        return await conn.fetchval("SELECT kind FROM anomaly.v_anomalies WHERE anomaly_id = $1", anomaly_id)
