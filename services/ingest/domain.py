@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -162,7 +163,9 @@ def content_json(batch: pl.DataFrame, names: list[str]) -> pl.Expr:
         pieces = [_piece(n, "", "", escape=True) for n in present]
         body = pl.concat_str(pieces, separator=",", ignore_nulls=True)
         return pl.concat_str(pl.lit("{"), body, pl.lit("}"))
-    special = _needs_escape(batch, [n for n in present if n != "Tags" and n not in SAFE_TEXT])
+    constants = _constants(batch, [n for n in present if not nulls[n]])
+    varying = [n for n in present if n not in constants and n != "Tags" and n not in SAFE_TEXT]
+    special = _needs_escape(batch, varying)
     parts: list[pl.Expr] = []
     text = "{"  # literal text not yet emitted
     after = False
@@ -170,7 +173,10 @@ def content_json(batch: pl.DataFrame, names: list[str]) -> pl.Expr:
         lead, trail = ("," if after else ""), ("" if after or name == anchor else ",")
         after = after or name == anchor
         escape = special.get(name, False)
-        if nulls[name]:
+        if name in constants:
+            value = constants[name] if name == "Tags" else orjson.dumps(constants[name]).decode()
+            text += f'{lead}"{name}":{value}{trail}'
+        elif nulls[name]:
             if text:
                 parts.append(pl.lit(text))
                 text = ""
@@ -184,6 +190,19 @@ def content_json(batch: pl.DataFrame, names: list[str]) -> pl.Expr:
             text = trail if name == "Tags" else '"' + trail
     parts.append(pl.lit(text + "}"))
     return pl.concat_str(parts, ignore_nulls=True)
+
+
+def _constants(batch: pl.DataFrame, names: list[str]) -> dict[str, str]:
+    """The columns (of those given, which hold no null) with one value in the whole batch,
+    and that value: the provider, account, billing period, currency... of a bill repeat on
+    every row, and go into the JSON as literal text instead of being copied row by row."""
+    if not names or not batch.height:
+        return {}
+    same = batch.select([(pl.col(n) == pl.col(n).first()).all() for n in names]).row(0)
+    constant = [n for n, s in zip(names, same) if s]
+    if not constant:
+        return {}
+    return dict(zip(constant, batch.select([pl.col(n).first() for n in constant]).row(0)))
 
 
 def _escaped(name: str) -> pl.Expr:
@@ -250,22 +269,27 @@ def _hex32(digests: np.ndarray) -> np.ndarray:
     return out
 
 
-def _pieces(texts: pl.Series) -> list[memoryview] | None:
-    """Each text of the column as a memoryview of polars' own buffers (no copy), or None
-    where the column is not in the string-view layout this reads."""
+def _sha256_all(texts: pl.Series) -> tuple[bytes, Callable[[int], Any]]:
+    """The sha256 digests of every text of the column, concatenated, and a way to get a
+    text back by position (for the rare repeats).
+
+    The texts are read as memoryviews of polars' own buffers (string views exported without
+    a copy); a column in another layout is copied out as bytes first."""
+    sha256 = hashlib.sha256
     array = texts.to_arrow(compat_level=pl.CompatLevel.newest())
-    if str(array.type) not in ("string_view", "binary_view") or array.null_count:
-        return None
-    _, views_buffer, *data = array.buffers()
-    views = np.frombuffer(views_buffer, dtype=np.int32).reshape(-1, 4)[array.offset : array.offset + len(array)]
-    lengths, buffer_index, offsets = views[:, 0], views[:, 2], views[:, 3]
-    if len(views) and lengths.min() <= 12:  # short texts live inside the view itself
-        return None
-    buffers = [memoryview(b) for b in data]
-    return [
-        buffers[b][o:e]
-        for b, o, e in zip(buffer_index.tolist(), offsets.tolist(), (offsets + lengths).tolist())
-    ]
+    if str(array.type) in ("string_view", "binary_view") and not array.null_count and len(array):
+        _, views_buffer, *data = array.buffers()
+        views = np.frombuffer(views_buffer, dtype=np.int32).reshape(-1, 4)[array.offset : array.offset + len(array)]
+        lengths, index, offsets = views[:, 0], views[:, 2], views[:, 3]
+        if lengths.min() > 12:  # texts of 12 bytes or less live inside the view itself
+            buffers = [memoryview(b) for b in data]
+            ends = offsets + lengths
+            digests = b"".join(
+                [sha256(buffers[b][o:e]).digest() for b, o, e in zip(index.tolist(), offsets.tolist(), ends.tolist())]
+            )
+            return digests, lambda n: buffers[index[n]][offsets[n] : ends[n]]
+    pieces = texts.cast(pl.Binary).to_list()
+    return b"".join([sha256(p).digest() for p in pieces]), pieces.__getitem__
 
 
 class RecordBuilder:
@@ -287,17 +311,14 @@ class RecordBuilder:
     def _record_ids(self, content: pl.Series) -> pl.Series:
         """The x_RecordId of each content JSON text: sha256, and for the n-th repeat of a
         row already seen in this file, sha256 of the content followed by `#n`."""
-        pieces = _pieces(content)
-        if pieces is None:
-            pieces = content.cast(pl.Binary).to_list()
-        sha256 = hashlib.sha256
-        digests = np.frombuffer(b"".join([sha256(p).digest() for p in pieces]), dtype=np.uint8).reshape(-1, 32)
+        joined, text = _sha256_all(content)
+        digests = np.frombuffer(joined, dtype=np.uint8).reshape(-1, 32)
         ids = _hex32(digests)
         repeated = self._seen.add(digests[:, :8].copy().view(">u8").ravel().astype(np.uint64))
         for n in np.flatnonzero(repeated).tolist():
             first = ids[n].tobytes().decode()
             self._repeats[first] += 1
-            digest = sha256(pieces[n])
+            digest = hashlib.sha256(text(n))
             digest.update(f"#{self._repeats[first]}".encode())
             ids[n] = np.frombuffer(digest.hexdigest()[:32].encode(), dtype=np.uint8)
         return pl.Series("x_RecordId", ids.view("S32").ravel()).cast(pl.Utf8)

@@ -102,14 +102,13 @@ def to_strings(df: pl.DataFrame) -> pl.DataFrame:
 
     Timestamps become RFC 3339 text, numbers their exact decimal text; empty text is null.
     """
-    exprs = []
+    exprs: list[pl.Expr | pl.Series] = []
     for name, dtype in df.schema.items():
         col = pl.col(name)
         if dtype == pl.Utf8:
             exprs.append(pl.when(col.str.len_bytes() == 0).then(None).otherwise(col).alias(name))
         elif isinstance(dtype, pl.Datetime):
-            utc = col.dt.replace_time_zone("UTC") if dtype.time_zone is None else col.dt.convert_time_zone("UTC")
-            exprs.append(rfc3339(utc).alias(name))
+            exprs.append(_datetime_text(df, name, dtype))
         elif isinstance(dtype, pl.Date):
             exprs.append(col.dt.strftime("%Y-%m-%dT00:00:00Z").alias(name))
         elif dtype.is_numeric() or dtype == pl.Boolean:
@@ -117,6 +116,19 @@ def to_strings(df: pl.DataFrame) -> pl.DataFrame:
         else:
             exprs.append(col)  # nested (GCP credits, labels): the format handles them
     return df.select(exprs)
+
+
+def _datetime_text(df: pl.DataFrame, name: str, dtype: pl.Datetime) -> pl.Series:
+    """RFC 3339 text of a datetime column, each distinct value formatted once (hourly
+    usage repeats the same few hundred instants)."""
+    col = pl.col(name)
+    utc = col.dt.replace_time_zone("UTC") if dtype.time_zone is None else col.dt.convert_time_zone("UTC")
+    distinct = df.get_column(name).drop_nulls().unique()
+    if 2 * len(distinct) > df.height:
+        return df.select(rfc3339(utc).alias(name)).to_series()
+    table = pl.DataFrame({name: distinct}).with_columns(rfc3339(utc).alias("_text"))
+    joined = df.select(name).join(table, on=name, how="left", maintain_order="left")
+    return joined.get_column("_text").alias(name)
 
 
 def _first_error(checks: Iterable[tuple[pl.Expr, pl.Expr | str]]) -> pl.Expr:
