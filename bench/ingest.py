@@ -178,13 +178,13 @@ import os, resource, sys, time, json
 sys.path.insert(0, {root!r})
 from pathlib import Path
 from services.ingest.domain import JobTally, RecordBuilder
-from services.ingest.formats import detect, normalise
+from services.ingest.formats import detect, normalise, projection
 from services.ingest.reader import Source
 src = Source(Path({path!r}))
 fmt = detect(src.header())
 tally = JobTally(); builder = RecordBuilder(file=src.path.name, job_id="bench", version=1)
 t0 = time.perf_counter(); c0 = time.process_time(); first = 1; out_bytes = 0
-for batch in src.batches():
+for batch in src.batches(projection(fmt, src.header())):
     built = builder.build(normalise(fmt, batch, first), tally)
     first += batch.height
     out_bytes += sum(map(len, built.values))

@@ -21,7 +21,7 @@ from finfocus.broker import dead_letter
 from finfocus.telemetry import trace_headers
 from schemas.topics import Topics, schema_headers
 from services.ingest.domain import Built, JobTally, RecordBuilder, Rejection
-from services.ingest.formats import FORMATS, UnknownFormat, detect, normalise
+from services.ingest.formats import FORMATS, UnknownFormat, detect, normalise, projection
 from services.ingest.reader import Source, file_checksum
 from services.ingest.store import IngestStore
 
@@ -129,7 +129,7 @@ class Importer:
                 for src, meta in zip(sources, files):
                     builder = RecordBuilder(file=meta["name"], job_id=job_id, version=version)
                     first_row = 1
-                    for batch in src.batches():
+                    for batch in src.batches(projection(meta["format"], src.header())):
                         checked = normalise(meta["format"], batch, first_row)
                         first_row += batch.height
                         built = builder.build(checked, result.tally)

@@ -87,21 +87,23 @@ class Source:
 
             return next(csv.reader(fh), [])
 
-    def batches(self) -> Iterator[pl.DataFrame]:
-        """The file's rows as DataFrames of at most one block each, flat columns as text."""
+    def batches(self, columns: list[str] | None = None) -> Iterator[pl.DataFrame]:
+        """The file's rows as DataFrames of at most one block each, flat columns as text;
+        only `columns` (names from `header()`) when given: the others are not parsed."""
         if self.kind == "parquet":
-            yield from self._parquet()
+            yield from self._parquet(columns)
         elif self.kind == "ndjson":
-            yield from self._ndjson()
+            for batch in self._ndjson():
+                yield batch if columns is None else batch.select([c for c in columns if c in batch.columns])
         else:
-            yield from self._csv()
+            yield from self._csv(None if columns is None else [c.lstrip("\ufeff") for c in columns])
 
     def _open(self) -> pa.NativeFile:
         self._raw = self.path.open("rb")
         compression = "gzip" if is_gzip(self.path) else None
         return pa.input_stream(self._raw, compression=compression)
 
-    def _csv(self) -> Iterator[pl.DataFrame]:
+    def _csv(self, columns: list[str] | None) -> Iterator[pl.DataFrame]:
         """Fast parsing first; a quoted line break in a value makes pyarrow stop, and the file
         is then read again in the slower mode from the first row not yet yielded."""
         names = [n.lstrip("\ufeff") for n in self.header()]
@@ -117,6 +119,7 @@ class Source:
                     ),
                     parse_options=pacsv.ParseOptions(newlines_in_values=newlines),
                     convert_options=pacsv.ConvertOptions(
+                        include_columns=columns,
                         column_types={n: pa.string() for n in names},
                         null_values=NULL_SPELLINGS,
                         strings_can_be_null=True,
@@ -148,10 +151,10 @@ class Source:
             if self._raw is not None:
                 self._raw.close()
 
-    def _parquet(self) -> Iterator[pl.DataFrame]:
+    def _parquet(self, columns: list[str] | None) -> Iterator[pl.DataFrame]:
         parquet = pq.ParquetFile(self.path)
         self._rows_total = parquet.metadata.num_rows
-        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns):
             self._rows_done += batch.num_rows
             if batch.num_rows:
                 yield to_strings(pl.from_arrow(pa.Table.from_batches([batch])))  # type: ignore[arg-type]

@@ -38,6 +38,12 @@ def detect(columns: list[str]) -> str:
     )
 
 
+def projection(format_name: str, columns: list[str]) -> list[str] | None:
+    """The columns of a file with header `columns` that the format reads (None: all)."""
+    module = FORMATS[format_name]
+    return module.projection(columns) if hasattr(module, "projection") else None
+
+
 def normalise(format_name: str, batch: pl.DataFrame, first_row: int) -> pl.DataFrame:
     """A raw batch as checked FOCUS rows, numbered from `first_row` (1 = first data row)."""
     module = FORMATS[format_name]
