@@ -96,3 +96,101 @@ def test_unknown_line_item_types_are_kept_as_adjustments(tmp_path):
     out, rejected, _ = build(path, "aws-cur")
     row = orjson.loads(out[0].value)
     assert (row["ChargeCategory"], row["x_LineItemType"]) == ("Adjustment", "BrandNewType")
+
+
+# Where focus_converters 1.0.0 goes wrong on the same files (see docs/ingest.md): it reads
+# no CUR 2.0 `..._a_r_n` column, casts account ids to integers and hangs after an error.
+
+
+@pytest.mark.parametrize("name", ["aws_cur2.csv", "aws_cur2.parquet"])
+def test_cur2_arn_columns_fill_commitment_discount_id(name):
+    header = Source(FIXTURES / name).header()
+    assert {"reservation_reservation_a_r_n", "savings_plan_savings_plan_a_r_n"} <= set(header)
+    rows = {r["x_LineItemType"]: r for r in records(name)}
+    assert rows["DiscountedUsage"]["CommitmentDiscountId"].startswith("arn:aws:ec2:")
+    assert rows["SavingsPlanCoveredUsage"]["CommitmentDiscountId"].startswith("arn:aws:savingsplans::")
+    assert "CommitmentDiscountId" not in rows["Usage"]
+
+
+def test_account_ids_stay_text_with_their_leading_zeros_in_every_column(tmp_path):
+    import polars as pl
+
+    frame = pl.read_csv(FIXTURES / "aws_cur_legacy.csv", infer_schema_length=0)
+    frame = frame.with_columns(
+        pl.lit("000000000042").alias("bill/PayerAccountId"), pl.lit("0000000000007").alias("lineItem/UsageAccountId")
+    )
+    path = tmp_path / "cur.csv"
+    frame.write_csv(path)
+    out, rejected, tally = build(path, "aws-cur")
+    assert not rejected and tally.accounts == {"000000000042"}
+    rows = [orjson.loads(r.value) for r in out]
+    assert {(r["BillingAccountId"], r["SubAccountId"]) for r in rows} == {("000000000042", "0000000000007")}
+    assert {r.key for r in out} == {b"AWS:0000000000007"}
+    assert rows[0]["x_BillingScope"] == "AWS:000000000042:2024-09"
+
+
+class _Store:
+    """Just enough of IngestStore for one import, in memory."""
+
+    def __init__(self) -> None:
+        self.finished: dict = {}
+
+    async def completed_job_for(self, checksum):
+        return None
+
+    async def start_job(self, job_id, **_):
+        return 1
+
+    async def save_chunk(self, *_):
+        pass
+
+    async def save_rejections(self, *_):
+        pass
+
+    async def finish_job(self, job_id, tally, *, status, error=None, **_):
+        self.finished = {"status": status, "error": error}
+
+
+class _Publisher:
+    def __init__(self) -> None:
+        self.records = 0
+
+    async def publish(self, topic, records):
+        self.records += len(records)
+        return len(records)
+
+
+def _import(path: Path):
+    import asyncio
+
+    from opentelemetry import trace
+
+    from services.ingest.importer import Importer
+
+    store, publisher = _Store(), _Publisher()
+    importer = Importer(store, publisher, trace.get_tracer("test"))
+    result = asyncio.run(asyncio.wait_for(importer.import_files([path]), timeout=60))
+    return result, store, publisher
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda text: text + "1,2,3\n", "Expected 41 columns, got 3"),
+        (lambda text: text.replace("\n", "\n\"", 5), "CSV"),
+    ],
+)
+def test_a_broken_cur_fails_the_job_with_a_message_instead_of_hanging(tmp_path, damage, message):
+    path = tmp_path / "cur.csv"
+    path.write_text(damage((FIXTURES / "aws_cur_legacy.csv").read_text()))
+    result, store, _ = _import(path)
+    assert result.status == "failed" and store.finished["status"] == "failed"
+    assert message in result.error and result.error == store.finished["error"]
+
+
+def test_a_truncated_gzip_cur_fails_the_job_with_a_message(tmp_path):
+    path = tmp_path / "cur.csv.gz"
+    path.write_bytes((FIXTURES / "aws_cur_legacy.csv.gz").read_bytes()[:-40])
+    result, store, _ = _import(path)
+    assert result.status == "failed" and "compressed stream" in result.error
+    assert store.finished == {"status": "failed", "error": result.error}
