@@ -213,8 +213,13 @@ def shutil_which(name: str) -> str | None:
     return shutil.which(name)
 
 
-def focus_converters(python: str, provider: str, path: Path, out_dir: Path) -> dict:
-    """focus_converters on the same file, in its own virtualenv (time and peak RSS)."""
+def focus_converters(python: str, provider: str, path: Path, out_dir: Path, timeout: float = 900) -> dict:
+    """focus_converters on the same file, in its own virtualenv (time and peak RSS); killed
+    after `timeout` seconds (it hangs forever after some errors)."""
+    import shutil
+
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
     cmd = [python, "-m", "focus_converter.main", "convert", "--provider", provider,
            "--data-path", str(path if path.suffix == ".csv" else path.parent),
            "--data-format", "csv" if path.suffix == ".csv" else "parquet", "--export-path", str(out_dir)]
@@ -226,6 +231,7 @@ def focus_converters(python: str, provider: str, path: Path, out_dir: Path) -> d
     log = open(out_dir / "focus_converters.log", "w+")
     proc = subprocess.Popen(cmd, stdout=log, stderr=log, text=True)
     peak = 0
+    killed = False
     parent = psutil.Process(proc.pid)
     status = None
     while status is None:
@@ -238,7 +244,8 @@ def focus_converters(python: str, provider: str, path: Path, out_dir: Path) -> d
             peak = max(peak, sum(p.memory_info().rss for p in tree))
         except psutil.Error:
             pass
-        if time.perf_counter() - t0 > 900:  # it hangs forever after some errors
+        if time.perf_counter() - t0 > timeout:
+            killed = True
             for p in [*parent.children(recursive=True), parent]:
                 with contextlib.suppress(psutil.Error):
                     p.kill()
@@ -253,7 +260,68 @@ def focus_converters(python: str, provider: str, path: Path, out_dir: Path) -> d
     elapsed = time.perf_counter() - t0
     rss = peak / 2**20
     cpu = usage.ru_utime + usage.ru_stime
-    return {"ok": ok, "seconds": elapsed, "cpu_seconds": cpu, "peak_rss_mb": rss, "error": None if ok else err}
+    return {"ok": ok, "seconds": elapsed, "cpu_seconds": cpu, "peak_rss_mb": rss, "error": None if ok else err,
+            "killed": killed, "exit_code": proc.returncode}
+
+
+def converted_facts(out_dir: Path) -> dict:
+    """What focus_converters wrote: rows, CommitmentDiscountId filled, the account ids."""
+    parts = sorted(out_dir.glob("*.parquet"))
+    frame = pl.scan_parquet(parts)
+    schema = frame.collect_schema()
+    facts = frame.select(
+        pl.len().alias("rows"),
+        pl.col("CommitmentDiscountId").is_not_null().sum().alias("commitment_ids"),
+        pl.col("SubAccountId").first().cast(pl.Utf8).alias("sub_account"),
+        pl.col("BillingAccountId").first().cast(pl.Utf8).alias("billing_account"),
+    ).collect().row(0, named=True)
+    return {**facts, "sub_account_dtype": str(schema["SubAccountId"])}
+
+
+def finfocus_facts(path: Path, rows: int = 50_000) -> dict:
+    """The same facts of FinFocus's records for the file's first `rows` rows (not timed), and
+    how many of those rows carry a reservation or savings plan ARN in the file."""
+    import orjson
+
+    from services.ingest.domain import JobTally, RecordBuilder
+    from services.ingest.formats import detect, normalise, projection
+    from services.ingest.reader import Source
+
+    src = Source(path)
+    fmt = detect(src.header())
+    builder, tally, first = RecordBuilder(file=path.name, job_id="facts", version=1), JobTally(), 1
+    facts = {"rows": 0, "commitment_ids": 0, "arns_in_file": 0, "sub_account": None, "billing_account": None}
+    for batch in src.batches(projection(fmt, src.header())):
+        arns = [c for c in batch.columns if c.lower().replace("_", "").endswith(("reservationarn", "savingsplanarn"))]
+        facts["arns_in_file"] += batch.select(pl.any_horizontal([pl.col(c).is_not_null() for c in arns]).sum()).item()
+        built = builder.build(normalise(fmt, batch, first), tally)
+        first += batch.height
+        records = [orjson.loads(v) for v in built.values]
+        facts["rows"] += len(records)
+        facts["commitment_ids"] += sum("CommitmentDiscountId" in r for r in records)
+        facts["sub_account"] = facts["sub_account"] or records[0].get("SubAccountId")
+        facts["billing_account"] = facts["billing_account"] or records[0]["BillingAccountId"]
+        if facts["rows"] >= rows:
+            break
+    return facts
+
+
+def error_behaviour(python: str | None, work: Path, timeout: float = 30) -> None:
+    """A file that is no CUR (two columns): FinFocus's import refuses it with a message and
+    exit code 1; focus_converters (aws-cur provider) prints its error and never exits."""
+    broken = work / "broken" / "not-a-cur.csv"
+    broken.parent.mkdir(exist_ok=True)
+    broken.write_text("a,b\n1,2\n")
+    code = NORMALISE_CHILD.format(root=str(ROOT), path=str(broken))
+    t0 = time.perf_counter()
+    mine = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    message = (mine.stderr.strip().splitlines() or [""])[-1][:110]
+    print(f"\na file that is no CUR ({broken.name}):\n  FinFocus          exit {mine.returncode} after "
+          f"{time.perf_counter() - t0:.1f}s: {message}")
+    if python:
+        r = focus_converters(python, "aws-cur", broken, work / "broken" / "fc-out", timeout=timeout)
+        what = f"no exit after {timeout:.0f}s, killed" if r["killed"] else f"exit {r['exit_code']}"
+        print(f"  focus_converters  {what}: {(r['error'] or '').strip().splitlines()[-1][:110] if r['error'] else ''}")
 
 
 def end_to_end(path: Path, rows: int, timeout: float, wait: bool = True) -> dict:
@@ -377,6 +445,7 @@ def main() -> None:
               f"file {path.stat().st_size / 1e6:,.0f} MB")
     if args.focus_converters:
         print("\nfocus_converters 1.0.0 on the same files:")
+        facts = {}
         for label, provider in (("aws-cur legacy CSV", "aws-cur"), ("aws-cur 2.0 Parquet", "aws")):
             out = work / f"fc-{provider}"
             out.mkdir(exist_ok=True)
@@ -387,6 +456,16 @@ def main() -> None:
             print(f"  {label:22s} {fc:>10,.0f} rows/s wall ({fc_cpu:>8,.0f} per CPU-s)   {r['seconds']:6.1f}s   "
                   f"peak RSS {r['peak_rss_mb']:6.0f} MB   ok={r['ok']}   FinFocus/focus_converters = "
                   f"{mine / fc:.1f}x wall, {mine_cpu / fc_cpu:.1f}x per CPU-s" + (f"   error: {r['error']}" if r["error"] else ""))
+            if r["ok"]:
+                facts[label] = (converted_facts(out), finfocus_facts(files[label]))
+        print("\nsame files, what comes out (FinFocus: the first 50,000 rows' records; focus_converters: its output):")
+        for label, (theirs, ours) in facts.items():
+            print(f"  {label:22s} CommitmentDiscountId filled: FinFocus {ours['commitment_ids']:,} of {ours['rows']:,} rows "
+                  f"({ours['arns_in_file']:,} carry an ARN in the file), focus_converters {theirs['commitment_ids']:,} of "
+                  f"{theirs['rows']:,}")
+            print(f"  {'':22s} first SubAccountId / BillingAccountId: FinFocus {ours['sub_account']} / {ours['billing_account']}, "
+                  f"focus_converters {theirs['sub_account']} ({theirs['sub_account_dtype']}) / {theirs['billing_account']}")
+        error_behaviour(args.focus_converters, work)
     if not args.skip_e2e:
         print(f"\nend to end: {args.rows:,}-row CUR legacy CSV, file -> raw-billing -> pricing -> stored (finfocus ingest --wait):")
         r = end_to_end(files["aws-cur legacy CSV"], args.rows, args.e2e_timeout)
