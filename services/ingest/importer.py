@@ -166,9 +166,10 @@ class Importer:
             "ingest.publish", attributes={"finfocus.records": len(built)}
         ) as span:
             headers = trace_headers(span) + BILLING_HEADERS
-            await self.publisher.publish(
-                Topics.RAW_BILLING, [(k, v, headers) for k, v in zip(built.keys, built.values)]
-            )
+            # the runtime's publisher appends a large batch straight into per-partition
+            # batches (same keys, partitions and headers); plain publishers send one by one
+            publish = getattr(self.publisher, "publish_batched", self.publisher.publish)
+            await publish(Topics.RAW_BILLING, [(k, v, headers) for k, v in zip(built.keys, built.values)])
 
     async def _dead_letter(self, rejected: list[Rejection]) -> None:
         if not rejected:
