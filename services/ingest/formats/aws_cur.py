@@ -133,12 +133,16 @@ def to_focus(df: pl.DataFrame) -> pl.DataFrame:
     reservation_arn = pick(df, "reservation_reservation_a_r_n")
     savings_plan_arn = pick(df, "savings_plan_savings_plan_a_r_n")
     base = pl.coalesce(net_unblended, unblended)
+    # polars computes every branch for every row: the fee arithmetic only where such fees are
+    kinds = set(df.get_column("line_item_line_item_type").unique().to_list())
+    sp_unused_text = dec_text(sp_unused) if "SavingsPlanRecurringFee" in kinds else pl.lit(None, pl.Utf8)
+    ri_unused_text = dec_text(ri_unused) if "RIFee" in kinds else pl.lit(None, pl.Utf8)
     effective = (
         pl.when(kind == "SavingsPlanCoveredUsage").then(sp_effective)
         .when(kind.is_in(["SavingsPlanNegation", "SavingsPlanUpfrontFee"])).then(pl.lit("0"))
-        .when(kind == "SavingsPlanRecurringFee").then(pl.coalesce(dec_text(sp_unused), base))
+        .when(kind == "SavingsPlanRecurringFee").then(pl.coalesce(sp_unused_text, base))
         .when(kind == "DiscountedUsage").then(ri_effective)
-        .when(kind == "RIFee").then(dec_text(ri_unused))
+        .when(kind == "RIFee").then(ri_unused_text)
         .when((kind == "Fee") & reservation_arn.is_not_null()).then(pl.lit("0"))
         .otherwise(base)
     )
