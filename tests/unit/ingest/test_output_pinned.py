@@ -68,7 +68,7 @@ def awkward_rows() -> list[dict]:
 
 
 def digest(path: Path, fmt: str | None = None, block_bytes: int = 4096) -> str:
-    source = Source(path, block_bytes=block_bytes)
+    source = Source(path, block_bytes=block_bytes, batch_rows=5)
     fmt = fmt or detect(source.header())
     builder = RecordBuilder(file=path.name, job_id="job-pinned", version=3)
     tally, out, refused, first = JobTally(), hashlib.sha256(), hashlib.sha256(), 1
