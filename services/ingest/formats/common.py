@@ -151,8 +151,7 @@ def finish(df: pl.DataFrame) -> pl.DataFrame:
     parsed = {c: f"_ts_{c}" for c in present_ts}
     df = df.with_columns([series for c in present_ts for series in _timestamps(df, c)])
     decimals = [c for c in DECIMAL_COLUMNS if c in df.columns]
-    df = df.with_columns([pl.col(c).str.strip_chars().alias(f"_txt_{c}") for c in decimals])
-    df = df.with_columns([pl.col(f"_txt_{c}").str.to_decimal(scale=18).alias(f"_dec_{c}") for c in decimals])
+    df = df.with_columns(_decimals(df, decimals))
     currencies = df.get_column("BillingCurrency").drop_nulls().unique().to_list()
     bad_currencies = [c for c in currencies if not is_iso_4217(c)]
 
@@ -240,9 +239,37 @@ def _timestamps(df: pl.DataFrame, column: str) -> list[pl.Series]:
         rfc3339(pl.lit(parsed)).alias(f"_text_{column}"),
         pl.lit(parsed).dt.strftime("%Y-%m").alias(f"_month_{column}"),
     )
+    if table.height == 1 < df.height and not df.get_column(column).null_count():
+        return [_repeat(c, df.height) for c in table.drop(column).get_columns()]  # one instant
     if table.height != df.height:
         table = df.select(column).join(table, on=column, how="left", maintain_order="left")
     return table.drop(column).get_columns()
+
+
+def _repeat(series: pl.Series, height: int) -> pl.Series:
+    """A one-value series as `height` rows."""
+    return series.extend_constant(series[0], height - 1)
+
+
+def _decimals(df: pl.DataFrame, columns: list[str]) -> list[pl.Series]:
+    """`_txt_<column>` (the text stripped) and `_dec_<column>` (its decimal value, null where
+    it is no number) of each money or quantity column; a column holding one value on every
+    row (a unit price, a rate) is parsed once."""
+    if not columns:
+        return []
+    full = [c for c, n in zip(columns, df.select(columns).null_count().row(0)) if not n]
+    same = df.select([(pl.col(c) == pl.col(c).first()).all() for c in full]).row(0) if full else ()
+    constant = {c for c, one in zip(full, same) if one} if df.height > 1 else set()
+
+    def parse(frame: pl.DataFrame, names: list[str]) -> pl.DataFrame:
+        stripped = frame.select([pl.col(c).str.strip_chars().alias(f"_txt_{c}") for c in names])
+        return stripped.with_columns([pl.col(f"_txt_{c}").str.to_decimal(scale=18).alias(f"_dec_{c}") for c in names])
+
+    varying = [c for c in columns if c not in constant]
+    out = parse(df, varying).get_columns() if varying else []
+    if constant:
+        out += [_repeat(s, df.height) for s in parse(df.head(1), sorted(constant)).get_columns()]
+    return out
 
 
 def extension_name(column: str) -> str:
