@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+import pyarrow as pa
 
 from services.ingest.domain import Built, JobTally, Rejection
 
@@ -43,14 +44,28 @@ ORDER BY c.job_id, c.seq"""
 REJECTED_COLUMNS = ("job_id", "file", "row_number", "reason", "original")
 
 
+#: a zstd chunk: this tag, the uncompressed size (8 bytes, little endian), the zstd frame;
+#: chunks stored before it are zlib streams (they start with 0x78, never with the tag)
+ZSTD_TAG = b"FFZ1"
+_ZSTD = pa.Codec("zstd", 1)
+
+
 def pack(built: Built) -> bytes:
-    """Key and value of each record, NUL-separated, one per line, zlib-compressed."""
-    return zlib.compress(b"\n".join(k + b"\x00" + v for k, v in zip(built.keys, built.values)), 1)
+    """Key and value of each record, NUL-separated, one per line, zstd-compressed (level 1:
+    a third of zlib's time at twice its ratio on billing JSON; packing every published chunk
+    for replay was the largest cost of an import after normalising)."""
+    text = b"\n".join(k + b"\x00" + v for k, v in zip(built.keys, built.values))
+    return ZSTD_TAG + len(text).to_bytes(8, "little") + _ZSTD.compress(text, asbytes=True)
 
 
 def unpack(payload: bytes) -> list[tuple[bytes, bytes]]:
     out = []
-    for line in zlib.decompress(payload).split(b"\n"):
+    if payload[:4] == ZSTD_TAG:
+        size = int.from_bytes(payload[4:12], "little")
+        text = _ZSTD.decompress(payload[12:], decompressed_size=size, asbytes=True)
+    else:
+        text = zlib.decompress(payload)
+    for line in text.split(b"\n"):
         if line:
             key, _, value = line.partition(b"\x00")
             out.append((key, value))

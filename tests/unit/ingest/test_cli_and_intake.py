@@ -3,6 +3,7 @@ request bodies, FOCUS export rows, chunk packing."""
 
 from __future__ import annotations
 
+import zlib
 from decimal import Decimal
 
 import orjson
@@ -60,6 +61,12 @@ def test_intake_bodies_as_array_or_ndjson_give_per_row_errors():
 def test_published_chunks_round_trip():
     built = Built(keys=[b"AWS:1", b"AWS:2"], values=[b'{"a":1}', b'{"b":"x\\ny"}'])
     assert unpack(pack(built)) == [(b"AWS:1", b'{"a":1}'), (b"AWS:2", b'{"b":"x\\ny"}')]
+    assert pack(built).startswith(b"FFZ1") and unpack(pack(Built())) == []
+
+
+def test_chunks_stored_before_zstd_still_replay():
+    legacy = zlib.compress(b'AWS:1\x00{"a":1}\nAWS:2\x00{"b":2}', 1)  # the earlier format
+    assert unpack(legacy) == [(b"AWS:1", b'{"a":1}'), (b"AWS:2", b'{"b":2}')]
 
 
 def test_export_rows_fill_mandatory_focus_columns():
