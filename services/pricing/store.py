@@ -26,27 +26,38 @@ _COLUMNS = """record_id, provider, billing_account_id, sub_account_id, service_n
 _UPDATABLE = [c.strip() for c in _COLUMNS.split(",") if c.strip() != "record_id"]
 
 UPSERT_LINES = f"""
-INSERT INTO pricing.cost_lines ({_COLUMNS})
-SELECT record_id, r->>'ProviderName', r->>'BillingAccountId', r->>'SubAccountId',
-       r->>'ServiceName', r->>'ServiceCategory', r->>'RegionId', r->>'ResourceId',
-       r->>'ResourceType', r->>'SkuId', r->>'ChargeCategory', r->>'ChargeFrequency',
-       (r->>'ChargePeriodStart')::timestamptz, (r->>'ChargePeriodEnd')::timestamptz,
-       r->>'BillingCurrency', (r->>'BilledCost')::numeric, (r->>'EffectiveCost')::numeric,
-       (r->>'ListCost')::numeric, (r->>'ContractedCost')::numeric,
-       (r->>'ConsumedQuantity')::numeric, r->>'ConsumedUnit',
-       (r->>'PricingQuantity')::numeric, r->>'PricingUnit',
-       coalesce(r->'Tags', '{{}}'::jsonb), r->>'x_PriceSource', r->>'x_BillingScope',
-       (r->>'x_BillingScopeVersion')::bigint, r->>'x_ImportJobId',
-       coalesce((r->>'x_PricedAt')::timestamptz, now()), r
-FROM (
+WITH incoming AS (
     SELECT DISTINCT ON (record_id) record_id, body::jsonb AS r
     FROM pricing_stage ORDER BY record_id, ord DESC
-) s
-ON CONFLICT (record_id) DO UPDATE SET
-    {", ".join(f"{c} = EXCLUDED.{c}" for c in _UPDATABLE)}
-WHERE cost_lines.billing_scope_version IS NULL
-   OR EXCLUDED.billing_scope_version IS NULL
-   OR EXCLUDED.billing_scope_version >= cost_lines.billing_scope_version
+), earlier AS (
+    SELECT c.record_id, c.import_job_id FROM pricing.cost_lines c JOIN incoming USING (record_id)
+), written AS (
+    INSERT INTO pricing.cost_lines ({_COLUMNS})
+    SELECT record_id, r->>'ProviderName', r->>'BillingAccountId', r->>'SubAccountId',
+           r->>'ServiceName', r->>'ServiceCategory', r->>'RegionId', r->>'ResourceId',
+           r->>'ResourceType', r->>'SkuId', r->>'ChargeCategory', r->>'ChargeFrequency',
+           (r->>'ChargePeriodStart')::timestamptz, (r->>'ChargePeriodEnd')::timestamptz,
+           r->>'BillingCurrency', (r->>'BilledCost')::numeric, (r->>'EffectiveCost')::numeric,
+           (r->>'ListCost')::numeric, (r->>'ContractedCost')::numeric,
+           (r->>'ConsumedQuantity')::numeric, r->>'ConsumedUnit',
+           (r->>'PricingQuantity')::numeric, r->>'PricingUnit',
+           coalesce(r->'Tags', '{{}}'::jsonb), r->>'x_PriceSource', r->>'x_BillingScope',
+           (r->>'x_BillingScopeVersion')::bigint, r->>'x_ImportJobId',
+           coalesce((r->>'x_PricedAt')::timestamptz, now()), r
+    FROM incoming s
+    ON CONFLICT (record_id) DO UPDATE SET
+        {", ".join(f"{c} = EXCLUDED.{c}" for c in _UPDATABLE)}
+    WHERE cost_lines.billing_scope_version IS NULL
+       OR EXCLUDED.billing_scope_version IS NULL
+       OR EXCLUDED.billing_scope_version >= cost_lines.billing_scope_version
+    RETURNING record_id, import_job_id
+)
+INSERT INTO pricing.job_progress (import_job_id, rows)
+SELECT w.import_job_id, count(*) FROM written w LEFT JOIN earlier e USING (record_id)
+WHERE w.import_job_id IS NOT NULL AND e.import_job_id IS DISTINCT FROM w.import_job_id
+GROUP BY 1
+ON CONFLICT (import_job_id) DO UPDATE
+SET rows = job_progress.rows + EXCLUDED.rows, updated_at = now()
 """
 
 UPSERT_SCOPES = """
