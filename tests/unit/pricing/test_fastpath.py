@@ -244,3 +244,28 @@ def test_text_the_fast_path_keeps_is_text_the_model_keeps(code):
     rec = BillingRecordV1.model_validate_json(raw)
     if rec.ServiceCategory != row["ServiceCategory"]:
         assert fastpath.parse(raw) is None
+
+
+def test_records_sharing_a_trace_context_share_one_pricing_span():
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    chunk = b"00-" + b"a" * 32 + b"-" + b"b" * 16 + b"-01"  # an import chunk's context
+    alone = b"00-" + b"c" * 32 + b"-" + b"d" * 16 + b"-01"  # a record sent on its own
+    values = [orjson.dumps(base(i)) for i in range(5)] + [b"not json"]
+    heads = [chunk, chunk, chunk, alone, None, chunk]
+    envs = [
+        Envelope(value=v, key=None, headers={"traceparent": h} if h else {}, topic="raw-billing", partition=0, offset=i)
+        for i, (v, h) in enumerate(zip(values, heads, strict=True))
+    ]
+    outcome = asyncio.run(BatchPricer(provider.get_tracer("test")).process(envs))
+    spans = {s.context.trace_id: s for s in exporter.get_finished_spans() if s.name == "pricing.price"}
+    assert len(spans) == 2 and len(outcome.lines) == 5 and len(outcome.letters) == 1
+    shared, single = spans[int("a" * 32, 16)], spans[int("c" * 32, 16)]
+    assert shared.attributes["finfocus.records"] == 4 and shared.attributes["finfocus.dead_letters"] == 1
+    assert single.attributes["finfocus.record_id"] == outcome.lines[3][0]
+    traces = [dict(h)["traceparent"][3:35] for _, _, h in outcome.outgoing]
+    assert traces[:3] == [b"a" * 32] * 3 and traces[3] == b"c" * 32 and traces[4] not in (b"a" * 32, b"c" * 32)
