@@ -31,7 +31,11 @@ DEAD_LETTER_HEADERS = [(k, v.encode()) for k, v in schema_headers("DeadLetter").
 
 
 class Publisher(Protocol):
+    """`finfocus.broker.RecordPublisher`: `publish_batched` for the import's large chunks."""
+
     async def publish(self, topic: str, records: Any) -> int: ...
+
+    async def publish_batched(self, topic: str, records: Any) -> int: ...
 
 
 #: progress(bytes_done, bytes_total)
@@ -166,10 +170,9 @@ class Importer:
             "ingest.publish", attributes={"finfocus.records": len(built)}
         ) as span:
             headers = trace_headers(span) + BILLING_HEADERS
-            # the runtime's publisher appends a large batch straight into per-partition
-            # batches (same keys, partitions and headers); plain publishers send one by one
-            publish = getattr(self.publisher, "publish_batched", self.publisher.publish)
-            await publish(Topics.RAW_BILLING, [(k, v, headers) for k, v in zip(built.keys, built.values)])
+            await self.publisher.publish_batched(
+                Topics.RAW_BILLING, [(k, v, headers) for k, v in zip(built.keys, built.values)]
+            )
 
     async def _dead_letter(self, rejected: list[Rejection]) -> None:
         if not rejected:

@@ -159,6 +159,8 @@ class _Publisher:
         self.records += len(records)
         return len(records)
 
+    publish_batched = publish
+
 
 def _import(path: Path):
     import asyncio
