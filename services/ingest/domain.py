@@ -18,7 +18,13 @@ import numpy as np
 import orjson
 import polars as pl
 
-from services.ingest.formats.common import DECIMAL_COLUMNS, ERROR, SCOPE, TIMESTAMP_COLUMNS
+from services.ingest.formats.common import (
+    DECIMAL_COLUMNS,
+    ERROR,
+    SCOPE,
+    TIMESTAMP_COLUMNS,
+    constant_columns,
+)
 
 ROW = "_row"
 FILE_COLUMN = "_file"
@@ -196,10 +202,7 @@ def _constants(batch: pl.DataFrame, names: list[str]) -> dict[str, str]:
     """The columns (of those given, which hold no null) with one value in the whole batch,
     and that value: the provider, account, billing period, currency... of a bill repeat on
     every row, and go into the JSON as literal text instead of being copied row by row."""
-    if not names or not batch.height:
-        return {}
-    same = batch.select([(pl.col(n) == pl.col(n).first()).all() for n in names]).row(0)
-    constant = [n for n, s in zip(names, same) if s]
+    constant = constant_columns(batch, names)
     if not constant:
         return {}
     return dict(zip(constant, batch.select([pl.col(n).first() for n in constant]).row(0)))

@@ -246,6 +246,14 @@ def _timestamps(df: pl.DataFrame, column: str) -> list[pl.Series]:
     return table.drop(column).get_columns()
 
 
+def constant_columns(df: pl.DataFrame, names: list[str]) -> list[str]:
+    """Those of `names` (columns holding no null) with one value on every row of `df`."""
+    if not names or not df.height:
+        return []
+    same = df.select([(pl.col(n) == pl.col(n).first()).all() for n in names]).row(0)
+    return [n for n, one in zip(names, same) if one]
+
+
 def _repeat(series: pl.Series, height: int) -> pl.Series:
     """A one-value series as `height` rows."""
     return series.extend_constant(series[0], height - 1)
@@ -258,8 +266,7 @@ def _decimals(df: pl.DataFrame, columns: list[str]) -> list[pl.Series]:
     if not columns:
         return []
     full = [c for c, n in zip(columns, df.select(columns).null_count().row(0)) if not n]
-    same = df.select([(pl.col(c) == pl.col(c).first()).all() for c in full]).row(0) if full else ()
-    constant = {c for c, one in zip(full, same) if one} if df.height > 1 else set()
+    constant = set(constant_columns(df, full)) if df.height > 1 else set()
 
     def parse(frame: pl.DataFrame, names: list[str]) -> pl.DataFrame:
         stripped = frame.select([pl.col(c).str.strip_chars().alias(f"_txt_{c}") for c in names])
