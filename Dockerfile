@@ -1,7 +1,10 @@
 # One image for every FinFocus service: `finfocus serve <service>` picks the role.
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# a compiler and OpenSSL's headers for ingest's native record builder (services/ingest/_records.c)
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev libssl-dev \
+    && rm -rf /var/lib/apt/lists/*
+COPY pyproject.toml setup.py README.md ./
 COPY schemas ./schemas
 COPY finfocus ./finfocus
 COPY services ./services

@@ -180,6 +180,8 @@ from pathlib import Path
 from services.ingest.domain import JobTally, RecordBuilder
 from services.ingest.formats import detect, normalise, projection
 from services.ingest.reader import Source
+from services.ingest.native import available, keep_freed_heap
+keep_freed_heap()  # as the importer does
 src = Source(Path({path!r}))
 fmt = detect(src.header())
 tally = JobTally(); builder = RecordBuilder(file=src.path.name, job_id="bench", version=1)
@@ -193,7 +195,7 @@ for batch in src.batches(projection(fmt, src.header())):
     out_bytes += sum(map(len, built.values))
 elapsed = time.perf_counter() - t0
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
-print(json.dumps({{"format": fmt, "rows": tally.rows_read, "rejected": tally.rows_rejected,
+print(json.dumps({{"format": fmt, "rows": tally.rows_read, "native": available(), "rejected": tally.rows_rejected,
     "seconds": elapsed, "cpu_seconds": time.process_time() - c0, "records_cpu_seconds": records_cpu,
     "peak_rss_mb": int(hwm[0].split()[1]) / 1024,
     "totals": {{k: str(v) for k, v in tally.totals.items()}}}}))

@@ -25,6 +25,7 @@ from services.ingest.formats.common import (
     TIMESTAMP_COLUMNS,
     constant_columns,
 )
+from services.ingest.native import ID_MEMBER, payloads
 
 ROW = "_row"
 FILE_COLUMN = "_file"
@@ -299,32 +300,59 @@ class RecordBuilder:
     """Builds the records of one file of one job. Identical rows within the file get
     successive occurrence numbers, so genuine duplicates in a bill are not collapsed.
 
-    Everything but the tags check and the hashing runs vectorised (polars, numpy); the
-    hashes read the content JSON where polars wrote it, and the ids go in by one more
-    concatenation."""
+    Content JSON, hash and value of each row come from the native builder in one pass
+    where it is built (`native=False` forces the other way); otherwise polars writes the
+    content, hashlib reads it where polars wrote it, and the ids go in by one more
+    concatenation. Both give the same bytes."""
 
-    def __init__(self, *, file: str, job_id: str, version: int) -> None:
+    def __init__(self, *, file: str, job_id: str, version: int, native: bool = True) -> None:
         self.file = file
+        self.native = native
         self.job_id = job_id
         self.version = version
         self._seen = SeenMarkers()
         self._repeats: Counter[str] = Counter()
-        self._tail = f'","x_BillingScopeVersion":{int(version)},"x_ImportJobId":{orjson.dumps(job_id).decode()}}}'
+        self._tail = f'","x_BillingScopeVersion":{int(version)},"x_ImportJobId":{orjson.dumps(job_id).decode()}}}'.encode()
 
-    def _record_ids(self, content: pl.Series) -> pl.Series:
-        """The x_RecordId of each content JSON text: sha256, and for the n-th repeat of a
-        row already seen in this file, sha256 of the content followed by `#n`."""
-        joined, text = _sha256_all(content)
+    def _payloads(self, batch: pl.DataFrame, names: list[str]) -> tuple[list[str], list[bytes]]:
+        """The x_RecordId and the value of each row: natively where the extension is built,
+        else with polars and hashlib (the same bytes).
+
+        The id is sha256 of the content JSON; the n-th repeat of a row already seen in this
+        file gets sha256 of the content followed by `#n`, so genuine duplicates are kept."""
+        native = payloads(batch, names, self._tail) if self.native else None
+        if native is not None:
+            values, joined = native
+            cut = len(ID_MEMBER) + 32 + len(self._tail)
+
+            def text(n: int) -> bytes:  # the content JSON is the value up to the id member
+                return values[n][:-cut] + b"}"
+
+        else:
+            content = batch.select(content_json(batch, names)).to_series()
+            joined, text = _sha256_all(content)
         digests = np.frombuffer(joined, dtype=np.uint8).reshape(-1, 32)
         ids = _hex32(digests)
-        repeated = self._seen.add(digests[:, :8].copy().view(">u8").ravel().astype(np.uint64))
-        for n in np.flatnonzero(repeated).tolist():
+        repeated = np.flatnonzero(self._seen.add(digests[:, :8].copy().view(">u8").ravel().astype(np.uint64)))
+        for n in repeated.tolist():
             first = ids[n].tobytes().decode()
             self._repeats[first] += 1
             digest = hashlib.sha256(text(n))
             digest.update(f"#{self._repeats[first]}".encode())
             ids[n] = np.frombuffer(digest.hexdigest()[:32].encode(), dtype=np.uint8)
-        return pl.Series("x_RecordId", ids.view("S32").ravel()).cast(pl.Utf8)
+        id_texts = pl.Series("x_RecordId", ids.view("S32").ravel()).cast(pl.Utf8)
+        if native is None:
+            values = (
+                pl.DataFrame({"content": content, "id": id_texts})
+                .select(pl.concat_str(pl.col("content").str.head(-1), pl.lit(ID_MEMBER.decode()), "id", pl.lit(self._tail.decode())))
+                .to_series()
+                .cast(pl.Binary)
+                .to_list()
+            )
+        else:
+            for n in repeated.tolist():
+                values[n] = values[n][:-cut] + ID_MEMBER + ids[n].tobytes() + self._tail
+        return id_texts.to_list(), values
 
     def build(self, batch: pl.DataFrame, tally: JobTally) -> Built:
         """Payloads of the accepted rows and reasons of the refused ones; updates `tally`."""
@@ -355,23 +383,13 @@ class RecordBuilder:
         if batch.height == 0:
             return built
         batch = batch.with_columns(pl.col(SCOPE).alias("x_BillingScope"))
-        names = [c for c in batch.columns if not c.startswith("_") and batch.schema[c] == pl.Utf8]
+        schema = batch.schema
+        names = [c for c in batch.columns if not c.startswith("_") and schema[c] == pl.Utf8]
         sub = pl.col("SubAccountId") if "SubAccountId" in batch.columns else pl.lit(None, pl.Utf8)
-        frame = batch.select(
-            content_json(batch, names).alias("content"),
-            pl.concat_str(pl.col("ProviderName"), pl.lit(":"), pl.coalesce(sub, pl.col("BillingAccountId")))
-            .cast(pl.Binary)
-            .alias("key"),
-        )
-        ids = self._record_ids(frame.get_column("content"))
-        values = frame.select(
-            pl.concat_str(
-                pl.col("content").str.head(-1), pl.lit(',"x_RecordId":"'), pl.lit(ids), pl.lit(self._tail)
-            ).cast(pl.Binary)
-        )
-        built.values = values.to_series().to_list()
-        built.record_ids = ids.to_list()
-        built.keys = frame.get_column("key").to_list()
+        built.keys = batch.select(
+            pl.concat_str(pl.col("ProviderName"), pl.lit(":"), pl.coalesce(sub, pl.col("BillingAccountId"))).cast(pl.Binary)
+        ).to_series().to_list()
+        built.record_ids, built.values = self._payloads(batch, names)
         built.scopes = set(batch.get_column(SCOPE).unique().to_list())
         tally.rows_published += batch.height
         tally.add_totals(currency_totals(batch))

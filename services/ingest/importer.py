@@ -22,6 +22,7 @@ from finfocus.telemetry import trace_headers
 from schemas.topics import Topics, schema_headers
 from services.ingest.domain import Built, JobTally, RecordBuilder, Rejection
 from services.ingest.formats import FORMATS, UnknownFormat, detect, normalise, projection
+from services.ingest.native import keep_freed_heap
 from services.ingest.reader import Source, file_checksum
 from services.ingest.store import IngestStore
 
@@ -123,6 +124,7 @@ class Importer:
             job_id, checksum=checksum, files=files, format=job_format, source=self.source
         )
         result = ImportResult(job_id, "running", version, None, job_format, files)
+        keep_freed_heap()  # each batch's values are freed as the next is built: keep the pages
         total_bytes = sum(s.size for s in sources)
         done_bytes = 0
         with self.tracer.start_as_current_span(

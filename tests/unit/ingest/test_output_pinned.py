@@ -9,12 +9,14 @@ blocks so that several batches (and the duplicate markers across them) are exerc
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import orjson
 import polars as pl
 import pytest
 
+from services.ingest import native
 from services.ingest.domain import JobTally, RecordBuilder
 from services.ingest.formats import detect, normalise, projection
 from services.ingest.reader import Source
@@ -67,10 +69,20 @@ def awkward_rows() -> list[dict]:
     return rows
 
 
-def digest(path: Path, fmt: str | None = None, block_bytes: int = 4096) -> str:
+@pytest.fixture(params=["native", "polars"])
+def builder_kind(request) -> str:
+    """Each case runs through both record builders: they must give the same bytes."""
+    if request.param == "native" and not native.available():
+        if os.environ.get("CI"):
+            pytest.fail("the native record builder was not built (services/ingest/_records.c)")
+        pytest.skip("the native record builder is not built here")
+    return request.param
+
+
+def digest(path: Path, fmt: str | None = None, block_bytes: int = 4096, kind: str = "native") -> str:
     source = Source(path, block_bytes=block_bytes, batch_rows=5)
     fmt = fmt or detect(source.header())
-    builder = RecordBuilder(file=path.name, job_id="job-pinned", version=3)
+    builder = RecordBuilder(file=path.name, job_id="job-pinned", version=3, native=kind == "native")
     tally, out, refused, first = JobTally(), hashlib.sha256(), hashlib.sha256(), 1
     for batch in source.batches(projection(fmt, source.header())):  # as the importer reads
         built = builder.build(normalise(fmt, batch, first), tally)
@@ -85,18 +97,18 @@ def digest(path: Path, fmt: str | None = None, block_bytes: int = 4096) -> str:
 
 
 @pytest.mark.parametrize("name", [n for n in PINNED if n not in ("focus-sample", "awkward.csv")])
-def test_fixture_records_are_byte_for_byte_unchanged(name):
-    assert digest(FIXTURES / name) == PINNED[name]
+def test_fixture_records_are_byte_for_byte_unchanged(name, builder_kind):
+    assert digest(FIXTURES / name, kind=builder_kind) == PINNED[name]
 
 
-def test_focus_sample_records_are_byte_for_byte_unchanged(shared_data):
+def test_focus_sample_records_are_byte_for_byte_unchanged(shared_data, builder_kind):
     path = shared_data / "focus-samples" / "FOCUS-1.0" / "focus_sample.csv"
-    assert digest(path, "focus", block_bytes=64 * 1024) == PINNED["focus-sample"]
+    assert digest(path, "focus", block_bytes=64 * 1024, kind=builder_kind) == PINNED["focus-sample"]
 
 
-def test_awkward_records_are_byte_for_byte_unchanged(tmp_path):
+def test_awkward_records_are_byte_for_byte_unchanged(tmp_path, builder_kind):
     path = tmp_path / "awkward.csv"
     rows = awkward_rows()
     columns = sorted({k for r in rows for k in r})
     pl.DataFrame([{c: r.get(c) for c in columns} for r in rows]).write_csv(path)
-    assert digest(path, "focus", block_bytes=1024) == PINNED["awkward.csv"]
+    assert digest(path, "focus", block_bytes=1024, kind=builder_kind) == PINNED["awkward.csv"]
