@@ -1,6 +1,6 @@
 """Ingest benchmark: normalise-only rows/s per format on one core, and a 1M-row CUR end to end.
 
-    .venv/bin/python bench/ingest.py [--rows 1000000] [--normalise-rows 200000] [--skip-e2e]
+    .venv/bin/python bench/ingest.py [--rows 1000000] [--repeat 3] [--skip-e2e]
         [--focus-converters /tmp/fc-venv/bin/python]
 
 Synthetic files are generated under a temporary directory (never committed). Each
@@ -202,15 +202,33 @@ print(json.dumps({{"format": fmt, "rows": tally.rows_read, "native": available()
 """
 
 
+ONE_CORE_ENV = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1", "ARROW_NUM_THREADS": "1"}
+
+
+def one_core(cmd: list[str]) -> list[str]:
+    """`cmd` pinned to the first core (taskset, where the system has it)."""
+    return ["taskset", "-c", "0", *cmd] if shutil_which("taskset") else cmd
+
+
 def normalise_only(path: Path) -> dict:
-    env = {**os.environ, "POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1", "ARROW_NUM_THREADS": "1"}
+    """FinFocus's normalisation of `path` in its own process on one core: the in-process
+    figures the child prints, plus the whole process's wall and CPU time (start-up and
+    imports included, as focus_converters is timed)."""
     code = NORMALISE_CHILD.format(root=str(ROOT), path=str(path))
-    # taskset pins the child to one core where available
-    cmd = [sys.executable, "-u", "-c", code]
-    if shutil_which("taskset"):
-        cmd = ["taskset", "-c", "0", *cmd]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    before = os.times()
+    t0 = time.perf_counter()
+    out = subprocess.run(one_core([sys.executable, "-u", "-c", code]), env={**os.environ, **ONE_CORE_ENV},
+                         capture_output=True, text=True, check=True)
+    process_seconds = time.perf_counter() - t0
+    after = os.times()
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    return {**result, "process_seconds": process_seconds, "process_cpu_seconds": cpu}
+
+
+def median_run(runs: list[dict], key: str) -> dict:
+    """The run with the median `key` (the middle one of an odd count)."""
+    return sorted(runs, key=lambda r: r[key])[len(runs) // 2]
 
 
 def shutil_which(name: str) -> str | None:
@@ -219,9 +237,11 @@ def shutil_which(name: str) -> str | None:
     return shutil.which(name)
 
 
-def focus_converters(python: str, provider: str, path: Path, out_dir: Path, timeout: float = 900) -> dict:
-    """focus_converters on the same file, in its own virtualenv (time and peak RSS); killed
-    after `timeout` seconds (it hangs forever after some errors)."""
+def focus_converters(python: str, provider: str, path: Path, out_dir: Path, timeout: float = 900,
+                     pinned: bool = False) -> dict:
+    """focus_converters on the same file, in its own virtualenv (whole-process time and peak
+    RSS); with `pinned`, on one core as FinFocus is measured; killed after `timeout` seconds
+    (it hangs forever after some errors)."""
     import shutil
 
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -235,7 +255,8 @@ def focus_converters(python: str, provider: str, path: Path, out_dir: Path, time
 
     t0 = time.perf_counter()
     log = open(out_dir / "focus_converters.log", "w+")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=log, text=True)
+    env = {**os.environ, **ONE_CORE_ENV} if pinned else None
+    proc = subprocess.Popen(one_core(cmd) if pinned else cmd, stdout=log, stderr=log, text=True, env=env)
     peak = 0
     killed = False
     parent = psutil.Process(proc.pid)
@@ -406,6 +427,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the CUR file (normalise and end to end)")
     parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each normalise measurement (medians printed)")
     parser.add_argument("--skip-normalise", action="store_true")
     parser.add_argument("--e2e-timeout", type=float, default=1800)
     parser.add_argument("--focus-converters", help="python of a virtualenv with focus-converter installed")
@@ -440,32 +462,43 @@ def main() -> None:
         files = make_files(work, args.rows)
         marker.write_text(json.dumps({k: str(v) for k, v in files.items()}))
         print(f"generated {args.rows:,} rows per format in {time.perf_counter() - t0:.1f}s under {work}")
-    print(f"\nnormalise only (read + map + check + record ids + JSON payloads), one core, {args.rows:,} rows;\n"
-          "[bracketed: read + map + check only, the FOCUS table without the publishable records]:", flush=True)
+    print(f"\nnormalise only (read + map + check + record ids + JSON payloads), one core, {args.rows:,} rows, "
+          f"median of {args.repeat}\n(rows/s over the whole process, start-up included; in process; per CPU-second; "
+          "[to checked FOCUS columns only]):", flush=True)
     results = {}
     for label, path in (files.items() if not args.skip_normalise else []):
-        r = normalise_only(path)
+        runs = [normalise_only(path) for _ in range(args.repeat)]
+        r = median_run(runs, "process_seconds")
         results[label] = r
-        sys.stdout.flush()
         focus_only = r["rows"] / max(r["cpu_seconds"] - r["records_cpu_seconds"], 1e-9)
-        print(f"  {label:22s} {r['rows'] / r['seconds']:>10,.0f} rows/s wall ({r['rows'] / r['cpu_seconds']:>8,.0f} per CPU-s)   "
-              f"{r['seconds']:6.1f}s   peak RSS {r['peak_rss_mb']:6.0f} MB   rejected {r['rejected']}   "
-              f"file {path.stat().st_size / 1e6:,.0f} MB   [to checked FOCUS columns only: {focus_only:,.0f} per CPU-s]")
+        print(f"  {label:22s} {r['rows'] / r['process_seconds']:>9,.0f} rows/s ({r['rows'] / r['seconds']:>9,.0f} in process, "
+              f"{r['rows'] / r['process_cpu_seconds']:>9,.0f} per CPU-s)   {r['process_seconds']:5.1f}s   "
+              f"peak RSS {r['peak_rss_mb']:5.0f} MB   rejected {r['rejected']}   native {r['native']}   "
+              f"file {path.stat().st_size / 1e6:,.0f} MB   [{focus_only:,.0f} per CPU-s]", flush=True)
     if args.focus_converters:
-        print("\nfocus_converters 1.0.0 on the same files:")
+        print(f"\nfocus_converters 1.0.0 on the same files (whole process, median of {args.repeat}), and FinFocus on one "
+              "core against it:")
         facts = {}
         for label, provider in (("aws-cur legacy CSV", "aws-cur"), ("aws-cur 2.0 Parquet", "aws")):
             out = work / f"fc-{provider}"
             out.mkdir(exist_ok=True)
-            r = focus_converters(args.focus_converters, provider, files[label], out)
-            mine = results[label]["rows"] / results[label]["seconds"] if label in results else float("nan")
-            mine_cpu = results[label]["rows"] / results[label]["cpu_seconds"] if label in results else float("nan")
-            fc, fc_cpu = args.rows / r["seconds"], args.rows / max(r["cpu_seconds"], 1e-9)
-            print(f"  {label:22s} {fc:>10,.0f} rows/s wall ({fc_cpu:>8,.0f} per CPU-s)   {r['seconds']:6.1f}s   "
-                  f"peak RSS {r['peak_rss_mb']:6.0f} MB   ok={r['ok']}   FinFocus/focus_converters = "
-                  f"{mine / fc:.1f}x wall, {mine_cpu / fc_cpu:.1f}x per CPU-s" + (f"   error: {r['error']}" if r["error"] else ""))
-            if r["ok"]:
-                facts[label] = (converted_facts(out), finfocus_facts(files[label]))
+            mine = results.get(label)
+            for pinned in (False, True):
+                runs = [focus_converters(args.focus_converters, provider, files[label], out, pinned=pinned)
+                        for _ in range(args.repeat)]
+                r = median_run(runs, "seconds")
+                fc, fc_cpu = args.rows / r["seconds"], args.rows / max(r["cpu_seconds"], 1e-9)
+                where = "one core (as FinFocus)" if pinned else "all cores (its default)"
+                ratio = ""
+                if mine:
+                    wall = mine["rows"] / mine["process_seconds"] / fc
+                    cpu = mine["rows"] / mine["process_cpu_seconds"] / fc_cpu
+                    ratio = f"   FinFocus/focus_converters = {wall:.2f}x wall, {cpu:.2f}x per CPU-s"
+                print(f"  {label:22s} {where:24s} {fc:>9,.0f} rows/s ({fc_cpu:>9,.0f} per CPU-s)   {r['seconds']:5.1f}s   "
+                      f"peak RSS {r['peak_rss_mb']:5.0f} MB   ok={r['ok']}{ratio}"
+                      + (f"   error: {r['error']}" if r["error"] else ""), flush=True)
+                if r["ok"] and not pinned:
+                    facts[label] = (converted_facts(out), finfocus_facts(files[label]))
         print("\nsame files, what comes out (FinFocus: the first 50,000 rows' records; focus_converters: its output):")
         for label, (theirs, ours) in facts.items():
             print(f"  {label:22s} CommitmentDiscountId filled: FinFocus {ours['commitment_ids']:,} of {ours['rows']:,} rows "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +26,7 @@ NULL_SPELLINGS = ["NULL", "null", ""]
 #: pyarrow's CSV reader holds about 30 times its block in memory (260 MB for 8 MB blocks),
 #: so it reads small blocks, and the rows of several make one batch
 BLOCK_BYTES = 1024 * 1024
-BATCH_ROWS = 16_384
+BATCH_ROWS = 32_768
 PARQUET_BATCH_ROWS = BATCH_ROWS
 
 
@@ -172,7 +173,10 @@ class Source:
     def _parquet(self, columns: list[str] | None) -> Iterator[pl.DataFrame]:
         parquet = pq.ParquetFile(self.path)
         self._rows_total = parquet.metadata.num_rows
-        for batch in parquet.iter_batches(batch_size=self.batch_rows, columns=columns):
+        # decoding columns on a thread pool pays only with a second core to run it on (one
+        # core: 0.68 against 1.03 us a row of a CUR 2.0 file without the pool)
+        threads = len(os.sched_getaffinity(0)) > 1 if hasattr(os, "sched_getaffinity") else True
+        for batch in parquet.iter_batches(batch_size=self.batch_rows, columns=columns, use_threads=threads):
             self._rows_done += batch.num_rows
             if batch.num_rows:
                 yield to_strings(pl.from_arrow(pa.Table.from_batches([batch])))  # type: ignore[arg-type]
