@@ -40,8 +40,14 @@ class BatchOutcome:
     outgoing: list[OutgoingRecord] = field(default_factory=list)
     letters: list[DeadLetterV1] = field(default_factory=list)
     positions: list[Position] = field(default_factory=list)
-    scopes: set[str] = field(default_factory=set)
+    #: billing scope -> the highest x_BillingScopeVersion among the batch's records (0: none)
+    scopes: dict[str, int] = field(default_factory=dict)
     unpriced: int = 0
+
+    def note_scope(self, scope: str, version: int | None) -> None:
+        version = version or 0
+        if version > self.scopes.get(scope, -1):
+            self.scopes[scope] = version
 
 
 def describe(exc: ValidationError) -> str:
@@ -170,7 +176,7 @@ class BatchPricer:
                     body = dumps(columns)[:-1] + stamp
                     out.lines.append((record_id, body.decode()))
                     if scope:
-                        out.scopes.add(scope)
+                        out.note_scope(scope, columns.get("x_BillingScopeVersion"))
                     headers = span.stored(record_id) if span is not None else batch_headers
                     out.outgoing.append((env.key or key, body, headers))
                     continue
@@ -197,7 +203,7 @@ class BatchPricer:
                     body = rec.__pydantic_serializer__.to_json(rec, exclude_none=True)[:-1] + b"," + orjson.dumps(columns)[1:]
                 out.lines.append((rec.x_RecordId, body.decode()))
                 if rec.x_BillingScope:
-                    out.scopes.add(rec.x_BillingScope)
+                    out.note_scope(rec.x_BillingScope, rec.x_BillingScopeVersion)
                 headers = span.stored(rec.x_RecordId) if span is not None else batch_headers
                 out.outgoing.append((env.key or rec.partition_key(), body, headers))
             except Exception as exc:  # noqa: BLE001

@@ -155,3 +155,25 @@ def decide(line: UsageLine, plugin_quotes: Sequence[Quote | None], specs: SpecBo
             f"(other currency or unit from {', '.join(mismatched)})"
         )
     return PriceDecision(NONE, None, None, reason=reason)
+
+
+class ScopeVersions:
+    """The highest version of each billing scope this process has stored.
+
+    A chunk whose scopes all carry a version already stored changes no scope row and
+    supersedes nothing, so it needs neither the scope upsert (which parses every record's
+    JSON once more in PostgreSQL) nor the exclusive write that restatements take: on an
+    import, that is every chunk after the first of each scope."""
+
+    def __init__(self) -> None:
+        self._stored: dict[str, int] = {}
+
+    def fresh(self, scopes: dict[str, int]) -> dict[str, int]:
+        """Those of `scopes` (scope -> highest version in a chunk) newer than any stored."""
+        return {s: v for s, v in scopes.items() if v > self._stored.get(s, -1)}
+
+    def stored(self, scopes: dict[str, int]) -> None:
+        """Records that a chunk with `scopes` is committed (scope rows upserted)."""
+        for scope, version in scopes.items():
+            if version > self._stored.get(scope, -1):
+                self._stored[scope] = version

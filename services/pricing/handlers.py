@@ -13,6 +13,7 @@ from schemas.deadletter import DeadLetterV1
 from schemas.pricing import PricedRecordV1
 from schemas.topics import Topics
 from services.pricing.batch import BatchOutcome, BatchPricer
+from services.pricing.domain import ScopeVersions
 from services.pricing.store import PricingStore
 
 logger = logging.getLogger(__name__)
@@ -46,17 +47,21 @@ def register_handlers(runtime, store: PricingStore, pricer: BatchPricer) -> None
     # A chunk's write overlaps the pricing of the next chunk, and up to WRITERS writes run at
     # once (PostgreSQL does the column extraction, on its own cores). Chunks with restated
     # scopes write alone: they update shared scope rows and prune older versions.
+    # Only a chunk bringing a scope version this process has not stored yet takes that path;
+    # the other chunks of an import share their scopes' stored versions.
     writers = asyncio.Semaphore(WRITERS)
     scoped = asyncio.Lock()
+    known = ScopeVersions()
 
     async def commit(outcome: BatchOutcome) -> None:
         # the lines and the tracking record in one transaction, then the priced records
-        if outcome.scopes:
+        if known.fresh(outcome.scopes):
             async with scoped:
                 for _ in range(WRITERS):
                     await writers.acquire()
                 try:
                     await store.store_batch(outcome.lines, outcome.positions, sorted(outcome.scopes))
+                    known.stored(outcome.scopes)
                 finally:
                     for _ in range(WRITERS):
                         writers.release()

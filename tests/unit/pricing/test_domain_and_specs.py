@@ -108,3 +108,18 @@ def test_domain_modules_import_no_io_frameworks():
         names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         assert not names & {"faststream", "asyncpg", "opentelemetry", "grpc"}, module
+
+
+def test_only_scope_versions_not_yet_stored_need_the_exclusive_write():
+    from services.pricing.domain import ScopeVersions
+
+    known = ScopeVersions()
+    first = {"AWS:012:2024-09": 1, "AWS:012:2024-10": 1}
+    assert known.fresh(first) == first  # nothing stored yet: the scope rows must be written
+    known.stored(first)
+    assert known.fresh({"AWS:012:2024-09": 1}) == {}  # the rest of the import
+    assert known.fresh({"AWS:012:2024-09": 0}) == {}  # a late, superseded version
+    assert known.fresh({"AWS:012:2024-09": 2, "AWS:012:2024-10": 1}) == {"AWS:012:2024-09": 2}  # a restatement
+    known.stored({"AWS:012:2024-09": 2})
+    known.stored({"AWS:012:2024-09": 1})  # an older chunk committed late never lowers what is known
+    assert known.fresh({"AWS:012:2024-09": 2}) == {}
