@@ -321,38 +321,38 @@ class RecordBuilder:
         The id is sha256 of the content JSON; the n-th repeat of a row already seen in this
         file gets sha256 of the content followed by `#n`, so genuine duplicates are kept."""
         native = payloads(batch, names, self._tail) if self.native else None
-        if native is not None:
-            values, joined = native
-            cut = len(ID_MEMBER) + 32 + len(self._tail)
-
-            def text(n: int) -> bytes:  # the content JSON is the value up to the id member
-                return values[n][:-cut] + b"}"
-
-        else:
-            content = batch.select(content_json(batch, names)).to_series()
-            joined, text = _sha256_all(content)
-        digests = np.frombuffer(joined, dtype=np.uint8).reshape(-1, 32)
-        ids = _hex32(digests)
-        repeated = np.flatnonzero(self._seen.add(digests[:, :8].copy().view(">u8").ravel().astype(np.uint64)))
-        for n in repeated.tolist():
-            first = ids[n].tobytes().decode()
-            self._repeats[first] += 1
-            digest = hashlib.sha256(text(n))
-            digest.update(f"#{self._repeats[first]}".encode())
-            ids[n] = np.frombuffer(digest.hexdigest()[:32].encode(), dtype=np.uint8)
-        id_texts = pl.Series("x_RecordId", ids.view("S32").ravel()).cast(pl.Utf8)
         if native is None:
-            values = (
-                pl.DataFrame({"content": content, "id": id_texts})
-                .select(pl.concat_str(pl.col("content").str.head(-1), pl.lit(ID_MEMBER.decode()), "id", pl.lit(self._tail.decode())))
-                .to_series()
-                .cast(pl.Binary)
-                .to_list()
-            )
-        else:
-            for n in repeated.tolist():
-                values[n] = values[n][:-cut] + ID_MEMBER + ids[n].tobytes() + self._tail
-        return id_texts.to_list(), values
+            return self._payloads_polars(batch, names)
+        values, ids, markers = native
+        cut = len(ID_MEMBER) + 32 + len(self._tail)  # the content JSON is the value up to its id
+        for n in np.flatnonzero(self._seen.add(np.frombuffer(markers, dtype=np.uint64))).tolist():
+            ids[n] = self._repeat_id(ids[n], values[n][:-cut] + b"}")
+            values[n] = values[n][:-cut] + ID_MEMBER + ids[n].encode() + self._tail
+        return ids, values
+
+    def _payloads_polars(self, batch: pl.DataFrame, names: list[str]) -> tuple[list[str], list[bytes]]:
+        content = batch.select(content_json(batch, names)).to_series()
+        joined, text = _sha256_all(content)
+        digests = np.frombuffer(joined, dtype=np.uint8).reshape(-1, 32)
+        ids = pl.Series(_hex32(digests).view("S32").ravel()).cast(pl.Utf8).to_list()
+        markers = digests[:, :8].copy().view(">u8").ravel().astype(np.uint64)
+        for n in np.flatnonzero(self._seen.add(markers)).tolist():
+            ids[n] = self._repeat_id(ids[n], text(n))
+        values = (
+            pl.DataFrame({"content": content, "id": pl.Series(ids, dtype=pl.Utf8)})
+            .select(pl.concat_str(pl.col("content").str.head(-1), pl.lit(ID_MEMBER.decode()), "id", pl.lit(self._tail.decode())))
+            .to_series()
+            .cast(pl.Binary)
+            .to_list()
+        )
+        return ids, values
+
+    def _repeat_id(self, first_id: str, content: Any) -> str:
+        """The id of another copy of a row whose first copy got `first_id`."""
+        self._repeats[first_id] += 1
+        digest = hashlib.sha256(content)
+        digest.update(f"#{self._repeats[first_id]}".encode())
+        return digest.hexdigest()[:32]
 
     def build(self, batch: pl.DataFrame, tally: JobTally) -> Built:
         """Payloads of the accepted rows and reasons of the refused ones; updates `tally`."""

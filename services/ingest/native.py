@@ -58,9 +58,10 @@ def _column(series: pl.Series) -> tuple | None:
     return (prefix, name == "Tags", validity if array.null_count else None, views, data, array.offset)
 
 
-def payloads(batch: pl.DataFrame, names: list[str], tail: bytes) -> tuple[list[bytes], bytes] | None:
+def payloads(batch: pl.DataFrame, names: list[str], tail: bytes) -> tuple[list[bytes], list[str], bytes] | None:
     """The value of every row (content JSON of the `names` columns, then its x_RecordId,
-    then `tail`) and the sha256 of every content, concatenated; None when not available.
+    then `tail`), the ids, and each row's duplicate marker (the first 8 bytes of its sha256,
+    big-endian, as native uint64s); None when not available.
 
     Tags holds canonical JSON text and goes in as it is; the other columns are strings."""
     if _records is None:

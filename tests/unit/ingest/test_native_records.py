@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 
 import orjson
 import polars as pl
@@ -47,9 +48,10 @@ def expected(batch: pl.DataFrame, names: list[str]) -> tuple[list[bytes], list[s
 def build(batch: pl.DataFrame, names: list[str]) -> tuple[list[bytes], list[str]]:
     result = native.payloads(batch, names, TAIL)
     assert result is not None
-    values, digests = result
-    assert len(digests) == 32 * batch.height
-    ids = [digests[i * 32 : i * 32 + 16].hex() for i in range(batch.height)]
+    values, ids, markers = result
+    assert len(markers) == 8 * batch.height
+    for n, record_id in enumerate(ids):  # the marker is the id's first 16 hex digits as a number
+        assert int.from_bytes(markers[n * 8 : n * 8 + 8], sys.byteorder) == int(record_id[:16], 16)
     return values, ids
 
 
