@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# the FinOps Foundation's FOCUS validator pins old libraries: it lives in a virtualenv of its own
+VALIDATOR_VENV := .venv-focus-validator
+VALIDATOR := $(VALIDATOR_VENV)/bin/focus-validator
 
 .PHONY: setup demo test unit integration lint schemas asyncapi bench clean
 
@@ -17,9 +20,14 @@ $(STAMP): pyproject.toml setup.py services/ingest/_records.c
 demo: setup
 	$(BIN)/finfocus demo
 
-test: setup
+$(VALIDATOR):
+	test -x $(VALIDATOR_VENV)/bin/python || $(PYTHON) -m venv $(VALIDATOR_VENV)
+	$(VALIDATOR_VENV)/bin/python -m pip install --quiet 'focus-validator==1.0.0' 'multimethod<1.11'
+
+test: setup $(VALIDATOR)
 	$(BIN)/ruff check schemas finfocus services tests bench
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
+	FINFOCUS_FOCUS_VALIDATOR=$${FINFOCUS_FOCUS_VALIDATOR:-$(CURDIR)/$(VALIDATOR)} \
+		$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
 
 unit: setup
 	$(BIN)/python -m pytest -q tests/unit
@@ -41,4 +49,4 @@ bench: setup
 	$(BIN)/python bench/pipeline.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info services/ingest/_records.*.so
+	rm -rf $(VENV) $(VALIDATOR_VENV) build *.egg-info services/ingest/_records.*.so
