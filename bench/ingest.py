@@ -4,8 +4,11 @@
         [--focus-converters /tmp/fc-venv/bin/python]
 
 Synthetic files are generated under a temporary directory (never committed). Each
-normalise run is a separate process with POLARS_MAX_THREADS=1 (one core), reporting its
-own peak RSS. The end-to-end run starts an embedded broker, uses the PostgreSQL at
+normalise run is a separate process pinned to one core (taskset, POLARS_MAX_THREADS=1),
+timed from start to exit and reporting its own peak RSS; each measurement runs --repeat
+times and the median is printed. focus_converters (PyPI `focus-converter` 1.0.0, in a
+virtualenv of its own: it pins old polars and pyarrow) runs on the same CUR files twice:
+free to use every core, its default, and pinned to one core like FinFocus. The end-to-end run starts an embedded broker, uses the PostgreSQL at
 FINFOCUS_BENCH_PG (default postgresql://postgres@127.0.0.1:5432/postgres), runs the pricing
 service as its own process and times `finfocus ingest FILE --wait` (file to priced rows
 stored), reporting the ingest process's peak RSS.
