@@ -93,3 +93,26 @@ def test_all_null_columns_are_left_out():
     values, _ = build(batch, ["A", "B"])
     assert all(b'"B"' not in v for v in values)
     assert values[0].startswith(b'{"A":"1","x_RecordId":"')
+
+
+def test_random_texts_match_the_polars_path():
+    """Seeded random text of every kind (controls, quotes, backslashes, multibyte, lengths on
+    both sides of the 12-byte inline limit) and nulls in random places."""
+    import random
+
+    rng = random.Random(20261202)
+    alphabet = [*map(chr, range(0x20)), '"', "\\", "/", "a", "Z", "0", " ", "é", "€", "😀", "\x7f", "{", "}"]
+
+    def text() -> str | None:
+        if rng.random() < 0.15:
+            return None
+        return "".join(rng.choice(alphabet) for _ in range(rng.choice([0, 1, 5, 11, 12, 13, 40, 300])))
+
+    rows = 2_000
+    batch = pl.DataFrame({name: [text() for _ in range(rows)] for name in ("A", "B", "ChargeDescription", "x_Z")})
+    batch = batch.with_columns(pl.lit("AWS").alias("ProviderName"))  # no row is all null
+    names = batch.columns
+    values, ids = build(batch, names)
+    assert (values, ids) == expected(batch, names)
+    for row, record_id in zip(batch.iter_rows(named=True), ids):
+        assert record_id == derive_record_id({k: v for k, v in row.items() if v is not None})
