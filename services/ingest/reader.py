@@ -27,7 +27,6 @@ NULL_SPELLINGS = ["NULL", "null", ""]
 #: so it reads small blocks, and the rows of several make one batch
 BLOCK_BYTES = 1024 * 1024
 BATCH_ROWS = 32_768
-PARQUET_BATCH_ROWS = BATCH_ROWS
 
 
 def _grouped(blocks: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
