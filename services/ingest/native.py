@@ -1,13 +1,15 @@
 """The optional native record builder (`_records.c`), fed straight from polars' buffers.
 
-Pure: no I/O. `payloads` returns None when the extension was not built (no C compiler or
+No I/O. `payloads` returns None when the extension was not built (no C compiler or
 OpenSSL headers at install time) or a column is not in Arrow's string-view layout; the
-caller then builds the same bytes with polars and hashlib.
+caller then builds the same bytes with polars and hashlib. `keep_freed_heap` changes a
+process-wide allocator setting, once per process.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
 
 import orjson
@@ -26,6 +28,7 @@ ID_MEMBER = b',"x_RecordId":"'
 _M_TRIM_THRESHOLD = -1
 
 
+@functools.cache
 def keep_freed_heap(limit: int = 64 << 20) -> bool:
     """Lets glibc keep up to `limit` bytes of freed heap mapped instead of handing it back
     to the system after every batch.

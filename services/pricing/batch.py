@@ -45,9 +45,7 @@ class BatchOutcome:
     unpriced: int = 0
 
     def note_scope(self, scope: str, version: int | None) -> None:
-        version = version or 0
-        if version > self.scopes.get(scope, -1):
-            self.scopes[scope] = version
+        domain.keep_highest(self.scopes, scope, version)
 
 
 def describe(exc: ValidationError) -> str:

@@ -175,5 +175,11 @@ class ScopeVersions:
     def stored(self, scopes: dict[str, int]) -> None:
         """Records that a chunk with `scopes` is committed (scope rows upserted)."""
         for scope, version in scopes.items():
-            if version > self._stored.get(scope, -1):
-                self._stored[scope] = version
+            keep_highest(self._stored, scope, version)
+
+
+def keep_highest(versions: dict[str, int], scope: str, version: int | None) -> None:
+    """`versions[scope]` raised to `version` (no version counts as 0, as in the store)."""
+    version = version or 0
+    if version > versions.get(scope, -1):
+        versions[scope] = version
