@@ -35,7 +35,7 @@ def test_signed_message_verifies_and_names_its_issuer(tmp_path):
         ("sig", "t", b"y", ["remediation"], "bad signature"),
         ("sig", "other", b"x", ["remediation"], "bad signature"),
         ("sig", "t", b"x", ["ingest"], "may not publish"),
-        (b"garbage", "t", b"x", ["remediation"], "may not publish"),
+        (b"garbage", "t", b"x", ["remediation"], "malformed"),
     ],
 )
 def test_unsigned_altered_replayed_or_untrusted_messages_are_refused(
