@@ -196,8 +196,11 @@ class RecordPublisher:
     every record's trace; this sends through aiokafka's accumulator and awaits the lot.
     """
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, *, acks: int | str = 1) -> None:
+        """`acks="all"` where a caller must know the broker keeps the records (ingest's chunks);
+        1 (the leader has them) elsewhere."""
         self._bootstrap = bootstrap
+        self._acks = acks
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
@@ -207,7 +210,7 @@ class RecordPublisher:
             max_batch_size=256 * 1024,
             max_request_size=8 * 1024 * 1024,
             enable_idempotence=False,
-            acks=1,
+            acks=self._acks,
         )
         await self._producer.start()
 
