@@ -122,3 +122,18 @@ def verify(
     if not hmac.compare_digest(digest, _digest(key, issuer, topic, value)):
         raise UntrustedMessage(f"bad signature from {issuer!r} on {topic}")
     return issuer
+
+
+def service_keys(home: Path, issuers: Iterable[str], provider: SecretsProvider | None = None) -> SigningKeys:
+    """The keys a service signs and verifies with: the secrets provider's, else the embedded
+    stack's key files, created (0600) for those of `issuers` the provider lacks (`finfocus up`
+    creates them all first; this covers `finfocus serve` and tests). Call it at start-up, before
+    any lookup: `SigningKeys` remembers a missing key for the life of the process."""
+    provider = provider if provider is not None else secrets_from_environment()
+    missing = [i for i in issuers if provider.get(f"bus-signing/{i}") is None]
+    if missing:
+        try:
+            ensure_key_files(home, missing)
+        except FileExistsError:  # another process created one at the same moment
+            pass
+    return SigningKeys(provider, home)
