@@ -6,18 +6,32 @@ and returns `runtime.app(...)`. Nothing connects until the app starts.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
 from faststream.specification import AsyncAPI
 from opentelemetry.sdk.trace import TracerProvider
 
-from finfocus import __version__
-from finfocus.broker import RecordPublisher, ensure_topics, make_broker
+from finfocus import __version__, health
+from finfocus.broker import (
+    RecordPublisher,
+    consumer_options,
+    ensure_topics,
+    make_broker,
+    publish_dead_letters,
+)
+from finfocus.consume import Pipeline, PostgresUnitOfWork, RetryPolicy
 from finfocus.db import create_pool, migrate_url
 from finfocus.settings import FinFocusSettings
 from finfocus.telemetry import make_tracer_provider
@@ -46,6 +60,10 @@ class ServiceRuntime:
         self.publisher = RecordPublisher(settings.kafka)
         self._pool: asyncpg.Pool | None = None
         self.description = description
+        self.pipelines: list[Pipeline] = []
+        self.uow = PostgresUnitOfWork(lambda: self.pool, name)
+        self.retry = RetryPolicy()
+        self.health_period_s = 2.0
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -63,6 +81,68 @@ class ServiceRuntime:
         title = f"{topic}:{model.__name__.removesuffix('V1')}"
         self.broker.publisher(topic, schema=model, description=description, title=title)
 
+    def consume(self, topic: str, *, group: str, work, decode=None, decode_batch=None,
+                label: str = "record", chunk: int | None = None, writers: int = 1, relay=None,
+                after=None, **subscriber: Any) -> Pipeline:
+        """Subscribe `topic` (batches, consumer group `group`) through the consume pipeline
+        (`finfocus.consume`): manual offset commits after the work's transaction, retries of
+        transient errors, per-record dead letters. `subscriber` takes FastStream's subscriber
+        options (title, description, max_records, parser, fetch sizes)."""
+        pipeline = Pipeline(
+            service=self.name, group=group, uow=self.uow, work=work, decode=decode,
+            decode_batch=decode_batch, label=label, chunk=chunk, writers=writers, relay=relay,
+            after=after, retry=self.retry,
+            publish=lambda t, records: self.publisher.publish_batched(t, records),
+            publish_letters=lambda letters: publish_dead_letters(self.broker, letters),
+        )
+        options = {**consumer_options(self.settings, group_id=group), **subscriber}
+        # auto-commit off (FastStream sets enable_auto_commit from the policy); the pipeline
+        # commits the offsets itself once the batch's transaction committed
+        options["ack_policy"] = AckPolicy.MANUAL
+        options.setdefault("batch", True)
+        sub = self.broker.subscriber(topic, **options)
+
+        @sub
+        async def consume(message: KafkaMessage) -> None:
+            raw = message.raw_message
+            await pipeline.handle(raw if isinstance(raw, tuple | list) else (raw,), getattr(message, "consumer", None))
+
+        pipeline.subscriber = sub  # type: ignore[attr-defined] - its consumer, for health
+        self.pipelines.append(pipeline)
+        return pipeline
+
+    def health_report(self, now: float | None = None) -> dict:
+        """This process's health document (what `finfocus status` shows per consumer)."""
+        parts = []
+        for pipeline in self.pipelines:
+            if pipeline.consumer is None:
+                pipeline.consumer = getattr(getattr(pipeline, "subscriber", None), "consumer", None)
+            parts.extend(pipeline.partitions())
+        return health.report(self.name, os.getpid(), parts, time.time() if now is None else now)
+
+    def health_path(self) -> Path:
+        return Path(self.settings.home) / "run" / "health" / f"{self.name}-{os.getpid()}.json"
+
+    def write_health(self) -> None:
+        """Write the health file (0600, whole or not at all) when FINFOCUS_HOME exists."""
+        if not Path(self.settings.home).is_dir():
+            return
+        path = self.health_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.health_report(), f)
+        os.replace(tmp, path)
+
+    async def _report_health(self) -> None:
+        while True:
+            try:
+                self.write_health()
+            except Exception:  # noqa: BLE001 - health reporting must never stop the service
+                logger.warning("could not write the health file", exc_info=True)
+            await asyncio.sleep(self.health_period_s)
+
     def app(
         self,
         migrations: Path,
@@ -76,8 +156,25 @@ class ServiceRuntime:
             await ensure_topics(self.settings.kafka, self.settings.partitions)
             applied = await migrate_url(self.settings.database, self.name, migrations)
             self._pool = await create_pool(self.settings.database)
+            if self.pipelines:
+                await self.uow.ensure()
             await self.publisher.start()
             logger.info("service ready", extra={"fields": {"service": self.name, "migrations": applied}})
+
+        tasks: list[asyncio.Task] = []
+
+        async def start_health() -> None:
+            if self.pipelines:
+                tasks.append(asyncio.create_task(self._report_health(), name=f"{self.name}-health"))
+
+        async def stop_health() -> None:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            tasks.clear()
+            for pipeline in self.pipelines:
+                pipeline.close()
+            self.health_path().unlink(missing_ok=True)
 
         async def close() -> None:
             await self.publisher.stop()
@@ -88,8 +185,8 @@ class ServiceRuntime:
         return FastStream(
             self.broker,
             on_startup=[prepare],
-            after_startup=list(on_started or []),
-            on_shutdown=list(on_stopping or []),
+            after_startup=[start_health, *(on_started or [])],
+            on_shutdown=[stop_health, *(on_stopping or [])],
             after_shutdown=[close],
             specification=AsyncAPI(
                 title=f"finfocus-{self.name}",
