@@ -1,0 +1,824 @@
+"""Fault injection on the embedded stack: what survives a bad day, counted per service.
+
+    .venv/bin/python bench/chaos.py [--rows 150000] [--scenario NAME ...] [--json FILE]
+
+For each scenario: `finfocus up --detach` in a fresh FINFOCUS_HOME, N billed BillingRecord v1
+rows (each with its own `ResourceId`) imported with `finfocus ingest FILE` (or, `--source
+direct`, published straight on raw-billing as an upstream producer would), one fault injected,
+then a wait until the pipeline settles (every copy complete, or no progress for `--quiet`
+seconds, at most `--timeout`). It prints, per service keeping a copy of the lines (pricing,
+anomaly, forecast, remediation): rows stored against rows published, duplicates, missing rows,
+and whether the copy's total reconciles to the cent with the input's (Decimal); the dead
+letters of valid rows; and what `finfocus status --output json` showed while the fault lasted.
+
+Scenarios (`--scenario`, repeatable; default all, one after the other):
+- pricing-after-commit: pricing kills itself right after an offset commit of its group once
+  a third of the rows are committed (a hook loaded from bench/chaoshook, see its docstring):
+  the worst moment for a consumer that commits ahead of its store.
+- pricing-kill-3: pricing killed (SIGKILL) three times at random points of the stream.
+- kill-anomaly, kill-remediation: a downstream consumer kills itself the same way, right after
+  an offset commit on priced-resources a third of the way in.
+- postgres-kill: the embedded PostgreSQL postmaster killed; the stack restarts it.
+- broker-kill: the broker killed right after the import published (the stack restarts it,
+  empty); then a second, smaller import of new rows, which must be stored too.
+- ingest-kill: `finfocus ingest` killed mid-import, then the same file imported again, as an
+  operator would.
+
+The bench reads each service's tables as the database owner (it is a test harness; the CLI
+itself only reads the `v_*` views through the reader role).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+HOOK_DIR = Path(__file__).resolve().parent / "chaoshook"
+COPIES = ("pricing", "anomaly", "forecast", "remediation")
+SCENARIOS = (
+    "pricing-after-commit",
+    "pricing-kill-3",
+    "kill-anomaly",
+    "kill-remediation",
+    "postgres-kill",
+    "broker-kill",
+    "ingest-kill",
+)
+PREFIX = "chaos-"
+#: scenarios where a consumer kills itself right after an offset commit: (group, topic)
+COMMIT_HOOKS = {
+    "pricing-after-commit": ("finfocus-pricing", "raw-billing"),
+    "kill-anomaly": ("finfocus-anomaly", "priced-resources"),
+    "kill-remediation": ("finfocus-remediation", "priced-resources"),
+}
+CENT = Decimal("0.01")
+
+#: each copy of the lines as its service counts it: rows of the newest version of their billing
+#: scope (or without one); (rows, distinct resources, total) of the bench's rows
+LIVE_LINES = {
+    "pricing": (
+        "SELECT count(*), count(DISTINCT resource_id), coalesce(sum(billed_cost), 0) "
+        "FROM pricing.v_cost_lines WHERE resource_id LIKE 'chaos-%'"
+    ),
+    "anomaly": (
+        "SELECT count(*), count(DISTINCT resource_id), coalesce(sum(cost), 0) "
+        "FROM anomaly.live_lines WHERE resource_id LIKE 'chaos-%'"
+    ),
+    "forecast": (
+        "SELECT count(*), count(DISTINCT l.resource), coalesce(sum(l.cost), 0) "
+        "FROM forecast.cost_lines l "
+        "LEFT JOIN forecast.scope_versions s ON s.billing_scope = l.billing_scope "
+        "WHERE l.resource LIKE 'chaos-%' AND (l.billing_scope IS NULL OR s.version IS NULL "
+        "OR l.scope_version >= s.version)"
+    ),
+    "remediation": (
+        "SELECT count(*), count(DISTINCT l.resource_id), coalesce(sum(l.billed_cost), 0) "
+        "FROM remediation.cost_lines l "
+        "LEFT JOIN remediation.billing_scopes s ON s.billing_scope = l.billing_scope "
+        "WHERE l.resource_id LIKE 'chaos-%' AND (l.billing_scope IS NULL OR s.version IS NULL "
+        "OR l.billing_scope_version >= s.version)"
+    ),
+}
+#: cheap progress probes (every row of each table, superseded versions included)
+RAW_COUNTS = {name: f"SELECT count(*) FROM {name}.cost_lines" for name in COPIES}
+
+
+# -- input ----------------------------------------------------------------------------------
+@dataclass
+class Batch:
+    """Rows the bench publishes, and what they must add up to."""
+
+    rows: list[dict[str, str]]
+    total: Decimal
+
+    @property
+    def count(self) -> int:
+        return len(self.rows)
+
+
+def billed_rows(n: int, *, seed: int = 12, month: str = "2020-02", first: int = 0) -> Batch:
+    """N billed rows, credits among them, one `ResourceId` each (how copies are matched)."""
+    rng = random.Random(seed)
+    rows, total = [], Decimal(0)
+    for i in range(first, first + n):
+        cost = Decimal(rng.randint(-500, 250_000)) / 100
+        total += cost
+        day = 1 + i % 28
+        rows.append(
+            {
+                "ProviderName": rng.choice(["AWS", "Microsoft", "Google Cloud"]),
+                "BillingAccountId": "acct-chaos",
+                "SubAccountId": f"sub-{i % 7}",
+                "ChargePeriodStart": f"{month}-{day:02d}T00:00:00Z",
+                "ChargePeriodEnd": f"{month}-{day:02d}T01:00:00Z",
+                "BillingCurrency": "USD",
+                "ServiceName": rng.choice(["Compute", "Storage", "Database"]),
+                "ChargeCategory": "Usage" if cost >= 0 else "Credit",
+                "BilledCost": format(cost, "f"),
+                "ResourceId": f"{PREFIX}{i:07d}",
+            }
+        )
+    return Batch(rows, total)
+
+
+def write_csv(batch: Batch, path: Path) -> Path:
+    with path.open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(batch.rows[0]))
+        writer.writeheader()
+        writer.writerows(batch.rows)
+    return path
+
+
+async def publish_direct(bootstrap: str, batch: Batch) -> None:
+    """As an upstream producer: straight on raw-billing, with our own x_RecordId."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5)
+    await producer.start()
+    try:
+        futures = []
+        for row in batch.rows:
+            value = json.dumps({**row, "x_RecordId": row["ResourceId"]}).encode()
+            key = f"{row['ProviderName']}:{row['SubAccountId']}".encode()
+            futures.append(await producer.send("raw-billing", value, key=key))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+# -- the stack ------------------------------------------------------------------------------
+class Stack:
+    """`finfocus up --detach` in a private FINFOCUS_HOME, driven through the command line."""
+
+    def __init__(self, base: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.base = base
+        self.home = base / "home"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("FINFOCUS_")}
+        self.env["FINFOCUS_HOME"] = str(self.home)
+        self.env.update(extra_env or {})
+
+    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "finfocus.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=ROOT,
+        )
+
+    def spawn(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "finfocus.cli", *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
+        )
+
+    def up(self) -> None:
+        started = self.cli("up", "--detach", "--timeout", "180", timeout=240)
+        if started.returncode != 0:
+            raise RuntimeError(f"finfocus up failed: {started.stdout}\n{started.stderr}")
+
+    def down(self) -> None:
+        try:
+            self.cli("down", timeout=120)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def state(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.home / "run" / "stack.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    @property
+    def bootstrap(self) -> str:
+        return self.state()["kafka_bootstrap"]
+
+    @property
+    def database_url(self) -> str:
+        return self.state()["database_url"]
+
+    def pid(self, what: str) -> int | None:
+        """Pid of a service, or of `kafka` / `postgres`, as the supervisor recorded it."""
+        state = self.state()
+        entry = state.get(what) if what in ("kafka", "postgres") else state["services"].get(what)
+        return (entry or {}).get("pid")
+
+    def kill(self, what: str) -> int:
+        pid = self.pid(what)
+        if not pid:
+            raise RuntimeError(f"no pid recorded for {what}")
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def wait_restarted(self, what: str, old_pid: int, timeout: float = 60) -> bool:
+        """True once a new process of `what` is recorded (and, for a service, running)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.state()
+            if what in ("kafka", "postgres"):
+                entry = state.get(what) or {}
+                ready = True
+            else:
+                entry = state.get("services", {}).get(what) or {}
+                ready = entry.get("state") == "running"
+            if entry.get("pid") and entry["pid"] != old_pid and ready:
+                return True
+            time.sleep(0.2)
+        return False
+
+
+def run_async(coro):  # noqa: ANN001, ANN201
+    return asyncio.run(coro)
+
+
+async def _connect(url: str):  # noqa: ANN202
+    import asyncpg
+
+    return await asyncpg.connect(url, timeout=5)
+
+
+async def _fetch_counts(url: str, queries: dict[str, str]) -> dict[str, Any]:
+    import asyncpg
+
+    found: dict[str, Any] = {}
+    conn = await _connect(url)
+    try:
+        for name, query in queries.items():
+            try:
+                found[name] = await conn.fetchrow(query)
+            except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+                found[name] = None
+    finally:
+        await conn.close()
+    return found
+
+
+def raw_counts(stack: Stack) -> dict[str, int] | None:
+    """Rows in each service's table, or None while the database does not answer."""
+    try:
+        rows = run_async(_fetch_counts(stack.database_url, RAW_COUNTS))
+    except Exception:  # noqa: BLE001 - PostgreSQL restarting: no reading this time
+        return None
+    return {name: (row[0] if row else 0) for name, row in rows.items()}
+
+
+@dataclass
+class Copy:
+    """One service's copy of the bench's lines, against the input."""
+
+    service: str
+    stored: int
+    distinct: int
+    total: Decimal
+    expected_rows: int
+    expected_total: Decimal
+
+    @property
+    def duplicates(self) -> int:
+        return self.stored - self.distinct
+
+    @property
+    def missing(self) -> int:
+        return self.expected_rows - self.distinct
+
+    @property
+    def reconciles(self) -> bool:
+        return self.total.quantize(CENT) == self.expected_total.quantize(CENT)
+
+    @property
+    def exact(self) -> bool:
+        return self.stored == self.expected_rows == self.distinct and self.reconciles
+
+
+def copies(stack: Stack, expected: Batch) -> dict[str, Copy]:
+    rows = run_async(_fetch_counts(stack.database_url, LIVE_LINES))
+    result = {}
+    for name in COPIES:
+        row = rows.get(name)
+        stored, distinct, total = (row[0], row[1], Decimal(row[2])) if row else (0, 0, Decimal(0))
+        result[name] = Copy(name, stored, distinct, total, expected.count, expected.total)
+    return result
+
+
+async def _read_dead_letters(bootstrap: str) -> list[dict[str, Any]]:
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        topics = [t for t in await admin.list_topics() if t.endswith(".dlq")]
+    finally:
+        await admin.close()
+    if not topics:
+        return []
+    consumer = AIOKafkaConsumer(
+        *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    letters: list[dict[str, Any]] = []
+    try:
+        idle = 0
+        while idle < 3:
+            batch = await consumer.getmany(timeout_ms=500)
+            got = [r for records in batch.values() for r in records]
+            idle = 0 if got else idle + 1
+            for record in got:
+                try:
+                    letter = json.loads(record.value)
+                except ValueError:
+                    letter = {"original": record.value.decode(errors="replace")}
+                letter["_topic"] = record.topic
+                letters.append(letter)
+    finally:
+        await consumer.stop()
+    return letters
+
+
+def dead_letters(stack: Stack) -> dict[str, Any]:
+    """Dead letters on every `*.dlq` topic; `valid` counts those carrying one of our rows
+    (every row the bench publishes is valid). A broker restart empties them."""
+    try:
+        letters = run_async(_read_dead_letters(stack.bootstrap))
+    except Exception as exc:  # noqa: BLE001 - reported, not fatal
+        return {"error": str(exc), "total": None, "valid": None, "by_service": {}}
+    by_service: dict[str, int] = {}
+    valid = 0
+    reasons: dict[str, int] = {}
+    for letter in letters:
+        original = str(letter.get("original") or "")
+        mine = PREFIX in original
+        valid += mine
+        service = str(letter.get("service") or letter["_topic"])
+        by_service[service] = by_service.get(service, 0) + 1
+        if mine:
+            reason = str(letter.get("error") or "")[:80]
+            reasons[reason] = reasons.get(reason, 0) + 1
+    return {"total": len(letters), "valid": valid, "by_service": by_service, "reasons": reasons}
+
+
+# -- watching `finfocus status` -------------------------------------------------------------
+class StatusWatch:
+    """`finfocus status --output json` every few seconds while a fault lasts."""
+
+    def __init__(self, stack: Stack, every: float = 3.0) -> None:
+        self.stack = stack
+        self.every = every
+        self.seen: list[tuple[float, dict[str, Any]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.started = time.monotonic()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                result = self.stack.cli("status", "--output", "json", timeout=30)
+                body = json.loads(result.stdout) if result.stdout.strip() else {}
+            except (subprocess.TimeoutExpired, ValueError) as exc:
+                body = {"error": str(exc)[:120]}
+            self.seen.append((time.monotonic() - self.started, body))
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> StatusWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=40)
+
+    def summary(self) -> dict[str, Any]:
+        """Per service the states seen, in order; the other fields as they changed."""
+        states: dict[str, list[str]] = {}
+        extras: list[dict[str, Any]] = []
+        base = {"kafka_bootstrap", "database_url", "services", "api_url", "metrics"}
+        for _, body in self.seen:
+            for name, value in (body.get("services") or {}).items():
+                shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+                trail = states.setdefault(name, [])
+                if not trail or trail[-1] != shown:
+                    trail.append(shown)
+            extra = {k: v for k, v in body.items() if k not in base}
+            if extra and (not extras or extras[-1] != extra):
+                extras.append(extra)
+        return {"polls": len(self.seen), "services": states, "other": extras[:6]}
+
+
+# -- settling -------------------------------------------------------------------------------
+def settle(
+    stack: Stack, expected: Batch, *, quiet: float, timeout: float, poll: float = 2.0
+) -> dict[str, Any]:
+    """Wait until every copy holds all rows, or nothing moved for `quiet` s, or `timeout`."""
+    started = time.monotonic()
+    last, last_change = None, started
+    while True:
+        now = time.monotonic()
+        counts = raw_counts(stack)
+        if counts is not None:
+            if counts != last:
+                last, last_change = counts, now
+            if all(counts[name] >= expected.count for name in COPIES):
+                found = copies(stack, expected)
+                if all(c.exact for c in found.values()):
+                    return {"how": "complete", "seconds": round(now - started, 1)}
+        if now - last_change > quiet:
+            return {"how": f"no progress for {quiet:.0f}s", "seconds": round(now - started, 1)}
+        if now - started > timeout:
+            return {"how": f"timeout {timeout:.0f}s", "seconds": round(now - started, 1)}
+        time.sleep(poll)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, poll: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(poll)
+    return False
+
+
+def chunks_published(stack: Stack) -> int:
+    """Chunks an import has published so far (ingest keeps them for replays)."""
+    try:
+        rows = run_async(
+            _fetch_counts(stack.database_url, {"c": "SELECT count(*) FROM ingest.published_chunks"})
+        )
+    except Exception:  # noqa: BLE001 - not there (yet, or any more): no chunk seen
+        return 0
+    return rows["c"][0] if rows.get("c") else 0
+
+
+def progress_of(stack: Stack, service: str) -> int:
+    counts = raw_counts(stack)
+    return (counts or {}).get(service, 0)
+
+
+# -- scenarios ------------------------------------------------------------------------------
+@dataclass
+class Outcome:
+    scenario: str
+    rows: int
+    expected: Batch
+    source: str
+    fault: list[str] = field(default_factory=list)
+    settled: dict[str, Any] = field(default_factory=dict)
+    copies: dict[str, Copy] = field(default_factory=dict)
+    dead: dict[str, Any] = field(default_factory=dict)
+    status: dict[str, Any] = field(default_factory=dict)
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def every_row_once(self) -> bool:
+        return bool(self.copies) and all(c.exact for c in self.copies.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "rows": self.rows,
+            "source": self.source,
+            "expected_total": str(self.expected.total),
+            "fault": self.fault,
+            "settled": self.settled,
+            "copies": {
+                name: {
+                    "stored": c.stored,
+                    "duplicates": c.duplicates,
+                    "missing": c.missing,
+                    "total": str(c.total),
+                    "reconciles": c.reconciles,
+                }
+                for name, c in self.copies.items()
+            },
+            "dead_letters": self.dead,
+            "status": self.status,
+            "jobs": self.jobs,
+            "seconds": self.seconds,
+        }
+
+
+class Run:
+    """One scenario on its own stack."""
+
+    def __init__(self, args: argparse.Namespace, scenario: str) -> None:
+        self.args = args
+        self.scenario = scenario
+        self.base = Path(tempfile.mkdtemp(prefix="finfocus-chaos-"))
+        # the embedded PostgreSQL runs as an unprivileged user when the bench runs as root
+        self.base.chmod(0o755)
+        self.marker = self.base / "chaos-fired.json"
+        env = {}
+        if scenario in COMMIT_HOOKS:
+            group, topic = COMMIT_HOOKS[scenario]
+            env = {
+                "PYTHONPATH": os.pathsep.join(
+                    p for p in (str(HOOK_DIR), os.environ.get("PYTHONPATH", "")) if p
+                ),
+                "FINFOCUS_CHAOS_KILL_AFTER_COMMIT": f"{group}:{topic}:{max(args.rows // 3, 1)}",
+                "FINFOCUS_CHAOS_MARKER": str(self.marker),
+            }
+        self.stack = Stack(self.base, env)
+        self.batch = billed_rows(args.rows, seed=args.seed)
+        self.outcome = Outcome(scenario, args.rows, self.batch, args.source)
+        self.rng = random.Random(args.seed)
+
+    def note(self, text: str) -> None:
+        self.outcome.fault.append(text)
+        if self.args.verbose:
+            print(f"  [{self.scenario}] {text}", file=sys.stderr)
+
+    # publishing -----------------------------------------------------------------------
+    def publish(self, batch: Batch, name: str = "rows") -> subprocess.CompletedProcess | None:
+        if self.args.source == "direct":
+            run_async(publish_direct(self.stack.bootstrap, batch))
+            return None
+        path = write_csv(batch, self.base / f"{name}.csv")
+        result = self.stack.cli("ingest", str(path), "--format", "focus", "--output", "json")
+        if result.returncode != 0:
+            self.note(f"ingest {name}.csv exit {result.returncode}: {_last_line(result)}")
+        return result
+
+    def start_import(self, batch: Batch, name: str = "rows") -> subprocess.Popen:
+        path = write_csv(batch, self.base / f"{name}.csv")
+        return self.stack.spawn("ingest", str(path), "--format", "focus", "--output", "json")
+
+    def import_in_background(self) -> threading.Thread:
+        thread = threading.Thread(target=self.publish, args=(self.batch,), daemon=True)
+        thread.start()
+        return thread
+
+    def when(self, service: str, fraction: float, timeout: float) -> bool:
+        """Wait until `service` stored `fraction` of the rows (False: it stalled first)."""
+        target = max(int(self.batch.count * fraction), 1)
+        return wait_for(lambda: progress_of(self.stack, service) >= target, timeout, poll=0.05)
+
+    # scenarios ------------------------------------------------------------------------
+    def kill_after_commit(self, service: str) -> None:
+        """The service kills itself right after an offset commit (the hook in bench/chaoshook)."""
+        publisher = self.import_in_background()
+        target = self.batch.count
+
+        def fired_or_done() -> bool:
+            return self.marker.exists() or progress_of(self.stack, service) >= target
+
+        wait_for(fired_or_done, self.args.timeout, poll=0.05)
+        if self.marker.exists():
+            fired = json.loads(self.marker.read_text())
+            topic = COMMIT_HOOKS[self.scenario][1]
+            self.note(
+                f"{service} (pid {fired['pid']}) killed itself right after committing offsets "
+                f"{sum(fired['committed'].values())} on {topic}; it had "
+                f"{progress_of(self.stack, service)} rows stored just after"
+            )
+            if not self.stack.wait_restarted(service, fired["pid"]):
+                self.note(f"{service} was not restarted within 60s")
+        else:
+            self.note(f"no kill: {service} stored every row before committing a third of them")
+        publisher.join()
+
+    def pricing_kill_3(self) -> None:
+        publisher = self.import_in_background()
+        points = sorted(self.rng.uniform(0.05, 0.8) for _ in range(3))
+        for point in points:
+            reached = self.when("pricing", point, timeout=60)
+            old = self.stack.kill("pricing")
+            self.note(
+                f"pricing pid {old} killed at {progress_of(self.stack, 'pricing')} rows stored"
+                + ("" if reached else f" (stalled before {point:.0%})")
+            )
+            if not self.stack.wait_restarted("pricing", old):
+                self.note("pricing was not restarted within 60s")
+        publisher.join()
+
+    def postgres_kill(self) -> None:
+        publisher = self.import_in_background()
+        self.when("pricing", self.args.at, timeout=120)
+        stored = progress_of(self.stack, "pricing")
+        old = self.stack.kill("postgres")
+        self.note(f"PostgreSQL postmaster pid {old} killed at {stored} rows stored by pricing")
+        if self.stack.wait_restarted("postgres", old):
+            self.note("PostgreSQL restarted by the stack")
+        else:
+            self.note("PostgreSQL was not restarted within 60s")
+        publisher.join()
+
+    def broker_kill(self) -> None:
+        result = self.publish(self.batch)
+        stored = progress_of(self.stack, "pricing")
+        old = self.stack.kill("kafka")
+        self.note(f"broker pid {old} killed right after the import published ({stored} rows stored)")
+        if not self.stack.wait_restarted("kafka", old):
+            self.note("the broker was not restarted within 60s")
+        del result
+        first = settle(
+            self.stack, self.batch, quiet=self.args.quiet, timeout=self.args.timeout
+        )
+        after = copies(self.stack, self.batch)
+        self.note(
+            "after the restart ("
+            + first["how"]
+            + "): "
+            + ", ".join(f"{n} {c.distinct}" for n, c in after.items())
+        )
+        second = billed_rows(
+            max(self.batch.count // 10, 1), seed=self.args.seed + 1, month="2020-03",
+            first=self.batch.count,
+        )
+        self.publish(second, name="after-restart")
+        self.note(f"then a new import of {second.count} rows")
+        self.batch = Batch(self.batch.rows + second.rows, self.batch.total + second.total)
+        self.outcome.expected = self.batch
+
+    def ingest_kill(self) -> None:
+        process = self.start_import(self.batch)
+
+        def published_something() -> bool:
+            return (
+                process.poll() is not None
+                or chunks_published(self.stack) > 0
+                or progress_of(self.stack, "pricing") > 0
+            )
+
+        wait_for(published_something, 120, poll=0.02)
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+            self.note(
+                f"finfocus ingest pid {process.pid} killed mid-import "
+                f"({progress_of(self.stack, 'pricing')} rows stored by pricing)"
+            )
+        else:
+            self.note("the import finished before it could be killed")
+        time.sleep(2)
+        killed_jobs = self.jobs()
+        self.note("jobs after the kill: " + ", ".join(f"{j['status']}" for j in killed_jobs))
+        again = self.publish(self.batch, name="rows")
+        if again is not None:
+            try:
+                summary = json.loads(again.stdout)
+                self.note(
+                    f"import again: status {summary.get('status')}, "
+                    f"{summary.get('rows_published')} rows published"
+                    + (f", duplicate of {summary['duplicate_of']}" if summary.get("duplicate_of") else "")
+                )
+            except ValueError:
+                self.note(f"import again: exit {again.returncode}: {_last_line(again)}")
+
+    def jobs(self) -> list[dict[str, Any]]:
+        result = self.stack.cli("ingest", "jobs", "--output", "json", timeout=60)
+        try:
+            return [
+                {k: j.get(k) for k in ("job_id", "status", "rows_published", "error")}
+                for j in json.loads(result.stdout)["jobs"]
+            ]
+        except (ValueError, KeyError):
+            return []
+
+    # running --------------------------------------------------------------------------
+    def inject(self) -> None:
+        actions = {
+            "pricing-after-commit": lambda: self.kill_after_commit("pricing"),
+            "pricing-kill-3": self.pricing_kill_3,
+            "kill-anomaly": lambda: self.kill_after_commit("anomaly"),
+            "kill-remediation": lambda: self.kill_after_commit("remediation"),
+            "postgres-kill": self.postgres_kill,
+            "broker-kill": self.broker_kill,
+            "ingest-kill": self.ingest_kill,
+        }
+        actions[self.scenario]()
+
+    def run(self) -> Outcome:
+        started = time.monotonic()
+        try:
+            self.stack.up()
+            with StatusWatch(self.stack) as watch:
+                self.inject()
+                self.outcome.settled = settle(
+                    self.stack, self.batch, quiet=self.args.quiet, timeout=self.args.timeout
+                )
+            self.outcome.status = watch.summary()
+            self.outcome.copies = copies(self.stack, self.batch)
+            self.outcome.dead = dead_letters(self.stack)
+            if self.args.source == "ingest":
+                self.outcome.jobs = self.jobs()
+        finally:
+            self.stack.down()
+            if self.args.keep:
+                print(f"  kept {self.base}", file=sys.stderr)
+            else:
+                shutil.rmtree(self.base, ignore_errors=True)
+            self.outcome.seconds = round(time.monotonic() - started, 1)
+        return self.outcome
+
+
+def _last_line(result: subprocess.CompletedProcess) -> str:
+    text = (result.stderr or result.stdout or "").strip().splitlines()
+    return text[-1][:200] if text else ""
+
+
+def run_scenario(scenario: str, **options: Any) -> Outcome:
+    """One scenario with the bench's defaults, for tests: `run_scenario("postgres-kill",
+    rows=3000, quiet=15)`."""
+    args = parser().parse_args([])
+    for key, value in options.items():
+        setattr(args, key, value)
+    return Run(args, scenario).run()
+
+
+# -- report ---------------------------------------------------------------------------------
+def report(outcome: Outcome) -> str:
+    exp = outcome.expected
+    lines = [
+        f"## {outcome.scenario}: {exp.count:,} rows published ({outcome.source}), "
+        f"total {exp.total} USD; settled: {outcome.settled.get('how')} after "
+        f"{outcome.settled.get('seconds')}s; {outcome.seconds}s in all",
+    ]
+    lines += [f"- fault: {text}" for text in outcome.fault]
+    lines.append("| service | stored / published | duplicates | missing | total | to the cent |")
+    lines.append("|---|---|---|---|---|---|")
+    for c in outcome.copies.values():
+        lines.append(
+            f"| {c.service} | {c.stored:,} / {exp.count:,} | {c.duplicates:,} | {c.missing:,} "
+            f"| {c.total} | {'yes' if c.reconciles else 'NO'} |"
+        )
+    dead = outcome.dead
+    lines.append(
+        f"- dead letters: {dead.get('total')} in all, {dead.get('valid')} of them valid rows"
+        + (f" {dead.get('by_service')}" if dead.get("total") else "")
+        + (f" reasons {dead.get('reasons')}" if dead.get("valid") else "")
+    )
+    status = outcome.status
+    trails = "; ".join(
+        f"{name} {' -> '.join(states)}" for name, states in (status.get("services") or {}).items()
+    )
+    lines.append(f"- `status` during the fault ({status.get('polls')} polls): {trails}")
+    for extra in status.get("other") or []:
+        lines.append(f"  - also: {json.dumps(extra, default=str)[:400]}")
+    if outcome.jobs:
+        lines.append(
+            "- import jobs: "
+            + ", ".join(f"{j['status']} ({j['rows_published']} published)" for j in outcome.jobs)
+        )
+    lines.append(f"- every row stored exactly once everywhere: {'YES' if outcome.every_row_once else 'NO'}")
+    return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rows", type=int, default=150_000, help="billed rows to publish")
+    p.add_argument(
+        "--scenario", action="append", choices=SCENARIOS, help="repeatable; default all"
+    )
+    p.add_argument(
+        "--source", choices=("ingest", "direct"), default="ingest",
+        help="`finfocus ingest` of a CSV, or straight on raw-billing (an upstream producer)",
+    )
+    p.add_argument("--quiet", type=float, default=45.0, help="seconds without progress = settled")
+    p.add_argument("--timeout", type=float, default=900.0, help="longest wait for settling")
+    p.add_argument("--seed", type=int, default=12)
+    p.add_argument(
+        "--at", type=float, default=0.25,
+        help="postgres-kill: the share of rows pricing has stored when the postmaster is killed",
+    )
+    p.add_argument("--json", type=Path, help="also write the outcomes as JSON here")
+    p.add_argument("--keep", action="store_true", help="keep the FINFOCUS_HOME for a post-mortem")
+    p.add_argument("--verbose", "-v", action="store_true")
+    return p
+
+
+def main() -> None:
+    args = parser().parse_args()
+    outcomes = []
+    for scenario in args.scenario or SCENARIOS:
+        outcome = Run(args, scenario).run()
+        outcomes.append(outcome)
+        print(report(outcome), flush=True)
+        print(flush=True)
+        if args.json:
+            args.json.write_text(json.dumps([o.to_dict() for o in outcomes], indent=2))
+
+
+if __name__ == "__main__":
+    main()
