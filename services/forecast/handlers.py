@@ -5,12 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC
 
-from faststream.kafka.annotations import KafkaMessage
-from pydantic import ValidationError
-
-from finfocus.broker import consumer_options, envelope_dead_letter, envelopes, publish_dead_letters
 from finfocus.service import ServiceRuntime
-from finfocus.telemetry import start_record_span
 from schemas.pricing import PricedRecordV1
 from schemas.topics import Topics
 from services.forecast.domain import CostLine
@@ -41,48 +36,44 @@ def cost_line(record: PricedRecordV1) -> CostLine:
 
 
 def register_handlers(runtime: ServiceRuntime, store, refitter) -> None:
-    """Subscribe the forecast service to `priced-resources`."""
+    """Subscribe the forecast service to `priced-resources` (on the runtime's consume pipeline)."""
+    changed = _Changed(refitter)
 
-    @runtime.broker.subscriber(
-        Topics.PRICED_RESOURCES,
-        batch=True,
-        **consumer_options(runtime.settings, group_id=GROUP_ID),
+    async def save(tx, lines: list[CostLine]) -> None:
+        changed.count += await store.write_lines(tx, lines)
+
+    runtime.consume(
+        Topics.PRICED_RESOURCES, group=GROUP_ID, label="PricedRecord",
+        decode=lambda env: cost_line(PricedRecordV1.model_validate_json(env.value)),
+        work=save, after=changed.poke,
     )
-    async def on_priced(message: KafkaMessage) -> None:
-        lines, letters = [], []
-        for env in envelopes(message):
-            with start_record_span(runtime.tracer, "forecast.store", env.headers):
-                try:
-                    lines.append(cost_line(PricedRecordV1.model_validate_json(env.value)))
-                except (ValidationError, ValueError) as exc:
-                    letters.append(envelope_dead_letter(env, f"invalid PricedRecord: {exc}", service="forecast"))
-        changed = await store.save_lines(lines)
-        if letters:
-            await publish_dead_letters(runtime.broker, letters)
-        if changed:
-            refitter.poke()
 
 
 def register_budget_handlers(runtime: ServiceRuntime, budgets, refitter) -> None:
     """Subscribe to `budget-commands`: budgets are stored, then refit and evaluated."""
     from schemas.budget import BUDGET_COMMANDS, BudgetCommandV1
 
-    @runtime.broker.subscriber(
-        BUDGET_COMMANDS,
-        batch=True,
-        **consumer_options(runtime.settings, group_id=f"{GROUP_ID}-budgets"),
+    changed = _Changed(refitter)
+
+    async def apply(tx, commands: list[BudgetCommandV1]) -> None:
+        for command in commands:
+            changed.count += await budgets.apply(command, tx)
+
+    runtime.consume(
+        BUDGET_COMMANDS, group=f"{GROUP_ID}-budgets", label="BudgetCommand",
+        decode=lambda env: BudgetCommandV1.model_validate_json(env.value),
+        work=apply, after=changed.poke,
     )
-    async def on_budget_command(message: KafkaMessage) -> None:
-        letters, changed = [], False
-        for env in envelopes(message):
-            with start_record_span(runtime.tracer, "forecast.budget_command", env.headers):
-                try:
-                    command = BudgetCommandV1.model_validate_json(env.value)
-                except (ValidationError, ValueError) as exc:
-                    letters.append(envelope_dead_letter(env, f"invalid BudgetCommand: {exc}", service="forecast"))
-                    continue
-                changed = await budgets.apply(command) or changed
-        if letters:
-            await publish_dead_letters(runtime.broker, letters)
-        if changed:
-            refitter.poke()
+
+
+class _Changed:
+    """Counts changed rows across a batch's transactions; pokes the refitter once committed."""
+
+    def __init__(self, refitter) -> None:
+        self.refitter = refitter
+        self.count = 0
+
+    def poke(self, _records) -> None:
+        if self.count:
+            self.count = 0
+            self.refitter.poke()

@@ -108,32 +108,38 @@ class ForecastStore:
         nothing. Returns the number of rows inserted or changed."""
         if not lines:
             return 0
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await self.write_lines(conn, lines)
+
+    async def write_lines(self, conn: asyncpg.Connection, lines: list[CostLine]) -> int:
+        """`save_lines` inside the caller's transaction (the consume pipeline's)."""
+        if not lines:
+            return 0
         scopes: dict[str, int] = {}
         for line in lines:
             if line.billing_scope:
                 v = line.scope_version or 0
                 scopes[line.billing_scope] = max(scopes.get(line.billing_scope, v), v)
-        async with self.pool.acquire() as conn, conn.transaction():
-            current: dict[str, int] = {}
-            if scopes:
-                names = sorted(scopes)
-                rows = await conn.fetch(BUMP_SCOPES, names, [scopes[n] for n in names])
-                current = {r["billing_scope"]: r["version"] for r in rows}
-                await conn.execute(DROP_SUPERSEDED, names)
-            keep = [
-                line
-                for line in lines
-                if not line.billing_scope or (line.scope_version or 0) >= current[line.billing_scope]
-            ]
-            # the last copy of a record id in a batch wins
-            unique = {line.record_id: line for line in keep}
-            await conn.execute(CREATE_TMP_LINES)
-            await conn.copy_records_to_table(
-                "tmp_forecast_lines",
-                records=[_line_row(x) for x in unique.values()],
-                columns=LINE_COLUMNS,
-            )
-            status = await conn.execute(UPSERT_LINES)
+        current: dict[str, int] = {}
+        if scopes:
+            names = sorted(scopes)
+            rows = await conn.fetch(BUMP_SCOPES, names, [scopes[n] for n in names])
+            current = {r["billing_scope"]: r["version"] for r in rows}
+            await conn.execute(DROP_SUPERSEDED, names)
+        keep = [
+            line
+            for line in lines
+            if not line.billing_scope or (line.scope_version or 0) >= current[line.billing_scope]
+        ]
+        # the last copy of a record id in a batch wins
+        unique = {line.record_id: line for line in keep}
+        await conn.execute(CREATE_TMP_LINES)
+        await conn.copy_records_to_table(
+            "tmp_forecast_lines",
+            records=[_line_row(x) for x in unique.values()],
+            columns=LINE_COLUMNS,
+        )
+        status = await conn.execute(UPSERT_LINES)
         return int(status.split()[-1])
 
     async def last_day(self) -> date | None:
@@ -308,12 +314,13 @@ class BudgetStore:
     def pool(self) -> asyncpg.Pool:
         return self.forecasts.pool
 
-    async def apply(self, cmd) -> bool:
-        """Apply a set/delete command unless a newer one already did; True when it changed."""
+    async def apply(self, cmd, conn: asyncpg.Connection | None = None) -> bool:
+        """Apply a set/delete command unless a newer one already did; True when it changed.
+        `conn`: the caller's transaction (the consume pipeline's)."""
         import json
 
         thresholds = [{"kind": t.kind.value, "percent": str(t.percent)} for t in cmd.thresholds]
-        status = await self.pool.execute(
+        status = await (conn or self.pool).execute(
             APPLY_BUDGET,
             cmd.name,
             cmd.amount,
