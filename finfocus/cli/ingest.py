@@ -55,11 +55,13 @@ ingest_app = typer.Typer(
     cls=FilesFirstGroup,
     no_args_is_help=True,
     help="Import provider billing exports into FinFocus.\n\n"
-    "  finfocus ingest FILE... [--format auto|focus|aws-cur|azure|gcp] [--wait] [--strict]\n\n"
+    "  finfocus ingest FILE... [--format auto|focus|aws-cur|azure|gcp] [--wait] [--strict]\n"
+    "                  [--dry-run] [--replace-scope] [--force]\n\n"
     "imports files (same as `finfocus ingest import FILE...`); give every part of a "
     "multi-file export (a CUR month in several parts) in one command: one job, one version "
-    "of each billing period. `finfocus ingest replay --job ID | --period YYYY-MM` publishes "
-    "again what was imported; `jobs` and `show` report import jobs.",
+    "of each billing period. A job reads and checks its files to the end before it publishes "
+    "anything, so a failed import counts nothing. `finfocus ingest replay --job ID | --period "
+    "YYYY-MM` publishes again what was imported; `jobs` and `show` report import jobs.",
 )
 
 
@@ -70,7 +72,8 @@ def _settings():
 
 
 async def _stack(settings):  # noqa: ANN202 - internal
-    """The pieces an import job needs when the CLI acts as the ingest service."""
+    """The pieces an import job needs when the CLI acts as the ingest service: chunks are
+    published with acks=all, and records carrying a billing scope are signed as ingest."""
     from finfocus.broker import RecordPublisher, ensure_topics
     from finfocus.db import create_pool, migrate_url
     from finfocus.telemetry import make_tracer_provider
@@ -78,15 +81,37 @@ async def _stack(settings):  # noqa: ANN202 - internal
 
     await migrate_url(settings.database, "ingest", MIGRATIONS_DIR)
     await ensure_topics(settings.kafka, settings.partitions)
-    pool = await create_pool(settings.database, min_size=1, max_size=2)
-    publisher = RecordPublisher(settings.kafka)
+    pool = await create_pool(settings.database, min_size=1, max_size=3)
+    publisher = RecordPublisher(settings.kafka, acks="all")
     await publisher.start()
     provider = make_tracer_provider("finfocus-ingest")
     return pool, publisher, provider, IngestStore(pool)
 
 
+def _importer(settings, store, publisher, provider, source: str = "cli"):  # noqa: ANN202 - internal
+    from finfocus.secrets import secrets_from_environment
+    from finfocus.signing import SigningKeys, ensure_key_files
+    from services.ingest.importer import Importer
+
+    keys = SigningKeys(secrets_from_environment(), home=settings.home)
+    if keys.key("ingest") is None:
+        ensure_key_files(settings.home, ["ingest"])  # the embedded stack's key, kept if present
+        keys = SigningKeys(secrets_from_environment(), home=settings.home)
+    return Importer(store, publisher, provider.get_tracer("finfocus.ingest"), source=source,
+                    keys=keys, lease_s=settings.ingest_job_lease_s)
+
+
 class WaitTimeout(RuntimeError):
     pass
+
+
+#: what a PostgreSQL restart looks like to a client: refused, lost, still starting up
+def _database_away(exc: BaseException) -> bool:
+    import asyncpg
+
+    return isinstance(exc, OSError | asyncpg.PostgresConnectionError | asyncpg.InterfaceError
+                      | asyncpg.CannotConnectNowError | asyncpg.AdminShutdownError
+                      | asyncpg.CrashShutdownError | asyncio.TimeoutError)
 
 
 async def wait_until_priced(
@@ -98,7 +123,9 @@ async def wait_until_priced(
     Progress comes from `pricing.v_job_progress` (one row per job, kept by pricing as it
     stores). The totals need a pass over the job's lines in `v_cost_lines`, so that query
     runs only once progress says every row is in (and, backing off, again if it finds
-    fewer): polling it every half second took more CPU than pricing itself on large imports."""
+    fewer): polling it every half second took more CPU than pricing itself on large imports.
+    A database that restarts meanwhile is waited for (reconnecting with backoff); the
+    deadline then reports how many rows were seen, never a traceback."""
     import asyncpg
 
     from finfocus.db import reader
@@ -109,39 +136,55 @@ async def wait_until_priced(
         "FROM pricing.v_cost_lines WHERE import_job_id = $1 GROUP BY billing_currency"
     )
     pause = poll
-    async with reader(database_url) as conn:
-        while True:
-            try:
-                progress = await conn.fetchval(
-                    "SELECT rows FROM pricing.v_job_progress WHERE import_job_id = $1", job_id
-                ) or 0
-            except asyncpg.InvalidSchemaNameError:
-                progress = 0  # pricing has not created its schema yet
-            except asyncpg.UndefinedTableError:
-                progress = None  # a pricing service from before job progress: sum every time
-            seen, summed = progress, False
-            if progress is None or progress >= expected_rows:
-                try:
-                    rows = await conn.fetch(query, job_id)
-                except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
-                    rows = []
-                stored = {
-                    "rows": sum(r["n"] for r in rows),
-                    "totals": {r["billing_currency"]: Decimal(r["total"]) for r in rows},
-                }
-                if stored["rows"] >= expected_rows:
-                    return stored
-                seen, summed = stored["rows"], True
+    seen: int | None = 0
+    away: str | None = None
+    while True:
+        try:
+            async with reader(database_url) as conn:
+                away = None
+                while True:
+                    try:
+                        progress = await conn.fetchval(
+                            "SELECT rows FROM pricing.v_job_progress WHERE import_job_id = $1", job_id
+                        ) or 0
+                    except asyncpg.InvalidSchemaNameError:
+                        progress = 0  # pricing has not created its schema yet
+                    except asyncpg.UndefinedTableError:
+                        progress = None  # a pricing service from before job progress: sum every time
+                    seen, summed = progress, False
+                    if progress is None or progress >= expected_rows:
+                        try:
+                            rows = await conn.fetch(query, job_id)
+                        except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+                            rows = []
+                        stored = {
+                            "rows": sum(r["n"] for r in rows),
+                            "totals": {r["billing_currency"]: Decimal(r["total"]) for r in rows},
+                        }
+                        if stored["rows"] >= expected_rows:
+                            return stored
+                        seen, summed = stored["rows"], True
+                    if time.monotonic() > deadline:
+                        break
+                    if summed:  # the full sum ran and fell short (redelivery, restatement): back off
+                        await asyncio.sleep(pause)
+                        pause = min(pause * 2, 10.0)
+                    else:
+                        await asyncio.sleep(poll)
+        except Exception as exc:
+            if not _database_away(exc):
+                raise
+            away = f"{type(exc).__name__}: {exc}".splitlines()[0]
             if time.monotonic() > deadline:
-                raise WaitTimeout(
-                    f"{seen} of {expected_rows} rows of {job_id} priced and stored after "
-                    f"{timeout:.0f}s (is the pricing service running? see raw-billing.dlq)"
-                )
-            if summed:  # the full sum ran and fell short (redelivery, restatement): back off
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 10.0)
-            else:
-                await asyncio.sleep(poll)
+                break
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
+            continue
+        break
+    shortfall = f"{seen or 0} of {expected_rows} rows of {job_id} priced and stored after {timeout:.0f}s"
+    if away:
+        raise WaitTimeout(f"{shortfall}; the database was unreachable at the end ({away})")
+    raise WaitTimeout(f"{shortfall} (is the pricing service running? see raw-billing.dlq)")
 
 
 def reconcile(file_totals: dict[str, Any], stored_totals: dict[str, Decimal]) -> dict[str, Any]:
@@ -189,19 +232,20 @@ def _progress_bar(enabled: bool):  # noqa: ANN202
 
 
 async def _import(
-    files: list[Path], format: IngestFormat, wait: bool, wait_timeout: float, progress: bool
+    files: list[Path], format: IngestFormat, wait: bool, wait_timeout: float, progress: bool,
+    *, force: bool = False, replace_scope: bool = False, dry_run: bool = False,
 ) -> dict[str, Any]:
-    from services.ingest.importer import Importer
-
     settings = _settings()
     pool, publisher, provider, store = await _stack(settings)
     bar, update = _progress_bar(progress)
     try:
-        importer = Importer(store, publisher, provider.get_tracer("finfocus.ingest"), source="cli")
+        importer = _importer(settings, store, publisher, provider)
         if bar:
             bar.start()
         try:
-            result = await importer.import_files(files, format.value, update)
+            result = await importer.import_files(
+                files, format.value, update, force=force, replace_scope=replace_scope, dry_run=dry_run
+            )
         finally:
             if bar:
                 bar.stop()
@@ -210,7 +254,7 @@ async def _import(
             job = await store.job(result.duplicate_of) or {}
             summary["totals"] = job.get("totals", {})
             summary["rows_published"] = job.get("rows_published", 0)
-        if wait and summary["rows_published"]:
+        if wait and result.status in ("completed", "duplicate") and summary["rows_published"]:
             try:
                 stored = await wait_until_priced(
                     settings.database, result.job_id, summary["rows_published"], wait_timeout
@@ -235,7 +279,9 @@ def _print_summary(summary: dict[str, Any], output: OutputFormat) -> None:
         return
     status = summary["status"]
     if summary.get("duplicate_of"):
-        status = f"already imported by {summary['duplicate_of']}: nothing to do"
+        status = f"already imported by {summary['duplicate_of']}: nothing to do (--force imports again)"
+    elif status == "dry-run":
+        status = "dry run: nothing recorded or published"
     rows = [
         ("job", summary["job_id"]),
         ("status", status),
@@ -256,12 +302,32 @@ def _print_summary(summary: dict[str, Any], output: OutputFormat) -> None:
     if summary.get("error"):
         rows.append(("error", summary["error"]))
     print_table(["", "value"], rows, title="FinFocus import")
+    if summary.get("scope_changes"):
+        print_table(
+            ["billing scope", "stored rows", "stored total", "new rows", "new total", "covers"],
+            [
+                (c["scope"], c["old_rows"], _money(c["old_totals"]), c["new_rows"], _money(c["new_totals"]),
+                 "part only" if c["partial"] else "whole")
+                for c in summary["scope_changes"]
+            ],
+            title="billing scopes this import supersedes (stored version -> this file)",
+        )
     if summary.get("rejections"):
         print_table(
             ["file", "row", "reason"],
             [(r["file"], r["row"], r["reason"]) for r in summary["rejections"][:20]],
             title=f"rejected rows (first {min(20, len(summary['rejections']))} of {summary['rows_rejected']})",
         )
+
+
+def _fail_line(message: str, code: int = 1) -> None:
+    """The reason on one line (rich would wrap it, and markup would eat `[...]`)."""
+    err_console.print(f"error: {message}", markup=False, soft_wrap=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def _money(totals: dict[str, str]) -> str:
+    return ", ".join(f"{v} {c}" for c, v in sorted(totals.items())) or "0"
 
 
 @ingest_app.command(IMPORT_COMMAND)
@@ -271,26 +337,45 @@ def import_files(
     wait: bool = typer.Option(False, "--wait", help="return when every accepted row is priced and stored, and reconcile the totals"),
     wait_timeout: float = typer.Option(600.0, "--wait-timeout", help="seconds --wait waits at most"),
     strict: bool = typer.Option(False, "--strict", help="exit 1 when any row is rejected"),
+    force: bool = typer.Option(False, "--force", help="import again files a completed job already imported"),
+    replace_scope: bool = typer.Option(False, "--replace-scope", help="let the files replace billing scopes (provider, account, month) they cover only part of"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="read and check the files and print the billing scopes they would supersede (rows and totals, stored vs new); record and publish nothing"),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Import billing export files as one job and publish their rows on raw-billing.
+
+    The files are read and checked to the end before anything is published: a file that
+    fails (truncated, bad encoding, unbalanced quote, NUL byte) publishes nothing and its job
+    is `failed`; it can be imported again, as can a file every row of which was rejected. A
+    file bringing less than half the rows a billing scope holds now is refused with the
+    figures unless --replace-scope is given.
 
     Exit code 1 when nothing could be imported, with --strict on any rejected row, and with
     --wait when the rows were not all stored in time or the totals do not reconcile.
     """
     from services.ingest.formats import UnknownFormat
+    from services.ingest.importer import ImportRefused, one_line
 
+    bad = [str(f) for f in files if not f.is_file()]
+    if bad:  # a FIFO or a device would block or never end
+        fail(f"not a regular file: {', '.join(bad)}", 2)
     progress = output == OutputFormat.TABLE and sys.stderr.isatty()
     try:
-        summary = run(_import(files, format, wait, wait_timeout, progress))
-    except UnknownFormat as exc:
-        fail(str(exc))
+        summary = run(_import(files, format, wait, wait_timeout, progress,
+                              force=force, replace_scope=replace_scope, dry_run=dry_run))
+    except (UnknownFormat, ImportRefused) as exc:
+        _fail_line(str(exc))
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # one line, never a traceback
+        _fail_line(one_line(exc))
     _print_summary(summary, output)
-    if summary["status"] == "failed":
-        raise typer.Exit(1)
-    if summary["status"] != "duplicate" and summary["rows_published"] == 0:
-        err_console.print("[red]error:[/red] nothing could be imported")
-        raise typer.Exit(1)
+    if summary["status"] == "dry-run":
+        if summary.get("error"):
+            err_console.print(f"would fail: {summary['error']}", markup=False, soft_wrap=True)
+        return
+    if summary["status"] in ("failed", "abandoned"):
+        _fail_line(summary["error"])
     if strict and summary["rows_rejected"]:
         raise typer.Exit(1)
     if summary.get("wait_error") or not summary.get("reconciliation", {"reconciled": True})["reconciled"]:
@@ -298,12 +383,10 @@ def import_files(
 
 
 async def _replay(job: str | None, period: str | None) -> int:
-    from services.ingest.importer import Importer
-
     settings = _settings()
     pool, publisher, provider, store = await _stack(settings)
     try:
-        importer = Importer(store, publisher, provider.get_tracer("finfocus.ingest"))
+        importer = _importer(settings, store, publisher, provider)
         return await importer.replay(job_id=job, period=period)
     finally:
         await publisher.stop()

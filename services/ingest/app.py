@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 from faststream import FastStream
 from opentelemetry.sdk.trace import TracerProvider
 
+from finfocus.broker import RecordPublisher
 from finfocus.secrets import secrets_from_environment
 from finfocus.service import ServiceRuntime
+from finfocus.signing import SigningKeys, ensure_key_files
 from schemas.deadletter import DeadLetterV1
 from schemas.ingest import BillingRecordV1
 from schemas.topics import Topics
 from services.ingest.config import IngestSettings
 from services.ingest.http import IntakeServer
-from services.ingest.importer import Importer, accept_records, dead_letter_raw
+from services.ingest.importer import Importer, accept_records, dead_letter_raw, one_line
 from services.ingest.store import MIGRATIONS_DIR, IngestStore
 from services.ingest.watch import DirectoryWatcher, S3Watcher, poll
+
+logger = logging.getLogger(__name__)
 
 
 def build_app(settings: IngestSettings | None = None, *, tracer_provider: TracerProvider | None = None) -> FastStream:
@@ -39,16 +44,51 @@ def build_app(settings: IngestSettings | None = None, *, tracer_provider: Tracer
     runtime.publishes(Topics.dlq(Topics.RAW_BILLING), DeadLetterV1,
                       "Rows an import refused, with the reason")
     store = IngestStore(lambda: runtime.pool)
-    importer = Importer(store, runtime.publisher, runtime.tracer, source="service")
+    # imports are `completed` only once the broker acknowledged every chunk with acks=all
+    publisher = RecordPublisher(settings.kafka, acks="all")
+    keys = SigningKeys(secrets_from_environment(), home=settings.home)
+
+    importers: list[Importer] = []
+
+    def importer_for(source: str) -> Importer:
+        importers.append(Importer(store, publisher, runtime.tracer, source=source, keys=keys,
+                                  lease_s=settings.ingest_job_lease_s))
+        return importers[-1]
+
+    importer = importer_for("service")
     watchers: list = []
     if settings.ingest_watch_dir:
-        watchers.append(DirectoryWatcher(Importer(store, runtime.publisher, runtime.tracer, source="watch-dir"), settings.ingest_watch_dir))
+        watchers.append(DirectoryWatcher(importer_for("watch-dir"), settings.ingest_watch_dir))
     if settings.ingest_watch_s3:
-        watchers.append(S3Watcher(Importer(store, runtime.publisher, runtime.tracer, source="watch-s3"), settings.ingest_watch_s3))
+        watchers.append(S3Watcher(importer_for("watch-s3"), settings.ingest_watch_s3))
     tasks: list[asyncio.Task] = []
     intake: dict[str, IntakeServer] = {}
 
+    async def settle_jobs() -> None:
+        """Recover after a broker loss first (a new epoch), then sweep abandoned jobs, forever."""
+        if settings.broker_epoch:
+            while True:
+                try:
+                    await importer.recover_broker(settings.broker_epoch)
+                    break
+                except Exception as exc:  # recorded as a failed recovery; try again
+                    logger.warning("broker recovery failed", extra={"fields": {"error": one_line(exc)}})
+                    await asyncio.sleep(settings.ingest_sweep_interval_s)
+        while True:
+            try:
+                await importer.sweep()
+            except Exception as exc:  # the database or broker is away: next round
+                logger.warning("sweeping abandoned jobs failed", extra={"fields": {"error": one_line(exc)}})
+            await asyncio.sleep(settings.ingest_sweep_interval_s)
+
     async def start_sources() -> None:
+        if keys.key("ingest") is None:
+            ensure_key_files(settings.home, ["ingest"])  # the embedded stack's key, kept if present
+            fresh = SigningKeys(secrets_from_environment(), home=settings.home)  # forgets the miss
+            for each in importers:
+                each.keys = fresh
+        await publisher.start()
+        tasks.append(asyncio.create_task(settle_jobs()))
         if watchers:
             tasks.append(asyncio.create_task(poll(watchers, settings.ingest_watch_interval_s)))
         if settings.ingest_http_port:
@@ -69,6 +109,7 @@ def build_app(settings: IngestSettings | None = None, *, tracer_provider: Tracer
                 await task
         if "server" in intake:
             await intake.pop("server").stop()
+        await publisher.stop()
 
     app = runtime.app(MIGRATIONS_DIR, on_started=[start_sources], on_stopping=[stop_sources])
     app.ingest_runtime = runtime  # type: ignore[attr-defined]

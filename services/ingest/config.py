@@ -25,3 +25,11 @@ class IngestSettings(ServiceSettings):
     ingest_http_max_bytes: int = 16 * 1024 * 1024
     #: name of the bearer token in the secrets provider
     ingest_token_secret: str = "ingest-token"
+    #: seconds an import job's lease lasts without a heartbeat (its process renews it every
+    #: third of that); a running job whose lease expired is abandoned
+    ingest_job_lease_s: float = Field(60.0, gt=0)
+    #: how often the ingest service settles abandoned jobs
+    ingest_sweep_interval_s: float = Field(15.0, gt=0)
+    #: FINFOCUS_BROKER_EPOCH: set by the embedded stack, new for each broker process; a new
+    #: epoch makes the ingest service publish its completed jobs again (unset: never)
+    broker_epoch: str | None = None

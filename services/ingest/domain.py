@@ -70,10 +70,28 @@ class JobTally:
     accounts: set[str] = field(default_factory=set)
     providers: set[str] = field(default_factory=set)
     reasons: Counter[str] = field(default_factory=Counter)
+    #: per billing scope, the accepted rows and their billed totals per currency
+    scope_rows: Counter[str] = field(default_factory=Counter)
+    scope_totals: dict[str, dict[str, Decimal]] = field(default_factory=dict)
 
     def add_totals(self, totals: dict[str, Decimal]) -> None:
         for currency, amount in totals.items():
             self.totals[currency] = self.totals.get(currency, Decimal(0)) + amount
+
+    def add_scope(self, scope: str, currency: str, rows: int, total: Decimal) -> None:
+        self.scope_rows[scope] += rows
+        totals = self.scope_totals.setdefault(scope, {})
+        totals[currency] = totals.get(currency, Decimal(0)) + total
+
+    def scope_figures(self) -> dict[str, dict[str, Any]]:
+        """`{scope: {"rows": n, "totals": {currency: "text"}}}`, as the job records them."""
+        return {
+            scope: {
+                "rows": self.scope_rows[scope],
+                "totals": {c: money_text(v) for c, v in sorted(self.scope_totals.get(scope, {}).items())},
+            }
+            for scope in sorted(self.scope_rows)
+        }
 
     @property
     def billing_periods(self) -> list[str]:
@@ -392,17 +410,70 @@ class RecordBuilder:
         built.record_ids, built.values = self._payloads(batch, names)
         built.scopes = set(batch.get_column(SCOPE).unique().to_list())
         tally.rows_published += batch.height
-        tally.add_totals(currency_totals(batch))
+        for scope, currency, rows, total in scope_totals(batch):
+            tally.add_scope(scope, currency, rows, total)
+            tally.add_totals({currency: total})
         tally.scopes.update(built.scopes)
         tally.accounts.update(batch.get_column("BillingAccountId").unique().to_list())
         tally.providers.update(batch.get_column("ProviderName").unique().to_list())
         return built
 
 
-def currency_totals(batch: pl.DataFrame) -> dict[str, Decimal]:
-    """Exact BilledCost total per BillingCurrency (rows without a billed cost add nothing)."""
-    grouped = batch.group_by("BillingCurrency").agg(pl.col("_dec_BilledCost").sum())
-    return {
-        currency: Decimal(str(total)) if total is not None else Decimal(0)
-        for currency, total in grouped.iter_rows()
-    }
+def scope_totals(batch: pl.DataFrame) -> list[tuple[str, str, int, Decimal]]:
+    """Rows and exact BilledCost total per billing scope and currency (rows without a billed
+    cost add nothing to the total)."""
+    grouped = batch.group_by(SCOPE, "BillingCurrency").agg(pl.len(), pl.col("_dec_BilledCost").sum())
+    return [
+        (scope, currency, rows, Decimal(str(total)) if total is not None else Decimal(0))
+        for scope, currency, rows, total in grouped.iter_rows()
+    ]
+
+
+#: a file that brings fewer than this share of the rows a scope holds now covers only part of it
+PARTIAL_SHARE = Decimal("0.5")
+
+
+@dataclass
+class ScopeChange:
+    """One billing scope an import would supersede: what the stored version holds and what
+    the new file brings (rows and billed totals per currency)."""
+
+    scope: str
+    old_job: str
+    old_rows: int
+    old_totals: dict[str, str]
+    new_rows: int
+    new_totals: dict[str, str]
+
+    @property
+    def partial(self) -> bool:
+        return Decimal(self.new_rows) < Decimal(self.old_rows) * PARTIAL_SHARE
+
+    def line(self) -> str:
+        def money(totals: dict[str, str]) -> str:
+            return ", ".join(f"{v} {c}" for c, v in sorted(totals.items())) or "0"
+
+        return (f"{self.scope}: {self.old_rows} rows, {money(self.old_totals)} (job {self.old_job}) "
+                f"-> {self.new_rows} rows, {money(self.new_totals)}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"scope": self.scope, "old_job": self.old_job, "old_rows": self.old_rows,
+                "old_totals": self.old_totals, "new_rows": self.new_rows,
+                "new_totals": self.new_totals, "partial": self.partial}
+
+
+def scope_changes(new: dict[str, dict[str, Any]], old: dict[str, tuple[str, dict[str, Any]]]) -> list[ScopeChange]:
+    """The scopes of `new` (scope figures of this import) that `old` (scope -> the newest
+    completed job and its figures for it) already holds, old against new.
+
+    A restated month replaces the whole scope downstream, so a file that brings much less of
+    a scope than is stored (a one-row correction for a month) would erase the rest: such a
+    change is `partial` and refused unless the user asks to replace the scope."""
+    changes = []
+    for scope, figures in sorted(new.items()):
+        if scope not in old:
+            continue
+        job, before = old[scope]
+        changes.append(ScopeChange(scope, job, int(before.get("rows", 0)), dict(before.get("totals", {})),
+                                   int(figures["rows"]), dict(figures["totals"])))
+    return changes

@@ -2,12 +2,21 @@
 
 Used by `finfocus ingest` (the CLI acts as the ingest service for the job) and by the
 service's watchers. Batches stream through; nothing holds a whole file.
+
+A job counts nothing until it completes: every batch is read, checked, built and kept in
+the `ingest` schema first (staging), and only a file read to its end without a fatal error is
+published, chunk by chunk with acks=all, then marked `completed`. A hostile or truncated file
+therefore publishes nothing. The process holds a lease on the job while it runs; a job whose
+lease expired (its process died) is abandoned and `sweep` settles it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,9 +27,17 @@ import orjson
 from opentelemetry import trace
 
 from finfocus.broker import dead_letter
+from finfocus.signing import SigningKeys, sign
 from finfocus.telemetry import trace_headers
 from schemas.topics import Topics, schema_headers
-from services.ingest.domain import Built, JobTally, RecordBuilder, Rejection
+from services.ingest.domain import (
+    Built,
+    JobTally,
+    RecordBuilder,
+    Rejection,
+    ScopeChange,
+    scope_changes,
+)
 from services.ingest.formats import FORMATS, UnknownFormat, detect, normalise, projection
 from services.ingest.native import keep_freed_heap
 from services.ingest.reader import Source, file_checksum
@@ -29,10 +46,15 @@ from services.ingest.store import IngestStore
 logger = logging.getLogger(__name__)
 BILLING_HEADERS = [(k, v.encode()) for k, v in schema_headers("BillingRecord").items()]
 DEAD_LETTER_HEADERS = [(k, v.encode()) for k, v in schema_headers("DeadLetter").items()]
+#: a record carrying a billing scope is signed by ingest, the only issuer pricing trusts for it
+SCOPE_MARK = b'"x_BillingScope":'
+ISSUER = "ingest"
+DEFAULT_LEASE_S = 60.0
 
 
 class Publisher(Protocol):
-    """`finfocus.broker.RecordPublisher`: `publish_batched` for the import's large chunks."""
+    """`finfocus.broker.RecordPublisher` (acks="all" for imports): `publish_batched` for the
+    import's large chunks."""
 
     async def publish(self, topic: str, records: Any) -> int: ...
 
@@ -41,6 +63,23 @@ class Publisher(Protocol):
 
 #: progress(bytes_done, bytes_total)
 Progress = Callable[[int, int], None]
+
+
+class ImportRefused(ValueError):
+    """The files cannot be imported at all (not a regular file, unreadable header): refused
+    before a job is recorded. The text is the one-line reason."""
+
+
+class LeaseLost(RuntimeError):
+    """Another process took the job over (this one stalled past its lease)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line for the job record and the terminal (pyarrow's span several)."""
+    text = re.sub(r"\s+", " ", str(exc)).strip()
+    if len(text) > 400:
+        text = text[:400] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 @dataclass
@@ -56,6 +95,7 @@ class ImportResult:
     tally: JobTally = field(default_factory=JobTally)
     rejections: list[Rejection] = field(default_factory=list)
     error: str | None = None
+    scope_changes: list[ScopeChange] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -66,6 +106,7 @@ class ImportResult:
             "format": self.format,
             "files": self.files,
             **self.tally.summary(),
+            "scope_changes": [c.as_dict() for c in self.scope_changes],
             "rejections": [
                 {"file": r.file, "row": r.row, "reason": r.reason} for r in self.rejections[:100]
             ],
@@ -88,28 +129,60 @@ class Importer:
         tracer: trace.Tracer,
         *,
         source: str = "cli",
+        keys: SigningKeys | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
     ) -> None:
         self.store = store
         self.publisher = publisher
         self.tracer = tracer
         self.source = source
+        self.keys = keys if keys is not None else SigningKeys()
+        self.lease_s = lease_s
+        self.owner = f"{source}-{uuid.uuid4().hex[:12]}"
+
+    def _describe(self, paths: list[Path], format: str) -> tuple[list[Source], list[dict]]:
+        """Open every file far enough to know its kind and format; refuses what is not a
+        readable export (a FIFO, a device, a fake Parquet, binary bytes) before any job."""
+        sources, files = [], []
+        for p in paths:
+            try:
+                src = Source(Path(p))
+                fmt = format if format != "auto" else detect(src.header())
+                files.append(
+                    {"path": str(src.path), "name": src.path.name, "sha256": file_checksum(src.path),
+                     "bytes": src.size, "format": fmt, "kind": src.kind}
+                )
+            except UnknownFormat:
+                raise
+            except Exception as exc:  # any reader error: one line, no job
+                raise ImportRefused(f"{Path(p).name}: {one_line(exc)}") from None
+            sources.append(src)
+        return sources, files
 
     async def import_files(
-        self, paths: list[Path], format: str = "auto", progress: Progress | None = None
+        self,
+        paths: list[Path],
+        format: str = "auto",
+        progress: Progress | None = None,
+        *,
+        force: bool = False,
+        replace_scope: bool = False,
+        dry_run: bool = False,
     ) -> ImportResult:
+        """Stage, check, then publish the files as one job.
+
+        `force` imports files a completed job already imported; `replace_scope` lets a file
+        supersede billing scopes it covers only part of; `dry_run` reads and checks the files
+        and reports the scope changes without recording or publishing anything."""
         if format != "auto" and format not in FORMATS:
             raise UnknownFormat(f"unknown format {format!r}: expected auto or {', '.join(FORMATS)}")
-        sources = [Source(Path(p)) for p in paths]
-        files = []
-        for src in sources:
-            fmt = format if format != "auto" else detect(src.header())
-            files.append(
-                {"path": str(src.path), "name": src.path.name, "sha256": file_checksum(src.path),
-                 "bytes": src.size, "format": fmt, "kind": src.kind}
-            )
+        if not dry_run and self.keys.key(ISSUER) is None:
+            raise ImportRefused(f"no signing key for issuer {ISSUER!r}: set the secret bus-signing/{ISSUER} "
+                                "or start the embedded stack, which creates one")
+        sources, files = self._describe(paths, format)
         checksum = combined_checksum([f["sha256"] for f in files])
         job_format = ",".join(sorted({f["format"] for f in files}))
-        earlier = await self.store.completed_job_for(checksum)
+        earlier = None if force or dry_run else await self.store.completed_job_for(checksum)
         if earlier:
             job = await self.store.job(earlier) or {}
             tally = JobTally(
@@ -119,62 +192,162 @@ class Importer:
             )
             return ImportResult(earlier, "duplicate", job.get("version"), earlier, job_format, files, tally)
 
-        job_id = f"job-{uuid.uuid4().hex[:16]}"
-        version = await self.store.start_job(
-            job_id, checksum=checksum, files=files, format=job_format, source=self.source
-        )
+        if dry_run:
+            job_id, version = "dry-run", 0
+        else:
+            job_id = f"job-{uuid.uuid4().hex[:16]}"
+            version = await self.store.start_job(
+                job_id, checksum=checksum, files=files, format=job_format, source=self.source,
+                owner=self.owner, lease_s=self.lease_s,
+            )
         result = ImportResult(job_id, "running", version, None, job_format, files)
         keep_freed_heap()  # each batch's values are freed as the next is built: keep the pages
-        total_bytes = sum(s.size for s in sources)
-        done_bytes = 0
-        with self.tracer.start_as_current_span(
-            "ingest.import", attributes={"finfocus.job_id": job_id, "finfocus.files": len(files)}
-        ):
-            try:
-                seq = 0
-                for src, meta in zip(sources, files):
-                    builder = RecordBuilder(file=meta["name"], job_id=job_id, version=version)
-                    first_row = 1
-                    for batch in src.batches(projection(meta["format"], src.header())):
-                        checked = normalise(meta["format"], batch, first_row)
-                        first_row += batch.height
-                        built = builder.build(checked, result.tally)
-                        rejected = built.rejections
-                        await self._publish(built)
-                        await self._dead_letter(rejected)
-                        if len(built):
-                            await self.store.save_chunk(job_id, seq, built)
-                            seq += 1
-                        await self.store.save_rejections(job_id, rejected)
-                        if len(result.rejections) < 100:
-                            result.rejections.extend(rejected[: 100 - len(result.rejections)])
-                        if progress:
-                            progress(done_bytes + src.position(), total_bytes)
-                    done_bytes += src.size
-                    if progress:
-                        progress(done_bytes, total_bytes)
-            except Exception as exc:  # the job is recorded as failed with its reason
-                result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
-                await self.store.finish_job(job_id, result.tally, status="failed", error=result.error)
-                logger.exception("import failed", extra={"fields": {"job_id": job_id}})
+        lost = asyncio.Event()
+        beat = None if dry_run else asyncio.create_task(self._heartbeat(job_id, lost))
+        try:
+            with self.tracer.start_as_current_span(
+                "ingest.import", attributes={"finfocus.job_id": job_id, "finfocus.files": len(files)}
+            ):
+                try:
+                    chunks = await self._stage(result, sources, progress, lost, save=not dry_run)
+                    refusal = self._refusal(result)
+                    if refusal is None:
+                        result.scope_changes = scope_changes(
+                            result.tally.scope_figures(),
+                            await self.store.previous_scopes(sorted(result.tally.scopes)),
+                        )
+                        partial = [c for c in result.scope_changes if c.partial]
+                        if partial and not replace_scope and not dry_run:
+                            refusal = (
+                                "refused: the files cover only part of billing scope(s) they would "
+                                "replace (use --replace-scope to replace them anyway): "
+                                + "; ".join(c.line() for c in partial)
+                            )
+                    if dry_run:
+                        result.status, result.error = "dry-run", refusal
+                        return result
+                    await self.store.record_tally(job_id, result.tally)
+                    if refusal is not None:
+                        return await self._fail(result, refusal)
+                    await self.store.staged(job_id, chunks)
+                except (Exception, asyncio.CancelledError) as exc:  # nothing was published
+                    if dry_run:
+                        result.status, result.error = "failed", one_line(exc)
+                        return result
+                    await self._fail(result, one_line(exc), log=not isinstance(exc, asyncio.CancelledError))
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    return result
+                try:
+                    await self._publish_job(job_id, 0, lost)
+                except (Exception, asyncio.CancelledError) as exc:
+                    # Staged and maybe partly published: the job must be finished, never
+                    # dropped. The lease lapses now, so the ingest service resumes it.
+                    with contextlib.suppress(Exception):
+                        await self.store.release_lease(job_id, self.owner)
+                    result.status = "abandoned"
+                    result.error = (f"publishing interrupted ({one_line(exc)}); the ingest service "
+                                    "finishes publishing the staged rows")
+                    logger.warning("import publishing interrupted", extra={"fields": {"job_id": job_id, "error": result.error}})
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    return result
+                result.status = "completed"
+                await self.store.finish_job(job_id, status="completed")
                 return result
-        result.status = "completed"
-        await self.store.finish_job(job_id, result.tally, status="completed")
+        finally:
+            if beat is not None:
+                beat.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await beat
+
+    @staticmethod
+    def _refusal(result: ImportResult) -> str | None:
+        """A job with no row to publish is a failure, not a completed import (a header-only
+        file, a wrong --format): it can be imported again."""
+        tally = result.tally
+        if tally.rows_read == 0:
+            return "the files hold no data rows"
+        if tally.rows_published == 0:
+            return f"every one of the {tally.rows_read} rows was rejected (is --format right?)"
+        return None
+
+    async def _fail(self, result: ImportResult, reason: str, *, log: bool = True) -> ImportResult:
+        result.status, result.error = "failed", reason
+        await self.store.finish_job(result.job_id, status="failed", error=reason)
+        if log:
+            logger.warning("import failed", extra={"fields": {"job_id": result.job_id, "error": reason}})
         return result
 
-    async def _publish(self, built: Built) -> None:
-        """One span per published chunk; each record carries its traceparent, so pricing and
-        everything downstream continue the import's trace (per-record spans would cost more
-        than the rest of the import at millions of rows)."""
-        if not len(built):
-            return
-        with self.tracer.start_as_current_span(
-            "ingest.publish", attributes={"finfocus.records": len(built)}
-        ) as span:
+    async def _heartbeat(self, job_id: str, lost: asyncio.Event) -> None:
+        while True:
+            await asyncio.sleep(max(self.lease_s / 3, 0.05))
+            try:
+                if not await self.store.heartbeat(job_id, self.owner, self.lease_s):
+                    lost.set()
+                    return
+            except Exception as exc:  # the database is restarting: the next beat may reach it
+                logger.warning("job heartbeat failed", extra={"fields": {"job_id": job_id, "error": one_line(exc)}})
+
+    async def _stage(
+        self, result: ImportResult, sources: list[Source], progress: Progress | None,
+        lost: asyncio.Event, *, save: bool,
+    ) -> int:
+        """Read every file to its end, keeping each batch's records; returns the chunk count."""
+        job_id, version = result.job_id, result.version or 0
+        total_bytes = sum(s.size for s in sources)
+        done_bytes = 0
+        seq = 0
+        for src, meta in zip(sources, result.files):
+            builder = RecordBuilder(file=meta["name"], job_id=job_id, version=version)
+            first_row = 1
+            for batch in src.batches(projection(meta["format"], src.header())):
+                if lost.is_set():
+                    raise LeaseLost(f"job {job_id} was taken over by another process")
+                checked = normalise(meta["format"], batch, first_row)
+                first_row += batch.height
+                built = builder.build(checked, result.tally)
+                rejected = built.rejections
+                if save:
+                    await self._dead_letter(rejected)
+                    if len(built):
+                        await self.store.save_chunk(job_id, seq, built)
+                        seq += 1
+                    await self.store.save_rejections(job_id, rejected)
+                if len(result.rejections) < 100:
+                    result.rejections.extend(rejected[: 100 - len(result.rejections)])
+                if progress:
+                    progress(done_bytes + src.position(), total_bytes)
+                await asyncio.sleep(0)  # let the heartbeat run between batches
+            done_bytes += src.size
+            if progress:
+                progress(done_bytes, total_bytes)
+        return seq
+
+    async def _publish_job(self, job_id: str, start: int, lost: asyncio.Event | None = None) -> int:
+        """Publish the job's kept chunks from `start` on, recording each acknowledged one."""
+        sent = 0
+        async for seq, records in self.store.chunks_from(job_id, start):
+            if lost is not None and lost.is_set():
+                raise LeaseLost(f"job {job_id} was taken over by another process")
+            sent += await self._send(records, "ingest.publish")
+            await self.store.chunk_published(job_id, seq)
+        return sent
+
+    async def _send(self, records: list[tuple[bytes, bytes]], span_name: str) -> int:
+        """One span per chunk; each record carries its traceparent, so pricing and everything
+        downstream continue the import's trace (per-record spans would cost more than the
+        rest of the import at millions of rows). Records carrying a billing scope are signed."""
+        if not records:
+            return 0
+        with self.tracer.start_as_current_span(span_name, attributes={"finfocus.records": len(records)}) as span:
             headers = trace_headers(span) + BILLING_HEADERS
-            await self.publisher.publish_batched(
-                Topics.RAW_BILLING, [(k, v, headers) for k, v in zip(built.keys, built.values)]
-            )
+            keys, topic = self.keys, Topics.RAW_BILLING
+            out = [
+                (k, v, [*headers, sign(keys, ISSUER, topic, v)] if SCOPE_MARK in v else headers)
+                for k, v in records
+            ]
+            return await self.publisher.publish_batched(topic, out)
 
     async def _dead_letter(self, rejected: list[Rejection]) -> None:
         if not rejected:
@@ -194,41 +367,104 @@ class Importer:
         """Publish again what a job (or the newest imports of a billing period) published."""
         sent = 0
         async for chunk in self.store.published(job_id=job_id, period=period):
-            with self.tracer.start_as_current_span("ingest.replay") as span:
-                headers = trace_headers(span) + BILLING_HEADERS
-                sent += await self.publisher.publish(
-                    Topics.RAW_BILLING, [(k, v, headers) for k, v in chunk]
-                )
+            sent += await self._send(chunk, "ingest.replay")
         return sent
+
+    async def sweep(self) -> list[tuple[str, str]]:
+        """Settle every abandoned job (its lease expired: the process that ran it died).
+
+        A job that had staged all its chunks is finished: its file was read and checked to
+        the end, and some of its chunks may already be downstream (where a newer scope
+        version supersedes the old rows), so only publishing the rest makes the counts whole
+        again; consumers are idempotent on x_RecordId, so chunks sent twice count once. A job
+        still staging had published nothing: it is marked failed and its chunks dropped."""
+        settled = []
+        while (job := await self.store.claim_abandoned(self.owner, self.lease_s)) is not None:
+            job_id = job["job_id"]
+            if job["phase"] == "publishing":
+                try:
+                    await self._publish_job(job_id, job["chunks_published"])
+                except Exception as exc:  # broker still down: the lease lapses, next sweep retries
+                    logger.warning("abandoned job not resumed", extra={"fields": {"job_id": job_id, "error": one_line(exc)}})
+                    await self.store.release_lease(job_id, self.owner)
+                    settled.append((job_id, "abandoned"))
+                    break
+                await self.store.finish_job(job_id, status="completed")
+                settled.append((job_id, "completed"))
+            else:
+                await self.store.finish_job(
+                    job_id, status="failed",
+                    error="abandoned while staging (its process stopped and the lease expired); nothing was published",
+                )
+                settled.append((job_id, "failed"))
+            logger.info("abandoned job settled", extra={"fields": {"job_id": job_id, "status": settled[-1][1]}})
+        return settled
+
+    async def recover_broker(self, epoch: str) -> dict[str, Any] | None:
+        """After the embedded broker restarted empty (a new `epoch`): publish the kept chunks
+        of every completed job again (the new broker holds none of them, and any downstream
+        copy may have missed any of them), record the recovery, then the epoch.
+
+        None when the epoch is already recorded. A first epoch on a database without a
+        completed job records itself only. A failed recovery leaves the old epoch, so the
+        next start tries again."""
+        last = await self.store.last_epoch()
+        if last == epoch:
+            return None
+        jobs = await self.store.replayable_jobs()
+        if last is None and not jobs:
+            await self.store.record_epoch(epoch)
+            return None
+        recovery = await self.store.start_recovery(epoch)
+        rows = done = 0
+        try:
+            for job_id in jobs:
+                rows += await self._publish_job(job_id, 0)
+                done += 1
+                await self.store.recovery_progress(recovery, done, rows)
+        except Exception as exc:
+            await self.store.recovery_progress(recovery, done, rows, "failed", one_line(exc))
+            raise
+        await self.store.recovery_progress(recovery, done, rows, "completed")
+        await self.store.record_epoch(epoch)
+        logger.info("broker recovery", extra={"fields": {"epoch": epoch, "jobs": done, "rows": rows}})
+        return {"epoch": epoch, "jobs": done, "rows": rows}
 
 
 async def accept_records(importer: Importer, records: list, checksum: str, *, source: str = "http") -> str:
-    """Publish already-validated BillingRecord v1 rows (HTTP intake) as one recorded job.
+    """Publish already-validated BillingRecord v1 rows (HTTP intake) as one recorded job:
+    kept first, then published with acks=all, `completed` once acknowledged.
 
-    Rows keep the scope their producer gave them; rows without one always count."""
+    Billing scope and version are ingest's to set: a producer's `x_BillingScope` and
+    `x_BillingScopeVersion` are dropped (one row with version 10^15 would otherwise erase
+    another account's month), so these rows carry no scope and always count."""
     from services.ingest.domain import money_text
 
     job_id = f"job-{uuid.uuid4().hex[:16]}"
-    version = await importer.store.start_job(job_id, checksum=checksum, files=[], format="billing-record-v1", source=source)
+    await importer.store.start_job(job_id, checksum=checksum, files=[], format="billing-record-v1",
+                                   source=source, owner=importer.owner, lease_s=importer.lease_s)
     tally = JobTally(rows_read=len(records), rows_published=len(records))
     built = Built()
     for record in records:
         record.x_ImportJobId = job_id
-        if record.x_BillingScope and record.x_BillingScopeVersion is None:
-            record.x_BillingScopeVersion = version
+        record.x_BillingScope = None
+        record.x_BillingScopeVersion = None
         built.keys.append(record.partition_key())
         built.values.append(record.model_dump_json(exclude_none=True).encode())
         built.record_ids.append(record.x_RecordId or "")
-        if record.x_BillingScope:
-            built.scopes.add(record.x_BillingScope)
         if record.BilledCost is not None:
             tally.add_totals({record.BillingCurrency: record.BilledCost})
         tally.accounts.add(record.BillingAccountId)
         tally.providers.add(record.ProviderName)
-    tally.scopes.update(built.scopes)
-    await importer._publish(built)
     await importer.store.save_chunk(job_id, 0, built)
-    await importer.store.finish_job(job_id, tally, status="completed")
+    await importer.store.record_tally(job_id, tally)
+    await importer.store.staged(job_id, 1)
+    try:
+        await importer._publish_job(job_id, 0)
+    except Exception:
+        await importer.store.release_lease(job_id, importer.owner)  # the service's sweep resumes it
+        raise
+    await importer.store.finish_job(job_id, status="completed")
     logger.info("http intake job", extra={"fields": {"job_id": job_id, "rows": len(records),
                                                       "totals": {c: money_text(v) for c, v in tally.totals.items()}}})
     return job_id

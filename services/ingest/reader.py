@@ -70,11 +70,29 @@ def is_gzip(path: Path) -> bool:
         return fh.read(2) == b"\x1f\x8b"
 
 
+class BadFile(ValueError):
+    """The file is not a readable billing export (not a regular file, binary content)."""
+
+
+def _no_nul(batch: pl.DataFrame, first_row: int) -> pl.DataFrame:
+    """A NUL byte in a text export means a corrupted or binary file (PostgreSQL stores no NUL
+    in text either): the whole file is refused, not the row, so nothing of it counts."""
+    text = [c for c, t in batch.schema.items() if t == pl.Utf8]
+    if not text:
+        return batch
+    found = batch.select(pl.any_horizontal([pl.col(c).str.contains("\x00", literal=True) for c in text]).arg_true().first()).item()
+    if found is not None:
+        raise BadFile(f"NUL byte in data row {first_row + found}: not a text export")
+    return batch
+
+
 class Source:
     """One export file read batch by batch; `position()` says how far for a progress bar."""
 
     def __init__(self, path: Path, *, block_bytes: int = BLOCK_BYTES, batch_rows: int = BATCH_ROWS) -> None:
         self.path = Path(path)
+        if not self.path.is_file():  # a FIFO or /dev/zero would block or never end
+            raise BadFile(f"{self.path} is not a regular file")
         self.kind = sniff(self.path)
         self.size = self.path.stat().st_size
         self.block_bytes = block_bytes
@@ -147,8 +165,9 @@ class Source:
                     ),
                 )
                 for table in _grouped(reader, self.batch_rows):
+                    batch = _no_nul(pl.from_arrow(table), done + 1)  # type: ignore[arg-type]
                     done += table.num_rows
-                    yield pl.from_arrow(table)  # type: ignore[misc]
+                    yield batch
                 return
             except pa.ArrowInvalid:
                 if newlines:
@@ -162,8 +181,11 @@ class Source:
         stream = self._open()
         try:
             reader = pajson.open_json(stream, read_options=pajson.ReadOptions(block_size=self.block_bytes))
+            done = 0
             for table in _grouped(reader, self.batch_rows):
-                yield to_strings(pl.from_arrow(table))  # type: ignore[arg-type]
+                batch = _no_nul(to_strings(pl.from_arrow(table)), done + 1)  # type: ignore[arg-type]
+                done += table.num_rows
+                yield batch
         finally:
             stream.close()
             if self._raw is not None:

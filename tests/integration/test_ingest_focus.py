@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer
 
 from finfocus.broker import RecordPublisher, ensure_topics
 from finfocus.db import create_pool, migrate_url
+from finfocus.signing import SigningKeys, ensure_key_files
 from finfocus.telemetry import make_tracer_provider
 from schemas.ingest import BillingRecordV1
 from schemas.topics import Topics
@@ -55,10 +56,12 @@ async def importer(settings):
     await migrate_url(settings.database, "ingest", MIGRATIONS_DIR)
     await ensure_topics(settings.kafka)
     pool = await create_pool(settings.database)
-    publisher = RecordPublisher(settings.kafka)
+    publisher = RecordPublisher(settings.kafka, acks="all")
     await publisher.start()
     provider = make_tracer_provider("finfocus-ingest-test")
-    yield Importer(IngestStore(pool), publisher, provider.get_tracer("test"))
+    ensure_key_files(settings.home, ["ingest"])
+    keys = SigningKeys(home=settings.home)
+    yield Importer(IngestStore(pool), publisher, provider.get_tracer("test"), keys=keys, lease_s=5)
     await publisher.stop()
     await pool.close()
 
