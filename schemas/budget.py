@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from schemas.common import CurrencyCode, Money, Timestamp
+from schemas.common import CurrencyCode, Money, Text, Timestamp
 
 #: topic of budget commands (consumed by the forecast service)
 BUDGET_COMMANDS = "budget-commands"
@@ -53,7 +53,7 @@ class BudgetCommandV1(BaseModel):
     amount: Money | None = Field(None, gt=Decimal(0), description="Budget amount per period (set)")
     currency: CurrencyCode | None = Field(None, description="ISO 4217 currency of the amount (set)")
     period: BudgetPeriod = Field(BudgetPeriod.MONTHLY, description="monthly or quarterly")
-    scope: dict[str, str] = Field(
+    scope: dict[Text, Text] = Field(
         default_factory=dict,
         description="Filter of the spend counted: provider, account, service, region, resource, "
         "type or tag:KEY -> value; empty for all spend",

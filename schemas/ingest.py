@@ -14,7 +14,17 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.common import CurrencyCode, Money, Quantity, Timestamp
+from schemas.common import (
+    CurrencyCode,
+    Int64,
+    Money,
+    Quantity,
+    RequiredText,
+    Text,
+    Timestamp,
+    json_value_problem,
+    text_problem,
+)
 
 
 class ChargeCategoryName(StrEnum):
@@ -56,22 +66,22 @@ class BillingRecordV1(BaseModel):
         extra="allow", populate_by_name=True, str_strip_whitespace=True, frozen=False
     )
 
-    ProviderName: str = Field(min_length=1, description="Provider that makes the resources available")
-    BillingAccountId: str = Field(min_length=1, description="Account the invoice is issued to")
-    BillingAccountName: str | None = Field(None, description="Display name of the billing account")
-    SubAccountId: str | None = Field(None, description="Account/project/subscription of the resource")
-    SubAccountName: str | None = Field(None, description="Display name of the sub account")
+    ProviderName: RequiredText = Field(description="Provider that makes the resources available")
+    BillingAccountId: RequiredText = Field(description="Account the invoice is issued to")
+    BillingAccountName: Text | None = Field(None, description="Display name of the billing account")
+    SubAccountId: Text | None = Field(None, description="Account/project/subscription of the resource")
+    SubAccountName: Text | None = Field(None, description="Display name of the sub account")
     ChargePeriodStart: Timestamp = Field(description="Inclusive start of the charge period (RFC 3339)")
     ChargePeriodEnd: Timestamp = Field(description="Exclusive end of the charge period (RFC 3339)")
     BillingPeriodStart: Timestamp | None = Field(None, description="Inclusive start of the billing period")
     BillingPeriodEnd: Timestamp | None = Field(None, description="Exclusive end of the billing period")
     BillingCurrency: CurrencyCode = Field(description="ISO 4217 currency of the billed costs")
-    ServiceName: str = Field(min_length=1, description="Offering purchased from the provider")
-    ServiceCategory: str | None = Field(None, description="FOCUS service category, e.g. Compute")
+    ServiceName: RequiredText = Field(description="Offering purchased from the provider")
+    ServiceCategory: Text | None = Field(None, description="FOCUS service category, e.g. Compute")
     ChargeCategory: ChargeCategoryName = Field(description="Usage, Purchase, Tax, Credit or Adjustment")
-    ChargeClass: str | None = Field(None, description="'Correction' for corrections of past periods")
-    ChargeDescription: str | None = Field(None, description="Self-contained summary of the charge")
-    ChargeFrequency: str | None = Field(None, description="One-Time, Recurring or Usage-Based")
+    ChargeClass: Text | None = Field(None, description="'Correction' for corrections of past periods")
+    ChargeDescription: Text | None = Field(None, description="Self-contained summary of the charge")
+    ChargeFrequency: Text | None = Field(None, description="One-Time, Recurring or Usage-Based")
     BilledCost: Money | None = Field(None, description="Cost invoiced (decimal string)")
     EffectiveCost: Money | None = Field(None, description="Amortised cost after discounts")
     ListCost: Money | None = Field(None, description="Cost at public list prices")
@@ -79,29 +89,33 @@ class BillingRecordV1(BaseModel):
     ListUnitPrice: Money | None = Field(None, description="Public list price per pricing unit")
     ContractedUnitPrice: Money | None = Field(None, description="Negotiated price per pricing unit")
     ConsumedQuantity: Quantity | None = Field(None, description="Volume of the resource used")
-    ConsumedUnit: str | None = Field(None, description="Unit of ConsumedQuantity, e.g. Hours")
+    ConsumedUnit: Text | None = Field(None, description="Unit of ConsumedQuantity, e.g. Hours")
     PricingQuantity: Quantity | None = Field(None, description="Volume priced, in PricingUnit")
-    PricingUnit: str | None = Field(None, description="Unit the price is quoted in")
-    ResourceId: str | None = Field(None, description="Provider-assigned resource identifier")
-    ResourceName: str | None = Field(None, description="Display name of the resource")
-    ResourceType: str | None = Field(None, description="Kind of resource, e.g. an instance type")
-    RegionId: str | None = Field(None, description="Provider region id, e.g. us-east-1")
-    RegionName: str | None = Field(None, description="Display name of the region")
-    SkuId: str | None = Field(None, description="Provider SKU of the charge")
-    Tags: dict[str, str] | None = Field(None, description="Resource tags, string keys and values")
-    x_RecordId: str | None = Field(
+    PricingUnit: Text | None = Field(None, description="Unit the price is quoted in")
+    ResourceId: Text | None = Field(None, description="Provider-assigned resource identifier")
+    ResourceName: Text | None = Field(None, description="Display name of the resource")
+    ResourceType: Text | None = Field(None, description="Kind of resource, e.g. an instance type")
+    RegionId: Text | None = Field(None, description="Provider region id, e.g. us-east-1")
+    RegionName: Text | None = Field(None, description="Display name of the region")
+    SkuId: Text | None = Field(None, description="Provider SKU of the charge")
+    Tags: dict[Text, Text] | None = Field(None, description="Resource tags, string keys and values")
+    x_RecordId: Text | None = Field(
         None,
-        description="Stable identity of the row; derived from its content when absent",
+        description="Stable identity of the row; derived from its content when absent. Scoped "
+        "to (ProviderName, BillingAccountId): a record whose id is already stored under another "
+        "provider or billing account is dead-lettered, never replaces that account's line",
     )
-    x_BillingScope: str | None = Field(
+    x_BillingScope: Text | None = Field(
         None,
         description="Set by imports: 'provider:billing-account:YYYY-MM'; a newer version of a "
-        "scope supersedes every older row of that scope (restated bills)",
+        "scope supersedes every older row of that scope (restated bills). Only ingest may set "
+        "it: on raw-billing a record carrying it without ingest's signature is dead-lettered",
     )
-    x_BillingScopeVersion: int | None = Field(
-        None, description="Version of x_BillingScope this row belongs to (larger is newer)"
+    x_BillingScopeVersion: Int64 | None = Field(
+        None, description="Version of x_BillingScope this row belongs to (larger is newer); set "
+        "by ingest only, like x_BillingScope"
     )
-    x_ImportJobId: str | None = Field(None, description="Import job that published the row")
+    x_ImportJobId: Text | None = Field(None, description="Import job that published the row")
 
     @model_validator(mode="after")
     def _reject_unknown_columns(self) -> BillingRecordV1:
@@ -112,6 +126,10 @@ class BillingRecordV1(BaseModel):
             unknown = [k for k in extra if k not in OTHER_FOCUS_COLUMNS and not k.startswith("x_")]
             if unknown:
                 raise ValueError(f"unknown column(s) {sorted(unknown)}: not FOCUS and not x_*")
+            for key, value in extra.items():
+                problem = text_problem(key) or json_value_problem(value)
+                if problem:
+                    raise ValueError(f"{key}: {problem}")
         return self
 
     @model_validator(mode="after")

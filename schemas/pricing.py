@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from schemas.common import Timestamp
+from schemas.common import RequiredText, Text, Timestamp
 from schemas.ingest import BillingRecordV1
 
 PRICE_SOURCE_PATTERN = r"^(billed|none|plugin:[a-z0-9][a-z0-9-]*|spec:.+)$"
@@ -17,8 +17,8 @@ class PricedRecordV1(BillingRecordV1):
     (`x_PriceSource == "none"`): an unpriced row stays visible instead of becoming zero.
     """
 
-    x_RecordId: str = Field(min_length=1, description="Stable identity of the row")  # type: ignore[assignment]
-    x_PriceSource: str = Field(
+    x_RecordId: RequiredText = Field(description="Stable identity of the row")  # type: ignore[assignment]
+    x_PriceSource: Text = Field(
         pattern=PRICE_SOURCE_PATTERN,
         description="'billed', 'plugin:<name>', 'spec:<file>' or 'none'",
     )

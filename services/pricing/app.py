@@ -10,6 +10,7 @@ from faststream import FastStream
 from opentelemetry.sdk.trace import TracerProvider
 
 from finfocus.service import ServiceRuntime
+from finfocus.signing import SigningKeys
 from services.pricing.batch import BatchPricer
 from services.pricing.catalog import refresh_forever
 from services.pricing.config import PricingSettings
@@ -32,7 +33,10 @@ def build_app(settings: PricingSettings | None = None, *, tracer_provider: Trace
     )
     store = PricingStore(runtime)
     host = make_host(settings)
-    pricer = BatchPricer(runtime.tracer, specs=SpecSource(settings.specs_dir), quotes=host.quotes if host.plugins else None)
+    pricer = BatchPricer(
+        runtime.tracer, specs=SpecSource(settings.specs_dir), quotes=host.quotes if host.plugins else None,
+        keys=SigningKeys(home=settings.home),  # verifies ingest's signature on billing scopes
+    )
     register_handlers(runtime, store, pricer)
     tasks: list[asyncio.Task] = []
 

@@ -7,7 +7,7 @@ letter with the reason; nothing raises for bad data. Pricing decisions are the d
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -17,10 +17,11 @@ from opentelemetry import trace
 from pydantic import ValidationError
 
 from finfocus.broker import Envelope, OutgoingRecord, envelope_dead_letter
+from finfocus.signing import SigningKeys, UntrustedMessage, verify
 from finfocus.telemetry import start_record_span, trace_headers
 from schemas.deadletter import DeadLetterV1
 from schemas.ingest import BillingRecordV1
-from schemas.topics import schema_headers
+from schemas.topics import Topics, schema_headers
 from services.pricing import domain, fastpath
 from services.pricing.store import Position
 
@@ -29,6 +30,8 @@ logger = logging.getLogger(__name__)
 #: columns pricing writes; an input that already has one takes the careful path
 _PRICING_COLUMNS = fastpath.PRICING_COLUMNS
 _PRICED_HEADERS = [(k, v.encode()) for k, v in schema_headers("PricedRecord").items()]
+#: the only issuer that may set a record's billing scope and version
+SCOPE_ISSUERS = ("ingest",)
 
 #: async callable: usage lines -> per line, the plugin quotes in plugin order
 QuoteSource = Callable[[Sequence[domain.UsageLine]], Awaitable[list[list[domain.Quote | None]]]]
@@ -37,15 +40,34 @@ QuoteSource = Callable[[Sequence[domain.UsageLine]], Awaitable[list[list[domain.
 @dataclass
 class BatchOutcome:
     lines: list[tuple[str, str]] = field(default_factory=list)
+    #: (ProviderName, BillingAccountId) of each line: the scope of its record id
+    owners: list[tuple[str, str]] = field(default_factory=list)
     outgoing: list[OutgoingRecord] = field(default_factory=list)
     letters: list[DeadLetterV1] = field(default_factory=list)
     positions: list[Position] = field(default_factory=list)
     #: billing scope -> the highest x_BillingScopeVersion among the batch's records (0: none)
     scopes: dict[str, int] = field(default_factory=dict)
     unpriced: int = 0
+    #: record id -> the consumed record it came from (for dead letters after the write)
+    origins: dict[str, object] = field(default_factory=dict)
+    service: str = "pricing"
 
     def note_scope(self, scope: str, version: int | None) -> None:
         domain.keep_highest(self.scopes, scope, version)
+
+    def withdraw(self, refused: Mapping[str, str]) -> list[DeadLetterV1]:
+        """Take the lines the store refused (record id -> reason) out of the outgoing records
+        and return their dead letters: a refused line is never announced as priced."""
+        if not refused:
+            return []
+        keep = [i for i, (record_id, _) in enumerate(self.lines) if record_id not in refused]
+        self.lines = [self.lines[i] for i in keep]
+        self.owners = [self.owners[i] for i in keep]
+        self.outgoing = [self.outgoing[i] for i in keep]
+        return [
+            _dead_letter(self.origins[record_id], reason, self.service)
+            for record_id, reason in refused.items() if record_id in self.origins
+        ]
 
 
 def describe(exc: ValidationError) -> str:
@@ -81,16 +103,21 @@ class BatchPricer:
         *,
         specs: Callable[[], domain.SpecBook] | None = None,
         quotes: QuoteSource | None = None,
+        keys: SigningKeys | None = None,
     ) -> None:
         self._tracer = tracer
         self._service = service
+        self._keys = keys if keys is not None else SigningKeys()
         self._specs = specs or (lambda: domain.SpecBook())
         self._quotes = quotes
 
     async def process(self, batch: Sequence) -> BatchOutcome:
         """Price a batch of consumed records: aiokafka ConsumerRecords (headers as pairs) or
         `finfocus.broker.Envelope`s (headers as a dict)."""
-        out = BatchOutcome()
+        out = BatchOutcome(service=self._service)
+        # record id -> (ProviderName, BillingAccountId) of the batch's records: one id under
+        # two accounts would otherwise let the later row replace the other account's line
+        owners: dict[str, tuple[str, str]] = {}
         priced_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         parsed: list[tuple[object, BillingRecordV1 | None, object]] = []
         fast: dict[int, tuple[str, str | None, bytes, dict]] = {}
@@ -130,22 +157,39 @@ class BatchPricer:
                     span.records += 1
             canonical = quick(env.value or b"")
             if canonical is not None:
+                columns = canonical[3]
+                problem = None
+                if canonical[1] is not None or "x_BillingScopeVersion" in columns:
+                    problem = self._unsigned_scope(env)
+                problem = problem or _owner_clash(
+                    owners, canonical[0], columns["ProviderName"], columns["BillingAccountId"]
+                )
+                if problem:
+                    out.letters.append(self._letter(env, problem))
+                    if span is not None:
+                        span.dead_letters += 1
+                    continue
                 fast[len(parsed)] = canonical
                 parsed.append((env, None, span))
                 continue
             try:
                 rec = validate(env.value or b"")
+                rec.with_record_id()
+                problem = None
+                if rec.x_BillingScope is not None or rec.x_BillingScopeVersion is not None:
+                    problem = self._unsigned_scope(env)
+                problem = problem or _owner_clash(
+                    owners, rec.x_RecordId, rec.ProviderName, rec.BillingAccountId
+                )
             except ValidationError as exc:
-                out.letters.append(self._letter(env, describe(exc)))
-                if span is not None:
-                    span.dead_letters += 1
-                continue
+                problem = describe(exc)
             except Exception as exc:  # noqa: BLE001 - anything else is still this record's fault
-                out.letters.append(self._letter(env, f"{type(exc).__name__}: {exc}"))
+                problem = f"{type(exc).__name__}: {exc}"
+            if problem:
+                out.letters.append(self._letter(env, problem))
                 if span is not None:
                     span.dead_letters += 1
                 continue
-            rec.with_record_id()
             if rec.BilledCost is None:
                 usage.append((len(parsed), usage_line(rec)))
             parsed.append((env, rec, span))
@@ -173,6 +217,8 @@ class BatchPricer:
                     record_id, scope, key, columns = fast[i]
                     body = dumps(columns)[:-1] + stamp
                     out.lines.append((record_id, body.decode()))
+                    out.origins[record_id] = env
+                    out.owners.append((columns["ProviderName"], columns["BillingAccountId"]))
                     if scope:
                         out.note_scope(scope, columns.get("x_BillingScopeVersion"))
                     headers = span.stored(record_id) if span is not None else batch_headers
@@ -200,6 +246,8 @@ class BatchPricer:
                         columns["x_UnitPrice"] = format(decision.unit_price, "f")
                     body = rec.__pydantic_serializer__.to_json(rec, exclude_none=True)[:-1] + b"," + orjson.dumps(columns)[1:]
                 out.lines.append((rec.x_RecordId, body.decode()))
+                out.origins[rec.x_RecordId] = env
+                out.owners.append((rec.ProviderName, rec.BillingAccountId))
                 if rec.x_BillingScope:
                     out.note_scope(rec.x_BillingScope, rec.x_BillingScopeVersion)
                 headers = span.stored(rec.x_RecordId) if span is not None else batch_headers
@@ -215,11 +263,42 @@ class BatchPricer:
         return out
 
     def _letter(self, record, error: str) -> DeadLetterV1:
-        envelope = record if isinstance(record, Envelope) else Envelope(
-            value=record.value or b"", key=record.key, headers=dict(record.headers or ()),
-            topic=record.topic, partition=record.partition, offset=record.offset,
-        )
-        return envelope_dead_letter(envelope, error, service=self._service)
+        return _dead_letter(record, error, self._service)
+
+    def _unsigned_scope(self, record) -> str | None:
+        """None when the record's billing scope comes from ingest (its signature verifies);
+        the dead-letter reason otherwise. A producer that could set a scope and a large
+        version would hide every row of another account's month."""
+        headers = record.headers
+        if not isinstance(headers, Mapping):
+            headers = dict(headers or ())
+        try:
+            verify(self._keys, headers, Topics.RAW_BILLING, record.value or b"", SCOPE_ISSUERS)
+        except UntrustedMessage as exc:
+            return f"x_BillingScope and x_BillingScopeVersion are set by ingest only: {exc}"
+        return None
+
+
+def _dead_letter(record, error: str, service: str) -> DeadLetterV1:
+    envelope = record if isinstance(record, Envelope) else Envelope(
+        value=record.value or b"", key=record.key, headers=dict(record.headers or ()),
+        topic=record.topic, partition=record.partition, offset=record.offset,
+    )
+    return envelope_dead_letter(envelope, error, service=service)
+
+
+def _owner_clash(owners: dict[str, tuple[str, str]], record_id: str | None, provider: str, account: str) -> str | None:
+    """The reason when `record_id` already belongs to another (ProviderName, BillingAccountId)
+    in this batch (the store checks the lines already stored the same way)."""
+    if record_id is None:
+        return None
+    owner = owners.setdefault(record_id, (provider, account))
+    if owner == (provider, account):
+        return None
+    return (
+        f"x_RecordId {record_id!r} already belongs to {owner[0]} billing account {owner[1]!r}: "
+        "a record id is scoped to (ProviderName, BillingAccountId)"
+    )
 
     @staticmethod
     def _priced_body(rec: BillingRecordV1, decision: domain.PriceDecision | None, priced_at: str, out: BatchOutcome) -> bytes:

@@ -23,7 +23,14 @@ from datetime import datetime
 
 import orjson
 
-from schemas.common import _rfc3339
+from schemas.common import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_FRACTION_DIGITS,
+    MAX_INTEGER_DIGITS,
+    MAX_TEXT,
+    _rfc3339,
+)
 from schemas.currencies import ISO_4217
 from schemas.ingest import OTHER_FOCUS_COLUMNS, BillingRecordV1, ChargeCategoryName
 
@@ -54,12 +61,25 @@ _FIELD_SET = frozenset(_FIELDS)
 ENABLED = _FIELD_SET == _HANDLED
 
 _CATEGORIES = frozenset(c.value for c in ChargeCategoryName)
-# canonical decimals only: what format(Decimal(s), "f") gives back unchanged ([0-9], not \d)
-_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?").fullmatch
+# canonical decimals only: what format(Decimal(s), "f") gives back unchanged ([0-9], not \d),
+# within the contract's bounds on digits (schemas.common.money_problem)
+_DECIMAL = re.compile(
+    rf"-?(?:0|[1-9][0-9]{{0,{MAX_INTEGER_DIGITS - 1}}})(?:\.[0-9]{{1,{MAX_FRACTION_DIGITS}}})?"
+).fullmatch
 _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z").fullmatch
 
 #: canonical timestamp spellings seen so far (billing rows repeat their period boundaries)
 _good_stamps: set[str] = set()
+
+
+def _plain_text(value: object) -> bool:
+    """Text the model keeps as it is and the store accepts: nothing to strip
+    (str_strip_whitespace: strip returns the very same object), within MAX_TEXT, no NUL
+    (orjson refuses lone surrogates before we get here)."""
+    return (
+        type(value) is str and len(value) <= MAX_TEXT and value.strip() is value
+        and "\x00" not in value
+    )
 
 
 def _canonical_stamp(value: object) -> bool:
@@ -121,7 +141,13 @@ def parse(raw: bytes) -> tuple[str, str | None, bytes, dict] | None:
                 return None
             if value is None:
                 continue
-            if type(value) is not str and type(value) is not int and type(value) is not bool:
+            if type(value) is str:
+                if len(value) > MAX_TEXT or "\x00" in value:
+                    return None
+            elif type(value) is int:
+                if not INT64_MIN <= value <= INT64_MAX:
+                    return None
+            elif type(value) is not bool:
                 return None
             if extras is None:
                 extras = []
@@ -136,9 +162,7 @@ def parse(raw: bytes) -> tuple[str, str | None, bytes, dict] | None:
         if value is None:
             continue
         if kind == _TEXT:
-            # str_strip_whitespace: only text the model leaves as it is (strip returns the
-            # very same object when there is nothing to strip)
-            if type(value) is not str or value.strip() is not value:
+            if not _plain_text(value):
                 return None
         elif kind == _DEC:
             if type(value) is not str or not _DECIMAL(value):
@@ -156,9 +180,9 @@ def parse(raw: bytes) -> tuple[str, str | None, bytes, dict] | None:
             if type(value) is not dict:
                 return None
             for k, v in value.items():
-                if k.strip() is not k or type(v) is not str or v.strip() is not v:
+                if not _plain_text(k) or not _plain_text(v):
                     return None
-        elif type(value) is not int:  # _INT
+        elif type(value) is not int or not INT64_MIN <= value <= INT64_MAX:  # _INT
             return None
         if pending and here >= _EFFECTIVE:
             if here > _EFFECTIVE:

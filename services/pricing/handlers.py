@@ -60,14 +60,18 @@ def register_handlers(runtime, store: PricingStore, pricer: BatchPricer) -> None
                 for _ in range(WRITERS):
                     await writers.acquire()
                 try:
-                    await store.store_batch(outcome.lines, outcome.positions, sorted(outcome.scopes))
+                    refused = await store.store_batch(
+                        outcome.lines, outcome.positions, sorted(outcome.scopes), outcome.owners
+                    )
                     known.stored(outcome.scopes)
                 finally:
                     for _ in range(WRITERS):
                         writers.release()
         else:
             async with writers:
-                await store.store_batch(outcome.lines, outcome.positions)
+                refused = await store.store_batch(outcome.lines, outcome.positions, owners=outcome.owners)
+        if refused:  # record ids another account owns: dead letters, not priced records
+            await publish_dead_letters(runtime.broker, outcome.withdraw(refused))
         await runtime.publisher.publish_batched(Topics.PRICED_RESOURCES, outcome.outgoing)
         logger.debug(
             "batch priced",

@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import orjson
+
 CREATE_STAGE = """
-CREATE TEMP TABLE IF NOT EXISTS pricing_stage (
-    ord integer NOT NULL, record_id text NOT NULL, body text NOT NULL
+CREATE TEMP TABLE IF NOT EXISTS pricing_stage_v2 (
+    ord integer NOT NULL, record_id text NOT NULL, provider text NOT NULL,
+    account text NOT NULL, body text NOT NULL
 ) ON COMMIT DELETE ROWS
 """
 
@@ -28,7 +31,7 @@ _UPDATABLE = [c.strip() for c in _COLUMNS.split(",") if c.strip() != "record_id"
 UPSERT_LINES = f"""
 WITH incoming AS (
     SELECT DISTINCT ON (record_id) record_id, body::jsonb AS r
-    FROM pricing_stage ORDER BY record_id, ord DESC
+    FROM pricing_stage_v2 ORDER BY record_id, ord DESC
 ), earlier AS (
     SELECT c.record_id, c.import_job_id FROM pricing.cost_lines c JOIN incoming USING (record_id)
 ), written AS (
@@ -47,9 +50,11 @@ WITH incoming AS (
     FROM incoming s
     ON CONFLICT (record_id) DO UPDATE SET
         {", ".join(f"{c} = EXCLUDED.{c}" for c in _UPDATABLE)}
-    WHERE cost_lines.billing_scope_version IS NULL
-       OR EXCLUDED.billing_scope_version IS NULL
-       OR EXCLUDED.billing_scope_version >= cost_lines.billing_scope_version
+    WHERE cost_lines.provider = EXCLUDED.provider
+      AND cost_lines.billing_account_id = EXCLUDED.billing_account_id
+      AND (cost_lines.billing_scope_version IS NULL
+           OR EXCLUDED.billing_scope_version IS NULL
+           OR EXCLUDED.billing_scope_version >= cost_lines.billing_scope_version)
     RETURNING record_id, import_job_id
 )
 INSERT INTO pricing.job_progress (import_job_id, rows)
@@ -63,7 +68,7 @@ SET rows = job_progress.rows + EXCLUDED.rows, updated_at = now()
 UPSERT_SCOPES = """
 INSERT INTO pricing.billing_scopes (billing_scope, latest_version)
 SELECT r->>'x_BillingScope', max(coalesce((r->>'x_BillingScopeVersion')::bigint, 0))
-FROM (SELECT body::jsonb AS r FROM pricing_stage) s
+FROM (SELECT body::jsonb AS r FROM pricing_stage_v2) s
 WHERE r->>'x_BillingScope' IS NOT NULL
 GROUP BY 1
 ON CONFLICT (billing_scope) DO UPDATE
@@ -74,6 +79,15 @@ RETURNING billing_scope
 
 # Rows of superseded scope versions are invisible through the view; deleting them keeps the
 # table from growing with every restatement.
+# Record identity is scoped to (ProviderName, BillingAccountId): the upsert never replaces
+# another account's line (its WHERE above), and this names the records it left out, after the
+# upsert so that a line a concurrent chunk committed meanwhile is seen too.
+OTHER_OWNERS = """
+SELECT DISTINCT ON (s.record_id) s.record_id, c.provider, c.billing_account_id
+FROM pricing_stage_v2 s JOIN pricing.cost_lines c USING (record_id)
+WHERE c.provider <> s.provider OR c.billing_account_id <> s.account
+"""
+
 PRUNE_SUPERSEDED = """
 DELETE FROM pricing.cost_lines l
 USING pricing.billing_scopes s
@@ -106,24 +120,43 @@ class PricingStore:
         self._runtime = runtime
 
     async def store_batch(
-        self, lines: Sequence[tuple[str, str]], positions: Sequence[Position], scopes: Sequence[str] = ()
-    ) -> None:
+        self,
+        lines: Sequence[tuple[str, str]],
+        positions: Sequence[Position],
+        scopes: Sequence[str] = (),
+        owners: Sequence[tuple[str, str]] | None = None,
+    ) -> dict[str, str]:
         """Upsert priced lines `(record_id, priced record JSON)` and record the batch as
-        processed, in one transaction."""
+        processed, in one transaction. `owners` gives each line's (ProviderName,
+        BillingAccountId) (read from the JSON when absent). Returns the lines refused because
+        their record id belongs to another account: record id -> reason."""
+        if owners is None:
+            owners = [_owner(body) for _, body in lines]
+        refused: dict[str, str] = {}
         async with self._runtime.pool.acquire() as conn:
             async with conn.transaction():
                 if lines:
                     await conn.execute(CREATE_STAGE)
                     await conn.copy_records_to_table(
-                        "pricing_stage",
-                        records=[(i, rid, body) for i, (rid, body) in enumerate(lines)],
-                        columns=["ord", "record_id", "body"],
+                        "pricing_stage_v2",
+                        records=[
+                            (i, rid, owner[0], owner[1], body)
+                            for i, ((rid, body), owner) in enumerate(zip(lines, owners, strict=True))
+                        ],
+                        columns=["ord", "record_id", "provider", "account", "body"],
                     )
                     # Only scopes whose version moved up in this batch can have superseded
                     # rows: pruning every scope of every chunk rescans a whole billing period
                     # per chunk (quadratic in the size of an import).
                     newer = [r["billing_scope"] for r in await conn.fetch(UPSERT_SCOPES)] if scopes else []
                     await conn.execute(UPSERT_LINES)
+                    for row in await conn.fetch(OTHER_OWNERS):
+                        refused[row["record_id"]] = (
+                            f"x_RecordId {row['record_id']!r} is already stored for "
+                            f"{row['provider']} billing account {row['billing_account_id']!r}: "
+                            "a record id is scoped to (ProviderName, BillingAccountId) and never "
+                            "replaces another account's line"
+                        )
                     if newer:
                         await conn.execute(PRUNE_SUPERSEDED, newer)
                 if positions:
@@ -135,6 +168,12 @@ class PricingStore:
                         [p.offset for p in positions],
                         [p.records for p in positions],
                     )
+        return refused
+
+
+def _owner(body: str) -> tuple[str, str]:
+    record = orjson.loads(body)
+    return record["ProviderName"], record["BillingAccountId"]
 
 
 SAVE_HEALTH = """

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from typer.testing import CliRunner
 
 from finfocus.cli import app as cli
+from finfocus.signing import SigningKeys, sign
 from schemas.topics import Topics
 from services.pricing.app import build_app
 from services.pricing.config import PricingSettings
@@ -41,11 +42,20 @@ def billed_record(i: int, cost: Decimal, **extra) -> dict:
     }
 
 
-async def produce(bootstrap: str, values: list[bytes], topic: str = Topics.RAW_BILLING) -> None:
+async def produce(
+    bootstrap: str, values: list[bytes], topic: str = Topics.RAW_BILLING, *, signer: str | None = None
+) -> None:
+    """Send `values`; with `signer`, each signed as that issuer (ingest signs scoped records)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    keys = SigningKeys()
     await producer.start()
     try:
-        futures = [await producer.send(topic, v, key=b"AWS:x") for v in values]
+        futures = [
+            await producer.send(
+                topic, v, key=b"AWS:x", headers=[sign(keys, signer, topic, v)] if signer else None
+            )
+            for v in values
+        ]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
@@ -179,7 +189,13 @@ async def test_group_by_filter_window_and_currencies_are_kept_apart(settings, pr
     assert injected["results"] == [] and injected["summary"]["lines"] == 0
 
 
-async def test_restated_scope_version_hides_previous_rows(settings, pricing):
+@pytest.fixture
+def ingest_key(monkeypatch):
+    """The key ingest signs billing scopes with (from the secrets provider's environment)."""
+    monkeypatch.setenv("FINFOCUS_SECRET_BUS_SIGNING_INGEST", "test-ingest-signing-key")
+
+
+async def test_restated_scope_version_hides_previous_rows(settings, ingest_key, pricing):
     scope = "AWS:111111111111:2024-09"
     v1 = [billed_record(i, Decimal("10"), x_BillingScope=scope, x_BillingScopeVersion=1) for i in range(3)]
     v2 = [
@@ -187,14 +203,14 @@ async def test_restated_scope_version_hides_previous_rows(settings, pricing):
         for i in range(2)
     ]
     unscoped = billed_record(99, Decimal("1"))
-    await produce(settings.kafka_bootstrap, [orjson.dumps(r) for r in [*v1, unscoped]])
+    await produce(settings.kafka_bootstrap, [orjson.dumps(r) for r in [*v1, unscoped]], signer="ingest")
     await wait_for(lambda: _at_least(settings.database_url, 4))
     assert (await cli_json(settings))["summary"]["totalCost"] == "31"
-    await produce(settings.kafka_bootstrap, [orjson.dumps(r) for r in v2])
+    await produce(settings.kafka_bootstrap, [orjson.dumps(r) for r in v2], signer="ingest")
     await wait_for(lambda: _at_least(settings.database_url, 6))
     assert (await cli_json(settings))["summary"]["totalCost"] == "16.0"
     # a late copy of version 1 stays hidden
-    await produce(settings.kafka_bootstrap, [orjson.dumps(v1[2])])
+    await produce(settings.kafka_bootstrap, [orjson.dumps(v1[2])], signer="ingest")
     await wait_for(lambda: _at_least(settings.database_url, 7))
     summary = (await cli_json(settings))["summary"]
     assert summary["totalCost"] == "16.0" and summary["lines"] == 3

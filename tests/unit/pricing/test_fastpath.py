@@ -8,6 +8,7 @@ stored lines (record id and JSON), keys, scopes and outgoing bytes must all be t
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -15,6 +16,7 @@ from decimal import Decimal
 import orjson
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
+from pydantic import ValidationError
 
 from finfocus.broker import Envelope
 from schemas.ingest import BillingRecordV1
@@ -61,6 +63,9 @@ MONEY = [
     "0", "-0", "1", "1.5", "1.50", "-1.25", "0.000001", "123456789012345678901234567890.123456789",
     "01", "+1", " 1", "1 ", "1.", ".5", "1e3", "1E-2", "NaN", "Infinity", "-Infinity", "abc", "",
     "1_000", "١٢", "0x10", 1, 0, -3, 1.5, 0.1, 1e20, 1e-7, True, None, [], {}, MISSING,
+    # the contract's bounds: 24 digits before the point, 24 after (what the stores hold)
+    "9" * 24, "1" + "0" * 24, "-" + "9" * 24 + "." + "9" * 24, "0." + "0" * 23 + "1",
+    "0." + "0" * 24 + "1", "1" * 140_000, "1E+999999", 1e24, 1e-30,
 ]
 STAMPS = [
     "2024-09-01T00:00:00Z", "2024-02-29T23:59:59Z", "2023-02-29T00:00:00Z", "2024-02-30T00:00:00Z",
@@ -69,25 +74,30 @@ STAMPS = [
     "2024-09-01", "2024-09-01 00:00:00Z", "2024-09-01T00:00:00z", "2024-09-01T24:00:00Z",
     "2024-09-01T23:59:60Z", "2024-13-01T00:00:00Z", "0000-01-01T00:00:00Z", " 2024-09-01T00:00:00Z",
     "2024-09-01T00:00Z", "1725148800", 1725148800, None, "", MISSING,
+    "0001-01-01T00:00:00+05:00", "0001-01-01T05:00:00+05:00", "9999-12-31T23:00:00-05:00",
 ]
 TEXT = [
     "x", "", " ", " padded", "padded ", "tab\t", "\u00a0nbsp", "\u3000ideo", "zero\u200bwidth",
     "\u2028", "line\nbreak", "ctrl\x01\x1f", "quote\"back\\slash/", "ünïcødé €", "emoji 😀",
     "\x7f", "\u0085next", "\x1cfs", 5, 1.5, True, None, [], {"a": "b"}, MISSING,
+    "nul\x00inside", "\x00", "x" * 8192, "x" * 8193,
 ]
 CURRENCIES = ["USD", "EUR", "JPY", "usd", "XXX", "US", " USD", "USD ", "ABC", 840, None, MISSING]
 CATEGORIES = ["Usage", "Purchase", "Tax", "Credit", "Adjustment", "usage", " Usage", "Refund", "", 1, None, MISSING]
 TAGS = [
     {}, {"team": "core"}, {"a": "1", "b": "2"}, {" a": "b"}, {"a": " b"}, {"a": 1}, {"a": None},
     {"a": {"b": "c"}}, {"é": "ü"}, {"": ""}, ["a"], "team=core", None, MISSING,
+    {"a\x00": "b"}, {"a": "b\x00"}, {"a": "v" * 8193},
 ]
-VERSIONS = [0, 1, 7, -1, 2**62, "3", 3.0, 3.5, True, None, "", MISSING]
+VERSIONS = [0, 1, 7, -1, 2**62, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 10**15, "3", 3.0, 3.5, True, None, "", MISSING]
 EXTRAS = {
     "Foo": "bar", "billedcost": "1", "AvailabilityZone": "us-east-1a", "InvoiceId": " inv ",
     "x_Custom": "v", "x_Number": 5, "x_Float": 1.5, "x_Bool": False, "x_Null": None, "x_List": [1],
     "x_Obj": {"a": 1}, "x_PriceSource": "billed", "x_PricedAt": "2024-01-01T00:00:00Z",
     "x_UnitPrice": "1", "x_PriceReason": "r", "x_": "empty", "SkuPriceDetails": {"k": "v"},
     "PricingCategory": "Standard",
+    "x_Nul": "a\x00b", "x_Int64": 2**63 - 1, "x_Int65": 2**63, "x_Long": "y" * 9000,
+    "x_Deep": {"a": [[[[[[[[[[[[[[[[[["deep"]]]]]]]]]]]]]]]]]]}, "x_NulObj": {"k": ["\x00"]},
 }
 FIELDS_TEXT = [
     "ProviderName", "BillingAccountId", "BillingAccountName", "SubAccountId", "SubAccountName",
@@ -153,9 +163,11 @@ def records(n: int = 6000, seed: int = 20241122) -> list[bytes]:
             items = list(row.items())
             rng.shuffle(items)
             row = dict(items)
-        raw = orjson.dumps(row)
-        if rng.random() < 0.05:
-            raw = orjson.dumps(row, option=orjson.OPT_INDENT_2)  # whitespace between tokens
+        indent = rng.random() < 0.05
+        try:
+            raw = orjson.dumps(row, option=orjson.OPT_INDENT_2 if indent else None)  # whitespace between tokens
+        except TypeError:  # an integer beyond 64 bits: orjson does not write those
+            raw = json.dumps(row, ensure_ascii=False).encode()
         out.append(raw)
     # not JSON, not an object, truncated, invalid UTF-8, duplicate keys, escapes, a usage row
     good = orjson.dumps(base(1))
@@ -269,3 +281,22 @@ def test_records_sharing_a_trace_context_share_one_pricing_span():
     assert single.attributes["finfocus.record_id"] == outcome.lines[3][0]
     traces = [dict(h)["traceparent"][3:35] for _, _, h in outcome.outgoing]
     assert traces[:3] == [b"a" * 32] * 3 and traces[3] == b"c" * 32 and traces[4] not in (b"a" * 32, b"c" * 32)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("ServiceName", "EC2\x00"), ("ResourceId", "i-" + "0" * 8192), ("Tags", {"k": "\x00"}),
+        ("x_BillingScopeVersion", 2**63), ("x_BillingScopeVersion", -(2**63) - 1),
+        ("BilledCost", "1" * 140_000), ("BilledCost", "1" + "0" * 24), ("BilledCost", "0." + "0" * 24 + "1"),
+        ("ChargePeriodStart", "0001-01-01T00:00:00+05:00"), ("x_Custom", "a\x00"), ("x_Custom", 2**64),
+        ("x_Custom", 1e400), ("x_Custom", {"a": [[[[[[[[[[[[[[[[["too deep"]]]]]]]]]]]]]]]]]}),
+    ],
+)
+def test_values_the_store_would_refuse_are_refused_by_both_paths(field, value):
+    row = base()
+    row[field] = value
+    raw = json.dumps(row).encode()
+    assert fastpath.parse(raw) is None
+    with pytest.raises(ValidationError):
+        BillingRecordV1.model_validate_json(raw)
