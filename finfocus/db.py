@@ -56,13 +56,30 @@ def migration_files(directory: Path) -> list[tuple[int, str, Path]]:
 
 
 async def migrate(conn: asyncpg.Connection, schema: str, directory: Path) -> list[int]:
-    """Apply the pending migrations of `schema` from `directory`; returns the versions applied."""
+    """Apply the pending migrations of `schema` from `directory`; returns the versions applied.
+
+    The migrations run as the schema's owner: a service's own LOGIN role on the embedded
+    stack, or whoever made the schema. A superuser that runs them (a CLI with the admin URL)
+    switches to the owner first, so every object stays the owner's.
+    """
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", schema):
         raise ValueError(f"invalid schema name {schema!r}")
     applied_now: list[int] = []
     await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    switched = False
     try:
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        await _ensure_reader_role(conn)
+        owner = await conn.fetchval(
+            "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = $1", schema
+        )
+        if owner is None:
+            # checked first: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even
+            # when the schema exists, which a service role does not have
+            await conn.execute(f"CREATE SCHEMA {schema}")
+        elif owner != await conn.fetchval("SELECT current_user"):
+            if await conn.fetchval("SELECT pg_has_role(current_user, $1, 'MEMBER')", owner):
+                await conn.execute(f'SET ROLE "{owner}"')
+                switched = True
         await conn.execute(
             f"""CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
                     version integer PRIMARY KEY,
@@ -85,22 +102,34 @@ async def migrate(conn: asyncpg.Connection, schema: str, directory: Path) -> lis
             logger.info("migration applied", extra={"fields": {"schema": schema, "version": version}})
         await _grant_views_to_reader(conn, schema)
     finally:
+        if switched:
+            await conn.execute("RESET ROLE")
         await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
     return applied_now
 
 
-async def _grant_views_to_reader(conn: asyncpg.Connection, schema: str) -> None:
-    exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", READER_ROLE)
-    if not exists:
+async def _ensure_reader_role(conn: asyncpg.Connection) -> None:
+    """The reader role exists (the embedded stack makes it a LOGIN role); a connection that
+    may create roles makes a NOLOGIN one where nobody did, one that may not leaves it be."""
+    if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", READER_ROLE):
+        return
+    may = await conn.fetchval(
+        "SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user"
+    )
+    if may:
         try:
             await conn.execute(f"CREATE ROLE {READER_ROLE} NOLOGIN")
         except asyncpg.DuplicateObjectError:
-            pass
-    is_member = await conn.fetchval(
-        "SELECT pg_has_role(current_user, $1, 'MEMBER')", READER_ROLE
-    )
-    if not is_member:
-        await conn.execute(f"GRANT {READER_ROLE} TO current_user")
+            return
+        if not await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
+            # a CREATEROLE user (not a superuser) must be a member to SET ROLE in `reader`
+            await conn.execute(f"GRANT {READER_ROLE} TO current_user")
+
+
+async def _grant_views_to_reader(conn: asyncpg.Connection, schema: str) -> None:
+    if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", READER_ROLE):
+        logger.warning("no role %s: views of %s not granted", READER_ROLE, schema)
+        return
     await conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO {READER_ROLE}")
     views = await conn.fetch(
         "SELECT table_name FROM information_schema.views WHERE table_schema = $1 AND table_name LIKE 'v\\_%'",
@@ -119,12 +148,45 @@ async def migrate_url(url: str, schema: str, directory: Path) -> list[int]:
         await conn.close()
 
 
+def reader_url_for(url: str) -> str | None:
+    """The URL of the reader's own LOGIN role for the database `url` names, if one is known:
+    `FINFOCUS_READER_DATABASE_URL`, or the embedded stack's reader when `url` is the
+    embedded PostgreSQL."""
+    from finfocus.settings import FinFocusSettings
+
+    settings = FinFocusSettings()
+    if settings.reader_database_url:
+        return settings.reader_database_url
+    if settings.database_url:
+        return None  # a given URL names another server than the embedded one
+    try:
+        embedded = settings.database
+    except Exception:  # noqa: BLE001 - no embedded stack
+        return None
+    return settings.embedded_reader_url() if _same_server(url, embedded) else None
+
+
+def _same_server(a: str, b: str) -> bool:
+    from urllib.parse import urlsplit
+
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.hostname, pa.port, pa.path) == (pb.hostname, pb.port, pb.path)
+
+
 @asynccontextmanager
 async def reader(url: str) -> AsyncIterator[asyncpg.Connection]:
-    """A read-only connection under the reader role: the CLI's only way into the database."""
-    conn = await connect(url)
+    """A read-only connection as the reader role: the CLI's only way into the database.
+
+    It logs in as `finfocus_reader` itself wherever its URL is known (the embedded stack,
+    `FINFOCUS_READER_DATABASE_URL`). Only a deployment that gives one URL and no reader URL
+    (the tests' superuser databases) falls back to `SET ROLE` inside that session, which is
+    no boundary against a hostile caller: production sets the reader URL.
+    """
+    own = reader_url_for(url)
+    conn = await connect(own or url)
     try:
-        await conn.execute(f"SET ROLE {READER_ROLE}")
+        if own is None:
+            await conn.execute(f"SET ROLE {READER_ROLE}")
         await conn.execute("SET default_transaction_read_only = on")
         yield conn
     finally:

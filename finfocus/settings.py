@@ -29,6 +29,18 @@ class FinFocusSettings(BaseSettings):
     home: Path = Field(default_factory=lambda: Path.home() / ".finfocus")
     kafka_bootstrap: str | None = None
     database_url: str | None = None
+    #: the CLI reader's own LOGIN role (`finfocus_reader`); without it, a given
+    #: FINFOCUS_DATABASE_URL is used with `SET ROLE finfocus_reader`
+    reader_database_url: str | None = None
+    #: Kafka client security (all optional; PLAINTEXT when unset): SASL_SSL with SCRAM in
+    #: production, see docs/operations.md
+    kafka_security_protocol: str | None = None
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
     partitions: int = Field(4, ge=1, description="Partitions per topic at bootstrap")
     log_level: str = "INFO"
     #: consumer session timeout; the embedded profile uses a short one (group joins take
@@ -79,13 +91,58 @@ class FinFocusSettings(BaseSettings):
         """PostgreSQL URL: the configured one, or the running embedded PostgreSQL."""
         if self.database_url:
             return self.database_url
-        found = self.embedded_state().get("database_url")
+        state = self.embedded_state()
+        found = state.get("database_url")
+        if found:
+            # the admin URL in the state file has no password; its 0600 file has
+            return self._with_password(found, state.get("database_password_file"))
         if not found:
             raise EmbeddedStackNotRunning(
                 "FINFOCUS_DATABASE_URL is not set and the embedded stack is not running "
                 f"(no {self.state_file}); start it with `finfocus up --detach`"
             )
         return found
+
+    def _with_password(self, url: str, password_file: str | None) -> str:
+        """`url` with the password kept in `password_file` (0600) put in."""
+        if not password_file or "@" not in url:
+            return url
+        try:
+            password = Path(password_file).read_text().strip()
+        except OSError:
+            return url
+        scheme, rest = url.split("://", 1)
+        user, host = rest.split("@", 1)
+        return f"{scheme}://{user.split(':', 1)[0]}:{password}@{host}"
+
+    def embedded_reader_url(self) -> str | None:
+        """The embedded stack's reader URL (`finfocus_reader` and its password), if it has one."""
+        state = self.embedded_state()
+        url = state.get("reader_url")
+        return self._with_password(url, state.get("reader_password_file")) if url else None
+
+    def kafka_security(self) -> dict:
+        """aiokafka client options for a secured cluster (empty: PLAINTEXT, the embedded broker)."""
+        if not self.kafka_security_protocol:
+            return {}
+        options: dict = {"security_protocol": self.kafka_security_protocol.upper()}
+        if self.kafka_sasl_mechanism:
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism.upper()
+            options["sasl_plain_username"] = self.kafka_sasl_username
+            options["sasl_plain_password"] = self.kafka_sasl_password
+        if "SSL" in options["security_protocol"]:
+            import ssl
+
+            context = ssl.create_default_context(
+                cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None
+            )
+            if self.kafka_ssl_certfile:
+                context.load_cert_chain(
+                    str(self.kafka_ssl_certfile),
+                    str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None,
+                )
+            options["ssl_context"] = context
+        return options
 
     @property
     def is_embedded_broker(self) -> bool:

@@ -88,21 +88,88 @@ def up(
     stack.run_forever()
 
 
-def _print_status(state: dict, output: OutputFormat) -> None:
-    from finfocus.embedded.stack import public_status
+def _recoveries(state: dict) -> list[dict] | None:
+    """Rows of `ingest.v_recoveries` (what ingest replayed after broker restarts), newest
+    first; None when the view does not exist or the database does not answer quickly."""
+    from finfocus.db import reader
+
+    async def fetch() -> list[dict] | None:
+        async with reader(_settings().database) as conn:
+            if not await conn.fetchval("SELECT to_regclass('ingest.v_recoveries') IS NOT NULL"):
+                return None
+            rows = await conn.fetch(
+                "SELECT epoch, started_at, finished_at, jobs, rows, state "
+                "FROM ingest.v_recoveries ORDER BY epoch DESC LIMIT 20"
+            )
+            return [dict(r) for r in rows]
+
+    if not state.get("database_url"):
+        return None
+    try:
+        return asyncio.run(asyncio.wait_for(fetch(), 5))
+    except Exception:  # noqa: BLE001 - status must answer even when the database does not
+        return None
+
+
+def status_document(state: dict, *, with_recovery: bool = True) -> dict:
+    """`status --output json`: the contract keys, services as seen through their health
+    files (`degraded` with a reason), plus consumers, broker restarts and recovery."""
+    from finfocus.embedded.health import service_health
+    from finfocus.embedded.stack import broker_status, public_status
 
     public = public_status(state)
+    home = _settings().home.expanduser().resolve()
+    health = service_health(home, state.get("services") or {})
+    public["services"] = health["services"]
+    public["degraded_reasons"] = health["degraded_reasons"]
+    public["consumers"] = health["consumers"]
+    public["broker"] = broker_status(state)
+    public["recovery"] = _recoveries(state) if with_recovery else None
+    return public
+
+
+def _print_status(state: dict, output: OutputFormat) -> None:
+    public = status_document(state)
     if output is OutputFormat.TABLE:
         console.print(f"kafka_bootstrap: {public['kafka_bootstrap']}")
         console.print(f"database_url:    {public['database_url']}")
         services = state.get("services") or {}
+        reasons = public["degraded_reasons"]
         print_table(
             ["service", "state", "pid", "restarts", "note"],
             [
-                [n, e.get("state"), e.get("pid"), e.get("restarts", 0), e.get("reason") or ""]
+                [
+                    n,
+                    public["services"].get(n, e.get("state")),
+                    e.get("pid"),
+                    e.get("restarts", 0),
+                    reasons.get(n) or e.get("reason") or "",
+                ]
                 for n, e in services.items()
             ],
         )
+        if public["consumers"]:
+            print_table(
+                ["service", "group", "topic", "part", "committed", "log end", "lag", "stalled",
+                 "last error"],
+                [
+                    [c["service"], c["group"], c["topic"], c["partition"], c["committed"],
+                     c["log_end"], c["lag"], "yes" if c["stalled"] else "",
+                     c["last_error"] or ""]
+                    for c in public["consumers"]
+                ],
+            )
+        broker = public["broker"]
+        for restart in broker.get("restarts") or []:
+            console.print(
+                f"[yellow]broker restarted at {restart['at']} (epoch {restart['epoch']})[/yellow]: "
+                f"{restart.get('lost') or ''}"
+            )
+        for rec in public["recovery"] or []:
+            console.print(
+                f"recovery of epoch {rec['epoch']}: {rec['state']}, {rec['jobs']} job(s), "
+                f"{rec['rows']} row(s) re-published ({rec['started_at']} .. {rec['finished_at']})"
+            )
     elif output is OutputFormat.NDJSON:
         print_ndjson([public])
     else:

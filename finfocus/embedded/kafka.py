@@ -48,15 +48,27 @@ def broker_command(port: int) -> list[str]:
     return [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
 
 
+#: the only variables the broker inherits: no FINFOCUS_SECRET_*, VAULT_*, AWS_* (nor
+#: OTEL_*: Tansu reads OTEL_EXPORTER_OTLP_ENDPOINT itself, and its traces are not ours)
+_KEPT_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR")
+
+
 def broker_environment() -> dict[str, str]:
-    # Tansu reads OTEL_EXPORTER_OTLP_ENDPOINT itself; the broker's own traces are not ours.
-    return {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k in _KEPT_ENV or k.startswith(("LC_", "RUST_", "TANSU_"))
+    }
 
 
 def start_kafka(log_path: Path | None = None, port: int | None = None) -> EmbeddedKafka:
     """Start Tansu on a free (or given) port and wait until it accepts connections."""
     port = port or free_port()
-    log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    log = (
+        os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+        if log_path
+        else subprocess.DEVNULL
+    )
     process = subprocess.Popen(
         broker_command(port),
         stdout=log,

@@ -18,15 +18,18 @@ migrations were in place: start-up really finished, not just "the process is ali
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from finfocus.embedded.health import read_health
 from finfocus.embedded.state import (
     FAILED,
     RUNNING,
@@ -51,6 +54,42 @@ EMBEDDED_CONSUMER_ENV = {
     "FINFOCUS_KAFKA_SESSION_TIMEOUT_MS": "1500",
     "FINFOCUS_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
 }
+#: issuers whose bus signing keys `up` creates under FINFOCUS_HOME/secrets
+SIGNING_ISSUERS = ["ingest", "pricing", "anomaly", "forecast", "remediation", "cli", "api"]
+#: what a service process inherits from the supervisor's environment, and no more
+_SERVICE_ENV = (
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "VIRTUAL_ENV",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+)
+_SERVICE_ENV_PREFIXES = ("LC_", "PYTHON", "OTEL_", "FINFOCUS_", "VAULT_")
+#: services that talk to AWS themselves (S3 watch, cloud executors) get the AWS_* variables
+AWS_SERVICES = frozenset({"ingest", "remediation"})
+#: where the cluster lives when `up` runs as root: PostgreSQL runs as another user there,
+#: which cannot enter a 0700 FINFOCUS_HOME, and no directory's mode is ever opened for it
+ROOT_CLUSTERS = Path("/var/lib/finfocus/postgres")
+#: seconds a service gets to exit on SIGTERM when the broker died, before SIGKILL
+BROKER_LOSS_GRACE = 3.0
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def service_environment(
+    service: str | None, environ: dict[str, str] | os._Environ
+) -> dict[str, str]:
+    """The part of `environ` a service may see: locale, Python, OTEL, FinFocus (secrets
+    provider included) and Vault; AWS credentials only for the services that call AWS."""
+    keep = {}
+    for key, value in environ.items():
+        if (
+            key in _SERVICE_ENV
+            or key.startswith(_SERVICE_ENV_PREFIXES)
+            or (key.startswith("AWS_") and service in AWS_SERVICES)
+        ):
+            keep[key] = value
+    keep.pop("FINFOCUS_BROKER_EPOCH", None)
+    return keep
 
 
 class StackError(RuntimeError):
@@ -67,7 +106,46 @@ def serve_command(service: str) -> list[str]:
 
 
 def postgres_dir(home: Path) -> Path:
+    """The cluster's data directory: under FINFOCUS_HOME, or under /var/lib/finfocus as root."""
+    if os.geteuid() == 0:
+        digest = hashlib.sha256(str(home).encode()).hexdigest()[:16]
+        return ROOT_CLUSTERS / digest / "data"
     return home / "postgres" / "data"
+
+
+def postgres_log(home: Path) -> Path:
+    """The server writes its own log, so as root it lies beside its cluster."""
+    if os.geteuid() == 0:
+        return postgres_dir(home).parent / "postgres.log"
+    return home / "logs" / "postgres.log"
+
+
+def admin_password_file(home: Path) -> Path:
+    return home / "secrets" / "postgres" / "postgres.password"
+
+
+def make_private_home(home: Path) -> None:
+    """FINFOCUS_HOME and what the stack writes in it: 0700 directories, 0600 files.
+
+    Only FINFOCUS_HOME itself and below: the directories above it are never touched.
+    """
+    os.umask(0o077)
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    home.chmod(0o700)
+    for sub in ("logs", "run", "secrets"):
+        (home / sub).mkdir(exist_ok=True, mode=0o700)
+        (home / sub).chmod(0o700)
+    for log in (home / "logs").glob("*.log"):
+        log.chmod(0o600)
+
+
+def _root_cluster_parent() -> None:
+    """/var/lib/finfocus/postgres, made 0755 by us when missing (an existing one is left as
+    it is: `start_postgres` refuses with a clear message if it is closed)."""
+    for directory in (ROOT_CLUSTERS.parent, ROOT_CLUSTERS):
+        if not directory.exists():
+            directory.mkdir(mode=0o755)
+            directory.chmod(0o755)
 
 
 def _postmaster_ref(data_dir: Path) -> ProcessRef | None:
@@ -147,6 +225,7 @@ class EmbeddedStack:
         self.state: dict[str, Any] = {}
         self._stopping = False
         self._child_env: dict[str, str] = {}
+        self._service_urls: dict[str, str] = {}
         self._logs_open: dict[str, Any] = {}
 
     # -- start-up -----------------------------------------------------------------------
@@ -160,8 +239,10 @@ class EmbeddedStack:
         if previous:
             logger.warning("cleaning up after a previous stack that did not stop cleanly")
             cleanup(previous, self.home)
-        self.logs.mkdir(parents=True, exist_ok=True)
-        (self.home / "run").mkdir(parents=True, exist_ok=True)
+        make_private_home(self.home)
+        from finfocus.signing import ensure_key_files
+
+        ensure_key_files(self.home, SIGNING_ISSUERS)
         me = ProcessRef.of(os.getpid())
         self.state = {
             "supervisor": me.to_dict() if me else {"pid": os.getpid()},
@@ -189,36 +270,116 @@ class EmbeddedStack:
             kafka_owned=True,
             kafka=ref.to_dict() if ref else None,
         )
+        self._bump_epoch()
         self._save()
         logger.info("embedded broker on %s", self.kafka.bootstrap)
 
+    def _bump_epoch(self) -> int:
+        """A new broker log: the next epoch, counted across stack runs (run/broker_epoch)."""
+        path = self.home / "run" / "broker_epoch"
+        try:
+            epoch = int(path.read_text().strip()) + 1
+        except (FileNotFoundError, ValueError):
+            epoch = 1
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(str(epoch))
+        self.state["broker_epoch"] = epoch
+        self.state["broker_started_at"] = _now_iso()
+        return epoch
+
+    def _raw_billing_position(self) -> dict[str, Any]:
+        """What pricing last reported of raw-billing before the broker died: the time, the
+        committed offsets and the rows still waiting then (None where it reported nothing)."""
+        slot = self.supervisor.slots.get("pricing") if self.supervisor else None
+        report = None
+        if slot is not None and slot.process is not None:
+            report = read_health(self.home, "pricing", slot.process.pid)
+        consumers = [
+            c
+            for c in (report or {}).get("consumers") or []
+            if isinstance(c, dict) and c.get("topic") == "raw-billing"
+        ]
+        return {
+            "raw_billing_reported_at": (report or {}).get("updated_at") if consumers else None,
+            "raw_billing_committed": {str(c.get("partition")): c.get("committed") for c in consumers},
+            "raw_billing_unconsumed": sum(int(c.get("lag") or 0) for c in consumers)
+            if consumers
+            else None,
+        }
+
     def _restart_kafka(self) -> None:
-        """Tansu keeps nothing across a restart, but the address stays: clients reconnect."""
+        """The broker died and took every topic and committed offset with it (memory only).
+
+        Every service is stopped first (SIGTERM, SIGKILL after a short grace), so none can
+        commit its old offsets onto the new, empty log and skip what is published there
+        next; then a new broker on the same port, the topics, a new epoch
+        (FINFOCUS_BROKER_EPOCH, from which ingest knows to re-publish unconfirmed jobs), and
+        the services start again, their groups reading the new log from offset 0.
+        """
         from finfocus.embedded.kafka import start_kafka
 
         assert self.kafka is not None
-        port = self.kafka.port
+        port, code = self.kafka.port, self.kafka.process.poll()
+        crashed_at = _now_iso()
+        previous_start = self.state.get("broker_started_at")
+        position = self._raw_billing_position()
         logger.error(
-            "embedded broker exited with %s; restarting on port %d", self.kafka.process.poll(), port
+            "embedded broker exited with %s; stopping the services, restarting it on port %d",
+            code,
+            port,
         )
-        self.kafka = start_kafka(self.logs / "kafka.log", port=port)
-        ref = ProcessRef.of(self.kafka.process.pid)
-        self.state["kafka"] = ref.to_dict() if ref else None
-        self._ensure_topics()
+
+        def replace_broker() -> None:
+            assert self.kafka is not None
+            self.kafka = start_kafka(self.logs / "kafka.log", port=port)
+            ref = ProcessRef.of(self.kafka.process.pid)
+            self.state["kafka"] = ref.to_dict() if ref else None
+            self._ensure_topics()
+            epoch = self._bump_epoch()
+            self.state.setdefault("broker_restarts", []).append(
+                {"at": crashed_at, "epoch": epoch, "previous_start": previous_start, **position}
+            )
+            self._save()
+            logger.warning("broker epoch %d: the services start again on an empty log", epoch)
+
+        if self.supervisor is not None:
+            self.supervisor.restart_all_around(replace_broker, grace=BROKER_LOSS_GRACE)
+        else:
+            replace_broker()
         self._save()
 
     def _start_postgres(self) -> None:
         if self.settings.database_url:
             self.state["database_url"] = self.settings.database_url
             return
-        from finfocus.embedded.postgres import start_postgres
+        from finfocus.db import READER_ROLE
+        from finfocus.embedded.postgres import SUPERUSER, start_postgres
+        from finfocus.embedded.roles import password_file, provision, service_role
 
+        if os.geteuid() == 0:
+            _root_cluster_parent()
         data_dir = postgres_dir(self.home)
         clear_stale_postmaster(data_dir)
-        self.postgres = start_postgres(data_dir, self.logs / "postgres.log")
+        try:
+            self.postgres = start_postgres(
+                data_dir, postgres_log(self.home), password_file=admin_password_file(self.home)
+            )
+        except RuntimeError as exc:  # PostgresSetupError: says what to do
+            raise StackError(str(exc)) from exc
+        passwords = provision(self.postgres.url, self.home, self.services)
+        self._service_urls = {
+            name: self.postgres.url_for(service_role(name), passwords[service_role(name)])
+            for name in self.services
+        }
         ref = _postmaster_ref(data_dir)
+        base = f"127.0.0.1:{self.postgres.port}/finfocus"
         self.state.update(
-            database_url=self.postgres.url,
+            # no password in the state file: the CLI reads it from the 0600 file
+            database_url=f"postgresql://{SUPERUSER}@{base}",
+            database_password_file=str(admin_password_file(self.home)),
+            reader_url=f"postgresql://{READER_ROLE}@{base}",
+            reader_password_file=str(password_file(self.home, READER_ROLE)),
             postgres_owned=True,
             postgres={
                 **(ref.to_dict() if ref else {}),
@@ -248,13 +409,15 @@ class EmbeddedStack:
         ready_marker(self.home, name).unlink(missing_ok=True)
         log = self._logs_open.get(name)
         if log is None:
-            log = self._logs_open[name] = open(self.logs / f"{name}.log", "ab")
+            path = self.logs / f"{name}.log"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            log = self._logs_open[name] = os.fdopen(fd, "ab")
         return subprocess.Popen(
             serve_command(name),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=self._child_env,
+            env=self._children_environment(name),
             # own session: a Ctrl-C on the terminal reaches the supervisor only, which then
             # stops the services in order instead of watching them all die at once
             start_new_session=True,
@@ -266,11 +429,17 @@ class EmbeddedStack:
         except FileNotFoundError:
             return False
 
-    def _children_environment(self) -> dict[str, str]:
-        env = dict(os.environ)
+    def _children_environment(self, service: str | None = None) -> dict[str, str]:
+        """A service's environment: the filtered supervisor environment, the addresses, its
+        own database URL (its LOGIN role) and the broker epoch."""
+        env = service_environment(service, os.environ)
         env["FINFOCUS_HOME"] = str(self.home)
         env["FINFOCUS_KAFKA_BOOTSTRAP"] = self.state["kafka_bootstrap"]
-        env["FINFOCUS_DATABASE_URL"] = self.state["database_url"]
+        env["FINFOCUS_DATABASE_URL"] = self._service_urls.get(
+            service or "", self.state["database_url"]
+        )
+        if self.state.get("broker_epoch") is not None:
+            env["FINFOCUS_BROKER_EPOCH"] = str(self.state["broker_epoch"])
         env.setdefault("PYTHONUNBUFFERED", "1")
         if self.state["kafka_owned"]:
             for key, value in EMBEDDED_CONSUMER_ENV.items():
@@ -284,7 +453,6 @@ class EmbeddedStack:
             self._start_kafka()
             self._start_postgres()
             self._ensure_topics()
-            self._child_env = self._children_environment()
             self.supervisor = Supervisor(
                 self.services,
                 self._spawn,
@@ -329,7 +497,12 @@ class EmbeddedStack:
             time.sleep(0.5 * (attempt + 1))
             try:
                 clear_stale_postmaster(data_dir)
-                self.postgres = start_postgres(data_dir, self.logs / "postgres.log", port=port)
+                self.postgres = start_postgres(
+                    data_dir,
+                    postgres_log(self.home),
+                    port=port,
+                    password_file=admin_password_file(self.home),
+                )
                 break
             except Exception as exc:  # noqa: BLE001 - retried; the services will report it
                 logger.warning("restarting PostgreSQL failed (attempt %d): %s", attempt + 1, exc)
@@ -451,6 +624,30 @@ def public_status(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def broker_status(state: dict[str, Any]) -> dict[str, Any]:
+    """The broker's epoch and restarts for `status`, each restart with what it cost: rows
+    published straight onto raw-billing that pricing had not consumed are gone for good."""
+    restarts = []
+    for entry in state.get("broker_restarts") or []:
+        since = entry.get("raw_billing_reported_at") or entry.get("previous_start") or "its start"
+        waiting = entry.get("raw_billing_unconsumed")
+        lost = (
+            f"rows published directly on raw-billing (not through ingest) between {since} and "
+            f"{entry['at']} that pricing had not consumed cannot be recovered: the embedded "
+            "broker keeps nothing across a restart"
+            + (f" ({waiting} were waiting at {since})" if waiting is not None else "")
+            + "; imports and the HTTP intake are re-published by ingest"
+        )
+        restarts.append({**entry, "unrecoverable_from": since, "unrecoverable_to": entry["at"],
+                         "lost": lost})
+    return {
+        "owned": bool(state.get("kafka_owned")),
+        "epoch": state.get("broker_epoch"),
+        "started_at": state.get("broker_started_at"),
+        "restarts": restarts,
+    }
+
+
 def start_detached(settings: FinFocusSettings, timeout: float = 180.0) -> dict[str, Any]:
     """Start a supervisor in the background; return its state once every service is running
     or failed. Raises StackError when it dies or does not settle within `timeout`."""
@@ -459,7 +656,7 @@ def start_detached(settings: FinFocusSettings, timeout: float = 180.0) -> dict[s
     existing = state_file.read()
     if existing and supervisor_alive(existing):
         raise StackError("the stack is already running; see `finfocus status`")
-    (home / "logs").mkdir(parents=True, exist_ok=True)
+    make_private_home(home)
     log_path = home / "logs" / "supervisor.log"
     env = dict(os.environ, FINFOCUS_HOME=str(home), PYTHONUNBUFFERED="1")
     with open(log_path, "ab") as log:

@@ -119,10 +119,13 @@ class StateFile:
     def write(self, state: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(state, indent=2))
+        # the file names the database and the password files: its owner's only, from the
+        # first byte (created 0600, never chmod-ed after the fact)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(state, indent=2))
         os.replace(tmp, self.path)
-        # the file names the database URL: readable by its owner only
-        os.chmod(self.path, 0o600)
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)

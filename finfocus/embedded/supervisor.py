@@ -171,6 +171,25 @@ class Supervisor:
         """Every service is running or failed (nothing is still on its way)."""
         return all(slot.state in (RUNNING, FAILED) for slot in self.slots.values())
 
+    def restart_all_around(self, action: Callable[[], None], grace: float = 3.0) -> None:
+        """Stop every service (SIGTERM, SIGKILL after `grace`), run `action`, start them again.
+
+        For a dependency that lost its state (the memory-only broker): no service may talk to
+        the new one with what it remembers of the old one (committed offsets), so all of them
+        are gone before `action` replaces it, and all start fresh afterwards. These stops are
+        not crashes: the crash history and backoff stay as they were; failed services stay
+        failed.
+        """
+        self.stop_all(timeout=grace)
+        try:
+            action()
+        finally:
+            for slot in self.slots.values():
+                if slot.state == FAILED:
+                    continue
+                slot.restarts += 1
+                self._start(slot)
+
     def stop_all(self, timeout: float = 20.0) -> None:
         """Terminate every live process, then kill what has not exited after `timeout`."""
         live = [
