@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from datetime import UTC, datetime
 
@@ -57,17 +58,77 @@ class JsonLogFormatter(logging.Formatter):
             entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exc"] = record.exc_text
         return json.dumps(entry, default=str)
 
 
+#: an http(s) URL with a path, query or user info: webhook URLs carry their credential there
+_URL = re.compile(r"(?P<base>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s@'\"<>]*@)?"
+                  r"(?P<host>[^/\s?#'\"<>]+)(?P<rest>[/?#][^\s'\"<>]*)?")
+#: `token=...`, `Bearer ...`, `password: ...` and the like outside URLs
+_TOKEN = re.compile(r"(?i)\b(bearer\s+|(?:token|secret|password|passwd|api[_-]?key|signature|sig|"
+                    r"access[_-]?key(?:[_-]?id)?|secret[_-]?access[_-]?key)[\"']?\s*[=:]\s*[\"']?)"
+                    r"[A-Za-z0-9._~+/=-]{6,}")
+#: words shaped like well-known credentials (Slack, Vault, GitHub, AWS access key ids)
+_SECRET_WORD = re.compile(r"\b(?:xox[abprs]-[A-Za-z0-9-]+|hvs\.[A-Za-z0-9_-]+|gh[pousr]_[A-Za-z0-9]{20,}|"
+                          r"AKIA[A-Z0-9]{16})\b")
+REDACTED = "[redacted]"
+
+
+def redact(text: str) -> str:
+    """`text` with credentials taken out: a URL keeps its scheme and host only (a webhook
+    URL's path is its credential), tokens after `token=`/`Bearer` and secret-looking words go.
+    Used on every log line and on every error, result or audit text a service stores."""
+    if not text:
+        return text
+
+    def url(m: re.Match) -> str:
+        rest = REDACTED if m.group("rest") else ""
+        user = REDACTED + "@" if m.group("userinfo") else ""
+        return f"{m.group('base')}{user}{m.group('host')}/{rest}" if rest else f"{m.group('base')}{user}{m.group('host')}"
+
+    text = _URL.sub(url, text)
+    text = _TOKEN.sub(lambda m: m.group(1) + REDACTED, text)
+    return _SECRET_WORD.sub(REDACTED, text)
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts every record's message, arguments, structured fields and traceback before any
+    handler formats it: no library (httpx logs each request's URL) can leak a credential."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string still gets logged, redacted
+            message = f"{record.msg!r} {record.args!r}"
+        record.msg, record.args = redact(message), None
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            record.fields = {k: redact(v) if isinstance(v, str) else v for k, v in fields.items()}
+        if record.exc_info and record.exc_info[0] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+#: libraries that log per request (with URLs) or per poll at INFO/DEBUG: warnings only
+QUIET_LOGGERS = ("aiokafka", "faststream.access", "asyncio", "httpx", "httpcore", "botocore",
+                 "boto3", "urllib3", "s3transfer", "hvac")
+
+
 def configure_logging(service: str, level: str = "INFO", stream=None) -> None:
-    """JSON logs on stderr for a service process; FastStream's per-message logs stay quiet."""
+    """JSON logs on stderr for a service process, every line redacted; FastStream's
+    per-message logs and the HTTP/AWS client libraries stay at WARNING."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonLogFormatter(service))
+    handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiokafka", "faststream.access", "asyncio"):
+    for noisy in QUIET_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

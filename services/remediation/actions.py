@@ -50,8 +50,8 @@ class ReleaseAddressParams(Params):
 
 
 class ScaleDownParams(Params):
-    desired_capacity: int = Field(ge=0, description="New desired capacity of the group")
-    min_size: int | None = Field(None, ge=0, description="New minimum size (lowered if needed)")
+    desired_capacity: int = Field(ge=0, le=100_000, description="New desired capacity of the group")
+    min_size: int | None = Field(None, ge=0, le=100_000, description="New minimum size (lowered if needed)")
 
 
 @dataclass(frozen=True)

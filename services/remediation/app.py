@@ -13,8 +13,8 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from finfocus.broker import (
     consumer_options,
+    envelope_dead_letter,
     envelopes,
-    parse_envelopes,
     publish_dead_letters,
 )
 from finfocus.secrets import secrets_from_environment
@@ -25,7 +25,6 @@ from schemas.topics import Topics, schema_headers
 from services.remediation.analyzer import Analyzer
 from services.remediation.cloud import implementations
 from services.remediation.config import RemediationSettings
-from services.remediation.domain import initial_status
 from services.remediation.executor import Executor, run_sweeps
 from services.remediation.guardrails import Policy, policy_for
 from services.remediation.handlers import (
@@ -36,6 +35,7 @@ from services.remediation.handlers import (
     register_metrics_handler,
 )
 from services.remediation.playbooks import install_defaults
+from services.remediation.trust import keys_for
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 logger = logging.getLogger(__name__)
@@ -55,14 +55,14 @@ def register_executor(runtime: ServiceRuntime, settings: RemediationSettings, ho
                                **consumer_options(settings, group_id="finfocus-remediation-executor"))
     async def on_commands(message: KafkaMessage) -> None:
         executor: Executor = holder["get"]()
-        parsed, letters = parse_envelopes(envelopes(message), RemediationCommandV1, service=SERVICE,
-                                          label="RemediationCommand v1")
-        for command, env in parsed:
-            span = start_record_span(runtime.tracer, "remediation.execute", env.headers,
-                                     **{"finfocus.command_id": command.command_id})
+        letters = []
+        for env in envelopes(message):
+            span = start_record_span(runtime.tracer, "remediation.execute", env.headers)
             with trace.use_span(span, end_on_exit=True):
-                await executor.accept(command, initial_status(command))
-                await executor.handle(command.command_id)
+                # only a command the planner stored and signed is run, as stored
+                reason = await executor.receive(env.value, env.headers, env.topic)
+                if reason is not None:
+                    letters.append(envelope_dead_letter(env, reason, service=SERVICE))
         if letters:
             await publish_dead_letters(runtime.broker, letters)
 
@@ -102,7 +102,8 @@ def build_app(settings: RemediationSettings | None = None, *,
         if "executor" not in holder:
             holder["executor"] = Executor(runtime.pool, implementations(secrets_from_environment()),
                                           policy_lookup(settings), publish=publish_result,
-                                          approval_channel=settings.remediation_approval_channel)
+                                          approval_channel=settings.remediation_approval_channel,
+                                          keys=keys_for(settings.home))
         return holder["executor"]
 
     holder["get"] = get_executor

@@ -1,8 +1,11 @@
 """Action implementations: what each registered action does to a real resource (boto3, webhooks).
 
 Each implementation observes the target's state, says whether that state already is the
-action's goal (so a command resumed after a crash never acts twice), previews, applies and,
-where it can, undoes. Calls are synchronous; the executor runs them in a worker thread.
+action's goal, previews, applies and, where it can, undoes. `apply` gets the state before the
+first attempt (from the executor's first intent), journals each change through `step` right
+after making it, skips the steps `done` names and checks the target before each change, so a
+run resumed after a kill finishes the work once and returns the undo of the original state.
+Calls are synchronous; the executor runs them in a worker thread.
 Credentials come from the secrets provider (`aws/credentials`) or boto3's standard chain,
 never from playbooks; `AWS_ENDPOINT_URL` and `AWS_REGION` are honoured as boto3 does.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from finfocus.secrets import SecretsProvider
@@ -24,12 +28,21 @@ class ActionRefused(RuntimeError):
     """The resource is not in a state the action may touch (e.g. a volume still attached)."""
 
 
+Step = Callable[..., None] | None
+
+
+def _step(step: Step, name: str, **data: Any) -> None:
+    if step is not None:
+        step(name, **data)
+
+
 class ActionImpl(Protocol):
     def observe(self, target: RemediationTargetV1, params: dict) -> dict: ...
     def satisfied(self, state: dict, params: dict) -> bool: ...
     def preview(self, state: dict, params: dict) -> dict: ...
-    def apply(self, command: RemediationCommandV1, params: dict, state: dict) -> tuple[dict, dict | None]: ...
-    def undo(self, target: RemediationTargetV1, undo: dict) -> dict: ...
+    def apply(self, command: RemediationCommandV1, params: dict, state: dict, *, step: Step = None,
+              done: frozenset = frozenset()) -> tuple[dict, dict | None]: ...
+    def undo(self, target: RemediationTargetV1, undo: dict, command_id: str = "") -> dict: ...
 
 
 class AwsClients:
@@ -106,13 +119,14 @@ class StopInstance(_Ec2Instance):
     def preview(self, state, params):
         return {**state, "state": "stopped"}
 
-    def apply(self, command, params, state):
-        ec2 = self.ec2(command.target)
-        ec2.stop_instances(InstanceIds=[command.target.resource_id])
+    def apply(self, command, params, state, *, step=None, done=frozenset()):
+        if not self.satisfied(self.observe(command.target, params), params):
+            self.ec2(command.target).stop_instances(InstanceIds=[command.target.resource_id])
+            _step(step, "stopped")
         after = self.observe(command.target, params)
         return after, {"start": state.get("state") == "running"}
 
-    def undo(self, target, undo):
+    def undo(self, target, undo, command_id=""):
         if undo.get("start"):
             self.ec2(target).start_instances(InstanceIds=[target.resource_id])
         return self.observe(target, {})
@@ -125,21 +139,30 @@ class ResizeInstance(_Ec2Instance):
     def preview(self, state, params):
         return {**state, "instance_type": params["instance_type"]}
 
-    def _resize(self, target, instance_type: str, restart: bool) -> None:
+    def _resize(self, target, instance_type: str, restart: bool, step: Step = None) -> None:
+        """Stop, modify, start: each step only when the instance is not past it already, so
+        an interrupted resize resumes where it stopped (and restarts what was running)."""
         ec2 = self.ec2(target)
-        ec2.stop_instances(InstanceIds=[target.resource_id])
-        ec2.get_waiter("instance_stopped").wait(
-            InstanceIds=[target.resource_id], WaiterConfig={"Delay": 2, "MaxAttempts": 150})
-        ec2.modify_instance_attribute(InstanceId=target.resource_id, InstanceType={"Value": instance_type})
-        if restart:
+        now = self.observe(target, {})
+        if now.get("instance_type") != instance_type:
+            if now.get("state") != "stopped":
+                ec2.stop_instances(InstanceIds=[target.resource_id])
+                _step(step, "stopped")
+            ec2.get_waiter("instance_stopped").wait(
+                InstanceIds=[target.resource_id], WaiterConfig={"Delay": 2, "MaxAttempts": 150})
+            ec2.modify_instance_attribute(InstanceId=target.resource_id, InstanceType={"Value": instance_type})
+            _step(step, "modified", instance_type=instance_type)
+            now = self.observe(target, {})
+        if restart and now.get("state") not in {"running", "pending"}:
             ec2.start_instances(InstanceIds=[target.resource_id])
+            _step(step, "started")
 
-    def apply(self, command, params, state):
+    def apply(self, command, params, state, *, step=None, done=frozenset()):
         running = state.get("state") in {"running", "pending"}
-        self._resize(command.target, params["instance_type"], running)
+        self._resize(command.target, params["instance_type"], running, step)
         return self.observe(command.target, params), {"instance_type": state["instance_type"], "restart": running}
 
-    def undo(self, target, undo):
+    def undo(self, target, undo, command_id=""):
         self._resize(target, undo["instance_type"], bool(undo.get("restart")))
         return self.observe(target, {})
 
@@ -159,14 +182,16 @@ class TagResource:
     def preview(self, state, params):
         return {**state, "tags": {**state["tags"], **params["tags"]}}
 
-    def apply(self, command, params, state):
+    def apply(self, command, params, state, *, step=None, done=frozenset()):
         ec2 = self.clients.client("ec2", command.target.region)
-        ec2.create_tags(Resources=[command.target.resource_id],
-                        Tags=[{"Key": k, "Value": v} for k, v in params["tags"].items()])
+        if not self.satisfied(self.observe(command.target, params), params):
+            ec2.create_tags(Resources=[command.target.resource_id],
+                            Tags=[{"Key": k, "Value": v} for k, v in params["tags"].items()])
+            _step(step, "tagged")
         previous = {k: state["tags"].get(k) for k in params["tags"]}
         return self.observe(command.target, params), {"previous": previous}
 
-    def undo(self, target, undo):
+    def undo(self, target, undo, command_id=""):
         ec2 = self.clients.client("ec2", target.region)
         restore = {k: v for k, v in undo["previous"].items() if v is not None}
         remove = [k for k, v in undo["previous"].items() if v is None]
@@ -204,12 +229,14 @@ class DeleteVolume:
     def preview(self, state, params):
         return {"exists": False, "snapshot": "would be created" if params.get("snapshot", True) else None}
 
-    def _snapshot(self, ec2, command) -> str:
-        # a snapshot left by an earlier, interrupted run of the same command is reused
+    @staticmethod
+    def _existing_snapshot(ec2, command_id: str) -> str | None:
+        """The snapshot an earlier, interrupted run of the same command took (tagged with it)."""
         mine = ec2.describe_snapshots(
-            OwnerIds=["self"], Filters=[{"Name": f"tag:{COMMAND_TAG}", "Values": [command.command_id]}])
-        if mine["Snapshots"]:
-            return mine["Snapshots"][0]["SnapshotId"]
+            OwnerIds=["self"], Filters=[{"Name": f"tag:{COMMAND_TAG}", "Values": [command_id]}])
+        return mine["Snapshots"][0]["SnapshotId"] if mine["Snapshots"] else None
+
+    def _snapshot(self, ec2, command) -> str:
         snap = ec2.create_snapshot(
             VolumeId=command.target.resource_id,
             Description=f"finfocus: before deleting {command.target.resource_id} ({command.command_id})",
@@ -219,26 +246,45 @@ class DeleteVolume:
             SnapshotIds=[snap["SnapshotId"]], WaiterConfig={"Delay": 2, "MaxAttempts": 300})
         return snap["SnapshotId"]
 
-    def apply(self, command, params, state):
+    def apply(self, command, params, state, *, step=None, done=frozenset()):
         if state.get("attachments") or state.get("state") == "in-use":
             raise ActionRefused(f"{command.target.resource_id} is attached to {state.get('attachments')}")
         ec2 = self.clients.client("ec2", command.target.region)
-        snapshot_id = self._snapshot(ec2, command) if params.get("snapshot", True) else None
-        ec2.delete_volume(VolumeId=command.target.resource_id)
+        exists = self.observe(command.target, params).get("exists", False)
+        snapshot_id = None
+        if params.get("snapshot", True):
+            snapshot_id = self._existing_snapshot(ec2, command.command_id)
+            if snapshot_id is None:
+                if not exists:
+                    raise ActionRefused(f"{command.target.resource_id} is gone and no snapshot of it "
+                                        f"tagged {command.command_id} exists: nothing to undo with")
+                snapshot_id = self._snapshot(ec2, command)
+                _step(step, "snapshot", snapshot_id=snapshot_id)
+        if exists:
+            ec2.delete_volume(VolumeId=command.target.resource_id)
+            _step(step, "deleted")
         undo = None
         if snapshot_id:
             undo = {"snapshot_id": snapshot_id, "availability_zone": state["availability_zone"],
                     "volume_type": state.get("volume_type"), "tags": state.get("tags", {})}
         return {"exists": False, "snapshot_id": snapshot_id}, undo
 
-    def undo(self, target, undo):
+    def undo(self, target, undo, command_id=""):
         ec2 = self.clients.client("ec2", target.region)
+        marker = f"undo:{command_id}" if command_id else None
+        if marker:  # a volume restored by an interrupted undo of the same command is reused
+            found = ec2.describe_volumes(Filters=[{"Name": f"tag:{COMMAND_TAG}", "Values": [marker]}])["Volumes"]
+            if found:
+                return {"restored_volume_id": found[0]["VolumeId"], "from_snapshot": undo["snapshot_id"]}
         kwargs = {"SnapshotId": undo["snapshot_id"], "AvailabilityZone": undo["availability_zone"]}
         if undo.get("volume_type"):
             kwargs["VolumeType"] = undo["volume_type"]
-        if undo.get("tags"):
+        tags = dict(undo.get("tags") or {})
+        if marker:
+            tags[COMMAND_TAG] = marker
+        if tags:
             kwargs["TagSpecifications"] = [{"ResourceType": "volume", "Tags": [
-                {"Key": k, "Value": v} for k, v in undo["tags"].items()]}]
+                {"Key": k, "Value": v} for k, v in tags.items()]}]
         created = ec2.create_volume(**kwargs)
         return {"restored_volume_id": created["VolumeId"], "from_snapshot": undo["snapshot_id"]}
 
@@ -273,17 +319,20 @@ class ReleaseAddress:
     def preview(self, state, params):
         return {"exists": False}
 
-    def apply(self, command, params, state):
+    def apply(self, command, params, state, *, step=None, done=frozenset()):
         if state.get("association_id") or state.get("instance_id"):
             raise ActionRefused(f"{command.target.resource_id} is associated with {state.get('instance_id')}")
         ec2 = self.clients.client("ec2", command.target.region)
+        if not self.observe(command.target, params).get("exists", False):
+            return {"exists": False, "released_ip": state.get("public_ip")}, None
         if state.get("allocation_id"):
             ec2.release_address(AllocationId=state["allocation_id"])
         else:
             ec2.release_address(PublicIp=state["public_ip"])
+        _step(step, "released")
         return {"exists": False, "released_ip": state.get("public_ip")}, None
 
-    def undo(self, target, undo):
+    def undo(self, target, undo, command_id=""):
         raise ActionRefused("a released address cannot be recovered")
 
 
@@ -312,16 +361,18 @@ class ScaleDown:
         return {**state, "desired_capacity": params["desired_capacity"],
                 "min_size": min(state.get("min_size", 0), params.get("min_size", params["desired_capacity"]))}
 
-    def apply(self, command, params, state):
+    def apply(self, command, params, state, *, step=None, done=frozenset()):
         asg = self.clients.client("autoscaling", command.target.region)
         desired = params["desired_capacity"]
         min_size = min(state["min_size"], params.get("min_size", desired), desired)
-        asg.update_auto_scaling_group(AutoScalingGroupName=self.group_name(command.target.resource_id),
-                                      DesiredCapacity=desired, MinSize=min_size)
+        if not self.satisfied(self.observe(command.target, params), params):
+            asg.update_auto_scaling_group(AutoScalingGroupName=self.group_name(command.target.resource_id),
+                                          DesiredCapacity=desired, MinSize=min_size)
+            _step(step, "scaled")
         return self.observe(command.target, params), {"desired_capacity": state["desired_capacity"],
                                                       "min_size": state["min_size"]}
 
-    def undo(self, target, undo):
+    def undo(self, target, undo, command_id=""):
         asg = self.clients.client("autoscaling", target.region)
         asg.update_auto_scaling_group(AutoScalingGroupName=self.group_name(target.resource_id),
                                       MinSize=undo["min_size"], DesiredCapacity=undo["desired_capacity"])
@@ -343,23 +394,32 @@ class Notify:
     def preview(self, state, params):
         return {"would_notify": params.get("channel", "log")}
 
-    def apply(self, command, params, state):
+    def apply(self, command, params, state, *, step=None, done=frozenset()):
         text = params.get("message") or command.reason.text
         channel = params.get("channel", "log")
+        if "posted" in done:  # a resumed run: the notice went out before the interruption
+            return {"notified": channel, "detail": "sent before an interruption; not sent again"}, None
         if channel == "log":
             logger.warning("remediation notice: %s", text)
             return {"notified": "log"}, None
-        url = self.secrets.get(params.get("webhook_secret", "remediation-webhook-url")) if self.secrets else None
+        secret_name = params.get("webhook_secret", "remediation-webhook-url")
+        url = self.secrets.get(secret_name) if self.secrets else None
         if url is None:
-            raise ActionRefused(f"no webhook configured (secret {params.get('webhook_secret')!r})")
+            raise ActionRefused(f"no webhook configured (secret {secret_name!r})")
         import httpx
 
         body = {"text": text} if channel == "slack" else {"@type": "MessageCard", "text": text}
-        response = httpx.post(url.reveal(), json=body, timeout=10)
-        response.raise_for_status()
+        try:
+            response = httpx.post(url.reveal(), json=body, timeout=10)
+        except httpx.HTTPError as exc:
+            # httpx's messages name the URL, which is the credential: only the kind of failure
+            raise ActionRefused(f"webhook of secret {secret_name!r} unreachable ({type(exc).__name__})") from None
+        if response.status_code >= 300:
+            raise ActionRefused(f"webhook of secret {secret_name!r} answered HTTP {response.status_code}")
+        _step(step, "posted")
         return {"notified": channel, "http_status": response.status_code}, None
 
-    def undo(self, target, undo):
+    def undo(self, target, undo, command_id=""):
         raise ActionRefused("a notification cannot be undone")
 
 

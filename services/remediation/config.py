@@ -21,7 +21,7 @@ class RemediationSettings(ServiceSettings):
     #: playbook directory; FINFOCUS_HOME/playbooks when unset
     remediation_playbooks_dir: Path | None = None
     #: executed actions per account per hour when a command's playbook sets none
-    remediation_rate_limit_per_hour: int = Field(10, ge=0)
+    remediation_rate_limit_per_hour: int = Field(10, ge=0, le=1000)
     #: KEY=VALUE tag protecting a resource from every playbook
     remediation_protect_tag: str = "finfocus:protect=true"
     #: how often recommendations and savings are recomputed from stored billing data

@@ -75,7 +75,8 @@ def dimension_label(dimension: dict[str, str]) -> str:
 
 def rank_candidates(anomaly: AnomalyV1, known: list[Candidate]) -> list[Candidate]:
     """Resources named by the anomaly first (its dimension, then root causes by contribution),
-    then the other resources of the dimension by cost in the window."""
+    then the other resources of the dimension by cost in the window; all of them among `known`
+    (the resources billing data shows)."""
     by_id = {c.resource_id: c for c in known}
     named: dict[str, dict[str, str]] = {}  # resource id -> the dimension naming it
     if anomaly.dimension.get("ResourceId"):
@@ -84,16 +85,9 @@ def rank_candidates(anomaly: AnomalyV1, known: list[Candidate]) -> list[Candidat
         rid = cause.dimension.get("ResourceId")
         if rid and rid not in named:
             named[rid] = {**anomaly.dimension, **cause.dimension}
-    ordered = [
-        by_id.get(rid)
-        or Candidate(
-            resource_id=rid,
-            provider=dim.get("ProviderName", "unknown"),
-            account_id=dim.get("SubAccountId") or dim.get("BillingAccountId"),
-            region=dim.get("RegionId"),
-        )
-        for rid, dim in named.items()
-    ]
+    # only resources seen in billing data: a resource id an anomaly names is a claim of its
+    # producer, never reason enough to act on something FinFocus has not billed
+    ordered = [by_id[rid] for rid in named if rid in by_id]
     rest = sorted((c for c in known if c.resource_id not in named), key=lambda c: c.daily_cost, reverse=True)
     return ordered + rest
 
@@ -151,10 +145,37 @@ def _command(playbook: Playbook, step_action: str, params: dict, target: Remedia
     )
 
 
+def _playbook_commands(playbook: Playbook, anomaly: AnomalyV1, ranked: list[Candidate],
+                       now: datetime) -> list[RemediationCommandV1]:
+    reason = RemediationReasonV1(anomaly_id=anomaly.anomaly_id, text=_anomaly_text(anomaly, playbook.name))
+    out: list[RemediationCommandV1] = []
+    for step in playbook.actions:
+        if step.action == "notify":
+            notify = default_notify(anomaly, now)
+            out.append(_command(playbook, "notify", step.params, notify.target, anomaly.anomaly_id,
+                                reason, now, None, anomaly.currency))
+            continue
+        kinds = REGISTRY[step.action].resource_types
+        targets = [
+            c for c in ranked
+            if ("*" in kinds or c.kind in kinds)
+            and resource_matches(playbook.resources, kind=c.kind, region=c.region,
+                                 account=c.account_id, tags=c.tags)
+        ][: playbook.resources.max_targets]
+        for c in targets:
+            target = RemediationTargetV1(provider=c.provider, account_id=c.account_id, region=c.region,
+                                         resource_id=c.resource_id, resource_type=c.kind)
+            savings = monthly(c.daily_cost) if step.action in SAVING_ACTIONS and c.daily_cost else None
+            out.append(_command(playbook, step.action, step.params, target, anomaly.anomaly_id, reason,
+                                now, savings, c.currency or anomaly.currency))
+    return out
+
+
 def plan_anomaly(anomaly: AnomalyV1, playbooks: list[Playbook], candidates: list[Candidate],
-                 now: datetime) -> list[RemediationCommandV1]:
+                 now: datetime, failures: list[str] | None = None) -> list[RemediationCommandV1]:
     """The commands one anomaly gives: those of every matching playbook, and always a notify
-    (a dry-run one when no matching playbook notifies)."""
+    (a dry-run one when no matching playbook notifies). A playbook whose planning fails gives
+    nothing (its error is appended to `failures`) and never silences the others nor the notify."""
     matching = [
         p for p in playbooks
         if p.enabled and p.trigger.anomaly is not None and anomaly_matches(
@@ -166,28 +187,14 @@ def plan_anomaly(anomaly: AnomalyV1, playbooks: list[Playbook], candidates: list
     ranked = rank_candidates(anomaly, candidates)
     commands: dict[str, RemediationCommandV1] = {}
     for playbook in matching:
-        reason = RemediationReasonV1(anomaly_id=anomaly.anomaly_id, text=_anomaly_text(anomaly, playbook.name))
-        for step in playbook.actions:
-            if step.action == "notify":
-                notify = default_notify(anomaly, now)
-                cmd = _command(playbook, "notify", step.params, notify.target, anomaly.anomaly_id,
-                               reason, now, None, anomaly.currency)
-                commands.setdefault(cmd.command_id, cmd)
-                continue
-            kinds = REGISTRY[step.action].resource_types
-            targets = [
-                c for c in ranked
-                if ("*" in kinds or c.kind in kinds)
-                and resource_matches(playbook.resources, kind=c.kind, region=c.region,
-                                     account=c.account_id, tags=c.tags)
-            ][: playbook.resources.max_targets]
-            for c in targets:
-                target = RemediationTargetV1(provider=c.provider, account_id=c.account_id, region=c.region,
-                                             resource_id=c.resource_id, resource_type=c.kind)
-                savings = monthly(c.daily_cost) if step.action in SAVING_ACTIONS and c.daily_cost else None
-                cmd = _command(playbook, step.action, step.params, target, anomaly.anomaly_id, reason,
-                               now, savings, c.currency or anomaly.currency)
-                commands.setdefault(cmd.command_id, cmd)
+        try:
+            planned = _playbook_commands(playbook, anomaly, ranked, now)
+        except (ArithmeticError, ValueError, OverflowError) as exc:
+            if failures is not None:
+                failures.append(f"playbook {playbook.name}: {type(exc).__name__}: {exc}")
+            continue
+        for cmd in planned:
+            commands.setdefault(cmd.command_id, cmd)
     if not any(c.action == "notify" for c in commands.values()):
         # every anomaly is announced, whatever else its playbooks do (dry-run unless a playbook says)
         notify = default_notify(anomaly, now)

@@ -1,11 +1,18 @@
 """The executor: consumes commands and acts on them, behind the guardrails, with an audit trail.
 
-Exactly-once effect per `command_id`:
+Trust: the bus is not. A message on `remediation-commands` is only a nudge: the executor acts
+on the command the planner stored under that `command_id` (and, where it has signing keys, on
+messages the planner signed), never on a command it has not stored nor on one whose content
+differs from the stored one; those are dead-lettered. Mode, approval and guardrails come from
+the stored command and its playbook as it is now.
+
+Exactly-once effect per `command_id`, safe to kill at any point:
 - one executor at a time holds a command (a lease in `commands.claimed_until`);
-- before acting it writes an `intent` audit row (committed), then acts, then records the result;
-- before acting (also when resuming after a crash between acting and recording) it observes the
-  target: a target already in the action's goal state is recorded as `already-satisfied`, and
-  the action is not applied again.
+- before the first change it writes an `intent` audit row (committed) with the state before;
+- each change an action makes is journaled as a `step` audit row right after it happened;
+- a resumed run takes the state before from the first intent (not from what the interrupted
+  run left), skips the journaled steps and lets each action check the target before each step,
+  so it finishes the work once and keeps the undo of the original state.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from typing import Any
 
 import asyncpg
 
+from finfocus.signing import SigningKeys, UntrustedMessage, verify
+from finfocus.telemetry import redact
 from schemas.remediation import (
     CommandMode,
     RemediationCommandV1,
@@ -46,23 +55,46 @@ DEFER_BACKOFF = timedelta(minutes=1)
 
 PublishResult = Callable[[RemediationResultV1], Awaitable[None]]
 PolicyLookup = Callable[[str | None], Policy]
+#: issuers whose signature the executor accepts on remediation-commands
+COMMAND_ISSUERS = ("remediation",)
 
 
 class Executor:
     def __init__(self, pool: asyncpg.Pool, impls: dict[str, ActionImpl], policy_for: PolicyLookup, *,
                  publish: PublishResult | None = None, clock: Callable[[], datetime] | None = None,
-                 approval_channel: str = "log") -> None:
+                 approval_channel: str = "log", keys: SigningKeys | None = None,
+                 step_hook: Callable[[str, str], None] | None = None) -> None:
         self.pool = pool
+        self.keys = keys
+        self.step_hook = step_hook
         self.approval_channel = approval_channel
         self.impls = impls
         self.policy_for = policy_for
         self.publish = publish
         self.clock = clock or (lambda: datetime.now(UTC))
 
-    async def accept(self, command: RemediationCommandV1, status: str) -> None:
-        """Store a command that arrived on the topic if the planner has not stored it already."""
-        async with store.transaction(self.pool) as conn:
-            await store.insert_command(conn, command, status, actor=ACTOR)
+    async def receive(self, value: bytes, headers: dict[str, bytes], topic: str) -> str | None:
+        """Act on a message of `remediation-commands`; returns the reason to dead-letter it, or
+        None. Only a command the planner stored is run, as stored: the message merely says
+        which one, so a forged or altered message changes nothing."""
+        if self.keys is not None:
+            try:
+                verify(self.keys, headers, topic, value, COMMAND_ISSUERS)
+            except UntrustedMessage as exc:
+                return str(exc)
+        try:
+            command = RemediationCommandV1.model_validate_json(value)
+        except ValueError as exc:
+            return f"invalid RemediationCommand v1: {exc}"[:4000]
+        async with self.pool.acquire() as conn:
+            stored = await store.get_command(conn, command.command_id)
+        if stored is None:
+            return f"unknown command {command.command_id}: the planner issued no such command"
+        if RemediationCommandV1.model_validate(stored["command"]) != command:
+            return (f"command {command.command_id} differs from the one the planner stored "
+                    "(only the stored command is ever run)")
+        await self.handle(command.command_id)
+        return None
 
     async def sweep(self, limit: int = 100) -> int:
         """Handle every command due now: approved, expired while waiting, undo requested."""
@@ -85,7 +117,7 @@ class Executor:
             raise
         except Exception as exc:  # never leave a command half-handled without a trace
             logger.exception("executor failed on %s", command_id)
-            await self._finish(row, FAILED, {"outcome": "error", "detail": repr(exc)[:2000]}, "failed")
+            await self._finish(row, FAILED, {"outcome": "error", "detail": error_text(exc)}, "failed")
         finally:
             async with self.pool.acquire() as conn:
                 if retry_at is None:
@@ -139,61 +171,92 @@ class Executor:
             await self._finish(row, FAILED, {"outcome": "error", "detail": str(exc)}, "failed")
             return
         async with self.pool.acquire() as conn:
-            intents = [a for a in await store.audit_events(conn, row["command_id"]) if a["event"] == "intent"]
+            journal = await store.audit_events(conn, row["command_id"])
             executed_last_hour = await store.executed_since(conn, command.target.account_id, now - timedelta(hours=1))
+        intents = [a for a in journal if a["event"] == "intent"]
+        done_steps = frozenset((a["result"] or {}).get("step") for a in journal if a["event"] == "step")
         resumed = bool(intents)
-        before = await asyncio.to_thread(impl.observe, command.target, params)
-        execute = command.mode == CommandMode.EXECUTE
-        verdict = check(resource_id=command.target.resource_id, execute=execute, expires_at=expires_at, now=now,
-                        policy=self.policy_for(command.playbook), tags=before.get("tags", {}),
-                        executed_last_hour=executed_last_hour)
+        current = await asyncio.to_thread(impl.observe, command.target, params)
+        # the stored command's playbook as it is now decides mode, approval and guardrails
+        policy = self.policy_for(row["playbook"])
+        requested = command.mode == CommandMode.EXECUTE
+        verdict = check(resource_id=command.target.resource_id, execute=requested, expires_at=expires_at, now=now,
+                        policy=policy, tags=current.get("tags", {}), executed_last_hour=executed_last_hour)
         if verdict.outcome == EXPIRE:
-            await self._finish(row, EXPIRED, {"outcome": "expired", "detail": verdict.detail}, "expired", before=before)
+            await self._finish(row, EXPIRED, {"outcome": "expired", "detail": verdict.detail}, "expired", before=current)
             return
         if verdict.outcome == BLOCK:
             await self._finish(row, REJECTED, {"outcome": "blocked", "rule": verdict.rule, "detail": verdict.detail,
-                                               "mode": command.mode.value}, "blocked", before=before)
+                                               "mode": command.mode.value}, "blocked", before=current)
             return
         if verdict.outcome == DEFER:
-            async with self.pool.acquire() as conn:
-                events = await store.audit_events(conn, row["command_id"])
-            last = events[-1] if events else None
+            last = journal[-1] if journal else None
             if not (last and last["event"] == "deferred" and (last["result"] or {}).get("rule") == verdict.rule):
-                await self._audit(row, "deferred", reason=verdict.detail, state_before=before,
+                await self._audit(row, "deferred", reason=verdict.detail, state_before=current,
                                   result={"rule": verdict.rule})
             return now + DEFER_BACKOFF
+        execute = requested and policy.mode == "execute"
+        if execute and policy.approval_required and row["decided_by"] is None and not resumed:
+            # the playbook asks for a person now, whatever the command said when it was issued
+            async with store.transaction(self.pool) as conn:
+                await store.require_approval(conn, row["command_id"], actor=ACTOR,
+                                             reason="the playbook requires an approval")
+            await self._request_approval(row)
+            return
         if not execute:
-            preview = impl.preview(before, params)
-            await self._finish(row, DRY_RUN, {"outcome": "dry-run", "would": preview,
-                                              "detail": f"would run {command.action} on {command.target.resource_id}"},
-                               "dry-run", before=before, after=preview)
+            preview = impl.preview(current, params)
+            detail = f"would run {command.action} on {command.target.resource_id}"
+            if requested:
+                detail += f" (playbook {row['playbook']!r} is {policy.mode} now)"
+            await self._finish(row, DRY_RUN, {"outcome": "dry-run", "would": preview, "detail": detail},
+                               "dry-run", before=current, after=preview)
             return
-        if not before.get("exists", True) and not impl.satisfied(before, params):
-            await self._finish(row, FAILED, {"outcome": "error", "detail": f"{command.target.resource_id} not found"},
-                               "failed", before=before)
-            return
-        if not before.get("exists", True) and not resumed:
-            await self._finish(row, FAILED, {"outcome": "error", "detail": f"{command.target.resource_id} not found"},
-                               "failed", before=before)
-            return
-        if impl.satisfied(before, params):
-            planned_undo = (intents[-1]["result"] or {}).get("undo") if intents else None
-            detail = ("completed before a restart; not applied again" if resumed
-                      else "target already in the desired state")
-            await self._finish(row, EXECUTED, {"outcome": "already-satisfied", "detail": detail, "state_after": before},
-                               "executed", before=before, after=before, executed_at=now, undo=planned_undo)
-            return
-        await self._audit(row, "intent", reason=command.reason.text, state_before=before,
-                          result={"undo": _planned_undo(command.action, before)})
+        if not resumed:
+            if not current.get("exists", True):
+                await self._finish(row, FAILED, {"outcome": "error", "detail": f"{command.target.resource_id} not found"},
+                                   "failed", before=current)
+                return
+            if impl.satisfied(current, params):
+                await self._finish(row, EXECUTED, {"outcome": "already-satisfied", "state_after": current,
+                                                   "detail": "target already in the desired state"},
+                                   "executed", before=current, after=current, executed_at=now)
+                return
+            # written (and committed) before the first change: a resumed run takes the state
+            # before from here, never from what an interrupted run left behind
+            await self._audit(row, "intent", reason=command.reason.text, state_before=current,
+                              result={"undo": _planned_undo(command.action, current, params)})
+            before = current
+        else:
+            before = intents[0]["state_before"] or current
+            await self._audit(row, "resumed", state_before=current,
+                              result={"done_steps": sorted(s for s in done_steps if s)})
         try:
-            after, undo = await asyncio.to_thread(impl.apply, command, params, before)
+            after, undo = await asyncio.to_thread(impl.apply, command, params, before,
+                                                  step=self._journal(row), done=done_steps)
         except Exception as exc:
-            await self._finish(row, FAILED, {"outcome": "error", "detail": f"{type(exc).__name__}: {exc}"[:2000]},
+            await self._finish(row, FAILED, {"outcome": "error", "detail": error_text(exc)},
                                "failed", before=before)
             return
-        await self._finish(row, EXECUTED, {"outcome": "done", "detail": f"{command.action} on {command.target.resource_id}",
-                                           "state_after": after}, "executed",
+        detail = f"{command.action} on {command.target.resource_id}"
+        if resumed:
+            detail += " (resumed after an interruption; finished steps not repeated)"
+        await self._finish(row, EXECUTED, {"outcome": "done", "detail": detail, "state_after": after}, "executed",
                            before=before, after=after, executed_at=self.clock(), undo=undo)
+
+    def _journal(self, row) -> Callable[..., None]:
+        """The step journal an implementation calls (from its worker thread) after each change
+        it made, so a resumed run knows which steps are done; `step_hook` lets tests kill the
+        executor right there."""
+        loop = asyncio.get_running_loop()
+
+        def step(name: str, **data: Any) -> None:
+            future = asyncio.run_coroutine_threadsafe(
+                self._audit(row, "step", result={"step": name, **data}), loop)
+            future.result(timeout=60)
+            if self.step_hook is not None:
+                self.step_hook(row["command_id"], name)
+
+        return step
 
     async def _request_approval(self, row) -> None:
         """Tell people once that a command waits for them (log, or the approval webhook)."""
@@ -209,10 +272,10 @@ class Executor:
         try:
             params = {"channel": self.approval_channel, "message": text,
                       "webhook_secret": "remediation-approval-webhook-url"}
-            await asyncio.to_thread(notify.apply, command, params, {})
+            await asyncio.to_thread(notify.apply, command, params, {}, step=None, done=frozenset())
             outcome["delivered"] = True
         except Exception as exc:  # the request stays visible in `finfocus remediation list`
-            outcome.update(delivered=False, detail=f"{type(exc).__name__}: {exc}"[:500])
+            outcome.update(delivered=False, detail=error_text(exc)[:500])
         async with store.transaction(self.pool) as conn:
             # The command may have been cancelled (anomaly resolved) or decided meanwhile; the
             # row lock orders this record after any such change, never before it.
@@ -225,11 +288,11 @@ class Executor:
         impl = self.impls.get(row["action"])
         target = RemediationTargetV1.model_validate(row["command"]["target"])
         try:
-            result = await asyncio.to_thread(impl.undo, target, row["undo"])
+            result = await asyncio.to_thread(impl.undo, target, row["undo"], row["command_id"])
         except Exception as exc:
-            await self._audit(row, "undo-failed", reason=f"{type(exc).__name__}: {exc}"[:2000])
+            await self._audit(row, "undo-failed", reason=error_text(exc))
             async with store.transaction(self.pool) as conn:
-                await store.mark_undone(conn, row["command_id"], {"outcome": "error", "detail": str(exc)[:2000]})
+                await store.mark_undone(conn, row["command_id"], {"outcome": "error", "detail": error_text(exc)})
             return
         async with store.transaction(self.pool) as conn:
             await store.mark_undone(conn, row["command_id"], {"outcome": "undone", "state_after": result})
@@ -238,8 +301,8 @@ class Executor:
                                      result={"undo": row["undo"]})
 
 
-def _planned_undo(action: str, before: dict) -> dict | None:
-    """What undoing needs, known before acting (kept in the intent row for crash recovery)."""
+def _planned_undo(action: str, before: dict, params: dict) -> dict | None:
+    """What undoing needs, known before acting (kept in the intent row, beside the state before)."""
     if action == "stop-instance":
         return {"start": before.get("state") == "running"}
     if action == "resize-instance":
@@ -247,7 +310,17 @@ def _planned_undo(action: str, before: dict) -> dict | None:
                 "restart": before.get("state") in {"running", "pending"}}
     if action == "scale-down":
         return {"desired_capacity": before.get("desired_capacity"), "min_size": before.get("min_size")}
+    if action == "tag-resource":
+        return {"previous": {k: (before.get("tags") or {}).get(k) for k in params.get("tags", {})}}
+    if action == "delete-volume" and params.get("snapshot", True):
+        return {"snapshot": "taken before deleting, tagged with the command id"}
     return None
+
+
+def error_text(exc: BaseException) -> str:
+    """An exception as stored in results and audit rows: URLs and tokens redacted (a webhook
+    URL is a credential), bounded in size."""
+    return redact(f"{type(exc).__name__}: {exc}")[:2000]
 
 
 async def run_sweeps(executor: Executor, interval: float, stop: asyncio.Event) -> None:

@@ -1,6 +1,6 @@
 """Guardrails: may this command act now on this resource? Pure: the executor supplies facts.
 
-Order of the checks: expiry, deny list, allow list, protect tag, schedule window, rate limit.
+Order of the checks: expiry, unknown playbook, deny list, allow list, protect tag, schedule window, rate limit.
 Blocks are final (the command is rejected with the rule that stopped it); schedule and rate
 limit only defer (the executor tries again until the command expires).
 """
@@ -25,13 +25,20 @@ class Policy:
     protect_tags: tuple[str, ...] = ("finfocus:protect=true",)
     rate_limit_per_hour: int = 10
     windows: tuple[Window, ...] = field(default_factory=tuple)
+    #: False when the command's playbook no longer exists: nothing then runs for real
+    known: bool = True
+    #: the playbook's mode now; a command never runs in a stronger mode than its playbook's
+    mode: Literal["dry-run", "execute"] = "execute"
+    #: the playbook asks for a person's approval now (also for commands issued before)
+    approval_required: bool = False
 
 
 def policy_for(playbook: Playbook | None, *, global_protect_tag: str, default_rate_limit: int) -> Policy:
     """The policy of a playbook (or the defaults when the command names none we know)."""
     tags = {global_protect_tag} if global_protect_tag else set()
     if playbook is None:
-        return Policy(protect_tags=tuple(sorted(tags)), rate_limit_per_hour=default_rate_limit)
+        return Policy(protect_tags=tuple(sorted(tags)), rate_limit_per_hour=default_rate_limit,
+                      known=False, mode="dry-run")
     if playbook.protect.tag:
         tags.add(playbook.protect.tag)
     return Policy(
@@ -40,6 +47,8 @@ def policy_for(playbook: Playbook | None, *, global_protect_tag: str, default_ra
         protect_tags=tuple(sorted(tags)),
         rate_limit_per_hour=playbook.rate_limit.per_account_per_hour,
         windows=tuple(playbook.schedule),
+        mode=playbook.mode if playbook.enabled else "dry-run",
+        approval_required=playbook.approval.required,
     )
 
 
@@ -65,6 +74,9 @@ def check(*, resource_id: str, execute: bool, expires_at: datetime | None, now: 
     way, so their audit shows what would really happen; only the rate limit ignores them)."""
     if expires_at is not None and now >= expires_at:
         return Verdict(EXPIRE, "expiry", f"expired at {expires_at.isoformat()}")
+    if execute and not policy.known:
+        return Verdict(BLOCK, "unknown-playbook",
+                       "the command's playbook no longer exists: its guardrails cannot be checked")
     if policy.deny and glob_any(resource_id, list(policy.deny)):
         return Verdict(BLOCK, "deny-list", f"{resource_id} matches the deny list")
     if policy.allow and not glob_any(resource_id, list(policy.allow)):

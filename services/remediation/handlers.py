@@ -27,6 +27,7 @@ from services.remediation import store
 from services.remediation.config import RemediationSettings
 from services.remediation.domain import Candidate, initial_status, plan_anomaly
 from services.remediation.playbooks import load_playbooks
+from services.remediation.trust import keys_for, signed_headers, trusted_anomalies
 
 logger = logging.getLogger(__name__)
 SERVICE = "remediation"
@@ -42,11 +43,10 @@ async def publish_commands(runtime: ServiceRuntime, commands: list[RemediationCo
     """Publish commands keyed by target resource id, then mark them published."""
     if not commands:
         return
-    headers = command_headers(span)
+    headers, keys = command_headers(span), keys_for(runtime.settings.home)
+    values = [(c.target.resource_id.encode(), c.model_dump_json().encode()) for c in commands]
     await runtime.publisher.publish(
-        Topics.REMEDIATION_COMMANDS,
-        [(c.target.resource_id.encode(), c.model_dump_json().encode(), headers) for c in commands],
-    )
+        Topics.REMEDIATION_COMMANDS, [(k, v, signed_headers(keys, v, headers)) for k, v in values])
     async with store.transaction(runtime.pool) as conn:
         await store.mark_published(conn, [c.command_id for c in commands])
 
@@ -112,7 +112,9 @@ def register_handlers(runtime: ServiceRuntime, settings: RemediationSettings, on
     @broker.subscriber(Topics.ANOMALIES, batch=True,
                        **consumer_options(settings, group_id="finfocus-remediation"))
     async def on_anomalies(message: KafkaMessage) -> None:
-        parsed, letters = parse_envelopes(envelopes(message), AnomalyV1, service=SERVICE, label="Anomaly v1")
+        signed, untrusted = trusted_anomalies(keys_for(settings.home), envelopes(message), service=SERVICE)
+        parsed, letters = parse_envelopes(signed, AnomalyV1, service=SERVICE, label="Anomaly v1")
+        letters += untrusted
         for anomaly, env in parsed:
             span = start_record_span(runtime.tracer, "remediation.plan", env.headers,
                                      **{"finfocus.anomaly_id": anomaly.anomaly_id})

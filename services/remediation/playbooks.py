@@ -31,8 +31,9 @@ class AnomalyTrigger(_Strict):
     detectors: list[str] | None = Field(None, description="Detector names; any when unset")
     min_severity: Literal["low", "medium", "high", "critical"] = "low"
     dimension: dict[str, str] = Field(default_factory=dict, description="Glob per dimension key")
-    min_impact: Decimal | None = Field(None, description="Minimum impact in the anomaly currency")
-    min_impact_pct: Decimal | None = None
+    min_impact: Decimal | None = Field(None, allow_inf_nan=False, max_digits=38, decimal_places=18,
+                                       description="Minimum impact in the anomaly currency")
+    min_impact_pct: Decimal | None = Field(None, allow_inf_nan=False, max_digits=38, decimal_places=18)
 
 
 class RecommendationTrigger(_Strict):
@@ -75,13 +76,21 @@ class ActionStep(_Strict):
         return self
 
 
+#: longest approval window a playbook may set (90 days): a command waits no longer than this
+MAX_EXPIRY_HOURS = 90 * 24
+#: most executed actions per account per hour a playbook may allow
+MAX_RATE_PER_HOUR = 1000
+
+
 class Approval(_Strict):
     required: bool = False
-    expires_after_hours: float = Field(24, gt=0, description="Approval window from issue time")
+    expires_after_hours: float = Field(24, gt=0, le=MAX_EXPIRY_HOURS, allow_inf_nan=False,
+                                       description="Approval window from issue time (at most 90 days)")
 
 
 class RateLimit(_Strict):
-    per_account_per_hour: int = Field(10, ge=0, description="Executed actions per account per hour")
+    per_account_per_hour: int = Field(10, ge=0, le=MAX_RATE_PER_HOUR,
+                                      description="Executed actions per account per hour")
 
 
 class Protection(_Strict):
@@ -126,6 +135,15 @@ class Playbook(_Strict):
         if not KEBAB.match(value):
             raise ValueError(f"playbook name {value!r} is not kebab-case")
         return value
+
+    @model_validator(mode="after")
+    def _execute_says_who_approves(self) -> Playbook:
+        # `approval.required` defaults to false: a playbook that acts for real must say so
+        # explicitly, so no cloud action ever runs unapproved by an omission
+        if self.mode == "execute" and "approval" not in self.model_fields_set:
+            raise ValueError("mode: execute needs an explicit approval block "
+                             "(approval: {required: true}, or {required: false} to act without a person)")
+        return self
 
 
 class PlaybookError(ValueError):

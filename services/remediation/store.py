@@ -205,6 +205,17 @@ async def decide(conn: asyncpg.Connection, command_id: str, approve: bool, *, ac
         return True, f"command {command_id} {status}"
 
 
+async def require_approval(conn: asyncpg.Connection, command_id: str, *, actor: str, reason: str) -> bool:
+    """Send a ready command back to wait for a person (its playbook requires approval now)."""
+    row = await conn.fetchrow(
+        "UPDATE remediation.commands SET status = 'pending-approval', updated_at = now() "
+        "WHERE command_id = $1 AND status = 'approved' AND decided_by IS NULL RETURNING command_id",
+        command_id)
+    if row is not None:
+        await append_audit(conn, command_id, "approval-required", actor=actor, reason=reason)
+    return row is not None
+
+
 async def request_undo(conn: asyncpg.Connection, command_id: str, *, actor: str,
                        reason: str | None = None) -> tuple[bool, str]:
     async with conn.transaction():

@@ -25,6 +25,7 @@ from tests.fixtures.remediation.support import (
     instance_state,
     priced,
     publish,
+    publish_signed,
     run_instance,
     running,
 )
@@ -63,7 +64,7 @@ async def test_cost_spike_to_approved_stop_to_realised_saving(settings, aws, tmp
                         actual_cost=Decimal("55.20"), expected_cost=Decimal("2.30"), impact=Decimal("52.90"),
                         impact_pct=Decimal("2300"), severity="critical",
                         root_causes=[RootCauseV1(dimension={"ResourceId": iid}, contribution=Decimal("52.90"))])
-        await publish(settings.kafka, Topics.ANOMALIES, [event.model_dump_json().encode()])
+        await publish_signed(settings, Topics.ANOMALIES, [event.model_dump_json().encode()])
 
         pending = await eventually(lambda: view(
             settings, "SELECT * FROM remediation.v_actions WHERE action = 'stop-instance' "
@@ -86,7 +87,7 @@ async def test_cost_spike_to_approved_stop_to_realised_saving(settings, aws, tmp
         assert instance_state(iid)[0] == "stopped"
         audit = await view(settings, "SELECT event, actor, state_before, state_after FROM remediation.v_audit "
                                      "WHERE command_id = $1 ORDER BY audit_id", command_id)
-        assert [a["event"] for a in audit] == ["issued", "approval-requested", "approved", "intent", "executed"]
+        assert [a["event"] for a in audit] == ["issued", "approval-requested", "approved", "intent", "step", "executed"]
         assert audit[2]["actor"].startswith("cli")
         assert audit[-1]["state_before"]["state"] == "running" and audit[-1]["state_after"]["state"] == "stopped"
 

@@ -106,9 +106,9 @@ class _Counting:
     def __getattr__(self, item):
         return getattr(self._impl, item)
 
-    def apply(self, *args):
+    def apply(self, *args, **kwargs):
         self._applied.append(self._name)
-        out = self._impl.apply(*args)
+        out = self._impl.apply(*args, **kwargs)
         if self._crash:
             raise Killed()
         return out
@@ -144,7 +144,7 @@ async def test_stop_instance_executes_and_leaves_a_full_audit_row(pool, aws):
     assert done["undo"] == {"start": True}
     async with pool.acquire() as conn:
         audit = await store.audit_events(conn, cmd.command_id)
-    assert [a["event"] for a in audit] == ["issued", "intent", "executed"]
+    assert [a["event"] for a in audit] == ["issued", "intent", "step", "executed"]
     assert audit[-1]["state_before"]["state"] == "running"
     assert audit[-1]["state_after"]["state"] == "stopped"
 
@@ -242,14 +242,13 @@ async def test_guardrail_executor_killed_mid_action_does_not_act_twice_on_restar
     assert first.applied == ["delete-volume"]
     assert (await row(pool, cmd.command_id))["status"] == "approved"  # nothing recorded after acting
     # restart: the lease of the killed executor has lapsed
-    second = CountingImpls()
-    await executor(pool, second, clock=lambda: datetime.now(UTC) + timedelta(minutes=6)).sweep()
-    assert second.applied == []
+    await executor(pool, implementations(), clock=lambda: datetime.now(UTC) + timedelta(minutes=6)).sweep()
     done = await row(pool, cmd.command_id)
     assert done["status"] == "executed"
-    assert done["result"]["outcome"] == "already-satisfied"
     snaps = ec2.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": "volume-id", "Values": [vol]}])
-    assert len(snaps["Snapshots"]) == 1
+    assert len(snaps["Snapshots"]) == 1  # not snapshotted twice
+    assert done["undo"]["snapshot_id"] == snaps["Snapshots"][0]["SnapshotId"]  # the undo survived
+    assert [e for e in await events(pool, cmd.command_id) if e in ("intent", "resumed")] == ["intent", "resumed"]
 
 
 async def test_approval_required_waits_then_runs_once_approved(pool, aws):
@@ -266,7 +265,8 @@ async def test_approval_required_waits_then_runs_once_approved(pool, aws):
         assert (await store.decide(conn, cmd.command_id, True, actor="cli:test"))[0]
     await ex.sweep()
     assert instance_state(iid)[0] == "stopped"
-    assert await events(pool, cmd.command_id) == ["issued", "approval-requested", "approved", "intent", "executed"]
+    assert await events(pool, cmd.command_id) == ["issued", "approval-requested", "approved", "intent", "step",
+                                                 "executed"]
 
 
 async def test_rejected_command_never_runs(pool, aws):

@@ -14,6 +14,7 @@ from tests.fixtures.remediation.support import (
     anomaly,
     eventually,
     publish,
+    publish_signed,
     read_topic,
     running,
     values,
@@ -30,7 +31,7 @@ async def test_anomaly_becomes_one_dry_run_notify_command_even_when_redelivered(
     app = build_app(remediation_settings(settings, remediation_executor=False))
     event = anomaly("anom-skeleton")
     async with running(app):
-        await publish(settings.kafka, Topics.ANOMALIES, [event.model_dump_json().encode()])
+        await publish_signed(settings, Topics.ANOMALIES, [event.model_dump_json().encode()])
         records = await read_topic(settings.kafka, Topics.REMEDIATION_COMMANDS, want=1)
         command = RemediationCommandV1.model_validate(values(records)[0])
         assert command.action == "notify"
@@ -46,7 +47,7 @@ async def test_anomaly_becomes_one_dry_run_notify_command_even_when_redelivered(
         assert [r["command_id"] for r in rows] == [command.command_id]
 
         # the same anomaly again (a redelivery, or the detector updating it): no second command
-        await publish(settings.kafka, Topics.ANOMALIES, [event.model_dump_json().encode()])
+        await publish_signed(settings, Topics.ANOMALIES, [event.model_dump_json().encode()])
         again = await read_topic(settings.kafka, Topics.REMEDIATION_COMMANDS, want=2, timeout=4)
         assert len(again) == 1
         async with reader(settings.database) as conn:
@@ -70,8 +71,9 @@ async def test_command_continues_the_trace_of_its_anomaly_and_malformed_anomalie
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     headers = [("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01".encode())]
     async with running(app):
-        await publish(settings.kafka, Topics.ANOMALIES, [b"not json"])
-        await publish(settings.kafka, Topics.ANOMALIES, [anomaly("traced").model_dump_json().encode()], headers=headers)
+        await publish_signed(settings, Topics.ANOMALIES, [b"not json"])
+        await publish_signed(settings, Topics.ANOMALIES, [anomaly("traced").model_dump_json().encode()],
+                             headers=headers)
         [record] = await read_topic(settings.kafka, Topics.REMEDIATION_COMMANDS, want=1)
         letters = await read_topic(settings.kafka, Topics.dlq(Topics.ANOMALIES), want=1)
         assert "invalid Anomaly v1" in values(letters)[0]["error"]
@@ -82,26 +84,26 @@ async def test_command_continues_the_trace_of_its_anomaly_and_malformed_anomalie
     assert plan and format(plan[0].context.trace_id, "032x") == trace_id
 
 
-async def test_executor_dead_letters_a_malformed_command_and_runs_a_good_one(settings):
+async def test_executor_dead_letters_malformed_and_unknown_commands_and_runs_none(settings):
     app = build_app(remediation_settings(settings, remediation_poll_seconds=0.3))
-    good = RemediationCommandV1.model_validate({
+    outside = RemediationCommandV1.model_validate({
         "command_id": "c-outside", "issued_at": "2026-11-22T00:00:00Z", "action": "notify",
         "target": {"provider": "AWS", "resource_id": "team-x"}, "params": {"channel": "log"},
         "reason": {"text": "published by another system"}, "mode": "dry-run"})
     async with running(app):
         await publish(settings.kafka, Topics.REMEDIATION_COMMANDS,
-                      [b'{"action": "Stop Instance"}', good.model_dump_json().encode()])
-        letters = await read_topic(settings.kafka, Topics.dlq(Topics.REMEDIATION_COMMANDS), want=1)
-        assert "invalid RemediationCommand v1" in values(letters)[0]["error"]
-
-        async def done():
-            async with reader(settings.database) as conn:
-                return await conn.fetchval("SELECT status FROM remediation.v_actions WHERE command_id = 'c-outside' "
-                                           "AND status = 'dry-run'")
-
-        assert await eventually(done) == "dry-run"
-        results = await read_topic(settings.kafka, Topics.REMEDIATION_RESULTS, want=1)
-        assert values(results)[0]["command_id"] == "c-outside" and values(results)[0]["status"] == "dry-run"
+                      [b'{"action": "Stop Instance"}', outside.model_dump_json().encode()])
+        await publish_signed(settings, Topics.REMEDIATION_COMMANDS, [b'{"action": "Stop Instance"}'],
+                             issuer="remediation")
+        await publish_signed(settings, Topics.REMEDIATION_COMMANDS, [outside.model_dump_json().encode()],
+                             issuer="remediation")
+        letters = values(await read_topic(settings.kafka, Topics.dlq(Topics.REMEDIATION_COMMANDS), want=4))
+        errors = sorted(letter["error"] for letter in letters)
+        assert sum("unsigned message" in e for e in errors) == 2
+        assert any("invalid RemediationCommand v1" in e for e in errors)
+        assert any("unknown command c-outside" in e for e in errors)
+        async with reader(settings.database) as conn:
+            assert await conn.fetchval("SELECT count(*) FROM remediation.v_actions") == 0
 
 
 async def test_resolved_anomaly_cancels_its_commands_that_have_not_run(settings, tmp_path):
@@ -118,10 +120,10 @@ async def test_resolved_anomaly_cancels_its_commands_that_have_not_run(settings,
             return await conn.fetchval("SELECT status FROM remediation.v_actions WHERE anomaly_id = 'anom-resolved'")
 
     async with running(app):
-        await publish(settings.kafka, Topics.ANOMALIES, [event.model_dump_json().encode()])
+        await publish_signed(settings, Topics.ANOMALIES, [event.model_dump_json().encode()])
         assert await eventually(status) == "pending-approval"
         resolved = anomaly("anom-resolved", status="resolved")
-        await publish(settings.kafka, Topics.ANOMALIES, [resolved.model_dump_json().encode()])
+        await publish_signed(settings, Topics.ANOMALIES, [resolved.model_dump_json().encode()])
         assert await eventually(lambda: _is(status, "rejected")) is True
         async with reader(settings.database) as conn:
             row = await conn.fetchrow("SELECT result FROM remediation.v_actions WHERE anomaly_id = 'anom-resolved'")

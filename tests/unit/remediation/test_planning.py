@@ -86,12 +86,16 @@ def test_resource_filter_tags_exclude_resources_without_them():
 
 def test_rank_puts_dimension_resource_first():
     event = anomaly("a5", dimension={"ProviderName": "AWS", "ResourceId": "i-named"})
-    ranked = rank_candidates(event, [Candidate("i-other", "AWS", daily_cost=Decimal("100"))])
+    ranked = rank_candidates(event, [Candidate("i-other", "AWS", daily_cost=Decimal("100")),
+                                     Candidate("i-named", "AWS", daily_cost=Decimal("1"))])
     assert [c.resource_id for c in ranked] == ["i-named", "i-other"]
 
 
-def test_root_cause_region_reaches_a_resource_not_yet_in_billing_data():
+def test_resource_named_by_an_anomaly_but_never_billed_is_no_target():
     event = anomaly("a6", root_causes=[
         RootCauseV1(dimension={"RegionId": "eu-west-1", "ResourceId": "i-new"}, contribution=Decimal("9"))])
-    [c] = rank_candidates(event, [])
-    assert (c.resource_id, c.region, c.account_id) == ("i-new", "eu-west-1", "111122223333")
+    assert rank_candidates(event, []) == []
+    forged = anomaly("a6b", dimension={"ProviderName": "AWS", "ServiceName": "Compute",
+                                       "ResourceId": "i-anything"})
+    planned = plan_anomaly(forged, [parse_playbook(STOP)], [], NOW)
+    assert [c.action for c in planned] == ["notify"]
