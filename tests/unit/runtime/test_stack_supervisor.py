@@ -168,3 +168,68 @@ def test_real_crashing_child_is_restarted_then_failed():
     slot = sup.slots["crashy"]
     assert slot.state == FAILED
     assert slot.restarts == 2 and slot.last_exit == 3
+
+
+class StubbornProcess(FakeProcess):
+    """Ignores SIGTERM: only SIGKILL ends it (a consumer stuck on a dead broker)."""
+
+    def terminate(self) -> None:
+        self.terminated = True
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.code is None:
+            raise subprocess.TimeoutExpired("stubborn", timeout or 0)
+        return self.code
+
+
+def test_broker_loss_stops_every_service_before_the_broker_is_replaced():
+    ready = {"a", "b", "c"}
+    sup, clock, spawned = make(names=("a", "b", "c"), ready=lambda name, proc: name in ready)
+    sup.start_all()
+    sup.tick()
+    first = {name: procs[0] for name, procs in spawned.items()}
+    seen_during_action = {}
+
+    def replace_broker() -> None:
+        seen_during_action.update(
+            {name: (proc.poll(), len(spawned[name])) for name, proc in first.items()}
+        )
+
+    sup.restart_all_around(replace_broker, grace=1)
+    # while the new broker came up, no old service was alive and no new one was started
+    assert all(code is not None and count == 1 for code, count in seen_during_action.values())
+    assert all(proc.terminated for proc in first.values())
+    # afterwards every service runs again as a new process, counted as a restart, not a crash
+    assert {name: len(procs) for name, procs in spawned.items()} == {"a": 2, "b": 2, "c": 2}
+    assert sup.states() == {"a": STARTING, "b": STARTING, "c": STARTING}
+    assert all(slot.restarts == 1 and not slot.crashes for slot in sup.slots.values())
+    sup.tick()
+    assert sup.states() == {"a": RUNNING, "b": RUNNING, "c": RUNNING}
+
+
+def test_broker_loss_kills_a_service_that_ignores_sigterm_after_the_grace():
+    stubborn = StubbornProcess()
+    sup = Supervisor(["a"], lambda name: stubborn, lambda n, p: True, RestartPolicy(), clock=FakeClock())
+    sup.start_all()
+    order = []
+    sup.restart_all_around(lambda: order.append(("action", stubborn.killed)), grace=0.1)
+    assert stubborn.terminated and stubborn.killed
+    assert order == [("action", True)]
+
+
+def test_broker_loss_leaves_failed_services_failed_and_restarts_even_if_the_broker_does_not():
+    sup, clock, spawned = make(names=("a", "b"))
+    sup.start_all()
+    spawned["b"][0].code = EXIT_CONFIG
+    sup.tick()
+    assert sup.states()["b"] == FAILED
+
+    def broken_broker() -> None:
+        raise RuntimeError("port taken")
+
+    try:
+        sup.restart_all_around(broken_broker, grace=1)
+    except RuntimeError:
+        pass
+    assert len(spawned["a"]) == 2 and len(spawned["b"]) == 1
+    assert sup.states() == {"a": STARTING, "b": FAILED}
