@@ -358,7 +358,7 @@ def import_files(
 
     bad = [str(f) for f in files if not f.is_file()]
     if bad:  # a FIFO or a device would block or never end
-        fail(f"not a regular file: {', '.join(bad)}", 2)
+        _fail_line(f"not a regular file: {', '.join(bad)}", 2)
     progress = output == OutputFormat.TABLE and sys.stderr.isatty()
     try:
         summary = run(_import(files, format, wait, wait_timeout, progress,

@@ -248,7 +248,7 @@ class Importer:
                     result.status = "abandoned"
                     result.error = (f"publishing interrupted ({one_line(exc)}); the ingest service "
                                     "finishes publishing the staged rows")
-                    logger.warning("import publishing interrupted", extra={"fields": {"job_id": job_id, "error": result.error}})
+                    logger.info("import publishing interrupted", extra={"fields": {"job_id": job_id, "error": result.error}})
                     if isinstance(exc, asyncio.CancelledError):
                         raise
                     return result
@@ -276,7 +276,7 @@ class Importer:
         result.status, result.error = "failed", reason
         await self.store.finish_job(result.job_id, status="failed", error=reason)
         if log:
-            logger.warning("import failed", extra={"fields": {"job_id": result.job_id, "error": reason}})
+            logger.info("import failed", extra={"fields": {"job_id": result.job_id, "error": reason}})
         return result
 
     async def _heartbeat(self, job_id: str, lost: asyncio.Event) -> None:

@@ -167,7 +167,7 @@ def finish(df: pl.DataFrame) -> pl.DataFrame:
         checks.append(
             (
                 pl.col(name).is_not_null() & pl.col(p).is_null(),
-                pl.format(f"{name} is not a timestamp: '{{}}'", pl.col(name)),
+                pl.format(f"{name} is not a timestamp of years 1 to 9999 (UTC): '{{}}'", pl.col(name)),
             )
         )
     checks.append(
@@ -234,6 +234,11 @@ def _timestamps(df: pl.DataFrame, column: str) -> list[pl.Series]:
     distinct = df.get_column(column).drop_nulls().unique(maintain_order=True)
     table = df.select(column) if 2 * len(distinct) > df.height else pl.DataFrame({column: distinct})
     parsed = parse_timestamp_column(table, column)
+    # years 1 to 9999 in UTC, after the offset: what PostgreSQL, pricing and `export focus`
+    # hold (0001-01-01T00:00:00+05:00 is year 0 in UTC)
+    parsed = table.select(
+        pl.when(pl.lit(parsed).dt.year().is_between(1, 9999)).then(pl.lit(parsed))
+    ).to_series().alias(column)
     table = table.with_columns(
         parsed.alias(f"_ts_{column}"),
         rfc3339(pl.lit(parsed)).alias(f"_text_{column}"),

@@ -134,6 +134,7 @@ class _Store:
 
     def __init__(self) -> None:
         self.finished: dict = {}
+        self.chunks: dict = {}
 
     async def completed_job_for(self, checksum):
         return None
@@ -141,14 +142,39 @@ class _Store:
     async def start_job(self, job_id, **_):
         return 1
 
-    async def save_chunk(self, *_):
-        pass
+    async def heartbeat(self, *_):
+        return True
+
+    async def save_chunk(self, job_id, seq, built):
+        self.chunks[seq] = built.records()
 
     async def save_rejections(self, *_):
         pass
 
-    async def finish_job(self, job_id, tally, *, status, error=None, **_):
+    async def record_tally(self, *_):
+        pass
+
+    async def previous_scopes(self, _):
+        return {}
+
+    async def staged(self, *_):
+        pass
+
+    async def chunks_from(self, job_id, start):
+        for seq in sorted(self.chunks):
+            if seq >= start:
+                yield seq, self.chunks[seq]
+
+    async def chunk_published(self, *_):
+        pass
+
+    async def finish_job(self, job_id, *, status, error=None):
         self.finished = {"status": status, "error": error}
+
+
+class _Keys:
+    def key(self, issuer):
+        return b"test-key"
 
 
 class _Publisher:
@@ -170,7 +196,7 @@ def _import(path: Path):
     from services.ingest.importer import Importer
 
     store, publisher = _Store(), _Publisher()
-    importer = Importer(store, publisher, trace.get_tracer("test"))
+    importer = Importer(store, publisher, trace.get_tracer("test"), keys=_Keys())
     result = asyncio.run(asyncio.wait_for(importer.import_files([path]), timeout=60))
     return result, store, publisher
 
@@ -185,9 +211,10 @@ def _import(path: Path):
 def test_a_broken_cur_fails_the_job_with_a_message_instead_of_hanging(tmp_path, damage, message):
     path = tmp_path / "cur.csv"
     path.write_text(damage((FIXTURES / "aws_cur_legacy.csv").read_text()))
-    result, store, _ = _import(path)
+    result, store, publisher = _import(path)
     assert result.status == "failed" and store.finished["status"] == "failed"
     assert message in result.error and result.error == store.finished["error"]
+    assert publisher.records == 0  # nothing of a failed file is published
 
 
 def test_a_truncated_gzip_cur_fails_the_job_with_a_message(tmp_path):
