@@ -276,7 +276,8 @@ class Pipeline:
 
     Give either `decode` (one record -> an item; any exception makes it a dead letter reading
     `invalid <label>: <reason>`) or `decode_batch` (consumed records -> `Decoded`), and `work`
-    (transaction, items -> `Done` or None).
+    (transaction, items -> `Done` or None). `data_errors`: more exception types of the work
+    that mean "this record is bad data" (bisected and dead-lettered like the store's).
     """
 
     def __init__(
@@ -296,6 +297,7 @@ class Pipeline:
         relay: Callable[[], Awaitable[Any]] | None = None,
         after: Callable[[list], Any] | None = None,
         retry: RetryPolicy | None = None,
+        data_errors: tuple[type[BaseException], ...] = (),
     ) -> None:
         if (decode is None) == (decode_batch is None):
             raise ValueError("give exactly one of decode and decode_batch")
@@ -313,6 +315,7 @@ class Pipeline:
         self.relay = relay
         self.after = after
         self.retry = retry or RetryPolicy()
+        self.data_errors = data_errors
         self.health: dict[tuple[str, int], PartitionHealth] = {}
         self.consumer: Any = None
         self._resume_handles: dict[tuple[str, int], asyncio.TimerHandle] = {}
@@ -468,10 +471,10 @@ class Pipeline:
                     await asyncio.sleep(self.retry.delay(attempt))
                     attempt += 1
                     continue
-                if is_data_error(exc) and items:
+                if items and (is_data_error(exc) or (self.data_errors and isinstance(exc, self.data_errors))):
                     self._recovered(spans)
                     if len(items) == 1:
-                        reason = f"cannot store {self.label}: {type(exc).__name__}: {exc}"
+                        reason = f"cannot store record: {type(exc).__name__}: {exc}"
                         return [], [self._letter(sources[0], reason)]
                     mid = len(items) // 2
                     out_a, letters_a = await self._store(items[:mid], sources[:mid], spans)
@@ -580,6 +583,17 @@ class Pipeline:
                 logger.warning("could not resume partition", exc_info=True)
 
         self._resume_handles[key] = asyncio.get_running_loop().call_later(self.retry.stall_retry_s, resume)
+
+    async def relay_pending(self) -> None:
+        """Run the outbox relay once (at start-up), retrying transient errors."""
+        if self.relay is None:
+            return
+        try:
+            await self._transient_retry([], self.relay)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the next batch relays again
+            logger.exception("outbox relay failed", extra={"fields": {"service": self.service}})
 
     def close(self) -> None:
         for handle in self._resume_handles.values():

@@ -83,15 +83,15 @@ class ServiceRuntime:
 
     def consume(self, topic: str, *, group: str, work, decode=None, decode_batch=None,
                 label: str = "record", chunk: int | None = None, writers: int = 1, relay=None,
-                after=None, **subscriber: Any) -> Pipeline:
+                after=None, data_errors: tuple = (), uow=None, **subscriber: Any) -> Pipeline:
         """Subscribe `topic` (batches, consumer group `group`) through the consume pipeline
         (`finfocus.consume`): manual offset commits after the work's transaction, retries of
         transient errors, per-record dead letters. `subscriber` takes FastStream's subscriber
         options (title, description, max_records, parser, fetch sizes)."""
         pipeline = Pipeline(
-            service=self.name, group=group, uow=self.uow, work=work, decode=decode,
+            service=self.name, group=group, uow=uow or self.uow, work=work, decode=decode,
             decode_batch=decode_batch, label=label, chunk=chunk, writers=writers, relay=relay,
-            after=after, retry=self.retry,
+            after=after, retry=self.retry, data_errors=data_errors,
             publish=lambda t, records: self.publisher.publish_batched(t, records),
             publish_letters=lambda letters: publish_dead_letters(self.broker, letters),
         )
@@ -166,6 +166,10 @@ class ServiceRuntime:
         async def start_health() -> None:
             if self.pipelines:
                 tasks.append(asyncio.create_task(self._report_health(), name=f"{self.name}-health"))
+            relays = {id(p.relay): p for p in self.pipelines if p.relay is not None}
+            for pipeline in relays.values():
+                # what a crash left in an outbox goes out now, not with the next batch
+                tasks.append(asyncio.create_task(pipeline.relay_pending(), name=f"{self.name}-relay"))
 
         async def stop_health() -> None:
             for task in tasks:

@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC
+from functools import partial
 
 import orjson
-from faststream.kafka.annotations import KafkaMessage
-from pydantic import ValidationError
 
-from finfocus.broker import (
-    Envelope,
-    consumer_options,
-    envelope_dead_letter,
-    envelopes,
-    parse_envelopes,
-    publish_dead_letters,
-)
-from finfocus.telemetry import log_fields, start_record_span, trace_headers
+from finfocus.consume import Done
+from finfocus.telemetry import start_record_span, trace_headers
 from schemas.anomaly import AnomalyFeedbackV1, AnomalyV1
 from schemas.deadletter import DeadLetterV1
 from schemas.pricing import PricedRecordV1
 from schemas.topics import Topics, schema_headers
 from services.anomaly.domain import CostLine
 from services.anomaly.engine import Evaluator, Outcome, line_from_record
-from services.anomaly.store import BAD_DATA, AnomalyStore
+from services.anomaly.store import BAD_DATA, AnomalyStore, Tx
 
 logger = logging.getLogger(__name__)
 
@@ -33,17 +25,6 @@ FEEDBACK_TOPIC = Topics.ANOMALY_FEEDBACK
 FEEDBACK_GROUP_ID = "finfocus-anomaly-feedback"
 SERVICE = "anomaly"
 _SCHEMA = [(k, v.encode()) for k, v in schema_headers("Anomaly").items()]
-
-
-def parse_batch(envs: list[Envelope]) -> tuple[list[tuple[CostLine, Envelope]], list]:
-    """Priced records as cost lines; anything that does not validate becomes a dead letter."""
-    good, letters = [], []
-    for env in envs:
-        try:
-            good.append((line_from_record(PricedRecordV1.model_validate_json(env.value)), env))
-        except (ValidationError, ValueError) as exc:
-            letters.append(envelope_dead_letter(env, f"invalid PricedRecord: {exc}", service=SERVICE))
-    return good, letters
 
 
 async def publish_anomalies(runtime, outcomes: list[Outcome], headers: dict[str, dict[str, bytes]]) -> None:
@@ -70,22 +51,30 @@ def _traceparent(o: Outcome, headers: dict[str, dict[str, bytes]]) -> str | None
     return value.decode("ascii", "replace") if isinstance(value, bytes) else value
 
 
-async def republish(runtime, store: AnomalyStore) -> None:
-    """Publish anomalies whose earlier publish did not complete (at-least-once)."""
-    pending = await store.unpublished()
-    if not pending:
-        return
-    outcomes, headers = [], {}
-    for body, traceparent in pending:
-        anomaly = AnomalyV1.model_validate(body)
-        cause = None
-        if traceparent:
-            headers[anomaly.anomaly_id] = {"traceparent": traceparent.encode()}
-            cause = _Cause(anomaly.anomaly_id)
-        outcomes.append(Outcome(anomaly, cause, "republished"))
-    await publish_anomalies(runtime, outcomes, headers)
-    await store.mark_published([o.anomaly.anomaly_id for o in outcomes])
-    logger.info("anomalies re-published", extra=log_fields(count=len(outcomes)))
+async def republish(runtime, store: AnomalyStore, older_than_s: float = 0.0) -> int:
+    """The outbox relay: publish the anomalies saved but not yet on the topic, then mark them.
+
+    Anomalies are the one output here that is not a pure function of the input (a redelivered
+    line changes nothing, so detection would not emit again): they are saved `pending_publish`
+    in the batch's transaction and relayed after it committed, before the offsets are."""
+    total = 0
+    while True:
+        pending = await store.unpublished(older_than_s)
+        if not pending:
+            return total
+        outcomes, headers = [], {}
+        for body, traceparent in pending:
+            anomaly = AnomalyV1.model_validate(body)
+            cause = None
+            if traceparent:
+                headers[anomaly.anomaly_id] = {"traceparent": traceparent.encode()}
+                cause = _Cause(anomaly.anomaly_id)
+            outcomes.append(Outcome(anomaly, cause, "republished"))
+        await publish_anomalies(runtime, outcomes, headers)
+        await store.mark_published([o.anomaly.anomaly_id for o in outcomes])
+        total += len(outcomes)
+        if len(pending) < 1000:
+            return total
 
 
 class _Cause:
@@ -110,61 +99,39 @@ def register_handlers(runtime, store: AnomalyStore, evaluator: Evaluator, notifi
         "Records that are not a valid PricedRecord v1 or that the store refuses, with the reason",
     )
 
-    @runtime.broker.subscriber(
-        Topics.PRICED_RESOURCES,
-        batch=True,
+    async def detect(conn, items: list[tuple[CostLine, dict]]) -> None:
+        tx = Tx(conn)
+        headers = {line.record_id: h for line, h in items}
+        outcomes = await evaluator.process(tx, [line for line, _ in items])
+        await tx.mark_pending([(o.anomaly.anomaly_id, _traceparent(o, headers)) for o in outcomes])
+        if notifier is not None and outcomes:
+            await notifier.enqueue(conn, [o.anomaly.model_dump(mode="json") for o in outcomes], evaluator.clock())
+
+    relay = partial(republish, runtime, store)
+    runtime.consume(
+        Topics.PRICED_RESOURCES, group=GROUP_ID, label="PricedRecord",
+        decode=lambda env: (line_from_record(PricedRecordV1.model_validate_json(env.value)), env.headers),
+        work=detect, relay=relay, data_errors=BAD_DATA,
         title="priced-resources:PricedRecord",
         description="Batches of PricedRecord v1: stored per x_RecordId, then every touched series "
         "is re-evaluated by its monitors",
         max_records=getattr(settings, "anomaly_batch_max_records", 5000),
         max_partition_fetch_bytes=4 * 1024 * 1024,
-        **consumer_options(settings, group_id=GROUP_ID),
     )
-    async def detect_anomalies(message: KafkaMessage) -> None:
-        await republish(runtime, store)
-        parsed, letters = parse_batch(envelopes(message))
-        headers = {line.record_id: env.headers for line, env in parsed}
 
-        async def evaluate(items: list[tuple[CostLine, Envelope]]) -> list[Outcome]:
-            async with store.transaction() as tx:
-                outcomes = await evaluator.process(tx, [line for line, _ in items])
-                await tx.mark_pending([(o.anomaly.anomaly_id, _traceparent(o, headers)) for o in outcomes])
-                if notifier is not None and outcomes:
-                    await notifier.enqueue(tx.conn, [o.anomaly.model_dump(mode="json") for o in outcomes], evaluator.clock())
-            return outcomes
+    async def acknowledge(conn, feedback: list[AnomalyFeedbackV1]) -> Done:
+        tx, refused = Tx(conn), {}
+        for i, fb in enumerate(feedback):
+            if await tx.acknowledge(fb.anomaly_id, fb.verdict, fb.note, fb.given_at.astimezone(UTC)) is None:
+                refused[i] = f"unknown anomaly {fb.anomaly_id}"
+            else:
+                await tx.mark_pending([(fb.anomaly_id, None)])
+        return Done(refused=refused)
 
-        try:
-            outcomes = await evaluate(parsed)
-        except BAD_DATA:
-            # one record the database refuses must not block the batch: isolate it
-            outcomes = []
-            for item in parsed:
-                try:
-                    outcomes += await evaluate([item])
-                except BAD_DATA as exc:
-                    letters.append(envelope_dead_letter(item[1], f"cannot store record: {exc}", service=SERVICE))
-        if letters:
-            await publish_dead_letters(runtime.broker, letters)
-        await publish_anomalies(runtime, outcomes, headers)
-        await store.mark_published([o.anomaly.anomaly_id for o in outcomes])
-        logger.debug("batch evaluated", extra=log_fields(lines=len(parsed), dead=len(letters), anomalies=len(outcomes)))
-
-    @runtime.broker.subscriber(
-        FEEDBACK_TOPIC, batch=True, title="anomaly-feedback:Feedback",
+    runtime.consume(
+        FEEDBACK_TOPIC, group=FEEDBACK_GROUP_ID, label="feedback",
+        decode=lambda env: AnomalyFeedbackV1.model_validate_json(env.value),
+        work=acknowledge, relay=relay,
+        title="anomaly-feedback:Feedback",
         description="Verdicts from `finfocus anomalies feedback` (yes, no, planned)",
-        **consumer_options(settings, group_id=FEEDBACK_GROUP_ID),
     )
-    async def record_feedback(message: KafkaMessage) -> None:
-        outcomes, headers = [], {}
-        parsed, letters = parse_envelopes(envelopes(message), AnomalyFeedbackV1, service=SERVICE, label="feedback")
-        for fb, env in parsed:
-            async with store.transaction() as tx:
-                updated = await tx.acknowledge(fb.anomaly_id, fb.verdict, fb.note, fb.given_at.astimezone(UTC))
-            if updated is None:
-                letters.append(envelope_dead_letter(env, f"unknown anomaly {fb.anomaly_id}", service=SERVICE))
-                continue
-            outcomes.append(Outcome(AnomalyV1.model_validate(updated), None, "acknowledged"))
-        if letters:
-            await publish_dead_letters(runtime.broker, letters)
-        await publish_anomalies(runtime, outcomes, headers)
-        await store.mark_published([o.anomaly.anomaly_id for o in outcomes])

@@ -168,7 +168,7 @@ async def test_data_error_in_bulk_write_is_bisected_to_the_culprit():
     await pipeline.handle(records(*values), RecordingConsumer(events))
     assert sorted(uow.committed) == sorted(f"row{i}" for i in range(10) if i != 6)
     assert [d.source_offset for d in letters] == [6]
-    assert "0x00" in letters[0].error and letters[0].error.startswith("cannot store thing:")
+    assert "0x00" in letters[0].error and letters[0].error.startswith("cannot store record:")
     assert len(published) == 9
     assert events[-1] == ("commit", {("t", 0): 10})
 
