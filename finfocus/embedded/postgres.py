@@ -35,7 +35,7 @@ DATABASE = "finfocus"
 SUPERUSER = "postgres"
 #: the whole of pg_hba.conf: password (SCRAM) for every connection, socket and loopback
 PG_HBA = (
-    "# written by FinFocus: no trust, passwords (scram-sha-256) only\n"
+    "# written by FinFocus: a password (scram-sha-256) for every connection\n"
     "local all all scram-sha-256\n"
     "host all all 127.0.0.1/32 scram-sha-256\n"
     "host all all ::1/128 scram-sha-256\n"

@@ -45,7 +45,10 @@ async def _login_role(conn: asyncpg.Connection, role: str, password: str) -> Non
         await conn.execute(f"ALTER ROLE {role} WITH {options}")
     else:
         await conn.execute(f"CREATE ROLE {role} WITH {options}")
-    await conn.execute(f"GRANT CONNECT ON DATABASE {DATABASE} TO {role}")
+    # CONNECT was revoked from PUBLIC; TEMPORARY too, which the stores' bulk writes need
+    # (COPY into a temporary table, then one INSERT ... ON CONFLICT)
+    privileges = "CONNECT" if role == READER_ROLE else "CONNECT, TEMPORARY"
+    await conn.execute(f"GRANT {privileges} ON DATABASE {DATABASE} TO {role}")
 
 
 async def _give_schema(conn: asyncpg.Connection, schema: str, role: str) -> None:
