@@ -17,7 +17,7 @@ from schemas.deadletter import DeadLetterV1
 from schemas.ingest import BillingRecordV1
 from schemas.topics import Topics
 from services.ingest.config import IngestSettings
-from services.ingest.http import IntakeServer
+from services.ingest.http import IntakeLimits, IntakeServer
 from services.ingest.importer import Importer, accept_records, dead_letter_raw, one_line
 from services.ingest.store import MIGRATIONS_DIR, IngestStore
 from services.ingest.watch import DirectoryWatcher, S3Watcher, poll
@@ -95,7 +95,12 @@ def build_app(settings: IngestSettings | None = None, *, tracer_provider: Tracer
             secret = secrets_from_environment().get(settings.ingest_token_secret)
             server = IntakeServer(
                 token=secret.reveal() if secret else None,
-                max_bytes=settings.ingest_http_max_bytes,
+                limits=IntakeLimits(
+                    max_body_bytes=settings.ingest_http_max_bytes, max_rows=settings.ingest_http_max_rows,
+                    head_timeout_s=settings.ingest_http_head_timeout_s,
+                    body_timeout_s=settings.ingest_http_body_timeout_s,
+                    max_connections=settings.ingest_http_max_connections,
+                ),
                 accept=lambda records, checksum: accept_records(importer, records, checksum),
                 reject=lambda refused: dead_letter_raw(runtime.publisher, refused, origin="http"),
             )

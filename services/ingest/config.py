@@ -22,7 +22,14 @@ class IngestSettings(ServiceSettings):
     ingest_http_host: str = "127.0.0.1"
     ingest_http_port: int = 0
     #: largest accepted HTTP body, bytes (413 beyond)
-    ingest_http_max_bytes: int = 16 * 1024 * 1024
+    ingest_http_max_bytes: int = Field(16 * 1024 * 1024, gt=0)
+    #: rows per HTTP request (413 beyond)
+    ingest_http_max_rows: int = Field(50_000, gt=0)
+    #: seconds for a client to send the request line and headers, then the body
+    ingest_http_head_timeout_s: float = Field(10.0, gt=0)
+    ingest_http_body_timeout_s: float = Field(60.0, gt=0)
+    #: open HTTP connections (more are closed with a 503)
+    ingest_http_max_connections: int = Field(64, gt=0)
     #: name of the bearer token in the secrets provider
     ingest_token_secret: str = "ingest-token"
     #: seconds an import job's lease lasts without a heartbeat (its process renews it every
