@@ -217,7 +217,7 @@ class Importer:
                             await self.store.previous_scopes(sorted(result.tally.scopes)),
                         )
                         partial = [c for c in result.scope_changes if c.partial]
-                        if partial and not replace_scope and not dry_run:
+                        if partial and not replace_scope:
                             refusal = (
                                 "refused: the files cover only part of billing scope(s) they would "
                                 "replace (use --replace-scope to replace them anyway): "
