@@ -229,6 +229,7 @@ def register_admin(anomalies: typer.Typer) -> None:
         async def go() -> None:
             from aiokafka import AIOKafkaProducer
 
+            from finfocus.cli.budget import sign_as_cli
             from finfocus.db import reader
             from finfocus.settings import FinFocusSettings
 
@@ -241,8 +242,10 @@ def register_admin(anomalies: typer.Typer) -> None:
             try:
                 body = AnomalyFeedbackV1(anomaly_id=anomaly_id, verdict=verdict, note=note,
                                          given_at=datetime.now(UTC))
-                await producer.send_and_wait(FEEDBACK_TOPIC, body.model_dump_json().encode(),
-                                             key=anomaly_id.encode())
+                value = body.model_dump_json().encode()
+                # signed as the command line: the anomaly service records only signed verdicts
+                await producer.send_and_wait(FEEDBACK_TOPIC, value, key=anomaly_id.encode(),
+                                             headers=[sign_as_cli(settings, FEEDBACK_TOPIC, value)])
             finally:
                 await producer.stop()
             typer.echo(f"feedback '{verdict}' sent for {anomaly_id}")

@@ -41,6 +41,14 @@ def _thresholds(items: list[str]) -> list[dict]:
     return out
 
 
+def sign_as_cli(settings, topic: str, value: bytes) -> tuple[str, bytes]:
+    """The command line's signature of a command it publishes (key: the secrets provider's
+    `bus-signing/cli`, else the 0600 key file under FINFOCUS_HOME/secrets)."""
+    from finfocus.signing import service_keys, sign
+
+    return sign(service_keys(settings.home, ["cli"]), "cli", topic, value)
+
+
 async def _send(command) -> None:
     from aiokafka import AIOKafkaProducer
 
@@ -48,13 +56,16 @@ async def _send(command) -> None:
     from schemas.budget import BUDGET_COMMANDS
     from schemas.topics import schema_headers
 
-    producer = AIOKafkaProducer(bootstrap_servers=FinFocusSettings().kafka, enable_idempotence=False)
+    settings = FinFocusSettings()
+    value = command.model_dump_json().encode()
+    # signed as the command line: the forecast service applies only signed budget commands
+    # and audits the signer as the actor
+    signature = sign_as_cli(settings, BUDGET_COMMANDS, value)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, enable_idempotence=False)
     await producer.start()
     try:
         headers = [(k, v.encode()) for k, v in schema_headers("BudgetCommand").items()]
-        await producer.send_and_wait(
-            BUDGET_COMMANDS, command.model_dump_json().encode(), key=command.name.encode(), headers=headers
-        )
+        await producer.send_and_wait(BUDGET_COMMANDS, value, key=command.name.encode(), headers=[*headers, signature])
     finally:
         await producer.stop()
 

@@ -9,15 +9,43 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
+from finfocus.broker import Envelope
 from finfocus.service import ServiceRuntime
+from finfocus.signing import SigningKeys, service_keys, sign, verify
 from finfocus.telemetry import trace_headers
 from schemas.anomaly import AnomalyV1
+from schemas.budget import BudgetCommandV1
 from schemas.topics import Topics, schema_headers
 from services.forecast.domain import DailySeries, Projection, build_series, trained_through
 from services.forecast.domain_budgets import BudgetBreached, breaches
 from services.forecast.store import BudgetStore, budget_series_key
 
 logger = logging.getLogger(__name__)
+
+#: forecast signs the budget breaches it publishes on `anomalies` as this issuer
+ISSUER = "forecast"
+#: who may change budgets: people, through the command line (or the API)
+BUDGET_ISSUERS = ("cli", "api")
+_KEYS: dict = {}
+
+
+def keys_for(home) -> SigningKeys:
+    """The forecast service's signing keys (its own and the command line's)."""
+    if home not in _KEYS:
+        _KEYS[home] = service_keys(home, (ISSUER, "cli"))
+    return _KEYS[home]
+
+
+def budget_command_decoder(keys: Callable[[], SigningKeys]) -> Callable[[Envelope], tuple[BudgetCommandV1, str]]:
+    """Decodes a `budget-commands` record to (command, actor): only a command signed by a
+    trusted issuer is one; anything else raises (the pipeline dead-letters it with the reason)
+    and changes nothing."""
+
+    def decode(env: Envelope) -> tuple[BudgetCommandV1, str]:
+        actor = verify(keys(), env.headers, env.topic, env.value, BUDGET_ISSUERS)
+        return BudgetCommandV1.model_validate_json(env.value), actor
+
+    return decode
 
 
 def to_anomaly(breach: BudgetBreached, now: datetime) -> AnomalyV1:
@@ -104,4 +132,6 @@ class BudgetWatcher:
                 extra={"fields": {"budget": breach.budget.name, "kind": breach.kind,
                                   "percent": str(breach.percent), "spend": str(breach.spend)}},
             )
-        await self.runtime.publisher.publish(Topics.ANOMALIES, records)
+        keys = keys_for(self.runtime.settings.home)
+        signed = [(k, v, [*h, sign(keys, ISSUER, Topics.ANOMALIES, v)]) for k, v, h in records]
+        await self.runtime.publisher.publish(Topics.ANOMALIES, signed)

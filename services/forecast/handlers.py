@@ -51,17 +51,18 @@ def register_handlers(runtime: ServiceRuntime, store, refitter) -> None:
 
 def register_budget_handlers(runtime: ServiceRuntime, budgets, refitter) -> None:
     """Subscribe to `budget-commands`: budgets are stored, then refit and evaluated."""
-    from schemas.budget import BUDGET_COMMANDS, BudgetCommandV1
+    from schemas.budget import BUDGET_COMMANDS
+    from services.forecast.budgets import budget_command_decoder, keys_for
 
     changed = _Changed(refitter)
 
-    async def apply(tx, commands: list[BudgetCommandV1]) -> None:
-        for command in commands:
-            changed.count += await budgets.apply(command, tx)
+    async def apply(tx, commands: list) -> None:
+        for command, actor in commands:  # signed by a trusted issuer: the actor is audited
+            changed.count += await budgets.apply(command, tx, actor=actor)
 
     runtime.consume(
         BUDGET_COMMANDS, group=f"{GROUP_ID}-budgets", label="BudgetCommand",
-        decode=lambda env: BudgetCommandV1.model_validate_json(env.value),
+        decode=budget_command_decoder(lambda: keys_for(runtime.settings.home)),
         work=apply, after=changed.poke,
     )
 

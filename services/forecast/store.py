@@ -293,6 +293,9 @@ ON CONFLICT (name) DO UPDATE SET
     issued_at = EXCLUDED.issued_at, updated_at = now()
 WHERE b.issued_at <= EXCLUDED.issued_at"""
 
+AUDIT_BUDGET = """
+INSERT INTO forecast.budget_audit (name, action, actor, changed, command) VALUES ($1, $2, $3, $4, $5::text::jsonb)"""
+
 SAVE_STATUS = """
 INSERT INTO forecast.budget_status AS s (name, period_start, period_end, trained_through,
     actual_to_date, forecast_remainder, projected, lo_95, hi_95, evaluated_at)
@@ -314,13 +317,15 @@ class BudgetStore:
     def pool(self) -> asyncpg.Pool:
         return self.forecasts.pool
 
-    async def apply(self, cmd, conn: asyncpg.Connection | None = None) -> bool:
+    async def apply(self, cmd, conn: asyncpg.Connection | None = None, *, actor: str | None = None) -> bool:
         """Apply a set/delete command unless a newer one already did; True when it changed.
-        `conn`: the caller's transaction (the consume pipeline's)."""
+        `conn`: the caller's transaction (the consume pipeline's); `actor`: the verified issuer,
+        audited in `forecast.budget_audit` in the same transaction."""
         import json
 
         thresholds = [{"kind": t.kind.value, "percent": str(t.percent)} for t in cmd.thresholds]
-        status = await (conn or self.pool).execute(
+        db = conn or self.pool
+        status = await db.execute(
             APPLY_BUDGET,
             cmd.name,
             cmd.amount,
@@ -331,7 +336,10 @@ class BudgetStore:
             cmd.action == "delete",
             cmd.issued_at,
         )
-        return status.split()[-1] != "0"
+        changed = status.split()[-1] != "0"
+        if actor is not None:
+            await db.execute(AUDIT_BUDGET, cmd.name, cmd.action, actor, changed, cmd.model_dump_json())
+        return changed
 
     async def budgets(self):
         from services.forecast.domain_budgets import DEFAULT_THRESHOLDS, Budget

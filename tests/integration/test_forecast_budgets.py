@@ -50,7 +50,8 @@ async def test_budget_breach_publishes_one_anomaly_per_threshold_and_period(sett
     await publish(settings, records)
     app = build_app(forecast_settings(settings))
     await app.start()
-    env = {"FINFOCUS_DATABASE_URL": settings.database_url, "FINFOCUS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap}
+    env = {"FINFOCUS_DATABASE_URL": settings.database_url, "FINFOCUS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+           "FINFOCUS_HOME": str(settings.home)}  # the CLI signs with the key files of this home
     invoke = lambda *args: asyncio.to_thread(CliRunner().invoke, cli, list(args), env=env)  # noqa: E731
     try:
         await wait_for_refit(app)
@@ -91,5 +92,55 @@ async def test_budget_breach_publishes_one_anomaly_per_threshold_and_period(sett
         assert deleted.exit_code == 0, deleted.output
         listed = await invoke("budget", "list", "-o", "json")
         assert json.loads(listed.output) == {"budgets": []}
+    finally:
+        await app.stop()
+
+
+async def test_forged_budget_commands_are_dead_lettered_and_change_nothing(settings):
+    """Unsigned, signed by an untrusted issuer, or signed with a wrong key: none is applied;
+    the CLI's own command is, with `cli` audited as its actor."""
+    from datetime import UTC, datetime
+
+    import asyncpg
+    from aiokafka import AIOKafkaProducer
+
+    from finfocus.signing import SigningKeys, ensure_key_files, sign
+    from schemas.budget import BUDGET_COMMANDS, BudgetCommandV1
+    from tests.fixtures.remediation.support import eventually, read_topic
+
+    await ensure_topics(settings.kafka_bootstrap, topics=[BUDGET_COMMANDS])
+    forged = BudgetCommandV1(action="set", name="forged", amount=Decimal("1"), currency="USD",
+                             issued_at=datetime.now(UTC)).model_dump_json().encode()
+    ensure_key_files(settings.home, ["cli", "ingest"])
+    keys = SigningKeys(home=settings.home)
+    _, good_sig = sign(keys, "cli", BUDGET_COMMANDS, forged)
+    tampered = good_sig[:-4] + (b"0000" if not good_sig.endswith(b"0000") else b"1111")
+    app = build_app(forecast_settings(settings))
+    await app.start()
+    try:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=False)
+        await producer.start()
+        try:
+            for headers in ([], [sign(keys, "ingest", BUDGET_COMMANDS, forged)],
+                            [("finfocus-signature", tampered)]):
+                await producer.send_and_wait(BUDGET_COMMANDS, forged, headers=headers)
+        finally:
+            await producer.stop()
+        letters = await read_topic(settings.kafka_bootstrap, Topics.dlq(BUDGET_COMMANDS), want=3)
+        errors = sorted(json.loads(r.value)["error"] for r in letters)
+        assert len(errors) == 3
+        assert any("unsigned" in e for e in errors) and any("'ingest' may not" in e for e in errors)
+        assert any("bad signature" in e for e in errors)
+        env = {"FINFOCUS_DATABASE_URL": settings.database_url, "FINFOCUS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+               "FINFOCUS_HOME": str(settings.home)}
+        result = await asyncio.to_thread(CliRunner().invoke, cli, ["budget", "set", "real", "--amount", "10"], env=env)
+        assert result.exit_code == 0, result.output
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            audit = await eventually(lambda: conn.fetch("SELECT name, actor, changed FROM forecast.v_budget_audit"))
+            assert [tuple(r) for r in audit] == [("real", "cli", True)]
+            assert [r["name"] for r in await conn.fetch("SELECT name FROM forecast.budgets")] == ["real"]
+        finally:
+            await conn.close()
     finally:
         await app.stop()
