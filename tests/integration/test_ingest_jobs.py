@@ -116,7 +116,6 @@ async def test_kill_9_mid_import_leaves_an_abandoned_job_that_publishes_nothing(
     try:
         for _ in range(200):  # until the job stages its first chunk
             await asyncio.sleep(0.1)
-            jobs = await job_rows(settings.database) if _ > 10 else []
             conn = await asyncpg.connect(settings.database)
             try:
                 chunks = await conn.fetchval("SELECT count(*) FROM ingest.published_chunks")
