@@ -17,6 +17,7 @@ from schemas.topics import Topics, schema_headers
 from services.anomaly.domain import CostLine
 from services.anomaly.engine import Evaluator, Outcome, line_from_record
 from services.anomaly.store import BAD_DATA, AnomalyStore, Tx
+from services.anomaly.trust import feedback_decoder, keys_for, signed_anomalies
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +43,8 @@ async def publish_anomalies(runtime, outcomes: list[Outcome], headers: dict[str,
             records.append((key, value, trace_headers(span) + _SCHEMA))
         finally:
             span.end()
-    if records:
-        await runtime.publisher.publish(Topics.ANOMALIES, records)
+    if records:  # signed: remediation acts only on anomalies this service (or forecast) signed
+        await runtime.publisher.publish(Topics.ANOMALIES, signed_anomalies(keys_for(runtime.settings.home), records))
 
 
 def _traceparent(o: Outcome, headers: dict[str, dict[str, bytes]]) -> str | None:
@@ -119,10 +120,10 @@ def register_handlers(runtime, store: AnomalyStore, evaluator: Evaluator, notifi
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
 
-    async def acknowledge(conn, feedback: list[AnomalyFeedbackV1]) -> Done:
+    async def acknowledge(conn, feedback: list[tuple[AnomalyFeedbackV1, str]]) -> Done:
         tx, refused = Tx(conn), {}
-        for i, fb in enumerate(feedback):
-            if await tx.acknowledge(fb.anomaly_id, fb.verdict, fb.note, fb.given_at.astimezone(UTC)) is None:
+        for i, (fb, actor) in enumerate(feedback):  # signed by a trusted issuer, audited as actor
+            if await tx.acknowledge(fb.anomaly_id, fb.verdict, fb.note, fb.given_at.astimezone(UTC), actor) is None:
                 refused[i] = f"unknown anomaly {fb.anomaly_id}"
             else:
                 await tx.mark_pending([(fb.anomaly_id, None)])
@@ -130,7 +131,7 @@ def register_handlers(runtime, store: AnomalyStore, evaluator: Evaluator, notifi
 
     runtime.consume(
         FEEDBACK_TOPIC, group=FEEDBACK_GROUP_ID, label="feedback",
-        decode=lambda env: AnomalyFeedbackV1.model_validate_json(env.value),
+        decode=feedback_decoder(lambda: keys_for(runtime.settings.home)),
         work=acknowledge, relay=relay,
         title="anomaly-feedback:Feedback",
         description="Verdicts from `finfocus anomalies feedback` (yes, no, planned)",

@@ -107,9 +107,12 @@ ON CONFLICT (monitor, series_key) DO UPDATE SET start_day = $3, fingerprint = $4
 """
 
 SAVE_FEEDBACK = """
-INSERT INTO anomaly.feedback (anomaly_id, verdict, note, given_at) VALUES ($1, $2, $3, $4)
+INSERT INTO anomaly.feedback (anomaly_id, verdict, note, given_at, actor) VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (anomaly_id) DO UPDATE SET verdict = EXCLUDED.verdict, note = EXCLUDED.note,
-    given_at = EXCLUDED.given_at
+    given_at = EXCLUDED.given_at, actor = EXCLUDED.actor
+"""
+AUDIT_FEEDBACK = """
+INSERT INTO anomaly.feedback_audit (anomaly_id, verdict, note, actor) VALUES ($1, $2, $3, $4)
 """
 
 
@@ -400,17 +403,22 @@ class Tx:
         row = await self.conn.fetchrow("SELECT body, kind FROM anomaly.anomalies WHERE anomaly_id = $1", anomaly_id)
         return (row["body"], row["kind"]) if row else None
 
-    async def save_feedback(self, anomaly_id: str, verdict: str, note: str | None, at: datetime) -> None:
-        await self.conn.execute(SAVE_FEEDBACK, anomaly_id, verdict, note, at)
+    async def save_feedback(self, anomaly_id: str, verdict: str, note: str | None, at: datetime,
+                            actor: str | None = None) -> None:
+        await self.conn.execute(SAVE_FEEDBACK, anomaly_id, verdict, note, at, actor)
+        if actor is not None:
+            await self.conn.execute(AUDIT_FEEDBACK, anomaly_id, verdict, note, actor)
 
-    async def acknowledge(self, anomaly_id: str, verdict: str, note: str | None, at: datetime) -> dict | None:
-        """Record feedback and mark the anomaly acknowledged; its new body, or None if unknown."""
+    async def acknowledge(self, anomaly_id: str, verdict: str, note: str | None, at: datetime,
+                          actor: str | None = None) -> dict | None:
+        """Record feedback (audited with its verified `actor`) and mark the anomaly
+        acknowledged; its new body, or None if unknown."""
         row = await self.conn.fetchrow(
             "SELECT body, status FROM anomaly.anomalies WHERE anomaly_id = $1 FOR UPDATE", anomaly_id
         )
         if row is None:
             return None
-        await self.save_feedback(anomaly_id, verdict, note, at)
+        await self.save_feedback(anomaly_id, verdict, note, at, actor)
         body = dict(row["body"])
         if row["status"] != "resolved":
             body["status"] = "acknowledged"

@@ -7,12 +7,15 @@ import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from finfocus.db import reader
+from finfocus.signing import SigningKeys, verify
 from schemas.anomaly import AnomalyV1
 from services.anomaly.app import build_app
+from tests.fixtures.remediation.support import publish_signed
 from tests.integration.test_anomaly_pipeline import START, consume, history, priced, publish
 
 pytestmark = pytest.mark.integration
@@ -59,12 +62,19 @@ async def test_feedback_acknowledges_the_anomaly_and_mutes_its_series(settings):
         await publish(settings.kafka, rows[:60])  # days 0..29 (two lines a day, plus the spike)
         [first] = await consume(settings.kafka, "anomalies", want=1)
         raised = AnomalyV1.model_validate_json(first.value)
+        # what the service publishes carries its signature (remediation acts on nothing else)
+        verify(SigningKeys(home=settings.home), dict(first.headers), "anomalies", first.value, ["anomaly"])
+        forged = json.dumps({"anomaly_id": raised.anomaly_id, "verdict": "no", "note": "forged",
+                             "given_at": "2026-04-01T00:00:00Z"}).encode()
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka)
         await producer.start()
-        await producer.send_and_wait("anomaly-feedback", json.dumps(
-            {"anomaly_id": raised.anomaly_id, "verdict": "planned", "note": "load test",
-             "given_at": "2026-04-01T00:00:00Z"}).encode())
+        await producer.send_and_wait("anomaly-feedback", forged)  # unsigned: dead-lettered
         await producer.stop()
+        [letter] = await consume(settings.kafka, "anomaly-feedback.dlq", want=1)
+        assert "unsigned message" in json.loads(letter.value)["error"]
+        await publish_signed(settings, "anomaly-feedback", [json.dumps(
+            {"anomaly_id": raised.anomaly_id, "verdict": "planned", "note": "load test",
+             "given_at": "2026-04-01T00:00:00Z"}).encode()], issuer="cli")
         got = await consume(settings.kafka, "anomalies", want=2)
         # another spike a few days later, inside the muted period
         day = START + timedelta(days=32)
@@ -78,6 +88,12 @@ async def test_feedback_acknowledges_the_anomaly_and_mutes_its_series(settings):
     assert len(after) == 2, [json.loads(r.value)["window_start"] for r in after]
     [row] = await view_rows(settings)
     assert (row["status"], row["feedback"]) == ("acknowledged", "planned")
+    conn = await asyncpg.connect(settings.database)
+    try:
+        audit = await conn.fetch("SELECT verdict, actor FROM anomaly.feedback_audit")
+    finally:
+        await conn.close()
+    assert [tuple(r) for r in audit] == [("planned", "cli")]  # the forged "no" changed nothing
 
 
 async def test_custom_monitor_from_yaml_watches_its_filtered_lines(settings):

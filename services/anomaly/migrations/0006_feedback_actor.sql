@@ -1,0 +1,13 @@
+-- Who gave each verdict: the issuer whose signature the feedback command carried (unsigned or
+-- forged feedback is dead-lettered and never recorded). Append-only, like remediation's audit.
+ALTER TABLE feedback ADD COLUMN actor text;
+
+CREATE TABLE feedback_audit (
+    audit_id   bigserial PRIMARY KEY,
+    at         timestamptz NOT NULL DEFAULT now(),
+    anomaly_id text NOT NULL,
+    verdict    text NOT NULL,
+    note       text,
+    actor      text NOT NULL
+);
+CREATE INDEX feedback_audit_anomaly ON feedback_audit (anomaly_id, audit_id);
