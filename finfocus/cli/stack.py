@@ -150,11 +150,11 @@ def _print_status(state: dict, output: OutputFormat) -> None:
         )
         if public["consumers"]:
             print_table(
-                ["service", "group", "topic", "part", "committed", "log end", "lag", "stalled",
-                 "last error"],
+                ["group", "partition", "committed", "log end", "lag", "flag", "last error"],
                 [
-                    [c["service"], c["group"], c["topic"], c["partition"], c["committed"],
-                     c["log_end"], c["lag"], "yes" if c["stalled"] else "",
+                    [c["group"], f"{c['topic']}[{c['partition']}]", c["committed"],
+                     c["log_end"], c["lag"],
+                     "stalled" if c["stalled"] else "retrying" if c["retrying"] else "",
                      c["last_error"] or ""]
                     for c in public["consumers"]
                 ],

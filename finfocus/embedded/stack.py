@@ -72,7 +72,7 @@ BROKER_LOSS_GRACE = 3.0
 
 
 def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def service_environment(
@@ -226,6 +226,10 @@ class EmbeddedStack:
         self._stopping = False
         self._child_env: dict[str, str] = {}
         self._service_urls: dict[str, str] = {}
+        #: last time pricing reported raw-billing fully consumed (lag 0 everywhere), and
+        #: when its health file was last looked at (every 2 s, by `tick`)
+        self._raw_billing_caught_up_at: str | None = None
+        self._raw_billing_checked = 0.0
         self._logs_open: dict[str, Any] = {}
 
     # -- start-up -----------------------------------------------------------------------
@@ -288,9 +292,7 @@ class EmbeddedStack:
         self.state["broker_started_at"] = _now_iso()
         return epoch
 
-    def _raw_billing_position(self) -> dict[str, Any]:
-        """What pricing last reported of raw-billing before the broker died: the time, the
-        committed offsets and the rows still waiting then (None where it reported nothing)."""
+    def _raw_billing_report(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         slot = self.supervisor.slots.get("pricing") if self.supervisor else None
         report = None
         if slot is not None and slot.process is not None:
@@ -300,7 +302,25 @@ class EmbeddedStack:
             for c in (report or {}).get("consumers") or []
             if isinstance(c, dict) and c.get("topic") == "raw-billing"
         ]
+        return report, consumers
+
+    def _watch_raw_billing(self) -> None:
+        """Remember when pricing last had consumed all of raw-billing: after a broker crash,
+        rows published straight onto it since then may be lost, and status says so."""
+        if self.kafka is None or time.monotonic() - self._raw_billing_checked < 2.0:
+            return
+        self._raw_billing_checked = time.monotonic()
+        report, consumers = self._raw_billing_report()
+        if consumers and all(c.get("lag") == 0 for c in consumers):
+            self._raw_billing_caught_up_at = (report or {}).get("updated_at")
+
+    def _raw_billing_position(self) -> dict[str, Any]:
+        """What pricing last reported of raw-billing before the broker died: when it had
+        consumed everything last, the committed offsets and the rows still waiting then."""
+        report, consumers = self._raw_billing_report()
+        self._watch_raw_billing()
         return {
+            "raw_billing_caught_up_at": self._raw_billing_caught_up_at,
             "raw_billing_reported_at": (report or {}).get("updated_at") if consumers else None,
             "raw_billing_committed": {str(c.get("partition")): c.get("committed") for c in consumers},
             "raw_billing_unconsumed": sum(int(c.get("lag") or 0) for c in consumers)
@@ -337,6 +357,7 @@ class EmbeddedStack:
             self.state["kafka"] = ref.to_dict() if ref else None
             self._ensure_topics()
             epoch = self._bump_epoch()
+            self._raw_billing_caught_up_at = None
             self.state.setdefault("broker_restarts", []).append(
                 {"at": crashed_at, "epoch": epoch, "previous_start": previous_start, **position}
             )
@@ -525,6 +546,7 @@ class EmbeddedStack:
             self._restart_postgres()
         if self.supervisor is not None and self.supervisor.tick():
             self._save()
+        self._watch_raw_billing()
 
     def stop(self, *_: Any) -> None:
         """Ask the run loop to shut down (signal handler)."""
@@ -629,13 +651,18 @@ def broker_status(state: dict[str, Any]) -> dict[str, Any]:
     published straight onto raw-billing that pricing had not consumed are gone for good."""
     restarts = []
     for entry in state.get("broker_restarts") or []:
-        since = entry.get("raw_billing_reported_at") or entry.get("previous_start") or "its start"
+        # from the last moment pricing had consumed all of raw-billing (else the broker's
+        # start) to the crash: rows published straight onto the topic then may be gone
+        since = (
+            entry.get("raw_billing_caught_up_at") or entry.get("previous_start") or "its start"
+        )
         waiting = entry.get("raw_billing_unconsumed")
+        reported = entry.get("raw_billing_reported_at")
         lost = (
             f"rows published directly on raw-billing (not through ingest) between {since} and "
             f"{entry['at']} that pricing had not consumed cannot be recovered: the embedded "
             "broker keeps nothing across a restart"
-            + (f" ({waiting} were waiting at {since})" if waiting is not None else "")
+            + (f" ({waiting} were waiting at {reported})" if waiting else "")
             + "; imports and the HTTP intake are re-published by ingest"
         )
         restarts.append({**entry, "unrecoverable_from": since, "unrecoverable_to": entry["at"],

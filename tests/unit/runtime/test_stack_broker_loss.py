@@ -84,13 +84,20 @@ def test_dead_broker_restarts_every_service_with_a_new_epoch(stack):
     before = {name: slot.process.pid for name, slot in s.supervisor.slots.items()}
     assert s.state["broker_epoch"] == 1
     (home / "run" / "health").mkdir(parents=True, exist_ok=True)
-    health_file(home, "pricing", before["pricing"]).write_text(json.dumps({
-        "service": "pricing", "pid": before["pricing"], "updated_at": "2026-01-01T10:00:00+00:00",
-        "state": "running", "consumers": [
-            {"group": "finfocus-pricing", "topic": "raw-billing", "partition": 0,
-             "committed": 7, "log_end": 9, "lag": 2},
-        ],
-    }))
+
+    def report(at: str, committed: int, log_end: int) -> None:
+        health_file(home, "pricing", before["pricing"]).write_text(json.dumps({
+            "service": "pricing", "pid": before["pricing"], "updated_at": at,
+            "state": "running", "consumers": [
+                {"group": "finfocus-pricing", "topic": "raw-billing", "partition": 0,
+                 "committed": committed, "log_end": log_end, "lag": log_end - committed},
+            ],
+        }))
+
+    report("2026-01-01T09:59:00+00:00", 7, 7)  # all consumed: the supervisor notes the time
+    s._raw_billing_checked = 0.0
+    s.tick()
+    report("2026-01-01T10:00:00+00:00", 7, 9)  # then 2 rows arrive and are not consumed
 
     brokers[0].process.code = -9  # kill -9
     s.tick()
@@ -109,7 +116,9 @@ def test_dead_broker_restarts_every_service_with_a_new_epoch(stack):
     assert restart["raw_billing_committed"] == {"0": 7}
     shown = broker_status(saved)
     assert shown["epoch"] == 2
-    assert "between 2026-01-01T10:00:00+00:00 and" in shown["restarts"][0]["lost"]
+    lost = shown["restarts"][0]["lost"]
+    assert "between 2026-01-01T09:59:00+00:00 and" in lost
+    assert "2 were waiting at 2026-01-01T10:00:00+00:00" in lost
     assert shown["restarts"][0]["unrecoverable_to"] == restart["at"]
 
 
