@@ -16,7 +16,7 @@ from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import BaseModel, ValidationError
 
-from finfocus.settings import FinFocusSettings
+from finfocus.settings import FinFocusSettings, kafka_client_options
 from schemas.deadletter import DeadLetterV1
 from schemas.topics import Topics, schema_headers
 
@@ -49,6 +49,7 @@ def make_broker(
         max_request_size=8 * 1024 * 1024,
         log_level=logging.DEBUG,
         graceful_timeout=15.0,
+        security=settings.faststream_security(),
     )
 
 
@@ -67,7 +68,7 @@ async def ensure_topics(bootstrap: str, partitions: int = 4, topics: list[str] |
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **kafka_client_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -211,6 +212,7 @@ class RecordPublisher:
             max_request_size=8 * 1024 * 1024,
             enable_idempotence=False,
             acks=self._acks,
+            **kafka_client_options(),
         )
         await self._producer.start()
 

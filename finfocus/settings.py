@@ -144,6 +144,33 @@ class FinFocusSettings(BaseSettings):
             options["ssl_context"] = context
         return options
 
+    def faststream_security(self):
+        """The same as `kafka_security`, as FastStream's KafkaBroker takes it (None: PLAINTEXT)."""
+        options = self.kafka_security()
+        if not options:
+            return None
+        from faststream.security import (
+            BaseSecurity,
+            SASLPlaintext,
+            SASLScram256,
+            SASLScram512,
+        )
+
+        use_ssl = "SSL" in options["security_protocol"]
+        context = options.get("ssl_context")
+        mechanism = options.get("sasl_mechanism")
+        if mechanism is None:
+            return BaseSecurity(ssl_context=context, use_ssl=use_ssl)
+        kinds = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256, "PLAIN": SASLPlaintext}
+        if mechanism not in kinds:
+            raise ValueError(f"FINFOCUS_KAFKA_SASL_MECHANISM {mechanism!r}: use one of {sorted(kinds)}")
+        return kinds[mechanism](
+            self.kafka_sasl_username or "",
+            self.kafka_sasl_password or "",
+            ssl_context=context,
+            use_ssl=use_ssl,
+        )
+
     @property
     def is_embedded_broker(self) -> bool:
         return not self.kafka_bootstrap
@@ -166,3 +193,9 @@ class ServiceSettings(FinFocusSettings):
     """Base of each service's own settings class (see `services/<name>/app.py`)."""
 
     service_name: str = "finfocus"
+
+
+def kafka_client_options() -> dict:
+    """aiokafka client options (TLS, SASL) from the environment, for clients made without a
+    settings object at hand (producers, the admin client); empty on a PLAINTEXT cluster."""
+    return FinFocusSettings().kafka_security()

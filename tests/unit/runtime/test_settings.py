@@ -52,3 +52,22 @@ def test_migration_files_must_be_numbered_and_unique(tmp_path):
     (tmp_path / "init.sql").write_text("")
     with pytest.raises(ValueError, match="NNNN_name.sql"):
         migration_files(tmp_path)
+
+
+def test_kafka_security_is_optional_and_maps_to_scram_over_tls(monkeypatch):
+    from faststream.security import SASLScram512
+
+    from finfocus.settings import FinFocusSettings, kafka_client_options
+
+    for key in ("SECURITY_PROTOCOL", "SASL_MECHANISM", "SASL_USERNAME", "SASL_PASSWORD"):
+        monkeypatch.delenv(f"FINFOCUS_KAFKA_{key}", raising=False)
+    assert kafka_client_options() == {} and FinFocusSettings().faststream_security() is None
+    monkeypatch.setenv("FINFOCUS_KAFKA_SECURITY_PROTOCOL", "sasl_ssl")
+    monkeypatch.setenv("FINFOCUS_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("FINFOCUS_KAFKA_SASL_USERNAME", "finfocus-pricing")
+    monkeypatch.setenv("FINFOCUS_KAFKA_SASL_PASSWORD", "pw")
+    options = kafka_client_options()
+    assert options["security_protocol"] == "SASL_SSL" and options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert options["sasl_plain_username"] == "finfocus-pricing" and options["ssl_context"] is not None
+    security = FinFocusSettings().faststream_security()
+    assert isinstance(security, SASLScram512) and security.use_ssl
