@@ -155,7 +155,11 @@ class BatchPricer:
                     if span is None:
                         span = groups[context] = _TraceGroup(start_record_span(self._tracer, "pricing.price", headers))
                     span.records += 1
-            canonical = quick(env.value or b"")
+            try:
+                canonical = quick(env.value or b"")
+            except Exception:  # noqa: BLE001 - never the batch's failure: the model decides
+                logger.exception("fast path failed on a record; the model decides")
+                canonical = None
             if canonical is not None:
                 columns = canonical[3]
                 problem = None

@@ -168,7 +168,9 @@ def parse(raw: bytes) -> tuple[str, str | None, bytes, dict] | None:
             if type(value) is not str or not _DECIMAL(value):
                 return None
         elif kind == _STAMP:
-            if value not in _good_stamps and not _canonical_stamp(value):
+            # type first: a list or an object is not hashable (found by fuzzing: it raised
+            # out of the batch loop and failed the whole batch)
+            if type(value) is not str or value not in _good_stamps and not _canonical_stamp(value):
                 return None
         elif kind == _CURRENCY:
             if type(value) is not str or value not in ISO_4217:

@@ -300,3 +300,11 @@ def test_values_the_store_would_refuse_are_refused_by_both_paths(field, value):
     assert fastpath.parse(raw) is None
     with pytest.raises(ValidationError):
         BillingRecordV1.model_validate_json(raw)
+
+
+@pytest.mark.parametrize("value", [[], {}, ["2024-09-01T00:00:00Z"], {"a": 1}, 1.5])
+def test_a_timestamp_of_the_wrong_type_is_the_models_to_refuse(value):
+    # found by fuzzing: an unhashable timestamp raised out of the batch and failed all of it
+    row = base()
+    row["ChargePeriodStart"] = value
+    assert fastpath.parse(orjson.dumps(row)) is None
