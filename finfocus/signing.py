@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import os
 import secrets as _random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from finfocus.secrets import SecretsProvider, secrets_from_environment
@@ -96,6 +96,24 @@ def sign(keys: SigningKeys, issuer: str, topic: str, value: bytes) -> tuple[str,
             "or start the embedded stack, which creates one"
         )
     return SIGNATURE_HEADER, f"{_VERSION}:{issuer}:{_digest(key, issuer, topic, value)}".encode()
+
+
+def signer(keys: SigningKeys, issuer: str, topic: str) -> Callable[[bytes], tuple[str, bytes]]:
+    """`sign` for many values of one issuer on one topic: the key and the issuer/topic prefix
+    are hashed once, each value then costs a copy and an update (the same headers as `sign`;
+    ingest signs every scoped record it publishes, ~50k a second)."""
+    key = keys.key(issuer)
+    if key is None:
+        sign(keys, issuer, topic, b"")  # raises the same error
+    base = hmac.new(key, f"{_VERSION}\n{issuer}\n{topic}\n".encode(), hashlib.sha256)  # type: ignore[arg-type]
+    head = f"{_VERSION}:{issuer}:".encode()
+
+    def sign_one(value: bytes) -> tuple[str, bytes]:
+        mac = base.copy()
+        mac.update(value)
+        return SIGNATURE_HEADER, head + mac.hexdigest().encode()
+
+    return sign_one
 
 
 def verify(
