@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 VALIDATOR_VENV := .venv-focus-validator
 VALIDATOR := $(VALIDATOR_VENV)/bin/focus-validator
 
-.PHONY: setup demo test unit integration lint schemas asyncapi bench clean
+.PHONY: setup demo test unit integration lint schemas asyncapi bench fuzz clean
 
 setup: $(STAMP)
 
@@ -47,6 +47,13 @@ asyncapi: setup
 
 bench: setup
 	$(BIN)/python bench/pipeline.py
+
+# the fuzz targets of tests/fuzz at length (the suite runs each briefly);
+# FUZZ_EXAMPLES per target, failures kept in .hypothesis/ and replayed first next time
+FUZZ_EXAMPLES ?= 5000
+fuzz: setup
+	HYPOTHESIS_PROFILE=fuzz FINFOCUS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+		$(BIN)/python -m pytest -q -p no:cacheprovider tests/fuzz
 
 clean:
 	rm -rf $(VENV) $(VALIDATOR_VENV) build *.egg-info services/ingest/_records.*.so
