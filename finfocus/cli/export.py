@@ -60,11 +60,17 @@ class ExportFormat(StrEnum):
 
 
 def _month_bounds(ts: str) -> tuple[str, str]:
+    # the contract allows years 1 to 9999: strftime writes year 999 as "999" (not RFC 3339),
+    # and the month after December 9999 does not exist (its end is the last instant instead)
     start = datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone(UTC)
     first = start.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    nxt = (first + timedelta(days=32)).replace(day=1)
-    fmt = "%Y-%m-%dT%H:%M:%SZ"
-    return first.strftime(fmt), nxt.strftime(fmt)
+    if (first.year, first.month) == (9999, 12):
+        return _stamp(first), "9999-12-31T23:59:59Z"
+    return _stamp(first), _stamp((first + timedelta(days=32)).replace(day=1))
+
+
+def _stamp(value: datetime) -> str:
+    return f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value:%H:%M:%S}Z"
 
 
 def focus_row(record: dict[str, Any]) -> dict[str, Any]:
