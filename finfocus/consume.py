@@ -212,6 +212,27 @@ class PostgresUnitOfWork:
             )
 
 
+class StoreTracks:
+    """For a store that writes its work and its tracking record in one transaction of its own
+    (pricing: insert-only tracking rows, so concurrent chunk writes never queue on one row):
+    the pipeline opens no transaction and writes no tracking record itself, except through
+    `idle` for a chunk with nothing to store (every record dead-lettered)."""
+
+    def __init__(self, idle: Callable[[Sequence[Range]], Awaitable[Any]] | None = None) -> None:
+        self._idle = idle
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        yield None
+
+    async def track(self, tx: None, group: str, spans: Sequence[Range]) -> None:
+        return None
+
+    async def track_idle(self, tx: None, group: str, spans: Sequence[Range]) -> None:
+        if self._idle is not None:
+            await self._idle(spans)
+
+
 class InMemoryUnitOfWork:
     """A unit of work for handler unit tests: `tx` is a list of writes that counts only when
     the transaction ends without an exception (`committed`, `tracked`)."""
@@ -457,8 +478,12 @@ class Pipeline:
         while True:
             try:
                 async with self.uow.transaction() as tx:
-                    done = await self.work(tx, items) if items else None
-                    await self.uow.track(tx, self.group, spans)
+                    if items:
+                        done = await self.work(tx, items)
+                        await self.uow.track(tx, self.group, spans)
+                    else:
+                        done = None
+                        await getattr(self.uow, "track_idle", self.uow.track)(tx, self.group, spans)
                 self._recovered(spans)
                 break
             except asyncio.CancelledError:

@@ -100,6 +100,7 @@ class ServiceRuntime:
         # commits the offsets itself once the batch's transaction committed
         options["ack_policy"] = AckPolicy.MANUAL
         options.setdefault("batch", True)
+        options.setdefault("title", f"{topic}:{label}")
         sub = self.broker.subscriber(topic, **options)
 
         @sub

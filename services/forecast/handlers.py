@@ -46,6 +46,8 @@ def register_handlers(runtime: ServiceRuntime, store, refitter) -> None:
         Topics.PRICED_RESOURCES, group=GROUP_ID, label="PricedRecord",
         decode=lambda env: cost_line(PricedRecordV1.model_validate_json(env.value)),
         work=save, after=changed.poke,
+        description="Batches of PricedRecord v1: daily cost lines per record id (newest billing-scope "
+        "version wins), then a debounced refit",
     )
 
 
@@ -64,6 +66,7 @@ def register_budget_handlers(runtime: ServiceRuntime, budgets, refitter) -> None
         BUDGET_COMMANDS, group=f"{GROUP_ID}-budgets", label="BudgetCommand",
         decode=budget_command_decoder(lambda: keys_for(runtime.settings.home)),
         work=apply, after=changed.poke,
+        description="Budget set/delete commands, applied unless a newer one already was",
     )
 
 

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
-from faststream.kafka.annotations import KafkaMessage
-
-from finfocus.broker import consumer_options, publish_dead_letters
-from finfocus.telemetry import log_fields
+from finfocus.broker import OutgoingRecord
+from finfocus.consume import Decoded, Done, StoreTracks, ranges
 from schemas.deadletter import DeadLetterV1
 from schemas.pricing import PricedRecordV1
 from schemas.topics import Topics
 from services.pricing.batch import BatchOutcome, BatchPricer
 from services.pricing.domain import ScopeVersions
-from services.pricing.store import PricingStore
+from services.pricing.store import Position, PricingStore
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +39,26 @@ async def _lean_batch(message, original_parser):
     return parsed
 
 
+@dataclass(slots=True)
+class _Line:
+    """One priced line of a chunk: what the store writes, its owner, its outgoing record."""
+
+    line: tuple[str, str]
+    owner: tuple[str, str]
+    outgoing: OutgoingRecord
+    outcome: BatchOutcome
+
+
+def _positions(records) -> list[Position]:
+    return _spans_as_positions(ranges(records))
+
+
+def _spans_as_positions(spans) -> list[Position]:
+    return [Position(s.topic, s.partition, s.last, s.records, s.first) for s in spans]
+
+
 def register_handlers(runtime, store: PricingStore, pricer: BatchPricer) -> None:
-    """Subscribe the pricing handler on `runtime.broker`."""
+    """Subscribe the pricing handler (on the runtime's consume pipeline)."""
     settings = runtime.settings
 
     # A chunk's write overlaps the pricing of the next chunk, and up to WRITERS writes run at
@@ -53,29 +70,38 @@ def register_handlers(runtime, store: PricingStore, pricer: BatchPricer) -> None
     scoped = asyncio.Lock()
     known = ScopeVersions()
 
-    async def commit(outcome: BatchOutcome) -> None:
-        # the lines and the tracking record in one transaction, then the priced records
+    async def price(records) -> Decoded:
+        outcome = await pricer.process(records)
+        items = [
+            _Line(line, owner, out, outcome)
+            for line, owner, out in zip(outcome.lines, outcome.owners, outcome.outgoing, strict=True)
+        ]
+        return Decoded(items, [outcome.origins[line[0]] for line in outcome.lines], outcome.letters)
+
+    async def write(_tx, items: list[_Line]) -> Done:
+        # the store writes the lines and their tracking record in one transaction of its own
+        # (insert-only tracking rows: concurrent chunk writes never wait on one row)
+        outcome = items[0].outcome  # the pipeline never mixes chunks
+        whole = len(items) == len(outcome.lines)
+        positions = outcome.positions if whole else _positions([outcome.origins[i.line[0]] for i in items])
+        lines, owners = [i.line for i in items], [i.owner for i in items]
         if known.fresh(outcome.scopes):
             async with scoped:
                 for _ in range(WRITERS):
                     await writers.acquire()
                 try:
-                    refused = await store.store_batch(
-                        outcome.lines, outcome.positions, sorted(outcome.scopes), outcome.owners
-                    )
+                    refused = await store.store_batch(lines, positions, sorted(outcome.scopes), owners)
                     known.stored(outcome.scopes)
                 finally:
                     for _ in range(WRITERS):
                         writers.release()
         else:
             async with writers:
-                refused = await store.store_batch(outcome.lines, outcome.positions, owners=outcome.owners)
-        if refused:  # record ids another account owns: dead letters, not priced records
-            await publish_dead_letters(runtime.broker, outcome.withdraw(refused))
-        await runtime.publisher.publish_batched(Topics.PRICED_RESOURCES, outcome.outgoing)
-        logger.debug(
-            "batch priced",
-            extra=log_fields(stored=len(outcome.lines), dead=len(outcome.letters), unpriced=outcome.unpriced),
+                refused = await store.store_batch(lines, positions, owners=owners)
+        # record ids another account owns: dead letters, not priced records
+        return Done(
+            outgoing=[(Topics.PRICED_RESOURCES, i.outgoing) for i in items if i.line[0] not in refused],
+            refused={n: refused[i.line[0]] for n, i in enumerate(items) if i.line[0] in refused},
         )
 
     # documented in the AsyncAPI document; records are sent through runtime.publisher
@@ -87,10 +113,9 @@ def register_handlers(runtime, store: PricingStore, pricer: BatchPricer) -> None
         Topics.dlq(Topics.RAW_BILLING), DeadLetterV1,
         "Records that are not a valid BillingRecord v1, with the reason",
     )
-
-    @runtime.broker.subscriber(
-        Topics.RAW_BILLING,
-        batch=True,
+    runtime.consume(
+        Topics.RAW_BILLING, group=GROUP_ID, label="BillingRecord",
+        decode_batch=price, work=write, chunk=CHUNK, writers=WRITERS, uow=StoreTracks(idle=lambda spans: store.store_batch([], _spans_as_positions(spans))),
         title="raw-billing:BillingRecord",
         description="Batches of BillingRecord v1 (JSON), validated one by one: billed rows pass "
         "through, usage rows are priced (plugins, specs, none), invalid ones are dead-lettered",
@@ -101,23 +126,4 @@ def register_handlers(runtime, store: PricingStore, pricer: BatchPricer) -> None
         # embedded broker answers a partly empty fetch only after fetch_max_wait_ms
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_wait_ms=50,
-        **consumer_options(settings, group_id=GROUP_ID),
     )
-    async def price_raw_billing(message: KafkaMessage) -> None:
-        raw = message.raw_message  # the ConsumerRecords themselves: no per-record copies
-        batch = raw if isinstance(raw, tuple | list) else (raw,)
-        writes: list[asyncio.Task] = []
-        try:
-            for start in range(0, len(batch), CHUNK):
-                outcome = await pricer.process(batch[start : start + CHUNK])
-                if outcome.letters:
-                    await publish_dead_letters(runtime.broker, outcome.letters)
-                writes.append(asyncio.create_task(commit(outcome)))
-                await asyncio.sleep(0)  # let the write start before pricing the next chunk
-        finally:
-            # every write finishes (or fails) before the batch is acknowledged: a failure
-            # raises here and the whole batch is redelivered (upserts make that harmless)
-            results = await asyncio.gather(*writes, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
