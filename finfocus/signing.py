@@ -24,6 +24,11 @@ from pathlib import Path
 
 from finfocus.secrets import SecretsProvider, secrets_from_environment
 
+try:
+    from _hashlib import hmac_new as _c_hmac
+except ImportError:  # a Python built without OpenSSL's hashlib
+    _c_hmac = None
+
 #: header carrying `v1:<issuer>:<hex digest>`
 SIGNATURE_HEADER = "finfocus-signature"
 _VERSION = "v1"
@@ -105,7 +110,10 @@ def signer(keys: SigningKeys, issuer: str, topic: str) -> Callable[[bytes], tupl
     key = keys.key(issuer)
     if key is None:
         sign(keys, issuer, topic, b"")  # raises the same error
-    base = hmac.new(key, f"{_VERSION}\n{issuer}\n{topic}\n".encode(), hashlib.sha256)  # type: ignore[arg-type]
+    prefix = f"{_VERSION}\n{issuer}\n{topic}\n".encode()
+    # OpenSSL's own HMAC object where there is one: copy, update and hexdigest all in C
+    # (hmac.HMAC.copy builds a Python object per value, half the cost of signing)
+    base = _c_hmac(key, prefix, "sha256") if _c_hmac is not None else hmac.new(key, prefix, hashlib.sha256)  # type: ignore[arg-type]
     head = f"{_VERSION}:{issuer}:".encode()
 
     def sign_one(value: bytes) -> tuple[str, bytes]:
