@@ -89,14 +89,10 @@ async def _stack(settings):  # noqa: ANN202 - internal
 
 
 def _importer(settings, store, publisher, provider, source: str = "cli"):  # noqa: ANN202 - internal
-    from finfocus.secrets import secrets_from_environment
-    from finfocus.signing import SigningKeys, ensure_key_files
+    from finfocus.signing import service_keys
     from services.ingest.importer import Importer
 
-    keys = SigningKeys(secrets_from_environment(), home=settings.home)
-    if keys.key("ingest") is None:
-        ensure_key_files(settings.home, ["ingest"])  # the embedded stack's key, kept if present
-        keys = SigningKeys(secrets_from_environment(), home=settings.home)
+    keys = service_keys(settings.home, ["ingest"])  # the stack's key file where no secret
     return Importer(store, publisher, provider.get_tracer("finfocus.ingest"), source=source,
                     keys=keys, lease_s=settings.ingest_job_lease_s)
 

@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from finfocus.broker import RecordPublisher
 from finfocus.secrets import secrets_from_environment
 from finfocus.service import ServiceRuntime
-from finfocus.signing import SigningKeys, ensure_key_files
+from finfocus.signing import SigningKeys, service_keys
 from schemas.deadletter import DeadLetterV1
 from schemas.ingest import BillingRecordV1
 from schemas.topics import Topics
@@ -46,7 +46,7 @@ def build_app(settings: IngestSettings | None = None, *, tracer_provider: Tracer
     store = IngestStore(lambda: runtime.pool)
     # imports are `completed` only once the broker acknowledged every chunk with acks=all
     publisher = RecordPublisher(settings.kafka, acks="all")
-    keys = SigningKeys(secrets_from_environment(), home=settings.home)
+    keys = SigningKeys(secrets_from_environment(), home=settings.home)  # replaced at start-up
 
     importers: list[Importer] = []
 
@@ -82,11 +82,9 @@ def build_app(settings: IngestSettings | None = None, *, tracer_provider: Tracer
             await asyncio.sleep(settings.ingest_sweep_interval_s)
 
     async def start_sources() -> None:
-        if keys.key("ingest") is None:
-            ensure_key_files(settings.home, ["ingest"])  # the embedded stack's key, kept if present
-            fresh = SigningKeys(secrets_from_environment(), home=settings.home)  # forgets the miss
-            for each in importers:
-                each.keys = fresh
+        found = service_keys(settings.home, ["ingest"])  # the stack's key file where no secret
+        for each in importers:
+            each.keys = found
         await publisher.start()
         tasks.append(asyncio.create_task(settle_jobs()))
         if watchers:

@@ -27,7 +27,7 @@ import orjson
 from opentelemetry import trace
 
 from finfocus.broker import dead_letter
-from finfocus.signing import SigningKeys, sign
+from finfocus.signing import SigningKeys, signer
 from finfocus.telemetry import trace_headers
 from schemas.topics import Topics, schema_headers
 from services.ingest.domain import (
@@ -342,11 +342,9 @@ class Importer:
             return 0
         with self.tracer.start_as_current_span(span_name, attributes={"finfocus.records": len(records)}) as span:
             headers = trace_headers(span) + BILLING_HEADERS
-            keys, topic = self.keys, Topics.RAW_BILLING
-            out = [
-                (k, v, [*headers, sign(keys, ISSUER, topic, v)] if SCOPE_MARK in v else headers)
-                for k, v in records
-            ]
+            topic = Topics.RAW_BILLING
+            signed = signer(self.keys, ISSUER, topic)
+            out = [(k, v, [*headers, signed(v)] if SCOPE_MARK in v else headers) for k, v in records]
             return await self.publisher.publish_batched(topic, out)
 
     async def _dead_letter(self, rejected: list[Rejection]) -> None:

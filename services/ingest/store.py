@@ -103,17 +103,20 @@ def pack(built: Built) -> bytes:
 
 
 def unpack(payload: bytes) -> list[tuple[bytes, bytes]]:
-    out = []
+    """The (key, value) pairs of a packed chunk. Neither holds a NUL or a line break (JSON
+    escapes both, keys are provider:account and NUL bytes refuse a file), so one split on
+    both separators gives keys and values alternately."""
     if payload[:4] == ZSTD_TAG:
         size = int.from_bytes(payload[4:12], "little")
         text = _ZSTD.decompress(payload[12:], decompressed_size=size, asbytes=True)
     else:
         text = zlib.decompress(payload)
-    for line in text.split(b"\n"):
-        if line:
-            key, _, value = line.partition(b"\x00")
-            out.append((key, value))
-    return out
+    if not text:
+        return []
+    parts = text.rstrip(b"\n").replace(b"\x00", b"\n").split(b"\n")
+    if len(parts) % 2:  # not alternating: a key without value somewhere, read line by line
+        return [(k, v) for k, _, v in (line.partition(b"\x00") for line in text.split(b"\n") if line)]
+    return list(zip(parts[0::2], parts[1::2]))
 
 
 class IngestStore:
