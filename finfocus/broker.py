@@ -84,6 +84,13 @@ async def ensure_topics(bootstrap: str, partitions: int = 4, topics: list[str] |
         await admin.close()
 
 
+#: the most of a refused message's bytes a dead letter keeps (the rest is cut, and said so)
+MAX_DEAD_LETTER_ORIGINAL = 64 * 1024
+#: dead letters are published in batches of at most about this many bytes (the broker's
+#: producer batch is 256 KiB; a batch that overflows it is lost as a whole)
+DEAD_LETTER_BATCH_BYTES = 192 * 1024
+
+
 def dead_letter(
     raw: bytes,
     error: str,
@@ -94,12 +101,18 @@ def dead_letter(
     offset: int | None = None,
     key: bytes | None = None,
 ) -> DeadLetterV1:
-    """The dead-letter record of one refused message: original bytes, reason and origin."""
+    """The dead-letter record of one refused message: original bytes, reason and origin.
+    An original larger than `MAX_DEAD_LETTER_ORIGINAL` is cut to that size (the error says
+    so), so every dead letter fits in one producer batch whatever was refused."""
+    if len(raw) > MAX_DEAD_LETTER_ORIGINAL:
+        error = (f"{error[:3000]} [original truncated to its first {MAX_DEAD_LETTER_ORIGINAL} "
+                 f"of {len(raw)} bytes]")
+        raw = raw[:MAX_DEAD_LETTER_ORIGINAL]
     original, encoding = DeadLetterV1.encode_original(raw)
     return DeadLetterV1(
         original=original,
         original_encoding=encoding,
-        original_key=key.decode("utf-8", "replace") if key else None,
+        original_key=key.decode("utf-8", "replace")[:1024] if key else None,
         error=error[:4000],
         source_topic=source_topic,
         source_partition=partition,
@@ -119,11 +132,20 @@ async def publish_dead_letters(broker: KafkaBroker, letters: list[DeadLetterV1])
             logger.warning(
                 "dead-lettered message", extra={"fields": {"topic": topic, "error": item.error}}
             )
-        await broker.publish_batch(
-            *[item.model_dump(mode="json") for item in items],
-            topic=topic,
-            headers=schema_headers("DeadLetter"),
-        )
+        # in batches under the producer's batch size: one oversized batch would overflow
+        # and lose every letter in it
+        chunk: list[dict] = []
+        size = 0
+        for item in items:
+            body = item.model_dump(mode="json")
+            weight = len(item.original) * 2 + len(item.error) + 1024  # base64/escapes: generous
+            if chunk and size + weight > DEAD_LETTER_BATCH_BYTES:
+                await broker.publish_batch(*chunk, topic=topic, headers=schema_headers("DeadLetter"))
+                chunk, size = [], 0
+            chunk.append(body)
+            size += weight
+        if chunk:
+            await broker.publish_batch(*chunk, topic=topic, headers=schema_headers("DeadLetter"))
 
 
 @dataclass

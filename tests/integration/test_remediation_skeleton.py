@@ -137,3 +137,17 @@ async def test_resolved_anomaly_cancels_its_commands_that_have_not_run(settings,
 
 async def _is(probe, expected):
     return (await probe()) == expected or None
+
+
+async def test_oversized_anomalies_become_dead_letters_that_fit_and_the_rest_flows(settings):
+    app = build_app(remediation_settings(settings, remediation_executor=False))
+    huge = [b'{"anomaly_id": "' + bytes([65 + i]) * (400 * 1024) + b'"}' for i in range(2)]
+    async with running(app):
+        await publish_signed(settings, Topics.ANOMALIES, [*huge, anomaly("after-huge").model_dump_json().encode()])
+        letters = values(await read_topic(settings.kafka, Topics.dlq(Topics.ANOMALIES), want=2))
+        [record] = await read_topic(settings.kafka, Topics.REMEDIATION_COMMANDS, want=1)
+    assert len(letters) == 2
+    for letter in letters:
+        assert "original truncated to its first 65536 of" in letter["error"]
+        assert len(letter["original"]) == 65536
+    assert values([record])[0]["reason"]["anomaly_id"] == "after-huge"
