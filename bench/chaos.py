@@ -489,6 +489,10 @@ class Outcome:
     status: dict[str, Any] = field(default_factory=dict)
     jobs: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    #: the fault really happened (a hook that never fired, an import that ended first: False)
+    injected: bool = False
+    #: ingest-kill: the killed job once settled, and the rows each copy counted then
+    after_kill: dict[str, Any] = field(default_factory=dict)
 
     @property
     def every_row_once(self) -> bool:
@@ -516,6 +520,8 @@ class Outcome:
             "status": self.status,
             "jobs": self.jobs,
             "seconds": self.seconds,
+            "injected": self.injected,
+            "after_kill": self.after_kill,
         }
 
 
@@ -529,6 +535,7 @@ class Run:
         # the embedded PostgreSQL runs as an unprivileged user when the bench runs as root
         self.base.chmod(0o755)
         self.marker = self.base / "chaos-fired.json"
+        self.commit_threshold = max(int(args.rows * args.commit_at), 1)
         env = {}
         if scenario in COMMIT_HOOKS:
             group, topic = COMMIT_HOOKS[scenario]
@@ -536,9 +543,12 @@ class Run:
                 "PYTHONPATH": os.pathsep.join(
                     p for p in (str(HOOK_DIR), os.environ.get("PYTHONPATH", "")) if p
                 ),
-                "FINFOCUS_CHAOS_KILL_AFTER_COMMIT": f"{group}:{topic}:{max(args.rows // 3, 1)}",
+                "FINFOCUS_CHAOS_KILL_AFTER_COMMIT": f"{group}:{topic}:{self.commit_threshold}",
                 "FINFOCUS_CHAOS_MARKER": str(self.marker),
             }
+            if args.autocommit_ms:
+                env["FINFOCUS_CHAOS_AUTOCOMMIT_MS"] = str(args.autocommit_ms)
+        env.update(args.env or {})
         self.stack = Stack(self.base, env)
         self.batch = billed_rows(args.rows, seed=args.seed)
         self.outcome = Outcome(scenario, args.rows, self.batch, args.source)
@@ -554,15 +564,30 @@ class Run:
         if self.args.source == "direct":
             run_async(publish_direct(self.stack.bootstrap, batch))
             return None
-        path = write_csv(batch, self.base / f"{name}.csv")
-        result = self.stack.cli("ingest", str(path), "--format", "focus", "--output", "json")
+        result = self.stack.cli(
+            "ingest", *self.files(batch, name), "--format", "focus", "--output", "json"
+        )
         if result.returncode != 0:
-            self.note(f"ingest {name}.csv exit {result.returncode}: {_last_line(result)}")
+            self.note(f"ingest {name} exit {result.returncode}: {_last_line(result)}")
         return result
 
+    def files(self, batch: Batch, name: str) -> list[str]:
+        """The batch as `--files` CSV files (one import job), written once."""
+        parts = max(self.args.files, 1)
+        size = -(-batch.count // parts)
+        paths = []
+        for i in range(parts):
+            path = self.base / (f"{name}.csv" if parts == 1 else f"{name}-{i + 1}.csv")
+            if not path.exists():
+                part = batch.rows[i * size : (i + 1) * size]
+                write_csv(Batch(part, Decimal(0)), path)
+            paths.append(str(path))
+        return paths
+
     def start_import(self, batch: Batch, name: str = "rows") -> subprocess.Popen:
-        path = write_csv(batch, self.base / f"{name}.csv")
-        return self.stack.spawn("ingest", str(path), "--format", "focus", "--output", "json")
+        return self.stack.spawn(
+            "ingest", *self.files(batch, name), "--format", "focus", "--output", "json"
+        )
 
     def import_in_background(self) -> threading.Thread:
         thread = threading.Thread(target=self.publish, args=(self.batch,), daemon=True)
@@ -592,10 +617,13 @@ class Run:
                 f"{sum(fired['committed'].values())} on {topic}; it had "
                 f"{progress_of(self.stack, service)} rows stored just after"
             )
+            self.outcome.injected = True
             if not self.stack.wait_restarted(service, fired["pid"]):
                 self.note(f"{service} was not restarted within 60s")
         else:
-            self.note(f"no kill: {service} stored every row before committing a third of them")
+            self.note(
+                f"no kill: {service} stored every row before committing {self.commit_threshold}"
+            )
         publisher.join()
 
     def pricing_kill_3(self) -> None:
@@ -604,6 +632,7 @@ class Run:
         for point in points:
             reached = self.when("pricing", point, timeout=60)
             old = self.stack.kill("pricing")
+            self.outcome.injected = True
             self.note(
                 f"pricing pid {old} killed at {progress_of(self.stack, 'pricing')} rows stored"
                 + ("" if reached else f" (stalled before {point:.0%})")
@@ -617,6 +646,7 @@ class Run:
         self.when("pricing", self.args.at, timeout=120)
         stored = progress_of(self.stack, "pricing")
         old = self.stack.kill("postgres")
+        self.outcome.injected = True
         self.note(f"PostgreSQL postmaster pid {old} killed at {stored} rows stored by pricing")
         if self.stack.wait_restarted("postgres", old):
             self.note("PostgreSQL restarted by the stack")
@@ -625,16 +655,16 @@ class Run:
         publisher.join()
 
     def broker_kill(self) -> None:
-        result = self.publish(self.batch)
+        self.publish(self.batch)
         stored = progress_of(self.stack, "pricing")
         old = self.stack.kill("kafka")
-        self.note(f"broker pid {old} killed right after the import published ({stored} rows stored)")
+        self.outcome.injected = True
+        self.note(
+            f"broker pid {old} killed right after the import published ({stored} rows stored)"
+        )
         if not self.stack.wait_restarted("kafka", old):
             self.note("the broker was not restarted within 60s")
-        del result
-        first = settle(
-            self.stack, self.batch, quiet=self.args.quiet, timeout=self.args.timeout
-        )
+        first = settle(self.stack, self.batch, quiet=self.args.quiet, timeout=self.args.timeout)
         after = copies(self.stack, self.batch)
         self.note(
             "after the restart ("
@@ -643,7 +673,9 @@ class Run:
             + ", ".join(f"{n} {c.distinct}" for n, c in after.items())
         )
         second = billed_rows(
-            max(self.batch.count // 10, 1), seed=self.args.seed + 1, month="2020-03",
+            max(self.batch.count // 10, 1),
+            seed=self.args.seed + 1,
+            month="2020-03",
             first=self.batch.count,
         )
         self.publish(second, name="after-restart")
@@ -665,15 +697,34 @@ class Run:
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
+            self.outcome.injected = True
             self.note(
-                f"finfocus ingest pid {process.pid} killed mid-import "
-                f"({progress_of(self.stack, 'pricing')} rows stored by pricing)"
+                f"finfocus ingest pid {process.pid} killed mid-import ({chunks_published(self.stack)}"
+                f" chunks kept, {progress_of(self.stack, 'pricing')} rows stored by pricing)"
             )
         else:
             self.note("the import finished before it could be killed")
-        time.sleep(2)
-        killed_jobs = self.jobs()
-        self.note("jobs after the kill: " + ", ".join(f"{j['status']}" for j in killed_jobs))
+        # the killed job, once the stack settled it (lease expired, then finished or failed)
+        unsettled = ("running", "abandoned")
+        wait_for(
+            lambda: all(j["status"] not in unsettled for j in self.jobs()),
+            self.args.lease_wait,
+            poll=2,
+        )
+        killed = self.jobs()
+        settle(self.stack, self.batch, quiet=min(self.args.quiet, 10), timeout=self.args.timeout)
+        counted = copies(self.stack, self.batch)
+        self.outcome.after_kill = {
+            "jobs": killed,
+            "counted": {name: c.distinct for name, c in counted.items()},
+        }
+        self.note(
+            "the killed job after waiting up to "
+            f"{self.args.lease_wait:.0f}s: "
+            + ", ".join(f"{j['status']} ({j['rows_published']} published)" for j in killed)
+            + "; rows counted then: "
+            + ", ".join(f"{n} {c.distinct}" for n, c in counted.items())
+        )
         again = self.publish(self.batch, name="rows")
         if again is not None:
             try:
@@ -681,7 +732,11 @@ class Run:
                 self.note(
                     f"import again: status {summary.get('status')}, "
                     f"{summary.get('rows_published')} rows published"
-                    + (f", duplicate of {summary['duplicate_of']}" if summary.get("duplicate_of") else "")
+                    + (
+                        f", duplicate of {summary['duplicate_of']}"
+                        if summary.get("duplicate_of")
+                        else ""
+                    )
                 )
             except ValueError:
                 self.note(f"import again: exit {again.returncode}: {_last_line(again)}")
@@ -781,30 +836,55 @@ def report(outcome: Outcome) -> str:
             "- import jobs: "
             + ", ".join(f"{j['status']} ({j['rows_published']} published)" for j in outcome.jobs)
         )
-    lines.append(f"- every row stored exactly once everywhere: {'YES' if outcome.every_row_once else 'NO'}")
+    lines.append(
+        f"- every row stored exactly once everywhere: {'YES' if outcome.every_row_once else 'NO'}"
+    )
     return "\n".join(lines)
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=150_000, help="billed rows to publish")
+    p.add_argument("--scenario", action="append", choices=SCENARIOS, help="repeatable; default all")
     p.add_argument(
-        "--scenario", action="append", choices=SCENARIOS, help="repeatable; default all"
-    )
-    p.add_argument(
-        "--source", choices=("ingest", "direct"), default="ingest",
+        "--source",
+        choices=("ingest", "direct"),
+        default="ingest",
         help="`finfocus ingest` of a CSV, or straight on raw-billing (an upstream producer)",
     )
     p.add_argument("--quiet", type=float, default=45.0, help="seconds without progress = settled")
     p.add_argument("--timeout", type=float, default=900.0, help="longest wait for settling")
     p.add_argument("--seed", type=int, default=12)
     p.add_argument(
-        "--at", type=float, default=0.25,
+        "--at",
+        type=float,
+        default=0.25,
         help="postgres-kill: the share of rows pricing has stored when the postmaster is killed",
+    )
+    p.add_argument(
+        "--commit-at",
+        type=float,
+        default=1 / 3,
+        help="hooked scenarios: kill after the commit that reaches this share of the rows",
+    )
+    p.add_argument(
+        "--autocommit-ms",
+        type=int,
+        default=None,
+        help="hooked scenarios: aiokafka's auto-commit interval in the hooked consumer "
+        "(where auto-commit is on), to show a commit ahead of the store on few rows",
+    )
+    p.add_argument("--files", type=int, default=1, help="split each import into this many files")
+    p.add_argument(
+        "--lease-wait",
+        type=float,
+        default=150.0,
+        help="ingest-kill: how long to wait for the killed job to be settled (lease + sweep)",
     )
     p.add_argument("--json", type=Path, help="also write the outcomes as JSON here")
     p.add_argument("--keep", action="store_true", help="keep the FINFOCUS_HOME for a post-mortem")
     p.add_argument("--verbose", "-v", action="store_true")
+    p.set_defaults(env=None)
     return p
 
 

@@ -8,6 +8,11 @@ partitions) to at least <offsets>: the moment a consumer that commits ahead of i
 what it had in flight, found deterministically instead of by a race with a `kill` from outside.
 `FINFOCUS_CHAOS_MARKER` names a file written before the kill (the committed offsets, the pid),
 so the restarted process does not fire again.
+
+`FINFOCUS_CHAOS_AUTOCOMMIT_MS` shortens aiokafka's auto-commit interval (5 s) in the same
+process, where auto-commit is on: a consumer that lets the client commit what it was handed,
+ahead of its store, then shows it on a few thousand rows instead of needing minutes of them.
+A consumer that commits only after its transaction has auto-commit off and is not affected.
 """
 
 from __future__ import annotations
@@ -35,12 +40,32 @@ def _install(spec: str, marker: str) -> None:
                 committed[tp.partition] = meta.offset
         if sum(committed.values()) >= limit:
             with open(marker, "w") as out:
-                json.dump({"pid": os.getpid(), "group": group, "topic": topic,
-                           "committed": committed, "time": time.time()}, out)
+                json.dump(
+                    {
+                        "pid": os.getpid(),
+                        "group": group,
+                        "topic": topic,
+                        "committed": committed,
+                        "time": time.time(),
+                    },
+                    out,
+                )
             os.kill(os.getpid(), signal.SIGKILL)
         return result
 
     GroupCoordinator._do_commit_offsets = _do_commit_offsets
+
+    interval = os.environ.get("FINFOCUS_CHAOS_AUTOCOMMIT_MS")
+    if interval:
+        original_init = GroupCoordinator.__init__
+
+        def __init__(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202, N807
+            original_init(self, *args, **kwargs)
+            if getattr(self, "group_id", None) == group:
+                self._auto_commit_interval_ms = int(interval)
+                self._next_autocommit_deadline = time.monotonic() + int(interval) / 1000
+
+        GroupCoordinator.__init__ = __init__
 
 
 _SPEC = os.environ.get("FINFOCUS_CHAOS_KILL_AFTER_COMMIT")
