@@ -62,3 +62,40 @@ def test_the_compose_validator_refuses_a_broken_file():
 
     with pytest.raises(ValueError, match="restart|sometimes"):
         PyCompose.from_json(json.dumps({"services": {"a": {"image": "x", "restart": "sometimes"}}})).validate()
+
+
+def _merge(base, override, key=None):
+    """Compose's merge of `-f a -f b`: mappings merged key by key, volumes and ports
+    appended, other values (commands, healthcheck tests) replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for name, value in override.items():
+            merged[name] = _merge(base[name], value, name) if name in base else value
+        return merged
+    if isinstance(base, list) and isinstance(override, list) and key in ("volumes", "ports"):
+        return base + override
+    return override
+
+
+def test_secure_overlay_gives_each_service_its_own_roles_over_tls():
+    import json
+
+    from compose_spec import PyCompose
+
+    base = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    secure = yaml.safe_load((ROOT / "deploy/compose.secure.yml").read_text())
+    merged = _merge(base, secure)
+    PyCompose.from_json(json.dumps(merged)).validate()
+    for name in SERVICES:
+        env = merged["services"][name]["environment"]
+        assert env["FINFOCUS_DATABASE_URL"].startswith(f"postgresql://finfocus_{name}:${{")
+        assert env["FINFOCUS_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert env["FINFOCUS_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+        assert env["FINFOCUS_KAFKA_SASL_USERNAME"] == f"finfocus-{name}"
+        assert env["FINFOCUS_KAFKA_SASL_PASSWORD"].startswith("${")  # from Vault, never a literal
+    kafka = merged["services"]["kafka"]["environment"]
+    assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert "127.0.0.1" in kafka["KAFKA_LISTENERS"].split("INTERNAL://")[1]
+    assert merged["services"]["postgres"]["environment"]["POSTGRES_HOST_AUTH_METHOD"] == "scram-sha-256"
+    script = (ROOT / "deploy/kafka/setup-security.sh").read_text()
+    assert all(f"\n{name} " in script for name in SERVICES)
