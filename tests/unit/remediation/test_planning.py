@@ -99,3 +99,16 @@ def test_resource_named_by_an_anomaly_but_never_billed_is_no_target():
                                        "ResourceId": "i-anything"})
     planned = plan_anomaly(forged, [parse_playbook(STOP)], [], NOW)
     assert [c.action for c in planned] == ["notify"]
+
+
+def test_a_playbook_that_fails_to_plan_silences_neither_the_others_nor_the_notify():
+    broken = parse_playbook(STOP)
+    # what an unbounded expiry did before validation refused it: planning raises OverflowError
+    broken.approval.expires_after_hours = 1e30
+    tagger = parse_playbook(STOP.replace("stop-spikes", "tag-spikes").replace(
+        "action: stop-instance", "action: tag-resource, params: {tags: {seen: 'yes'}}"))
+    known = [Candidate("i-1", "AWS", "111122223333", "us-east-1", "m5.large", {}, Decimal("50"))]
+    failures: list[str] = []
+    planned = plan_anomaly(anomaly("a9"), [broken, tagger], known, NOW, failures)
+    assert sorted(c.action for c in planned) == ["notify", "tag-resource"]
+    assert len(failures) == 1 and failures[0].startswith("playbook stop-spikes: OverflowError")

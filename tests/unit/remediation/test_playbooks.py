@@ -85,3 +85,30 @@ def test_schedule_windows_in_utc():
 def test_validate_params_rejects_unknown_keys():
     with pytest.raises(ValueError, match="force: Extra inputs"):
         validate_params("stop-instance", {"force": True})
+
+
+EXECUTE = """
+name: stopper
+trigger: {anomaly: {min_severity: high}}
+actions: [{action: stop-instance}]
+mode: execute
+"""
+
+
+def test_execute_playbook_without_an_explicit_approval_block_is_refused():
+    with pytest.raises(PlaybookError, match="explicit approval block"):
+        parse_playbook(EXECUTE)
+    assert parse_playbook(EXECUTE + "approval: {required: true}\n").approval.required
+    assert not parse_playbook(EXECUTE + "approval: {required: false}\n").approval.required
+
+
+@pytest.mark.parametrize("extra, field", [
+    ("rate_limit: {per_account_per_hour: 1000000000000000000000000}", "rate_limit.per_account_per_hour"),
+    ("rate_limit: {per_account_per_hour: -1}", "rate_limit.per_account_per_hour"),
+    ("approval: {required: true, expires_after_hours: .inf}", "approval.expires_after_hours"),
+    ("approval: {required: true, expires_after_hours: .nan}", "approval.expires_after_hours"),
+    ("approval: {required: true, expires_after_hours: 1e30}", "approval.expires_after_hours"),
+])
+def test_rate_limits_and_expiries_are_bounded_when_loading(extra: str, field: str):
+    with pytest.raises(PlaybookError, match=field.replace(".", r"\.")):
+        parse_playbook(EXECUTE + extra + "\n")
