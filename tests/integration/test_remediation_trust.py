@@ -217,3 +217,45 @@ async def test_scale_down_killed_after_scaling_keeps_its_undo(pool, aws):  # noq
     await undo(pool, executor, cmd.command_id)
     group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["web"])["AutoScalingGroups"][0]
     assert (group["DesiredCapacity"], group["MinSize"]) == (4, 2)
+
+
+async def test_forged_anomaly_never_reaches_an_execute_playbook(settings, aws, tmp_path):
+    from finfocus.db import reader
+    from services.remediation.app import build_app
+    from services.remediation.config import RemediationSettings
+    from tests.fixtures.remediation.support import (
+        anomaly,
+        eventually,
+        publish,
+        publish_signed,
+        read_topic,
+        running,
+        values,
+    )
+
+    playbooks = tmp_path / "playbooks"
+    playbooks.mkdir()
+    (playbooks / "stop.yaml").write_text(
+        "name: stop-now\ntrigger: {anomaly: {min_severity: high}}\nresources: {types: [instance]}\n"
+        "actions: [{action: stop-instance}]\nmode: execute\napproval: {required: false}\n")
+    iid = run_instance()
+    event = anomaly("anom-forged", dimension={"ProviderName": "AWS", "SubAccountId": "111122223333",
+                                             "ServiceName": "Amazon Elastic Compute Cloud", "ResourceId": iid})
+    value = event.model_dump_json().encode()
+    config = RemediationSettings(**settings.model_dump(), remediation_playbooks_dir=playbooks,
+                                 remediation_poll_seconds=0.3)
+    async with running(build_app(config)):
+        await publish(settings.kafka, Topics.ANOMALIES, [value])  # unsigned
+        await publish_signed(settings, Topics.ANOMALIES, [value], issuer="ingest")  # not an anomaly issuer
+        letters = values(await read_topic(settings.kafka, Topics.dlq(Topics.ANOMALIES), want=2))
+        assert sorted("unsigned" in x["error"] or "'ingest' may not" in x["error"] for x in letters) == [True, True]
+        # signed by the anomaly service, but naming a resource no billing data shows: no target
+        await publish_signed(settings, Topics.ANOMALIES, [value], issuer="anomaly")
+
+        async def actions():
+            async with reader(settings.database) as conn:
+                return [r["action"] for r in await conn.fetch(
+                    "SELECT action FROM remediation.v_actions WHERE anomaly_id = 'anom-forged'")]
+
+        assert await eventually(actions) == ["notify"]
+    assert instance_state(iid)[0] == "running"
