@@ -27,7 +27,7 @@ from finfocus.secrets import SecretsProvider, secrets_from_environment
 try:
     from _hashlib import hmac_new as _c_hmac
 except ImportError:  # a Python built without OpenSSL's hashlib
-    _c_hmac = None
+    _c_hmac = None  # type: ignore[assignment]
 
 #: header carrying `v1:<issuer>:<hex digest>`
 SIGNATURE_HEADER = "finfocus-signature"

@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 BILLING_HEADERS = [(k, v.encode()) for k, v in schema_headers("BillingRecord").items()]
 DEAD_LETTER_HEADERS = [(k, v.encode()) for k, v in schema_headers("DeadLetter").items()]
 #: a record carrying a billing scope is signed by ingest, the only issuer pricing trusts for it
-SCOPE_MARK = b'"x_BillingScope":'
+SCOPE_MARK = b'"x_BillingScope'  # also x_BillingScopeVersion
 ISSUER = "ingest"
 DEFAULT_LEASE_S = 60.0
 
