@@ -139,6 +139,26 @@ def make_private_home(home: Path) -> None:
         log.chmod(0o600)
 
 
+def prune_root_clusters(clusters: Path = ROOT_CLUSTERS) -> list[Path]:
+    """Remove the root clusters whose FINFOCUS_HOME is gone (a deleted temporary home, e.g.
+    a test's) and whose server is not running; returns what was removed. A cluster whose
+    home still exists, or that does not say whose it is, is kept."""
+    import shutil
+
+    removed = []
+    for cluster in clusters.glob("*"):
+        try:
+            home = Path((cluster / "home").read_text().strip())
+        except (FileNotFoundError, NotADirectoryError, OSError):
+            continue
+        data = cluster / "data"
+        if home.exists() or _is_our_postmaster(_postmaster_ref(data), data):
+            continue
+        shutil.rmtree(cluster, ignore_errors=True)
+        removed.append(cluster)
+    return removed
+
+
 def _root_cluster_parent() -> None:
     """/var/lib/finfocus/postgres, made 0755 by us when missing (an existing one is left as
     it is: `start_postgres` refuses with a clear message if it is closed)."""
@@ -378,9 +398,11 @@ class EmbeddedStack:
         from finfocus.embedded.postgres import SUPERUSER, start_postgres
         from finfocus.embedded.roles import password_file, provision, service_role
 
+        data_dir = postgres_dir(self.home)
         if os.geteuid() == 0:
             _root_cluster_parent()
-        data_dir = postgres_dir(self.home)
+            for gone in prune_root_clusters():
+                logger.info("removed %s: its FINFOCUS_HOME no longer exists", gone)
         clear_stale_postmaster(data_dir)
         try:
             self.postgres = start_postgres(
@@ -388,6 +410,8 @@ class EmbeddedStack:
             )
         except RuntimeError as exc:  # PostgresSetupError: says what to do
             raise StackError(str(exc)) from exc
+        if os.geteuid() == 0:  # whose cluster this is, for `prune_root_clusters`
+            (data_dir.parent / "home").write_text(str(self.home))
         passwords = provision(self.postgres.url, self.home, self.services)
         self._service_urls = {
             name: self.postgres.url_for(service_role(name), passwords[service_role(name)])

@@ -163,3 +163,17 @@ def test_cli_reads_the_admin_and_reader_passwords_from_their_files(tmp_path: Pat
     assert reader_url_for("postgresql://app:pw@db.example/finfocus") is None
     monkeypatch.setenv("FINFOCUS_READER_DATABASE_URL", "postgresql://finfocus_reader:r@db.example/finfocus")
     assert reader_url_for("postgresql://app:pw@db.example/finfocus").startswith("postgresql://finfocus_reader:")
+
+
+def test_root_clusters_of_deleted_homes_are_pruned_and_others_kept(tmp_path: Path):
+    from finfocus.embedded.stack import prune_root_clusters
+
+    clusters = tmp_path / "clusters"
+    live_home = tmp_path / "live-home"
+    live_home.mkdir()
+    for name, home in (("gone", tmp_path / "deleted-home"), ("live", live_home), ("unknown", None)):
+        (clusters / name / "data").mkdir(parents=True)
+        if home is not None:
+            (clusters / name / "home").write_text(str(home))
+    assert prune_root_clusters(clusters) == [clusters / "gone"]
+    assert sorted(p.name for p in clusters.iterdir()) == ["live", "unknown"]
