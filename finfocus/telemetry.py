@@ -119,6 +119,16 @@ QUIET_LOGGERS = ("aiokafka", "faststream.access", "asyncio", "httpx", "httpcore"
                  "boto3", "urllib3", "s3transfer", "hvac")
 
 
+def protect_logging() -> None:
+    """Redact every handler of the root logger and quiet the client libraries: for processes
+    that set up their own log format (the stack's supervisor)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+    for noisy in QUIET_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def configure_logging(service: str, level: str = "INFO", stream=None) -> None:
     """JSON logs on stderr for a service process, every line redacted; FastStream's
     per-message logs and the HTTP/AWS client libraries stay at WARNING."""

@@ -71,6 +71,9 @@ def up(
         format="%(asctime)s supervisor %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    from finfocus.telemetry import protect_logging
+
+    protect_logging()  # the supervisor's log holds no URL credential or token either
     stack = EmbeddedStack(settings)
 
     def interrupt(*_: object) -> None:
