@@ -149,27 +149,27 @@ class Executor:
         status = row["status"]
         if status == EXECUTED and row["undo_requested_at"] is not None and row["undone_at"] is None:
             await self._undo(row)
-            return
+            return None
         if status in TERMINAL:
-            return
+            return None
         expires_at = row["expires_at"]
         if expires_at is not None and now >= expires_at:
             await self._finish(row, EXPIRED, {"outcome": "expired", "detail": f"not run before {expires_at.isoformat()}"},
                                "expired")
-            return
+            return None
         if status == PENDING_APPROVAL:
             await self._request_approval(row)
-            return  # waits for `finfocus remediation approve`
+            return None  # waits for `finfocus remediation approve`
         command = RemediationCommandV1.model_validate(row["command"])
         impl = self.impls.get(command.action)
         if impl is None:
             await self._finish(row, FAILED, {"outcome": "error", "detail": f"no executor for {command.action!r}"}, "failed")
-            return
+            return None
         try:
             params = validate_params(command.action, command.params).model_dump(exclude_none=True)
         except ValueError as exc:
             await self._finish(row, FAILED, {"outcome": "error", "detail": str(exc)}, "failed")
-            return
+            return None
         async with self.pool.acquire() as conn:
             journal = await store.audit_events(conn, row["command_id"])
             executed_last_hour = await store.executed_since(conn, command.target.account_id, now - timedelta(hours=1))
@@ -184,11 +184,11 @@ class Executor:
                         policy=policy, tags=current.get("tags", {}), executed_last_hour=executed_last_hour)
         if verdict.outcome == EXPIRE:
             await self._finish(row, EXPIRED, {"outcome": "expired", "detail": verdict.detail}, "expired", before=current)
-            return
+            return None
         if verdict.outcome == BLOCK:
             await self._finish(row, REJECTED, {"outcome": "blocked", "rule": verdict.rule, "detail": verdict.detail,
                                                "mode": command.mode.value}, "blocked", before=current)
-            return
+            return None
         if verdict.outcome == DEFER:
             last = journal[-1] if journal else None
             if not (last and last["event"] == "deferred" and (last["result"] or {}).get("rule") == verdict.rule):
@@ -202,7 +202,7 @@ class Executor:
                 await store.require_approval(conn, row["command_id"], actor=ACTOR,
                                              reason="the playbook requires an approval")
             await self._request_approval(row)
-            return
+            return None
         if not execute:
             preview = impl.preview(current, params)
             detail = f"would run {command.action} on {command.target.resource_id}"
@@ -210,17 +210,17 @@ class Executor:
                 detail += f" (playbook {row['playbook']!r} is {policy.mode} now)"
             await self._finish(row, DRY_RUN, {"outcome": "dry-run", "would": preview, "detail": detail},
                                "dry-run", before=current, after=preview)
-            return
+            return None
         if not resumed:
             if not current.get("exists", True):
                 await self._finish(row, FAILED, {"outcome": "error", "detail": f"{command.target.resource_id} not found"},
                                    "failed", before=current)
-                return
+                return None
             if impl.satisfied(current, params):
                 await self._finish(row, EXECUTED, {"outcome": "already-satisfied", "state_after": current,
                                                    "detail": "target already in the desired state"},
                                    "executed", before=current, after=current, executed_at=now)
-                return
+                return None
             # written (and committed) before the first change: a resumed run takes the state
             # before from here, never from what an interrupted run left behind
             await self._audit(row, "intent", reason=command.reason.text, state_before=current,
@@ -236,12 +236,13 @@ class Executor:
         except Exception as exc:
             await self._finish(row, FAILED, {"outcome": "error", "detail": error_text(exc)},
                                "failed", before=before)
-            return
+            return None
         detail = f"{command.action} on {command.target.resource_id}"
         if resumed:
             detail += " (resumed after an interruption; finished steps not repeated)"
         await self._finish(row, EXECUTED, {"outcome": "done", "detail": detail, "state_after": after}, "executed",
                            before=before, after=after, executed_at=self.clock(), undo=undo)
+        return None
 
     def _journal(self, row) -> Callable[..., None]:
         """The step journal an implementation calls (from its worker thread) after each change
@@ -267,9 +268,9 @@ class Executor:
         text = (f"FinFocus needs an approval: {command.action} on {command.target.resource_id} "
                 f"({command.reason.text}); run `finfocus remediation approve {command.command_id}` "
                 f"or `reject` before {command.expires_at.isoformat() if command.expires_at else 'it expires'}")
-        notify = self.impls.get("notify")
         outcome: dict = {"channel": self.approval_channel}
         try:
+            notify = self.impls["notify"]
             params = {"channel": self.approval_channel, "message": text,
                       "webhook_secret": "remediation-approval-webhook-url"}
             await asyncio.to_thread(notify.apply, command, params, {}, step=None, done=frozenset())
@@ -285,7 +286,7 @@ class Executor:
                                      action=row["action"], mode=row["mode"], reason=text, result=outcome)
 
     async def _undo(self, row) -> None:
-        impl = self.impls.get(row["action"])
+        impl = self.impls[row["action"]]
         target = RemediationTargetV1.model_validate(row["command"]["target"])
         try:
             result = await asyncio.to_thread(impl.undo, target, row["undo"], row["command_id"])
