@@ -108,7 +108,7 @@ async def test_spike_on_the_embedded_stack_is_stopped_after_approval_and_the_sav
         assert instance_state(iid)[0] == "stopped"
         audit = await rows(url, "SELECT event FROM remediation.v_audit WHERE command_id = $1 ORDER BY audit_id",
                            command_id)
-        assert [a["event"] for a in audit] == ["issued", "approval-requested", "approved", "intent", "executed"]
+        assert [a["event"] for a in audit] == ["issued", "approval-requested", "approved", "intent", "step", "executed"]
 
         # after the stop: one last partial day, then nothing, while the bucket keeps billing
         await produce(stack["kafka_bootstrap"], [bill(iid, today + timedelta(days=1), "0.05")])
