@@ -87,11 +87,6 @@ def test_postgres_killed_mid_stream_is_restarted_and_every_row_stored_once():
     assert_every_row_once(chaos("postgres-kill", at=0.0))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="E+J: after a broker restart the groups keep stale offsets and nothing is "
-    "re-published; the stack resets the groups and ingest replays its unconfirmed jobs",
-)
 def test_broker_killed_after_an_import_published_recovers_every_row_and_new_imports():
     outcome = chaos("broker-kill", env=INGEST_ENV)
     assert_every_row_once(outcome)
