@@ -108,6 +108,6 @@ def billing_rows(draw, *, scoped: bool = True) -> dict:
     return row
 
 
-def encode(row: dict) -> bytes:
+def encode(row: object) -> bytes:
     """JSON bytes (the stdlib writes integers beyond 64 bits, which orjson does not)."""
     return json.dumps(row, ensure_ascii=False).encode()
