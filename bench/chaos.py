@@ -66,7 +66,7 @@ PREFIX = "chaos-"
 COMMIT_HOOKS = {
     "pricing-after-commit": ("finfocus-pricing", "raw-billing"),
     "kill-anomaly": ("finfocus-anomaly", "priced-resources"),
-    "kill-remediation": ("finfocus-remediation", "priced-resources"),
+    "kill-remediation": ("finfocus-remediation-costs", "priced-resources"),
 }
 CENT = Decimal("0.01")
 
@@ -219,6 +219,15 @@ class Stack:
     def database_url(self) -> str:
         return self.state()["database_url"]
 
+    @property
+    def database_password(self) -> str | None:
+        """The owner's password, where the stack keeps it in a 0600 file (not in the state)."""
+        path = self.state().get("database_password_file")
+        return Path(path).read_text().strip() if path else None
+
+    def connect_args(self) -> tuple[str, str | None]:
+        return self.database_url, self.database_password
+
     def pid(self, what: str) -> int | None:
         """Pid of a service, or of `kafka` / `postgres`, as the supervisor recorded it."""
         state = self.state()
@@ -253,17 +262,12 @@ def run_async(coro):  # noqa: ANN001, ANN201
     return asyncio.run(coro)
 
 
-async def _connect(url: str):  # noqa: ANN202
-    import asyncpg
-
-    return await asyncpg.connect(url, timeout=5)
-
-
-async def _fetch_counts(url: str, queries: dict[str, str]) -> dict[str, Any]:
+async def _fetch_counts(db: tuple[str, str | None], queries: dict[str, str]) -> dict[str, Any]:
     import asyncpg
 
     found: dict[str, Any] = {}
-    conn = await _connect(url)
+    url, password = db
+    conn = await asyncpg.connect(url, password=password, timeout=5)
     try:
         for name, query in queries.items():
             try:
@@ -278,7 +282,7 @@ async def _fetch_counts(url: str, queries: dict[str, str]) -> dict[str, Any]:
 def raw_counts(stack: Stack) -> dict[str, int] | None:
     """Rows in each service's table, or None while the database does not answer."""
     try:
-        rows = run_async(_fetch_counts(stack.database_url, RAW_COUNTS))
+        rows = run_async(_fetch_counts(stack.connect_args(), RAW_COUNTS))
     except Exception:  # noqa: BLE001 - PostgreSQL restarting: no reading this time
         return None
     return {name: (row[0] if row else 0) for name, row in rows.items()}
@@ -313,7 +317,7 @@ class Copy:
 
 
 def copies(stack: Stack, expected: Batch) -> dict[str, Copy]:
-    rows = run_async(_fetch_counts(stack.database_url, LIVE_LINES))
+    rows = run_async(_fetch_counts(stack.connect_args(), LIVE_LINES))
     result = {}
     for name in COPIES:
         row = rows.get(name)
@@ -463,7 +467,9 @@ def chunks_published(stack: Stack) -> int:
     """Chunks an import has published so far (ingest keeps them for replays)."""
     try:
         rows = run_async(
-            _fetch_counts(stack.database_url, {"c": "SELECT count(*) FROM ingest.published_chunks"})
+            _fetch_counts(
+                stack.connect_args(), {"c": "SELECT count(*) FROM ingest.published_chunks"}
+            )
         )
     except Exception:  # noqa: BLE001 - not there (yet, or any more): no chunk seen
         return 0

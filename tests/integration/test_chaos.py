@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.chaos import Outcome, run_scenario  # noqa: E402
+from bench.chaos import Outcome, report, run_scenario  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
 
@@ -40,15 +40,15 @@ def chaos(scenario: str, **options) -> Outcome:
 
 
 def assert_every_row_once(outcome: Outcome) -> None:
-    assert outcome.injected, outcome.fault
+    assert outcome.injected, report(outcome)
     expected = outcome.expected
     found = {
         name: (c.stored, c.duplicates, c.missing, c.total) for name, c in outcome.copies.items()
     }
     wanted = {name: (expected.count, 0, 0, expected.total) for name in outcome.copies}
-    assert found == wanted, outcome.fault
+    assert found == wanted, report(outcome)
     assert all(c.reconciles for c in outcome.copies.values())
-    assert outcome.dead.get("valid") == 0, outcome.dead
+    assert outcome.dead.get("valid") == 0, report(outcome)
 
 
 @pytest.mark.xfail(
