@@ -149,3 +149,47 @@ def test_dead_letter_keeps_non_utf8_bytes_as_base64():
 
 def test_every_core_topic_has_a_dead_letter_topic():
     assert {f"{t}.dlq" for t in Topics.CORE} <= set(Topics.all())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"ServiceName": "EC2\x00"}, "NUL character"),
+        ({"ResourceId": "i-" + "0" * 8191}, "longer than 8192"),
+        ({"ResourceId": "bad \ud800 surrogate"}, "unable to parse raw data as a unicode"),
+        ({"x_Note": "bad \ud800 surrogate"}, "x_Note: text contains a lone surrogate"),
+        ({"Tags": {"team": "a\x00"}}, "NUL character"),
+        ({"x_BillingScopeVersion": 2**63}, "less than or equal to 9223372036854775807"),
+        ({"BilledCost": "1" * 140_000}, "more than 24 digits before the decimal point"),
+        ({"BilledCost": "0." + "0" * 24 + "1"}, "more than 24 digits after the decimal point"),
+        ({"BilledCost": "1E+999999"}, "more than 24 digits before"),
+        ({"ChargePeriodStart": "0001-01-01T00:00:00+05:00"}, "outside years 1 to 9999"),
+        ({"ChargePeriodEnd": "9999-12-31T23:00:00-05:00"}, "outside years 1 to 9999"),
+        ({"x_Note": "a\x00b"}, "x_Note: text contains a NUL"),
+        ({"x_Count": 2**64}, "x_Count: integer"),
+        ({"SkuPriceDetails": {"a": [[[[[[[[[[[[[[[[["deep"]]]]]]]]]]]]]]]]]}}, "nested deeper than 16"),
+    ],
+)
+def test_values_the_stores_cannot_hold_are_refused_with_a_reason(overrides, reason):
+    # each of these once passed the contract and then failed a whole batch in pricing's store
+    with pytest.raises(ValidationError) as error:
+        BillingRecordV1.model_validate(billed(**overrides))
+    assert reason in str(error.value)
+
+
+def test_values_at_the_bounds_are_accepted():
+    record = BillingRecordV1.model_validate(billed(
+        BilledCost="-" + "9" * 24 + "." + "9" * 24, x_BillingScopeVersion=2**63 - 1,
+        ChargePeriodStart="0001-01-01T00:00:00Z", ChargePeriodEnd="9999-12-31T18:59:59-05:00",
+        ResourceId="é" * 8192, x_Count=-(2**63), x_Nested={"a": [1, 2.5, None, True, "x"]},
+    ))
+    assert json.loads(record.model_dump_json())["ChargePeriodEnd"] == "9999-12-31T23:59:59Z"
+
+
+def test_a_budget_amount_beyond_the_bound_is_refused():
+    from schemas.budget import BudgetCommandV1
+
+    command = {"action": "set", "name": "big", "currency": "USD", "issued_at": "2024-09-01T00:00:00Z"}
+    with pytest.raises(ValidationError, match="more than 24 digits before"):
+        BudgetCommandV1.model_validate({**command, "amount": "1e999999"})
+    assert BudgetCommandV1.model_validate({**command, "amount": "1500.00"}).amount == Decimal("1500.00")
