@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -138,7 +139,7 @@ async def publish_dead_letters(broker: KafkaBroker, letters: list[DeadLetterV1])
         size = 0
         for item in items:
             body = item.model_dump(mode="json")
-            weight = len(item.original) * 2 + len(item.error) + 1024  # base64/escapes: generous
+            weight = len(json.dumps(body)) + 512  # as sent: escapes can make it 6x the text
             if chunk and size + weight > DEAD_LETTER_BATCH_BYTES:
                 await broker.publish_batch(*chunk, topic=topic, headers=schema_headers("DeadLetter"))
                 chunk, size = [], 0
