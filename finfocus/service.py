@@ -83,16 +83,17 @@ class ServiceRuntime:
 
     def consume(self, topic: str, *, group: str, work, decode=None, decode_batch=None,
                 label: str = "record", chunk: int | None = None, writers: int = 1, relay=None,
-                after=None, data_errors: tuple = (), uow=None, **subscriber: Any) -> Pipeline:
+                after=None, data_errors: tuple = (), uow=None, publish=None, **subscriber: Any) -> Pipeline:
         """Subscribe `topic` (batches, consumer group `group`) through the consume pipeline
         (`finfocus.consume`): manual offset commits after the work's transaction, retries of
         transient errors, per-record dead letters. `subscriber` takes FastStream's subscriber
-        options (title, description, max_records, parser, fetch sizes)."""
+        options (title, description, max_records, parser, fetch sizes); `uow` and `publish`
+        replace the service's transaction and the outgoing records' publisher."""
         pipeline = Pipeline(
             service=self.name, group=group, uow=uow or self.uow, work=work, decode=decode,
             decode_batch=decode_batch, label=label, chunk=chunk, writers=writers, relay=relay,
             after=after, retry=self.retry, data_errors=data_errors,
-            publish=lambda t, records: self.publisher.publish_batched(t, records),
+            publish=publish or (lambda t, records: self.publisher.publish_batched(t, records)),
             publish_letters=lambda letters: publish_dead_letters(self.broker, letters),
         )
         options = {**consumer_options(self.settings, group_id=group), **subscriber}
@@ -100,7 +101,7 @@ class ServiceRuntime:
         # commits the offsets itself once the batch's transaction committed
         options["ack_policy"] = AckPolicy.MANUAL
         options.setdefault("batch", True)
-        options.setdefault("title", f"{topic}:{label}")
+        options.setdefault("title", f"{topic}:{group}")
         sub = self.broker.subscriber(topic, **options)
 
         @sub

@@ -7,16 +7,11 @@ import logging
 from pathlib import Path
 
 from faststream import FastStream
-from faststream.kafka.annotations import KafkaMessage
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from finfocus.broker import (
-    consumer_options,
-    envelope_dead_letter,
-    envelopes,
-    publish_dead_letters,
-)
+from finfocus.broker import Envelope
+from finfocus.consume import Done
 from finfocus.secrets import secrets_from_environment
 from finfocus.service import ServiceRuntime
 from finfocus.telemetry import start_record_span
@@ -28,7 +23,6 @@ from services.remediation.config import RemediationSettings
 from services.remediation.executor import Executor, run_sweeps
 from services.remediation.guardrails import Policy, policy_for
 from services.remediation.handlers import (
-    SERVICE,
     current_playbooks,
     publish_commands,
     register_handlers,
@@ -51,20 +45,26 @@ def policy_lookup(settings: RemediationSettings):
 
 
 def register_executor(runtime: ServiceRuntime, settings: RemediationSettings, holder: dict) -> None:
-    @runtime.broker.subscriber(Topics.REMEDIATION_COMMANDS, batch=True,
-                               **consumer_options(settings, group_id="finfocus-remediation-executor"))
-    async def on_commands(message: KafkaMessage) -> None:
+    """Subscribe the executor. Its effects are the executor's own transactions (idempotent per
+    command id: no action runs twice); the pipeline's transaction holds the tracking record."""
+
+    async def execute(_conn, envs: list[Envelope]) -> Done:
         executor: Executor = holder["get"]()
-        letters = []
-        for env in envelopes(message):
+        refused = {}
+        for i, env in enumerate(envs):
             span = start_record_span(runtime.tracer, "remediation.execute", env.headers)
             with trace.use_span(span, end_on_exit=True):
                 # only a command the planner stored and signed is run, as stored
                 reason = await executor.receive(env.value, env.headers, env.topic)
                 if reason is not None:
-                    letters.append(envelope_dead_letter(env, reason, service=SERVICE))
-        if letters:
-            await publish_dead_letters(runtime.broker, letters)
+                    refused[i] = reason
+        return Done(refused=refused)
+
+    runtime.consume(
+        Topics.REMEDIATION_COMMANDS, group="finfocus-remediation-executor", label="RemediationCommand v1",
+        decode=lambda env: env, work=execute,
+        description="RemediationCommand v1 signed by the planner: the stored command is run, guarded",
+    )
 
 
 def build_app(settings: RemediationSettings | None = None, *,

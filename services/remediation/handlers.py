@@ -6,18 +6,13 @@ import logging
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
-from faststream.kafka.annotations import KafkaMessage
+import orjson
 from opentelemetry import trace
-from pydantic import ValidationError
 
-from finfocus.broker import (
-    consumer_options,
-    envelope_dead_letter,
-    envelopes,
-    parse_envelopes,
-    publish_dead_letters,
-)
+from finfocus.broker import Envelope
+from finfocus.consume import Done
 from finfocus.service import ServiceRuntime
+from finfocus.signing import verify
 from finfocus.telemetry import log_fields, start_record_span, trace_headers
 from schemas.anomaly import AnomalyStatus, AnomalyV1
 from schemas.pricing import PricedRecordV1
@@ -27,11 +22,10 @@ from services.remediation import store
 from services.remediation.config import RemediationSettings
 from services.remediation.domain import Candidate, initial_status, plan_anomaly
 from services.remediation.playbooks import load_playbooks
-from services.remediation.trust import keys_for, signed_headers, trusted_anomalies
+from services.remediation.trust import ANOMALY_ISSUERS, keys_for, signed_headers
 
 logger = logging.getLogger(__name__)
 SERVICE = "remediation"
-TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 
 
 def command_headers(span: trace.Span) -> list[tuple[str, bytes]]:
@@ -43,10 +37,7 @@ async def publish_commands(runtime: ServiceRuntime, commands: list[RemediationCo
     """Publish commands keyed by target resource id, then mark them published."""
     if not commands:
         return
-    headers, keys = command_headers(span), keys_for(runtime.settings.home)
-    values = [(c.target.resource_id.encode(), c.model_dump_json().encode()) for c in commands]
-    await runtime.publisher.publish(
-        Topics.REMEDIATION_COMMANDS, [(k, v, signed_headers(keys, v, headers)) for k, v in values])
+    await runtime.publisher.publish(Topics.REMEDIATION_COMMANDS, signed_commands(runtime, commands, span))
     async with store.transaction(runtime.pool) as conn:
         await store.mark_published(conn, [c.command_id for c in commands])
 
@@ -65,32 +56,39 @@ def current_playbooks(settings: RemediationSettings):
     return playbooks
 
 
-async def plan_one(runtime: ServiceRuntime, settings: RemediationSettings, anomaly: AnomalyV1,
-                   span: trace.Span) -> None:
+async def plan_one(conn: asyncpg.Connection, settings: RemediationSettings, anomaly: AnomalyV1,
+                   span: trace.Span) -> list[RemediationCommandV1]:
+    """Plan one anomaly inside the caller's transaction; the commands to publish."""
     if anomaly.status == AnomalyStatus.RESOLVED:
         # restated data removed the anomaly: what has not run yet must not run
-        async with store.transaction(runtime.pool) as conn:
-            cancelled = await store.cancel_for_cause(conn, anomaly_id=anomaly.anomaly_id,
-                                                     reason="the anomaly was resolved")
-            await store.record_anomaly_commands(conn, anomaly.anomaly_id, [])
+        cancelled = await store.cancel_for_cause(conn, anomaly_id=anomaly.anomaly_id,
+                                                 reason="the anomaly was resolved")
+        await store.record_anomaly_commands(conn, anomaly.anomaly_id, [])
         span.set_attribute("finfocus.cancelled", len(cancelled))
-        return
+        return []
     start = anomaly.window_start.date()
     end = max(anomaly.window_end.date(), start + timedelta(days=1))
-    async with store.transaction(runtime.pool) as conn:
-        known = await store.resources_of_dimension(conn, anomaly.dimension, start, end)
-        candidates = [
-            Candidate(resource_id=r["resource_id"], provider=r["provider"],
-                      account_id=r["sub_account_id"] or r["billing_account_id"], region=r["region_id"],
-                      resource_type=r["resource_type"], tags=r["tags"], daily_cost=r["daily_cost"],
-                      currency=r["currency"])
-            for r in known
-        ]
-        planned = plan_anomaly(anomaly, current_playbooks(settings), candidates, datetime.now(UTC))
-        to_publish = await store.record_anomaly_commands(
-            conn, anomaly.anomaly_id, [(c, initial_status(c)) for c in planned])
+    known = await store.resources_of_dimension(conn, anomaly.dimension, start, end)
+    candidates = [
+        Candidate(resource_id=r["resource_id"], provider=r["provider"],
+                  account_id=r["sub_account_id"] or r["billing_account_id"], region=r["region_id"],
+                  resource_type=r["resource_type"], tags=r["tags"], daily_cost=r["daily_cost"],
+                  currency=r["currency"])
+        for r in known
+    ]
+    planned = plan_anomaly(anomaly, current_playbooks(settings), candidates, datetime.now(UTC))
+    to_publish = await store.record_anomaly_commands(
+        conn, anomaly.anomaly_id, [(c, initial_status(c)) for c in planned])
     span.set_attribute("finfocus.commands", len(to_publish))
-    await publish_commands(runtime, to_publish, span)
+    return to_publish
+
+
+def signed_commands(runtime: ServiceRuntime, commands: list[RemediationCommandV1],
+                    span: trace.Span) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    """The outgoing records of `commands`: keyed by target resource id, signed by the planner."""
+    headers, keys = command_headers(span), keys_for(runtime.settings.home)
+    values = [(c.target.resource_id.encode(), c.model_dump_json().encode()) for c in commands]
+    return [(k, v, signed_headers(keys, v, headers)) for k, v in values]
 
 
 def cost_line(record: PricedRecordV1) -> tuple | None:
@@ -107,79 +105,72 @@ def cost_line(record: PricedRecordV1) -> tuple | None:
 
 
 def register_handlers(runtime: ServiceRuntime, settings: RemediationSettings, on_costs=None) -> None:
-    broker = runtime.broker
+    """Subscribe the planner (anomalies) and the per-resource cost lines (priced-resources)."""
+    keys = keys_for(settings.home)
 
-    @broker.subscriber(Topics.ANOMALIES, batch=True,
-                       **consumer_options(settings, group_id="finfocus-remediation"))
-    async def on_anomalies(message: KafkaMessage) -> None:
-        signed, untrusted = trusted_anomalies(keys_for(settings.home), envelopes(message), service=SERVICE)
-        parsed, letters = parse_envelopes(signed, AnomalyV1, service=SERVICE, label="Anomaly v1")
-        letters += untrusted
-        for anomaly, env in parsed:
+    def trusted_anomaly(env: Envelope) -> tuple[AnomalyV1, Envelope]:
+        # a forged anomaly naming any resource must never reach a playbook
+        verify(keys, env.headers, env.topic, env.value, ANOMALY_ISSUERS)
+        return AnomalyV1.model_validate_json(env.value), env
+
+    async def plan(conn, items: list[tuple[AnomalyV1, Envelope]]) -> Done:
+        outgoing = []
+        for anomaly, env in items:
             span = start_record_span(runtime.tracer, "remediation.plan", env.headers,
                                      **{"finfocus.anomaly_id": anomaly.anomaly_id})
             with trace.use_span(span, end_on_exit=True):
-                try:
-                    await plan_one(runtime, settings, anomaly, span)
-                except TRANSIENT:
-                    raise  # the database or broker is away: let the batch be redelivered
-                except Exception as exc:  # a bug or data we cannot plan: park it, keep flowing
-                    logger.exception("planning failed")
-                    letters.append(envelope_dead_letter(env, f"planning failed: {exc!r}", service=SERVICE))
-        if letters:
-            await publish_dead_letters(broker, letters)
+                commands = await plan_one(conn, settings, anomaly, span)
+                outgoing += [(Topics.REMEDIATION_COMMANDS, r) for r in signed_commands(runtime, commands, span)]
+        return Done(outgoing=outgoing)
 
-    @broker.subscriber(Topics.PRICED_RESOURCES, batch=True,
-                       **consumer_options(settings, group_id="finfocus-remediation-costs"))
-    async def on_priced(message: KafkaMessage) -> None:
-        rows, sources = [], []
-        parsed, letters = parse_envelopes(envelopes(message), PricedRecordV1, service=SERVICE,
-                                          label="PricedRecord v1")
-        for record, env in parsed:
-            row = cost_line(record)
-            if row is not None:
-                rows.append(row)
-                sources.append(env)
+    async def publish_and_mark(topic: str, records: list) -> None:
+        # the commands of a redelivered anomaly come back until marked published
+        await runtime.publisher.publish(topic, records)
+        ids = [orjson.loads(value)["command_id"] for _, value, _ in records]
+        async with store.transaction(runtime.pool) as conn:
+            await store.mark_published(conn, ids)
+
+    runtime.consume(
+        Topics.ANOMALIES, group="finfocus-remediation", label="Anomaly v1",
+        decode=trusted_anomaly, work=plan, publish=publish_and_mark,
+        description="Anomaly v1 signed by anomaly or forecast: planned into remediation commands",
+    )
+
+    touched: set[str] = set()
+
+    async def store_costs(conn, rows: list[tuple | None]) -> None:
+        rows = [r for r in rows if r is not None]
         if rows:
-            try:
-                async with store.transaction(runtime.pool) as conn:
-                    await store.store_cost_lines(conn, rows)
-            except TRANSIENT:
-                raise
-            except Exception:  # one row the database refuses: store the others, park that one
-                for row, env in zip(rows, sources, strict=True):
-                    try:
-                        async with store.transaction(runtime.pool) as conn:
-                            await store.store_cost_lines(conn, [row])
-                    except TRANSIENT:
-                        raise
-                    except Exception as exc:
-                        letters.append(envelope_dead_letter(env, f"cannot store cost line: {exc!r}",
-                                                            service=SERVICE))
-            if on_costs is not None:
-                on_costs({r[8] for r in rows})
-        if letters:
-            await publish_dead_letters(broker, letters)
+            await store.store_cost_lines(conn, rows)
+            touched.update(r[8] for r in rows)
+
+    def costs_stored(_records) -> None:
+        if touched and on_costs is not None:
+            on_costs(set(touched))
+        touched.clear()
+
+    runtime.consume(
+        Topics.PRICED_RESOURCES, group="finfocus-remediation-costs", label="PricedRecord v1",
+        decode=lambda env: cost_line(PricedRecordV1.model_validate_json(env.value)),
+        work=store_costs, after=costs_stored,
+        description="PricedRecord v1: per-resource cost lines for savings and recommendations",
+    )
 
 
 def register_metrics_handler(runtime: ServiceRuntime, settings: RemediationSettings, on_metrics=None) -> None:
-    @runtime.broker.subscriber(Topics.RESOURCE_METRICS, batch=True,
-                               **consumer_options(settings, group_id="finfocus-remediation-metrics"))
-    async def on_resource_metrics(message: KafkaMessage) -> None:
-        letters, rows = [], []
-        for env in envelopes(message):
-            try:
-                metric = ResourceMetricV1.model_validate_json(env.value)
-                day = date.fromisoformat(metric.date)
-            except (ValidationError, ValueError) as exc:
-                letters.append(envelope_dead_letter(env, f"invalid ResourceMetric v1: {exc}", service=SERVICE))
-                continue
-            rows.append((metric.resource_id, day, metric.cpu_avg_pct, metric.cpu_max_pct,
-                         metric.cpu_p995_pct, metric.network_mb))
-        if rows:
-            async with store.transaction(runtime.pool) as conn:
-                await store.store_metrics(conn, list({(r[0], r[1]): r for r in rows}.values()))
-            if on_metrics is not None:
-                on_metrics()
-        if letters:
-            await publish_dead_letters(runtime.broker, letters)
+    """Subscribe the per-resource utilisation metrics."""
+
+    def metric_row(env: Envelope) -> tuple:
+        metric = ResourceMetricV1.model_validate_json(env.value)
+        return (metric.resource_id, date.fromisoformat(metric.date), metric.cpu_avg_pct, metric.cpu_max_pct,
+                metric.cpu_p995_pct, metric.network_mb)
+
+    async def store_metrics(conn, rows: list[tuple]) -> None:
+        await store.store_metrics(conn, list({(r[0], r[1]): r for r in rows}.values()))
+
+    runtime.consume(
+        Topics.RESOURCE_METRICS, group="finfocus-remediation-metrics", label="ResourceMetric v1",
+        decode=metric_row, work=store_metrics,
+        after=(lambda _records: on_metrics()) if on_metrics is not None else None,
+        description="ResourceMetric v1: daily utilisation per resource, for rightsizing",
+    )
