@@ -18,7 +18,6 @@ migrations were in place: start-up really finished, not just "the process is ali
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import signal
@@ -29,6 +28,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from finfocus.embedded.cluster import (
+    _is_our_postmaster,
+    _postmaster_ref,
+    admin_password_file,
+    clear_stale_postmaster,
+    postgres_dir,
+    postgres_log,
+    prune_root_clusters,
+    root_cluster_parent,
+    stop_postgres,
+)
+from finfocus.embedded.confine import SIGNING_ISSUERS, make_private_home, service_environment
 from finfocus.embedded.health import read_health
 from finfocus.embedded.state import (
     FAILED,
@@ -54,42 +65,12 @@ EMBEDDED_CONSUMER_ENV = {
     "FINFOCUS_KAFKA_SESSION_TIMEOUT_MS": "1500",
     "FINFOCUS_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
 }
-#: issuers whose bus signing keys `up` creates under FINFOCUS_HOME/secrets
-SIGNING_ISSUERS = ["ingest", "pricing", "anomaly", "forecast", "remediation", "cli", "api"]
-#: what a service process inherits from the supervisor's environment, and no more
-_SERVICE_ENV = (
-    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "VIRTUAL_ENV",
-    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
-)
-_SERVICE_ENV_PREFIXES = ("LC_", "PYTHON", "OTEL_", "FINFOCUS_", "VAULT_")
-#: services that talk to AWS themselves (S3 watch, cloud executors) get the AWS_* variables
-AWS_SERVICES = frozenset({"ingest", "remediation"})
-#: where the cluster lives when `up` runs as root: PostgreSQL runs as another user there,
-#: which cannot enter a 0700 FINFOCUS_HOME, and no directory's mode is ever opened for it
-ROOT_CLUSTERS = Path("/var/lib/finfocus/postgres")
 #: seconds a service gets to exit on SIGTERM when the broker died, before SIGKILL
 BROKER_LOSS_GRACE = 3.0
 
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def service_environment(
-    service: str | None, environ: dict[str, str] | os._Environ
-) -> dict[str, str]:
-    """The part of `environ` a service may see: locale, Python, OTEL, FinFocus (secrets
-    provider included) and Vault; AWS credentials only for the services that call AWS."""
-    keep = {}
-    for key, value in environ.items():
-        if (
-            key in _SERVICE_ENV
-            or key.startswith(_SERVICE_ENV_PREFIXES)
-            or (key.startswith("AWS_") and service in AWS_SERVICES)
-        ):
-            keep[key] = value
-    keep.pop("FINFOCUS_BROKER_EPOCH", None)
-    return keep
 
 
 class StackError(RuntimeError):
@@ -103,122 +84,6 @@ def ready_marker(home: Path, service: str) -> Path:
 
 def serve_command(service: str) -> list[str]:
     return [sys.executable, "-m", "finfocus.cli", "serve", service]
-
-
-def postgres_dir(home: Path) -> Path:
-    """The cluster's data directory: under FINFOCUS_HOME, or under /var/lib/finfocus as root."""
-    if os.geteuid() == 0:
-        digest = hashlib.sha256(str(home).encode()).hexdigest()[:16]
-        return ROOT_CLUSTERS / digest / "data"
-    return home / "postgres" / "data"
-
-
-def postgres_log(home: Path) -> Path:
-    """The server writes its own log, so as root it lies beside its cluster."""
-    if os.geteuid() == 0:
-        return postgres_dir(home).parent / "postgres.log"
-    return home / "logs" / "postgres.log"
-
-
-def admin_password_file(home: Path) -> Path:
-    return home / "secrets" / "postgres" / "postgres.password"
-
-
-def make_private_home(home: Path) -> None:
-    """FINFOCUS_HOME and what the stack writes in it: 0700 directories, 0600 files.
-
-    Only FINFOCUS_HOME itself and below: the directories above it are never touched.
-    """
-    os.umask(0o077)
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    home.chmod(0o700)
-    for sub in ("logs", "run", "secrets"):
-        (home / sub).mkdir(exist_ok=True, mode=0o700)
-        (home / sub).chmod(0o700)
-    for log in (home / "logs").glob("*.log"):
-        log.chmod(0o600)
-
-
-def prune_root_clusters(clusters: Path = ROOT_CLUSTERS) -> list[Path]:
-    """Remove the root clusters whose FINFOCUS_HOME is gone (a deleted temporary home, e.g.
-    a test's) and whose server is not running; returns what was removed. A cluster whose
-    home still exists, or that does not say whose it is, is kept."""
-    import shutil
-
-    removed = []
-    for cluster in clusters.glob("*"):
-        try:
-            home = Path((cluster / "home").read_text().strip())
-        except (FileNotFoundError, NotADirectoryError, OSError):
-            continue
-        data = cluster / "data"
-        if home.exists() or _is_our_postmaster(_postmaster_ref(data), data):
-            continue
-        shutil.rmtree(cluster, ignore_errors=True)
-        removed.append(cluster)
-    return removed
-
-
-def _root_cluster_parent() -> None:
-    """/var/lib/finfocus/postgres, made 0755 by us when missing (an existing one is left as
-    it is: `start_postgres` refuses with a clear message if it is closed)."""
-    for directory in (ROOT_CLUSTERS.parent, ROOT_CLUSTERS):
-        if not directory.exists():
-            directory.mkdir(mode=0o755)
-            directory.chmod(0o755)
-
-
-def _postmaster_ref(data_dir: Path) -> ProcessRef | None:
-    try:
-        pid = int((data_dir / "postmaster.pid").read_text().splitlines()[0])
-    except (FileNotFoundError, IndexError, ValueError):
-        return None
-    return ProcessRef.of(pid)
-
-
-def _is_our_postmaster(ref: ProcessRef | None, data_dir: Path) -> bool:
-    """Is `ref` a live PostgreSQL server running on `data_dir` (not a reused pid)?"""
-    proc = ref.process() if ref else None
-    if proc is None:
-        return False
-    try:
-        cmdline = proc.cmdline()
-    except Exception:  # noqa: BLE001 - psutil access errors
-        return False
-    return (
-        bool(cmdline) and "postgres" in Path(cmdline[0]).name and str(data_dir) in " ".join(cmdline)
-    )
-
-
-def clear_stale_postmaster(data_dir: Path) -> None:
-    """Remove `postmaster.pid` left by a crashed server whose pid now names another process."""
-    pid_file = data_dir / "postmaster.pid"
-    if pid_file.exists() and not _is_our_postmaster(_postmaster_ref(data_dir), data_dir):
-        logger.warning("removing stale %s", pid_file)
-        pid_file.unlink(missing_ok=True)
-
-
-def stop_postgres(data_dir: Path, port: int, ref: ProcessRef | None) -> None:
-    """`pg_ctl stop -m fast`; if the server is still there (pg_ctl could not reach the data
-    directory, e.g. its parent lost the permissions the server's user needs), a fast
-    shutdown by signal (SIGINT), and SIGKILL as the last resort."""
-    from finfocus.embedded.postgres import EmbeddedPostgres
-
-    EmbeddedPostgres(data_dir, port).stop()
-    if ref is None or wait_gone(ref, 2):
-        return
-    proc = ref.process()
-    if proc is not None:
-        logger.warning("pg_ctl did not stop PostgreSQL (pid %d); signalling it", ref.pid)
-        try:
-            proc.send_signal(signal.SIGINT)
-        except Exception:  # noqa: BLE001 - already gone
-            return
-        if not wait_gone(ref, 20):
-            try:
-                proc.kill()
-            except Exception:  # noqa: BLE001
-                pass
 
 
 class EmbeddedStack:
@@ -400,7 +265,7 @@ class EmbeddedStack:
 
         data_dir = postgres_dir(self.home)
         if os.geteuid() == 0:
-            _root_cluster_parent()
+            root_cluster_parent()
             for gone in prune_root_clusters():
                 logger.info("removed %s: its FINFOCUS_HOME no longer exists", gone)
         clear_stale_postmaster(data_dir)

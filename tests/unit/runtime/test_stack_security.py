@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from finfocus.embedded import cluster as cluster_module
 from finfocus.embedded import postgres as postgres_module
 from finfocus.embedded import stack as stack_module
+from finfocus.embedded.confine import make_private_home, service_environment
 from finfocus.embedded.kafka import broker_environment
 from finfocus.embedded.postgres import server_environment, traversable_by, write_secret
-from finfocus.embedded.stack import make_private_home, service_environment
 from finfocus.embedded.state import StateFile
 
 SECRETS = {
@@ -66,7 +67,7 @@ def test_home_is_private_and_directories_above_it_keep_their_modes(tmp_path: Pat
 
 
 def test_nothing_opens_directories_above_the_cluster_or_the_binaries():
-    for module in (postgres_module, stack_module):
+    for module in (postgres_module, stack_module, cluster_module):
         assert "ensure_prefix_permissions" not in inspect.getsource(module)
 
 
@@ -166,7 +167,7 @@ def test_cli_reads_the_admin_and_reader_passwords_from_their_files(tmp_path: Pat
 
 
 def test_root_clusters_of_deleted_homes_are_pruned_and_others_kept(tmp_path: Path):
-    from finfocus.embedded.stack import prune_root_clusters
+    from finfocus.embedded.cluster import prune_root_clusters
 
     clusters = tmp_path / "clusters"
     live_home = tmp_path / "live-home"
