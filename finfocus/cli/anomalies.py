@@ -228,6 +228,7 @@ def register_admin(anomalies: typer.Typer) -> None:
 
         async def go() -> None:
             from aiokafka import AIOKafkaProducer
+            from aiokafka.errors import KafkaError
 
             from finfocus.cli.budget import sign_as_cli
             from finfocus.db import reader
@@ -237,15 +238,17 @@ def register_admin(anomalies: typer.Typer) -> None:
             async with reader(settings.database) as conn:
                 if not await conn.fetchval(f"SELECT 1 FROM {VIEW} WHERE anomaly_id = $1", anomaly_id):
                     fail(f"no anomaly {anomaly_id}")
+            body = AnomalyFeedbackV1(anomaly_id=anomaly_id, verdict=verdict, note=note,
+                                     given_at=datetime.now(UTC))
+            value = body.model_dump_json().encode()
+            # signed as the command line: the anomaly service records only signed verdicts
+            signature = sign_as_cli(settings, FEEDBACK_TOPIC, value)
             producer = AIOKafkaProducer(bootstrap_servers=settings.kafka)
-            await producer.start()
             try:
-                body = AnomalyFeedbackV1(anomaly_id=anomaly_id, verdict=verdict, note=note,
-                                         given_at=datetime.now(UTC))
-                value = body.model_dump_json().encode()
-                # signed as the command line: the anomaly service records only signed verdicts
-                await producer.send_and_wait(FEEDBACK_TOPIC, value, key=anomaly_id.encode(),
-                                             headers=[sign_as_cli(settings, FEEDBACK_TOPIC, value)])
+                await producer.start()
+                await producer.send_and_wait(FEEDBACK_TOPIC, value, key=anomaly_id.encode(), headers=[signature])
+            except KafkaError as exc:
+                fail(f"cannot send the feedback to the broker at {settings.kafka}: {exc}")
             finally:
                 await producer.stop()
             typer.echo(f"feedback '{verdict}' sent for {anomaly_id}")

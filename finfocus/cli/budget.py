@@ -46,11 +46,15 @@ def sign_as_cli(settings, topic: str, value: bytes) -> tuple[str, bytes]:
     `bus-signing/cli`, else the 0600 key file under FINFOCUS_HOME/secrets)."""
     from finfocus.signing import service_keys, sign
 
-    return sign(service_keys(settings.home, ["cli"]), "cli", topic, value)
+    try:
+        return sign(service_keys(settings.home, ["cli"]), "cli", topic, value)
+    except (OSError, RuntimeError) as exc:  # e.g. another user's FINFOCUS_HOME/secrets (0700)
+        fail(f"cannot sign the command as the command line: {exc}")
 
 
 async def _send(command) -> None:
     from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
 
     from finfocus.settings import FinFocusSettings
     from schemas.budget import BUDGET_COMMANDS
@@ -62,10 +66,12 @@ async def _send(command) -> None:
     # and audits the signer as the actor
     signature = sign_as_cli(settings, BUDGET_COMMANDS, value)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, enable_idempotence=False)
-    await producer.start()
     try:
+        await producer.start()
         headers = [(k, v.encode()) for k, v in schema_headers("BudgetCommand").items()]
         await producer.send_and_wait(BUDGET_COMMANDS, value, key=command.name.encode(), headers=[*headers, signature])
+    except KafkaError as exc:
+        fail(f"cannot send the budget command to the broker at {settings.kafka}: {exc}")
     finally:
         await producer.stop()
 
