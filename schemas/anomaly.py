@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.common import CurrencyCode, Money, Timestamp
+from schemas.common import CurrencyCode, Money, RequiredText, Text, Timestamp
 
 
 class Severity(StrEnum):
@@ -32,7 +32,7 @@ class RootCauseV1(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dimension: dict[str, str] = Field(description="Sub-dimension, e.g. {'RegionId': 'us-east-1'}")
+    dimension: dict[Text, Text] = Field(max_length=64, description="Sub-dimension, e.g. {'RegionId': 'us-east-1'}")
     contribution: Money = Field(description="Part of the impact this sub-dimension explains")
 
 
@@ -41,12 +41,12 @@ class AnomalyV1(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    anomaly_id: str = Field(min_length=1, description="Stable per (monitor, dimension, start)")
+    anomaly_id: RequiredText = Field(description="Stable per (monitor, dimension, start)")
     detected_at: Timestamp = Field(description="When the detector raised or last updated it")
     window_start: Timestamp = Field(description="Inclusive start of the anomalous window")
     window_end: Timestamp = Field(description="Exclusive end of the anomalous window")
-    dimension: dict[str, str] = Field(
-        description="Dimension values, e.g. {'ProviderName': 'AWS', 'ServiceName': 'EC2'}"
+    dimension: dict[Text, Text] = Field(
+        max_length=64, description="Dimension values, e.g. {'ProviderName': 'AWS', 'ServiceName': 'EC2'}"
     )
     expected_cost: Money = Field(description="Cost the model expected over the window")
     actual_cost: Money = Field(description="Cost observed over the window")
@@ -56,13 +56,13 @@ class AnomalyV1(BaseModel):
     )
     currency: CurrencyCode = Field(description="ISO 4217 currency of the costs")
     severity: Severity = Field(description="low, medium, high or critical")
-    score: float = Field(description="Detector score (larger is more anomalous)")
-    detector: str = Field(min_length=1, description="Detector that raised it, e.g. 'mad' or 'budget'")
+    score: float = Field(allow_inf_nan=False, description="Detector score (larger is more anomalous)")
+    detector: RequiredText = Field(description="Detector that raised it, e.g. 'mad' or 'budget'")
     root_causes: list[RootCauseV1] = Field(
-        default_factory=list, description="Sub-dimensions explaining the impact"
+        default_factory=list, max_length=100, description="Sub-dimensions explaining the impact"
     )
     status: AnomalyStatus = Field(AnomalyStatus.OPEN, description="open, ongoing, resolved or acknowledged")
-    monitor: str | None = Field(None, description="Monitor that watched the dimension")
+    monitor: Text | None = Field(None, description="Monitor that watched the dimension")
 
 
 class AnomalyFeedbackV1(BaseModel):
@@ -71,7 +71,7 @@ class AnomalyFeedbackV1(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    anomaly_id: str = Field(min_length=1, description="The anomaly judged")
+    anomaly_id: RequiredText = Field(description="The anomaly judged")
     verdict: str = Field(pattern="^(yes|no|planned)$", description="yes, no (false alarm) or planned")
-    note: str | None = Field(None, description="Free text")
+    note: Text | None = Field(None, description="Free text")
     given_at: Timestamp = Field(description="When the verdict was given")

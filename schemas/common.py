@@ -6,7 +6,7 @@ import math
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, StringConstraints
 
@@ -87,7 +87,7 @@ def json_value_problem(value: object, depth: int = 0) -> str | None:
             if problem:
                 return problem
         return None
-    return f"{type(value).__name__} is not a JSON value"
+    return None  # datetimes, UUIDs, ...: pydantic writes them as text
 
 
 def _no_float_artifacts(value: object) -> object:
@@ -96,6 +96,17 @@ def _no_float_artifacts(value: object) -> object:
     if isinstance(value, float):
         return repr(value)
     return value
+
+
+def _storable_json(value: dict) -> dict:
+    problem = json_value_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+#: a JSON object whose every value a store's jsonb holds (see `json_value_problem`)
+JsonObject = Annotated[dict[str, Any], AfterValidator(_storable_json)]
 
 
 def money_problem(value: Decimal) -> str | None:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from enum import StrEnum
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from schemas.common import CurrencyCode, Money, Timestamp
+from schemas.common import CurrencyCode, JsonObject, Money, Text, Timestamp
 
 
 class CommandMode(StrEnum):
@@ -23,11 +22,11 @@ class RemediationTargetV1(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    provider: str = Field(description="Provider name, e.g. AWS")
-    account_id: str | None = Field(None, description="Account (SubAccountId) owning the resource")
-    region: str | None = Field(None, description="Region id of the resource")
-    resource_id: str = Field(description="Provider resource id")
-    resource_type: str | None = Field(None, description="Kind of resource, e.g. instance")
+    provider: Text = Field(description="Provider name, e.g. AWS")
+    account_id: Text | None = Field(None, description="Account (SubAccountId) owning the resource")
+    region: Text | None = Field(None, description="Region id of the resource")
+    resource_id: Text = Field(description="Provider resource id")
+    resource_type: Text | None = Field(None, description="Kind of resource, e.g. instance")
 
 
 class RemediationReasonV1(BaseModel):
@@ -35,9 +34,9 @@ class RemediationReasonV1(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    anomaly_id: str | None = Field(None, description="Anomaly that triggered the command")
-    recommendation_id: str | None = Field(None, description="Recommendation that triggered it")
-    text: str = Field(description="One sentence explaining the command")
+    anomaly_id: Text | None = Field(None, description="Anomaly that triggered the command")
+    recommendation_id: Text | None = Field(None, description="Recommendation that triggered it")
+    text: Text = Field(description="One sentence explaining the command")
 
 
 class RemediationCommandV1(BaseModel):
@@ -45,18 +44,18 @@ class RemediationCommandV1(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    command_id: str = Field(description="Deterministic: the same cause and action give the same id")
+    command_id: Text = Field(description="Deterministic: the same cause and action give the same id")
     issued_at: Timestamp = Field(description="When the command was issued")
-    action: str = Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", description="Registered action key")
+    action: Text = Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", description="Registered action key")
     target: RemediationTargetV1 = Field(description="Resource acted on")
-    params: dict[str, Any] = Field(default_factory=dict, description="Parameters of the action")
+    params: JsonObject = Field(default_factory=dict, description="Parameters of the action")
     reason: RemediationReasonV1 = Field(description="Cause of the command")
     mode: CommandMode = Field(CommandMode.DRY_RUN, description="'dry-run' or 'execute'")
     requires_approval: bool = Field(False, description="Waits for `finfocus remediation approve`")
     expected_monthly_savings: Money | None = Field(None, description="Estimated monthly saving")
     currency: CurrencyCode | None = Field(None, description="Currency of the expected savings")
     expires_at: Timestamp | None = Field(None, description="Not executed after this time")
-    playbook: str | None = Field(None, description="Playbook that issued the command")
+    playbook: Text | None = Field(None, description="Playbook that issued the command")
 
 
 def derive_command_id(cause_id: str, action: str, resource_id: str) -> str:
@@ -69,12 +68,12 @@ class RemediationResultV1(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    command_id: str = Field(description="Command this result is about")
-    status: str = Field(description="executed, dry-run, rejected, expired or failed")
+    command_id: Text = Field(description="Command this result is about")
+    status: Text = Field(description="executed, dry-run, rejected, expired or failed")
     at: Timestamp = Field(description="When the executor recorded it")
-    action: str = Field(description="Registered action key")
-    resource_id: str = Field(description="Target resource id")
-    result: dict[str, Any] = Field(default_factory=dict, description="Outcome, state before and after")
+    action: Text = Field(description="Registered action key")
+    resource_id: Text = Field(description="Target resource id")
+    result: JsonObject = Field(default_factory=dict, description="Outcome, state before and after")
 
 
 class RecommendationV1(BaseModel):
@@ -82,14 +81,14 @@ class RecommendationV1(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    recommendation_id: str = Field(description="Stable per (type, resource)")
-    type: str = Field(description="e.g. idle-address, idle-instance, rightsize-instance")
+    recommendation_id: Text = Field(description="Stable per (type, resource)")
+    type: Text = Field(description="e.g. idle-address, idle-instance, rightsize-instance")
     detected_at: Timestamp = Field(description="When it was (last) found")
     target: RemediationTargetV1 = Field(description="Resource concerned")
-    action: str | None = Field(None, description="Registered action that would act on it")
-    params: dict[str, Any] = Field(default_factory=dict, description="Parameters of that action")
-    rationale: str = Field(description="One sentence explaining the finding")
-    evidence: dict[str, Any] = Field(default_factory=dict, description="Figures behind it")
+    action: Text | None = Field(None, description="Registered action that would act on it")
+    params: JsonObject = Field(default_factory=dict, description="Parameters of that action")
+    rationale: Text = Field(description="One sentence explaining the finding")
+    evidence: JsonObject = Field(default_factory=dict, description="Figures behind it")
     estimated_monthly_savings: Money = Field(description="From the price catalog or billed cost")
     currency: CurrencyCode = Field(description="Currency of the saving")
 
@@ -99,8 +98,8 @@ class ResourceMetricV1(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    resource_id: str = Field(min_length=1, description="Provider resource id")
-    date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="Day (UTC), YYYY-MM-DD")
+    resource_id: Text = Field(min_length=1, description="Provider resource id")
+    date: Text = Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="Day (UTC), YYYY-MM-DD")
     cpu_avg_pct: Money | None = Field(None, description="Average CPU utilisation, percent")
     cpu_max_pct: Money | None = Field(None, description="Maximum CPU utilisation, percent")
     cpu_p995_pct: Money | None = Field(None, description="99.5th percentile CPU, percent")

@@ -193,3 +193,20 @@ def test_a_budget_amount_beyond_the_bound_is_refused():
     with pytest.raises(ValidationError, match="more than 24 digits before"):
         BudgetCommandV1.model_validate({**command, "amount": "1e999999"})
     assert BudgetCommandV1.model_validate({**command, "amount": "1500.00"}).amount == Decimal("1500.00")
+
+
+def test_an_oversized_anomaly_is_refused_at_the_edge():
+    # an anomaly too large for a dead-letter batch used to break remediation's consumer
+    from schemas.anomaly import AnomalyV1
+
+    anomaly = {
+        "anomaly_id": "a1", "detected_at": "2024-09-02T00:00:00Z", "window_start": "2024-09-01T00:00:00Z",
+        "window_end": "2024-09-02T00:00:00Z", "dimension": {"ServiceName": "EC2"}, "expected_cost": "1",
+        "actual_cost": "2", "impact": "1", "currency": "USD", "severity": "low", "score": 3.5, "detector": "mad",
+    }
+    AnomalyV1.model_validate(anomaly)
+    cause = {"dimension": {"RegionId": "us-east-1"}, "contribution": "0.01"}
+    for oversized in ({"dimension": {"ServiceName": "x" * 100_000}}, {"root_causes": [cause] * 101},
+                      {"score": float("inf")}, {"detector": "mad\x00"}):
+        with pytest.raises(ValidationError):
+            AnomalyV1.model_validate({**anomaly, **oversized})
