@@ -380,7 +380,30 @@ class Pipeline:
                 end = None
             if end is not None:
                 part.log_end = end
-        return list(self.health.values())
+        if consumer is None or not hasattr(consumer, "assignment"):
+            return list(self.health.values())
+        # partitions a rebalance gave to another process are theirs to report
+        owned = {(tp.topic, tp.partition) for tp in assigned}
+        return [p for key, p in self.health.items() if key in owned]
+
+    async def refresh(self) -> None:
+        """Learn the committed offset of partitions assigned but not yet committed by this
+        process (after a restart), so their lag is not counted from zero."""
+        consumer = self.consumer
+        if consumer is None or not hasattr(consumer, "committed"):
+            return
+        try:
+            assigned = list(consumer.assignment())
+        except Exception:  # noqa: BLE001
+            return
+        for tp in assigned:
+            part = self._part(tp.topic, tp.partition)
+            if part.committed is not None or part.committed_unknown:
+                continue
+            try:
+                part.committed = await asyncio.wait_for(consumer.committed(tp), 2.0)
+            except Exception:  # noqa: BLE001 - a broker that cannot tell: our own commits only
+                part.committed_unknown = True
 
     # -- the batch --------------------------------------------------------------------
     async def handle(self, records: Sequence[Any], consumer: Any = None) -> None:

@@ -29,6 +29,8 @@ class PartitionHealth:
     retrying_since: float | None = None
     #: the pipeline paused the partition after a handler kept failing
     paused: bool = False
+    #: the broker could not say what was committed before this process (own commits only)
+    committed_unknown: bool = False
 
 
 def lag(committed: int | None, log_end: int | None) -> int | None:

@@ -117,10 +117,14 @@ class ServiceRuntime:
         """This process's health document (what `finfocus status` shows per consumer)."""
         parts = []
         for pipeline in self.pipelines:
-            if pipeline.consumer is None:
-                pipeline.consumer = getattr(getattr(pipeline, "subscriber", None), "consumer", None)
+            self._attach(pipeline)
             parts.extend(pipeline.partitions())
         return health.report(self.name, os.getpid(), parts, time.time() if now is None else now)
+
+    @staticmethod
+    def _attach(pipeline: Pipeline) -> None:
+        if pipeline.consumer is None:
+            pipeline.consumer = getattr(getattr(pipeline, "subscriber", None), "consumer", None)
 
     def health_path(self) -> Path:
         return Path(self.settings.home) / "run" / "health" / f"{self.name}-{os.getpid()}.json"
@@ -140,6 +144,9 @@ class ServiceRuntime:
     async def _report_health(self) -> None:
         while True:
             try:
+                for pipeline in self.pipelines:
+                    self._attach(pipeline)
+                    await pipeline.refresh()
                 self.write_health()
             except Exception:  # noqa: BLE001 - health reporting must never stop the service
                 logger.warning("could not write the health file", exc_info=True)

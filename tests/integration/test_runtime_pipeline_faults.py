@@ -1,0 +1,148 @@
+"""The consume pipeline under faults, on the real broker and PostgreSQL: a consumer that dies
+between its store commit and its offset commit, and a database that drops every connection for
+a few seconds mid-stream. Both end with every record stored once and nothing dead-lettered."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import asyncpg
+import orjson
+import pytest
+
+from finfocus.consume import Pipeline
+from schemas.topics import Topics
+from services.pricing.app import build_app
+from services.pricing.config import PricingSettings
+from services.remediation.app import build_app as build_remediation
+from services.remediation.config import RemediationSettings
+from tests.integration.test_pricing_pipeline import billed_record, produce, read_topic, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+
+class Killed(BaseException):
+    """Ends the consume task the way a kill does: nothing after this point runs."""
+
+
+async def fetch(url: str, sql: str):
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetchrow(sql)
+    finally:
+        await conn.close()
+
+
+async def lines(url: str):
+    return await fetch(url, "SELECT count(*) AS n, count(DISTINCT record_id) AS ids, "
+                            "coalesce(sum(billed_cost), 0) AS total FROM pricing.cost_lines")
+
+
+async def test_consumer_killed_after_store_commit_before_offset_commit_redelivers_and_stores_each_record_once(
+    settings, monkeypatch
+):
+    costs = [Decimal(i % 997) / 100 + Decimal("0.01") for i in range(3000)]
+    await produce(settings.kafka_bootstrap, [orjson.dumps(billed_record(i, c)) for i, c in enumerate(costs)])
+    committed_batches: list[int] = []
+    original = Pipeline._commit
+
+    async def dies_before_committing(self, records, stalled):
+        if not committed_batches:
+            committed_batches.append(len(records))
+            raise Killed  # stored and published, offsets not committed
+        return await original(self, records, stalled)
+
+    monkeypatch.setattr(Pipeline, "_commit", dies_before_committing)
+    config = PricingSettings(**settings.model_dump())
+    first = build_app(config)
+    await first.start()
+    try:
+        await wait_for(lambda: _stored_some(settings.database_url), timeout=60)
+        await wait_for(lambda: asyncio.sleep(0, bool(committed_batches)), timeout=30)
+    finally:
+        await first.stop()
+    stored_before = (await lines(settings.database_url))["n"]
+    assert stored_before > 0 and committed_batches
+
+    second = build_app(config)  # the restarted process: same group, nothing committed
+    await second.start()
+    try:
+        await wait_for(lambda: _tracked_at_least(settings.database_url, 3000 + committed_batches[0]), timeout=90)
+    finally:
+        await second.stop()
+
+    after = await lines(settings.database_url)
+    assert after["n"] == after["ids"] == 3000
+    assert after["total"] == sum(costs, Decimal(0))
+    # the killed batch came again (tracked twice), and each record is downstream
+    tracked = await fetch(settings.database_url, "SELECT sum(records) AS n FROM pricing.processed_batches")
+    assert tracked["n"] >= 3000 + committed_batches[0]
+    priced = await read_topic(settings.kafka_bootstrap, Topics.PRICED_RESOURCES, 3000 + committed_batches[0])
+    assert {p["x_RecordId"] for p in priced} == {f"rec-{i}" for i in range(3000)}
+    assert await read_topic(settings.kafka_bootstrap, Topics.dlq(Topics.RAW_BILLING), 1, timeout=2) == []
+
+
+async def test_database_dropping_connections_mid_stream_dead_letters_nothing_and_stores_every_row(
+    settings, pg_admin_url
+):
+    pricing = build_app(PricingSettings(**settings.model_dump()))
+    remediation = build_remediation(RemediationSettings(**settings.model_dump(), remediation_executor=False))
+    await pricing.start()
+    await remediation.start()
+    database = settings.database_url.rsplit("/", 1)[1]
+    costs = [Decimal(i % 500) / 100 + Decimal("0.10") for i in range(4000)]
+    records = [orjson.dumps(billed_record(i, c)) for i, c in enumerate(costs)]
+    stop = asyncio.Event()
+    terminated = 0
+
+    async def drop_connections() -> None:
+        nonlocal terminated
+        admin = await asyncpg.connect(pg_admin_url)
+        try:
+            while not stop.is_set():
+                terminated += len(await admin.fetch(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = $1 AND pid <> pg_backend_pid()", database))
+                await asyncio.sleep(0.05)
+        finally:
+            await admin.close()
+
+    try:
+        await produce(settings.kafka_bootstrap, records[:1000])
+        chaos = asyncio.create_task(drop_connections())
+        await produce(settings.kafka_bootstrap, records[1000:3000])
+        await asyncio.sleep(3)
+        stop.set()
+        await chaos
+        await produce(settings.kafka_bootstrap, records[3000:])
+
+        async def all_stored() -> bool:
+            priced = await fetch(settings.database_url, "SELECT count(*) AS n FROM pricing.cost_lines")
+            costed = await fetch(settings.database_url, "SELECT count(*) AS n FROM remediation.cost_lines")
+            return priced["n"] == 4000 and costed["n"] == 4000
+
+        await wait_for(all_stored, timeout=120)
+    finally:
+        stop.set()
+        await remediation.stop()
+        await pricing.stop()
+    assert terminated > 0
+    after = await lines(settings.database_url)
+    assert after["n"] == 4000 and after["total"] == sum(costs, Decimal(0))
+    costed = await fetch(settings.database_url, "SELECT coalesce(sum(billed_cost), 0) AS total FROM remediation.cost_lines")
+    assert costed["total"] == sum(costs, Decimal(0))
+    assert await read_topic(settings.kafka_bootstrap, Topics.dlq(Topics.RAW_BILLING), 1, timeout=2) == []
+    assert await read_topic(settings.kafka_bootstrap, Topics.dlq(Topics.PRICED_RESOURCES), 1, timeout=2) == []
+
+
+async def _stored_some(url: str) -> bool:
+    try:
+        return (await lines(url))["n"] > 0
+    except asyncpg.UndefinedTableError:
+        return False
+
+
+async def _tracked_at_least(url: str, n: int) -> bool:
+    row = await fetch(url, "SELECT coalesce(sum(records), 0) AS n FROM pricing.processed_batches")
+    return row["n"] >= n
