@@ -11,3 +11,10 @@ CREATE TABLE feedback_audit (
     actor      text NOT NULL
 );
 CREATE INDEX feedback_audit_anomaly ON feedback_audit (anomaly_id, audit_id);
+
+CREATE FUNCTION feedback_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'anomaly.feedback_audit is append-only';
+END $$;
+CREATE TRIGGER feedback_audit_no_change BEFORE UPDATE OR DELETE ON feedback_audit
+    FOR EACH ROW EXECUTE FUNCTION feedback_audit_append_only();

@@ -13,3 +13,10 @@ CREATE INDEX budget_audit_name ON budget_audit (name, audit_id);
 
 CREATE VIEW v_budget_audit AS
 SELECT audit_id, at, name, action, actor, changed, command FROM budget_audit;
+
+CREATE FUNCTION budget_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'forecast.budget_audit is append-only';
+END $$;
+CREATE TRIGGER budget_audit_no_change BEFORE UPDATE OR DELETE ON budget_audit
+    FOR EACH ROW EXECUTE FUNCTION budget_audit_append_only();
