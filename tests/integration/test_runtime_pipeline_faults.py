@@ -146,3 +146,35 @@ async def _stored_some(url: str) -> bool:
 async def _tracked_at_least(url: str, n: int) -> bool:
     row = await fetch(url, "SELECT coalesce(sum(records), 0) AS n FROM pricing.processed_batches")
     return row["n"] >= n
+
+
+async def test_health_file_reports_committed_offsets_log_end_and_no_lag_once_stored(settings):
+    import json
+    import os
+    import stat
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    await produce(settings.kafka_bootstrap, [orjson.dumps(billed_record(i, Decimal("1.25"))) for i in range(800)])
+    app = build_app(PricingSettings(**settings.model_dump()))
+    await app.start()
+    path = settings.home / "run" / "health" / f"pricing-{os.getpid()}.json"
+
+    async def caught_up() -> bool:
+        if not path.exists():
+            return False
+        consumers = json.loads(path.read_text())["consumers"]
+        return sum(c["committed"] or 0 for c in consumers) == 800 and all(c["lag"] == 0 for c in consumers)
+
+    try:
+        await wait_for(caught_up, timeout=60)
+        report = json.loads(path.read_text())
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    finally:
+        await app.stop()
+    assert report["service"] == "pricing" and report["pid"] == os.getpid()
+    assert report["state"] == "running" and report["reason"] is None
+    raw = [c for c in report["consumers"] if c["topic"] == Topics.RAW_BILLING]
+    assert {c["group"] for c in raw} == {"finfocus-pricing"}
+    assert sum(c["log_end"] for c in raw) == 800
+    assert not any(c["stalled"] or c["retrying"] for c in raw)
+    assert not path.exists()  # removed on a clean stop
