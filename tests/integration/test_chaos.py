@@ -51,20 +51,10 @@ def assert_every_row_once(outcome: Outcome) -> None:
     assert outcome.dead.get("valid") == 0, report(outcome)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="P: pricing commits offsets ahead of its store (FastStream acks first, aiokafka "
-    "auto-commits); the consume pipeline commits only after the transaction",
-)
 def test_pricing_killed_right_after_an_offset_commit_stores_every_row_once():
     assert_every_row_once(chaos("pricing-after-commit"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="P: anomaly commits offsets ahead of its store; the consume pipeline commits only "
-    "after the transaction",
-)
 def test_anomaly_killed_right_after_an_offset_commit_stores_every_row_once():
     assert_every_row_once(chaos("kill-anomaly"))
 
@@ -92,11 +82,6 @@ def test_broker_killed_after_an_import_published_recovers_every_row_and_new_impo
     assert_every_row_once(outcome)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="J: a killed import's job stays `running` for ever and its partial rows count; "
-    "jobs need a lease, and abandoned ones finished or failed",
-)
 def test_ingest_killed_mid_import_counts_nothing_partial_and_a_reimport_stores_every_row_once():
     outcome = chaos("ingest-kill", files=3, lease_wait=30.0, env=INGEST_ENV)
     assert_every_row_once(outcome)
