@@ -76,7 +76,10 @@ async def plan_one(conn: asyncpg.Connection, settings: RemediationSettings, anom
                   currency=r["currency"])
         for r in known
     ]
-    planned = plan_anomaly(anomaly, current_playbooks(settings), candidates, datetime.now(UTC))
+    failures: list[str] = []
+    planned = plan_anomaly(anomaly, current_playbooks(settings), candidates, datetime.now(UTC), failures)
+    for failure in failures:  # that playbook gave nothing; the others and the notify still run
+        logger.error("planning failed for a playbook", extra=log_fields(anomaly_id=anomaly.anomaly_id, error=failure))
     to_publish = await store.record_anomaly_commands(
         conn, anomaly.anomaly_id, [(c, initial_status(c)) for c in planned])
     span.set_attribute("finfocus.commands", len(to_publish))

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from finfocus.broker import Envelope, envelope_dead_letter
-from finfocus.signing import SigningKeys, UntrustedMessage, service_keys, sign, verify
-from schemas.deadletter import DeadLetterV1
+from finfocus.signing import SigningKeys, service_keys, sign
 from schemas.topics import Topics
 
 #: remediation signs its commands as this issuer
@@ -15,26 +13,12 @@ ISSUER = "remediation"
 #: who may publish the anomalies remediation plans from (budget breaches come from forecast)
 ANOMALY_ISSUERS = ("anomaly", "forecast")
 
-__all__ = ["ANOMALY_ISSUERS", "ISSUER", "keys_for", "service_keys", "signed_headers", "trusted_anomalies"]
+__all__ = ["ANOMALY_ISSUERS", "ISSUER", "keys_for", "service_keys", "signed_headers"]
 
 
 def signed_headers(keys: SigningKeys, value: bytes, headers: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     """`headers` plus the planner's signature of one command."""
     return [*headers, sign(keys, ISSUER, Topics.REMEDIATION_COMMANDS, value)]
-
-
-def trusted_anomalies(keys: SigningKeys, envs: list[Envelope], *, service: str) -> tuple[list[Envelope], list[DeadLetterV1]]:
-    """The anomalies signed by the anomaly or forecast service; the others as dead letters
-    (a forged anomaly naming any resource must never reach a playbook)."""
-    good, letters = [], []
-    for env in envs:
-        try:
-            verify(keys, env.headers, env.topic, env.value, ANOMALY_ISSUERS)
-        except UntrustedMessage as exc:
-            letters.append(envelope_dead_letter(env, str(exc), service=service))
-            continue
-        good.append(env)
-    return good, letters
 
 
 _KEYS: dict[Path, SigningKeys] = {}
