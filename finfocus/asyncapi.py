@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from finfocus.settings import SERVICES, FinFocusSettings
+from finfocus.settings import STREAM_SERVICES, FinFocusSettings
 
 DOCS_DIR = Path(__file__).resolve().parents[1] / "docs" / "asyncapi"
 
@@ -28,7 +28,7 @@ def render(service: str) -> str:
 
 def main() -> int:
     DOCS_DIR.mkdir(parents=True, exist_ok=True)
-    for service in SERVICES:
+    for service in STREAM_SERVICES:
         (DOCS_DIR / f"{service}.json").write_text(render(service))
         print(f"wrote docs/asyncapi/{service}.json")
     return 0

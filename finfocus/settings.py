@@ -14,7 +14,9 @@ from typing import Self
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SERVICES = ("ingest", "pricing", "anomaly", "forecast", "remediation")
+SERVICES = ("ingest", "pricing", "anomaly", "forecast", "remediation", "api")
+#: the services that are FastStream apps on the bus (the api is an HTTP service)
+STREAM_SERVICES = ("ingest", "pricing", "anomaly", "forecast", "remediation")
 
 
 class EmbeddedStackNotRunning(RuntimeError):
@@ -47,6 +49,11 @@ class FinFocusSettings(BaseSettings):
     #: about half of it on the embedded broker), real clusters keep Kafka's default
     kafka_session_timeout_ms: int | None = None
     kafka_heartbeat_interval_ms: int | None = None
+    #: a service's `/metrics`, `/healthz`, `/readyz` (docs/metrics.md); 0 or unset: a free port
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    #: how often a service samples its own tables for the business gauges
+    metrics_sample_seconds: float = Field(30.0, gt=0)
 
     @classmethod
     def extending(cls, settings: FinFocusSettings | None = None) -> Self:

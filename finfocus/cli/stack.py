@@ -208,7 +208,7 @@ def down(
 
 
 def serve(
-    service: str = typer.Argument(..., help="ingest, pricing, anomaly, forecast or remediation"),
+    service: str = typer.Argument(..., help="ingest, pricing, anomaly, forecast, remediation or api"),
 ) -> None:
     """Run one service in the foreground against the configured broker and database.
 
@@ -238,7 +238,8 @@ def serve(
     if not hasattr(module, "build_app"):
         fail(f"{module_name} has no build_app()", code=EXIT_CONFIG)
     try:
-        app = module.build_app()
+        # an HTTP service (api) offers build_service(): the same hooks and run() as FastStream
+        app = getattr(module, "build_service", module.build_app)()
     except EmbeddedStackNotRunning as exc:
         fail(str(exc))
     # FastStream's own logger prints coloured text on its handler: route it through the

@@ -111,6 +111,7 @@ class EmbeddedStack:
         self._stopping = False
         self._child_env: dict[str, str] = {}
         self._service_urls: dict[str, str] = {}
+        self._reader_url: str | None = None
         #: last time pricing reported raw-billing fully consumed (lag 0 everywhere), and
         #: when its health file was last looked at (every 2 s, by `tick`)
         self._raw_billing_caught_up_at: str | None = None
@@ -282,6 +283,8 @@ class EmbeddedStack:
             name: self.postgres.url_for(service_role(name), passwords[service_role(name)])
             for name in self.services
         }
+        # the api reads the other services' views as the reader's own LOGIN role
+        self._reader_url = self.postgres.url_for(READER_ROLE, passwords[READER_ROLE])
         ref = _postmaster_ref(data_dir)
         base = f"127.0.0.1:{self.postgres.port}/finfocus"
         self.state.update(
@@ -350,11 +353,30 @@ class EmbeddedStack:
         )
         if self.state.get("broker_epoch") is not None:
             env["FINFOCUS_BROKER_EPOCH"] = str(self.state["broker_epoch"])
+        if service == "api":
+            env.update(self._api_environment(env))
         env.setdefault("PYTHONUNBUFFERED", "1")
         if self.state["kafka_owned"]:
             for key, value in EMBEDDED_CONSUMER_ENV.items():
                 env.setdefault(key, value)
         return env
+
+    def _api_environment(self, env: dict[str, str]) -> dict[str, str]:
+        """The api's address (FINFOCUS_API_PORT as given, else 8770 if free, else a free
+        port, kept across its restarts; recorded as `api_url`) and the reader's URL."""
+        from finfocus.embedded.ports import free_port
+
+        host = env.get("FINFOCUS_API_HOST") or "127.0.0.1"
+        port = self.state.get("api_port")
+        if port is None:
+            wanted = int(env.get("FINFOCUS_API_PORT") or 8770)
+            port = wanted if wanted and _port_free(host, wanted) else free_port(host)
+            self.state["api_port"] = port
+            self.state["api_url"] = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+        extra = {"FINFOCUS_API_HOST": host, "FINFOCUS_API_PORT": str(port)}
+        if self._reader_url:
+            extra["FINFOCUS_READER_DATABASE_URL"] = self._reader_url
+        return extra
 
     def start(self) -> None:
         """Start broker, PostgreSQL, topics and services; raises StackError on failure."""
@@ -523,11 +545,23 @@ def stop_stack(settings: FinFocusSettings, timeout: float = 60.0) -> list[str]:
     return stopped
 
 
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def public_status(state: dict[str, Any]) -> dict[str, Any]:
     """What `finfocus status --output json` prints: addresses (secrets masked) and states."""
     return {
         "kafka_bootstrap": state.get("kafka_bootstrap"),
         "database_url": mask_url(state.get("database_url")),
+        "api_url": state.get("api_url"),
         "services": {
             name: (entry or {}).get("state", "stopped")
             for name, entry in (state.get("services") or {}).items()
