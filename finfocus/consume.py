@@ -42,6 +42,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import asyncpg
 from aiokafka.errors import KafkaError
 
+from finfocus import metrics
 from finfocus.broker import Envelope, OutgoingRecord, envelope_dead_letter
 from finfocus.health import PartitionHealth
 from schemas.deadletter import DeadLetterV1
@@ -414,8 +415,10 @@ class Pipeline:
         records = list(records)
         if not records:
             return
+        started = time.perf_counter()
         try:
             await self._handle(records)
+            metrics.BATCH_SECONDS.labels(self.service, records[0].topic).observe(time.perf_counter() - started)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -441,6 +444,7 @@ class Pipeline:
                 decoded = await self._decode(part)
                 if decoded.letters:
                     await self._transient_retry(ranges(part), self.publish_letters, decoded.letters)
+                    metrics.dead_lettered(self.service, decoded.letters)
                 tasks.append(asyncio.create_task(self._apply(decoded, part, writers, stalled)))
                 await asyncio.sleep(0)  # let the write start before decoding the next chunk
         finally:
@@ -489,6 +493,7 @@ class Pipeline:
         outgoing, letters = await self._store(items, sources, spans)
         if letters:
             await self._transient_retry(spans, self.publish_letters, letters)
+            metrics.dead_lettered(self.service, letters)
         by_topic: dict[str, list[OutgoingRecord]] = {}
         for topic, record in outgoing:
             by_topic.setdefault(topic, []).append(record)
@@ -500,6 +505,7 @@ class Pipeline:
         failures = attempt = 0
         while True:
             try:
+                began = time.perf_counter()
                 async with self.uow.transaction() as tx:
                     if items:
                         done = await self.work(tx, items)
@@ -508,12 +514,15 @@ class Pipeline:
                         done = None
                         await getattr(self.uow, "track_idle", self.uow.track)(tx, self.group, spans)
                 self._recovered(spans)
+                if items:
+                    self._stored(sources, (done.refused if done else {}), time.perf_counter() - began)
                 break
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 if is_transient(exc):
                     self._failing(spans, exc, transient=True)
+                    metrics.count(self.service, "retried", (s.topic for s in sources))
                     logger.warning("transient error, retrying", extra={"fields": {
                         "service": self.service, "error": repr(exc)[:300], "attempt": attempt}})
                     await asyncio.sleep(self.retry.delay(attempt))
@@ -539,6 +548,22 @@ class Pipeline:
         letters = [self._letter(sources[i], reason) for i, reason in sorted(done.refused.items())]
         return done.outgoing, letters
 
+    def _stored(self, sources: list, refused: dict[int, str], seconds: float) -> None:
+        """Count the records a committed transaction took: redelivered ones below an offset
+        already committed are duplicates (the idempotent store made them no-ops)."""
+        topics = {s.topic for s in sources}
+        for topic in topics:
+            metrics.DB_WRITE_SECONDS.labels(self.service, topic).observe(seconds)
+        stored, duplicate = [], []
+        for i, source in enumerate(sources):
+            if i in refused:
+                continue
+            part = self.health.get((source.topic, source.partition))
+            seen = part is not None and part.committed is not None and source.offset < part.committed
+            (duplicate if seen else stored).append(source.topic)
+        metrics.count(self.service, "stored", stored)
+        metrics.count(self.service, "duplicate", duplicate)
+
     def _letter(self, source: Any, reason: str) -> DeadLetterV1:
         return envelope_dead_letter(as_envelope(source), reason, service=self.service)
 
@@ -556,6 +581,7 @@ class Pipeline:
                 if not is_transient(exc):
                     raise
                 self._failing(spans, exc, transient=True)
+                metrics.count(self.service, "retried", (s.topic for s in spans for _ in range(s.records)))
                 logger.warning("transient error, retrying", extra={"fields": {
                     "service": self.service, "error": repr(exc)[:300], "attempt": attempt}})
                 await asyncio.sleep(self.retry.delay(attempt))

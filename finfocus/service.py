@@ -23,7 +23,7 @@ from faststream.middlewares import AckPolicy
 from faststream.specification import AsyncAPI
 from opentelemetry.sdk.trace import TracerProvider
 
-from finfocus import __version__, health
+from finfocus import __version__, health, metrics
 from finfocus.broker import (
     RecordPublisher,
     consumer_options,
@@ -33,6 +33,7 @@ from finfocus.broker import (
 )
 from finfocus.consume import Pipeline, PostgresUnitOfWork, RetryPolicy
 from finfocus.db import create_pool, migrate_url
+from finfocus.probes import CHECK_TIMEOUT_S, Facts, ProbeServer, readiness
 from finfocus.settings import FinFocusSettings
 from finfocus.telemetry import make_tracer_provider
 
@@ -64,6 +65,10 @@ class ServiceRuntime:
         self.uow = PostgresUnitOfWork(lambda: self.pool, name)
         self.retry = RetryPolicy()
         self.health_period_s = 2.0
+        #: starting -> running (broker connected, handlers subscribed) -> stopping
+        self.phase = "starting"
+        self.probes: ProbeServer | None = None
+        self._probe_conn: asyncpg.Connection | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -119,7 +124,71 @@ class ServiceRuntime:
         for pipeline in self.pipelines:
             self._attach(pipeline)
             parts.extend(pipeline.partitions())
-        return health.report(self.name, os.getpid(), parts, time.time() if now is None else now)
+        doc = health.report(self.name, os.getpid(), parts, time.time() if now is None else now)
+        if self.probes is not None:
+            doc["metrics_url"] = self.probes.url
+        return doc
+
+    async def facts(self) -> Facts:
+        """What `/readyz` decides on, each check bounded by a short timeout."""
+        facts = Facts(phase=self.phase)
+        if self.phase != "running":
+            return facts
+        facts.database = await self._database_problem()
+        try:
+            if not await self.broker.ping(timeout=CHECK_TIMEOUT_S):
+                facts.broker = "no answer"
+        except Exception as exc:  # noqa: BLE001
+            facts.broker = type(exc).__name__
+        now = time.time()
+        for pipeline in self.pipelines:
+            self._attach(pipeline)
+            consumer = pipeline.consumer
+            try:
+                held = len(consumer.assignment()) if consumer is not None else None
+            except Exception:  # noqa: BLE001 - a consumer between generations
+                held = None
+            facts.assigned[pipeline.group] = (facts.assigned.get(pipeline.group) or 0) + (held or 0)
+            facts.stalled += [
+                f"{p.topic}[{p.partition}] ({p.group})" for p in pipeline.partitions() if health.is_stalled(p, now)
+            ]
+        return facts
+
+    async def _database_problem(self) -> str | None:
+        """None when PostgreSQL answers on the probe's own connection (not the pool's: busy
+        writers must not make the service look unreachable)."""
+        try:
+            if self._probe_conn is None or self._probe_conn.is_closed():
+                self._probe_conn = await asyncpg.connect(self.settings.database, timeout=CHECK_TIMEOUT_S)
+            await self._probe_conn.fetchval("SELECT 1", timeout=CHECK_TIMEOUT_S)
+            return None
+        except Exception as exc:  # noqa: BLE001 - any failure means: not reachable now
+            await self._close_probe_conn()
+            return type(exc).__name__
+
+    async def _close_probe_conn(self) -> None:
+        conn, self._probe_conn = self._probe_conn, None
+        if conn is not None:
+            conn.terminate()
+
+    async def ready(self) -> tuple[bool, list[str]]:
+        return readiness(await self.facts())
+
+    async def _sample(self, sql: str) -> None:
+        """Sample the service's own tables (its `metrics.sql`) for the business gauges."""
+        while True:
+            try:
+                async with self.pool.acquire() as conn:
+                    async with conn.transaction(readonly=True):
+                        await conn.execute("SET LOCAL statement_timeout = 5000")
+                        rows = await conn.fetch(sql)
+                metrics.set_samples(self.name, ((r[0], r[1], r[2]) for r in rows))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the previous values stay; counted and logged
+                metrics.SAMPLE_ERRORS.labels(self.name).inc()
+                logger.warning("could not sample the tables for metrics", exc_info=True)
+            await asyncio.sleep(self.settings.metrics_sample_seconds)
 
     @staticmethod
     def _attach(pipeline: Pipeline) -> None:
@@ -162,6 +231,13 @@ class ServiceRuntime:
         """The FastStream app: bootstrap topics and schema before the broker starts."""
 
         async def prepare() -> None:
+            self.phase = "starting"
+            metrics.watch(self)
+            if self.probes is None:
+                self.probes = ProbeServer(
+                    self.name, self.ready, host=self.settings.metrics_host, port=self.settings.metrics_port or 0
+                )
+                await self.probes.start()  # /healthz answers while the rest starts
             await ensure_topics(self.settings.kafka, self.settings.partitions)
             applied = await migrate_url(self.settings.database, self.name, migrations)
             self._pool = await create_pool(self.settings.database)
@@ -173,14 +249,19 @@ class ServiceRuntime:
         tasks: list[asyncio.Task] = []
 
         async def start_health() -> None:
-            if self.pipelines:
-                tasks.append(asyncio.create_task(self._report_health(), name=f"{self.name}-health"))
+            self.phase = "running"
+            # every process writes its health file: it also says where its metrics are
+            tasks.append(asyncio.create_task(self._report_health(), name=f"{self.name}-health"))
+            sample_sql = migrations.parent / "metrics.sql"
+            if sample_sql.is_file():
+                tasks.append(asyncio.create_task(self._sample(sample_sql.read_text()), name=f"{self.name}-sample"))
             relays = {id(p.relay): p for p in self.pipelines if p.relay is not None}
             for pipeline in relays.values():
                 # what a crash left in an outbox goes out now, not with the next batch
                 tasks.append(asyncio.create_task(pipeline.relay_pending(), name=f"{self.name}-relay"))
 
         async def stop_health() -> None:
+            self.phase = "stopping"
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -194,6 +275,12 @@ class ServiceRuntime:
             if self._pool is not None:
                 await self._pool.close()
                 self._pool = None
+            await self._close_probe_conn()
+            if self.probes is not None:
+                await self.probes.stop()
+                self.probes = None
+            metrics.forget(self)
+            metrics.clear_samples(self.name)
 
         return FastStream(
             self.broker,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from finfocus import metrics
 from schemas.currencies import is_iso_4217
 from services.pricing.domain import Quote, UsageLine
 from services.pricing.manifest import PluginManifest, PluginRef, discover, load_manifest
@@ -100,6 +101,7 @@ class PluginHost:
     def __post_init__(self) -> None:
         for ref in self.plugins:
             self.stats.setdefault(ref.name, PluginStats())
+            metrics.PLUGIN_CIRCUIT_OPEN.labels(ref.name).set(0)
         if self.cache_file is not None:
             self._load_cache()
 
@@ -248,9 +250,11 @@ class PluginHost:
         stats.failures += 1
         stats.consecutive_failures += 1
         stats.last_error = error[:500]
+        metrics.PLUGIN_FAILURES.labels(name).inc()
         if stats.consecutive_failures >= self.failure_threshold:
             self._open_until[name] = time.monotonic() + self.cooldown
             stats.state = "open"
+            metrics.PLUGIN_CIRCUIT_OPEN.labels(name).set(1)
         else:
             stats.state = "failed" if name not in self._running else stats.state
         logger.warning("pricing plugin failed", extra={"fields": {"plugin": name, "error": stats.last_error}})
@@ -280,10 +284,15 @@ class PluginHost:
                 running = await self._ensure(ref)
                 stats.calls += 1
                 async with self._sem:
-                    answer = await getattr(running.stub, method)(request, timeout=self.timeout)
+                    began = time.perf_counter()
+                    try:
+                        answer = await getattr(running.stub, method)(request, timeout=self.timeout)
+                    finally:
+                        metrics.PLUGIN_SECONDS.labels(ref.name, method).observe(time.perf_counter() - began)
                 stats.consecutive_failures = 0
                 if stats.state != "running":
                     stats.state = "running"
+                    metrics.PLUGIN_CIRCUIT_OPEN.labels(ref.name).set(0)
                 return answer
             except grpc.aio.AioRpcError as exc:
                 last = f"{method}: {exc.code().name} {exc.details() or ''}".strip()
