@@ -48,8 +48,9 @@ class BatchOutcome:
     #: billing scope -> the highest x_BillingScopeVersion among the batch's records (0: none)
     scopes: dict[str, int] = field(default_factory=dict)
     unpriced: int = 0
-    #: record id -> the consumed records that carried it (for dead letters after the write)
-    origins: dict[str, list] = field(default_factory=dict)
+    #: record id -> the consumed record it came from (for dead letters after the write; the
+    #: consume pipeline reads it too)
+    origins: dict[str, object] = field(default_factory=dict)
     service: str = "pricing"
 
     def note_scope(self, scope: str, version: int | None) -> None:
@@ -65,8 +66,8 @@ class BatchOutcome:
         self.owners = [self.owners[i] for i in keep]
         self.outgoing = [self.outgoing[i] for i in keep]
         return [
-            _dead_letter(origin, reason, self.service)
-            for record_id, reason in refused.items() for origin in self.origins.get(record_id, ())
+            _dead_letter(self.origins[record_id], reason, self.service)
+            for record_id, reason in refused.items() if record_id in self.origins
         ]
 
 
@@ -221,7 +222,7 @@ class BatchPricer:
                     record_id, scope, key, columns = fast[i]
                     body = dumps(columns)[:-1] + stamp
                     out.lines.append((record_id, body.decode()))
-                    out.origins.setdefault(record_id, []).append(env)
+                    out.origins[record_id] = env
                     out.owners.append((columns["ProviderName"], columns["BillingAccountId"]))
                     if scope:
                         out.note_scope(scope, columns.get("x_BillingScopeVersion"))
@@ -250,7 +251,7 @@ class BatchPricer:
                         columns["x_UnitPrice"] = format(decision.unit_price, "f")
                     body = rec.__pydantic_serializer__.to_json(rec, exclude_none=True)[:-1] + b"," + orjson.dumps(columns)[1:]
                 out.lines.append((rec.x_RecordId, body.decode()))
-                out.origins.setdefault(rec.x_RecordId, []).append(env)
+                out.origins[rec.x_RecordId] = env
                 out.owners.append((rec.ProviderName, rec.BillingAccountId))
                 if rec.x_BillingScope:
                     out.note_scope(rec.x_BillingScope, rec.x_BillingScopeVersion)
