@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from schemas import AnomalyV1, BillingRecordV1, DeadLetterV1, PricedRecordV1, RemediationCommandV1
 from schemas.anomaly import AnomalyFeedbackV1
 from schemas.budget import BudgetCommandV1
+from schemas.decisions import RecommendationDecisionV1, RemediationDecisionV1
 from schemas.remediation import RecommendationV1, RemediationResultV1, ResourceMetricV1
 
 JSON_DIR = Path(__file__).parent / "json"
@@ -30,6 +31,8 @@ CONTRACTS: dict[str, type[BaseModel]] = {
     "RemediationResult.v1": RemediationResultV1,
     "Recommendation.v1": RecommendationV1,
     "ResourceMetric.v1": ResourceMetricV1,
+    "RemediationDecision.v1": RemediationDecisionV1,
+    "RecommendationDecision.v1": RecommendationDecisionV1,
 }
 
 

@@ -16,12 +16,14 @@ class Topics:
     RESOURCE_METRICS = "resource-metrics"
     ANOMALY_FEEDBACK = "anomaly-feedback"
     BUDGET_COMMANDS = "budget-commands"
+    REMEDIATION_DECISIONS = "remediation-decisions"
+    RECOMMENDATION_DECISIONS = "recommendation-decisions"
 
     #: the four topics of the contract table; each has a `.dlq` sibling
     CORE = (RAW_BILLING, PRICED_RESOURCES, ANOMALIES, REMEDIATION_COMMANDS)
     EXTRA = (
         REMEDIATION_RESULTS, RECOMMENDATIONS, FORECASTS, RESOURCE_METRICS, ANOMALY_FEEDBACK,
-        BUDGET_COMMANDS,
+        BUDGET_COMMANDS, REMEDIATION_DECISIONS, RECOMMENDATION_DECISIONS,
     )
 
     @staticmethod

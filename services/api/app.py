@@ -79,6 +79,9 @@ def build_app(settings: ApiSettings | None = None, *,
     )
     app.state.ctx = ctx
     from services.api import auth
+    from services.api.jsonout import install_error_handlers
+
+    install_error_handlers(app)
 
     app.include_router(auth.router)
     app.include_router(auth.api_router)
@@ -98,7 +101,9 @@ def _plug_console(app: FastAPI) -> None:
     try:
         console = importlib.import_module("services.api.console")
     except ModuleNotFoundError as exc:
-        if exc.name in ("services.api.console",):
+        if (exc.name or "").startswith("services.api.console"):
+            if exc.name != "services.api.console":
+                logger.warning("console not served: %s", exc)
             return
         raise
     register = getattr(console, "register", None)

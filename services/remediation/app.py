@@ -20,6 +20,7 @@ from schemas.topics import Topics, schema_headers
 from services.remediation.analyzer import Analyzer
 from services.remediation.cloud import implementations
 from services.remediation.config import RemediationSettings
+from services.remediation.decisions import register_decisions
 from services.remediation.executor import Executor, run_sweeps
 from services.remediation.guardrails import Policy, policy_for
 from services.remediation.handlers import (
@@ -87,6 +88,7 @@ def build_app(settings: RemediationSettings | None = None, *,
     analyzer = Analyzer(runtime, settings, lambda: current_playbooks(settings), publish_planned)
     register_handlers(runtime, settings, on_costs=analyzer.touch)
     register_metrics_handler(runtime, settings, on_metrics=analyzer.touch)
+    register_decisions(runtime, settings)
     holder: dict = {}
     stop = asyncio.Event()
 
