@@ -223,3 +223,28 @@ def asgi_app():
     from prometheus_client import make_asgi_app
 
     return make_asgi_app(REGISTRY)
+
+
+def mount(app, ready=None) -> None:
+    """Add `/metrics`, `/healthz` and `/readyz` to a Starlette or FastAPI app (the api service):
+    `finfocus.metrics.mount(app, ready=check)`, `check` an async callable returning
+    (ready, reasons); without it `/readyz` answers like `/healthz`."""
+    from starlette.responses import PlainTextResponse, Response
+    from starlette.routing import Route
+
+    async def metrics_endpoint(request):
+        body, ctype = exposition()
+        return Response(body, media_type=ctype)
+
+    async def healthz(request):
+        return PlainTextResponse("ok\n")
+
+    async def readyz(request):
+        ok, reasons = (True, []) if ready is None else await ready()
+        return PlainTextResponse("ready\n" if ok else "\n".join(reasons) + "\n", status_code=200 if ok else 503)
+
+    app.router.routes[:0] = [
+        Route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False),
+        Route("/healthz", healthz, methods=["GET"], include_in_schema=False),
+        Route("/readyz", readyz, methods=["GET"], include_in_schema=False),
+    ]

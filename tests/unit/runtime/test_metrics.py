@@ -205,3 +205,21 @@ async def test_probe_server_answers_health_readiness_with_reasons_and_metrics():
         assert server.url == f"http://127.0.0.1:{server.port}"
     finally:
         await server.stop()
+
+
+def test_mount_gives_an_asgi_app_metrics_health_and_readiness():
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    app = Starlette()
+
+    async def ready():
+        return False, ["database unreachable: OSError"]
+
+    metrics.mount(app, ready=ready)
+    client = TestClient(app)
+    response = client.get("/metrics")
+    assert response.status_code == 200 and "finfocus_records_total" in response.text
+    assert client.get("/healthz").text == "ok\n"
+    response = client.get("/readyz")
+    assert response.status_code == 503 and "database unreachable" in response.text
