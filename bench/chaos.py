@@ -414,20 +414,49 @@ class StatusWatch:
         self._thread.join(timeout=40)
 
     def summary(self) -> dict[str, Any]:
-        """Per service the states seen, in order; the other fields as they changed."""
+        """Per service the states seen, in order; the reasons given for `degraded`; the
+        consumers seen stalled or retrying and the largest lag per service; any other field
+        (broker restarts, recoveries) as it changed."""
         states: dict[str, list[str]] = {}
+        reasons: dict[str, list[str]] = {}
+        troubled: set[str] = set()
+        lag: dict[str, int] = {}
         extras: list[dict[str, Any]] = []
-        base = {"kafka_bootstrap", "database_url", "services", "api_url", "metrics"}
+        base = {
+            "kafka_bootstrap", "database_url", "services", "api_url", "metrics",
+            "degraded_reasons", "consumers",
+        }  # fmt: skip
         for _, body in self.seen:
             for name, value in (body.get("services") or {}).items():
                 shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
                 trail = states.setdefault(name, [])
                 if not trail or trail[-1] != shown:
                     trail.append(shown)
+            for name, reason in (body.get("degraded_reasons") or {}).items():
+                short = str(reason).split(";")[0].splitlines()[0][:120]
+                if short not in reasons.setdefault(name, []):
+                    reasons[name].append(short)
+            for consumer in body.get("consumers") or []:
+                if not isinstance(consumer, dict):
+                    continue
+                where = f"{consumer.get('service')} {consumer.get('topic')}[{consumer.get('partition')}]"
+                if consumer.get("stalled"):
+                    troubled.add(f"{where} stalled")
+                if consumer.get("retrying"):
+                    troubled.add(f"{where} retrying")
+                service = str(consumer.get("service"))
+                lag[service] = max(lag.get(service, 0), int(consumer.get("lag") or 0))
             extra = {k: v for k, v in body.items() if k not in base}
             if extra and (not extras or extras[-1] != extra):
                 extras.append(extra)
-        return {"polls": len(self.seen), "services": states, "other": extras[:6]}
+        return {
+            "polls": len(self.seen),
+            "services": states,
+            "degraded_reasons": {k: v[:3] for k, v in reasons.items()},
+            "consumers_in_trouble": sorted(troubled)[:12],
+            "max_lag": lag,
+            "other": extras[:4],
+        }
 
 
 # -- settling -------------------------------------------------------------------------------
@@ -835,8 +864,14 @@ def report(outcome: Outcome) -> str:
         f"{name} {' -> '.join(states)}" for name, states in (status.get("services") or {}).items()
     )
     lines.append(f"- `status` during the fault ({status.get('polls')} polls): {trails}")
+    for name, seen in (status.get("degraded_reasons") or {}).items():
+        lines.append(f"  - {name} degraded: " + " | ".join(seen))
+    if status.get("consumers_in_trouble"):
+        lines.append("  - consumers: " + ", ".join(status["consumers_in_trouble"]))
+    if status.get("max_lag"):
+        lines.append(f"  - largest lag seen: {status['max_lag']}")
     for extra in status.get("other") or []:
-        lines.append(f"  - also: {json.dumps(extra, default=str)[:400]}")
+        lines.append(f"  - also: {json.dumps(extra, default=str)[:300]}")
     if outcome.jobs:
         lines.append(
             "- import jobs: "
