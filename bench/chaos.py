@@ -424,8 +424,9 @@ class StatusWatch:
         extras: list[dict[str, Any]] = []
         base = {
             "kafka_bootstrap", "database_url", "services", "api_url", "metrics",
-            "degraded_reasons", "consumers",
+            "degraded_reasons", "consumers", "broker", "recovery",
         }  # fmt: skip
+        restarts, recovered, lost = 0, [], None
         for _, body in self.seen:
             for name, value in (body.get("services") or {}).items():
                 shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
@@ -446,6 +447,14 @@ class StatusWatch:
                     troubled.add(f"{where} retrying")
                 service = str(consumer.get("service"))
                 lag[service] = max(lag.get(service, 0), int(consumer.get("lag") or 0))
+            broker = body.get("broker") or {}
+            if isinstance(broker, dict) and broker.get("restarts"):
+                restarts = max(restarts, len(broker["restarts"]))
+                lost = broker["restarts"][-1].get("lost") or lost
+            for row in body.get("recovery") or []:
+                shown = f"epoch {row.get('epoch')}: {row.get('jobs')} jobs, {row.get('rows')} rows, {row.get('state')}"
+                if shown not in recovered:
+                    recovered.append(shown)
             extra = {k: v for k, v in body.items() if k not in base}
             if extra and (not extras or extras[-1] != extra):
                 extras.append(extra)
@@ -455,6 +464,9 @@ class StatusWatch:
             "degraded_reasons": {k: v[:3] for k, v in reasons.items()},
             "consumers_in_trouble": sorted(troubled)[:12],
             "max_lag": lag,
+            "broker_restarts": restarts,
+            "broker_lost": lost,
+            "recovery": recovered[-4:],
             "other": extras[:4],
         }
 
@@ -803,7 +815,7 @@ class Run:
         started = time.monotonic()
         try:
             self.stack.up()
-            with StatusWatch(self.stack) as watch:
+            with StatusWatch(self.stack, self.args.status_every) as watch:
                 self.inject()
                 self.outcome.settled = settle(
                     self.stack, self.batch, quiet=self.args.quiet, timeout=self.args.timeout
@@ -870,6 +882,12 @@ def report(outcome: Outcome) -> str:
         lines.append("  - consumers: " + ", ".join(status["consumers_in_trouble"]))
     if status.get("max_lag"):
         lines.append(f"  - largest lag seen: {status['max_lag']}")
+    if status.get("broker_restarts"):
+        lines.append(
+            f"  - broker restarts: {status['broker_restarts']}; {status.get('broker_lost')}"
+        )
+    if status.get("recovery"):
+        lines.append("  - recovery by ingest: " + "; ".join(status["recovery"]))
     for extra in status.get("other") or []:
         lines.append(f"  - also: {json.dumps(extra, default=str)[:300]}")
     if outcome.jobs:
@@ -924,6 +942,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", type=Path, help="also write the outcomes as JSON here")
     p.add_argument("--keep", action="store_true", help="keep the FINFOCUS_HOME for a post-mortem")
+    p.add_argument("--status-every", type=float, default=3.0, help="seconds between `status` polls")
     p.add_argument("--verbose", "-v", action="store_true")
     p.set_defaults(env=None)
     return p

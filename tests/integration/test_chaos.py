@@ -35,7 +35,14 @@ INGEST_ENV = {"FINFOCUS_INGEST_JOB_LEASE_S": "4", "FINFOCUS_INGEST_SWEEP_INTERVA
 
 
 def chaos(scenario: str, **options) -> Outcome:
-    options = {"rows": ROWS, "quiet": 12.0, "timeout": 90.0, "autocommit_ms": 100, **options}
+    options = {
+        "rows": ROWS,
+        "quiet": 12.0,
+        "timeout": 90.0,
+        "autocommit_ms": 100,
+        "status_every": 1.0,
+        **options,
+    }
     return run_scenario(scenario, **options)
 
 
@@ -74,12 +81,19 @@ def test_remediation_killed_right_after_an_offset_commit_stores_every_row_once()
     "fails while PostgreSQL restarts is acknowledged anyway (pricing, anomaly, forecast pass)",
 )
 def test_postgres_killed_mid_stream_is_restarted_and_every_row_stored_once():
-    assert_every_row_once(chaos("postgres-kill", at=0.0))
+    outcome = chaos("postgres-kill", at=0.0)
+    assert_every_row_once(outcome)
+    # `status` showed the trouble while it lasted
+    trails = outcome.status["services"].values()
+    assert any("degraded" in trail for trail in trails) or outcome.status["consumers_in_trouble"], (
+        report(outcome)
+    )
 
 
 def test_broker_killed_after_an_import_published_recovers_every_row_and_new_imports():
     outcome = chaos("broker-kill", env=INGEST_ENV)
     assert_every_row_once(outcome)
+    assert outcome.status["broker_restarts"] >= 1, report(outcome)
 
 
 def test_ingest_killed_mid_import_counts_nothing_partial_and_a_reimport_stores_every_row_once():
