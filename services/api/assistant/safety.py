@@ -80,6 +80,8 @@ FORBIDDEN_NODES: tuple[type[exp.Expression], ...] = tuple(
 )  # fmt: skip
 
 MAX_SQL_CHARS = 20_000
+#: operators sqlglot also models as functions (AND, OR, comparisons): they read nothing
+_OPERATORS = (exp.Anonymous, exp.Connector, exp.Binary, exp.Unary)
 
 
 class UnsafeQuery(ValueError):
@@ -143,7 +145,7 @@ def _walk(tree: exp.Expression) -> set[str]:
             name = node.name.lower()
             if name not in ALLOWED_ANONYMOUS:
                 raise UnsafeQuery(f"function {name} is not allowed")
-        elif isinstance(node, exp.Func) and not isinstance(node, exp.Anonymous):
+        elif isinstance(node, exp.Func) and not isinstance(node, _OPERATORS):
             kind = type(node).__name__
             if kind not in ALLOWED_FUNCTIONS:
                 raise UnsafeQuery(f"function {node.sql_name().lower()} is not allowed")

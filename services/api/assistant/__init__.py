@@ -1,0 +1,81 @@
+"""The assistant: a question in plain words -> one checked SELECT over the `v_*` views -> rows
+and a sentence.
+
+`answer(question, conn, today=...)` is what the API route, `finfocus ask` and the MCP `ask`
+tool call. Engines only propose SQL; `safety.check` decides what runs and `run.execute` runs
+it read-only as the reader role, so an engine (or a tag value it read) cannot write or leak.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+
+from services.api.assistant import run, safety, vocab
+from services.api.assistant.understand import NotUnderstood
+
+ENGINES = ("offline", "llm")
+
+
+async def answer(question: str, conn, *, today: date, engine: str = "offline", llm=None,
+                 row_limit: int = run.ROW_LIMIT, timeout_ms: int = run.STATEMENT_TIMEOUT_MS,
+                 vocabulary: vocab.Vocabulary | None = None) -> dict:
+    """{"question", "sql", "columns", "rows", "answer", "engine"} (+ "error" when refused)."""
+    started = time.perf_counter()
+    doc: dict = {"question": question, "sql": None, "columns": [], "rows": [], "answer": "", "engine": engine}
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    words = vocabulary or await vocab.load(conn, key=_cache_key(conn))
+    if engine == "offline":
+        from services.api.assistant import answers, offline
+        from services.api.assistant.understand import understand
+
+        try:
+            plan = understand(question, words, today)
+            sql = offline.build_sql(plan, words, today)
+        except NotUnderstood as exc:
+            doc["answer"] = str(exc)
+            doc["error"] = "not-understood"
+            return doc
+        phrase = lambda rows: answers.phrase(plan, rows, words)  # noqa: E731
+    else:
+        from services.api.assistant import llm as llm_engine
+
+        client = llm or llm_engine.LLMClient.from_environment()
+        try:
+            sql = await client.sql_for(question, words, today)
+        except llm_engine.LLMError as exc:
+            doc["answer"] = f"The language model gave no query: {exc}"
+            doc["error"] = "llm"
+            return doc
+        phrase = None
+    try:
+        checked = safety.check(sql)
+    except safety.UnsafeQuery as exc:
+        doc["sql"] = sql
+        doc["answer"] = f"Refused: {exc}."
+        doc["error"] = "unsafe"
+        return doc
+    doc["sql"] = checked.sql
+    result = await run.execute(conn, checked, timeout_ms=timeout_ms, row_limit=row_limit)
+    doc["columns"] = result.columns
+    doc["rows"] = [[run.to_json(r[c]) for c in result.columns] for r in result.rows]
+    if phrase is not None:
+        doc["answer"] = phrase(result.rows)
+    else:
+        from services.api.assistant.llm import describe
+
+        doc["answer"] = describe(result)
+    if result.truncated:
+        doc["answer"] += f" (first {row_limit} rows only)"
+        doc["truncated"] = True
+    doc["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return doc
+
+
+def _cache_key(conn) -> str | None:
+    try:
+        addr = conn._addr  # asyncpg keeps where it connected
+        return f"{addr}/{conn._params.database}"
+    except AttributeError:
+        return None
