@@ -32,6 +32,19 @@ COMMAND_MODULES = (
 for _name in COMMAND_MODULES:
     importlib.import_module(f"finfocus.cli.{_name}").register(app)
 
+#: services whose own command group (`services/<name>/cli.py`, `register(app)`) is loaded by
+#: name: finfocus/ never imports a service module statically
+SERVICE_COMMAND_MODULES = ("api",)
+
+for _name in SERVICE_COMMAND_MODULES:
+    try:
+        _module = importlib.import_module(f"services.{_name}.cli")
+    except ModuleNotFoundError as _exc:  # a service not installed: its commands are absent
+        if not (_exc.name or "").startswith(f"services.{_name}"):
+            raise
+        continue
+    _module.register(app)
+
 
 def main() -> None:
     """Console-script entry point."""
