@@ -126,6 +126,9 @@ def status_document(state: dict, *, with_recovery: bool = True) -> dict:
     public["services"] = health["services"]
     public["degraded_reasons"] = health["degraded_reasons"]
     public["consumers"] = health["consumers"]
+    # each service's /metrics, /healthz, /readyz (from its health file); the embedded Prometheus
+    public["metrics"] = health["metrics"]
+    public["prometheus_url"] = state.get("prometheus_url")
     public["broker"] = broker_status(state)
     public["recovery"] = _recoveries(state) if with_recovery else None
     return public
@@ -136,6 +139,8 @@ def _print_status(state: dict, output: OutputFormat) -> None:
     if output is OutputFormat.TABLE:
         console.print(f"kafka_bootstrap: {public['kafka_bootstrap']}")
         console.print(f"database_url:    {public['database_url']}")
+        if public.get("prometheus_url"):
+            console.print(f"prometheus_url:  {public['prometheus_url']}")
         services = state.get("services") or {}
         reasons = public["degraded_reasons"]
         print_table(

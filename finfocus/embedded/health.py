@@ -126,6 +126,7 @@ def service_health(
     shown: dict[str, str] = {}
     reasons: dict[str, str] = {}
     rows: list[dict[str, Any]] = []
+    metrics: dict[str, str] = {}
     for name, entry in services.items():
         entry = entry or {}
         state = entry.get("state", "stopped")
@@ -137,8 +138,10 @@ def service_health(
         else:
             alive = ProcessRef.of(int(pid)) is not None
         report = read_health(home, name, pid) if pid else None
+        if report and isinstance(report.get("metrics_url"), str):
+            metrics[name] = report["metrics_url"]
         shown[name], why, consumers = assess(name, state, pid, alive, report, now)
         if why:
             reasons[name] = "; ".join(why)
         rows += consumers
-    return {"services": shown, "degraded_reasons": reasons, "consumers": rows}
+    return {"services": shown, "degraded_reasons": reasons, "consumers": rows, "metrics": metrics}

@@ -117,6 +117,8 @@ class EmbeddedStack:
         self._raw_billing_caught_up_at: str | None = None
         self._raw_billing_checked = 0.0
         self._logs_open: dict[str, Any] = {}
+        self.prometheus: Any = None  # EmbeddedPrometheus when a `prometheus` binary is on PATH
+        self._prometheus_checked = 0.0
 
     # -- start-up -----------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -356,6 +358,7 @@ class EmbeddedStack:
         if service == "api":
             env.update(self._api_environment(env))
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env["FINFOCUS_METRICS_PORT"] = "0"  # each its own free port (in its health file)
         if self.state["kafka_owned"]:
             for key, value in EMBEDDED_CONSUMER_ENV.items():
                 env.setdefault(key, value)
@@ -393,10 +396,43 @@ class EmbeddedStack:
                 on_spawned=lambda _name, _proc: None,
             )
             self.supervisor.start_all()
+            self._start_prometheus()
             self._save()
         except BaseException:
             self.shutdown()
             raise
+
+    def _start_prometheus(self) -> None:
+        """Prometheus beside the stack when installed (docs/metrics.md); optional: a failure
+        to start it is logged, never fatal."""
+        from finfocus.embedded.prometheus import EmbeddedPrometheus, binary
+
+        executable = binary()
+        if executable is None:
+            return
+        prometheus = EmbeddedPrometheus(self.home, executable, self.logs / "prometheus.log")
+        try:
+            prometheus.start()
+        except Exception as exc:  # noqa: BLE001
+            logger.error("embedded Prometheus did not start: %s (see %s)", exc, prometheus.log)
+            return
+        self.prometheus = prometheus
+        ref = ProcessRef.of(prometheus.process.pid)
+        self.state.update(prometheus=ref.to_dict() if ref else None, prometheus_url=prometheus.url)
+
+    def _watch_prometheus(self) -> None:
+        if self.prometheus is None or time.monotonic() - self._prometheus_checked < 2.0:
+            return
+        self._prometheus_checked = time.monotonic()
+        from finfocus.embedded.prometheus import metrics_urls
+
+        pid = self.prometheus.process.pid
+        pids = {n: s.process.pid if s.process else None for n, s in (self.supervisor.slots if self.supervisor else {}).items()}
+        self.prometheus.watch(metrics_urls(self.home, pids))
+        if self.prometheus.process.pid != pid:
+            ref = ProcessRef.of(self.prometheus.process.pid)
+            self.state["prometheus"] = ref.to_dict() if ref else None
+            self._save()
 
     # -- running ------------------------------------------------------------------------
     def _save(self) -> None:
@@ -458,6 +494,7 @@ class EmbeddedStack:
         if self.supervisor is not None and self.supervisor.tick():
             self._save()
         self._watch_raw_billing()
+        self._watch_prometheus()
 
     def stop(self, *_: Any) -> None:
         """Ask the run loop to shut down (signal handler)."""
@@ -481,6 +518,8 @@ class EmbeddedStack:
             self.state_file.write(self.state)
         if self.supervisor is not None:
             self.supervisor.stop_all()
+        if self.prometheus is not None:
+            self.prometheus.stop()
         if self.kafka is not None:
             self.kafka.stop()
         if self.postgres is not None:
@@ -509,6 +548,8 @@ def cleanup(state: dict[str, Any], home: Path) -> list[str]:
         if terminate(ProcessRef.from_dict(entry) if entry.get("pid") else None):
             stopped.append(f"service {name}")
         ready_marker(home, name).unlink(missing_ok=True)
+    if terminate(ProcessRef.from_dict(state.get("prometheus"))):
+        stopped.append("prometheus")
     if state.get("kafka_owned") and terminate(ProcessRef.from_dict(state.get("kafka"))):
         stopped.append("broker")
     if state.get("postgres_owned") and state.get("postgres"):

@@ -40,6 +40,7 @@ def stack(tmp_path: Path, monkeypatch):
         stack_module, "serve_command", lambda name: [sys.executable, "-c", CHILD, name]
     )
     monkeypatch.setattr(EmbeddedStack, "_ensure_topics", lambda self: None)
+    monkeypatch.setenv("FINFOCUS_PROMETHEUS", "off")  # stand-in services have no metrics
     settings = FinFocusSettings(
         home=tmp_path / "home",
         kafka_bootstrap="kafka.example:9092",

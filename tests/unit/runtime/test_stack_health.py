@@ -88,7 +88,7 @@ def test_a_file_of_another_pid_or_no_file_changes_nothing(tmp_path: Path):
     pid = os.getpid()
     _write(tmp_path, "pricing", pid + 1, NOW - 100, [_consumer(0, stalled=True)])
     out = service_health(tmp_path, _services(pricing=pid), now=NOW)
-    assert out == {"services": {"pricing": "running"}, "degraded_reasons": {}, "consumers": []}
+    assert out == {"services": {"pricing": "running"}, "degraded_reasons": {}, "consumers": [], "metrics": {}}
 
 
 def test_status_json_keeps_the_contract_keys_and_adds_consumers(tmp_path: Path, monkeypatch):
