@@ -52,7 +52,7 @@ def _traceparent(o: Outcome, headers: dict[str, dict[str, bytes]]) -> str | None
     return value.decode("ascii", "replace") if isinstance(value, bytes) else value
 
 
-async def republish(runtime, store: AnomalyStore, older_than_s: float = 0.0) -> int:
+async def republish(runtime, store: AnomalyStore, older_than_s: float | None = None) -> int:
     """The outbox relay: publish the anomalies saved but not yet on the topic, then mark them.
 
     Anomalies are the one output here that is not a pure function of the input (a redelivered

@@ -449,11 +449,13 @@ class AnomalyStore:
                 "UPDATE anomaly.anomalies SET pending_publish = false WHERE anomaly_id = ANY($1::text[])", list(ids)
             )
 
-    async def unpublished(self, older_than_s: float = 30.0) -> list[tuple[dict, str | None]]:
-        """Anomalies saved but not confirmed on the topic for a while (a failed publish)."""
+    async def unpublished(self, older_than_s: float | None = 30.0) -> list[tuple[dict, str | None]]:
+        """Anomalies saved but not confirmed on the topic for a while (a failed publish);
+        `None`: all of them (the outbox relay, right after the batch committed)."""
         rows = await self._runtime.pool.fetch(
             """SELECT body, cause_traceparent FROM anomaly.anomalies
-               WHERE pending_publish AND detected_at < now() - make_interval(secs => $1)
+               WHERE pending_publish
+                 AND ($1::float8 IS NULL OR detected_at < now() - make_interval(secs => $1))
                ORDER BY detected_at LIMIT 1000""",
             older_than_s,
         )
