@@ -66,20 +66,10 @@ def test_anomaly_killed_right_after_an_offset_commit_stores_every_row_once():
     assert_every_row_once(chaos("kill-anomaly"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="P: remediation commits offsets ahead of its store; the consume pipeline commits "
-    "only after the transaction",
-)
 def test_remediation_killed_right_after_an_offset_commit_stores_every_row_once():
     assert_every_row_once(chaos("kill-remediation"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="P: remediation's cost lines are not on the consume pipeline yet: a batch that "
-    "fails while PostgreSQL restarts is acknowledged anyway (pricing, anomaly, forecast pass)",
-)
 def test_postgres_killed_mid_stream_is_restarted_and_every_row_stored_once():
     outcome = chaos("postgres-kill", at=0.0)
     assert_every_row_once(outcome)
