@@ -178,3 +178,39 @@ async def test_health_file_reports_committed_offsets_log_end_and_no_lag_once_sto
     assert sum(c["log_end"] for c in raw) == 800
     assert not any(c["stalled"] or c["retrying"] for c in raw)
     assert not path.exists()  # removed on a clean stop
+
+
+async def test_rows_the_store_refuses_in_a_bulk_write_are_bisected_out_and_only_they_are_dead_lettered(settings):
+    import random
+    import string
+
+    rng = random.Random(13)
+    huge = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(8000))  # no compression
+    good = [orjson.dumps(billed_record(i, Decimal("2.50"))) for i in range(300)]
+    # the contract accepts both; PostgreSQL's btree refuses an 8000-byte key (pricing's record
+    # id; remediation's resource index)
+    long_id = orjson.dumps(billed_record(300, Decimal("1"), x_RecordId=huge))
+    long_resource = orjson.dumps(billed_record(301, Decimal("1"), ResourceId=huge))
+    pricing = build_app(PricingSettings(**settings.model_dump()))
+    remediation = build_remediation(RemediationSettings(**settings.model_dump(), remediation_executor=False))
+    await pricing.start()
+    await remediation.start()
+    try:
+        await produce(settings.kafka_bootstrap, [*good[:150], long_id, long_resource, *good[150:]])
+
+        async def settled() -> bool:
+            priced = await fetch(settings.database_url, "SELECT count(*) AS n FROM pricing.cost_lines")
+            costed = await fetch(settings.database_url, "SELECT count(*) AS n FROM remediation.cost_lines")
+            return priced["n"] == 301 and costed["n"] == 300
+
+        await wait_for(settled, timeout=90)
+        refused_raw = await read_topic(settings.kafka_bootstrap, Topics.dlq(Topics.RAW_BILLING), 2, timeout=5)
+        refused_priced = await read_topic(settings.kafka_bootstrap, Topics.dlq(Topics.PRICED_RESOURCES), 2, timeout=5)
+    finally:
+        await remediation.stop()
+        await pricing.stop()
+    assert [(d["service"], d["source_offset"]) for d in refused_raw] == [("pricing", 150)]
+    assert refused_raw[0]["error"].startswith("cannot store record: ProgramLimitExceededError")
+    assert [d["service"] for d in refused_priced] == ["remediation"]
+    assert "cannot store record" in refused_priced[0]["error"] and "index row" in refused_priced[0]["error"]
+    assert orjson.loads(refused_priced[0]["original"])["x_RecordId"] == "rec-301"
