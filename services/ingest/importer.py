@@ -46,8 +46,7 @@ from services.ingest.store import IngestStore
 logger = logging.getLogger(__name__)
 BILLING_HEADERS = [(k, v.encode()) for k, v in schema_headers("BillingRecord").items()]
 DEAD_LETTER_HEADERS = [(k, v.encode()) for k, v in schema_headers("DeadLetter").items()]
-#: a record carrying a billing scope is signed by ingest, the only issuer pricing trusts for it
-SCOPE_MARK = b'"x_BillingScope'  # also x_BillingScopeVersion
+#: records carrying a billing scope are signed by ingest, the only issuer pricing trusts for it
 ISSUER = "ingest"
 DEFAULT_LEASE_S = 60.0
 
@@ -325,26 +324,35 @@ class Importer:
         return seq
 
     async def _publish_job(self, job_id: str, start: int, lost: asyncio.Event | None = None) -> int:
-        """Publish the job's kept chunks from `start` on, recording each acknowledged one."""
+        """Publish the job's kept chunks from `start` on, recording each acknowledged one.
+        One chunk at a time: two in flight made aiokafka's per-partition batches wait on
+        each other past its timeout under load."""
         sent = 0
-        async for seq, records in self.store.chunks_from(job_id, start):
+        async for seq, scoped, records in self.store.chunks_from(job_id, start):
             if lost is not None and lost.is_set():
                 raise LeaseLost(f"job {job_id} was taken over by another process")
-            sent += await self._send(records, "ingest.publish")
+            sent += await self._send(records, "ingest.publish", scoped=scoped)
             await self.store.chunk_published(job_id, seq)
         return sent
 
-    async def _send(self, records: list[tuple[bytes, bytes]], span_name: str) -> int:
+    async def _send(self, records: list[tuple[bytes, bytes]], span_name: str, *, scoped: bool) -> int:
         """One span per chunk; each record carries its traceparent, so pricing and everything
         downstream continue the import's trace (per-record spans would cost more than the
-        rest of the import at millions of rows). Records carrying a billing scope are signed."""
+        rest of the import at millions of rows).
+
+        The records of a chunk that carries billing scopes are signed, each (a file's rows
+        all carry one; the chunk's kept `scopes` say so without searching every value, which
+        cost more than the signature)."""
         if not records:
             return 0
         with self.tracer.start_as_current_span(span_name, attributes={"finfocus.records": len(records)}) as span:
             headers = trace_headers(span) + BILLING_HEADERS
             topic = Topics.RAW_BILLING
-            signed = signer(self.keys, ISSUER, topic)
-            out = [(k, v, [*headers, signed(v)] if SCOPE_MARK in v else headers) for k, v in records]
+            if scoped:
+                signed = signer(self.keys, ISSUER, topic)
+                out = [(k, v, [*headers, signed(v)]) for k, v in records]
+            else:
+                out = [(k, v, headers) for k, v in records]
             return await self.publisher.publish_batched(topic, out)
 
     async def _dead_letter(self, rejected: list[Rejection]) -> None:
@@ -364,8 +372,8 @@ class Importer:
     async def replay(self, *, job_id: str | None = None, period: str | None = None) -> int:
         """Publish again what a job (or the newest imports of a billing period) published."""
         sent = 0
-        async for chunk in self.store.published(job_id=job_id, period=period):
-            sent += await self._send(chunk, "ingest.replay")
+        async for scoped, chunk in self.store.published(job_id=job_id, period=period):
+            sent += await self._send(chunk, "ingest.replay", scoped=scoped)
         return sent
 
     async def sweep(self) -> list[tuple[str, str]]:

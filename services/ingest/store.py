@@ -73,8 +73,8 @@ ORDER BY j.version"""
 GET_JOB = "SELECT * FROM ingest.import_jobs WHERE job_id = $1"
 SAVE_CHUNK = """
 INSERT INTO ingest.published_chunks (job_id, seq, rows, scopes, payload) VALUES ($1, $2, $3, $4, $5)"""
-JOB_CHUNKS = "SELECT payload FROM ingest.published_chunks WHERE job_id = $1 ORDER BY seq"
-JOB_CHUNKS_FROM = "SELECT seq, payload FROM ingest.published_chunks WHERE job_id = $1 AND seq >= $2 ORDER BY seq"
+JOB_CHUNKS = "SELECT scopes, payload FROM ingest.published_chunks WHERE job_id = $1 ORDER BY seq"
+JOB_CHUNKS_FROM = "SELECT seq, scopes, payload FROM ingest.published_chunks WHERE job_id = $1 AND seq >= $2 ORDER BY seq"
 #: the chunks of the newest completed job of every scope of a billing period
 PERIOD_CHUNKS = """
 WITH latest AS (
@@ -82,7 +82,7 @@ WITH latest AS (
     FROM ingest.import_jobs j, unnest(j.billing_scopes) AS scope
     WHERE j.status = 'completed' AND scope LIKE '%:' || $1
     ORDER BY scope, j.version DESC)
-SELECT DISTINCT c.job_id, c.seq, c.payload FROM ingest.published_chunks c
+SELECT DISTINCT c.job_id, c.seq, c.scopes, c.payload FROM ingest.published_chunks c
 JOIN latest l ON l.job_id = c.job_id AND l.scope = ANY (c.scopes)
 ORDER BY c.job_id, c.seq"""
 REJECTED_COLUMNS = ("job_id", "file", "row_number", "reason", "original")
@@ -105,7 +105,8 @@ def pack(built: Built) -> bytes:
 def unpack(payload: bytes) -> list[tuple[bytes, bytes]]:
     """The (key, value) pairs of a packed chunk. Neither holds a NUL or a line break (JSON
     escapes both, keys are provider:account and NUL bytes refuse a file), so one split on
-    both separators gives keys and values alternately."""
+    both separators gives keys and values alternately (a partition per record cost as much
+    as decompressing, and every staged chunk is unpacked again to be published)."""
     if payload[:4] == ZSTD_TAG:
         size = int.from_bytes(payload[4:12], "little")
         text = _ZSTD.decompress(payload[12:], decompressed_size=size, asbytes=True)
@@ -191,15 +192,16 @@ class IngestStore:
         row = await self.pool.fetchrow(CLAIM_ABANDONED, owner, float(lease_s))
         return dict(row) if row else None
 
-    async def chunks_from(self, job_id: str, seq: int) -> AsyncIterator[tuple[int, list[tuple[bytes, bytes]]]]:
-        """The job's kept chunks from `seq` on, one at a time (a job may be millions of rows)."""
+    async def chunks_from(self, job_id: str, seq: int) -> AsyncIterator[tuple[int, bool, list[tuple[bytes, bytes]]]]:
+        """The job's kept chunks from `seq` on, one at a time (a job may be millions of rows):
+        sequence number, whether its records carry billing scopes, the records."""
         last = seq - 1
         while True:
             row = await self.pool.fetchrow(JOB_CHUNKS_FROM + " LIMIT 1", job_id, last + 1)
             if row is None:
                 return
             last = row["seq"]
-            yield last, unpack(row["payload"])
+            yield last, bool(row["scopes"]), unpack(row["payload"])
 
     async def previous_scopes(self, scopes: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
         """Per scope, the newest completed job that holds it and its figures for that scope.
@@ -249,12 +251,15 @@ class IngestStore:
         )
         return [dict(r) for r in rows]
 
-    async def published(self, *, job_id: str | None = None, period: str | None = None) -> AsyncIterator[list[tuple[bytes, bytes]]]:
-        """What a job (or the newest import of every scope of a `YYYY-MM` period) published."""
+    async def published(
+        self, *, job_id: str | None = None, period: str | None = None
+    ) -> AsyncIterator[tuple[bool, list[tuple[bytes, bytes]]]]:
+        """What a job (or the newest import of every scope of a `YYYY-MM` period) published,
+        chunk by chunk, with whether the chunk's records carry billing scopes."""
         async with self.pool.acquire() as conn, conn.transaction():
             if job_id is not None:
                 cursor = conn.cursor(JOB_CHUNKS, job_id)
             else:
                 cursor = conn.cursor(PERIOD_CHUNKS, period)
             async for row in cursor:
-                yield unpack(row["payload"])
+                yield bool(row["scopes"]), unpack(row["payload"])

@@ -163,7 +163,7 @@ class _Store:
     async def chunks_from(self, job_id, start):
         for seq in sorted(self.chunks):
             if seq >= start:
-                yield seq, self.chunks[seq]
+                yield seq, True, self.chunks[seq]
 
     async def chunk_published(self, *_):
         pass
