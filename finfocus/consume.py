@@ -340,6 +340,8 @@ class Pipeline:
         self.data_errors = data_errors
         self.health: dict[tuple[str, int], PartitionHealth] = {}
         self.consumer: Any = None
+        #: the FastStream subscriber (ServiceRuntime.consume), whose consumer health reads
+        self.subscriber: Any = None
         self._resume_handles: dict[tuple[str, int], asyncio.TimerHandle] = {}
 
     # -- health -----------------------------------------------------------------------
@@ -459,7 +461,7 @@ class Pipeline:
     async def _decode(self, records: Sequence[Any]) -> Decoded:
         if self.decode_batch is not None:
             return await self.decode_batch(records)
-        out = Decoded()
+        out: Decoded = Decoded()
         for record in records:
             env = as_envelope(record)
             try:
@@ -554,7 +556,8 @@ class Pipeline:
         topics = {s.topic for s in sources}
         for topic in topics:
             metrics.DB_WRITE_SECONDS.labels(self.service, topic).observe(seconds)
-        stored, duplicate = [], []
+        stored: list[str] = []
+        duplicate: list[str] = []
         for i, source in enumerate(sources):
             if i in refused:
                 continue

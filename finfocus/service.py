@@ -114,7 +114,7 @@ class ServiceRuntime:
             raw = message.raw_message
             await pipeline.handle(raw if isinstance(raw, tuple | list) else (raw,), getattr(message, "consumer", None))
 
-        pipeline.subscriber = sub  # type: ignore[attr-defined] - its consumer, for health
+        pipeline.subscriber = sub  # its consumer, for health
         self.pipelines.append(pipeline)
         return pipeline
 
@@ -193,7 +193,7 @@ class ServiceRuntime:
     @staticmethod
     def _attach(pipeline: Pipeline) -> None:
         if pipeline.consumer is None:
-            pipeline.consumer = getattr(getattr(pipeline, "subscriber", None), "consumer", None)
+            pipeline.consumer = getattr(pipeline.subscriber, "consumer", None)
 
     def health_path(self) -> Path:
         return Path(self.settings.home) / "run" / "health" / f"{self.name}-{os.getpid()}.json"

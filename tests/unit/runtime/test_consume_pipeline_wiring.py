@@ -29,7 +29,7 @@ async def test_runtime_consume_commits_manually_and_dead_letters_only_the_bad_re
     async def dead(body: dict) -> None:
         letters.append(body)
 
-    subscriber = pipeline.subscriber  # type: ignore[attr-defined]
+    subscriber = pipeline.subscriber
     assert subscriber.ack_policy is AckPolicy.MANUAL
     assert subscriber._connection_args["enable_auto_commit"] is False
 
