@@ -194,7 +194,8 @@ async def logout(request: Request) -> Response:
     return response
 
 
-api_router = APIRouter(prefix="/api/v1", tags=["session"])
+api_router = APIRouter(prefix="/api/v1", tags=["session"], responses={
+    401: {"description": "No valid bearer token or session"}})
 
 
 @api_router.get("/session", summary="Who is asking, their role and (for a session) the CSRF token")

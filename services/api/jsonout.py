@@ -11,6 +11,16 @@ from fastapi.responses import JSONResponse
 
 from finfocus.cli.output import to_json
 
+#: answers every authenticated operation may give besides its own
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Invalid query or body value"},
+    401: {"description": "No valid bearer token or session"},
+    403: {"description": "The caller's role may not do this (or a session write without its CSRF token)"},
+    404: {"description": "No such id"},
+    409: {"description": "The decision does not apply in the current state"},
+    503: {"description": "A service has not created its views yet"},
+}
+
 
 class MoneyJSONResponse(JSONResponse):
     def render(self, content: Any) -> bytes:

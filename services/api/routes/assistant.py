@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.api import store
 from services.api.auth import Viewer
-from services.api.jsonout import MoneyJSONResponse
+from services.api.jsonout import COMMON_RESPONSES, MoneyJSONResponse
 
-router = APIRouter(prefix="/api/v1", default_response_class=MoneyJSONResponse, tags=["assistant"])
+router = APIRouter(prefix="/api/v1", default_response_class=MoneyJSONResponse, responses=COMMON_RESPONSES, tags=["assistant"])
 
 
 class Question(BaseModel):

@@ -14,10 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from schemas.budget import BUDGET_COMMANDS, BudgetCommandV1, BudgetPeriod, BudgetThresholdV1
 from services.api.auth import Admin, Viewer
 from services.api.decisions import new_decision_id, publish, record, wait_until
-from services.api.jsonout import MoneyJSONResponse
+from services.api.jsonout import COMMON_RESPONSES, MoneyJSONResponse
 from services.api.routes.reads import budget_rows
 
-router = APIRouter(prefix="/api/v1", default_response_class=MoneyJSONResponse, tags=["budgets"])
+router = APIRouter(prefix="/api/v1", default_response_class=MoneyJSONResponse, responses=COMMON_RESPONSES, tags=["budgets"])
 
 Name = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 

@@ -22,9 +22,9 @@ from schemas.decisions import (
 from schemas.topics import Topics
 from services.api.auth import Approver
 from services.api.decisions import new_decision_id, publish, record, wait_until
-from services.api.jsonout import MoneyJSONResponse
+from services.api.jsonout import COMMON_RESPONSES, MoneyJSONResponse
 
-router = APIRouter(prefix="/api/v1", default_response_class=MoneyJSONResponse)
+router = APIRouter(prefix="/api/v1", default_response_class=MoneyJSONResponse, responses=COMMON_RESPONSES)
 
 Id = Annotated[str, Path(min_length=1, max_length=200)]
 

@@ -10,7 +10,8 @@ from finfocus import __version__
 router = APIRouter(prefix="/api/v1", tags=["health"])
 
 
-@router.get("/health", summary="Liveness and database reachability (no authentication)")
+@router.get("/health", summary="Liveness and database reachability (no authentication)",
+            responses={503: {"description": "The database cannot be reached"}})
 async def health(request: Request) -> JSONResponse:
     ctx = request.app.state.ctx
     database = "ok"

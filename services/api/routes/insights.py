@@ -18,10 +18,10 @@ from fastapi import APIRouter, Query, Request
 
 from finfocus.cli import cost as costq
 from services.api.auth import Viewer
-from services.api.jsonout import MoneyJSONResponse
+from services.api.jsonout import COMMON_RESPONSES, MoneyJSONResponse
 from services.api.routes.reads import budget_rows, savings_groups, savings_rows, window
 
-router = APIRouter(prefix="/api/v1", default_response_class=MoneyJSONResponse, tags=["insights"])
+router = APIRouter(prefix="/api/v1", default_response_class=MoneyJSONResponse, responses=COMMON_RESPONSES, tags=["insights"])
 
 TOP_MOVERS = 5
 OPEN_STATUSES = ["open", "ongoing"]

@@ -15,9 +15,9 @@ from fastapi import APIRouter, HTTPException, Query, Request
 
 from finfocus.cli import cost as costq
 from services.api.auth import Viewer
-from services.api.jsonout import MoneyJSONResponse, bad_request
+from services.api.jsonout import COMMON_RESPONSES, MoneyJSONResponse, bad_request
 
-router = APIRouter(prefix="/api/v1", default_response_class=MoneyJSONResponse)
+router = APIRouter(prefix="/api/v1", default_response_class=MoneyJSONResponse, responses=COMMON_RESPONSES)
 
 STATUSES = ("pending-approval", "approved", "executed", "dry-run", "rejected", "expired", "failed")
 SEVERITIES = ("low", "medium", "high", "critical")
