@@ -109,6 +109,28 @@ def _ensure_stack(settings: FinFocusSettings) -> dict | None:
         return None
 
 
+def _console_login(cli: Cli) -> None:
+    """The console's address and a login: user `demo` (admin) with a fresh random password,
+    shown once (a re-run replaces it)."""
+    import secrets
+
+    _, status = cli.json("status")
+    url = (status or {}).get("api_url")
+    if not url:
+        console.print("[yellow]note:[/yellow] the api service is not running: no web console")
+        return
+    password = secrets.token_urlsafe(12)
+    added = subprocess.run([sys.executable, "-m", "finfocus.cli", "user", "add", "demo", "--role", "admin",
+                            "--password-stdin"], env=cli.env, input=password + "\n", capture_output=True,
+                           text=True, timeout=60)
+    console.print(f"Web console: [bold]{url}/[/bold]", highlight=False, soft_wrap=True)
+    if added.returncode == 0:
+        console.print(f"log in as [bold]demo[/bold] with password [bold]{password}[/bold] (shown once; "
+                      "a re-run of the demo sets a new one)", highlight=False, soft_wrap=True)
+    else:
+        console.print("create a login with `finfocus user add NAME --role admin --password-stdin`", highlight=False)
+
+
 def run_demo(settings: FinFocusSettings, *, wait_timeout: float = 180.0, days: int = 60) -> int:
     """The demo; returns the exit code."""
     home = settings.home.expanduser().resolve()
@@ -190,6 +212,7 @@ def run_demo(settings: FinFocusSettings, *, wait_timeout: float = 180.0, days: i
         )
 
     _heading("Done")
+    _console_login(cli)
     console.print(
         "The stack is still running: explore with `finfocus status`, `finfocus cost actual --group-by "
         "account,service`, `finfocus anomalies list`.\nStop it with [bold]finfocus down[/bold]"
