@@ -346,8 +346,10 @@ def import_files(
     file bringing less than half the rows a billing scope holds now is refused with the
     figures unless --replace-scope is given.
 
-    Exit code 1 when nothing could be imported, with --strict on any rejected row, and with
-    --wait when the rows were not all stored in time or the totals do not reconcile.
+    Exit code 1 when the job failed or its publishing was interrupted (the ingest service
+    finishes it), with --strict on any rejected row, and with --wait when the rows were not
+    all stored in time or the totals do not reconcile; 2 for a path that is not a regular
+    file (a FIFO, a device). Errors are one line on stderr.
     """
     from services.ingest.formats import UnknownFormat
     from services.ingest.importer import ImportRefused, one_line
