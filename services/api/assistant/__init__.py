@@ -57,7 +57,18 @@ async def answer(question: str, conn, *, today: date, engine: str = "offline", l
         doc["error"] = "unsafe"
         return doc
     doc["sql"] = checked.sql
-    result = await run.execute(conn, checked, timeout_ms=timeout_ms, row_limit=row_limit)
+    import asyncpg
+
+    try:
+        result = await run.execute(conn, checked, timeout_ms=timeout_ms, row_limit=row_limit)
+    except asyncpg.QueryCanceledError:
+        doc["answer"] = f"The query took longer than {timeout_ms} ms and was cancelled."
+        doc["error"] = "timeout"
+        return doc
+    except (asyncpg.PostgresError, run.QueryRefused) as exc:
+        doc["answer"] = f"The query failed: {str(exc).splitlines()[0][:200]}"
+        doc["error"] = "query-failed"
+        return doc
     doc["columns"] = result.columns
     doc["rows"] = [[run.to_json(r[c]) for c in result.columns] for r in result.rows]
     if phrase is not None:

@@ -64,6 +64,7 @@ STOPWORDS = set(
     cloud clouds next last previous past this current since until till through
     same period periods number count counts dollars usd eur currency
     everywhere ever been anything something whole entire full complete
+    status state limit limits playbook playbooks action actions figure figures numbers
     """.split()
 )
 

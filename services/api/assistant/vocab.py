@@ -75,7 +75,8 @@ class Vocabulary:
                     add(compact(stripped[len(prefix):]), "service", s)
             for alias, targets in SERVICE_ALIASES.items():
                 if compact(s) in targets:
-                    add(alias, "service", s)
+                    for key in (alias, *targets):
+                        add(key, "service", s)
         for p in self.providers:
             add(compact(p), "provider", p)
             for alias, needles in PROVIDER_ALIASES.items():
