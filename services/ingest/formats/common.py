@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 import polars as pl
 
+from schemas.common import MAX_FRACTION_DIGITS, MAX_TEXT
 from schemas.currencies import is_iso_4217
 from schemas.ingest import MONEY_COLUMNS, OTHER_FOCUS_COLUMNS, BillingRecordV1, ChargeCategoryName
 
@@ -149,6 +150,7 @@ def finish(df: pl.DataFrame) -> pl.DataFrame:
             df = df.with_columns(pl.lit(None, pl.Utf8).alias(name))
     present_ts = [c for c in TIMESTAMP_COLUMNS if c in df.columns]
     parsed = {c: f"_ts_{c}" for c in present_ts}
+    long_text = _longer_than(df, MAX_TEXT)
     df = df.with_columns([series for c in present_ts for series in _timestamps(df, c)])
     decimals = [c for c in DECIMAL_COLUMNS if c in df.columns]
     df = df.with_columns(_decimals(df, decimals))
@@ -197,6 +199,14 @@ def finish(df: pl.DataFrame) -> pl.DataFrame:
                 pl.format(f"{name} is not a number: '{{}}'", pl.col(name)),
             )
         )
+    # what BillingRecord v1 refuses, ingest refuses too (pricing would dead-letter the row
+    # after the import counted it): text over MAX_TEXT characters, money written with more
+    # than MAX_FRACTION_DIGITS digits after the point
+    for name in long_text:
+        checks.append((pl.col(name).str.len_chars() > MAX_TEXT, f"{name} is longer than {MAX_TEXT} characters"))
+    for name in _longer_than(df.select(decimals), MAX_FRACTION_DIGITS + 1):
+        fraction = pl.col(f"_txt_{name}").str.extract(r"\.([0-9]*)$").str.len_bytes()
+        checks.append((fraction > MAX_FRACTION_DIGITS, f"{name} has more than {MAX_FRACTION_DIGITS} digits after the decimal point"))
     no_usage = ~(has("ConsumedQuantity") & has("ConsumedUnit"))
     no_sku = ~(has("SkuId") | has("ResourceType"))
     checks.append(
@@ -221,6 +231,16 @@ def finish(df: pl.DataFrame) -> pl.DataFrame:
     )
     helpers = ("_ts_", "_text_", "_month_", "_txt_", "_dec_")
     return out.drop([c for c in out.columns if c.startswith(helpers) and c != "_dec_BilledCost"])
+
+
+def _longer_than(df: pl.DataFrame, limit: int) -> list[str]:
+    """Text columns of `df` with a value of more than `limit` bytes (one pass over the batch,
+    so the row checks are only added where they can fail)."""
+    text = [c for c, t in df.schema.items() if t == pl.Utf8 and not c.startswith("_")]
+    if not text or not df.height:
+        return []
+    longest = df.select([pl.col(c).str.len_bytes().max() for c in text]).row(0)
+    return [c for c, n in zip(text, longest) if n is not None and n > limit]
 
 
 def _timestamps(df: pl.DataFrame, column: str) -> list[pl.Series]:
