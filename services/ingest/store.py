@@ -73,7 +73,11 @@ ORDER BY j.version"""
 GET_JOB = "SELECT * FROM ingest.import_jobs WHERE job_id = $1"
 SAVE_CHUNK = """
 INSERT INTO ingest.published_chunks (job_id, seq, rows, scopes, payload) VALUES ($1, $2, $3, $4, $5)"""
-JOB_CHUNKS = "SELECT scopes, payload FROM ingest.published_chunks WHERE job_id = $1 ORDER BY seq"
+#: replay sends what completed jobs published only: an unfinished job is the sweep's to finish
+JOB_CHUNKS = """
+SELECT c.scopes, c.payload FROM ingest.published_chunks c
+JOIN ingest.import_jobs j ON j.job_id = c.job_id AND j.status = 'completed'
+WHERE c.job_id = $1 ORDER BY c.seq"""
 JOB_CHUNKS_FROM = "SELECT seq, scopes, payload FROM ingest.published_chunks WHERE job_id = $1 AND seq >= $2 ORDER BY seq"
 #: the chunks of the newest completed job of every scope of a billing period
 PERIOD_CHUNKS = """
