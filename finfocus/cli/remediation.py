@@ -1,7 +1,8 @@
 """`finfocus remediation|playbooks|recommendations|savings|metrics`: remediation commands.
 
-Reads go through the `remediation.v_*` views (read-only role); writes (approve, reject,
-undo, dismiss, snooze) go through the remediation service's own store module, and metrics
+Reads go through the `remediation.v_*` views (read-only role); decisions (approve, reject,
+undo, dismiss, snooze) are published as signed events (`remediation-decisions`,
+`recommendation-decisions`) that the remediation service applies and audits, and metrics
 imports are published on the `resource-metrics` topic.
 """
 
@@ -86,15 +87,81 @@ def list_commands(
         )
 
 
-async def _decide(command_id: str, approve: bool, reason: str | None) -> tuple[bool, str]:
-    from finfocus.db import connect
-    from services.remediation import store
+def _user() -> str:
+    return _actor().removeprefix("cli:")
 
-    conn = await connect(_settings().database)
+
+async def _publish_decision(topic: str, key: str, model, schema: str) -> None:
+    """Send a decision signed as the command line; the remediation service applies it."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    from finfocus.cli.budget import sign_as_cli
+    from schemas.topics import schema_headers
+
+    settings = _settings()
+    value = model.model_dump_json().encode()
+    headers = [(k, v.encode()) for k, v in schema_headers(schema).items()]
+    headers.append(sign_as_cli(settings, topic, value))
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, enable_idempotence=False)
     try:
-        return await store.decide(conn, command_id, approve, actor=_actor(), reason=reason)
+        await producer.start()
+        await producer.send_and_wait(topic, value, key=key.encode(), headers=headers)
+    except KafkaError as exc:
+        fail(f"cannot send the decision to the broker at {settings.kafka}: {exc}")
     finally:
-        await conn.close()
+        await producer.stop()
+
+
+async def _audited(command_id: str, actor: str) -> int:
+    from finfocus.db import reader
+
+    async with reader(_settings().database) as conn:
+        return await conn.fetchval(
+            "SELECT count(*) FROM remediation.v_audit WHERE command_id = $1 AND actor = $2", command_id, actor)
+
+
+async def _send_command_decision(command_id: str, decision: str, reason: str | None,
+                                 timeout: float = 15.0) -> tuple[bool, str]:
+    """Check the decision applies (the view), publish it as a RemediationDecision v1 signed
+    `cli`, and wait for remediation's audit to show it."""
+    import asyncio
+    import uuid
+
+    from finfocus.db import reader
+    from schemas.decisions import REMEDIATION_DECISIONS, RemediationDecisionV1
+
+    async with reader(_settings().database) as conn:
+        row = await conn.fetchrow(
+            "SELECT status, mode, undo, undone_at, expires_at FROM remediation.v_actions WHERE command_id = $1",
+            command_id)
+    if row is None:
+        return False, f"no command {command_id}"
+    if decision != "undo" and row["status"] != "pending-approval":
+        if row["status"] == "expired":
+            return False, f"command {command_id} expired at {row['expires_at']:%Y-%m-%d %H:%M}Z"
+        return False, f"command {command_id} is {row['status']}, not pending approval"
+    if decision == "undo":
+        if row["status"] != "executed" or row["mode"] != "execute":
+            return False, f"command {command_id} is {row['status']} ({row['mode']}): nothing to undo"
+        if not row["undo"]:
+            return False, f"command {command_id}: its action cannot be undone"
+    before = await _audited(command_id, _actor())
+    event = RemediationDecisionV1(decision_id=f"dec-{uuid.uuid4().hex}", command_id=command_id,
+                                  decision=decision, reason=reason, actor=_user(), decided_at=datetime.now(UTC))
+    await _publish_decision(REMEDIATION_DECISIONS, command_id, event, "RemediationDecision")
+    deadline = asyncio.get_running_loop().time() + timeout
+    while await _audited(command_id, _actor()) <= before:
+        if asyncio.get_running_loop().time() > deadline:
+            return False, f"decision {event.decision_id} sent; the remediation service has not applied it yet"
+        await asyncio.sleep(0.3)
+    done = {"approve": "approved", "reject": "rejected"}
+    return True, (f"command {command_id} {done[decision]}" if decision in done
+                  else f"undo of {command_id} requested")
+
+
+async def _decide(command_id: str, approve: bool, reason: str | None) -> tuple[bool, str]:
+    return await _send_command_decision(command_id, "approve" if approve else "reject", reason)
 
 
 async def _wait_for(command_id: str, done: set[str], timeout: float) -> dict | None:
@@ -148,14 +215,7 @@ def reject(
 
 
 async def _undo(command_id: str, reason: str | None) -> tuple[bool, str]:
-    from finfocus.db import connect
-    from services.remediation import store
-
-    conn = await connect(_settings().database)
-    try:
-        return await store.request_undo(conn, command_id, actor=_actor(), reason=reason)
-    finally:
-        await conn.close()
+    return await _send_command_decision(command_id, "undo", reason)
 
 
 @remediation_app.command("undo")
@@ -287,15 +347,33 @@ def list_recommendations(
                      for r in rows], title="Recommendations")
 
 
-async def _set_state(rec_id: str, state: str, reason: str | None, until: datetime | None) -> bool:
-    from finfocus.db import connect
-    from services.remediation import store
+async def _set_state(rec_id: str, state: str, reason: str | None, until: datetime | None,
+                     timeout: float = 15.0) -> bool:
+    """Publish a RecommendationDecision v1 signed `cli`; wait for the view to show it."""
+    import asyncio
+    import uuid
 
-    conn = await connect(_settings().database)
-    try:
-        return await store.set_recommendation_state(conn, rec_id, state, reason, until)
-    finally:
-        await conn.close()
+    from finfocus.db import reader
+    from schemas.decisions import RECOMMENDATION_DECISIONS, RecommendationDecisionV1
+
+    async def current() -> str | None:
+        async with reader(_settings().database) as conn:
+            return await conn.fetchval(
+                "SELECT state FROM remediation.v_recommendations WHERE recommendation_id = $1", rec_id)
+
+    if await current() is None:
+        return False
+    event = RecommendationDecisionV1(
+        decision_id=f"dec-{uuid.uuid4().hex}", recommendation_id=rec_id,
+        decision="dismiss" if state == "dismissed" else "snooze", reason=reason or state, until=until,
+        actor=_user(), decided_at=datetime.now(UTC))
+    await _publish_decision(RECOMMENDATION_DECISIONS, rec_id, event, "RecommendationDecision")
+    deadline = asyncio.get_running_loop().time() + timeout
+    while await current() != state:
+        if asyncio.get_running_loop().time() > deadline:
+            fail(f"decision {event.decision_id} sent; the remediation service has not applied it yet")
+        await asyncio.sleep(0.3)
+    return True
 
 
 @recommendations_app.command("dismiss")

@@ -67,11 +67,11 @@ def register_decisions(runtime: ServiceRuntime, settings: RemediationSettings) -
     async def set_states(conn, items: list[tuple[RecommendationDecisionV1, str]]) -> None:
         for decision, issuer in items:
             state = "dismissed" if decision.decision == "dismiss" else "snoozed"
-            reason = f"{decision.reason} ({issuer}:{decision.actor})"
-            found = await store.set_recommendation_state(conn, decision.recommendation_id, state, reason,
-                                                         decision.until)
+            found = await store.set_recommendation_state(conn, decision.recommendation_id, state,
+                                                         decision.reason, decision.until)
+            # recommendations keep no audit table: the decider is in the log line
             logger.info("recommendation decision", extra=log_fields(
-                decision_id=decision.decision_id, applied=found))
+                decision_id=decision.decision_id, applied=found, actor=f"{issuer}:{decision.actor}"))
 
     runtime.consume(
         RECOMMENDATION_DECISIONS, group="finfocus-remediation-recommendation-decisions",
