@@ -103,3 +103,28 @@ async def test_a_record_id_stored_for_another_account_is_dead_lettered_not_repla
     assert sorted((p["x_RecordId"], p["BillingAccountId"]) for p in priced) == [
         ("rec-0", VICTIM), ("rec-1", VICTIM), ("rec-2", VICTIM), ("shared", "333"),
     ]
+
+
+async def test_records_the_store_could_not_hold_cost_only_themselves(settings, pricing):  # noqa: F811
+    # each of these once passed the contract and failed its whole batch in the store
+    good = [billed_record(i, Decimal(i % 97) / 100) for i in range(5000)]
+    hostile = [
+        billed_record(90_001, Decimal(1), ServiceName="EC2\u0000"),
+        billed_record(90_002, Decimal(1), x_RecordId="big-version", x_Count=2**63),
+        orjson.dumps(billed_record(90_003, Decimal(1)))[:-1] + b',"x_BillingScopeVersion":9223372036854775808}',
+        {**billed_record(90_004, Decimal(1)), "BilledCost": "1" * 140_000},
+        {k: v for k, v in billed_record(90_005, Decimal(1), ChargePeriodStart="0001-01-01T00:00:00+05:00",
+                                        ChargePeriodEnd="0001-01-01T00:00:00+05:00").items() if k != "x_RecordId"},
+    ]
+    values = [orjson.dumps(r) for r in good[:2500]]
+    values += [h if isinstance(h, bytes) else orjson.dumps(h) for h in hostile]
+    values += [orjson.dumps(r) for r in good[2500:]]
+    await produce(settings.kafka_bootstrap, values)
+    await wait_for(lambda: _at_least(settings.database_url, len(values)))
+    assert await account_totals(settings.database_url) == {VICTIM: sum((Decimal(i % 97) / 100 for i in range(5000)), Decimal(0))}
+    letters = await read_topic(settings.kafka_bootstrap, Topics.dlq(Topics.RAW_BILLING), 5)
+    reasons = sorted(letter["error"] for letter in letters)
+    assert len(reasons) == 5, reasons
+    for expected in ("NUL character", "x_Count: integer", "less than or equal to 9223372036854775807",
+                     "more than 24 digits before the decimal point", "outside years 1 to 9999"):
+        assert any(expected in reason for reason in reasons), (expected, reasons)
