@@ -644,7 +644,7 @@ class Run:
     def when(self, service: str, fraction: float, timeout: float) -> bool:
         """Wait until `service` stored `fraction` of the rows (False: it stalled first)."""
         target = max(int(self.batch.count * fraction), 1)
-        return wait_for(lambda: progress_of(self.stack, service) >= target, timeout, poll=0.05)
+        return wait_for(lambda: progress_of(self.stack, service) >= target, timeout, poll=0.1)
 
     # scenarios ------------------------------------------------------------------------
     def kill_after_commit(self, service: str) -> None:
@@ -655,7 +655,7 @@ class Run:
         def fired_or_done() -> bool:
             return self.marker.exists() or progress_of(self.stack, service) >= target
 
-        wait_for(fired_or_done, self.args.timeout, poll=0.05)
+        wait_for(fired_or_done, self.args.timeout, poll=0.2)
         if self.marker.exists():
             fired = json.loads(self.marker.read_text())
             topic = COMMIT_HOOKS[self.scenario][1]
@@ -711,7 +711,13 @@ class Run:
         )
         if not self.stack.wait_restarted("kafka", old):
             self.note("the broker was not restarted within 60s")
-        first = settle(self.stack, self.batch, quiet=self.args.quiet, timeout=self.args.timeout)
+        first = settle(
+            self.stack,
+            self.batch,
+            quiet=self.args.quiet,
+            timeout=self.args.timeout,
+            poll=self.args.poll,
+        )
         after = copies(self.stack, self.batch)
         self.note(
             "after the restart ("
@@ -759,7 +765,13 @@ class Run:
             poll=2,
         )
         killed = self.jobs()
-        settle(self.stack, self.batch, quiet=min(self.args.quiet, 10), timeout=self.args.timeout)
+        settle(
+            self.stack,
+            self.batch,
+            quiet=min(self.args.quiet, 5),
+            timeout=self.args.timeout,
+            poll=self.args.poll,
+        )
         counted = copies(self.stack, self.batch)
         self.outcome.after_kill = {
             "jobs": killed,
@@ -818,7 +830,11 @@ class Run:
             with StatusWatch(self.stack, self.args.status_every) as watch:
                 self.inject()
                 self.outcome.settled = settle(
-                    self.stack, self.batch, quiet=self.args.quiet, timeout=self.args.timeout
+                    self.stack,
+                    self.batch,
+                    quiet=self.args.quiet,
+                    timeout=self.args.timeout,
+                    poll=self.args.poll,
                 )
             self.outcome.status = watch.summary()
             self.outcome.copies = copies(self.stack, self.batch)
@@ -942,6 +958,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", type=Path, help="also write the outcomes as JSON here")
     p.add_argument("--keep", action="store_true", help="keep the FINFOCUS_HOME for a post-mortem")
+    p.add_argument("--poll", type=float, default=2.0, help="seconds between progress readings")
     p.add_argument("--status-every", type=float, default=3.0, help="seconds between `status` polls")
     p.add_argument("--verbose", "-v", action="store_true")
     p.set_defaults(env=None)

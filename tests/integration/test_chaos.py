@@ -40,7 +40,8 @@ def chaos(scenario: str, **options) -> Outcome:
         "quiet": 12.0,
         "timeout": 90.0,
         "autocommit_ms": 100,
-        "status_every": 1.0,
+        "status_every": 2.0,
+        "poll": 1.0,
         **options,
     }
     return run_scenario(scenario, **options)
