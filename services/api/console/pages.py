@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -114,6 +115,28 @@ def _window(request: Request) -> tuple[str, str]:
     return start, end
 
 
+TREND_DAYS = 30
+
+
+def _trend_start(start: str, end: str) -> str | None:
+    """The start of a 30-day chart when the window is shorter (early in a month)."""
+    try:
+        first, last = datetime.fromisoformat(start[:10]), datetime.fromisoformat(end[:10])
+    except ValueError:
+        return None
+    if (last - first).days >= TREND_DAYS:
+        return None
+    return (last - timedelta(days=TREND_DAYS)).date().isoformat()
+
+
+async def favicon(_request: Request) -> Response:
+    return Response(FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+
+
+FAVICON = (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" '
+           b'fill="#14213d"/><path d="M4 12V4h7v2H6v1.5h4v2H6V12z" fill="#fca311"/></svg>')
+
+
 async def overview(request: Request, api: Api, session: dict) -> Response:
     """Month to date against the period before, forecast, budgets, anomalies, savings."""
     start, end = _window(request)
@@ -123,8 +146,14 @@ async def overview(request: Request, api: Api, session: dict) -> Response:
     if status != 200 or not isinstance(summary, dict):
         error = (summary or {}).get("detail") if isinstance(summary, dict) else f"HTTP {status}"
         summary = {}
-    anomalies = (await api.ok("/api/v1/anomalies", {"since": start}, {}) or {}).get("anomalies") or []
-    in_window = [a for a in anomalies if str(a.get("window_start") or a.get("windowStart") or "")[:10] < end[:10]]
+    trend = summary.get("trend") or []
+    context_start = _trend_start(start, end)
+    if context_start is not None:  # a short window: the chart shows the 30 days up to its end
+        doc = await api.ok("/api/v1/costs", {"from": context_start, "to": end, "group_by": "daily"}, {}) or {}
+        trend = [{"date": r["group"]["daily"], "cost": r["cost"], "currency": r["currency"]}
+                 for r in doc.get("results") or []]
+    anomalies = (await api.ok("/api/v1/anomalies", {"since": context_start or start}, {}) or {}).get("anomalies") or []
+    in_window = [a for a in anomalies if str(a.get("window_start") or "")[:10] < end[:10]]
     totals = view.totals_of(summary.get("summary"))
     previous = {t["currency"]: t["totalCost"] for t in view.totals_of(summary.get("previous"))}
     rows = [{"currency": t["currency"], "total": t["totalCost"], "previous": previous.get(t["currency"]),
@@ -136,7 +165,7 @@ async def overview(request: Request, api: Api, session: dict) -> Response:
     return _render(request, "overview.html", session, title="Overview", start=start, end=end,
                    summary=summary, totals_text=view.totals_text(summary.get("summary")), rows=rows,
                    error=error, anomalies=in_window[:8],
-                   data={"trend": summary.get("trend") or [], "marks": marks})
+                   trend_from=(context_start or start)[:10], data={"trend": trend, "marks": marks})
 
 
 def _explorer(request: Request) -> view.ExplorerQuery:
@@ -222,6 +251,31 @@ async def anomaly(request: Request, api: Api, session: dict) -> Response:
                    explore=explore, data={"anomaly": record, "series": series})
 
 
+def pipeline_from_health_files(home: Path) -> list[dict]:
+    """Lag per service, group and topic from the health files the services write under
+    FINFOCUS_HOME/run/health (what `finfocus status` reads), where the api shares that home
+    (the embedded stack); live processes only."""
+    import psutil
+
+    out: dict[tuple, dict] = {}
+    for path in sorted((home / "run" / "health").glob("*.json")):
+        try:
+            doc = json.loads(path.read_text())
+            if not psutil.pid_exists(int(doc["pid"])):
+                continue
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        for c in doc.get("consumers") or []:
+            row = out.setdefault((doc.get("service"), c.get("group"), c.get("topic")), {
+                "service": doc.get("service"), "group": c.get("group"), "topic": c.get("topic"), "lag": 0,
+                "partitions": 0, "state": doc.get("state"), "reason": doc.get("reason"),
+                "updated_at": doc.get("updated_at"), "last_error": None})
+            row["partitions"] += 1
+            row["lag"] += c.get("lag") or 0
+            row["last_error"] = c.get("last_error") or row["last_error"]
+    return [out[k] for k in sorted(out, key=lambda k: tuple(str(x) for x in k))]
+
+
 _COST_KEYS = {"ProviderName": "provider", "ServiceName": "service", "SubAccountId": "account",
               "BillingAccountId": "billing-account", "RegionId": "region", "ResourceId": "resource",
               "ResourceType": "type", "SkuId": "sku", "ServiceCategory": "service-category"}
@@ -300,12 +354,15 @@ async def data(request: Request, api: Api, session: dict) -> Response:
     jobs, plugins, pipeline = await asyncio.gather(
         api.ok("/api/v1/ingest/jobs", {"limit": 50}, {}), api.ok("/api/v1/plugins/health", None, {}),
         api.ok("/api/v1/pipeline/health", None, None))
+    if not pipeline:
+        pipeline = {"services": pipeline_from_health_files(Path(request.app.state.ctx.settings.home))}
     return _render(request, "data.html", session, title="Data", jobs=(jobs or {}).get("jobs") or [],
                    plugins=(plugins or {}).get("plugins") or [], pipeline=pipeline)
 
 
 def register(app: FastAPI) -> None:
     """Mounts the pages and /static on `app` (called by `services.api.app` after its routers)."""
+    app.add_api_route("/favicon.ico", favicon, methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="console-static")
     for path, handler in (("/", overview), ("/costs", costs), ("/costs.csv", costs_csv),
                           ("/anomalies", anomalies), ("/anomalies/{anomaly_id}", anomaly),

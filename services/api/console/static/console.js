@@ -107,7 +107,10 @@
     if (!f) { return; }
     var hist = {};
     if (!f.group || Object.keys(f.group).length === 0) {
-      (data.history || []).forEach(function (r) { if (r.currency === f.currency) { hist[r.group.daily] = num(r.cost); } });
+      var hc = {}; (data.history || []).forEach(function (r) { hc[r.currency] = 1; });
+      (data.history || []).forEach(function (r) {
+        if (f.currency ? r.currency === f.currency : Object.keys(hc).length === 1) { hist[r.group.daily] = num(r.cost); }
+      });
     }
     var pts = f.points || [];
     var xs = Object.keys(hist).sort().concat(pts.map(function (p) { return p.date; }).filter(function (d) { return !(d in hist); }));
@@ -115,8 +118,8 @@
     function col(fn) { return xs.map(function (d) { return at[d] ? fn(at[d]) : null; }); }
     function band(lo, hi, name, color) {
       return [
-        { name: name, type: "line", stack: name, symbol: "none", lineStyle: { opacity: 0 }, data: col(function (p) { return num(p[lo]); }), tooltip: { show: false } },
-        { name: name, type: "line", stack: name, symbol: "none", lineStyle: { opacity: 0 }, areaStyle: { color: color },
+        { name: name, type: "line", stack: name, stackStrategy: "all", symbol: "none", lineStyle: { opacity: 0 }, data: col(function (p) { return num(p[lo]); }), tooltip: { show: false } },
+        { name: name, type: "line", stack: name, stackStrategy: "all", symbol: "none", lineStyle: { opacity: 0 }, areaStyle: { color: color },
           data: col(function (p) { return num(p[hi]) - num(p[lo]); }) }
       ];
     }
