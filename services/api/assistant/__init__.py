@@ -90,3 +90,18 @@ def _cache_key(conn) -> str | None:
         return f"{addr}/{conn._params.database}"
     except AttributeError:
         return None
+
+
+def configured_engine() -> str:
+    """`FINFOCUS_ASSISTANT_ENGINE` (offline unless set to llm)."""
+    import os
+
+    return os.environ.get("FINFOCUS_ASSISTANT_ENGINE", "offline")
+
+
+async def query(question: str, *, ctx, principal=None, engine: str | None = None) -> dict:
+    """The API route's entry: `answer` on one of the api's reader connections, today in UTC."""
+    from datetime import UTC, datetime
+
+    async with ctx.reader() as conn:
+        return await answer(question, conn, today=datetime.now(UTC).date(), engine=engine or configured_engine())

@@ -1,0 +1,106 @@
+"""The documents the MCP tools return: the same JSON as the matching `--output json` CLI
+command, built by the CLI's own query helpers (so the two cannot drift)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+def plain(doc: Any) -> Any:
+    """Decimals as strings and dates as ISO text, as the CLI prints them."""
+    from finfocus.cli.output import to_json
+
+    return orjson.loads(to_json(doc))
+
+
+def _database() -> str:
+    from finfocus.settings import FinFocusSettings
+
+    return FinFocusSettings().database
+
+
+async def cost_actual(start: str | None, end: str | None, group_by: str | None, filters: list[str],
+                      metric: str = "billed") -> dict:
+    from finfocus.cli import cost
+    from finfocus.db import reader
+
+    groups = cost.parse_group_by(group_by)
+    parsed = [cost.parse_filter(f) for f in filters]
+    window = cost.parse_when(start, "from"), cost.parse_when(end, "to")
+    if metric not in cost.METRICS:
+        raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(cost.METRICS)}")
+    (rsql, rparams), (tsql, tparams) = cost.actual_queries(groups, metric, *window, parsed)
+    async with reader(_database()) as conn:
+        totals = [dict(r) for r in await conn.fetch(tsql, *tparams)]
+        rows = await conn.fetch(rsql, *rparams)
+    return plain({"summary": cost.summary_of(totals, *window, metric, groups),
+                  "results": [cost.result_of(r, groups) for r in rows]})
+
+
+async def cost_projected(plan: dict | str, currency: str = "USD", region: str | None = None,
+                         plugins: bool = False) -> dict:
+    from finfocus.cli.cost import _projected
+    from services.pricing.config import PricingSettings
+
+    if isinstance(plan, str):
+        path = Path(plan)
+        if not path.is_file():
+            raise ValueError(f"{plan}: no such Pulumi plan file")
+        plan = orjson.loads(path.read_bytes())
+    settings = PricingSettings()
+    return plain(await _projected(plan, currency=currency, region=region, spec_dirs=[settings.specs_dir],
+                                  plugins=plugins, settings=settings))
+
+
+async def anomalies(since: str | None, severity: list[str], status: list[str]) -> dict:
+    from finfocus.cli.anomalies import _expand, fetch_anomalies, parse_since
+
+    rows = await fetch_anomalies(_database(), parse_since(since), _expand(severity), status)
+    return plain({"anomalies": rows})
+
+
+async def forecast(group_by: str, filters: list[str], horizon: int) -> dict:
+    from finfocus.cli.forecast import load, parse_filters, parse_group_by, public
+
+    return plain({"forecasts": public(await load(parse_group_by(group_by), parse_filters(filters), horizon))})
+
+
+async def budgets() -> dict:
+    from finfocus.cli.budget import _public, _rows
+
+    return plain({"budgets": [_public(r) for r in await _rows()]})
+
+
+async def recommendations(state: str = "open", rec_type: str | None = None) -> dict:
+    from decimal import Decimal
+
+    from finfocus.cli.remediation import _recommendations
+
+    rows = await _recommendations(None if state == "all" else state, rec_type)
+    totals: dict[str, Decimal] = {}
+    for r in rows:
+        totals[r["currency"]] = totals.get(r["currency"], Decimal(0)) + r["estimated_monthly_savings"]
+    return plain({"recommendations": rows,
+                  "totals": [{"currency": c, "estimatedMonthlySavings": t} for c, t in sorted(totals.items())]})
+
+
+async def savings(by: str = "playbook,account,action") -> dict:
+    from finfocus.cli.remediation import _savings, savings_groups
+
+    keys = [k.strip() for k in by.split(",") if k.strip()]
+    rows = await _savings()
+    return plain({"groups": savings_groups(rows, keys), "actions": rows,
+                  "totals": [{"currency": g["currency"], "expectedMonthly": g["expectedMonthly"],
+                              "realisedMonthly": g["realisedMonthly"]} for g in savings_groups(rows, [])]})
+
+
+async def ask(question: str, engine: str | None = None) -> dict:
+    from finfocus.db import reader
+    from services.api.assistant import answer, configured_engine
+
+    async with reader(_database()) as conn:
+        return await answer(question, conn, today=datetime.now(UTC).date(), engine=engine or configured_engine())

@@ -1,0 +1,84 @@
+"""`finfocus mcp` driven by the official SDK's client over stdio: every tool is listed with a
+typed input schema, and answers with the same JSON as the matching `--output json` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from finfocus.db import connect
+from tests.fixtures.assistant.dataset import seed
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+TOOLS = {"cost_actual", "cost_projected", "anomalies", "forecast", "budgets", "recommendations", "savings", "ask"}
+
+
+@pytest.fixture
+async def env(database_url, tmp_path):
+    conn = await connect(database_url)
+    await seed(conn)
+    await conn.close()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("FINFOCUS_", "VAULT_"))}
+    environ.update(FINFOCUS_DATABASE_URL=database_url, FINFOCUS_HOME=str(tmp_path / "home"),
+                   PYTHONPATH=str(ROOT))
+    return environ
+
+
+def cli_json(env: dict, *args: str) -> dict:
+    out = subprocess.run([sys.executable, "-m", "finfocus.cli", *args, "--output", "json"], env=env,
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def tool_json(result) -> dict:
+    assert not result.is_error, result.content
+    [block] = result.content
+    return json.loads(block.text)
+
+
+async def test_mcp_over_stdio_lists_typed_tools_and_answers_like_the_cli(env):
+    from mcp import Client, StdioServerParameters
+
+    params = StdioServerParameters(command=sys.executable, args=["-m", "finfocus.cli", "mcp"], env=env, cwd=str(ROOT))
+    async with Client(params) as client:
+        listed = (await client.list_tools()).tools
+        assert {t.name for t in listed} == TOOLS
+        schemas = {t.name: t.input_schema for t in listed}
+        assert schemas["ask"]["required"] == ["question"]
+        assert schemas["ask"]["properties"]["question"]["type"] == "string"
+        assert schemas["forecast"]["properties"]["horizon"]["maximum"] == 400
+        assert {"start", "end", "group_by", "filters", "metric"} <= set(schemas["cost_actual"]["properties"])
+        assert "plan" in schemas["cost_projected"]["required"]
+
+        costs = tool_json(await client.call_tool("cost_actual", {
+            "start": "2026-09-01", "end": "2026-10-01", "group_by": "service", "filters": ["provider=AWS"]}))
+        assert costs == cli_json(env, "cost", "actual", "--from", "2026-09-01", "--to", "2026-10-01",
+                                 "--group-by", "service", "--filter", "provider=AWS")
+        assert costs["summary"]["totalCost"] and costs["results"]
+
+        budgets = tool_json(await client.call_tool("budgets", {}))
+        assert budgets == cli_json(env, "budget", "list")
+        assert {b["name"] for b in budgets["budgets"]} == {"company-monthly", "data-team", "ec2", "search-staging"}
+
+        anomalies = tool_json(await client.call_tool("anomalies", {"severity": ["high+"]}))
+        assert anomalies == cli_json(env, "anomalies", "list", "--severity", "high+")
+
+        recs = tool_json(await client.call_tool("recommendations", {}))
+        assert recs == cli_json(env, "recommendations", "list")
+
+        asked = tool_json(await client.call_tool("ask", {"question": "how much could we save"}))
+        cli = cli_json(env, "ask", "how much could we save")
+        asked.pop("elapsed_ms")
+        cli.pop("elapsed_ms")
+        assert asked == cli
+        assert asked["rows"] == [["USD", 4, "320.59"]] and "320.59 USD" in asked["answer"]
+
+        refused = await client.call_tool("ask", {"question": ""})
+        assert refused.is_error  # the schema's min_length, checked before the tool runs
