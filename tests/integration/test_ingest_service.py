@@ -40,6 +40,9 @@ async def test_http_intake_accepts_rows_reports_row_errors_and_guards_the_door(s
         url = f"http://127.0.0.1:{port}/v1/billing-records"
         auth = {"Authorization": "Bearer s3cret"}
         async with httpx.AsyncClient() as client:
+            hijack = {"x_BillingScope": "AWS:999999:2024-09", "x_BillingScopeVersion": 10**15}
+            response = await client.post(url, content=orjson.dumps([record(1, **hijack)]), headers=auth)
+            assert response.status_code == 400 and "only ingest" in response.text  # ingest's to set
             body = [record(1), record(2, BillingCurrency="XYZ"), record(3)]
             response = await client.post(url, content=orjson.dumps(body), headers=auth)
             assert response.status_code == 200, response.text
@@ -62,6 +65,7 @@ async def test_http_intake_accepts_rows_reports_row_errors_and_guards_the_door(s
     rows = [orjson.loads(r.value) for r in published]
     assert sorted(r["BilledCost"] for r in rows) == ["1.10", "3.10", "4.10"]
     assert all(r["x_ImportJobId"] == result["job_id"] for r in rows if r["BilledCost"] != "4.10")
+    assert not any("x_BillingScope" in r or "x_BillingScopeVersion" in r for r in rows)
     letters = await read_topic(settings.kafka, Topics.dlq(Topics.RAW_BILLING), 3)
     assert len(letters) >= 3  # the XYZ row, the non-JSON line, the object without columns
     conn = await asyncpg.connect(settings.database)
