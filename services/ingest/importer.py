@@ -441,9 +441,9 @@ async def accept_records(importer: Importer, records: list, checksum: str, *, so
     """Publish already-validated BillingRecord v1 rows (HTTP intake) as one recorded job:
     kept first, then published with acks=all, `completed` once acknowledged.
 
-    Billing scope and version are ingest's to set: a producer's `x_BillingScope` and
-    `x_BillingScopeVersion` are dropped (one row with version 10^15 would otherwise erase
-    another account's month), so these rows carry no scope and always count."""
+    Billing scope and version are ingest's to set (one row with version 10^15 would erase
+    another account's month): the intake refuses rows that carry them, and they are cleared
+    here too, so intake rows carry no scope and always count."""
     from services.ingest.domain import money_text
 
     job_id = f"job-{uuid.uuid4().hex[:16]}"
