@@ -11,6 +11,7 @@ import asyncpg
 import orjson
 import pytest
 
+from finfocus.broker import RecordPublisher
 from finfocus.consume import Pipeline
 from schemas.topics import Topics
 from services.pricing.app import build_app
@@ -39,21 +40,32 @@ async def lines(url: str):
                             "coalesce(sum(billed_cost), 0) AS total FROM pricing.cost_lines")
 
 
+@pytest.mark.parametrize("moment", ["before-publish", "before-offset-commit"])
 async def test_consumer_killed_after_store_commit_before_offset_commit_redelivers_and_stores_each_record_once(
-    settings, monkeypatch
+    settings, monkeypatch, moment
 ):
     costs = [Decimal(i % 997) / 100 + Decimal("0.01") for i in range(3000)]
     await produce(settings.kafka_bootstrap, [orjson.dumps(billed_record(i, c)) for i, c in enumerate(costs)])
     committed_batches: list[int] = []
-    original = Pipeline._commit
+    original_commit, original_publish = Pipeline._commit, RecordPublisher.publish_batched
 
     async def dies_before_committing(self, records, stalled):
         if not committed_batches:
             committed_batches.append(len(records))
             raise Killed  # stored and published, offsets not committed
-        return await original(self, records, stalled)
+        return await original_commit(self, records, stalled)
 
-    monkeypatch.setattr(Pipeline, "_commit", dies_before_committing)
+    async def dies_before_publishing(self, topic, records):
+        records = list(records)
+        if not committed_batches:
+            committed_batches.append(len(records))
+            raise Killed  # stored, nothing published, offsets not committed
+        return await original_publish(self, topic, records)
+
+    if moment == "before-publish":
+        monkeypatch.setattr(RecordPublisher, "publish_batched", dies_before_publishing)
+    else:
+        monkeypatch.setattr(Pipeline, "_commit", dies_before_committing)
     config = PricingSettings(**settings.model_dump())
     first = build_app(config)
     await first.start()
