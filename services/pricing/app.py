@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from finfocus.service import ServiceRuntime
 from finfocus.signing import SigningKeys
+from services.pricing.aggregate import refresh_forever as refresh_daily_costs
 from services.pricing.batch import BatchPricer
 from services.pricing.catalog import refresh_forever
 from services.pricing.config import PricingSettings
@@ -41,6 +42,7 @@ def build_app(settings: PricingSettings | None = None, *, tracer_provider: Trace
     tasks: list[asyncio.Task] = []
 
     async def start_background() -> None:
+        tasks.append(asyncio.create_task(refresh_daily_costs(runtime.pool), name="pricing-daily-costs"))
         # plugins start on first use (a stream of billed rows never needs them)
         if host.plugins:
             tasks.append(asyncio.create_task(_report_health(host, runtime), name="pricing-plugin-health"))

@@ -53,3 +53,15 @@ async def seed_cost_lines(database_url: str, start: datetime | None = None, days
     finally:
         await pool.close()
     return records
+
+
+async def refresh_daily_costs(database_url: str) -> int:
+    """What pricing's background task does: rebuild the marked days of the daily aggregate."""
+    from finfocus.db import connect
+    from services.pricing.aggregate import refresh
+
+    conn = await connect(database_url)
+    try:
+        return await refresh(conn)
+    finally:
+        await conn.close()

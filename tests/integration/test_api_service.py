@@ -21,7 +21,7 @@ from services.remediation.config import RemediationSettings
 from services.remediation.decisions import register_decisions
 from services.remediation.domain import initial_status
 from tests.integration.api_helpers import bearer, make_token, make_user, running_api
-from tests.integration.api_seed import seed_cost_lines
+from tests.integration.api_seed import refresh_daily_costs, seed_cost_lines
 from tests.integration.test_remediation_executor import command
 
 pytestmark = pytest.mark.integration
@@ -38,6 +38,7 @@ def cost_actual(settings, *args: str) -> dict:
 
 async def test_a_viewer_reads_costs_and_the_summary_equal_to_cost_actual_to_the_cent(settings):
     await seed_cost_lines(settings.database_url)
+    assert await refresh_daily_costs(settings.database_url) == 40  # the api reads the aggregate
     today = datetime.now(UTC).date()
     start, end = (today - timedelta(days=20)).isoformat(), (today + timedelta(days=1)).isoformat()
     cli = cost_actual(settings, "--from", start, "--to", end, "--group-by", "service,account")

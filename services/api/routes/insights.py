@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from finfocus.cli import cost as costq
+from services.api import costs as costs_query
 from services.api.auth import Viewer
 from services.api.jsonout import COMMON_RESPONSES, MoneyJSONResponse
 from services.api.routes.reads import budget_rows, savings_groups, savings_rows, window
@@ -58,14 +59,14 @@ def movers(current: list[dict], previous: list[dict], key: str) -> list[dict]:
     return out[:TOP_MOVERS]
 
 
-async def _grouped(ctx, start, end, group_by: list[str]) -> list[dict]:
-    (rsql, rparams), _ = costq.actual_queries(group_by, "billed", start, end, [])
+async def _grouped(ctx, start, end, group_by: list[str], aggregate: bool) -> list[dict]:
+    (rsql, rparams), _ = costs_query.queries(group_by, "billed", start, end, [], aggregate=aggregate)
     async with ctx.reader() as conn:
         return [costq.result_of(r, group_by) for r in await conn.fetch(rsql, *rparams)]
 
 
-async def _totals(ctx, start, end) -> dict:
-    _, (tsql, tparams) = costq.actual_queries([], "billed", start, end, [])
+async def _totals(ctx, start, end, aggregate: bool) -> dict:
+    _, (tsql, tparams) = costs_query.queries([], "billed", start, end, [], aggregate=aggregate)
     async with ctx.reader() as conn:
         totals = [dict(r) for r in await conn.fetch(tsql, *tparams)]
     return costq.summary_of(totals, start, end, "billed", [])
@@ -124,15 +125,17 @@ async def insights_summary(
         end_at = start_at + timedelta(days=1)
     length = end_at - start_at
     prev_start, prev_end = start_at - length, start_at
+    async with ctx.reader() as conn:
+        agg = await costs_query.aggregate_ready(conn, prev_start, end_at)
     (summary, previous, daily, services_now, services_before, accounts_now, accounts_before,
      forecast, budgets, anomalies, savings) = await asyncio.gather(
-        _totals(ctx, start_at, end_at),
-        _totals(ctx, prev_start, prev_end),
-        _grouped(ctx, start_at, end_at, ["daily"]),
-        _grouped(ctx, start_at, end_at, ["service"]),
-        _grouped(ctx, prev_start, prev_end, ["service"]),
-        _grouped(ctx, start_at, end_at, ["account"]),
-        _grouped(ctx, prev_start, prev_end, ["account"]),
+        _totals(ctx, start_at, end_at, agg),
+        _totals(ctx, prev_start, prev_end, agg),
+        _grouped(ctx, start_at, end_at, ["daily"], agg),
+        _grouped(ctx, start_at, end_at, ["service"], agg),
+        _grouped(ctx, prev_start, prev_end, ["service"], agg),
+        _grouped(ctx, start_at, end_at, ["account"], agg),
+        _grouped(ctx, prev_start, prev_end, ["account"], agg),
         _optional(_forecast(ctx, end_at), []),
         _optional(budget_rows(ctx), []),
         _optional(_anomalies(ctx), {"open": 0, "bySeverity": {}}),

@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from finfocus.cli import cost as costq
+from services.api import costs as costs_query
 from services.api.auth import Viewer
 from services.api.jsonout import COMMON_RESPONSES, MoneyJSONResponse, bad_request
 
@@ -31,16 +32,6 @@ def window(start: str | None, end: str | None) -> tuple[datetime | None, datetim
     if parsed[0] and parsed[1] and parsed[1] <= parsed[0]:
         raise bad_request("to must be after from")
     return parsed
-
-
-async def cost_document(ctx, start, end, group_by: list[str], filters: list, metric: str) -> dict:
-    """`finfocus cost actual --output json` for the same query."""
-    (rsql, rparams), (tsql, tparams) = costq.actual_queries(group_by, metric, start, end, filters)
-    async with ctx.reader() as conn:
-        totals = [dict(r) for r in await conn.fetch(tsql, *tparams)]
-        rows = await conn.fetch(rsql, *rparams)
-    return {"summary": costq.summary_of(totals, start, end, metric, group_by),
-            "results": [costq.result_of(r, group_by) for r in rows]}
 
 
 @router.get("/costs", tags=["costs"], summary="Actual cost of stored lines (= `finfocus cost actual --output json`)")
@@ -62,7 +53,7 @@ async def costs(
     if metric not in costq.METRICS:
         raise bad_request(f"unknown metric {metric!r}; use one of {', '.join(costq.METRICS)}")
     start_at, end_at = window(start, end)
-    return await cost_document(request.app.state.ctx, start_at, end_at, groups, filters, metric)
+    return await costs_query.document(request.app.state.ctx, start_at, end_at, groups, filters, metric)
 
 
 @router.get("/anomalies", tags=["anomalies"], summary="Anomalies (= `finfocus anomalies list --output json`)")

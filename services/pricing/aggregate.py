@@ -1,0 +1,63 @@
+"""The daily aggregate of cost lines (migration 0009): recompute the days the triggers marked.
+
+Runs in pricing's background, one small transaction per batch of days: the marks are taken
+first (a day marked again meanwhile stays marked for the next round), then the days are
+rebuilt from the lines as they are now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+
+logger = logging.getLogger(__name__)
+
+TAKE_DAYS = """
+DELETE FROM pricing.dirty_days WHERE day IN (
+    SELECT day FROM pricing.dirty_days ORDER BY day LIMIT $1 FOR UPDATE SKIP LOCKED)
+RETURNING day"""
+
+CLEAR_DAYS = "DELETE FROM pricing.daily_costs WHERE day = ANY($1::date[])"
+
+REBUILD_DAYS = """
+INSERT INTO pricing.daily_costs
+SELECT (charge_period_start AT TIME ZONE 'UTC')::date, provider, billing_account_id, sub_account_id,
+       service_name, service_category, region_id, charge_category, billing_currency, price_source,
+       billing_scope, billing_scope_version, count(*),
+       sum(billed_cost), count(*) FILTER (WHERE billed_cost IS NULL),
+       sum(effective_cost), count(*) FILTER (WHERE effective_cost IS NULL),
+       sum(list_cost), count(*) FILTER (WHERE list_cost IS NULL),
+       sum(contracted_cost), count(*) FILTER (WHERE contracted_cost IS NULL)
+FROM pricing.cost_lines
+WHERE charge_period_start >= (SELECT min(d) FROM unnest($1::date[]) d)::timestamp AT TIME ZONE 'UTC'
+  AND charge_period_start < ((SELECT max(d) FROM unnest($1::date[]) d) + 1)::timestamp AT TIME ZONE 'UTC'
+  AND (charge_period_start AT TIME ZONE 'UTC')::date = ANY($1::date[])
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12"""
+
+
+async def refresh(conn: asyncpg.Connection, days_per_round: int = 7) -> int:
+    """Rebuild marked days until none is left; returns how many days were rebuilt."""
+    rebuilt = 0
+    while True:
+        async with conn.transaction():
+            days = [r["day"] for r in await conn.fetch(TAKE_DAYS, days_per_round)]
+            if not days:
+                return rebuilt
+            await conn.execute(CLEAR_DAYS, days)
+            await conn.execute(REBUILD_DAYS, days)
+        rebuilt += len(days)
+
+
+async def refresh_forever(pool: asyncpg.Pool, period_s: float = 2.0) -> None:
+    """Pricing's background task: keep the aggregate caught up a few seconds behind."""
+    while True:
+        try:
+            async with pool.acquire() as conn:
+                await refresh(conn)
+        except asyncio.CancelledError:
+            raise
+        except (OSError, asyncpg.PostgresError):
+            logger.warning("daily aggregate refresh failed; retrying", exc_info=True)
+        await asyncio.sleep(period_s)
