@@ -82,3 +82,54 @@ async def test_mcp_over_stdio_lists_typed_tools_and_answers_like_the_cli(env):
 
         refused = await client.call_tool("ask", {"question": ""})
         assert refused.is_error  # the schema's min_length, checked before the tool runs
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_mcp_over_http_needs_a_bearer_token_an_api_token_or_the_secret(database_url, tmp_path):
+    import asyncio
+
+    import httpx
+
+    from finfocus.db import migrate
+    from services.api import store
+    from services.api.security import token_hash
+
+    conn = await connect(database_url)
+    await migrate(conn, "api", store.MIGRATIONS_DIR)
+    await store.create_token(conn, "tok-1", token_hash("api-viewer-token"), "viewer", "mcp test")
+    await conn.close()
+    port = _free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("FINFOCUS_", "VAULT_"))}
+    environ.update(FINFOCUS_DATABASE_URL=database_url, FINFOCUS_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT),
+                   FINFOCUS_SECRET_MCP_TOKEN="from-the-secrets-provider")
+    server = subprocess.Popen([sys.executable, "-m", "finfocus.cli", "mcp", "--http", str(port)], env=environ,
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/mcp"
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}}
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            for _ in range(200):
+                try:
+                    await http.get(url)
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            assert (await http.post(url, json=init, headers=headers)).status_code == 401
+            wrong = await http.post(url, json=init, headers=headers | {"Authorization": "Bearer nope"})
+            assert wrong.status_code == 401
+            for token in ("api-viewer-token", "from-the-secrets-provider"):
+                ok = await http.post(url, json=init, headers=headers | {"Authorization": f"Bearer {token}"})
+                assert ok.status_code == 200, ok.text
+                assert '"finfocus"' in ok.text
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -1,0 +1,92 @@
+"""Accuracy and latency of the assistant's offline engine. Prints figures; run with
+`python bench/assistant.py [--lines 1000000]`.
+
+The fixed data set (tests/fixtures/assistant/dataset.py, today = 2026-10-15) is seeded into a
+fresh database on FINFOCUS_TEST_PG_ADMIN_URL's server (default postgresql://postgres@127.0.0.1:5432),
+the questions of tests/fixtures/assistant/questions.yaml are asked through
+`services.api.assistant.answer` on a reader-role connection, and each answer is exact when its
+rows equal the rows of the question's hand-written SQL. `--lines N` spreads the same daily
+costs over about N stored lines (COPY), for latency at scale; the answers stay the same.
+Latency is per question, wall clock, with the name vocabulary cached (its cold load is
+printed apart: it is read once per five minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.fixtures.assistant.dataset import RESOURCES, START, TODAY  # noqa: E402
+
+ADMIN = os.environ.get("FINFOCUS_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+async def main(lines: int, keep: bool) -> None:
+    import asyncpg
+
+    from finfocus.db import connect
+    from services.api.assistant import vocab
+    from tests.fixtures.assistant.accuracy import evaluate, questions, report
+    from tests.fixtures.assistant.dataset import seed
+
+    base_lines = len(RESOURCES) * (TODAY - START).days
+    scale = max(1, math.ceil(lines / base_lines))
+    name = f"ff_bench_assistant_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(ADMIN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    url = ADMIN.rsplit("/", 1)[0] + "/" + name
+    try:
+        conn = await connect(url)
+        started = time.perf_counter()
+        await seed(conn, scale=scale)
+        stored = await conn.fetchval("SELECT count(*) FROM pricing.cost_lines")
+        print(f"seeded {stored:,} cost lines in {time.perf_counter() - started:.1f} s (scale {scale})")
+        vocab.forget()
+        started = time.perf_counter()
+        await vocab.load(conn, key="bench")
+        print(f"vocabulary cold load: {(time.perf_counter() - started) * 1000:.0f} ms")
+        items = questions()
+        await evaluate(conn, items[:3])  # warm the cache and the buffers
+        outcomes = await evaluate(conn, items)
+        overall, per_category = report(outcomes)
+        print(f"\n{'category':<20} {'questions':>9} {'exact':>7}")
+        for category, share in per_category.items():
+            n = sum(1 for o in outcomes if o.category == category)
+            print(f"{category:<20} {n:>9} {share:>6.0%}")
+        print(f"{'overall':<20} {len(outcomes):>9} {overall:>6.1%}")
+        latencies = sorted(o.seconds * 1000 for o in outcomes)
+        p95 = latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)]
+        print(f"\nlatency per question: median {statistics.median(latencies):.0f} ms, p95 {p95:.0f} ms, "
+              f"max {latencies[-1]:.0f} ms over {stored:,} lines")
+        slow = sorted(outcomes, key=lambda o: -o.seconds)[:3]
+        print("slowest: " + "; ".join(f"{o.question!r} {o.seconds * 1000:.0f} ms" for o in slow))
+        for o in outcomes:
+            if not o.exact:
+                print(f"MISS [{o.category}] {o.question!r}: {o.answer}")
+        await conn.close()
+    finally:
+        if not keep:
+            admin = await asyncpg.connect(ADMIN)
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
+        else:
+            print(f"kept database {url}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=0, help="store about this many cost lines (e.g. 1000000)")
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    args = parser.parse_args()
+    asyncio.run(main(args.lines, args.keep))
