@@ -134,12 +134,8 @@ class ServiceRuntime:
         facts = Facts(phase=self.phase)
         if self.phase != "running":
             return facts
-        facts.database = await self._database_problem()
-        try:
-            if not await self.broker.ping(timeout=CHECK_TIMEOUT_S):
-                facts.broker = "no answer"
-        except Exception as exc:  # noqa: BLE001
-            facts.broker = type(exc).__name__
+        # both at once: a probe answers within one CHECK_TIMEOUT_S even with both away
+        facts.database, facts.broker = await asyncio.gather(self._database_problem(), self._broker_problem())
         now = time.time()
         for pipeline in self.pipelines:
             self._attach(pipeline)
@@ -153,6 +149,12 @@ class ServiceRuntime:
                 f"{p.topic}[{p.partition}] ({p.group})" for p in pipeline.partitions() if health.is_stalled(p, now)
             ]
         return facts
+
+    async def _broker_problem(self) -> str | None:
+        try:
+            return None if await self.broker.ping(timeout=CHECK_TIMEOUT_S) else "no answer"
+        except Exception as exc:  # noqa: BLE001
+            return type(exc).__name__
 
     async def _database_problem(self) -> str | None:
         """None when PostgreSQL answers on the probe's own connection (not the pool's: busy
