@@ -17,7 +17,7 @@ def _amounts(rows: list[dict], column: str) -> str:
 
 
 def _what(plan: Plan, vocab: Vocabulary) -> str:
-    return plan.scope.describe(vocab) or "All"
+    return plan.scope.describe(vocab) or "Total"
 
 
 def _note(plan: Plan) -> str:
@@ -37,13 +37,15 @@ def _signed(value, currency: str) -> str:
 
 
 def phrase(plan: Plan, rows: list[dict], vocab: Vocabulary) -> str:
-    return _PHRASES[plan.intent](plan, rows, vocab)
+    text = _PHRASES[plan.intent](plan, rows, vocab)
+    return text[:1].upper() + text[1:]
 
 
 def _spend(plan: Plan, rows: list[dict], vocab: Vocabulary) -> str:
     assert plan.period
     if not rows:
-        return f"No cost lines for {_what(plan, vocab).lower() if plan.scope.empty() else _what(plan, vocab)} {plan.period.text()}{_note(plan)}."
+        scope = "" if plan.scope.empty() else f" for {_what(plan, vocab)}"
+        return f"No cost lines{scope} {plan.period.text()}{_note(plan)}."
     return f"{_what(plan, vocab)} cost {_amounts(rows, 'cost')} {plan.period.text()}{_note(plan)}."
 
 
@@ -126,6 +128,8 @@ def _anomalies(plan: Plan, rows: list[dict], vocab: Vocabulary) -> str:
     if plan.options.get("count"):
         n = sum(r["anomalies"] for r in rows)
         impact = f", impact {_amounts(rows, 'impact')}" if rows else ""
+        if n == 1:
+            which = which.replace("anomalies", "anomaly")
         return f"{n} {which}{scope}{when}{impact}."
     if not rows:
         return f"No {which}{scope}{when}."
@@ -138,6 +142,8 @@ def _anomalies(plan: Plan, rows: list[dict], vocab: Vocabulary) -> str:
              f"{money(r['expected_cost'])} expected, impact {_signed(r['impact'], r['currency'])} ({r['severity']}, {r['status']})")
     if plan.limit == 1:
         return f"The largest {which[:-3] + 'y' if which.endswith('ies') else which}{scope}{when}: {first}."
+    if len(rows) == 1:
+        return f"1 {which.replace('anomalies', 'anomaly')}{scope}{when}: {first}."
     return f"{len(rows)} {which}{scope}{when}; the largest is {first}."
 
 

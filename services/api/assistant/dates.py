@@ -133,5 +133,7 @@ def previous_like(period: Period, unit: str) -> Period:
         full = period.end == month_start(period.start, 1)
         end = period.start if full else min(start + timedelta(days=period.days), period.start)
         return Period(start, end, "the month before")
+    if unit == "week" and period.start.weekday() == 0 and period.days < 7:
+        return Period(period.start - timedelta(days=7), period.start - timedelta(days=7 - period.days), "the week before")
     length = timedelta(days=period.days)
     return Period(period.start - length, period.start, f"the {period.days} days before")

@@ -152,6 +152,7 @@ _COMPARE_UNIT = re.compile(r"\b(month|week|day)[- ]over[- ](?:month|week|day)\b|
 def understand(question: str, vocab: Vocabulary, today: date) -> Plan:
     """The plan for `question`, or `NotUnderstood` naming what could not be read."""
     text = " " + question.lower().replace("’", "'").strip() + " "
+    text = re.sub(r"(\w)'(?:s|re|ve|ll|d)\b", r"\1", text)  # what's, we've: the stem is enough
     if len(text) > 500:
         raise NotUnderstood("the question is longer than 500 characters")
     index = vocab.index()
@@ -173,6 +174,7 @@ def understand(question: str, vocab: Vocabulary, today: date) -> Plan:
         if plan.intent not in ("anomalies", "forecast", "budgets", "recommendations", "savings"):
             plan.intent = "compare"
     periods: list[Period] = []
+    against = re.search(r"\b(?:vs\.?|versus|compared (?:to|with)|against|than)\s+(?:the\s+)?(last|previous|prior)\s+(month|week)\b", text)
     while True:
         period, rest = find_period(text, today)
         if period is None:
@@ -181,7 +183,14 @@ def understand(question: str, vocab: Vocabulary, today: date) -> Plan:
         text = " " + rest + " "
     if periods:
         plan.period = periods[0]
-    if plan.intent == "compare":
+    if plan.intent == "compare" and against and len(periods) == 1:
+        # "lambda vs last month": this month (or week) to date against the same days before it
+        unit = against.group(2)
+        monday = today - timedelta(days=today.weekday())
+        start = month_start(today) if unit == "month" else monday
+        plan.period = Period(start, today + timedelta(days=1), f"this {unit}")
+        plan.previous = previous_like(plan.period, unit)
+    elif plan.intent == "compare":
         _compare_periods(plan, periods, unit, today, text)
 
     # resources and explicit tag filters (key=value, key:value)
