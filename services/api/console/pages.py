@@ -325,13 +325,35 @@ def _expected_saving(command: dict) -> str:
     return "not stated"
 
 
+def _describe(command: dict) -> dict:
+    """What the remediation templates show of a command: target, saving, guardrail state."""
+    target = command.get("target") or {}
+    if isinstance(target, dict):
+        where = ", ".join(f"{k.replace('_id', '')} {target[k]}" for k in ("account_id", "region") if target.get(k))
+        text = str(target.get("resource_id") or "?") + (f" ({where})" if where else "")
+    else:
+        text = str(target)
+    guards = []
+    if command.get("requires_approval"):
+        guards.append("needs approval")
+    if command.get("expires_at") and command.get("status") == "pending-approval":
+        guards.append(f"expires {str(command['expires_at'])[:16].replace('T', ' ')}")
+    result = command.get("result") or {}
+    if isinstance(result, dict):
+        for key in ("guardrail", "guardrails", "blocked_by", "refused"):
+            if result.get(key):
+                guards.append(f"{key.replace('_', ' ')}: {result[key]}")
+        if command.get("status") in ("failed", "expired", "rejected") and result.get("detail"):
+            guards.append(str(result["detail"])[:200])
+    return {**command, "_target": text, "_saving": _expected_saving(command), "_guards": guards}
+
+
 async def remediation(request: Request, api: Api, session: dict) -> Response:
     """Commands with their guardrail state and the decisions a role may take."""
     status_filter = request.query_params.get("status") or None
     status, body = await api.get("/api/v1/remediation/commands", {"status": status_filter} if status_filter else None)
     commands = (body or {}).get("commands") or [] if status == 200 else []
-    for c in commands:
-        c["_saving"] = _expected_saving(c)
+    commands = [_describe(c) for c in commands]
     return _render(request, "remediation.html", session, title="Remediation", commands=commands,
                    status_filter=status_filter or "")
 
@@ -344,7 +366,7 @@ async def command(request: Request, api: Api, session: dict) -> Response:
     if not found:
         return _render(request, "missing.html", session, title="Command not found",
                        what=f"command {command_id}", back="/remediation")
-    found["_saving"] = _expected_saving(found)
+    found = _describe(found)
     audit = (await api.ok(f"/api/v1/remediation/commands/{quote(command_id, safe='')}/audit", None, {}) or {})
     return _render(request, "command.html", session, title="Command", c=found, audit=audit.get("audit") or [])
 

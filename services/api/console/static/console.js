@@ -59,7 +59,7 @@
     var xs = Object.keys(days).sort();
     var marks = data.marks || [];
     var series = Object.keys(byCur).map(function (cur, i) {
-      var s = { name: cur, type: "bar", data: xs.map(function (d) { return byCur[cur][d] || 0; }) };
+      var s = { name: cur, type: "bar", barMaxWidth: 48, data: xs.map(function (d) { return byCur[cur][d] || 0; }) };
       if (i === 0) {
         s.markPoint = { symbol: "pin", symbolSize: 38, data: marks.filter(function (m) { return days[m.date]; }).map(function (m) {
           return { name: m.severity + " anomaly", coord: [m.date, byCur[cur][m.date] || 0], value: "!", id: m.id,
@@ -79,9 +79,10 @@
   function stackedChart(el) {
     var ch = data.chart || { x: [], series: [] };
     chart(el, {
-      legend: { type: "scroll", top: 4 }, tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
+      legend: { type: "scroll", bottom: 0 }, grid: { left: 56, right: 16, top: 30, bottom: 60 },
+      tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
       xAxis: { type: "category", data: ch.x }, yAxis: { type: "value", name: ch.currency || "" },
-      series: ch.series.map(function (s) { return { name: s.name, type: "bar", stack: "cost", data: s.data.map(num) }; })
+      series: ch.series.map(function (s) { return { name: s.name, type: "bar", stack: "cost", barMaxWidth: 48, data: s.data.map(num) }; })
     });
   }
 
