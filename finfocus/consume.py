@@ -54,6 +54,7 @@ from finfocus.tracking import (
     PostgresUnitOfWork,
     Range,
     StoreTracks,
+    TrackAfter,
     UnitOfWork,
     ranges,
 )
@@ -61,7 +62,8 @@ from schemas.deadletter import DeadLetterV1
 
 __all__ = [
     "DATA_ERROR_TYPES", "TRANSIENT_NAMES", "TRANSIENT_TYPES", "Decoded", "Done", "InMemoryUnitOfWork",
-    "Pipeline", "PostgresUnitOfWork", "Range", "RetryPolicy", "Stalled", "StoreTracks", "UnitOfWork",
+    "Pipeline", "PostgresUnitOfWork", "Range", "RetryPolicy", "Stalled", "StoreTracks", "TrackAfter",
+    "UnitOfWork",
     "is_data_error", "is_transient", "ranges",
 ]
 

@@ -145,3 +145,20 @@ class InMemoryUnitOfWork:
 
     async def track(self, tx: list, group: str, spans: Sequence[Range]) -> None:
         tx.extend(("__track__", group, s) for s in spans)
+
+
+class TrackAfter:
+    """For work that keeps its own transactions and may take long (the remediation executor's
+    cloud calls): no transaction is held open during the work; the tracking record is written
+    right after it, in a short transaction of `uow`."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        yield None
+
+    async def track(self, tx: None, group: str, spans: Sequence[Range]) -> None:
+        async with self._uow.transaction() as own:
+            await self._uow.track(own, group, spans)

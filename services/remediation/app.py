@@ -11,7 +11,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from finfocus.broker import Envelope
-from finfocus.consume import Done
+from finfocus.consume import Done, TrackAfter
 from finfocus.secrets import secrets_from_environment
 from finfocus.service import ServiceRuntime
 from finfocus.telemetry import start_record_span
@@ -47,7 +47,8 @@ def policy_lookup(settings: RemediationSettings):
 
 def register_executor(runtime: ServiceRuntime, settings: RemediationSettings, holder: dict) -> None:
     """Subscribe the executor. Its effects are the executor's own transactions (idempotent per
-    command id: no action runs twice); the pipeline's transaction holds the tracking record."""
+    command id: no action runs twice), so no transaction is held open during cloud calls; the
+    tracking record follows in its own, before the offsets are committed."""
 
     async def execute(_conn, envs: list[Envelope]) -> Done:
         executor: Executor = holder["get"]()
@@ -63,7 +64,7 @@ def register_executor(runtime: ServiceRuntime, settings: RemediationSettings, ho
 
     runtime.consume(
         Topics.REMEDIATION_COMMANDS, group="finfocus-remediation-executor", label="RemediationCommand v1",
-        decode=lambda env: env, work=execute,
+        decode=lambda env: env, work=execute, uow=TrackAfter(runtime.uow),
         description="RemediationCommand v1 signed by the planner: the stored command is run, guarded",
     )
 
