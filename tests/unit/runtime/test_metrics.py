@@ -223,3 +223,27 @@ def test_mount_gives_an_asgi_app_metrics_health_and_readiness():
     assert client.get("/healthz").text == "ok\n"
     response = client.get("/readyz")
     assert response.status_code == 503 and "database unreachable" in response.text
+
+
+async def test_runtime_facts_name_the_broker_the_database_and_unassigned_groups(tmp_path):
+    from finfocus.service import ServiceRuntime
+    from finfocus.settings import FinFocusSettings
+
+    settings = FinFocusSettings(home=tmp_path, kafka_bootstrap="127.0.0.1:1", database_url="postgresql://x@127.0.0.1:1/x")
+    runtime = ServiceRuntime("svc_facts", settings)
+
+    async def work(tx, items):
+        return None
+
+    runtime.consume("t", group="g-facts", work=work, decode=lambda env: env.value)
+    assert await runtime.ready() == (False, ["service is starting"])
+    runtime.phase = "running"
+
+    async def no_answer(timeout=None):
+        return False
+
+    runtime.broker.ping = no_answer  # type: ignore[method-assign]
+    ok, reasons = await runtime.ready()
+    assert not ok
+    assert reasons[0].startswith("database unreachable: ")
+    assert reasons[1:] == ["broker unreachable: no answer", "no partitions assigned to g-facts"]
