@@ -235,3 +235,23 @@ def test_a_partition_retrying_too_long_counts_as_stalled():
     assert not health.is_stalled(p, 100.0 + health.STALL_AFTER_S - 1)
     assert health.is_stalled(p, 100.0 + health.STALL_AFTER_S)
     assert health.service_state([health.PartitionHealth("g", "t", 1)], 0) == ("running", None)
+
+
+async def test_work_with_its_own_transactions_holds_none_open_and_is_tracked_after():
+    from finfocus.consume import TrackAfter
+
+    events: list = []
+    inner = InMemoryUnitOfWork()
+    seen: list = []
+
+    async def own_transactions(tx, items):
+        seen.append(tx)
+        return Done(refused={0: "unknown command"})
+
+    pipeline, _, _, letters = make(own_transactions, events)
+    pipeline.uow = TrackAfter(inner)
+    await pipeline.handle(records(b"1", b"2", first=5), RecordingConsumer(events))
+    assert seen == [None]
+    assert [(g, r.first, r.last) for g, r in inner.tracked] == [("g", 5, 6)]
+    assert [(d.source_offset, d.error) for d in letters] == [(5, "unknown command")]
+    assert events[-1] == ("commit", {("t", 0): 7})
