@@ -71,15 +71,15 @@ async def list_tokens(conn: asyncpg.Connection) -> list[dict]:
 
 
 async def token_principal(conn: asyncpg.Connection, token_hash: str) -> asyncpg.Record | None:
-    """The live token with this hash (not revoked, not expired); its last use is noted at
-    most once a minute, so reads do not turn every request into a write."""
-    return await conn.fetchrow(
-        """UPDATE api.tokens SET last_used_at = now()
-           WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
-             AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
-           RETURNING token_id, role""", token_hash) or await conn.fetchrow(
-        """SELECT token_id, role FROM api.tokens WHERE token_hash = $1 AND revoked_at IS NULL
+    """The live token with this hash (not revoked, not expired). Its last use is written at
+    most once a minute, so a read stays one indexed SELECT."""
+    row = await conn.fetchrow(
+        """SELECT token_id, role, last_used_at < now() - interval '1 minute' OR last_used_at IS NULL AS stale
+           FROM api.tokens WHERE token_hash = $1 AND revoked_at IS NULL
              AND (expires_at IS NULL OR expires_at > now())""", token_hash)
+    if row is not None and row["stale"]:
+        await conn.execute("UPDATE api.tokens SET last_used_at = now() WHERE token_id = $1", row["token_id"])
+    return row
 
 
 # --- sessions ------------------------------------------------------------------------------

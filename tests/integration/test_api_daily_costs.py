@@ -72,3 +72,23 @@ async def test_the_daily_aggregate_answers_exactly_what_the_lines_answer(setting
         assert await costs.document(ctx, start, start + timedelta(days=1), [], [], "billed") == doc
         via_aggregate, via_lines = await _both(ctx, [], [], "billed", start, start + timedelta(days=1))
         assert via_aggregate == via_lines
+
+
+async def test_the_overview_from_the_aggregate_equals_the_overview_from_the_lines(settings):
+    from finfocus.db import connect
+    from services.api.routes.insights import _costs
+
+    start = datetime(2026, 10, 1, tzinfo=UTC)
+    await seed_cost_lines(settings.database_url, start=start, days=45)
+    await refresh_daily_costs(settings.database_url)
+    async with running_api(settings) as (app, _client):
+        window = (start + timedelta(days=5), start + timedelta(days=20), start + timedelta(days=35))
+        via_aggregate = await _costs(app.state.ctx, *window)
+        conn = await connect(settings.database_url)
+        try:  # a day waiting for a refresh: the lines answer
+            await conn.execute("INSERT INTO pricing.dirty_days (day) VALUES ($1)", window[1].date())
+        finally:
+            await conn.close()
+        via_lines = await _costs(app.state.ctx, *window)
+    assert list(via_aggregate) == list(via_lines)
+    assert via_aggregate[0]["totals"] and via_aggregate[2] and via_aggregate[3]

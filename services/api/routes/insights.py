@@ -72,6 +72,30 @@ async def _totals(ctx, start, end, aggregate: bool) -> dict:
     return costq.summary_of(totals, start, end, "billed", [])
 
 
+async def _costs(ctx, prev_start, start, end) -> tuple:
+    """(summary, previous summary, daily, by service now and before, by account now and
+    before): one scan of pricing's daily aggregate where it can answer, else the lines."""
+    if costs_query.aggregate_allows(["daily"], [], prev_start, end):
+        async with ctx.reader() as conn:
+            if await costs_query.aggregate_ready(conn, prev_start, end):
+                o = await costs_query.overview(conn, prev_start, start, end)
+
+                def results(part: str, name: str) -> list[dict]:
+                    return [costq.result_of(r, [name]) for r in o[part]]
+
+                daily = results("daily", "daily")
+                by_service = results("service", "service"), results("previous_service", "service")
+                by_account = results("account", "account"), results("previous_account", "account")
+                return (costq.summary_of(o["totals"], start, end, "billed", []),
+                        costq.summary_of(o["previous_totals"], prev_start, start, "billed", []),
+                        daily, *by_service, *by_account)
+    return await asyncio.gather(
+        _totals(ctx, start, end, False), _totals(ctx, prev_start, start, False),
+        _grouped(ctx, start, end, ["daily"], False),
+        _grouped(ctx, start, end, ["service"], False), _grouped(ctx, prev_start, start, ["service"], False),
+        _grouped(ctx, start, end, ["account"], False), _grouped(ctx, prev_start, start, ["account"], False))
+
+
 async def _forecast(ctx, end: datetime) -> list[dict]:
     """Month-end projection of the total (the month `to` falls in), per currency."""
     async with ctx.reader() as conn:
@@ -124,23 +148,15 @@ async def insights_summary(
     if end_at <= start_at:
         end_at = start_at + timedelta(days=1)
     length = end_at - start_at
-    prev_start, prev_end = start_at - length, start_at
-    async with ctx.reader() as conn:
-        agg = await costs_query.aggregate_ready(conn, prev_start, end_at)
-    (summary, previous, daily, services_now, services_before, accounts_now, accounts_before,
-     forecast, budgets, anomalies, savings) = await asyncio.gather(
-        _totals(ctx, start_at, end_at, agg),
-        _totals(ctx, prev_start, prev_end, agg),
-        _grouped(ctx, start_at, end_at, ["daily"], agg),
-        _grouped(ctx, start_at, end_at, ["service"], agg),
-        _grouped(ctx, prev_start, prev_end, ["service"], agg),
-        _grouped(ctx, start_at, end_at, ["account"], agg),
-        _grouped(ctx, prev_start, prev_end, ["account"], agg),
+    prev_start = start_at - length
+    costs, forecast, budgets, anomalies, savings = await asyncio.gather(
+        _costs(ctx, prev_start, start_at, end_at),
         _optional(_forecast(ctx, end_at), []),
         _optional(budget_rows(ctx), []),
         _optional(_anomalies(ctx), {"open": 0, "bySeverity": {}}),
         _optional(savings_rows(ctx), []),
     )
+    summary, previous, daily, services_now, services_before, accounts_now, accounts_before = costs
     for key in ("metric", "groupBy"):
         summary.pop(key, None)
         previous.pop(key, None)
