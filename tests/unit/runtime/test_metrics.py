@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import asyncpg
@@ -174,37 +173,23 @@ def test_ready_only_when_running_reachable_assigned_and_not_stalled():
                        "no partitions assigned to g", "no partitions assigned to h", "consumer stalled: t[1] (g)"]
 
 
-async def http_get(port: int, path: str) -> tuple[int, str]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    await writer.drain()
-    data = await reader.read()
-    writer.close()
-    head, _, body = data.decode().partition("\r\n\r\n")
-    return int(head.split()[1]), body
-
-
-async def test_probe_server_answers_health_readiness_with_reasons_and_metrics():
+async def test_probe_routes_answer_health_readiness_with_reasons_and_metrics():
     state = {"ready": False}
 
     async def check():
         return readiness(Facts(phase="running", database=None if state["ready"] else "ConnectionRefusedError"))
 
-    server = ProbeServer("svc-probe", check)
-    await server.start()
-    try:
-        assert await http_get(server.port, "/healthz") == (200, "ok\n")
-        status, body = await http_get(server.port, "/readyz")
-        assert status == 503 and "database unreachable: ConnectionRefusedError" in body
-        state["ready"] = True
-        server._last = None  # past the one-second cache
-        assert await http_get(server.port, "/readyz") == (200, "ready\n")
-        status, body = await http_get(server.port, "/metrics")
-        assert status == 200 and 'finfocus_ready{service="svc-probe"} 1.0' in body
-        assert (await http_get(server.port, "/nope"))[0] == 404
-        assert server.url == f"http://127.0.0.1:{server.port}"
-    finally:
-        await server.stop()
+    server = ProbeServer("svc-probe", check)  # routes only: the socket is the integration test's
+    assert (await server._route("GET", "/healthz"))[:2] == ("200 OK", b"ok\n")
+    status, body, _ = await server._route("GET", "/readyz")
+    assert status.startswith("503") and b"database unreachable: ConnectionRefusedError" in body
+    state["ready"] = True
+    server._last = None  # past the one-second cache
+    assert (await server._route("GET", "/readyz"))[:2] == ("200 OK", b"ready\n")
+    status, body, ctype = await server._route("GET", "/metrics")
+    assert status == "200 OK" and b'finfocus_ready{service="svc-probe"} 1.0' in body and ctype.startswith("text/plain")
+    assert (await server._route("GET", "/nope"))[0].startswith("404")
+    assert (await server._route("POST", "/metrics"))[0].startswith("405")
 
 
 def test_mount_gives_an_asgi_app_metrics_health_and_readiness():
@@ -225,7 +210,7 @@ def test_mount_gives_an_asgi_app_metrics_health_and_readiness():
     assert response.status_code == 503 and "database unreachable" in response.text
 
 
-async def test_runtime_facts_name_the_broker_the_database_and_unassigned_groups(tmp_path):
+async def test_runtime_facts_name_the_broker_the_database_and_unassigned_groups(tmp_path, monkeypatch):
     from finfocus.service import ServiceRuntime
     from finfocus.settings import FinFocusSettings
 
@@ -236,6 +221,11 @@ async def test_runtime_facts_name_the_broker_the_database_and_unassigned_groups(
         return None
 
     runtime.consume("t", group="g-facts", work=work, decode=lambda env: env.value)
+
+    async def refused(*args, **kwargs):
+        raise ConnectionRefusedError("no database here")
+
+    monkeypatch.setattr(asyncpg, "connect", refused)  # no socket in a unit test
     assert await runtime.ready() == (False, ["service is starting"])
     runtime.phase = "running"
 
@@ -245,5 +235,5 @@ async def test_runtime_facts_name_the_broker_the_database_and_unassigned_groups(
     runtime.broker.ping = no_answer  # type: ignore[method-assign]
     ok, reasons = await runtime.ready()
     assert not ok
-    assert reasons[0].startswith("database unreachable: ")
+    assert reasons[0] == "database unreachable: ConnectionRefusedError"
     assert reasons[1:] == ["broker unreachable: no answer", "no partitions assigned to g-facts"]
