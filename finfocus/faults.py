@@ -3,7 +3,7 @@ data's (bisect and dead-letter the culprit), and how long to wait between retrie
 
 from __future__ import annotations
 
-import asyncio
+import socket
 from dataclasses import dataclass
 
 import asyncpg
@@ -11,8 +11,9 @@ from aiokafka.errors import KafkaError
 
 #: errors of the infrastructure, not of the data: retried, never dead-lettered
 TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
-    OSError,  # ConnectionRefusedError, ConnectionResetError, socket timeouts
-    asyncio.TimeoutError,
+    ConnectionError,  # refused, reset, aborted, broken pipe
+    TimeoutError,  # asyncio.TimeoutError too
+    socket.gaierror,  # a name that does not resolve (yet)
     asyncpg.PostgresConnectionError,  # ConnectionDoesNotExist, ConnectionFailure, ...
     asyncpg.InterfaceError,  # "connection is closed", pool closing
     asyncpg.exceptions.OperatorInterventionError,  # CannotConnectNow, AdminShutdown, CrashShutdown
@@ -50,7 +51,9 @@ def is_transient(exc: BaseException) -> bool:
     for e in _chain(exc):
         if isinstance(e, DATA_ERROR_TYPES):
             return False
-        if isinstance(e, TRANSIENT_TYPES) or type(e).__name__ in TRANSIENT_NAMES:
+        # a bare OSError is how asyncpg reports a connect that failed on every address; its
+        # subclasses other than the above (FileNotFoundError, PermissionError) are no outage
+        if isinstance(e, TRANSIENT_TYPES) or type(e) is OSError or type(e).__name__ in TRANSIENT_NAMES:
             return True
         if isinstance(e, KafkaError) and getattr(e, "retriable", False):
             return True
