@@ -16,7 +16,7 @@ import hmac
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,6 +124,20 @@ def _array_items(text: str, max_rows: int) -> list[tuple[bytes, Any]]:
     return items
 
 
+def _lines(text: bytes) -> Iterator[bytes]:
+    """The non-blank lines of an NDJSON body, one at a time (a body of millions of lines is
+    refused after the row cap, not split into millions of objects first)."""
+    start, end = 0, len(text)
+    while start < end:
+        stop = text.find(b"\n", start)
+        if stop < 0:
+            stop = end
+        line = text[start:stop]
+        if line.strip():
+            yield line
+        start = stop + 1
+
+
 def parse_body(body: bytes, limits: IntakeLimits = IntakeLimits()) -> list[tuple[int, bytes, Any]]:
     """(index, raw bytes, parsed JSON or an exception) per row of a JSON array or NDJSON.
 
@@ -146,15 +160,14 @@ def parse_body(body: bytes, limits: IntakeLimits = IntakeLimits()) -> list[tuple
             return [(0, body, ValueError(f"body is not JSON: {exc}"))]
         rows = [(i, raw, item) for i, (raw, item) in enumerate(items)]
     else:
-        lines = [part for part in text.split(b"\n") if part.strip()]
-        if len(lines) > limits.max_rows:
-            raise BodyError(413, f"more than {limits.max_rows} rows in one request: send them in smaller requests")
         rows = []
-        for i, line in enumerate(lines):
+        for i, line in enumerate(_lines(text)):
+            if i >= limits.max_rows:
+                raise BodyError(413, f"more than {limits.max_rows} rows in one request: send them in smaller requests")
             try:
                 rows.append((i, line, orjson.loads(line)))
             except orjson.JSONDecodeError as exc:
-                if "recursion" in str(exc):
+                if "depth limit" in str(exc) or "recursion" in str(exc):
                     raise BodyError(400, f"row {i} is nested deeper than {limits.max_depth} levels") from None
                 rows.append((i, line, ValueError(f"line is not JSON: {exc}")))
     for i, _, item in rows:
