@@ -49,6 +49,7 @@ from finfocus.faults import (
     is_transient,
 )
 from finfocus.health import PartitionHealth
+from finfocus.telemetry import redact
 from finfocus.tracking import (
     InMemoryUnitOfWork,
     PostgresUnitOfWork,
@@ -171,7 +172,7 @@ class Pipeline:
 
     def _failing(self, spans: Sequence[Range], exc: BaseException, *, transient: bool) -> None:
         now = time.time()
-        text = f"{type(exc).__name__}: {exc}"[:500]
+        text = redact(f"{type(exc).__name__}: {exc}")[:500]  # the health file is read by status
         for s in spans:
             part = self._part(s.topic, s.partition)
             part.last_error, part.last_error_at = text, now
