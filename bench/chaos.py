@@ -536,6 +536,8 @@ class Outcome:
     status: dict[str, Any] = field(default_factory=dict)
     jobs: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    #: seconds spent starting the stack, injecting, settling, counting, stopping
+    phases: dict[str, float] = field(default_factory=dict)
     #: the fault really happened (a hook that never fired, an import that ended first: False)
     injected: bool = False
     #: ingest-kill: the killed job once settled, and the rows each copy counted then
@@ -568,6 +570,7 @@ class Outcome:
             "jobs": self.jobs,
             "seconds": self.seconds,
             "injected": self.injected,
+            "phases": self.phases,
             "after_kill": self.after_kill,
         }
 
@@ -823,12 +826,19 @@ class Run:
         }
         actions[self.scenario]()
 
+    def phase(self, name: str, since: float) -> float:
+        now = time.monotonic()
+        self.outcome.phases[name] = round(now - since, 1)
+        return now
+
     def run(self) -> Outcome:
-        started = time.monotonic()
+        started = mark = time.monotonic()
         try:
             self.stack.up()
+            mark = self.phase("up", mark)
             with StatusWatch(self.stack, self.args.status_every) as watch:
                 self.inject()
+                mark = self.phase("fault", mark)
                 self.outcome.settled = settle(
                     self.stack,
                     self.batch,
@@ -836,13 +846,16 @@ class Run:
                     timeout=self.args.timeout,
                     poll=self.args.poll,
                 )
+            mark = self.phase("settle", mark)
             self.outcome.status = watch.summary()
             self.outcome.copies = copies(self.stack, self.batch)
             self.outcome.dead = dead_letters(self.stack)
             if self.args.source == "ingest":
                 self.outcome.jobs = self.jobs()
+            mark = self.phase("count", mark)
         finally:
             self.stack.down()
+            self.phase("down", mark)
             if self.args.keep:
                 print(f"  kept {self.base}", file=sys.stderr)
             else:
@@ -871,7 +884,7 @@ def report(outcome: Outcome) -> str:
     lines = [
         f"## {outcome.scenario}: {exp.count:,} rows published ({outcome.source}), "
         f"total {exp.total} USD; settled: {outcome.settled.get('how')} after "
-        f"{outcome.settled.get('seconds')}s; {outcome.seconds}s in all",
+        f"{outcome.settled.get('seconds')}s; {outcome.seconds}s in all {outcome.phases}",
     ]
     lines += [f"- fault: {text}" for text in outcome.fault]
     lines.append("| service | stored / published | duplicates | missing | total | to the cent |")
