@@ -52,7 +52,7 @@ def _spend(plan: Plan, rows: list[dict], vocab: Vocabulary) -> str:
 def _label(plan: Plan) -> str:
     assert plan.dimension
     name = dim_name(plan.dimension)
-    return PLURAL.get(name, name + " values")
+    return PLURAL.get(name, name + "s")
 
 
 def _top(plan: Plan, rows: list[dict], vocab: Vocabulary) -> str:
