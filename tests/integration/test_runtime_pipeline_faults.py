@@ -226,3 +226,71 @@ async def test_rows_the_store_refuses_in_a_bulk_write_are_bisected_out_and_only_
     assert [d["service"] for d in refused_priced] == ["remediation"]
     assert "cannot store record" in refused_priced[0]["error"] and "index row" in refused_priced[0]["error"]
     assert orjson.loads(refused_priced[0]["original"])["x_RecordId"] == "rec-301"
+
+
+async def test_partition_whose_work_keeps_failing_is_paused_reported_stalled_and_resumed_without_loss(
+    settings, tmp_path
+):
+    import json
+    import os
+
+    from aiokafka import AIOKafkaProducer
+
+    from finfocus.service import ServiceRuntime
+
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    (migrations / "0001_init.sql").write_text("CREATE TABLE items (id text PRIMARY KEY, n integer NOT NULL);")
+    settings.home.mkdir(parents=True, exist_ok=True)
+    runtime = ServiceRuntime("pipelinedemo", settings)
+    runtime.retry.base_s, runtime.retry.stall_retry_s = 0.05, 2.0
+    broken = {"yes": True}
+
+    async def save(conn, items: list[dict]) -> None:
+        if broken["yes"] and any(i["id"] == "poison" for i in items):
+            raise RuntimeError("a bug on this record")
+        await conn.executemany("INSERT INTO pipelinedemo.items VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                               [(i["id"], i["n"]) for i in items])
+
+    runtime.consume("demo-things", group="finfocus-pipelinedemo", decode=lambda env: orjson.loads(env.value), work=save)
+    app = runtime.app(migrations)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        for p in range(4):  # auto-created with 4 partitions; the poison on partition 1
+            for n in range(20):
+                key = "poison" if (p, n) == (1, 5) else f"p{p}-{n}"
+                await producer.send("demo-things", orjson.dumps({"id": key, "n": n}), partition=p)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    path = settings.home / "run" / "health" / f"pipelinedemo-{os.getpid()}.json"
+    await app.start()
+    try:
+        async def count() -> int:
+            return (await fetch(settings.database_url, "SELECT count(*) AS n FROM pipelinedemo.items"))["n"]
+
+        await wait_for(lambda: _is(count, 60), timeout=60)  # the other three partitions
+
+        async def reported_stalled() -> bool:
+            if not path.exists():
+                return False
+            report = json.loads(path.read_text())
+            return report["state"] == "degraded" and any(
+                c["partition"] == 1 and c["stalled"] for c in report["consumers"])
+
+        await wait_for(reported_stalled, timeout=30)
+        report = json.loads(path.read_text())
+        stalled = [c for c in report["consumers"] if c["partition"] == 1][0]
+        assert "a bug on this record" in stalled["last_error"] and stalled["lag"] == 20
+        assert await count() == 60  # nothing of partition 1 skipped past, nothing dead-lettered
+        broken["yes"] = False  # the fix is deployed; the paused partition is tried again
+        await wait_for(lambda: _is(count, 80), timeout=30)
+        await wait_for(lambda: asyncio.sleep(0, json.loads(path.read_text())["state"] == "running"), timeout=10)
+    finally:
+        await app.stop()
+    assert await read_topic(settings.kafka_bootstrap, "demo-things.dlq", 1, timeout=2) == []
+
+
+async def _is(probe, expected) -> bool:
+    return await probe() == expected
