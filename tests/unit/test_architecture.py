@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ["ingest", "pricing", "anomaly", "forecast", "remediation"]
+SERVICES = ["ingest", "pricing", "anomaly", "forecast", "remediation", "api"]
 FORBIDDEN_IN_DOMAIN = ("faststream", "asyncpg", "opentelemetry", "aiokafka")
 
 
