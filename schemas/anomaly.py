@@ -75,3 +75,5 @@ class AnomalyFeedbackV1(BaseModel):
     verdict: str = Field(pattern="^(yes|no|planned)$", description="yes, no (false alarm) or planned")
     note: Text | None = Field(None, description="Free text")
     given_at: Timestamp = Field(description="When the verdict was given")
+    actor: Text | None = Field(None, max_length=200, description="Who gave it, as the signing issuer "
+                               "authenticated them (e.g. user:alice); audited as <issuer>:<actor>")

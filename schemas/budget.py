@@ -62,6 +62,8 @@ class BudgetCommandV1(BaseModel):
         default_factory=list, description="Alert thresholds on actual and forecast spend"
     )
     issued_at: Timestamp = Field(description="When the command was issued")
+    actor: Text | None = Field(None, max_length=200, description="Who issued it, as the signing issuer "
+                               "authenticated them (e.g. user:alice); audited as <issuer>:<actor>")
 
     @field_validator("scope")
     @classmethod

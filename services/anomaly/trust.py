@@ -37,7 +37,9 @@ def feedback_decoder(keys: Callable[[], SigningKeys]) -> Callable[[Envelope], tu
     raises (the pipeline dead-letters it with the reason) and changes nothing."""
 
     def decode(env: Envelope) -> tuple[AnomalyFeedbackV1, str]:
-        actor = verify(keys(), env.headers, env.topic, env.value, FEEDBACK_ISSUERS)
-        return AnomalyFeedbackV1.model_validate_json(env.value), actor
+        issuer = verify(keys(), env.headers, env.topic, env.value, FEEDBACK_ISSUERS)
+        feedback = AnomalyFeedbackV1.model_validate_json(env.value)
+        # the person the signing issuer (the api) authenticated, when it names one
+        return feedback, f"{issuer}:{feedback.actor}" if feedback.actor else issuer
 
     return decode

@@ -42,8 +42,10 @@ def budget_command_decoder(keys: Callable[[], SigningKeys]) -> Callable[[Envelop
     and changes nothing."""
 
     def decode(env: Envelope) -> tuple[BudgetCommandV1, str]:
-        actor = verify(keys(), env.headers, env.topic, env.value, BUDGET_ISSUERS)
-        return BudgetCommandV1.model_validate_json(env.value), actor
+        issuer = verify(keys(), env.headers, env.topic, env.value, BUDGET_ISSUERS)
+        command = BudgetCommandV1.model_validate_json(env.value)
+        # the person the signing issuer (the api) authenticated, when it names one
+        return command, f"{issuer}:{command.actor}" if command.actor else issuer
 
     return decode
 

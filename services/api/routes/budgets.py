@@ -61,7 +61,7 @@ async def put_budget(request: Request, who: Admin, name: Name, body: BudgetBody)
     try:
         command = BudgetCommandV1(action="set", name=name, amount=body.amount, currency=body.currency.upper(),
                                   period=body.period, scope=body.scope, thresholds=body.thresholds,
-                                  issued_at=datetime.now(UTC))
+                                  issued_at=datetime.now(UTC), actor=who.actor)
     except ValidationError as exc:
         raise HTTPException(422, exc.errors(include_url=False, include_context=False)) from None
 
@@ -76,5 +76,5 @@ async def put_budget(request: Request, who: Admin, name: Name, body: BudgetBody)
 async def delete_budget(request: Request, who: Admin, name: Name) -> JSONResponse:
     if not await budget_rows(request.app.state.ctx, name):
         raise HTTPException(404, f"no budget {name}")
-    command = BudgetCommandV1(action="delete", name=name, issued_at=datetime.now(UTC))
+    command = BudgetCommandV1(action="delete", name=name, issued_at=datetime.now(UTC), actor=who.actor)
     return await _send(request, who, command, lambda rows: not rows)

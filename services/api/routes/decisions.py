@@ -122,8 +122,8 @@ async def anomaly_feedback(request: Request, who: Approver, anomaly_id: Id, body
     async with ctx.reader() as conn:
         if await conn.fetchval("SELECT 1 FROM anomaly.v_anomalies WHERE anomaly_id = $1", anomaly_id) is None:
             raise HTTPException(404, f"no anomaly {anomaly_id}")
-    note = f"{body.note} ({who.actor})" if body.note else f"by {who.actor}"
-    event = AnomalyFeedbackV1(anomaly_id=anomaly_id, verdict=body.verdict, note=note, given_at=datetime.now(UTC))
+    event = AnomalyFeedbackV1(anomaly_id=anomaly_id, verdict=body.verdict, note=body.note,
+                              given_at=datetime.now(UTC), actor=who.actor)
     decision_id = new_decision_id()
     await record(ctx, decision_id, "anomaly-feedback", anomaly_id, body.verdict, who.actor, body.note)
     await publish(ctx, Topics.ANOMALY_FEEDBACK, anomaly_id, event, "AnomalyFeedback")
