@@ -31,7 +31,7 @@ from tests.fixtures.assistant.dataset import RESOURCES, START, TODAY  # noqa: E4
 ADMIN = os.environ.get("FINFOCUS_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-async def main(lines: int, keep: bool) -> None:
+async def main(lines: int, keep: bool, reuse: str | None) -> None:
     import asyncpg
 
     from finfocus.db import connect
@@ -42,16 +42,21 @@ async def main(lines: int, keep: bool) -> None:
     base_lines = len(RESOURCES) * (TODAY - START).days
     scale = max(1, math.ceil(lines / base_lines))
     name = f"ff_bench_assistant_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    url = ADMIN.rsplit("/", 1)[0] + "/" + name
+    if reuse:
+        url, keep = reuse, True
+    else:
+        admin = await asyncpg.connect(ADMIN)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.close()
+        url = ADMIN.rsplit("/", 1)[0] + "/" + name
     try:
         conn = await connect(url)
         started = time.perf_counter()
-        await seed(conn, scale=scale)
+        if not reuse:
+            await seed(conn, scale=scale)
         stored = await conn.fetchval("SELECT count(*) FROM pricing.cost_lines")
-        print(f"seeded {stored:,} cost lines in {time.perf_counter() - started:.1f} s (scale {scale})")
+        print(f"seeded {stored:,} cost lines in {time.perf_counter() - started:.1f} s (scale {scale})"
+              if not reuse else f"reusing {stored:,} cost lines")
         vocab.forget()
         started = time.perf_counter()
         await vocab.load(conn, key="bench")
@@ -69,6 +74,7 @@ async def main(lines: int, keep: bool) -> None:
         p95 = latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)]
         print(f"\nlatency per question: median {statistics.median(latencies):.0f} ms, p95 {p95:.0f} ms, "
               f"max {latencies[-1]:.0f} ms over {stored:,} lines")
+        await engine_overhead(conn, items)
         slow = sorted(outcomes, key=lambda o: -o.seconds)[:3]
         print("slowest: " + "; ".join(f"{o.question!r} {o.seconds * 1000:.0f} ms" for o in slow))
         for o in outcomes:
@@ -84,9 +90,28 @@ async def main(lines: int, keep: bool) -> None:
             print(f"kept database {url}")
 
 
+async def engine_overhead(conn, items: list[dict]) -> None:
+    """The assistant's own share of a question (reading it, building and checking the SQL),
+    apart from PostgreSQL's execution."""
+    from services.api.assistant import offline, safety, vocab
+    from services.api.assistant.understand import understand
+
+    words = await vocab.load(conn, key="bench")
+    spent = []
+    for item in items:
+        started = time.perf_counter()
+        plan = understand(item["q"], words, TODAY)
+        safety.check(offline.build_sql(plan, words, TODAY))
+        spent.append((time.perf_counter() - started) * 1000)
+    spent.sort()
+    print(f"engine share (read, build, check): median {statistics.median(spent):.1f} ms, "
+          f"p95 {spent[max(0, math.ceil(0.95 * len(spent)) - 1)]:.1f} ms")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=0, help="store about this many cost lines (e.g. 1000000)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--reuse", metavar="URL", help="a database kept by --keep: ask again, no seeding")
     args = parser.parse_args()
-    asyncio.run(main(args.lines, args.keep))
+    asyncio.run(main(args.lines, args.keep, args.reuse))

@@ -39,10 +39,11 @@ async def execute(conn, query: CheckedQuery, *, timeout_ms: int = STATEMENT_TIME
                 await conn.execute(f"SET LOCAL ROLE {READER_ROLE}")
             except Exception as exc:  # noqa: BLE001 - any refusal means: do not run it
                 raise QueryRefused(f"cannot switch to role {READER_ROLE}: {exc}") from None
-        statement = await conn.prepare(query.sql)
+        # fetched whole with a LIMIT around it, not through a cursor: PostgreSQL plans a
+        # portal read in batches without parallel workers (twice as slow on a long period)
+        statement = await conn.prepare(f"SELECT * FROM ({query.sql}) AS assistant_query LIMIT {int(row_limit) + 1}")
         columns = [a.name for a in statement.get_attributes()]
-        cursor = await statement.cursor()
-        records = await cursor.fetch(row_limit + 1)
+        records = await statement.fetch()
     rows = [dict(zip(columns, r.values())) for r in records[:row_limit]]
     return Result(columns, rows, len(records) > row_limit)
 
