@@ -1,9 +1,11 @@
 """`finfocus up` with a real Prometheus beside it (Debian's binary): every service's /metrics
 shows live series after an import, Prometheus scrapes them all, and evaluates rules (a test
-rule that fires once records are stored, and deploy/prometheus/rules.yml when present)."""
+rule that fires once records are stored, and deploy/prometheus/rules.yml when present); every
+service's /readyz turns 503 while the database refuses connections and 200 once it is back."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import os
@@ -14,6 +16,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
@@ -71,7 +74,18 @@ def focus_file(path: Path, n: int) -> None:
                              f"{month}-01T00:00:00Z", "USD", "1.25", f"i-{i}"])
 
 
-def test_prometheus_beside_the_stack_scrapes_every_service_and_evaluates_rules(tmp_path, database_url):
+async def _database_connections(admin_url: str, name: str, *, allow: bool) -> None:
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allow).lower()}')
+        if not allow:
+            await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+    finally:
+        await admin.close()
+
+
+def test_stack_with_prometheus_scrapes_every_service_fires_a_rule_and_readiness_follows_the_database(
+        tmp_path, database_url, pg_admin_url):
     home = tmp_path / "home"
     rules = tmp_path / "test-rules.yml"
     rules.write_text(TEST_RULES)
@@ -131,6 +145,27 @@ def test_prometheus_beside_the_stack_scrapes_every_service_and_evaluates_rules(t
                 repo = [g for g in groups if g["file"].endswith("deploy/prometheus/rules.yml")]
                 assert repo, "deploy/prometheus/rules.yml was not loaded (promtool refused it?)"
                 assert all(r["health"] != "err" for g in repo for r in g["rules"]), repo
+
+            # the database goes away (no new connections, every session terminated): every
+            # service stays alive but answers 503 on /readyz, and 200 again once it is back
+            def readiness(url: str) -> int:
+                try:
+                    return client.get(f"{url}/readyz").status_code
+                except httpx.HTTPError:
+                    return 0
+
+            assert wait_for(lambda: all(readiness(urls[s]) == 200 for s in STREAM), 60)
+            name = database_url.rsplit("/", 1)[1]
+            asyncio.run(_database_connections(pg_admin_url, name, allow=False))
+            try:
+                assert wait_for(lambda: all(readiness(urls[s]) == 503 for s in STREAM), 30), {
+                    s: client.get(f"{urls[s]}/readyz").text for s in STREAM}
+                assert "database unreachable" in client.get(f"{urls['pricing']}/readyz").text
+                assert all(client.get(f"{urls[s]}/healthz").status_code == 200 for s in STREAM)
+            finally:
+                asyncio.run(_database_connections(pg_admin_url, name, allow=True))
+            assert wait_for(lambda: all(readiness(urls[s]) == 200 for s in STREAM), 60), {
+                s: client.get(f"{urls[s]}/readyz").text for s in STREAM}
         state = json.loads((home / "run" / "stack.json").read_text())
         prometheus = ProcessRef.from_dict(state["prometheus"])
         assert prometheus is not None and prometheus.alive()
