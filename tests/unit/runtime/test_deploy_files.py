@@ -1,4 +1,4 @@
-"""The production descriptions (compose file, Kubernetes manifests) are valid and complete.
+"""The compose deployment is valid and complete (the Helm chart: tests/unit/deploy/).
 
 No Docker engine runs here, so the compose file is validated against the Compose
 specification with the `compose-spec` package instead of `docker compose config`.
@@ -25,7 +25,8 @@ def test_compose_file_follows_the_compose_specification():
     compose = PyCompose.from_json(json.dumps(resolved))
     compose.validate()
     names = set(compose.service_names())
-    assert {"kafka", "postgres", "otel-collector", "jaeger", "vault", *SERVICES} <= names
+    assert {"kafka", "postgres", "otel-collector", "jaeger", "vault", "vault-init", "prometheus", "grafana",
+            "loki", "alloy", "cli", *SERVICES} <= names
 
 
 def test_every_service_runs_finfocus_serve_with_the_contract_environment():
@@ -40,18 +41,87 @@ def test_every_service_runs_finfocus_serve_with_the_contract_environment():
         assert env["VAULT_ADDR"].startswith("http://vault")
     kafka_env = compose["services"]["kafka"]["environment"]
     assert "controller" in kafka_env["KAFKA_PROCESS_ROLES"]  # KRaft, no ZooKeeper
-    assert compose["services"]["vault"]["environment"]["VAULT_DEV_ROOT_TOKEN_ID"]
 
 
-def test_kubernetes_manifests_deploy_each_service_once():
-    documents = list(yaml.safe_load_all((ROOT / "deploy/kubernetes/finfocus.yaml").read_text()))
-    deployments = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Deployment"}
-    assert set(deployments) == {f"finfocus-{s}" for s in SERVICES}
+def test_every_service_is_probed_on_readyz_limited_and_shares_finfocus_home():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     for name in SERVICES:
-        container = deployments[f"finfocus-{name}"]["spec"]["template"]["spec"]["containers"][0]
-        assert container["args"] == ["serve", name]
-    config = next(d for d in documents if d["kind"] == "ConfigMap")["data"]
-    assert "FINFOCUS_KAFKA_BOOTSTRAP" in config and "OTEL_EXPORTER_OTLP_ENDPOINT" in config
+        service = compose["services"][name]
+        env = service["environment"]
+        port = env["FINFOCUS_API_PORT"] if name == "api" else env["FINFOCUS_METRICS_PORT"]
+        probe = " ".join(service["healthcheck"]["test"])
+        assert f"http://127.0.0.1:{port}/readyz" in probe, name
+        assert env["FINFOCUS_METRICS_HOST"] == "0.0.0.0"
+        limits = service["deploy"]["resources"]["limits"]
+        assert limits["memory"] and limits["cpus"]
+        assert f"finfocus-home:{env['FINFOCUS_HOME']}" in service["volumes"]
+        assert service["depends_on"]["vault-init"]["condition"] == "service_completed_successfully"
+    # every long-running container of the deployment has a memory limit
+    for name, service in compose["services"].items():
+        if name != "vault-init":
+            assert service["deploy"]["resources"]["limits"]["memory"], name
+
+
+def test_the_intake_and_the_api_listen_on_all_interfaces_and_are_published():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    ingest = compose["services"]["ingest"]
+    assert ingest["environment"]["FINFOCUS_INGEST_HTTP_HOST"] == "0.0.0.0"
+    port = ingest["environment"]["FINFOCUS_INGEST_HTTP_PORT"]
+    assert int(port) > 0 and f"{port}:{port}" in ingest["ports"]
+    api = compose["services"]["api"]
+    assert api["environment"]["FINFOCUS_API_HOST"] == "0.0.0.0"
+    assert f"{api['environment']['FINFOCUS_API_PORT']}:8770" in api["ports"]
+
+
+def test_the_cli_service_runs_finfocus_on_the_shared_home_as_the_reader():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    cli = compose["services"]["cli"]
+    assert cli["profiles"] == ["cli"]  # `docker compose run --rm cli ...`, not started by `up`
+    assert "finfocus-home:/var/lib/finfocus" in cli["volumes"]
+    assert cli["environment"]["FINFOCUS_READER_DATABASE_URL"].startswith("postgresql://finfocus_reader:")
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["finfocus-entrypoint"]' in dockerfile
+    assert "exec finfocus" in (ROOT / "deploy/docker/entrypoint.sh").read_text()
+
+
+def test_no_service_holds_a_vault_token_only_the_init_container_does():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    for name, service in compose["services"].items():
+        env = service.get("environment") or {}
+        if name in ("vault", "vault-init"):
+            continue
+        assert "VAULT_TOKEN" not in env, name
+        assert "VAULT_DEV_ROOT_TOKEN_ID" not in env, name
+    for name in (*SERVICES, "cli"):
+        service = compose["services"][name]
+        assert service["environment"]["VAULT_TOKEN_FILE"] == "/run/finfocus/vault/token"
+        assert "vault-token:/run/finfocus/vault:ro" in service["volumes"]
+    init = compose["services"]["vault-init"]
+    assert init["restart"] == "no" and "vault-token:/run/finfocus/vault" in init["volumes"]
+    script = (ROOT / "deploy/vault/init.sh").read_text()
+    assert "-policy=finfocus-read" in script and "-no-default-policy" in script
+    # every secret path FinFocus reads is seeded
+    for path in ("ingest-token", "bus-signing/$issuer", "aws/credentials", "remediation-webhook-url",
+                 "remediation-approval-webhook-url", "ops-slack-webhook", "db/$role", "kafka/$user"):
+        assert f"seed {path}" in script or f'seed "{path}"' in script, path
+    policy = (ROOT / "deploy/vault/finfocus-policy.hcl").read_text()
+    assert 'path "secret/data/finfocus/*"' in policy
+    assert '"create"' not in policy and '"update"' not in policy.split("renew-self")[0]
+
+
+def test_runtime_dependencies_leave_test_tools_out():
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = " ".join(project["dependencies"])
+    assert "testcontainers" not in runtime and not re.search(r"\bdocker\b", runtime)
+    assert any(d.startswith("testcontainers") for d in project["optional-dependencies"]["test"])
+    for package in ("finfocus", "services", "schemas"):
+        for path in (ROOT / package).rglob("*.py"):
+            text = path.read_text()
+            assert not re.search(r"^\s*(import|from) (testcontainers|docker)\b", text, re.M), path
+    assert "pip install --no-cache-dir --prefix=/install .\n" in (ROOT / "Dockerfile").read_text()
 
 
 def test_the_compose_validator_refuses_a_broken_file():
