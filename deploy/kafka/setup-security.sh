@@ -20,6 +20,7 @@ REPLICATION=${REPLICATION:-3}
 
 TOPICS="raw-billing priced-resources anomalies remediation-commands remediation-results
 recommendations forecasts resource-metrics anomaly-feedback budget-commands
+remediation-decisions recommendation-decisions
 raw-billing.dlq priced-resources.dlq anomalies.dlq remediation-commands.dlq"
 
 # user | topics it reads | topics it writes
@@ -28,8 +29,9 @@ ingest      | | raw-billing
 pricing     | raw-billing | priced-resources raw-billing.dlq
 anomaly     | priced-resources anomaly-feedback | anomalies priced-resources.dlq
 forecast    | priced-resources budget-commands | anomalies forecasts priced-resources.dlq
-remediation | anomalies priced-resources resource-metrics remediation-commands | remediation-commands remediation-results recommendations anomalies.dlq remediation-commands.dlq
+remediation | anomalies priced-resources resource-metrics remediation-commands remediation-decisions recommendation-decisions | remediation-commands remediation-results recommendations anomalies.dlq remediation-commands.dlq
 cli         | | anomaly-feedback budget-commands
+api         | | anomaly-feedback budget-commands remediation-decisions recommendation-decisions
 "
 
 admin() { "$KAFKA_BIN/$1" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" "${@:2}"; }

@@ -8,7 +8,7 @@
 # without a password. Re-running it only resets the passwords.
 set -euo pipefail
 DB=${POSTGRES_DB:-finfocus}
-SERVICES="ingest pricing anomaly forecast remediation"
+SERVICES="ingest pricing anomaly forecast remediation api"
 
 sql() { psql -v ON_ERROR_STOP=1 --username "${POSTGRES_USER:-postgres}" --dbname "$DB" "$@"; }
 
