@@ -102,7 +102,7 @@ def _recoveries(state: dict) -> list[dict] | None:
                 return None
             rows = await conn.fetch(
                 "SELECT epoch, started_at, finished_at, jobs, rows, state "
-                "FROM ingest.v_recoveries ORDER BY epoch DESC LIMIT 20"
+                "FROM ingest.v_recoveries ORDER BY started_at DESC LIMIT 20"
             )
             return [dict(r) for r in rows]
 
