@@ -130,6 +130,10 @@ class EmbeddedPrometheus:
             raise
         logger.info("embedded Prometheus on %s (%d rule file(s))", self.url, len(rules))
 
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 

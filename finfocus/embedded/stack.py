@@ -417,7 +417,7 @@ class EmbeddedStack:
             logger.error("embedded Prometheus did not start: %s (see %s)", exc, prometheus.log)
             return
         self.prometheus = prometheus
-        ref = ProcessRef.of(prometheus.process.pid)
+        ref = ProcessRef.of(prometheus.pid) if prometheus.pid else None
         self.state.update(prometheus=ref.to_dict() if ref else None, prometheus_url=prometheus.url)
 
     def _watch_prometheus(self) -> None:
@@ -426,11 +426,12 @@ class EmbeddedStack:
         self._prometheus_checked = time.monotonic()
         from finfocus.embedded.prometheus import metrics_urls
 
-        pid = self.prometheus.process.pid
-        pids = {n: s.process.pid if s.process else None for n, s in (self.supervisor.slots if self.supervisor else {}).items()}
+        pid = self.prometheus.pid
+        slots = self.supervisor.slots if self.supervisor else {}
+        pids = {n: s.process.pid if s.process else None for n, s in slots.items()}
         self.prometheus.watch(metrics_urls(self.home, pids))
-        if self.prometheus.process.pid != pid:
-            ref = ProcessRef.of(self.prometheus.process.pid)
+        if self.prometheus.pid != pid:  # restarted: `down` must find the new one
+            ref = ProcessRef.of(self.prometheus.pid) if self.prometheus.pid else None
             self.state["prometheus"] = ref.to_dict() if ref else None
             self._save()
 
