@@ -35,16 +35,19 @@ def unchecked(sql: str) -> CheckedQuery:
     return CheckedQuery(sql, ("pricing.v_cost_lines",))
 
 
-async def test_the_transaction_is_read_only_even_for_a_write_that_slipped_through(conn):
-    with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
-        await run.execute(conn, unchecked("DELETE FROM pricing.cost_lines"))
-    assert await conn.fetchval("SELECT count(*) FROM pricing.cost_lines") == 50
+async def test_the_transaction_is_read_only_and_cannot_be_made_read_write_from_inside(conn):
+    with pytest.raises(asyncpg.PostgresError, match="read-write"):
+        await run.execute(conn, unchecked("SELECT set_config('transaction_read_only', 'off', true) AS x"))
+    result = await run.execute(conn, unchecked("SELECT current_setting('transaction_read_only') AS ro"))
+    assert result.rows == [{"ro": "on"}]
 
 
-async def test_a_data_modifying_cte_is_refused_by_the_database_too(conn):
-    with pytest.raises((asyncpg.ReadOnlySQLTransactionError, asyncpg.InsufficientPrivilegeError)):
-        await run.execute(conn, unchecked(
-            "WITH d AS (DELETE FROM pricing.cost_lines RETURNING 1) SELECT count(*) FROM d"))
+async def test_statements_that_are_not_a_select_cannot_even_be_run(conn):
+    for sql in ("DELETE FROM pricing.cost_lines",
+                "WITH d AS (DELETE FROM pricing.cost_lines RETURNING 1) SELECT count(*) FROM d",
+                "SELECT 1 AS one; DELETE FROM pricing.cost_lines"):
+        with pytest.raises(asyncpg.PostgresError):
+            await run.execute(conn, unchecked(sql))
     assert await conn.fetchval("SELECT count(*) FROM pricing.cost_lines") == 50
 
 

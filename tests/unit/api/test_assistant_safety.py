@@ -45,6 +45,7 @@ REFUSED = [
     (f"SELECT pg_read_file('/etc/passwd') FROM {V}", "pg_read_file"),
     (f"SELECT pg_ls_dir('.') FROM {V}", "pg_ls_dir"),
     (f"SELECT lo_import('/etc/passwd') FROM {V}", "lo_import"),
+    (f"SELECT lo_create(0) FROM {V}", "lo_create"),  # a write a READ ONLY transaction lets by
     (f"SELECT dblink('host=evil', 'select 1') FROM {V}", "dblink"),
     (f"SELECT set_config('statement_timeout', '0', false) FROM {V}", "set_config"),
     (f"SELECT current_setting('data_directory') FROM {V}", "current_setting"),
