@@ -41,13 +41,32 @@ from services.api.config import ApiSettings  # noqa: E402
 from services.api.security import new_token, token_hash  # noqa: E402
 from services.pricing.aggregate import refresh  # noqa: E402
 
-ADMIN_URL = os.environ.get("FINFOCUS_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
+ADMIN_URL = os.environ.get(
+    "FINFOCUS_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 PROVIDERS = ("AWS", "Azure", "Google Cloud")
 SERVICES = tuple(f"Service{i:02d}" for i in range(30))
 REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-south-1", "ap-northeast-1")
-COLUMNS = ["record_id", "provider", "billing_account_id", "sub_account_id", "service_name", "region_id",
-           "resource_id", "resource_type", "charge_category", "charge_period_start", "charge_period_end",
-           "billing_currency", "billed_cost", "effective_cost", "tags", "price_source", "priced_at", "record"]
+COLUMNS = [
+    "record_id",
+    "provider",
+    "billing_account_id",
+    "sub_account_id",
+    "service_name",
+    "region_id",
+    "resource_id",
+    "resource_type",
+    "charge_category",
+    "charge_period_start",
+    "charge_period_end",
+    "billing_currency",
+    "billed_cost",
+    "effective_cost",
+    "tags",
+    "price_source",
+    "priced_at",
+    "record",
+]
 
 
 def chunk(start: int, n: int, days: int, today: datetime, rng: random.Random) -> list[tuple]:
@@ -59,12 +78,28 @@ def chunk(start: int, n: int, days: int, today: datetime, rng: random.Random) ->
         day = today - timedelta(days=i % days)
         hour = timedelta(hours=rng.randrange(24))
         cost = Decimal(rng.randrange(1, 500_000)) / 10_000
-        rows.append((
-            f"bench-{i}", provider, f"billing-{account % 3}", f"acct-{account:02d}",
-            SERVICES[rng.randrange(30)], REGIONS[(account + rng.randrange(2)) % len(REGIONS)],
-            f"res-{rng.randrange(5000)}", "m5.large", "Usage", day + hour, day + hour + timedelta(hours=1),
-            "USD", cost, cost, "{}", "billed", now, "{}",
-        ))
+        rows.append(
+            (
+                f"bench-{i}",
+                provider,
+                f"billing-{account % 3}",
+                f"acct-{account:02d}",
+                SERVICES[rng.randrange(30)],
+                REGIONS[(account + rng.randrange(2)) % len(REGIONS)],
+                f"res-{rng.randrange(5000)}",
+                "m5.large",
+                "Usage",
+                day + hour,
+                day + hour + timedelta(hours=1),
+                "USD",
+                cost,
+                cost,
+                "{}",
+                "billed",
+                now,
+                "{}",
+            )
+        )
     return rows
 
 
@@ -78,21 +113,30 @@ async def seed(url: str, lines: int, days: int) -> None:
         t0, size = time.perf_counter(), 250_000
         for start in range(0, lines, size):
             rows = chunk(start, min(size, lines - start), days, today, rng)
-            await conn.copy_records_to_table("cost_lines", schema_name="pricing", records=rows, columns=COLUMNS)
-            print(f"\r  copied {start + len(rows):,} lines ({time.perf_counter() - t0:.0f} s)", end="", flush=True)
+            await conn.copy_records_to_table(
+                "cost_lines", schema_name="pricing", records=rows, columns=COLUMNS
+            )
+            print(
+                f"\r  copied {start + len(rows):,} lines ({time.perf_counter() - t0:.0f} s)",
+                end="",
+                flush=True,
+            )
         print()
         await conn.execute("ALTER TABLE pricing.cost_lines ENABLE TRIGGER USER")
         await conn.execute(
             "INSERT INTO pricing.dirty_days (day) SELECT DISTINCT (charge_period_start AT TIME ZONE 'UTC')::date "
-            "FROM pricing.cost_lines ON CONFLICT DO NOTHING")
+            "FROM pricing.cost_lines ON CONFLICT DO NOTHING"
+        )
         t1 = time.perf_counter()
         await conn.execute("VACUUM ANALYZE pricing.cost_lines")
         print(f"  vacuum analyze: {time.perf_counter() - t1:.1f} s")
         t2 = time.perf_counter()
         rebuilt = await refresh(conn)
         await conn.execute("ANALYZE pricing.daily_costs")
-        print(f"  daily aggregate: {rebuilt} days rebuilt in {time.perf_counter() - t2:.1f} s "
-              f"({await conn.fetchval('SELECT count(*) FROM pricing.daily_costs'):,} rows)")
+        print(
+            f"  daily aggregate: {rebuilt} days rebuilt in {time.perf_counter() - t2:.1f} s "
+            f"({await conn.fetchval('SELECT count(*) FROM pricing.daily_costs'):,} rows)"
+        )
     finally:
         await conn.close()
 
@@ -102,8 +146,11 @@ class Server(threading.Thread):
         super().__init__(daemon=True)
         import uvicorn
 
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None,
-                                                    access_log=False, lifespan="on"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on"
+            )
+        )
 
     def run(self) -> None:
         self.server.run()
@@ -115,13 +162,27 @@ def endpoints(today: datetime) -> list[tuple[str, str, dict]]:
     tomorrow = (today + timedelta(days=1)).date().isoformat()
     return [
         ("insights/summary (month to date)", "/api/v1/insights/summary", {}),
-        ("insights/summary (last 30 days)", "/api/v1/insights/summary", {"from": last30, "to": tomorrow}),
+        (
+            "insights/summary (last 30 days)",
+            "/api/v1/insights/summary",
+            {"from": last30, "to": tomorrow},
+        ),
         ("costs (month, total)", "/api/v1/costs", {"from": month, "to": tomorrow}),
-        ("costs (30 days by service,account)", "/api/v1/costs",
-         {"from": last30, "to": tomorrow, "group_by": "service,account"}),
-        ("costs (30 days daily, AWS)", "/api/v1/costs",
-         {"from": last30, "to": tomorrow, "group_by": "daily", "filter": "provider=AWS"}),
-        ("costs (month by resource: lines)", "/api/v1/costs", {"from": month, "to": tomorrow, "group_by": "resource"}),
+        (
+            "costs (30 days by service,account)",
+            "/api/v1/costs",
+            {"from": last30, "to": tomorrow, "group_by": "service,account"},
+        ),
+        (
+            "costs (30 days daily, AWS)",
+            "/api/v1/costs",
+            {"from": last30, "to": tomorrow, "group_by": "daily", "filter": "provider=AWS"},
+        ),
+        (
+            "costs (month by resource: lines)",
+            "/api/v1/costs",
+            {"from": month, "to": tomorrow, "group_by": "resource"},
+        ),
         ("anomalies", "/api/v1/anomalies", {}),
         ("forecasts", "/api/v1/forecasts", {}),
         ("budgets", "/api/v1/budgets", {}),
@@ -131,8 +192,9 @@ def endpoints(today: datetime) -> list[tuple[str, str, dict]]:
 
 
 async def measure(url: str, requests: int, home: Path) -> None:
-    settings = ApiSettings(**FinFocusSettings(home=home, database_url=url,
-                                              kafka_bootstrap="127.0.0.1:1").model_dump())
+    settings = ApiSettings(
+        **FinFocusSettings(home=home, database_url=url, kafka_bootstrap="127.0.0.1:1").model_dump()
+    )
     app = build_app(settings)
     token_id, token = new_token()
     conn = await connect(url)
@@ -149,8 +211,11 @@ async def measure(url: str, requests: int, home: Path) -> None:
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     print(f"\n{'endpoint':40} {'p50 ms':>8} {'p95 ms':>8} {'n':>4}")
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120,
-                                     headers={"Authorization": f"Bearer {token}"}) as client:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}",
+            timeout=120,
+            headers={"Authorization": f"Bearer {token}"},
+        ) as client:
             for label, path, params in endpoints(today):
                 n = max(5, requests // 4) if "lines" in label else requests
                 for _ in range(3):
@@ -170,7 +235,9 @@ async def measure(url: str, requests: int, home: Path) -> None:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--lines", type=int, default=5_000_000)
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--requests", type=int, default=40)

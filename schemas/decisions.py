@@ -32,12 +32,19 @@ class RemediationDecisionV1(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    decision_id: RequiredText = Field(max_length=100, description="Unique id of this decision (idempotence)")
-    command_id: RequiredText = Field(max_length=200, description="The remediation command decided on")
+    decision_id: RequiredText = Field(
+        max_length=100, description="Unique id of this decision (idempotence)"
+    )
+    command_id: RequiredText = Field(
+        max_length=200, description="The remediation command decided on"
+    )
     decision: CommandDecision = Field(description="approve, reject or undo")
     reason: Text | None = Field(None, max_length=2000, description="Why, recorded in the audit")
-    actor: RequiredText = Field(max_length=200, description="Who decided, as the issuer authenticated "
-                                "them (e.g. user:alice, token:1a2b3c4d, root)")
+    actor: RequiredText = Field(
+        max_length=200,
+        description="Who decided, as the issuer authenticated "
+        "them (e.g. user:alice, token:1a2b3c4d, root)",
+    )
     decided_at: Timestamp = Field(description="When the decision was made")
 
 
@@ -53,12 +60,20 @@ class RecommendationDecisionV1(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    decision_id: RequiredText = Field(max_length=100, description="Unique id of this decision (idempotence)")
-    recommendation_id: RequiredText = Field(max_length=200, description="The recommendation decided on")
+    decision_id: RequiredText = Field(
+        max_length=100, description="Unique id of this decision (idempotence)"
+    )
+    recommendation_id: RequiredText = Field(
+        max_length=200, description="The recommendation decided on"
+    )
     decision: RecommendationAction = Field(description="dismiss or snooze")
     reason: RequiredText = Field(max_length=2000, description="Why it does not apply, or not now")
-    until: Timestamp | None = Field(None, description="When a snoozed recommendation comes back (snooze)")
-    actor: RequiredText = Field(max_length=200, description="Who decided, as the issuer authenticated them")
+    until: Timestamp | None = Field(
+        None, description="When a snoozed recommendation comes back (snooze)"
+    )
+    actor: RequiredText = Field(
+        max_length=200, description="Who decided, as the issuer authenticated them"
+    )
     decided_at: Timestamp = Field(description="When the decision was made")
 
     def model_post_init(self, _context: object) -> None:

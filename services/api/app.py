@@ -53,8 +53,9 @@ logger = logging.getLogger(__name__)
 ROUTERS = ("health", "reads", "insights", "decisions", "budgets", "assistant", "views")
 
 
-def build_app(settings: ApiSettings | None = None, *,
-              tracer_provider: TracerProvider | None = None) -> FastAPI:
+def build_app(
+    settings: ApiSettings | None = None, *, tracer_provider: TracerProvider | None = None
+) -> FastAPI:
     settings = ApiSettings.extending(settings)
     ctx = ApiContext(settings)
 
@@ -139,15 +140,24 @@ class ApiService:
     async def run(self) -> None:
         import uvicorn
 
-        config = uvicorn.Config(self.app, host=self.settings.api_host, port=self.settings.api_port,
-                                log_config=None, access_log=False, lifespan="on",
-                                server_header=False, proxy_headers=False)
+        config = uvicorn.Config(
+            self.app,
+            host=self.settings.api_host,
+            port=self.settings.api_port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            server_header=False,
+            proxy_headers=False,
+        )
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())
         while not server.started:
             if task.done():
                 await task
-                raise SystemExit(f"the api could not start on {self.settings.api_host}:{self.settings.api_port}")
+                raise SystemExit(
+                    f"the api could not start on {self.settings.api_host}:{self.settings.api_port}"
+                )
             await asyncio.sleep(0.05)
         host, port = server.servers[0].sockets[0].getsockname()[:2]
         self.url = f"http://{self.settings.api_host if self.settings.api_host not in ('0.0.0.0', '::') else host}:{port}"

@@ -40,8 +40,11 @@ CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `finfocus token create`")
-_cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False,
-                       description="Console session from POST /login (writes need X-CSRF-Token)")
+_cookie = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    description="Console session from POST /login (writes need X-CSRF-Token)",
+)
 
 
 def context(request: Request) -> ApiContext:
@@ -92,7 +95,9 @@ def require_role(role: str):
     403 otherwise. A session's writes must carry its CSRF token (403 without)."""
     check_role(role)
 
-    async def dependency(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
+    async def dependency(
+        request: Request, who: Annotated[Principal, Depends(principal)]
+    ) -> Principal:
         if not who.may(role):
             raise HTTPException(403, f"role {who.role} may not do this (needs {role})")
         if who.csrf_token is not None and request.method not in SAFE_METHODS:
@@ -134,8 +139,10 @@ def _safe_next(target: str | None) -> str:
 
 def login_page(error: str | None = None, next_path: str = "/", status: int = 200) -> HTMLResponse:
     message = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
-    return HTMLResponse(LOGIN_PAGE.format(error=message, next=html.escape(_safe_next(next_path))),
-                        status_code=status)
+    return HTMLResponse(
+        LOGIN_PAGE.format(error=message, next=html.escape(_safe_next(next_path))),
+        status_code=status,
+    )
 
 
 @router.get("/login", include_in_schema=False)
@@ -154,27 +161,46 @@ async def login(
     assert ctx.pool is not None
     address = request.client.host if request.client else "unknown"
     if ctx.throttle.blocked(username, address):
-        response = login_page("Too many failed attempts; try again later.", next, 429)
-        response.headers["Retry-After"] = str(ctx.throttle.retry_after(username, address))
-        return response
+        refused = login_page("Too many failed attempts; try again later.", next, 429)
+        refused.headers["Retry-After"] = str(ctx.throttle.retry_after(username, address))
+        return refused
     async with ctx.pool.acquire() as conn:
         user = await store.user_for_login(conn, username)
-    if not verify_password(user["password_hash"] if user else None, password):
+    if user is None or not verify_password(user["password_hash"], password):
+        if user is None:
+            verify_password(None, password)  # the same work as for a real user: no timing oracle
         ctx.throttle.failed(username, address)
-        logger.warning("failed login", extra={"fields": {"user": username[:64], "address": address}})
+        logger.warning(
+            "failed login", extra={"fields": {"user": username[:64], "address": address}}
+        )
         return login_page("Wrong user name or password.", next, 401)
     ctx.throttle.succeeded(username)
     cookie, csrf = new_secret(), new_secret()
     hours = ctx.settings.api_session_hours
     async with ctx.pool.acquire() as conn:
-        await store.create_session(conn, token_hash(cookie), user["name"], csrf,
-                                   datetime.now(UTC) + timedelta(hours=hours))
+        await store.create_session(
+            conn, token_hash(cookie), user["name"], csrf, datetime.now(UTC) + timedelta(hours=hours)
+        )
     response = RedirectResponse(_safe_next(next), status_code=303)
     secure = ctx.settings.api_cookie_secure
-    response.set_cookie(SESSION_COOKIE, cookie, max_age=int(hours * 3600), httponly=True,
-                        samesite="strict", secure=secure, path="/")
-    response.set_cookie(CSRF_COOKIE, csrf, max_age=int(hours * 3600), httponly=False,
-                        samesite="strict", secure=secure, path="/")
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie,
+        max_age=int(hours * 3600),
+        httponly=True,
+        samesite="strict",
+        secure=secure,
+        path="/",
+    )
+    response.set_cookie(
+        CSRF_COOKIE,
+        csrf,
+        max_age=int(hours * 3600),
+        httponly=False,
+        samesite="strict",
+        secure=secure,
+        path="/",
+    )
     logger.info("login", extra={"fields": {"user": user["name"]}})
     return response
 
@@ -194,11 +220,19 @@ async def logout(request: Request) -> Response:
     return response
 
 
-api_router = APIRouter(prefix="/api/v1", tags=["session"], responses={
-    401: {"description": "No valid bearer token or session"}})
+api_router = APIRouter(
+    prefix="/api/v1",
+    tags=["session"],
+    responses={401: {"description": "No valid bearer token or session"}},
+)
 
 
 @api_router.get("/session", summary="Who is asking, their role and (for a session) the CSRF token")
 async def whoami(who: Viewer) -> dict:
-    return {"kind": who.kind, "name": who.name, "actor": who.actor, "role": who.role,
-            "csrf_token": who.csrf_token}
+    return {
+        "kind": who.kind,
+        "name": who.name,
+        "actor": who.actor,
+        "role": who.role,
+        "csrf_token": who.csrf_token,
+    }

@@ -17,7 +17,9 @@ import typer
 
 from finfocus.cli.output import OUTPUT_OPTION, OutputFormat, fail, print_json, print_table, run
 
-user_app = typer.Typer(help="Console logins (local users with argon2 password hashes).", no_args_is_help=True)
+user_app = typer.Typer(
+    help="Console logins (local users with argon2 password hashes).", no_args_is_help=True
+)
 token_app = typer.Typer(help="API tokens (shown once, stored hashed).", no_args_is_help=True)
 
 ROLE_HELP = "viewer (read), approver (+ decisions) or admin (+ budgets, users, tokens)"
@@ -68,7 +70,9 @@ def _role(role: str) -> str:
 def add_user(
     name: str = typer.Argument(..., help="Login name"),
     role: str = typer.Option(..., "--role", "-r", help=ROLE_HELP),
-    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin"),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from stdin"
+    ),
 ) -> None:
     """Create a login (or replace its role and password)."""
     import re
@@ -103,7 +107,9 @@ def list_users(output: OutputFormat = OUTPUT_OPTION) -> None:
 
     users = run(_with_store(store.list_users))
     if output is OutputFormat.TABLE:
-        print_table(["name", "role", "created"], [[u["name"], u["role"], u["created_at"]] for u in users])
+        print_table(
+            ["name", "role", "created"], [[u["name"], u["role"], u["created_at"]] for u in users]
+        )
     else:
         print_json({"users": users})
 
@@ -125,7 +131,9 @@ def remove_user(name: str = typer.Argument(..., help="Login name")) -> None:
 def create_token(
     role: str = typer.Option(..., "--role", "-r", help=ROLE_HELP),
     name: str = typer.Option(None, "--name", help="Who or what holds it"),
-    expires_days: float = typer.Option(None, "--expires-days", min=0.001, help="Expires after so many days"),
+    expires_days: float = typer.Option(
+        None, "--expires-days", min=0.001, help="Expires after so many days"
+    ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Create an API token and print it once (`Authorization: Bearer <token>`)."""
@@ -144,8 +152,14 @@ def create_token(
         typer.echo(token)
         typer.echo(f"token {token_id} ({role}): shown once, keep it secret", err=True)
     else:
-        print_json({"token": token, "id": token_id, "role": role,
-                    "expires_at": expires.isoformat() if expires else None})
+        print_json(
+            {
+                "token": token,
+                "id": token_id,
+                "role": role,
+                "expires_at": expires.isoformat() if expires else None,
+            }
+        )
 
 
 @token_app.command("list")
@@ -155,9 +169,20 @@ def list_tokens(output: OutputFormat = OUTPUT_OPTION) -> None:
 
     tokens = run(_with_store(store.list_tokens))
     if output is OutputFormat.TABLE:
-        print_table(["id", "role", "name", "created", "last used", "revoked"],
-                    [[t["token_id"], t["role"], t["name"] or "", t["created_at"], t["last_used_at"] or "",
-                      t["revoked_at"] or ""] for t in tokens])
+        print_table(
+            ["id", "role", "name", "created", "last used", "revoked"],
+            [
+                [
+                    t["token_id"],
+                    t["role"],
+                    t["name"] or "",
+                    t["created_at"],
+                    t["last_used_at"] or "",
+                    t["revoked_at"] or "",
+                ]
+                for t in tokens
+            ],
+        )
     else:
         print_json({"tokens": tokens})
 
@@ -168,7 +193,11 @@ def revoke_token(token: str = typer.Argument(..., help="Token id (or the token i
     from services.api import store
     from services.api.security import TOKEN_PREFIX
 
-    token_id = token.removeprefix(TOKEN_PREFIX).split("_", 1)[0] if token.startswith(TOKEN_PREFIX) else token
+    token_id = (
+        token.removeprefix(TOKEN_PREFIX).split("_", 1)[0]
+        if token.startswith(TOKEN_PREFIX)
+        else token
+    )
 
     async def work(conn):
         return await store.revoke_token(conn, token_id)

@@ -57,14 +57,16 @@ class ApiContext:
     async def start(self) -> None:
         settings = self.settings
         await migrate_url(settings.database, "api", store.MIGRATIONS_DIR)
-        self.pool = await asyncpg.create_pool(settings.database, min_size=1, max_size=4,
-                                              init=_init_connection)
+        self.pool = await asyncpg.create_pool(
+            settings.database, min_size=1, max_size=4, init=_init_connection
+        )
         url, own = self.reader_url()
         server_settings = {"default_transaction_read_only": "on"}
         if not own:
             server_settings["role"] = READER_ROLE
-        self.readers = await asyncpg.create_pool(url, min_size=1, max_size=8, init=_init_connection,
-                                                 server_settings=server_settings)
+        self.readers = await asyncpg.create_pool(
+            url, min_size=1, max_size=8, init=_init_connection, server_settings=server_settings
+        )
         self.keys = service_keys(settings.home, [ISSUER])
         self.throttle = LoginThrottle(settings.api_login_attempts, settings.api_login_window_s)
 

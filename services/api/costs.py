@@ -29,21 +29,32 @@ DIMENSIONS = {
     "price-source": "price_source",
 }
 BUCKETS = {"daily": "to_char(day, 'YYYY-MM-DD')", "monthly": "to_char(day, 'YYYY-MM')"}
-NULLS = {"billed": "billed_nulls", "effective": "effective_nulls", "list": "list_nulls",
-         "contracted": "contracted_nulls"}
+NULLS = {
+    "billed": "billed_nulls",
+    "effective": "effective_nulls",
+    "list": "list_nulls",
+    "contracted": "contracted_nulls",
+}
 
 
 def _midnight(when: datetime | None) -> bool:
     return when is None or when.utcoffset() == timedelta(0) and when.time() == time()
 
 
-def aggregate_allows(group_by: list[str], filters: list, start: datetime | None, end: datetime | None) -> bool:
-    return (all(g in DIMENSIONS or g in BUCKETS for g in group_by)
-            and all(f.key in DIMENSIONS for f in filters) and _midnight(start) and _midnight(end))
+def aggregate_allows(
+    group_by: list[str], filters: list, start: datetime | None, end: datetime | None
+) -> bool:
+    return (
+        all(g in DIMENSIONS or g in BUCKETS for g in group_by)
+        and all(f.key in DIMENSIONS for f in filters)
+        and _midnight(start)
+        and _midnight(end)
+    )
 
 
-def aggregate_queries(group_by: list[str], metric: str, start: datetime | None, end: datetime | None,
-                      filters: list) -> tuple[tuple[str, list[Any]], tuple[str, list[Any]]]:
+def aggregate_queries(
+    group_by: list[str], metric: str, start: datetime | None, end: datetime | None, filters: list
+) -> tuple[tuple[str, list[Any]], tuple[str, list[Any]]]:
     """The CLI's (results, totals) queries, over the daily aggregate."""
     column, nulls = costq.METRICS[metric], NULLS[metric]
 
@@ -65,23 +76,33 @@ def aggregate_queries(group_by: list[str], metric: str, start: datetime | None, 
 
     sums = f"sum({column}) AS cost, sum(lines)::bigint AS lines, sum({nulls})::bigint AS unpriced"
     q = costq.Query()
-    selects = [f"{DIMENSIONS.get(name) or BUCKETS[name]} AS g{i}" for i, name in enumerate(group_by)]
+    selects = [
+        f"{DIMENSIONS.get(name) or BUCKETS[name]} AS g{i}" for i, name in enumerate(group_by)
+    ]
     keys = ", ".join(str(i + 1) for i in range(len(group_by) + 1))
-    results = (f"SELECT {', '.join([*selects, 'billing_currency AS currency'])}, {sums} "
-               f"FROM {AGGREGATE} {where(q)} GROUP BY {keys} ORDER BY {keys}")
+    results = (
+        f"SELECT {', '.join([*selects, 'billing_currency AS currency'])}, {sums} "
+        f"FROM {AGGREGATE} {where(q)} GROUP BY {keys} ORDER BY {keys}"
+    )
     t = costq.Query()
-    totals = (f"SELECT billing_currency AS currency, {sums} FROM {AGGREGATE} {where(t)} "
-              "GROUP BY 1 ORDER BY 1")
+    totals = (
+        f"SELECT billing_currency AS currency, {sums} FROM {AGGREGATE} {where(t)} "
+        "GROUP BY 1 ORDER BY 1"
+    )
     return (results, q.params), (totals, t.params)
 
 
-async def aggregate_ready(conn: asyncpg.Connection, start: datetime | None, end: datetime | None) -> bool:
+async def aggregate_ready(
+    conn: asyncpg.Connection, start: datetime | None, end: datetime | None
+) -> bool:
     """True when pricing's aggregate is there and no day of [start, end) waits for a refresh."""
     try:
         return not await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM pricing.v_dirty_days WHERE ($1::date IS NULL OR day >= $1) "
             "AND ($2::date IS NULL OR day < $2))",
-            start.date() if start else None, end.date() if end else None)
+            start.date() if start else None,
+            end.date() if end else None,
+        )
     except (asyncpg.UndefinedTableError, asyncpg.InsufficientPrivilegeError):
         return False
 
@@ -95,12 +116,18 @@ def queries(group_by: list[str], metric: str, start, end, filters: list, *, aggr
 async def document(ctx, start, end, group_by: list[str], filters: list, metric: str) -> dict:
     """`finfocus cost actual --output json` for the same query."""
     async with ctx.reader() as conn:
-        use = aggregate_allows(group_by, filters, start, end) and await aggregate_ready(conn, start, end)
-        (rsql, rparams), (tsql, tparams) = queries(group_by, metric, start, end, filters, aggregate=use)
+        use = aggregate_allows(group_by, filters, start, end) and await aggregate_ready(
+            conn, start, end
+        )
+        (rsql, rparams), (tsql, tparams) = queries(
+            group_by, metric, start, end, filters, aggregate=use
+        )
         totals = [dict(r) for r in await conn.fetch(tsql, *tparams)]
         rows = await conn.fetch(rsql, *rparams)
-    return {"summary": costq.summary_of(totals, start, end, metric, group_by),
-            "results": [costq.result_of(r, group_by) for r in rows]}
+    return {
+        "summary": costq.summary_of(totals, start, end, metric, group_by),
+        "results": [costq.result_of(r, group_by) for r in rows],
+    }
 
 
 OVERVIEW = f"""
@@ -120,17 +147,33 @@ GROUP BY GROUPING SETS (
     (day >= $2, coalesce(sub_account_id, billing_account_id), billing_currency))"""
 
 
-async def overview(conn: asyncpg.Connection, previous_start: datetime, start: datetime,
-                   end: datetime) -> dict[str, list[dict]]:
+async def overview(
+    conn: asyncpg.Connection, previous_start: datetime, start: datetime, end: datetime
+) -> dict[str, list[dict]]:
     """The insights' cost parts in one scan of the aggregate: totals of the window and of the
     previous period, the daily trend and the costs by service and by account of both, as
     the rows `cost actual`'s queries would give (same keys, same order)."""
     rows = await conn.fetch(OVERVIEW, previous_start.date(), start.date(), end.date())
-    out: dict[str, list[dict]] = {k: [] for k in (
-        "totals", "previous_totals", "daily", "service", "previous_service", "account", "previous_account")}
+    out: dict[str, list[dict]] = {
+        k: []
+        for k in (
+            "totals",
+            "previous_totals",
+            "daily",
+            "service",
+            "previous_service",
+            "account",
+            "previous_account",
+        )
+    }
     for r in rows:
         prefix = "" if r["current"] else "previous_"
-        sums = {"currency": r["currency"], "cost": r["cost"], "lines": r["lines"], "unpriced": r["unpriced"]}
+        sums = {
+            "currency": r["currency"],
+            "cost": r["cost"],
+            "lines": r["lines"],
+            "unpriced": r["unpriced"],
+        }
         if r["by_day"]:
             if r["current"]:
                 out["daily"].append({"g0": r["day"], **sums})

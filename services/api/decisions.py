@@ -35,8 +35,15 @@ async def publish(ctx: ApiContext, topic: str, key: str, model: BaseModel, schem
     await bus.publish(topic, [(key.encode(), value, headers)])
 
 
-async def record(ctx: ApiContext, decision_id: str, kind: str, subject: str, decision: str,
-                 actor: str, reason: str | None) -> None:
+async def record(
+    ctx: ApiContext,
+    decision_id: str,
+    kind: str,
+    subject: str,
+    decision: str,
+    actor: str,
+    reason: str | None,
+) -> None:
     assert ctx.pool is not None
     async with ctx.pool.acquire() as conn:
         await store.record_decision(conn, decision_id, kind, subject, decision, actor, reason)

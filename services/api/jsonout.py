@@ -15,7 +15,9 @@ from finfocus.cli.output import to_json
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "Invalid query or body value"},
     401: {"description": "No valid bearer token or session"},
-    403: {"description": "The caller's role may not do this (or a session write without its CSRF token)"},
+    403: {
+        "description": "The caller's role may not do this (or a session write without its CSRF token)"
+    },
     404: {"description": "No such id"},
     409: {"description": "The decision does not apply in the current state"},
     503: {"description": "A service has not created its views yet"},
@@ -33,13 +35,19 @@ def bad_request(message: str) -> HTTPException:
 
 def install_error_handlers(app: FastAPI) -> None:
     async def not_ready(_request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": f"not ready: a service has not created its views yet ({exc})"},
-                            status_code=503)
+        return JSONResponse(
+            {"detail": f"not ready: a service has not created its views yet ({exc})"},
+            status_code=503,
+        )
 
     async def data_error(_request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": f"invalid value: {exc}"}, status_code=400)
 
-    for kind in (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError,
-                 asyncpg.UndefinedColumnError, asyncpg.InsufficientPrivilegeError):
+    for kind in (
+        asyncpg.UndefinedTableError,
+        asyncpg.InvalidSchemaNameError,
+        asyncpg.UndefinedColumnError,
+        asyncpg.InsufficientPrivilegeError,
+    ):
         app.add_exception_handler(kind, not_ready)
     app.add_exception_handler(asyncpg.DataError, data_error)

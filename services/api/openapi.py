@@ -18,8 +18,11 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "api" / "openapi.json"
 def render() -> str:
     from services.api.app import build_app
 
-    app = build_app(FinFocusSettings(kafka_bootstrap="kafka:9092",
-                                     database_url="postgresql://finfocus@postgres/finfocus"))
+    app = build_app(
+        FinFocusSettings(
+            kafka_bootstrap="kafka:9092", database_url="postgresql://finfocus@postgres/finfocus"
+        )
+    )
     return json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
 
 

@@ -114,7 +114,9 @@ class LoginThrottle:
         return q
 
     def blocked(self, user: str, address: str) -> bool:
-        return any(len(self._recent(k)) >= self.attempts for k in (f"u:{user.lower()}", f"a:{address}"))
+        return any(
+            len(self._recent(k)) >= self.attempts for k in (f"u:{user.lower()}", f"a:{address}")
+        )
 
     def failed(self, user: str, address: str) -> None:
         now = self._clock()
@@ -128,6 +130,9 @@ class LoginThrottle:
         self._failures.pop(f"u:{user.lower()}", None)
 
     def retry_after(self, user: str, address: str) -> int:
-        waits = [self.window_s - (self._clock() - q[0]) for k in (f"u:{user.lower()}", f"a:{address}")
-                 if len(q := self._recent(k)) >= self.attempts]
+        waits = [
+            self.window_s - (self._clock() - q[0])
+            for k in (f"u:{user.lower()}", f"a:{address}")
+            if len(q := self._recent(k)) >= self.attempts
+        ]
         return max(1, int(max(waits, default=0)) + 1)

@@ -32,12 +32,21 @@ logger = logging.getLogger(__name__)
 DECISION_ISSUERS = ("api", "cli")
 
 
-async def apply_command_decision(conn, decision: RemediationDecisionV1, issuer: str) -> tuple[bool, str]:
+async def apply_command_decision(
+    conn, decision: RemediationDecisionV1, issuer: str
+) -> tuple[bool, str]:
     actor = f"{issuer}:{decision.actor}"
     if decision.decision == CommandDecision.UNDO:
-        return await store.request_undo(conn, decision.command_id, actor=actor, reason=decision.reason)
-    return await store.decide(conn, decision.command_id, decision.decision == CommandDecision.APPROVE,
-                              actor=actor, reason=decision.reason)
+        return await store.request_undo(
+            conn, decision.command_id, actor=actor, reason=decision.reason
+        )
+    return await store.decide(
+        conn,
+        decision.command_id,
+        decision.decision == CommandDecision.APPROVE,
+        actor=actor,
+        reason=decision.reason,
+    )
 
 
 def register_decisions(runtime: ServiceRuntime, settings: RemediationSettings) -> None:
@@ -51,12 +60,18 @@ def register_decisions(runtime: ServiceRuntime, settings: RemediationSettings) -
     async def decide(conn, items: list[tuple[RemediationDecisionV1, str]]) -> None:
         for decision, issuer in items:
             changed, message = await apply_command_decision(conn, decision, issuer)
-            logger.info("decision %s", "applied" if changed else "not applied",
-                        extra=log_fields(decision_id=decision.decision_id, detail=message))
+            logger.info(
+                "decision %s",
+                "applied" if changed else "not applied",
+                extra=log_fields(decision_id=decision.decision_id, detail=message),
+            )
 
     runtime.consume(
-        REMEDIATION_DECISIONS, group="finfocus-remediation-decisions", label="RemediationDecision v1",
-        decode=command_decision, work=decide,
+        REMEDIATION_DECISIONS,
+        group="finfocus-remediation-decisions",
+        label="RemediationDecision v1",
+        decode=command_decision,
+        work=decide,
         description="RemediationDecision v1 signed by the api or the CLI: approve, reject, undo",
     )
 
@@ -67,14 +82,24 @@ def register_decisions(runtime: ServiceRuntime, settings: RemediationSettings) -
     async def set_states(conn, items: list[tuple[RecommendationDecisionV1, str]]) -> None:
         for decision, issuer in items:
             state = "dismissed" if decision.decision == "dismiss" else "snoozed"
-            found = await store.set_recommendation_state(conn, decision.recommendation_id, state,
-                                                         decision.reason, decision.until)
+            found = await store.set_recommendation_state(
+                conn, decision.recommendation_id, state, decision.reason, decision.until
+            )
             # recommendations keep no audit table: the decider is in the log line
-            logger.info("recommendation decision", extra=log_fields(
-                decision_id=decision.decision_id, applied=found, actor=f"{issuer}:{decision.actor}"))
+            logger.info(
+                "recommendation decision",
+                extra=log_fields(
+                    decision_id=decision.decision_id,
+                    applied=found,
+                    actor=f"{issuer}:{decision.actor}",
+                ),
+            )
 
     runtime.consume(
-        RECOMMENDATION_DECISIONS, group="finfocus-remediation-recommendation-decisions",
-        label="RecommendationDecision v1", decode=recommendation_decision, work=set_states,
+        RECOMMENDATION_DECISIONS,
+        group="finfocus-remediation-recommendation-decisions",
+        label="RecommendationDecision v1",
+        decode=recommendation_decision,
+        work=set_states,
         description="RecommendationDecision v1 signed by the api or the CLI: dismiss, snooze",
     )

@@ -14,8 +14,12 @@ async def test_health_needs_no_token_and_everything_else_answers_401_without_one
         health = await client.get("/api/v1/health")
         assert health.status_code == 200 and health.json()["status"] == "ok"
         assert (await client.get("/api/v1/session")).status_code == 401
-        assert (await client.get("/api/v1/session", headers=bearer("ffk_nope_nope"))).status_code == 401
-        assert (await client.get("/api/v1/session", headers={"Authorization": "Basic eDp5"})).status_code == 401
+        assert (
+            await client.get("/api/v1/session", headers=bearer("ffk_nope_nope"))
+        ).status_code == 401
+        assert (
+            await client.get("/api/v1/session", headers={"Authorization": "Basic eDp5"})
+        ).status_code == 401
 
 
 async def test_a_token_names_its_role_and_a_revoked_one_is_refused(settings):
@@ -37,7 +41,9 @@ async def test_login_sets_an_httponly_strict_session_and_logout_ends_it(settings
         assert bad.status_code == 401
         ok = await client.post("/login", data={"username": "alice", "password": "correct horse"})
         assert ok.status_code == 303 and ok.headers["location"] == "/"
-        cookie = next(h for h in ok.headers.get_list("set-cookie") if h.startswith("finfocus_session="))
+        cookie = next(
+            h for h in ok.headers.get_list("set-cookie") if h.startswith("finfocus_session=")
+        )
         assert "HttpOnly" in cookie and "SameSite=strict" in cookie
         me = await client.get("/api/v1/session")
         assert me.json()["name"] == "alice" and me.json()["csrf_token"]
@@ -49,6 +55,8 @@ async def test_logins_are_throttled_per_user(settings):
     async with running_api(settings, api_login_attempts=3) as (app, client):
         await make_user(app, "bob", "viewer", "pw-bob")
         for _ in range(3):
-            assert (await client.post("/login", data={"username": "bob", "password": "x"})).status_code == 401
+            assert (
+                await client.post("/login", data={"username": "bob", "password": "x"})
+            ).status_code == 401
         blocked = await client.post("/login", data={"username": "bob", "password": "pw-bob"})
         assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0

@@ -32,11 +32,17 @@ async def _both(ctx, group_by, filters, metric, start, end):
     out = []
     async with ctx.reader() as conn:
         for aggregate in (True, False):
-            (rsql, rp), (tsql, tp) = costs.queries(group_by, metric, start, end, parsed, aggregate=aggregate)
+            (rsql, rp), (tsql, tp) = costs.queries(
+                group_by, metric, start, end, parsed, aggregate=aggregate
+            )
             totals = [dict(r) for r in await conn.fetch(tsql, *tp)]
             rows = await conn.fetch(rsql, *rp)
-            out.append({"summary": costq.summary_of(totals, start, end, metric, group_by),
-                        "results": [costq.result_of(r, group_by) for r in rows]})
+            out.append(
+                {
+                    "summary": costq.summary_of(totals, start, end, metric, group_by),
+                    "results": [costq.result_of(r, group_by) for r in rows],
+                }
+            )
     return out
 
 
@@ -48,7 +54,9 @@ async def test_the_daily_aggregate_answers_exactly_what_the_lines_answer(setting
         ctx = app.state.ctx
         for window in [(None, None), (start + timedelta(days=3), start + timedelta(days=33))]:
             for group_by, filters, metric in QUERIES:
-                assert costs.aggregate_allows(group_by, [costq.parse_filter(f) for f in filters], *window)
+                assert costs.aggregate_allows(
+                    group_by, [costq.parse_filter(f) for f in filters], *window
+                )
                 via_aggregate, via_lines = await _both(ctx, group_by, filters, metric, *window)
                 assert via_aggregate == via_lines, (group_by, filters, metric, window)
         assert not costs.aggregate_allows(["tag:team"], [], None, None)
@@ -61,16 +69,21 @@ async def test_the_daily_aggregate_answers_exactly_what_the_lines_answer(setting
         pool = await create_pool(settings.database_url)
         try:
             await PricingStore(SimpleNamespace(pool=pool)).store_batch(
-                [(changed.x_RecordId, changed.model_dump_json())], [])
+                [(changed.x_RecordId, changed.model_dump_json())], []
+            )
         finally:
             await pool.close()
         async with ctx.reader() as conn:
             assert not await costs.aggregate_ready(conn, start, start + timedelta(days=2))
-            assert await costs.aggregate_ready(conn, start + timedelta(days=1), start + timedelta(days=2))
+            assert await costs.aggregate_ready(
+                conn, start + timedelta(days=1), start + timedelta(days=2)
+            )
         doc = await costs.document(ctx, start, start + timedelta(days=1), [], [], "billed")
         assert await refresh_daily_costs(settings.database_url) == 1
         assert await costs.document(ctx, start, start + timedelta(days=1), [], [], "billed") == doc
-        via_aggregate, via_lines = await _both(ctx, [], [], "billed", start, start + timedelta(days=1))
+        via_aggregate, via_lines = await _both(
+            ctx, [], [], "billed", start, start + timedelta(days=1)
+        )
         assert via_aggregate == via_lines
 
 

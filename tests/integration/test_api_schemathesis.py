@@ -35,8 +35,11 @@ class Server(threading.Thread):
         super().__init__(daemon=True)
         import uvicorn
 
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None,
-                                                    access_log=False, lifespan="on"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on"
+            )
+        )
 
     def run(self) -> None:
         self.server.run()
@@ -49,7 +52,9 @@ class Server(threading.Thread):
 async def test_schemathesis_finds_no_server_error_in_any_operation(settings):
     await seed_cost_lines(settings.database_url, days=10)
     for service in ("ingest", "anomaly", "forecast", "remediation"):
-        await migrate_url(settings.database_url, service, ROOT / "services" / service / "migrations")
+        await migrate_url(
+            settings.database_url, service, ROOT / "services" / service / "migrations"
+        )
     app = build_app(ApiSettings(**{**settings.model_dump(), "api_decision_wait_s": 0}))
     server = Server(app)
     server.start()
@@ -74,13 +79,26 @@ async def test_schemathesis_finds_no_server_error_in_any_operation(settings):
 
         def exercise(operation) -> None:
             @hypothesis.given(case=operation.as_strategy())
-            @hypothesis.settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                                 suppress_health_check=list(hypothesis.HealthCheck),
-                                 phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate])
+            @hypothesis.settings(
+                max_examples=EXAMPLES,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                suppress_health_check=list(hypothesis.HealthCheck),
+                phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+            )
             def check(case) -> None:
-                response = case.call(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-                case.validate_response(response, checks=[not_a_server_error, status_code_conformance,
-                                                         response_schema_conformance])
+                response = case.call(
+                    base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30
+                )
+                case.validate_response(
+                    response,
+                    checks=[
+                        not_a_server_error,
+                        status_code_conformance,
+                        response_schema_conformance,
+                    ],
+                )
 
             try:
                 check()

@@ -28,10 +28,19 @@ pytestmark = pytest.mark.integration
 
 
 def cost_actual(settings, *args: str) -> dict:
-    env = {**os.environ, "FINFOCUS_HOME": str(settings.home), "FINFOCUS_DATABASE_URL": settings.database_url}
+    env = {
+        **os.environ,
+        "FINFOCUS_HOME": str(settings.home),
+        "FINFOCUS_DATABASE_URL": settings.database_url,
+    }
     env.pop("FINFOCUS_READER_DATABASE_URL", None)
-    done = subprocess.run([sys.executable, "-m", "finfocus.cli", "cost", "actual", *args, "--output", "json"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "finfocus.cli", "cost", "actual", *args, "--output", "json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -45,18 +54,30 @@ async def test_a_viewer_reads_costs_and_the_summary_equal_to_cost_actual_to_the_
     cli_usd = cost_actual(settings, "--from", start, "--to", end, "--filter", "provider=AWS")
     async with running_api(settings) as (app, client):
         token = await make_token(app, "viewer")
-        costs = await client.get("/api/v1/costs", params={"from": start, "to": end, "group_by": "service,account"},
-                                 headers=bearer(token))
+        costs = await client.get(
+            "/api/v1/costs",
+            params={"from": start, "to": end, "group_by": "service,account"},
+            headers=bearer(token),
+        )
         assert costs.status_code == 200
         assert costs.json() == cli
-        usd = await client.get("/api/v1/costs", params={"from": start, "to": end, "filter": "provider=AWS"},
-                               headers=bearer(token))
+        usd = await client.get(
+            "/api/v1/costs",
+            params={"from": start, "to": end, "filter": "provider=AWS"},
+            headers=bearer(token),
+        )
         assert usd.json() == cli_usd
-        summary = (await client.get("/api/v1/insights/summary", params={"from": start, "to": end},
-                                    headers=bearer(token))).json()
+        summary = (
+            await client.get(
+                "/api/v1/insights/summary", params={"from": start, "to": end}, headers=bearer(token)
+            )
+        ).json()
         totals = {t["currency"]: Decimal(t["totalCost"]) for t in summary["summary"]["totals"]}
         assert totals == {t["currency"]: Decimal(t["totalCost"]) for t in cli["summary"]["totals"]}
-        assert sum(Decimal(r["cost"]) for r in cli["results"] if r["currency"] == "USD") == totals["USD"]
+        assert (
+            sum(Decimal(r["cost"]) for r in cli["results"] if r["currency"] == "USD")
+            == totals["USD"]
+        )
         assert Decimal(cli_usd["summary"]["totalCost"]) == totals["USD"]
         assert len({t["date"] for t in summary["trend"]}) == 21
         assert summary["topMovers"]["service"] and summary["previous"]["totals"]
@@ -64,8 +85,9 @@ async def test_a_viewer_reads_costs_and_the_summary_equal_to_cost_actual_to_the_
         default = (await client.get("/api/v1/insights/summary", headers=bearer(token))).json()
         assert default["summary"]["from"].startswith(today.replace(day=1).isoformat())
         # the same token may not decide
-        denied = await client.post("/api/v1/remediation/commands/any/approve", json={"reason": "x"},
-                                   headers=bearer(token))
+        denied = await client.post(
+            "/api/v1/remediation/commands/any/approve", json={"reason": "x"}, headers=bearer(token)
+        )
         assert denied.status_code == 403
         assert (await client.get("/api/v1/costs")).status_code == 401
         bad = await client.get("/api/v1/costs", params={"group_by": "nope"}, headers=bearer(token))
@@ -86,21 +108,39 @@ async def remediation_decisions(settings):
         await app.stop()
 
 
-async def test_an_approver_approves_through_the_api_and_the_audit_names_the_user(settings, remediation_decisions):
-    pending = command("stop-instance", "i-0abc", approval=True, expires_in=timedelta(days=1),
-                      issued_at=datetime.now(UTC))
+async def test_an_approver_approves_through_the_api_and_the_audit_names_the_user(
+    settings, remediation_decisions
+):
+    pending = command(
+        "stop-instance",
+        "i-0abc",
+        approval=True,
+        expires_in=timedelta(days=1),
+        issued_at=datetime.now(UTC),
+    )
     async with remediation_store.transaction(remediation_decisions.pool) as conn:
-        await remediation_store.insert_command(conn, pending, initial_status(pending), actor="planner")
+        await remediation_store.insert_command(
+            conn, pending, initial_status(pending), actor="planner"
+        )
     async with running_api(settings) as (app, client):
         await make_user(app, "alice", "approver", "alice-password")
-        login = await client.post("/login", data={"username": "alice", "password": "alice-password"})
+        login = await client.post(
+            "/login", data={"username": "alice", "password": "alice-password"}
+        )
         assert login.status_code == 303
         csrf = (await client.get("/api/v1/session")).json()["csrf_token"]
         url = f"/api/v1/remediation/commands/{pending.command_id}/approve"
         assert (await client.post(url, json={"reason": "go"})).status_code == 403  # no CSRF token
-        assert (await client.post("/api/v1/remediation/commands/no-such/approve", json={},
-                                  headers={"X-CSRF-Token": csrf})).status_code == 404
-        answer = await client.post(url, json={"reason": "saves money"}, headers={"X-CSRF-Token": csrf})
+        assert (
+            await client.post(
+                "/api/v1/remediation/commands/no-such/approve",
+                json={},
+                headers={"X-CSRF-Token": csrf},
+            )
+        ).status_code == 404
+        answer = await client.post(
+            url, json={"reason": "saves money"}, headers={"X-CSRF-Token": csrf}
+        )
         assert answer.status_code in (200, 202), answer.text
         assert answer.json()["decision_id"]
         for _ in range(150):
@@ -110,8 +150,14 @@ async def test_an_approver_approves_through_the_api_and_the_audit_names_the_user
             await asyncio.sleep(0.2)
         else:
             pytest.fail("the approval never showed in remediation.v_actions")
-        audit = (await client.get(f"/api/v1/remediation/commands/{pending.command_id}/audit")).json()["audit"]
+        audit = (
+            await client.get(f"/api/v1/remediation/commands/{pending.command_id}/audit")
+        ).json()["audit"]
         approved = [a for a in audit if a["event"] == "approved"]
-        assert approved and approved[0]["actor"] == "api:user:alice" and approved[0]["reason"] == "saves money"
+        assert (
+            approved
+            and approved[0]["actor"] == "api:user:alice"
+            and approved[0]["reason"] == "saves money"
+        )
         again = await client.post(url, json={}, headers={"X-CSRF-Token": csrf})
         assert again.status_code == 409

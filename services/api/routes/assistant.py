@@ -13,7 +13,12 @@ from services.api import store
 from services.api.auth import Viewer
 from services.api.jsonout import COMMON_RESPONSES, MoneyJSONResponse
 
-router = APIRouter(prefix="/api/v1", default_response_class=MoneyJSONResponse, responses=COMMON_RESPONSES, tags=["assistant"])
+router = APIRouter(
+    prefix="/api/v1",
+    default_response_class=MoneyJSONResponse,
+    responses=COMMON_RESPONSES,
+    tags=["assistant"],
+)
 
 
 class Question(BaseModel):
@@ -32,8 +37,11 @@ def _engine():
     return getattr(module, "query", None)
 
 
-@router.post("/ai/query", summary="Ask a question about costs in words",
-             responses={503: {"description": "no assistant installed"}})
+@router.post(
+    "/ai/query",
+    summary="Ask a question about costs in words",
+    responses={503: {"description": "no assistant installed"}},
+)
 async def ai_query(request: Request, who: Viewer, body: Question) -> dict:
     ctx = request.app.state.ctx
     query = _engine()
@@ -54,7 +62,12 @@ async def ai_query(request: Request, who: Viewer, body: Question) -> dict:
     finally:
         async with ctx.pool.acquire() as conn:
             await store.log_query(
-                conn, actor=who.actor, question=body.question,
-                sql=(answer or {}).get("sql"), engine=(answer or {}).get("engine"),
-                row_count=len((answer or {}).get("rows") or []), error=error,
-                duration_ms=int((time.monotonic() - started) * 1000))
+                conn,
+                actor=who.actor,
+                question=body.question,
+                sql=(answer or {}).get("sql"),
+                engine=(answer or {}).get("engine"),
+                row_count=len((answer or {}).get("rows") or []),
+                error=error,
+                duration_ms=int((time.monotonic() - started) * 1000),
+            )

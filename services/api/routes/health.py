@@ -10,8 +10,11 @@ from finfocus import __version__
 router = APIRouter(prefix="/api/v1", tags=["health"])
 
 
-@router.get("/health", summary="Liveness and database reachability (no authentication)",
-            responses={503: {"description": "The database cannot be reached"}})
+@router.get(
+    "/health",
+    summary="Liveness and database reachability (no authentication)",
+    responses={503: {"description": "The database cannot be reached"}},
+)
 async def health(request: Request) -> JSONResponse:
     ctx = request.app.state.ctx
     database = "ok"
@@ -20,6 +23,9 @@ async def health(request: Request) -> JSONResponse:
             await conn.fetchval("SELECT 1")
     except Exception:  # noqa: BLE001 - health answers, whatever the database does
         database = "unavailable"
-    body = {"status": "ok" if database == "ok" else "degraded", "version": __version__,
-            "database": database}
+    body = {
+        "status": "ok" if database == "ok" else "degraded",
+        "version": __version__,
+        "database": database,
+    }
     return JSONResponse(body, status_code=200 if database == "ok" else 503)

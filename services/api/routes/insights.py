@@ -22,7 +22,12 @@ from services.api.auth import Viewer
 from services.api.jsonout import COMMON_RESPONSES, MoneyJSONResponse
 from services.api.routes.reads import budget_rows, savings_groups, savings_rows, window
 
-router = APIRouter(prefix="/api/v1", default_response_class=MoneyJSONResponse, responses=COMMON_RESPONSES, tags=["insights"])
+router = APIRouter(
+    prefix="/api/v1",
+    default_response_class=MoneyJSONResponse,
+    responses=COMMON_RESPONSES,
+    tags=["insights"],
+)
 
 TOP_MOVERS = 5
 OPEN_STATUSES = ["open", "ongoing"]
@@ -53,14 +58,24 @@ def movers(current: list[dict], previous: list[dict], key: str) -> list[dict]:
         a, b = before.get(k, Decimal(0)), now.get(k, Decimal(0))
         if a == b:
             continue
-        out.append({key: k[0], "currency": k[1], "cost": b, "previousCost": a, "change": b - a,
-                    "changePct": None if a == 0 else ((b - a) / abs(a) * 100).quantize(Decimal("0.1"))})
+        out.append(
+            {
+                key: k[0],
+                "currency": k[1],
+                "cost": b,
+                "previousCost": a,
+                "change": b - a,
+                "changePct": None if a == 0 else ((b - a) / abs(a) * 100).quantize(Decimal("0.1")),
+            }
+        )
     out.sort(key=lambda m: (-abs(m["change"]), str(m[key])))
     return out[:TOP_MOVERS]
 
 
 async def _grouped(ctx, start, end, group_by: list[str], aggregate: bool) -> list[dict]:
-    (rsql, rparams), _ = costs_query.queries(group_by, "billed", start, end, [], aggregate=aggregate)
+    (rsql, rparams), _ = costs_query.queries(
+        group_by, "billed", start, end, [], aggregate=aggregate
+    )
     async with ctx.reader() as conn:
         return [costq.result_of(r, group_by) for r in await conn.fetch(rsql, *rparams)]
 
@@ -86,14 +101,24 @@ async def _costs(ctx, prev_start, start, end) -> tuple:
                 daily = results("daily", "daily")
                 by_service = results("service", "service"), results("previous_service", "service")
                 by_account = results("account", "account"), results("previous_account", "account")
-                return (costq.summary_of(o["totals"], start, end, "billed", []),
-                        costq.summary_of(o["previous_totals"], prev_start, start, "billed", []),
-                        daily, *by_service, *by_account)
-    return await asyncio.gather(
-        _totals(ctx, start, end, False), _totals(ctx, prev_start, start, False),
-        _grouped(ctx, start, end, ["daily"], False),
-        _grouped(ctx, start, end, ["service"], False), _grouped(ctx, prev_start, start, ["service"], False),
-        _grouped(ctx, start, end, ["account"], False), _grouped(ctx, prev_start, start, ["account"], False))
+                return (
+                    costq.summary_of(o["totals"], start, end, "billed", []),
+                    costq.summary_of(o["previous_totals"], prev_start, start, "billed", []),
+                    daily,
+                    *by_service,
+                    *by_account,
+                )
+    return tuple(
+        await asyncio.gather(
+            _totals(ctx, start, end, False),
+            _totals(ctx, prev_start, start, False),
+            _grouped(ctx, start, end, ["daily"], False),
+            _grouped(ctx, start, end, ["service"], False),
+            _grouped(ctx, prev_start, start, ["service"], False),
+            _grouped(ctx, start, end, ["account"], False),
+            _grouped(ctx, prev_start, start, ["account"], False),
+        )
+    )
 
 
 async def _forecast(ctx, end: datetime) -> list[dict]:
@@ -103,20 +128,33 @@ async def _forecast(ctx, end: datetime) -> list[dict]:
             "SELECT currency, trained_through, period_start, period_end, actual_to_date, "
             "forecast_remainder, projected, lo_95, hi_95 FROM forecast.v_month_end "
             "WHERE dims = '' AND period_start <= $1 ORDER BY period_start DESC, currency",
-            (end - timedelta(microseconds=1)).date())
+            (end - timedelta(microseconds=1)).date(),
+        )
     latest = rows[0]["period_start"] if rows else None
-    return [{"currency": r["currency"], "periodStart": r["period_start"], "periodEnd": r["period_end"],
-             "trainedThrough": r["trained_through"], "actualToDate": r["actual_to_date"],
-             "forecastRemainder": r["forecast_remainder"], "projected": r["projected"],
-             "lo95": r["lo_95"], "hi95": r["hi_95"]}
-            for r in rows if r["period_start"] == latest]
+    return [
+        {
+            "currency": r["currency"],
+            "periodStart": r["period_start"],
+            "periodEnd": r["period_end"],
+            "trainedThrough": r["trained_through"],
+            "actualToDate": r["actual_to_date"],
+            "forecastRemainder": r["forecast_remainder"],
+            "projected": r["projected"],
+            "lo95": r["lo_95"],
+            "hi95": r["hi_95"],
+        }
+        for r in rows
+        if r["period_start"] == latest
+    ]
 
 
 async def _anomalies(ctx) -> dict:
     async with ctx.reader() as conn:
         rows = await conn.fetch(
             "SELECT severity, count(*) AS n FROM anomaly.v_anomalies WHERE status = ANY($1::text[]) "
-            "GROUP BY severity", OPEN_STATUSES)
+            "GROUP BY severity",
+            OPEN_STATUSES,
+        )
     by = {s: 0 for s in ("low", "medium", "high", "critical")}
     by.update({r["severity"]: r["n"] for r in rows})
     return {"open": sum(by.values()), "bySeverity": by}
@@ -129,7 +167,11 @@ async def _optional(coro, default: Any) -> Any:
 
     try:
         return await coro
-    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError, asyncpg.UndefinedColumnError):
+    except (
+        asyncpg.UndefinedTableError,
+        asyncpg.InvalidSchemaNameError,
+        asyncpg.UndefinedColumnError,
+    ):
         return default
 
 
@@ -137,14 +179,22 @@ async def _optional(coro, default: Any) -> Any:
 async def insights_summary(
     request: Request,
     who: Viewer,
-    start: Annotated[str | None, Query(alias="from", description="YYYY-MM-DD or RFC 3339, inclusive")] = None,
-    end: Annotated[str | None, Query(alias="to", description="YYYY-MM-DD or RFC 3339, exclusive")] = None,
+    start: Annotated[
+        str | None, Query(alias="from", description="YYYY-MM-DD or RFC 3339, inclusive")
+    ] = None,
+    end: Annotated[
+        str | None, Query(alias="to", description="YYYY-MM-DD or RFC 3339, exclusive")
+    ] = None,
 ) -> dict:
     ctx = request.app.state.ctx
     default_start, default_end = month_to_date(datetime.now(UTC))
     start_at, end_at = window(start, end)
-    start_at = start_at or (default_start if end_at is None else end_at - (default_end - default_start))
-    end_at = end_at or (default_end if start is None else max(default_end, start_at + timedelta(days=1)))
+    start_at = start_at or (
+        default_start if end_at is None else end_at - (default_end - default_start)
+    )
+    end_at = end_at or (
+        default_end if start is None else max(default_end, start_at + timedelta(days=1))
+    )
     if end_at <= start_at:
         end_at = start_at + timedelta(days=1)
     length = end_at - start_at
@@ -166,10 +216,23 @@ async def insights_summary(
         "forecast": {"monthEnd": forecast},
         "budgets": [{**b, "state": budget_state(b)} for b in budgets],
         "anomalies": anomalies,
-        "savings": {"realised": [{"currency": g["currency"], "realisedMonthly": g["realisedMonthly"],
-                                  "expectedMonthly": g["expectedMonthly"], "actions": g["actions"]}
-                                 for g in savings_groups(savings, [])]},
-        "trend": [{"date": r["group"]["daily"], "cost": r["cost"], "currency": r["currency"]} for r in daily],
-        "topMovers": {"service": movers(services_now, services_before, "service"),
-                      "account": movers(accounts_now, accounts_before, "account")},
+        "savings": {
+            "realised": [
+                {
+                    "currency": g["currency"],
+                    "realisedMonthly": g["realisedMonthly"],
+                    "expectedMonthly": g["expectedMonthly"],
+                    "actions": g["actions"],
+                }
+                for g in savings_groups(savings, [])
+            ]
+        },
+        "trend": [
+            {"date": r["group"]["daily"], "cost": r["cost"], "currency": r["currency"]}
+            for r in daily
+        ],
+        "topMovers": {
+            "service": movers(services_now, services_before, "service"),
+            "account": movers(accounts_now, accounts_before, "account"),
+        },
     }

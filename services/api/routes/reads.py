@@ -18,7 +18,9 @@ from services.api import costs as costs_query
 from services.api.auth import Viewer
 from services.api.jsonout import COMMON_RESPONSES, MoneyJSONResponse, bad_request
 
-router = APIRouter(prefix="/api/v1", default_response_class=MoneyJSONResponse, responses=COMMON_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1", default_response_class=MoneyJSONResponse, responses=COMMON_RESPONSES
+)
 
 STATUSES = ("pending-approval", "approved", "executed", "dry-run", "rejected", "expired", "failed")
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -34,15 +36,30 @@ def window(start: str | None, end: str | None) -> tuple[datetime | None, datetim
     return parsed
 
 
-@router.get("/costs", tags=["costs"], summary="Actual cost of stored lines (= `finfocus cost actual --output json`)")
+@router.get(
+    "/costs",
+    tags=["costs"],
+    summary="Actual cost of stored lines (= `finfocus cost actual --output json`)",
+)
 async def costs(
     request: Request,
     who: Viewer,
-    start: Annotated[str | None, Query(alias="from", description="YYYY-MM-DD or RFC 3339, inclusive")] = None,
-    end: Annotated[str | None, Query(alias="to", description="YYYY-MM-DD or RFC 3339, exclusive")] = None,
-    group_by: Annotated[str | None, Query(description="comma-separated: provider, service, account, region, "
-                                          "resource, type, sku, category, daily, monthly, tag:KEY")] = None,
-    filter: Annotated[list[str] | None, Query(description="KEY=VALUE, KEY!=VALUE or tag:KEY=VALUE; repeatable")] = None,  # noqa: A002
+    start: Annotated[
+        str | None, Query(alias="from", description="YYYY-MM-DD or RFC 3339, inclusive")
+    ] = None,
+    end: Annotated[
+        str | None, Query(alias="to", description="YYYY-MM-DD or RFC 3339, exclusive")
+    ] = None,
+    group_by: Annotated[
+        str | None,
+        Query(
+            description="comma-separated: provider, service, account, region, "
+            "resource, type, sku, category, daily, monthly, tag:KEY"
+        ),
+    ] = None,
+    filter: Annotated[
+        list[str] | None, Query(description="KEY=VALUE, KEY!=VALUE or tag:KEY=VALUE; repeatable")
+    ] = None,  # noqa: A002
     metric: Annotated[str, Query(description="billed, effective, list or contracted")] = "billed",
 ) -> dict:
     try:
@@ -53,16 +70,28 @@ async def costs(
     if metric not in costq.METRICS:
         raise bad_request(f"unknown metric {metric!r}; use one of {', '.join(costq.METRICS)}")
     start_at, end_at = window(start, end)
-    return await costs_query.document(request.app.state.ctx, start_at, end_at, groups, filters, metric)
+    return await costs_query.document(
+        request.app.state.ctx, start_at, end_at, groups, filters, metric
+    )
 
 
-@router.get("/anomalies", tags=["anomalies"], summary="Anomalies (= `finfocus anomalies list --output json`)")
+@router.get(
+    "/anomalies",
+    tags=["anomalies"],
+    summary="Anomalies (= `finfocus anomalies list --output json`)",
+)
 async def anomalies(
     request: Request,
     who: Viewer,
-    since: Annotated[str | None, Query(description="YYYY-MM-DD or RFC 3339: windows ending after it")] = None,
-    severity: Annotated[list[str] | None, Query(description="low, medium, high or critical; repeatable")] = None,
-    status: Annotated[list[str] | None, Query(description="open, acknowledged, resolved...; repeatable")] = None,
+    since: Annotated[
+        str | None, Query(description="YYYY-MM-DD or RFC 3339: windows ending after it")
+    ] = None,
+    severity: Annotated[
+        list[str] | None, Query(description="low, medium, high or critical; repeatable")
+    ] = None,
+    status: Annotated[
+        list[str] | None, Query(description="open, acknowledged, resolved...; repeatable")
+    ] = None,
 ) -> dict:
     from finfocus.cli.anomalies import list_query
 
@@ -76,12 +105,21 @@ async def anomalies(
     return {"anomalies": rows}
 
 
-@router.get("/forecasts", tags=["forecasts"], summary="Daily forecasts (= `finfocus forecast show --output json`)")
+@router.get(
+    "/forecasts",
+    tags=["forecasts"],
+    summary="Daily forecasts (= `finfocus forecast show --output json`)",
+)
 async def forecasts(
     request: Request,
     who: Viewer,
-    group_by: Annotated[str, Query(description="comma-separated: provider, service, account, region, resource, "
-                                   "type, tag:KEY ('' for the total)")] = "provider,account,service",
+    group_by: Annotated[
+        str,
+        Query(
+            description="comma-separated: provider, service, account, region, resource, "
+            "type, tag:KEY ('' for the total)"
+        ),
+    ] = "provider,account,service",
     filter: Annotated[list[str] | None, Query(description="KEY=VALUE; repeatable")] = None,  # noqa: A002
     horizon: Annotated[int, Query(ge=1, le=400)] = 30,
 ) -> dict:
@@ -94,18 +132,28 @@ async def forecasts(
         raise bad_request(str(exc)) from None
     wanted_dims = set(keys) | set(wanted)
     async with request.app.state.ctx.reader() as conn:
-        available = [r["dims"] for r in await conn.fetch("SELECT DISTINCT dims FROM forecast.v_forecasts")]
+        available = [
+            r["dims"] for r in await conn.fetch("SELECT DISTINCT dims FROM forecast.v_forecasts")
+        ]
         exact = fq.dims_id(wanted_dims)
-        chosen = exact if exact in available else min(
-            [a for a in available if wanted_dims <= set(filter_(a))],
-            key=lambda a: (a.count(",") + 1, a), default=None)
+        chosen = (
+            exact
+            if exact in available
+            else min(
+                [a for a in available if wanted_dims <= set(filter_(a))],
+                key=lambda a: (a.count(",") + 1, a),
+                default=None,
+            )
+        )
         if chosen is None:
             if available:
                 raise HTTPException(404, f"no forecasts by {exact or '(total)'}")
             return {"forecasts": []}
         rows = await conn.fetch(
             'SELECT series_key, "group", currency, model, trained_through, day, mean, lo_80, hi_80, '
-            "lo_95, hi_95 FROM forecast.v_forecasts WHERE dims = $1 ORDER BY series_key, day", chosen)
+            "lo_95, hi_95 FROM forecast.v_forecasts WHERE dims = $1 ORDER BY series_key, day",
+            chosen,
+        )
     return {"forecasts": fq.public(fq.combine(keys, wanted, [dict(r) for r in rows], horizon))}
 
 
@@ -116,12 +164,21 @@ def filter_(dims: str) -> list[str]:
 def budget_public(row: dict) -> dict:
     amount, projected = row["amount"], row["projected"]
     return {
-        "name": row["name"], "amount": amount, "currency": row["currency"], "period": row["period"],
-        "scope": row["scope"], "thresholds": row["thresholds"], "period_start": row["period_start"],
-        "period_end": row["period_end"], "trained_through": row["trained_through"],
-        "actual_to_date": row["actual_to_date"], "projected": projected,
-        "projected_lo_95": row["lo_95"], "projected_hi_95": row["hi_95"],
-        "projected_pct": None if projected is None or not amount
+        "name": row["name"],
+        "amount": amount,
+        "currency": row["currency"],
+        "period": row["period"],
+        "scope": row["scope"],
+        "thresholds": row["thresholds"],
+        "period_start": row["period_start"],
+        "period_end": row["period_end"],
+        "trained_through": row["trained_through"],
+        "actual_to_date": row["actual_to_date"],
+        "projected": projected,
+        "projected_lo_95": row["lo_95"],
+        "projected_hi_95": row["hi_95"],
+        "projected_pct": None
+        if projected is None or not amount
         else (projected / amount * 100).quantize(Decimal("0.1")),
         "alerts_this_period": row["alerts_this_period"],
     }
@@ -130,11 +187,17 @@ def budget_public(row: dict) -> dict:
 async def budget_rows(ctx, name: str | None = None) -> list[dict]:
     async with ctx.reader() as conn:
         rows = await conn.fetch(
-            "SELECT * FROM forecast.v_budgets WHERE $1::text IS NULL OR name = $1 ORDER BY name", name)
+            "SELECT * FROM forecast.v_budgets WHERE $1::text IS NULL OR name = $1 ORDER BY name",
+            name,
+        )
     return [budget_public(dict(r)) for r in rows]
 
 
-@router.get("/budgets", tags=["budgets"], summary="Budgets with actual and projected spend (= `finfocus budget list`)")
+@router.get(
+    "/budgets",
+    tags=["budgets"],
+    summary="Budgets with actual and projected spend (= `finfocus budget list`)",
+)
 async def budgets(request: Request, who: Viewer) -> dict:
     return {"budgets": await budget_rows(request.app.state.ctx)}
 
@@ -147,15 +210,26 @@ async def recommendations(
     type: Annotated[str | None, Query(description="only this type, e.g. idle-address")] = None,  # noqa: A002
 ) -> dict:
     async with request.app.state.ctx.reader() as conn:
-        rows = [dict(r) for r in await conn.fetch(
-            "SELECT * FROM remediation.v_recommendations WHERE ($1::text IS NULL OR state = $1) "
-            "AND ($2::text IS NULL OR type = $2) ORDER BY estimated_monthly_savings DESC, recommendation_id",
-            None if state == "all" else state, type)]
+        rows = [
+            dict(r)
+            for r in await conn.fetch(
+                "SELECT * FROM remediation.v_recommendations WHERE ($1::text IS NULL OR state = $1) "
+                "AND ($2::text IS NULL OR type = $2) ORDER BY estimated_monthly_savings DESC, recommendation_id",
+                None if state == "all" else state,
+                type,
+            )
+        ]
     totals: dict[str, Decimal] = {}
     for r in rows:
-        totals[r["currency"]] = totals.get(r["currency"], Decimal(0)) + (r["estimated_monthly_savings"] or 0)
-    return {"recommendations": rows,
-            "totals": [{"currency": c, "estimatedMonthlySavings": t} for c, t in sorted(totals.items())]}
+        totals[r["currency"]] = totals.get(r["currency"], Decimal(0)) + (
+            r["estimated_monthly_savings"] or 0
+        )
+    return {
+        "recommendations": rows,
+        "totals": [
+            {"currency": c, "estimatedMonthlySavings": t} for c, t in sorted(totals.items())
+        ],
+    }
 
 
 SAVINGS_KEYS = {"playbook": "playbook", "account": "account_id", "action": "action"}
@@ -165,9 +239,17 @@ def savings_groups(rows: list[dict], by: list[str]) -> list[dict]:
     groups: dict[tuple, dict] = {}
     for r in rows:
         key = tuple(r[SAVINGS_KEYS[k]] for k in by) + (r["currency"],)
-        g = groups.setdefault(key, {"group": {k: r[SAVINGS_KEYS[k]] for k in by}, "currency": r["currency"],
-                                    "actions": 0, "expectedMonthly": Decimal(0), "realisedMonthly": Decimal(0),
-                                    "measured": 0})
+        g = groups.setdefault(
+            key,
+            {
+                "group": {k: r[SAVINGS_KEYS[k]] for k in by},
+                "currency": r["currency"],
+                "actions": 0,
+                "expectedMonthly": Decimal(0),
+                "realisedMonthly": Decimal(0),
+                "measured": 0,
+            },
+        )
         g["actions"] += 1
         g["expectedMonthly"] += r["expected_monthly"] or Decimal(0)
         if r["realised_monthly"] is not None:
@@ -178,41 +260,82 @@ def savings_groups(rows: list[dict], by: list[str]) -> list[dict]:
 
 async def savings_rows(ctx) -> list[dict]:
     async with ctx.reader() as conn:
-        return [dict(r) for r in await conn.fetch("SELECT * FROM remediation.v_savings ORDER BY executed_at")]
+        return [
+            dict(r)
+            for r in await conn.fetch("SELECT * FROM remediation.v_savings ORDER BY executed_at")
+        ]
 
 
-@router.get("/savings", tags=["savings"], summary="Realised against expected savings (= `finfocus savings report`)")
+@router.get(
+    "/savings",
+    tags=["savings"],
+    summary="Realised against expected savings (= `finfocus savings report`)",
+)
 async def savings(
     request: Request,
     who: Viewer,
-    by: Annotated[str, Query(description="comma-separated: playbook, account, action")] = "playbook,account,action",
+    by: Annotated[
+        str, Query(description="comma-separated: playbook, account, action")
+    ] = "playbook,account,action",
 ) -> dict:
     keys = [k.strip() for k in by.split(",") if k.strip()]
     unknown = [k for k in keys if k not in SAVINGS_KEYS]
     if unknown:
         raise bad_request(f"unknown by key(s) {unknown}; use playbook, account, action")
     rows = await savings_rows(request.app.state.ctx)
-    return {"groups": savings_groups(rows, keys), "actions": rows,
-            "totals": [{"currency": g["currency"], "expectedMonthly": g["expectedMonthly"],
-                        "realisedMonthly": g["realisedMonthly"]} for g in savings_groups(rows, [])]}
+    return {
+        "groups": savings_groups(rows, keys),
+        "actions": rows,
+        "totals": [
+            {
+                "currency": g["currency"],
+                "expectedMonthly": g["expectedMonthly"],
+                "realisedMonthly": g["realisedMonthly"],
+            }
+            for g in savings_groups(rows, [])
+        ],
+    }
 
 
-JOB_COLUMNS = ("job_id", "version", "status", "source", "format", "rows_read", "rows_published",
-               "rows_rejected", "totals", "billing_scopes", "started_at", "finished_at", "error")
+JOB_COLUMNS = (
+    "job_id",
+    "version",
+    "status",
+    "source",
+    "format",
+    "rows_read",
+    "rows_published",
+    "rows_rejected",
+    "totals",
+    "billing_scopes",
+    "started_at",
+    "finished_at",
+    "error",
+)
 
 
-@router.get("/ingest/jobs", tags=["ingest"], summary="Recent import jobs, newest first (= `finfocus ingest jobs`)")
-async def ingest_jobs(request: Request, who: Viewer,
-                      limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> dict:
+@router.get(
+    "/ingest/jobs",
+    tags=["ingest"],
+    summary="Recent import jobs, newest first (= `finfocus ingest jobs`)",
+)
+async def ingest_jobs(
+    request: Request, who: Viewer, limit: Annotated[int, Query(ge=1, le=1000)] = 20
+) -> dict:
     async with request.app.state.ctx.reader() as conn:
         rows = await conn.fetch(
             f"SELECT {', '.join(JOB_COLUMNS)}, files, rejection_reasons FROM ingest.v_import_jobs "
-            "ORDER BY version DESC LIMIT $1", limit)
+            "ORDER BY version DESC LIMIT $1",
+            limit,
+        )
     return {"jobs": [dict(r) for r in rows]}
 
 
-@router.get("/remediation/commands", tags=["remediation"],
-            summary="Remediation commands with status and result (= `finfocus remediation list`)")
+@router.get(
+    "/remediation/commands",
+    tags=["remediation"],
+    summary="Remediation commands with status and result (= `finfocus remediation list`)",
+)
 async def remediation_commands(
     request: Request,
     who: Viewer,
@@ -223,20 +346,30 @@ async def remediation_commands(
     async with request.app.state.ctx.reader() as conn:
         rows = await conn.fetch(
             "SELECT command, status, result FROM remediation.v_actions "
-            "WHERE ($1::text IS NULL OR status = $1) ORDER BY issued_at, command_id", status)
-    return {"commands": [{**r["command"], "status": r["status"], "result": r["result"]} for r in rows]}
+            "WHERE ($1::text IS NULL OR status = $1) ORDER BY issued_at, command_id",
+            status,
+        )
+    return {
+        "commands": [{**r["command"], "status": r["status"], "result": r["result"]} for r in rows]
+    }
 
 
-@router.get("/remediation/commands/{command_id}/audit", tags=["remediation"],
-            summary="The audit of one command (= `finfocus remediation audit ID`)")
+@router.get(
+    "/remediation/commands/{command_id}/audit",
+    tags=["remediation"],
+    summary="The audit of one command (= `finfocus remediation audit ID`)",
+)
 async def remediation_audit(request: Request, who: Viewer, command_id: str) -> dict:
     async with request.app.state.ctx.reader() as conn:
         rows = await conn.fetch(
-            "SELECT * FROM remediation.v_audit WHERE command_id = $1 ORDER BY audit_id", command_id)
+            "SELECT * FROM remediation.v_audit WHERE command_id = $1 ORDER BY audit_id", command_id
+        )
     return {"audit": [dict(r) for r in rows]}
 
 
-@router.get("/plugins/health", tags=["plugins"], summary="What pricing last recorded about its plugins")
+@router.get(
+    "/plugins/health", tags=["plugins"], summary="What pricing last recorded about its plugins"
+)
 async def plugins_health(request: Request, who: Viewer) -> dict:
     async with request.app.state.ctx.reader() as conn:
         rows = await conn.fetch("SELECT * FROM pricing.v_plugin_health ORDER BY plugin")

@@ -11,14 +11,24 @@ from services.api import store
 from services.api.auth import Viewer
 from services.api.jsonout import COMMON_RESPONSES, MoneyJSONResponse
 
-router = APIRouter(prefix="/api/v1", default_response_class=MoneyJSONResponse, responses=COMMON_RESPONSES, tags=["views"])
+router = APIRouter(
+    prefix="/api/v1",
+    default_response_class=MoneyJSONResponse,
+    responses=COMMON_RESPONSES,
+    tags=["views"],
+)
 
 
 class View(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100)
-    path: str = Field(min_length=1, max_length=2000, pattern=r"^/[^/\\]", description="a console path with its query")
+    path: str = Field(
+        min_length=1,
+        max_length=2000,
+        pattern=r"^/[^/\\]",
+        description="a console path with its query",
+    )
 
 
 @router.get("/views", summary="The caller's saved views")
@@ -35,8 +45,9 @@ async def save_view(request: Request, who: Viewer, body: View) -> dict:
 
 
 @router.delete("/views/{view_id}", summary="Delete one of the caller's saved views")
-async def delete_view(request: Request, who: Viewer,
-                      view_id: Annotated[int, Path(ge=1, le=2**62)]) -> dict:
+async def delete_view(
+    request: Request, who: Viewer, view_id: Annotated[int, Path(ge=1, le=2**62)]
+) -> dict:
     async with request.app.state.ctx.pool.acquire() as conn:
         if not await store.delete_view(conn, who.actor, view_id):
             raise HTTPException(404, f"no view {view_id}")

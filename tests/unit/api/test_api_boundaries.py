@@ -9,12 +9,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 OTHERS = ("ingest", "pricing", "anomaly", "forecast", "remediation")
 NAMED = re.compile(r"\b(" + "|".join(OTHERS) + r")\.([a-z_]+)\b")
-WRITE = re.compile(r"\b(INSERT\s+INTO|UPDATE|DELETE\s+FROM|TRUNCATE|ALTER\s+TABLE|COPY)\s+(" + "|".join(OTHERS) + r")\.",
-                   re.IGNORECASE)
+WRITE = re.compile(
+    r"\b(INSERT\s+INTO|UPDATE|DELETE\s+FROM|TRUNCATE|ALTER\s+TABLE|COPY)\s+("
+    + "|".join(OTHERS)
+    + r")\.",
+    re.IGNORECASE,
+)
 
 
 def _sources() -> list[Path]:
-    return sorted((ROOT / "services" / "api").rglob("*.py")) + sorted((ROOT / "services" / "api").rglob("*.sql"))
+    return sorted((ROOT / "services" / "api").rglob("*.py")) + sorted(
+        (ROOT / "services" / "api").rglob("*.sql")
+    )
 
 
 def test_the_api_names_only_the_views_of_other_services():
@@ -23,9 +29,27 @@ def test_the_api_names_only_the_views_of_other_services():
             if line.lstrip().startswith(("#", "--", "from ", "import ")):
                 continue
             for schema, name in NAMED.findall(line):
-                if name in ("py", "store", "app", "cli", "config", "html", "js", "css", "json", "svg", "png") or schema == name:
+                if (
+                    name
+                    in (
+                        "py",
+                        "store",
+                        "app",
+                        "cli",
+                        "config",
+                        "html",
+                        "js",
+                        "css",
+                        "json",
+                        "svg",
+                        "png",
+                    )
+                    or schema == name
+                ):
                     continue
-                assert name.startswith("v_"), f"{path.relative_to(ROOT)}:{number} reads {schema}.{name}"
+                assert name.startswith("v_"), (
+                    f"{path.relative_to(ROOT)}:{number} reads {schema}.{name}"
+                )
 
 
 def test_the_api_writes_no_other_schema():

@@ -10,7 +10,8 @@ from services.api.openapi import DOC, render
 
 def test_committed_openapi_document_matches_the_app():
     assert json.loads(DOC.read_text()) == json.loads(render()), (
-        "docs/api/openapi.json drifted: run `python -m services.api.openapi`")
+        "docs/api/openapi.json drifted: run `python -m services.api.openapi`"
+    )
 
 
 def test_every_operation_but_health_requires_a_token_or_a_session():

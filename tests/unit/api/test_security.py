@@ -20,7 +20,9 @@ from services.api.security import (
 
 def test_roles_are_ordered_viewer_approver_admin():
     assert ROLES == ("viewer", "approver", "admin")
-    assert allows("admin", "approver") and allows("approver", "viewer") and allows("viewer", "viewer")
+    assert (
+        allows("admin", "approver") and allows("approver", "viewer") and allows("viewer", "viewer")
+    )
     assert not allows("viewer", "approver") and not allows("approver", "admin")
     assert not allows("nobody", "viewer")
     with pytest.raises(ValueError):
@@ -36,7 +38,9 @@ def test_principal_actor_names_kind_and_name():
 def test_tokens_are_random_prefixed_and_only_their_sha256_is_kept():
     (id1, t1), (_id2, t2) = new_token(), new_token()
     assert t1 != t2 and t1.startswith(f"ffk_{id1}_") and len(t1) > 40
-    assert token_hash(t1) == token_hash(t1) and len(token_hash(t1)) == 64 and t1 not in token_hash(t1)
+    assert (
+        token_hash(t1) == token_hash(t1) and len(token_hash(t1)) == 64 and t1 not in token_hash(t1)
+    )
 
 
 def test_passwords_are_argon2_hashed_and_verified():
