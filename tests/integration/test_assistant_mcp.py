@@ -73,6 +73,14 @@ async def test_mcp_over_stdio_lists_typed_tools_and_answers_like_the_cli(env):
         recs = tool_json(await client.call_tool("recommendations", {}))
         assert recs == cli_json(env, "recommendations", "list")
 
+        assert tool_json(await client.call_tool("savings", {})) == cli_json(env, "savings", "report")
+        forecasts = tool_json(await client.call_tool("forecast", {"horizon": 5}))
+        assert forecasts == cli_json(env, "forecast", "show", "--horizon", "5") and forecasts["forecasts"]
+        plan = next((ROOT / "tests" / "fixtures" / "pulumi").glob("*.json"))
+        projected = tool_json(await client.call_tool("cost_projected", {"plan": str(plan)}))
+        assert projected == cli_json(env, "cost", "projected", "--pulumi-json", str(plan), "--no-plugins")
+        assert projected == tool_json(await client.call_tool("cost_projected", {"plan": json.loads(plan.read_text())}))
+
         asked = tool_json(await client.call_tool("ask", {"question": "how much could we save"}))
         cli = cli_json(env, "ask", "how much could we save")
         asked.pop("elapsed_ms")

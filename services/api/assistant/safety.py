@@ -151,8 +151,8 @@ def _walk(tree: exp.Expression) -> set[str]:
                 raise UnsafeQuery(f"function {node.sql_name().lower()} is not allowed")
         if isinstance(node, exp.Cast | exp.TryCast):
             to = node.args.get("to")
-            kind = to.this if isinstance(to, exp.DataType) else None
-            name = kind.name if isinstance(kind, exp.DataType.Type) else ""
+            target = to.this if isinstance(to, exp.DataType) else None
+            name = target.name if isinstance(target, exp.DataType.Type) else ""
             if name not in ALLOWED_CASTS:
                 raise UnsafeQuery(f"cast to {to.sql('postgres') if to else '?'} is not allowed")
         if isinstance(node, exp.Column) and node.table and node.args.get("db"):

@@ -50,9 +50,11 @@ async def cost_projected(plan: dict | str, currency: str = "USD", region: str | 
         path = Path(plan)
         if not path.is_file():
             raise ValueError(f"{plan}: no such Pulumi plan file")
-        plan = orjson.loads(path.read_bytes())
+        document = orjson.loads(path.read_bytes())
+    else:
+        document = plan
     settings = PricingSettings()
-    return plain(await _projected(plan, currency=currency, region=region, spec_dirs=[settings.specs_dir],
+    return plain(await _projected(document, currency=currency, region=region, spec_dirs=[settings.specs_dir],
                                   plugins=plugins, settings=settings))
 
 
