@@ -68,6 +68,6 @@ async def ai_query(request: Request, who: Viewer, body: Question) -> dict:
                 sql=(answer or {}).get("sql"),
                 engine=(answer or {}).get("engine"),
                 row_count=len((answer or {}).get("rows") or []),
-                error=error,
+                error=error or (answer or {}).get("error"),  # not-understood, unsafe, timeout...
                 duration_ms=int((time.monotonic() - started) * 1000),
             )
