@@ -119,8 +119,8 @@
     function col(fn) { return xs.map(function (d) { return at[d] ? fn(at[d]) : null; }); }
     function band(lo, hi, name, color) {
       return [
-        { name: name, type: "line", stack: name, stackStrategy: "all", symbol: "none", lineStyle: { opacity: 0 }, data: col(function (p) { return num(p[lo]); }), tooltip: { show: false } },
-        { name: name, type: "line", stack: name, stackStrategy: "all", symbol: "none", lineStyle: { opacity: 0 }, areaStyle: { color: color },
+        { name: name, type: "line", stack: name, stackStrategy: "all", symbol: "none", lineStyle: { opacity: 0 }, color: color, data: col(function (p) { return num(p[lo]); }), tooltip: { show: false } },
+        { name: name, type: "line", stack: name, stackStrategy: "all", symbol: "none", lineStyle: { opacity: 0 }, areaStyle: { color: color }, color: color,
           data: col(function (p) { return num(p[hi]) - num(p[lo]); }) }
       ];
     }
