@@ -25,7 +25,14 @@ async def answer(question: str, conn, *, today: date, engine: str = "offline", l
     doc: dict = {"question": question, "sql": None, "columns": [], "rows": [], "answer": "", "engine": engine}
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
-    words = vocabulary or await vocab.load(conn, key=_cache_key(conn))
+    import asyncpg
+
+    try:
+        words = vocabulary or await vocab.load(conn, key=_cache_key(conn))
+    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError, asyncpg.InsufficientPrivilegeError):
+        doc["answer"] = "No cost data yet: the pricing service has not run against this database."
+        doc["error"] = "no-data"
+        return doc
     if engine == "offline":
         from services.api.assistant import answers, offline
         from services.api.assistant.understand import understand
@@ -35,6 +42,10 @@ async def answer(question: str, conn, *, today: date, engine: str = "offline", l
             sql = offline.build_sql(plan, words, today)
         except NotUnderstood as exc:
             doc["answer"] = str(exc)
+            doc["error"] = "not-understood"
+            return doc
+        except (ValueError, OverflowError):  # a date that does not exist: "since june 0000"
+            doc["answer"] = "I could not read a date or number in the question."
             doc["error"] = "not-understood"
             return doc
         phrase = lambda rows: answers.phrase(plan, rows, words)  # noqa: E731
@@ -57,8 +68,6 @@ async def answer(question: str, conn, *, today: date, engine: str = "offline", l
         doc["error"] = "unsafe"
         return doc
     doc["sql"] = checked.sql
-    import asyncpg
-
     try:
         result = await run.execute(conn, checked, timeout_ms=timeout_ms, row_limit=row_limit)
     except asyncpg.QueryCanceledError:

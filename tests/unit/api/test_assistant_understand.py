@@ -109,3 +109,34 @@ def test_names_with_quotes_are_escaped():
     sql = f"SELECT 1 FROM pricing.v_cost_lines WHERE service_name = {lit(chr(39) + '; DROP TABLE x; --')}"
     checked = check(sql)
     assert checked.sql.endswith("= '''; DROP TABLE x; --'")
+
+
+@pytest.mark.parametrize("question", [
+    "since june 0000", "from 2026-13-45 to 2026-14-01", "last 999 months", "q4 0000", "in june 9999",
+    "top 999 services", "'; DROP TABLE x; --", "", "   ", "ℌ𝔬𝔴 𝔪𝔲𝔠𝔥", "last ٣ days",
+])
+def test_odd_questions_are_read_or_refused_never_crash(question):
+    try:
+        plan = understand(question, VOCAB, TODAY)
+    except (NotUnderstood, ValueError, OverflowError):
+        return
+    check(build_sql(plan, VOCAB, TODAY))
+
+
+def test_any_text_is_read_or_refused_never_crashes():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    words = st.sampled_from(["spend", "ec2", "last", "month", "top", "3", "by", "team", "since", "june",
+                             "vs", "week", "over", "anomalies", "q3", "2026-09-01", "to", "budget", "'", ";"])
+
+    @settings(max_examples=150, deadline=None, database=None)
+    @given(st.one_of(st.text(max_size=80), st.lists(words, max_size=8).map(" ".join)))
+    def probe(question):
+        try:
+            plan = understand(question, VOCAB, TODAY)
+        except (NotUnderstood, ValueError, OverflowError):
+            return
+        check(build_sql(plan, VOCAB, TODAY))
+
+    probe()
