@@ -1,0 +1,78 @@
+"""The console's pages served by the api in-process on the real database, without a browser
+(the browser tests in tests/e2e/test_console.py skip where Chromium is absent): sign-in
+redirect, every page for a viewer, totals per currency equal to `finfocus cost actual`, the
+explorer's CSV, and no decision button for a viewer."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from services.api.console import view
+from tests.integration.api_helpers import make_user, running_api
+from tests.integration.api_seed import refresh_daily_costs, seed_cost_lines
+
+pytestmark = pytest.mark.integration
+
+PAGES = ("/", "/costs", "/anomalies", "/forecasts", "/recommendations", "/remediation", "/data")
+
+
+def cost_actual_text(settings, *args: str) -> str:
+    env = {**os.environ, "FINFOCUS_HOME": str(settings.home), "FINFOCUS_DATABASE_URL": settings.database_url}
+    env.pop("FINFOCUS_READER_DATABASE_URL", None)
+    done = subprocess.run([sys.executable, "-m", "finfocus.cli", "cost", "actual", *args, "--output", "json"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return view.totals_text(json.loads(done.stdout)["summary"])
+
+
+def shown(html: str, name: str) -> str:
+    found = re.search(rf'data-testid="{name}">([^<]*)<', html)
+    assert found, f"no {name} in the page"
+    return found.group(1)
+
+
+async def test_a_viewer_signs_in_and_every_page_shows_the_api_figures(settings):
+    await seed_cost_lines(settings.database_url)
+    await refresh_daily_costs(settings.database_url)
+    today = datetime.now(UTC).date()
+    first, tomorrow = today.replace(day=1).isoformat(), (today + timedelta(days=1)).isoformat()
+    start = (today - timedelta(days=20)).isoformat()
+    month_to_date = cost_actual_text(settings, "--from", first, "--to", tomorrow)
+    window = cost_actual_text(settings, "--from", start, "--to", tomorrow)
+    aws = cost_actual_text(settings, "--from", start, "--to", tomorrow, "--filter", "provider=AWS")
+    assert " · " in window  # USD and EUR, shown apart
+
+    async with running_api(settings) as (app, client):
+        redirect = await client.get("/costs?from=2026-01-01")
+        assert redirect.status_code == 303
+        assert redirect.headers["location"] == "/login?next=%2Fcosts%3Ffrom%3D2026-01-01"
+        await make_user(app, "console-viewer", "viewer", "viewer-pass-1234")
+        login = await client.post("/login", data={"username": "console-viewer", "password": "viewer-pass-1234"})
+        assert login.status_code == 303
+        for path in PAGES:
+            page = await client.get(path)
+            assert page.status_code == 200, (path, page.text[:500])
+            assert 'data-action="approve"' not in page.text and 'id="budget-form"' not in page.text
+        assert shown((await client.get("/")).text, "summary-total") == month_to_date
+        overview = (await client.get("/", params={"from": start, "to": tomorrow})).text
+        assert shown(overview, "summary-total") == window
+        explorer = await client.get("/costs", params={"from": start, "to": tomorrow, "group_by": "service,tag:team"})
+        assert shown(explorer.text, "costs-total") == window
+        assert "(untagged)" in explorer.text
+        query = {"from": start, "to": tomorrow, "group_by": "monthly,account", "filter": "provider=AWS"}
+        assert shown((await client.get("/costs", params=query)).text, "costs-total") == aws
+        csv_text = (await client.get("/costs.csv", params=query)).text
+        rows = list(csv.DictReader(io.StringIO(csv_text)))
+        assert view.money(sum(Decimal(r["cost"]) for r in rows), "USD") == aws
+        bad = await client.get("/costs", params={"from": start, "filter": "nonsense=1"})
+        assert bad.status_code == 200 and "unknown --filter key" in bad.text
