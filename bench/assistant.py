@@ -36,7 +36,7 @@ async def main(lines: int, keep: bool, reuse: str | None) -> None:
 
     from finfocus.db import connect
     from services.api.assistant import vocab
-    from tests.fixtures.assistant.accuracy import evaluate, questions, report
+    from tests.fixtures.assistant.accuracy import HELD_OUT, evaluate, questions, report
     from tests.fixtures.assistant.dataset import seed
 
     base_lines = len(RESOURCES) * (TODAY - START).days
@@ -74,6 +74,12 @@ async def main(lines: int, keep: bool, reuse: str | None) -> None:
         p95 = latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)]
         print(f"\nlatency per question: median {statistics.median(latencies):.0f} ms, p95 {p95:.0f} ms, "
               f"max {latencies[-1]:.0f} ms over {stored:,} lines")
+        held = await evaluate(conn, questions(HELD_OUT))
+        print(f"held-out wording (heldout.yaml, not used to write the rules): "
+              f"{sum(o.exact for o in held)}/{len(held)} exact")
+        for o in held:
+            if not o.exact:
+                print(f"MISS held-out [{o.category}] {o.question!r}: {o.answer}")
         await engine_overhead(conn, items)
         slow = sorted(outcomes, key=lambda o: -o.seconds)[:3]
         print("slowest: " + "; ".join(f"{o.question!r} {o.seconds * 1000:.0f} ms" for o in slow))

@@ -6,7 +6,7 @@ import pytest
 
 from finfocus.db import connect
 from services.api.assistant import answer, vocab
-from tests.fixtures.assistant.accuracy import evaluate, questions, report
+from tests.fixtures.assistant.accuracy import HELD_OUT, evaluate, questions, report
 from tests.fixtures.assistant.dataset import TODAY, seed
 
 pytestmark = pytest.mark.integration
@@ -38,6 +38,12 @@ async def test_offline_engine_meets_accuracy_targets(seeded):
     misses = [(o.question, o.answer) for o in outcomes if not o.exact]
     assert overall >= 0.95, misses
     assert min(per_category.values()) >= 0.85, (per_category, misses)
+
+
+async def test_held_out_wording_is_mostly_understood(seeded):
+    outcomes = await evaluate(seeded, questions(HELD_OUT))
+    overall, _ = report(outcomes)
+    assert overall >= 0.85, [(o.question, o.answer) for o in outcomes if not o.exact]
 
 
 async def test_unknown_names_are_reported_not_guessed(seeded):

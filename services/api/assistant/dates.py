@@ -101,6 +101,8 @@ def find_period(text: str, today: date) -> tuple[Period | None, str]:
                           tomorrow, f"since {m['month'].capitalize()}")),
         (rf"\b{_MONTH}(?:\s+(?P<y>\d{{4}}))?\b",
          lambda m: _named_month(MONTHS[m["month"]], m["y"], today)),
+        (r"(?:in|for|during|of)\s+(?P<y>20\d{2})",
+         lambda m: Period(date(int(m["y"]), 1, 1), min(date(int(m["y"]) + 1, 1, 1), tomorrow), m["y"])),
     ]  # fmt: skip
     for pattern, make in rules:
         match = re.search(r"(?<![\w-])" + pattern + r"(?![\w-])", text)

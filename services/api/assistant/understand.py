@@ -65,6 +65,7 @@ STOPWORDS = set(
     same period periods number count counts dollars usd eur currency
     everywhere ever been anything something whole entire full complete
     status state limit limits playbook playbooks action actions figure figures numbers
+    worst costliest priciest had have
     """.split()
 )
 
@@ -144,7 +145,8 @@ def _remove(text: str, span: tuple[int, int]) -> str:
 
 
 _RESOURCE = re.compile(r"(?<![\w-])(i-[0-9a-f]{6,}|vol-[0-9a-f]{6,}|arn:[^\s,?]+|/subscriptions/[^\s,?]+|projects/[^\s,?]+)")
-_TOP_N = re.compile(r"\b(?:top|first|biggest|largest|highest|most expensive|cheapest|lowest)\s+(\d{1,3}|one|two|three|four|five|ten)\b")
+_TOP_N = re.compile(r"\b(?:top|first|biggest|largest|highest|most expensive|cheapest|lowest)\s+(\d{1,3}|one|two|three|four|five|ten)\b"
+                    r"|\b(\d{1,3}|one|two|three|four|five|ten)\s+(?:most expensive|biggest|largest|highest|cheapest|costliest)\b")
 _NUM = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "ten": 10}
 _COMPARE_UNIT = re.compile(r"\b(month|week|day)[- ]over[- ](?:month|week|day)\b|\b(mom|wow|dod)\b")
 
@@ -217,8 +219,9 @@ def understand(question: str, vocab: Vocabulary, today: date) -> Plan:
 
     # dimension words: "by service", "which team", "top 5 accounts"
     if m := _TOP_N.search(text):
-        plan.limit = int(m.group(1)) if m.group(1).isdigit() else _NUM[m.group(1)]
-        text = text.replace(m.group(1), " ", 1)
+        n = m.group(1) or m.group(2)
+        plan.limit = int(n) if n.isdigit() else _NUM[n]
+        text = text[: m.start()] + m.group(0).replace(n, " ", 1) + text[m.end():]
     plan.dimension = _dimension(text, vocab)
 
     text = _match_names(text, plan, vocab, index)
@@ -253,6 +256,9 @@ def _tag_key(word: str, vocab: Vocabulary) -> str | None:
     for key in vocab.tags:
         if compact(key) in (compact(word), compact(word.rstrip("s"))):
             return key
+    for key in vocab.tags:  # "environment" for env: a word that a short key abbreviates
+        if len(compact(key)) >= 3 and compact(word).startswith(compact(key)):
+            return key
     return None
 
 
@@ -268,6 +274,10 @@ def _dimension(text: str, vocab: Vocabulary) -> str | None:
     for key in vocab.tags:
         for form in (key.lower(), key.lower() + "s", key.lower().replace("-", " ")):
             tag_words[form] = f"tag:{key}"
+    for word in set(words(text)) - set(DIMENSION_WORDS):
+        key = _tag_key(word, vocab)
+        if key is not None:
+            tag_words.setdefault(word, f"tag:{key}")
     lookup = {**DIMENSION_WORDS, **tag_words}
     alternatives = "|".join(re.escape(w) for w in sorted(lookup, key=len, reverse=True))
     pattern = rf"\b(?:by|per|which|what|each|top(?:\s+\d+)?|most expensive|biggest|largest|cheapest|every)\s+(?:the\s+)?({alternatives})\b|\b({alternatives})\s+(?:breakdown|split|grew|rose|increased|dropped|fell|costs?|spent|spend)\b"
@@ -335,7 +345,7 @@ def _leftovers(text: str, vocab: Vocabulary) -> None:
     unknown = [w for w in words(text) if w not in STOPWORDS and w not in DIMENSION_WORDS
                and not w.isdigit() and not re.fullmatch(r"\d+(?:st|nd|rd|th)?", w)
                and w.rstrip("s") not in STOPWORDS and w.rstrip("'s") not in STOPWORDS]
-    unknown = [w for w in unknown if w not in {compact(k) for k in vocab.tags} and w.rstrip("s") not in {compact(k) for k in vocab.tags}]
+    unknown = [w for w in unknown if _tag_key(w, vocab) is None]
     if unknown:
         raise NotUnderstood(
             "I did not understand " + ", ".join(repr(w) for w in unknown)
