@@ -76,6 +76,7 @@ def test_services_become_running_once_they_write_their_ready_marker(stack):
     assert public_status(state) == {
         "kafka_bootstrap": "kafka.example:9092",
         "database_url": "postgresql://app:***@db.example:5432/finfocus",
+        "api_url": None,  # no api among these services
         "services": {
             "ingest": "running",
             "pricing": "running",

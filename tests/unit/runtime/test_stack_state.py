@@ -101,6 +101,7 @@ def test_status_json_has_exactly_the_contract_keys():
     assert out == {
         "kafka_bootstrap": "127.0.0.1:9092",
         "database_url": "postgresql://u:***@h:5432/d",
+        "api_url": None,  # the api service's address once `up` started it
         "services": {"ingest": "running", "pricing": "failed"},
     }
     assert "pw" not in json.dumps(out)
