@@ -169,3 +169,32 @@ def test_secure_overlay_gives_each_service_its_own_roles_over_tls():
     assert merged["services"]["postgres"]["environment"]["POSTGRES_HOST_AUTH_METHOD"] == "scram-sha-256"
     script = (ROOT / "deploy/kafka/setup-security.sh").read_text()
     assert all(f"\n{name} " in script for name in SERVICES)
+
+
+def test_every_file_the_compose_file_mounts_is_in_the_repository():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    mounted = [
+        volume.split(":")[0]
+        for service in compose["services"].values()
+        for volume in service.get("volumes", [])
+        if volume.startswith("./")
+    ]
+    assert mounted
+    for path in mounted:
+        assert (ROOT / path).exists(), path
+    prometheus = compose["services"]["prometheus"]
+    assert "./deploy/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
+    grafana = compose["services"]["grafana"]["volumes"]
+    assert "./deploy/grafana/dashboards:/var/lib/grafana/dashboards/finfocus:ro" in grafana
+    provider = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/finfocus.yaml").read_text())
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards/finfocus"
+
+
+def test_logs_are_shipped_to_loki_labelled_by_service():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    for name in SERVICES:
+        assert compose["services"][name]["labels"]["io.finfocus.logs"] == "json"
+    alloy = (ROOT / "deploy/alloy/config.alloy").read_text()
+    assert '"io.finfocus.logs=json"' in alloy
+    assert 'target_label  = "service"' in alloy and "http://loki:3100/loki/api/v1/push" in alloy
+    assert "/var/run/docker.sock:/var/run/docker.sock:ro" in compose["services"]["alloy"]["volumes"]
