@@ -130,29 +130,29 @@ async def document(ctx, start, end, group_by: list[str], filters: list, metric: 
     }
 
 
+ROLLUPS = "pricing.v_daily_rollups"
+
 OVERVIEW = f"""
-SELECT day >= $2 AS current,
-       GROUPING(to_char(day, 'YYYY-MM-DD')) = 0 AS by_day,
-       GROUPING(service_name) = 0 AS by_service,
-       GROUPING(coalesce(sub_account_id, billing_account_id)) = 0 AS by_account,
-       to_char(day, 'YYYY-MM-DD') AS day, service_name AS service,
-       coalesce(sub_account_id, billing_account_id) AS account, billing_currency AS currency,
+SELECT day >= $2 AS current, dim,
+       GROUPING(day) = 0 AS by_day, GROUPING(key) = 0 AS by_key,
+       to_char(day, 'YYYY-MM-DD') AS day_text, key, billing_currency AS currency,
        sum(billed_cost) AS cost, sum(lines)::bigint AS lines, sum(billed_nulls)::bigint AS unpriced
-FROM {AGGREGATE}
+FROM {ROLLUPS}
 WHERE day >= $1 AND day < $3
 GROUP BY GROUPING SETS (
-    (day >= $2, billing_currency),
-    (day >= $2, to_char(day, 'YYYY-MM-DD'), billing_currency),
-    (day >= $2, service_name, billing_currency),
-    (day >= $2, coalesce(sub_account_id, billing_account_id), billing_currency))"""
+    (day >= $2, dim, billing_currency),
+    (day >= $2, dim, day, billing_currency),
+    (day >= $2, dim, key, billing_currency))"""
 
 
 async def overview(
     conn: asyncpg.Connection, previous_start: datetime, start: datetime, end: datetime
 ) -> dict[str, list[dict]]:
-    """The insights' cost parts in one scan of the aggregate: totals of the window and of the
-    previous period, the daily trend and the costs by service and by account of both, as
-    the rows `cost actual`'s queries would give (same keys, same order)."""
+    """The insights' cost parts from pricing's daily rollups (a few dozen rows a day):
+    totals of the window and of the previous period, the daily trend and the costs by
+    service and by account of both, as the rows `cost actual`'s queries would give (same
+    keys, same order). Totals and days come from the by-service rollup: every line has
+    exactly one service, so its sums are the sums of the lines."""
     rows = await conn.fetch(OVERVIEW, previous_start.date(), start.date(), end.date())
     out: dict[str, list[dict]] = {
         k: []
@@ -174,13 +174,13 @@ async def overview(
             "lines": r["lines"],
             "unpriced": r["unpriced"],
         }
-        if r["by_day"]:
+        if r["by_key"]:
+            out[prefix + r["dim"]].append({"g0": r["key"], **sums})
+        elif r["dim"] != "service":
+            continue
+        elif r["by_day"]:
             if r["current"]:
-                out["daily"].append({"g0": r["day"], **sums})
-        elif r["by_service"]:
-            out[prefix + "service"].append({"g0": r["service"], **sums})
-        elif r["by_account"]:
-            out[prefix + "account"].append({"g0": r["account"], **sums})
+                out["daily"].append({"g0": r["day_text"], **sums})
         else:
             out[prefix + "totals"].append(sums)
     for key, rows_ in out.items():

@@ -37,6 +37,21 @@ WHERE charge_period_start >= (SELECT min(d) FROM unnest($1::date[]) d)::timestam
 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12"""
 
 
+CLEAR_ROLLUPS = "DELETE FROM pricing.daily_rollups WHERE day = ANY($1::date[])"
+
+REBUILD_ROLLUPS = """
+INSERT INTO pricing.daily_rollups
+SELECT d.day, CASE WHEN GROUPING(d.service_name) = 0 THEN 'service' ELSE 'account' END,
+       coalesce(d.service_name, coalesce(d.sub_account_id, d.billing_account_id)),
+       d.billing_currency, sum(d.billed_cost), sum(d.lines), sum(d.billed_nulls)
+FROM pricing.daily_costs d
+LEFT JOIN pricing.billing_scopes s ON s.billing_scope = d.billing_scope
+WHERE d.day = ANY($1::date[])
+  AND (d.billing_scope IS NULL OR coalesce(d.billing_scope_version, 0) >= s.latest_version)
+GROUP BY GROUPING SETS ((d.day, d.service_name, d.billing_currency),
+                        (d.day, coalesce(d.sub_account_id, d.billing_account_id), d.billing_currency))"""
+
+
 async def refresh(conn: asyncpg.Connection, days_per_round: int = 7) -> int:
     """Rebuild marked days until none is left; returns how many days were rebuilt."""
     rebuilt = 0
@@ -47,6 +62,8 @@ async def refresh(conn: asyncpg.Connection, days_per_round: int = 7) -> int:
                 return rebuilt
             await conn.execute(CLEAR_DAYS, days)
             await conn.execute(REBUILD_DAYS, days)
+            await conn.execute(CLEAR_ROLLUPS, days)
+            await conn.execute(REBUILD_ROLLUPS, days)
         rebuilt += len(days)
 
 
