@@ -87,3 +87,10 @@ def test_the_scrape_configuration_labels_every_service():
     assert job["honor_labels"] is True
     labelled = {c["labels"]["service"] for c in job["static_configs"]}
     assert labelled == set(SERVICES)
+
+
+def test_rules_read_only_documented_series():
+    documented = set(re.findall(r"`(finfocus_[a-z_]+)`", (ROOT / "docs" / "metrics.md").read_text()))
+    for rule in rules():
+        for metric in re.findall(r"\b(finfocus_[a-z_]+)", rule["expr"]):
+            assert metric in documented, f"{rule['alert']}: {metric} is not in docs/metrics.md"
