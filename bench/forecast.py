@@ -14,6 +14,13 @@ mean absolute error of the weekly naive forecast; the figure reported is our mea
 the seasonal-naive forecast's mean MASE on the same total series (target <= 0.75), plus the
 share of actual days inside our 95 % and 80 % intervals (target 0.90-0.98 for 95 %).
 
+The spike-and-level-shift case: the same series, each with one 3-day spike (3-8 times the
+day's cost) somewhere in the history before the first origin, and half of them with a level
+shift (x0.5-x1.8) between day 100 and 170, so some origins see a shift only days old. Every
+accuracy figure is printed for the earlier method (`fit_many(robust=False)`, fitted on the raw
+history) and the current one (fitted and calibrated on the history cleaned of anomalies)
+side by side.
+
 Speed (CPU seconds of this process, interleaved in chunks of 250 series, so other work on a
 shared machine does not tilt the comparison):
 a refit of 1,000 series x 180 days through the service's pipeline (series building,
@@ -24,7 +31,7 @@ daily refit, which reuses the week's model choice (FINFOCUS_FORECAST_RESELECT_DA
 only the chosen model, beside bare statsforecast fitting the same models. From both, the cost
 of an account with 10,000 series per day (six daily refits and one re-selection a week).
 
-Usage: .venv/bin/python bench/forecast.py [--series 1000] [--eval-series 200] [--seed 7]
+Usage: .venv/bin/python bench/forecast.py [--series 1000] [--eval-series 200] [--seed 7] [--accuracy-only]
 """
 
 from __future__ import annotations
@@ -92,6 +99,22 @@ def generate(n: int, seed: int) -> list[tuple[np.ndarray, dict[int, float]]]:
     return out
 
 
+def with_spikes_and_shifts(data, seed: int):
+    """The spike-and-level-shift case built on `generate`'s series (see the docstring)."""
+    rng = np.random.default_rng(seed + 1000)
+    out = []
+    for usage, fees in data:
+        usage = usage.copy()
+        if rng.random() < 0.5:
+            at = int(rng.integers(100, 170))
+            usage[at:] = (usage[at:] * rng.uniform(0.5, 1.8)).round(2)
+        start = int(rng.integers(40, DAYS - max(ORIGINS) - 3))
+        level = float(np.median(usage[max(0, start - 28) : start])) or 1.0
+        usage[start : start + 3] += (level * rng.uniform(2, 7, 3)).round(2)
+        out.append((usage, fees))
+    return out
+
+
 def day_costs(data, through: int) -> list[DayCost]:
     rows = []
     for i, (usage, fees) in enumerate(data):
@@ -104,22 +127,22 @@ def day_costs(data, through: int) -> list[DayCost]:
     return rows
 
 
-def pipeline(data, through: int, horizon: int, chosen=None):
+def pipeline(data, through: int, horizon: int, chosen=None, robust: bool = True):
     """What one refit of the service does, minus the database."""
     end = START + timedelta(days=through - 1)
     series = build_series(day_costs(data, through), end)
     for s in series:
         s.fingerprint()
-    raws = engine.fit_many([(s.key.as_text(), s.usage) for s in series], horizon, chosen=chosen)
+    raws = engine.fit_many([(s.key.as_text(), s.usage) for s in series], horizon, chosen=chosen, robust=robust)
     return series, [assemble(s, raws[s.key.as_text()]) for s in series]
 
 
-def evaluate(data) -> dict[str, float]:
+def evaluate(data, robust: bool = True) -> dict[str, float]:
     ours, naive, cover95, cover80, n_points = [], [], 0, 0, 0
     models: dict[str, int] = {}
     for back in ORIGINS:
         through = DAYS - back
-        _, forecasts = pipeline(data, through, HORIZON)
+        _, forecasts = pipeline(data, through, HORIZON, robust=robust)
         for (usage, fees), f in zip(data, forecasts):
             total = usage + np.array([fees.get(d, 0.0) for d in range(DAYS)])
             hist = total[:through]
@@ -181,6 +204,7 @@ def main() -> None:
     parser.add_argument("--eval-series", type=int, default=200, help="series in the accuracy test")
     parser.add_argument("--horizon", type=int, default=92, help="days forecast in the speed test")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--accuracy-only", action="store_true", help="skip the speed test")
     args = parser.parse_args()
 
     # warm up numba's compiled kernels (every model's fit, forward and forecast paths) so
@@ -191,14 +215,24 @@ def main() -> None:
     bare_statsforecast(warm_series, warm_choices, args.horizon, select=True)
     pipeline(generate(8, args.seed + 1), DAYS, args.horizon, chosen=warm_choices)
 
-    t0 = time.perf_counter()
-    acc = evaluate(generate(args.eval_series, args.seed))
-    t_acc = time.perf_counter() - t0
-    print(f"accuracy: {args.eval_series} series x {len(ORIGINS)} origins x {HORIZON} days ({t_acc:.0f}s)")
-    print(f"  MASE ours {acc['mase_ours']:.3f}  seasonal naive {acc['mase_snaive']:.3f}  "
-          f"ratio {acc['ratio']:.3f} (target <= 0.75)")
-    print(f"  95% interval coverage {acc['coverage95']:.3f} (target 0.90-0.98), 80% {acc['coverage80']:.3f}")
-    print(f"  models chosen: {dict(sorted(acc['models'].items()))}")
+    base = generate(args.eval_series, args.seed)
+    for case, data in (("benchmark", base), ("spike and level shift", with_spikes_and_shifts(base, args.seed))):
+        t0 = time.perf_counter()
+        old, new = evaluate(data, robust=False), evaluate(data, robust=True)
+        print(f"accuracy, {case}: {args.eval_series} series x {len(ORIGINS)} origins x {HORIZON} days "
+              f"({time.perf_counter() - t0:.0f}s)           old (raw history)   new (cleaned)")
+        rows = [
+            ("MASE ours", "mase_ours", ""),
+            ("MASE seasonal naive", "mase_snaive", ""),
+            ("MASE ratio", "ratio", " (target <= 0.75)"),
+            ("95% interval coverage", "coverage95", " (target 0.90-0.98)"),
+            ("80% interval coverage", "coverage80", ""),
+        ]
+        for label, key, note in rows:
+            print(f"  {label:<48}{old[key]:>10.3f}{new[key]:>18.3f}{note}")
+        print(f"  models chosen, new: {dict(sorted(new['models'].items()))}")
+    if args.accuracy_only:
+        return
 
     # The machine is shared: both sides are timed in CPU seconds of this process (fits run
     # in-process, n_jobs=1) and interleaved on chunks of 250 series, so other work on the

@@ -23,7 +23,14 @@ DEFAULT_DIMENSION_SETS: tuple[tuple[str, ...], ...] = (
     ("service",),
     ("provider", "account", "service"),
     ("account", "service"),
+    ("region",),
+    ("resource",),
+    ("type",),
 )
+
+#: the finest set of the provider/account/service hierarchy: every coarser set of it
+#: (total, provider, account, service, account x service) is reconciled bottom-up from it
+HIERARCHY_BASE = ("account", "provider", "service")
 
 MONEY_QUANTUM = Decimal("0.0001")
 RECURRING = "recurring"
@@ -252,6 +259,93 @@ def seasonal_naive(y: list[float], h: int, season: int = 7) -> RawForecast:
     return _with_bands(name, None, mean, [sigma * s for s in steps], nonneg)
 
 
+#: a deviation from the robust baseline counts as anomalous beyond this many robust sigmas
+OUTLIER_SIGMAS = 5.0
+#: ... and beyond this share of the baseline (smooth series have a tiny sigma)
+OUTLIER_FLOOR = 0.10
+#: a run of anomalous days of one sign this long is a level shift: the new level is kept
+PERSIST_DAYS = 7
+#: a cleaned series whose robust sigma exceeds this share of its level is "really volatile":
+#: its 95 % band is legitimately wider than half to twice the point forecast
+VOLATILE_CV = 0.25
+
+
+@dataclass(frozen=True)
+class Cleaned:
+    """A history with its anomalous days replaced by their robust baseline."""
+
+    values: list[float]
+    flagged: list[bool]
+    sigma: float  # robust sigma of the residuals around the baseline
+    level: float  # median of the cleaned values
+
+    @property
+    def volatile(self) -> bool:
+        return self.level > 0 and self.sigma > VOLATILE_CV * self.level
+
+
+def _median(values: list[float]) -> float:
+    v = sorted(values)
+    n = len(v)
+    if n == 0:
+        return 0.0
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+def clean_history(y: list[float], season: int = 7, weeks: int = 3) -> Cleaned:
+    """Replace one-off spikes and dips by what the same weekday looked like around them.
+
+    Why: a three-day spike otherwise dominates a model's residuals, so its intervals (and the
+    sums of them: provider, total, month-end, budgets) become useless. The baseline of a day
+    is the median of the same weekday up to `weeks` weeks before it, and likewise after it,
+    so weekly seasonality is kept and a lone spike cannot pull it. A day deviating from both
+    baselines the same way by more than `OUTLIER_SIGMAS` robust sigmas (and `OUTLIER_FLOOR`
+    of the baseline) is anomalous and replaced by the median of its neighbours; a day that
+    agrees with one side is part of a level shift and stays, so the models take the new
+    level. In the last week only the days before exist: a run deviating from them for
+    `PERSIST_DAYS` days is a shift, a shorter one (a spike still going on) is cleaned until it
+    has lasted a week.
+    """
+    n = len(y)
+    if n < 2 * season:
+        level = _median(list(y))
+        return Cleaned(list(y), [False] * n, 0.0, level)
+    base, resid, sides = [], [], []
+    for t in range(n):
+        before = [y[t - season * j] for j in range(1, weeks + 1) if t - season * j >= 0]
+        after = [y[t + season * j] for j in range(1, weeks + 1) if t + season * j < n]
+        base.append(_median(before + after))
+        # deviation from each side's baseline: a level shift agrees with one side, a spike
+        # with neither; the smaller deviation is the one that counts
+        devs = [y[t] - _median(side) for side in (before, after) if side]
+        sides.append(devs)
+        resid.append(min(devs, key=abs))
+    sigma = 1.4826 * _median([abs(r) for r in resid])
+    flagged = [
+        all(d * r > 0 for d in devs)
+        and abs(r) > OUTLIER_SIGMAS * sigma
+        and abs(r) > OUTLIER_FLOOR * abs(b) + 1e-9
+        for r, b, devs in zip(resid, base, sides)
+    ]
+    t = 0
+    while t < n:  # long runs of one sign are level shifts, not anomalies
+        if not flagged[t]:
+            t += 1
+            continue
+        sign = resid[t] > 0
+        end = t
+        while end < n and flagged[end] and (resid[end] > 0) == sign:
+            end += 1
+        if end - t >= PERSIST_DAYS:
+            for i in range(t, end):
+                flagged[i] = False
+        t = end
+    values = [b if f else v for v, b, f in zip(y, base, flagged)]
+    kept = [r for r, f in zip(resid, flagged) if not f]
+    sigma = 1.4826 * _median([abs(r) for r in kept]) if kept else 0.0
+    return Cleaned(values, flagged, sigma, _median(values))
+
+
 def _with_bands(
     model: str, cv_error: float | None, mean: list[float], sigma: list[float], nonneg: bool
 ) -> RawForecast:
@@ -311,6 +405,50 @@ def assemble(series: DailySeries, raw: RawForecast) -> SeriesForecast:
         points.append(ForecastPoint(day, *values))
     cv = None if raw.cv_error is None or not math.isfinite(raw.cv_error) else to_money(raw.cv_error)
     return SeriesForecast(series.key, raw.model, series.end, cv, series.fingerprint(), points, raw.choice)
+
+
+# --- reconciliation ---------------------------------------------------------------------
+
+
+def hierarchy_children(key: SeriesKey, base: list[SeriesKey]) -> list[SeriesKey] | None:
+    """The base series an aggregate adds up, or None when `key` is not such an aggregate."""
+    dims = [d for d in key.dims.split(",") if d]
+    if key.dims == dims_id(HIERARCHY_BASE) or not set(dims) < set(HIERARCHY_BASE):
+        return None
+    want = key.group_dict()
+    return [b for b in base if b.currency == key.currency and all(b.group_dict().get(k) == v for k, v in want.items())]
+
+
+def reconcile_bottom_up(keys: list[SeriesKey], raws: dict[str, RawForecast]) -> dict[str, RawForecast]:
+    """Aggregate means become the sum of their children's means (bottom-up reconciliation).
+
+    Why: fitted apart, the total and the providers told different stories (a total of 5,076
+    beside providers adding to 5,249). Each aggregate keeps the width of its own calibrated
+    interval, moved to the reconciled mean: summing the children's bands would assume their
+    errors independent (too narrow) or identical (too wide); the aggregate's own
+    cross-validation measured its spread. Aggregates whose children are not all in `raws`
+    keep their own forecast.
+    """
+    base = [k for k in keys if k.dims == dims_id(HIERARCHY_BASE)]
+    out = dict(raws)
+    for key in keys:
+        children = hierarchy_children(key, base)
+        own = raws.get(key.as_text())
+        if not children or own is None or any(c.as_text() not in raws for c in children):
+            continue
+        h = min(len(own.mean), *(len(raws[c.as_text()].mean) for c in children))
+        mean = [sum(raws[c.as_text()].mean[i] for c in children) for i in range(h)]
+        floor = 0.0 if all(v >= 0 for c in children for v in raws[c.as_text()].lo_95[:h]) else -math.inf
+        shift = [mean[i] - own.mean[i] for i in range(h)]
+        out[key.as_text()] = RawForecast(
+            own.model, own.cv_error, mean,
+            [max(own.lo_80[i] + shift[i], floor) for i in range(h)],
+            [own.hi_80[i] + shift[i] for i in range(h)],
+            [max(own.lo_95[i] + shift[i], floor) for i in range(h)],
+            [own.hi_95[i] + shift[i] for i in range(h)],
+            own.choice,
+        )
+    return out
 
 
 # --- month-end projection ---------------------------------------------------------------

@@ -17,7 +17,7 @@ import os
 import time
 import warnings
 
-from services.forecast.domain import Choice, RawForecast, seasonal_naive
+from services.forecast.domain import Choice, RawForecast, clean_history, seasonal_naive
 
 os.environ.setdefault("NIXTLA_ID_AS_COL", "1")
 
@@ -51,17 +51,22 @@ def fit_many(
     cv_horizon: int = 7,
     models=None,
     chosen: dict[str, Choice] | None = None,
+    robust: bool = True,
 ) -> dict[str, RawForecast]:
     """Forecast every series `horizon` days ahead; keyed like `tasks`.
 
     `chosen` holds a recent model choice per series: those series skip cross-validation and
     only their chosen model is fitted (the daily refit); the others compete afresh.
+    `robust` fits, cross-validates and calibrates on the history cleaned of anomalous days
+    (`domain.clean_history`); `robust=False` is the earlier method, kept for the benchmark.
     """
     out: dict[str, RawForecast] = {}
     eligible: list[tuple[str, list[float]]] = []
     need = SEASON * MIN_WEEKS + cv_windows * cv_horizon
     for key, y in tasks:
         y = list(y[-MAX_HISTORY:])
+        if robust:
+            y = clean_history(y, SEASON).values
         if len(y) < need or max(y) == min(y):
             out[key] = seasonal_naive(y, horizon)
         else:

@@ -21,8 +21,10 @@ from services.forecast.domain import (
     assemble,
     build_series,
     dimension_sets,
+    hierarchy_children,
     month_bounds,
     project_period,
+    reconcile_bottom_up,
     select_tag_keys,
     trained_through,
 )
@@ -147,6 +149,7 @@ class Refitter:
             series.extend(await self.extra_series(through))
         known = await self.store.fingerprints()
         todo = [s for s in series if known.get(s.key.as_text()) != (s.fingerprint(), through)]
+        todo = with_children(series, todo)
         tasks = [(s.key.as_text(), s.usage) for s in todo]
         reuse = self.settings.forecast_reselect_days
         chosen = {
@@ -166,6 +169,7 @@ class Refitter:
                 chosen={k: chosen[k] for k, _ in tasks if k in chosen},
             ),
         )
+        raws = reconcile_bottom_up([s.key for s in todo], raws)
         forecasts = [assemble(s, raws[s.key.as_text()]) for s in todo]
         made = [(f.key.as_text(), f.choice, through) for f in forecasts if f.choice and f.key.as_text() not in chosen]
         if made:
@@ -190,6 +194,19 @@ class Refitter:
         if self.after_refit is not None:
             await self.after_refit(series, {f.key.as_text(): f for f in forecasts})
         return len(forecasts)
+
+
+def with_children(series: list[DailySeries], todo: list[DailySeries]) -> list[DailySeries]:
+    """`todo` plus the base series of every aggregate in it, so aggregates can be reconciled
+    bottom-up (an aggregate changes whenever one child does, so this adds only siblings)."""
+    from services.forecast.domain import HIERARCHY_BASE, dims_id
+
+    base = [s.key for s in series if s.key.dims == dims_id(HIERARCHY_BASE)]
+    have = {s.key.as_text() for s in todo}
+    need: set[str] = set()
+    for s in todo:
+        need.update(c.as_text() for c in hierarchy_children(s.key, base) or [])
+    return todo + [s for s in series if s.key.as_text() in need - have]
 
 
 def _one_day():
