@@ -25,7 +25,7 @@ from tests.integration.api_seed import seed_cost_lines
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = 12
+EXAMPLES = 8
 
 
 class Server(threading.Thread):
