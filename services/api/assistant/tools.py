@@ -43,19 +43,30 @@ async def cost_actual(start: str | None, end: str | None, group_by: str | None, 
 
 async def cost_projected(plan: dict | str, currency: str = "USD", region: str | None = None,
                          plugins: bool = False) -> dict:
-    from finfocus.cli.cost import _projected
-    from services.pricing.config import PricingSettings
+    """`finfocus cost projected` itself, in a child process: pricing a plan is the pricing
+    service's code, which the api service does not import."""
+    import asyncio
+    import sys
+    import tempfile
 
-    if isinstance(plan, str):
-        path = Path(plan)
-        if not path.is_file():
-            raise ValueError(f"{plan}: no such Pulumi plan file")
-        document = orjson.loads(path.read_bytes())
-    else:
-        document = plan
-    settings = PricingSettings()
-    return plain(await _projected(document, currency=currency, region=region, spec_dirs=[settings.specs_dir],
-                                  plugins=plugins, settings=settings))
+    with tempfile.TemporaryDirectory(prefix="finfocus-plan-") as tmp:
+        if isinstance(plan, str):
+            path = Path(plan)
+            if not path.is_file():
+                raise ValueError(f"{plan}: no such Pulumi plan file")
+        else:
+            path = Path(tmp) / "plan.json"
+            path.write_bytes(orjson.dumps(plan))
+        args = ["-m", "finfocus.cli", "cost", "projected", "--pulumi-json", str(path), "--output", "json",
+                "--currency", currency, "--plugins" if plugins else "--no-plugins"]
+        if region:
+            args += ["--region", region]
+        child = await asyncio.create_subprocess_exec(sys.executable, *args, stdout=asyncio.subprocess.PIPE,
+                                                     stderr=asyncio.subprocess.PIPE)
+        out, err = await child.communicate()
+    if child.returncode != 0:
+        raise ValueError((err.decode(errors="replace").strip().splitlines() or ["cost projected failed"])[-1])
+    return orjson.loads(out)
 
 
 async def anomalies(since: str | None, severity: list[str], status: list[str]) -> dict:

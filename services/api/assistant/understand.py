@@ -275,9 +275,9 @@ def _dimension(text: str, vocab: Vocabulary) -> str | None:
         for form in (key.lower(), key.lower() + "s", key.lower().replace("-", " ")):
             tag_words[form] = f"tag:{key}"
     for word in set(words(text)) - set(DIMENSION_WORDS):
-        key = _tag_key(word, vocab)
-        if key is not None:
-            tag_words.setdefault(word, f"tag:{key}")
+        found = _tag_key(word, vocab)
+        if found is not None:
+            tag_words.setdefault(word, f"tag:{found}")
     lookup = {**DIMENSION_WORDS, **tag_words}
     alternatives = "|".join(re.escape(w) for w in sorted(lookup, key=len, reverse=True))
     pattern = rf"\b(?:by|per|which|what|each|top(?:\s+\d+)?|most expensive|biggest|largest|cheapest|every)\s+(?:the\s+)?({alternatives})\b|\b({alternatives})\s+(?:breakdown|split|grew|rose|increased|dropped|fell|costs?|spent|spend)\b"
