@@ -95,7 +95,30 @@ def build_app(
             raise
         app.include_router(module.router)
     _plug_console(app)
+    _mount_probes(app, ctx)
     return app
+
+
+def _mount_probes(app: FastAPI, ctx: ApiContext) -> None:
+    """/metrics, /healthz and /readyz on the api's own port (docs/metrics.md): ready once
+    started and its read pool answers within 2 s (the deployments' readiness probe)."""
+    from finfocus import metrics
+
+    async def ready() -> tuple[bool, list[str]]:
+        if ctx.readers is None:
+            return False, ["starting"]
+
+        async def ping() -> None:
+            async with ctx.reader() as conn:
+                await conn.fetchval("SELECT 1")
+
+        try:
+            await asyncio.wait_for(ping(), 2)
+        except Exception as exc:  # noqa: BLE001 - readiness answers, whatever the database does
+            return False, [f"database unreachable ({type(exc).__name__})"]
+        return True, []
+
+    metrics.mount(app, ready=ready)
 
 
 def _plug_console(app: FastAPI) -> None:
