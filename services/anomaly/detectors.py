@@ -51,7 +51,7 @@ from services.anomaly.detectors_context import context_surprise_scores
 
 MAD_TO_SIGMA = 1.4826
 #: bump when a change to the maths makes stored walk states stale
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 
 class DetectorParams(BaseModel):
@@ -79,6 +79,10 @@ class RobustSeasonalParams(DetectorParams):
     small_sample: float = Field(4.0, ge=0, description="Widen the spread by 1 + this / training days")
     min_nonzero: int = Field(3, ge=0, description="Days with cost needed before an intermittent series alerts")
     zero_share: float = Field(0.3, gt=0, le=1, description="Share of zero days that makes a series intermittent")
+    drift_k: float = Field(1.5, ge=0, description="CUSUM allowance: z-score per day a drift must exceed")
+    drift_h: float = Field(12.0, gt=0, description="CUSUM level (summed z above the allowance) that flags a drift")
+    holidays: tuple[str, ...] = Field((), description="ISO dates judged like a Sunday (with weekly seasonality)")
+    new_month_pct: float = Field(60.0, ge=0, description="Excess (percent) a 1st of the month needs before one is seen")
 
 
 class MadParams(DetectorParams):
@@ -180,10 +184,15 @@ def _baseline(
     y: np.ndarray, train: np.ndarray, t: int, phase: np.ndarray | None, p: RobustSeasonalParams
 ) -> tuple[float, float]:
     vals = y[train]
-    if np.count_nonzero(vals == 0) / len(vals) >= p.zero_share:
-        # intermittent series: the median says nothing; judge against mean and spread
-        level = float(vals.sum()) / len(vals)
-        return level, max(float(np.std(vals)), p.rel_floor * abs(level), p.abs_floor)
+    zeros = vals == 0
+    if zeros.any() and vals.min() >= 0:
+        # zero-inflated series (intermittent services, idle days): a day with cost is judged
+        # against the days with cost only, since a median or weekday factor of zero says
+        # nothing and a mean/std mixing the zeros in calls every ordinary busy day unusual
+        if np.count_nonzero(~zeros) < 3:
+            level = float(vals.sum()) / len(vals)
+            return level, max(float(np.std(vals)), p.rel_floor * abs(level), p.abs_floor)
+        train, vals = train[~zeros], vals[~zeros]
     factors = _season_factors(vals, phase[train], p) if phase is not None else None
     f_train = factors[phase[train]] if factors is not None else np.ones(len(vals))
     f_t = float(factors[phase[t]]) if factors is not None else 1.0
@@ -216,8 +225,13 @@ def robust_seasonal(
     *,
     resume: WalkState | None = None,
     keep: int | None = None,
+    month_start: Sequence[bool] | None = None,
 ) -> Detection:
     """Walk `values` step by step (see the module docstring); `phase` is each step's weekday.
+
+    `month_start` marks the 1st of each month: its expected value carries the median excess
+    of the earlier 1sts (a monthly fee billed as usage), and before any 1st has been seen its
+    excess must pass `new_month_pct`.
 
     `resume` continues an earlier walk of the same series (same start and parameters) from
     the first step whose value changed (new days appended, a late or restated recent day),
@@ -247,6 +261,8 @@ def robust_seasonal(
         regime_start, last_confirm = resume.regime_start, resume.run_start
         for i in range(max(0, first - p.confirm_days, last_confirm + 1), first):
             flags[i] = _flag(y[i], expected[i], scores[i], p)
+    mstart = np.zeros(n, dtype=bool) if month_start is None else np.asarray(month_start, dtype=bool)[:n]
+    cusum = 0.0
     state = None
     for t in range(first, n):
         if t == keep:
@@ -261,11 +277,39 @@ def robust_seasonal(
             continue
         exp, scale = _baseline(learn, train, t, ph, p)
         scale *= 1 + p.small_sample / len(train)
+        pct = p.min_impact_pct
+        if mstart[t]:
+            seen = [i for i in range(lo, t) if mstart[i] and expected[i] > 0 and not missing[i]]
+            if seen:
+                bump = max(1.0, _med(np.array([y[i] / expected[i] for i in seen])))
+                exp, scale = exp * bump, scale * bump
+            else:
+                pct = max(pct, p.new_month_pct)
         diff = y[t] - exp
         z = diff / scale
+        # drifts: a CUSUM of the z-scores catches a climb whose days are each unremarkable
+        cusum = max(0.0, cusum + z - p.drift_k) if not mstart[t] else cusum
+        if cusum >= p.drift_h and z > p.drift_k and z < p.threshold:
+            z = p.threshold  # the summed evidence, not the day alone, makes it anomalous
         expected[t], scores[t] = exp, z
+        if y[t] == 0 and not np.all(learn[train]):
+            scores[t] = 0.0
+            continue  # an idle day of a series that has idle days: no usage, not a drop
         direction = int(np.sign(diff)) if _passes(diff, exp, z, p) else 0
+        if direction > 0 and 100 * diff < pct * abs(exp):
+            # a 1st of the month before any was seen: not far enough out. The score is capped so
+            # that episodes (rebuilt from the scores) agree with the walk
+            scores[t] = min(z, 0.99 * p.threshold)
+            direction = 0
         if direction == 0:
+            continue
+        if direction > 0 and _catch_up(y, learn, missing, train, t, exp, scale, ph, p):
+            # a billing delay: yesterday's charges arrived today. A data-quality event
+            # (marked by a NaN score), neither a cost anomaly nor something to learn from
+            scores[t] = np.nan
+            learn[t] = exp
+            if not missing[t - 1]:
+                learn[t - 1] = expected[t - 1] if not math.isnan(expected[t - 1]) else exp
             continue
         flags[t] = direction
         learn[t] = exp + direction * p.threshold * scale
@@ -285,14 +329,34 @@ def robust_seasonal(
                 regime_start = run_start
             learn[run] = y[run]
             last_confirm = t
+            cusum = 0.0
     if state is None:
         state = WalkState(y[:keep].copy(), learn[:keep].copy(), expected[:keep].copy(), scores[:keep].copy(),
                           regime_start, 0, last_confirm)
     return Detection(expected, scores, episodes_from(y, expected, scores, p), state)
 
 
+def _catch_up(
+    y: np.ndarray, learn: np.ndarray, missing: np.ndarray, train: np.ndarray, t: int, exp: float, scale: float,
+    ph: np.ndarray | None, p: RobustSeasonalParams,
+) -> bool:
+    """Whether step t is the catch-up of a one-day billing delay: the day before cost nothing
+    (or has no line) in a series that is rarely idle, and today is about both days' worth."""
+    if t == 0 or not (missing[t - 1] or y[t - 1] == 0):
+        return False
+    if np.count_nonzero(learn[train] == 0) > 0.1 * len(train):
+        return False  # idle days are normal here: a zero then a busy day proves nothing
+    before = train[train < t - 1]
+    if len(before) < 3:
+        return False
+    exp_prev, _ = _baseline(learn, before, t - 1, ph, p)
+    if exp_prev <= 0:
+        return False
+    return abs(y[t] - exp - exp_prev) <= max(0.3 * exp_prev, 3 * scale)
+
+
 def _flag(y: float, expected: float, score: float, p: DetectorParams) -> int:
-    if math.isnan(expected) or math.isnan(y) or not _passes(y - expected, expected, score, p):
+    if math.isnan(expected) or math.isnan(y) or math.isnan(score) or not _passes(y - expected, expected, score, p):
         return 0
     return 1 if score > 0 else -1
 
@@ -304,7 +368,11 @@ def episodes_from(y: np.ndarray, expected: np.ndarray, scores: np.ndarray, p: De
     alerted = {"up": (1,), "down": (-1,), "both": (1, -1)}[p.direction]
     out: list[Episode] = []
     cur: Episode | None = None
+    delays: list[Episode] = []
     for t in range(len(y)):
+        if math.isnan(scores[t]):  # a billing delay's catch-up (see robust_seasonal)
+            delays.append(Episode(max(t - 1, 0), t + 1, 1, "billing-delay", 0.0))
+            continue
         d = _flag(y[t], expected[t], scores[t], p)
         if d in alerted and cur is not None and cur.direction == d and t - cur.end <= 1:
             cur.end = t + 1
@@ -317,7 +385,7 @@ def episodes_from(y: np.ndarray, expected: np.ndarray, scores: np.ndarray, p: De
     for ep in out:
         if ep.end - ep.start >= confirm:
             ep.kind = "level-shift"
-    return out
+    return sorted(out + delays, key=lambda e: e.start)
 
 
 def mad(

@@ -259,10 +259,13 @@ def evaluate_series(
     last = len(floats)
     if partial is not None:
         floats.append(float(partial[0]) / partial[1])
-    phase = [series.day(i).weekday() for i in range(len(floats))]
     entry = get_detector(monitor.detector)
     params = entry.params(**dict(monitor.params))
-    detection = entry.run(floats, phase, params, resume=resume, keep=last)
+    days = [series.day(i) for i in range(len(floats))]
+    holidays = {date.fromisoformat(h) for h in getattr(params, "holidays", ())}
+    phase = [6 if d in holidays else d.weekday() for d in days]  # a holiday costs like a Sunday
+    month_start = [d.day == 1 for d in days]
+    detection = entry.run(floats, phase, params, resume=resume, keep=last, month_start=month_start)
     found = []
     for ep in detection.episodes:
         end, kind = ep.end, ep.kind
