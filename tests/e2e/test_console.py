@@ -266,6 +266,13 @@ def test_explorer_total_equals_cost_actual_and_the_csv_adds_up(browser: Browser,
     assert sum(Decimal(r["cost"]) for r in rows) == Decimal(json.loads(finfocus(
         stack.home, "cost", "actual", "--from", first, "--to", until, "--filter", "provider=AWS",
         "--output", "json").stdout)["summary"]["totalCost"])
+    # a saved view comes back as a link to the same query
+    page.fill("#view-name", "aws monthly")
+    page.click("#save-view button[type=submit]")
+    page.wait_for_function("() => /Saved the view/.test(document.getElementById('status').textContent)")
+    page.goto(f"{stack.url}/costs")
+    page.click("text=aws monthly")
+    assert "group_by=monthly%2Cprovider" in page.url and "filter=provider%3DAWS" in page.url, page.url
     assert watched.take() == []
     page.context.close()
 
@@ -331,6 +338,45 @@ def test_an_approver_approves_the_pending_command_and_sees_it_executed(browser: 
     assert page.locator("button[data-action=approve]").count() == 0
     assert watched.take() == []
     page.context.close()
+
+
+def test_an_approver_gives_feedback_on_the_anomaly(browser: Browser, stack: Stack):
+    watched = login(browser, stack, "console-approver")
+    page = watched.page
+    page.goto(f"{stack.url}/anomalies")
+    page.locator("[data-testid=anomalies-table] tbody a").first.click()
+    page.click("button[data-verdict=planned]")
+    assert "Planned change" in page.locator("#confirm-text").inner_text()
+    page.fill("#confirm-note", "the load test of the week")
+    page.click("#confirm-ok")
+    page.wait_for_function("() => /done|accepted/.test(document.getElementById('status').textContent)")
+    assert watched.take() == []
+    page.context.close()
+
+
+def test_an_admin_sets_a_budget_and_a_viewer_has_no_budget_form(browser: Browser, stack: Stack):
+    watched = login(browser, stack, "console-admin")
+    page = watched.page
+    page.goto(f"{stack.url}/forecasts")
+    page.fill("#b-name", "console-test")
+    page.fill("#b-amount", "1234.50")
+    page.fill("#b-scope", "provider=AWS")
+    page.click("#budget-form button[type=submit]")
+    assert "console-test" in page.locator("#confirm-text").inner_text()
+    page.click("#confirm-ok")
+    page.wait_for_function("() => /saved/.test(document.getElementById('status').textContent)")
+    deadline = time.monotonic() + 30
+    while "console-test" not in page.get_by_test_id("budgets-table").inner_text() and time.monotonic() < deadline:
+        page.wait_for_timeout(1000)
+        page.goto(f"{stack.url}/forecasts")
+    assert "1,234.50 USD" in page.get_by_test_id("budgets-table").inner_text()
+    assert watched.take() == []
+    page.context.close()
+    viewer = login(browser, stack, "console-viewer")
+    viewer.page.goto(f"{stack.url}/forecasts")
+    assert viewer.page.locator("#budget-form").count() == 0
+    assert viewer.page.locator("button[data-action]").count() == 0
+    viewer.page.context.close()
 
 
 def test_controls_have_labels_actions_are_keyboard_reachable_and_390_wide_fits(browser: Browser, stack: Stack):
