@@ -13,7 +13,8 @@
 #      remediation-webhook-url, remediation-approval-webhook-url, ops-slack-webhook
 #                                         from FINFOCUS_*_WEBHOOK_URL when given
 # 4. A token with only finfocus-read (orphan, periodic 768h) into TOKEN_FILE, readable by
-#    TOKEN_UID only; the previous token there is revoked. Services read it through
+#    TOKEN_UID only: the one already there is renewed and kept while valid, unless ROTATE=1
+#    (then it is revoked and replaced: restart the services). Services read it through
 #    VAULT_TOKEN_FILE (the image's entrypoint). The admin token never leaves this container.
 set -eu
 POLICY_FILE=${POLICY_FILE:-/deploy/vault/finfocus-policy.hcl}
@@ -49,9 +50,15 @@ fi
 [ -n "${FINFOCUS_APPROVAL_WEBHOOK_URL:-}" ] && seed remediation-approval-webhook-url value="$FINFOCUS_APPROVAL_WEBHOOK_URL"
 [ -n "${FINFOCUS_OPS_WEBHOOK_URL:-}" ] && seed ops-slack-webhook value="$FINFOCUS_OPS_WEBHOOK_URL"
 
+# a token the running services hold is kept (renewed) unless ROTATE=1: `docker compose up`
+# runs this container again and must not cut the services off
 if [ -s "$TOKEN_FILE" ]; then
-  VAULT_TOKEN_OLD=$(cat "$TOKEN_FILE")
-  vault token revoke "$VAULT_TOKEN_OLD" >/dev/null 2>&1 || true
+  old=$(cat "$TOKEN_FILE")
+  if [ "${ROTATE:-0}" != 1 ] && VAULT_TOKEN="$old" vault token renew >/dev/null 2>&1; then
+    echo "kept the services' token (renewed); ROTATE=1 issues a new one"
+    exit 0
+  fi
+  vault token revoke "$old" >/dev/null 2>&1 || true
 fi
 umask 077
 vault token create -orphan -no-default-policy -policy=finfocus-read -period=768h \
