@@ -27,12 +27,21 @@ def new_decision_id() -> str:
 
 
 async def publish(ctx: ApiContext, topic: str, key: str, model: BaseModel, schema: str) -> None:
+    """Sign and send one decision; 503 when the broker cannot take it (nothing was decided)."""
+    from aiokafka.errors import KafkaError
+    from fastapi import HTTPException
+
     assert ctx.keys is not None
     value = model.model_dump_json().encode()
     headers = [(k, v.encode()) for k, v in schema_headers(schema).items()]
     headers.append(sign(ctx.keys, ISSUER, topic, value))
-    bus = await ctx.bus()
-    await bus.publish(topic, [(key.encode(), value, headers)])
+    try:
+        bus = await ctx.bus()
+        await asyncio.wait_for(bus.publish(topic, [(key.encode(), value, headers)]), 15)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        raise HTTPException(
+            503, f"the broker did not take the decision ({type(exc).__name__}); try again"
+        ) from None
 
 
 async def record(

@@ -60,3 +60,14 @@ async def test_logins_are_throttled_per_user(settings):
             ).status_code == 401
         blocked = await client.post("/login", data={"username": "bob", "password": "pw-bob"})
         assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
+
+
+async def test_a_decision_the_broker_cannot_take_answers_503_and_records_nothing(settings):
+    async with running_api(settings, kafka_bootstrap="127.0.0.1:1") as (app, client):
+        token = await make_token(app, "admin")
+        put = await client.put(
+            "/api/v1/budgets/ops", json={"amount": "10", "currency": "USD"}, headers=bearer(token)
+        )
+        assert put.status_code == 503 and "broker" in put.json()["detail"]
+        async with app.state.ctx.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM api.decisions") == 0

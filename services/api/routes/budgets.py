@@ -51,8 +51,8 @@ async def get_budget(request: Request, who: Viewer, name: Name) -> dict:
 async def _send(request: Request, who, command: BudgetCommandV1, done) -> JSONResponse:
     ctx = request.app.state.ctx
     decision_id = new_decision_id()
-    await record(ctx, decision_id, "budget", command.name, command.action, who.actor, None)
     await publish(ctx, BUDGET_COMMANDS, command.name, command, "BudgetCommand")
+    await record(ctx, decision_id, "budget", command.name, command.action, who.actor, None)
 
     async def shown():
         return done(await budget_rows(ctx, command.name))

@@ -97,8 +97,8 @@ async def _decide(
         actor=who.actor,
         decided_at=datetime.now(UTC),
     )
-    await record(ctx, event.decision_id, "remediation", command_id, decision, who.actor, reason)
     await publish(ctx, REMEDIATION_DECISIONS, command_id, event, "RemediationDecision")
+    await record(ctx, event.decision_id, "remediation", command_id, decision, who.actor, reason)
 
     async def shown():
         return await _audit_rows(ctx, command_id, actor) > before
@@ -189,10 +189,10 @@ async def anomaly_feedback(
         actor=who.actor,
     )
     decision_id = new_decision_id()
+    await publish(ctx, Topics.ANOMALY_FEEDBACK, anomaly_id, event, "AnomalyFeedback")
     await record(
         ctx, decision_id, "anomaly-feedback", anomaly_id, body.verdict, who.actor, body.note
     )
-    await publish(ctx, Topics.ANOMALY_FEEDBACK, anomaly_id, event, "AnomalyFeedback")
 
     async def shown():
         async with ctx.reader() as conn:
@@ -237,8 +237,8 @@ async def _recommendation(
         actor=who.actor,
         decided_at=datetime.now(UTC),
     )
-    await record(ctx, event.decision_id, "recommendation", rec_id, decision, who.actor, reason)
     await publish(ctx, RECOMMENDATION_DECISIONS, rec_id, event, "RecommendationDecision")
+    await record(ctx, event.decision_id, "recommendation", rec_id, decision, who.actor, reason)
     state = "dismissed" if decision == "dismiss" else "snoozed"
 
     async def shown():
