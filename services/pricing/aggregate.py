@@ -69,7 +69,7 @@ async def refresh(conn: asyncpg.Connection, days_per_round: int = 7) -> int:
 
 async def refresh_forever(pool: asyncpg.Pool, period_s: float = 2.0, share: float = 0.2) -> None:
     """Pricing's background task: keep the aggregate caught up a few seconds behind. After a
-    rebuild that took T seconds it waits T / share (at least `period_s`), so during a large
+    rebuild that took T seconds it waits T / share (at least `period_s`, at most a minute), so during a large
     import the rebuilds take at most about `share` of one database connection's time."""
     loop = asyncio.get_running_loop()
     while True:
@@ -81,4 +81,4 @@ async def refresh_forever(pool: asyncpg.Pool, period_s: float = 2.0, share: floa
             raise
         except (OSError, asyncpg.PostgresError):
             logger.warning("daily aggregate refresh failed; retrying", exc_info=True)
-        await asyncio.sleep(max(period_s, (loop.time() - started) / share))
+        await asyncio.sleep(min(60.0, max(period_s, (loop.time() - started) / share)))
