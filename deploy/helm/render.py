@@ -78,6 +78,7 @@ def render(overrides: dict[str, Any] | None = None, release: str = RELEASE,
         "FINFOCUS_METRICS_PORT": str(v["metrics"]["port"]),
         "FINFOCUS_LOG_LEVEL": str(v["logLevel"]),
         "OTEL_EXPORTER_OTLP_ENDPOINT": str(v["otel"]["endpoint"]),
+        "NUMBA_CACHE_DIR": "/tmp/numba",
     }
     if v["vault"]["enabled"]:
         env["VAULT_ADDR"] = str(v["vault"]["address"])
