@@ -19,14 +19,18 @@ import typer
 
 from finfocus.cli.output import (
     OUTPUT_OPTION,
+    WIDE_OPTION,
+    Column,
     OutputFormat,
     err_console,
     fail,
     print_json,
     print_ndjson,
     print_table,
+    render_table,
     run,
 )
+from finfocus.cli.vocab import canonical, cents, group_label, no_match_hint, share
 
 VIEW = "pricing.v_cost_lines"
 
@@ -115,7 +119,7 @@ def parse_filter(text: str) -> Filter:
             raise UsageError(f"--filter {text!r}: tag: needs a key")
     elif key not in DIMENSIONS:
         raise UsageError(f"unknown --filter key {key!r}; use one of {', '.join(DIMENSIONS)} or tag:KEY")
-    return Filter(key, value, negate)
+    return Filter(key, canonical(key, value), negate)
 
 
 def parse_when(text: str | None, option: str) -> datetime | None:
@@ -139,7 +143,8 @@ def _expression(name: str, q: Query) -> str:
 
 def where_clause(q: Query, start: datetime | None, end: datetime | None, filters: list[Filter]) -> str:
     """`WHERE` over the half-open window [start, end) on charge_period_start and the filters:
-    equal filters on one key are alternatives (OR), everything else must all hold (AND)."""
+    equal filters on one key are alternatives (OR), everything else must all hold (AND).
+    Values compare case-insensitively (`provider=aws` is `AWS`, see `finfocus.cli.vocab`)."""
     conds: list[str] = []
     if start is not None:
         conds.append(f"charge_period_start >= {q.bind(start)}")
@@ -148,11 +153,11 @@ def where_clause(q: Query, start: datetime | None, end: datetime | None, filters
     equal: dict[str, list[str]] = {}
     for f in filters:
         if f.negate:
-            conds.append(f"{_expression(f.key, q)} IS DISTINCT FROM {q.bind(f.value)}::text")
+            conds.append(f"lower({_expression(f.key, q)}) IS DISTINCT FROM {q.bind(f.value.casefold())}::text")
         else:
-            equal.setdefault(f.key, []).append(f.value)
+            equal.setdefault(f.key, []).append(f.value.casefold())
     for key, values in equal.items():
-        conds.append(f"{_expression(key, q)} = ANY({q.bind(values)}::text[])")
+        conds.append(f"lower({_expression(key, q)}) = ANY({q.bind(values)}::text[])")
     return ("WHERE " + " AND ".join(conds)) if conds else ""
 
 
@@ -209,7 +214,8 @@ def result_of(row, group_by: list[str]) -> dict:
 
 
 async def _actual(
-    database_url: str, group_by: list[str], metric: str, start, end, filters: list[Filter], output: OutputFormat
+    database_url: str, group_by: list[str], metric: str, start, end, filters: list[Filter], output: OutputFormat,
+    wide: bool = False,
 ) -> None:
     from finfocus.db import reader
 
@@ -233,14 +239,41 @@ async def _actual(
     if output is OutputFormat.JSON:
         print_json({"summary": summary, "results": results})
         return
-    columns = [*group_by, "currency", "cost"]
-    print_table(
-        columns,
-        [[*r["group"].values(), r["currency"], Decimal(r["cost"])] for r in results],
-        title=f"Actual cost ({metric})",
+    actual_table(summary, results, group_by, metric, wide=wide)
+    if filters and not results:
+        f = next(f for f in filters if not f.negate) if any(not f.negate for f in filters) else filters[0]
+        known = await _known_values(database_url, f.key)
+        err_console.print(no_match_hint(f.key, f.value, known), soft_wrap=True, highlight=False)
+
+
+async def _known_values(database_url: str, key: str) -> list[str]:
+    """The values a filter key has (for the hint when nothing matched; a bounded scan)."""
+    from finfocus.db import reader
+
+    q = Query()
+    expr = _expression(key, q)
+    async with reader(database_url) as conn:
+        rows = await conn.fetch(f"SELECT DISTINCT {expr} AS v FROM {VIEW} LIMIT 200", *q.params)
+    return [r["v"] for r in rows if r["v"]]
+
+
+def actual_table(summary: dict, results: list[dict], group_by: list[str], metric: str, *, wide: bool = False) -> None:
+    """Largest cost first with its share of its currency's total; every group shown as a value
+    ('(untagged)' for a missing tag); money rounded to the cent (JSON keeps every digit)."""
+    totals = {t["currency"]: Decimal(t["totalCost"]) for t in
+              summary.get("totals") or [{"currency": summary["currency"], "totalCost": summary["totalCost"]}]}
+    several = len(totals) > 1
+    ordered = sorted(results, key=lambda r: (r["currency"] or "", -Decimal(r["cost"])))
+    render_table(
+        [*(Column(k, kind="key") for k in group_by), Column("cost", kind="money"), Column("share", kind="number"),
+         *([Column("currency")] if several or not group_by else [])],
+        [[*(group_label(k, r["group"].get(k)) for k in group_by), cents(r["cost"]),
+          share(Decimal(r["cost"]), totals.get(r["currency"], Decimal(0))),
+          *([r["currency"]] if several or not group_by else [])] for r in ordered],
+        title=f"Actual cost ({metric})", wide=wide,
     )
-    for t in summary.get("totals") or [{"currency": summary["currency"], "totalCost": summary["totalCost"]}]:
-        typer.echo(f"Total {t['currency'] or ''}: {t['totalCost']}")
+    for currency, total in totals.items():
+        typer.echo(f"Total {currency or ''}: {cents(total)}")
     if summary["unpriced"]:
         typer.echo(f"{summary['unpriced']} line(s) have no price (x_PriceSource=none) and are not in the totals")
 
@@ -341,6 +374,7 @@ def register(app: typer.Typer) -> None:
         ),
         metric: str = typer.Option("billed", "--metric", help="billed, effective, list or contracted"),
         output: OutputFormat = OUTPUT_OPTION,
+        wide: bool = WIDE_OPTION,
     ) -> None:
         """Cost of the stored lines in [--from, --to), grouped and filtered; currencies are never added."""
         from finfocus.settings import FinFocusSettings
@@ -360,7 +394,7 @@ def register(app: typer.Typer) -> None:
             import asyncpg
 
             try:
-                await _actual(FinFocusSettings().database, groups, metric, *window, parsed, output)
+                await _actual(FinFocusSettings().database, groups, metric, *window, parsed, output, wide)
             except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError, asyncpg.InvalidParameterValueError):
                 fail("no cost lines yet: the pricing service has not run against this database")
 

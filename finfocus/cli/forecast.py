@@ -10,6 +10,7 @@ import typer
 
 from finfocus.cli.output import (
     OUTPUT_OPTION,
+    WIDE_OPTION,
     OutputFormat,
     console,
     fail,
@@ -17,6 +18,7 @@ from finfocus.cli.output import (
     print_ndjson,
     run,
 )
+from finfocus.cli.vocab import cents, group_label, matches, no_match_hint, share
 
 GROUP_KEYS = ("provider", "service", "account", "region", "resource", "type")
 SPARK = "▁▂▃▄▅▆▇█"
@@ -64,7 +66,7 @@ def combine(group_by: list[str], filters: dict[str, str], rows: list[dict], hori
     series: dict[str, dict] = {}
     for r in rows:
         group = r["group"]
-        if any(group.get(k) != v for k, v in filters.items()):
+        if not all(matches(k, v, group.get(k)) for k, v in filters.items()):
             continue
         s = series.setdefault(
             r["series_key"],
@@ -158,7 +160,27 @@ async def load(group_by: list[str], filters: dict[str, str], horizon: int) -> li
             "lo_95, hi_95 FROM forecast.v_forecasts WHERE dims = $1 ORDER BY series_key, day",
             chosen,
         )
-    return combine(group_by, filters, [dict(r) for r in rows], horizon)
+    data = [dict(r) for r in rows]
+    stored = max((sum(1 for r in data if r["series_key"] == k and r["day"] > r["trained_through"])
+                  for k in {r["series_key"] for r in data}), default=0)
+    if data and horizon > stored:
+        raise HorizonError(
+            f"--horizon {horizon} is beyond the {stored} days forecast (FINFOCUS_FORECAST_HORIZON); "
+            f"use --horizon {stored} or less"
+        )
+    out = combine(group_by, filters, data, horizon)
+    if data and filters and not out:
+        key, value = next(iter(filters.items()))
+        raise NoMatch(no_match_hint(key, value, {r["group"].get(key) for r in data}))
+    return out
+
+
+class HorizonError(LookupError):
+    """--horizon beyond what the service stored: a usage error (exit 2)."""
+
+
+class NoMatch(LookupError):
+    """Filters that match no stored series: a usage error with the values that exist."""
 
 
 def chart(values: list[Decimal]) -> str:
@@ -170,36 +192,47 @@ def chart(values: list[Decimal]) -> str:
     return "".join(SPARK[0 if span == 0 else int((v - lo) / span * (len(SPARK) - 1))] for v in values)
 
 
-def show_table(forecasts: list[dict], group_by: list[str]) -> None:
-    from rich.table import Table
+def show_table(forecasts: list[dict], group_by: list[str], *, wide: bool = False) -> None:
+    """Largest forecast first, with its share of the currency's total; the group, the total
+    and its range are never cut, the chart and the model give way on narrow terminals."""
+    from finfocus.cli.output import Column, render_table
 
     currencies = sorted({f["currency"] for f in forecasts})
-    title = f"Daily cost forecast in {', '.join(currencies)}: chart of daily means, horizon total, 95 % range"
-    table = Table(title=title, header_style="bold")
-    for k in group_by:
-        table.add_column(k)
-    width = max((len(f["points"]) for f in forecasts), default=1)
-    table.add_column("model")
-    table.add_column("through", no_wrap=True)
-    table.add_column("chart", no_wrap=True, min_width=min(width, 31))
-    table.add_column("total", justify="right", no_wrap=True)
-    table.add_column("95 % range", justify="right")
-    if len(currencies) > 1:
-        table.add_column("currency")
+    days = max((len(f["points"]) for f in forecasts), default=0)
+    rows = []
     for f in forecasts:
         means = [Decimal(p["mean"]) for p in f["points"]]
+        total = sum(means, Decimal(0))
         lo = sum((Decimal(p["lo_95"]) for p in f["points"]), Decimal(0))
         hi = sum((Decimal(p["hi_95"]) for p in f["points"]), Decimal(0))
-        table.add_row(
-            *[str(f["group"].get(k) or "") for k in group_by],
+        rows.append((f, means, total, lo, hi))
+    whole = {c: sum((r[2] for r in rows if r[0]["currency"] == c), Decimal(0)) for c in currencies}
+    rows.sort(key=lambda r: (r[0]["currency"], -r[2]))
+    columns = [Column(k, kind="key") for k in group_by] + [
+        Column("total", kind="money"),
+        Column("95 % range", kind="money"),
+        Column("share", kind="number"),
+        Column("chart", kind="chart", drop=2),
+        Column("model", drop=3),
+        Column("through", drop=4),
+    ] + ([Column("currency", kind="key")] if len(currencies) > 1 else [])
+    table_rows = [
+        [
+            *[group_label(k, f["group"].get(k)) for k in group_by],
+            cents(total),
+            f"{cents(lo)} - {cents(hi)}",
+            share(total, whole[f["currency"]]),
+            chart(means[:31]),
             f["model"],
             f["trained_through"],
-            chart(means[:31]),
-            _money(sum(means, Decimal(0))),
-            f"{_money(lo)}-{_money(hi)}",
             *([f["currency"]] if len(currencies) > 1 else []),
-        )
-    console.print(table)
+        ]
+        for f, means, total, lo, hi in rows
+    ]
+    render_table(
+        columns, table_rows, wide=wide,
+        title=f"Forecast, next {days} days ({', '.join(currencies)}): total and 95 % range",
+    )
 
 
 def public(forecasts: list[dict]) -> list[dict]:
@@ -216,8 +249,11 @@ def show(
         help="comma-separated: provider, service, account, region, resource, type, tag:KEY ('' for the total)",
     ),
     filters: list[str] = typer.Option([], "--filter", "-f", help="KEY=VALUE or tag:KEY=VALUE, repeatable"),
-    horizon: int = typer.Option(30, "--horizon", "-n", min=1, max=400, help="days to show after trained_through"),
+    horizon: int = typer.Option(
+        30, "--horizon", "-n", min=1, help="days to show after trained_through (up to the stored horizon, 92 by default)"
+    ),
     output: OutputFormat = OUTPUT_OPTION,
+    wide: bool = WIDE_OPTION,
 ) -> None:
     """Show the stored daily forecasts (mean and 80/95 % intervals) per group."""
     try:
@@ -238,7 +274,7 @@ def show(
     elif not forecasts:
         console.print("no forecasts yet: import billing data and wait for the forecast service")
     else:
-        show_table(forecasts, keys)
+        show_table(forecasts, keys, wide=wide)
 
 
 async def load_month_end(group_by: list[str], filters: dict[str, str]) -> list[dict]:
@@ -263,7 +299,7 @@ async def load_month_end(group_by: list[str], filters: dict[str, str]) -> list[d
     out: dict[tuple, dict] = {}
     for r in rows:
         group = r["group"]
-        if any(group.get(k) != v for k, v in filters.items()):
+        if not all(matches(k, v, group.get(k)) for k, v in filters.items()):
             continue
         key = (tuple(str(group.get(k)) for k in group_by), r["currency"], r["period_start"])
         t = out.setdefault(key, {
@@ -290,6 +326,7 @@ def month_end(
     ),
     filters: list[str] = typer.Option([], "--filter", "-f", help="KEY=VALUE or tag:KEY=VALUE, repeatable"),
     output: OutputFormat = OUTPUT_OPTION,
+    wide: bool = WIDE_OPTION,
 ) -> None:
     """Month-end projection per group: actual to date plus the forecast remainder, with a 95 % range."""
     try:
@@ -308,17 +345,22 @@ def month_end(
     elif output == OutputFormat.NDJSON:
         print_ndjson(rows)
     else:
-        from finfocus.cli.output import print_table
+        from finfocus.cli.output import Column, render_table
 
-        print_table(
-            [*keys, "month", "through", "actual", "remainder", "projected", "95 % range", "currency"],
+        rows.sort(key=lambda r: (r["currency"], -Decimal(r["projected"])))
+        render_table(
+            [*(Column(k, kind="key") for k in keys), Column("projected", kind="money"),
+             Column("95 % range", kind="money"), Column("actual", kind="money", drop=2),
+             Column("remainder", kind="money", drop=3), Column("month", drop=4),
+             Column("through", drop=5), Column("currency", drop=1)],
             [
-                (*[str(r["group"].get(k) or "") for k in keys], r["period_start"][:7], r["trained_through"],
-                 r["actual_to_date"], r["forecast_remainder"], r["projected"], f"{r['lo_95']} - {r['hi_95']}",
-                 r["currency"])
+                (*[group_label(k, r["group"].get(k)) for k in keys], cents(r["projected"]),
+                 f"{cents(r['lo_95'])} - {cents(r['hi_95'])}", cents(r["actual_to_date"]),
+                 cents(r["forecast_remainder"]), r["period_start"][:7], r["trained_through"], r["currency"])
                 for r in rows
             ],
-            title="Month-end projection",
+            title="Month-end projection: actual to date plus the forecast remainder",
+            wide=wide,
         )
 
 

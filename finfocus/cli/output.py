@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Literal, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import orjson
 import typer
@@ -65,21 +66,160 @@ def print_ndjson(rows: Iterable[Any]) -> None:
     sys.stdout.flush()
 
 
-def print_table(columns: list[str], rows: Iterable[Iterable[Any]], *, title: str | None = None) -> None:
-    table = Table(title=title, header_style="bold")
-    for column in columns:
-        justify: Literal["right", "left"] = (
-            "right" if column.lower() in {"cost", "total", "amount", "monthly"} else "left"
-        )
-        table.add_column(column, justify=justify)
-    for row in rows:
-        table.add_row(*["" if v is None else (format(v, "f") if isinstance(v, Decimal) else str(v)) for v in row])
+#: column names that hold money: right-aligned, rounded to the cent, never cut
+MONEY_COLUMNS = {
+    "cost", "total", "amount", "monthly", "expected", "realised", "actual", "impact", "projected",
+    "remainder", "budget", "spent", "savings", "price", "forecast", "limit",
+}
+ID_COLUMNS = {"id", "command", "anomaly", "job", "recommendation", "token"}
+
+
+def column_for(name: str) -> Column:
+    """A column's behaviour from its name (the `print_table` callers' conventions)."""
+    low = name.lower()
+    if low in ID_COLUMNS or low.endswith(" id") or low.endswith("_id"):
+        return Column(name, kind="id")
+    if low in MONEY_COLUMNS or low.startswith("monthly") or low.endswith(" cost"):
+        return Column(name, kind="money")
+    if low in {"days", "rows", "lines", "actions", "measured", "count", "%", "share", "score"}:
+        return Column(name, kind="number")
+    return Column(name)
+
+
+def print_table(
+    columns: list[str], rows: Iterable[Iterable[Any]], *, title: str | None = None, wide: bool = False
+) -> None:
+    """A table whose column behaviour follows from the column names (see `column_for`)."""
+    specs = [column_for(c) for c in columns]
+    render_table(specs, ([_money_cell(v) if specs[i].kind == "money" else v for i, v in enumerate(row)]
+                         for row in rows), title=title, wide=wide)
+
+
+def _money_cell(value: Any) -> Any:
+    from finfocus.cli.vocab import cents
+
+    if isinstance(value, Decimal | int | float) and not isinstance(value, bool):
+        return cents(value)
+    if isinstance(value, str):
+        try:
+            return cents(Decimal(value))
+        except ArithmeticError:
+            return value
+    return value
+
+
+WIDE_OPTION = typer.Option(
+    False, "--wide", help="every column, long text folded over lines instead of shortened"
+)
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column and how it behaves on a narrow terminal.
+
+    `kind`: `id` (never cut, never wrapped: people copy it), `money`/`number` (never cut,
+    right-aligned), `key` (a group value: folded over lines, never shortened), `chart`,
+    `text` (shortened with an ellipsis; `--wide` folds it; the `show` command has it whole).
+    `drop`: 0 never; columns with higher numbers are left out first when the table would not
+    fit (listed under the table; `--wide` keeps them all).
+    """
+
+    name: str
+    kind: str = "text"
+    drop: int = 0
+
+
+def _cell(value: Any) -> str:
+    """A value for people: no Python reprs (`{'status': ...}`, `True`), money to the cent."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, Decimal):
+        from finfocus.cli.vocab import cents
+
+        return cents(value) if value.as_tuple().exponent < -2 else format(value, "f")  # type: ignore[operator]
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ", timespec="seconds").replace("+00:00", "Z")
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_cell(v)}" for k, v in value.items()) if value else ""
+    if isinstance(value, list | tuple):
+        return ", ".join(_cell(v) for v in value)
+    return str(value)
+
+
+def render_table(
+    columns: list[Column], rows: Iterable[Iterable[Any]], *, title: str | None = None, wide: bool = False
+) -> None:
+    """A table that stays readable at 80 columns: see `Column`."""
+    from rich.cells import cell_len
+
+    out = console
+    body = [[_cell(v) for v in row] for row in rows]
+    natural = [max([cell_len(c.name), *(max((cell_len(x) for x in r[i].split("\n")), default=0) for r in body)])
+               for i, c in enumerate(columns)]
+    keep = list(range(len(columns)))
+
+    def needed(idx: list[int]) -> int:
+        fixed = 0
+        for i in idx:
+            c = columns[i]
+            w = natural[i] if c.kind in {"id", "money", "number", "chart"} else min(natural[i], 14)
+            fixed += w + 3
+        return fixed + 1
+
+    hidden: list[str] = []
+    if not wide:
+        for i in sorted((i for i in keep if columns[i].drop), key=lambda i: (-columns[i].drop, -i)):
+            if needed(keep) <= out.width:
+                break
+            keep.remove(i)
+            hidden.append(columns[i].name)
+    table = Table(title=title, header_style="bold", caption=(
+        f"not shown for width: {', '.join(reversed(hidden))} (--wide shows every column)" if hidden else None
+    ))
+    for i in keep:
+        c = columns[i]
+        if c.kind in {"id", "money", "number", "chart"}:
+            table.add_column(c.name, justify="right" if c.kind in {"money", "number"} else "left",
+                             no_wrap=True, min_width=natural[i])
+        elif c.kind == "key":
+            table.add_column(c.name, overflow="fold", min_width=min(natural[i], 14))
+        else:
+            table.add_column(c.name, overflow="fold" if wide else "ellipsis", no_wrap=not wide,
+                             min_width=min(natural[i], 8))
+    for r in body:
+        table.add_row(*[r[i] for i in keep])
+    out.print(table)
+
+
+def sparkline(values: list[Any]) -> str:
+    """A one-line chart of a series."""
+    nums = [Decimal(str(v)) for v in values]
+    if not nums:
+        return ""
+    lo, hi = min(nums), max(nums)
+    span = hi - lo
+    return "".join(SPARK[0 if span == 0 else int((v - lo) / span * (len(SPARK) - 1))] for v in nums)
+
+
+def render_detail(title: str, pairs: Iterable[tuple[str, Any]]) -> None:
+    """A `show` command's view: one `key  value` line per field, long values folded."""
+    from rich.table import Table as _Table
+
+    table = _Table(title=title, show_header=False, box=None, pad_edge=False, title_justify="left")
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    for key, value in pairs:
+        table.add_row(key, _cell(value))
     console.print(table)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print an error for people on stderr and exit with `code` (1 failure, 2 usage)."""
-    err_console.print(f"[red]error:[/red] {message}")
+    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True, highlight=False)
     raise typer.Exit(code)
 
 
