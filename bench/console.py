@@ -141,6 +141,10 @@ def measure(url: str, runs: int) -> dict[str, dict[str, float]]:
                 for key in ("response", "fcp", "total"):
                     if t[key] is not None:
                         out[name][key].append(t[key] / 1000)
+        # what the heaviest page added up: its line count proves the seeded lines are in it
+        page.goto(url + pages["explorer-30d"])
+        print("explorer-30d shows", page.get_by_test_id("costs-total").inner_text(), "from",
+              page.locator("[data-testid=costs-total] + .sub").inner_text())
         browser.close()
     return {name: {k: v for key, values in series.items() if values
                    for k, v in ((f"{key}_median", statistics.median(values)), (f"{key}_max", max(values)))}
