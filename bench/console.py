@@ -33,17 +33,33 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("FINFOCUS_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 PREFIX = "bench-console-"
 PASSWORD = "bench-console-pass"
 
 
-def finfocus(home: Path, *args: str, stdin: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def finfocus(
+    home: Path, *args: str, stdin: str | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FINFOCUS_")}
     env["FINFOCUS_HOME"] = str(home)
-    return subprocess.run([sys.executable, "-m", "finfocus.cli", *args], env=env, input=stdin,
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "finfocus.cli", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 def lines(n: int, seed: int = 7):
@@ -55,20 +71,65 @@ def lines(n: int, seed: int = 7):
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     start = now - timedelta(days=60)
     hours = int((now - start).total_seconds() // 3600)
-    tag_sets = [json.dumps({"team": t, "env": e}) for t in ("web", "data", "orders") for e in ("prod", "dev")]
+    tag_sets = [
+        json.dumps({"team": t, "env": e})
+        for t in ("web", "data", "orders")
+        for e in ("prod", "dev")
+    ]
     for i in range(n):
         at = start + timedelta(hours=rng.randrange(hours))
         cost = Decimal(rng.randint(1, 500_000)) / 10_000
         provider = providers[i % 3]
-        yield (f"{PREFIX}{i}", provider, f"ba-{i % 3}", f"acct-{i % 40:02d}", services[i % 12], "Compute",
-               regions[i % 4], f"r-{i % 5000}", "vm", "sku-1", "Usage", at, at + timedelta(hours=1), "USD",
-               cost, cost, cost, cost, tag_sets[i % 6] if i % 3 else "{}", "billed", at, "{}")
+        yield (
+            f"{PREFIX}{i}",
+            provider,
+            f"ba-{i % 3}",
+            f"acct-{i % 40:02d}",
+            services[i % 12],
+            "Compute",
+            regions[i % 4],
+            f"r-{i % 5000}",
+            "vm",
+            "sku-1",
+            "Usage",
+            at,
+            at + timedelta(hours=1),
+            "USD",
+            cost,
+            cost,
+            cost,
+            cost,
+            tag_sets[i % 6] if i % 3 else "{}",
+            "billed",
+            at,
+            "{}",
+        )
 
 
-COLUMNS = ("record_id", "provider", "billing_account_id", "sub_account_id", "service_name", "service_category",
-           "region_id", "resource_id", "resource_type", "sku_id", "charge_category", "charge_period_start",
-           "charge_period_end", "billing_currency", "billed_cost", "effective_cost", "list_cost",
-           "contracted_cost", "tags", "price_source", "priced_at", "record")
+COLUMNS = (
+    "record_id",
+    "provider",
+    "billing_account_id",
+    "sub_account_id",
+    "service_name",
+    "service_category",
+    "region_id",
+    "resource_id",
+    "resource_type",
+    "sku_id",
+    "charge_category",
+    "charge_period_start",
+    "charge_period_end",
+    "billing_currency",
+    "billed_cost",
+    "effective_cost",
+    "list_cost",
+    "contracted_cost",
+    "tags",
+    "price_source",
+    "priced_at",
+    "record",
+)
 
 
 def owner_url(home: Path, url: str) -> str:
@@ -85,7 +146,9 @@ async def seed(database_url: str, n: int) -> float:
 
     conn = await asyncpg.connect(database_url)
     try:
-        have = await conn.fetchval("SELECT count(*) FROM pricing.cost_lines WHERE record_id LIKE $1", PREFIX + "%")
+        have = await conn.fetchval(
+            "SELECT count(*) FROM pricing.cost_lines WHERE record_id LIKE $1", PREFIX + "%"
+        )
         if have >= n:
             return 0.0
         started = time.monotonic()
@@ -94,10 +157,14 @@ async def seed(database_url: str, n: int) -> float:
         for row in lines(n):
             batch.append(row)
             if len(batch) >= 100_000:
-                await conn.copy_records_to_table("cost_lines", schema_name="pricing", records=batch, columns=COLUMNS)
+                await conn.copy_records_to_table(
+                    "cost_lines", schema_name="pricing", records=batch, columns=COLUMNS
+                )
                 batch = []
         if batch:
-            await conn.copy_records_to_table("cost_lines", schema_name="pricing", records=batch, columns=COLUMNS)
+            await conn.copy_records_to_table(
+                "cost_lines", schema_name="pricing", records=batch, columns=COLUMNS
+            )
         await conn.execute("ANALYZE pricing.cost_lines")
         return time.monotonic() - started
     finally:
@@ -119,8 +186,14 @@ def measure(url: str, runs: int) -> dict[str, dict[str, float]]:
     from playwright.sync_api import sync_playwright
 
     last30 = (datetime.now(UTC) - timedelta(days=30)).date().isoformat()
-    pages = {"overview": "/", "explorer": "/costs", "explorer-30d": f"/costs?from={last30}&group_by=daily,service"}
-    out: dict[str, dict[str, list[float]]] = {name: {"response": [], "fcp": [], "total": []} for name in pages}
+    pages = {
+        "overview": "/",
+        "explorer": "/costs",
+        "explorer-30d": f"/costs?from={last30}&group_by=daily,service",
+    }
+    out: dict[str, dict[str, list[float]]] = {
+        name: {"response": [], "fcp": [], "total": []} for name in pages
+    }
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         context = browser.new_context(viewport={"width": 1280, "height": 800})
@@ -143,12 +216,22 @@ def measure(url: str, runs: int) -> dict[str, dict[str, float]]:
                         out[name][key].append(t[key] / 1000)
         # what the heaviest page added up: its line count proves the seeded lines are in it
         page.goto(url + pages["explorer-30d"])
-        print("explorer-30d shows", page.get_by_test_id("costs-total").inner_text(), "from",
-              page.locator("[data-testid=costs-total] + .sub").inner_text())
+        print(
+            "explorer-30d shows",
+            page.get_by_test_id("costs-total").inner_text(),
+            "from",
+            page.locator("[data-testid=costs-total] + .sub").inner_text(),
+        )
         browser.close()
-    return {name: {k: v for key, values in series.items() if values
-                   for k, v in ((f"{key}_median", statistics.median(values)), (f"{key}_max", max(values)))}
-            for name, series in out.items()}
+    return {
+        name: {
+            k: v
+            for key, values in series.items()
+            if values
+            for k, v in ((f"{key}_median", statistics.median(values)), (f"{key}_max", max(values)))
+        }
+        for name, series in out.items()
+    }
 
 
 def main() -> int:
@@ -173,21 +256,40 @@ def main() -> int:
             return 1
         status = json.loads(finfocus(home, "status", "--output", "json").stdout)
         seconds = asyncio.run(seed(owner_url(home, status["database_url"]), args.lines))
-        print(f"{args.lines} cost lines stored" + (f" (COPY in {seconds:.1f}s)" if seconds else " (already there)"))
-        added = finfocus(home, "user", "add", "bench-console", "--role", "viewer", "--password-stdin",
-                         stdin=PASSWORD + "\n")
+        print(
+            f"{args.lines} cost lines stored"
+            + (f" (COPY in {seconds:.1f}s)" if seconds else " (already there)")
+        )
+        added = finfocus(
+            home,
+            "user",
+            "add",
+            "bench-console",
+            "--role",
+            "viewer",
+            "--password-stdin",
+            stdin=PASSWORD + "\n",
+        )
         if added.returncode != 0:
             print(added.stderr)
             return 1
         results = measure(status["api_url"].rstrip("/"), args.runs)
-        print(f"Chromium, 1280x800, {args.runs} runs after a warm-up, seconds from navigation start:")
-        print(f"{'page':<13} {'response':>10} {'first paint':>12} {'total shown':>12} {'worst total':>12}")
+        print(
+            f"Chromium, 1280x800, {args.runs} runs after a warm-up, seconds from navigation start:"
+        )
+        print(
+            f"{'page':<13} {'response':>10} {'first paint':>12} {'total shown':>12} {'worst total':>12}"
+        )
         worst = 0.0
         for name, r in results.items():
-            print(f"{name:<13} {r.get('response_median', 0):>10.3f} {r.get('fcp_median', 0):>12.3f} "
-                  f"{r.get('total_median', 0):>12.3f} {r.get('total_max', 0):>12.3f}")
+            print(
+                f"{name:<13} {r.get('response_median', 0):>10.3f} {r.get('fcp_median', 0):>12.3f} "
+                f"{r.get('total_median', 0):>12.3f} {r.get('total_max', 0):>12.3f}"
+            )
             worst = max(worst, r.get("total_median", 0))
-        print(f"target < 1.5 s: {'met' if worst < 1.5 else 'NOT met'} (median time the total is shown)")
+        print(
+            f"target < 1.5 s: {'met' if worst < 1.5 else 'NOT met'} (median time the total is shown)"
+        )
         return 0
     finally:
         if not args.keep:

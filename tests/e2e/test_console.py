@@ -31,12 +31,29 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "console"
 CHROMIUM = os.environ.get("FINFOCUS_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-PAGES = {"overview": "/", "costs": "/costs", "anomalies": "/anomalies", "forecasts": "/forecasts",
-         "recommendations": "/recommendations", "remediation": "/remediation", "data": "/data"}
-PASSWORDS = {"console-viewer": "viewer-pass-1234", "console-approver": "approver-pass-1234",
-             "console-admin": "admin-pass-1234"}
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PAGES = {
+    "overview": "/",
+    "costs": "/costs",
+    "anomalies": "/anomalies",
+    "forecasts": "/forecasts",
+    "recommendations": "/recommendations",
+    "remediation": "/remediation",
+    "data": "/data",
+}
+PASSWORDS = {
+    "console-viewer": "viewer-pass-1234",
+    "console-approver": "approver-pass-1234",
+    "console-admin": "admin-pass-1234",
+}
 
 
 def _missing() -> str | None:
@@ -58,11 +75,20 @@ from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
 AWS: dict[str, str] = {}
 
 
-def finfocus(home: Path, *args: str, stdin: str | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+def finfocus(
+    home: Path, *args: str, stdin: str | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FINFOCUS_", "AWS_"))}
     env.update(AWS, FINFOCUS_HOME=str(home))
-    return subprocess.run([sys.executable, "-m", "finfocus.cli", *args], env=env, input=stdin,
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "finfocus.cli", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 def people(amount: str | Decimal, currency: str) -> str:
@@ -71,10 +97,14 @@ def people(amount: str | Decimal, currency: str) -> str:
 
 
 def cost_actual_text(home: Path, start: str, end: str, *extra: str) -> str:
-    result = finfocus(home, "cost", "actual", "--from", start, "--to", end, *extra, "--output", "json")
+    result = finfocus(
+        home, "cost", "actual", "--from", start, "--to", end, *extra, "--output", "json"
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)["summary"]
-    totals = summary.get("totals") or [{"currency": summary["currency"], "totalCost": summary["totalCost"]}]
+    totals = summary.get("totals") or [
+        {"currency": summary["currency"], "totalCost": summary["totalCost"]}
+    ]
     return " · ".join(people(t["totalCost"], t["currency"]) for t in totals if t["currency"])
 
 
@@ -100,12 +130,24 @@ def moto():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    AWS.update(AWS_ENDPOINT_URL=f"http://{host}:{port}", AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1",
-               AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
-    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=AWS["AWS_ENDPOINT_URL"],
-                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    AWS.update(
+        AWS_ENDPOINT_URL=f"http://{host}:{port}",
+        AWS_REGION="us-east-1",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+    )
+    ec2 = boto3.client(
+        "ec2",
+        region_name="us-east-1",
+        endpoint_url=AWS["AWS_ENDPOINT_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     with mock.patch.object(instances, "random_instance_id", return_value=SPIKE_RESOURCE_ID):
-        ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType="c5.24xlarge")
+        ec2.run_instances(
+            ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType="c5.24xlarge"
+        )
     try:
         yield ec2
     finally:
@@ -116,7 +158,9 @@ def moto():
 def instance_state(ec2) -> str:
     from finfocus.sample_data import SPIKE_RESOURCE_ID
 
-    found = ec2.describe_instances(InstanceIds=[SPIKE_RESOURCE_ID])["Reservations"][0]["Instances"][0]
+    found = ec2.describe_instances(InstanceIds=[SPIKE_RESOURCE_ID])["Reservations"][0]["Instances"][
+        0
+    ]
     return found["State"]["Name"]
 
 
@@ -133,12 +177,23 @@ def stack(moto):
 
         (home / "playbooks").mkdir(exist_ok=True)
         (home / "playbooks" / "stop-spiking-instances.yaml").write_text(
-            (PACKAGED_DIR / "stop-spiking-instances.yaml").read_text().replace("enabled: false", "enabled: true"))
+            (PACKAGED_DIR / "stop-spiking-instances.yaml")
+            .read_text()
+            .replace("enabled: false", "enabled: true")
+        )
         demo = finfocus(home, "demo", "--timeout", "90", timeout=900)
         assert demo.returncode == 0, demo.stdout + demo.stderr
         for name, password in PASSWORDS.items():
-            added = finfocus(home, "user", "add", name, "--role", name.split("-")[1], "--password-stdin",
-                             stdin=password + "\n")
+            added = finfocus(
+                home,
+                "user",
+                "add",
+                name,
+                "--role",
+                name.split("-")[1],
+                "--password-stdin",
+                stdin=password + "\n",
+            )
             assert added.returncode == 0, added.stderr
         status = json.loads(finfocus(home, "status", "--output", "json").stdout)
         assert status.get("api_url"), status
@@ -162,17 +217,27 @@ class Watched:
     def __init__(self, page: Page) -> None:
         self.page = page
         self.problems: list[str] = []
-        page.on("console", lambda m: self.problems.append(f"console: {m.text}") if m.type == "error" else None)
+        page.on(
+            "console",
+            lambda m: self.problems.append(f"console: {m.text}") if m.type == "error" else None,
+        )
         page.on("pageerror", lambda e: self.problems.append(f"exception: {e}"))
         page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url}"))
-        page.on("response", lambda r: self.problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+        page.on(
+            "response",
+            lambda r: (
+                self.problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None
+            ),
+        )
 
     def take(self) -> list[str]:
         out, self.problems = self.problems, []
         return out
 
 
-def login(browser: Browser, stack: Stack, user: str, width: int = 1280, height: int = 800) -> Watched:
+def login(
+    browser: Browser, stack: Stack, user: str, width: int = 1280, height: int = 800
+) -> Watched:
     context = browser.new_context(viewport={"width": width, "height": height})
     page = context.new_page()
     watched = Watched(page)
@@ -222,20 +287,26 @@ def test_login_then_every_page_renders_without_console_errors(browser: Browser, 
     page.wait_for_timeout(150)
     page.screenshot(path=str(ARTIFACTS / "anomaly.png"))
     impact = page.get_by_test_id("anomaly-impact").inner_text().split(" (")[0]
-    assert page.get_by_test_id("root-cause-sum").inner_text() == impact  # root causes add up to the impact
+    assert (
+        page.get_by_test_id("root-cause-sum").inner_text() == impact
+    )  # root causes add up to the impact
     assert page.get_by_test_id("anomaly-monitor").inner_text()
     assert watched.take() == []
     page.context.close()
 
 
-def test_overview_month_to_date_total_equals_cost_actual_to_the_cent(browser: Browser, stack: Stack):
+def test_overview_month_to_date_total_equals_cost_actual_to_the_cent(
+    browser: Browser, stack: Stack
+):
     watched = login(browser, stack, "console-viewer")
     start, end = month_to_date()
     shown = watched.page.get_by_test_id("summary-total").inner_text()  # the default: month to date
     assert shown == cost_actual_text(stack.home, start, end)
     first, until = sample_window(stack)
     watched.page.goto(f"{stack.url}/?from={first}&to={until}")
-    assert watched.page.get_by_test_id("summary-total").inner_text() == cost_actual_text(stack.home, first, until)
+    assert watched.page.get_by_test_id("summary-total").inner_text() == cost_actual_text(
+        stack.home, first, until
+    )
     assert watched.take() == []
     watched.page.context.close()
 
@@ -249,9 +320,12 @@ def test_explorer_total_equals_cost_actual_and_the_csv_adds_up(browser: Browser,
     assert page.get_by_test_id("costs-total").inner_text() == expected
     assert "(untagged)" in page.get_by_test_id("costs-table").inner_text()
     # a filter is part of the query the URL carries
-    page.goto(f"{stack.url}/costs?from={first}&to={until}&group_by=daily,account&filter=provider=AWS")
+    page.goto(
+        f"{stack.url}/costs?from={first}&to={until}&group_by=daily,account&filter=provider=AWS"
+    )
     assert page.get_by_test_id("costs-total").inner_text() == cost_actual_text(
-        stack.home, first, until, "--filter", "provider=AWS")
+        stack.home, first, until, "--filter", "provider=AWS"
+    )
     # the form keeps the query in the URL
     page.select_option("#granularity", "monthly")
     page.fill("#dim1", "provider")
@@ -259,20 +333,39 @@ def test_explorer_total_equals_cost_actual_and_the_csv_adds_up(browser: Browser,
     page.click("#explorer-form button[type=submit]")
     page.wait_for_url("**/costs?**group_by=monthly%2Cprovider**")
     assert page.get_by_test_id("costs-total").inner_text() == cost_actual_text(
-        stack.home, first, until, "--filter", "provider=AWS")
+        stack.home, first, until, "--filter", "provider=AWS"
+    )
     with page.expect_download() as download:
         page.click("text=Download CSV")
     rows = list(csv.DictReader(open(download.value.path())))
-    assert sum(Decimal(r["cost"]) for r in rows) == Decimal(json.loads(finfocus(
-        stack.home, "cost", "actual", "--from", first, "--to", until, "--filter", "provider=AWS",
-        "--output", "json").stdout)["summary"]["totalCost"])
+    assert sum(Decimal(r["cost"]) for r in rows) == Decimal(
+        json.loads(
+            finfocus(
+                stack.home,
+                "cost",
+                "actual",
+                "--from",
+                first,
+                "--to",
+                until,
+                "--filter",
+                "provider=AWS",
+                "--output",
+                "json",
+            ).stdout
+        )["summary"]["totalCost"]
+    )
     # a saved view comes back as a link to the same query
     page.fill("#view-name", "aws monthly")
     page.click("#save-view button[type=submit]")
-    page.wait_for_function("() => /Saved the view/.test(document.getElementById('status').textContent)")
+    page.wait_for_function(
+        "() => /Saved the view/.test(document.getElementById('status').textContent)"
+    )
     page.goto(f"{stack.url}/costs")
     page.click("text=aws monthly")
-    assert "group_by=monthly%2Cprovider" in page.url and "filter=provider%3DAWS" in page.url, page.url
+    assert "group_by=monthly%2Cprovider" in page.url and "filter=provider%3DAWS" in page.url, (
+        page.url
+    )
     assert watched.take() == []
     page.context.close()
 
@@ -282,7 +375,9 @@ def test_viewer_sees_no_approve_button_and_gets_403_when_forcing_it(browser: Bro
     page = watched.page
     page.goto(f"{stack.url}/remediation")
     assert page.locator("button[data-action=approve]").count() == 0
-    commands = json.loads(finfocus(stack.home, "remediation", "list", "--output", "json").stdout)["commands"]
+    commands = json.loads(finfocus(stack.home, "remediation", "list", "--output", "json").stdout)[
+        "commands"
+    ]
     target = commands[0]["command_id"] if commands else "no-such-command"
     status = page.evaluate(
         """async (id) => {
@@ -290,7 +385,9 @@ def test_viewer_sees_no_approve_button_and_gets_403_when_forcing_it(browser: Bro
              const r = await fetch('/api/v1/remediation/commands/' + encodeURIComponent(id) + '/approve',
                {method: 'POST', headers: {'Content-Type': 'application/json', 'X-CSRF-Token': csrf},
                 body: JSON.stringify({reason: 'forced'})});
-             return r.status; }""", target)
+             return r.status; }""",
+        target,
+    )
     assert status == 403
     watched.take()  # the forced 403 is the point here
     page.context.close()
@@ -301,15 +398,20 @@ def _pending_command(stack: Stack, timeout: float = 120) -> dict | None:
     while time.monotonic() < deadline:
         result = finfocus(stack.home, "remediation", "list", "--output", "json")
         if result.returncode == 0:
-            pending = [c for c in json.loads(result.stdout)["commands"]
-                       if c["status"] == "pending-approval" and c["action"] == "stop-instance"]
+            pending = [
+                c
+                for c in json.loads(result.stdout)["commands"]
+                if c["status"] == "pending-approval" and c["action"] == "stop-instance"
+            ]
             if pending:
                 return pending[0]
         time.sleep(3)
     return None
 
 
-def test_an_approver_approves_the_pending_command_and_sees_it_executed(browser: Browser, stack: Stack, moto):
+def test_an_approver_approves_the_pending_command_and_sees_it_executed(
+    browser: Browser, stack: Stack, moto
+):
     command = _pending_command(stack)
     assert command is not None, "the demo produced no stop-instance command waiting for approval"
     assert instance_state(moto) == "running"
@@ -323,7 +425,9 @@ def test_an_approver_approves_the_pending_command_and_sees_it_executed(browser: 
     assert "stop-instance" in text and target in text and "saving" in text, text
     page.fill("#confirm-note", "approved from the browser test")
     page.click("#confirm-ok")
-    page.wait_for_function("() => /done|accepted/.test(document.getElementById('status').textContent)")
+    page.wait_for_function(
+        "() => /done|accepted/.test(document.getElementById('status').textContent)"
+    )
     deadline = time.monotonic() + 90
     status = None
     while time.monotonic() < deadline:  # the executor picks approved commands up on its next sweep
@@ -349,7 +453,9 @@ def test_an_approver_gives_feedback_on_the_anomaly(browser: Browser, stack: Stac
     assert "Planned change" in page.locator("#confirm-text").inner_text()
     page.fill("#confirm-note", "the load test of the week")
     page.click("#confirm-ok")
-    page.wait_for_function("() => /done|accepted/.test(document.getElementById('status').textContent)")
+    page.wait_for_function(
+        "() => /done|accepted/.test(document.getElementById('status').textContent)"
+    )
     assert watched.take() == []
     page.context.close()
 
@@ -366,7 +472,10 @@ def test_an_admin_sets_a_budget_and_a_viewer_has_no_budget_form(browser: Browser
     page.click("#confirm-ok")
     page.wait_for_function("() => /saved/.test(document.getElementById('status').textContent)")
     deadline = time.monotonic() + 30
-    while "console-test" not in page.get_by_test_id("budgets-table").inner_text() and time.monotonic() < deadline:
+    while (
+        "console-test" not in page.get_by_test_id("budgets-table").inner_text()
+        and time.monotonic() < deadline
+    ):
         page.wait_for_timeout(1000)
         page.goto(f"{stack.url}/forecasts")
     assert "1,234.50 USD" in page.get_by_test_id("budgets-table").inner_text()
@@ -379,7 +488,9 @@ def test_an_admin_sets_a_budget_and_a_viewer_has_no_budget_form(browser: Browser
     viewer.page.context.close()
 
 
-def test_controls_have_labels_actions_are_keyboard_reachable_and_390_wide_fits(browser: Browser, stack: Stack):
+def test_controls_have_labels_actions_are_keyboard_reachable_and_390_wide_fits(
+    browser: Browser, stack: Stack
+):
     watched = login(browser, stack, "console-admin")
     page = watched.page
     for name, path in PAGES.items():
@@ -388,13 +499,18 @@ def test_controls_have_labels_actions_are_keyboard_reachable_and_390_wide_fits(b
             """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
                  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
                               && !e.getAttribute('aria-labelledby'))
-                 .map(e => e.id || e.name || e.outerHTML.slice(0, 60))""")
+                 .map(e => e.id || e.name || e.outerHTML.slice(0, 60))"""
+        )
         assert unlabelled == [], (name, unlabelled)
     page.goto(f"{stack.url}/costs")
     reached = set()
     for _ in range(60):
         page.keyboard.press("Tab")
-        reached.add(page.evaluate("() => document.activeElement.textContent.trim() || document.activeElement.id"))
+        reached.add(
+            page.evaluate(
+                "() => document.activeElement.textContent.trim() || document.activeElement.id"
+            )
+        )
     assert {"Explore", "Download CSV", "Save view"} <= reached, reached
     page.context.close()
     narrow = login(browser, stack, "console-admin", width=390, height=844)

@@ -27,10 +27,19 @@ PAGES = ("/", "/costs", "/anomalies", "/forecasts", "/recommendations", "/remedi
 
 
 def cost_actual_text(settings, *args: str) -> str:
-    env = {**os.environ, "FINFOCUS_HOME": str(settings.home), "FINFOCUS_DATABASE_URL": settings.database_url}
+    env = {
+        **os.environ,
+        "FINFOCUS_HOME": str(settings.home),
+        "FINFOCUS_DATABASE_URL": settings.database_url,
+    }
     env.pop("FINFOCUS_READER_DATABASE_URL", None)
-    done = subprocess.run([sys.executable, "-m", "finfocus.cli", "cost", "actual", *args, "--output", "json"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "finfocus.cli", "cost", "actual", *args, "--output", "json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return view.totals_text(json.loads(done.stdout)["summary"])
 
@@ -57,7 +66,9 @@ async def test_a_viewer_signs_in_and_every_page_shows_the_api_figures(settings):
         assert redirect.status_code == 303
         assert redirect.headers["location"] == "/login?next=%2Fcosts%3Ffrom%3D2026-01-01"
         await make_user(app, "console-viewer", "viewer", "viewer-pass-1234")
-        login = await client.post("/login", data={"username": "console-viewer", "password": "viewer-pass-1234"})
+        login = await client.post(
+            "/login", data={"username": "console-viewer", "password": "viewer-pass-1234"}
+        )
         assert login.status_code == 303
         for path in PAGES:
             page = await client.get(path)
@@ -66,10 +77,17 @@ async def test_a_viewer_signs_in_and_every_page_shows_the_api_figures(settings):
         assert shown((await client.get("/")).text, "summary-total") == month_to_date
         overview = (await client.get("/", params={"from": start, "to": tomorrow})).text
         assert shown(overview, "summary-total") == window
-        explorer = await client.get("/costs", params={"from": start, "to": tomorrow, "group_by": "service,tag:team"})
+        explorer = await client.get(
+            "/costs", params={"from": start, "to": tomorrow, "group_by": "service,tag:team"}
+        )
         assert shown(explorer.text, "costs-total") == window
         assert "(untagged)" in explorer.text
-        query = {"from": start, "to": tomorrow, "group_by": "monthly,account", "filter": "provider=AWS"}
+        query = {
+            "from": start,
+            "to": tomorrow,
+            "group_by": "monthly,account",
+            "filter": "provider=AWS",
+        }
         assert shown((await client.get("/costs", params=query)).text, "costs-total") == aws
         csv_text = (await client.get("/costs.csv", params=query)).text
         rows = list(csv.DictReader(io.StringIO(csv_text)))

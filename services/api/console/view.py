@@ -16,8 +16,20 @@ CENT = Decimal("0.01")
 UNTAGGED = "(untagged)"
 BUCKETS = ("daily", "monthly")
 #: the explorer's group-by choices besides tag:KEY (the API's names)
-DIMENSIONS = ("provider", "service", "account", "billing-account", "region", "resource", "type",
-              "sku", "category", "service-category", "currency", "price-source")
+DIMENSIONS = (
+    "provider",
+    "service",
+    "account",
+    "billing-account",
+    "region",
+    "resource",
+    "type",
+    "sku",
+    "category",
+    "service-category",
+    "currency",
+    "price-source",
+)
 METRICS = ("billed", "effective", "list", "contracted")
 
 
@@ -96,7 +108,9 @@ class ExplorerQuery:
     errors: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], filters: Iterable[str], today: date | None = None) -> ExplorerQuery:
+    def from_params(
+        cls, params: Mapping[str, Any], filters: Iterable[str], today: date | None = None
+    ) -> ExplorerQuery:
         first, tomorrow = month_to_date(today)
         errors: list[str] = []
         start = _date_text(params.get("from"), first, "from", errors)
@@ -205,12 +219,25 @@ def chart_series(results: list[dict], query: ExplorerQuery, limit: int = 12) -> 
     xs = sorted(buckets)
     series = [{"name": n, "data": [str(cells[n].get(x, Decimal(0))) for x in xs]} for n in keep]
     if rest:
-        series.append({"name": f"other ({len(rest)})",
-                       "data": [str(sum((cells[n].get(x, Decimal(0)) for n in rest), Decimal(0))) for x in xs]})
+        series.append(
+            {
+                "name": f"other ({len(rest)})",
+                "data": [
+                    str(sum((cells[n].get(x, Decimal(0)) for n in rest), Decimal(0))) for x in xs
+                ],
+            }
+        )
     return {"x": xs, "series": series, "currency": currency}
 
 
 def csv_rows(table: list[dict], query: ExplorerQuery) -> list[list[str]]:
     header = [*query.dimensions, "currency", "cost", "share_pct"]
-    return [header] + [[*r["labels"], r["currency"] or "", format(r["cost"], "f"),
-                        "" if r["share"] is None else format(r["share"], "f")] for r in table]
+    return [header] + [
+        [
+            *r["labels"],
+            r["currency"] or "",
+            format(r["cost"], "f"),
+            "" if r["share"] is None else format(r["share"], "f"),
+        ]
+        for r in table
+    ]
