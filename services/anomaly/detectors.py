@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.anomaly.detectors_context import context_surprise_scores
 
@@ -69,7 +69,16 @@ class DetectorParams(BaseModel):
     direction: str = Field("up", pattern="^(up|down|both)$", description="Which deviations alert")
 
 
+#: robust-seasonal's z-score threshold per sensitivity (false-alarm rates in docs/anomaly.md)
+SENSITIVITY = {"low": 10.0, "medium": 8.0, "high": 6.0}
+
+
 class RobustSeasonalParams(DetectorParams):
+    threshold: float = Field(SENSITIVITY["medium"], gt=0, description="Robust z-score a day must reach")
+    sensitivity: str | None = Field(None, pattern="^(low|medium|high)$",
+                                    description="Sets the threshold (low 10, medium 8, high 6)")
+    min_impact: float = Field(40.0, ge=0, description="Smallest excess (money) worth an alert")
+    min_impact_pct: float = Field(30.0, ge=0, description="Smallest excess in percent of expected")
     season_window: int = Field(56, ge=14, description="Days used for weekday factors")
     season_gain: float = Field(0.8, gt=0, le=1, description="Keep seasonality when spread shrinks below this share")
     confirm_days: int = Field(7, ge=2, description="Consecutive flags that make a level shift")
@@ -79,10 +88,17 @@ class RobustSeasonalParams(DetectorParams):
     small_sample: float = Field(4.0, ge=0, description="Widen the spread by 1 + this / training days")
     min_nonzero: int = Field(3, ge=0, description="Days with cost needed before an intermittent series alerts")
     zero_share: float = Field(0.3, gt=0, le=1, description="Share of zero days that makes a series intermittent")
-    drift_k: float = Field(1.5, ge=0, description="CUSUM allowance: z-score per day a drift must exceed")
-    drift_h: float = Field(12.0, gt=0, description="CUSUM level (summed z above the allowance) that flags a drift")
+    drift_k: float = Field(1.0, ge=0, description="CUSUM allowance: z-score per day a drift must exceed")
+    drift_h: float = Field(10.0, gt=0, description="CUSUM level (summed z above the allowance) that flags a drift")
     holidays: tuple[str, ...] = Field((), description="ISO dates judged like a Sunday (with weekly seasonality)")
-    new_month_pct: float = Field(60.0, ge=0, description="Excess (percent) a 1st of the month needs before one is seen")
+    new_month_pct: float = Field(100.0, ge=0, description="Excess (percent) a 1st of the month needs before one is seen")
+
+
+    @model_validator(mode="after")
+    def _sensitivity(self) -> RobustSeasonalParams:
+        if self.sensitivity is not None:
+            self.threshold = SENSITIVITY[self.sensitivity]
+        return self
 
 
 class MadParams(DetectorParams):
@@ -277,11 +293,12 @@ def robust_seasonal(
             continue
         exp, scale = _baseline(learn, train, t, ph, p)
         scale *= 1 + p.small_sample / len(train)
-        pct = p.min_impact_pct
+        pct, base = p.min_impact_pct, exp
         if mstart[t]:
-            seen = [i for i in range(lo, t) if mstart[i] and expected[i] > 0 and not missing[i]]
+            # `expected` keeps the day's value without the bump, so each 1st's own bump is y/expected
+            seen = [i for i in range(max(0, t - 100), t) if mstart[i] and expected[i] > 0 and not missing[i]]
             if seen:
-                bump = max(1.0, _med(np.array([y[i] / expected[i] for i in seen])))
+                bump = max(1.0, _med(np.array([y[i] / expected[i] for i in seen[-2:]])))
                 exp, scale = exp * bump, scale * bump
             else:
                 pct = max(pct, p.new_month_pct)
@@ -291,7 +308,7 @@ def robust_seasonal(
         cusum = max(0.0, cusum + z - p.drift_k) if not mstart[t] else cusum
         if cusum >= p.drift_h and z > p.drift_k and z < p.threshold:
             z = p.threshold  # the summed evidence, not the day alone, makes it anomalous
-        expected[t], scores[t] = exp, z
+        expected[t], scores[t] = base, z
         if y[t] == 0 and not np.all(learn[train]):
             scores[t] = 0.0
             continue  # an idle day of a series that has idle days: no usage, not a drop
@@ -382,8 +399,11 @@ def episodes_from(y: np.ndarray, expected: np.ndarray, scores: np.ndarray, p: De
             out.append(cur)
         elif cur is not None and t - cur.end >= 1:
             cur = None
+    threshold = p.threshold
     for ep in out:
-        if ep.end - ep.start >= confirm:
+        if scores[ep.start] == threshold and ep.end - ep.start > 1:
+            ep.kind = "drift"  # opened by the CUSUM: a climb, not a step (see robust_seasonal)
+        elif ep.end - ep.start >= confirm:
             ep.kind = "level-shift"
     return sorted(out + delays, key=lambda e: e.start)
 

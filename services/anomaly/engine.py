@@ -28,6 +28,8 @@ from services.anomaly.domain import (
 )
 from services.anomaly.store import Prefetched, Tx
 
+#: the kind of a billing delay's finding: a data-quality event, stored but not published
+DATA_QUALITY = "billing-delay"
 #: a single line beyond this is an error upstream, not spend (and would overflow float maths)
 MAX_COST = Decimal("1e15")
 
@@ -160,6 +162,8 @@ class Evaluator:
                 kind = f.kind
                 cause = _cause(members, f)
             await tx.save_anomaly(monitor.name, key, anomaly.model_dump(mode="json"), kind, now)
+            if kind == DATA_QUALITY:
+                continue  # a billing delay is kept (its own kind) but is no cost anomaly to publish
             out.append(Outcome(anomaly, cause, change.kind))
         return out
 
