@@ -13,6 +13,7 @@ import typer
 
 from finfocus.cli.output import (
     OUTPUT_OPTION,
+    WIDE_OPTION,
     OutputFormat,
     fail,
     print_json,
@@ -97,25 +98,68 @@ def _days(r: dict) -> int:
     return max(1, round((end - start).total_seconds() / 86400))
 
 
-def _print(rows: list[dict], output: OutputFormat) -> None:
+def _print(rows: list[dict], output: OutputFormat, wide: bool = False) -> None:
     if output == OutputFormat.JSON:
         print_json({"anomalies": rows})
     elif output == OutputFormat.NDJSON:
         print_ndjson(rows)
     else:
-        print_table(
-            ["id", "start", "days", "dimension", "actual", "impact", "%", "severity", "status"],
+        from finfocus.cli.output import Column, render_table
+        from finfocus.cli.vocab import cents, plural
+
+        render_table(
+            [Column("id", kind="id"), Column("impact", kind="money"), Column("severity"),
+             Column("dimension", kind="key"), Column("start", drop=3), Column("days", kind="number", drop=2),
+             Column("actual", kind="money", drop=4), Column("%", kind="number", drop=1),
+             Column("status", drop=5)],
             [
                 (
-                    r["anomaly_id"], r["window_start"][:10], _days(r),
-                    " / ".join(_ordered(r["dimension"])),
-                    r["actual_cost"], f"{r['impact']} {r['currency']}",
-                    r.get("impact_pct") or "", r["severity"], r["status"],
+                    r["anomaly_id"], f"{cents(r['impact'])} {r['currency']}", r["severity"],
+                    " / ".join(_ordered(r["dimension"])), r["window_start"][:10], _days(r),
+                    cents(r["actual_cost"]), r.get("impact_pct") or "", r["status"],
                 )
                 for r in rows
             ],
-            title=f"{len(rows)} anomalies",
+            title=plural(len(rows), "anomaly", "anomalies"), wide=wide,
         )
+
+
+def show_detail(r: dict, feedback: dict | None) -> None:
+    """`anomalies show`: one field per line, the root causes below, the feedback with its note."""
+    from finfocus.cli.output import Column, render_detail, render_table
+    from finfocus.cli.vocab import cents
+
+    fb = feedback or {}
+    render_detail(f"Anomaly {r['anomaly_id']}", [
+        ("dimension", ", ".join(f"{k}={v}" for k, v in r["dimension"].items())),
+        ("window", f"{r['window_start']} to {r['window_end']} ({_days(r)} days)"),
+        ("expected", f"{cents(r['expected_cost'])} {r['currency']}"),
+        ("actual", f"{cents(r['actual_cost'])} {r['currency']}"),
+        ("impact", f"{cents(r['impact'])} {r['currency']}" + (f" ({r['impact_pct']} %)" if r.get("impact_pct") else "")),
+        ("severity", r["severity"]), ("status", r["status"]), ("detector", r.get("detector")),
+        ("score", r.get("score")), ("detected", r.get("detected_at")),
+        ("feedback", fb.get("verdict") or "none yet"),
+        *([("note", fb["note"])] if fb.get("note") else []),
+        *([("feedback by", fb["actor"])] if fb.get("actor") else []),
+    ])
+    if r.get("root_causes"):
+        render_table([Column("root cause", kind="key"), Column("contribution", kind="money")], [
+            (", ".join(f"{k}={v}" for k, v in c["dimension"].items()), cents(c["contribution"]))
+            for c in r["root_causes"]
+        ])
+
+
+async def resolve_anomaly_id(conn, prefix: str) -> str:
+    """A full id or a unique prefix of one (like git); fails with the candidates otherwise."""
+    if await conn.fetchval(f"SELECT 1 FROM {VIEW} WHERE anomaly_id = $1", prefix):
+        return prefix
+    found = [r["anomaly_id"] for r in await conn.fetch(
+        f"SELECT anomaly_id FROM {VIEW} WHERE starts_with(anomaly_id, $1) ORDER BY 1 LIMIT 6", prefix)]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        fail(f"no anomaly {prefix}")
+    fail(f"{prefix} is ambiguous: {', '.join(found[:5])}{', ...' if len(found) > 5 else ''}", 2)
 
 
 def register(app: typer.Typer) -> None:
@@ -129,6 +173,7 @@ def register(app: typer.Typer) -> None:
         severity: list[str] = typer.Option(None, "--severity", help="low, medium, high or critical (repeatable or comma-separated); high+ means high or worse"),
         status: list[str] = typer.Option(None, "--status", help="open, ongoing, resolved or acknowledged (repeatable)"),
         output: OutputFormat = OUTPUT_OPTION,
+        wide: bool = WIDE_OPTION,
     ) -> None:
         """List detected anomalies, most recent first; `--output json` prints {"anomalies": [...]}."""
         from finfocus.settings import FinFocusSettings
@@ -137,31 +182,30 @@ def register(app: typer.Typer) -> None:
         severities = _expand(severity)
 
         async def go() -> None:
-            _print(await fetch_anomalies(FinFocusSettings().database, window, severities, list(status or [])), output)
+            _print(await fetch_anomalies(FinFocusSettings().database, window, severities, list(status or [])), output, wide)
 
         run(go())
 
     register_admin(anomalies)
 
     @anomalies.command("show")
-    def show(anomaly_id: str = typer.Argument(..., help="Anomaly id (anm-...)"), output: OutputFormat = OUTPUT_OPTION) -> None:
-        """Show one anomaly with its root causes."""
+    def show(anomaly_id: str = typer.Argument(..., help="Anomaly id (anm-...) or a unique prefix of one"), output: OutputFormat = OUTPUT_OPTION) -> None:
+        """Show one anomaly with its root causes and the feedback given (verdict and note)."""
         from finfocus.db import reader
         from finfocus.settings import FinFocusSettings
 
         async def go() -> None:
             async with reader(FinFocusSettings().database) as conn:
-                row = await conn.fetchrow(f"SELECT record, feedback FROM {VIEW} WHERE anomaly_id = $1", anomaly_id)
+                full = await resolve_anomaly_id(conn, anomaly_id)
+                row = await conn.fetchrow(f"SELECT * FROM {VIEW} WHERE anomaly_id = $1", full)
             if row is None:
                 fail(f"no anomaly {anomaly_id}")
+            row = dict(row)
+            note = {"verdict": row["feedback"], "note": row.get("feedback_note"), "actor": row.get("feedback_actor")}
             if output != OutputFormat.TABLE:
-                print_json(row["record"] | {"feedback": row["feedback"]})
+                print_json(row["record"] | {"feedback": row["feedback"], "feedback_note": note["note"]})
                 return
-            r = row["record"]
-            _print([r], OutputFormat.TABLE)
-            print_table(["root cause", "contribution"], [
-                (", ".join(f"{k}={v}" for k, v in c["dimension"].items()), c["contribution"]) for c in r["root_causes"]
-            ])
+            show_detail(row["record"], note if row["feedback"] else None)
 
         run(go())
 
@@ -218,7 +262,7 @@ def register_admin(anomalies: typer.Typer) -> None:
 
     @anomalies.command("feedback")
     def feedback(
-        anomaly_id: str = typer.Argument(..., help="Anomaly id (anm-...)"),
+        anomaly_id: str = typer.Argument(..., help="Anomaly id (anm-...) or a unique prefix of one"),
         verdict: str = typer.Argument(..., help="yes (real), no (false alarm) or planned (expected spend)"),
         note: str = typer.Option(None, "--note", help="Free text kept with the verdict"),
     ) -> None:
@@ -235,9 +279,9 @@ def register_admin(anomalies: typer.Typer) -> None:
             from finfocus.settings import FinFocusSettings
 
             settings = FinFocusSettings()
+            nonlocal anomaly_id
             async with reader(settings.database) as conn:
-                if not await conn.fetchval(f"SELECT 1 FROM {VIEW} WHERE anomaly_id = $1", anomaly_id):
-                    fail(f"no anomaly {anomaly_id}")
+                anomaly_id = await resolve_anomaly_id(conn, anomaly_id)
             body = AnomalyFeedbackV1(anomaly_id=anomaly_id, verdict=verdict, note=note,
                                      given_at=datetime.now(UTC))
             value = body.model_dump_json().encode()

@@ -14,6 +14,7 @@ import typer
 
 from finfocus.cli.output import (
     OUTPUT_OPTION,
+    WIDE_OPTION,
     OutputFormat,
     fail,
     print_json,
@@ -188,7 +189,7 @@ def _public(row: dict) -> dict:
 
 
 @budget_app.command("list")
-def list_budgets(output: OutputFormat = OUTPUT_OPTION) -> None:
+def list_budgets(output: OutputFormat = OUTPUT_OPTION, wide: bool = WIDE_OPTION) -> None:
     """Budgets with this period's actual spend and the projection to its end."""
     try:
         budgets = [_public(r) for r in run(_rows())]
@@ -218,11 +219,61 @@ def list_budgets(output: OutputFormat = OUTPUT_OPTION) -> None:
                 for b in budgets
             ],
             title="Budgets: projected = actual to date + forecast to the period's end (95 % range)",
+            wide=wide,
+        )
+
+
+async def _alerts(name: str | None) -> list[dict]:
+    from finfocus.db import reader
+    from finfocus.settings import FinFocusSettings
+
+    async with reader(FinFocusSettings().database) as conn:
+        rows = await conn.fetch(
+            "SELECT a.alert_id, a.name, a.period_start, a.period_end, a.kind, a.percent, a.limit_amount, "
+            "a.spend, a.raised_at, b.currency FROM forecast.v_budget_alerts a "
+            "LEFT JOIN forecast.v_budgets b USING (name) "
+            "WHERE $1::text IS NULL OR a.name = $1 ORDER BY a.raised_at DESC, a.alert_id",
+            name,
+        )
+    return [dict(r) for r in rows]
+
+
+@budget_app.command("alerts")
+def list_alerts(
+    name: str = typer.Argument(None, help="Only this budget's alerts"),
+    output: OutputFormat = OUTPUT_OPTION,
+    wide: bool = WIDE_OPTION,
+) -> None:
+    """Alerts budgets have raised (actual or projected spend past a threshold), newest first."""
+    try:
+        alerts = run(_alerts(name))
+    except Exception as exc:  # noqa: BLE001 - a database without the forecast schema
+        from finfocus.cli.forecast import _not_ready
+
+        fail(_not_ready(exc).replace("forecasts", "budget alerts", 1))
+    if output == OutputFormat.JSON:
+        print_json({"alerts": alerts})
+    elif output == OutputFormat.NDJSON:
+        print_ndjson(alerts)
+    else:
+        from finfocus.cli.output import Column, render_table
+        from finfocus.cli.vocab import plural
+
+        render_table(
+            [Column("raised"), Column("budget", kind="key"), Column("kind"), Column("threshold", kind="number"),
+             Column("spend", kind="money"), Column("limit", kind="money"), Column("period", drop=1),
+             Column("id", kind="id", drop=2)],
+            [(a["raised_at"], a["name"], a["kind"], f"{a['percent']}%", f"{_cents(a['spend'])} {a['currency'] or ''}",
+              _cents(a["limit_amount"]), f"{a['period_start']} to {a['period_end']}", a["alert_id"])
+             for a in alerts],
+            title=plural(len(alerts), "budget alert"), wide=wide,
         )
 
 
 def _cents(value) -> str:
-    return "" if value is None else format(Decimal(value).quantize(Decimal("0.01")), "f")
+    from finfocus.cli.vocab import cents
+
+    return cents(value)
 
 
 def _reason(exc: Exception) -> str:

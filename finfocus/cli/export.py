@@ -214,10 +214,15 @@ export_app = typer.Typer(no_args_is_help=True, help="Export the platform's cost 
 
 @export_app.command("focus")
 def focus(
-    output: Path = typer.Option(..., "--output", "-o", help="file to write: .csv, .csv.gz or .parquet"),
+    file: Path | None = typer.Option(None, "--file", help="file to write: .csv, .csv.gz or .parquet"),
+    output: str | None = typer.Option(
+        None, "--output", "-o",
+        help="format: csv or parquet (default: from the file name). A file name here still works for one "
+        "release, with a warning: use --file",
+    ),
     start: str | None = typer.Option(None, "--from", help="first day (inclusive), YYYY-MM-DD, on ChargePeriodStart"),
     end: str | None = typer.Option(None, "--to", help="last day (exclusive), YYYY-MM-DD"),
-    fmt: ExportFormat | None = typer.Option(None, "--format", help="csv or parquet (default: from the file name)"),
+    fmt: ExportFormat | None = typer.Option(None, "--format", hidden=True, help="same as --output csv|parquet"),
 ) -> None:
     """Write priced cost lines as a FOCUS 1.2 file (CSV or Parquet), window [from, to)."""
     from finfocus.settings import FinFocusSettings
@@ -225,6 +230,8 @@ def focus(
     day_from, day_to = _parse_day(start, "--from"), _parse_day(end, "--to")
     if day_from and day_to and day_to <= day_from:
         fail("--to must be after --from", 2)
+    target, fmt = _target(file, output, fmt)
+    output = target
     chosen = fmt or (ExportFormat.PARQUET if output.suffix == ".parquet" else ExportFormat.CSV)
     writer = Writer(output, chosen)
     try:
@@ -233,6 +240,25 @@ def focus(
         writer.close()
     totals = ", ".join(f"{v} {c}" for c, v in sorted(writer.totals.items())) or "nothing"
     err_console.print(f"wrote {writer.rows} FOCUS 1.2 rows to {output} (billed: {totals})")
+
+
+def _target(file: Path | None, output: str | None, fmt: ExportFormat | None) -> tuple[Path, ExportFormat | None]:
+    """`-o/--output` is the format like everywhere else and `--file` the path; `--output FILE`
+    (the earlier spelling) still works for one release with a warning."""
+    formats = {f.value for f in ExportFormat}
+    if output is not None and output.lower() in formats:
+        fmt = ExportFormat(output.lower())
+    elif output is not None:
+        if output.lower() in {"json", "ndjson", "table"}:
+            fail(f"--output {output}: export focus writes csv or parquet; the path goes in --file", 2)
+        if file is not None:
+            fail(f"--output {output!r} is not a format (csv or parquet) and --file is given", 2)
+        err_console.print(f"[yellow]warning:[/yellow] --output FILE is deprecated; use --file {output} "
+                          "(-o/--output is the format: csv or parquet)", soft_wrap=True)
+        file = Path(output)
+    if file is None:
+        fail("--file is required: the .csv, .csv.gz or .parquet file to write", 2)
+    return file, fmt
 
 
 def register(app: typer.Typer) -> None:

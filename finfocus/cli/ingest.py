@@ -329,7 +329,7 @@ def _money(totals: dict[str, str]) -> str:
 @ingest_app.command(IMPORT_COMMAND)
 def import_files(
     files: list[Path] = typer.Argument(..., exists=True, dir_okay=False, readable=True, metavar="FILE", help="export files (CSV, CSV.gz, JSON lines, Parquet)"),
-    format: IngestFormat = typer.Option(IngestFormat.AUTO, "--format", "-f", help="export format; auto detects it from the header"),
+    format: IngestFormat = typer.Option(IngestFormat.AUTO, "--format", help="export format; auto detects it from the header (no -f: -f is --filter in every command)"),
     wait: bool = typer.Option(False, "--wait", help="return when every accepted row is priced and stored, and reconcile the totals"),
     wait_timeout: float = typer.Option(600.0, "--wait-timeout", help="seconds --wait waits at most"),
     strict: bool = typer.Option(False, "--strict", help="exit 1 when any row is rejected"),

@@ -17,6 +17,7 @@ import typer
 
 from finfocus.cli.output import (
     OUTPUT_OPTION,
+    WIDE_OPTION,
     OutputFormat,
     fail,
     print_json,
@@ -69,6 +70,7 @@ async def _list_commands(status: str | None) -> list[dict]:
 def list_commands(
     status: str = typer.Option(None, "--status", "-s", help=f"Only this status: {', '.join(STATUSES)}"),
     output: OutputFormat = OUTPUT_OPTION,
+    wide: bool = WIDE_OPTION,
 ) -> None:
     """List remediation commands with their status and result."""
     if status is not None and status not in STATUSES:
@@ -79,11 +81,18 @@ def list_commands(
     elif output == OutputFormat.NDJSON:
         print_ndjson(commands)
     else:
-        print_table(
-            ["id", "status", "action", "resource", "mode", "playbook", "monthly", "reason"],
-            [[c["command_id"], c["status"], c["action"], c["target"]["resource_id"], c["mode"],
-              c.get("playbook"), c.get("expected_monthly_savings"), c["reason"]["text"]] for c in commands],
-            title="Remediation commands",
+        from finfocus.cli.output import Column, render_table
+        from finfocus.cli.vocab import cents
+
+        ordered = sorted(commands, key=lambda c: -Decimal(str(c.get("expected_monthly_savings") or 0)))
+        render_table(
+            [Column("id", kind="id"), Column("status"), Column("action"), Column("monthly", kind="money"),
+             Column("resource", kind="key"), Column("mode", drop=3), Column("playbook", drop=2),
+             Column("reason", drop=1)],
+            [[c["command_id"], c["status"], c["action"], cents(c.get("expected_monthly_savings")),
+              c["target"]["resource_id"], c["mode"], c.get("playbook"), c["reason"]["text"]] for c in ordered],
+            title="Remediation commands (largest saving first; reasons in full with --wide or --output json)",
+            wide=wide,
         )
 
 
@@ -132,6 +141,13 @@ async def _send_command_decision(command_id: str, decision: str, reason: str | N
     from schemas.decisions import REMEDIATION_DECISIONS, RemediationDecisionV1
 
     async with reader(_settings().database) as conn:
+        found = [r["command_id"] for r in await conn.fetch(  # a full id or a unique prefix, like git
+            "SELECT command_id FROM remediation.v_actions WHERE starts_with(command_id, $1) "
+            "ORDER BY command_id = $1 DESC, command_id LIMIT 6", command_id)]
+        if found and (found[0] == command_id or len(found) == 1):
+            command_id = found[0]
+        elif found:
+            return False, f"{command_id} is ambiguous: {', '.join(found[:5])}"
         row = await conn.fetchrow(
             "SELECT status, mode, undo, undone_at, expires_at FROM remediation.v_actions WHERE command_id = $1",
             command_id)
@@ -250,6 +266,7 @@ async def _audit(command_id: str | None) -> list[dict]:
 def audit(
     command_id: str = typer.Argument(None, help="Only this command"),
     output: OutputFormat = OUTPUT_OPTION,
+    wide: bool = WIDE_OPTION,
 ) -> None:
     """The append-only audit log: what, why, when, state before and after, result."""
     rows = run(_audit(command_id))
@@ -258,9 +275,12 @@ def audit(
     elif output == OutputFormat.NDJSON:
         print_ndjson(rows)
     else:
-        print_table(["at", "command", "event", "actor", "reason", "result"],
-                    [[r["at"], r["command_id"], r["event"], r["actor"], r["reason"], r["result"]]
-                     for r in rows], title="Remediation audit")
+        from finfocus.cli.output import Column, render_table
+
+        render_table([Column("at"), Column("command", kind="id"), Column("event"), Column("actor", drop=2),
+                      Column("result", drop=3), Column("reason", drop=1)],
+                     [[r["at"], r["command_id"], r["event"], r["actor"], r["result"], r["reason"]]
+                      for r in rows], title="Remediation audit", wide=wide)
 
 
 # --- playbooks ---------------------------------------------------------------------------
@@ -329,6 +349,7 @@ def list_recommendations(
     state: str = typer.Option("open", "--state", help="open, dismissed, snoozed, resolved or all"),
     rec_type: str = typer.Option(None, "--type", help="Only this type, e.g. idle-address"),
     output: OutputFormat = OUTPUT_OPTION,
+    wide: bool = WIDE_OPTION,
 ) -> None:
     """Savings recommendations with their estimated monthly saving."""
     rows = run(_recommendations(None if state == "all" else state, rec_type))
@@ -336,15 +357,22 @@ def list_recommendations(
         totals: dict[str, Decimal] = {}
         for r in rows:
             totals[r["currency"]] = totals.get(r["currency"], Decimal(0)) + r["estimated_monthly_savings"]
+        # snake_case like every event (docs/cli.md); the camelCase key is kept for one release
         print_json({"recommendations": rows,
-                    "totals": [{"currency": c, "estimatedMonthlySavings": t} for c, t in sorted(totals.items())]})
+                    "totals": [{"currency": c, "estimated_monthly_savings": t, "estimatedMonthlySavings": t}
+                               for c, t in sorted(totals.items())]})
     elif output == OutputFormat.NDJSON:
         print_ndjson(rows)
     else:
-        print_table(["id", "type", "resource", "account", "monthly", "currency", "action", "state", "rationale"],
-                    [[r["recommendation_id"], r["type"], r["resource_id"], r["account_id"],
-                      r["estimated_monthly_savings"], r["currency"], r["action"], r["state"], r["rationale"]]
-                     for r in rows], title="Recommendations")
+        from finfocus.cli.output import Column, render_table
+        from finfocus.cli.vocab import cents
+
+        render_table([Column("id", kind="id"), Column("monthly", kind="money"), Column("type"),
+                      Column("resource", kind="key"), Column("currency", drop=3), Column("account", drop=4),
+                      Column("action", drop=5), Column("state", drop=6), Column("rationale", drop=1)],
+                     [[r["recommendation_id"], cents(r["estimated_monthly_savings"]), r["type"], r["resource_id"],
+                       r["currency"], r["account_id"], r["action"], r["state"], r["rationale"]]
+                      for r in rows], title="Recommendations (largest saving first)", wide=wide)
 
 
 async def _set_state(rec_id: str, state: str, reason: str | None, until: datetime | None,
@@ -418,20 +446,24 @@ def savings_groups(rows: list[dict], by: list[str]) -> list[dict]:
     for r in rows:
         key = tuple(r[SAVINGS_KEYS[k]] for k in by) + (r["currency"],)
         g = groups.setdefault(key, {"group": {k: r[SAVINGS_KEYS[k]] for k in by}, "currency": r["currency"],
-                                    "actions": 0, "expectedMonthly": Decimal(0), "realisedMonthly": Decimal(0),
+                                    "actions": 0, "expected_monthly": Decimal(0), "realised_monthly": Decimal(0),
                                     "measured": 0})
         g["actions"] += 1
-        g["expectedMonthly"] += r["expected_monthly"] or Decimal(0)
+        g["expected_monthly"] += r["expected_monthly"] or Decimal(0)
         if r["realised_monthly"] is not None:
-            g["realisedMonthly"] += r["realised_monthly"]
+            g["realised_monthly"] += r["realised_monthly"]
             g["measured"] += 1
-    return [groups[k] for k in sorted(groups, key=lambda k: tuple(str(x) for x in k))]
+    out = [groups[k] for k in sorted(groups, key=lambda k: tuple(str(x) for x in k))]
+    for g in out:  # snake_case like every event (docs/cli.md); camelCase kept for one release
+        g["expectedMonthly"], g["realisedMonthly"] = g["expected_monthly"], g["realised_monthly"]
+    return out
 
 
 @savings_app.command("report")
 def savings_report(
     by: str = typer.Option("playbook,account,action", "--by", help="Comma-separated: playbook, account, action"),
     output: OutputFormat = OUTPUT_OPTION,
+    wide: bool = WIDE_OPTION,
 ) -> None:
     """Realised against expected monthly savings of executed actions, by playbook, account and action."""
     keys = [k.strip() for k in by.split(",") if k.strip()]
@@ -442,14 +474,24 @@ def savings_report(
     groups = savings_groups(rows, keys)
     if output == OutputFormat.JSON:
         print_json({"groups": groups, "actions": rows,
-                    "totals": [{"currency": g["currency"], "expectedMonthly": g["expectedMonthly"],
-                                "realisedMonthly": g["realisedMonthly"]} for g in savings_groups(rows, [])]})
+                    "totals": [{"currency": g["currency"], "expected_monthly": g["expected_monthly"],
+                                "realised_monthly": g["realised_monthly"], "expectedMonthly": g["expected_monthly"],
+                                "realisedMonthly": g["realised_monthly"]} for g in savings_groups(rows, [])]})
     elif output == OutputFormat.NDJSON:
         print_ndjson(groups)
     else:
-        print_table([*keys, "actions", "measured", "expected", "realised", "currency"],
-                    [[*g["group"].values(), g["actions"], g["measured"], g["expectedMonthly"],
-                      g["realisedMonthly"], g["currency"]] for g in groups], title="Savings (monthly)")
+        from finfocus.cli.output import Column, render_table
+        from finfocus.cli.vocab import cents
+
+        groups.sort(key=lambda g: -g["expected_monthly"])
+        render_table(
+            [*(Column(k, kind="key") for k in keys), Column("expected", kind="money"), Column("realised", kind="money"),
+             Column("actions", kind="number"), Column("measured", kind="number", drop=2), Column("currency", drop=1)],
+            [[*g["group"].values(), cents(g["expected_monthly"]),
+              cents(g["realised_monthly"]) if g["measured"] else "not measured yet",
+              g["actions"], g["measured"], g["currency"]] for g in groups],
+            title="Savings (monthly): realised is measured from the bills after each action", wide=wide,
+        )
 
 
 # --- metrics -------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ async def test_focus_round_trip_preserves_mandatory_columns_and_totals(settings,
     imported = orjson.loads(out)
     csv_path, parquet_path = tmp_path / "focus.csv", tmp_path / "focus.parquet"
     for path in (csv_path, parquet_path):
-        code, _, err = await finfocus(settings, "export", "focus", "--from", "2024-09-01", "--to", "2024-11-01", "--output", str(path))
+        code, _, err = await finfocus(settings, "export", "focus", "--from", "2024-09-01", "--to", "2024-11-01", "--file", str(path))
         assert code == 0, err
 
     exported = pl.read_csv(csv_path, infer_schema_length=0)
