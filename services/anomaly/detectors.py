@@ -90,6 +90,7 @@ class RobustSeasonalParams(DetectorParams):
     zero_share: float = Field(0.3, gt=0, le=1, description="Share of zero days that makes a series intermittent")
     drift_k: float = Field(1.0, ge=0, description="CUSUM allowance: z-score per day a drift must exceed")
     drift_h: float = Field(10.0, gt=0, description="CUSUM level (summed z above the allowance) that flags a drift")
+    rebase: tuple[str, ...] = Field((), description="ISO dates where a planned change starts: the new level is normal at once")
     holidays: tuple[str, ...] = Field((), description="ISO dates judged like a Sunday (with weekly seasonality)")
     new_month_pct: float = Field(100.0, ge=0, description="Excess (percent) a 1st of the month needs before one is seen")
 
@@ -242,12 +243,14 @@ def robust_seasonal(
     resume: WalkState | None = None,
     keep: int | None = None,
     month_start: Sequence[bool] | None = None,
+    rebase: Sequence[bool] | None = None,
 ) -> Detection:
     """Walk `values` step by step (see the module docstring); `phase` is each step's weekday.
 
     `month_start` marks the 1st of each month: its expected value carries the median excess
     of the earlier 1sts (a monthly fee billed as usage), and before any 1st has been seen its
-    excess must pass `new_month_pct`.
+    excess must pass `new_month_pct`. `rebase` marks the first day of a planned change
+    (feedback "planned"): the model restarts there, so the new level is normal at once.
 
     `resume` continues an earlier walk of the same series (same start and parameters) from
     the first step whose value changed (new days appended, a late or restated recent day),
@@ -278,9 +281,12 @@ def robust_seasonal(
         for i in range(max(0, first - p.confirm_days, last_confirm + 1), first):
             flags[i] = _flag(y[i], expected[i], scores[i], p)
     mstart = np.zeros(n, dtype=bool) if month_start is None else np.asarray(month_start, dtype=bool)[:n]
+    rebased = np.zeros(n, dtype=bool) if rebase is None else np.asarray(rebase, dtype=bool)[:n]
     cusum = 0.0
     state = None
     for t in range(first, n):
+        if rebased[t] and t > regime_start:
+            regime_start, last_confirm, cusum = t, t - 1, 0.0
         if t == keep:
             state = WalkState(y[:t].copy(), learn[:t].copy(), expected[:t].copy(), scores[:t].copy(),
                               regime_start, 0, last_confirm)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
@@ -265,7 +265,9 @@ def evaluate_series(
     holidays = {date.fromisoformat(h) for h in getattr(params, "holidays", ())}
     phase = [6 if d in holidays else d.weekday() for d in days]  # a holiday costs like a Sunday
     month_start = [d.day == 1 for d in days]
-    detection = entry.run(floats, phase, params, resume=resume, keep=last, month_start=month_start)
+    rebases = {date.fromisoformat(h) for h in getattr(params, "rebase", ())}
+    rebase = [d in rebases for d in days]
+    detection = entry.run(floats, phase, params, resume=resume, keep=last, month_start=month_start, rebase=rebase)
     found = []
     for ep in detection.episodes:
         end, kind = ep.end, ep.kind
@@ -397,9 +399,37 @@ def reconcile(
         if (before.end, before.actual, before.expected, before.status) != (f.end, f.actual, f.expected, status):
             changes.append(Change("updated", aid, status, f, before))
     for r in raised:
+        if r.feedback:
+            continue  # judged by a person (its feedback may have changed the model): kept as judged
         if r.anomaly_id not in seen and r.status != "resolved" and r.start >= evaluated_from:
             changes.append(Change("resolved", r.anomaly_id, "resolved", None, r))
     return changes
+
+
+#: how much each "no" on a series raises its threshold (at most NO_LIMIT of them count)
+NO_STEP = 1.25
+NO_LIMIT = 3
+
+
+def taught(monitor: Monitor, raised: Sequence[Raised], kinds: Mapping[str, str] | None = None) -> Monitor:
+    """The monitor as feedback on one series has taught it: each "no" (a false alarm) raises
+    the series' threshold by `NO_STEP` (up to `NO_LIMIT` times) so the pattern that fooled it
+    needs more evidence; each "planned" rebases the model at the start of that anomaly, so the
+    planned level is normal at once. Only detectors with those parameters are taught."""
+    entry = get_detector(monitor.detector)
+    fields = entry.params.model_fields
+    params = dict(monitor.params)
+    nos = sum(1 for r in raised if r.feedback == "no")
+    planned = sorted({r.start.isoformat() for r in raised if r.feedback == "planned"})
+    if nos and "threshold" in fields:
+        base = entry.params(**params).threshold
+        params.pop("sensitivity", None)
+        params["threshold"] = round(base * NO_STEP ** min(nos, NO_LIMIT), 3)
+    if planned and "rebase" in fields:
+        params["rebase"] = tuple(sorted({*params.get("rebase", ()), *planned}))
+    if params == dict(monitor.params):
+        return monitor
+    return replace(monitor, params=tuple(sorted(params.items())))
 
 
 def complete_through(watermark: datetime | None, lateness: timedelta = timedelta(0)) -> date | None:

@@ -25,6 +25,7 @@ from services.anomaly.domain import (
     point_deltas,
     reconcile,
     root_causes,
+    taught,
 )
 from services.anomaly.store import Prefetched, Tx
 
@@ -133,6 +134,7 @@ class Evaluator:
             return []
         evaluated_from = max(first, through - timedelta(days=self.max_days))
         series = DailySeries.from_points(points, evaluated_from, through)
+        monitor = taught(monitor, inputs.raised)  # feedback on this series' earlier anomalies
         fingerprint = f"{monitor.detector}:v{STATE_VERSION}:{sorted(monitor.params)!r}"
         resume = None
         if inputs.state is not None and inputs.state[:2] == (evaluated_from, fingerprint):
