@@ -441,7 +441,7 @@ async def _jobs(limit: int, job_id: str | None) -> list[dict[str, Any]]:
 
 @ingest_app.command("jobs")
 def jobs(
-    limit: int = typer.Option(20, help="most recent jobs to list"),
+    limit: int = typer.Option(20, min=1, max=10000, help="most recent jobs to list"),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """List recent import jobs (newest first)."""

@@ -298,7 +298,7 @@ def _json_logs_for_faststream(service: str) -> None:
 
 def demo(
     timeout: float = typer.Option(180.0, help="seconds to wait for anomalies and commands"),
-    days: int = typer.Option(60, help="days of sample data"),
+    days: int = typer.Option(60, min=1, max=3660, help="days of sample data"),
 ) -> None:
     """Start the stack, import a multi-cloud sample and print costs, anomalies, forecasts
     and remediation commands. Leaves the stack running (`finfocus down` stops it)."""
