@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from opentelemetry import context as otel_context
@@ -120,7 +121,8 @@ class BatchPricer:
         # two accounts would otherwise let the later row replace the other account's line
         owners: dict[str, tuple[str, str]] = {}
         priced_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        parsed: list[tuple[object, BillingRecordV1 | None, object]] = []
+        # (consumed record, its model or None when the fast path took it, its trace group)
+        parsed: list[tuple[Any, BillingRecordV1 | None, _TraceGroup | None]] = []
         fast: dict[int, tuple[str, str | None, bytes, dict]] = {}
         quick = fastpath.parse
         usage: list[tuple[int, domain.UsageLine]] = []
@@ -214,9 +216,9 @@ class BatchPricer:
 
         stamp = f',"x_PriceSource":"billed","x_PricedAt":"{priced_at}"}}'.encode()
         dumps = orjson.dumps
-        for i, (env, rec, span) in enumerate(parsed):
+        for i, (env, model, span) in enumerate(parsed):
             try:
-                if rec is None:
+                if model is None:
                     # canonical billed record (fastpath.parse): its columns, already in the
                     # model's order and spelling, plus the two pricing columns
                     record_id, scope, key, columns = fast[i]
@@ -226,9 +228,10 @@ class BatchPricer:
                     out.owners.append((columns["ProviderName"], columns["BillingAccountId"]))
                     if scope:
                         out.note_scope(scope, columns.get("x_BillingScopeVersion"))
-                    headers = span.stored(record_id) if span is not None else batch_headers
-                    out.outgoing.append((env.key or key, body, headers))
+                    out_headers = span.stored(record_id) if span is not None else batch_headers
+                    out.outgoing.append((env.key or key, body, out_headers))
                     continue
+                rec = model
                 decision = decisions.get(i)
                 extra = rec.__pydantic_extra__
                 if extra and not _PRICING_COLUMNS.isdisjoint(extra):
@@ -250,13 +253,15 @@ class BatchPricer:
                         rec.__dict__["EffectiveCost"] = decision.effective_cost
                         columns["x_UnitPrice"] = format(decision.unit_price, "f")
                     body = rec.__pydantic_serializer__.to_json(rec, exclude_none=True)[:-1] + b"," + orjson.dumps(columns)[1:]
-                out.lines.append((rec.x_RecordId, body.decode()))
-                out.origins[rec.x_RecordId] = env
+                assert rec.x_RecordId is not None  # set by with_record_id() when parsed
+                record_id = rec.x_RecordId
+                out.lines.append((record_id, body.decode()))
+                out.origins[record_id] = env
                 out.owners.append((rec.ProviderName, rec.BillingAccountId))
                 if rec.x_BillingScope:
                     out.note_scope(rec.x_BillingScope, rec.x_BillingScopeVersion)
-                headers = span.stored(rec.x_RecordId) if span is not None else batch_headers
-                out.outgoing.append((env.key or rec.partition_key(), body, headers))
+                out_headers = span.stored(record_id) if span is not None else batch_headers
+                out.outgoing.append((env.key or rec.partition_key(), body, out_headers))
             except Exception as exc:  # noqa: BLE001
                 out.letters.append(self._letter(env, f"{type(exc).__name__}: {exc}"))
                 if span is not None:
@@ -283,6 +288,28 @@ class BatchPricer:
             return f"x_BillingScope and x_BillingScopeVersion are set by ingest only: {exc}"
         return None
 
+    @staticmethod
+    def _priced_body(rec: BillingRecordV1, decision: domain.PriceDecision | None, priced_at: str, out: BatchOutcome) -> bytes:
+        """The careful path for an input that already carries pricing columns: they are
+        extra columns (extra="allow"), overwritten in place rather than appended twice."""
+        extra = rec.__pydantic_extra__
+        assert extra is not None  # only called when the record has extra pricing columns
+        if decision is None:
+            extra["x_PriceSource"] = domain.BILLED
+            if rec.EffectiveCost is None:
+                rec.EffectiveCost = rec.BilledCost
+        else:
+            extra["x_PriceSource"] = decision.source
+            if decision.source == domain.NONE:
+                extra["x_PriceReason"] = decision.reason
+                out.unpriced += 1
+            else:
+                rec.BilledCost = decision.billed_cost
+                rec.EffectiveCost = decision.effective_cost
+                extra["x_UnitPrice"] = format(decision.unit_price, "f")
+        extra["x_PricedAt"] = priced_at
+        return rec.model_dump_json(exclude_none=True).encode()
+
 
 def _dead_letter(record, error: str, service: str) -> DeadLetterV1:
     envelope = record if isinstance(record, Envelope) else Envelope(
@@ -304,24 +331,6 @@ def _owner_clash(owners: dict[str, tuple[str, str]], record_id: str | None, prov
         f"x_RecordId {record_id!r} already belongs to {owner[0]} billing account {owner[1]!r}: "
         "a record id is scoped to (ProviderName, BillingAccountId)"
     )
-
-    @staticmethod
-    def _priced_body(rec: BillingRecordV1, decision: domain.PriceDecision | None, priced_at: str, out: BatchOutcome) -> bytes:
-        if decision is None:
-            rec.x_PriceSource = domain.BILLED
-            if rec.EffectiveCost is None:
-                rec.EffectiveCost = rec.BilledCost
-        else:
-            rec.x_PriceSource = decision.source
-            if decision.source == domain.NONE:
-                rec.x_PriceReason = decision.reason
-                out.unpriced += 1
-            else:
-                rec.BilledCost = decision.billed_cost
-                rec.EffectiveCost = decision.effective_cost
-                rec.x_UnitPrice = format(decision.unit_price, "f")
-        rec.x_PricedAt = priced_at
-        return rec.model_dump_json(exclude_none=True).encode()
 
 
 class _TraceGroup:

@@ -93,7 +93,7 @@ class SpecBook:
 
     def lookup(self, provider: str, service: str, sku: str | None, region: str | None) -> PriceSpec | None:
         p, s, k, r = _norm(provider), _norm(service), _norm(sku), _norm(region)
-        candidates = []
+        candidates: list[tuple[str | None, ...]] = []
         if k:
             candidates += [(p, s, k, r), (p, s, k, None)]
         candidates += [(p, s, None, r), (p, s, None, None)]

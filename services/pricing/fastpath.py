@@ -125,7 +125,7 @@ def parse(raw: bytes) -> tuple[str, str | None, bytes, dict] | None:
     if type(row) is not dict:
         return None
     kinds = _KIND.get
-    position = _POSITION.get
+    position = _POSITION.__getitem__  # every key with a kind has a position
     last = -1
     in_order = True
     extras = None

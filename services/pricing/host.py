@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import IO, Any
 
 from finfocus import metrics
 from schemas.currencies import is_iso_4217
@@ -51,8 +52,8 @@ class PluginStats:
 @dataclass
 class _Running:
     process: asyncio.subprocess.Process
-    channel: object
-    stub: object
+    channel: Any  # grpc.aio.Channel; grpc ships no type information
+    stub: Any  # generated PricingPluginStub
 
 
 def _decimal(text: str, what: str) -> Decimal:
@@ -103,14 +104,14 @@ class PluginHost:
             self.stats.setdefault(ref.name, PluginStats())
             metrics.PLUGIN_CIRCUIT_OPEN.labels(ref.name).set(0)
         if self.cache_file is not None:
-            self._load_cache()
+            self._load_cache(self.cache_file)
 
-    def _load_cache(self) -> None:
+    def _load_cache(self, path: Path) -> None:
         """Unexpired price answers of earlier runs: a warm run starts no plugin at all."""
         import json
 
         try:
-            entries = json.loads(self.cache_file.read_text())
+            entries = json.loads(path.read_text())
         except (OSError, ValueError):
             return
         now_wall, now = time.time(), time.monotonic()
@@ -125,7 +126,7 @@ class PluginHost:
                 continue
             self._cache[key] = (now + (expires - now_wall), quote)
 
-    def _save_cache(self) -> None:
+    def _save_cache(self, path: Path) -> None:
         import json
 
         now_wall, now = time.time(), time.monotonic()
@@ -137,10 +138,10 @@ class PluginHost:
             if key[1] == "spec" and expiry > now and (value is None or isinstance(value, Quote))
         ]
         try:
-            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.cache_file.with_suffix(".tmp")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(entries))
-            tmp.replace(self.cache_file)
+            tmp.replace(path)
         except OSError as exc:
             logger.warning("plugin cache not saved", extra={"fields": {"error": str(exc)}})
 
@@ -158,7 +159,7 @@ class PluginHost:
 
     async def stop(self) -> None:
         if self.cache_file is not None and self._cache:
-            self._save_cache()
+            self._save_cache(self.cache_file)
         for name in list(self._running):
             await self._kill(name)
         for stats in self.stats.values():
@@ -180,11 +181,16 @@ class PluginHost:
                 running.process.kill()
                 await running.process.wait()
 
+    def _semaphore(self) -> asyncio.Semaphore:
+        """The call limiter, made on first use when `start` was skipped."""
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(self.concurrency)
+        return self._sem
+
     async def _ensure(self, ref: PluginRef) -> _Running:
         """The plugin's process and channel, (re)starting it when it is not running."""
         self.stats.setdefault(ref.name, PluginStats())
-        if self._sem is None:
-            self._sem = asyncio.Semaphore(self.concurrency)
+        self._semaphore()
         async with self._locks.setdefault(ref.name, asyncio.Lock()):
             running = self._running.get(ref.name)
             if running is not None and running.process.returncode is None:
@@ -207,7 +213,7 @@ class PluginHost:
         from finfocus.plugin_sdk import finfocus_plugin_pb2 as pb
         from finfocus.plugin_sdk import finfocus_plugin_pb2_grpc as rpc
 
-        stderr = asyncio.subprocess.DEVNULL
+        stderr: int | IO[bytes] = asyncio.subprocess.DEVNULL
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             stderr = open(self.log_dir / f"plugin-{ref.name}.log", "ab")  # noqa: SIM115
@@ -218,6 +224,7 @@ class PluginHost:
             stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True,
         )
         try:
+            assert process.stdout is not None  # stdout=PIPE
             line = await asyncio.wait_for(process.stdout.readline(), max(self.start_timeout, self.timeout))
             text = line.decode("utf-8", "replace").strip()
             if not text.startswith(HANDSHAKE):
@@ -269,7 +276,7 @@ class PluginHost:
             return True
         return False
 
-    async def _call(self, ref: PluginRef, method: str, request) -> object:
+    async def _call(self, ref: PluginRef, method: str, request: Any) -> Any:
         """One RPC with deadline, retries and backoff; raises PluginError after the last try."""
         import grpc
 
@@ -283,7 +290,7 @@ class PluginHost:
             try:
                 running = await self._ensure(ref)
                 stats.calls += 1
-                async with self._sem:
+                async with self._semaphore():
                     began = time.perf_counter()
                     try:
                         answer = await getattr(running.stub, method)(request, timeout=self.timeout)

@@ -248,7 +248,8 @@ def _side(mapped: Mapped | None, priced: dict[Component, PricedComponent]) -> tu
             f"{p.component.label} ({p.component.sku or '?'} in {p.component.region or 'any region'}): {p.decision.reason}"
             for p in missing
         )
-    return sum((p.decision.billed_cost for p in parts), Decimal(0)), parts, None
+    # every part left is priced (source is not `none`), so each has a billed cost
+    return sum((p.decision.billed_cost for p in parts if p.decision.billed_cost is not None), Decimal(0)), parts, None
 
 
 def _source(parts: list[PricedComponent]) -> str:
@@ -288,7 +289,7 @@ async def price_plan(plan: dict, *, specs: domain.SpecBook, quotes: QuoteFn | No
         if not priced_ok:
             unpriced += 1
         first = parts[0].component if parts else None
-        row = {
+        row: dict[str, Any] = {
             "urn": r.urn, "name": r.name, "type": r.type, "op": r.op, "provider": r.provider,
             "service": first.service if first else None,
             "sku": first.sku if first else None,

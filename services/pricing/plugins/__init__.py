@@ -56,6 +56,7 @@ def builtin_refs(settings) -> list[PluginRef]:
         builtin = BUILTINS.get(name)
         if builtin is None:
             raise ValueError(f"unknown built-in plugin {name!r}; known: {', '.join(BUILTINS)}")
+        params: AwsPublicParams | OpenCostParams
         if name == "aws-public":
             params = AwsPublicParams(offers_dir=settings.pricing_aws_offers_dir)
         else:

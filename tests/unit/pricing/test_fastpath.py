@@ -308,3 +308,17 @@ def test_a_timestamp_of_the_wrong_type_is_the_models_to_refuse(value):
     row = base()
     row["ChargePeriodStart"] = value
     assert fastpath.parse(orjson.dumps(row)) is None
+
+
+def test_a_record_that_already_carries_pricing_columns_is_repriced_not_dead_lettered(monkeypatch):
+    # the careful path (`_priced_body`) had slipped out of BatchPricer: such a record was
+    # dead-lettered with an AttributeError instead of priced
+    row = base()
+    row.update({"x_PriceSource": "spec:old", "x_PricedAt": "2020-01-01T00:00:00Z", "x_UnitPrice": "9"})
+    outcome = run([orjson.dumps(row)], monkeypatch, fast=True)
+    assert outcome.letters == []
+    (_, body), = outcome.lines
+    priced = orjson.loads(body)
+    assert priced["x_PriceSource"] == "billed"
+    assert priced["x_PricedAt"] != "2020-01-01T00:00:00Z"
+    assert priced["EffectiveCost"] == priced["BilledCost"]
