@@ -161,7 +161,7 @@ def billing_rules(usages: list[ResourceUsage], catalog: Catalog) -> list[Recomme
             parts = split_type(u.resource_type)
             if parts and parts[0] in catalog.previous_generation:
                 new_type = f"{catalog.previous_generation[parts[0]]}.{parts[1]}"
-                old_price, new_price = catalog.hourly.get(u.resource_type), catalog.hourly.get(new_type)
+                old_price, new_price = catalog.hourly.get(u.resource_type or ""), catalog.hourly.get(new_type)
                 if old_price and new_price and new_price < old_price:
                     saving = monthly(avg) * (1 - new_price / old_price)
                     out.append(_rec("previous-generation", u, "resize-instance", {"instance_type": new_type},
@@ -225,8 +225,8 @@ def utilisation_rules(usages: list[ResourceUsage], metrics: dict[str, list[Metri
                             f"{len(idle)} of the last {len(days)} days",
                             {"idle_days": len(idle), "days": len(days)}, monthly(avg)))
             continue
-        peaks = [m.cpu_p995_pct if m.cpu_p995_pct is not None else m.cpu_max_pct for m in days]
-        peaks = [p for p in peaks if p is not None]
+        measured = [m.cpu_p995_pct if m.cpu_p995_pct is not None else m.cpu_max_pct for m in days]
+        peaks = [p for p in measured if p is not None]
         parts = split_type(u.resource_type)
         if not peaks or not parts or avg <= 0:
             continue
@@ -242,7 +242,7 @@ def utilisation_rules(usages: list[ResourceUsage], metrics: dict[str, list[Metri
         if best == size:
             continue
         new_type = f"{family}.{best}"
-        old_price, new_price = catalog.hourly.get(u.resource_type), catalog.hourly[new_type]
+        old_price, new_price = catalog.hourly.get(u.resource_type or ""), catalog.hourly[new_type]
         ratio = new_price / old_price if old_price else Decimal(VCPUS[best]) / Decimal(VCPUS[size])
         out.append(_rec("rightsize-instance", u, "resize-instance", {"instance_type": new_type},
                         f"p99.5 CPU of {u.resource_id} is {p995} % on {u.resource_type}; {new_type} keeps "
@@ -269,7 +269,7 @@ def realised_savings(daily: dict[date, Decimal], executed_on: date, data_through
     if not before:
         return None
     baseline = sum(before, Decimal(0)) / len(before)
-    after_days = []
+    after_days: list[Decimal] = []
     if data_through is not None:
         day = executed_on + timedelta(days=1)
         while day <= data_through and len(after_days) < max_after_days:

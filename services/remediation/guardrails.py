@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Final, Literal
 
 from services.remediation.playbooks import Playbook, Window, glob_any, in_schedule
 
-PROCEED, BLOCK, DEFER, EXPIRE = "proceed", "block", "defer", "expire"
+Outcome = Literal["proceed", "block", "defer", "expire"]
+PROCEED: Final = "proceed"
+BLOCK: Final = "block"
+DEFER: Final = "defer"
+EXPIRE: Final = "expire"
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ def policy_for(playbook: Playbook | None, *, global_protect_tag: str, default_ra
 
 @dataclass(frozen=True)
 class Verdict:
-    outcome: Literal["proceed", "block", "defer", "expire"]
+    outcome: Outcome
     rule: str | None = None
     detail: str = ""
 

@@ -9,7 +9,7 @@ import asyncpg
 import orjson
 from opentelemetry import trace
 
-from finfocus.broker import Envelope
+from finfocus.broker import Envelope, OutgoingRecord
 from finfocus.consume import Done
 from finfocus.service import ServiceRuntime
 from finfocus.signing import verify
@@ -117,7 +117,7 @@ def register_handlers(runtime: ServiceRuntime, settings: RemediationSettings, on
         return AnomalyV1.model_validate_json(env.value), env
 
     async def plan(conn, items: list[tuple[AnomalyV1, Envelope]]) -> Done:
-        outgoing = []
+        outgoing: list[tuple[str, OutgoingRecord]] = []
         for anomaly, env in items:
             span = start_record_span(runtime.tracer, "remediation.plan", env.headers,
                                      **{"finfocus.anomaly_id": anomaly.anomaly_id})
@@ -141,8 +141,8 @@ def register_handlers(runtime: ServiceRuntime, settings: RemediationSettings, on
 
     touched: set[str] = set()
 
-    async def store_costs(conn, rows: list[tuple | None]) -> None:
-        rows = [r for r in rows if r is not None]
+    async def store_costs(conn, items: list[tuple | None]) -> None:
+        rows = [r for r in items if r is not None]
         if rows:
             await store.store_cost_lines(conn, rows)
             touched.update(r[8] for r in rows)

@@ -20,7 +20,8 @@ from services.remediation.actions import KEBAB, validate_params
 
 PACKAGED_DIR = Path(__file__).parent / "playbooks"
 SEVERITIES = ("low", "medium", "high", "critical")
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class _Strict(BaseModel):
@@ -107,7 +108,7 @@ class Protection(_Strict):
 
 
 class Window(_Strict):
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+    days: list[Day] = Field(
         default_factory=lambda: list(DAYS)
     )
     start: time = time(0, 0)
