@@ -126,7 +126,7 @@ class WalkState:
     expected: np.ndarray
     scores: np.ndarray
     regime_start: int
-    run_dir: int  # unused, kept for the stored layout
+    run_dir: int  # the drift CUSUM in thousandths (the column of an earlier, unused field)
     run_start: int  # the step of the last confirmed level shift (-1: none)
 
     def continues(self, y: np.ndarray) -> bool:
@@ -270,6 +270,7 @@ def robust_seasonal(
     flags = np.zeros(n, dtype=np.int8)
     regime_start, last_confirm = 0, -1
     first = 0
+    cusum = 0.0
     # resume from the first step that changed, provided no level shift was confirmed from
     # there on (a confirmation rewrites earlier training values)
     start = min(resume.common_prefix(y), keep) if resume is not None else 0
@@ -278,18 +279,18 @@ def robust_seasonal(
         learn[:first] = resume.learn[:first]
         expected[:first], scores[:first] = resume.expected[:first], resume.scores[:first]
         regime_start, last_confirm = resume.regime_start, resume.run_start
+        cusum = resume.run_dir / 1000
         for i in range(max(0, first - p.confirm_days, last_confirm + 1), first):
             flags[i] = _flag(y[i], expected[i], scores[i], p)
     mstart = np.zeros(n, dtype=bool) if month_start is None else np.asarray(month_start, dtype=bool)[:n]
     rebased = np.zeros(n, dtype=bool) if rebase is None else np.asarray(rebase, dtype=bool)[:n]
-    cusum = 0.0
     state = None
     for t in range(first, n):
         if rebased[t] and t > regime_start:
             regime_start, last_confirm, cusum = t, t - 1, 0.0
         if t == keep:
             state = WalkState(y[:t].copy(), learn[:t].copy(), expected[:t].copy(), scores[:t].copy(),
-                              regime_start, 0, last_confirm)
+                              regime_start, round(cusum * 1000), last_confirm)
         if missing[t]:
             continue
         lo = max(regime_start, t - p.season_window)
@@ -311,8 +312,9 @@ def robust_seasonal(
         diff = y[t] - exp
         z = diff / scale
         # drifts: a CUSUM of the z-scores catches a climb whose days are each unremarkable
-        cusum = max(0.0, cusum + z - p.drift_k) if not mstart[t] else cusum
-        if cusum >= p.drift_h and z > p.drift_k and z < p.threshold:
+        cusum = round(min(max(0.0, cusum + z - p.drift_k), 1e5) if not mstart[t] else cusum, 3)
+        recent = scores[max(0, t - 4) : t]
+        if cusum >= p.drift_h and 2 < z < p.threshold and np.count_nonzero(recent > 1) >= 3:
             z = p.threshold  # the summed evidence, not the day alone, makes it anomalous
         expected[t], scores[t] = base, z
         if y[t] == 0 and not np.all(learn[train]):
@@ -355,7 +357,7 @@ def robust_seasonal(
             cusum = 0.0
     if state is None:
         state = WalkState(y[:keep].copy(), learn[:keep].copy(), expected[:keep].copy(), scores[:keep].copy(),
-                          regime_start, 0, last_confirm)
+                          regime_start, round(cusum * 1000), last_confirm)
     return Detection(expected, scores, episodes_from(y, expected, scores, p), state)
 
 

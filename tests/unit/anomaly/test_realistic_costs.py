@@ -135,3 +135,16 @@ def test_planned_change_is_the_new_baseline_at_once():
 def test_an_anomaly_with_feedback_is_not_resolved_when_the_taught_model_no_longer_finds_it():
     r = _raised(10, "no")
     assert reconcile(KEY, {}, [], [r], through=D0 + timedelta(30), evaluated_from=D0) == []
+
+
+def test_a_resumed_walk_keeps_its_drift_evidence():
+    y = noisy(150, sigma=0.05)
+    climb = np.minimum(np.arange(150) - 90, 9).clip(0) / 9
+    y += 180.0 * climb
+    phase = np.arange(150) % 7
+    whole = robust_seasonal(y, phase)
+    for cut in (92, 95, 97):
+        head = robust_seasonal(y[:cut], phase[:cut])
+        resumed = robust_seasonal(y, phase, resume=head.state)
+        assert [(e.start, e.end, e.kind) for e in resumed.episodes] == [(e.start, e.end, e.kind) for e in whole.episodes]
+        np.testing.assert_array_equal(resumed.scores, whole.scores)
