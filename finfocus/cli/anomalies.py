@@ -108,8 +108,8 @@ def _print(rows: list[dict], output: OutputFormat, wide: bool = False) -> None:
         from finfocus.cli.vocab import cents, plural
 
         render_table(
-            [Column("id", kind="id"), Column("impact", kind="money"), Column("severity"),
-             Column("dimension", kind="key"), Column("start", drop=3), Column("days", kind="number", drop=2),
+            [Column("id", kind="id", prefix=True), Column("impact", kind="money"), Column("severity", kind="id"),
+             Column("dimension", kind="key"), Column("start", kind="id", drop=3), Column("days", kind="number", drop=2),
              Column("actual", kind="money", drop=4), Column("%", kind="number", drop=1),
              Column("status", drop=5)],
             [
@@ -319,7 +319,7 @@ def register_admin(anomalies: typer.Typer) -> None:
         name: str = typer.Argument(..., help="kebab-case monitor name"),
         dimension: list[str] = typer.Option(None, "--dimension", "-d", help="ProviderName, SubAccountId, ServiceName, RegionId, tag:KEY, ... (repeatable)"),
         filters: list[str] = typer.Option(None, "--filter", "-f", help="DIMENSION=VALUE a line must match (repeatable)"),
-        top: int = typer.Option(None, "--top", help="Watch only the N costliest values of the last 30 days"),
+        top: int = typer.Option(None, "--top", min=1, help="Watch only the N costliest values of the last 30 days"),
         detector: str = typer.Option("robust-seasonal", "--detector", help="robust-seasonal or mad"),
         params: list[str] = typer.Option(None, "--param", "-p", help="Detector parameter KEY=VALUE, e.g. threshold=6 (repeatable)"),
         replace: bool = typer.Option(False, "--replace", help="Replace a monitor of the same name"),

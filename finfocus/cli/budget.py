@@ -260,7 +260,7 @@ def list_alerts(
         from finfocus.cli.vocab import plural
 
         render_table(
-            [Column("raised"), Column("budget", kind="key"), Column("kind"), Column("threshold", kind="number"),
+            [Column("raised", kind="id"), Column("budget", kind="key"), Column("kind", kind="id"), Column("threshold", kind="number"),
              Column("spend", kind="money"), Column("limit", kind="money"), Column("period", drop=1),
              Column("id", kind="id", drop=2)],
             [(a["raised_at"], a["name"], a["kind"], f"{a['percent']}%", f"{_cents(a['spend'])} {a['currency'] or ''}",

@@ -16,6 +16,7 @@ from typing import Any, NoReturn, TypeVar
 
 import orjson
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -129,6 +130,18 @@ class Column:
     name: str
     kind: str = "text"
     drop: int = 0
+    prefix: bool = False  # an id every command accepts as a unique prefix: shortened, like git
+
+
+def unique_prefixes(ids: list[str], shortest: int = 12) -> list[str]:
+    """The shortest prefix (at least `shortest` characters) that tells each id from the others."""
+    out = []
+    for x in ids:
+        n = min(shortest, len(x))
+        while n < len(x) and any(o != x and o.startswith(x[:n]) for o in ids):
+            n += 1
+        out.append(x[:n])
+    return out
 
 
 def _cell(value: Any) -> str:
@@ -161,35 +174,64 @@ def render_table(
     natural = [max([cell_len(c.name), *(max((cell_len(x) for x in r[i].split("\n")), default=0) for r in body)])
                for i, c in enumerate(columns)]
     keep = list(range(len(columns)))
+    fixed_kinds = {"id", "money", "number", "chart"}
+    mins = {"key": 14, "text": 8}
+
+    def floor(i: int) -> int:
+        c = columns[i]
+        return natural[i] if c.kind in fixed_kinds else min(natural[i], mins.get(c.kind, 8))
 
     def needed(idx: list[int]) -> int:
-        fixed = 0
-        for i in idx:
-            c = columns[i]
-            w = natural[i] if c.kind in {"id", "money", "number", "chart"} else min(natural[i], 14)
-            fixed += w + 3
-        return fixed + 1
+        return sum(floor(i) + 2 for i in idx)  # one space of padding either side, no borders
 
     hidden: list[str] = []
+    shortened = False
     if not wide:
         for i in sorted((i for i in keep if columns[i].drop), key=lambda i: (-columns[i].drop, -i)):
             if needed(keep) <= out.width:
                 break
             keep.remove(i)
             hidden.append(columns[i].name)
-    table = Table(title=title, header_style="bold", caption=(
-        f"not shown for width: {', '.join(reversed(hidden))} (--wide shows every column)" if hidden else None
+    if not wide and needed(keep) > out.width:  # then ids become unique prefixes
+        for i in keep:
+            if columns[i].prefix and body:
+                short = unique_prefixes([r[i] for r in body])
+                for r, p in zip(body, short):
+                    r[i] = p
+                natural[i] = max([cell_len(columns[i].name), *(cell_len(p) for p in short)])
+                shortened = True
+        if needed(keep) > out.width:  # still too wide: group values and text give way further
+            mins = {"key": 8, "text": 4}
+    # widths decided here, not by rich's proportional shrinking (which cut ids and money):
+    # fixed columns get their natural width, the rest share what is left
+    widths: dict[int, int] = {}
+    if not wide:
+        flex = [i for i in keep if columns[i].kind not in fixed_kinds]
+        spare = out.width - needed(keep)
+        for i in flex:
+            widths[i] = floor(i)
+        want = {i: max(0, min(natural[i], 60) - floor(i)) for i in flex}  # long prose does not eat all
+        total_want = sum(want.values())
+        if spare > 0 and total_want:
+            for i in flex:
+                widths[i] += min(want[i], spare * want[i] // total_want)
+    table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  padding=(0, 1, 0, 0), title_justify="left", caption_justify="left", caption=(
+        "; ".join(filter(None, [
+            f"not shown for width: {', '.join(reversed(hidden))} (--wide shows them)" if hidden else "",
+            "ids shortened to unique prefixes, which every command accepts" if shortened else "",
+        ])) or None
     ))
     for i in keep:
         c = columns[i]
-        if c.kind in {"id", "money", "number", "chart"}:
+        if c.kind in fixed_kinds:
             table.add_column(c.name, justify="right" if c.kind in {"money", "number"} else "left",
                              no_wrap=True, min_width=natural[i])
         elif c.kind == "key":
-            table.add_column(c.name, overflow="fold", min_width=min(natural[i], 14))
+            table.add_column(c.name, overflow="fold", width=widths.get(i))
         else:
             table.add_column(c.name, overflow="fold" if wide else "ellipsis", no_wrap=not wide,
-                             min_width=min(natural[i], 8))
+                             width=widths.get(i))
     for r in body:
         table.add_row(*[r[i] for i in keep])
     out.print(table)

@@ -86,12 +86,12 @@ def list_commands(
 
         ordered = sorted(commands, key=lambda c: -Decimal(str(c.get("expected_monthly_savings") or 0)))
         render_table(
-            [Column("id", kind="id"), Column("status"), Column("action"), Column("monthly", kind="money"),
-             Column("resource", kind="key"), Column("mode", drop=3), Column("playbook", drop=2),
-             Column("reason", drop=1)],
+            [Column("id", kind="id", prefix=True), Column("status", kind="id"), Column("action", kind="id"),
+             Column("monthly", kind="money"), Column("resource", kind="key"), Column("mode", drop=3),
+             Column("playbook", drop=2), Column("reason", drop=1)],
             [[c["command_id"], c["status"], c["action"], cents(c.get("expected_monthly_savings")),
               c["target"]["resource_id"], c["mode"], c.get("playbook"), c["reason"]["text"]] for c in ordered],
-            title="Remediation commands (largest saving first; reasons in full with --wide or --output json)",
+            title="Remediation commands, largest saving first",
             wide=wide,
         )
 
@@ -277,8 +277,9 @@ def audit(
     else:
         from finfocus.cli.output import Column, render_table
 
-        render_table([Column("at"), Column("command", kind="id"), Column("event"), Column("actor", drop=2),
-                      Column("result", drop=3), Column("reason", drop=1)],
+        render_table([Column("at", kind="id"), Column("command", kind="id", prefix=True), Column("event", kind="id"),
+                      Column("actor", kind="key", drop=2),
+                      Column("result", kind="key", drop=3), Column("reason", drop=1)],
                      [[r["at"], r["command_id"], r["event"], r["actor"], r["result"], r["reason"]]
                       for r in rows], title="Remediation audit", wide=wide)
 
@@ -367,7 +368,7 @@ def list_recommendations(
         from finfocus.cli.output import Column, render_table
         from finfocus.cli.vocab import cents
 
-        render_table([Column("id", kind="id"), Column("monthly", kind="money"), Column("type"),
+        render_table([Column("id", kind="id"), Column("monthly", kind="money"), Column("type", kind="id"),
                       Column("resource", kind="key"), Column("currency", drop=3), Column("account", drop=4),
                       Column("action", drop=5), Column("state", drop=6), Column("rationale", drop=1)],
                      [[r["recommendation_id"], cents(r["estimated_monthly_savings"]), r["type"], r["resource_id"],
