@@ -399,13 +399,15 @@ def episodes_from(y: np.ndarray, expected: np.ndarray, scores: np.ndarray, p: De
             delays.append(Episode(max(t - 1, 0), t + 1, 1, "billing-delay", 0.0))
             continue
         d = _flag(y[t], expected[t], scores[t], p)
-        if d in alerted and cur is not None and cur.direction == d and t - cur.end <= 1:
+        # a lasting change (3+ days) stays one anomaly across gaps of up to `confirm_days`
+        gap = 1 if cur is None or cur.end - cur.start < 3 else max(1, confirm)
+        if d in alerted and cur is not None and cur.direction == d and t - cur.end <= gap:
             cur.end = t + 1
             cur.score = max(cur.score, abs(float(scores[t])))
         elif d in alerted:
             cur = Episode(t, t + 1, d, "spike", abs(float(scores[t])))
             out.append(cur)
-        elif cur is not None and t - cur.end >= 1:
+        elif cur is not None and t - cur.end >= gap:
             cur = None
     threshold = p.threshold
     for ep in out:
