@@ -161,18 +161,26 @@ async def load(group_by: list[str], filters: dict[str, str], horizon: int) -> li
             chosen,
         )
     data = [dict(r) for r in rows]
-    stored = max((sum(1 for r in data if r["series_key"] == k and r["day"] > r["trained_through"])
-                  for k in {r["series_key"] for r in data}), default=0)
-    if data and horizon > stored:
-        raise HorizonError(
-            f"--horizon {horizon} is beyond the {stored} days forecast (FINFOCUS_FORECAST_HORIZON); "
-            f"use --horizon {stored} or less"
-        )
+    check_horizon(data, horizon)
     out = combine(group_by, filters, data, horizon)
     if data and filters and not out:
         key, value = next(iter(filters.items()))
         raise NoMatch(no_match_hint(key, value, {r["group"].get(key) for r in data}))
     return out
+
+
+def check_horizon(data: list[dict], horizon: int) -> None:
+    """Refuse a horizon beyond the stored days, naming the limit (never silently shorter)."""
+    ahead: dict[str, int] = {}
+    for r in data:
+        if r["day"] > r["trained_through"]:
+            ahead[r["series_key"]] = ahead.get(r["series_key"], 0) + 1
+    stored = max(ahead.values(), default=0)
+    if data and horizon > stored:
+        raise HorizonError(
+            f"--horizon {horizon} is beyond the {stored} days forecast (FINFOCUS_FORECAST_HORIZON); "
+            f"use --horizon {stored} or less"
+        )
 
 
 class HorizonError(LookupError):
