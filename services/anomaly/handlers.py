@@ -28,11 +28,12 @@ SERVICE = "anomaly"
 _SCHEMA = [(k, v.encode()) for k, v in schema_headers("Anomaly").items()]
 
 
-async def publish_anomalies(runtime, outcomes: list[Outcome], headers: dict[str, dict[str, bytes]]) -> None:
-    """Publish each anomaly in the trace of the record that caused it."""
+async def publish_anomalies(runtime, outcomes: list[Outcome], carriers: dict[str, dict[str, bytes]]) -> None:
+    """Publish each anomaly in the trace of the record that caused it (`carriers`: anomaly id ->
+    the trace headers of its cause, kept from detection in the outbox)."""
     records = []
     for o in outcomes:
-        carrier = headers.get(o.cause.record_id, {}) if o.cause else {}
+        carrier = carriers.get(o.anomaly.anomaly_id, {})
         span = start_record_span(
             runtime.tracer, "anomaly.detect", carrier,
             **{"finfocus.anomaly_id": o.anomaly.anomaly_id, "finfocus.change": o.change},
@@ -63,26 +64,18 @@ async def republish(runtime, store: AnomalyStore, older_than_s: float | None = N
         pending = await store.unpublished(older_than_s)
         if not pending:
             return total
-        outcomes, headers = [], {}
+        outcomes: list[Outcome] = []
+        carriers: dict[str, dict[str, bytes]] = {}
         for body, traceparent in pending:
             anomaly = AnomalyV1.model_validate(body)
-            cause = None
             if traceparent:
-                headers[anomaly.anomaly_id] = {"traceparent": traceparent.encode()}
-                cause = _Cause(anomaly.anomaly_id)
-            outcomes.append(Outcome(anomaly, cause, "republished"))
-        await publish_anomalies(runtime, outcomes, headers)
+                carriers[anomaly.anomaly_id] = {"traceparent": traceparent.encode()}
+            outcomes.append(Outcome(anomaly, None, "republished"))
+        await publish_anomalies(runtime, outcomes, carriers)
         await store.mark_published([o.anomaly.anomaly_id for o in outcomes])
         total += len(outcomes)
         if len(pending) < 1000:
             return total
-
-
-class _Cause:
-    """Stands in for the causing line when only its trace context survives."""
-
-    def __init__(self, record_id: str) -> None:
-        self.record_id = record_id
 
 
 def register_handlers(runtime, store: AnomalyStore, evaluator: Evaluator, notifier=None) -> None:

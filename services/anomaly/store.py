@@ -306,7 +306,8 @@ class Tx:
             "SELECT * FROM anomaly.series_state WHERE monitor = $1 AND series_key = ANY($2::text[])", monitor.name, texts
         ):
             arrays = np.frombuffer(r["arrays"], dtype="<f8").reshape(4, r["steps"])
-            state = WalkState(*(a.copy() for a in arrays), r["regime_start"], r["run_dir"], r["run_start"])
+            y, learn, expected, scores = (a.copy() for a in arrays)
+            state = WalkState(y, learn, expected, scores, r["regime_start"], r["run_dir"], r["run_start"])
             out[by_text[r["series_key"]]].state = (r["start_day"], r["fingerprint"], state)
         for r in await self.conn.fetch(RAISED_MANY, monitor.name, texts):
             key = by_text[r["series_key"]]
