@@ -32,7 +32,12 @@ def build_app(settings: ForecastSettings | None = None, *, tracer_provider: Trac
     )
     store = ForecastStore(runtime)
     watcher = BudgetWatcher(runtime, BudgetStore(store))
-    refitter = Refitter(store, settings, extra_series=watcher.series, after_refit=watcher.evaluate)
+
+    async def check_budgets(*_refit: object) -> None:
+        # budgets are judged against the forecasts each refit has just stored
+        await watcher.evaluate()
+
+    refitter = Refitter(store, settings, extra_series=watcher.series, after_refit=check_budgets)
     register_handlers(runtime, store, refitter)
     register_budget_handlers(runtime, watcher.store, refitter)
     runtime.publishes(Topics.ANOMALIES, AnomalyV1,
@@ -42,7 +47,7 @@ def build_app(settings: ForecastSettings | None = None, *, tracer_provider: Trac
     @app.on_startup
     async def budget_topic() -> None:  # runs after the runtime's bootstrap, before subscribing
         await ensure_topics(settings.kafka, settings.partitions, [BUDGET_COMMANDS])
-    app.refitter = refitter  # type: ignore[attr-defined] - tests wait on refitter.idle
+    app.refitter = refitter  # type: ignore[attr-defined]  # tests wait on refitter.idle
     app.store = store  # type: ignore[attr-defined]
     app.budgets = watcher  # type: ignore[attr-defined]
     return app
