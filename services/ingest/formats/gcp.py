@@ -10,6 +10,7 @@ travel in `x_Credits`. `invoice.month` (`202409`) gives the billing period.
 from __future__ import annotations
 
 import polars as pl
+from polars.datatypes import DataTypeClass
 
 from services.ingest.formats.common_expr import dec, dec_text, pick, tags_json
 
@@ -39,13 +40,14 @@ def _field(df: pl.DataFrame, column: str, field: str) -> pl.Expr:
     for flat in (f"{column}.{field}", f"{column}_{field}"):
         if flat in df.columns:
             return pl.col(flat).cast(pl.Utf8)
-    if column in df.columns and isinstance(df.schema[column], pl.Struct):
-        if field in [f.name for f in df.schema[column].fields]:
-            return _text(pl.col(column).struct.field(field), df.schema[column].to_schema()[field])
+    dtype = df.schema[column] if column in df.columns else None
+    if isinstance(dtype, pl.Struct):
+        if field in [f.name for f in dtype.fields]:
+            return _text(pl.col(column).struct.field(field), dtype.to_schema()[field])
     return pl.lit(None, pl.Utf8)
 
 
-def _text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+def _text(expr: pl.Expr, dtype: pl.DataType | DataTypeClass) -> pl.Expr:
     if isinstance(dtype, pl.Datetime):
         return expr.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     return expr.cast(pl.Utf8)
