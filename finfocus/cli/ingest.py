@@ -474,7 +474,9 @@ def show(job_id: str = typer.Argument(..., help="import job id"), output: Output
     elif output == OutputFormat.NDJSON:
         print_ndjson([job])
     else:
-        print_table(["", "value"], [(k, v) for k, v in job.items()], title=job_id)
+        from finfocus.cli.output import render_detail
+
+        render_detail(f"Import job {job_id}", list(job.items()))
 
 
 def register(app: typer.Typer) -> None:

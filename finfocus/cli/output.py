@@ -84,6 +84,10 @@ def column_for(name: str) -> Column:
         return Column(name, kind="money")
     if low in {"days", "rows", "lines", "actions", "measured", "count", "%", "share", "score"}:
         return Column(name, kind="number")
+    if low in {"value", "resource", "dimension", "scope", "target", "group"}:  # folded, never shortened
+        return Column(name, kind="key")
+    if low == "":
+        return Column(name, kind="id")
     return Column(name)
 
 

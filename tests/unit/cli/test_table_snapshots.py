@@ -98,6 +98,13 @@ FIXTURES = {
             {"playbook": "release", "account_id": "210987654321", "action": "release-address", "currency": "USD",
              "expected_monthly": Decimal("3.65"), "realised_monthly": Decimal("3.6512")},
         ])}),
+    "ingest_show": (["ingest", "show", "job-1"], {
+        "finfocus.cli.ingest._jobs": lambda *a: _return([
+            {"job_id": "job-1", "version": 2, "status": "done", "format": "focus", "rows_read": 5400,
+             "rows_published": 5400, "rows_rejected": 0, "totals": {"USD": Decimal("5843.6700000000")},
+             "scopes": [{"scope": "AWS:210987654321:2026-11", "version": 2}], "strict": False,
+             "result": {"status": "ok", "replaced": True}, "finished_at": datetime(2026, 12, 1, 6, tzinfo=UTC)},
+        ])}),
     "budget_alerts": (["budget", "alerts"], {
         "finfocus.cli.budget._alerts": lambda *a: _return([
             {"alert_id": "bud-prod-2026-12-80-projected", "name": "prod", "period_start": date(2026, 12, 1),
