@@ -1,12 +1,13 @@
-"""deploy/helm/finfocus: the committed rendered example is what the chart gives, it validates
-against the Kubernetes JSON schemas (kubernetes-validate, offline), and it has what an operator
-needs: probes, Services, config, identity, disruption budgets, autoscaling, monitoring."""
+"""deploy/helm/finfocus rendered by Helm's own template engine (the Helm SDK as a library,
+helm-python-sdk): it lints, every object validates against the Kubernetes JSON schemas
+(kubernetes-validate, offline, strict) with the defaults and with every option on, the committed
+example is what Helm renders now, and the objects have what an operator needs: probes,
+Services, config, identity, disruption budgets, autoscaling, monitoring."""
 
 from __future__ import annotations
 
 import importlib.util
-import shutil
-import subprocess
+import re
 from pathlib import Path
 
 import pytest
@@ -16,15 +17,23 @@ from finfocus.settings import SERVICES
 
 ROOT = Path(__file__).resolve().parents[3]
 HELM = ROOT / "deploy" / "helm"
+CHART = HELM / "finfocus"
+ALL_OPTIONS = CHART / "ci" / "all-options-values.yaml"
 KUBERNETES = "1.30.0"
 CRDS = ("ServiceMonitor", "PrometheusRule")
 
 
+@pytest.fixture(scope="module")
 def renderer():
+    pytest.importorskip("helm_python", reason="helm-python-sdk missing (pip install '.[test]')")
     spec = importlib.util.spec_from_file_location("finfocus_helm_render", HELM / "render.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def all_options() -> dict:
+    return yaml.safe_load(ALL_OPTIONS.read_text())
 
 
 def example() -> list[dict]:
@@ -35,44 +44,38 @@ def by_key(docs: list[dict]) -> dict[tuple[str, str], dict]:
     return {(d["kind"], d["metadata"]["name"]): d for d in docs}
 
 
-def test_the_committed_example_is_what_the_renderer_makes():
-    assert (HELM / "rendered-example.yaml").read_text() == renderer().example_text(), \
+def test_the_committed_example_is_what_helm_renders(renderer):
+    assert (HELM / "rendered-example.yaml").read_text() == renderer.example_text(), \
         "run python deploy/helm/render.py"
 
 
-@pytest.mark.skipif(shutil.which("helm") is None, reason="helm missing: the chart's templates are rendered by render.py only")
-def test_helm_template_renders_the_same_objects():
-    run = subprocess.run(
-        ["helm", "template", "finfocus", str(HELM / "finfocus"), "--namespace", "finfocus",
-         "--set", "metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true"],
-        capture_output=True, text=True, check=True,
-    )
-    assert by_key([d for d in yaml.safe_load_all(run.stdout) if d]) == by_key(example())
+@pytest.mark.parametrize("values", [{}, "all-options"])
+def test_helm_lint_finds_nothing_to_warn_about(renderer, values):
+    import helm_python
+
+    report = helm_python.lint(CHART, all_options() if values else None, strict=True,
+                              namespace="finfocus", kube_version=f"v{KUBERNETES}")
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
 
 
-def test_every_object_validates_against_the_kubernetes_schemas():
+@pytest.mark.parametrize("values", [{}, "all-options"])
+def test_every_object_validates_against_the_kubernetes_schemas(renderer, values):
     kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate missing (pip install '.[test]')")
-    docs = example()
+    docs = renderer.render(all_options() if values else {})
     for doc in docs:
-        if doc["kind"] in CRDS:
-            continue
-        kubernetes_validate.validate(doc, KUBERNETES, strict=True)
-    # and with every option switched on
-    full = renderer().render({
-        "home.persistence.enabled": True, "kafka.caSecret": "kafka-ca", "kafka.credentialsSecret": "kafka-users",
-        "kafka.securityProtocol": "SASL_SSL", "kafka.saslMechanism": "SCRAM-SHA-512",
-        "config.playbooks": {"idle.yaml": "playbook: idle\n"}, "config.specs": {"aws.yaml": "prices: []\n"},
-        "config.monitors": "monitors: []\n", "imagePullSecrets": [{"name": "registry"}],
-        "serviceAccount.annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/finfocus"},
-    })
-    for doc in full:
         if doc["kind"] not in CRDS:
             kubernetes_validate.validate(doc, KUBERNETES, strict=True)
-    kinds = {d["kind"] for d in full}
-    assert {"PersistentVolumeClaim", "ConfigMap"} <= kinds
-    mounts = {m["name"] for d in full if d["kind"] == "Deployment"
-              for m in d["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
-    assert {"playbooks", "specs", "monitors", "kafka-ca", "vault-token"} <= mounts
+    if values:
+        kinds = {d["kind"] for d in docs}
+        assert {"PersistentVolumeClaim", "ConfigMap", *CRDS} <= kinds
+        mounts = {m["name"] for d in docs if d["kind"] == "Deployment"
+                  for m in d["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+        assert {"playbooks", "specs", "monitors", "kafka-ca", "vault-token"} <= mounts
+        forecast = by_key(docs)[("Deployment", "finfocus-forecast")]["spec"]["template"]["spec"]
+        assert forecast["tolerations"] and forecast["affinity"] and forecast["nodeSelector"]
+        database = next(e for e in forecast["containers"][0]["env"] if e["name"] == "FINFOCUS_DATABASE_URL")
+        assert database["valueFrom"]["secretKeyRef"]["name"] == "finfocus-forecast-database"
 
 
 def test_the_validator_refuses_a_broken_object():
@@ -101,13 +104,19 @@ def test_one_deployment_per_service_probed_on_healthz_and_readyz():
     assert "VAULT_TOKEN" not in env
 
 
+def test_the_example_lists_what_a_deployment_references_before_it():
+    kinds = [d["kind"] for d in example()]
+    first = kinds.index("Deployment")
+    assert {"ServiceAccount", "ConfigMap", "Service"} <= set(kinds[:first])
+
+
 def test_stateless_services_scale_and_the_singletons_do_not():
     docs = by_key(example())
     scaled = {name for (kind, name) in docs if kind == "HorizontalPodAutoscaler"}
     assert scaled == {"finfocus-ingest", "finfocus-pricing", "finfocus-anomaly", "finfocus-api"}
     for name in ("forecast", "remediation"):
         assert docs[("Deployment", f"finfocus-{name}")]["spec"]["replicas"] == 1
-    values = yaml.safe_load((HELM / "finfocus" / "values.yaml").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
     for name in ("ingest", "pricing", "anomaly"):  # a consumer beyond the partition count idles, not ready
         assert values["services"][name]["autoscaling"]["maxReplicas"] <= values["kafka"]["partitions"]
 
@@ -123,29 +132,37 @@ def test_the_api_and_the_intake_have_services_and_metrics_are_monitored():
 
 
 def test_the_charts_rules_file_is_the_repositorys():
-    assert (HELM / "finfocus" / "files" / "rules.yml").read_text() == \
+    assert (CHART / "files" / "rules.yml").read_text() == \
         (ROOT / "deploy" / "prometheus" / "rules.yml").read_text(), "copy deploy/prometheus/rules.yml into the chart"
 
 
-def test_the_service_account_carries_workload_identity_annotations():
-    docs = renderer().render({"serviceAccount.annotations": {"iam.gke.io/gcp-service-account": "ff@p.iam.gserviceaccount.com"}})
+def test_the_service_account_carries_workload_identity_annotations(renderer):
+    docs = renderer.render({"serviceAccount": {"annotations": {"iam.gke.io/gcp-service-account": "ff@p.iam.gserviceaccount.com"}}})
     account = next(d for d in docs if d["kind"] == "ServiceAccount")
     assert account["metadata"]["annotations"] == {"iam.gke.io/gcp-service-account": "ff@p.iam.gserviceaccount.com"}
     pods = [d["spec"]["template"]["spec"] for d in docs if d["kind"] == "Deployment"]
     assert all(p["serviceAccountName"] == account["metadata"]["name"] for p in pods)
 
 
-def test_every_template_value_the_renderer_reads_exists_in_the_chart():
-    """Without helm the templates are not executed here: at least every object the renderer
-    makes is declared by a template, and the templates name no value missing from values.yaml."""
-    import re
+def test_a_release_of_another_name_prefixes_every_object_and_reference(renderer):
+    docs = by_key(renderer.render({"home": {"persistence": {"enabled": True}}}, release="prod"))
+    assert all(name.startswith("prod-finfocus") for _, name in docs)
+    pod = docs[("Deployment", "prod-finfocus-pricing")]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["envFrom"] == [{"configMapRef": {"name": "prod-finfocus-env"}}]
+    assert {"name": "home", "persistentVolumeClaim": {"claimName": "prod-finfocus-home"}} in pod["volumes"]
+    assert ("PersistentVolumeClaim", "prod-finfocus-home") in docs
 
-    templates = "\n".join(p.read_text() for p in (HELM / "finfocus" / "templates").glob("*"))
-    for doc in renderer().render(renderer().EXAMPLE_OVERRIDES):
-        assert f"kind: {doc['kind']}" in templates, doc["kind"]
-    values = yaml.safe_load((HELM / "finfocus" / "values.yaml").read_text())
-    for path in set(re.findall(r"\.Values\.([A-Za-z0-9_.]+)", templates)):
+
+def test_every_value_the_templates_and_the_docs_name_exists_in_values_yaml():
+    """Helm renders a misspelt value as empty without a word: the templates and the install
+    command in docs/operations.md name only values that values.yaml declares."""
+    templates = "\n".join(p.read_text() for p in (CHART / "templates").glob("*"))
+    docs = (ROOT / "docs" / "operations.md").read_text()
+    paths = set(re.findall(r"\.Values\.([A-Za-z0-9_.]+)", templates)) | set(re.findall(r"--set ([A-Za-z0-9_.]+)=", docs))
+    assert paths
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for path in paths:
         node = values
         for key in path.split("."):
-            assert isinstance(node, dict) and key in node, f".Values.{path} is not in values.yaml"
+            assert isinstance(node, dict) and key in node, f"{path} is not in values.yaml"
             node = node[key]
