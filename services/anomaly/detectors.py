@@ -13,7 +13,7 @@ day builds a baseline from the days before it only:
 2. weekly seasonality: multiplicative weekday factors (median of each weekday / overall
    median), kept only when they shrink the spread of the training days by `season_gain`;
 3. level and trend: a Theil-Sen line through the last `window` deseasonalised days;
-4. spread: 1.4826 x the median absolute deviation of the residuals, floored by half their
+4. spread: 1.4826 x the median absolute deviation of the residuals, floored by their
    mean absolute deviation, `rel_floor` x the level and `abs_floor`;
 5. intermittent series (at least `zero_share` of the training days cost nothing): the mean
    and standard deviation instead, since a median of zero says nothing.
@@ -50,8 +50,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from services.anomaly.detectors_context import context_surprise_scores
 
 MAD_TO_SIGMA = 1.4826
+#: the spread is at least this x the mean absolute deviation of the residuals (the MAD alone
+#: under-reads the noise of a short, weekday-fitted window)
+MEAN_AD_FACTOR = 1.0
 #: bump when a change to the maths makes stored walk states stale
-STATE_VERSION = 3
+STATE_VERSION = 4
 
 
 class DetectorParams(BaseModel):
@@ -176,7 +179,7 @@ def _theil_sen(pos: np.ndarray, vals: np.ndarray) -> tuple[float, float]:
 def _spread(resid: np.ndarray, level: float, p: DetectorParams) -> float:
     centred = resid - _med(resid)
     mad = MAD_TO_SIGMA * _med(np.abs(centred))
-    mean_ad = 0.5 * float(np.abs(centred).sum()) / len(centred)
+    mean_ad = MEAN_AD_FACTOR * float(np.abs(centred).sum()) / len(centred)
     return max(mad, mean_ad, p.rel_floor * abs(level), p.abs_floor)
 
 
