@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from finfocus.db import connect
 from services.api.assistant import answer, vocab
 from tests.fixtures.assistant.accuracy import HELD_OUT, evaluate, questions, report
-from tests.fixtures.assistant.dataset import TODAY, seed
+from tests.fixtures.assistant.dataset import TODAY, build_aggregate, seed
 
 pytestmark = pytest.mark.integration
 
@@ -16,6 +18,18 @@ pytestmark = pytest.mark.integration
 async def seeded(database_url):
     conn = await connect(database_url)
     await seed(conn)
+    vocab.forget()
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def all_dirty(database_url):
+    """The data set with every day still waiting for pricing's rebuild: only the lines answer."""
+    conn = await connect(database_url)
+    await seed(conn, aggregate=False)
     vocab.forget()
     try:
         yield conn
@@ -38,6 +52,44 @@ async def test_offline_engine_meets_accuracy_targets(seeded):
     misses = [(o.question, o.answer) for o in outcomes if not o.exact]
     assert overall >= 0.95, misses
     assert min(per_category.values()) >= 0.85, (per_category, misses)
+    # the aggregate answers where it can (pricing rebuilt it after the seed), with the lines' rows
+    on_aggregate = [o for o in outcomes if "pricing.v_daily_costs" in (o.sql or "")]
+    assert len(on_aggregate) >= 30, len(on_aggregate)
+    assert not any("pricing.v_cost_lines" in (o.sql or "") for o in on_aggregate)
+
+
+async def test_with_every_day_dirty_the_lines_answer_exactly(all_dirty):
+    outcomes = await evaluate(all_dirty)
+    assert [(o.question, o.answer) for o in outcomes if not o.exact] == []
+    assert not any("v_daily_costs" in (o.sql or "") for o in outcomes)
+
+
+async def test_a_window_with_a_dirty_day_reads_the_lines_until_rebuilt(seeded):
+    question = "what did we spend on ec2 last month"
+    before = await answer(question, seeded, today=TODAY)
+    assert "pricing.v_daily_costs" in before["sql"]
+    # a restated line marks its day (statement trigger); the aggregate is now stale there
+    await seeded.execute(
+        "UPDATE pricing.cost_lines SET billed_cost = billed_cost + 1 WHERE record_id = ("
+        "SELECT record_id FROM pricing.cost_lines WHERE service_name = 'AmazonEC2' AND billed_cost IS NOT NULL"
+        " AND charge_period_start >= '2026-09-10T00:00:00Z' AND charge_period_start < '2026-09-11T00:00:00Z'"
+        " ORDER BY record_id LIMIT 1)"
+    )
+    dirty = await answer(question, seeded, today=TODAY)
+    assert "pricing.v_cost_lines" in dirty["sql"] and "v_daily_costs" not in dirty["sql"]
+    assert Decimal(dirty["rows"][0][1]) == Decimal(before["rows"][0][1]) + 1
+    # a window without the dirty day still reads the aggregate
+    assert "pricing.v_daily_costs" in (await answer("ec2 spend last week", seeded, today=TODAY))["sql"]
+    await build_aggregate(seeded)
+    rebuilt = await answer(question, seeded, today=TODAY)
+    assert "pricing.v_daily_costs" in rebuilt["sql"] and rebuilt["rows"] == dirty["rows"]
+
+
+async def test_resource_and_tag_questions_read_the_lines(seeded):
+    for question in ("top 3 resources last month", "cost by team last month", "untagged cost last month"):
+        doc = await answer(question, seeded, today=TODAY)
+        assert doc.get("error") is None, doc
+        assert "pricing.v_cost_lines" in doc["sql"], question
 
 
 async def test_held_out_wording_is_mostly_understood(seeded):

@@ -39,7 +39,8 @@ async def answer(question: str, conn, *, today: date, engine: str = "offline", l
 
         try:
             plan = understand(question, words, today)
-            sql = offline.build_sql(plan, words, today)
+            ready = await offline.aggregate_ready(conn, plan)
+            sql = offline.build_sql(plan, words, today, aggregate=ready)
         except NotUnderstood as exc:
             doc["answer"] = str(exc)
             doc["error"] = "not-understood"

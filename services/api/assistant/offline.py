@@ -1,6 +1,13 @@
 """The offline engine: a plan (`understand`) becomes one SQL query over the views, and its rows
 become a sentence. No model, no network.
 
+Spend, top-N, comparisons, trends and unpriced counts by provider, service, account, region,
+charge category, day or month read pricing's daily aggregate (`pricing.v_daily_costs`, a few
+hundred rows a day) instead of the lines, when the caller found none of the question's days
+waiting for a rebuild (`aggregate_ready`): its sums are the lines' sums (numeric addition), so
+the answer is the same to the cent. Resource, SKU, type and tag questions, and any window with
+a dirty day, read `pricing.v_cost_lines`.
+
 Names from the data enter the SQL only as quoted literals, and the SQL still goes through
 `safety.check` like any other engine's, so a rule slip here cannot become a write.
 """
@@ -27,6 +34,18 @@ DIMENSIONS = {
     "day": "to_char(charge_period_start AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
     "month": "to_char(charge_period_start AT TIME ZONE 'UTC', 'YYYY-MM')",
 }
+AGGREGATE = "pricing.v_daily_costs"
+#: the dimensions the daily aggregate keeps, as its own columns
+AGGREGATE_DIMENSIONS = {
+    "service": "service_name",
+    "account": "coalesce(sub_account_id, billing_account_id)",
+    "region": "region_id",
+    "provider": "provider",
+    "category": "charge_category",
+    "day": "to_char(day, 'YYYY-MM-DD')",
+    "month": "to_char(day, 'YYYY-MM')",
+}
+AGGREGATE_INTENTS = frozenset({"spend", "top", "compare", "trend", "unpriced"})
 PLURAL = {"service": "services", "account": "accounts", "region": "regions", "resource": "resources",
           "provider": "providers", "sku": "SKUs", "type": "resource types", "category": "charge categories",
           "day": "days", "month": "months"}  # fmt: skip
@@ -50,10 +69,10 @@ def _in(expr: str, values: list[str]) -> str:
     return f"{expr} IN ({', '.join(lit(v) for v in values)})"
 
 
-def dim_expr(dimension: str) -> str:
+def dim_expr(dimension: str, agg: bool = False) -> str:
     if dimension.startswith("tag:"):
         return f"tags ->> {lit(dimension[4:])}"
-    return DIMENSIONS[dimension]
+    return (AGGREGATE_DIMENSIONS if agg else DIMENSIONS)[dimension]
 
 
 def dim_name(dimension: str) -> str:
@@ -62,6 +81,52 @@ def dim_name(dimension: str) -> str:
 
 def in_period(p: Period, column: str = "charge_period_start") -> str:
     return f"{column} >= {ts(p.start)} AND {column} < {ts(p.end)}"
+
+
+def in_days(p: Period, agg: bool) -> str:
+    """The period on the lines' start times, or on the aggregate's UTC days (the same rows:
+    a period runs from one UTC midnight to another)."""
+    if not agg:
+        return in_period(p)
+    return f"day >= {lit(p.start.isoformat())}::date AND day < {lit(p.end.isoformat())}::date"
+
+
+def _unpriced_dim(plan: Plan) -> str:
+    return plan.dimension if plan.dimension and plan.dimension in DIMENSIONS else "service"
+
+
+def aggregate_allows(plan: Plan) -> bool:
+    """True when the daily aggregate keeps every column `plan` reads (no resource or tag)."""
+    if plan.intent not in AGGREGATE_INTENTS or not plan.period:
+        return False
+    if plan.scope.resources or plan.scope.tags:
+        return False
+    dims = [_unpriced_dim(plan)] if plan.intent == "unpriced" else [plan.dimension, plan.grain]
+    return all(d is None or d in AGGREGATE_DIMENSIONS for d in dims)
+
+
+def windows(plan: Plan) -> list[Period]:
+    """The periods `plan`'s query reads (a comparison reads two)."""
+    return [p for p in (plan.period, plan.previous) if p is not None]
+
+
+DIRTY_DAYS = "SELECT EXISTS (SELECT 1 FROM pricing.v_dirty_days WHERE {})"
+
+
+async def aggregate_ready(conn, plan: Plan) -> bool:
+    """True when the aggregate may answer `plan`: it keeps the plan's columns, and none of the
+    days the plan reads waits for pricing's rebuild (a day with new, changed or deleted lines
+    is marked until then). Without the aggregate's views (an older pricing schema, no grant),
+    the lines answer."""
+    import asyncpg
+
+    if not aggregate_allows(plan):
+        return False
+    conds = " OR ".join(f"({in_days(p, True)})" for p in windows(plan))
+    try:
+        return not await conn.fetchval(DIRTY_DAYS.format(conds))
+    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError, asyncpg.InsufficientPrivilegeError):
+        return False
 
 
 def scope_conditions(plan: Plan) -> list[str]:
@@ -86,31 +151,39 @@ def _where(conds: list[str]) -> str:
     return (" WHERE " + " AND ".join(conds)) if conds else ""
 
 
-def build_sql(plan: Plan, vocab: Vocabulary, today: date) -> str:
-    """The one SELECT that answers `plan`."""
+def build_sql(plan: Plan, vocab: Vocabulary, today: date, *, aggregate: bool = False) -> str:
+    """The one SELECT that answers `plan`; over the daily aggregate when `aggregate` (the
+    caller's `aggregate_ready`) and the plan allows it."""
+    agg = aggregate and aggregate_allows(plan)
+    if plan.intent in AGGREGATE_INTENTS:
+        return _BUILDERS[plan.intent](plan, vocab, today, agg)
     return _BUILDERS[plan.intent](plan, vocab, today)
 
 
-def _spend(plan: Plan, vocab: Vocabulary, today: date) -> str:
+def _from(agg: bool) -> str:
+    return AGGREGATE if agg else COST
+
+
+def _spend(plan: Plan, vocab: Vocabulary, today: date, agg: bool = False) -> str:
     assert plan.period
-    conds = [in_period(plan.period), *scope_conditions(plan)]
-    return (f"SELECT billing_currency AS currency, sum(billed_cost) AS cost FROM {COST}"
+    conds = [in_days(plan.period, agg), *scope_conditions(plan)]
+    return (f"SELECT billing_currency AS currency, sum(billed_cost) AS cost FROM {_from(agg)}"
             f"{_where(conds)} GROUP BY 1 ORDER BY 1")
 
 
-def _top(plan: Plan, vocab: Vocabulary, today: date) -> str:
+def _top(plan: Plan, vocab: Vocabulary, today: date, agg: bool = False) -> str:
     assert plan.period and plan.dimension
-    conds = [in_period(plan.period), *scope_conditions(plan)]
+    conds = [in_days(plan.period, agg), *scope_conditions(plan)]
     order = "ASC" if plan.ascending else "DESC"
     limit = f" LIMIT {plan.limit}" if plan.limit else ""
-    return (f"SELECT {dim_expr(plan.dimension)} AS {ident(dim_name(plan.dimension))}, "
-            f"billing_currency AS currency, sum(billed_cost) AS cost FROM {COST}{_where(conds)} "
+    return (f"SELECT {dim_expr(plan.dimension, agg)} AS {ident(dim_name(plan.dimension))}, "
+            f"billing_currency AS currency, sum(billed_cost) AS cost FROM {_from(agg)}{_where(conds)} "
             f"GROUP BY 1, 2 ORDER BY 3 {order} NULLS LAST, 1{limit}")
 
 
-def _compare(plan: Plan, vocab: Vocabulary, today: date) -> str:
+def _compare(plan: Plan, vocab: Vocabulary, today: date, agg: bool = False) -> str:
     assert plan.period and plan.previous
-    cur, prev = in_period(plan.period), in_period(plan.previous)
+    cur, prev = in_days(plan.period, agg), in_days(plan.previous, agg)
     conds = [f"(({cur}) OR ({prev}))", *scope_conditions(plan)]
     sums = (f"coalesce(sum(billed_cost) FILTER (WHERE {prev}), 0) AS previous_cost, "
             f"coalesce(sum(billed_cost) FILTER (WHERE {cur}), 0) AS current_cost")
@@ -120,20 +193,20 @@ def _compare(plan: Plan, vocab: Vocabulary, today: date) -> str:
         name = ident(dim_name(plan.dimension))
         order = "ASC" if plan.ascending else "DESC"
         limit = f" LIMIT {plan.limit}" if plan.limit else ""
-        return (f"WITH t AS (SELECT {dim_expr(plan.dimension)} AS {name}, billing_currency AS currency, {sums} "
-                f"FROM {COST}{_where(conds)} GROUP BY 1, 2) "
+        return (f"WITH t AS (SELECT {dim_expr(plan.dimension, agg)} AS {name}, billing_currency AS currency, {sums} "
+                f"FROM {_from(agg)}{_where(conds)} GROUP BY 1, 2) "
                 f"SELECT {name}, currency, {derived} FROM t ORDER BY change {order}, 1{limit}")
-    return (f"WITH t AS (SELECT billing_currency AS currency, {sums} FROM {COST}{_where(conds)} GROUP BY 1) "
+    return (f"WITH t AS (SELECT billing_currency AS currency, {sums} FROM {_from(agg)}{_where(conds)} GROUP BY 1) "
             f"SELECT currency, {derived} FROM t ORDER BY 1")
 
 
-def _trend(plan: Plan, vocab: Vocabulary, today: date) -> str:
+def _trend(plan: Plan, vocab: Vocabulary, today: date, agg: bool = False) -> str:
     assert plan.period and plan.grain
-    conds = [in_period(plan.period), *scope_conditions(plan)]
-    dim = f"{dim_expr(plan.dimension)} AS {ident(dim_name(plan.dimension))}, " if plan.dimension else ""
+    conds = [in_days(plan.period, agg), *scope_conditions(plan)]
+    dim = f"{dim_expr(plan.dimension, agg)} AS {ident(dim_name(plan.dimension))}, " if plan.dimension else ""
     keys = "1, 2, 3" if plan.dimension else "1, 2"
-    return (f"SELECT {DIMENSIONS[plan.grain]} AS {plan.grain}, {dim}billing_currency AS currency, "
-            f"sum(billed_cost) AS cost FROM {COST}{_where(conds)} GROUP BY {keys} ORDER BY {keys}")
+    return (f"SELECT {dim_expr(plan.grain, agg)} AS {plan.grain}, {dim}billing_currency AS currency, "
+            f"sum(billed_cost) AS cost FROM {_from(agg)}{_where(conds)} GROUP BY {keys} ORDER BY {keys}")
 
 
 _ANOMALY_DIMS = {"service": "ServiceName", "account": "SubAccountId", "provider": "ProviderName", "region": "RegionId"}
@@ -260,10 +333,14 @@ def _savings(plan: Plan, vocab: Vocabulary, today: date) -> str:
     return f"SELECT currency, {sums} FROM remediation.v_savings{_where(conds)} GROUP BY 1 ORDER BY 1"
 
 
-def _unpriced(plan: Plan, vocab: Vocabulary, today: date) -> str:
+def _unpriced(plan: Plan, vocab: Vocabulary, today: date, agg: bool = False) -> str:
     assert plan.period
+    dim = _unpriced_dim(plan)
+    if agg:  # the aggregate counts each group's unpriced lines: the groups with any
+        conds = ["billed_nulls > 0", in_days(plan.period, agg), *scope_conditions(plan)]
+        return (f"SELECT {dim_expr(dim, agg)} AS {ident(dim)}, sum(billed_nulls)::bigint AS lines "
+                f"FROM {AGGREGATE}{_where(conds)} GROUP BY 1 ORDER BY 2 DESC, 1")
     conds = ["billed_cost IS NULL", in_period(plan.period), *scope_conditions(plan)]
-    dim = plan.dimension if plan.dimension and plan.dimension in DIMENSIONS else "service"
     return (f"SELECT {dim_expr(dim)} AS {ident(dim)}, count(*) AS lines FROM {COST}{_where(conds)} "
             "GROUP BY 1 ORDER BY 2 DESC, 1")
 

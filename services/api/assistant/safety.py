@@ -21,6 +21,7 @@ from sqlglot.errors import ParseError, TokenError
 ALLOWED_VIEWS: frozenset[tuple[str, str]] = frozenset(
     {
         ("pricing", "v_cost_lines"),
+        ("pricing", "v_daily_costs"),
         ("anomaly", "v_anomalies"),
         ("forecast", "v_forecasts"),
         ("forecast", "v_month_end"),

@@ -121,6 +121,23 @@ def test_odd_questions_are_read_or_refused_never_crash(question):
     except (NotUnderstood, ValueError, OverflowError):
         return
     check(build_sql(plan, VOCAB, TODAY))
+    check(build_sql(plan, VOCAB, TODAY, aggregate=True))
+
+
+@pytest.mark.parametrize(("question", "view"), [
+    ("what did we spend on ec2 last month", "pricing.v_daily_costs"),
+    ("top 3 services by cost this year", "pricing.v_daily_costs"),
+    ("cost by region in aws last quarter", "pricing.v_daily_costs"),
+    ("monthly trend since june", "pricing.v_daily_costs"),
+    ("which service grew the most this month vs last month", "pricing.v_daily_costs"),
+    ("top 5 resources last month", "pricing.v_cost_lines"),
+    ("cost by team last month", "pricing.v_cost_lines"),
+    ("cost by sku last month", "pricing.v_cost_lines"),
+])
+def test_the_aggregate_is_read_only_for_the_columns_it_keeps(question, view):
+    checked = check(build_sql(understand(question, VOCAB, TODAY), VOCAB, TODAY, aggregate=True))
+    assert checked.views == (view,)
+    assert check(build_sql(understand(question, VOCAB, TODAY), VOCAB, TODAY)).views == ("pricing.v_cost_lines",)
 
 
 def test_any_text_is_read_or_refused_never_crashes():
@@ -138,5 +155,6 @@ def test_any_text_is_read_or_refused_never_crashes():
         except (NotUnderstood, ValueError, OverflowError):
             return
         check(build_sql(plan, VOCAB, TODAY))
+        check(build_sql(plan, VOCAB, TODAY, aggregate=True))
 
     probe()
