@@ -192,6 +192,17 @@ async def test_priced_month_yields_stored_forecasts_and_cli_json(settings):
         )
         bad = await asyncio.to_thread(CliRunner().invoke, cli, ["forecast", "show", "-g", "daily"], env=env)
         assert bad.exit_code == 2
+        for grouping in ("region", "resource", "type"):  # every documented grouping is stored
+            by = await asyncio.to_thread(
+                CliRunner().invoke, cli, ["forecast", "show", "-g", grouping, "-o", "json"], env=env
+            )
+            assert by.exit_code == 0 and json.loads(by.output)["forecasts"], (grouping, by.output)
+        aws = await asyncio.to_thread(
+            CliRunner().invoke, cli, ["forecast", "show", "-g", "service", "-f", "provider=aws", "-o", "json"], env=env
+        )
+        assert aws.exit_code == 0 and json.loads(aws.output)["forecasts"], aws.output  # the alias matches AWS
+        far = await asyncio.to_thread(CliRunner().invoke, cli, ["forecast", "show", "--horizon", "200"], env=env)
+        assert far.exit_code == 2 and "use --horizon" in far.output and "beyond the" in far.output
     finally:
         await app.stop()
 
