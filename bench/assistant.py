@@ -9,6 +9,11 @@ rows equal the rows of the question's hand-written SQL. `--lines N` spreads the 
 costs over about N stored lines (COPY), for latency at scale; the answers stay the same.
 Latency is per question, wall clock, with the name vocabulary cached (its cold load is
 printed apart: it is read once per five minutes).
+
+After seeding, every day is marked and pricing's daily aggregate rebuilt (the refresh its
+background runs, as bench/api.py does); the aggregate's state is printed with the figures.
+`--also-lines` then marks every day dirty and asks again, so every question reads the lines:
+the engine's figures without the aggregate, on the same data and machine.
 """
 
 from __future__ import annotations
@@ -31,13 +36,27 @@ from tests.fixtures.assistant.dataset import RESOURCES, START, TODAY  # noqa: E4
 ADMIN = os.environ.get("FINFOCUS_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-async def main(lines: int, keep: bool, reuse: str | None) -> None:
+async def aggregate_state(conn) -> str:
+    days = await conn.fetchval("SELECT count(DISTINCT day) FROM pricing.daily_costs")
+    rows = await conn.fetchval("SELECT count(*) FROM pricing.daily_costs")
+    dirty = await conn.fetchval("SELECT count(*) FROM pricing.dirty_days")
+    size = await conn.fetchval("SELECT pg_size_pretty(pg_total_relation_size('pricing.daily_costs'))")
+    return f"daily aggregate: {days} days, {rows:,} rows ({size}), {dirty} dirty days"
+
+
+def views_read(outcomes) -> str:
+    agg = sum("pricing.v_daily_costs" in (o.sql or "") for o in outcomes)
+    lines = sum("pricing.v_cost_lines" in (o.sql or "") for o in outcomes)
+    return f"{agg} questions read pricing.v_daily_costs, {lines} read pricing.v_cost_lines"
+
+
+async def main(lines: int, keep: bool, reuse: str | None, also_lines: bool) -> None:
     import asyncpg
 
     from finfocus.db import connect
     from services.api.assistant import vocab
     from tests.fixtures.assistant.accuracy import HELD_OUT, evaluate, questions, report
-    from tests.fixtures.assistant.dataset import seed
+    from tests.fixtures.assistant.dataset import build_aggregate, seed
 
     base_lines = len(RESOURCES) * (TODAY - START).days
     scale = max(1, math.ceil(lines / base_lines))
@@ -53,10 +72,14 @@ async def main(lines: int, keep: bool, reuse: str | None) -> None:
         conn = await connect(url)
         started = time.perf_counter()
         if not reuse:
-            await seed(conn, scale=scale)
+            await seed(conn, scale=scale, aggregate=False)
         stored = await conn.fetchval("SELECT count(*) FROM pricing.cost_lines")
         print(f"seeded {stored:,} cost lines in {time.perf_counter() - started:.1f} s (scale {scale})"
               if not reuse else f"reusing {stored:,} cost lines")
+        started = time.perf_counter()
+        rebuilt = await build_aggregate(conn)
+        print(f"aggregate refresh: {rebuilt} days rebuilt in {time.perf_counter() - started:.1f} s")
+        print(await aggregate_state(conn))
         vocab.forget()
         started = time.perf_counter()
         await vocab.load(conn, key="bench")
@@ -74,6 +97,7 @@ async def main(lines: int, keep: bool, reuse: str | None) -> None:
         p95 = latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)]
         print(f"\nlatency per question: median {statistics.median(latencies):.0f} ms, p95 {p95:.0f} ms, "
               f"max {latencies[-1]:.0f} ms over {stored:,} lines")
+        print(views_read(outcomes))
         held = await evaluate(conn, questions(HELD_OUT))
         print(f"held-out wording (heldout.yaml, not used to write the rules): "
               f"{sum(o.exact for o in held)}/{len(held)} exact")
@@ -86,6 +110,21 @@ async def main(lines: int, keep: bool, reuse: str | None) -> None:
         for o in outcomes:
             if not o.exact:
                 print(f"MISS [{o.category}] {o.question!r}: {o.answer}")
+        if also_lines:
+            await conn.execute(
+                "INSERT INTO pricing.dirty_days (day) SELECT DISTINCT day FROM pricing.daily_costs "
+                "ON CONFLICT DO NOTHING"
+            )
+            print(f"\nevery day marked dirty: {await aggregate_state(conn)}")
+            await evaluate(conn, items[:3])
+            dirty = await evaluate(conn, items)
+            latencies = sorted(o.seconds * 1000 for o in dirty)
+            p95 = latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)]
+            print(f"lines only: {sum(o.exact for o in dirty)}/{len(dirty)} exact; latency median "
+                  f"{statistics.median(latencies):.0f} ms, p95 {p95:.0f} ms, max {latencies[-1]:.0f} ms; "
+                  + views_read(dirty))
+            rebuilt = await build_aggregate(conn)
+            print(f"aggregate rebuilt again ({rebuilt} days): {await aggregate_state(conn)}")
         await conn.close()
     finally:
         if not keep:
@@ -107,7 +146,7 @@ async def engine_overhead(conn, items: list[dict]) -> None:
     for item in items:
         started = time.perf_counter()
         plan = understand(item["q"], words, TODAY)
-        safety.check(offline.build_sql(plan, words, TODAY))
+        safety.check(offline.build_sql(plan, words, TODAY, aggregate=True))
         spent.append((time.perf_counter() - started) * 1000)
     spent.sort()
     print(f"engine share (read, build, check): median {statistics.median(spent):.1f} ms, "
@@ -119,5 +158,7 @@ if __name__ == "__main__":
     parser.add_argument("--lines", type=int, default=0, help="store about this many cost lines (e.g. 1000000)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--reuse", metavar="URL", help="a database kept by --keep: ask again, no seeding")
+    parser.add_argument("--also-lines", action="store_true",
+                        help="then mark every day dirty and ask again (every question reads the lines)")
     args = parser.parse_args()
-    asyncio.run(main(args.lines, args.keep, args.reuse))
+    asyncio.run(main(args.lines, args.keep, args.reuse, args.also_lines))
