@@ -93,6 +93,7 @@ def register(app: typer.Typer) -> None:
         region: str = typer.Option(None, "--region"),
         history: bool = typer.Option(False, "--history", help="Include superseded prices (price history)"),
         output: OutputFormat = OUTPUT_OPTION,
+        wide: bool = typer.Option(False, "--wide", help="every column, long text folded over lines"),
     ) -> None:
         """Catalog prices (current ones unless --history)."""
         from finfocus.settings import FinFocusSettings
@@ -113,7 +114,12 @@ def register(app: typer.Typer) -> None:
         elif output is OutputFormat.NDJSON:
             print_ndjson(rows)
         else:
-            print_table(["provider", "service", "sku", "region", "unit", "price", "currency", "from", "to", "source"],
-                        [[r["provider"], r["service"], r["sku"], r["region"], r["unit"], r["unit_price"], r["currency"],
-                          r["effective_from"].date(), r["effective_to"].date() if r["effective_to"] else "", r["source"]]
-                         for r in rows], title="Price catalog")
+            from finfocus.cli.output import Column, render_table
+
+            render_table(
+                [Column("sku", kind="id"), Column("price", kind="number"), Column("unit", kind="id"),
+                 Column("region", kind="id"), Column("service", kind="key", drop=1), Column("provider", drop=3),
+                 Column("currency", drop=7), Column("from", drop=4), Column("to", drop=5), Column("source", drop=6)],
+                [[r["sku"], r["unit_price"], r["unit"], r["region"], r["service"], r["provider"], r["currency"],
+                  r["effective_from"].date(), r["effective_to"].date() if r["effective_to"] else "", r["source"]]
+                 for r in rows], title="Price catalog", wide=wide)

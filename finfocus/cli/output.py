@@ -70,7 +70,7 @@ def print_ndjson(rows: Iterable[Any]) -> None:
 #: column names that hold money: right-aligned, rounded to the cent, never cut
 MONEY_COLUMNS = {
     "cost", "total", "amount", "monthly", "expected", "realised", "actual", "impact", "projected",
-    "remainder", "budget", "spent", "savings", "price", "forecast", "limit",
+    "remainder", "budget", "spent", "savings", "forecast", "limit",
 }
 ID_COLUMNS = {"id", "command", "anomaly", "job", "recommendation", "token"}
 
@@ -82,7 +82,8 @@ def column_for(name: str) -> Column:
         return Column(name, kind="id")
     if low in MONEY_COLUMNS or low.startswith("monthly") or low.endswith(" cost"):
         return Column(name, kind="money")
-    if low in {"days", "rows", "lines", "actions", "measured", "count", "%", "share", "score"}:
+    if low in {"days", "rows", "lines", "actions", "measured", "count", "%", "share", "score", "price", "prices",
+               "changed", "unchanged", "refused"}:
         return Column(name, kind="number")
     if low in {"value", "resource", "dimension", "scope", "target", "group"}:  # folded, never shortened
         return Column(name, kind="key")
@@ -157,7 +158,11 @@ def _cell(value: Any) -> str:
     if isinstance(value, Decimal):
         from finfocus.cli.vocab import cents
 
-        return cents(value) if value.as_tuple().exponent < -2 else format(value, "f")  # type: ignore[operator]
+        # trailing zeros go ("5843.6700000000" is 5,843.67); real digits stay (a unit price of
+        # 0.0000166667 is not money to round: money columns are rounded by their callers)
+        if value == value.quantize(Decimal("0.01")):
+            return cents(value)
+        return format(value.normalize(), "f")
     if isinstance(value, datetime):
         return value.isoformat(sep=" ", timespec="seconds").replace("+00:00", "Z")
     if isinstance(value, dict):

@@ -105,6 +105,15 @@ FIXTURES = {
              "scopes": [{"scope": "AWS:210987654321:2026-11", "version": 2}], "strict": False,
              "result": {"status": "ok", "replaced": True}, "finished_at": datetime(2026, 12, 1, 6, tzinfo=UTC)},
         ])}),
+    "catalog_show": (["catalog", "show"], {
+        "finfocus.cli.catalog._show": lambda *a: _return([
+            {"provider": "AWS", "service": "Amazon Elastic Compute Cloud", "sku": "BoxUsage:c5.24xlarge",
+             "region": "us-east-1", "unit": "Hrs", "unit_price": Decimal("4.0800000000"), "currency": "USD",
+             "effective_from": datetime(2026, 1, 1, tzinfo=UTC), "effective_to": None, "source": "plugin:aws-public"},
+            {"provider": "AWS", "service": "AWS Lambda", "sku": "AWS-Lambda-Duration", "region": "us-east-1",
+             "unit": "GB-Seconds", "unit_price": Decimal("0.0000166667"), "currency": "USD",
+             "effective_from": datetime(2026, 1, 1, tzinfo=UTC), "effective_to": None, "source": "spec:lambda.yaml"},
+        ])}),
     "budget_alerts": (["budget", "alerts"], {
         "finfocus.cli.budget._alerts": lambda *a: _return([
             {"alert_id": "bud-prod-2026-12-80-projected", "name": "prod", "period_start": date(2026, 12, 1),
@@ -162,6 +171,11 @@ def test_forecast_tables_are_sorted_by_cost_with_a_share_and_untagged_values(mon
     text = render("forecast_show", 160, monkeypatch)
     assert text.index("Amazon Elastic") < text.index("BigQuery") < text.index("(none)")
     assert "%" in text
+
+
+def test_unit_prices_keep_their_digits(monkeypatch):
+    text = render("catalog_show", 80, monkeypatch)
+    assert "0.0000166667" in text and "4.08" in text and "BoxUsage:c5.24xlarge" in text
 
 
 def test_audit_and_results_print_no_python_reprs(monkeypatch):
