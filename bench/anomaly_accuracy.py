@@ -26,6 +26,11 @@
    a split check (a 27-point grid of the detector's parameters: the best point on one
    folder, scored on the other; and the spread of the corpus score over the grid). The
    cost benchmark keeps `robust-seasonal`, the service's default for daily costs.
+`--realistic` runs the realistic set instead (bench/anomaly_realistic.py: noise, weekends,
+holidays, ramps, month-start fees, idle days, billing delays; spikes, shifts and drifts), with
+the figures per anomaly kind and per nuisance and per sensitivity; `--throughput N` adds the
+time to re-evaluate N series when one day arrives.
+
 3. Throughput: series evaluated per second, as a full history evaluation (a backfill or a
    restated month) and as the steady state (one day appended: the stored walk resumes).
 """

@@ -30,6 +30,13 @@ becomes the baseline (the older history rescaled to it), so a permanent step rai
 anomaly instead of alerting until the window forgets the old level. `mad` is the spine's plain baseline: the median and MAD of the
 trailing weeks, no seasonality, trend or regimes.
 
+Real bills add nuisances the walk knows (docs/anomaly.md): zero days of a series that has
+them are no usage and the days with cost are judged among themselves; a zero (or missing)
+day followed by about two days' worth is a `billing-delay` episode (data quality, not cost);
+the 1st of the month carries the bump of earlier 1sts; a CUSUM of the z-scores flags a
+`drift` whose days are each unremarkable; `rebase` days (feedback "planned") restart the
+model. `sensitivity` (low/medium/high) sets the threshold (10/8/6).
+
 `context-surprise` (see `detectors_context`) is for dense metric streams rather than daily
 costs: it scores how badly a sequence model of the recent values predicted each new one. It
 needs hundreds of steps to learn (`min_history`), so daily cost monitors keep
