@@ -228,7 +228,7 @@ def _monitor_rows(monitors) -> list[dict]:
     ]
 
 
-def _print_monitors(rows: list[dict], output: OutputFormat) -> None:
+def _print_monitors(rows: list[dict], output: OutputFormat, wide: bool = False) -> None:
     if output == OutputFormat.JSON:
         print_json({"monitors": rows})
     elif output == OutputFormat.NDJSON:
@@ -238,7 +238,7 @@ def _print_monitors(rows: list[dict], output: OutputFormat) -> None:
             (r["name"], ", ".join(r["dimensions"]), ", ".join(f"{k}={v}" for k, v in r["filters"].items()),
              r["top"] or "", r["detector"], ", ".join(f"{k}={v}" for k, v in r["params"].items()))
             for r in rows
-        ])
+        ], wide=wide)
 
 
 def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
@@ -304,7 +304,7 @@ def register_admin(anomalies: typer.Typer) -> None:
     anomalies.add_typer(monitors, name="monitors")
 
     @monitors.command("list")
-    def monitors_list(output: OutputFormat = OUTPUT_OPTION) -> None:
+    def monitors_list(output: OutputFormat = OUTPUT_OPTION, wide: bool = WIDE_OPTION) -> None:
         """List the monitors in effect (the default one when no file exists)."""
         from services.anomaly.monitors import load_monitors
 
@@ -312,7 +312,7 @@ def register_admin(anomalies: typer.Typer) -> None:
             found = load_monitors(_monitors_path())
         except Exception as exc:
             fail(f"{_monitors_path()}: {exc}")
-        _print_monitors(_monitor_rows(found), output)
+        _print_monitors(_monitor_rows(found), output, wide)
 
     @monitors.command("add")
     def monitors_add(

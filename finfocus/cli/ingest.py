@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 
 from finfocus.cli.output import (
     OUTPUT_OPTION,
+    WIDE_OPTION,
     OutputFormat,
     err_console,
     fail,
@@ -443,6 +444,7 @@ async def _jobs(limit: int, job_id: str | None) -> list[dict[str, Any]]:
 def jobs(
     limit: int = typer.Option(20, min=1, max=10000, help="most recent jobs to list"),
     output: OutputFormat = OUTPUT_OPTION,
+    wide: bool = WIDE_OPTION,
 ) -> None:
     """List recent import jobs (newest first)."""
     found = run(_jobs(limit, None))
@@ -459,6 +461,7 @@ def jobs(
                 for j in found
             ],
             title="import jobs",
+            wide=wide,
         )
 
 

@@ -9,6 +9,7 @@ import typer
 
 from finfocus.cli.output import (
     OUTPUT_OPTION,
+    WIDE_OPTION,
     OutputFormat,
     err_console,
     fail,
@@ -52,7 +53,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(plugin, name="plugin")
 
     @plugin.command("list")
-    def list_(output: OutputFormat = OUTPUT_OPTION) -> None:
+    def list_(output: OutputFormat = OUTPUT_OPTION, wide: bool = WIDE_OPTION) -> None:
         """Installed plugins (FINFOCUS_HOME/plugins/<name>/<version>/), built-ins and their health."""
         from services.pricing.config import PricingSettings
         from services.pricing.host import discover
@@ -81,7 +82,8 @@ def register(app: typer.Typer) -> None:
         else:
             print_table(["name", "version", "kind", "active", "health", "description"],
                         [[r["name"], r["version"], r["kind"], {True: "yes", False: "no", None: ""}[r["active"]],
-                          r["health"] or "", r["description"] or ""] for r in rows], title="Pricing plugins")
+                          r["health"] or "", r["description"] or ""] for r in rows], title="Pricing plugins",
+                        wide=wide)
             for item in invalid:
                 err_console.print(f"[yellow]invalid:[/yellow] {item['path']}: {item['error']}")
 

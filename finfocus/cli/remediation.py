@@ -309,7 +309,7 @@ def validate_playbook(files: list[Path] = typer.Argument(..., help="Playbook YAM
 
 
 @playbooks_app.command("list")
-def list_playbooks(output: OutputFormat = OUTPUT_OPTION) -> None:
+def list_playbooks(output: OutputFormat = OUTPUT_OPTION, wide: bool = WIDE_OPTION) -> None:
     """The playbooks in FINFOCUS_HOME/playbooks/ and whether they load."""
     from services.remediation.playbooks import load_playbooks
 
@@ -326,7 +326,7 @@ def list_playbooks(output: OutputFormat = OUTPUT_OPTION) -> None:
     else:
         print_table(["name", "enabled", "mode", "trigger", "actions", "approval"],
                     [[r["name"], r["enabled"], r["mode"], r["trigger"], ",".join(r["actions"]),
-                      r["approval"]] for r in rows], title=str(directory))
+                      r["approval"]] for r in rows], title=str(directory), wide=wide)
         for error in errors:
             typer.echo(f"invalid: {error}", err=True)
 
