@@ -88,6 +88,15 @@ async def test_feedback_acknowledges_the_anomaly_and_mutes_its_series(settings):
     assert len(after) == 2, [json.loads(r.value)["window_start"] for r in after]
     [row] = await view_rows(settings)
     assert (row["status"], row["feedback"]) == ("acknowledged", "planned")
+    from typer.testing import CliRunner
+
+    from finfocus.cli import app as cli
+
+    shown = await asyncio.to_thread(  # the note is shown, and a unique id prefix is accepted
+        CliRunner().invoke, cli, ["anomalies", "show", raised.anomaly_id[:14]],
+        env={"FINFOCUS_DATABASE_URL": settings.database, "COLUMNS": "100"},
+    )
+    assert shown.exit_code == 0 and "load test" in shown.output and "planned" in shown.output, shown.output
     conn = await asyncpg.connect(settings.database)
     try:
         audit = await conn.fetch("SELECT verdict, actor FROM anomaly.feedback_audit")
