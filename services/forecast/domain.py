@@ -320,7 +320,9 @@ def clean_history(y: list[float], season: int = 7, weeks: int = 3) -> Cleaned:
         devs = [y[t] - _median(side) for side in (before, after) if side]
         sides.append(devs)
         resid.append(min(devs, key=abs))
-    sigma = 1.4826 * _median([abs(r) for r in resid])
+    # the spread around the two-sided baseline (the smaller one-sided deviation would
+    # understate it and flag ordinary noise)
+    sigma = 1.4826 * _median([abs(v - b) for v, b in zip(y, base)])
     flagged = [
         all(d * r > 0 for d in devs)
         and abs(r) > OUTLIER_SIGMAS * sigma
