@@ -18,6 +18,7 @@ from services.pricing.config import PricingSettings
 from services.pricing.handlers import register_handlers
 from services.pricing.host import PluginHost
 from services.pricing.plugins import make_host
+from services.pricing.recovery import recover_broker
 from services.pricing.specs import SpecSource
 from services.pricing.store import PricingStore, save_health
 
@@ -43,6 +44,8 @@ def build_app(settings: PricingSettings | None = None, *, tracer_provider: Trace
 
     async def start_background() -> None:
         tasks.append(asyncio.create_task(refresh_daily_costs(runtime.pool), name="pricing-daily-costs"))
+        if settings.broker_epoch:
+            tasks.append(asyncio.create_task(_recover(store, runtime, settings), name="pricing-broker-recovery"))
         # plugins start on first use (a stream of billed rows never needs them)
         if host.plugins:
             tasks.append(asyncio.create_task(_report_health(host, runtime), name="pricing-plugin-health"))
@@ -61,6 +64,22 @@ def build_app(settings: PricingSettings | None = None, *, tracer_provider: Trace
         await host.stop()
 
     return runtime.app(MIGRATIONS_DIR, on_started=[start_background], on_stopping=[stop_background])
+
+
+async def _recover(store: PricingStore, runtime: ServiceRuntime, settings: PricingSettings, retry_s: float = 5.0) -> None:
+    """Re-publish what a lost broker took from downstream (services/pricing/recovery.py),
+    retrying until it succeeds: a failed attempt leaves the epoch unrecorded."""
+    assert settings.broker_epoch
+    while True:
+        try:
+            await recover_broker(store, runtime.publisher, runtime.tracer, settings.broker_epoch,
+                                 settings.broker_recover_since)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - recorded as a failed recovery; try again
+            logger.exception("broker recovery failed; retrying")
+            await asyncio.sleep(retry_s)
 
 
 async def _report_health(host: PluginHost, runtime: ServiceRuntime, period: float = 5.0) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import Field
@@ -23,6 +24,11 @@ class PricingSettings(ServiceSettings):
     pricing_aws_offers_dir: Path | None = Field(None, description="Directory of AWS bulk offer files")
     pricing_opencost_url: str | None = Field(None, description="OpenCost allocation API base URL")
     pricing_catalog_refresh_s: float = Field(86400, ge=0, description="Catalog refresh period when plugins run (0: off)")
+    #: FINFOCUS_BROKER_EPOCH / FINFOCUS_BROKER_RECOVER_SINCE: set by the embedded stack; under
+    #: an epoch pricing has not recorded, the lines stored since then are published again
+    broker_epoch: str | None = Field(None, description="Embedded broker epoch (set by the stack)")
+    broker_recover_since: datetime | None = Field(
+        None, description="After a broker loss: re-publish lines stored since then (set by the stack)")
 
     @property
     def specs_dir(self) -> Path:

@@ -49,7 +49,7 @@ WITH incoming AS (
            coalesce((r->>'x_PricedAt')::timestamptz, now()), r
     FROM incoming s
     ON CONFLICT (record_id) DO UPDATE SET
-        {", ".join(f"{c} = EXCLUDED.{c}" for c in _UPDATABLE)}
+        {", ".join(f"{c} = EXCLUDED.{c}" for c in _UPDATABLE)}, stored_at = now()
     WHERE cost_lines.provider = EXCLUDED.provider
       AND cost_lines.billing_account_id = EXCLUDED.billing_account_id
       AND (cost_lines.billing_scope_version IS NULL
@@ -169,6 +169,51 @@ class PricingStore:
                         [p.records for p in positions],
                     )
         return refused
+
+
+    # -- broker loss (see services/pricing/recovery.py) ----------------------------------
+    async def last_epoch(self) -> str | None:
+        return await self._runtime.pool.fetchval("SELECT epoch FROM pricing.broker_epoch")
+
+    async def record_epoch(self, epoch: str) -> None:
+        await self._runtime.pool.execute(
+            "INSERT INTO pricing.broker_epoch (epoch) VALUES ($1) ON CONFLICT (only_row) "
+            "DO UPDATE SET epoch = EXCLUDED.epoch, recorded_at = now()",
+            epoch,
+        )
+
+    async def start_recovery(self, epoch: str, since) -> int:
+        return await self._runtime.pool.fetchval(
+            "INSERT INTO pricing.recoveries (epoch, since) VALUES ($1, $2) RETURNING recovery_id", epoch, since
+        )
+
+    async def recovery_progress(self, recovery_id: int, rows: int, state: str = "running",
+                                error: str | None = None) -> None:
+        await self._runtime.pool.execute(
+            "UPDATE pricing.recoveries SET rows = $2, state = $3, error = $4, "
+            "finished_at = CASE WHEN $3 = 'running' THEN NULL ELSE now() END WHERE recovery_id = $1",
+            recovery_id, rows, state, error,
+        )
+
+    async def lines_stored_since(self, since, batch: int):
+        """The visible lines stored or updated at or after `since` (all when None), as
+        (partition key, priced record JSON) batches, read through one cursor (no index on
+        `stored_at`: a single scan, once per broker loss)."""
+        async with self._runtime.pool.acquire() as conn:
+            async with conn.transaction(readonly=True):
+                cursor = await conn.cursor(STORED_SINCE, since)
+                while rows := await cursor.fetch(batch):
+                    yield [(r["key"], r["body"]) for r in rows]
+
+
+STORED_SINCE = """
+SELECT l.provider || ':' || coalesce(l.sub_account_id, l.billing_account_id) AS key,
+       l.record::text AS body
+FROM pricing.cost_lines l
+LEFT JOIN pricing.billing_scopes s ON s.billing_scope = l.billing_scope
+WHERE ($1::timestamptz IS NULL OR l.stored_at >= $1)
+  AND (l.billing_scope IS NULL OR coalesce(l.billing_scope_version, 0) >= s.latest_version)
+"""
 
 
 def _owner(body: str) -> tuple[str, str]:
