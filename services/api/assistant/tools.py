@@ -98,7 +98,8 @@ async def recommendations(state: str = "open", rec_type: str | None = None) -> d
     for r in rows:
         totals[r["currency"]] = totals.get(r["currency"], Decimal(0)) + r["estimated_monthly_savings"]
     return plain({"recommendations": rows,
-                  "totals": [{"currency": c, "estimatedMonthlySavings": t} for c, t in sorted(totals.items())]})
+                  "totals": [{"currency": c, "estimated_monthly_savings": t, "estimatedMonthlySavings": t}
+                             for c, t in sorted(totals.items())]})
 
 
 async def savings(by: str = "playbook,account,action") -> dict:
@@ -107,8 +108,9 @@ async def savings(by: str = "playbook,account,action") -> dict:
     keys = [k.strip() for k in by.split(",") if k.strip()]
     rows = await _savings()
     return plain({"groups": savings_groups(rows, keys), "actions": rows,
-                  "totals": [{"currency": g["currency"], "expectedMonthly": g["expectedMonthly"],
-                              "realisedMonthly": g["realisedMonthly"]} for g in savings_groups(rows, [])]})
+                  "totals": [{"currency": g["currency"], "expected_monthly": g["expected_monthly"],
+                              "realised_monthly": g["realised_monthly"], "expectedMonthly": g["expected_monthly"],
+                              "realisedMonthly": g["realised_monthly"]} for g in savings_groups(rows, [])]})
 
 
 async def ask(question: str, engine: str | None = None) -> dict:
