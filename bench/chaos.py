@@ -452,7 +452,8 @@ class StatusWatch:
                 restarts = max(restarts, len(broker["restarts"]))
                 lost = broker["restarts"][-1].get("lost") or lost
             for row in body.get("recovery") or []:
-                shown = f"epoch {row.get('epoch')}: {row.get('jobs')} jobs, {row.get('rows')} rows, {row.get('state')}"
+                jobs = f"{row.get('jobs')} jobs, " if row.get("jobs") is not None else ""
+                shown = f"{row.get('service', 'ingest')} epoch {row.get('epoch')}: {jobs}{row.get('rows')} rows, {row.get('state')}"
                 if shown not in recovered:
                     recovered.append(shown)
             extra = {k: v for k, v in body.items() if k not in base}
@@ -916,7 +917,7 @@ def report(outcome: Outcome) -> str:
             f"  - broker restarts: {status['broker_restarts']}; {status.get('broker_lost')}"
         )
     if status.get("recovery"):
-        lines.append("  - recovery by ingest: " + "; ".join(status["recovery"]))
+        lines.append("  - recovery: " + "; ".join(status["recovery"]))
     for extra in status.get("other") or []:
         lines.append(f"  - also: {json.dumps(extra, default=str)[:300]}")
     if outcome.jobs:

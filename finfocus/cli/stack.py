@@ -92,19 +92,31 @@ def up(
 
 
 def _recoveries(state: dict) -> list[dict] | None:
-    """Rows of `ingest.v_recoveries` (what ingest replayed after broker restarts), newest
-    first; None when the view does not exist or the database does not answer quickly."""
+    """Rows of `ingest.v_recoveries` (what ingest replayed after broker restarts) and of
+    `pricing.v_recoveries` (the stored lines pricing published again), each with its
+    `service`, newest first; None when neither view exists or the database does not answer
+    quickly."""
     from finfocus.db import reader
 
     async def fetch() -> list[dict] | None:
         async with reader(_settings().database) as conn:
-            if not await conn.fetchval("SELECT to_regclass('ingest.v_recoveries') IS NOT NULL"):
-                return None
-            rows = await conn.fetch(
-                "SELECT epoch, started_at, finished_at, jobs, rows, state "
-                "FROM ingest.v_recoveries ORDER BY started_at DESC LIMIT 20"
-            )
-            return [dict(r) for r in rows]
+            found: list[dict] | None = None
+            if await conn.fetchval("SELECT to_regclass('ingest.v_recoveries') IS NOT NULL"):
+                rows = await conn.fetch(
+                    "SELECT 'ingest' AS service, epoch, NULL::timestamptz AS since, started_at, "
+                    "finished_at, jobs, rows, state "
+                    "FROM ingest.v_recoveries ORDER BY started_at DESC LIMIT 20"
+                )
+                found = [dict(r) for r in rows]
+            if await conn.fetchval("SELECT to_regclass('pricing.v_recoveries') IS NOT NULL"):
+                rows = await conn.fetch(
+                    "SELECT 'pricing' AS service, epoch, since, started_at, finished_at, "
+                    "NULL::integer AS jobs, rows, state "
+                    "FROM pricing.v_recoveries ORDER BY started_at DESC LIMIT 20"
+                )
+                found = sorted((found or []) + [dict(r) for r in rows],
+                               key=lambda r: r["started_at"], reverse=True)
+            return found
 
     if not state.get("database_url"):
         return None
@@ -174,9 +186,14 @@ def _print_status(state: dict, output: OutputFormat) -> None:
                 f"{restart.get('lost') or ''}"
             )
         for rec in public["recovery"] or []:
+            what = (
+                f"{rec['jobs']} job(s), {rec['rows']} row(s) re-published"
+                if rec.get("jobs") is not None
+                else f"{rec['rows']} stored line(s) since {rec.get('since')} re-published"
+            )
             console.print(
-                f"recovery of epoch {rec['epoch']}: {rec['state']}, {rec['jobs']} job(s), "
-                f"{rec['rows']} row(s) re-published ({rec['started_at']} .. {rec['finished_at']})"
+                f"{rec.get('service', 'ingest')} recovery of epoch {rec['epoch']}: {rec['state']}, "
+                f"{what} ({rec['started_at']} .. {rec['finished_at']})"
             )
     elif output is OutputFormat.NDJSON:
         print_ndjson([public])

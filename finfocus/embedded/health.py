@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +145,27 @@ def service_health(
             reasons[name] = "; ".join(why)
         rows += consumers
     return {"services": shown, "degraded_reasons": reasons, "consumers": rows, "metrics": metrics}
+
+
+def quiescent_moment(reports: dict[str, dict[str, Any] | None]) -> str | None:
+    """The moment every consumer group of every service had consumed everything (lag 0 on
+    every partition), from one health report per running service; None when any service has
+    no report yet or any consumer lags.
+
+    The earliest `updated_at` of the reports: each was true when written, and they are
+    written a moment apart, so only the earliest is certain for all. After a broker loss,
+    what was stored after this moment may be missing downstream (the stack passes it to the
+    services as FINFOCUS_BROKER_RECOVER_SINCE)."""
+    moments: list[tuple[float, str]] = []
+    for report in reports.values():
+        if report is None:
+            return None
+        for consumer in report.get("consumers") or []:
+            if not isinstance(consumer, dict) or consumer.get("lag") != 0:
+                return None
+        at = report.get("updated_at")
+        seconds = _timestamp(at)
+        if seconds is None:
+            return None
+        moments.append((seconds, at if isinstance(at, str) else datetime.fromtimestamp(seconds, UTC).isoformat()))
+    return min(moments)[1] if moments else None

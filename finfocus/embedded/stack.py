@@ -40,7 +40,7 @@ from finfocus.embedded.cluster import (
     stop_postgres,
 )
 from finfocus.embedded.confine import SIGNING_ISSUERS, make_private_home, service_environment
-from finfocus.embedded.health import read_health
+from finfocus.embedded.health import quiescent_moment, read_health
 from finfocus.embedded.state import (
     FAILED,
     RUNNING,
@@ -116,6 +116,9 @@ class EmbeddedStack:
         #: when its health file was last looked at (every 2 s, by `tick`)
         self._raw_billing_caught_up_at: str | None = None
         self._raw_billing_checked = 0.0
+        #: when the health files were last read for the quiescent point, and when pricing's
+        #: recovery of a pending epoch was last looked up
+        self._quiescent_checked = 0.0
         self._logs_open: dict[str, Any] = {}
         self.prometheus: Any = None  # EmbeddedPrometheus when a `prometheus` binary is on PATH
         self._prometheus_checked = 0.0
@@ -232,6 +235,14 @@ class EmbeddedStack:
         crashed_at = _now_iso()
         previous_start = self.state.get("broker_started_at")
         position = self._raw_billing_position()
+        # what the services publish again: what was stored since every consumer had consumed
+        # everything. A pending recovery (an earlier broker died during it) keeps its older
+        # window: the quiescent point has not advanced since, and what that recovery had not
+        # re-published yet is still missing downstream.
+        pending = self.state.get("recovery_pending")
+        since = (
+            (pending or {}).get("since") or self.state.get("quiescent_at") or previous_start or crashed_at
+        )
         logger.error(
             "embedded broker exited with %s; stopping the services, restarting it on port %d",
             code,
@@ -246,8 +257,11 @@ class EmbeddedStack:
             self._ensure_topics()
             epoch = self._bump_epoch()
             self._raw_billing_caught_up_at = None
+            self.state["broker_recover_since"] = since
+            self.state["recovery_pending"] = {"epoch": epoch, "since": since}
             self.state.setdefault("broker_restarts", []).append(
-                {"at": crashed_at, "epoch": epoch, "previous_start": previous_start, **position}
+                {"at": crashed_at, "epoch": epoch, "previous_start": previous_start,
+                 "recover_since": since, "quiescent_at": self.state.get("quiescent_at"), **position}
             )
             self._save()
             logger.warning("broker epoch %d: the services start again on an empty log", epoch)
@@ -355,6 +369,8 @@ class EmbeddedStack:
         )
         if self.state.get("broker_epoch") is not None:
             env["FINFOCUS_BROKER_EPOCH"] = str(self.state["broker_epoch"])
+        if self.state.get("broker_recover_since"):
+            env["FINFOCUS_BROKER_RECOVER_SINCE"] = str(self.state["broker_recover_since"])
         if service == "api":
             env.update(self._api_environment(env))
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -495,7 +511,61 @@ class EmbeddedStack:
         if self.supervisor is not None and self.supervisor.tick():
             self._save()
         self._watch_raw_billing()
+        self._watch_quiescent()
         self._watch_prometheus()
+
+    def _watch_quiescent(self, force: bool = False) -> None:
+        """Advance the quiescent point (`quiescent_at` in the state): the last time every
+        consumer group of every service had lag 0 on every partition. Not while the recovery
+        after a broker loss is pending: a fresh broker has lag 0 at once, long before pricing
+        published again what downstream missed, so a second loss then keeps the older window."""
+        if self.kafka is None or self.supervisor is None:
+            return
+        if not force and time.monotonic() - self._quiescent_checked < 2.0:
+            return
+        self._quiescent_checked = time.monotonic()
+        pending = self.state.get("recovery_pending")
+        if pending and not self._recovery_finished(pending["epoch"]):
+            return
+        if pending:
+            self.state.pop("recovery_pending", None)
+        reports = {
+            name: read_health(self.home, name, slot.process.pid)
+            if slot.state == RUNNING and slot.process is not None
+            else None
+            for name, slot in self.supervisor.slots.items()
+        }
+        moment = quiescent_moment(reports)
+        if moment is not None and moment != self.state.get("quiescent_at"):
+            self.state["quiescent_at"] = moment
+            self._save()
+        elif pending:
+            self._save()
+
+    def _recovery_finished(self, epoch: int) -> bool:
+        """Pricing published again what the broker of `epoch`'s predecessor took (its
+        `pricing.v_recoveries` row completed), read as the reader role."""
+        if not self._reader_url or "pricing" not in self.services:
+            return True
+
+        async def look() -> bool:
+            import asyncpg
+
+            conn = await asyncpg.connect(self._reader_url, timeout=2)
+            try:
+                if not await conn.fetchval("SELECT to_regclass('pricing.v_recoveries') IS NOT NULL"):
+                    return False
+                return bool(await conn.fetchval(
+                    "SELECT true FROM pricing.v_recoveries WHERE epoch = $1 AND state = 'completed'",
+                    str(epoch),
+                ))
+            finally:
+                await conn.close()
+
+        try:
+            return asyncio.run(asyncio.wait_for(look(), 3))
+        except Exception:  # noqa: BLE001 - the database is away: still pending
+            return False
 
     def stop(self, *_: Any) -> None:
         """Ask the run loop to shut down (signal handler)."""
@@ -629,6 +699,12 @@ def broker_status(state: dict[str, Any]) -> dict[str, Any]:
             "broker keeps nothing across a restart"
             + (f" ({waiting} were waiting at {reported})" if waiting else "")
             + "; imports and the HTTP intake are re-published by ingest"
+            + (
+                f"; lines pricing stored since {entry['recover_since']} are re-published by "
+                "pricing to every downstream service"
+                if entry.get("recover_since")
+                else ""
+            )
         )
         restarts.append({**entry, "unrecoverable_from": since, "unrecoverable_to": entry["at"],
                          "lost": lost})
@@ -637,6 +713,10 @@ def broker_status(state: dict[str, Any]) -> dict[str, Any]:
         "epoch": state.get("broker_epoch"),
         "started_at": state.get("broker_started_at"),
         "restarts": restarts,
+        # every consumer had consumed everything then; a recovery still pending keeps it still
+        "quiescent_at": state.get("quiescent_at"),
+        "recover_since": state.get("broker_recover_since"),
+        "recovery_pending": state.get("recovery_pending"),
     }
 
 
