@@ -45,7 +45,6 @@ AGGREGATE_DIMENSIONS = {
     "day": "to_char(day, 'YYYY-MM-DD')",
     "month": "to_char(day, 'YYYY-MM')",
 }
-AGGREGATE_INTENTS = frozenset({"spend", "top", "compare", "trend", "unpriced"})
 PLURAL = {"service": "services", "account": "accounts", "region": "regions", "resource": "resources",
           "provider": "providers", "sku": "SKUs", "type": "resource types", "category": "charge categories",
           "day": "days", "month": "months"}  # fmt: skip
@@ -97,7 +96,7 @@ def _unpriced_dim(plan: Plan) -> str:
 
 def aggregate_allows(plan: Plan) -> bool:
     """True when the daily aggregate keeps every column `plan` reads (no resource or tag)."""
-    if plan.intent not in AGGREGATE_INTENTS or not plan.period:
+    if plan.intent not in _COST_BUILDERS or not plan.period:
         return False
     if plan.scope.resources or plan.scope.tags:
         return False
@@ -155,8 +154,8 @@ def build_sql(plan: Plan, vocab: Vocabulary, today: date, *, aggregate: bool = F
     """The one SELECT that answers `plan`; over the daily aggregate when `aggregate` (the
     caller's `aggregate_ready`) and the plan allows it."""
     agg = aggregate and aggregate_allows(plan)
-    if plan.intent in AGGREGATE_INTENTS:
-        return _BUILDERS[plan.intent](plan, vocab, today, agg)
+    if plan.intent in _COST_BUILDERS:
+        return _COST_BUILDERS[plan.intent](plan, vocab, today, agg)
     return _BUILDERS[plan.intent](plan, vocab, today)
 
 
@@ -356,10 +355,13 @@ def _untagged(plan: Plan, vocab: Vocabulary, today: date) -> str:
             f"FROM {COST}{_where(conds)} GROUP BY 1 ORDER BY 1")
 
 
+#: the cost intents the aggregate can answer (given the plan's columns allow it)
+_COST_BUILDERS = {
+    "spend": _spend, "top": _top, "compare": _compare, "trend": _trend, "unpriced": _unpriced,
+}  # fmt: skip
 _BUILDERS = {
-    "spend": _spend, "top": _top, "compare": _compare, "trend": _trend, "anomalies": _anomalies,
-    "forecast": _forecast, "budgets": _budgets, "recommendations": _recommendations,
-    "savings": _savings, "unpriced": _unpriced, "untagged": _untagged,
+    "anomalies": _anomalies, "forecast": _forecast, "budgets": _budgets,
+    "recommendations": _recommendations, "savings": _savings, "untagged": _untagged,
 }  # fmt: skip
 
 
