@@ -707,6 +707,13 @@ class Run:
 
     def broker_kill(self) -> None:
         self.publish(self.batch)
+        if getattr(self.args, "kill_when_priced", False):
+            # the worst moment for downstream: pricing stored (and published) every row,
+            # the services after it have not consumed them all yet
+            wait_for(lambda: progress_of(self.stack, "pricing") >= self.batch.count,
+                     self.args.timeout, poll=0.05)
+            behind = {s: progress_of(self.stack, s) for s in ("anomaly", "forecast", "remediation")}
+            self.note(f"downstream copies when pricing had stored every row: {behind}")
         stored = progress_of(self.stack, "pricing")
         old = self.stack.kill("kafka")
         self.outcome.injected = True
@@ -964,6 +971,11 @@ def parser() -> argparse.ArgumentParser:
         "(where auto-commit is on), to show a commit ahead of the store on few rows",
     )
     p.add_argument("--files", type=int, default=1, help="split each import into this many files")
+    p.add_argument(
+        "--kill-when-priced",
+        action="store_true",
+        help="broker-kill: kill the broker once pricing stored every row (not right after publishing)",
+    )
     p.add_argument(
         "--lease-wait",
         type=float,

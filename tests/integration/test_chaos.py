@@ -95,3 +95,13 @@ def test_ingest_killed_mid_import_counts_nothing_partial_and_a_reimport_stores_e
     counted = set(outcome.after_kill["counted"].values())
     # the killed job either finished (everything counts) or failed (nothing counts)
     assert counted in ({0}, {ROWS}), outcome.after_kill
+
+
+def test_broker_killed_after_pricing_stored_direct_rows_every_downstream_copy_gets_them_once():
+    # rows published straight onto raw-billing (no import for ingest to replay): pricing stored
+    # every one before the broker died, downstream had not necessarily consumed them; pricing
+    # publishes again what it stored since the quiescent point
+    outcome = chaos("broker-kill", source="direct", kill_when_priced=True, env=INGEST_ENV)
+    assert_every_row_once(outcome)
+    assert outcome.status["broker_restarts"] >= 1, report(outcome)
+    assert any(r.startswith("pricing epoch") for r in outcome.status["recovery"]), report(outcome)
