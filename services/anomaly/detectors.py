@@ -409,15 +409,19 @@ def episodes_from(y: np.ndarray, expected: np.ndarray, scores: np.ndarray, p: De
             delays.append(Episode(max(t - 1, 0), t + 1, 1, "billing-delay", 0.0))
             continue
         d = _flag(y[t], expected[t], scores[t], p)
-        # a lasting change (3+ days) stays one anomaly across gaps of up to `confirm_days`
+        # a lasting change (3+ days) stays one anomaly across gaps of up to `confirm_days`, and
+        # so does any episode whose gap days stayed clearly raised (z > 2: a shift whose
+        # next days sit just under the threshold until the drift evidence flags them)
         gap = 1 if cur is None or cur.end - cur.start < 3 else max(1, confirm)
-        if d in alerted and cur is not None and cur.direction == d and t - cur.end <= gap:
+        raised = cur is not None and t - cur.end <= max(1, confirm) and bool(
+            np.all(cur.direction * scores[cur.end : t] > 2))
+        if d in alerted and cur is not None and cur.direction == d and (t - cur.end <= gap or raised):
             cur.end = t + 1
             cur.score = max(cur.score, abs(float(scores[t])))
         elif d in alerted:
             cur = Episode(t, t + 1, d, "spike", abs(float(scores[t])))
             out.append(cur)
-        elif cur is not None and t - cur.end >= gap:
+        elif cur is not None and t - cur.end >= gap and not (raised and cur.direction * scores[t] > 2):
             cur = None
     threshold = p.threshold
     for ep in out:
