@@ -13,7 +13,7 @@ from finfocus.secrets import secrets_from_environment
 from finfocus.service import ServiceRuntime
 from services.anomaly.config import AnomalySettings
 from services.anomaly.engine import Evaluator
-from services.anomaly.handlers import FEEDBACK_TOPIC, register_handlers
+from services.anomaly.handlers import FEEDBACK_TOPIC, register_handlers, republish
 from services.anomaly.monitors import MonitorSource
 from services.anomaly.notifier import Notifier, SubscriptionSource
 from services.anomaly.store import AnomalyStore
@@ -48,5 +48,14 @@ def build_app(settings: AnomalySettings | None = None, *, tracer_provider: Trace
     async def start_worker() -> None:
         await ensure_topics(settings.kafka, settings.partitions, [FEEDBACK_TOPIC])
         notifier.start(runtime.pool)
+        if settings.broker_epoch:
+            # after a broker loss: what downstream may have missed goes back into the outbox
+            # (the 30 s margin covers health files written a moment apart), then out, signed
+            since = settings.broker_recover_since
+            requeued = await store.requeue_since(
+                settings.broker_epoch, since - timedelta(seconds=30) if since else None
+            )
+            if requeued:
+                await republish(runtime, store)
 
     return runtime.app(MIGRATIONS_DIR, on_started=[start_worker], on_stopping=[notifier.stop])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import Field
@@ -13,6 +14,11 @@ class AnomalySettings(ServiceSettings):
     """Anomaly settings on top of the shared base."""
 
     service_name: str = "anomaly"
+    #: FINFOCUS_BROKER_EPOCH / FINFOCUS_BROKER_RECOVER_SINCE: set by the embedded stack; under
+    #: an epoch not recorded yet, the anomalies updated since then are published again
+    broker_epoch: str | None = Field(None, description="Embedded broker epoch (set by the stack)")
+    broker_recover_since: datetime | None = Field(
+        None, description="After a broker loss: re-publish anomalies updated since then (set by the stack)")
     anomaly_batch_max_records: int = Field(20000, ge=1, description="Records per consumed batch")
     anomaly_monitors_file: Path | None = Field(
         None, description="YAML monitors (default FINFOCUS_HOME/anomaly/monitors.yaml)"

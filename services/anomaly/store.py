@@ -450,6 +450,25 @@ class AnomalyStore:
                 "UPDATE anomaly.anomalies SET pending_publish = false WHERE anomaly_id = ANY($1::text[])", list(ids)
             )
 
+    async def requeue_since(self, epoch: str, since: datetime | None) -> int | None:
+        """After a broker loss (a new `epoch`): put the anomalies detected or updated since
+        `since` back into the outbox, and record the epoch, in one transaction; None when the
+        epoch is already recorded. Without `since` (a stack start) the epoch only."""
+        async with self._runtime.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval("SELECT epoch FROM anomaly.broker_epoch FOR UPDATE") == epoch:
+                return None
+            count = 0
+            if since is not None:
+                count = int((await conn.execute(
+                    "UPDATE anomaly.anomalies SET pending_publish = true WHERE detected_at >= $1", since
+                )).split()[-1])
+            await conn.execute(
+                "INSERT INTO anomaly.broker_epoch (epoch) VALUES ($1) ON CONFLICT (only_row) "
+                "DO UPDATE SET epoch = EXCLUDED.epoch, recorded_at = now()",
+                epoch,
+            )
+            return count
+
     async def unpublished(self, older_than_s: float | None = 30.0) -> list[tuple[dict, str | None]]:
         """Anomalies saved but not confirmed on the topic for a while (a failed publish);
         `None`: all of them (the outbox relay, right after the batch committed)."""
