@@ -94,3 +94,46 @@ async def test_a_viewer_signs_in_and_every_page_shows_the_api_figures(settings):
         assert view.money(sum(Decimal(r["cost"]) for r in rows), "USD") == aws
         bad = await client.get("/costs", params={"from": start, "filter": "nonsense=1"})
         assert bad.status_code == 200 and "unknown --filter key" in bad.text
+
+
+async def test_the_ask_page_renders_for_a_viewer_and_its_form_posts_to_the_assistant(settings):
+    """The page and the overview's box carry a labelled field; the request console.js makes
+    (session cookie + X-CSRF-Token from the readable cookie) answers, and without the token a
+    session write is refused."""
+    await seed_cost_lines(settings.database_url)
+    await refresh_daily_costs(settings.database_url)
+    async with running_api(settings) as (app, client):
+        await make_user(app, "ask-viewer", "viewer", "viewer-pass-1234")
+        login = await client.post(
+            "/login", data={"username": "ask-viewer", "password": "viewer-pass-1234"}
+        )
+        assert login.status_code == 303
+        page = await client.get("/ask", params={"q": "<b>spend</b> on ec2 last month"})
+        assert page.status_code == 200, page.text[:500]
+        html = page.text
+        assert 'href="/ask"' in html and 'aria-current="page"' in html
+        assert 'id="ask-form"' in html and 'data-url="/api/v1/ai/query"' in html
+        assert '<label for="ask-question">' in html and 'id="ask-question" name="q"' in html
+        assert "&lt;b&gt;spend&lt;/b&gt;" in html and "<b>spend</b>" not in html
+        overview = (await client.get("/")).text
+        assert 'action="/ask"' in overview and '<label for="overview-ask">' in overview
+
+        question = {"question": "what did we spend on ec2 last month"}
+        refused = await client.post("/api/v1/ai/query", json=question)
+        assert refused.status_code == 403
+        csrf = client.cookies.get("finfocus_csrf")
+        assert csrf
+        answered = await client.post(
+            "/api/v1/ai/query", json=question, headers={"X-CSRF-Token": csrf}
+        )
+        assert answered.status_code == 200, answered.text
+        doc = answered.json()
+        assert doc["question"] == question["question"] and doc.get("error") is None, doc
+        assert doc["answer"] and doc["sql"].lstrip().upper().startswith(("SELECT", "WITH"))
+        unknown = await client.post(
+            "/api/v1/ai/query",
+            json={"question": "what did we spend on zorblax"},
+            headers={"X-CSRF-Token": csrf},
+        )
+        assert unknown.status_code == 200 and unknown.json()["error"] == "not-understood"
+        assert "zorblax" in unknown.json()["answer"]

@@ -40,6 +40,7 @@ NAV = (
     ("/recommendations", "Recommendations"),
     ("/remediation", "Remediation"),
     ("/data", "Data"),
+    ("/ask", "Ask"),
 )
 
 
@@ -574,6 +575,18 @@ async def data(request: Request, api: Api, session: dict) -> Response:
     )
 
 
+async def ask(request: Request, api: Api, session: dict) -> Response:
+    """A question in words: the page's script posts it to `/api/v1/ai/query` with the session's
+    CSRF token (the API logs it as this user); `?q=` (the overview's box) asks it on load."""
+    return _render(
+        request,
+        "ask.html",
+        session,
+        title="Ask",
+        question=request.query_params.get("q", "")[:2000],
+    )
+
+
 def register(app: FastAPI) -> None:
     """Mounts the pages and /static on `app` (called by `services.api.app` after its routers)."""
     app.add_api_route("/favicon.ico", favicon, methods=["GET"], include_in_schema=False)
@@ -590,6 +603,7 @@ def register(app: FastAPI) -> None:
         ("/remediation", remediation),
         ("/remediation/{command_id}", command),
         ("/data", data),
+        ("/ask", ask),
     ):
         app.add_api_route(
             path,

@@ -243,6 +243,101 @@
     });
   }
 
+  /* the assistant: POST /api/v1/ai/query, the answer, its rows and its SQL, all as text */
+  var MONEY_COLUMN = /cost|impact|^lo_|^hi_|projected$|forecast|saving|monthly|^change$|amount|actual|spend/;
+  function plusOne(digits) {
+    var out = "", carry = 1;
+    for (var i = digits.length - 1; i >= 0; i--) {
+      var d = digits.charCodeAt(i) - 48 + carry;
+      carry = d > 9 ? 1 : 0; out = String(d % 10) + out;
+    }
+    return carry ? "1" + out : out;
+  }
+  /* "5843.675" -> "5,843.68": cents rounded half up on the decimal text (no float), as view.money */
+  function money(text, currency) {
+    var m = /^(-?)(\d+)(?:\.(\d*))?$/.exec(String(text));
+    if (!m) { return String(text); }
+    var frac = (m[3] || "") + "000";
+    var digits = m[2] + frac.slice(0, 2);
+    if (frac.charAt(2) >= "5") { digits = plusOne(digits); }
+    digits = digits.replace(/^0+(?=\d{3})/, "");
+    while (digits.length < 3) { digits = "0" + digits; }
+    var whole = digits.slice(0, -2).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+    return m[1] + whole + "." + digits.slice(-2) + (currency ? " " + currency : "");
+  }
+  function cellText(column, value, row, columns) {
+    if (value === null || value === undefined) { return "–"; }
+    if (typeof value === "object") { return JSON.stringify(value); }
+    if (MONEY_COLUMN.test(column) && !/_pct$|lines$|count$/.test(column) && /^-?\d+(\.\d+)?$/.test(String(value))) {
+      var at = columns.indexOf("currency");
+      return money(value, at >= 0 ? row[at] : "");
+    }
+    return String(value);
+  }
+  var askForm = document.getElementById("ask-form");
+  if (askForm) {
+    var askInput = document.getElementById("ask-question");
+    var askButton = document.getElementById("ask-submit");
+    var askError = document.getElementById("ask-error");
+    var askResult = document.getElementById("ask-result");
+    var showError = function (text) {
+      askResult.hidden = true;
+      askError.textContent = text; askError.hidden = false;
+      say("");
+    };
+    var showAnswer = function (doc) {
+      askError.hidden = true; askError.textContent = "";
+      document.getElementById("ask-answer").textContent = doc.answer || "(no answer)";
+      var columns = doc.columns || [], rows = doc.rows || [];
+      var table = document.getElementById("ask-table");
+      var head = table.tHead.rows[0], body = table.tBodies[0];
+      head.textContent = ""; body.textContent = "";
+      columns.forEach(function (c) {
+        var th = document.createElement("th"); th.scope = "col"; th.textContent = c;
+        if (MONEY_COLUMN.test(c)) { th.className = "num"; }
+        head.appendChild(th);
+      });
+      rows.forEach(function (r) {
+        var tr = document.createElement("tr");
+        columns.forEach(function (c, i) {
+          var td = document.createElement("td"); td.textContent = cellText(c, r[i], r, columns);
+          if (MONEY_COLUMN.test(c)) { td.className = "num"; }
+          tr.appendChild(td);
+        });
+        body.appendChild(tr);
+      });
+      document.getElementById("ask-rows").hidden = rows.length === 0;
+      document.getElementById("ask-sql").textContent = doc.sql || "";
+      document.getElementById("ask-sql-details").hidden = !doc.sql;
+      askResult.hidden = false;
+      say("");
+    };
+    var ask = function () {
+      var question = askInput.value.trim();
+      if (!question) { askInput.focus(); return; }
+      askButton.disabled = true;
+      say("Asking ...");
+      try { history.replaceState(null, "", "/ask?q=" + encodeURIComponent(question)); } catch (e) { /* file:// or old browser */ }
+      send("POST", askForm.getAttribute("data-url"), { question: question }).then(function (res) {
+        askButton.disabled = false;
+        var doc = res.body || {};
+        if (res.status === 200 && doc.error === "not-understood") {
+          showError("Not understood: " + (doc.answer || "the question could not be read."));
+        } else if (res.status === 200 && doc.error) {
+          showError("No answer (" + doc.error + "): " + (doc.answer || ""));
+        } else if (res.status === 200) {
+          showAnswer(doc);
+        } else if (res.status === 401) {
+          showError("Your session has ended: sign in again.");
+        } else {
+          showError("The assistant could not answer (HTTP " + res.status + "): " + detail(res));
+        }
+      }, function () { askButton.disabled = false; showError("The console cannot reach the API."); });
+    };
+    askForm.addEventListener("submit", function (ev) { ev.preventDefault(); ask(); });
+    if (askInput.value.trim()) { ask(); }
+  }
+
   /* budgets (admins): PUT /api/v1/budgets/NAME */
   var budget = document.getElementById("budget-form");
   if (budget) {
