@@ -345,6 +345,16 @@ async def _recommendations(state: str | None, rec_type: str | None) -> list[dict
     return [dict(r) for r in rows]
 
 
+def recommendation_totals(rows: list[dict]) -> list[dict]:
+    """Estimated monthly savings per currency; the api answers the same (services/api)."""
+    totals: dict[str, Decimal] = {}
+    for r in rows:
+        totals[r["currency"]] = totals.get(r["currency"], Decimal(0)) + (r["estimated_monthly_savings"] or 0)
+    # snake_case like every event (docs/cli.md); the camelCase key is kept for one release
+    return [{"currency": c, "estimated_monthly_savings": t, "estimatedMonthlySavings": t}
+            for c, t in sorted(totals.items())]
+
+
 @recommendations_app.command("list")
 def list_recommendations(
     state: str = typer.Option("open", "--state", help="open, dismissed, snoozed, resolved or all"),
@@ -355,13 +365,7 @@ def list_recommendations(
     """Savings recommendations with their estimated monthly saving."""
     rows = run(_recommendations(None if state == "all" else state, rec_type))
     if output == OutputFormat.JSON:
-        totals: dict[str, Decimal] = {}
-        for r in rows:
-            totals[r["currency"]] = totals.get(r["currency"], Decimal(0)) + r["estimated_monthly_savings"]
-        # snake_case like every event (docs/cli.md); the camelCase key is kept for one release
-        print_json({"recommendations": rows,
-                    "totals": [{"currency": c, "estimated_monthly_savings": t, "estimatedMonthlySavings": t}
-                               for c, t in sorted(totals.items())]})
+        print_json({"recommendations": rows, "totals": recommendation_totals(rows)})
     elif output == OutputFormat.NDJSON:
         print_ndjson(rows)
     else:
@@ -460,6 +464,13 @@ def savings_groups(rows: list[dict], by: list[str]) -> list[dict]:
     return out
 
 
+def savings_totals(rows: list[dict]) -> list[dict]:
+    """Expected and realised monthly savings per currency; the api answers the same (services/api)."""
+    return [{"currency": g["currency"], "expected_monthly": g["expected_monthly"],
+             "realised_monthly": g["realised_monthly"], "expectedMonthly": g["expected_monthly"],
+             "realisedMonthly": g["realised_monthly"]} for g in savings_groups(rows, [])]
+
+
 @savings_app.command("report")
 def savings_report(
     by: str = typer.Option("playbook,account,action", "--by", help="Comma-separated: playbook, account, action"),
@@ -474,10 +485,7 @@ def savings_report(
     rows = run(_savings())
     groups = savings_groups(rows, keys)
     if output == OutputFormat.JSON:
-        print_json({"groups": groups, "actions": rows,
-                    "totals": [{"currency": g["currency"], "expected_monthly": g["expected_monthly"],
-                                "realised_monthly": g["realised_monthly"], "expectedMonthly": g["expected_monthly"],
-                                "realisedMonthly": g["realised_monthly"]} for g in savings_groups(rows, [])]})
+        print_json({"groups": groups, "actions": rows, "totals": savings_totals(rows)})
     elif output == OutputFormat.NDJSON:
         print_ndjson(groups)
     else:

@@ -4,7 +4,8 @@ figures from pricing's daily aggregate (`pricing.v_daily_costs`) when the query 
 The aggregate is used only when every group-by and filter is a column it keeps, the window
 falls on UTC day boundaries and none of its days waits for a refresh (`pricing.v_dirty_days`):
 then its sums are the lines' sums exactly (numeric addition), so both paths give the same
-document to the cent. Anything else (tags, resources, times of day) reads the lines.
+document to the cent. Filter values compare as the CLI compares them (`finfocus.cli.vocab`:
+provider aliases, case-insensitive) on both paths. Anything else (tags, resources, times of day) reads the lines.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import asyncpg
 
 from finfocus.cli import cost as costq
+from finfocus.cli.vocab import folded
 
 AGGREGATE = "pricing.v_daily_costs"
 DIMENSIONS = {
@@ -64,14 +66,19 @@ def aggregate_queries(
             conds.append(f"day >= {q.bind(start.date())}")
         if end is not None:
             conds.append(f"day < {q.bind(end.date())}")
+        # the lines' comparison (finfocus.cli.cost.where_clause): lower(column) against the
+        # vocabulary's folded value, so both paths select the same rows whatever the case
         equal: dict[str, list[str]] = {}
         for f in filters:
             if f.negate:
-                conds.append(f"{DIMENSIONS[f.key]} IS DISTINCT FROM {q.bind(f.value)}::text")
+                conds.append(
+                    f"lower({DIMENSIONS[f.key]}) IS DISTINCT FROM "
+                    f"{q.bind(folded(f.key, f.value))}::text"
+                )
             else:
-                equal.setdefault(f.key, []).append(f.value)
+                equal.setdefault(f.key, []).append(folded(f.key, f.value))
         for key, values in equal.items():
-            conds.append(f"{DIMENSIONS[key]} = ANY({q.bind(values)}::text[])")
+            conds.append(f"lower({DIMENSIONS[key]}) = ANY({q.bind(values)}::text[])")
         return ("WHERE " + " AND ".join(conds)) if conds else ""
 
     sums = f"sum({column}) AS cost, sum(lines)::bigint AS lines, sum({nulls})::bigint AS unpriced"

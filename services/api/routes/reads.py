@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from finfocus.cli import cost as costq
+from finfocus.cli import remediation as remediation_cli
 from services.api import costs as costs_query
 from services.api.auth import Viewer
 from services.api.jsonout import COMMON_RESPONSES, MoneyJSONResponse, bad_request
@@ -121,7 +122,14 @@ async def forecasts(
         ),
     ] = "provider,account,service",
     filter: Annotated[list[str] | None, Query(description="KEY=VALUE; repeatable")] = None,  # noqa: A002
-    horizon: Annotated[int, Query(ge=1, le=400)] = 30,
+    horizon: Annotated[
+        int,
+        Query(
+            ge=1,
+            description="days after trained_through; beyond the stored days is refused (400) "
+            "with the limit, as `forecast show --horizon` refuses it",
+        ),
+    ] = 30,
 ) -> dict:
     from finfocus.cli import forecast as fq
 
@@ -154,7 +162,12 @@ async def forecasts(
             "lo_95, hi_95 FROM forecast.v_forecasts WHERE dims = $1 ORDER BY series_key, day",
             chosen,
         )
-    return {"forecasts": fq.public(fq.combine(keys, wanted, [dict(r) for r in rows], horizon))}
+    data = [dict(r) for r in rows]
+    try:  # the CLI's check: never silently fewer days than asked
+        fq.check_horizon(data, horizon)
+    except fq.HorizonError as exc:
+        raise bad_request(str(exc).replace("--horizon", "horizon")) from None
+    return {"forecasts": fq.public(fq.combine(keys, wanted, data, horizon))}
 
 
 def filter_(dims: str) -> list[str]:
@@ -219,43 +232,12 @@ async def recommendations(
                 type,
             )
         ]
-    totals: dict[str, Decimal] = {}
-    for r in rows:
-        totals[r["currency"]] = totals.get(r["currency"], Decimal(0)) + (
-            r["estimated_monthly_savings"] or 0
-        )
-    return {
-        "recommendations": rows,
-        "totals": [
-            {"currency": c, "estimatedMonthlySavings": t} for c, t in sorted(totals.items())
-        ],
-    }
+    return {"recommendations": rows, "totals": remediation_cli.recommendation_totals(rows)}
 
 
-SAVINGS_KEYS = {"playbook": "playbook", "account": "account_id", "action": "action"}
-
-
-def savings_groups(rows: list[dict], by: list[str]) -> list[dict]:
-    groups: dict[tuple, dict] = {}
-    for r in rows:
-        key = tuple(r[SAVINGS_KEYS[k]] for k in by) + (r["currency"],)
-        g = groups.setdefault(
-            key,
-            {
-                "group": {k: r[SAVINGS_KEYS[k]] for k in by},
-                "currency": r["currency"],
-                "actions": 0,
-                "expectedMonthly": Decimal(0),
-                "realisedMonthly": Decimal(0),
-                "measured": 0,
-            },
-        )
-        g["actions"] += 1
-        g["expectedMonthly"] += r["expected_monthly"] or Decimal(0)
-        if r["realised_monthly"] is not None:
-            g["realisedMonthly"] += r["realised_monthly"]
-            g["measured"] += 1
-    return [groups[k] for k in sorted(groups, key=lambda k: tuple(str(x) for x in k))]
+SAVINGS_KEYS = remediation_cli.SAVINGS_KEYS
+#: the CLI's grouping (snake_case keys, the camelCase ones beside them for one release)
+savings_groups = remediation_cli.savings_groups
 
 
 async def savings_rows(ctx) -> list[dict]:
@@ -286,14 +268,7 @@ async def savings(
     return {
         "groups": savings_groups(rows, keys),
         "actions": rows,
-        "totals": [
-            {
-                "currency": g["currency"],
-                "expectedMonthly": g["expectedMonthly"],
-                "realisedMonthly": g["realisedMonthly"],
-            }
-            for g in savings_groups(rows, [])
-        ],
+        "totals": remediation_cli.savings_totals(rows),
     }
 
 
