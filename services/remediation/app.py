@@ -17,6 +17,7 @@ from finfocus.service import ServiceRuntime
 from finfocus.telemetry import start_record_span
 from schemas.remediation import RecommendationV1, RemediationCommandV1, RemediationResultV1
 from schemas.topics import Topics, schema_headers
+from services.remediation import store
 from services.remediation.analyzer import Analyzer
 from services.remediation.cloud import implementations
 from services.remediation.config import RemediationSettings
@@ -69,6 +70,22 @@ def register_executor(runtime: ServiceRuntime, settings: RemediationSettings, ho
     )
 
 
+async def republish_after_broker_loss(runtime: ServiceRuntime, epoch: str) -> None:
+    """Under a broker epoch not recorded yet: publish the stored commands not run yet again,
+    signed (the executor runs a command id once, whatever the redelivery), then record it."""
+    async with runtime.pool.acquire() as conn:
+        if await store.last_epoch(conn) == epoch:
+            return
+        commands = await store.commands_not_run(conn)
+    if commands:
+        span = runtime.tracer.start_span("remediation.broker-recovery")
+        with trace.use_span(span, end_on_exit=True):
+            await publish_commands(runtime, commands, span)
+    async with runtime.pool.acquire() as conn:
+        await store.record_epoch(conn, epoch)
+    logger.info("broker recovery", extra={"fields": {"epoch": epoch, "commands": len(commands)}})
+
+
 def build_app(settings: RemediationSettings | None = None, *,
               tracer_provider: TracerProvider | None = None) -> FastStream:
     settings = RemediationSettings.extending(settings)
@@ -115,6 +132,8 @@ def build_app(settings: RemediationSettings | None = None, *,
         if settings.remediation_playbooks_dir is None:  # a directory of one's own stays as it is
             install_defaults(settings.playbooks_dir)
         stop.clear()
+        if settings.broker_epoch:
+            await republish_after_broker_loss(runtime, settings.broker_epoch)
         holder["analysis"] = asyncio.create_task(analyzer.run(stop))
         if settings.remediation_executor:
             holder["sweeps"] = asyncio.create_task(

@@ -14,6 +14,9 @@ class RemediationSettings(ServiceSettings):
     """Remediation: planning, the guarded executor, recommendations and savings."""
 
     service_name: str = "remediation"
+    #: FINFOCUS_BROKER_EPOCH: set by the embedded stack; under an epoch not recorded yet, the
+    #: stored commands not run yet are published again
+    broker_epoch: str | None = Field(None, description="Embedded broker epoch (set by the stack)")
     #: run the executor (consumer of remediation-commands) inside the service process
     remediation_executor: bool = True
     #: how often the executor looks for approved, expired and undo-requested commands

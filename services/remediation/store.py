@@ -132,6 +132,24 @@ async def cancel_for_cause(conn: asyncpg.Connection, *, anomaly_id: str, reason:
     return [r["command_id"] for r in rows]
 
 
+async def last_epoch(conn: asyncpg.Connection) -> str | None:
+    return await conn.fetchval("SELECT epoch FROM remediation.broker_epoch")
+
+
+async def record_epoch(conn: asyncpg.Connection, epoch: str) -> None:
+    await conn.execute(
+        "INSERT INTO remediation.broker_epoch (epoch) VALUES ($1) ON CONFLICT (only_row) "
+        "DO UPDATE SET epoch = EXCLUDED.epoch, recorded_at = now()", epoch)
+
+
+async def commands_not_run(conn: asyncpg.Connection) -> list[RemediationCommandV1]:
+    """The stored commands still waiting (approval, or their turn): after a broker loss, the
+    executor or a listener may never have seen them on the topic."""
+    rows = await conn.fetch("SELECT command FROM remediation.commands "
+                            "WHERE status IN ('pending-approval', 'approved') ORDER BY issued_at")
+    return [RemediationCommandV1.model_validate(r["command"]) for r in rows]
+
+
 async def mark_published(conn: asyncpg.Connection, command_ids: list[str]) -> None:
     if command_ids:
         await conn.execute(MARK_PUBLISHED, command_ids)
