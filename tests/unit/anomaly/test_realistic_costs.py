@@ -9,7 +9,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from services.anomaly.detectors import RobustSeasonalParams, robust_seasonal
+from services.anomaly.detectors import RobustSeasonalParams, episodes_from, robust_seasonal
 from services.anomaly.domain import (
     DEFAULT_MONITOR,
     DailySeries,
@@ -148,3 +148,13 @@ def test_a_resumed_walk_keeps_its_drift_evidence():
         resumed = robust_seasonal(y, phase, resume=head.state)
         assert [(e.start, e.end, e.kind) for e in resumed.episodes] == [(e.start, e.end, e.kind) for e in whole.episodes]
         np.testing.assert_array_equal(resumed.scores, whole.scores)
+
+
+def test_a_shift_whose_next_days_sit_just_under_the_threshold_is_one_anomaly():
+    p = RobustSeasonalParams()
+    y = np.full(20, 300.0)
+    expected = np.full(20, 200.0)
+    scores = np.array([0.0] * 8 + [9.5, 7.3, 6.0, 8.0, 8.0, 8.0, 8.0] + [0.2] * 5)
+    assert [(e.start, e.end, e.kind) for e in episodes_from(y, expected, scores, p)] == [(8, 15, "level-shift")]
+    scores[10] = 0.5  # a normal day in between: two episodes
+    assert len(episodes_from(y, expected, scores, p)) == 2
