@@ -520,3 +520,54 @@ def test_controls_have_labels_actions_are_keyboard_reachable_and_390_wide_fits(
         assert width <= 392, (path, width)
     narrow.page.screenshot(path=str(ARTIFACTS / "remediation-390.png"))
     narrow.page.context.close()
+
+
+def test_a_viewer_asks_what_ec2_cost_last_month_and_sees_cost_actuals_total(
+    browser: Browser, stack: Stack
+):
+    watched = login(browser, stack, "console-viewer")
+    page = watched.page
+    question = "what did we spend on ec2 last month"
+    page.fill("#overview-ask", question)  # the overview's box hands the question to /ask
+    page.press("#overview-ask", "Enter")
+    page.wait_for_url("**/ask?q=*")
+    answer = page.get_by_test_id("ask-answer")
+    answer.wait_for(state="visible", timeout=30000)
+    shown = answer.inner_text()
+
+    today = datetime.now(UTC).date()
+    first = (today.replace(day=1) - timedelta(days=1)).replace(day=1).isoformat()
+    until = today.replace(day=1).isoformat()
+    rows = list(csv.DictReader((stack.home / "demo" / "focus-demo.csv").open()))
+    names = sorted(
+        {
+            r["ServiceName"]
+            for r in rows
+            if "ec2" in r["ServiceName"].lower() or "elastic compute" in r["ServiceName"].lower()
+        }
+    )
+    assert len(names) == 1, names
+    expected = cost_actual_text(stack.home, first, until, "--filter", f"service={names[0]}")
+    assert expected and expected in shown, (expected, shown)
+    assert f"from {first} to {until}" in shown, shown
+    assert expected.split(" · ")[0] in page.get_by_test_id("ask-table").inner_text()
+    assert page.locator("#ask-sql-details").get_attribute("open") is None  # SQL folded away
+    assert "SELECT" in page.get_by_test_id("ask-sql").text_content()
+    assert page.get_by_test_id("ask-error").is_hidden()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ask.png"), full_page=True)
+
+    # asked again from the page's own field with the keyboard; a word it cannot place is
+    # named back as a readable message, not a stack
+    page.fill("#ask-question", "what did we spend on <img src=x onerror=alert(1)> zorblax")
+    page.focus("#ask-question")
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.id") == "ask-submit"
+    page.keyboard.press("Enter")
+    error = page.get_by_test_id("ask-error")
+    error.wait_for(state="visible", timeout=30000)
+    assert "zorblax" in error.inner_text() and "Traceback" not in error.inner_text()
+    assert page.locator("main img").count() == 0  # the question stays text
+    assert page.get_by_test_id("ask-answer").is_hidden()
+    assert watched.take() == []
+    page.context.close()
