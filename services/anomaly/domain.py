@@ -426,7 +426,8 @@ def taught(monitor: Monitor, raised: Sequence[Raised], kinds: Mapping[str, str] 
         params.pop("sensitivity", None)
         params["threshold"] = round(base * NO_STEP ** min(nos, NO_LIMIT), 3)
     if planned and "rebase" in fields:
-        params["rebase"] = tuple(sorted({*params.get("rebase", ()), *planned}))
+        earlier = params.get("rebase", ())
+        params["rebase"] = tuple(sorted({*(earlier if isinstance(earlier, tuple) else ()), *planned}))
     if params == dict(monitor.params):
         return monitor
     return replace(monitor, params=tuple(sorted(params.items())))
