@@ -215,13 +215,18 @@ async def budgets(request: Request, who: Viewer) -> dict:
     return {"budgets": await budget_rows(request.app.state.ctx)}
 
 
-@router.get("/recommendations", tags=["recommendations"], summary="Savings recommendations")
+@router.get(
+    "/recommendations",
+    tags=["recommendations"],
+    summary="Savings recommendations (= `finfocus recommendations list --output json`)",
+    response_model=dict,
+)
 async def recommendations(
     request: Request,
     who: Viewer,
     state: Annotated[str, Query(description="open, dismissed, snoozed, resolved or all")] = "open",
     type: Annotated[str | None, Query(description="only this type, e.g. idle-address")] = None,  # noqa: A002
-) -> dict:
+) -> MoneyJSONResponse:
     async with request.app.state.ctx.reader() as conn:
         rows = [
             dict(r)
@@ -232,7 +237,10 @@ async def recommendations(
                 type,
             )
         ]
-    return {"recommendations": rows, "totals": remediation_cli.recommendation_totals(rows)}
+    # encoded as the CLI encodes (timestamps `+00:00`, money as `format(d, "f")`), not by pydantic
+    return MoneyJSONResponse(
+        {"recommendations": rows, "totals": remediation_cli.recommendation_totals(rows)}
+    )
 
 
 SAVINGS_KEYS = remediation_cli.SAVINGS_KEYS
@@ -252,6 +260,7 @@ async def savings_rows(ctx) -> list[dict]:
     "/savings",
     tags=["savings"],
     summary="Realised against expected savings (= `finfocus savings report`)",
+    response_model=dict,
 )
 async def savings(
     request: Request,
@@ -259,17 +268,19 @@ async def savings(
     by: Annotated[
         str, Query(description="comma-separated: playbook, account, action")
     ] = "playbook,account,action",
-) -> dict:
+) -> MoneyJSONResponse:
     keys = [k.strip() for k in by.split(",") if k.strip()]
     unknown = [k for k in keys if k not in SAVINGS_KEYS]
     if unknown:
         raise bad_request(f"unknown by key(s) {unknown}; use playbook, account, action")
     rows = await savings_rows(request.app.state.ctx)
-    return {
-        "groups": savings_groups(rows, keys),
-        "actions": rows,
-        "totals": remediation_cli.savings_totals(rows),
-    }
+    return MoneyJSONResponse(  # the CLI's encoding, as for recommendations
+        {
+            "groups": savings_groups(rows, keys),
+            "actions": rows,
+            "totals": remediation_cli.savings_totals(rows),
+        }
+    )
 
 
 JOB_COLUMNS = (
