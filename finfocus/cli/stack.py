@@ -185,6 +185,11 @@ def _print_status(state: dict, output: OutputFormat) -> None:
                 f"[yellow]broker restarted at {restart['at']} (epoch {restart['epoch']})[/yellow]: "
                 f"{restart.get('lost') or ''}"
             )
+        if broker.get("recovery_pending"):
+            console.print(
+                f"[yellow]recovery of broker epoch {broker['recovery_pending']['epoch']} pending[/yellow]: "
+                f"pricing re-publishes what it stored since {broker['recovery_pending']['since']}"
+            )
         for rec in public["recovery"] or []:
             what = (
                 f"{rec['jobs']} job(s), {rec['rows']} row(s) re-published"
