@@ -1,4 +1,4 @@
--- Broker loss on the embedded stack (see docs/operations.md, "Broker loss").
+-- Broker loss on the embedded stack (see docs/operations.md, "The embedded stack").
 -- The embedded broker keeps nothing across a restart: priced records pricing had stored but a
 -- downstream service had not consumed yet are gone from priced-resources. The stack passes a
 -- new FINFOCUS_BROKER_EPOCH and FINFOCUS_BROKER_RECOVER_SINCE (the last moment every consumer
