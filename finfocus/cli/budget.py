@@ -166,7 +166,8 @@ def delete_budget(
     typer.echo(f"budget {name} deleted")
 
 
-def _public(row: dict) -> dict:
+def budget_public(row: dict) -> dict:
+    """A budget row as the CLI, the API and the assistant print it (one shape everywhere)."""
     amount = row["amount"]
     projected = row["projected"]
     return {
@@ -183,7 +184,9 @@ def _public(row: dict) -> dict:
         "projected": projected,
         "projected_lo_95": row["lo_95"],
         "projected_hi_95": row["hi_95"],
-        "projected_pct": None if projected is None else (projected / amount * 100).quantize(Decimal("0.1")),
+        "projected_pct": None
+        if projected is None or not amount
+        else (projected / amount * 100).quantize(Decimal("0.1")),
         "alerts_this_period": row["alerts_this_period"],
     }
 
@@ -192,7 +195,7 @@ def _public(row: dict) -> dict:
 def list_budgets(output: OutputFormat = OUTPUT_OPTION, wide: bool = WIDE_OPTION) -> None:
     """Budgets with this period's actual spend and the projection to its end."""
     try:
-        budgets = [_public(r) for r in run(_rows())]
+        budgets = [budget_public(r) for r in run(_rows())]
     except Exception as exc:  # noqa: BLE001 - a database without the forecast schema
         from finfocus.cli.forecast import _not_ready
 

@@ -83,9 +83,9 @@ async def forecast(group_by: str, filters: list[str], horizon: int) -> dict:
 
 
 async def budgets() -> dict:
-    from finfocus.cli.budget import _public, _rows
+    from finfocus.cli.budget import _rows, budget_public
 
-    return plain({"budgets": [_public(r) for r in await _rows()]})
+    return plain({"budgets": [budget_public(r) for r in await _rows()]})
 
 
 async def recommendations(state: str = "open", rec_type: str | None = None) -> dict:

@@ -8,7 +8,6 @@ figures for the same query.
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -174,35 +173,14 @@ def filter_(dims: str) -> list[str]:
     return [d for d in dims.split(",") if d]
 
 
-def budget_public(row: dict) -> dict:
-    amount, projected = row["amount"], row["projected"]
-    return {
-        "name": row["name"],
-        "amount": amount,
-        "currency": row["currency"],
-        "period": row["period"],
-        "scope": row["scope"],
-        "thresholds": row["thresholds"],
-        "period_start": row["period_start"],
-        "period_end": row["period_end"],
-        "trained_through": row["trained_through"],
-        "actual_to_date": row["actual_to_date"],
-        "projected": projected,
-        "projected_lo_95": row["lo_95"],
-        "projected_hi_95": row["hi_95"],
-        "projected_pct": None
-        if projected is None or not amount
-        else (projected / amount * 100).quantize(Decimal("0.1")),
-        "alerts_this_period": row["alerts_this_period"],
-    }
-
-
 async def budget_rows(ctx, name: str | None = None) -> list[dict]:
     async with ctx.reader() as conn:
         rows = await conn.fetch(
             "SELECT * FROM forecast.v_budgets WHERE $1::text IS NULL OR name = $1 ORDER BY name",
             name,
         )
+    from finfocus.cli.budget import budget_public
+
     return [budget_public(dict(r)) for r in rows]
 
 
