@@ -3,6 +3,10 @@ client over ASGI, and tokens or users made through the api's own store."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -37,3 +41,23 @@ async def make_user(app, name: str, role: str, password: str) -> None:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def cost_actual(settings, *args: str) -> dict:
+    """`finfocus cost actual --output json` on the test database, as a user would run it: the
+    figure API and console totals must equal to the cent."""
+    env = {
+        **os.environ,
+        "FINFOCUS_HOME": str(settings.home),
+        "FINFOCUS_DATABASE_URL": settings.database_url,
+    }
+    env.pop("FINFOCUS_READER_DATABASE_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "finfocus.cli", "cost", "actual", *args, "--output", "json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)

@@ -5,10 +5,6 @@ remediation applies it and its audit names the user."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -20,29 +16,11 @@ from services.remediation.app import MIGRATIONS_DIR as REMEDIATION_MIGRATIONS
 from services.remediation.config import RemediationSettings
 from services.remediation.decisions import register_decisions
 from services.remediation.domain import initial_status
-from tests.integration.api_helpers import bearer, make_token, make_user, running_api
+from tests.integration.api_helpers import bearer, cost_actual, make_token, make_user, running_api
 from tests.integration.api_seed import refresh_daily_costs, seed_cost_lines
 from tests.integration.test_remediation_executor import command
 
 pytestmark = pytest.mark.integration
-
-
-def cost_actual(settings, *args: str) -> dict:
-    env = {
-        **os.environ,
-        "FINFOCUS_HOME": str(settings.home),
-        "FINFOCUS_DATABASE_URL": settings.database_url,
-    }
-    env.pop("FINFOCUS_READER_DATABASE_URL", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "finfocus.cli", "cost", "actual", *args, "--output", "json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
 
 
 async def test_a_viewer_reads_costs_and_the_summary_equal_to_cost_actual_to_the_cent(settings):

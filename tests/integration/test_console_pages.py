@@ -7,18 +7,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import os
 import re
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from services.api.console import view
-from tests.integration.api_helpers import make_user, running_api
+from tests.integration.api_helpers import cost_actual, make_user, running_api
 from tests.integration.api_seed import refresh_daily_costs, seed_cost_lines
 
 pytestmark = pytest.mark.integration
@@ -27,21 +23,7 @@ PAGES = ("/", "/costs", "/anomalies", "/forecasts", "/recommendations", "/remedi
 
 
 def cost_actual_text(settings, *args: str) -> str:
-    env = {
-        **os.environ,
-        "FINFOCUS_HOME": str(settings.home),
-        "FINFOCUS_DATABASE_URL": settings.database_url,
-    }
-    env.pop("FINFOCUS_READER_DATABASE_URL", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "finfocus.cli", "cost", "actual", *args, "--output", "json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return view.totals_text(json.loads(done.stdout)["summary"])
+    return view.totals_text(cost_actual(settings, *args)["summary"])
 
 
 def shown(html: str, name: str) -> str:
