@@ -1,7 +1,8 @@
 """Latency of the api's main endpoints over many stored cost lines (target: insights/summary
 p95 < 200 ms at 5 million lines).
 
-    .venv/bin/python bench/api.py [--lines 5000000] [--days 90] [--requests 40]
+    .venv/bin/python bench/api.py [--lines 5000000] [--days 90] [--requests 40] [--keep]
+    .venv/bin/python bench/api.py --reuse ff_bench_api_XXXXXXXX [--keep]   # measure again
 
 Creates a scratch database on FINFOCUS_TEST_PG_ADMIN_URL (default
 postgresql://postgres@127.0.0.1:5432/test; dropped at the end unless --keep), migrates every
@@ -9,7 +10,8 @@ service's schema, COPYs `--lines` priced cost lines into pricing.cost_lines (spr
 last `--days` days: 20 accounts on 3 providers, 2 regions each, 30 services, 5,000
 resources), lets pricing's daily aggregate catch up (the refresh pricing runs in the
 background), then serves the api under uvicorn and prints p50/p95 of each endpoint over real
-HTTP with a viewer token, one request at a time after a warm-up.
+HTTP with a viewer token, one request at a time after a warm-up. `--keep` keeps the seeded
+database; `--reuse NAME` measures a kept one again without seeding.
 """
 
 from __future__ import annotations
@@ -242,21 +244,33 @@ async def main() -> None:
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--requests", type=int, default=40)
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument(
+        "--reuse", metavar="NAME", help="measure a database kept by --keep (no seeding)"
+    )
     args = parser.parse_args()
-    name = f"ff_bench_api_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_URL)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
+    name = args.reuse or f"ff_bench_api_{uuid.uuid4().hex[:8]}"
+    if not args.reuse:
+        admin = await asyncpg.connect(ADMIN_URL)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.close()
     url = f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}"
     home = Path(f"/tmp/{name}")
     try:
-        for service in ("ingest", "pricing", "anomaly", "forecast", "remediation"):
-            await migrate_url(url, service, ROOT / "services" / service / "migrations")
-        print(f"seeding {args.lines:,} cost lines over {args.days} days into {name}")
-        await seed(url, args.lines, args.days)
+        if args.reuse:
+            conn = await asyncpg.connect(url)
+            lines = await conn.fetchval("SELECT count(*) FROM pricing.cost_lines")
+            await conn.close()
+            print(f"measuring {name}: {lines:,} cost lines")
+        else:
+            for service in ("ingest", "pricing", "anomaly", "forecast", "remediation"):
+                await migrate_url(url, service, ROOT / "services" / service / "migrations")
+            print(f"seeding {args.lines:,} cost lines over {args.days} days into {name}")
+            await seed(url, args.lines, args.days)
         await measure(url, args.requests, home)
     finally:
-        if not args.keep:
+        if args.keep:
+            print(f"kept database {name} (measure again: --reuse {name})")
+        else:
             admin = await asyncpg.connect(ADMIN_URL)
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             await admin.close()
