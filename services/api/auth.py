@@ -1,7 +1,8 @@
 """Authentication (bearer token or console session) and role checks as FastAPI dependencies,
 plus `/login`, `/logout` and `GET /api/v1/session`.
 
-- `Authorization: Bearer <token>`: tokens from `finfocus token create`, looked up by sha256.
+- `Authorization: Bearer <token>`: tokens from `finfocus token create`, looked up by sha256;
+  with FINFOCUS_OIDC_ISSUER set, a JWT from that issuer (services/api/oidc.py).
 - Console session: cookie `finfocus_session` (HttpOnly, SameSite=Strict) from `POST /login`.
   Writes (POST/PUT/PATCH/DELETE) made with a session must send the session's CSRF token in
   the `X-CSRF-Token` header (or a `csrf_token` form field); it is in the readable cookie
@@ -22,7 +23,9 @@ from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBea
 
 from services.api import store
 from services.api.context import ApiContext
+from services.api.oidc import OidcError
 from services.api.security import (
+    TOKEN_PREFIX,
     Principal,
     check_role,
     csrf_ok,
@@ -66,8 +69,15 @@ async def principal(
     if request.headers.get("authorization") is not None:
         if bearer is None or not bearer.credentials:
             raise _unauthorized("Authorization must be `Bearer <token>`")
+        credentials = bearer.credentials.strip()
+        if ctx.oidc is not None and not credentials.startswith(TOKEN_PREFIX):
+            try:
+                return await ctx.oidc.verify(credentials)
+            except OidcError as exc:
+                logger.info("oidc token refused", extra={"fields": {"reason": str(exc)}})
+                raise _unauthorized(f"OIDC token refused: {exc}") from None
         async with ctx.pool.acquire() as conn:
-            row = await store.token_principal(conn, token_hash(bearer.credentials.strip()))
+            row = await store.token_principal(conn, token_hash(credentials))
         if row is None:
             raise _unauthorized("unknown, revoked or expired token")
         return Principal("token", row["token_id"], row["role"])

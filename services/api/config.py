@@ -23,3 +23,19 @@ class ApiSettings(ServiceSettings):
     api_cookie_secure: bool = False
     #: seconds a decision waits for the owning service's view to show it (then 202)
     api_decision_wait_s: float = Field(5.0, ge=0, le=30)
+
+    # OIDC bearer tokens (services/api/oidc.py): off unless an issuer is set. These are
+    # deployment-wide identity settings, named FINFOCUS_OIDC_* (not FINFOCUS_API_*).
+    #: the issuer URL (https; http only on a loopback address), e.g. https://id.example.com/realms/x
+    oidc_issuer: str | None = None
+    #: the `aud` a token must carry (required with an issuer)
+    oidc_audience: str | None = None
+    #: the claim holding the role (dotted path for nested claims: realm_access.roles)
+    oidc_role_claim: str = "roles"
+    #: claim value to role: "finops-admins=admin,finops-approvers=approver,staff=viewer";
+    #: empty: values named viewer, approver, admin are taken as they are
+    oidc_roles: str = ""
+    #: accepted signature algorithms (asymmetric only)
+    oidc_algorithms: str = "RS256,ES256"
+    #: seconds of clock skew allowed on exp, nbf and iat
+    oidc_leeway_s: float = Field(30, ge=0, le=300)

@@ -14,6 +14,7 @@ from finfocus.db import READER_ROLE, _init_connection, migrate_url
 from finfocus.signing import SigningKeys, service_keys
 from services.api import store
 from services.api.config import ApiSettings
+from services.api.oidc import OidcVerifier
 from services.api.security import LoginThrottle
 
 #: the api signs the decisions it publishes as this issuer
@@ -28,6 +29,7 @@ class ApiContext:
     publisher: RecordPublisher | None = None
     keys: SigningKeys | None = None
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    oidc: OidcVerifier | None = None  # set when FINFOCUS_OIDC_ISSUER is
     _publisher_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @asynccontextmanager
@@ -56,6 +58,7 @@ class ApiContext:
 
     async def start(self) -> None:
         settings = self.settings
+        self.oidc = OidcVerifier.from_settings(settings)  # a bad setting stops the start
         await migrate_url(settings.database, "api", store.MIGRATIONS_DIR)
         self.pool = await asyncpg.create_pool(
             settings.database, min_size=1, max_size=4, init=_init_connection

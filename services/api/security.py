@@ -32,7 +32,7 @@ class Principal:
     `actor` is what audits record: `user:<name>` or `token:<id>`.
     """
 
-    kind: str  # "user" or "token"
+    kind: str  # "user", "token" or "oidc" (an OIDC subject)
     name: str
     role: str
     csrf_token: str | None = None  # set for console sessions: writes must echo it
