@@ -38,6 +38,15 @@ class BadAnswer(PluginError):
     """The plugin answered, but with something that is not a price (garbage)."""
 
 
+class NoAnswer(PluginError):
+    """A finfocus.v1 plugin said it has nothing for this question (NOT_FOUND, UNIMPLEMENTED,
+    INVALID_ARGUMENT): no price, and not a failure of the plugin."""
+
+
+#: protocol of finfocus-spec plugins (`finfocus.v1.CostSourceService`); 1 = finfocus.plugin.v1
+SPEC_PROTOCOL = "finfocus.v1"
+
+
 @dataclass
 class PluginStats:
     state: str = "stopped"  # running, failed, open (circuit open), stopped
@@ -53,7 +62,9 @@ class PluginStats:
 class _Running:
     process: asyncio.subprocess.Process
     channel: Any  # grpc.aio.Channel; grpc ships no type information
-    stub: Any  # generated PricingPluginStub
+    stub: Any  # generated PricingPluginStub, or CostSourceServiceStub for finfocus.v1 plugins
+    protocol: int | str = 1
+    drain: Any = None  # the task reading a finfocus.v1 plugin's stdout after its announcement
 
 
 def _decimal(text: str, what: str) -> Decimal:
@@ -169,6 +180,8 @@ class PluginHost:
         running = self._running.pop(name, None)
         if running is None:
             return
+        if running.drain is not None:
+            running.drain.cancel()
         try:
             await running.channel.close()
         except Exception:  # noqa: BLE001
@@ -207,7 +220,16 @@ class PluginHost:
             self.stats[ref.name].state = "running"
             return running
 
+    @staticmethod
+    def is_spec(ref: PluginRef) -> bool:
+        """Whether `ref` speaks finfocus-spec's `finfocus.v1` CostSourceService."""
+        return ref.manifest.protocol == SPEC_PROTOCOL
+
     async def _launch(self, ref: PluginRef) -> _Running:
+        if self.is_spec(ref):
+            from services.pricing.finfocus_spec.launch import launch
+
+            return await launch(self, ref)
         import grpc
 
         from finfocus.plugin_sdk import finfocus_plugin_pb2 as pb
@@ -276,8 +298,9 @@ class PluginHost:
             return True
         return False
 
-    async def _call(self, ref: PluginRef, method: str, request: Any) -> Any:
-        """One RPC with deadline, retries and backoff; raises PluginError after the last try."""
+    async def _call(self, ref: PluginRef, method: str, request: Any, quiet: frozenset = frozenset()) -> Any:
+        """One RPC with deadline, retries and backoff; raises PluginError after the last try,
+        NoAnswer (not a failure) when the plugin answers a status named in `quiet`."""
         import grpc
 
         stats = self.stats.setdefault(ref.name, PluginStats())
@@ -303,6 +326,9 @@ class PluginHost:
                 return answer
             except grpc.aio.AioRpcError as exc:
                 last = f"{method}: {exc.code().name} {exc.details() or ''}".strip()
+                if exc.code().name in quiet:
+                    stats.consecutive_failures = 0
+                    raise NoAnswer(last) from None
                 if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                     break
                 if exc.code() == grpc.StatusCode.UNAVAILABLE:
@@ -341,6 +367,10 @@ class PluginHost:
         key = (ref.name, "spec", line.provider, line.service, line.sku, line.resource_type, line.region, line.unit, line.currency)
 
         async def compute() -> Quote | None:
+            if self.is_spec(ref):
+                from services.pricing.finfocus_spec.launch import quote
+
+                return await quote(self, ref, line)
             request = self._descriptor(line.provider, line.service, line.sku, line.resource_type, line.region, line.unit, line.currency)
             answer = await self._call(ref, "GetPricingSpec", request)
             for spec in answer.specs:
@@ -384,6 +414,11 @@ class PluginHost:
             key = (ref.name, "projected", provider, service, sku, resource_type, region, unit, currency, tuple(attrs.items()))
 
             async def compute(ref=ref) -> ProjectedAnswer | None:
+                if self.is_spec(ref):
+                    from services.pricing.finfocus_spec.launch import projected
+
+                    return await projected(self, ref, provider=provider, service=service, sku=sku, resource_type=resource_type,
+                                           region=region, unit=unit, attributes=attrs)
                 request = self._descriptor(provider, service, sku, resource_type, region, unit, currency, attrs)
                 answer = await self._call(ref, "GetProjectedCost", request)
                 if not answer.found:
@@ -408,7 +443,10 @@ class PluginHost:
         return None
 
     async def pricing_specs(self, ref: PluginRef, *, provider="", service="", sku="", region="") -> list:
-        """Every spec a plugin lists for a filter (catalog refresh); [] when it fails."""
+        """Every spec a plugin lists for a filter (catalog refresh); [] when it fails, and for
+        finfocus.v1 plugins, whose protocol prices one resource at a time and lists nothing."""
+        if self.is_spec(ref):
+            return []
         try:
             answer = await self._call(ref, "GetPricingSpec", self._descriptor(provider, service, sku, "", region, "", ""))
         except PluginError:
@@ -418,6 +456,10 @@ class PluginHost:
     async def actual(self, ref: PluginRef, resource_id: str, start: str, end: str, attributes=None) -> list:
         from finfocus.plugin_sdk import finfocus_plugin_pb2 as pb
 
+        if self.is_spec(ref):
+            from services.pricing.finfocus_spec.launch import actual
+
+            return await actual(self, ref, resource_id, start, end, attributes or {})
         try:
             answer = await self._call(
                 ref, "GetActualCost",

@@ -21,7 +21,7 @@ class PluginManifest(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN, description="kebab-case plugin name")
     version: str = Field(min_length=1, description="Plugin version (directory name)")
-    protocol: int = Field(1, description="Protocol version; 1 is the only one")
+    protocol: int | str = Field(1, description='1 (this project\'s protocol) or "finfocus.v1" (finfocus-spec CostSourceService)')
     command: list[str] = Field(min_length=1, description="Command; {python} = host interpreter, cwd = plugin dir")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment")
     description: str | None = None
@@ -46,11 +46,20 @@ def _version_key(version: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\-+]", version))
 
 
+def _spec_layout(directory: Path) -> dict | None:
+    """A finfocus-spec install (an executable, no plugin.yaml): see finfocus_spec.layout."""
+    from services.pricing.finfocus_spec.layout import spec_manifest_data
+
+    return spec_manifest_data(directory)
+
+
 def load_manifest(directory: Path) -> PluginRef:
-    """The plugin in `directory` (its plugin.yaml); raises ValueError with the reason."""
+    """The plugin in `directory` (its plugin.yaml, or a finfocus-spec install without one);
+    raises ValueError with the reason."""
     path = directory / "plugin.yaml"
+    spec_install = None if path.exists() else _spec_layout(directory)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = spec_install if spec_install is not None else yaml.safe_load(path.read_text())
         manifest = PluginManifest.model_validate(data)
     except FileNotFoundError:
         raise ValueError(f"{path} is missing") from None
@@ -58,8 +67,8 @@ def load_manifest(directory: Path) -> PluginRef:
         raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))) from None
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: {exc}") from None
-    if manifest.protocol != 1:
-        raise ValueError(f"protocol {manifest.protocol} is not supported (only 1)")
+    if manifest.protocol not in (1, "finfocus.v1"):
+        raise ValueError(f"protocol {manifest.protocol} is not supported (1 or finfocus.v1)")
     return PluginRef(manifest, directory)
 
 
