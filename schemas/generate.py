@@ -16,6 +16,7 @@ from schemas import AnomalyV1, BillingRecordV1, DeadLetterV1, PricedRecordV1, Re
 from schemas.anomaly import AnomalyFeedbackV1
 from schemas.budget import BudgetCommandV1
 from schemas.decisions import RecommendationDecisionV1, RemediationDecisionV1
+from schemas.monitors import MonitorCommandV1
 from schemas.remediation import RecommendationV1, RemediationResultV1, ResourceMetricV1
 
 JSON_DIR = Path(__file__).parent / "json"
@@ -33,6 +34,7 @@ CONTRACTS: dict[str, type[BaseModel]] = {
     "ResourceMetric.v1": ResourceMetricV1,
     "RemediationDecision.v1": RemediationDecisionV1,
     "RecommendationDecision.v1": RecommendationDecisionV1,
+    "MonitorCommand.v1": MonitorCommandV1,
 }
 
 

@@ -14,7 +14,8 @@ from finfocus.service import ServiceRuntime
 from services.anomaly.config import AnomalySettings
 from services.anomaly.engine import Evaluator
 from services.anomaly.handlers import FEEDBACK_TOPIC, register_handlers, republish
-from services.anomaly.monitors import MonitorSource
+from services.anomaly.monitor_commands import register_monitor_commands
+from services.anomaly.monitors import MonitorRegistry
 from services.anomaly.notifier import Notifier, SubscriptionSource
 from services.anomaly.store import AnomalyStore
 
@@ -29,7 +30,7 @@ def build_app(settings: AnomalySettings | None = None, *, tracer_provider: Trace
         description="Detects cost anomalies per monitored dimension and publishes them",
     )
     store = AnomalyStore(runtime)
-    monitors = MonitorSource(settings.monitors_file)
+    monitors = MonitorRegistry(settings.monitors_file)
     evaluator = Evaluator(
         monitors.current,
         max_days=settings.anomaly_max_days,
@@ -44,9 +45,12 @@ def build_app(settings: AnomalySettings | None = None, *, tracer_provider: Trace
         max_attempts=settings.anomaly_alert_max_attempts,
     )
     register_handlers(runtime, store, evaluator, notifier)
+    register_monitor_commands(runtime, monitors)
 
     async def start_worker() -> None:
         await ensure_topics(settings.kafka, settings.partitions, [FEEDBACK_TOPIC])
+        await monitors.refresh(runtime.pool)  # the stored monitors (imported from the file once)
+        monitors.start(lambda: runtime.pool)
         notifier.start(runtime.pool)
         if settings.broker_epoch:
             # after a broker loss: what downstream may have missed goes back into the outbox
@@ -58,4 +62,4 @@ def build_app(settings: AnomalySettings | None = None, *, tracer_provider: Trace
             if requeued:
                 await republish(runtime, store)
 
-    return runtime.app(MIGRATIONS_DIR, on_started=[start_worker], on_stopping=[notifier.stop])
+    return runtime.app(MIGRATIONS_DIR, on_started=[start_worker], on_stopping=[notifier.stop, monitors.stop])

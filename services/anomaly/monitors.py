@@ -1,4 +1,11 @@
-"""Monitors in YAML: validated against the dimension and detector registries when loaded.
+"""Monitors: validated against the dimension and detector registries, stored by the anomaly
+service (`anomaly.monitors`, view `v_monitors`) and changed only by MonitorCommand v1 events
+(`monitor-commands`, signed by the api or the command line; see monitor_commands.py).
+
+The YAML form below is what a MonitorCommand's `monitor` carries (minus the name) and what the
+first start imports once from `FINFOCUS_HOME/anomaly/monitors.yaml` (or
+`FINFOCUS_ANOMALY_MONITORS_FILE`), audited as actor `file`; without that file the default
+monitor is imported. After that import the file is not read again.
 
 ```yaml
 monitors:
@@ -15,12 +22,17 @@ monitors:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from schemas.monitors import MonitorAction, MonitorCommandV1
+from services.anomaly import store
 from services.anomaly.detectors import get_detector
 from services.anomaly.domain import DEFAULT_MONITOR, Monitor, check_dimension
 
@@ -103,20 +115,103 @@ def save_monitors(path: Path, monitors: list[Monitor]) -> None:
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
-class MonitorSource:
-    """The current monitors, re-read when the file changes; a broken edit keeps the last good set."""
+def spec_of(m: Monitor) -> dict[str, Any]:
+    """The stored form of a monitor: its YAML entry without the name (JSON-safe)."""
+    return MonitorSpec.of(m).model_dump(mode="json", exclude={"name"})
 
-    def __init__(self, path: Path) -> None:
+
+def monitor_of(name: str, spec: dict[str, Any]) -> Monitor:
+    return MonitorSpec.model_validate({**spec, "name": name}).to_monitor()
+
+
+def decide(current: dict[str, dict], command: MonitorCommandV1) -> tuple[str, str | None, dict | None]:
+    """(outcome, detail, the spec to store) of a monitor command against the stored monitors:
+    `applied`, `unchanged` (nothing to do: a repeat) or `refused` (with the reason). Pure."""
+    if command.action == MonitorAction.REMOVE:
+        if command.name not in current:
+            return "unchanged", f"no monitor {command.name}", None
+        if len(current) == 1:
+            return "refused", "the last monitor cannot be removed: add another one first", None
+        return "applied", None, None
+    assert command.monitor is not None  # the contract requires it for set
+    try:
+        spec = spec_of(monitor_of(command.name, command.monitor.model_dump(mode="json")))
+    except (ValueError, KeyError) as exc:  # pydantic's ValidationError is a ValueError
+        return "refused", str(exc)[:2000], None
+    if current.get(command.name) == spec:
+        return "unchanged", "the monitor is already so", spec
+    return "applied", None, spec
+
+
+class MonitorRegistry:
+    """The monitors in effect, as the detectors read them (synchronously, per batch): loaded
+    from `anomaly.monitors` at start and after every applied monitor command, and polled so
+    a change applied by another replica is seen within `poll_s`. Until the first load (the
+    moment between the broker's start and the start hook) it holds the file's monitors."""
+
+    def __init__(self, path: Path, poll_s: float = 10.0) -> None:
         self.path = path
-        self._stamp: float | None = None
+        self.poll_s = poll_s
         self._monitors: list[Monitor] = [DEFAULT_MONITOR]
+        try:
+            self._monitors = load_monitors(path)
+        except Exception as exc:  # noqa: BLE001 - a broken file must not stop the service
+            logger.error("monitors file %s rejected: %s", path, exc)
+        self._imported = False
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task | None = None
 
     def current(self) -> list[Monitor]:
-        stamp = self.path.stat().st_mtime if self.path.exists() else None
-        if stamp != self._stamp:
-            try:
-                self._monitors = load_monitors(self.path)
-            except Exception as exc:  # a typo in the file must not stop detection
-                logger.error("monitors file rejected, keeping the previous monitors: %s", exc)
-            self._stamp = stamp
         return self._monitors
+
+    async def _import(self, conn: asyncpg.Connection) -> None:
+        """The one-time import of the file (or the default monitor) into the table."""
+        async with conn.transaction():
+            if await store.monitors_imported(conn):
+                return
+            try:
+                found, source = load_monitors(self.path), str(self.path)
+            except Exception as exc:  # noqa: BLE001 - the default instead of a broken file
+                logger.error("monitors file %s rejected, importing the default monitor: %s", self.path, exc)
+                found, source = [DEFAULT_MONITOR], "default"
+            if not self.path.exists():
+                source = "default"
+            if await store.import_monitors(conn, source, {m.name: spec_of(m) for m in found}):
+                logger.info("monitors imported", extra={"fields": {"source": source, "monitors": len(found)}})
+
+    async def refresh(self, pool: asyncpg.Pool) -> list[Monitor]:
+        """Import once if never done, then load the stored monitors (a row that no longer
+        validates, e.g. its detector was removed, is skipped with an error in the log)."""
+        async with self._lock, pool.acquire() as conn:
+            if not self._imported:
+                await self._import(conn)
+                self._imported = True
+            specs = await store.monitor_specs(conn)
+        monitors = []
+        for name, spec in specs.items():
+            try:
+                monitors.append(monitor_of(name, spec))
+            except ValueError as exc:
+                logger.error("stored monitor %s skipped: %s", name, exc)
+        self._monitors = monitors or [DEFAULT_MONITOR]
+        return self._monitors
+
+    def start(self, pool_of) -> None:
+        """Poll the table every `poll_s` (changes applied by another replica)."""
+
+        async def poll() -> None:
+            while True:
+                await asyncio.sleep(self.poll_s)
+                try:
+                    await self.refresh(pool_of())
+                except (OSError, asyncpg.PostgresError) as exc:
+                    logger.warning("monitors not reloaded: %s", exc)
+
+        if self._task is None:
+            self._task = asyncio.create_task(poll(), name="anomaly-monitors")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None

@@ -503,3 +503,58 @@ class _TxContext:
                 await self._tr.rollback()
         finally:
             await self._pool.release(self._conn)
+
+
+# -- monitors (migration 0012): changed only by MonitorCommand v1, audited --------------------
+
+
+async def monitor_specs(conn: asyncpg.Connection) -> dict[str, dict]:
+    """The stored monitors: name -> spec (the YAML entry's fields but the name)."""
+    rows = await conn.fetch("SELECT name, spec FROM anomaly.monitors ORDER BY name")
+    return {r["name"]: json.loads(r["spec"]) if isinstance(r["spec"], str) else r["spec"] for r in rows}
+
+
+async def monitors_imported(conn: asyncpg.Connection) -> bool:
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM anomaly.monitor_setup)"))
+
+
+async def import_monitors(conn: asyncpg.Connection, source: str, specs: dict[str, dict]) -> bool:
+    """The one-time import of the monitors file (or the default monitor), audited as `file`;
+    False when another process did it first."""
+    done = await conn.fetchval(
+        "INSERT INTO anomaly.monitor_setup (source) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true", source
+    )
+    if not done:
+        return False
+    for name, spec in specs.items():
+        await set_monitor(conn, name, spec, "file")
+        await audit_monitor(conn, f"import-{name}", name, "set", spec, "applied", f"imported from {source}",
+                            "file", None)
+    return True
+
+
+async def monitor_audited(conn: asyncpg.Connection, command_id: str) -> bool:
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM anomaly.monitor_audit WHERE command_id = $1)",
+                                    command_id))
+
+
+async def set_monitor(conn: asyncpg.Connection, name: str, spec: dict, actor: str) -> None:
+    await conn.execute(
+        """INSERT INTO anomaly.monitors (name, spec, version, updated_by) VALUES ($1, $2::jsonb, 1, $3)
+           ON CONFLICT (name) DO UPDATE SET spec = EXCLUDED.spec, version = monitors.version + 1,
+                                            updated_at = now(), updated_by = EXCLUDED.updated_by""",
+        name, spec, actor,  # the pool's jsonb codec encodes the dict
+    )
+
+
+async def remove_monitor(conn: asyncpg.Connection, name: str) -> None:
+    await conn.execute("DELETE FROM anomaly.monitors WHERE name = $1", name)
+
+
+async def audit_monitor(conn: asyncpg.Connection, command_id: str, name: str, action: str, spec: dict | None,
+                        outcome: str, detail: str | None, actor: str, issued_at: datetime | None) -> None:
+    await conn.execute(
+        """INSERT INTO anomaly.monitor_audit (command_id, name, action, spec, outcome, detail, actor, issued_at)
+           VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8) ON CONFLICT (command_id) DO NOTHING""",
+        command_id, name, action, spec, outcome, detail, actor, issued_at,
+    )
