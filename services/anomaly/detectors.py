@@ -61,7 +61,7 @@ MAD_TO_SIGMA = 1.4826
 #: under-reads the noise of a short, weekday-fitted window)
 MEAN_AD_FACTOR = 1.0
 #: bump when a change to the maths makes stored walk states stale
-STATE_VERSION = 4
+STATE_VERSION = 5
 
 
 class DetectorParams(BaseModel):
@@ -102,6 +102,8 @@ class RobustSeasonalParams(DetectorParams):
     drift_h: float = Field(10.0, gt=0, description="CUSUM level (summed z above the allowance) that flags a drift")
     rebase: tuple[str, ...] = Field((), description="ISO dates where a planned change starts: the new level is normal at once")
     holidays: tuple[str, ...] = Field((), description="ISO dates judged like a Sunday (with weekly seasonality)")
+    trend_lag: bool = Field(True, description="Fit the trend's slope without the last confirm_days days")
+    learn_clip: float = Field(2.0, gt=0, description="A day further out than this (z) is learnt at this distance")
     new_month_pct: float = Field(100.0, ge=0, description="Excess (percent) a 1st of the month needs before one is seen")
 
 
@@ -227,7 +229,13 @@ def _baseline(
     ds = vals[recent] / f_train[recent]
     pos = train[recent].astype(float)
     if p.trend:
-        intercept, slope = _theil_sen(pos, ds)
+        # the slope is fitted without the last `confirm_days` days (a climb that has just begun
+        # is judged, not followed), the level through the whole window
+        old = pos < pos[-1] - p.confirm_days + 1 if p.trend_lag else np.ones(len(pos), dtype=bool)
+        if np.count_nonzero(old) < p.window // 2:
+            old = np.ones(len(pos), dtype=bool)
+        _, slope = _theil_sen(pos[old], ds[old])
+        intercept = _med(ds - slope * pos)
         # extrapolate no further than half a window past the fit
         level = intercept + slope * min(t, pos[-1] + p.window / 2)
         resid = ds - (intercept + slope * pos)
@@ -236,7 +244,22 @@ def _baseline(
         resid = ds - level
     if vals.min() >= 0:
         level = max(level, 0.0)
-    return level * f_t, _spread(resid, level, p) * f_t
+    return level * f_t, max(_spread(resid, level, p), _lag_spread(train, vals / f_train, p.period)) * f_t
+
+
+def _lag_spread(pos: np.ndarray, ds: np.ndarray, lag: int) -> float:
+    """Noise read from the differences between training days `lag` steps apart (same weekday):
+    weekday factors cancel out of them, so it does not shrink when the factors are fitted to
+    only a few weeks (a median of three weekdays fits one of them exactly, and the residuals'
+    MAD then reads a third of the noise). 1.4826 x MAD of the centred differences / sqrt(2);
+    0 with fewer than 6 pairs."""
+    j = np.searchsorted(pos, pos + lag)
+    ok = j < len(pos)
+    ok[ok] = pos[j[ok]] == pos[ok] + lag
+    if np.count_nonzero(ok) < 6:
+        return 0.0
+    d = ds[j[ok]] - ds[ok]
+    return MAD_TO_SIGMA * _med(np.abs(d - _med(d))) / math.sqrt(2)
 
 
 def _passes(diff: float, expected: float, z: float, p: DetectorParams) -> bool:
@@ -313,23 +336,35 @@ def robust_seasonal(
         pct, base = p.min_impact_pct, exp
         if mstart[t]:
             # `expected` keeps the day's value without the bump, so each 1st's own bump is y/expected
-            seen = [i for i in range(max(0, t - 100), t) if mstart[i] and expected[i] > 0 and not missing[i]]
+            seen = [i for i in range(max(0, t - 100), t) if mstart[i] and expected[i] > 0 and y[i] > 0]
             if seen:
+                # a fee billed as usage adds about the same money to every 1st: the bump is read
+                # both as a ratio and as an amount, the larger kept (a 1st on a weekend)
                 bump = max(1.0, _med(np.array([y[i] / expected[i] for i in seen[-2:]])))
-                exp, scale = exp * bump, scale * bump
-            else:
-                pct = max(pct, p.new_month_pct)
+                extra = max(0.0, _med(np.array([y[i] - expected[i] for i in seen[-2:]])))
+                exp, scale = max(exp * bump, exp + extra), scale * bump
+            if len(seen) < 2:
+                pct = max(pct, p.new_month_pct)  # one 1st is too few to know its bump
         diff = y[t] - exp
         z = diff / scale
         # drifts: a CUSUM of the z-scores catches a climb whose days are each unremarkable
         cusum = round(min(max(0.0, cusum + z - p.drift_k), 1e5) if not mstart[t] else cusum, 3)
         recent = scores[max(0, t - 4) : t]
-        if cusum >= p.drift_h and 2 < z < p.threshold and np.count_nonzero(recent > 1) >= 3:
+        if cusum >= p.drift_h and 2 < z < p.threshold and np.count_nonzero(recent > 2) >= 3:
             z = p.threshold  # the summed evidence, not the day alone, makes it anomalous
         expected[t], scores[t] = base, z
         if y[t] == 0 and not np.all(learn[train]):
             scores[t] = 0.0
             continue  # an idle day of a series that has idle days: no usage, not a drop
+        if z > 2 and _catch_up(y, learn, missing, train, t, exp, scale, ph, p):
+            # a billing delay: yesterday's charges arrived today. A data-quality event
+            # (marked by a NaN score), neither a cost anomaly nor something to learn from;
+            # recognised whether or not the catch-up alone would pass the thresholds
+            scores[t] = np.nan
+            learn[t] = exp
+            if not missing[t - 1]:
+                learn[t - 1] = expected[t - 1] if not math.isnan(expected[t - 1]) else exp
+            continue
         direction = int(np.sign(diff)) if _passes(diff, exp, z, p) else 0
         if direction > 0 and 100 * diff < pct * abs(exp):
             # a 1st of the month before any was seen: not far enough out. The score is capped so
@@ -337,14 +372,10 @@ def robust_seasonal(
             scores[t] = min(z, 0.99 * p.threshold)
             direction = 0
         if direction == 0:
-            continue
-        if direction > 0 and _catch_up(y, learn, missing, train, t, exp, scale, ph, p):
-            # a billing delay: yesterday's charges arrived today. A data-quality event
-            # (marked by a NaN score), neither a cost anomaly nor something to learn from
-            scores[t] = np.nan
-            learn[t] = exp
-            if not missing[t - 1]:
-                learn[t - 1] = expected[t - 1] if not math.isnan(expected[t - 1]) else exp
+            if abs(z) > p.learn_clip and y[t] > 0:
+                # a day out of line but not anomalous teaches at most `learn_clip` spreads: a climb
+                # (a drift) is not followed by the baseline day by day, so its evidence adds up
+                learn[t] = exp + np.sign(z) * p.learn_clip * scale
             continue
         flags[t] = direction
         learn[t] = exp + direction * p.threshold * scale
@@ -379,15 +410,17 @@ def _catch_up(
     (or has no line) in a series that is rarely idle, and today is about both days' worth."""
     if t == 0 or not (missing[t - 1] or y[t - 1] == 0):
         return False
-    if np.count_nonzero(learn[train] == 0) > 0.1 * len(train):
-        return False  # idle days are normal here: a zero then a busy day proves nothing
+    if np.count_nonzero(learn[train] == 0) > 0.1 * len(train) and not (missing[t - 1] and not missing[train].any()):
+        # idle days are normal here: a zero then a busy day proves nothing, unless the series
+        # reports its idle days as zero lines and yesterday has no line at all
+        return False
     before = train[train < t - 1]
     if len(before) < 3:
         return False
     exp_prev, _ = _baseline(learn, before, t - 1, ph, p)
     if exp_prev <= 0:
         return False
-    return abs(y[t] - exp - exp_prev) <= max(0.3 * exp_prev, 3 * scale)
+    return abs(y[t] - exp - exp_prev) <= max(0.25 * (exp + exp_prev), 3 * scale)
 
 
 def _flag(y: float, expected: float, score: float, p: DetectorParams) -> int:
