@@ -55,8 +55,20 @@ def marker(tag: str = "finfocus") -> str:
     return f"<!-- finfocus-comment: {tag} -->"
 
 
-def comment_body(markdown: str, tag: str = "finfocus") -> str:
-    return f"{marker(tag)}\n{markdown.rstrip()}\n"
+#: the longest comment each API accepts (GitHub: 65,536 characters; GitLab: 1,000,000)
+GITHUB_MAX_CHARS = 65536
+GITLAB_MAX_CHARS = 1_000_000
+
+
+def comment_body(markdown: str, tag: str = "finfocus", limit: int = GITHUB_MAX_CHARS) -> str:
+    """The marker line and the report, cut at a line boundary (with a note) when longer than `limit`."""
+    body = f"{marker(tag)}\n{markdown.rstrip()}\n"
+    if len(body) <= limit:
+        return body
+    note = "\n\n_The report is longer than a comment may be: the rest is in the job's report file._\n"
+    cut = body[: limit - len(note)]
+    cut = cut[: cut.rfind("\n")] if "\n" in cut else cut
+    return cut + note
 
 
 @dataclass(frozen=True)
@@ -251,7 +263,7 @@ def post_comment(platform: Platform, markdown: str, behavior: Behavior = Behavio
                  tag: str = "finfocus", send: Send | None = None) -> Outcome:
     """Post or update our comment; `send` does one HTTP request (default: httpx)."""
     send = send or _httpx_send()
-    body = comment_body(markdown, tag)
+    body = comment_body(markdown, tag, GITHUB_MAX_CHARS if isinstance(platform, GitHub) else GITLAB_MAX_CHARS)
     count = 0
 
     def call(request: Request, what: str, ok: tuple[int, ...]) -> tuple[Mapping[str, str], Any]:

@@ -143,3 +143,14 @@ def test_report_markdown_renders_json_and_keeps_markdown():
         report_markdown('{"other": 1}', lambda d: "")
     with pytest.raises(CommentError, match="not valid JSON"):
         report_markdown("{nope", lambda d: "")
+
+
+def test_a_report_longer_than_a_comment_is_cut_at_a_line_with_a_note():
+    rows = "\n".join(f"| `r{i}` | `aws:ec2/instance:Instance` | create | m5.large | 70.08 |" for i in range(2000))
+    body = comment_body("## FinFocus cost estimate\n\n" + rows)
+    assert len(body) <= 65536
+    assert body.startswith(marker() + "\n## FinFocus cost estimate")
+    assert body.endswith("the rest is in the job's report file._\n")
+    kept = body.split("\n\n_The report")[0]
+    assert kept.endswith(" 70.08 |")  # whole rows only
+    assert comment_body("short") == f"{marker()}\nshort\n"
