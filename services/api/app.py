@@ -50,7 +50,16 @@ from services.api.context import ApiContext
 logger = logging.getLogger(__name__)
 
 #: modules under services/api/routes/ with a `router`
-ROUTERS = ("health", "reads", "insights", "decisions", "budgets", "assistant", "views")
+ROUTERS = (
+    "health",
+    "reads",
+    "insights",
+    "decisions",
+    "budgets",
+    "monitors",
+    "assistant",
+    "views",
+)
 
 
 def build_app(

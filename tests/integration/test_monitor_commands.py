@@ -22,9 +22,15 @@ from services.anomaly.monitors import MonitorRegistry
 pytestmark = pytest.mark.integration
 
 
-def command(command_id: str, action: str, name: str, monitor: dict | None = None) -> MonitorCommandV1:
+def command(
+    command_id: str, action: str, name: str, monitor: dict | None = None
+) -> MonitorCommandV1:
     return MonitorCommandV1(
-        command_id=command_id, action=action, name=name, monitor=monitor, actor="root",
+        command_id=command_id,
+        action=action,
+        name=name,
+        monitor=monitor,
+        actor="root",
         issued_at=datetime.now(UTC),
     )
 
@@ -44,7 +50,9 @@ async def send(settings, cmd: MonitorCommandV1, issuer: str | None = "cli") -> N
 
 async def audit_of(conn, command_id: str, timeout: float = 30.0):
     for _ in range(int(timeout / 0.2)):
-        row = await conn.fetchrow("SELECT * FROM anomaly.v_monitor_audit WHERE command_id = $1", command_id)
+        row = await conn.fetchrow(
+            "SELECT * FROM anomaly.v_monitor_audit WHERE command_id = $1", command_id
+        )
         if row is not None:
             return row
         await asyncio.sleep(0.2)
@@ -64,16 +72,28 @@ async def test_monitor_commands_are_applied_audited_and_used(settings):
         imported = await conn.fetchrow("SELECT actor, outcome FROM anomaly.v_monitor_audit")
         assert tuple(imported) == ("file", "applied")
 
-        await send(settings, command("m-1", "set", "data-team", {"filters": {"tag:team": "data"},
-                                                                   "params": {"threshold": "4.5"}}))
+        await send(
+            settings,
+            command(
+                "m-1",
+                "set",
+                "data-team",
+                {"filters": {"tag:team": "data"}, "params": {"threshold": "4.5"}},
+            ),
+        )
         row = await audit_of(conn, "m-1")
         assert (row["outcome"], row["actor"], row["name"]) == ("applied", "cli:root", "data-team")
-        stored = await conn.fetchrow("SELECT spec, version, updated_by FROM anomaly.v_monitors WHERE name = 'data-team'")
+        stored = await conn.fetchrow(
+            "SELECT spec, version, updated_by FROM anomaly.v_monitors WHERE name = 'data-team'"
+        )
         assert stored["updated_by"] == "cli:root" and stored["version"] == 1
         assert "tag:team" in str(stored["spec"])
 
         # the registries refuse what they do not know: audited with the reason, nothing stored
-        await send(settings, command("m-2", "set", "bad", {"dimensions": ["RegionId"], "detector": "no-such"}))
+        await send(
+            settings,
+            command("m-2", "set", "bad", {"dimensions": ["RegionId"], "detector": "no-such"}),
+        )
         refused = await audit_of(conn, "m-2")
         assert refused["outcome"] == "refused" and "no-such" in refused["detail"]
         await send(settings, command("m-3", "set", "bad2", {"dimensions": ["Nope"]}))
@@ -91,7 +111,9 @@ async def test_monitor_commands_are_applied_audited_and_used(settings):
         assert not await conn.fetchval(
             "SELECT count(*) FROM anomaly.v_monitor_audit WHERE command_id IN ('m-forged', 'm-unsigned')"
         )
-        names = [r["name"] for r in await conn.fetch("SELECT name FROM anomaly.v_monitors ORDER BY name")]
+        names = [
+            r["name"] for r in await conn.fetch("SELECT name FROM anomaly.v_monitors ORDER BY name")
+        ]
         assert names == ["data-team"]
         # the file is not read again
         path.write_text("monitors:\n  - name: other\n    dimensions: [ServiceName]\n")
@@ -99,7 +121,10 @@ async def test_monitor_commands_are_applied_audited_and_used(settings):
         await send(settings, command("m-1", "set", "data-team", {"dimensions": ["ServiceName"]}))
         await send(settings, command("m-6", "set", "services", {"dimensions": ["ServiceName"]}))
         await audit_of(conn, "m-6")
-        assert await conn.fetchval("SELECT version FROM anomaly.v_monitors WHERE name = 'data-team'") == 1
+        assert (
+            await conn.fetchval("SELECT version FROM anomaly.v_monitors WHERE name = 'data-team'")
+            == 1
+        )
     finally:
         await conn.close()
         await app.stop()
@@ -109,7 +134,10 @@ async def test_monitor_commands_are_applied_audited_and_used(settings):
     try:
         conn = await asyncpg.connect(settings.database)
         try:
-            names = [r["name"] for r in await conn.fetch("SELECT name FROM anomaly.v_monitors ORDER BY name")]
+            names = [
+                r["name"]
+                for r in await conn.fetch("SELECT name FROM anomaly.v_monitors ORDER BY name")
+            ]
         finally:
             await conn.close()
         assert names == ["data-team", "services"]
