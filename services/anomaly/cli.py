@@ -7,7 +7,7 @@ monitors YAML file the anomaly service reloads (`FINFOCUS_HOME/anomaly/monitors.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime
 
 import typer
 
@@ -22,65 +22,36 @@ from finfocus.cli.output import (
     run,
 )
 from schemas.anomaly import AnomalyFeedbackV1
+from schemas.reads import anomaly as reads
+from schemas.reads.anomaly import SEVERITIES, VIEW, list_query
+
+__all__ = ["SEVERITIES", "VIEW", "list_query", "register"]
 from schemas.topics import Topics
 
-VIEW = "anomaly.v_anomalies"
-SEVERITIES = ("low", "medium", "high", "critical")
 FEEDBACK_TOPIC = Topics.ANOMALY_FEEDBACK
 
 
 def parse_since(text: str | None) -> datetime | None:
     """`--since`: YYYY-MM-DD, RFC 3339, or a relative `7d` / `12h`."""
-    if not text:
-        return None
-    text = text.strip()
-    if text[-1:] in ("d", "h") and text[:-1].isdigit():
-        unit = "days" if text[-1] == "d" else "hours"
-        return datetime.now(UTC) - timedelta(**{unit: int(text[:-1])})
     try:
-        if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time(), UTC)
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    except ValueError:
-        raise typer.BadParameter(f"{text!r}: expected YYYY-MM-DD, RFC 3339 or 7d/12h") from None
-
-
-def list_query(since: datetime | None, severities: list[str], statuses: list[str]) -> tuple[str, list]:
-    """SQL over the view: anomalies whose window ends after `since`, most impact first."""
-    conds, params = [], []
-    if since is not None:
-        params.append(since)
-        conds.append(f"window_end > ${len(params)}")
-    if severities:
-        params.append(severities)
-        conds.append(f"severity = ANY(${len(params)}::text[])")
-    if statuses:
-        params.append(statuses)
-        conds.append(f"status = ANY(${len(params)}::text[])")
-    where = f"WHERE {' AND '.join(conds)}" if conds else ""
-    return f"SELECT record FROM {VIEW} {where} ORDER BY window_start DESC, impact DESC, anomaly_id", params
+        return reads.parse_since(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 async def fetch_anomalies(database_url: str, since, severities, statuses) -> list[dict]:
     from finfocus.db import reader
 
-    sql, params = list_query(since, severities, statuses)
     async with reader(database_url) as conn:
-        return [r["record"] for r in await conn.fetch(sql, *params)]
+        return await reads.anomalies(conn, since, severities, statuses)
 
 
 def _expand(severity: list[str] | None) -> list[str]:
     """`--severity high` means exactly high (repeatable); `high+` means high or worse."""
-    out: list[str] = []
-    for item in severity or []:
-        for s in item.lower().split(","):
-            at_least = s.endswith("+")
-            s = s.rstrip("+")
-            if s not in SEVERITIES:
-                raise typer.BadParameter(f"{s!r}: use one of {', '.join(SEVERITIES)} (or e.g. high+)")
-            out += list(SEVERITIES[SEVERITIES.index(s):]) if at_least else [s]
-    return sorted(set(out), key=SEVERITIES.index)
+    try:
+        return reads.expand_severities(severity)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 #: how dimension values read best: provider, account, service, then the rest
@@ -274,7 +245,7 @@ def register_admin(anomalies: typer.Typer) -> None:
             from aiokafka import AIOKafkaProducer
             from aiokafka.errors import KafkaError
 
-            from finfocus.cli.budget import sign_as_cli
+            from finfocus.cli.publish import sign_as_cli
             from finfocus.db import reader
             from finfocus.settings import FinFocusSettings
 

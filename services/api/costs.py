@@ -4,7 +4,7 @@ figures from pricing's daily aggregate (`pricing.v_daily_costs`) when the query 
 The aggregate is used only when every group-by and filter is a column it keeps, the window
 falls on UTC day boundaries and none of its days waits for a refresh (`pricing.v_dirty_days`):
 then its sums are the lines' sums exactly (numeric addition), so both paths give the same
-document to the cent. Filter values compare as the CLI compares them (`finfocus.cli.vocab`:
+document to the cent. Filter values compare as the CLI compares them (`schemas.reads.vocab`:
 provider aliases, case-insensitive) on both paths. Anything else (tags, resources, times of day) reads the lines.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import asyncpg
 
-from finfocus.cli import cost as costq
-from finfocus.cli.vocab import folded
+from schemas.reads import pricing as costq
+from schemas.reads.vocab import folded
 
 AGGREGATE = "pricing.v_daily_costs"
 DIMENSIONS = {
@@ -66,7 +66,7 @@ def aggregate_queries(
             conds.append(f"day >= {q.bind(start.date())}")
         if end is not None:
             conds.append(f"day < {q.bind(end.date())}")
-        # the lines' comparison (finfocus.cli.cost.where_clause): lower(column) against the
+        # the lines' comparison (schemas.reads.pricing.where_clause): lower(column) against the
         # vocabulary's folded value, so both paths select the same rows whatever the case
         equal: dict[str, list[str]] = {}
         for f in filters:

@@ -25,6 +25,15 @@ from finfocus.cli.output import (
     print_table,
     run,
 )
+from schemas.reads import remediation as reads
+from schemas.reads.remediation import (
+    SAVINGS_KEYS,
+    recommendation_totals,
+    savings_groups,
+    savings_totals,
+)
+
+__all__ = ["SAVINGS_KEYS", "recommendation_totals", "register", "savings_groups", "savings_totals"]
 
 STATUSES = ("pending-approval", "approved", "executed", "dry-run", "rejected", "expired", "failed")
 
@@ -105,7 +114,7 @@ async def _publish_decision(topic: str, key: str, model, schema: str) -> None:
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError
 
-    from finfocus.cli.budget import sign_as_cli
+    from finfocus.cli.publish import sign_as_cli
     from schemas.topics import schema_headers
 
     settings = _settings()
@@ -338,21 +347,7 @@ async def _recommendations(state: str | None, rec_type: str | None) -> list[dict
     from finfocus.db import reader
 
     async with reader(_settings().database) as conn:
-        rows = await conn.fetch(
-            "SELECT * FROM remediation.v_recommendations WHERE ($1::text IS NULL OR state = $1) "
-            "AND ($2::text IS NULL OR type = $2) ORDER BY estimated_monthly_savings DESC, recommendation_id",
-            state, rec_type)
-    return [dict(r) for r in rows]
-
-
-def recommendation_totals(rows: list[dict]) -> list[dict]:
-    """Estimated monthly savings per currency; the api answers the same (services/api)."""
-    totals: dict[str, Decimal] = {}
-    for r in rows:
-        totals[r["currency"]] = totals.get(r["currency"], Decimal(0)) + (r["estimated_monthly_savings"] or 0)
-    # snake_case like every event (docs/cli.md); the camelCase key is kept for one release
-    return [{"currency": c, "estimated_monthly_savings": t, "estimatedMonthlySavings": t}
-            for c, t in sorted(totals.items())]
+        return await reads.recommendations(conn, state, rec_type)
 
 
 @recommendations_app.command("list")
@@ -435,40 +430,11 @@ def snooze(
 
 # --- savings -------------------------------------------------------------------------------
 
-SAVINGS_KEYS = {"playbook": "playbook", "account": "account_id", "action": "action"}
-
-
 async def _savings() -> list[dict]:
     from finfocus.db import reader
 
     async with reader(_settings().database) as conn:
-        return [dict(r) for r in await conn.fetch("SELECT * FROM remediation.v_savings ORDER BY executed_at")]
-
-
-def savings_groups(rows: list[dict], by: list[str]) -> list[dict]:
-    """Expected and realised monthly savings summed per group and currency (never across currencies)."""
-    groups: dict[tuple, dict] = {}
-    for r in rows:
-        key = tuple(r[SAVINGS_KEYS[k]] for k in by) + (r["currency"],)
-        g = groups.setdefault(key, {"group": {k: r[SAVINGS_KEYS[k]] for k in by}, "currency": r["currency"],
-                                    "actions": 0, "expected_monthly": Decimal(0), "realised_monthly": Decimal(0),
-                                    "measured": 0})
-        g["actions"] += 1
-        g["expected_monthly"] += r["expected_monthly"] or Decimal(0)
-        if r["realised_monthly"] is not None:
-            g["realised_monthly"] += r["realised_monthly"]
-            g["measured"] += 1
-    out = [groups[k] for k in sorted(groups, key=lambda k: tuple(str(x) for x in k))]
-    for g in out:  # snake_case like every event (docs/cli.md); camelCase kept for one release
-        g["expectedMonthly"], g["realisedMonthly"] = g["expected_monthly"], g["realised_monthly"]
-    return out
-
-
-def savings_totals(rows: list[dict]) -> list[dict]:
-    """Expected and realised monthly savings per currency; the api answers the same (services/api)."""
-    return [{"currency": g["currency"], "expected_monthly": g["expected_monthly"],
-             "realised_monthly": g["realised_monthly"], "expectedMonthly": g["expected_monthly"],
-             "realisedMonthly": g["realised_monthly"]} for g in savings_groups(rows, [])]
+        return await reads.savings(conn)
 
 
 @savings_app.command("report")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from finfocus.cli import cost as costq
 from finfocus.db import connect, migrate_url
+from schemas.reads import pricing as costq
 from services.api import costs
 from tests.integration.api_helpers import bearer, make_token, running_api
 from tests.integration.api_seed import refresh_daily_costs, seed_cost_lines

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from finfocus.cli import cost as costq
 from finfocus.db import create_pool
+from schemas.reads import pricing as costq
 from services.api import costs
 from services.pricing.store import PricingStore
 from tests.integration.api_helpers import running_api

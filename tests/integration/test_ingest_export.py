@@ -14,7 +14,7 @@ import orjson
 import polars as pl
 import pytest
 
-from finfocus.cli.export import FOCUS_12_COLUMNS
+from services.ingest.cli.export import FOCUS_12_COLUMNS
 from tests.integration.test_ingest_focus import SAMPLE, finfocus, pricing  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

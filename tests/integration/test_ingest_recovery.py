@@ -12,11 +12,11 @@ import asyncpg
 import orjson
 import pytest
 
-from finfocus.cli.ingest import WaitTimeout, wait_until_priced
 from finfocus.embedded.kafka import start_kafka
 from finfocus.embedded.ports import free_port
 from schemas.topics import Topics
 from services.ingest.app import build_app
+from services.ingest.cli.ingest import WaitTimeout, wait_until_priced
 from services.ingest.config import IngestSettings
 from tests.integration.test_ingest_focus import importer, month_file, read_topic  # noqa: F401 - fixture
 

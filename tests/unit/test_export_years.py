@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from finfocus.cli.export import focus_row
 from schemas.ingest import BillingRecordV1
+from services.ingest.cli.export import focus_row
 
 ROW = {"ProviderName": "AWS", "BillingAccountId": "1", "ServiceName": "S3", "ChargeCategory": "Usage",
        "BillingCurrency": "USD", "BilledCost": "1"}

@@ -1,5 +1,5 @@
 """The documents the MCP tools return: the same JSON as the matching `--output json` CLI
-command, built by the CLI's own query helpers (so the two cannot drift)."""
+command, built by the CLI's own query helpers in schemas/reads/ (so the two cannot drift)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def _database() -> str:
 
 async def cost_actual(start: str | None, end: str | None, group_by: str | None, filters: list[str],
                       metric: str = "billed") -> dict:
-    from finfocus.cli import cost
     from finfocus.db import reader
+    from schemas.reads import pricing as cost
 
     groups = cost.parse_group_by(group_by)
     parsed = [cost.parse_filter(f) for f in filters]
@@ -70,30 +70,40 @@ async def cost_projected(plan: dict | str, currency: str = "USD", region: str | 
 
 
 async def anomalies(since: str | None, severity: list[str], status: list[str]) -> dict:
-    from finfocus.cli.anomalies import _expand, fetch_anomalies, parse_since
+    from finfocus.db import reader
+    from schemas.reads.anomaly import anomalies as select
+    from schemas.reads.anomaly import expand_severities, parse_since
 
-    rows = await fetch_anomalies(_database(), parse_since(since), _expand(severity), status)
+    async with reader(_database()) as conn:
+        rows = await select(conn, parse_since(since), expand_severities(severity), status)
     return plain({"anomalies": rows})
 
 
 async def forecast(group_by: str, filters: list[str], horizon: int) -> dict:
-    from finfocus.cli.forecast import load, parse_filters, parse_group_by, public
+    from finfocus.db import reader
+    from schemas.reads.forecast import forecasts, parse_filters, parse_group_by, public
 
-    return plain({"forecasts": public(await load(parse_group_by(group_by), parse_filters(filters), horizon))})
+    keys, wanted = parse_group_by(group_by), parse_filters(filters)
+    async with reader(_database()) as conn:
+        return plain({"forecasts": public(await forecasts(conn, keys, wanted, horizon))})
 
 
 async def budgets() -> dict:
-    from finfocus.cli.budget import _rows, budget_public
+    from finfocus.db import reader
+    from schemas.reads.forecast import budget_public, budget_rows
 
-    return plain({"budgets": [budget_public(r) for r in await _rows()]})
+    async with reader(_database()) as conn:
+        return plain({"budgets": [budget_public(r) for r in await budget_rows(conn)]})
 
 
 async def recommendations(state: str = "open", rec_type: str | None = None) -> dict:
     from decimal import Decimal
 
-    from finfocus.cli.remediation import _recommendations
+    from finfocus.db import reader
+    from schemas.reads.remediation import recommendations as select
 
-    rows = await _recommendations(None if state == "all" else state, rec_type)
+    async with reader(_database()) as conn:
+        rows = await select(conn, None if state == "all" else state, rec_type)
     totals: dict[str, Decimal] = {}
     for r in rows:
         totals[r["currency"]] = totals.get(r["currency"], Decimal(0)) + r["estimated_monthly_savings"]
@@ -103,10 +113,13 @@ async def recommendations(state: str = "open", rec_type: str | None = None) -> d
 
 
 async def savings(by: str = "playbook,account,action") -> dict:
-    from finfocus.cli.remediation import _savings, savings_groups
+    from finfocus.db import reader
+    from schemas.reads.remediation import savings as select
+    from schemas.reads.remediation import savings_groups
 
     keys = [k.strip() for k in by.split(",") if k.strip()]
-    rows = await _savings()
+    async with reader(_database()) as conn:
+        rows = await select(conn)
     return plain({"groups": savings_groups(rows, keys), "actions": rows,
                   "totals": [{"currency": g["currency"], "expected_monthly": g["expected_monthly"],
                               "realised_monthly": g["realised_monthly"], "expectedMonthly": g["expected_monthly"],

@@ -1,7 +1,7 @@
 """Read endpoints: the same documents as the CLI's `--output json`, from the services' views.
 
-The query building is the CLI's (finfocus/cli/cost.py, anomalies.py, forecast.py): pure
-functions over whitelisted names with bound values, imported here so both give the same
+The query building is the CLI's too (schemas/reads/: the read side of each service's
+contract, pure functions over whitelisted names with bound values), so both give the same
 figures for the same query.
 """
 
@@ -12,8 +12,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
-from finfocus.cli import cost as costq
-from finfocus.cli import remediation as remediation_cli
+from schemas.reads import pricing as costq
+from schemas.reads import remediation as remediation_cli
 from services.api import costs as costs_query
 from services.api.auth import Viewer
 from services.api.jsonout import COMMON_RESPONSES, MoneyJSONResponse, bad_request
@@ -93,7 +93,7 @@ async def anomalies(
         list[str] | None, Query(description="open, acknowledged, resolved...; repeatable")
     ] = None,
 ) -> dict:
-    from finfocus.cli.anomalies import list_query
+    from schemas.reads.anomaly import list_query
 
     since_at, _ = window(since, None)
     bad = [s for s in severity or [] if s not in SEVERITIES]
@@ -130,7 +130,7 @@ async def forecasts(
         ),
     ] = 30,
 ) -> dict:
-    from finfocus.cli import forecast as fq
+    from schemas.reads import forecast as fq
 
     try:
         keys = fq.parse_group_by(group_by)
@@ -179,7 +179,7 @@ async def budget_rows(ctx, name: str | None = None) -> list[dict]:
             "SELECT * FROM forecast.v_budgets WHERE $1::text IS NULL OR name = $1 ORDER BY name",
             name,
         )
-    from finfocus.cli.budget import budget_public
+    from schemas.reads.forecast import budget_public
 
     return [budget_public(dict(r)) for r in rows]
 

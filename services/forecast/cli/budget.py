@@ -22,6 +22,9 @@ from finfocus.cli.output import (
     print_table,
     run,
 )
+from schemas.reads.forecast import budget_public, budget_rows
+
+__all__ = ["budget_app", "budget_public", "register"]
 
 budget_app = typer.Typer(help="Budgets: an amount per month or quarter over a scope, with alerts.",
                          no_args_is_help=True)
@@ -42,21 +45,11 @@ def _thresholds(items: list[str]) -> list[dict]:
     return out
 
 
-def sign_as_cli(settings, topic: str, value: bytes) -> tuple[str, bytes]:
-    """The command line's signature of a command it publishes (key: the secrets provider's
-    `bus-signing/cli`, else the 0600 key file under FINFOCUS_HOME/secrets)."""
-    from finfocus.signing import service_keys, sign
-
-    try:
-        return sign(service_keys(settings.home, ["cli"]), "cli", topic, value)
-    except (OSError, RuntimeError) as exc:  # e.g. another user's FINFOCUS_HOME/secrets (0700)
-        fail(f"cannot sign the command as the command line: {exc}")
-
-
 async def _send(command) -> None:
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError
 
+    from finfocus.cli.publish import sign_as_cli
     from finfocus.settings import FinFocusSettings
     from schemas.budget import BUDGET_COMMANDS
     from schemas.topics import schema_headers
@@ -82,10 +75,7 @@ async def _rows(name: str | None = None) -> list[dict]:
     from finfocus.settings import FinFocusSettings
 
     async with reader(FinFocusSettings().database) as conn:
-        rows = await conn.fetch(
-            "SELECT * FROM forecast.v_budgets WHERE $1::text IS NULL OR name = $1 ORDER BY name", name
-        )
-    return [dict(r) for r in rows]
+        return await budget_rows(conn, name)
 
 
 async def _send_and_wait(command, wait: float, done) -> bool:
@@ -166,38 +156,13 @@ def delete_budget(
     typer.echo(f"budget {name} deleted")
 
 
-def budget_public(row: dict) -> dict:
-    """A budget row as the CLI, the API and the assistant print it (one shape everywhere)."""
-    amount = row["amount"]
-    projected = row["projected"]
-    return {
-        "name": row["name"],
-        "amount": amount,
-        "currency": row["currency"],
-        "period": row["period"],
-        "scope": row["scope"],
-        "thresholds": row["thresholds"],
-        "period_start": row["period_start"],
-        "period_end": row["period_end"],
-        "trained_through": row["trained_through"],
-        "actual_to_date": row["actual_to_date"],
-        "projected": projected,
-        "projected_lo_95": row["lo_95"],
-        "projected_hi_95": row["hi_95"],
-        "projected_pct": None
-        if projected is None or not amount
-        else (projected / amount * 100).quantize(Decimal("0.1")),
-        "alerts_this_period": row["alerts_this_period"],
-    }
-
-
 @budget_app.command("list")
 def list_budgets(output: OutputFormat = OUTPUT_OPTION, wide: bool = WIDE_OPTION) -> None:
     """Budgets with this period's actual spend and the projection to its end."""
     try:
         budgets = [budget_public(r) for r in run(_rows())]
     except Exception as exc:  # noqa: BLE001 - a database without the forecast schema
-        from finfocus.cli.forecast import _not_ready
+        from services.forecast.cli.forecast import _not_ready
 
         fail(_not_ready(exc).replace("forecasts", "budgets", 1))
     if output == OutputFormat.JSON:
@@ -251,7 +216,7 @@ def list_alerts(
     try:
         alerts = run(_alerts(name))
     except Exception as exc:  # noqa: BLE001 - a database without the forecast schema
-        from finfocus.cli.forecast import _not_ready
+        from services.forecast.cli.forecast import _not_ready
 
         fail(_not_ready(exc).replace("forecasts", "budget alerts", 1))
     if output == OutputFormat.JSON:

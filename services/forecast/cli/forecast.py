@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-from datetime import date
 from decimal import Decimal
 
 import typer
@@ -19,107 +17,27 @@ from finfocus.cli.output import (
     run,
 )
 from finfocus.cli.vocab import cents, group_label, matches, no_match_hint, share
+from schemas.reads import forecast as reads
+from schemas.reads.forecast import (
+    BANDS,
+    GROUP_KEYS,
+    HorizonError,
+    NoMatch,
+    check_horizon,
+    combine,
+    dims_id,
+    parse_filters,
+    parse_group_by,
+    public,
+)
+from schemas.reads.forecast import money as _money
 
-GROUP_KEYS = ("provider", "service", "account", "region", "resource", "type")
+__all__ = ["BANDS", "GROUP_KEYS", "HorizonError", "NoMatch", "check_horizon", "combine", "dims_id", "forecast_app",
+           "parse_filters", "parse_group_by", "public", "register"]
+
 SPARK = "▁▂▃▄▅▆▇█"
-BANDS = ("lo_80", "hi_80", "lo_95", "hi_95")
 
 forecast_app = typer.Typer(help="Cost forecasts per dimension with 80 % and 95 % intervals.", no_args_is_help=True)
-
-
-def parse_group_by(text: str) -> list[str]:
-    """`provider,service,tag:team` -> keys; raises ValueError on an unknown key."""
-    keys = [k.strip() for k in text.split(",") if k.strip()]
-    for k in keys:
-        if k in ("daily", "monthly"):
-            raise ValueError(f"--group-by {k}: forecasts are daily already; group by dimensions only")
-        if k not in GROUP_KEYS and not (k.startswith("tag:") and len(k) > 4):
-            raise ValueError(f"unknown --group-by key {k!r}: use {', '.join(GROUP_KEYS)} or tag:KEY")
-    if len(set(keys)) != len(keys):
-        raise ValueError("--group-by names a key twice")
-    return keys
-
-
-def parse_filters(items: list[str]) -> dict[str, str]:
-    """`KEY=VALUE` and `tag:KEY=VALUE` -> {key: value}."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"--filter {item!r}: expected KEY=VALUE")
-        parse_group_by(key)
-        out[key] = value
-    return out
-
-
-def dims_id(keys) -> str:
-    return ",".join(sorted(keys))
-
-
-def combine(group_by: list[str], filters: dict[str, str], rows: list[dict], horizon: int) -> list[dict]:
-    """Stored series rows (one per point) -> forecasts of the requested groups.
-
-    When a filter names a key that is not grouped on, the matching finer series are added up:
-    means add, interval half-widths add in quadrature (independent errors).
-    """
-    series: dict[str, dict] = {}
-    for r in rows:
-        group = r["group"]
-        if not all(matches(k, v, group.get(k)) for k, v in filters.items()):
-            continue
-        s = series.setdefault(
-            r["series_key"],
-            {"group": group, "currency": r["currency"], "model": r["model"],
-             "trained_through": r["trained_through"], "points": []},
-        )
-        s["points"].append(r)
-    out: dict[tuple, dict] = {}
-    for s in series.values():
-        gkey = (tuple(s["group"].get(k) for k in group_by), s["currency"])
-        target = out.setdefault(
-            gkey,
-            {"group": {k: s["group"].get(k) for k in group_by}, "currency": s["currency"],
-             "models": [], "trained_through": s["trained_through"], "parts": []},
-        )
-        target["models"].append(s["model"])
-        target["trained_through"] = min(target["trained_through"], s["trained_through"])
-        target["parts"].append(s["points"])
-    results = []
-    for (_, currency), t in sorted(out.items(), key=lambda kv: tuple(str(x) for x in kv[0][0]) + (kv[0][1],)):
-        days: dict[date, dict] = {}
-        for part in t["parts"]:
-            for p in part:
-                if p["day"] <= t["trained_through"]:
-                    continue
-                d = days.setdefault(p["day"], {"mean": Decimal(0), "lo_80": 0.0, "hi_80": 0.0, "lo_95": 0.0, "hi_95": 0.0})
-                d["mean"] += p["mean"]
-                for b in BANDS:
-                    d[b] += float(p[b] - p["mean"]) ** 2
-        points = []
-        single = len(t["parts"]) == 1
-        for day in sorted(days)[:horizon]:
-            d = days[day]
-            point = {"date": day.isoformat(), "mean": _money(d["mean"])}
-            for b in BANDS:
-                if single:
-                    value = next(p[b] for p in t["parts"][0] if p["day"] == day)
-                else:
-                    width = Decimal(repr(round(math.sqrt(d[b]), 4)))
-                    value = d["mean"] - width if b.startswith("lo") else d["mean"] + width
-                point[b] = _money(value)
-            points.append(point)
-        models = sorted(set(t["models"]))
-        results.append(
-            {
-                "group": t["group"],
-                "model": models[0] if len(models) == 1 else "sum(" + ",".join(models) + ")",
-                "trained_through": t["trained_through"].isoformat(),
-                "points": points,
-                "currency": currency,
-            }
-        )
-    return results
 
 
 def _not_ready(exc: Exception) -> str:
@@ -133,62 +51,12 @@ def _not_ready(exc: Exception) -> str:
     return f"cannot read forecasts: {exc}"
 
 
-def _money(value: Decimal) -> str:
-    return format(Decimal(value).quantize(Decimal("0.01")), "f")
-
-
 async def load(group_by: list[str], filters: dict[str, str], horizon: int) -> list[dict]:
     from finfocus.db import reader
     from finfocus.settings import FinFocusSettings
 
-    wanted = set(group_by) | set(filters)
     async with reader(FinFocusSettings().database) as conn:
-        available = [r["dims"] for r in await conn.fetch("SELECT DISTINCT dims FROM forecast.v_forecasts")]
-        exact = dims_id(wanted)
-        if exact in available:
-            chosen = exact
-        else:  # the smallest stored dimension set that holds every requested key
-            supersets = [a for a in available if wanted <= set(filter(None, a.split(",")))]
-            if not supersets:
-                if not available:
-                    return []
-                shown = ", ".join(a or "(total)" for a in sorted(available))
-                raise LookupError(f"no forecasts by {exact or '(total)'}; available: {shown}")
-            chosen = min(supersets, key=lambda a: (a.count(",") + 1, a))
-        rows = await conn.fetch(
-            'SELECT series_key, "group", currency, model, trained_through, day, mean, lo_80, hi_80, '
-            "lo_95, hi_95 FROM forecast.v_forecasts WHERE dims = $1 ORDER BY series_key, day",
-            chosen,
-        )
-    data = [dict(r) for r in rows]
-    check_horizon(data, horizon)
-    out = combine(group_by, filters, data, horizon)
-    if data and filters and not out:
-        key, value = next(iter(filters.items()))
-        raise NoMatch(no_match_hint(key, value, {r["group"].get(key) for r in data}))
-    return out
-
-
-def check_horizon(data: list[dict], horizon: int) -> None:
-    """Refuse a horizon beyond the stored days, naming the limit (never silently shorter)."""
-    ahead: dict[str, int] = {}
-    for r in data:
-        if r["day"] > r["trained_through"]:
-            ahead[r["series_key"]] = ahead.get(r["series_key"], 0) + 1
-    stored = max(ahead.values(), default=0)
-    if data and horizon > stored:
-        raise HorizonError(
-            f"--horizon {horizon} is beyond the {stored} days forecast (FINFOCUS_FORECAST_HORIZON); "
-            f"use --horizon {stored} or less"
-        )
-
-
-class HorizonError(LookupError):
-    """--horizon beyond what the service stored: a usage error (exit 2)."""
-
-
-class NoMatch(LookupError):
-    """Filters that match no stored series: a usage error with the values that exist."""
+        return await reads.forecasts(conn, group_by, filters, horizon)
 
 
 def chart(values: list[Decimal]) -> str:
@@ -241,13 +109,6 @@ def show_table(forecasts: list[dict], group_by: list[str], *, wide: bool = False
         columns, table_rows, wide=wide,
         title=f"Forecast, next {days} days ({', '.join(currencies)}): total and 95 % range",
     )
-
-
-def public(forecasts: list[dict]) -> list[dict]:
-    """The contract shape; `currency` is added only when several currencies are present."""
-    several = len({f["currency"] for f in forecasts}) > 1
-    keys = ("group", "model", "trained_through", "points") + (("currency",) if several else ())
-    return [{k: f[k] for k in keys} for f in forecasts]
 
 
 @forecast_app.command("show")

@@ -9,7 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from finfocus.cli import app
-from finfocus.cli.anomalies import _expand, list_query, parse_since
+from services.anomaly.cli import _expand, list_query, parse_since
 
 
 def test_since_accepts_dates_timestamps_and_relative_periods():

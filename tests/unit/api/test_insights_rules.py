@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from finfocus.cli.cost import parse_filter
+from schemas.reads.pricing import parse_filter
 from services.api.costs import aggregate_allows
 from services.api.routes.insights import budget_state, month_to_date, movers
 

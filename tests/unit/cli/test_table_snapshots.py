@@ -54,13 +54,13 @@ async def _return(value):
 
 FIXTURES = {
     "forecast_show": (["forecast", "show", "-g", "provider,service"], {
-        "finfocus.cli.forecast.load": lambda *a: _return([
+        "services.forecast.cli.forecast.load": lambda *a: _return([
             forecast({"provider": "Google Cloud", "service": "BigQuery"}, "8.13"),
             forecast({"provider": "AWS", "service": "Amazon Elastic Compute Cloud"}, "32.68"),
             forecast({"provider": "Microsoft", "service": None}, "0.5"),
         ])}),
     "forecast_month_end": (["forecast", "month-end", "-g", "service"], {
-        "finfocus.cli.forecast.load_month_end": lambda *a: _return([
+        "services.forecast.cli.forecast.load_month_end": lambda *a: _return([
             {"group": {"service": s}, "currency": "USD", "period_start": "2026-12-01", "period_end": "2027-01-01",
              "trained_through": "2026-12-01", "actual_to_date": a, "forecast_remainder": r, "projected": p,
              "lo_95": lo, "hi_95": hi}
@@ -68,11 +68,11 @@ FIXTURES = {
                                         "1035.11"), ("BigQuery", "8.13", "244.04", "252.17", "221.57", "284.14")]
         ])}),
     "anomalies_list": (["anomalies", "list"], {
-        "finfocus.cli.anomalies.fetch_anomalies": lambda *a: _return([anomaly(0, "2932.2172000000")])}),
+        "services.anomaly.cli.fetch_anomalies": lambda *a: _return([anomaly(0, "2932.2172000000")])}),
     "anomalies_list_many": (["anomalies", "list"], {
-        "finfocus.cli.anomalies.fetch_anomalies": lambda *a: _return([anomaly(0, "2932.21"), anomaly(1, "12.5")])}),
+        "services.anomaly.cli.fetch_anomalies": lambda *a: _return([anomaly(0, "2932.21"), anomaly(1, "12.5")])}),
     "remediation_list": (["remediation", "list"], {
-        "finfocus.cli.remediation._list_commands": lambda *a: _return([
+        "services.remediation.cli._list_commands": lambda *a: _return([
             {"command_id": COMMAND_ID, "status": "pending-approval", "action": "stop-instance",
              "target": {"resource_id": "i-07c6d4e0f3a5b1829"}, "mode": "execute", "playbook": "stop-idle-spikes",
              "expected_monthly_savings": "2918.004500", "reason": {"text": REASON}, "result": None},
@@ -81,32 +81,32 @@ FIXTURES = {
              "expected_monthly_savings": "3.65", "reason": {"text": "idle"}, "result": {"status": "ok", "dry_run": True}},
         ])}),
     "remediation_audit": (["remediation", "audit"], {
-        "finfocus.cli.remediation._audit": lambda *a: _return([
+        "services.remediation.cli._audit": lambda *a: _return([
             {"at": datetime(2026, 12, 1, 9, 30, tzinfo=UTC), "command_id": COMMAND_ID, "event": "executed",
              "actor": "cli:alice", "reason": REASON, "result": {"status": "ok", "dry_run": True}},
         ])}),
     "recommendations_list": (["recommendations", "list"], {
-        "finfocus.cli.remediation._recommendations": lambda *a: _return([
+        "services.remediation.cli._recommendations": lambda *a: _return([
             {"recommendation_id": "rec-5d41402abc4b2a76b9719d911017c592", "type": "rightsize-instance",
              "resource_id": ARN, "account_id": "210987654321", "estimated_monthly_savings": Decimal("1459.0022500"),
              "currency": "USD", "action": "resize-instance", "state": "open", "rationale": REASON},
         ])}),
     "savings_report": (["savings", "report"], {
-        "finfocus.cli.remediation._savings": lambda *a: _return([
+        "services.remediation.cli._savings": lambda *a: _return([
             {"playbook": "stop-idle", "account_id": "210987654321", "action": "stop-instance", "currency": "USD",
              "expected_monthly": Decimal("150.00"), "realised_monthly": None},
             {"playbook": "release", "account_id": "210987654321", "action": "release-address", "currency": "USD",
              "expected_monthly": Decimal("3.65"), "realised_monthly": Decimal("3.6512")},
         ])}),
     "ingest_show": (["ingest", "show", "job-1"], {
-        "finfocus.cli.ingest._jobs": lambda *a: _return([
+        "services.ingest.cli.ingest._jobs": lambda *a: _return([
             {"job_id": "job-1", "version": 2, "status": "done", "format": "focus", "rows_read": 5400,
              "rows_published": 5400, "rows_rejected": 0, "totals": {"USD": Decimal("5843.6700000000")},
              "scopes": [{"scope": "AWS:210987654321:2026-11", "version": 2}], "strict": False,
              "result": {"status": "ok", "replaced": True}, "finished_at": datetime(2026, 12, 1, 6, tzinfo=UTC)},
         ])}),
     "catalog_show": (["catalog", "show"], {
-        "finfocus.cli.catalog._show": lambda *a: _return([
+        "services.pricing.cli.catalog._show": lambda *a: _return([
             {"provider": "AWS", "service": "Amazon Elastic Compute Cloud", "sku": "BoxUsage:c5.24xlarge",
              "region": "us-east-1", "unit": "Hrs", "unit_price": Decimal("4.0800000000"), "currency": "USD",
              "effective_from": datetime(2026, 1, 1, tzinfo=UTC), "effective_to": None, "source": "plugin:aws-public"},
@@ -115,7 +115,7 @@ FIXTURES = {
              "effective_from": datetime(2026, 1, 1, tzinfo=UTC), "effective_to": None, "source": "spec:lambda.yaml"},
         ])}),
     "budget_alerts": (["budget", "alerts"], {
-        "finfocus.cli.budget._alerts": lambda *a: _return([
+        "services.forecast.cli.budget._alerts": lambda *a: _return([
             {"alert_id": "bud-prod-2026-12-80-projected", "name": "prod", "period_start": date(2026, 12, 1),
              "period_end": date(2027, 1, 1), "kind": "projected", "percent": Decimal("80"),
              "limit_amount": Decimal("2400.000"), "spend": Decimal("2717.0312"), "currency": "USD",
@@ -197,7 +197,7 @@ def _direct(name: str, width: int, monkeypatch, draw) -> str:
 
 @pytest.mark.parametrize("width", WIDTHS)
 def test_cost_actual_table_sorted_by_cost_with_share_and_untagged(width, monkeypatch, capsys):
-    from finfocus.cli.cost import actual_table
+    from services.pricing.cli.cost import actual_table
 
     summary = {"totalCost": "3000.5772000000", "currency": "USD", "unpriced": 0}
     results = [
@@ -214,7 +214,7 @@ def test_cost_actual_table_sorted_by_cost_with_share_and_untagged(width, monkeyp
 
 @pytest.mark.parametrize("width", WIDTHS)
 def test_anomalies_show_is_a_detail_view_with_the_feedback_note(width, monkeypatch):
-    from finfocus.cli.anomalies import show_detail
+    from services.anomaly.cli import show_detail
 
     text = _direct("anomalies_show", width, monkeypatch, lambda: show_detail(
         anomaly(0, "2932.2172000000"), {"verdict": "planned", "note": "load test for the launch", "actor": "cli"}))

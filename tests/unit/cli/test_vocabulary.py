@@ -11,11 +11,11 @@ import typer
 from typer.testing import CliRunner
 
 from finfocus.cli import app
-from finfocus.cli.cost import actual_queries, parse_filter
-from finfocus.cli.export import _target
-from finfocus.cli.forecast import HorizonError, check_horizon, combine
-from finfocus.cli.remediation import savings_groups
 from finfocus.cli.vocab import canonical, matches, no_match_hint, plural
+from schemas.reads.forecast import HorizonError, check_horizon, combine
+from schemas.reads.pricing import actual_queries, parse_filter
+from schemas.reads.remediation import savings_groups
+from services.ingest.cli.export import _target
 
 
 def test_provider_aliases_match_the_data_provider_names_case_insensitively():

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from finfocus.cli.forecast import chart, combine, parse_filters, parse_group_by, public
+from services.forecast.cli.forecast import chart, combine, parse_filters, parse_group_by, public
 
 THROUGH = date(2024, 5, 31)
 

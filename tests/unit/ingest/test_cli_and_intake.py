@@ -10,8 +10,8 @@ import orjson
 from typer.testing import CliRunner
 
 from finfocus.cli import app
-from finfocus.cli.export import focus_row
-from finfocus.cli.ingest import reconcile
+from services.ingest.cli.export import focus_row
+from services.ingest.cli.ingest import reconcile
 from services.ingest.domain import Built
 from services.ingest.http import check_rows
 from services.ingest.store import pack, unpack

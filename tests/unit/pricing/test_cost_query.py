@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from finfocus.cli.cost import (
+from schemas.reads.pricing import (
     UsageError,
     actual_queries,
     parse_filter,

@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from finfocus.cli import app
-from finfocus.cli.remediation import parse_metrics_csv, savings_groups
+from services.remediation.cli import parse_metrics_csv, savings_groups
 
 runner = CliRunner()
 GOOD = """
