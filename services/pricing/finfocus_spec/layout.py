@@ -2,7 +2,9 @@
 `<plugins>/<name>/<version>/` holding an executable (`finfocus-plugin-<name>`, `<name>`, or the
 only executable there) and optionally `plugin.manifest.json` (`name`, `version`,
 `description`, ...). No `plugin.yaml` is needed: such a directory is read as a `finfocus.v1`
-plugin started as `<binary> --port=<port>`."""
+plugin started as `<binary> --port=<port>`. Outside that tree (an unpacked release handed to
+`finfocus plugin install`), the name comes from the manifest, else from the binary's name
+(`finfocus-plugin-<name>`)."""
 
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ def spec_manifest_data(directory: Path) -> dict | None:
     if binary is None:
         return None
     description = meta.get("description") if isinstance(meta.get("description"), str) else None
+    if not binary.name.startswith((f"finfocus-plugin-{name}", name)) and binary.name.startswith("finfocus-plugin-"):
+        name = binary.name.removeprefix("finfocus-plugin-")  # an unpacked release outside the plugins tree
     return {
         "name": meta.get("name") if isinstance(meta.get("name"), str) else name,
         "version": meta.get("version") if isinstance(meta.get("version"), str) else version,

@@ -127,3 +127,18 @@ def test_install_without_plugin_yaml(tmp_path):
     assert ref.argv() == [str(binary)]
     with pytest.raises(ValueError, match="plugin.yaml is missing"):
         load_manifest(tmp_path / "empty")
+
+
+def test_an_unpacked_release_is_named_after_its_binary(tmp_path):
+    release = tmp_path / "downloads" / "finfocus-plugin-aws-public_0.1.4_linux_amd64"
+    release.mkdir(parents=True)
+    binary = release / "finfocus-plugin-aws-public"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    data = spec_manifest_data(release)
+    assert data is not None and data["name"] == "aws-public" and data["command"] == ["{dir}/finfocus-plugin-aws-public"]
+    regional = tmp_path / "plugins" / "aws-public" / "v0.1.4"
+    regional.mkdir(parents=True)
+    (regional / "finfocus-plugin-aws-public-us-east-1").write_text("#!/bin/sh\n")
+    (regional / "finfocus-plugin-aws-public-us-east-1").chmod(0o755)
+    assert spec_manifest_data(regional)["name"] == "aws-public"  # a region build keeps its directory's name
