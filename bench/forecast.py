@@ -220,16 +220,23 @@ def main() -> None:
         t0 = time.perf_counter()
         old, new = evaluate(data, robust=False), evaluate(data, robust=True)
         print(f"accuracy, {case}: {args.eval_series} series x {len(ORIGINS)} origins x {HORIZON} days "
-              f"({time.perf_counter() - t0:.0f}s)           old (raw history)   new (cleaned)")
+              f"({time.perf_counter() - t0:.0f}s)")
+        print(f"  {'':<24}{'old (raw history)':>18}{'new (cleaned)':>15}{'change':>9}   target")
         rows = [
-            ("MASE ours", "mase_ours", ""),
+            ("MASE ours", "mase_ours", "new <= old"),
             ("MASE seasonal naive", "mase_snaive", ""),
-            ("MASE ratio", "ratio", " (target <= 0.75)"),
-            ("95% interval coverage", "coverage95", " (target 0.90-0.98)"),
+            ("MASE ratio", "ratio", "<= 0.75"),
+            ("95% interval coverage", "coverage95", "0.90-0.98"),
             ("80% interval coverage", "coverage80", ""),
         ]
-        for label, key, note in rows:
-            print(f"  {label:<48}{old[key]:>10.3f}{new[key]:>18.3f}{note}")
+        for label, key, target in rows:
+            change = new[key] - old[key]
+            print(f"  {label:<24}{old[key]:>18.4f}{new[key]:>15.4f}{change:>+9.4f}   {target}")
+        worse = new["mase_ours"] > old["mase_ours"] + 1e-9
+        inside = 0.90 <= new["coverage95"] <= 0.98
+        print(f"  MASE {'WORSE than' if worse else 'not worse than'} the earlier method; 95% coverage "
+              f"{'inside' if inside else 'OUTSIDE'} 0.90-0.98")
+        print(f"  models chosen, old: {dict(sorted(old['models'].items()))}")
         print(f"  models chosen, new: {dict(sorted(new['models'].items()))}")
     if args.accuracy_only:
         return

@@ -265,6 +265,9 @@ OUTLIER_SIGMAS = 5.0
 OUTLIER_FLOOR = 0.10
 #: a run of anomalous days of one sign this long is a level shift: the new level is kept
 PERSIST_DAYS = 7
+#: a run in the last week (only earlier days to compare with) continues a level shift when
+#: the week before it already sat this many robust sigmas the same way (median deviation)
+SHIFT_SIGMAS = 2.0
 #: a cleaned series whose robust sigma exceeds this share of its level is "really volatile":
 #: its 95 % band is legitimately wider than half to twice the point forecast
 VOLATILE_CV = 0.25
@@ -304,13 +307,16 @@ def clean_history(y: list[float], season: int = 7, weeks: int = 3) -> Cleaned:
     agrees with one side is part of a level shift and stays, so the models take the new
     level. In the last week only the days before exist: a run deviating from them for
     `PERSIST_DAYS` days is a shift, a shorter one (a spike still going on) is cleaned until it
-    has lasted a week.
+    has lasted a week, unless it continues a shift that began before it: the week before the
+    run deviates from its own earlier weeks the same way by a median of `SHIFT_SIGMAS` robust
+    sigmas (those days agreed with the days after them, so they were kept; cleaning the
+    newest days of that shift pulled the forecast back towards the old level).
     """
     n = len(y)
     if n < 2 * season:
         level = _median(list(y))
         return Cleaned(list(y), [False] * n, 0.0, level)
-    base, resid, sides = [], [], []
+    base, resid, sides, lead = [], [], [], []
     for t in range(n):
         before = [y[t - season * j] for j in range(1, weeks + 1) if t - season * j >= 0]
         after = [y[t + season * j] for j in range(1, weeks + 1) if t + season * j < n]
@@ -320,6 +326,7 @@ def clean_history(y: list[float], season: int = 7, weeks: int = 3) -> Cleaned:
         devs = [y[t] - _median(side) for side in (before, after) if side]
         sides.append(devs)
         resid.append(min(devs, key=abs))
+        lead.append(y[t] - _median(before) if before else 0.0)  # deviation from the weeks before
     # the spread around the two-sided baseline (the smaller one-sided deviation would
     # understate it and flag ordinary noise)
     sigma = 1.4826 * _median([abs(v - b) for v, b in zip(y, base)])
@@ -338,7 +345,7 @@ def clean_history(y: list[float], season: int = 7, weeks: int = 3) -> Cleaned:
         end = t
         while end < n and flagged[end] and (resid[end] > 0) == sign:
             end += 1
-        if end - t >= PERSIST_DAYS:
+        if end - t >= PERSIST_DAYS or (t >= n - season and _continues_shift(lead, t, sign, season, sigma)):
             for i in range(t, end):
                 flagged[i] = False
         t = end
@@ -346,6 +353,16 @@ def clean_history(y: list[float], season: int = 7, weeks: int = 3) -> Cleaned:
     kept = [r for r, f in zip(resid, flagged) if not f]
     sigma = 1.4826 * _median([abs(r) for r in kept]) if kept else 0.0
     return Cleaned(values, flagged, sigma, _median(values))
+
+
+def _continues_shift(lead: list[float], start: int, up: bool, season: int, sigma: float) -> bool:
+    """Whether the `season` days before `start` already sat above (`up`) or below the weeks
+    before them by a median of `SHIFT_SIGMAS` robust sigmas: a level shift under way."""
+    week = lead[max(0, start - season) : start]
+    if len(week) < season or sigma <= 0:
+        return False
+    shift = _median(week)
+    return (shift > 0) == up and abs(shift) >= SHIFT_SIGMAS * sigma
 
 
 def _with_bands(

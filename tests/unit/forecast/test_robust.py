@@ -73,3 +73,22 @@ def test_aggregates_are_reconciled_bottom_up_keeping_their_own_width():
     assert out[aws.as_text()].mean == [15, 15, 15] and out[total.as_text()].mean == [15, 15, 15]
     assert out[aws.as_text()].hi_95 == [21, 21, 21] and out[aws.as_text()].lo_95 == [9, 9, 9]
     assert out[a.as_text()] is raws[a.as_text()]
+
+
+def test_the_newest_days_of_a_shift_that_began_before_the_last_week_are_kept():
+    # the shift starts 15 days before the end: its first days agree with the days after them
+    # and are kept; in the last week (only earlier weeks to compare with) one quieter day
+    # (half the shift, within the noise) splits it into two short runs, which alone would look
+    # like spikes still going on
+    y = weekly(60, 100, 6)
+    y[45:] = [v * 1.3 for v in y[45:]]
+    y[56] *= 1.15 / 1.3
+    assert not any(clean_history(y).flagged)
+    mean, _, _ = total_range(fit_many([("s", y)], 28)["s"])
+    assert mean > 1.2 * 28 * 100 * (5 * 1.2 + 2 * 0.5) / 7
+
+
+def test_a_spike_at_the_end_after_a_steady_week_is_still_cleaned_when_the_shift_rule_applies():
+    y = weekly(60, 100, 7)
+    y[-2:] = [v * 5 for v in y[-2:]]
+    assert clean_history(y).flagged[-2:] == [True, True]
