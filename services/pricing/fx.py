@@ -125,6 +125,17 @@ class RateTable:
             return None
         return series[days[-1]]
 
+    def latest(self, day: date | None = None, currency: str | None = None) -> list[Rate]:
+        """Each series' rate of its latest day on or before `day` (all series, or one currency)."""
+        out = []
+        for (_base, cur), series in sorted(self._by.items()):
+            if currency and cur != currency:
+                continue
+            days = [d for d in series if day is None or d <= day]
+            if days:
+                out.append(series[max(days)])
+        return out
+
     def conversion(self, source_currency: str, target: str, day: date | None = None) -> Conversion:
         """The rate from `source_currency` to `target` on `day` (None: the latest date both
         have); ValueError naming the missing rate."""
@@ -156,23 +167,3 @@ class RateTable:
         when = f"on or up to {MAX_GAP_DAYS} days before {day}" if day else "at any date"
         raise ValueError(f"no exchange rate from {source_currency} to {target} {when}: "
                          "import one with `finfocus fx import FILE` (ECB CSV or date,currency,rate)")
-
-
-IMPORT = """
-INSERT INTO pricing.fx_rates (rate_date, base, currency, rate, source)
-VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (rate_date, base, currency) DO UPDATE SET rate = EXCLUDED.rate, source = EXCLUDED.source,
-    imported_at = now()
-"""
-READ = "SELECT rate_date, base, currency, rate, source FROM pricing.v_fx_rates"
-
-
-async def store_rates(conn, rates: list[Rate]) -> int:
-    async with conn.transaction():
-        await conn.executemany(IMPORT, [(r.day, r.base, r.currency, r.rate, r.source) for r in rates])
-    return len(rates)
-
-
-async def load_table(conn) -> RateTable:
-    rows = await conn.fetch(READ)
-    return RateTable([Rate(r["rate_date"], r["base"], r["currency"], r["rate"], r["source"]) for r in rows])

@@ -290,3 +290,27 @@ async def record_prices(conn, prices, now) -> tuple[int, int]:
             await conn.executemany(OPEN_PRICE, fresh)
         await conn.execute(TOUCH_PRICES, sources)
     return len(fresh), len(prices) - len(fresh)
+
+
+# exchange rates (migration 0012): `finfocus fx import` writes, `cost projected --currency` reads the view
+FX_UPSERT = """
+INSERT INTO pricing.fx_rates (rate_date, base, currency, rate, source)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (rate_date, base, currency) DO UPDATE SET rate = EXCLUDED.rate, source = EXCLUDED.source,
+    imported_at = now()
+"""
+FX_READ = "SELECT rate_date, base, currency, rate, source FROM pricing.v_fx_rates"
+
+
+async def store_fx_rates(conn, rates) -> int:
+    """Upsert `services.pricing.fx.Rate`s in one transaction (a re-imported day is replaced)."""
+    async with conn.transaction():
+        await conn.executemany(FX_UPSERT, [(r.day, r.base, r.currency, r.rate, r.source) for r in rates])
+    return len(rates)
+
+
+async def fetch_fx_rates(conn) -> list:
+    from services.pricing.fx import Rate
+
+    return [Rate(r["rate_date"], r["base"].strip(), r["currency"].strip(), r["rate"], r["source"])
+            for r in await conn.fetch(FX_READ)]
