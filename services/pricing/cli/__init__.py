@@ -1,4 +1,4 @@
-"""Pricing's command groups: `cost actual|projected`, `plugin`, `catalog`.
+"""Pricing's command groups: `cost actual|projected`, `plugin`, `catalog`, `comment`.
 
 Loaded by name by the root CLI (`finfocus/cli/__init__.py`, SERVICE_COMMAND_MODULES)."""
 
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import typer
 
+from services.pricing import comment_cli
 from services.pricing.cli import catalog, cost, plugin
 
 
@@ -14,3 +15,4 @@ def register(app: typer.Typer) -> None:
     cost.register(app)
     plugin.register(app)
     catalog.register(app)
+    comment_cli.register(app)
