@@ -1,4 +1,5 @@
-"""`finfocus cost actual` (stored cost lines) and `finfocus cost projected` (a Pulumi plan).
+"""`finfocus cost actual` (stored cost lines) and `finfocus cost projected` (a Pulumi or Terraform
+plan; in `services.pricing.cli.projected`, with the `fx` and `prices` groups).
 
 `cost actual` reads `pricing.v_cost_lines` only, through the read-only role. Every value a
 user types is bound as a query parameter; group-by and filter names go through the
@@ -8,9 +9,7 @@ whitelists in `schemas.reads.pricing` and never reach SQL as text.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from enum import StrEnum
-from pathlib import Path
+from decimal import Decimal
 from typing import Any
 
 import typer
@@ -24,7 +23,6 @@ from finfocus.cli.output import (
     fail,
     print_json,
     print_ndjson,
-    print_table,
     render_table,
     run,
 )
@@ -47,8 +45,10 @@ from schemas.reads.pricing import (
     where_clause,
 )
 from schemas.reads.pricing import expression as _expression
+from services.pricing.cli import projected
+from services.pricing.cli.projected import ProjectedOutput, markdown_report
 
-__all__ = ["BUCKETS", "DIMENSIONS", "METRICS", "VIEW", "Filter", "Query", "UsageError", "actual_queries", "money",
+__all__ = ["ProjectedOutput", "markdown_report", "BUCKETS", "DIMENSIONS", "METRICS", "VIEW", "Filter", "Query", "UsageError", "actual_queries", "money",
            "parse_filter", "parse_group_by", "parse_when", "result_of", "summary_of", "where_clause"]
 
 
@@ -122,81 +122,10 @@ async def _stream(conn, sql: str, params: list[Any], group_by: list[str]) -> Asy
         yield result_of(row, group_by)
 
 
-class ProjectedOutput(StrEnum):
-    TABLE = "table"
-    JSON = "json"
-    NDJSON = "ndjson"
-    MARKDOWN = "markdown"
-
-
-def _cents(value: str | None) -> str:
-    if value is None:
-        return "n/a"
-    return format(Decimal(value).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP), ",f")
-
-
-def markdown_report(doc: dict, budget: Decimal | None = None) -> str:
-    """A pull-request comment: totals before/after/delta, per resource, and what has no price."""
-    s = doc["summary"]
-    cur = s["currency"]
-    delta = Decimal(s["delta"])
-    sign = "+" if delta > 0 else ""
-    lines = [
-        "## FinFocus cost estimate",
-        "",
-        f"**Monthly: {_cents(s['before'])} → {_cents(s['totalMonthly'])} {cur} ({sign}{_cents(s['delta'])} {cur})**"
-        f" · {s['resources']} resources · {s['hoursPerMonth']} h/month",
-        "",
-    ]
-    if budget is not None:
-        over = Decimal(s["totalMonthly"]) > budget
-        lines += [f"{'❌ over' if over else '✅ within'} budget of {_cents(str(budget))} {cur}", ""]
-    lines += ["| Resource | Type | Op | SKU | Region | Before | After | Delta | Source |", "|---|---|---|---|---|--:|--:|--:|---|"]
-    for r in doc["resources"]:
-        if r["priceSource"] == "none":
-            continue
-        d = r["delta"]
-        lines.append(
-            f"| `{r['name']}` | `{r['type']}` | {r['op']} | {r['sku'] or ''} | {r['region'] or ''} | "
-            f"{_cents(r['before'])} | {_cents(r['monthly'])} | {('+' if d and Decimal(d) > 0 else '') + _cents(d)} | {r['priceSource']} |"
-        )
-    missing = [r for r in doc["resources"] if r["priceSource"] == "none"]
-    if missing:
-        lines += ["", f"<details><summary>{len(missing)} resource(s) without a price</summary>", ""]
-        lines += [f"- `{r['name']}` (`{r['type']}`): {r.get('reason', '')}" for r in missing]
-        lines += ["", "</details>"]
-    if s["byProvider"]:
-        lines += ["", "By provider: " + ", ".join(f"{k} {_cents(v)}" for k, v in s["byProvider"].items())]
-    return "\n".join(lines) + "\n"
-
-
-async def _projected(plan: dict, *, currency: str, region: str | None, spec_dirs: list[Path], plugins: bool, settings) -> dict:
-    from services.pricing.projected import price_plan
-    from services.pricing.specs import load_specs
-
-    book, problems = load_specs(*spec_dirs)
-    for problem in problems:
-        err_console.print(f"[yellow]warning:[/yellow] spec {problem.file} skipped: {problem.error}")
-    host = None
-    if plugins:
-        from services.pricing.plugins import make_host
-
-        host = make_host(settings, cache_file=settings.home / "cache" / "plugin-prices.json")
-    try:
-        doc = await price_plan(plan, specs=book, quotes=host.quotes if host and host.plugins else None,
-                               currency=currency, aws_region=region)
-    finally:
-        if host is not None:
-            failures = {n: r for n, r in host.report().items() if r["failures"]}
-            await host.stop()
-    if host is not None and failures:
-        doc["summary"]["pluginFailures"] = {n: r["last_error"] for n, r in failures.items()}
-    return doc
-
-
 def register(app: typer.Typer) -> None:
-    """Add `finfocus cost actual|projected` to the `finfocus` app."""
-    cost = typer.Typer(help="Actual cost from stored lines, projected cost of a Pulumi plan.", no_args_is_help=True)
+    """Add `finfocus cost actual|projected`, `finfocus fx` and `finfocus prices` to the `finfocus` app."""
+    cost = typer.Typer(help="Actual cost from stored lines, projected cost of a Pulumi or Terraform plan.",
+                       no_args_is_help=True)
     app.add_typer(cost, name="cost")
 
     @cost.command("actual")
@@ -239,64 +168,6 @@ def register(app: typer.Typer) -> None:
 
         run(go())
 
-    @cost.command("projected")
-    def projected(
-        pulumi_json: Path = typer.Option(..., "--pulumi-json", help="Output of `pulumi preview --json`", exists=True, dir_okay=False),
-        output: ProjectedOutput = typer.Option(ProjectedOutput.TABLE, "--output", "-o", help="table, json, ndjson or markdown (a pull-request comment)"),
-        budget: str = typer.Option(None, "--budget", help="Exit with code 1 when the monthly total exceeds this amount"),
-        currency: str = typer.Option("USD", "--currency", help="Currency to price in (ISO 4217)"),
-        region: str = typer.Option(None, "--region", help="AWS region for resources that do not name one (default: the plan's aws:region)"),
-        specs: list[Path] = typer.Option(None, "--specs", help="Directory of YAML price specs (repeatable; default FINFOCUS_HOME/specs)"),
-        plugins: bool = typer.Option(True, "--plugins/--no-plugins", help="Ask pricing plugins (installed ones and aws-public)"),
-    ) -> None:
-        """Monthly cost of a Pulumi plan (730 h/month): per resource, before, after and delta."""
-        import orjson
-
-        from services.pricing.config import PricingSettings
-
-        limit = None
-        if budget is not None:
-            try:
-                limit = Decimal(budget)
-            except InvalidOperation:
-                fail(f"--budget {budget!r} is not a number", 2)
-        try:
-            plan = orjson.loads(pulumi_json.read_bytes())
-        except orjson.JSONDecodeError as exc:
-            fail(f"{pulumi_json} is not JSON: {exc}", 2)
-        settings = PricingSettings()
-        spec_dirs = list(specs or []) or [settings.specs_dir]
-
-        async def go() -> dict:
-            return await _projected(plan, currency=currency, region=region, spec_dirs=spec_dirs, plugins=plugins, settings=settings)
-
-        try:
-            doc = run(go())
-        except ValueError as exc:
-            fail(str(exc), 2)
-        summary = doc["summary"]
-        if output is ProjectedOutput.JSON:
-            print_json(doc)
-        elif output is ProjectedOutput.NDJSON:
-            print_ndjson(doc["resources"])
-        elif output is ProjectedOutput.MARKDOWN:
-            typer.echo(markdown_report(doc, limit), nl=False)
-        else:
-            print_table(
-                ["resource", "type", "op", "sku", "region", "monthly", "delta", "source"],
-                [[r["name"], r["type"], r["op"], r["sku"], r["region"],
-                  _cents(r["monthly"]) if r["priceSource"] != "none" else "—", _cents(r["delta"]) if r["delta"] else "",
-                  r["priceSource"] if r["priceSource"] != "none" else f"none: {r.get('reason', '')}"]
-                 for r in doc["resources"]],
-                title=f"Projected monthly cost ({summary['currency']}, {summary['hoursPerMonth']} h/month)",
-            )
-            typer.echo(f"Total monthly: {_cents(summary['totalMonthly'])} {summary['currency']} "
-                       f"(before {_cents(summary['before'])}, delta {_cents(summary['delta'])})")
-            if summary["unpriced"]:
-                typer.echo(f"{summary['unpriced']} resource(s) have no price; see the source column")
-        for name, error in summary.get("pluginFailures", {}).items():
-            err_console.print(f"[yellow]warning:[/yellow] plugin {name} failed: {error}")
-        if limit is not None and Decimal(summary["totalMonthly"]) > limit:
-            err_console.print(f"[red]over budget:[/red] {_cents(summary['totalMonthly'])} > {_cents(str(limit))} {summary['currency']}")
-            raise typer.Exit(1)
+    projected.register(cost)
+    projected.register_groups(app)
 
