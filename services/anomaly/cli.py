@@ -1,12 +1,14 @@
 """`finfocus anomalies`: list anomalies, give feedback, manage monitors.
 
 `list` reads `anomaly.v_anomalies` only, through the read-only role. `feedback` publishes
-on the `anomaly-feedback` topic (the anomaly service records it); `monitors` edits the
-monitors YAML file the anomaly service reloads (`FINFOCUS_HOME/anomaly/monitors.yaml`).
+on the `anomaly-feedback` topic (the anomaly service records it); `monitors add|remove`
+publish MonitorCommand v1 on `monitor-commands` signed `cli` (the anomaly service applies and
+audits them, `anomaly.v_monitor_audit`), `monitors list` reads `anomaly.v_monitors`.
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import typer
@@ -181,22 +183,96 @@ def register(app: typer.Typer) -> None:
         run(go())
 
 
-def _monitors_path():
-    import os
-    from pathlib import Path
-
-    from finfocus.settings import FinFocusSettings
-
-    configured = os.environ.get("FINFOCUS_ANOMALY_MONITORS_FILE")
-    return Path(configured) if configured else FinFocusSettings().home / "anomaly" / "monitors.yaml"
-
-
 def _monitor_rows(monitors) -> list[dict]:
     return [
         {"name": m.name, "dimensions": list(m.dimensions), "filters": dict(m.filters), "top": m.top,
          "detector": m.detector, "params": dict(m.params)}
         for m in monitors
     ]
+
+
+async def _stored_monitors(name: str | None = None) -> list[dict]:
+    """The monitors in effect, from `anomaly.v_monitors` through the read-only role."""
+    import asyncpg
+
+    from finfocus.db import reader
+    from finfocus.settings import FinFocusSettings
+
+    try:
+        async with reader(FinFocusSettings().database) as conn:
+            rows = await conn.fetch(
+                "SELECT name, spec FROM anomaly.v_monitors WHERE $1::text IS NULL OR name = $1 ORDER BY name", name
+            )
+    except asyncpg.UndefinedTableError:
+        fail("the anomaly service has not created its monitors yet (start it: finfocus up)")
+    except (OSError, asyncpg.PostgresError) as exc:
+        fail(f"cannot read the monitors: {exc}")
+    return [{"name": r["name"], "dimensions": [], "filters": {}, "top": None, "detector": "robust-seasonal",
+             "params": {}, **r["spec"]} for r in rows]
+
+
+def _actor() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return "unknown"
+
+
+async def _send_monitor_command(command, wait: float) -> dict | None:
+    """Publish a MonitorCommand v1 signed `cli`; the anomaly service's audit row for it once it
+    shows within `wait` seconds, else None."""
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    from finfocus.cli.publish import sign_as_cli
+    from finfocus.db import reader
+    from finfocus.settings import FinFocusSettings
+    from schemas.monitors import MONITOR_COMMANDS
+    from schemas.topics import schema_headers
+
+    settings = FinFocusSettings()
+    value = command.model_dump_json().encode()
+    # signed as the command line: the anomaly service applies only signed monitor commands
+    signature = sign_as_cli(settings, MONITOR_COMMANDS, value)
+    headers = [(k, v.encode()) for k, v in schema_headers("MonitorCommand").items()]
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, enable_idempotence=False)
+    try:
+        await producer.start()
+        await producer.send_and_wait(MONITOR_COMMANDS, value, key=command.name.encode(),
+                                     headers=[*headers, signature])
+    except KafkaError as exc:
+        fail(f"cannot send the monitor command to the broker at {settings.kafka}: {exc}")
+    finally:
+        await producer.stop()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while wait > 0:
+        async with reader(settings.database) as conn:
+            row = await conn.fetchrow(
+                "SELECT outcome, detail, actor FROM anomaly.v_monitor_audit WHERE command_id = $1", command.command_id
+            )
+        if row is not None:
+            return dict(row)
+        if loop.time() >= deadline:
+            break
+        await asyncio.sleep(0.3)
+    return None
+
+
+def _report(name: str, verb: str, audit: dict | None, wait: float) -> None:
+    if audit is None:
+        if wait > 0:
+            fail(f"monitor {name}: sent, but the anomaly service has not applied it within {wait:.0f}s "
+                 "(it will when it runs)")
+        typer.echo(f"monitor {name}: sent")
+    elif audit["outcome"] == "refused":
+        fail(f"monitor {name}: the anomaly service refused it: {audit['detail']}")
+    else:
+        typer.echo(f"monitor {name} {verb}" + (" (no change)" if audit["outcome"] == "unchanged" else ""))
 
 
 def _print_monitors(rows: list[dict], output: OutputFormat, wide: bool = False) -> None:
@@ -270,20 +346,15 @@ def register_admin(anomalies: typer.Typer) -> None:
 
         run(go())
 
-    monitors = typer.Typer(help="Monitors: what the anomaly service watches (a YAML file it reloads).",
-                           no_args_is_help=True)
+    monitors = typer.Typer(help="Monitors: what the anomaly service watches (changed by signed commands it "
+                           "applies and audits).", no_args_is_help=True)
     anomalies.add_typer(monitors, name="monitors")
+    wait_option = typer.Option(30.0, "--wait", help="seconds to wait for the anomaly service (0: do not wait)")
 
     @monitors.command("list")
     def monitors_list(output: OutputFormat = OUTPUT_OPTION, wide: bool = WIDE_OPTION) -> None:
-        """List the monitors in effect (the default one when no file exists)."""
-        from services.anomaly.monitors import load_monitors
-
-        try:
-            found = load_monitors(_monitors_path())
-        except Exception as exc:
-            fail(f"{_monitors_path()}: {exc}")
-        _print_monitors(_monitor_rows(found), output, wide)
+        """List the monitors in effect (anomaly.v_monitors)."""
+        _print_monitors(run(_stored_monitors()), output, wide)
 
     @monitors.command("add")
     def monitors_add(
@@ -294,34 +365,36 @@ def register_admin(anomalies: typer.Typer) -> None:
         detector: str = typer.Option("robust-seasonal", "--detector", help="robust-seasonal or mad"),
         params: list[str] = typer.Option(None, "--param", "-p", help="Detector parameter KEY=VALUE, e.g. threshold=6 (repeatable)"),
         replace: bool = typer.Option(False, "--replace", help="Replace a monitor of the same name"),
+        wait: float = wait_option,
     ) -> None:
-        """Add a dimensional (--dimension) or custom (--filter) monitor."""
-        from services.anomaly.monitors import MonitorSpec, load_monitors, save_monitors
+        """Add a dimensional (--dimension) or custom (--filter) monitor: checked here, sent as a
+        signed MonitorCommand to the anomaly service, which applies and audits it."""
+        from schemas.monitors import MonitorCommandV1
+        from services.anomaly.monitors import MonitorSpec, spec_of
 
-        path = _monitors_path()
         try:
             spec = MonitorSpec(name=name, dimensions=list(dimension or []), filters=_pairs(filters, "--filter"),
                                top=top, detector=detector,
                                params={k: _param_value(v) for k, v in _pairs(params, "--param").items()})
+            command = MonitorCommandV1(command_id=f"cli-{uuid.uuid4().hex}", action="set", name=name,
+                                       monitor=spec_of(spec.to_monitor()), actor=_actor(),
+                                       issued_at=datetime.now(UTC))
         except ValueError as exc:
             fail(f"invalid monitor: {exc}", code=2)
-        current = load_monitors(path)
-        if any(m.name == name for m in current) and not replace:
+        if not replace and run(_stored_monitors(name)):
             fail(f"monitor {name} exists (use --replace)")
-        save_monitors(path, [m for m in current if m.name != name] + [spec.to_monitor()])
-        typer.echo(f"monitor {name} saved to {path}")
+        _report(name, "saved", run(_send_monitor_command(command, wait)), wait)
 
     @monitors.command("remove")
-    def monitors_remove(name: str = typer.Argument(..., help="Monitor name")) -> None:
-        """Remove a monitor (removing the last one brings back the default)."""
-        from services.anomaly.monitors import load_monitors, save_monitors
+    def monitors_remove(name: str = typer.Argument(..., help="Monitor name"), wait: float = wait_option) -> None:
+        """Remove a monitor (the last one cannot be removed: add another first)."""
+        from schemas.monitors import MonitorCommandV1
 
-        path = _monitors_path()
-        current = load_monitors(path)
-        if not any(m.name == name for m in current):
+        if not run(_stored_monitors(name)):
             fail(f"no monitor {name}")
-        save_monitors(path, [m for m in current if m.name != name])
-        typer.echo(f"monitor {name} removed")
+        command = MonitorCommandV1(command_id=f"cli-{uuid.uuid4().hex}", action="remove", name=name,
+                                   actor=_actor(), issued_at=datetime.now(UTC))
+        _report(name, "removed", run(_send_monitor_command(command, wait)), wait)
 
     @monitors.command("validate")
     def monitors_validate(path: str = typer.Argument(..., help="A monitors YAML file")) -> None:

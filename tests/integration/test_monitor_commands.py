@@ -6,6 +6,8 @@ forged commands, and the registry the detectors read loads the stored monitors."
 from __future__ import annotations
 
 import asyncio
+import getpass
+import json
 from datetime import UTC, datetime
 
 import asyncpg
@@ -153,3 +155,48 @@ async def test_monitor_commands_are_applied_audited_and_used(settings):
         "services": (),
     }
     assert dict(monitors[0].params) == {"threshold": "4.5"}
+
+
+async def test_the_cli_sends_monitor_commands_and_lists_what_the_service_stored(settings):
+    from typer.testing import CliRunner
+
+    from finfocus.cli import app as cli
+
+    env = {
+        "FINFOCUS_HOME": str(settings.home),
+        "FINFOCUS_DATABASE_URL": settings.database,
+        "FINFOCUS_KAFKA_BOOTSTRAP": settings.kafka,
+    }
+
+    def invoke(*args: str):
+        return asyncio.to_thread(CliRunner().invoke, cli, ["anomalies", "monitors", *args], env=env)
+
+    app = build_app(settings)
+    await app.start()
+    try:
+        added = await invoke(
+            "add", "regions", "-d", "RegionId", "--top", "3", "-p", "threshold=6.5"
+        )
+        assert added.exit_code == 0 and "monitor regions saved" in added.output, added.output
+        exists = await invoke("add", "regions", "-d", "RegionId")
+        assert exists.exit_code == 1 and "--replace" in exists.output
+        listed = await invoke("list", "-o", "json")
+        monitors = {m["name"]: m for m in json.loads(listed.output)["monitors"]}
+        assert set(monitors) == {"services", "regions"}  # the default, imported, and the new one
+        assert monitors["regions"]["top"] == 3 and monitors["regions"]["params"] == {
+            "threshold": "6.5"
+        }
+        removed = await invoke("remove", "services")
+        assert removed.exit_code == 0, removed.output
+        refused = await invoke("remove", "regions")
+        assert refused.exit_code == 1 and "last monitor" in refused.output
+        conn = await asyncpg.connect(settings.database)
+        try:
+            actors = {
+                r["actor"] for r in await conn.fetch("SELECT actor FROM anomaly.v_monitor_audit")
+            }
+        finally:
+            await conn.close()
+        assert actors == {"file", f"cli:{getpass.getuser()}"}
+    finally:
+        await app.stop()
