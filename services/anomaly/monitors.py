@@ -109,12 +109,6 @@ def load_monitors(path: Path) -> list[Monitor]:
     return [spec.to_monitor() for spec in MonitorFile.model_validate(data).monitors] or [DEFAULT_MONITOR]
 
 
-def save_monitors(path: Path, monitors: list[Monitor]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"monitors": [MonitorSpec.of(m).model_dump(exclude_defaults=True) | {"name": m.name} for m in monitors]}
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-
-
 def spec_of(m: Monitor) -> dict[str, Any]:
     """The stored form of a monitor: its YAML entry without the name (JSON-safe)."""
     return MonitorSpec.of(m).model_dump(mode="json", exclude={"name"})
