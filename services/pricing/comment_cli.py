@@ -19,7 +19,7 @@ TAG_HELP = "Tells our comments apart when several reports go to one pull request
 
 
 def _markdown(path: Path) -> str:
-    from services.pricing.cli.cost import markdown_report
+    from services.pricing.cli.projected import markdown_report
     from services.pricing.comment import report_markdown
 
     try:
