@@ -402,3 +402,21 @@ def test_the_installed_command_posts_through_the_stand_in(github, report):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("comment created: id 101")
     assert github.comments[0]["body"].startswith(marker() + "\n## FinFocus cost estimate")
+
+
+def test_a_real_cost_projected_report_is_posted_as_its_markdown(github, tmp_path):
+    """`cost projected --output json` as CI runs it, then the comment: the same markdown as
+    `--output markdown` prints."""
+    from finfocus.cli import app as cli
+
+    plan = str(ROOT / "tests" / "fixtures" / "pulumi" / "aws-preview.json")
+    env = {"FINFOCUS_HOME": str(tmp_path / "home")}
+    doc = CliRunner().invoke(cli, ["cost", "projected", "--pulumi-json", plan, "--output", "json", "--no-plugins"], env=env)
+    assert doc.exit_code == 0, doc.output
+    md = CliRunner().invoke(cli, ["cost", "projected", "--pulumi-json", plan, "--output", "markdown", "--no-plugins"], env=env)
+    assert md.exit_code == 0, md.output
+    report = tmp_path / "report.json"
+    report.write_text(doc.stdout)
+    result = gh(["--pull-request", "7", "--path", str(report)], github)
+    assert result.exit_code == 0, result.output
+    assert github.comments[-1]["body"] == f"{marker()}\n{md.stdout.rstrip()}\n"
