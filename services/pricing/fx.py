@@ -100,7 +100,8 @@ class Conversion:
 
     def describe(self) -> str:
         when = f"{self.day}" + (f" (latest on or before {self.asked})" if self.asked and self.asked != self.day else "")
-        return f"1 {self.source_currency} = {format(self.rate.normalize(), 'f')} {self.target}, rate of {when}, {self.source}"
+        shown = format(self.rate.quantize(Decimal("0.000001")).normalize(), "f")  # the JSON keeps every digit
+        return f"1 {self.source_currency} = {shown} {self.target}, rate of {when}, {self.source}"
 
     def public(self) -> dict:
         return {"from": self.source_currency, "to": self.target, "rate": format(self.rate, "f"),
