@@ -350,7 +350,9 @@ def robust_seasonal(
         # drifts: a CUSUM of the z-scores catches a climb whose days are each unremarkable
         cusum = round(min(max(0.0, cusum + z - p.drift_k), 1e5) if not mstart[t] else cusum, 3)
         recent = scores[max(0, t - 4) : t]
-        if cusum >= p.drift_h and 2 < z < p.threshold and np.count_nonzero(recent > 2) >= 3:
+        if 2 < z < p.threshold and (
+            (cusum >= p.drift_h and np.count_nonzero(recent > 2) >= 3) or _short_run(scores, t, z, p)
+        ):
             z = p.threshold  # the summed evidence, not the day alone, makes it anomalous
         expected[t], scores[t] = base, z
         if y[t] == 0 and not np.all(learn[train]):
@@ -400,6 +402,17 @@ def robust_seasonal(
         state = WalkState(y[:keep].copy(), learn[:keep].copy(), expected[:keep].copy(), scores[:keep].copy(),
                           regime_start, round(cusum * 1000), last_confirm)
     return Detection(expected, scores, episodes_from(y, expected, scores, p), state)
+
+
+def _short_run(scores: np.ndarray, t: int, z: float, p: RobustSeasonalParams) -> bool:
+    """Whether step t ends a run of 2-3 days all above 2 whose summed excess over the CUSUM
+    allowance reaches `drift_h` (a spike of two or three days, each just under the threshold)."""
+    total, days = z - p.drift_k, 1
+    for i in range(t - 1, max(-1, t - 3), -1):
+        if not scores[i] > 2:
+            break
+        total, days = total + min(scores[i], p.threshold) - p.drift_k, days + 1
+    return days >= 2 and total >= p.drift_h
 
 
 def _catch_up(
