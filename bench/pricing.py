@@ -1,7 +1,8 @@
 """Pricing throughput through the plugin host (aws-public out of process), with cache misses
-and hits, and `cost projected` on a 1,000-resource Pulumi plan (target: < 2 s warm).
+and hits, and `cost projected` on a 1,000-resource plan, Pulumi and Terraform (target: the whole
+command, a fresh process, under 1 s).
 
-    .venv/bin/python bench/pricing.py [--records 20000] [--resources 1000]
+    .venv/bin/python bench/pricing.py [--records 20000] [--resources 1000] [--projected-only] [--runs 5]
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -24,6 +26,7 @@ from services.pricing.domain import SpecBook  # noqa: E402
 from services.pricing.host import PluginHost  # noqa: E402
 from services.pricing.plugins import BUILTINS, AwsPublicParams  # noqa: E402
 from services.pricing.projected import price_plan  # noqa: E402
+from services.pricing.snapshot import BUNDLED_DIR, PriceSnapshot  # noqa: E402
 
 TYPES = ["t3.micro", "t3.medium", "t3.large", "m5.large", "m5.xlarge", "c6g.large", "c6g.xlarge", "t3.nano"]
 REGIONS = ["us-east-1", "us-west-2", "eu-west-1"]
@@ -44,13 +47,22 @@ def usage_records(n: int) -> list[Envelope]:
     return out
 
 
+PLAN_TYPES = ["t3.micro", "t3.medium", "t3.large", "m5.large", "m5.xlarge", "c5.large", "r6i.2xlarge", "c6g.large"]
+
+
 def plan(n: int) -> dict:
+    """A Pulumi preview of n resources: instances with root volumes, volumes, RDS (some
+    Multi-AZ), load balancers, NAT gateways, IAM roles, in three regions."""
     rng = random.Random(2)
     kinds = [
-        ("aws:ec2/instance:Instance", lambda: {"instanceType": rng.choice(TYPES[:-1]), "availabilityZone": rng.choice(REGIONS) + "a"}),
-        ("aws:ebs/volume:Volume", lambda: {"type": rng.choice(["gp3", "gp2"]), "size": rng.randint(8, 500), "availabilityZone": "us-east-1a"}),
-        ("aws:rds/instance:Instance", lambda: {"instanceClass": "db.m5.large", "engine": "postgres", "allocatedStorage": 20}),
+        ("aws:ec2/instance:Instance", lambda: {"instanceType": rng.choice(PLAN_TYPES), "availabilityZone": rng.choice(REGIONS) + "a",
+                                               "rootBlockDevice": {"volumeSize": rng.choice([8, 30, 100]), "volumeType": "gp3"}}),
+        ("aws:ebs/volume:Volume", lambda: {"type": rng.choice(["gp3", "gp2", "io1"]), "size": rng.randint(8, 500), "iops": 4000,
+                                           "availabilityZone": "us-east-1a"}),
+        ("aws:rds/instance:Instance", lambda: {"instanceClass": "db.m5.large", "engine": "postgres", "allocatedStorage": 100,
+                                               "multiAz": rng.random() < 0.5, "storageType": "gp3"}),
         ("aws:lb/loadBalancer:LoadBalancer", lambda: {"loadBalancerType": "application"}),
+        ("aws:ec2/natGateway:NatGateway", lambda: {"subnetId": "subnet-1"}),
         ("aws:iam/role:Role", lambda: {}),
     ]
     steps = []
@@ -61,16 +73,41 @@ def plan(n: int) -> dict:
     return {"config": {"aws:region": "us-east-1"}, "steps": steps}
 
 
+def terraform_plan(n: int) -> dict:
+    """The same resources as `plan(n)`, as `terraform show -json` gives them."""
+    from services.pricing.terraform import PULUMI_TO_TF
+
+    def snake(key: str) -> str:
+        return "".join("_" + c.lower() if c.isupper() else c for c in key)
+
+    def attrs(value):
+        if isinstance(value, dict):
+            return {snake(k): [attrs(v)] if isinstance(v, dict) else attrs(v) for k, v in value.items()}
+        return value
+
+    changes = []
+    for step in plan(n)["steps"]:
+        state = step["newState"]
+        tf_type = PULUMI_TO_TF[state["type"]]
+        name = state["urn"].rsplit("::", 1)[-1]
+        changes.append({"address": f"{tf_type}.{name}", "mode": "managed", "type": tf_type, "name": name,
+                        "change": {"actions": ["create"], "before": None, "after": attrs(state["inputs"]), "after_unknown": {}}})
+    return {"format_version": "1.2", "resource_changes": changes,
+            "configuration": {"provider_config": {"aws": {"expressions": {"region": {"constant_value": "us-east-1"}}}}}}
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--resources", type=int, default=1_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--projected-only", action="store_true", help="skip the usage-pricing throughput part")
     args = parser.parse_args()
     envelopes = usage_records(args.records)
     tracer = make_tracer_provider("bench").get_tracer("bench")
     ref = BUILTINS["aws-public"].ref("aws-public", AwsPublicParams())
 
-    for label, ttl in (("cache off (every distinct key asks the plugin)", 0.0), ("cache on", 3600.0)):
+    for label, ttl in () if args.projected_only else (("cache off (every distinct key asks the plugin)", 0.0), ("cache on", 3600.0)):
         host = PluginHost([ref], ttl=ttl)
         started = time.perf_counter()
         await host.start()
@@ -90,40 +127,37 @@ async def main() -> None:
               f"(plugin calls {stats['calls']}, cache hits {stats['cache_hits']}, plugin start {startup:.2f} s)")
 
     doc = plan(args.resources)
-    host = PluginHost([ref])
-    started = time.perf_counter()
-    await host.start()
-    startup = time.perf_counter() - started
+    snapshot = PriceSnapshot.load(BUNDLED_DIR)
     timings = []
-    for _ in range(3):
+    for _ in range(args.runs):
         started = time.perf_counter()
-        result = await price_plan(doc, specs=SpecBook(), quotes=host.quotes)
+        result = await price_plan(doc, specs=SpecBook(), quotes=None, snapshot=snapshot)
         timings.append(time.perf_counter() - started)
-    await host.stop()
     s = result["summary"]
-    print(f"cost projected, {args.resources} resources, in process: cold {timings[0]:.3f} s, warm {min(timings[1:]):.3f} s "
-          f"(+ plugin start {startup:.2f} s); total {s['totalMonthly']} {s['currency']}, {s['unpriced']} unpriced")
+    print(f"cost projected, {args.resources} resources, pricing in process: median {statistics.median(timings):.3f} s "
+          f"over {args.runs} runs; total {s['totalMonthly']} {s['currency']}, {s['unpriced']} unpriced")
 
-    # the command itself, as a pipeline runs it: a fresh process each time; the second run
-    # finds the plugin answers in FINFOCUS_HOME/cache and starts no plugin
+    # the whole command as a pipeline runs it: a fresh process each time (imports, plan, prices, output)
     import json
     import os
     import subprocess
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "plan.json"
-        path.write_text(json.dumps(doc))
+        paths = {"--pulumi-json": Path(tmp) / "plan.json", "--terraform-json": Path(tmp) / "tfplan.json"}
+        paths["--pulumi-json"].write_text(json.dumps(doc))
+        paths["--terraform-json"].write_text(json.dumps(terraform_plan(args.resources)))
         env = {**os.environ, "FINFOCUS_HOME": str(Path(tmp) / "home")}
-        walls = []
-        for _ in range(2):
-            started = time.perf_counter()
-            done = subprocess.run([sys.executable, "-m", "finfocus.cli", "cost", "projected", "--pulumi-json", str(path),
-                                   "--output", "json"], env=env, capture_output=True, check=True)
-            walls.append(time.perf_counter() - started)
-        total = json.loads(done.stdout)["summary"]["totalMonthly"]
-    print(f"`finfocus cost projected` on {args.resources} resources: first run {walls[0]:.2f} s, "
-          f"warm run {walls[1]:.2f} s wall (target < 2 s), total {total}")
+        for flag, path in paths.items():
+            walls = []
+            for _ in range(args.runs):
+                started = time.perf_counter()
+                done = subprocess.run([sys.executable, "-m", "finfocus.cli", "cost", "projected", flag, str(path),
+                                       "--output", "json", "--budget", "10000000"], env=env, capture_output=True, check=True)
+                walls.append(time.perf_counter() - started)
+            total = json.loads(done.stdout)["summary"]["totalMonthly"]
+            print(f"`finfocus cost projected {flag}` on {args.resources} resources: median {statistics.median(walls):.2f} s, "
+                  f"min {min(walls):.2f} s, max {max(walls):.2f} s wall over {args.runs} runs (target < 1 s); total {total}")
 
 
 if __name__ == "__main__":

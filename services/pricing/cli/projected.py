@@ -159,6 +159,8 @@ def _conversion(currency: str, fx_date: date | None, fx_rates: Path | None, sett
 def _host(settings):
     """Installed pricing plugins only (the built-in aws-public's prices are in the snapshot),
     answers cached between runs in FINFOCUS_HOME/cache."""
+    if not settings.plugins_dir.is_dir():  # nothing installed: no plugin machinery to load
+        return None
     from services.pricing.host import PluginHost
     from services.pricing.plugins import discover
 
