@@ -185,3 +185,33 @@ async def test_a_plugin_that_dies_before_announcing_is_reported(tmp_path: Path):
         assert report["state"] == "failed" and "exited with code 3 before announcing PORT=" in report["last_error"]
     finally:
         await host.stop()
+
+
+def test_plugin_actual_and_validate_on_an_install_without_plugin_yaml(tmp_path: Path):
+    from finfocus.cli import app as cli
+
+    home = tmp_path / "home"
+    directory = install_binary(home)
+    env = {"FINFOCUS_HOME": str(home), "FINFOCUS_PRICING_BUILTIN_PLUGINS": ""}
+    checked = CliRunner().invoke(cli, ["plugin", "validate", str(directory), "--output", "json"], env=env)
+    assert checked.exit_code == 0, checked.output
+    assert json.loads(checked.stdout)["results"][0] == {"path": str(directory), "name": "spec-fixture", "version": "v0.2.0", "state": "ok"}
+
+    result = CliRunner().invoke(cli, ["plugin", "actual", "spec-fixture", "--resource-id", "i-0abc", "--from", "2024-09-01",
+                                      "--to", "2024-09-03", "--tag", "env=prod", "--output", "json"], env=env)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert (doc["from"], doc["to"], doc["totals"]) == ("2024-09-01T00:00:00Z", "2024-09-03T00:00:00Z", {"USD": "3.00"})
+    assert [(r["start"], r["cost"], r["usage_amount"], r["usage_unit"]) for r in doc["results"]] == [
+        ("2024-09-01T00:00:00Z", "1.25", "24", "hour"), ("2024-09-02T00:00:00Z", "1.75", "24", "hour")]
+    table = CliRunner().invoke(cli, ["plugin", "actual", "spec-fixture", "--resource-id", "i-0abc", "--from", "2024-09-01",
+                                     "--to", "2024-09-03"], env=env)
+    assert table.exit_code == 0 and "Total: 3.00 USD" in table.stdout
+
+    unknown = CliRunner().invoke(cli, ["plugin", "actual", "nope", "--from", "2024-09-01", "--to", "2024-09-02"], env=env)
+    assert unknown.exit_code == 2 and "no plugin 'nope'; known: spec-fixture" in " ".join(unknown.output.split())
+    bad = CliRunner().invoke(cli, ["plugin", "actual", "spec-fixture", "--from", "yesterday", "--to", "2024-09-02"], env=env)
+    assert bad.exit_code == 2
+    refused = CliRunner().invoke(cli, ["plugin", "actual", "spec-fixture", "--from", "2024-09-01", "--to", "2024-09-02"], env=env)
+    # no --resource-id: the plugin answers INVALID_ARGUMENT, i.e. nothing to report
+    assert refused.exit_code == 0 and "no cost reported" in refused.stdout

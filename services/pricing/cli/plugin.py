@@ -1,4 +1,4 @@
-"""`finfocus plugin list|validate|install`: pricing plugins (and YAML price specs)."""
+"""`finfocus plugin list|validate|install|actual`: pricing plugins (and YAML price specs)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ async def _check_plugin(directory: Path, timeout: float) -> dict:
 
 def register(app: typer.Typer) -> None:
     """Add `finfocus plugin ...` to the `finfocus` app."""
-    plugin = typer.Typer(help="Pricing plugins: list, validate (plugins and price specs), install.", no_args_is_help=True)
+    plugin = typer.Typer(help="Pricing plugins: list, validate (plugins and price specs), install, actual costs.", no_args_is_help=True)
     app.add_typer(plugin, name="plugin")
 
     @plugin.command("list")
@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
 
     @plugin.command("validate")
     def validate(
-        path: Path = typer.Argument(..., exists=True, help="A plugin directory (with plugin.yaml), or a YAML price spec file or directory"),
+        path: Path = typer.Argument(..., exists=True, help="A plugin directory (plugin.yaml, or a finfocus-spec plugin's executable), or a YAML price spec file or directory"),
         timeout: float = typer.Option(10.0, help="Seconds to wait for the plugin to start and answer"),
         output: OutputFormat = OUTPUT_OPTION,
     ) -> None:
@@ -97,7 +97,9 @@ def register(app: typer.Typer) -> None:
         from services.pricing.specs import load_file, load_specs
 
         results: list[dict] = []
-        if path.is_dir() and (path / "plugin.yaml").exists():
+        from services.pricing.manifest import _spec_layout
+
+        if path.is_dir() and ((path / "plugin.yaml").exists() or _spec_layout(path) is not None):
             try:
                 results.append({"path": str(path), **run(_check_plugin(path, timeout))})
             except ValueError as exc:
@@ -125,7 +127,7 @@ def register(app: typer.Typer) -> None:
 
     @plugin.command("install")
     def install(
-        path: Path = typer.Argument(..., exists=True, file_okay=False, help="Plugin directory with a plugin.yaml"),
+        path: Path = typer.Argument(..., exists=True, file_okay=False, help="Plugin directory: a plugin.yaml, or a finfocus-spec plugin's executable (and plugin.manifest.json)"),
         force: bool = typer.Option(False, "--force", help="Replace an installed copy of the same version"),
         check: bool = typer.Option(True, "--check/--no-check", help="Start the plugin once before installing it"),
     ) -> None:
@@ -147,3 +149,74 @@ def register(app: typer.Typer) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(path, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         typer.echo(f"installed {ref.name} {ref.manifest.version} in {target}")
+
+    @plugin.command("actual")
+    def actual(
+        name: str = typer.Argument(..., help="An installed (or enabled built-in) plugin"),
+        start: str = typer.Option(..., "--from", help="Start, inclusive (YYYY-MM-DD or RFC 3339)"),
+        end: str = typer.Option(..., "--to", help="End, exclusive (YYYY-MM-DD or RFC 3339)"),
+        resource_id: str = typer.Option("", "--resource-id", help="The resource to ask about, as the plugin names it (e.g. i-0abc, namespace/default)"),
+        tags: list[str] = typer.Option(None, "--tag", help="key=value handed to the plugin (repeatable)"),
+        output: OutputFormat = OUTPUT_OPTION,
+    ) -> None:
+        """Actual cost over [from, to) as a plugin reports it (GetActualCost; both plugin protocols)."""
+        from decimal import Decimal
+
+        from services.pricing.config import PricingSettings
+        from services.pricing.plugins import make_host
+
+        window = [_instant(start, "--from"), _instant(end, "--to")]
+        attributes = {}
+        for item in tags or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                fail(f"--tag {item!r}: use key=value", 2)
+            attributes[key] = value
+        try:
+            host = make_host(PricingSettings())
+        except ValueError as exc:
+            fail(str(exc), 2)
+        ref = next((r for r in host.plugins if r.name == name), None)
+        if ref is None:
+            fail(f"no plugin {name!r}; known: {', '.join(host.names) or 'none'} (finfocus plugin list)", 2)
+
+        async def go() -> list:
+            try:
+                return await host.actual(ref, resource_id, *window, attributes)
+            finally:
+                await host.stop()
+
+        rows = run(go())
+        report = host.report()[name]
+        if report["failures"]:
+            fail(f"plugin {name} failed: {report['last_error']}")
+        results = [{"start": r.start, "end": r.end, "cost": r.cost, "currency": r.currency,
+                    "usage_amount": r.usage_amount or None, "usage_unit": r.usage_unit or None,
+                    "source": r.source, "labels": dict(r.labels)} for r in rows]
+        totals: dict[str, Decimal] = {}
+        for r in results:
+            totals[r["currency"]] = totals.get(r["currency"], Decimal(0)) + Decimal(r["cost"])
+        if output is OutputFormat.JSON:
+            print_json({"plugin": name, "resource_id": resource_id, "from": window[0], "to": window[1],
+                        "results": results, "totals": {k: format(v, "f") for k, v in totals.items()}})
+        elif output is OutputFormat.NDJSON:
+            print_ndjson(results)
+        else:
+            print_table(["start", "end", "cost", "currency", "usage", "source"],
+                        [[r["start"], r["end"], r["cost"], r["currency"],
+                          f"{r['usage_amount']} {r['usage_unit'] or ''}".strip() if r["usage_amount"] else "", r["source"]]
+                         for r in results], title=f"Actual cost from {name}")
+            typer.echo("Total: " + (", ".join(f"{format(v, 'f')} {k}" for k, v in totals.items()) or "no cost reported"))
+
+
+def _instant(text: str, flag: str) -> str:
+    """RFC 3339 in UTC for a date or a timestamp; a usage error otherwise."""
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"{flag} {text!r} is not a date (YYYY-MM-DD) or an RFC 3339 time", 2)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
