@@ -231,7 +231,7 @@ def main() -> None:
         ]
         for label, key, target in rows:
             change = new[key] - old[key]
-            print(f"  {label:<24}{old[key]:>18.4f}{new[key]:>15.4f}{change:>+9.4f}   {target}")
+            print(f"  {label:<24}{old[key]:>18.4f}{new[key]:>15.4f}{change:>+9.4f}   {target}".rstrip())
         worse = new["mase_ours"] > old["mase_ours"] + 1e-9
         inside = 0.90 <= new["coverage95"] <= 0.98
         print(f"  MASE {'WORSE than' if worse else 'not worse than'} the earlier method; 95% coverage "
