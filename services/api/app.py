@@ -44,6 +44,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 
 from finfocus import __version__
+from finfocus.settings import FinFocusSettings
 from services.api.config import ApiSettings
 from services.api.context import ApiContext
 
@@ -63,7 +64,7 @@ ROUTERS = (
 
 
 def build_app(
-    settings: ApiSettings | None = None, *, tracer_provider: TracerProvider | None = None
+    settings: FinFocusSettings | None = None, *, tracer_provider: TracerProvider | None = None
 ) -> FastAPI:
     settings = ApiSettings.extending(settings)
     ctx = ApiContext(settings)

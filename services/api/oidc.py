@@ -116,12 +116,14 @@ def key_algorithm(jwk: Mapping[str, Any], allowed: Iterable[str]) -> str | None:
     """The one algorithm this JWK may verify, if it is an allowed signing key; else None."""
     if jwk.get("use") not in (None, "sig"):
         return None
-    kty, alg = jwk.get("kty"), jwk.get("alg")
+    kty, alg, crv = jwk.get("kty"), jwk.get("alg"), jwk.get("crv")
     if alg is None:
-        alg = "RS256" if kty == "RSA" else {"P-256": "ES256", "P-384": "ES384"}.get(jwk.get("crv"))
-    if alg not in allowed or alg not in ASYMMETRIC or KEY_TYPES[alg[:2]] != kty:
+        alg = "RS256" if kty == "RSA" else {"P-256": "ES256", "P-384": "ES384"}.get(str(crv))
+    if not isinstance(alg, str) or alg not in ASYMMETRIC or alg not in set(allowed):
         return None
-    if alg in CURVES and jwk.get("crv") != CURVES[alg]:
+    if KEY_TYPES[alg[:2]] != kty:
+        return None
+    if alg in CURVES and crv != CURVES[alg]:
         return None
     return alg
 
