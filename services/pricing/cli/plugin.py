@@ -182,7 +182,7 @@ def register(app: typer.Typer) -> None:
 
         async def go() -> list:
             try:
-                return await host.actual(ref, resource_id, *window, attributes)
+                return await host.actual(ref, resource_id, window[0], window[1], attributes)
             finally:
                 await host.stop()
 
