@@ -236,3 +236,16 @@ def merge(old: dict | None, fresh: dict, now: datetime) -> tuple[dict, dict]:
     doc = {**{k: v for k, v in fresh.items() if k not in {"prices", "history"}}, "retrievedAt": stamp,
            "prices": rows, "history": history}
     return doc, counts
+
+
+def catalog_rows(doc: dict) -> list:
+    """The snapshot's current prices as instance-catalog rows (`catalog.CatalogPrice`, source
+    `list:<cloud>`), each with the date it took effect, for `store.record_prices`."""
+    from services.pricing.catalog import CatalogPrice, _when
+
+    cloud = doc.get("cloud") or doc["provider"].lower()
+    default = doc.get("effectiveDate") or ""
+    return [CatalogPrice(f"list:{cloud}", doc["provider"], r["service"], r["sku"], r.get("region") or "", r.get("unit") or "",
+                         Decimal(str(r["price"])), r.get("currency") or doc.get("currency") or "USD", r.get("description") or None,
+                         _when(r.get("effectiveFrom") or default))
+            for r in doc["prices"]]

@@ -164,3 +164,22 @@ def test_prices_show_names_each_snapshots_source_and_age(tmp_path: Path):
     snapshots = {s["cloud"]: s for s in json.loads(result.stdout)["snapshots"]}
     assert set(snapshots) == {"aws", "azure", "gcp"}
     assert all(s["bundled"] and s["effectiveDate"] and s["ageDays"] is not None and s["sourceUrl"] for s in snapshots.values())
+
+
+def test_prices_record_puts_the_snapshot_in_the_catalog_with_its_effective_dates(tmp_path: Path, database_url: str):
+    env = {**os.environ, "FINFOCUS_HOME": str(tmp_path / "home"), "FINFOCUS_DATABASE_URL": database_url}
+    env.pop("FINFOCUS_READER_DATABASE_URL", None)
+
+    def finfocus(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "finfocus.cli", *args], env=env, capture_output=True, text=True, timeout=60)
+
+    recorded = finfocus("prices", "record", "aws")
+    assert recorded.returncode == 0, recorded.stderr
+    assert "aws: 797 new or changed, 0 unchanged in the catalog (source list:aws" in recorded.stdout
+    again = finfocus("prices", "record", "aws")
+    assert "aws: 0 new or changed, 797 unchanged" in again.stdout
+    shown = finfocus("catalog", "show", "--provider", "AWS", "--sku", "c5.large", "--region", "us-east-1", "-o", "json")
+    assert shown.returncode == 0, shown.stderr
+    [row] = json.loads(shown.stdout)["prices"]
+    assert Decimal(row["unit_price"]) == Decimal("0.085") and row["source"] == "list:aws"
+    assert row["effective_from"].startswith("2024-09-01")

@@ -452,6 +452,8 @@ def register_groups(app: typer.Typer) -> None:
         region: list[str] = typer.Option(None, "--region", help="Regions to fetch (repeatable; default: the five largest)"),
         base_url: str = typer.Option(None, "--base-url", help="Another endpoint for the API (a mirror or proxy)"),
         timeout: float = typer.Option(120.0, "--timeout", help="Seconds per request"),
+        catalog: bool = typer.Option(False, "--catalog", help="Also record the prices in the instance catalog "
+                                     "(pricing.v_catalog_prices, source list:<cloud>) with their effective dates"),
     ) -> None:
         """Fetch current list prices from the cloud's public API into FINFOCUS_HOME/prices/<cloud>.json,
         keeping superseded prices in its history."""
@@ -477,3 +479,43 @@ def register_groups(app: typer.Typer) -> None:
             fail(str(exc))
         typer.echo(f"{cloud}: {report['prices']} prices written to {report['file']} ({report['new']} new, "
                    f"{report['changed']} changed, {report['unchanged']} unchanged, {report['withdrawn']} withdrawn)")
+        if catalog:
+            changed, unchanged = run(record_in_catalog(settings.database, Path(report["file"])))
+            typer.echo(f"catalog: {changed} new or changed, {unchanged} unchanged (source list:{cloud})")
+
+    @prices.command("record")
+    def prices_record(
+        cloud: list[str] = typer.Argument(None, help="aws, azure, gcp (default: all three)"),
+    ) -> None:
+        """Record the current snapshot prices (refreshed, else bundled) in the instance catalog, so
+        `catalog show --history` has them with their effective dates."""
+        from services.pricing.config import PricingSettings
+        from services.pricing.snapshot import BUNDLED_DIR, CLOUDS
+
+        settings = PricingSettings()
+        for name in cloud or list(CLOUDS):
+            if name not in CLOUDS:
+                fail(f"unknown cloud {name!r}: aws, azure or gcp", 2)
+            path = settings.home / "prices" / f"{name}.json"
+            path = path if path.is_file() else BUNDLED_DIR / f"{name}.json"
+            changed, unchanged = run(record_in_catalog(settings.database, path))
+            typer.echo(f"{name}: {changed} new or changed, {unchanged} unchanged in the catalog (source list:{name}, {path})")
+
+
+async def record_in_catalog(database_url: str, path: Path) -> tuple[int, int]:
+    """Record one snapshot file's prices in pricing.catalog_prices (migrating the schema first)."""
+    import json
+    from datetime import UTC, datetime
+
+    from finfocus.db import connect, migrate_url
+    from services.pricing.app import MIGRATIONS_DIR
+    from services.pricing.snapshot import catalog_rows
+    from services.pricing.store import record_prices
+
+    rows = catalog_rows(json.loads(path.read_text()))
+    await migrate_url(database_url, "pricing", MIGRATIONS_DIR)
+    conn = await connect(database_url)
+    try:
+        return await record_prices(conn, rows, datetime.now(UTC))
+    finally:
+        await conn.close()
