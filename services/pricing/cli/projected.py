@@ -21,6 +21,8 @@ from finfocus.cli.output import err_console, fail, print_json, print_ndjson, pri
 
 #: the currency of the price snapshots (converted from when --currency differs)
 PRICE_DATA_CURRENCY = "USD"
+#: price data older than this is shown with the command that refreshes it
+STALE_DAYS = 90
 
 
 class ProjectedOutput(StrEnum):
@@ -46,7 +48,9 @@ def price_data_line(summary: dict) -> str | None:
     if not data:
         return None
     return "Prices: " + "; ".join(
-        f"{d['source']}, effective {d['effectiveDate']}" + (f" ({d['ageDays']} days old)" if d.get("ageDays") is not None else "")
+        f"{d['source']}, effective {d['effectiveDate']}" + (f" ({d['ageDays']} days old" + (
+            f"; `finfocus prices refresh {d['cloud']}` for current ones)" if d["ageDays"] > STALE_DAYS else ")")
+            if d.get("ageDays") is not None else "")
         for d in data)
 
 

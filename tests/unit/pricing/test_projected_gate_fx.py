@@ -143,3 +143,14 @@ def test_a_refresh_keeps_superseded_prices_in_the_history():
     assert rows["t3.micro"]["effectiveFrom"] == "2024-09-01" and rows["c7i.large"]["effectiveFrom"] == "2024-10-01"
     assert {(h["sku"], h["price"], h["effectiveTo"]) for h in doc["history"]} == {
         ("m5.large", "0.096", "2024-10-02T00:00:00Z"), ("m4.large", "0.1", "2024-10-02T00:00:00Z")}
+
+
+def test_the_pure_modules_import_no_io_frameworks():
+    import ast
+
+    root = Path(__file__).resolve().parents[3] / "services" / "pricing"
+    for name in ("projected.py", "terraform.py", "policy.py", "fx.py", "usage.py", "snapshot.py"):
+        tree = ast.parse((root / name).read_text())
+        names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert not names & {"faststream", "asyncpg", "opentelemetry", "grpc", "httpx", "aiokafka"}, name
