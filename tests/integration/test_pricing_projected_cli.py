@@ -184,3 +184,18 @@ def test_prices_record_puts_the_snapshot_in_the_catalog_with_its_effective_dates
     [row] = json.loads(shown.stdout)["prices"]
     assert Decimal(row["unit_price"]) == Decimal("0.085") and row["source"] == "list:aws"
     assert row["effective_from"].startswith("2024-09-01")
+
+
+def test_an_installed_plugin_is_asked_before_the_snapshot(tmp_path: Path):
+    import shutil
+
+    shutil.copytree(PRICING / "plugins" / "flat-prices" / "1.0.0", tmp_path / "home" / "plugins" / "flat-prices" / "1.0.0")
+    result = invoke(tmp_path, "--pulumi-json", str(PULUMI / "aws-preview.json"), "--output", "json")
+    assert result.exit_code == 0, result.output
+    api = next(r for r in json.loads(result.stdout)["resources"] if r["name"] == "api")
+    # before: m5.large at the plugin's 0.1/h (73.00) + the 8 GB root volume from the snapshot
+    assert Decimal(api["before"]) == Decimal("73.8") and Decimal(api["monthly"]) == Decimal("140.96")
+    assert (tmp_path / "home" / "cache" / "plugin-prices.json").exists()
+    no_plugins = invoke(tmp_path, "--pulumi-json", str(PULUMI / "aws-preview.json"), "--output", "json", "--no-plugins")
+    api = next(r for r in json.loads(no_plugins.stdout)["resources"] if r["name"] == "api")
+    assert Decimal(api["before"]) == Decimal("70.88")
