@@ -397,6 +397,8 @@ def _gcp(rtype: str, props: dict, usage: dict) -> Mapped | None:
         return Mapped(out)
     if rtype in {"gcp:compute/forwardingRule:ForwardingRule", "gcp:compute/globalForwardingRule:GlobalForwardingRule"}:
         return Mapped([_hours(GCP, "Networking", "forwarding-rule", region or "us-central1", "forwarding rule hours")])
+    if rtype == "gcp:sql/databaseInstance:DatabaseInstance":
+        return _cloud_sql(props, region)
     if rtype == "gcp:container/cluster:Cluster":
         loc = props.get("location") or ""
         return Mapped([_hours(GCP, "Kubernetes Engine", "cluster", _region_from_zone(loc) or loc or None, "cluster management hours")])
@@ -409,6 +411,41 @@ def _gcp(rtype: str, props: dict, usage: dict) -> Mapped | None:
                        Component(GCP, "Compute Engine", node.get("diskType") or "pd-balanced", r,
                                  _dec(node.get("diskSizeGb"), "100") * nodes, "GB-Mo", "node boot disks")])
     return None
+
+
+def _cloud_sql(props: dict, region: str | None) -> Mapped:
+    settings = _first(props.get("settings"))
+    tier = (settings.get("tier") or "").lower()
+    version = (props.get("databaseVersion") or "").upper()
+    if not tier:
+        return Mapped(reason="settings.tier is unknown")
+    if version.startswith("SQLSERVER"):
+        return Mapped(reason="Cloud SQL for SQL Server (licence) is not in the price data")
+    if (settings.get("edition") or "ENTERPRISE").upper() != "ENTERPRISE":
+        return Mapped(reason=f"Cloud SQL {settings['edition']} edition is not in the price data (Enterprise)")
+    ha = (settings.get("availabilityType") or "ZONAL").upper() == "REGIONAL"
+    suffix, label = (":ha", " (HA)") if ha else ("", "")
+    out: list[Component] = []
+    if tier in {"db-f1-micro", "db-g1-small"}:
+        if ha:
+            return Mapped(reason=f"{tier} (shared core) has no high-availability price")
+        out.append(_hours(GCP, "Cloud SQL", tier, region, "shared-core instance hours"))
+    else:
+        m = re.fullmatch(r"db-custom-(\d+)-(\d+)", tier)
+        std = re.fullmatch(r"db-n1-(standard|highmem)-(\d+)", tier)
+        if m:
+            cpus, gib = Decimal(m.group(1)), Decimal(m.group(2)) / 1024
+        elif std:
+            cpus = Decimal(std.group(2))
+            gib = cpus * (Decimal("3.75") if std.group(1) == "standard" else Decimal("6.5"))
+        else:
+            return Mapped(reason=f"Cloud SQL tier {tier} is not in the price data (db-custom-N-M, db-n1-*, shared core)")
+        out += [Component(GCP, "Cloud SQL", f"cpu{suffix}", region, cpus * HOURS_PER_MONTH, "Hrs", f"{cpus} vCPU hours{label}"),
+                Component(GCP, "Cloud SQL", f"ram{suffix}", region, gib * HOURS_PER_MONTH, "GiB-Hrs", f"{gib.normalize()} GiB memory hours{label}")]
+    disk = "hdd" if (settings.get("diskType") or "PD_SSD").upper() == "PD_HDD" else "ssd"
+    out.append(Component(GCP, "Cloud SQL", f"storage:{disk}{suffix}", region, _dec(settings.get("diskSize"), "10"), "GB-Mo",
+                         f"{disk.upper()} storage{label}"))
+    return Mapped(out)
 
 
 def map_resource(rtype: str, props: dict, *, aws_region: str | None = None, usage: dict | None = None) -> Mapped:

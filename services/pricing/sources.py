@@ -29,8 +29,9 @@ AWS_REGIONS = ("us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-central-1
 AZURE_REGIONS = ("eastus", "eastus2", "westus2", "westeurope", "northeurope")
 AZURE_SERVICES = ("Virtual Machines", "Storage", "Load Balancer", "Virtual Network", "Azure Kubernetes Service")
 GCP_REGIONS = ("us-central1", "us-east1", "us-west1", "europe-west1", "europe-west4")
-#: Cloud Billing service ids: Compute Engine, Cloud Storage, Kubernetes Engine
-GCP_SERVICES = {"6F81-5844-456A": "Compute Engine", "95FF-2EF5-5EA1": "Cloud Storage", "CCD8-9BF1-090E": "Kubernetes Engine"}
+#: Cloud Billing service ids: Compute Engine, Cloud Storage, Kubernetes Engine, Cloud SQL
+GCP_SERVICES = {"6F81-5844-456A": "Compute Engine", "95FF-2EF5-5EA1": "Cloud Storage", "CCD8-9BF1-090E": "Kubernetes Engine",
+                "9662-B51E-5089": "Cloud SQL"}
 GCP_KEY_SECRET = "gcp-billing-api-key"
 
 META = {
@@ -270,7 +271,17 @@ _GCP_DESCRIPTIONS = [
     (re.compile(r"^Networking Cloud NAT Data Processing"), lambda m: "nat-data"),
     (re.compile(r"^Network Load Balancing: Forwarding Rule Minimum"), lambda m: "forwarding-rule"),
     (re.compile(r"^Regional Kubernetes Clusters"), lambda m: "cluster"),
+    (re.compile(r"^Cloud SQL for (?:PostgreSQL|MySQL): (Zonal|Regional) - (vCPU|RAM) in "),
+     lambda m: f"{'cpu' if m.group(2) == 'vCPU' else 'ram'}{':ha' if m.group(1) == 'Regional' else ''}"),
+    (re.compile(r"^Cloud SQL for (?:PostgreSQL|MySQL): (Zonal|Regional) - (Standard|Low cost) storage in "),
+     lambda m: f"storage:{'ssd' if m.group(2) == 'Standard' else 'hdd'}{':ha' if m.group(1) == 'Regional' else ''}"),
+    (re.compile(r"^Cloud SQL for (?:PostgreSQL|MySQL): Zonal - (Micro|Small) instance in "),
+     lambda m: "db-f1-micro" if m.group(1) == "Micro" else "db-g1-small"),
 ]
+#: SKUs the snapshot files under another service than the Cloud Billing service they come in
+_GCP_SERVICE_OF = {"nat-gateway": "Networking", "nat-data": "Networking", "forwarding-rule": "Networking",
+                   "standard": "Cloud Storage", "nearline": "Cloud Storage", "coldline": "Cloud Storage",
+                   "cluster": "Kubernetes Engine"}
 _GCP_UNITS = {"h": "Hrs", "GiBy.h": "GiB-Hrs", "GiBy.mo": "GB-Mo", "GiBy": "GB"}
 
 
@@ -303,6 +314,7 @@ def gcp_sku_rows(sku: dict, service: str, regions: Iterable[str]) -> list[dict]:
     unit = _GCP_UNITS.get(expr.get("usageUnit", ""), expr.get("usageUnit", ""))
     wanted = set(regions)
     served = [r for r in sku.get("serviceRegions") or [] if r in wanted or r == "us"]
+    service = _GCP_SERVICE_OF.get(key, service)
     return [_row(service, key, r, unit, price, desc, info.get("effectiveTime", "")) for r in served]
 
 

@@ -68,6 +68,7 @@ TF_TYPES: dict[str, str] = {
     "google_compute_router_nat": "gcp:compute/routerNat:RouterNat",
     "google_compute_forwarding_rule": "gcp:compute/forwardingRule:ForwardingRule",
     "google_compute_global_forwarding_rule": "gcp:compute/globalForwardingRule:GlobalForwardingRule",
+    "google_sql_database_instance": "gcp:sql/databaseInstance:DatabaseInstance",
     "google_container_cluster": "gcp:container/cluster:Cluster",
     "google_container_node_pool": "gcp:container/nodePool:NodePool",
     "google_compute_network": "gcp:compute/network:Network",

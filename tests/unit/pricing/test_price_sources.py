@@ -192,3 +192,14 @@ def test_gcp_billing_catalog_needs_the_key_from_the_secrets_provider(stand_in: s
         with pytest.raises(sources.SourceError, match="HTTP 403"):
             sources.fetch_gcp(client, "wrong", regions=["us-central1"], services={"6F81-5844-456A": "Compute Engine"},
                               base=stand_in)
+
+
+def test_gcp_descriptions_map_to_snapshot_keys_and_services():
+    nat = sources.gcp_sku_rows(_gcp_sku("Cloud NAT Gateway: Uptime charge", "NAT", "h", 4500000, ["us-central1"]),
+                               "Compute Engine", ["us-central1"])
+    assert [(r["service"], r["sku"], r["price"]) for r in nat] == [("Networking", "nat-gateway", "0.0045")]
+    sql = sources.gcp_sku_rows(_gcp_sku("Cloud SQL for PostgreSQL: Regional - vCPU in Americas", "SQLGen2InstancesCPU",
+                                        "h", 82600000, ["us-central1"]), "Cloud SQL", ["us-central1"])
+    assert [(r["service"], r["sku"], r["price"]) for r in sql] == [("Cloud SQL", "cpu:ha", "0.0826")]
+    assert sources.gcp_sku_rows(_gcp_sku("Licensing Fee for Windows Server", "License", "h", 46000000, ["us-central1"]),
+                                "Compute Engine", ["us-central1"]) == []

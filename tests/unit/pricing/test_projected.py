@@ -170,6 +170,10 @@ async def test_terraform_azure_and_gcp_plans_price_fully():
     assert gcp["summary"]["unpriced"] == 0
     assert cents(rows["google_compute_instance.gpu_box"]["monthly"]) == Decimal("2715.57")  # + 200 GB pd-ssd boot disk
     assert cents(rows["google_storage_bucket.media"]["monthly"]) == Decimal("10.00")  # 500 GB x 0.02 (usage file)
+    # Cloud SQL, regional (HA): 2 vCPU x 0.0826 + 7.5 GiB x 0.014 per hour, 100 GB SSD x 0.34
+    sql = {c["label"]: c["monthly"] for c in rows["google_sql_database_instance.orders"]["components"]}
+    assert {k: str(cents(v)) for k, v in sql.items()} == {
+        "2 vCPU hours (HA)": "120.60", "7.5 GiB memory hours (HA)": "76.65", "SSD storage (HA)": "34.00"}
 
 
 async def test_an_unknown_resource_is_unpriced_and_named():
