@@ -17,6 +17,7 @@ from schemas.anomaly import AnomalyFeedbackV1
 from schemas.budget import BudgetCommandV1
 from schemas.decisions import RecommendationDecisionV1, RemediationDecisionV1
 from schemas.monitors import MonitorCommandV1
+from schemas.playbooks import PlaybookCommandV1
 from schemas.remediation import RecommendationV1, RemediationResultV1, ResourceMetricV1
 
 JSON_DIR = Path(__file__).parent / "json"
@@ -35,6 +36,7 @@ CONTRACTS: dict[str, type[BaseModel]] = {
     "RemediationDecision.v1": RemediationDecisionV1,
     "RecommendationDecision.v1": RecommendationDecisionV1,
     "MonitorCommand.v1": MonitorCommandV1,
+    "PlaybookCommand.v1": PlaybookCommandV1,
 }
 
 

@@ -19,12 +19,14 @@ class Topics:
     REMEDIATION_DECISIONS = "remediation-decisions"
     RECOMMENDATION_DECISIONS = "recommendation-decisions"
     MONITOR_COMMANDS = "monitor-commands"
+    PLAYBOOK_COMMANDS = "playbook-commands"
 
     #: the four topics of the contract table; each has a `.dlq` sibling
     CORE = (RAW_BILLING, PRICED_RESOURCES, ANOMALIES, REMEDIATION_COMMANDS)
     EXTRA = (
         REMEDIATION_RESULTS, RECOMMENDATIONS, FORECASTS, RESOURCE_METRICS, ANOMALY_FEEDBACK,
         BUDGET_COMMANDS, REMEDIATION_DECISIONS, RECOMMENDATION_DECISIONS, MONITOR_COMMANDS,
+        PLAYBOOK_COMMANDS,
     )
 
     @staticmethod

@@ -58,6 +58,7 @@ ROUTERS = (
     "decisions",
     "budgets",
     "monitors",
+    "playbooks",
     "assistant",
     "views",
 )

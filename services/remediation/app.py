@@ -30,6 +30,7 @@ from services.remediation.handlers import (
     register_handlers,
     register_metrics_handler,
 )
+from services.remediation.playbook_commands import register_playbook_commands, switches_for
 from services.remediation.playbooks import install_defaults
 from services.remediation.trust import keys_for
 
@@ -107,6 +108,8 @@ def build_app(settings: RemediationSettings | None = None, *,
     register_handlers(runtime, settings, on_costs=analyzer.touch)
     register_metrics_handler(runtime, settings, on_metrics=analyzer.touch)
     register_decisions(runtime, settings)
+    switches = switches_for(settings)
+    register_playbook_commands(runtime, switches)
     holder: dict = {}
     stop = asyncio.Event()
 
@@ -131,6 +134,8 @@ def build_app(settings: RemediationSettings | None = None, *,
     async def start_background() -> None:
         if settings.remediation_playbooks_dir is None:  # a directory of one's own stays as it is
             install_defaults(settings.playbooks_dir)
+        await switches.refresh(runtime.pool)  # the catalog of loaded playbooks, the switches
+        switches.start(lambda: runtime.pool)
         stop.clear()
         if settings.broker_epoch:
             await republish_after_broker_loss(runtime, settings.broker_epoch)
@@ -141,6 +146,7 @@ def build_app(settings: RemediationSettings | None = None, *,
 
     async def stop_background() -> None:
         stop.set()
+        await switches.stop()
         for key in ("sweeps", "analysis"):
             task = holder.pop(key, None)
             if task is not None:

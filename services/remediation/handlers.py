@@ -47,13 +47,16 @@ _REPORTED: set[str] = set()
 
 def current_playbooks(settings: RemediationSettings):
     """The valid playbooks of the playbook directory, read again on each use (edits apply
-    without a restart); each invalid one is logged once and never runs."""
+    without a restart), with an admin's switches applied (playbook_commands.py); each invalid
+    one is logged once and never runs."""
+    from services.remediation.playbook_commands import switches_for
+
     playbooks, errors = load_playbooks(settings.playbooks_dir)
     for error in errors:
         if error not in _REPORTED:
             _REPORTED.add(error)
             logger.error("playbook refused", extra=log_fields(error=error))
-    return playbooks
+    return switches_for(settings).apply(playbooks)
 
 
 async def plan_one(conn: asyncpg.Connection, settings: RemediationSettings, anomaly: AnomalyV1,

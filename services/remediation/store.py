@@ -459,3 +459,48 @@ async def save_savings(conn: asyncpg.Connection, rows: list[tuple]) -> None:
 
 async def insert_commands(conn: asyncpg.Connection, planned: list[tuple[RemediationCommandV1, str]]) -> list[RemediationCommandV1]:
     return [cmd for cmd, status in planned if await insert_command(conn, cmd, status, actor="planner")]
+
+
+# -- playbook switches (migration 0004): changed only by PlaybookCommand v1, audited ----------
+
+
+async def playbook_switches(conn: asyncpg.Connection) -> dict[str, bool]:
+    rows = await conn.fetch("SELECT name, enabled FROM remediation.playbook_switches")
+    return {r["name"]: r["enabled"] for r in rows}
+
+
+async def sync_playbook_catalog(conn: asyncpg.Connection, rows: list[tuple[str, str, bool, str, list[str]]]) -> None:
+    """Replace the catalog of loaded playbooks (name, mode, file's enabled, trigger, actions)."""
+    async with conn.transaction():
+        await conn.execute("DELETE FROM remediation.playbook_catalog WHERE NOT (name = ANY($1::text[]))",
+                           [r[0] for r in rows])
+        await conn.executemany(
+            """INSERT INTO remediation.playbook_catalog (name, mode, file_enabled, trigger, actions)
+               VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (name) DO UPDATE SET mode = EXCLUDED.mode, file_enabled = EXCLUDED.file_enabled,
+                   trigger = EXCLUDED.trigger, actions = EXCLUDED.actions, seen_at = now()""",
+            rows,
+        )
+
+
+async def playbook_audited(conn: asyncpg.Connection, command_id: str) -> bool:
+    return bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM remediation.playbook_audit WHERE command_id = $1)", command_id))
+
+
+async def switch_playbook(conn: asyncpg.Connection, name: str, enabled: bool, reason: str | None, actor: str) -> None:
+    await conn.execute(
+        """INSERT INTO remediation.playbook_switches (name, enabled, reason, updated_by) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (name) DO UPDATE SET enabled = EXCLUDED.enabled, reason = EXCLUDED.reason,
+               updated_at = now(), updated_by = EXCLUDED.updated_by""",
+        name, enabled, reason, actor,
+    )
+
+
+async def audit_playbook(conn: asyncpg.Connection, command_id: str, name: str, action: str, outcome: str,
+                         detail: str | None, reason: str | None, actor: str, issued_at: datetime | None) -> None:
+    await conn.execute(
+        """INSERT INTO remediation.playbook_audit (command_id, name, action, outcome, detail, reason, actor, issued_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (command_id) DO NOTHING""",
+        command_id, name, action, outcome, detail, reason, actor, issued_at,
+    )
