@@ -88,13 +88,13 @@ def markdown_report(doc: dict, budget: Decimal | None = None) -> str:
         if r["priceSource"] == "none":
             continue
         lines.append(
-            f"| `{r['name']}` | `{r['type']}` | {r['op']} | {r['sku'] or ''} | {r['region'] or ''} | "
+            f"| `{r.get('address') or r['name']}` | `{r['type']}` | {r['op']} | {r['sku'] or ''} | {r['region'] or ''} | "
             f"{_cents(r['before'])} | {_cents(r['monthly'])} | {_signed(r['delta'])} | {r['priceSource']} |"
         )
     missing = [r for r in doc["resources"] if r["priceSource"] == "none"]
     if missing:
         lines += ["", f"<details><summary>{len(missing)} resource(s) without a price</summary>", ""]
-        lines += [f"- `{r['name']}` (`{r['type']}`): {r.get('reason', '')}" for r in missing]
+        lines += [f"- `{r.get('address') or r['name']}` (`{r['type']}`): {r.get('reason', '')}" for r in missing]
         lines += ["", "</details>"]
     if s["byProvider"]:
         lines += ["", "By provider: " + ", ".join(f"{k} {_cents(v)}" for k, v in s["byProvider"].items())]
@@ -206,7 +206,7 @@ def _table(doc: dict) -> None:
     rows = []
     for r in doc["resources"]:
         source = r["priceSource"] if r["priceSource"] != "none" else f"none: {r.get('reason', '')}"
-        rows.append([r["name"], r["type"], r["op"], r["sku"], r["region"],
+        rows.append([r["address"], r["type"], r["op"], r["sku"], r["region"],
                      _cents(r["monthly"]) if r["priceSource"] != "none" else "—", _cents(r["delta"]) if r["delta"] else "",
                      source])
         components = r["components"] if r["priceSource"] != "free" else []
