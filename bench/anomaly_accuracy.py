@@ -220,10 +220,18 @@ NAB_GRID = {"levels": (8, 16, 32), "order": (2, 3, 4), "threshold": (3.0, 4.0, 5
 
 def nab_scores(corpus, overrides: dict | None = None) -> dict[str, np.ndarray]:
     """Each file streamed through the detector; `min_history` is NAB's probationary period,
-    the one per-file figure NAB hands every detector."""
+    the one per-file figure NAB hands every detector, and `season` the steps in a week at the
+    file's sampling interval (read from its first two timestamps, as a metric monitor knows
+    its metric's interval)."""
     return {f.name: np.abs(run_detector(NAB_DETECTOR, f.values, None,
-                                        {"min_history": f.probation, **(overrides or {})}).scores)
+                                        {"min_history": f.probation, "season": week_steps(f),
+                                         **(overrides or {})}).scores)
             for f in corpus}
+
+
+def week_steps(f) -> int:
+    step = (f.timestamps[1] - f.timestamps[0]).total_seconds()
+    return int(round(7 * 86400 / step))
 
 
 def nab_split_check(corpus) -> dict:

@@ -18,7 +18,7 @@ day builds a baseline from the days before it only:
 5. intermittent series (at least `zero_share` of the training days cost nothing): the mean
    and standard deviation instead, since a median of zero says nothing.
 
-The spread is widened by `1 + small_sample / n` for n training days: a baseline learnt from
+The spread is widened by `1 + small_sample / n` (8 / n) for n training days: a baseline learnt from
 two weeks is less certain than one learnt from eight.
 
 Days without any line are missing (late data or no usage), not zero: they are neither
@@ -35,7 +35,7 @@ them are no usage and the days with cost are judged among themselves; a zero (or
 day followed by about two days' worth is a `billing-delay` episode (data quality, not cost);
 the 1st of the month carries the bump of earlier 1sts; a CUSUM of the z-scores flags a
 `drift` whose days are each unremarkable; `rebase` days (feedback "planned") restart the
-model. `sensitivity` (low/medium/high) sets the threshold (10/8/6).
+model. `sensitivity` (low/medium/high) sets the threshold (9/7/5).
 
 `context-surprise` (see `detectors_context`) is for dense metric streams rather than daily
 costs: it scores how badly a sequence model of the recent values predicted each new one. It
@@ -61,7 +61,7 @@ MAD_TO_SIGMA = 1.4826
 #: under-reads the noise of a short, weekday-fitted window)
 MEAN_AD_FACTOR = 1.0
 #: bump when a change to the maths makes stored walk states stale
-STATE_VERSION = 5
+STATE_VERSION = 6
 
 
 class DetectorParams(BaseModel):
@@ -80,13 +80,13 @@ class DetectorParams(BaseModel):
 
 
 #: robust-seasonal's z-score threshold per sensitivity (false-alarm rates in docs/anomaly.md)
-SENSITIVITY = {"low": 10.0, "medium": 8.0, "high": 6.0}
+SENSITIVITY = {"low": 9.0, "medium": 7.0, "high": 5.0}
 
 
 class RobustSeasonalParams(DetectorParams):
     threshold: float = Field(SENSITIVITY["medium"], gt=0, description="Robust z-score a day must reach")
     sensitivity: str | None = Field(None, pattern="^(low|medium|high)$",
-                                    description="Sets the threshold (low 10, medium 8, high 6)")
+                                    description="Sets the threshold (low 9, medium 7, high 5)")
     min_impact: float = Field(40.0, ge=0, description="Smallest excess (money) worth an alert")
     min_impact_pct: float = Field(30.0, ge=0, description="Smallest excess in percent of expected")
     season_window: int = Field(56, ge=14, description="Days used for weekday factors")
@@ -95,7 +95,7 @@ class RobustSeasonalParams(DetectorParams):
     trend: bool = Field(True, description="Fit a Theil-Sen trend (else the median level)")
     period: int = Field(7, ge=2, description="Season length in steps (7 for daily costs)")
     rescale_history: bool = Field(True, description="After a level shift, rescale the older history to the new level")
-    small_sample: float = Field(4.0, ge=0, description="Widen the spread by 1 + this / training days")
+    small_sample: float = Field(8.0, ge=0, description="Widen the spread by 1 + this / training days")
     min_nonzero: int = Field(3, ge=0, description="Days with cost needed before an intermittent series alerts")
     zero_share: float = Field(0.3, gt=0, le=1, description="Share of zero days that makes a series intermittent")
     drift_k: float = Field(1.0, ge=0, description="CUSUM allowance: z-score per day a drift must exceed")
@@ -521,6 +521,8 @@ class ContextSurpriseParams(DetectorParams):
     range_score: float = Field(10.0, gt=0, description="Least score of a range break")
     deviation: bool = Field(True, description="Also score the value's distance from the recent mean (larger score kept)")
     rest: int | None = Field(None, ge=0, description="Quiet steps after an alert (None: min_history / 5)")
+    season: int | None = Field(
+        None, ge=2, description="Steps in one cycle (a week of the metric): also score the distance from the same step of the last 3 cycles")
 
 
 def context_surprise(
@@ -535,7 +537,7 @@ def context_surprise(
         y, learn=p.min_history, levels=p.levels, order=p.order, alpha=p.alpha, short=p.short, long=p.long,
         sd_floor=p.sd_floor, range_tol=p.range_tol, range_score=p.range_score, with_deviation=p.deviation,
         level=p.threshold,
-        rest=p.min_history // 5 if p.rest is None else p.rest,
+        rest=p.min_history // 5 if p.rest is None else p.rest, season=p.season,
     )
     expected = _trailing_median(y, p.window)
     side = np.where(y < expected, -1.0, 1.0)

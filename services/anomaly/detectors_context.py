@@ -102,6 +102,42 @@ def deviation(y: np.ndarray, window: int, clip: float = 20.0) -> np.ndarray:
     return np.minimum(np.abs(y - mu) / np.maximum(sd, 1e-3 * span + 1e-12), clip)
 
 
+def seasonal_deviation(
+    y: np.ndarray, season: int, window: int, cycles: int = 3, clip: float = 20.0, gain: float = 0.8
+) -> np.ndarray:
+    """|value - the median of the same step in the last `cycles` seasons| / standard deviation of
+    that difference over the previous `window` steps: a value ordinary for the stream but not
+    for this time of day (or week). NaN where it does not apply: before `cycles` + 1 seasons,
+    and where the cycle does not explain the stream (the difference spreads `gain` x the
+    values' spread or more)."""
+    n = len(y)
+    out = np.zeros(n)
+    first = cycles * season
+    if n <= first + 1:
+        return out
+    lagged = np.stack([y[first - k * season : n - k * season] for k in range(1, cycles + 1)])
+    diff = np.zeros(n)
+    diff[first:] = y[first:] - np.median(lagged, axis=0)
+    c = np.concatenate([[0.0], np.cumsum(diff)])
+    c2 = np.concatenate([[0.0], np.cumsum(diff * diff)])
+    idx = np.arange(n)
+    lo = np.maximum(first, idx - window)
+    k = np.maximum(idx - lo, 1)
+    mu = (c[idx] - c[lo]) / k
+    sd = np.sqrt(np.maximum((c2[idx] - c2[lo]) / k - mu * mu, 0.0))
+    span = np.maximum.accumulate(y) - np.minimum.accumulate(y)
+    out = np.minimum(np.abs(diff - mu) / np.maximum(sd, 1e-3 * span + 1e-12), clip)
+    # only where the cycle explains the stream: the seasonal difference must spread less than
+    # `gain` x the values themselves over the same window
+    v1 = np.concatenate([[0.0], np.cumsum(y)])
+    v2 = np.concatenate([[0.0], np.cumsum(y * y)])
+    vm = (v1[idx] - v1[lo]) / k
+    vsd = np.sqrt(np.maximum((v2[idx] - v2[lo]) / k - vm * vm, 0.0))
+    out[sd >= gain * vsd] = np.nan
+    out[: first + season] = np.nan  # a cycle of differences before their spread means anything
+    return out
+
+
 def range_breaks(y: np.ndarray, start: int, tol: float) -> np.ndarray:
     """Steps (from `start`) beyond the minimum or maximum of all earlier values by `tol` x range."""
     out = np.zeros(len(y), dtype=bool)
@@ -142,6 +178,7 @@ def context_surprise_scores(
     with_deviation: bool,
     level: float,
     rest: int,
+    season: int | None = None,
 ) -> np.ndarray:
     """Non-negative score per step (see the module docstring); missing steps (NaN) are skipped
     and score 0, and nothing scores before `learn` present steps."""
@@ -153,8 +190,15 @@ def context_surprise_scores(
         return out
     raw = surprise(symbols(v, learn, levels), 3 * levels, order, alpha)
     z = np.maximum(likelihood_z(raw, learn, short, long, sd_floor), 0.0)
-    if with_deviation:
-        z = np.maximum(z, likelihood_z(deviation(v, learn), learn, short, long, sd_floor))
+    if with_deviation or season:
+        dev = deviation(v, learn)
+        if with_deviation:
+            z = np.maximum(z, likelihood_z(dev, learn, short, long, sd_floor))
+        if season:
+            # the distance from the same step of earlier cycles where the cycle explains the
+            # stream, else the plain distance (so its likelihood has a history from the start)
+            seas = seasonal_deviation(v, season, learn)
+            z = np.maximum(z, likelihood_z(np.where(np.isnan(seas), dev, seas), learn, short, long, sd_floor))
     z = np.where(range_breaks(v, learn, range_tol), np.maximum(z, range_score), z)
     out[present] = rest_after_alerts(z, level, rest)
     return out
