@@ -8,12 +8,14 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from finfocus.secrets import SecretsProvider
 from finfocus.telemetry import log_fields
 from services.anomaly.alerts import Subscription, backoff, load_subscriptions, render
+
+if TYPE_CHECKING:
+    import httpx
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +100,10 @@ class Notifier:
             for r in rows:
                 key = (r["subscription"], r["anomaly_id"] if r["mode"] == "immediate" else "*digest*")
                 groups.setdefault(key, []).append(r)
+            if not groups:  # nothing due: no HTTP client (nor httpx, imported on first use)
+                return 0
+            import httpx
+
             async with httpx.AsyncClient(timeout=self.timeout_s) as client:
                 for (name, _), group in groups.items():
                     error = await self._post(client, subs.get(name), [r["anomaly"] for r in group])
@@ -124,6 +130,8 @@ class Notifier:
         secret = self.secrets.get(sub.webhook_secret)
         if secret is None:
             return f"secret {sub.webhook_secret!r} not found"
+        import httpx
+
         try:
             response = await client.post(secret.reveal(), json=render(sub.format, anomalies))
         except httpx.HTTPError as exc:

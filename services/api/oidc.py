@@ -26,13 +26,13 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
-import jwt
-
 from services.api.security import ROLES, Principal, check_role
+
+if TYPE_CHECKING:  # httpx and jwt load on the first OIDC token, not at every api start
+    import jwt
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +161,9 @@ class OidcVerifier:
         )
 
     async def _fetch_keys(self) -> None:
+        import httpx
+        import jwt
+
         async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S, follow_redirects=False) as client:
             discovery = (
                 await client.get(f"{self.issuer.rstrip('/')}/.well-known/openid-configuration")
@@ -186,6 +189,8 @@ class OidcVerifier:
 
     async def key(self, kid: str) -> jwt.PyJWK:
         """The issuer's key `kid`, fetching the JWKS when it is unknown or the cache is old."""
+        import httpx
+
         async with self._lock:
             now = self.clock()
             stale = self._fetched_at is None or now - self._fetched_at > JWKS_TTL_S
@@ -206,6 +211,8 @@ class OidcVerifier:
         return found
 
     async def verify(self, token: str) -> Principal:
+        import jwt
+
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

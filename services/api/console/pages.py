@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -61,6 +60,8 @@ class Api:
             )
             if v
         }
+        import httpx  # loaded with the first console page, not at every api start
+
         self.client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=request.app),
             base_url="http://console.internal",
