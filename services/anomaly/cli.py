@@ -153,6 +153,15 @@ def register(app: typer.Typer) -> None:
 
         window = parse_since(since)
         severities = _expand(severity)
+        from finfocus.cli.remote import remote
+
+        api = remote()
+        if api is not None:  # a remote deployment: GET /api/v1/anomalies answers the same records
+            params = [("severity", s) for s in severities] + [("status", s) for s in status or []]
+            if window is not None:
+                params.append(("since", window.isoformat()))
+            _print(api.get("/api/v1/anomalies", params)["anomalies"], output, wide)
+            return
 
         async def go() -> None:
             _print(await fetch_anomalies(FinFocusSettings().database, window, severities, list(status or [])), output, wide)
@@ -304,6 +313,27 @@ def _param_value(text: str):
     return yaml.safe_load(text)
 
 
+def _feedback_remote(api, anomaly_id: str, verdict: str, note: str | None) -> None:
+    """POST /api/v1/anomalies/{id}/feedback; a unique prefix is resolved on the API's list."""
+    from finfocus.cli.remote import RemoteError, path
+
+    body = {"verdict": verdict, **({"note": note} if note is not None else {})}
+    try:
+        api.request("POST", path("anomalies", anomaly_id, "feedback"), json=body)
+    except RemoteError as exc:
+        if exc.status != 404:
+            api.fail(exc)
+        found = sorted(a["anomaly_id"] for a in api.get("/api/v1/anomalies")["anomalies"]
+                       if a["anomaly_id"].startswith(anomaly_id))
+        if len(found) != 1:
+            fail(f"no anomaly {anomaly_id}" if not found else
+                 f"{anomaly_id} is ambiguous: {', '.join(found[:5])}{', ...' if len(found) > 5 else ''}",
+                 2 if found else 1)
+        anomaly_id = found[0]
+        api.call("POST", path("anomalies", anomaly_id, "feedback"), json=body)
+    typer.echo(f"feedback '{verdict}' sent for {anomaly_id}")
+
+
 def register_admin(anomalies: typer.Typer) -> None:
     """`anomalies feedback` and `anomalies monitors ...`."""
 
@@ -316,6 +346,12 @@ def register_admin(anomalies: typer.Typer) -> None:
         """Tell the detector whether an anomaly was real; 'no' and 'planned' mute its series for a while."""
         if verdict not in ("yes", "no", "planned"):
             raise typer.BadParameter(f"{verdict!r}: use yes, no or planned")
+        from finfocus.cli.remote import remote
+
+        api = remote()
+        if api is not None:  # a remote deployment: the API publishes it as the token's user
+            _feedback_remote(api, anomaly_id, verdict, note)
+            return
 
         async def go() -> None:
             from aiokafka import AIOKafkaProducer

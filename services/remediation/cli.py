@@ -65,8 +65,18 @@ def _actor() -> str:
 # --- remediation -------------------------------------------------------------------------
 
 
+def _remote():
+    from finfocus.cli.remote import remote
+
+    return remote()
+
+
 async def _list_commands(status: str | None) -> list[dict]:
     from finfocus.db import reader
+
+    api = _remote()
+    if api is not None:  # a remote deployment: GET /api/v1/remediation/commands, the same list
+        return api.get("/api/v1/remediation/commands", {"status": status} if status else None)["commands"]
 
     async with reader(_settings().database) as conn:
         rows = await conn.fetch(
@@ -149,6 +159,9 @@ async def _send_command_decision(command_id: str, decision: str, reason: str | N
     from finfocus.db import reader
     from schemas.decisions import REMEDIATION_DECISIONS, RemediationDecisionV1
 
+    api = _remote()
+    if api is not None:
+        return _remote_command_decision(api, command_id, decision, reason)
     async with reader(_settings().database) as conn:
         found = [r["command_id"] for r in await conn.fetch(  # a full id or a unique prefix, like git
             "SELECT command_id FROM remediation.v_actions WHERE starts_with(command_id, $1) "
@@ -185,6 +198,32 @@ async def _send_command_decision(command_id: str, decision: str, reason: str | N
                   else f"undo of {command_id} requested")
 
 
+def _remote_command_decision(api, command_id: str, decision: str, reason: str | None) -> tuple[bool, str]:
+    """POST /api/v1/remediation/commands/{id}/{decision} as the token's user; the API checks
+    the role (403: not an approver) and the state (409), publishes the decision and waits."""
+    from finfocus.cli.remote import RemoteError, path
+
+    commands = api.get("/api/v1/remediation/commands")["commands"]
+    found = sorted((c["command_id"] for c in commands if c["command_id"].startswith(command_id)),
+                   key=lambda c: (c != command_id, c))
+    if found and (found[0] == command_id or len(found) == 1):
+        command_id = found[0]
+    elif found:
+        return False, f"{command_id} is ambiguous: {', '.join(found[:5])}"
+    try:
+        status, answer = api.request("POST", path("remediation", "commands", command_id, decision),
+                                     json={"reason": reason} if reason is not None else {})
+    except RemoteError as exc:
+        if exc.status in (404, 409):
+            return False, exc.detail
+        api.fail(exc)
+    if status != 200:
+        return False, f"decision {answer['decision_id']} sent; the remediation service has not applied it yet"
+    done = {"approve": "approved", "reject": "rejected"}
+    return True, (f"command {command_id} {done[decision]}" if decision in done
+                  else f"undo of {command_id} requested")
+
+
 async def _decide(command_id: str, approve: bool, reason: str | None) -> tuple[bool, str]:
     return await _send_command_decision(command_id, "approve" if approve else "reject", reason)
 
@@ -194,6 +233,9 @@ async def _wait_for(command_id: str, done: set[str], timeout: float) -> dict | N
 
     from finfocus.db import reader
 
+    api = _remote()
+    if api is not None:
+        return await _remote_wait_for(api, command_id, done, timeout)
     deadline = asyncio.get_running_loop().time() + timeout
     async with reader(_settings().database) as conn:
         while True:
@@ -205,6 +247,27 @@ async def _wait_for(command_id: str, done: set[str], timeout: float) -> dict | N
             if asyncio.get_running_loop().time() > deadline:
                 return dict(row) if row else None
             await asyncio.sleep(0.5)
+
+
+async def _remote_wait_for(api, command_id: str, done: set[str], timeout: float) -> dict | None:
+    """The command's status from the API until it is in `done` (an "undone" audit entry for
+    "undone") or `timeout` seconds pass."""
+    import asyncio
+
+    from finfocus.cli.remote import path
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        rows = [c for c in api.get("/api/v1/remediation/commands")["commands"] if c["command_id"] == command_id]
+        row = {"status": rows[0]["status"], "result": rows[0]["result"], "undone_at": None} if rows else None
+        if row and "undone" in done:
+            audit = api.get(path("remediation", "commands", command_id, "audit"))["audit"]
+            row["undone_at"] = next((a["at"] for a in audit if a["event"] == "undone"), None)
+        if row and (row["status"] in done or ("undone" in done and row["undone_at"])):
+            return row
+        if asyncio.get_running_loop().time() > deadline:
+            return row
+        await asyncio.sleep(0.5)
 
 
 def _decision(command_id: str, approve: bool, reason: str | None, wait: float) -> None:
@@ -263,6 +326,14 @@ def undo(
 
 async def _audit(command_id: str | None) -> list[dict]:
     from finfocus.db import reader
+
+    api = _remote()
+    if api is not None:  # the API has one command's audit (GET .../commands/{id}/audit)
+        from finfocus.cli.remote import path
+
+        if command_id is None:
+            fail("remote mode (FINFOCUS_API_URL): name a command, `finfocus remediation audit ID`", 2)
+        return api.get(path("remediation", "commands", command_id, "audit"))["audit"]
 
     async with reader(_settings().database) as conn:
         rows = await conn.fetch(
@@ -346,6 +417,7 @@ def list_playbooks(output: OutputFormat = OUTPUT_OPTION, wide: bool = WIDE_OPTIO
 async def _recommendations(state: str | None, rec_type: str | None) -> list[dict]:
     from finfocus.db import reader
 
+
     async with reader(_settings().database) as conn:
         return await reads.recommendations(conn, state, rec_type)
 
@@ -358,9 +430,15 @@ def list_recommendations(
     wide: bool = WIDE_OPTION,
 ) -> None:
     """Savings recommendations with their estimated monthly saving."""
-    rows = run(_recommendations(None if state == "all" else state, rec_type))
+    api = _remote()
+    if api is not None:  # a remote deployment: GET /api/v1/recommendations answers the same document
+        doc = api.get("/api/v1/recommendations", {"state": state, **({"type": rec_type} if rec_type else {})})
+    else:
+        rows = run(_recommendations(None if state == "all" else state, rec_type))
+        doc = {"recommendations": rows, "totals": recommendation_totals(rows)}
+    rows = doc["recommendations"]
     if output == OutputFormat.JSON:
-        print_json({"recommendations": rows, "totals": recommendation_totals(rows)})
+        print_json(doc)
     elif output == OutputFormat.NDJSON:
         print_ndjson(rows)
     else:
@@ -384,6 +462,10 @@ async def _set_state(rec_id: str, state: str, reason: str | None, until: datetim
     from finfocus.db import reader
     from schemas.decisions import RECOMMENDATION_DECISIONS, RecommendationDecisionV1
 
+    api = _remote()
+    if api is not None:
+        return _remote_set_state(api, rec_id, state, reason, until)
+
     async def current() -> str | None:
         async with reader(_settings().database) as conn:
             return await conn.fetchval(
@@ -401,6 +483,23 @@ async def _set_state(rec_id: str, state: str, reason: str | None, until: datetim
         if asyncio.get_running_loop().time() > deadline:
             fail(f"decision {event.decision_id} sent; the remediation service has not applied it yet")
         await asyncio.sleep(0.3)
+    return True
+
+
+def _remote_set_state(api, rec_id: str, state: str, reason: str | None, until: datetime | None) -> bool:
+    """POST /api/v1/recommendations/{id}/dismiss|snooze as the token's user."""
+    from finfocus.cli.remote import RemoteError, path
+
+    decision = "dismiss" if state == "dismissed" else "snooze"
+    body = {"reason": reason or state, **({"until": until.isoformat()} if until else {})}
+    try:
+        status, answer = api.request("POST", path("recommendations", rec_id, decision), json=body)
+    except RemoteError as exc:
+        if exc.status == 404:
+            return False
+        api.fail(exc)
+    if status != 200:
+        fail(f"decision {answer['decision_id']} sent; the remediation service has not applied it yet")
     return True
 
 
@@ -448,17 +547,22 @@ def savings_report(
     unknown = [k for k in keys if k not in SAVINGS_KEYS]
     if unknown:
         fail(f"unknown --by key(s) {unknown}; use playbook, account, action", 2)
-    rows = run(_savings())
-    groups = savings_groups(rows, keys)
+    api = _remote()
+    if api is not None:  # a remote deployment: GET /api/v1/savings answers the same document
+        doc = api.get("/api/v1/savings", {"by": by})
+    else:
+        rows = run(_savings())
+        doc = {"groups": savings_groups(rows, keys), "actions": rows, "totals": savings_totals(rows)}
+    groups = doc["groups"]
     if output == OutputFormat.JSON:
-        print_json({"groups": groups, "actions": rows, "totals": savings_totals(rows)})
+        print_json(doc)
     elif output == OutputFormat.NDJSON:
         print_ndjson(groups)
     else:
         from finfocus.cli.output import Column, render_table
         from finfocus.cli.vocab import cents
 
-        groups.sort(key=lambda g: -g["expected_monthly"])
+        groups.sort(key=lambda g: -Decimal(str(g["expected_monthly"])))
         render_table(
             [*(Column(k, kind="key") for k in keys), Column("expected", kind="money"), Column("realised", kind="money"),
              Column("actions", kind="number"), Column("measured", kind="number", drop=2), Column("currency", drop=1)],

@@ -90,6 +90,30 @@ async def _send_and_wait(command, wait: float, done) -> bool:
         await asyncio.sleep(0.3)
 
 
+def _remote_change(api, method: str, name: str, body: dict | None, wait: float, done) -> bool:
+    """Send a budget change to the API; True once `GET /api/v1/budgets` shows it (the API
+    waits a few seconds itself: 200 applied, 202 accepted), polled up to `wait` seconds."""
+    import time
+
+    from finfocus.cli.remote import RemoteError, path
+
+    try:
+        status, _ = api.request(method, path("budgets", name), json=body)
+    except RemoteError as exc:
+        if exc.status == 404 and method == "DELETE":
+            fail(f"no budget named {name!r}")
+        api.fail(exc)
+    if status == 200 or wait <= 0:
+        return status == 200
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        rows = [b for b in api.get("/api/v1/budgets")["budgets"] if b["name"] == name]
+        if done(rows):
+            return True
+        time.sleep(0.3)
+    return False
+
+
 @budget_app.command("set")
 def set_budget(
     name: str = typer.Argument(..., help="budget name (letters, digits, . _ -)"),
@@ -127,7 +151,22 @@ def set_budget(
         fail(_reason(exc), 2)
 
     def done(rows: list[dict]) -> bool:
-        return bool(rows) and rows[0]["amount"] == command.amount and rows[0]["currency"] == command.currency
+        return (bool(rows) and Decimal(str(rows[0]["amount"])) == command.amount
+                and rows[0]["currency"] == command.currency)
+
+    from finfocus.cli.remote import remote
+
+    api = remote()
+    if api is not None:  # a remote deployment: PUT /api/v1/budgets/{name} (admin)
+        body = command.model_dump(mode="json", include={"amount", "currency", "period", "scope", "thresholds"})
+        applied = _remote_change(api, "PUT", name, body, wait, done)
+        if wait <= 0:
+            typer.echo(f"budget {name} sent")
+        elif applied:
+            typer.echo(f"budget {name} set: {command.amount} {command.currency} {command.period.value}")
+        else:
+            fail(f"budget {name} was sent but the forecast service has not stored it within {wait:.0f}s")
+        return
 
     if wait <= 0:
         run(_send(command))
@@ -144,8 +183,15 @@ def delete_budget(
     wait: float = typer.Option(30.0, "--wait", help="seconds to wait for the forecast service (0: do not wait)"),
 ) -> None:
     """Delete a budget (its past alerts stay on record)."""
+    from finfocus.cli.remote import remote
     from schemas.budget import BudgetCommandV1
 
+    api = remote()
+    if api is not None:  # a remote deployment: DELETE /api/v1/budgets/{name} (admin)
+        if not _remote_change(api, "DELETE", name, None, wait, lambda rows: not rows) and wait > 0:
+            fail(f"delete of {name} was sent but not applied within {wait:.0f}s")
+        typer.echo(f"budget {name} deleted")
+        return
     if not run(_rows(name)):
         fail(f"no budget named {name!r}")
     command = BudgetCommandV1(action="delete", name=name, issued_at=datetime.now(UTC))
@@ -159,12 +205,18 @@ def delete_budget(
 @budget_app.command("list")
 def list_budgets(output: OutputFormat = OUTPUT_OPTION, wide: bool = WIDE_OPTION) -> None:
     """Budgets with this period's actual spend and the projection to its end."""
-    try:
-        budgets = [budget_public(r) for r in run(_rows())]
-    except Exception as exc:  # noqa: BLE001 - a database without the forecast schema
-        from services.forecast.cli.forecast import _not_ready
+    from finfocus.cli.remote import remote
 
-        fail(_not_ready(exc).replace("forecasts", "budgets", 1))
+    api = remote()
+    if api is not None:  # a remote deployment: GET /api/v1/budgets answers the same document
+        budgets = api.get("/api/v1/budgets")["budgets"]
+    else:
+        try:
+            budgets = [budget_public(r) for r in run(_rows())]
+        except Exception as exc:  # noqa: BLE001 - a database without the forecast schema
+            from services.forecast.cli.forecast import _not_ready
+
+            fail(_not_ready(exc).replace("forecasts", "budgets", 1))
     if output == OutputFormat.JSON:
         print_json({"budgets": budgets})
     elif output == OutputFormat.NDJSON:

@@ -73,7 +73,10 @@ def show_table(forecasts: list[dict], group_by: list[str], *, wide: bool = False
     and its range are never cut, the chart and the model give way on narrow terminals."""
     from finfocus.cli.output import Column, render_table
 
+    # the API's document names the currency only when there are several (`public`)
+    forecasts = [f if "currency" in f else {**f, "currency": ""} for f in forecasts]
     currencies = sorted({f["currency"] for f in forecasts})
+    named = f" ({', '.join(currencies)})" if any(currencies) else ""
     days = max((len(f["points"]) for f in forecasts), default=0)
     rows = []
     for f in forecasts:
@@ -107,7 +110,7 @@ def show_table(forecasts: list[dict], group_by: list[str], *, wide: bool = False
     ]
     render_table(
         columns, table_rows, wide=wide,
-        title=f"Forecast, next {days} days ({', '.join(currencies)}): total and 95 % range",
+        title=f"Forecast, next {days} days{named}: total and 95 % range",
     )
 
 
@@ -130,12 +133,19 @@ def show(
         wanted = parse_filters(filters)
     except ValueError as exc:
         fail(str(exc), 2)
-    try:
-        forecasts = run(load(keys, wanted, horizon))
-    except LookupError as exc:
-        fail(str(exc.args[0]), 2)
-    except Exception as exc:  # noqa: BLE001 - a database without the forecast schema
-        fail(_not_ready(exc))
+    from finfocus.cli.remote import remote
+
+    api = remote()
+    if api is not None:  # a remote deployment: GET /api/v1/forecasts answers the same document
+        params = [("group_by", group_by), ("horizon", str(horizon)), *(("filter", f) for f in filters)]
+        forecasts = api.get("/api/v1/forecasts", params, usage=(400, 404, 422))["forecasts"]
+    else:
+        try:
+            forecasts = run(load(keys, wanted, horizon))
+        except LookupError as exc:
+            fail(str(exc.args[0]), 2)
+        except Exception as exc:  # noqa: BLE001 - a database without the forecast schema
+            fail(_not_ready(exc))
     if output == OutputFormat.JSON:
         print_json({"forecasts": public(forecasts)})
     elif output == OutputFormat.NDJSON:

@@ -85,6 +85,21 @@ async def _actual(
         err_console.print(no_match_hint(f.key, f.value, known), soft_wrap=True, highlight=False)
 
 
+def _actual_remote(api, start: str | None, end: str | None, group_by: str | None, filters: list[str], metric: str,
+                   groups: list[str], output: OutputFormat, wide: bool) -> None:
+    """`cost actual` through the API: GET /api/v1/costs with the options as typed."""
+    params: list[tuple[str, str]] = [("metric", metric)]
+    params += [(k, v) for k, v in (("from", start), ("to", end), ("group_by", group_by)) if v]
+    params += [("filter", f) for f in filters]
+    doc = api.get("/api/v1/costs", params)
+    if output is OutputFormat.JSON:
+        print_json(doc)
+    elif output is OutputFormat.NDJSON:
+        print_ndjson(doc["results"])
+    else:
+        actual_table(doc["summary"], doc["results"], groups, metric, wide=wide)
+
+
 async def _known_values(database_url: str, key: str) -> list[str]:
     """The values a filter key has (for the hint when nothing matched; a bounded scan)."""
     from finfocus.db import reader
@@ -157,6 +172,13 @@ def register(app: typer.Typer) -> None:
             fail(str(exc), 2)
         if window[0] and window[1] and window[1] <= window[0]:
             fail("--to must be after --from", 2)
+
+        from finfocus.cli.remote import remote
+
+        api = remote()
+        if api is not None:  # a remote deployment: its /api/v1/costs answers the same document
+            _actual_remote(api, start, end, group_by, filters or [], metric, groups, output, wide)
+            return
 
         async def go() -> None:
             import asyncpg
