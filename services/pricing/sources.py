@@ -196,6 +196,49 @@ def fetch_aws(client, *, services: Iterable[str] = AWS_SERVICES, regions: Iterab
     return snapshot_doc("aws", rows, max(published)[:10] if any(published) else None)
 
 
+def fetch_aws_query(pricing, *, services: Iterable[str] = AWS_SERVICES, regions: Iterable[str] = AWS_REGIONS,
+                    max_pages: int = 2000) -> dict:
+    """The same prices through the Price List Query API (`pricing.get_products`, a boto3
+    `pricing` client): products filtered by `regionCode`, paged with NextToken. Smaller answers
+    than the bulk files, but it needs AWS credentials."""
+    import json
+
+    rows: list[dict] = []
+    published = []
+    for service in services:
+        for region in regions:
+            products: dict = {}
+            terms: dict = {}
+            token = None
+            for _ in range(max_pages):
+                kwargs = {"ServiceCode": service, "FormatVersion": "aws_v1", "MaxResults": 100,
+                          "Filters": [{"Type": "TERM_MATCH", "Field": "regionCode", "Value": region}]}
+                if token:
+                    kwargs["NextToken"] = token
+                try:
+                    page = pricing.get_products(**kwargs)
+                except Exception as exc:  # noqa: BLE001 - botocore's errors: say which request failed
+                    raise SourceError(f"Price List Query API GetProducts {service} {region}: {exc}") from None
+                for item in page.get("PriceList") or []:
+                    doc = json.loads(item) if isinstance(item, str) else item
+                    product = doc.get("product") or {}
+                    sku = product.get("sku")
+                    if not sku:
+                        continue
+                    products[sku] = product
+                    on_demand = (doc.get("terms") or {}).get("OnDemand")
+                    if on_demand:
+                        terms[sku] = on_demand
+                    published.append(doc.get("publicationDate") or "")
+                token = page.get("NextToken")
+                if not token:
+                    break
+            else:
+                raise SourceError(f"Price List Query API {service} {region}: more than {max_pages} pages")
+            rows.extend(aws_offer_rows({"offerCode": service, "products": products, "terms": {"OnDemand": terms}}))
+    return snapshot_doc("aws", rows, max(published)[:10] if any(published) else None)
+
+
 # ---------------------------------------------------------------- Azure
 _DISK_KIND = {"Premium SSD Managed Disks": "Premium_LRS", "Standard SSD Managed Disks": "StandardSSD_LRS",
               "Standard HDD Managed Disks": "Standard_LRS"}
@@ -350,7 +393,9 @@ def refresh(cloud: str, client, directory, *, secrets=None, now: datetime | None
 
     from services.pricing.snapshot import BUNDLED_DIR, merge
 
-    if cloud == "aws":
+    if cloud == "aws" and options.pop("api", "bulk") == "query":
+        fresh = fetch_aws_query(options.pop("pricing"), **options)
+    elif cloud == "aws":
         fresh = fetch_aws(client, **options)
     elif cloud == "azure":
         fresh = fetch_azure(client, **options)

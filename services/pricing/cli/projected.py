@@ -458,6 +458,8 @@ def register_groups(app: typer.Typer) -> None:
         timeout: float = typer.Option(120.0, "--timeout", help="Seconds per request"),
         catalog: bool = typer.Option(False, "--catalog", help="Also record the prices in the instance catalog "
                                      "(pricing.v_catalog_prices, source list:<cloud>) with their effective dates"),
+        api: str = typer.Option("bulk", "--api", help="aws only: bulk (the public offer files, no credentials) or "
+                                "query (the Price List Query API through boto3, with AWS credentials)"),
     ) -> None:
         """Fetch current list prices from the cloud's public API into FINFOCUS_HOME/prices/<cloud>.json,
         keeping superseded prices in its history."""
@@ -474,11 +476,16 @@ def register_groups(app: typer.Typer) -> None:
             options["regions"] = list(region)
         if base_url:
             options["base"] = base_url.rstrip("/")
+        if api not in {"bulk", "query"} or (api == "query" and cloud != "aws"):
+            fail("--api is bulk or query, and query is for aws only", 2)
         settings = PricingSettings()
+        secrets = secrets_from_environment()
+        if api == "query":
+            options["api"] = "query"
+            options["pricing"] = _aws_pricing_client(secrets, options.pop("base", None), timeout)
         try:
             with httpx.Client(timeout=timeout, follow_redirects=True) as client:
-                report = sources.refresh(cloud, client, settings.home / "prices", secrets=secrets_from_environment(),
-                                         **options)
+                report = sources.refresh(cloud, client, settings.home / "prices", secrets=secrets, **options)
         except sources.SourceError as exc:
             fail(str(exc))
         typer.echo(f"{cloud}: {report['prices']} prices written to {report['file']} ({report['new']} new, "
@@ -504,6 +511,24 @@ def register_groups(app: typer.Typer) -> None:
             path = path if path.is_file() else BUNDLED_DIR / f"{name}.json"
             changed, unchanged = run(record_in_catalog(settings.database, path))
             typer.echo(f"{name}: {changed} new or changed, {unchanged} unchanged in the catalog (source list:{name}, {path})")
+
+
+def _aws_pricing_client(secrets, endpoint: str | None, timeout: float):
+    """A boto3 `pricing` client (us-east-1); keys from the `aws/credentials` secret
+    (FINFOCUS_SECRET_AWS_CREDENTIALS_ACCESS_KEY_ID, ..._SECRET_ACCESS_KEY, or Vault) when set,
+    else boto3's own chain (environment, profile, instance role)."""
+    import boto3
+    from botocore.config import Config
+
+    keys = {}
+    key_id, secret = secrets.get("aws/credentials", "access_key_id"), secrets.get("aws/credentials", "secret_access_key")
+    if key_id is not None and secret is not None:
+        keys = {"aws_access_key_id": key_id.reveal(), "aws_secret_access_key": secret.reveal()}
+        token = secrets.get("aws/credentials", "session_token")
+        if token is not None:
+            keys["aws_session_token"] = token.reveal()
+    return boto3.client("pricing", region_name="us-east-1", endpoint_url=endpoint,
+                        config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 3}), **keys)
 
 
 async def record_in_catalog(database_url: str, path: Path) -> tuple[int, int]:

@@ -133,6 +133,32 @@ class StandIn(BaseHTTPRequestHandler):
         return self._send({"error": f"unexpected request {self.path}"}, 404)
 
 
+def _query_page(sku: str, product: dict, price: str, unit: str) -> str:
+    term = _term(sku, price, unit, "query")[sku]
+    return json.dumps({"product": {**product, "sku": sku}, "serviceCode": "AmazonEC2", "terms": {"OnDemand": term},
+                       "version": "20241001000000", "publicationDate": "2024-10-01T00:00:00Z"})
+
+
+def _do_post(self) -> None:
+    """The Price List Query API (JSON 1.1 protocol): GetProducts with a regionCode filter, paged."""
+    body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+    StandIn.seen.append(f"POST {self.headers.get('X-Amz-Target')} {json.dumps(body, sort_keys=True)}")
+    if self.headers.get("X-Amz-Target") != "AWSPriceListService.GetProducts" or "AWS4-HMAC-SHA256" not in self.headers.get(
+            "Authorization", ""):
+        return self._send({"__type": "AccessDeniedException", "message": "unsigned"}, 400)
+    if body.get("Filters") != [{"Type": "TERM_MATCH", "Field": "regionCode", "Value": "us-east-1"}] or body["ServiceCode"] != "AmazonEC2":
+        return self._send({"__type": "InvalidParameterException", "message": f"unexpected {body}"}, 400)
+    if body.get("NextToken") == "page-2":
+        return self._send({"FormatVersion": "aws_v1", "PriceList": [
+            _query_page("CCC", EC2["products"]["CCC"], "0.0800000000", "GB-Mo")]})
+    return self._send({"FormatVersion": "aws_v1", "NextToken": "page-2", "PriceList": [
+        _query_page("AAA", EC2["products"]["AAA"], "0.0850000000", "Hrs"),
+        _query_page("BBB", EC2["products"]["BBB"], "0.1770000000", "Hrs")]})
+
+
+StandIn.do_POST = _do_post
+
+
 @pytest.fixture
 def stand_in():
     server = ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
@@ -203,3 +229,20 @@ def test_gcp_descriptions_map_to_snapshot_keys_and_services():
     assert [(r["service"], r["sku"], r["price"]) for r in sql] == [("Cloud SQL", "cpu:ha", "0.0826")]
     assert sources.gcp_sku_rows(_gcp_sku("Licensing Fee for Windows Server", "License", "h", 46000000, ["us-central1"]),
                                 "Compute Engine", ["us-central1"]) == []
+
+
+def test_aws_price_list_query_api_through_boto3(stand_in: str, tmp_path: Path):
+    import boto3
+
+    pricing = boto3.client("pricing", region_name="us-east-1", endpoint_url=stand_in,
+                           aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret")
+    report = sources.refresh("aws", None, tmp_path, api="query", pricing=pricing, services=["AmazonEC2"],
+                             regions=["us-east-1"])
+    assert report["prices"] == 2
+    doc = json.loads((tmp_path / "aws.json").read_text())
+    assert {(r["service"], r["sku"], r["price"]) for r in doc["prices"]} == {("AmazonEC2", "c5.large", "0.085"),
+                                                                           ("AmazonEBS", "gp3", "0.08")}
+    posts = [p for p in StandIn.seen if p.startswith("POST")]
+    assert len(posts) == 2 and '"NextToken": "page-2"' in posts[1] and '"ServiceCode": "AmazonEC2"' in posts[0]
+    with pytest.raises(sources.SourceError, match="GetProducts AmazonRDS us-east-1"):
+        sources.fetch_aws_query(pricing, services=["AmazonRDS"], regions=["us-east-1"])
