@@ -41,7 +41,8 @@ def expand_severities(severity: list[str] | None) -> list[str]:
 
 def list_query(since: datetime | None, severities: list[str], statuses: list[str]) -> tuple[str, list]:
     """SQL over the view: anomalies whose window ends after `since`, most impact first."""
-    conds, params = [], []
+    conds: list[str] = []
+    params: list[object] = []
     if since is not None:
         params.append(since)
         conds.append(f"window_end > ${len(params)}")
