@@ -17,7 +17,15 @@ from pathlib import Path
 
 import typer
 
-from finfocus.cli.output import err_console, fail, print_json, print_ndjson, print_table, run
+from finfocus.cli.output import (
+    WIDE_OPTION,
+    err_console,
+    fail,
+    print_json,
+    print_ndjson,
+    print_table,
+    run,
+)
 
 #: the currency of the price snapshots (converted from when --currency differs)
 PRICE_DATA_CURRENCY = "USD"
@@ -201,21 +209,25 @@ async def project(resources, plan_format: str, *, currency: str, spec_dirs: list
     return doc
 
 
-def _table(doc: dict) -> None:
+def _table(doc: dict, *, wide: bool = False) -> None:
+    from finfocus.cli.output import Column, render_table
+
     summary = doc["summary"]
     rows = []
     for r in doc["resources"]:
         source = r["priceSource"] if r["priceSource"] != "none" else f"none: {r.get('reason', '')}"
-        rows.append([r["address"], r["type"], r["op"], r["sku"], r["region"],
+        rows.append([r["address"], r["type"], r["op"], r["sku"] or "", r["region"] or "",
                      _cents(r["monthly"]) if r["priceSource"] != "none" else "—", _cents(r["delta"]) if r["delta"] else "",
                      source])
         components = r["components"] if r["priceSource"] != "free" else []
         if len(components) > 1:  # root volumes, storage, IOPS... each on its own line
             for c in components:
-                rows.append([f"  └ {c['label']}", "", "", c["sku"], "", _cents(c["monthly"]) if c["monthly"] else "—", "",
+                rows.append([f"  └ {c['label']}", "", "", c["sku"] or "", "", _cents(c["monthly"]) if c["monthly"] else "—", "",
                              f"{c['quantity']} {c['unit']} x {c['unitPrice']}" if c["unitPrice"] else c["priceSource"]])
-    print_table(["resource", "type", "op", "sku", "region", "monthly", "delta", "source"], rows,
-                title=f"Projected monthly cost ({summary['currency']}, {summary['hoursPerMonth']} h/month)")
+    render_table([Column("resource", kind="key"), Column("type", drop=3), Column("op", drop=4), Column("sku"),
+                  Column("region", drop=2), Column("monthly", kind="money"), Column("delta", kind="money"),
+                  Column("source", drop=1)], rows,
+                 title=f"Projected monthly cost ({summary['currency']}, {summary['hoursPerMonth']} h/month)", wide=wide)
     typer.echo(f"Total monthly: {_cents(summary['totalMonthly'])} {summary['currency']} "
                f"(before {_cents(summary['before'])}, delta {_cents(summary['delta'])})")
     if summary.get("base"):
@@ -263,6 +275,7 @@ def register(cost: typer.Typer) -> None:
         specs: list[Path] = typer.Option(None, "--specs", help="Directory of YAML price specs (repeatable; default "
                                          "FINFOCUS_HOME/specs)"),
         plugins: bool = typer.Option(True, "--plugins/--no-plugins", help="Ask installed pricing plugins first"),
+        wide: bool = WIDE_OPTION,
     ) -> None:
         """Monthly cost of a Pulumi or Terraform plan (730 h/month): per resource and component,
         before, after, delta; gated by --budget or --policy (exit 1), failing closed."""
@@ -340,7 +353,7 @@ def register(cost: typer.Typer) -> None:
         elif output is ProjectedOutput.MARKDOWN:
             typer.echo(markdown_report(doc, limit), nl=False)
         else:
-            _table(doc)
+            _table(doc, wide=wide)
         for name, error in summary.get("pluginFailures", {}).items():
             err_console.print(f"[yellow]warning:[/yellow] plugin {name} failed: {error}")
         if output is not ProjectedOutput.TABLE and summary.get("exchangeRate"):
