@@ -12,20 +12,18 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import orjson
-import polars as pl
 
-from services.ingest.formats.common import (
-    DECIMAL_COLUMNS,
-    ERROR,
-    SCOPE,
-    TIMESTAMP_COLUMNS,
-    constant_columns,
-)
-from services.ingest.native import ID_MEMBER, payloads
+if TYPE_CHECKING:
+    import numpy as np
+    import polars as pl
+
+# numpy, polars and the formats (polars) are imported where a batch is built, not with this
+# module: the ingest service needs the job bookkeeping here at start (Built, JobTally) and
+# polars only once it reads a file (about 50 MB of RSS it would otherwise hold idle)
 
 ROW = "_row"
 FILE_COLUMN = "_file"
@@ -153,10 +151,14 @@ def canonical_tags(values: list[str | None]) -> tuple[list[str | None], list[str
     return canon, errors
 
 
-#: columns `finish` wrote or checked itself (timestamps, numbers, codes): never need escaping
-SAFE_TEXT = frozenset(
-    (*TIMESTAMP_COLUMNS, *DECIMAL_COLUMNS, "BillingCurrency", "ChargeCategory")
-)
+@cache
+def safe_text() -> frozenset[str]:
+    """Columns `finish` wrote or checked itself (timestamps, numbers, codes): never need escaping."""
+    from services.ingest.formats.common import DECIMAL_COLUMNS, TIMESTAMP_COLUMNS
+
+    return frozenset((*TIMESTAMP_COLUMNS, *DECIMAL_COLUMNS, "BillingCurrency", "ChargeCategory"))
+
+
 #: what JSON escapes in a string: quote, backslash and the control characters
 _NEEDS_ESCAPE = ['"', "\\", *map(chr, range(0x20))]
 
@@ -164,6 +166,8 @@ _NEEDS_ESCAPE = ['"', "\\", *map(chr, range(0x20))]
 def _needs_escape(batch: pl.DataFrame, names: list[str]) -> dict[str, bool]:
     """Which columns hold a character JSON escapes somewhere in this batch (one literal
     multi-pattern scan per column, rare hits)."""
+    import polars as pl
+
     if not names:
         return {}
     found = batch.select([pl.col(n).str.contains_any(_NEEDS_ESCAPE).any() for n in names]).row(0)
@@ -180,6 +184,8 @@ def content_json(batch: pl.DataFrame, names: list[str]) -> pl.Expr:
     pieces after it, so no separator is left over whichever pieces vanish. Columns with
     quotes, backslashes or control characters go through polars' JSON encoder (escaping
     like orjson); the others are quoted as they are."""
+    import polars as pl
+
     ordered = sorted(names)
     nulls = dict(zip(batch.columns, batch.null_count().row(0)))
     present = [n for n in ordered if nulls[n] < batch.height]
@@ -189,7 +195,7 @@ def content_json(batch: pl.DataFrame, names: list[str]) -> pl.Expr:
         body = pl.concat_str(pieces, separator=",", ignore_nulls=True)
         return pl.concat_str(pl.lit("{"), body, pl.lit("}"))
     constants = _constants(batch, [n for n in present if not nulls[n]])
-    varying = [n for n in present if n not in constants and n != "Tags" and n not in SAFE_TEXT]
+    varying = [n for n in present if n not in constants and n != "Tags" and n not in safe_text()]
     special = _needs_escape(batch, varying)
     parts: list[pl.Expr] = []
     text = "{"  # literal text not yet emitted
@@ -221,6 +227,10 @@ def _constants(batch: pl.DataFrame, names: list[str]) -> dict[str, str]:
     """The columns (of those given, which hold no null) with one value in the whole batch,
     and that value: the provider, account, billing period, currency... of a bill repeat on
     every row, and go into the JSON as literal text instead of being copied row by row."""
+    import polars as pl
+
+    from services.ingest.formats.common import constant_columns
+
     constant = constant_columns(batch, names)
     if not constant:
         return {}
@@ -229,11 +239,15 @@ def _constants(batch: pl.DataFrame, names: list[str]) -> dict[str, str]:
 
 def _escaped(name: str) -> pl.Expr:
     """`"Name":"value"` with the value escaped by polars' JSON encoder (null stays null)."""
+    import polars as pl
+
     return pl.struct(pl.col(name)).struct.json_encode().str.slice(1).str.strip_suffix("}")
 
 
 def _piece(name: str, lead: str, trail: str, *, escape: bool) -> pl.Expr:
     """One nullable member with its separators: null when the value is null."""
+    import polars as pl
+
     col = pl.col(name)
     if name == "Tags":
         return pl.concat_str(pl.lit(f'{lead}"Tags":'), col, pl.lit(trail))
@@ -251,6 +265,8 @@ class SeenMarkers:
 
     def add(self, markers: np.ndarray) -> np.ndarray:
         """Adds `markers`; True where a marker was seen before (earlier, or earlier in this batch)."""
+        import numpy as np
+
         repeated = np.ones(len(markers), dtype=bool)
         if not len(markers):
             return repeated
@@ -279,15 +295,15 @@ class SeenMarkers:
         return sum(len(r) for r in self._runs)
 
 
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-
-
 def _hex32(digests: np.ndarray) -> np.ndarray:
     """The first 16 bytes of each sha256 digest (rows of 32 bytes) as 32 lowercase hex digits."""
+    import numpy as np
+
+    hex_digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
     head = digests[:, :16]
     out = np.empty((len(digests), 32), dtype=np.uint8)
-    out[:, 0::2] = _HEX[head >> 4]
-    out[:, 1::2] = _HEX[head & 15]
+    out[:, 0::2] = hex_digits[head >> 4]
+    out[:, 1::2] = hex_digits[head & 15]
     return out
 
 
@@ -297,6 +313,9 @@ def _sha256_all(texts: pl.Series) -> tuple[bytes, Callable[[int], Any]]:
 
     The texts are read as memoryviews of polars' own buffers (string views exported without
     a copy); a column in another layout is copied out as bytes first."""
+    import numpy as np
+    import polars as pl
+
     sha256 = hashlib.sha256
     array = texts.to_arrow(compat_level=pl.CompatLevel.newest())
     if str(array.type) in ("string_view", "binary_view") and not array.null_count and len(array):
@@ -338,6 +357,10 @@ class RecordBuilder:
 
         The id is sha256 of the content JSON; the n-th repeat of a row already seen in this
         file gets sha256 of the content followed by `#n`, so genuine duplicates are kept."""
+        import numpy as np
+
+        from services.ingest.native import ID_MEMBER, payloads
+
         native = payloads(batch, names, self._tail) if self.native else None
         if native is None:
             return self._payloads_polars(batch, names)
@@ -349,6 +372,11 @@ class RecordBuilder:
         return ids, values
 
     def _payloads_polars(self, batch: pl.DataFrame, names: list[str]) -> tuple[list[str], list[bytes]]:
+        import numpy as np
+        import polars as pl
+
+        from services.ingest.native import ID_MEMBER
+
         content = batch.select(content_json(batch, names)).to_series()
         joined, text = _sha256_all(content)
         digests = np.frombuffer(joined, dtype=np.uint8).reshape(-1, 32)
@@ -374,6 +402,10 @@ class RecordBuilder:
 
     def build(self, batch: pl.DataFrame, tally: JobTally) -> Built:
         """Payloads of the accepted rows and reasons of the refused ones; updates `tally`."""
+        import polars as pl
+
+        from services.ingest.formats.common import ERROR, SCOPE
+
         if "Tags" in batch.columns:
             # distinct tag sets are few (per resource): canonicalise each once
             distinct = batch.get_column("Tags").drop_nulls().unique().to_list()
@@ -422,6 +454,10 @@ class RecordBuilder:
 def scope_totals(batch: pl.DataFrame) -> list[tuple[str, str, int, Decimal]]:
     """Rows and exact BilledCost total per billing scope and currency (rows without a billed
     cost add nothing to the total)."""
+    import polars as pl
+
+    from services.ingest.formats.common import SCOPE
+
     grouped = batch.group_by(SCOPE, "BillingCurrency").agg(pl.len(), pl.col("_dec_BilledCost").sum())
     return [
         (scope, currency, rows, Decimal(str(total)) if total is not None else Decimal(0))

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from opentelemetry import trace
@@ -33,15 +33,18 @@ from schemas.topics import Topics, schema_headers
 from services.ingest.domain import (
     Built,
     JobTally,
-    RecordBuilder,
     Rejection,
     ScopeChange,
     scope_changes,
 )
-from services.ingest.formats import FORMATS, UnknownFormat, detect, normalise, projection
-from services.ingest.native import keep_freed_heap
-from services.ingest.reader import Source, file_checksum
 from services.ingest.store import IngestStore
+
+if TYPE_CHECKING:
+    from services.ingest.reader import Source
+
+# the formats, the reader and the record builder (polars, numpy, pyarrow) are imported by the
+# methods that read files: the ingest service builds an Importer at start for its sweeps and
+# the HTTP intake, which need none of them
 
 logger = logging.getLogger(__name__)
 BILLING_HEADERS = [(k, v.encode()) for k, v in schema_headers("BillingRecord").items()]
@@ -142,6 +145,9 @@ class Importer:
     def _describe(self, paths: list[Path], format: str) -> tuple[list[Source], list[dict]]:
         """Open every file far enough to know its kind and format; refuses what is not a
         readable export (a FIFO, a device, a fake Parquet, binary bytes) before any job."""
+        from services.ingest.formats import UnknownFormat, detect
+        from services.ingest.reader import Source, file_checksum
+
         sources, files = [], []
         for p in paths:
             try:
@@ -173,6 +179,9 @@ class Importer:
         `force` imports files a completed job already imported; `replace_scope` lets a file
         supersede billing scopes it covers only part of; `dry_run` reads and checks the files
         and reports the scope changes without recording or publishing anything."""
+        from services.ingest.formats import FORMATS, UnknownFormat
+        from services.ingest.native import keep_freed_heap
+
         if format != "auto" and format not in FORMATS:
             raise UnknownFormat(f"unknown format {format!r}: expected auto or {', '.join(FORMATS)}")
         if not dry_run and self.keys.key(ISSUER) is None:
@@ -293,6 +302,9 @@ class Importer:
         lost: asyncio.Event, *, save: bool,
     ) -> int:
         """Read every file to its end, keeping each batch's records; returns the chunk count."""
+        from services.ingest.domain import RecordBuilder
+        from services.ingest.formats import normalise, projection
+
         job_id, version = result.job_id, result.version or 0
         total_bytes = sum(s.size for s in sources)
         done_bytes = 0

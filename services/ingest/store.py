@@ -3,6 +3,7 @@ staged and published (for resuming and replay), and recoveries after a broker lo
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -10,7 +11,6 @@ from typing import Any
 
 import asyncpg
 import orjson
-import pyarrow as pa
 
 from services.ingest.domain import Built, JobTally, Rejection
 
@@ -95,7 +95,14 @@ REJECTED_COLUMNS = ("job_id", "file", "row_number", "reason", "original")
 #: a zstd chunk: this tag, the uncompressed size (8 bytes, little endian), the zstd frame;
 #: chunks stored before it are zlib streams (they start with 0x78, never with the tag)
 ZSTD_TAG = b"FFZ1"
-_ZSTD = pa.Codec("zstd", 1)
+
+
+@functools.cache
+def _zstd():
+    """pyarrow's zstd codec, loaded with the first chunk (not at every service start)."""
+    import pyarrow as pa
+
+    return pa.Codec("zstd", 1)
 
 
 def pack(built: Built) -> bytes:
@@ -103,7 +110,7 @@ def pack(built: Built) -> bytes:
     a third of zlib's time at twice its ratio on billing JSON; packing every published chunk
     for replay was the largest cost of an import after normalising)."""
     text = b"\n".join(k + b"\x00" + v for k, v in zip(built.keys, built.values))
-    return ZSTD_TAG + len(text).to_bytes(8, "little") + _ZSTD.compress(text, asbytes=True)
+    return ZSTD_TAG + len(text).to_bytes(8, "little") + _zstd().compress(text, asbytes=True)
 
 
 def unpack(payload: bytes) -> list[tuple[bytes, bytes]]:
@@ -113,7 +120,7 @@ def unpack(payload: bytes) -> list[tuple[bytes, bytes]]:
     as decompressing, and every staged chunk is unpacked again to be published)."""
     if payload[:4] == ZSTD_TAG:
         size = int.from_bytes(payload[4:12], "little")
-        text = _ZSTD.decompress(payload[12:], decompressed_size=size, asbytes=True)
+        text = _zstd().decompress(payload[12:], decompressed_size=size, asbytes=True)
     else:
         text = zlib.decompress(payload)
     if not text:
