@@ -204,9 +204,17 @@ async def _stored_monitors(name: str | None = None) -> list[dict]:
     """The monitors in effect, from `anomaly.v_monitors` through the read-only role."""
     import asyncpg
 
+    from finfocus.cli.remote import remote
     from finfocus.db import reader
     from finfocus.settings import FinFocusSettings
 
+    api = remote()
+    if api is not None:  # a remote deployment: GET /api/v1/monitors, in the same columns
+        keys = {"name": None, "dimensions": [], "filters": {}, "top": None, "detector": "robust-seasonal",
+                "params": {}}
+        found = api.get("/api/v1/monitors")["monitors"]
+        return [{k: r.get(k, default) for k, default in keys.items()} for r in found
+                if name is None or r["name"] == name]
     try:
         async with reader(FinFocusSettings().database) as conn:
             rows = await conn.fetch(
@@ -238,11 +246,15 @@ async def _send_monitor_command(command, wait: float) -> dict | None:
     from aiokafka.errors import KafkaError
 
     from finfocus.cli.publish import sign_as_cli
+    from finfocus.cli.remote import remote
     from finfocus.db import reader
     from finfocus.settings import FinFocusSettings
     from schemas.monitors import MONITOR_COMMANDS
     from schemas.topics import schema_headers
 
+    api = remote()
+    if api is not None:
+        return await _remote_monitor_command(api, command, wait)
     settings = FinFocusSettings()
     value = command.model_dump_json().encode()
     # signed as the command line: the anomaly service applies only signed monitor commands
@@ -268,6 +280,39 @@ async def _send_monitor_command(command, wait: float) -> dict | None:
             return dict(row)
         if loop.time() >= deadline:
             break
+        await asyncio.sleep(0.3)
+    return None
+
+
+async def _remote_monitor_command(api, command, wait: float) -> dict | None:
+    """PUT or DELETE /api/v1/monitors/{name} (admin): the API sends the command as the token's
+    holder and answers with the outcome once the anomaly service audited it (else 202, then
+    its audit is polled up to `wait` seconds)."""
+    import asyncio
+
+    from finfocus.cli.remote import RemoteError, path
+
+    try:
+        if command.action == "remove":
+            status, answer = api.request("DELETE", path("monitors", command.name))
+        else:
+            status, answer = api.request("PUT", path("monitors", command.name),
+                                         json=command.monitor.model_dump(mode="json"))
+    except RemoteError as exc:
+        if exc.status == 404:
+            fail(f"no monitor {command.name}")
+        if exc.status == 422:
+            fail(f"monitor {command.name}: {exc.detail}")
+        api.fail(exc)
+    if status == 200:
+        return {"outcome": answer["outcome"], "detail": None, "actor": None}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while loop.time() < deadline:
+        audit = api.get("/api/v1/monitors/audit")["audit"]
+        row = next((a for a in audit if a["command_id"] == answer["decision_id"]), None)
+        if row is not None:
+            return row
         await asyncio.sleep(0.3)
     return None
 

@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import sys
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from finfocus.db import migrate_url
+from services.anomaly.app import build_app as build_anomaly
 from services.api import store as api_store
 from services.api.app import build_app
 from services.api.config import ApiSettings
@@ -41,6 +43,19 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@asynccontextmanager
+async def serving(settings, **overrides):
+    """The api app under uvicorn on a free port of 127.0.0.1: (app, its URL)."""
+    port = _free_port()
+    app = build_app(ApiSettings(**{**settings.model_dump(), **overrides}))
+    server, task = await _serve(app, port)
+    try:
+        yield app, f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
 
 
 async def _serve(app, port: int):
@@ -112,15 +127,11 @@ async def test_the_cli_in_remote_mode_reads_like_the_local_cli_and_decides_with_
     local_reads = {
         args: local(settings, *args)
         for args in (("anomalies", "list"), ("budget", "list"), ("recommendations", "list", "--state", "all"),
-                     ("savings", "report"), ("remediation", "list"))
+                     ("savings", "report"), ("remediation", "list"), ("anomalies", "monitors", "list"))
     }
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    app = build_app(ApiSettings(**settings.model_dump()))
-    server, task = await _serve(app, port)
     home = tmp_path / "client-home"  # the client's own home: no keys, no stack
-    try:
+    async with serving(settings) as (app, url):
         _, viewer = await _token(app, "viewer", "victor")
         approver_id, approver = await _token(app, "approver", "alice")
 
@@ -177,12 +188,50 @@ async def test_the_cli_in_remote_mode_reads_like_the_local_cli_and_decides_with_
         assert code == 1 and "not allowed" in err and "403" in err
         code, _, err = await finfocus(home, url, approver, "budget", "set", "team", "--amount", "100")
         assert code == 1 and "not allowed" in err and "needs admin" in err
+        code, _, err = await finfocus(home, url, approver, "anomalies", "monitors", "add", "by-region",
+                                      "--dimension", "RegionId", "--replace")
+        assert code == 1 and "not allowed" in err and "needs admin" in err
         code, _, err = await finfocus(home, url, approver, "recommendations", "dismiss", "rec-none",
                                       "--reason", "not ours")
         assert code == 1 and "no recommendation rec-none" in err
         # an unreachable API: one line, exit 1
         code, _, err = await finfocus(home, f"http://127.0.0.1:{_free_port()}", viewer, "budget", "list")
         assert code == 1 and "cannot reach the FinFocus API" in err
+
+
+@pytest.fixture
+async def anomaly(settings):
+    app = build_anomaly(settings)
+    await app.start()
+    try:
+        yield app
     finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
+        await app.stop()
+
+
+async def test_an_admin_changes_a_monitor_from_the_remote_cli(settings, anomaly, tmp_path):
+    home = tmp_path / "client-home"
+    async with serving(settings, api_decision_wait_s=20) as (app, url):
+        admin_id, admin = await _token(app, "admin", "ada")
+        code, out, err = await finfocus(home, url, admin, "anomalies", "monitors", "add", "regions",
+                                        "--dimension", "RegionId", "--top", "5", "--param", "threshold=4.5")
+        assert code == 0, err
+        assert out.strip() == "monitor regions saved"
+        code, out, err = await finfocus(home, url, admin, "anomalies", "monitors", "list", "--output", "json")
+        assert code == 0, err
+        remote_list = json.loads(out)
+        assert remote_list == local(settings, "anomalies", "monitors", "list")
+        regions = next(m for m in remote_list["monitors"] if m["name"] == "regions")
+        assert (regions["dimensions"], regions["top"]) == (["RegionId"], 5)
+        assert Decimal(str(regions["params"]["threshold"])) == Decimal("4.5")
+        async with app.state.ctx.reader() as conn:
+            assert await conn.fetchval(
+                "SELECT updated_by FROM anomaly.v_monitors WHERE name = 'regions'") == f"api:token:{admin_id}"
+        code, out, err = await finfocus(home, url, admin, "anomalies", "monitors", "add", "regions",
+                                        "--dimension", "RegionId")
+        assert code == 1 and "exists (use --replace)" in err
+        code, out, err = await finfocus(home, url, admin, "anomalies", "monitors", "remove", "regions")
+        assert code == 0, err
+        assert out.strip() == "monitor regions removed"
+        code, _, err = await finfocus(home, url, admin, "anomalies", "monitors", "remove", "regions")
+        assert code == 1 and "no monitor regions" in err
