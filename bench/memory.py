@@ -153,7 +153,7 @@ def _child_label(p: psutil.Process) -> str:
         return "worker"
     if Path(cmd[0]).name.startswith("python") and len(cmd) > 1:
         if "-m" in cmd[:-1]:
-            return cmd[cmd.index("-m") + 1]
+            return cmd[cmd.index("-m") + 1].rsplit(".", 1)[-1]
         return Path(cmd[1]).name
     return Path(cmd[0]).name
 
@@ -272,7 +272,7 @@ def print_report(summary: dict[str, dict[str, float | None]], rows: int) -> None
 
     print(f"RSS in MB ({rows:,} rows imported); services' targets: idle < {IDLE_TARGET_MB}, "
           f"any time < {PEAK_TARGET_MB}")
-    print(f"  {'process':<32}{'idle med':>9}{'idle max':>9}{'import':>9}{'analysis':>9}{'peak':>9}  target")
+    print(f"  {'process':<34}{'idle med':>9}{'idle max':>9}{'import':>9}{'analysis':>9}{'peak':>9}  target")
     for name in sorted(summary, key=_order):
         s = summary[name]
         verdict = ""
@@ -280,7 +280,7 @@ def print_report(summary: dict[str, dict[str, float | None]], rows: int) -> None
             ok_idle = s["idle_peak"] is None or s["idle_peak"] < IDLE_TARGET_MB
             ok_peak = s["peak"] is None or s["peak"] < PEAK_TARGET_MB
             verdict = ("idle ok" if ok_idle else "IDLE OVER") + ", " + ("peak ok" if ok_peak else "PEAK OVER")
-        print(f"  {name:<32}{cell(s['idle_median']):>9}{cell(s['idle_peak']):>9}{cell(s['import_peak']):>9}"
+        print(f"  {name[:33]:<34}{cell(s['idle_median']):>9}{cell(s['idle_peak']):>9}{cell(s['import_peak']):>9}"
               f"{cell(s['analysis_peak']):>9}{cell(s['peak']):>9}  {verdict}")
     services = [summary[n] for n in SERVICE_NAMES if n in summary]
     idle_total = sum(s["idle_median"] or 0.0 for s in services)
