@@ -388,16 +388,34 @@ def validate_playbook(files: list[Path] = typer.Argument(..., help="Playbook YAM
         raise typer.Exit(1)
 
 
+async def _playbook_switches() -> dict[str, bool]:
+    """An admin's switches (`remediation.v_playbooks`), which override the files' `enabled`;
+    none when the database cannot be read (the files alone are listed then)."""
+    import asyncpg
+
+    from finfocus.db import reader
+
+    try:
+        async with reader(_settings().database) as conn:
+            rows = await conn.fetch("SELECT name, enabled FROM remediation.v_playbooks WHERE switched")
+    except (OSError, asyncpg.PostgresError, RuntimeError):
+        return {}
+    return {r["name"]: r["enabled"] for r in rows}
+
+
 @playbooks_app.command("list")
 def list_playbooks(output: OutputFormat = OUTPUT_OPTION, wide: bool = WIDE_OPTION) -> None:
-    """The playbooks in FINFOCUS_HOME/playbooks/ and whether they load."""
+    """The playbooks in FINFOCUS_HOME/playbooks/, whether they load, and whether they are
+    enabled (an admin's switch, `playbooks enable|disable`, overrides the file)."""
     from services.remediation.playbooks import load_playbooks
 
     directory = _settings().home / "playbooks"
     playbooks, errors = load_playbooks(directory)
-    rows = [{"name": p.name, "enabled": p.enabled, "mode": p.mode,
+    switched = run(_playbook_switches())
+    rows = [{"name": p.name, "enabled": switched.get(p.name, p.enabled), "mode": p.mode,
              "trigger": "anomaly" if p.trigger.anomaly else "recommendation",
-             "actions": [a.action for a in p.actions], "approval": p.approval.required}
+             "actions": [a.action for a in p.actions], "approval": p.approval.required,
+             "switched": p.name in switched}
             for p in playbooks]
     if output == OutputFormat.JSON:
         print_json({"playbooks": rows, "errors": errors})
@@ -409,6 +427,76 @@ def list_playbooks(output: OutputFormat = OUTPUT_OPTION, wide: bool = WIDE_OPTIO
                       r["approval"]] for r in rows], title=str(directory), wide=wide)
         for error in errors:
             typer.echo(f"invalid: {error}", err=True)
+
+
+async def _switch_playbook(name: str, action: str, reason: str | None, wait: float) -> dict | None:
+    """Publish a PlaybookCommand v1 signed `cli`; remediation's audit row for it once it shows
+    within `wait` seconds, else None."""
+    import asyncio
+    import uuid
+
+    from finfocus.db import reader
+    from schemas.playbooks import PLAYBOOK_COMMANDS, PlaybookCommandV1
+
+    command = PlaybookCommandV1(command_id=f"cli-{uuid.uuid4().hex}", action=action, name=name, reason=reason,
+                                actor=_user(), issued_at=datetime.now(UTC))
+    await _publish_decision(PLAYBOOK_COMMANDS, name, command, "PlaybookCommand")
+    deadline = asyncio.get_running_loop().time() + wait
+    while wait > 0:
+        async with reader(_settings().database) as conn:
+            row = await conn.fetchrow(
+                "SELECT outcome, detail FROM remediation.v_playbook_audit WHERE command_id = $1", command.command_id)
+        if row is not None:
+            return dict(row)
+        if asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.3)
+    return None
+
+
+def _switch(name: str, action: str, reason: str | None, wait: float) -> None:
+    from pydantic import ValidationError
+
+    from finfocus.cli.remote import path
+
+    api = _remote()
+    if api is not None:  # POST /api/v1/playbooks/{name}/enable|disable (admin)
+        status, body = api.call("POST", path("playbooks", name, action), json={"reason": reason})
+        outcome = body.get("outcome") if status == 200 else None
+        typer.echo(f"playbook {name}: sent" if outcome is None else
+                   f"playbook {name} {action}d" + (" (no change)" if outcome == "unchanged" else ""))
+        return
+    try:
+        audit = run(_switch_playbook(name, action, reason, wait))
+    except ValidationError as exc:
+        fail(f"invalid playbook name {name!r}: {exc.errors()[0]['msg']}", 2)
+    if audit is None:
+        if wait > 0:
+            fail(f"playbook {name}: sent, but the remediation service has not applied it within {wait:.0f}s")
+        typer.echo(f"playbook {name}: sent")
+    elif audit["outcome"] == "refused":
+        fail(f"playbook {name}: the remediation service refused it: {audit['detail']}")
+    else:
+        typer.echo(f"playbook {name} {action}d" + (" (no change)" if audit["outcome"] == "unchanged" else ""))
+
+
+_SWITCH_REASON = typer.Option(None, "--reason", help="Why, recorded in the audit")
+_SWITCH_WAIT = typer.Option(30.0, "--wait", help="seconds to wait for the remediation service (0: do not wait)")
+
+
+@playbooks_app.command("enable")
+def enable_playbook(name: str = typer.Argument(..., help="Playbook name"), reason: str = _SWITCH_REASON,
+                    wait: float = _SWITCH_WAIT) -> None:
+    """Switch a playbook on without editing its file (a signed PlaybookCommand the
+    remediation service applies and audits; overrides the file's `enabled`)."""
+    _switch(name, "enable", reason, wait)
+
+
+@playbooks_app.command("disable")
+def disable_playbook(name: str = typer.Argument(..., help="Playbook name"), reason: str = _SWITCH_REASON,
+                     wait: float = _SWITCH_WAIT) -> None:
+    """Switch a playbook off without editing its file: it plans nothing until enabled again."""
+    _switch(name, "disable", reason, wait)
 
 
 # --- recommendations ---------------------------------------------------------------------

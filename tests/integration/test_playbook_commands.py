@@ -113,3 +113,57 @@ async def test_playbook_switches_are_applied_audited_and_read_by_the_planner(set
     finally:
         await conn.close()
         await app.stop()
+
+
+async def test_the_cli_switches_a_playbook_and_lists_it_switched(settings):
+    import getpass
+    import json
+
+    from typer.testing import CliRunner
+
+    from finfocus.cli import app as cli
+
+    rsettings = RemediationSettings.extending(settings)
+    install_defaults(rsettings.playbooks_dir)
+    runtime = ServiceRuntime("remediation", rsettings)
+    switches = switches_for(rsettings)
+    register_playbook_commands(runtime, switches)
+    app = runtime.app(MIGRATIONS_DIR)
+    await app.start()
+    env = {
+        "FINFOCUS_HOME": str(settings.home),
+        "FINFOCUS_DATABASE_URL": settings.database,
+        "FINFOCUS_KAFKA_BOOTSTRAP": settings.kafka,
+    }
+
+    def invoke(*args: str):
+        return asyncio.to_thread(CliRunner().invoke, cli, ["playbooks", *args], env=env)
+
+    try:
+        await switches.refresh(runtime.pool)
+        before = {
+            p["name"]: p
+            for p in json.loads((await invoke("list", "-o", "json")).output)["playbooks"]
+        }
+        target = before["notify-anomalies"]
+        action = "disable" if target["enabled"] else "enable"
+        done = await invoke(action, "notify-anomalies", "--reason", "quiet week")
+        assert done.exit_code == 0 and f"notify-anomalies {action}d" in done.output, done.output
+        after = {
+            p["name"]: p
+            for p in json.loads((await invoke("list", "-o", "json")).output)["playbooks"]
+        }
+        assert after["notify-anomalies"]["enabled"] is (not target["enabled"])
+        assert after["notify-anomalies"]["switched"] is True
+        refused = await invoke("enable", "no-such-playbook")
+        assert refused.exit_code == 1 and "no playbook no-such-playbook" in refused.output
+        conn = await asyncpg.connect(settings.database)
+        try:
+            row = await conn.fetchrow(
+                "SELECT actor, reason FROM remediation.v_playbook_audit WHERE outcome = 'applied'"
+            )
+        finally:
+            await conn.close()
+        assert tuple(row) == (f"cli:{getpass.getuser()}", "quiet week")
+    finally:
+        await app.stop()
