@@ -102,7 +102,7 @@ class RobustSeasonalParams(DetectorParams):
     drift_h: float = Field(10.0, gt=0, description="CUSUM level (summed z above the allowance) that flags a drift")
     rebase: tuple[str, ...] = Field((), description="ISO dates where a planned change starts: the new level is normal at once")
     holidays: tuple[str, ...] = Field((), description="ISO dates judged like a Sunday (with weekly seasonality)")
-    trend_lag: bool = Field(True, description="Fit the trend's slope without the last confirm_days days")
+    trend_lag: int = Field(7, ge=0, description="Fit the trend's slope without the last this many days")
     learn_clip: float = Field(2.0, gt=0, description="A day further out than this (z) is learnt at this distance")
     new_month_pct: float = Field(100.0, ge=0, description="Excess (percent) a 1st of the month needs before one is seen")
 
@@ -231,7 +231,7 @@ def _baseline(
     if p.trend:
         # the slope is fitted without the last `confirm_days` days (a climb that has just begun
         # is judged, not followed), the level through the whole window
-        old = pos < pos[-1] - p.confirm_days + 1 if p.trend_lag else np.ones(len(pos), dtype=bool)
+        old = pos <= pos[-1] - p.trend_lag
         if np.count_nonzero(old) < p.window // 2:
             old = np.ones(len(pos), dtype=bool)
         _, slope = _theil_sen(pos[old], ds[old])
