@@ -409,6 +409,14 @@ def list_playbooks(output: OutputFormat = OUTPUT_OPTION, wide: bool = WIDE_OPTIO
     enabled (an admin's switch, `playbooks enable|disable`, overrides the file)."""
     from services.remediation.playbooks import load_playbooks
 
+    api = _remote()
+    if api is not None:  # GET /api/v1/playbooks: what the deployment's remediation loaded
+        listed = api.get("/api/v1/playbooks")["playbooks"]
+        remote_rows = [{"name": p["name"], "enabled": p["enabled"], "mode": p["mode"],
+                        "trigger": p["trigger"].split(":")[0], "actions": p["actions"], "approval": None,
+                        "switched": p["switched"]} for p in listed]
+        _print_playbooks(remote_rows, [], output, wide, api.url)
+        return
     directory = _settings().home / "playbooks"
     playbooks, errors = load_playbooks(directory)
     switched = run(_playbook_switches())
@@ -417,6 +425,10 @@ def list_playbooks(output: OutputFormat = OUTPUT_OPTION, wide: bool = WIDE_OPTIO
              "actions": [a.action for a in p.actions], "approval": p.approval.required,
              "switched": p.name in switched}
             for p in playbooks]
+    _print_playbooks(rows, errors, output, wide, str(directory))
+
+
+def _print_playbooks(rows: list[dict], errors: list[str], output: OutputFormat, wide: bool, title: str) -> None:
     if output == OutputFormat.JSON:
         print_json({"playbooks": rows, "errors": errors})
     elif output == OutputFormat.NDJSON:
@@ -424,7 +436,7 @@ def list_playbooks(output: OutputFormat = OUTPUT_OPTION, wide: bool = WIDE_OPTIO
     else:
         print_table(["name", "enabled", "mode", "trigger", "actions", "approval"],
                     [[r["name"], r["enabled"], r["mode"], r["trigger"], ",".join(r["actions"]),
-                      r["approval"]] for r in rows], title=str(directory), wide=wide)
+                      "" if r["approval"] is None else r["approval"]] for r in rows], title=title, wide=wide)
         for error in errors:
             typer.echo(f"invalid: {error}", err=True)
 

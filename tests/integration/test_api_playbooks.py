@@ -64,3 +64,38 @@ async def test_an_admin_switches_a_playbook_through_remediation(settings, remedi
             ("stop-spiking-instances", "unchanged", f"api:token:{admin_id}", None),
             ("stop-spiking-instances", "applied", f"api:token:{admin_id}", "freeze"),
         ]
+
+
+async def test_an_admin_switches_a_playbook_from_the_remote_cli(settings, remediation, tmp_path):
+    import json
+
+    from tests.integration.test_cli_remote import _token, finfocus, serving
+
+    home = tmp_path / "client"
+    async with serving(settings, api_decision_wait_s=20) as (app, url):
+        admin_id, admin = await _token(app, "admin", "remote-admin")
+        _, viewer = await _token(app, "viewer", "remote-viewer")
+        code, out, err = await finfocus(home, url, viewer, "playbooks", "list", "--output", "json")
+        assert code == 0, err
+        listed = {p["name"]: p for p in json.loads(out)["playbooks"]}
+        target = listed["release-idle-addresses"]
+        action = "disable" if target["enabled"] else "enable"
+        code, _, err = await finfocus(
+            home, url, viewer, "playbooks", action, "release-idle-addresses"
+        )
+        assert code == 1 and "403" in err
+        code, out, err = await finfocus(
+            home, url, admin, "playbooks", action, "release-idle-addresses", "--reason", "audit"
+        )
+        assert code == 0 and f"release-idle-addresses {action}d" in out, err
+        code, out, _ = await finfocus(home, url, viewer, "playbooks", "list", "--output", "json")
+        after = {p["name"]: p for p in json.loads(out)["playbooks"]}
+        assert after["release-idle-addresses"]["enabled"] is (not target["enabled"])
+        assert after["release-idle-addresses"]["switched"] is True
+        async with remediation.pool.acquire() as conn:
+            actor = await conn.fetchval(
+                "SELECT actor FROM remediation.v_playbook_audit WHERE outcome = 'applied'"
+            )
+        assert actor == f"api:token:{admin_id}"
+        code, _, err = await finfocus(home, url, admin, "playbooks", "enable", "nope")
+        assert code != 0 and "no playbook nope" in err
