@@ -25,7 +25,10 @@ Scenarios (`--scenario`, repeatable; default all, one after the other):
   operator would.
 
 The bench reads each service's tables as the database owner (it is a test harness; the CLI
-itself only reads the `v_*` views through the reader role).
+itself only reads the `v_*` views through the reader role), on one connection it keeps open.
+Tests may run several scenarios one after the other on one stack (`shared_stack`,
+`run_scenario(..., stack)`): each run then takes resource ids and a billing account of its own
+and counts only those.
 """
 
 from __future__ import annotations
@@ -75,29 +78,37 @@ CENT = Decimal("0.01")
 LIVE_LINES = {
     "pricing": (
         "SELECT count(*), count(DISTINCT resource_id), coalesce(sum(billed_cost), 0) "
-        "FROM pricing.v_cost_lines WHERE resource_id LIKE 'chaos-%'"
+        "FROM pricing.v_cost_lines WHERE resource_id LIKE $1"
     ),
     "anomaly": (
         "SELECT count(*), count(DISTINCT resource_id), coalesce(sum(cost), 0) "
-        "FROM anomaly.live_lines WHERE resource_id LIKE 'chaos-%'"
+        "FROM anomaly.live_lines WHERE resource_id LIKE $1"
     ),
     "forecast": (
         "SELECT count(*), count(DISTINCT l.resource), coalesce(sum(l.cost), 0) "
         "FROM forecast.cost_lines l "
         "LEFT JOIN forecast.scope_versions s ON s.billing_scope = l.billing_scope "
-        "WHERE l.resource LIKE 'chaos-%' AND (l.billing_scope IS NULL OR s.version IS NULL "
+        "WHERE l.resource LIKE $1 AND (l.billing_scope IS NULL OR s.version IS NULL "
         "OR l.scope_version >= s.version)"
     ),
     "remediation": (
         "SELECT count(*), count(DISTINCT l.resource_id), coalesce(sum(l.billed_cost), 0) "
         "FROM remediation.cost_lines l "
         "LEFT JOIN remediation.billing_scopes s ON s.billing_scope = l.billing_scope "
-        "WHERE l.resource_id LIKE 'chaos-%' AND (l.billing_scope IS NULL OR s.version IS NULL "
+        "WHERE l.resource_id LIKE $1 AND (l.billing_scope IS NULL OR s.version IS NULL "
         "OR l.billing_scope_version >= s.version)"
     ),
 }
-#: cheap progress probes (every row of each table, superseded versions included)
-RAW_COUNTS = {name: f"SELECT count(*) FROM {name}.cost_lines" for name in COPIES}
+#: cheap progress probes (every row of the run's in each table, superseded versions included)
+RAW_COUNTS = {
+    name: f"SELECT count(*) FROM {name}.cost_lines WHERE {column} LIKE $1"
+    for name, column in (
+        ("pricing", "resource_id"),
+        ("anomaly", "resource_id"),
+        ("forecast", "resource"),
+        ("remediation", "resource_id"),
+    )
+}
 
 
 # -- input ----------------------------------------------------------------------------------
@@ -113,8 +124,18 @@ class Batch:
         return len(self.rows)
 
 
-def billed_rows(n: int, *, seed: int = 12, month: str = "2020-02", first: int = 0) -> Batch:
-    """N billed rows, credits among them, one `ResourceId` each (how copies are matched)."""
+def billed_rows(
+    n: int,
+    *,
+    seed: int = 12,
+    month: str = "2020-02",
+    first: int = 0,
+    prefix: str = PREFIX,
+    account: str = "acct-chaos",
+) -> Batch:
+    """N billed rows, credits among them, one `ResourceId` each (how copies are matched):
+    `prefix` then a number; `account` their billing account (a run of its own on a shared
+    stack takes its own, so that no import of it supersedes another run's billing scope)."""
     rng = random.Random(seed)
     rows, total = [], Decimal(0)
     for i in range(first, first + n):
@@ -124,7 +145,7 @@ def billed_rows(n: int, *, seed: int = 12, month: str = "2020-02", first: int = 
         rows.append(
             {
                 "ProviderName": rng.choice(["AWS", "Microsoft", "Google Cloud"]),
-                "BillingAccountId": "acct-chaos",
+                "BillingAccountId": account,
                 "SubAccountId": f"sub-{i % 7}",
                 "ChargePeriodStart": f"{month}-{day:02d}T00:00:00Z",
                 "ChargePeriodEnd": f"{month}-{day:02d}T01:00:00Z",
@@ -132,7 +153,7 @@ def billed_rows(n: int, *, seed: int = 12, month: str = "2020-02", first: int = 
                 "ServiceName": rng.choice(["Compute", "Storage", "Database"]),
                 "ChargeCategory": "Usage" if cost >= 0 else "Credit",
                 "BilledCost": format(cost, "f"),
-                "ResourceId": f"{PREFIX}{i:07d}",
+                "ResourceId": f"{prefix}{i:07d}",
             }
         )
     return Batch(rows, total)
@@ -173,21 +194,63 @@ class Stack:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("FINFOCUS_")}
         self.env["FINFOCUS_HOME"] = str(self.home)
         self.env.update(extra_env or {})
+        #: runs made on this stack so far (each takes its own resource ids and account)
+        self.runs = 0
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._conn: Any = None
 
-    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    @classmethod
+    def fresh(cls, extra_env: dict[str, str] | None = None, *, hooked: bool = False,
+              autocommit_ms: int | None = None, groups: tuple[str, ...] = ()) -> Stack:
+        """A stack in a new temporary directory; `hooked`: its processes load the commit hook
+        (bench/chaoshook), with the auto-commit interval of `groups` shortened to
+        `autocommit_ms` where given."""
+        base = Path(tempfile.mkdtemp(prefix="finfocus-chaos-"))
+        # the embedded PostgreSQL runs as an unprivileged user when the bench runs as root
+        base.chmod(0o755)
+        env: dict[str, str] = {}
+        if hooked:
+            env = {
+                "PYTHONPATH": os.pathsep.join(
+                    p for p in (str(HOOK_DIR), os.environ.get("PYTHONPATH", "")) if p
+                ),
+                "FINFOCUS_CHAOS_ARM_FILE": str(base / "chaos-arm.json"),
+            }
+            if autocommit_ms and groups:
+                env["FINFOCUS_CHAOS_AUTOCOMMIT_MS"] = str(autocommit_ms)
+                env["FINFOCUS_CHAOS_AUTOCOMMIT_GROUPS"] = ",".join(groups)
+        env.update(extra_env or {})
+        return cls(base, env)
+
+    @property
+    def arm_file(self) -> Path | None:
+        """Where the commit hook reads what to do (None: the stack is not hooked)."""
+        path = self.env.get("FINFOCUS_CHAOS_ARM_FILE")
+        return Path(path) if path else None
+
+    def discard(self) -> None:
+        """Forget the stack's directory (after `down`)."""
+        self.close()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def cli(
+        self, *args: str, timeout: float = 300, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
+        """A `finfocus` command on the stack (`env`: more variables for that command only)."""
         return subprocess.run(
             [sys.executable, "-m", "finfocus.cli", *args],
-            env=self.env,
+            env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
             cwd=ROOT,
         )
 
-    def spawn(self, *args: str) -> subprocess.Popen:
+    def spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", "finfocus.cli", *args],
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -200,10 +263,65 @@ class Stack:
             raise RuntimeError(f"finfocus up failed: {started.stdout}\n{started.stderr}")
 
     def down(self) -> None:
+        self.close()
         try:
             self.cli("down", timeout=120)
         except subprocess.TimeoutExpired:
             pass
+
+    def wait_running(self, timeout: float = 120) -> bool:
+        """True once every service the stack supervises is `running` (after an earlier fault
+        on a shared stack, the restarted ones too)."""
+
+        def running() -> bool:
+            services = self.state().get("services") or {}
+            return bool(services) and all(
+                (entry or {}).get("state") == "running" for entry in services.values()
+            )
+
+        return wait_for(running, timeout, poll=0.5)
+
+    # reading the database ---------------------------------------------------------------
+    def query(self, queries: dict[str, str], *args: Any) -> dict[str, Any]:
+        """Each query's first row (None where its table is not there), on one connection kept
+        open between calls: the bench polls progress several times a second, and a new
+        connection each time costs the stack under test CPU. Raises while the database does
+        not answer; the next call connects again."""
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+            try:
+                return self._loop.run_until_complete(self._query(queries, args))
+            except BaseException:
+                self._loop.run_until_complete(self._drop())
+                raise
+
+    async def _query(self, queries: dict[str, str], args: tuple[Any, ...]) -> dict[str, Any]:
+        import asyncpg
+
+        if self._conn is None or self._conn.is_closed():
+            url, password = self.connect_args()
+            self._conn = await asyncpg.connect(url, password=password, timeout=5)
+        found: dict[str, Any] = {}
+        for name, query in queries.items():
+            try:
+                found[name] = await self._conn.fetchrow(query, *args, timeout=30)
+            except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+                found[name] = None
+        return found
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
+
+    def close(self) -> None:
+        """Close the bench's connection (before `down`, and when done with the stack)."""
+        with self._lock:
+            if self._loop is not None:
+                self._loop.run_until_complete(self._drop())
+                self._loop.close()
+                self._loop = None
 
     def state(self) -> dict[str, Any]:
         try:
@@ -262,27 +380,10 @@ def run_async(coro):  # noqa: ANN001, ANN201
     return asyncio.run(coro)
 
 
-async def _fetch_counts(db: tuple[str, str | None], queries: dict[str, str]) -> dict[str, Any]:
-    import asyncpg
-
-    found: dict[str, Any] = {}
-    url, password = db
-    conn = await asyncpg.connect(url, password=password, timeout=5)
+def raw_counts(stack: Stack, prefix: str = PREFIX) -> dict[str, int] | None:
+    """The run's rows in each service's table, or None while the database does not answer."""
     try:
-        for name, query in queries.items():
-            try:
-                found[name] = await conn.fetchrow(query)
-            except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
-                found[name] = None
-    finally:
-        await conn.close()
-    return found
-
-
-def raw_counts(stack: Stack) -> dict[str, int] | None:
-    """Rows in each service's table, or None while the database does not answer."""
-    try:
-        rows = run_async(_fetch_counts(stack.connect_args(), RAW_COUNTS))
+        rows = stack.query(RAW_COUNTS, f"{prefix}%")
     except Exception:  # noqa: BLE001 - PostgreSQL restarting: no reading this time
         return None
     return {name: (row[0] if row else 0) for name, row in rows.items()}
@@ -316,8 +417,8 @@ class Copy:
         return self.stored == self.expected_rows == self.distinct and self.reconciles
 
 
-def copies(stack: Stack, expected: Batch) -> dict[str, Copy]:
-    rows = run_async(_fetch_counts(stack.connect_args(), LIVE_LINES))
+def copies(stack: Stack, expected: Batch, prefix: str = PREFIX) -> dict[str, Copy]:
+    rows = stack.query(LIVE_LINES, f"{prefix}%")
     result = {}
     for name in COPIES:
         row = rows.get(name)
@@ -361,8 +462,8 @@ async def _read_dead_letters(bootstrap: str) -> list[dict[str, Any]]:
     return letters
 
 
-def dead_letters(stack: Stack) -> dict[str, Any]:
-    """Dead letters on every `*.dlq` topic; `valid` counts those carrying one of our rows
+def dead_letters(stack: Stack, prefix: str = PREFIX) -> dict[str, Any]:
+    """Dead letters on every `*.dlq` topic; `valid` counts those carrying one of the run's rows
     (every row the bench publishes is valid). A broker restart empties them."""
     try:
         letters = run_async(_read_dead_letters(stack.bootstrap))
@@ -373,7 +474,7 @@ def dead_letters(stack: Stack) -> dict[str, Any]:
     reasons: dict[str, int] = {}
     for letter in letters:
         original = str(letter.get("original") or "")
-        mine = PREFIX in original
+        mine = prefix in original
         valid += mine
         service = str(letter.get("service") or letter["_topic"])
         by_service[service] = by_service.get(service, 0) + 1
@@ -474,19 +575,25 @@ class StatusWatch:
 
 # -- settling -------------------------------------------------------------------------------
 def settle(
-    stack: Stack, expected: Batch, *, quiet: float, timeout: float, poll: float = 2.0
+    stack: Stack,
+    expected: Batch,
+    *,
+    quiet: float,
+    timeout: float,
+    poll: float = 2.0,
+    prefix: str = PREFIX,
 ) -> dict[str, Any]:
     """Wait until every copy holds all rows, or nothing moved for `quiet` s, or `timeout`."""
     started = time.monotonic()
     last, last_change = None, started
     while True:
         now = time.monotonic()
-        counts = raw_counts(stack)
+        counts = raw_counts(stack, prefix)
         if counts is not None:
             if counts != last:
                 last, last_change = counts, now
             if all(counts[name] >= expected.count for name in COPIES):
-                found = copies(stack, expected)
+                found = copies(stack, expected, prefix)
                 if all(c.exact for c in found.values()):
                     return {"how": "complete", "seconds": round(now - started, 1)}
         if now - last_change > quiet:
@@ -508,18 +615,14 @@ def wait_for(predicate: Callable[[], bool], timeout: float, poll: float = 0.1) -
 def chunks_published(stack: Stack) -> int:
     """Chunks an import has published so far (ingest keeps them for replays)."""
     try:
-        rows = run_async(
-            _fetch_counts(
-                stack.connect_args(), {"c": "SELECT count(*) FROM ingest.published_chunks"}
-            )
-        )
+        rows = stack.query({"c": "SELECT count(*) FROM ingest.published_chunks"})
     except Exception:  # noqa: BLE001 - not there (yet, or any more): no chunk seen
         return 0
     return rows["c"][0] if rows.get("c") else 0
 
 
-def progress_of(stack: Stack, service: str) -> int:
-    counts = raw_counts(stack)
+def progress_of(stack: Stack, service: str, prefix: str = PREFIX) -> int:
+    counts = raw_counts(stack, prefix)
     return (counts or {}).get(service, 0)
 
 
@@ -577,33 +680,46 @@ class Outcome:
 
 
 class Run:
-    """One scenario on its own stack."""
+    """One scenario, on its own stack or on a shared one."""
 
-    def __init__(self, args: argparse.Namespace, scenario: str) -> None:
+    def __init__(
+        self, args: argparse.Namespace, scenario: str, stack: Stack | None = None
+    ) -> None:
         self.args = args
         self.scenario = scenario
-        self.base = Path(tempfile.mkdtemp(prefix="finfocus-chaos-"))
-        # the embedded PostgreSQL runs as an unprivileged user when the bench runs as root
-        self.base.chmod(0o755)
+        #: on a stack of its own (started and stopped by the run), or on one shared by runs
+        self.shared = stack is not None
+        if stack is None:
+            hook = COMMIT_HOOKS.get(scenario)
+            stack = Stack.fresh(
+                args.env,
+                hooked=hook is not None,
+                autocommit_ms=args.autocommit_ms,
+                groups=(hook[0],) if hook else (),
+            )
+            self.base = stack.base
+        else:
+            self.base = Path(tempfile.mkdtemp(prefix=f"{scenario}-", dir=stack.base))
+        self.stack = stack
+        #: `--env`/`env`: on a shared stack, for the run's own commands (`finfocus ingest`)
+        self.cli_env = dict(args.env or {}) if self.shared else {}
+        stack.runs += 1
+        # a run on a shared stack counts only its own rows, in a billing account of its own
+        self.prefix = f"{PREFIX}{stack.runs}-" if self.shared else PREFIX
+        self.account = f"acct-chaos-{stack.runs}" if self.shared else "acct-chaos"
         self.marker = self.base / "chaos-fired.json"
         self.commit_threshold = max(int(args.rows * args.commit_at), 1)
-        env = {}
-        if scenario in COMMIT_HOOKS:
-            group, topic = COMMIT_HOOKS[scenario]
-            env = {
-                "PYTHONPATH": os.pathsep.join(
-                    p for p in (str(HOOK_DIR), os.environ.get("PYTHONPATH", "")) if p
-                ),
-                "FINFOCUS_CHAOS_KILL_AFTER_COMMIT": f"{group}:{topic}:{self.commit_threshold}",
-                "FINFOCUS_CHAOS_MARKER": str(self.marker),
-            }
-            if args.autocommit_ms:
-                env["FINFOCUS_CHAOS_AUTOCOMMIT_MS"] = str(args.autocommit_ms)
-        env.update(args.env or {})
-        self.stack = Stack(self.base, env)
-        self.batch = billed_rows(args.rows, seed=args.seed)
+        self.batch = billed_rows(
+            args.rows, seed=args.seed, prefix=self.prefix, account=self.account
+        )
         self.outcome = Outcome(scenario, args.rows, self.batch, args.source)
         self.rng = random.Random(args.seed)
+        #: import jobs there before the run (a shared stack's earlier runs)
+        self.earlier_jobs: set[str] = set()
+
+    def progress(self, service: str) -> int:
+        """The run's rows `service` stored so far (superseded versions included)."""
+        return progress_of(self.stack, service, self.prefix)
 
     def note(self, text: str) -> None:
         self.outcome.fault.append(text)
@@ -616,7 +732,13 @@ class Run:
             run_async(publish_direct(self.stack.bootstrap, batch))
             return None
         result = self.stack.cli(
-            "ingest", *self.files(batch, name), "--format", "focus", "--output", "json"
+            "ingest",
+            *self.files(batch, name),
+            "--format",
+            "focus",
+            "--output",
+            "json",
+            env=self.cli_env,
         )
         if result.returncode != 0:
             self.note(f"ingest {name} exit {result.returncode}: {_last_line(result)}")
@@ -637,7 +759,13 @@ class Run:
 
     def start_import(self, batch: Batch, name: str = "rows") -> subprocess.Popen:
         return self.stack.spawn(
-            "ingest", *self.files(batch, name), "--format", "focus", "--output", "json"
+            "ingest",
+            *self.files(batch, name),
+            "--format",
+            "focus",
+            "--output",
+            "json",
+            env=self.cli_env,
         )
 
     def import_in_background(self) -> threading.Thread:
@@ -648,25 +776,49 @@ class Run:
     def when(self, service: str, fraction: float, timeout: float) -> bool:
         """Wait until `service` stored `fraction` of the rows (False: it stalled first)."""
         target = max(int(self.batch.count * fraction), 1)
-        return wait_for(lambda: progress_of(self.stack, service) >= target, timeout, poll=0.1)
+        return wait_for(lambda: self.progress(service) >= target, timeout, poll=0.1)
 
     # scenarios ------------------------------------------------------------------------
+    def arm(self) -> None:
+        """Arm the commit hook of the stack's processes for this run: the group kills itself
+        after the commit that covers `commit_threshold` of the run's rows on the topic."""
+        group, topic = COMMIT_HOOKS[self.scenario]
+        arm_file = self.stack.arm_file
+        if arm_file is None:
+            raise RuntimeError(f"{self.scenario} needs a stack started with the commit hook")
+        spec = {
+            "group": group,
+            "topic": topic,
+            "offsets": self.commit_threshold,
+            "marker": str(self.marker),
+        }
+        staged = arm_file.with_suffix(".tmp")
+        staged.write_text(json.dumps(spec))
+        os.replace(staged, arm_file)
+
+    def disarm(self) -> None:
+        if self.stack.arm_file is not None:
+            self.stack.arm_file.unlink(missing_ok=True)
+
     def kill_after_commit(self, service: str) -> None:
         """The service kills itself right after an offset commit (the hook in bench/chaoshook)."""
+        self.arm()
         publisher = self.import_in_background()
         target = self.batch.count
 
         def fired_or_done() -> bool:
-            return self.marker.exists() or progress_of(self.stack, service) >= target
+            return self.marker.exists() or self.progress(service) >= target
 
         wait_for(fired_or_done, self.args.timeout, poll=0.2)
+        # every row stored in one batch: the commit that fires the hook comes just after
+        wait_for(self.marker.exists, 5, poll=0.1)
         if self.marker.exists():
             fired = json.loads(self.marker.read_text())
             topic = COMMIT_HOOKS[self.scenario][1]
             self.note(
                 f"{service} (pid {fired['pid']}) killed itself right after committing offsets "
                 f"{sum(fired['committed'].values())} on {topic}; it had "
-                f"{progress_of(self.stack, service)} rows stored just after"
+                f"{self.progress(service)} rows stored just after"
             )
             self.outcome.injected = True
             if not self.stack.wait_restarted(service, fired["pid"]):
@@ -685,7 +837,7 @@ class Run:
             old = self.stack.kill("pricing")
             self.outcome.injected = True
             self.note(
-                f"pricing pid {old} killed at {progress_of(self.stack, 'pricing')} rows stored"
+                f"pricing pid {old} killed at {self.progress('pricing')} rows stored"
                 + ("" if reached else f" (stalled before {point:.0%})")
             )
             if not self.stack.wait_restarted("pricing", old):
@@ -695,7 +847,7 @@ class Run:
     def postgres_kill(self) -> None:
         publisher = self.import_in_background()
         self.when("pricing", self.args.at, timeout=120)
-        stored = progress_of(self.stack, "pricing")
+        stored = self.progress("pricing")
         old = self.stack.kill("postgres")
         self.outcome.injected = True
         self.note(f"PostgreSQL postmaster pid {old} killed at {stored} rows stored by pricing")
@@ -710,11 +862,11 @@ class Run:
         if getattr(self.args, "kill_when_priced", False):
             # the worst moment for downstream: pricing stored (and published) every row,
             # the services after it have not consumed them all yet
-            wait_for(lambda: progress_of(self.stack, "pricing") >= self.batch.count,
+            wait_for(lambda: self.progress("pricing") >= self.batch.count,
                      self.args.timeout, poll=0.05)
-            behind = {s: progress_of(self.stack, s) for s in ("anomaly", "forecast", "remediation")}
+            behind = {s: self.progress(s) for s in ("anomaly", "forecast", "remediation")}
             self.note(f"downstream copies when pricing had stored every row: {behind}")
-        stored = progress_of(self.stack, "pricing")
+        stored = self.progress("pricing")
         old = self.stack.kill("kafka")
         self.outcome.injected = True
         self.note(
@@ -728,8 +880,9 @@ class Run:
             quiet=self.args.quiet,
             timeout=self.args.timeout,
             poll=self.args.poll,
+            prefix=self.prefix,
         )
-        after = copies(self.stack, self.batch)
+        after = copies(self.stack, self.batch, self.prefix)
         self.note(
             "after the restart ("
             + first["how"]
@@ -741,6 +894,8 @@ class Run:
             seed=self.args.seed + 1,
             month="2020-03",
             first=self.batch.count,
+            prefix=self.prefix,
+            account=self.account,
         )
         self.publish(second, name="after-restart")
         self.note(f"then a new import of {second.count} rows")
@@ -748,13 +903,14 @@ class Run:
         self.outcome.expected = self.batch
 
     def ingest_kill(self) -> None:
+        chunks_before = chunks_published(self.stack)
         process = self.start_import(self.batch)
 
         def published_something() -> bool:
             return (
                 process.poll() is not None
-                or chunks_published(self.stack) > 0
-                or progress_of(self.stack, "pricing") > 0
+                or chunks_published(self.stack) > chunks_before
+                or self.progress("pricing") > 0
             )
 
         wait_for(published_something, 120, poll=0.02)
@@ -764,7 +920,7 @@ class Run:
             self.outcome.injected = True
             self.note(
                 f"finfocus ingest pid {process.pid} killed mid-import ({chunks_published(self.stack)}"
-                f" chunks kept, {progress_of(self.stack, 'pricing')} rows stored by pricing)"
+                f" chunks kept, {self.progress('pricing')} rows stored by pricing)"
             )
         else:
             self.note("the import finished before it could be killed")
@@ -782,8 +938,9 @@ class Run:
             quiet=min(self.args.quiet, 5),
             timeout=self.args.timeout,
             poll=self.args.poll,
+            prefix=self.prefix,
         )
-        counted = copies(self.stack, self.batch)
+        counted = copies(self.stack, self.batch, self.prefix)
         self.outcome.after_kill = {
             "jobs": killed,
             "counted": {name: c.distinct for name, c in counted.items()},
@@ -812,7 +969,11 @@ class Run:
                 self.note(f"import again: exit {again.returncode}: {_last_line(again)}")
 
     def jobs(self) -> list[dict[str, Any]]:
-        result = self.stack.cli("ingest", "jobs", "--output", "json", timeout=60)
+        """The import jobs of this run (not a shared stack's earlier ones)."""
+        return [j for j in self.all_jobs() if j["job_id"] not in self.earlier_jobs]
+
+    def all_jobs(self) -> list[dict[str, Any]]:
+        result = self.stack.cli("ingest", "jobs", "--output", "json", timeout=60, env=self.cli_env)
         try:
             return [
                 {k: j.get(k) for k in ("job_id", "status", "rows_published", "error")}
@@ -842,7 +1003,14 @@ class Run:
     def run(self) -> Outcome:
         started = mark = time.monotonic()
         try:
-            self.stack.up()
+            if self.shared:
+                # an earlier run's fault: its restarted processes are up again first
+                if not self.stack.wait_running():
+                    raise RuntimeError(f"the shared stack is not running: {self.stack.state()}")
+                if self.args.source == "ingest":
+                    self.earlier_jobs = {j["job_id"] for j in self.all_jobs()}
+            else:
+                self.stack.up()
             mark = self.phase("up", mark)
             with StatusWatch(self.stack, self.args.status_every) as watch:
                 self.inject()
@@ -853,21 +1021,27 @@ class Run:
                     quiet=self.args.quiet,
                     timeout=self.args.timeout,
                     poll=self.args.poll,
+                    prefix=self.prefix,
                 )
             mark = self.phase("settle", mark)
             self.outcome.status = watch.summary()
-            self.outcome.copies = copies(self.stack, self.batch)
-            self.outcome.dead = dead_letters(self.stack)
+            self.outcome.copies = copies(self.stack, self.batch, self.prefix)
+            self.outcome.dead = dead_letters(self.stack, self.prefix)
             if self.args.source == "ingest":
                 self.outcome.jobs = self.jobs()
             mark = self.phase("count", mark)
         finally:
-            self.stack.down()
+            if self.shared:
+                self.disarm()
+            else:
+                self.stack.down()
             self.phase("down", mark)
             if self.args.keep:
                 print(f"  kept {self.base}", file=sys.stderr)
-            else:
+            elif self.shared:
                 shutil.rmtree(self.base, ignore_errors=True)
+            else:
+                self.stack.discard()
             self.outcome.seconds = round(time.monotonic() - started, 1)
         return self.outcome
 
@@ -877,13 +1051,22 @@ def _last_line(result: subprocess.CompletedProcess) -> str:
     return text[-1][:200] if text else ""
 
 
-def run_scenario(scenario: str, **options: Any) -> Outcome:
+def run_scenario(scenario: str, stack: Stack | None = None, **options: Any) -> Outcome:
     """One scenario with the bench's defaults, for tests: `run_scenario("postgres-kill",
-    rows=3000, quiet=15)`."""
+    rows=3000, quiet=15)`. On a stack of its own, or on `stack`, already up and shared with
+    other runs (see `shared_stack`): the run then counts only its own rows."""
     args = parser().parse_args([])
     for key, value in options.items():
         setattr(args, key, value)
-    return Run(args, scenario).run()
+    return Run(args, scenario, stack).run()
+
+
+def shared_stack(env: dict[str, str] | None = None, autocommit_ms: int | None = None) -> Stack:
+    """A stack (not started yet) for several runs one after the other, each with rows and a
+    billing account of its own: the commit hook loaded, armed by each hooked run in turn.
+    Not for broker-kill, whose restart empties the broker under every run's feet."""
+    groups = tuple(group for group, _ in COMMIT_HOOKS.values())
+    return Stack.fresh(env, hooked=True, autocommit_ms=autocommit_ms, groups=groups)
 
 
 # -- report ---------------------------------------------------------------------------------

@@ -1,18 +1,23 @@
 """Fault hook for bench/chaos.py and tests/integration/test_chaos.py.
 
 Loaded as `sitecustomize` (bench/chaoshook on PYTHONPATH) by every Python process the embedded
-stack starts, it does nothing unless `FINFOCUS_CHAOS_KILL_AFTER_COMMIT=<group>:<topic>:<offsets>`
-is set. Then the process that consumes as consumer group <group> kills itself with SIGKILL right
-after the first offset commit that brought the group's committed offsets on <topic> (summed over
-partitions) to at least <offsets>: the moment a consumer that commits ahead of its store loses
-what it had in flight, found deterministically instead of by a race with a `kill` from outside.
-`FINFOCUS_CHAOS_MARKER` names a file written before the kill (the committed offsets, the pid),
-so the restarted process does not fire again.
+stack starts, it does nothing unless `FINFOCUS_CHAOS_ARM_FILE` names a file. While that file
+holds `{"group": ..., "topic": ..., "offsets": N, "marker": PATH}`, the process that consumes
+as consumer group <group> kills itself with SIGKILL right after the first offset commit that
+moved the offsets it committed on <topic> (summed over partitions) N past where they stood
+when it was armed (its first commit after the file appeared): the moment a consumer that
+commits ahead of its store loses what it had in flight, found deterministically instead of by
+a race with a `kill` from outside. The marker file is written before the kill (the committed
+offsets, the pid), so the restarted process does not fire again. The bench writes the arm
+file (atomically) when it injects the fault, so one stack can take several such faults, one
+after the other, each with its own marker (a process counts from the offsets it committed
+itself: one that a previous fault restarted counts from 0, as on a fresh stack).
 
-`FINFOCUS_CHAOS_AUTOCOMMIT_MS` shortens aiokafka's auto-commit interval (5 s) in the same
-process, where auto-commit is on: a consumer that lets the client commit what it was handed,
-ahead of its store, then shows it on a few thousand rows instead of needing minutes of them.
-A consumer that commits only after its transaction has auto-commit off and is not affected.
+`FINFOCUS_CHAOS_AUTOCOMMIT_MS` shortens aiokafka's auto-commit interval (5 s) in the consumers
+of the groups listed in `FINFOCUS_CHAOS_AUTOCOMMIT_GROUPS` (comma-separated), where auto-commit
+is on: a consumer that lets the client commit what it was handed, ahead of its store, then
+shows it on a few thousand rows instead of needing minutes of them. A consumer that commits
+only after its transaction has auto-commit off and is not affected.
 """
 
 from __future__ import annotations
@@ -23,29 +28,59 @@ import signal
 import time
 
 
-def _install(spec: str, marker: str) -> None:
-    group, topic, threshold = spec.rsplit(":", 2)
-    limit = int(threshold)
+class _Arm:
+    """The arm file, read again only when it changed."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._seen: tuple[int, int] | None = None
+        self._spec: dict | None = None
+
+    def spec(self) -> dict | None:
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            self._seen, self._spec = None, None
+            return None
+        key = (stat.st_mtime_ns, stat.st_ino)
+        if key != self._seen:
+            try:
+                with open(self.path) as src:
+                    self._spec = json.load(src)
+            except (OSError, ValueError):
+                return None  # being replaced: read it on the next commit
+            self._seen = key
+        return self._spec
+
+
+def _install(arm: _Arm) -> None:
     from aiokafka.consumer.group_coordinator import GroupCoordinator
 
     original = GroupCoordinator._do_commit_offsets
-    committed: dict[int, int] = {}
+    #: offsets this process committed, per (group, topic) and partition
+    committed: dict[tuple[str, str], dict[int, int]] = {}
+    #: per arming (its marker), the sum of the offsets committed before it
+    baselines: dict[str, int] = {}
 
     async def _do_commit_offsets(self, assignment, offsets):  # noqa: ANN001, ANN202
         result = await original(self, assignment, offsets)
-        if self.group_id != group or os.path.exists(marker):
-            return result
+        spec = arm.spec()
+        if spec and self.group_id == spec["group"] and spec["marker"] not in baselines:
+            before = committed.get((spec["group"], spec["topic"]), {})
+            baselines[spec["marker"]] = sum(before.values())
         for tp, meta in offsets.items():
-            if tp.topic == topic:
-                committed[tp.partition] = meta.offset
-        if sum(committed.values()) >= limit:
-            with open(marker, "w") as out:
+            committed.setdefault((self.group_id, tp.topic), {})[tp.partition] = meta.offset
+        if not spec or self.group_id != spec["group"] or os.path.exists(spec["marker"]):
+            return result
+        mine = committed.get((spec["group"], spec["topic"]), {})
+        if sum(mine.values()) - baselines[spec["marker"]] >= int(spec["offsets"]):
+            with open(spec["marker"], "w") as out:
                 json.dump(
                     {
                         "pid": os.getpid(),
-                        "group": group,
-                        "topic": topic,
-                        "committed": committed,
+                        "group": spec["group"],
+                        "topic": spec["topic"],
+                        "committed": mine,
                         "time": time.time(),
                     },
                     out,
@@ -56,22 +91,22 @@ def _install(spec: str, marker: str) -> None:
     GroupCoordinator._do_commit_offsets = _do_commit_offsets
 
     interval = os.environ.get("FINFOCUS_CHAOS_AUTOCOMMIT_MS")
-    if interval:
+    groups = {g for g in os.environ.get("FINFOCUS_CHAOS_AUTOCOMMIT_GROUPS", "").split(",") if g}
+    if interval and groups:
         original_init = GroupCoordinator.__init__
 
         def __init__(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202, N807
             original_init(self, *args, **kwargs)
-            if getattr(self, "group_id", None) == group:
+            if getattr(self, "group_id", None) in groups:
                 self._auto_commit_interval_ms = int(interval)
                 self._next_autocommit_deadline = time.monotonic() + int(interval) / 1000
 
         GroupCoordinator.__init__ = __init__
 
 
-_SPEC = os.environ.get("FINFOCUS_CHAOS_KILL_AFTER_COMMIT")
-_MARKER = os.environ.get("FINFOCUS_CHAOS_MARKER")
-if _SPEC and _MARKER:
+_ARM_FILE = os.environ.get("FINFOCUS_CHAOS_ARM_FILE")
+if _ARM_FILE:
     try:
-        _install(_SPEC, _MARKER)
-    except Exception:  # noqa: BLE001 - a process without aiokafka (or a bad spec) runs unhooked
+        _install(_Arm(_ARM_FILE))
+    except Exception:  # noqa: BLE001 - a process without aiokafka runs unhooked
         pass
