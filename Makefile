@@ -24,10 +24,14 @@ $(VALIDATOR):
 	test -x $(VALIDATOR_VENV)/bin/python || $(PYTHON) -m venv $(VALIDATOR_VENV)
 	$(VALIDATOR_VENV)/bin/python -m pip install --quiet 'focus-validator==1.0.0' 'multimethod<1.11'
 
+# two pytest-xdist workers (TEST_WORKERS=0: one process); a file's tests stay on one worker
+# (--dist loadfile), for the module fixtures that share one stack between them
+TEST_WORKERS ?= 2
 test: setup $(VALIDATOR)
 	$(BIN)/ruff check schemas finfocus services tests bench
 	FINFOCUS_FOCUS_VALIDATOR=$${FINFOCUS_FOCUS_VALIDATOR:-$(CURDIR)/$(VALIDATOR)} \
-		$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
+		$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 \
+		-n $(TEST_WORKERS) --dist loadfile
 
 unit: setup
 	$(BIN)/python -m pytest -q tests/unit

@@ -7,6 +7,11 @@
   `FINFOCUS_TEST_PG_ADMIN_URL`), dropped afterwards; where no server answers there, an
   embedded PostgreSQL is started once for the session.
 - `settings`: FinFocusSettings wired to both, with the embedded profile's short group timeouts.
+
+Nothing here is shared between tests but the PostgreSQL server, so `make test` runs the suite
+in two pytest-xdist workers (a file's tests stay on one worker, for its module fixtures). The
+one object of that server that every test database uses, the `finfocus_reader` role, is made
+once before any test, so that two workers migrating at once do not race to create it.
 """
 
 from __future__ import annotations
@@ -54,6 +59,26 @@ def docker_engine_answers(timeout: float = 1.0) -> bool:
         return False
 
 
+def _ensure_reader_role(url: str) -> None:
+    """The cluster-wide reader role the migrations grant views to (NOLOGIN, as
+    `finfocus.db` makes it where nobody did), made by whichever worker comes first."""
+    import asyncio
+
+    from finfocus.db import READER_ROLE
+
+    async def ensure() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(
+                f"DO $$ BEGIN CREATE ROLE {READER_ROLE} NOLOGIN; "
+                "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(ensure())
+
+
 @pytest.fixture(scope="session")
 def pg_admin_url() -> str:
     """URL of a PostgreSQL server where tests may create databases.
@@ -62,6 +87,7 @@ def pg_admin_url() -> str:
     testcontainers PostgreSQL where a Docker engine answers; the embedded PostgreSQL.
     """
     if _reachable(ADMIN_URL):
+        _ensure_reader_role(ADMIN_URL)
         yield ADMIN_URL
         return
     if docker_engine_answers():
