@@ -24,11 +24,13 @@ from services.api import store as api_store
 from services.api.app import build_app
 from services.api.config import ApiSettings
 from services.api.security import new_token, token_hash
+from services.forecast.app import build_app as build_forecast
 from services.remediation import store as remediation_store
 from services.remediation.domain import initial_status
 from tests.integration.api_helpers import cost_actual
 from tests.integration.api_seed import refresh_daily_costs, seed_cost_lines
 from tests.integration.test_api_service import remediation_decisions  # noqa: F401 - a fixture
+from tests.integration.test_forecast_service import forecast_settings
 from tests.integration.test_remediation_executor import command
 
 pytestmark = pytest.mark.integration
@@ -235,3 +237,34 @@ async def test_an_admin_changes_a_monitor_from_the_remote_cli(settings, anomaly,
         assert out.strip() == "monitor regions removed"
         code, _, err = await finfocus(home, url, admin, "anomalies", "monitors", "remove", "regions")
         assert code == 1 and "no monitor regions" in err
+
+
+async def test_an_admin_sets_and_deletes_a_budget_from_the_remote_cli(settings, tmp_path):
+    forecast = build_forecast(forecast_settings(settings))
+    await forecast.start()
+    home = tmp_path / "client-home"
+    try:
+        async with serving(settings, api_decision_wait_s=15) as (app, url):
+            admin_id, admin = await _token(app, "admin", "ada")
+            code, out, err = await finfocus(home, url, admin, "budget", "set", "team-a", "--amount", "1000.50",
+                                            "--threshold", "actual:80")
+            assert code == 0, err
+            assert out.strip() == "budget team-a set: 1000.50 USD monthly"
+            code, out, err = await finfocus(home, url, admin, "budget", "list", "--output", "json")
+            assert code == 0, err
+            listed = json.loads(out)
+            assert listed == local(settings, "budget", "list")
+            assert [(b["name"], b["amount"], b["currency"]) for b in listed["budgets"]] == [
+                ("team-a", "1000.50", "USD")]
+            async with app.state.ctx.reader() as conn:  # the forecast service audits the token
+                actors = await conn.fetch("SELECT actor FROM forecast.v_budget_audit WHERE name = 'team-a'")
+            assert actors and {r["actor"] for r in actors} == {f"api:token:{admin_id}"}
+            code, out, err = await finfocus(home, url, admin, "budget", "delete", "team-a")
+            assert code == 0, err
+            assert out.strip() == "budget team-a deleted"
+            code, out, err = await finfocus(home, url, admin, "budget", "list", "--output", "json")
+            assert json.loads(out) == {"budgets": []}
+            code, _, err = await finfocus(home, url, admin, "budget", "delete", "team-a")
+            assert code == 1 and "no budget named 'team-a'" in err
+    finally:
+        await forecast.stop()
