@@ -177,10 +177,10 @@ def nuisance_of(rs: RSeries, day: int) -> str:
         return "billing delay"
     if any(lab.kind != "spike" and day >= lab.start for lab in rs.labels):
         return "after a shift/drift"
-    if "intermittent" in rs.traits:
-        return "intermittent"
     if dt.day <= 2 and rs.fee_days:
         return "month start"
+    if "intermittent" in rs.traits:
+        return "intermittent"
     if rs.ramp and rs.ramp[0] <= day < rs.ramp[1] + 14:
         return "ramp"
     if any(abs((dt - h).days) <= 1 for h in HOLIDAYS) and "weekly" in rs.traits:
