@@ -340,10 +340,10 @@ def robust_seasonal(
             if seen:
                 # a fee billed as usage adds about the same money to every 1st: the bump is read
                 # both as a ratio and as an amount, the larger kept (a 1st on a weekend). On a
-                # series with idle days, a 1st far under its expectation was idle but for the
-                # fee: all of it is the fee, and it says nothing about a ratio
+                # series with idle days, a 1st under its expectation (a busy day plus a fee would
+                # be over it) was idle but for the fee: all of it is the fee, and no ratio
                 idle = bool(np.count_nonzero(learn[train] == 0))
-                quiet = [i for i in seen[-2:] if idle and y[i] < 0.5 * expected[i]]
+                quiet = [i for i in seen[-2:] if idle and y[i] < expected[i]]
                 ratios = [y[i] / expected[i] for i in seen[-2:] if i not in quiet]
                 bump = max(1.0, _med(np.array(ratios))) if ratios else 1.0
                 extra = max(0.0, _med(np.array([y[i] if i in quiet else y[i] - expected[i] for i in seen[-2:]])))

@@ -55,3 +55,18 @@ def test_a_two_day_spike_each_day_under_the_threshold_is_found():
     det = robust_seasonal(two, np.arange(100) % 7)
     assert 2 < det.scores[80] < RobustSeasonalParams().threshold
     assert [(e.start, e.end) for e in det.episodes] == [(81, 82)]
+
+
+def test_a_fee_on_the_1st_of_an_idle_series_is_learnt_from_an_idle_1st():
+    # an intermittent service with a fee billed as usage on each 1st (every 30 days here); the
+    # second 1st happened to be idle, so that day cost only the fee
+    rng = np.random.default_rng(2)
+    y = noisy(130, sigma=0.05, seed=2)
+    y[rng.random(130) < 1 / 3] = 0.0
+    firsts = np.zeros(130, dtype=bool)
+    firsts[[10, 40, 70, 100]] = True
+    y[[10, 70, 100]] = 300 * np.exp(rng.normal(0, 0.05, 3))  # busy 1sts
+    y[40] = 0.0
+    y[firsts] += 180.0  # the fee: +60 % of a busy day
+    det = robust_seasonal(y, np.arange(130) % 7, month_start=firsts)
+    assert [e for e in det.episodes if e.kind != "billing-delay"] == []
