@@ -1,4 +1,4 @@
-"""`finfocus up|status|down|serve|demo`: the embedded stack and its service processes."""
+"""`finfocus up|status|down|scale|serve|demo`: the embedded stack and its service processes."""
 
 from __future__ import annotations
 
@@ -35,21 +35,56 @@ def up(
     timeout: float = typer.Option(
         180.0, help="with --detach: seconds to wait for the broker, database and services"
     ),
+    replicas: str = typer.Option(
+        "",
+        "--replicas",
+        metavar="SERVICE=N,...",
+        help="instances of the consumer services, e.g. pricing=2,anomaly=2 (pricing, anomaly, "
+        "forecast, remediation; at most FINFOCUS_PARTITIONS each): they share each topic's "
+        "partitions in one consumer group",
+    ),
+    only: str = typer.Option(
+        "",
+        "--only",
+        metavar="SERVICE,...",
+        help="start these services only, e.g. pricing,anomaly (all six by default)",
+    ),
 ) -> None:
     """Start the embedded stack: Kafka broker, PostgreSQL and the five services.
 
     No broker when FINFOCUS_KAFKA_BOOTSTRAP is set, no PostgreSQL when FINFOCUS_DATABASE_URL is set.
 
+    --replicas runs several instances of a consumer service (`status` lists each);
+    `finfocus scale` changes the number on a running stack. --only starts a subset of the
+    services. See docs/operations.md.
+
     Without --detach it runs until Ctrl-C, then stops everything it started.
 
     Logs go to FINFOCUS_HOME/logs (see docs/operations.md).
     """
-    from finfocus.embedded.stack import EmbeddedStack, StackError, failed_services, start_detached
+    from finfocus.embedded.stack import (
+        EmbeddedStack,
+        StackError,
+        failed_services,
+        parse_replicas,
+        start_detached,
+    )
+    from finfocus.settings import SERVICES
 
     settings = _settings()
+    try:
+        wanted = parse_replicas(replicas, settings.partitions)
+    except ValueError as exc:
+        fail(f"--replicas {exc}", code=2)
+    services = tuple(s.strip() for s in only.split(",") if s.strip()) or SERVICES
+    unknown = [s for s in services if s not in SERVICES]
+    if unknown:
+        fail(f"--only: unknown service(s) {', '.join(unknown)}; choose among {', '.join(SERVICES)}", code=2)
+    services = tuple(s for s in SERVICES if s in services)  # in the stack's start order
     if detach:
         try:
-            state = start_detached(settings, timeout=timeout)
+            state = start_detached(settings, timeout=timeout, replicas=wanted,
+                                   services=services if services != SERVICES else None)
         except StackError as exc:
             fail(str(exc))
         except KeyboardInterrupt:
@@ -74,7 +109,7 @@ def up(
     from finfocus.telemetry import protect_logging
 
     protect_logging()  # the supervisor's log holds no URL credential or token either
-    stack = EmbeddedStack(settings)
+    stack = EmbeddedStack(settings, services=services, replicas=wanted)
 
     def interrupt(*_: object) -> None:
         raise KeyboardInterrupt
@@ -141,6 +176,8 @@ def status_document(state: dict, *, with_recovery: bool = True) -> dict:
     # each service's /metrics, /healthz, /readyz (from its health file); the embedded Prometheus
     public["metrics"] = health["metrics"]
     public["prometheus_url"] = state.get("prometheus_url")
+    # instances per service where more than one runs (`--replicas`, `finfocus scale`)
+    public["replicas"] = {k: v for k, v in (state.get("replicas") or {}).items() if v != 1}
     public["broker"] = broker_status(state)
     public["recovery"] = _recoveries(state) if with_recovery else None
     return public
@@ -170,9 +207,9 @@ def _print_status(state: dict, output: OutputFormat) -> None:
         )
         if public["consumers"]:
             print_table(
-                ["group", "partition", "committed", "log end", "lag", "flag", "last error"],
+                ["group", "partition", "instance", "committed", "log end", "lag", "flag", "last error"],
                 [
-                    [c["group"], f"{c['topic']}[{c['partition']}]", c["committed"],
+                    [c["group"], f"{c['topic']}[{c['partition']}]", c.get("instance"), c["committed"],
                      c["log_end"], c["lag"],
                      "stalled" if c["stalled"] else "retrying" if c["retrying"] else "",
                      c["last_error"] or ""]
@@ -234,6 +271,55 @@ def down(
         console.print(f"stopped: {', '.join(stopped)}")
 
 
+def scale(
+    request: str = typer.Argument(..., metavar="SERVICE=N,...", help="e.g. pricing=3 or pricing=2,anomaly=1"),
+    timeout: float = typer.Option(120.0, help="seconds to wait until the new instances are running"),
+) -> None:
+    """Change the number of instances of consumer services on the running stack.
+
+    New instances start and join the service's consumer groups (the partitions are shared
+    again after a rebalance); when lowering the number, the last instances stop cleanly.
+    Returns once every instance asked for is running. See docs/operations.md.
+    """
+    import json
+    import time
+
+    from finfocus.embedded.health import instance_name
+    from finfocus.embedded.stack import parse_replicas, scale_request
+    from finfocus.embedded.state import StateFile, supervisor_alive
+
+    settings = _settings()
+    try:
+        wanted = parse_replicas(request, settings.partitions)
+    except ValueError as exc:
+        fail(str(exc), code=2)
+    state_file = StateFile(settings.state_file)
+    state = state_file.read()
+    if not state or not supervisor_alive(state):
+        fail("the stack is not running; start it with `finfocus up --detach`")
+    running = {(e or {}).get("service") or n for n, e in (state.get("services") or {}).items()}
+    missing = [s for s in wanted if s not in running]
+    if missing:
+        fail(f"not part of the running stack: {', '.join(missing)} (see `finfocus up --only`)")
+    path = scale_request(settings.home.expanduser().resolve())
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(wanted))
+    tmp.replace(path)
+    names = {instance_name(s, i) for s, n in wanted.items() for i in range(1, n + 1)}
+    gone = {instance_name(s, i) for s, n in wanted.items() for i in range(n + 1, settings.partitions + 1)}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = state_file.read()
+        if state.get("scale_error"):
+            fail(state["scale_error"])
+        services = state.get("services") or {}
+        if all((services.get(n) or {}).get("state") == "running" for n in names) and not gone & set(services):
+            _print_status(state, OutputFormat.TABLE)
+            return
+        time.sleep(0.2)
+    fail(f"the instances did not all run within {timeout:.0f}s; see `finfocus status`")
+
+
 def serve(
     service: str = typer.Argument(..., help="ingest, pricing, anomaly, forecast, remediation or api"),
 ) -> None:
@@ -272,7 +358,9 @@ def serve(
     # FastStream's own logger prints coloured text on its handler: route it through the
     # JSON handler instead, so a service log is one JSON object per line
     _json_logs_for_faststream(service)
-    marker = ready_marker(settings.home.expanduser().resolve(), service)
+    # an instance of a service run several times (`up --replicas`) has a marker of its own
+    instance = os.environ.get("FINFOCUS_SERVICE_INSTANCE") or service
+    marker = ready_marker(settings.home.expanduser().resolve(), instance)
 
     @app.after_startup
     async def _announce_ready() -> None:
@@ -334,5 +422,6 @@ def register(app: typer.Typer) -> None:
     app.command()(up)
     app.command()(status)
     app.command()(down)
+    app.command()(scale)
     app.command()(serve)
     app.command()(demo)

@@ -42,6 +42,18 @@ CONSUMER_FIELDS = (
 )
 
 
+def service_of(name: str) -> str:
+    """The service an instance name belongs to: `pricing-2` -> `pricing` (the first instance
+    of a service is named after it; `finfocus up --replicas`, docs/operations.md)."""
+    base, _, index = name.rpartition("-")
+    return base if base and index.isdigit() else name
+
+
+def instance_name(service: str, index: int) -> str:
+    """Name of the `index`-th instance of `service` (1: the service's own name)."""
+    return service if index == 1 else f"{service}-{index}"
+
+
 def health_dir(home: Path) -> Path:
     return home / "run" / "health"
 
@@ -137,10 +149,12 @@ def service_health(
             alive = ProcessRef(int(pid), float(entry["create_time"])).alive()
         else:
             alive = ProcessRef.of(int(pid)) is not None
-        report = read_health(home, name, pid) if pid else None
+        report = read_health(home, entry.get("service") or service_of(name), pid) if pid else None
         if report and isinstance(report.get("metrics_url"), str):
             metrics[name] = report["metrics_url"]
         shown[name], why, consumers = assess(name, state, pid, alive, report, now)
+        for consumer in consumers:  # which instance of the service holds the partition
+            consumer.update(service=service_of(name), instance=name, pid=pid)
         if why:
             reasons[name] = "; ".join(why)
         rows += consumers

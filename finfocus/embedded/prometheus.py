@@ -173,11 +173,11 @@ class EmbeddedPrometheus:
 
 def metrics_urls(home: Path, pids: dict[str, int | None]) -> dict[str, str]:
     """service -> the `metrics_url` its current process wrote into its health file."""
-    from finfocus.embedded.health import read_health
+    from finfocus.embedded.health import read_health, service_of
 
     urls = {}
-    for service, pid in pids.items():
-        report = read_health(home, service, pid) if pid else None
+    for service, pid in pids.items():  # an instance name (`pricing-2`) is a target of its own
+        report = read_health(home, service_of(service), pid) if pid else None
         if report and isinstance(report.get("metrics_url"), str):
             urls[service] = report["metrics_url"]
     return urls

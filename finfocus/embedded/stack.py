@@ -13,6 +13,11 @@ starts and records it in `FINFOCUS_HOME/run/stack.json`:
 A service is `running` once its `finfocus serve` process wrote its ready marker
 (`run/<name>.ready`, containing its pid) after the broker connected, the topics and its
 migrations were in place: start-up really finished, not just "the process is alive".
+
+A consumer service may run as several instances (`finfocus up --replicas pricing=2`, and
+`finfocus scale` on a running stack): each instance is a supervised process of its own, named
+`pricing`, `pricing-2`, ... in `services` (with `"service"` and `"instance"` keys), all in the
+service's consumer groups, which share each topic's partitions among them.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from finfocus.embedded.cluster import (
     stop_postgres,
 )
 from finfocus.embedded.confine import SIGNING_ISSUERS, make_private_home, service_environment
-from finfocus.embedded.health import quiescent_moment, read_health
+from finfocus.embedded.health import instance_name, quiescent_moment, read_health, service_of
 from finfocus.embedded.state import (
     FAILED,
     RUNNING,
@@ -67,6 +72,51 @@ EMBEDDED_CONSUMER_ENV = {
 }
 #: seconds a service gets to exit on SIGTERM when the broker died, before SIGKILL
 BROKER_LOSS_GRACE = 3.0
+#: the services that may run as several instances: consumers of the bus, whose consumer groups
+#: share each topic's partitions among the instances. Ingest (import jobs, the HTTP intake's
+#: port) and the api (its port) run once.
+SCALABLE = ("pricing", "anomaly", "forecast", "remediation")
+
+
+def parse_replicas(text: str | None, partitions: int) -> dict[str, int]:
+    """`pricing=2,anomaly=2` -> {"pricing": 2, "anomaly": 2}; ValueError saying what is wrong.
+
+    More instances than a topic has partitions would leave the extra ones idle (a partition
+    is consumed by one member of a group at a time), so that is refused too."""
+    replicas: dict[str, int] = {}
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, count = part.partition("=")
+        name = name.strip()
+        if not sep or not count.strip().isdigit():
+            raise ValueError(f"{part!r}: expected SERVICE=COUNT, e.g. pricing=2")
+        if name not in SCALABLE:
+            raise ValueError(
+                f"{name!r} cannot run as several instances; choose among {', '.join(SCALABLE)}"
+            )
+        n = int(count)
+        if not 1 <= n <= partitions:
+            raise ValueError(
+                f"{name}={n}: between 1 and {partitions} (the partitions of each topic, "
+                "FINFOCUS_PARTITIONS); an instance beyond that would get no partition"
+            )
+        replicas[name] = n
+    return replicas
+
+
+def instance_names(services: tuple[str, ...], replicas: dict[str, int]) -> tuple[str, ...]:
+    """Every supervised process: each service once, then its further instances."""
+    names: list[str] = []
+    for service in services:
+        names += [instance_name(service, i) for i in range(1, replicas.get(service, 1) + 1)]
+    return tuple(names)
+
+
+def scale_request(home: Path) -> Path:
+    """Where `finfocus scale` asks a running supervisor for another number of instances."""
+    return home / "run" / "scale.json"
 
 
 def _now_iso() -> str:
@@ -96,10 +146,14 @@ class EmbeddedStack:
         services: tuple[str, ...] = SERVICES,
         policy: RestartPolicy | None = None,
         poll_interval: float = 0.2,
+        replicas: dict[str, int] | None = None,
     ) -> None:
         self.settings = settings
         self.home = settings.home.expanduser().resolve()
         self.services = services
+        #: instances per service (1 where not given): `finfocus up --replicas`, `finfocus scale`
+        self.replicas = {k: v for k, v in (replicas or {}).items() if k in services}
+        self._scale_seen: float | None = None
         self.policy = policy or RestartPolicy()
         self.poll_interval = poll_interval
         self.state_file = StateFile(self.home / "run" / "stack.json")
@@ -148,7 +202,11 @@ class EmbeddedStack:
             "database_url": None,
             "kafka_owned": False,
             "postgres_owned": False,
-            "services": {name: {"state": "starting"} for name in self.services},
+            "replicas": dict(self.replicas),
+            "services": {
+                name: {"state": "starting", "service": service_of(name)}
+                for name in instance_names(self.services, self.replicas)
+            },
         }
         self._save()
 
@@ -184,13 +242,19 @@ class EmbeddedStack:
         return epoch
 
     def _raw_billing_report(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        slot = self.supervisor.slots.get("pricing") if self.supervisor else None
-        report = None
-        if slot is not None and slot.process is not None:
-            report = read_health(self.home, "pricing", slot.process.pid)
+        """Pricing's raw-billing consumers as its health files say (every instance's: they
+        share the partitions), and the oldest of those reports (it dates them all)."""
+        reports = []
+        for name, slot in (self.supervisor.slots if self.supervisor else {}).items():
+            if service_of(name) == "pricing" and slot.process is not None:
+                found = read_health(self.home, "pricing", slot.process.pid)
+                if found is not None:
+                    reports.append(found)
+        report = min(reports, key=lambda r: str(r.get("updated_at"))) if reports else None
         consumers = [
             c
-            for c in (report or {}).get("consumers") or []
+            for r in reports
+            for c in r.get("consumers") or []
             if isinstance(c, dict) and c.get("topic") == "raw-billing"
         ]
         return report, consumers
@@ -335,18 +399,22 @@ class EmbeddedStack:
                 time.sleep(0.5)
 
     def _spawn(self, name: str) -> subprocess.Popen:
+        """Start instance `name` (`pricing`, `pricing-2`, ...) of its service."""
+        service = service_of(name)
         ready_marker(self.home, name).unlink(missing_ok=True)
         log = self._logs_open.get(name)
         if log is None:
             path = self.logs / f"{name}.log"
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             log = self._logs_open[name] = os.fdopen(fd, "ab")
+        env = self._children_environment(service)
+        env["FINFOCUS_SERVICE_INSTANCE"] = name  # its ready marker: run/<name>.ready
         return subprocess.Popen(
-            serve_command(name),
+            serve_command(service),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=self._children_environment(name),
+            env=env,
             # own session: a Ctrl-C on the terminal reaches the supervisor only, which then
             # stops the services in order instead of watching them all die at once
             start_new_session=True,
@@ -405,7 +473,7 @@ class EmbeddedStack:
             self._start_postgres()
             self._ensure_topics()
             self.supervisor = Supervisor(
-                self.services,
+                instance_names(self.services, self.replicas),
                 self._spawn,
                 self._is_ready,
                 self.policy,
@@ -460,6 +528,7 @@ class EmbeddedStack:
                 ref = ProcessRef.of(entry["pid"]) if entry["pid"] else None
                 entry["create_time"] = ref.create_time if ref else None
                 entry["log"] = str(self.logs / f"{name}.log")
+                entry["service"] = service_of(name)
                 services[name] = entry
             self.state["services"] = services
             if self.state["phase"] == "starting" and self.supervisor.settled():
@@ -508,6 +577,8 @@ class EmbeddedStack:
             self._restart_kafka()
         if not self._stopping and self._postgres_gone():
             self._restart_postgres()
+        if not self._stopping:
+            self._watch_scale()
         if self.supervisor is not None and self.supervisor.tick():
             self._save()
         self._watch_raw_billing()
@@ -530,7 +601,7 @@ class EmbeddedStack:
         if pending:
             self.state.pop("recovery_pending", None)
         reports = {
-            name: read_health(self.home, name, slot.process.pid)
+            name: read_health(self.home, service_of(name), slot.process.pid)
             if slot.state == RUNNING and slot.process is not None
             else None
             for name, slot in self.supervisor.slots.items()
@@ -567,6 +638,52 @@ class EmbeddedStack:
         except Exception:  # noqa: BLE001 - the database is away: still pending
             return False
 
+    def _watch_scale(self) -> None:
+        """Apply a `finfocus scale` request (run/scale.json: {"pricing": 3, ...}) once."""
+        path = scale_request(self.home)
+        try:
+            seen = path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if seen == self._scale_seen:
+            return
+        self._scale_seen = seen
+        import json
+
+        try:
+            wanted = json.loads(path.read_text())
+            request = parse_replicas(
+                ",".join(f"{k}={v}" for k, v in dict(wanted).items()), self.settings.partitions
+            )
+        except (OSError, ValueError, TypeError) as exc:
+            self.state["scale_error"] = f"{path}: {exc}"
+            self._save()
+            return
+        path.unlink(missing_ok=True)
+        self.state.pop("scale_error", None)
+        self.scale(request)
+
+    def scale(self, request: dict[str, int]) -> None:
+        """Run as many instances of each service in `request` as it says: new ones start
+        and join the service's consumer groups; the last ones stop (SIGTERM: they leave their
+        groups, their partitions go to the others after a rebalance)."""
+        if self.supervisor is None:
+            return
+        for service, count in request.items():
+            if service not in self.services:
+                continue
+            have = self.replicas.get(service, 1)
+            for index in range(have + 1, count + 1):
+                logger.info("starting instance %s", instance_name(service, index))
+                self.supervisor.add(instance_name(service, index))
+            for index in range(have, count, -1):
+                logger.info("stopping instance %s", instance_name(service, index))
+                self.supervisor.remove(instance_name(service, index))
+                ready_marker(self.home, instance_name(service, index)).unlink(missing_ok=True)
+            self.replicas[service] = count
+        self.state["replicas"] = dict(self.replicas)
+        self._save()
+
     def stop(self, *_: Any) -> None:
         """Ask the run loop to shut down (signal handler)."""
         self._stopping = True
@@ -599,7 +716,7 @@ class EmbeddedStack:
                 self.postgres.port,
                 ProcessRef.from_dict(self.state.get("postgres")),
             )
-        for name in self.services:
+        for name in {*self.services, *instance_names(self.services, self.replicas)}:
             ready_marker(self.home, name).unlink(missing_ok=True)
         for log in self._logs_open.values():
             log.close()
@@ -720,7 +837,12 @@ def broker_status(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def start_detached(settings: FinFocusSettings, timeout: float = 180.0) -> dict[str, Any]:
+def start_detached(
+    settings: FinFocusSettings,
+    timeout: float = 180.0,
+    replicas: dict[str, int] | None = None,
+    services: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
     """Start a supervisor in the background; return its state once every service is running
     or failed. Raises StackError when it dies or does not settle within `timeout`."""
     home = settings.home.expanduser().resolve()
@@ -733,7 +855,9 @@ def start_detached(settings: FinFocusSettings, timeout: float = 180.0) -> dict[s
     env = dict(os.environ, FINFOCUS_HOME=str(home), PYTHONUNBUFFERED="1")
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "finfocus.cli", "up"],
+            [sys.executable, "-m", "finfocus.cli", "up"]
+            + (["--replicas", ",".join(f"{k}={v}" for k, v in replicas.items())] if replicas else [])
+            + (["--only", ",".join(services)] if services else []),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -190,6 +190,29 @@ class Supervisor:
                 slot.restarts += 1
                 self._start(slot)
 
+    def add(self, name: str) -> ServiceSlot:
+        """Supervise one more process (another instance of a service) and start it now."""
+        if name in self.slots:
+            return self.slots[name]
+        slot = self.slots[name] = ServiceSlot(name)
+        self._start(slot)
+        return slot
+
+    def remove(self, name: str, timeout: float = 20.0) -> None:
+        """Stop one process (SIGTERM, SIGKILL after `timeout`) and forget it: an instance
+        scaled away leaves its consumer group cleanly, its partitions go to the others."""
+        slot = self.slots.pop(name, None)
+        if slot is None or slot.process is None or slot.process.poll() is not None:
+            return
+        try:
+            slot.process.terminate()
+            slot.process.wait(timeout)
+        except OSError:
+            pass
+        except Exception:  # noqa: BLE001 - TimeoutExpired from subprocess or a fake
+            slot.process.kill()
+            slot.process.wait(5)
+
     def stop_all(self, timeout: float = 20.0) -> None:
         """Terminate every live process, then kill what has not exited after `timeout`."""
         live = [

@@ -40,7 +40,7 @@ def test_consumer_rows_show_offsets_lag_and_errors(tmp_path: Path):
     _write(tmp_path, "pricing", pid, NOW - 1, [_consumer(0), _consumer(1, committed=None, lag=None)])
     out = service_health(tmp_path, _services(pricing=pid), now=NOW)
     assert out["services"] == {"pricing": "running"} and out["degraded_reasons"] == {}
-    assert out["consumers"][0] == {"service": "pricing", **_consumer(0)}
+    assert out["consumers"][0] == {"service": "pricing", "instance": "pricing", "pid": pid, **_consumer(0)}
     assert out["consumers"][1]["committed"] is None
 
 
