@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from finfocus.settings import FinFocusSettings, kafka_client_options
 from schemas.deadletter import DeadLetterV1
-from schemas.topics import Topics, schema_headers
+from schemas.topics import Topics, schema_headers, topic_configs
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +64,14 @@ def consumer_options(settings: FinFocusSettings, *, group_id: str) -> dict:
     }
 
 
-async def ensure_topics(bootstrap: str, partitions: int = 4, topics: list[str] | None = None) -> None:
-    """Create the FinFocus topics that do not exist yet (existing ones are left as they are)."""
+async def ensure_topics(
+    bootstrap: str,
+    partitions: int = 4,
+    topics: list[str] | None = None,
+    configs: dict[str, str] | None = None,
+) -> None:
+    """Create the FinFocus topics that do not exist yet (existing ones are left as they are),
+    with `configs` (default: `schemas.topics.topic_configs()`, retention by time and size)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
@@ -77,7 +83,15 @@ async def ensure_topics(bootstrap: str, partitions: int = 4, topics: list[str] |
         if wanted:
             try:
                 await admin.create_topics(
-                    [NewTopic(name=t, num_partitions=partitions, replication_factor=1) for t in wanted]
+                    [
+                        NewTopic(
+                            name=t,
+                            num_partitions=partitions,
+                            replication_factor=1,
+                            topic_configs=configs if configs is not None else topic_configs(),
+                        )
+                        for t in wanted
+                    ]
                 )
             except TopicAlreadyExistsError:
                 pass  # a concurrent bootstrap created them first

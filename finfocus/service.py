@@ -240,7 +240,8 @@ class ServiceRuntime:
                     self.name, self.ready, host=self.settings.metrics_host, port=self.settings.metrics_port or 0
                 )
                 await self.probes.start()  # /healthz answers while the rest starts
-            await ensure_topics(self.settings.kafka, self.settings.partitions)
+            await ensure_topics(self.settings.kafka, self.settings.partitions,
+                                configs=self.settings.topic_configs())
             applied = await migrate_url(self.settings.database, self.name, migrations)
             self._pool = await create_pool(self.settings.database)
             if self.pipelines:

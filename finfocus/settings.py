@@ -44,6 +44,9 @@ class FinFocusSettings(BaseSettings):
     kafka_ssl_certfile: Path | None = None
     kafka_ssl_keyfile: Path | None = None
     partitions: int = Field(4, ge=1, description="Partitions per topic at bootstrap")
+    #: retention of the topics FinFocus creates (schemas/topics.py; docs/operations.md)
+    topic_retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=-1, description="retention.ms of new topics")
+    topic_retention_bytes: int = Field(1 << 30, ge=-1, description="retention.bytes (per partition) of new topics")
     log_level: str = "INFO"
     #: consumer session timeout; the embedded profile uses a short one (group joins take
     #: about half of it on the embedded broker), real clusters keep Kafka's default
@@ -64,6 +67,12 @@ class FinFocusSettings(BaseSettings):
         if isinstance(settings, cls):
             return settings
         return cls(**settings.model_dump())
+
+    def topic_configs(self) -> dict[str, str]:
+        """Configs of the topics FinFocus creates (retention by time and by size)."""
+        from schemas.topics import topic_configs
+
+        return topic_configs(self.topic_retention_ms, self.topic_retention_bytes)
 
     @property
     def state_file(self) -> Path:

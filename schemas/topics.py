@@ -41,6 +41,25 @@ class Topics:
         return names + [cls.dlq(t) for t in cls.CORE]
 
 
+#: retention FinFocus sets on every topic it creates (Kafka's `retention.ms`, and
+#: `retention.bytes` per partition); FINFOCUS_TOPIC_RETENTION_MS / _BYTES override them. A
+#: consumer that stays behind longer than this loses what the broker dropped: see
+#: docs/operations.md ("Broker retention").
+DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
+DEFAULT_RETENTION_BYTES = 1 << 30
+
+
+def topic_configs(
+    retention_ms: int = DEFAULT_RETENTION_MS, retention_bytes: int = DEFAULT_RETENTION_BYTES
+) -> dict[str, str]:
+    """The configs of a topic FinFocus creates: delete by time and by size (-1: unbounded)."""
+    return {
+        "cleanup.policy": "delete",
+        "retention.ms": str(retention_ms),
+        "retention.bytes": str(retention_bytes),
+    }
+
+
 #: header naming the schema of a message value, e.g. "BillingRecord"
 SCHEMA_HEADER = "finfocus-schema"
 #: header carrying the schema version, e.g. "1"

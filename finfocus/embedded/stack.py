@@ -389,7 +389,8 @@ class EmbeddedStack:
         deadline = time.monotonic() + 30
         while True:
             try:
-                asyncio.run(ensure_topics(self.state["kafka_bootstrap"], self.settings.partitions))
+                asyncio.run(ensure_topics(self.state["kafka_bootstrap"], self.settings.partitions,
+                                          configs=self.settings.topic_configs()))
                 return
             except Exception as exc:  # noqa: BLE001 - broker still starting: retry, then report
                 if time.monotonic() > deadline:

@@ -120,3 +120,36 @@ def test_an_instance_added_and_one_killed_mid_stream_lose_and_double_nothing(sta
     expected = {name: (ROWS, ROWS, rows.total.quantize(CENT)) for name in found}
     assert {name: (c, d, t.quantize(CENT)) for name, (c, d, t) in found.items()} == expected, reached
     assert points.quantize(CENT) == rows.total.quantize(CENT)
+
+
+async def test_topics_carry_the_retention_finfocus_sets(kafka_bootstrap: str, monkeypatch):
+    """retention.ms and retention.bytes (settings, env overrides) are set on every topic
+    FinFocus creates, as the broker reports them back (the embedded Tansu stores them but does
+    not enforce them: docs/operations.md, "Broker retention")."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from finfocus.broker import ensure_topics
+    from finfocus.settings import FinFocusSettings
+    from schemas.topics import Topics
+
+    monkeypatch.setenv("FINFOCUS_TOPIC_RETENTION_MS", "3600000")
+    monkeypatch.setenv("FINFOCUS_TOPIC_RETENTION_BYTES", "52428800")
+    settings = FinFocusSettings(kafka_bootstrap=kafka_bootstrap)
+    await ensure_topics(kafka_bootstrap, settings.partitions, configs=settings.topic_configs())
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        names = [Topics.RAW_BILLING, Topics.PRICED_RESOURCES, Topics.dlq(Topics.RAW_BILLING)]
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in names])
+    finally:
+        await admin.close()
+    found = {
+        resource[3]: {entry[0]: entry[1] for entry in resource[4]}
+        for response in responses for resource in response.resources
+    }
+    for name in names:
+        assert found[name]["retention.ms"] == "3600000", found
+        assert found[name]["retention.bytes"] == "52428800", found
+        assert found[name]["cleanup.policy"] == "delete", found
