@@ -12,9 +12,14 @@ day builds a baseline from the days before it only:
    misjudged (a weekday it under-estimated) still pulls the baseline towards it;
 2. weekly seasonality: multiplicative weekday factors (median of each weekday / overall
    median), kept only when they shrink the spread of the training days by `season_gain`;
-3. level and trend: a Theil-Sen line through the last `window` deseasonalised days;
+3. level and trend: a Theil-Sen slope through the last `window` deseasonalised days but the
+   newest `trend_lag` (a climb that has just begun is judged, not followed), the level
+   through all of them;
 4. spread: 1.4826 x the median absolute deviation of the residuals, floored by their
-   mean absolute deviation, `rel_floor` x the level and `abs_floor`;
+   mean absolute deviation, by the noise of same-weekday differences (weekday factors
+   cancel out of them, so factors fitted to a few weeks cannot hide the noise),
+   `rel_floor` x the level and `abs_floor`; a day more than `learn_clip` spreads out that
+   is not flagged is learnt at that distance (a drift's days add up);
 5. intermittent series (at least `zero_share` of the training days cost nothing): the mean
    and standard deviation instead, since a median of zero says nothing.
 
