@@ -275,16 +275,49 @@ async def wait_copies(conn: Any, rows: Rows, timeout: float, poll: float = 0.5
 
 
 # -- the bench ------------------------------------------------------------------------------
+def _cpu_seconds(pids: dict[int, str]) -> dict[int, float]:
+    """User + system CPU seconds each live process used so far."""
+    import psutil
+
+    found = {}
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        found[pid] = times.user + times.system
+    return found
+
+
+async def _processes(stack: ScaleStack, conn: Any) -> dict[int, str]:
+    """pid -> what it is: each service instance (by its service), the broker, and the
+    PostgreSQL backends serving the stack's database (`postgres`)."""
+    state = stack.state()
+    pids = {e["pid"]: e.get("service") or n for n, e in (state.get("services") or {}).items() if e.get("pid")}
+    if (state.get("kafka") or {}).get("pid"):
+        pids[state["kafka"]["pid"]] = "broker"
+    for row in await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                "AND pid <> pg_backend_pid()"):
+        pids[row["pid"]] = "postgres"
+    return pids
+
+
 async def one_run(stack: ScaleStack, rows: Rows, timeout: float) -> dict[str, Any]:
+    """Publish the rows, wait for every copy; rows/s per copy and CPU milliseconds per row
+    of each service (all its instances), of the broker and of the PostgreSQL backends."""
     import asyncpg
 
     url, password = stack.connect_args()
     conn = await asyncpg.connect(url, password=password)
     try:
+        before_pids = await _processes(stack, conn)
+        before = _cpu_seconds(before_pids)
         # the clock of wait_copies starts with the first publish
         sending = asyncio.create_task(publish(stack.bootstrap, rows.records))
         reached, found = await wait_copies(conn, rows, timeout)
         sent = await sending
+        pids = {**before_pids, **await _processes(stack, conn)}
+        after = _cpu_seconds(pids)
     finally:
         await conn.close()
     out: dict[str, Any] = {"rows": rows.count, "publish_s": round(sent, 2)}
@@ -295,7 +328,31 @@ async def one_run(stack: ScaleStack, rows: Rows, timeout: float) -> dict[str, An
     out["reconciles"] = all(
         c == d == rows.count and t.quantize(CENT) == rows.total.quantize(CENT) for c, d, t in found.values()
     )
+    used: dict[str, float] = {}
+    for pid, seconds in after.items():
+        used[pids[pid]] = used.get(pids[pid], 0.0) + seconds - before.get(pid, 0.0)
+    out["cpu_ms_per_row"] = {k: round(1000 * v / rows.count, 3) for k, v in sorted(used.items())}
     return out
+
+
+async def storage_per_row(stack: ScaleStack) -> dict[str, float]:
+    """Bytes on disk (tables and indexes) of each service schema per line pricing stored."""
+    import asyncpg
+
+    url, password = stack.connect_args()
+    conn = await asyncpg.connect(url, password=password)
+    try:
+        await conn.execute("VACUUM ANALYZE")  # hint bits and free space settled before sizing
+        lines = await conn.fetchval("SELECT count(*) FROM pricing.cost_lines")
+        rows = await conn.fetch(
+            "SELECT n.nspname, sum(pg_total_relation_size(c.oid)) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'm') AND n.nspname = ANY($1::text[]) GROUP BY 1",
+            list(SERVICES),
+        )
+    finally:
+        await conn.close()
+    return {r[0]: round(int(r[1]) / lines) for r in rows} | {"lines": lines}
 
 
 def main() -> None:
@@ -324,6 +381,7 @@ def main() -> None:
         database = f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}"
     stack = ScaleStack(base, database)
     results: list[dict[str, Any]] = []
+    sizes: dict[str, Any] = {"lines": 0}
     try:
         started = time.perf_counter()
         stack.up()
@@ -343,6 +401,7 @@ def main() -> None:
                            load=round(os.getloadavg()[0], 1))
                 results.append(out)
                 print(json.dumps(out), flush=True)
+        sizes = asyncio.run(storage_per_row(stack))
     finally:
         partitions = None
         try:
@@ -368,9 +427,17 @@ def main() -> None:
                         else f"{instances} instance(s): -")
             line[-1] += f" {sorted(values)}" if values else ""
         print(f"{key:20s} " + "; ".join(line))
+    for instances in (1, 2):
+        runs = [r["cpu_ms_per_row"] for r in results if r["instances"] == instances]
+        if runs:
+            medians = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in sorted({k for r in runs for k in r})}
+            print(f"CPU ms per row, {instances} instance(s), medians: "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in medians.items()))
+    print(f"bytes on disk per stored line (tables and indexes, after VACUUM), {sizes.pop('lines')} lines: "
+          + ", ".join(f"{k} {v}" for k, v in sizes.items()))
     print("every run reconciles to the cent, no x_RecordId twice:", all(r["reconciles"] for r in results))
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps({"results": results, "bytes_per_line": sizes}, indent=2))
 
 
 if __name__ == "__main__":

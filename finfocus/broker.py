@@ -71,10 +71,12 @@ async def ensure_topics(
     configs: dict[str, str] | None = None,
 ) -> None:
     """Create the FinFocus topics that do not exist yet (existing ones are left as they are),
-    with `configs` (default: `schemas.topics.topic_configs()`, retention by time and size)."""
+    with `configs` (default: retention by time and size from the environment's settings,
+    `schemas.topics.topic_configs`)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
+    settings = FinFocusSettings()  # retention: FINFOCUS_TOPIC_RETENTION_MS / _BYTES
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **kafka_client_options())
     await admin.start()
     try:
@@ -88,7 +90,8 @@ async def ensure_topics(
                             name=t,
                             num_partitions=partitions,
                             replication_factor=1,
-                            topic_configs=configs if configs is not None else topic_configs(),
+                            topic_configs=configs if configs is not None else topic_configs(
+                                settings.topic_retention_ms, settings.topic_retention_bytes),
                         )
                         for t in wanted
                     ]
