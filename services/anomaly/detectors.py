@@ -415,14 +415,16 @@ def robust_seasonal(
 
 
 def _short_run(scores: np.ndarray, t: int, z: float, p: RobustSeasonalParams) -> bool:
-    """Whether step t ends a run of 2-3 days all above 2 whose summed excess over the CUSUM
-    allowance reaches `drift_h` (a spike of two or three days, each just under the threshold)."""
-    total, days = z - p.drift_k, 1
+    """Whether step t ends a run of 2-3 days all above 2 that is anomalous as a whole: the
+    z-score of the run's total (the sum of its days' z over the square root of their number,
+    each day counted at most at the threshold) reaches the threshold (a spike of two or three
+    days, each just under it)."""
+    total, days = z, 1
     for i in range(t - 1, max(-1, t - 3), -1):
         if not scores[i] > 2:
             break
-        total, days = total + min(scores[i], p.threshold) - p.drift_k, days + 1
-    return days >= 2 and total >= p.drift_h
+        total, days = total + min(scores[i], p.threshold), days + 1
+    return days >= 2 and total / math.sqrt(days) >= p.threshold
 
 
 def _catch_up(
