@@ -23,7 +23,6 @@ from finfocus.cli.output import (
     print_table,
     run,
 )
-from schemas.anomaly import AnomalyFeedbackV1
 from schemas.reads import anomaly as reads
 from schemas.reads.anomaly import SEVERITIES, VIEW, list_query
 
@@ -82,7 +81,7 @@ def _print(rows: list[dict], output: OutputFormat, wide: bool = False) -> None:
 
         render_table(
             [Column("id", kind="id", prefix=True), Column("impact", kind="money"), Column("severity", kind="id"),
-             Column("dimension", kind="key"), Column("start", kind="id", drop=3), Column("days", kind="number", drop=2),
+             Column("dimension", kind="key"), Column("start", kind="date", drop=3), Column("days", kind="number", drop=2),
              Column("actual", kind="money", drop=4), Column("%", kind="number", drop=1),
              Column("status", drop=5)],
             [
@@ -410,6 +409,8 @@ def register_admin(anomalies: typer.Typer) -> None:
             nonlocal anomaly_id
             async with reader(settings.database) as conn:
                 anomaly_id = await resolve_anomaly_id(conn, anomaly_id)
+            from schemas.anomaly import AnomalyFeedbackV1  # pydantic models: built when used
+
             body = AnomalyFeedbackV1(anomaly_id=anomaly_id, verdict=verdict, note=note,
                                      given_at=datetime.now(UTC))
             value = body.model_dump_json().encode()

@@ -1,4 +1,8 @@
-"""`finfocus ask QUESTION` and `finfocus mcp` (registered by services/api/cli.py)."""
+"""`finfocus ask QUESTION` and `finfocus mcp` (registered by services/api/cli.py).
+
+Kept outside the `assistant` package so that building the CLI does not import sqlglot
+and the engines: they load when `ask` or `mcp` runs.
+"""
 
 from __future__ import annotations
 

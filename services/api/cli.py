@@ -211,6 +211,6 @@ def register(app: typer.Typer) -> None:
     """Add `finfocus user` and `finfocus token` to the `finfocus` app."""
     app.add_typer(user_app, name="user")
     app.add_typer(token_app, name="token")
-    from services.api.assistant.cli import register as register_assistant
+    from services.api.assistant_cli import register as register_assistant
 
     register_assistant(app)  # `finfocus ask` and `finfocus mcp`
