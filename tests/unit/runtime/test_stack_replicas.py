@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -105,3 +106,34 @@ def test_a_bad_scale_request_is_reported_and_changes_nothing(stack: EmbeddedStac
     assert run_until(stack, lambda: "scale_error" in stack.state)
     assert "cannot run as several instances" in stack.state["scale_error"]
     assert list(stack.state["services"]) == ["ingest", "pricing", "pricing-2"]
+
+
+def test_the_broker_loss_window_reads_every_pricing_instance(stack: EmbeddedStack):
+    """raw-billing is shared by the pricing instances: what pricing had consumed when the
+    broker died (the window `status` reports) comes from all of them, and the quiescent point
+    needs every instance at lag 0."""
+    stack.start()
+    assert run_until(stack, lambda: stack.state.get("phase") == "running")
+    slots = stack.supervisor.slots
+
+    def report(name: str, partition: int, lag: int, at: str) -> None:
+        path = health_file(stack.home, service_of(name), slots[name].process.pid)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"updated_at": at, "state": "running", "consumers": [
+            {"group": "finfocus-pricing", "topic": "raw-billing", "partition": partition,
+             "committed": 10 + partition, "lag": lag}]}))
+
+    report("ingest", 9, 0, "2026-01-01T10:00:00+00:00")
+    report("pricing", 0, 0, "2026-01-01T10:00:01+00:00")
+    report("pricing-2", 1, 7, "2026-01-01T10:00:02+00:00")
+    position = stack._raw_billing_position()
+    assert position["raw_billing_committed"] == {"0": 10, "1": 11}
+    assert position["raw_billing_unconsumed"] == 7
+    assert position["raw_billing_reported_at"] == "2026-01-01T10:00:01+00:00"  # the oldest report
+    # the quiescent point is watched for a broker the stack owns: a stand-in for one
+    stack.kafka = SimpleNamespace(process=SimpleNamespace(poll=lambda: None), stop=lambda: None)
+    stack._watch_quiescent(force=True)
+    assert "quiescent_at" not in stack.state  # pricing-2 still had rows to consume
+    report("pricing-2", 1, 0, "2026-01-01T10:00:03+00:00")
+    stack._watch_quiescent(force=True)
+    assert stack.state["quiescent_at"] == "2026-01-01T10:00:00+00:00"
