@@ -16,7 +16,7 @@ migrations were in place: start-up really finished, not just "the process is ali
 
 A consumer service may run as several instances (`finfocus up --replicas pricing=2`, and
 `finfocus scale` on a running stack): each instance is a supervised process of its own, named
-`pricing`, `pricing-2`, ... in `services` (with `"service"` and `"instance"` keys), all in the
+`pricing`, `pricing-2`, ... in `services` (each entry with its `"service"`), all in the
 service's consumer groups, which share each topic's partitions among them.
 """
 
