@@ -73,6 +73,11 @@ MONEY_COLUMNS = {
     "remainder", "budget", "spent", "savings", "forecast", "limit",
 }
 ID_COLUMNS = {"id", "command", "anomaly", "job", "recommendation", "token"}
+#: column names that hold dates or times: never cut, never wrapped (a column gives way whole)
+DATE_COLUMNS = {
+    "date", "day", "at", "from", "to", "start", "end", "through", "effective", "raised", "finished", "issued",
+    "expires", "detected", "period", "month", "since", "until", "updated", "created",
+}
 
 
 def column_for(name: str) -> Column:
@@ -80,12 +85,15 @@ def column_for(name: str) -> Column:
     low = name.lower()
     if low in ID_COLUMNS or low.endswith(" id") or low.endswith("_id"):
         return Column(name, kind="id")
+    if low in DATE_COLUMNS or low.endswith(" at"):
+        return Column(name, kind="date")
     if low in MONEY_COLUMNS or low.startswith("monthly") or low.endswith(" cost"):
         return Column(name, kind="money")
     if low in {"days", "rows", "lines", "actions", "measured", "count", "%", "share", "score", "price", "prices",
-               "changed", "unchanged", "refused"}:
+               "changed", "unchanged", "refused", "version", "read", "published", "rejected", "used", "alerts",
+               "age (days)", "history", "rate", "top"}:
         return Column(name, kind="number")
-    if low in {"value", "resource", "dimension", "scope", "target", "group"}:  # folded, never shortened
+    if low in {"value", "resource", "dimension", "scope", "target", "group", "name", "totals"}:  # folded, never shortened
         return Column(name, kind="key")
     if low == "":
         return Column(name, kind="id")
@@ -93,10 +101,16 @@ def column_for(name: str) -> Column:
 
 
 def print_table(
-    columns: list[str], rows: Iterable[Iterable[Any]], *, title: str | None = None, wide: bool = False
+    columns: list[str | Column], rows: Iterable[Iterable[Any]], *, title: str | None = None, wide: bool = False,
+    drop: dict[str, int] | None = None,
 ) -> None:
-    """A table whose column behaviour follows from the column names (see `column_for`)."""
-    specs = [column_for(c) for c in columns]
+    """A table whose column behaviour follows from the column names (see `column_for`; a
+    `Column` given instead says its own); `drop` gives columns that make way on narrow
+    terminals (name: order, higher first)."""
+    from dataclasses import replace
+
+    specs = [c if isinstance(c, Column) else column_for(c) for c in columns]
+    specs = [replace(s, drop=(drop or {}).get(s.name, s.drop)) for s in specs]
     render_table(specs, ([_money_cell(v) if specs[i].kind == "money" else v for i, v in enumerate(row)]
                          for row in rows), title=title, wide=wide)
 
@@ -125,8 +139,8 @@ SPARK = "▁▂▃▄▅▆▇█"
 class Column:
     """A table column and how it behaves on a narrow terminal.
 
-    `kind`: `id` (never cut, never wrapped: people copy it), `money`/`number` (never cut,
-    right-aligned), `key` (a group value: folded over lines, never shortened), `chart`,
+    `kind`: `id` (never cut, never wrapped: people copy it), `date` (never cut, never wrapped),
+    `money`/`number` (never cut, right-aligned), `key` (a group value: folded over lines, never shortened), `chart`,
     `text` (shortened with an ellipsis; `--wide` folds it; the `show` command has it whole).
     `drop`: 0 never; columns with higher numbers are left out first when the table would not
     fit (listed under the table; `--wide` keeps them all).
@@ -147,6 +161,24 @@ def unique_prefixes(ids: list[str], shortest: int = 12) -> list[str]:
             n += 1
         out.append(x[:n])
     return out
+
+
+def resolve_prefix(what: str, prefix: str, found: list[str]) -> str:
+    """The one id among `found` (the ids starting with `prefix`) that `prefix` names, like git:
+    the id itself, or the only one it starts. Exit 1 when none does, exit 2 (a usage error,
+    with the candidates) when several do."""
+    if prefix in found:
+        return prefix
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        fail(f"no {what} {prefix}")
+    shown = ", ".join(sorted(found)[:5]) + (", ..." if len(found) > 5 else "")
+    fail(f"{prefix} is ambiguous: it starts {what} ids {shown}; give more characters", 2)
+
+
+#: how many candidates an id lookup asks for: enough to tell one from several, and list them
+PREFIX_CANDIDATES = 6
 
 
 def _cell(value: Any) -> str:
@@ -173,9 +205,12 @@ def _cell(value: Any) -> str:
 
 
 def render_table(
-    columns: list[Column], rows: Iterable[Iterable[Any]], *, title: str | None = None, wide: bool = False
+    columns: list[Column], rows: Iterable[Iterable[Any]], *, title: str | None = None, wide: bool = False,
+    whole: str | None = None,
 ) -> None:
-    """A table that stays readable at 80 columns: see `Column`."""
+    """A table that stays readable at 80 columns: see `Column`. `whole` names the command that
+    shows a row's long text whole (e.g. `finfocus remediation show ID`), said under the table
+    when some text had to be shortened."""
     from rich.cells import cell_len
 
     out = console
@@ -183,7 +218,7 @@ def render_table(
     natural = [max([cell_len(c.name), *(max((cell_len(x) for x in r[i].split("\n")), default=0) for r in body)])
                for i, c in enumerate(columns)]
     keep = list(range(len(columns)))
-    fixed_kinds = {"id", "money", "number", "chart"}
+    fixed_kinds = {"id", "date", "money", "number", "chart"}
     mins = {"key": 14, "text": 8}
 
     def floor(i: int) -> int:
@@ -224,11 +259,19 @@ def render_table(
         if spare > 0 and total_want:
             for i in flex:
                 widths[i] += min(want[i], spare * want[i] // total_want)
+            left = spare - sum(widths[i] - floor(i) for i in flex)
+            while left > 0 and any(widths[i] - floor(i) < want[i] for i in flex):  # what rounding left over
+                for i in flex:
+                    if left > 0 and widths[i] - floor(i) < want[i]:
+                        widths[i] += 1
+                        left -= 1
+    cut = any(columns[i].kind == "text" and widths.get(i, natural[i]) < natural[i] for i in keep) if not wide else False
     table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                   padding=(0, 1, 0, 0), title_justify="left", caption_justify="left", caption=(
         "; ".join(filter(None, [
             f"not shown for width: {', '.join(reversed(hidden))} (--wide shows them)" if hidden else "",
             "ids shortened to unique prefixes, which every command accepts" if shortened else "",
+            f"text shortened: `{whole}` has it whole" if whole and cut else "",
         ])) or None
     ))
     for i in keep:
@@ -243,7 +286,15 @@ def render_table(
                              width=widths.get(i))
     for r in body:
         table.add_row(*[r[i] for i in keep])
-    out.print(table)
+    if wide and needed(keep) > out.width:
+        # --wide: every column whole even when they add up to more than the terminal (which wraps
+        # the lines): rendered at the width they need, written uncropped
+        from rich.segment import Segment, Segments
+
+        for line in out.render_lines(table, out.options.update_width(needed(keep)), pad=False):
+            out.print(Segments([*line, Segment.line()]), soft_wrap=True, end="")
+    else:
+        out.print(table)
 
 
 def sparkline(values: list[Any]) -> str:

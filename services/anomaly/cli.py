@@ -96,8 +96,46 @@ def _print(rows: list[dict], output: OutputFormat, wide: bool = False) -> None:
         )
 
 
-def show_detail(r: dict, feedback: dict | None) -> None:
-    """`anomalies show`: one field per line, the root causes below, the feedback with its note."""
+def series_text(series: list | None) -> str:
+    """The daily series as a sparkline with its days and range, for `show`."""
+    from finfocus.cli.output import sparkline
+    from finfocus.cli.vocab import cents
+
+    if not series:
+        return "not available (no cost lines of this dimension are readable)"
+    costs = [c for _, c in series]
+    return (f"{sparkline(costs)}  {series[0][0]} to {series[-1][0]}, daily "
+            f"{cents(min(costs))} to {cents(max(costs))}")
+
+
+def series_window(r: dict) -> tuple:
+    """The days `show` draws: three weeks before the anomalous window, the window, a week after."""
+    from datetime import timedelta
+
+    start = datetime.fromisoformat(r["window_start"].replace("Z", "+00:00")).date()
+    end = datetime.fromisoformat(r["window_end"].replace("Z", "+00:00")).date()
+    return start - timedelta(days=21), end + timedelta(days=7), end
+
+
+async def fetch_series(conn, r: dict) -> list | None:
+    """The anomaly's daily series from the cost lines; None when it cannot be read."""
+    import asyncpg
+
+    from schemas.reads.series import daily_costs
+
+    start, end, window_end = series_window(r)
+    try:
+        series = await daily_costs(conn, r["dimension"], start, end)
+    except (asyncpg.PostgresError, OSError):
+        return None
+    while series and series[-1][0] >= window_end and not series[-1][1]:
+        series.pop()  # days after the window not billed yet
+    return series
+
+
+def show_detail(r: dict, feedback: dict | None, series: list | None = None) -> None:
+    """`anomalies show`: one field per line (the daily series as a sparkline), the root causes
+    below, the feedback with its note."""
     from finfocus.cli.output import Column, render_detail, render_table
     from finfocus.cli.vocab import cents
 
@@ -105,6 +143,7 @@ def show_detail(r: dict, feedback: dict | None) -> None:
     render_detail(f"Anomaly {r['anomaly_id']}", [
         ("dimension", ", ".join(f"{k}={v}" for k, v in r["dimension"].items())),
         ("window", f"{r['window_start']} to {r['window_end']} ({_days(r)} days)"),
+        ("series", series_text(series)),
         ("expected", f"{cents(r['expected_cost'])} {r['currency']}"),
         ("actual", f"{cents(r['actual_cost'])} {r['currency']}"),
         ("impact", f"{cents(r['impact'])} {r['currency']}" + (f" ({r['impact_pct']} %)" if r.get("impact_pct") else "")),
@@ -122,16 +161,14 @@ def show_detail(r: dict, feedback: dict | None) -> None:
 
 
 async def resolve_anomaly_id(conn, prefix: str) -> str:
-    """A full id or a unique prefix of one (like git); fails with the candidates otherwise."""
-    if await conn.fetchval(f"SELECT 1 FROM {VIEW} WHERE anomaly_id = $1", prefix):
-        return prefix
+    """A full id or a unique prefix of one (like git): exit 1 if none, 2 (with the candidates)
+    if several."""
+    from finfocus.cli.output import PREFIX_CANDIDATES, resolve_prefix
+
     found = [r["anomaly_id"] for r in await conn.fetch(
-        f"SELECT anomaly_id FROM {VIEW} WHERE starts_with(anomaly_id, $1) ORDER BY 1 LIMIT 6", prefix)]
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        fail(f"no anomaly {prefix}")
-    fail(f"{prefix} is ambiguous: {', '.join(found[:5])}{', ...' if len(found) > 5 else ''}", 2)
+        f"SELECT anomaly_id FROM {VIEW} WHERE starts_with(anomaly_id, $1) "
+        "ORDER BY anomaly_id = $1 DESC, anomaly_id LIMIT $2", prefix, PREFIX_CANDIDATES)]
+    return resolve_prefix("anomaly", prefix, found)
 
 
 def register(app: typer.Typer) -> None:
@@ -179,14 +216,15 @@ def register(app: typer.Typer) -> None:
             async with reader(FinFocusSettings().database) as conn:
                 full = await resolve_anomaly_id(conn, anomaly_id)
                 row = await conn.fetchrow(f"SELECT * FROM {VIEW} WHERE anomaly_id = $1", full)
-            if row is None:
-                fail(f"no anomaly {anomaly_id}")
-            row = dict(row)
+                if row is None:
+                    fail(f"no anomaly {anomaly_id}")
+                row = dict(row)
+                series = await fetch_series(conn, row["record"]) if output == OutputFormat.TABLE else None
             note = {"verdict": row["feedback"], "note": row.get("feedback_note"), "actor": row.get("feedback_actor")}
             if output != OutputFormat.TABLE:
                 print_json(row["record"] | {"feedback": row["feedback"], "feedback_note": note["note"]})
                 return
-            show_detail(row["record"], note if row["feedback"] else None)
+            show_detail(row["record"], note if row["feedback"] else None, series)
 
         run(go())
 
@@ -334,7 +372,10 @@ def _print_monitors(rows: list[dict], output: OutputFormat, wide: bool = False) 
     elif output == OutputFormat.NDJSON:
         print_ndjson(rows)
     else:
-        print_table(["name", "dimensions", "filters", "top", "detector", "params"], [
+        from finfocus.cli.output import Column
+
+        print_table(["name", Column("dimensions", kind="key"), Column("filters", kind="key"), "top",
+                     Column("detector", drop=1), Column("params", kind="key")], [
             (r["name"], ", ".join(r["dimensions"]), ", ".join(f"{k}={v}" for k, v in r["filters"].items()),
              r["top"] or "", r["detector"], ", ".join(f"{k}={v}" for k, v in r["params"].items()))
             for r in rows
@@ -367,13 +408,11 @@ def _feedback_remote(api, anomaly_id: str, verdict: str, note: str | None) -> No
     except RemoteError as exc:
         if exc.status != 404:
             api.fail(exc)
+        from finfocus.cli.output import resolve_prefix
+
         found = sorted(a["anomaly_id"] for a in api.get("/api/v1/anomalies")["anomalies"]
                        if a["anomaly_id"].startswith(anomaly_id))
-        if len(found) != 1:
-            fail(f"no anomaly {anomaly_id}" if not found else
-                 f"{anomaly_id} is ambiguous: {', '.join(found[:5])}{', ...' if len(found) > 5 else ''}",
-                 2 if found else 1)
-        anomaly_id = found[0]
+        anomaly_id = resolve_prefix("anomaly", anomaly_id, found)
         api.call("POST", path("anomalies", anomaly_id, "feedback"), json=body)
     typer.echo(f"feedback '{verdict}' sent for {anomaly_id}")
 

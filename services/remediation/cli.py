@@ -111,8 +111,66 @@ def list_commands(
             [[c["command_id"], c["status"], c["action"], cents(c.get("expected_monthly_savings")),
               c["target"]["resource_id"], c["mode"], c.get("playbook"), c["reason"]["text"]] for c in ordered],
             title="Remediation commands, largest saving first",
-            wide=wide,
+            wide=wide, whole="finfocus remediation show ID",
         )
+
+
+async def _command_ids(prefix: str) -> list[str]:
+    """Ids of the commands that start with `prefix` (the exact id first when it exists)."""
+    from finfocus.cli.output import PREFIX_CANDIDATES
+    from finfocus.db import reader
+
+    api = _remote()
+    if api is not None:
+        return sorted((c["command_id"] for c in api.get("/api/v1/remediation/commands")["commands"]
+                       if c["command_id"].startswith(prefix)), key=lambda c: (c != prefix, c))
+    async with reader(_settings().database) as conn:
+        return [r["command_id"] for r in await conn.fetch(
+            "SELECT command_id FROM remediation.v_actions WHERE starts_with(command_id, $1) "
+            "ORDER BY command_id = $1 DESC, command_id LIMIT $2", prefix, PREFIX_CANDIDATES)]
+
+
+def _resolve_command(prefix: str) -> str:
+    """A full command id or a unique prefix of one (like git): exit 1 if none, 2 if several."""
+    from finfocus.cli.output import resolve_prefix
+
+    return resolve_prefix("command", prefix, run(_command_ids(prefix)))
+
+
+def command_detail(c: dict) -> None:
+    """`remediation show`: one field per line, the reason and the result whole (folded)."""
+    from finfocus.cli.output import render_detail
+    from finfocus.cli.vocab import cents
+
+    target = c.get("target") or {}
+    render_detail(f"Remediation command {c['command_id']}", [(k, v) for k, v in [  # unset fields left out
+        ("status", c.get("status")), ("action", c.get("action")), ("mode", c.get("mode")),
+        ("resource", target.get("resource_id")),
+        *((k, v) for k, v in target.items() if k != "resource_id"),
+        ("monthly", f"{cents(c.get('expected_monthly_savings'))} {c.get('currency') or ''}".strip()),
+        ("playbook", c.get("playbook")), ("anomaly", c.get("anomaly_id")),
+        ("recommendation", c.get("recommendation_id")),
+        ("issued", c.get("issued_at")), ("expires", c.get("expires_at")),
+        ("reason", (c.get("reason") or {}).get("text")),
+        *(((f"reason {k}", v) for k, v in (c.get("reason") or {}).items() if k != "text")),
+        ("result", c.get("result")),
+    ] if v not in (None, "", {}, [])])
+
+
+@remediation_app.command("show")
+def show_command(
+    command_id: str = typer.Argument(..., help="Command id (cmd-...) or a unique prefix of one"),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """One remediation command, every field, its reason and result whole."""
+    full = _resolve_command(command_id)
+    found = [c for c in run(_list_commands(None)) if c["command_id"] == full]
+    if not found:
+        fail(f"no command {command_id}")
+    if output == OutputFormat.TABLE:
+        command_detail(found[0])
+    else:
+        print_json(found[0])
 
 
 def _user() -> str:
@@ -271,6 +329,7 @@ async def _remote_wait_for(api, command_id: str, done: set[str], timeout: float)
 
 
 def _decision(command_id: str, approve: bool, reason: str | None, wait: float) -> None:
+    command_id = _resolve_command(command_id)
     changed, message = run(_decide(command_id, approve, reason))
     if not changed:
         fail(message)
@@ -285,7 +344,7 @@ def _decision(command_id: str, approve: bool, reason: str | None, wait: float) -
 
 @remediation_app.command("approve")
 def approve(
-    command_id: str = typer.Argument(..., help="Command id (see `finfocus remediation list`)"),
+    command_id: str = typer.Argument(..., help="Command id (see `finfocus remediation list`) or a unique prefix"),
     reason: str = typer.Option(None, "--reason", help="Why, recorded in the audit log"),
     wait: float = typer.Option(0, "--wait", help="Seconds to wait for the executor's result"),
 ) -> None:
@@ -295,7 +354,7 @@ def approve(
 
 @remediation_app.command("reject")
 def reject(
-    command_id: str = typer.Argument(..., help="Command id"),
+    command_id: str = typer.Argument(..., help="Command id or a unique prefix of one"),
     reason: str = typer.Option(None, "--reason", help="Why, recorded in the audit log"),
 ) -> None:
     """Reject a command waiting for approval: it never runs."""
@@ -308,11 +367,12 @@ async def _undo(command_id: str, reason: str | None) -> tuple[bool, str]:
 
 @remediation_app.command("undo")
 def undo(
-    command_id: str = typer.Argument(..., help="Id of an executed command"),
+    command_id: str = typer.Argument(..., help="Id of an executed command, or a unique prefix of one"),
     reason: str = typer.Option(None, "--reason", help="Why, recorded in the audit log"),
     wait: float = typer.Option(0, "--wait", help="Seconds to wait for the executor to undo it"),
 ) -> None:
     """Undo an executed, reversible action (restart, previous type, restore from snapshot...)."""
+    command_id = _resolve_command(command_id)
     changed, message = run(_undo(command_id, reason))
     if not changed:
         fail(message)
@@ -357,11 +417,12 @@ def audit(
     else:
         from finfocus.cli.output import Column, render_table
 
-        render_table([Column("at", kind="id"), Column("command", kind="id", prefix=True), Column("event", kind="id"),
+        render_table([Column("at", kind="date"), Column("command", kind="id", prefix=True), Column("event", kind="id"),
                       Column("actor", kind="key", drop=2),
                       Column("result", kind="key", drop=3), Column("reason", drop=1)],
                      [[r["at"], r["command_id"], r["event"], r["actor"], r["result"], r["reason"]]
-                      for r in rows], title="Remediation audit", wide=wide)
+                      for r in rows], title="Remediation audit", wide=wide,
+                     whole="finfocus remediation show ID")
 
 
 # --- playbooks ---------------------------------------------------------------------------
@@ -434,8 +495,10 @@ def _print_playbooks(rows: list[dict], errors: list[str], output: OutputFormat, 
     elif output == OutputFormat.NDJSON:
         print_ndjson(rows)
     else:
-        print_table(["name", "enabled", "mode", "trigger", "actions", "approval"],
-                    [[r["name"], r["enabled"], r["mode"], r["trigger"], ",".join(r["actions"]),
+        from finfocus.cli.output import Column
+
+        print_table(["name", "enabled", "mode", "trigger", Column("actions", kind="key"), "approval"],
+                    [[r["name"], r["enabled"], r["mode"], r["trigger"], ", ".join(r["actions"]),
                       "" if r["approval"] is None else r["approval"]] for r in rows], title=title, wide=wide)
         for error in errors:
             typer.echo(f"invalid: {error}", err=True)
@@ -550,7 +613,68 @@ def list_recommendations(
                       Column("action", drop=5), Column("state", drop=6), Column("rationale", drop=1)],
                      [[r["recommendation_id"], cents(r["estimated_monthly_savings"]), r["type"], r["resource_id"],
                        r["currency"], r["account_id"], r["action"], r["state"], r["rationale"]]
-                      for r in rows], title="Recommendations (largest saving first)", wide=wide)
+                      for r in rows], title="Recommendations (largest saving first)", wide=wide,
+                     whole="finfocus recommendations show ID")
+
+
+async def _recommendation_ids(prefix: str) -> list[str]:
+    """Ids of the recommendations (any state) that start with `prefix`, the exact id first."""
+    from finfocus.cli.output import PREFIX_CANDIDATES
+    from finfocus.db import reader
+
+    api = _remote()
+    if api is not None:
+        found = api.get("/api/v1/recommendations", {"state": "all"})["recommendations"]
+        return sorted((r["recommendation_id"] for r in found if r["recommendation_id"].startswith(prefix)),
+                      key=lambda r: (r != prefix, r))
+    async with reader(_settings().database) as conn:
+        return [r["recommendation_id"] for r in await conn.fetch(
+            "SELECT recommendation_id FROM remediation.v_recommendations WHERE starts_with(recommendation_id, $1) "
+            "ORDER BY recommendation_id = $1 DESC, recommendation_id LIMIT $2", prefix, PREFIX_CANDIDATES)]
+
+
+def _resolve_recommendation(prefix: str) -> str:
+    """A full recommendation id or a unique prefix of one: exit 1 if none, 2 if several."""
+    from finfocus.cli.output import resolve_prefix
+
+    return resolve_prefix("recommendation", prefix, run(_recommendation_ids(prefix)))
+
+
+def recommendation_detail(r: dict) -> None:
+    """`recommendations show`: one field per line, the rationale whole (folded)."""
+    from finfocus.cli.output import render_detail
+    from finfocus.cli.vocab import cents
+
+    known = ("recommendation_id", "type", "state", "resource_id", "account_id", "action",
+             "estimated_monthly_savings", "currency", "rationale")
+    render_detail(f"Recommendation {r['recommendation_id']}", [
+        ("type", r.get("type")), ("state", r.get("state")), ("resource", r.get("resource_id")),
+        ("account", r.get("account_id")), ("action", r.get("action")),
+        ("monthly", f"{cents(r.get('estimated_monthly_savings'))} {r.get('currency') or ''}".strip()),
+        *((k.replace("_", " "), v) for k, v in r.items() if k not in known and v not in (None, "", {}, [])),
+        ("rationale", r.get("rationale")),
+    ])
+
+
+@recommendations_app.command("show")
+def show_recommendation(
+    rec_id: str = typer.Argument(..., help="Recommendation id (rec-...) or a unique prefix of one"),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """One recommendation, every field, its rationale whole."""
+    full = _resolve_recommendation(rec_id)
+    api = _remote()
+    if api is not None:
+        rows = api.get("/api/v1/recommendations", {"state": "all"})["recommendations"]
+    else:
+        rows = run(_recommendations(None, None))
+    found = [r for r in rows if r["recommendation_id"] == full]
+    if not found:
+        fail(f"no recommendation {rec_id}")
+    if output == OutputFormat.TABLE:
+        recommendation_detail(found[0])
+    else:
+        print_json(found[0])
 
 
 async def _set_state(rec_id: str, state: str, reason: str | None, until: datetime | None,
@@ -605,10 +729,11 @@ def _remote_set_state(api, rec_id: str, state: str, reason: str | None, until: d
 
 @recommendations_app.command("dismiss")
 def dismiss(
-    rec_id: str = typer.Argument(..., help="Recommendation id"),
+    rec_id: str = typer.Argument(..., help="Recommendation id or a unique prefix of one"),
     reason: str = typer.Option(..., "--reason", help="Why it does not apply"),
 ) -> None:
     """Dismiss a recommendation for good, with a reason."""
+    rec_id = _resolve_recommendation(rec_id)
     if not run(_set_state(rec_id, "dismissed", reason, None)):
         fail(f"no recommendation {rec_id}")
     typer.echo(f"recommendation {rec_id} dismissed")
@@ -616,11 +741,12 @@ def dismiss(
 
 @recommendations_app.command("snooze")
 def snooze(
-    rec_id: str = typer.Argument(..., help="Recommendation id"),
+    rec_id: str = typer.Argument(..., help="Recommendation id or a unique prefix of one"),
     until: datetime = typer.Option(..., "--until", help="Date it comes back, e.g. 2026-12-31"),
     reason: str = typer.Option(..., "--reason", help="Why not now"),
 ) -> None:
     """Hide a recommendation until a date, with a reason."""
+    rec_id = _resolve_recommendation(rec_id)
     until = until if until.tzinfo else until.replace(tzinfo=UTC)
     if not run(_set_state(rec_id, "snoozed", reason, until)):
         fail(f"no recommendation {rec_id}")

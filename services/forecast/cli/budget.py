@@ -239,7 +239,7 @@ def list_budgets(output: OutputFormat = OUTPUT_OPTION, wide: bool = WIDE_OPTION)
                 for b in budgets
             ],
             title="Budgets: projected = actual to date + forecast to the period's end (95 % range)",
-            wide=wide,
+            wide=wide, drop={"alerts": 4, "period": 3, "actual": 2, "scope": 1},
         )
 
 
@@ -281,7 +281,7 @@ def list_alerts(
 
         render_table(
             [Column("raised", kind="id"), Column("budget", kind="key"), Column("kind", kind="id"), Column("threshold", kind="number"),
-             Column("spend", kind="money"), Column("limit", kind="money"), Column("period", drop=1),
+             Column("spend", kind="money"), Column("limit", kind="money"), Column("period", kind="date", drop=1),
              Column("id", kind="id", drop=2)],
             [(a["raised_at"], a["name"], a["kind"], f"{a['percent']}%", f"{_cents(a['spend'])} {a['currency'] or ''}",
               _cents(a["limit_amount"]), f"{a['period_start']} to {a['period_end']}", a["alert_id"])

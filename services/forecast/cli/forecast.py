@@ -60,12 +60,10 @@ async def load(group_by: list[str], filters: dict[str, str], horizon: int) -> li
 
 
 def chart(values: list[Decimal]) -> str:
-    """A one-line chart of daily means."""
-    if not values:
-        return ""
-    lo, hi = min(values), max(values)
-    span = hi - lo
-    return "".join(SPARK[0 if span == 0 else int((v - lo) / span * (len(SPARK) - 1))] for v in values)
+    """A one-line chart of daily means (the shared `sparkline`)."""
+    from finfocus.cli.output import sparkline
+
+    return sparkline(values)
 
 
 def show_table(forecasts: list[dict], group_by: list[str], *, wide: bool = False) -> None:
@@ -93,7 +91,7 @@ def show_table(forecasts: list[dict], group_by: list[str], *, wide: bool = False
         Column("share", kind="number"),
         Column("chart", kind="chart", drop=2),
         Column("model", drop=3),
-        Column("through", drop=4),
+        Column("through", kind="date", drop=4),
     ] + ([Column("currency", kind="key")] if len(currencies) > 1 else [])
     table_rows = [
         [
@@ -233,8 +231,8 @@ def month_end(
         render_table(
             [*(Column(k, kind="key") for k in keys), Column("projected", kind="money"),
              Column("95 % range", kind="money"), Column("actual", kind="money", drop=2),
-             Column("remainder", kind="money", drop=3), Column("month", drop=4),
-             Column("through", drop=5), Column("currency", drop=1)],
+             Column("remainder", kind="money", drop=3), Column("month", kind="date", drop=4),
+             Column("through", kind="date", drop=5), Column("currency", drop=1)],
             [
                 (*[group_label(k, r["group"].get(k)) for k in keys], cents(r["projected"]),
                  f"{cents(r['lo_95'])} - {cents(r['hi_95'])}", cents(r["actual_to_date"]),

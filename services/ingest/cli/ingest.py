@@ -453,15 +453,18 @@ def jobs(
     elif output == OutputFormat.NDJSON:
         print_ndjson(found)
     else:
+        from finfocus.cli.vocab import cents
+
         print_table(
             ["job", "version", "status", "format", "read", "published", "rejected", "totals", "finished"],
             [
                 (j["job_id"], j["version"], j["status"], j["format"], j["rows_read"], j["rows_published"],
-                 j["rows_rejected"], ", ".join(f"{v} {c}" for c, v in (j["totals"] or {}).items()), j["finished_at"])
+                 j["rows_rejected"], ", ".join(f"{cents(v)} {c}" for c, v in (j["totals"] or {}).items()),
+                 j["finished_at"])
                 for j in found
             ],
             title="import jobs",
-            wide=wide,
+            wide=wide, drop={"published": 6, "version": 5, "read": 4, "format": 3, "finished": 1},
         )
 
 

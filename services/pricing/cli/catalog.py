@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
             render_table(
                 [Column("sku", kind="id"), Column("price", kind="number"), Column("unit", kind="id"),
                  Column("region", kind="id"), Column("service", kind="key", drop=1), Column("provider", drop=3),
-                 Column("currency", drop=7), Column("from", drop=4), Column("to", drop=5), Column("source", drop=6)],
+                 Column("currency", drop=7), Column("from", kind="date", drop=4), Column("to", kind="date", drop=5), Column("source", drop=6)],
                 [[r["sku"], r["unit_price"], r["unit"], r["region"], r["service"], r["provider"], r["currency"],
                   r["effective_from"].date(), r["effective_to"].date() if r["effective_to"] else "", r["source"]]
                  for r in rows], title="Price catalog", wide=wide)

@@ -416,6 +416,7 @@ def register_groups(app: typer.Typer) -> None:
     def fx_show(
         on: str = typer.Option(None, "--date", help="The rates of this date (the latest on or before it)"),
         currency: str = typer.Option(None, "--currency", help="Only this currency"),
+        wide: bool = WIDE_OPTION,
     ) -> None:
         """Imported exchange rates: the latest day's (or --date's), per 1 base currency."""
         from services.pricing.config import PricingSettings
@@ -442,10 +443,12 @@ def register_groups(app: typer.Typer) -> None:
         if not rows:
             fail("no exchange rate" + (f" on or before {when}" if when else "") + (f" for {currency}" if currency else ""))
         print_table(["date", "base", "currency", "rate", "source"],
-                    [[r.day, r.base, r.currency, format(r.rate, "f"), r.source] for r in rows], title="Exchange rates")
+                    [[r.day, r.base, r.currency, format(r.rate, "f"), r.source] for r in rows], title="Exchange rates",
+                    wide=wide, drop={"source": 1})
 
     @prices.command("show")
-    def prices_show(output: str = typer.Option("table", "--output", "-o", help="table or json")) -> None:
+    def prices_show(output: str = typer.Option("table", "--output", "-o", help="table or json"),
+                    wide: bool = WIDE_OPTION) -> None:
         """Each cloud's price snapshot: its source, effective date, age and size."""
         from services.pricing.config import PricingSettings
         from services.pricing.snapshot import BUNDLED_DIR, PriceSnapshot
@@ -460,7 +463,8 @@ def register_groups(app: typer.Typer) -> None:
             return
         print_table(["cloud", "source", "effective", "age (days)", "prices", "history", "file"],
                     [[i["cloud"], i["source"], i["effectiveDate"], i["ageDays"], i["prices"], i["history"],
-                      "bundled" if i["bundled"] else i["file"]] for i in infos], title="Price snapshots")
+                      "bundled" if i["bundled"] else i["file"]] for i in infos], title="Price snapshots",
+                    wide=wide, drop={"file": 3, "history": 2, "source": 1})
 
     @prices.command("refresh")
     def prices_refresh(
