@@ -46,7 +46,7 @@ class FinFocusSettings(BaseSettings):
     partitions: int = Field(4, ge=1, description="Partitions per topic at bootstrap")
     #: retention of the topics FinFocus creates (schemas/topics.py; docs/operations.md)
     topic_retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=-1, description="retention.ms of new topics")
-    topic_retention_bytes: int = Field(1 << 30, ge=-1, description="retention.bytes (per partition) of new topics")
+    topic_retention_bytes: int = Field(-1, ge=-1, description="retention.bytes (per partition) of new topics; -1: no size bound")
     log_level: str = "INFO"
     #: consumer session timeout; the embedded profile uses a short one (group joins take
     #: about half of it on the embedded broker), real clusters keep Kafka's default

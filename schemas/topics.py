@@ -43,10 +43,11 @@ class Topics:
 
 #: retention FinFocus sets on every topic it creates (Kafka's `retention.ms`, and
 #: `retention.bytes` per partition); FINFOCUS_TOPIC_RETENTION_MS / _BYTES override them. A
-#: consumer that stays behind longer than this loses what the broker dropped: see
-#: docs/operations.md ("Broker retention").
+#: consumer that stays behind by more than this loses what the broker deleted, so the size
+#: bound is off (-1) unless set: one large import can put gigabytes on a partition before the
+#: consumers catch up. See docs/operations.md ("Broker retention").
 DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
-DEFAULT_RETENTION_BYTES = 1 << 30
+DEFAULT_RETENTION_BYTES = -1
 
 
 def topic_configs(
