@@ -404,11 +404,13 @@ async def _audit(command_id: str | None) -> list[dict]:
 
 @remediation_app.command("audit")
 def audit(
-    command_id: str = typer.Argument(None, help="Only this command"),
+    command_id: str = typer.Argument(None, help="Only this command (its id or a unique prefix)"),
     output: OutputFormat = OUTPUT_OPTION,
     wide: bool = WIDE_OPTION,
 ) -> None:
     """The append-only audit log: what, why, when, state before and after, result."""
+    if command_id is not None:
+        command_id = _resolve_command(command_id)
     rows = run(_audit(command_id))
     if output == OutputFormat.JSON:
         print_json({"audit": rows})

@@ -468,9 +468,24 @@ def jobs(
         )
 
 
+async def _job_ids(prefix: str) -> list[str]:
+    """Ids of the import jobs that start with `prefix`, the exact id first."""
+    from finfocus.cli.output import PREFIX_CANDIDATES
+    from finfocus.db import reader
+
+    async with reader(_settings().database) as conn:
+        return [r["job_id"] for r in await conn.fetch(
+            "SELECT DISTINCT job_id, job_id = $1 AS exact FROM ingest.v_import_jobs WHERE starts_with(job_id, $1) "
+            "ORDER BY exact DESC, job_id LIMIT $2", prefix, PREFIX_CANDIDATES)]
+
+
 @ingest_app.command("show")
-def show(job_id: str = typer.Argument(..., help="import job id"), output: OutputFormat = OUTPUT_OPTION) -> None:
+def show(job_id: str = typer.Argument(..., help="import job id or a unique prefix of one"),
+         output: OutputFormat = OUTPUT_OPTION) -> None:
     """Show one import job: files, counts, totals, scopes and rejection reasons."""
+    from finfocus.cli.output import resolve_prefix
+
+    job_id = resolve_prefix("import job", job_id, run(_job_ids(job_id)))
     found = run(_jobs(1, job_id))
     if not found:
         fail(f"no import job {job_id}")

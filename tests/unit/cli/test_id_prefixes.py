@@ -221,3 +221,36 @@ def test_remediation_and_recommendation_show_print_the_whole_text(cli, monkeypat
     # JSON: the same record the list prints
     result = cli("recommendations", "show", "rec-5d", "-o", "json")
     assert result.exit_code == 0 and '"recommendation_id": "rec-5d41402abc4b2a76b9719d911017c592"' in result.output
+
+
+def test_remediation_audit_and_ingest_show_take_prefixes_too(cli, monkeypatch):
+    import services.ingest.cli.ingest as ingest
+    import services.remediation.cli as rem
+
+    monkeypatch.setattr(rem, "_command_ids", lambda prefix: _return([c for c in (CMD_A, CMD_B) if c.startswith(prefix)]))
+    result = cli("remediation", "audit", "cmd-7f3e")
+    assert result.exit_code == 2 and CMD_A in result.output and CMD_B in result.output
+    asked = []
+    monkeypatch.setattr(rem, "_audit", lambda command_id: asked.append(command_id) or _return([]))
+    assert cli("remediation", "audit", "cmd-7f3e2", "-o", "json").exit_code == 0 and asked == [CMD_A]
+
+    jobs = ["job-3f2a9c1e", "job-3f2a0000"]
+    monkeypatch.setattr(ingest, "_job_ids", lambda prefix: _return([j for j in jobs if j.startswith(prefix)]))
+    result = cli("ingest", "show", "job-3f2a")
+    assert result.exit_code == 2 and all(j in result.output for j in jobs)
+    result = cli("ingest", "show", "job-9")
+    assert result.exit_code == 1 and "no import job job-9" in result.output
+    monkeypatch.setattr(ingest, "_jobs", lambda limit, job_id: _return([{"job_id": job_id, "status": "done"}]))
+    result = cli("ingest", "show", "job-3f2a9", "-o", "json")
+    assert result.exit_code == 0 and '"job_id": "job-3f2a9c1e"' in result.output
+
+
+@pytest.mark.parametrize("command", [
+    ["cost", "actual"], ["cost", "projected"], ["fx", "show"], ["prices", "show"], ["catalog", "show"],
+    ["plugin", "list"], ["ingest", "jobs"], ["budget", "list"], ["budget", "alerts"], ["forecast", "show"],
+    ["forecast", "month-end"], ["anomalies", "list"], ["anomalies", "monitors", "list"], ["remediation", "list"],
+    ["remediation", "audit"], ["playbooks", "list"], ["recommendations", "list"], ["savings", "report"],
+])
+def test_every_table_command_has_wide(command, cli):
+    result = cli(*command, "--help")
+    assert result.exit_code == 0 and "--wide" in result.output, result.output

@@ -105,6 +105,7 @@ FIXTURES = {
              "expected_monthly": Decimal("3.65"), "realised_monthly": Decimal("3.6512")},
         ])}),
     "ingest_show": (["ingest", "show", "job-1"], {
+        "services.ingest.cli.ingest._job_ids": lambda *a: _return(["job-1", "job-10"]),
         "services.ingest.cli.ingest._jobs": lambda *a: _return([
             {"job_id": "job-1", "version": 2, "status": "done", "format": "focus", "rows_read": 5400,
              "rows_published": 5400, "rows_rejected": 0, "totals": {"USD": Decimal("5843.6700000000")},
