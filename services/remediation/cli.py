@@ -424,7 +424,7 @@ def audit(
                       Column("result", kind="key", drop=3), Column("reason", drop=1)],
                      [[r["at"], r["command_id"], r["event"], r["actor"], r["result"], r["reason"]]
                       for r in rows], title="Remediation audit", wide=wide,
-                     whole="finfocus remediation show ID")
+                     whole="finfocus remediation audit ID --wide")
 
 
 # --- playbooks ---------------------------------------------------------------------------
