@@ -246,6 +246,13 @@ def render_table(
                 shortened = True
         if needed(keep) > out.width:  # still too wide: group values and text give way further
             mins = {"key": 8, "text": 4}
+        # last resort, rather than let rich cut a date or an amount: columns other than the first
+        # and the money leave whole, rightmost first (named under the table like the others)
+        for i in [i for i in reversed(keep[1:]) if columns[i].kind != "money"]:
+            if needed(keep) <= out.width:
+                break
+            keep.remove(i)
+            hidden.insert(0, columns[i].name)
     # widths decided here, not by rich's proportional shrinking (which cut ids and money):
     # fixed columns get their natural width, the rest share what is left
     widths: dict[int, int] = {}

@@ -430,3 +430,17 @@ def test_the_cut_check_catches_a_cut_date():
     with pytest.raises(AssertionError):  # cropped without an ellipsis
         assert_nothing_whole_was_cut("period      budget\n2026-12-01 to 20", [(columns, cells, False)])
     assert_nothing_whole_was_cut("budget\nprod\nnot shown for width: period (--wide shows them)", [(columns, cells, False)])
+
+
+def test_columns_that_cannot_be_cut_leave_whole_when_nothing_else_gives_way(monkeypatch):
+    recorder = Console(width=60, record=True, color_system=None, force_terminal=False, file=open(os.devnull, "w"))
+    monkeypatch.setattr(output, "console", recorder)
+    columns = [output.Column("budget", kind="key"), output.Column("from", kind="date"),
+               output.Column("to", kind="date"), output.Column("raised", kind="date"),
+               output.Column("spend", kind="money")]
+    row = ["prod", "2026-12-01", "2027-01-01", "2026-12-02 06:00:00Z", "2,717.03 USD"]
+    output.render_table(columns, [row])
+    text = recorder.export_text()
+    assert all(len(line) <= 60 for line in text.splitlines()) and "…" not in text
+    assert_nothing_whole_was_cut(text, [(columns, [row], False)])
+    assert "2,717.03 USD" in text and "not shown for width: raised" in " ".join(text.split())
