@@ -610,7 +610,7 @@ def list_recommendations(
         from finfocus.cli.output import Column, render_table
         from finfocus.cli.vocab import cents
 
-        render_table([Column("id", kind="id"), Column("monthly", kind="money"), Column("type", kind="id"),
+        render_table([Column("id", kind="id", prefix=True), Column("monthly", kind="money"), Column("type", kind="id"),
                       Column("resource", kind="key"), Column("currency", drop=3), Column("account", drop=4),
                       Column("action", drop=5), Column("state", drop=6), Column("rationale", drop=1)],
                      [[r["recommendation_id"], cents(r["estimated_monthly_savings"]), r["type"], r["resource_id"],
