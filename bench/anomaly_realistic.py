@@ -65,7 +65,7 @@ def _line(series: str, resource: str, day: date, cost: Decimal, frequency: str =
                     cost, resource_id=resource, charge_frequency=frequency)
 
 
-def generate(series: int = 200, days: int = 150, seed: int = 2020, anomalies: int = 30) -> list[RSeries]:
+def generate(series: int = 200, days: int = 150, seed: int = 2020, anomalies: int = 30) -> list[RSeries]:  # noqa: C901 - one loop draws every kind of synthetic series and anomaly; split, it reads worse
     rng = random.Random(seed)
     out: list[RSeries] = []
     specs = []
@@ -90,10 +90,7 @@ def generate(series: int = 200, days: int = 150, seed: int = 2020, anomalies: in
     plan: dict[int, tuple[str, int, int]] = {}
     for i in range(anomalies):
         kind = kinds[i % 3]
-        if kind == "spike" and i % 4 == 0 and sparse:
-            s = sparse.pop()
-        else:
-            s = regular.pop()
+        s = sparse.pop() if kind == "spike" and i % 4 == 0 and sparse else regular.pop()
         day = rng.randint(40, days - 25)
         length = {"spike": rng.randint(1, 3), "level-shift": 7, "drift": rng.randint(7, 10)}[kind]
         plan[s] = (kind, day, length)

@@ -207,7 +207,7 @@ async def measure(url: str, requests: int, home: Path) -> None:
         await conn.close()
     server = Server(app)
     server.start()
-    while not server.server.started:
+    while not server.server.started:  # noqa: ASYNC110 - uvicorn's flag, no event to await
         await asyncio.sleep(0.05)
     port = server.server.servers[0].sockets[0].getsockname()[1]
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)

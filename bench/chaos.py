@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import json
 import os
@@ -264,10 +265,8 @@ class Stack:
 
     def down(self) -> None:
         self.close()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.cli("down", timeout=120)
-        except subprocess.TimeoutExpired:
-            pass
 
     def wait_running(self, timeout: float = 120) -> bool:
         """True once every service the stack supervises is `running` (after an earlier fault

@@ -257,7 +257,7 @@ def focus_converters(python: str, provider: str, path: Path, out_dir: Path, time
     import psutil
 
     t0 = time.perf_counter()
-    log = open(out_dir / "focus_converters.log", "w+")
+    log = open(out_dir / "focus_converters.log", "w+")  # noqa: SIM115 - the converter writes it, read back at the end
     env = {**os.environ, **ONE_CORE_ENV} if pinned else None
     proc = subprocess.Popen(one_core(cmd) if pinned else cmd, stdout=log, stderr=log, text=True, env=env)
     peak = 0
@@ -387,7 +387,7 @@ def end_to_end(path: Path, rows: int, timeout: float, wait: bool = True) -> dict
     }
     pricing = subprocess.Popen(
         [sys.executable, "-m", "finfocus.cli", "serve", "pricing"] if wait else ["true"], env=env, cwd=ROOT,
-        stdout=subprocess.DEVNULL, stderr=open(tmp / "pricing.log", "w"),
+        stdout=subprocess.DEVNULL, stderr=open(tmp / "pricing.log", "w"),  # noqa: SIM115 - the service's for its life
     )
     wait_args = ["--wait", "--wait-timeout", str(timeout)] if wait else []
     try:

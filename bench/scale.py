@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -175,10 +176,8 @@ class ScaleStack:
             raise RuntimeError(f"finfocus scale {request} failed: {done.stdout}\n{done.stderr}")
 
     def down(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.cli("down", timeout=120)
-        except subprocess.TimeoutExpired:
-            pass
 
     def state(self) -> dict[str, Any]:
         try:
@@ -404,10 +403,8 @@ def main() -> None:
         sizes = asyncio.run(storage_per_row(stack))
     finally:
         partitions = None
-        try:
+        with contextlib.suppress(Exception):  # the stack failed: no count to print
             partitions = stack.partitions()
-        except Exception:  # noqa: BLE001 - the stack failed: no count to print
-            pass
         stack.down()
         shutil.rmtree(base, ignore_errors=True)
         if database:
