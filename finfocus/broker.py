@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Iterable
@@ -83,7 +84,8 @@ async def ensure_topics(
         existing = set(await admin.list_topics())
         wanted = [t for t in (topics or Topics.all()) if t not in existing]
         if wanted:
-            try:
+            # a concurrent bootstrap may have created them first
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [
                         NewTopic(
@@ -96,8 +98,6 @@ async def ensure_topics(
                         for t in wanted
                     ]
                 )
-            except TopicAlreadyExistsError:
-                pass  # a concurrent bootstrap created them first
     finally:
         await admin.close()
 

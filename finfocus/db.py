@@ -76,10 +76,11 @@ async def migrate(conn: asyncpg.Connection, schema: str, directory: Path) -> lis
             # checked first: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even
             # when the schema exists, which a service role does not have
             await conn.execute(f"CREATE SCHEMA {schema}")
-        elif owner != await conn.fetchval("SELECT current_user"):
-            if await conn.fetchval("SELECT pg_has_role(current_user, $1, 'MEMBER')", owner):
-                await conn.execute(f'SET ROLE "{owner}"')
-                switched = True
+        elif owner != await conn.fetchval("SELECT current_user") and await conn.fetchval(
+            "SELECT pg_has_role(current_user, $1, 'MEMBER')", owner
+        ):
+            await conn.execute(f'SET ROLE "{owner}"')
+            switched = True
         await conn.execute(
             f"""CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
                     version integer PRIMARY KEY,

@@ -180,10 +180,9 @@ class ServiceRuntime:
         """Sample the service's own tables (its `metrics.sql`) for the business gauges."""
         while True:
             try:
-                async with self.pool.acquire() as conn:
-                    async with conn.transaction(readonly=True):
-                        await conn.execute("SET LOCAL statement_timeout = 5000")
-                        rows = await conn.fetch(sql)
+                async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+                    await conn.execute("SET LOCAL statement_timeout = 5000")
+                    rows = await conn.fetch(sql)
                 metrics.set_samples(self.name, ((r[0], r[1], r[2]) for r in rows))
             except asyncio.CancelledError:
                 raise

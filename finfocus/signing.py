@@ -15,6 +15,7 @@ consumer is idempotent on the event's own identity.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -158,8 +159,6 @@ def service_keys(home: Path, issuers: Iterable[str], provider: SecretsProvider |
     provider = provider if provider is not None else secrets_from_environment()
     missing = [i for i in issuers if provider.get(f"bus-signing/{i}") is None]
     if missing:
-        try:
+        with contextlib.suppress(FileExistsError):  # another process made one at the same moment
             ensure_key_files(home, missing)
-        except FileExistsError:  # another process created one at the same moment
-            pass
     return SigningKeys(provider, home)

@@ -100,7 +100,7 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:  # a broken format string still gets logged, redacted
+        except Exception:  # noqa: BLE001 - a broken format string still gets logged, redacted
             message = f"{record.msg!r} {record.args!r}"
         record.msg, record.args = redact(message), None
         fields = getattr(record, "fields", None)

@@ -90,9 +90,8 @@ class PostgresUnitOfWork:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self._pool().acquire() as conn:
-            async with conn.transaction():
-                yield conn
+        async with self._pool().acquire() as conn, conn.transaction():
+            yield conn
 
     async def track(self, tx: asyncpg.Connection, group: str, spans: Sequence[Range]) -> None:
         if spans:

@@ -6,6 +6,7 @@ then lives under /var/lib/finfocus, and no directory's mode is ever opened for i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -116,8 +117,6 @@ def stop_postgres(data_dir: Path, port: int, ref: ProcessRef | None) -> None:
         except Exception:  # noqa: BLE001 - already gone
             return
         if not wait_gone(ref, 20):
-            try:
+            with contextlib.suppress(Exception):  # already gone, or not ours to kill any more
                 proc.kill()
-            except Exception:  # noqa: BLE001
-                pass
 

@@ -12,6 +12,7 @@ service as its own `FINFOCUS_DATABASE_URL`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import asyncpg
@@ -66,12 +67,11 @@ async def _give_schema(conn: asyncpg.Connection, schema: str, role: str) -> None
         schema, list(kinds), role,
     )
     for row in rows:
-        try:
+        # a sequence owned by a table refuses: it moved with its table
+        with contextlib.suppress(asyncpg.ObjectNotInPrerequisiteStateError):
             await conn.execute(
                 f'ALTER {kinds[row["relkind"]]} {schema}."{row["relname"]}" OWNER TO {role}'
             )
-        except asyncpg.ObjectNotInPrerequisiteStateError:
-            pass  # a sequence owned by a table: it moved with its table
     for row in await conn.fetch(
         """SELECT p.oid::regprocedure::text AS sig, p.prokind FROM pg_proc p
            JOIN pg_namespace n ON n.oid = p.pronamespace

@@ -13,6 +13,7 @@ within `window` seconds, or exited with `EXIT_CONFIG`: it will not be started ag
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import deque
@@ -221,10 +222,8 @@ class Supervisor:
             if s.process is not None and s.process.poll() is None
         ]
         for process in live:
-            try:
+            with contextlib.suppress(OSError):
                 process.terminate()
-            except OSError:
-                pass
         deadline = self._clock() + timeout
         for process in live:
             remaining = max(0.1, deadline - self._clock())

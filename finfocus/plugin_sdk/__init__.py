@@ -16,6 +16,7 @@ Money and quantities are decimal strings on the wire, never floats.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -200,7 +201,5 @@ async def _exit_with_parent(server, interval: float = 1.0) -> None:
 
 def serve(plugin: Plugin, host: str = "127.0.0.1", port: int = 0) -> None:
     """Blocking entry point for a plugin's `__main__`."""
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_async(plugin, host, port))
-    except KeyboardInterrupt:
-        pass
