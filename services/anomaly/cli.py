@@ -528,6 +528,6 @@ def register_admin(anomalies: typer.Typer) -> None:
             fail(f"{path} does not exist", code=2)
         try:
             found = load_monitors(Path(path))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any reason the file is invalid (YAML, schema, values) is shown in one line
             fail(f"{path}: {exc}")
         typer.echo(f"{path}: {len(found)} monitor(s) valid")

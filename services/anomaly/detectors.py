@@ -273,7 +273,7 @@ def _passes(diff: float, expected: float, z: float, p: DetectorParams) -> bool:
     return expected == 0 or abs(diff) / abs(expected) * 100 >= p.min_impact_pct
 
 
-def robust_seasonal(
+def robust_seasonal(  # noqa: C901 - the detector's steps (warm-up, seasonal fit, residual scale, resume) in order, as the paper gives them
     values: Sequence[float],
     phase: Sequence[int] | None = None,
     params: RobustSeasonalParams | None = None,

@@ -4,6 +4,7 @@ Slack/Teams-style webhooks (URLs from the secrets provider) with exponential-bac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -51,7 +52,7 @@ class SubscriptionSource:
         if stamp != self._stamp:
             try:
                 self._subs = load_subscriptions(self.path)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any reason the file is invalid keeps the previous subscriptions
                 logger.error("subscriptions file rejected, keeping the previous ones: %s", exc)
             self._stamp = stamp
         return self._subs
@@ -151,10 +152,8 @@ class Notifier:
             except Exception:  # the worker must outlive a bad moment of the database
                 logger.exception("alert worker round failed")
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
-            except TimeoutError:
-                pass
 
     def start(self, pool) -> None:
         self._task = asyncio.create_task(self.run(pool))
@@ -162,8 +161,6 @@ class Notifier:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None

@@ -110,9 +110,12 @@ def require_role(role: str):
     ) -> Principal:
         if not who.may(role):
             raise HTTPException(403, f"role {who.role} may not do this (needs {role})")
-        if who.csrf_token is not None and request.method not in SAFE_METHODS:
-            if not csrf_ok(who.csrf_token, await _csrf_from(request)):
-                raise HTTPException(403, f"missing or wrong {CSRF_HEADER} for a session write")
+        if (
+            who.csrf_token is not None
+            and request.method not in SAFE_METHODS
+            and not csrf_ok(who.csrf_token, await _csrf_from(request))
+        ):
+            raise HTTPException(403, f"missing or wrong {CSRF_HEADER} for a session write")
         return who
 
     dependency.__name__ = f"require_{role}"

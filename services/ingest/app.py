@@ -25,7 +25,7 @@ from services.ingest.watch import DirectoryWatcher, S3Watcher, poll
 logger = logging.getLogger(__name__)
 
 
-def build_app(settings: IngestSettings | None = None, *, tracer_provider: TracerProvider | None = None) -> FastStream:
+def build_app(settings: IngestSettings | None = None, *, tracer_provider: TracerProvider | None = None) -> FastStream:  # noqa: C901 - wires each optional source (watchers, intake, recovery) in nested closures
     """The ingest service: owns schema `ingest`, publishes BillingRecord v1 on `raw-billing`.
 
     Watches `FINFOCUS_INGEST_WATCH_DIR` / `FINFOCUS_INGEST_WATCH_S3` when set, and serves the
@@ -71,13 +71,13 @@ def build_app(settings: IngestSettings | None = None, *, tracer_provider: Tracer
                 try:
                     await importer.recover_broker(settings.broker_epoch)
                     break
-                except Exception as exc:  # recorded as a failed recovery; try again
+                except Exception as exc:  # noqa: BLE001 - recorded as a failed recovery; try again
                     logger.warning("broker recovery failed", extra={"fields": {"error": one_line(exc)}})
                     await asyncio.sleep(settings.ingest_sweep_interval_s)
         while True:
             try:
                 await importer.sweep()
-            except Exception as exc:  # the database or broker is away: next round
+            except Exception as exc:  # noqa: BLE001 - the database or broker is away: next round
                 logger.warning("sweeping abandoned jobs failed", extra={"fields": {"error": one_line(exc)}})
             await asyncio.sleep(settings.ingest_sweep_interval_s)
 

@@ -271,7 +271,7 @@ class _Intake:
         return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token)
 
 
-def _guarded_protocol(limits: IntakeLimits) -> type[H11Protocol]:
+def _guarded_protocol(limits: IntakeLimits) -> type[H11Protocol]:  # noqa: C901 - the class it returns overrides several h11 callbacks (counted here)
     """uvicorn's h11 protocol with what it lacks before the application runs: a deadline for
     the request line and headers, a cap on their size answered with 431, and a connection
     limit that closes surplus connections instead of holding them."""

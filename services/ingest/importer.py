@@ -159,7 +159,7 @@ class Importer:
                 )
             except UnknownFormat:
                 raise
-            except Exception as exc:  # any reader error: one line, no job
+            except Exception as exc:  # noqa: BLE001 - any reader error: one line, no job
                 raise ImportRefused(f"{Path(p).name}: {one_line(exc)}") from None
             sources.append(src)
         return sources, files
@@ -294,7 +294,7 @@ class Importer:
                 if not await self.store.heartbeat(job_id, self.owner, self.lease_s):
                     lost.set()
                     return
-            except Exception as exc:  # the database is restarting: the next beat may reach it
+            except Exception as exc:  # noqa: BLE001 - the database is restarting: the next beat may reach it
                 logger.warning("job heartbeat failed", extra={"fields": {"job_id": job_id, "error": one_line(exc)}})
 
     async def _stage(
@@ -402,7 +402,7 @@ class Importer:
             if job["phase"] == "publishing":
                 try:
                     await self._publish_job(job_id, job["chunks_published"])
-                except Exception as exc:  # broker still down: the lease lapses, next sweep retries
+                except Exception as exc:  # noqa: BLE001 - broker still down: the lease lapses, next sweep retries
                     logger.warning("abandoned job not resumed", extra={"fields": {"job_id": job_id, "error": one_line(exc)}})
                     await self.store.release_lease(job_id, self.owner)
                     settled.append((job_id, "abandoned"))

@@ -50,7 +50,7 @@ class DirectoryWatcher:
     async def _import(self, path: Path) -> ImportResult:
         try:
             result = await self.importer.import_files([path])
-        except Exception as exc:  # an unreadable file is reported, not fatal
+        except Exception as exc:  # noqa: BLE001 - an unreadable file is reported, not fatal
             logger.warning("watched file not imported", extra={"fields": {"path": str(path), "error": str(exc)}})
             return ImportResult(job_id="", status="failed", error=str(exc))
         logger.info("watched file imported", extra={"fields": {"path": str(path), "job_id": result.job_id, "status": result.status}})
@@ -103,7 +103,7 @@ class S3Watcher:
             await asyncio.to_thread(self.client.download_file, self.bucket, key, str(local))
             try:
                 result = await self.importer.import_files([local])
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - an object that cannot be imported is reported, not fatal to the watcher
                 logger.warning("s3 object not imported", extra={"fields": {"key": key, "error": str(exc)}})
                 return ImportResult(job_id="", status="failed", error=str(exc))
         logger.info("s3 object imported", extra={"fields": {"key": key, "job_id": result.job_id, "status": result.status}})

@@ -113,7 +113,7 @@ class BatchPricer:
         self._specs = specs or (lambda: domain.SpecBook())
         self._quotes = quotes
 
-    async def process(self, batch: Sequence) -> BatchOutcome:
+    async def process(self, batch: Sequence) -> BatchOutcome:  # noqa: C901 - the batch pipeline (parse, dedupe per account, price, store, publish) in one transaction scope
         """Price a batch of consumed records: aiokafka ConsumerRecords (headers as pairs) or
         `finfocus.broker.Envelope`s (headers as a dict)."""
         out = BatchOutcome(service=self._service)

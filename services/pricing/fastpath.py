@@ -112,7 +112,7 @@ _POSITION = {name: i for i, name in enumerate(_FIELDS)}
 _EFFECTIVE = _POSITION["EffectiveCost"]
 
 
-def parse(raw: bytes) -> tuple[str, str | None, bytes, dict] | None:
+def parse(raw: bytes) -> tuple[str, str | None, bytes, dict] | None:  # noqa: C901 - a hand-unrolled parser of the canonical record (the fast path): one branch per field
     """`(x_RecordId, x_BillingScope, partition key, columns)` of a canonical billed record,
     with `columns` in the order the model serialises them (EffectiveCost defaulted to
     BilledCost, nulls dropped); None when the model has to decide."""

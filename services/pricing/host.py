@@ -9,6 +9,7 @@ cool-down, and it is restarted when it has died. Nothing here ever raises into t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -182,10 +183,8 @@ class PluginHost:
             return
         if running.drain is not None:
             running.drain.cancel()
-        try:
+        with contextlib.suppress(Exception):  # stopping: a channel already broken is fine
             await running.channel.close()
-        except Exception:  # noqa: BLE001
-            pass
         if running.process.returncode is None:
             running.process.terminate()
             try:
@@ -238,9 +237,10 @@ class PluginHost:
         stderr: int | IO[bytes] = asyncio.subprocess.DEVNULL
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            stderr = open(self.log_dir / f"plugin-{ref.name}.log", "ab")  # noqa: SIM115
+            # the plugin's stderr for its life; opened once per start, not worth a thread
+            stderr = open(self.log_dir / f"plugin-{ref.name}.log", "ab")  # noqa: SIM115, ASYNC230
         env = {**os.environ, **ref.manifest.env}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")]))  # noqa: ASYNC240 - once per start
         process = await asyncio.create_subprocess_exec(
             *ref.argv(), cwd=ref.directory, stdout=asyncio.subprocess.PIPE, stderr=stderr,
             stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True,
@@ -269,10 +269,8 @@ class PluginHost:
         """Give a process that dropped its connection a moment to exit, so `_ensure` sees it."""
         running = self._running.get(name)
         if running is not None and running.process.returncode is None:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(running.process.wait(), wait)
-            except TimeoutError:
-                pass
 
     def _failed(self, name: str, error: str) -> None:
         stats = self.stats.setdefault(name, PluginStats())

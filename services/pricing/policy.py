@@ -101,7 +101,7 @@ def _c(value: Decimal) -> str:
     return format(value.quantize(Decimal("0.01")), ",f")
 
 
-def evaluate(doc: dict, policy: Policy, *, allow_unpriced: bool = False) -> list[Violation]:
+def evaluate(doc: dict, policy: Policy, *, allow_unpriced: bool = False) -> list[Violation]:  # noqa: C901 - one branch per policy rule
     """Every rule `doc` breaks, in a stable order (unpriced first: it makes the rest unsure)."""
     s = doc["summary"]
     cur = s["currency"]

@@ -197,7 +197,7 @@ def _aws_rds(props: dict, region: str | None) -> Mapped:
     return Mapped(out)
 
 
-def _aws(rtype: str, props: dict, region: str | None, usage: dict) -> Mapped | None:
+def _aws(rtype: str, props: dict, region: str | None, usage: dict) -> Mapped | None:  # noqa: C901 - one branch per AWS resource type mapped to a price
     tags = props.get("tags") or {}
     if rtype == "aws:ec2/instance:Instance":
         return _aws_instance(props, region)

@@ -88,7 +88,7 @@ def _get(client, url: str, params: dict | None = None) -> dict:
 _RDS_STORAGE = {"General Purpose": "gp2", "General Purpose-GP3": "gp3", "Provisioned IOPS": "io1", "Magnetic": "standard"}
 
 
-def _aws_keys(code: str, family: str, a: dict) -> list[tuple[str, str]]:
+def _aws_keys(code: str, family: str, a: dict) -> list[tuple[str, str]]:  # noqa: C901 - AWS offer families: one branch per family the snapshot keeps
     """(service, sku) keys of one offer product; [] when it is not a price the snapshot keeps."""
     usage = a.get("usagetype", "")
     if code == "AmazonEC2":

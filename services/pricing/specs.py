@@ -17,6 +17,7 @@ service. Lookup: exact SKU (region, then any region), then the service default, 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -144,10 +145,8 @@ class SpecSource:
         out = []
         for d in self._dirs:
             for p in spec_files(d):
-                try:
+                with contextlib.suppress(OSError):
                     out.append((str(p), p.stat().st_mtime_ns))
-                except OSError:
-                    pass
         return tuple(out)
 
     def __call__(self) -> SpecBook:

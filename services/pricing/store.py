@@ -133,41 +133,40 @@ class PricingStore:
         if owners is None:
             owners = [_owner(body) for _, body in lines]
         refused: dict[str, str] = {}
-        async with self._runtime.pool.acquire() as conn:
-            async with conn.transaction():
-                if lines:
-                    await conn.execute(CREATE_STAGE)
-                    await conn.copy_records_to_table(
-                        "pricing_stage_v2",
-                        records=[
-                            (i, rid, owner[0], owner[1], body)
-                            for i, ((rid, body), owner) in enumerate(zip(lines, owners, strict=True))
-                        ],
-                        columns=["ord", "record_id", "provider", "account", "body"],
+        async with self._runtime.pool.acquire() as conn, conn.transaction():
+            if lines:
+                await conn.execute(CREATE_STAGE)
+                await conn.copy_records_to_table(
+                    "pricing_stage_v2",
+                    records=[
+                        (i, rid, owner[0], owner[1], body)
+                        for i, ((rid, body), owner) in enumerate(zip(lines, owners, strict=True))
+                    ],
+                    columns=["ord", "record_id", "provider", "account", "body"],
+                )
+                # Only scopes whose version moved up in this batch can have superseded
+                # rows: pruning every scope of every chunk rescans a whole billing period
+                # per chunk (quadratic in the size of an import).
+                newer = [r["billing_scope"] for r in await conn.fetch(UPSERT_SCOPES)] if scopes else []
+                await conn.execute(UPSERT_LINES)
+                for row in await conn.fetch(OTHER_OWNERS):
+                    refused[row["record_id"]] = (
+                        f"x_RecordId {row['record_id']!r} is already stored for "
+                        f"{row['provider']} billing account {row['billing_account_id']!r}: "
+                        "a record id is scoped to (ProviderName, BillingAccountId) and never "
+                        "replaces another account's line"
                     )
-                    # Only scopes whose version moved up in this batch can have superseded
-                    # rows: pruning every scope of every chunk rescans a whole billing period
-                    # per chunk (quadratic in the size of an import).
-                    newer = [r["billing_scope"] for r in await conn.fetch(UPSERT_SCOPES)] if scopes else []
-                    await conn.execute(UPSERT_LINES)
-                    for row in await conn.fetch(OTHER_OWNERS):
-                        refused[row["record_id"]] = (
-                            f"x_RecordId {row['record_id']!r} is already stored for "
-                            f"{row['provider']} billing account {row['billing_account_id']!r}: "
-                            "a record id is scoped to (ProviderName, BillingAccountId) and never "
-                            "replaces another account's line"
-                        )
-                    if newer:
-                        await conn.execute(PRUNE_SUPERSEDED, newer)
-                if positions:
-                    await conn.execute(
-                        TRACK,
-                        [p.topic for p in positions],
-                        [p.partition for p in positions],
-                        [p.offset if p.first_offset is None else p.first_offset for p in positions],
-                        [p.offset for p in positions],
-                        [p.records for p in positions],
-                    )
+                if newer:
+                    await conn.execute(PRUNE_SUPERSEDED, newer)
+            if positions:
+                await conn.execute(
+                    TRACK,
+                    [p.topic for p in positions],
+                    [p.partition for p in positions],
+                    [p.offset if p.first_offset is None else p.first_offset for p in positions],
+                    [p.offset for p in positions],
+                    [p.records for p in positions],
+                )
         return refused
 
 
@@ -199,11 +198,10 @@ class PricingStore:
         """The visible lines stored or updated at or after `since` (all when None), as
         (partition key, priced record JSON) batches, read through one cursor (no index on
         `stored_at`: a single scan, once per broker loss)."""
-        async with self._runtime.pool.acquire() as conn:
-            async with conn.transaction(readonly=True):
-                cursor = await conn.cursor(STORED_SINCE, since)
-                while rows := await cursor.fetch(batch):
-                    yield [(r["key"], r["body"]) for r in rows]
+        async with self._runtime.pool.acquire() as conn, conn.transaction(readonly=True):
+            cursor = await conn.cursor(STORED_SINCE, since)
+            while rows := await cursor.fetch(batch):
+                yield [(r["key"], r["body"]) for r in rows]
 
 
 STORED_SINCE = """

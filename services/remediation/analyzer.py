@@ -4,6 +4,7 @@ realised savings of executed actions. Runs in the service when new data has arri
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -139,7 +140,5 @@ class Analyzer:
                     idle_rounds += 1
             except Exception:
                 logger.exception("analysis failed")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.settings.remediation_analysis_seconds)
-            except TimeoutError:
-                pass

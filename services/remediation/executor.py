@@ -18,6 +18,7 @@ Exactly-once effect per `command_id`, safe to kill at any point:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -144,7 +145,7 @@ class Executor:
             await store.append_audit(conn, row["command_id"], event, actor=ACTOR, action=row["action"],
                                      mode=row["mode"], **kwargs)
 
-    async def _process(self, row, now: datetime) -> datetime | None:
+    async def _process(self, row, now: datetime) -> datetime | None:  # noqa: C901 - one branch per command state the executor acts on
         """Handle one claimed command; returns when to look again if it was deferred."""
         status = row["status"]
         if status == EXECUTED and row["undo_requested_at"] is not None and row["undone_at"] is None:
@@ -233,7 +234,7 @@ class Executor:
         try:
             after, undo = await asyncio.to_thread(impl.apply, command, params, before,
                                                   step=self._journal(row), done=done_steps)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - an action's implementation may raise anything: recorded on the command
             await self._finish(row, FAILED, {"outcome": "error", "detail": error_text(exc)},
                                "failed", before=before)
             return None
@@ -275,7 +276,7 @@ class Executor:
                       "webhook_secret": "remediation-approval-webhook-url"}
             await asyncio.to_thread(notify.apply, command, params, {}, step=None, done=frozenset())
             outcome["delivered"] = True
-        except Exception as exc:  # the request stays visible in `finfocus remediation list`
+        except Exception as exc:  # noqa: BLE001 - the request stays visible in `finfocus remediation list`
             outcome.update(delivered=False, detail=error_text(exc)[:500])
         async with store.transaction(self.pool) as conn:
             # The command may have been cancelled (anomaly resolved) or decided meanwhile; the
@@ -290,7 +291,7 @@ class Executor:
         target = RemediationTargetV1.model_validate(row["command"]["target"])
         try:
             result = await asyncio.to_thread(impl.undo, target, row["undo"], row["command_id"])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - an action's implementation may raise anything: recorded on the command
             await self._audit(row, "undo-failed", reason=error_text(exc))
             async with store.transaction(self.pool) as conn:
                 await store.mark_undone(conn, row["command_id"], {"outcome": "error", "detail": error_text(exc)})
@@ -331,7 +332,5 @@ async def run_sweeps(executor: Executor, interval: float, stop: asyncio.Event) -
             await executor.sweep()
         except Exception:
             logger.exception("executor sweep failed")
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
-        except TimeoutError:
-            pass

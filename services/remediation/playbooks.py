@@ -224,9 +224,7 @@ def anomaly_matches(trigger: AnomalyTrigger, *, detector: str, severity: str,
             return False
     if trigger.min_impact is not None and impact < trigger.min_impact:
         return False
-    if trigger.min_impact_pct is not None and (impact_pct is None or impact_pct < trigger.min_impact_pct):
-        return False
-    return True
+    return not (trigger.min_impact_pct is not None and (impact_pct is None or impact_pct < trigger.min_impact_pct))
 
 
 def resource_matches(flt: ResourceFilter, *, kind: str, region: str | None, account: str | None,

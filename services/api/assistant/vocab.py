@@ -59,7 +59,7 @@ class Vocabulary:
     forecast_dims: list[str] = field(default_factory=list)
     currencies: list[str] = field(default_factory=list)
 
-    def index(self) -> dict[str, list[tuple[str, str]]]:
+    def index(self) -> dict[str, list[tuple[str, str]]]:  # noqa: C901 - every spelling of every name kind (nested add): a table, not logic
         """compact phrase -> [(kind, value)] for every way a name may be written."""
         out: dict[str, list[tuple[str, str]]] = defaultdict(list)
 

@@ -111,7 +111,8 @@ class Writer:
         self.rows = 0
         self.totals: dict[str, Decimal] = {}
         if fmt == ExportFormat.CSV:
-            raw = gzip.open(path, "wt", newline="") if path.suffix == ".gz" else path.open("w", newline="")
+            # kept open across write() calls; close() closes it
+            raw = gzip.open(path, "wt", newline="") if path.suffix == ".gz" else path.open("w", newline="")  # noqa: SIM115
             self._fh: io.TextIOBase = raw  # type: ignore[assignment]
             self._csv = csv.DictWriter(raw, fieldnames=COLUMNS, extrasaction="ignore")
             self._csv.writeheader()

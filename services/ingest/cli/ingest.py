@@ -112,7 +112,7 @@ def _database_away(exc: BaseException) -> bool:
 
 
 async def wait_until_priced(
-    database_url: str, job_id: str, expected_rows: int, timeout: float, poll: float = 0.5
+    database_url: str, job_id: str, expected_rows: int, timeout: float, poll: float = 0.5  # noqa: ASYNC109 - at the deadline it reports the rows seen, not an error
 ) -> dict[str, Any]:
     """Wait until pricing has stored the job's rows; returns their count and billed totals
     per currency as stored.
@@ -366,7 +366,7 @@ def import_files(
         _fail_line(str(exc))
     except (typer.Exit, KeyboardInterrupt):
         raise
-    except Exception as exc:  # one line, never a traceback
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
         _fail_line(one_line(exc))
     _print_summary(summary, output)
     if summary["status"] == "dry-run":

@@ -14,7 +14,7 @@ RENAMED = {"AmortizedCost": "EffectiveCost", "UsageQuantity": "ConsumedQuantity"
 
 
 def matches(columns: list[str]) -> bool:
-    return SIGNATURE <= set(columns)
+    return set(columns) >= SIGNATURE
 
 
 def to_focus(df: pl.DataFrame) -> pl.DataFrame:

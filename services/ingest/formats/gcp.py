@@ -41,9 +41,8 @@ def _field(df: pl.DataFrame, column: str, field: str) -> pl.Expr:
         if flat in df.columns:
             return pl.col(flat).cast(pl.Utf8)
     dtype = df.schema[column] if column in df.columns else None
-    if isinstance(dtype, pl.Struct):
-        if field in [f.name for f in dtype.fields]:
-            return _text(pl.col(column).struct.field(field), dtype.to_schema()[field])
+    if isinstance(dtype, pl.Struct) and field in [f.name for f in dtype.fields]:
+        return _text(pl.col(column).struct.field(field), dtype.to_schema()[field])
     return pl.lit(None, pl.Utf8)
 
 

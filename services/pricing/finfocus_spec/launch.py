@@ -11,6 +11,7 @@ found on the assigned port), then `Name` is called to check it answers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -79,11 +80,12 @@ async def launch(host: PluginHost, ref: PluginRef):
     stderr: int | IO[bytes] = asyncio.subprocess.DEVNULL
     if host.log_dir is not None:
         host.log_dir.mkdir(parents=True, exist_ok=True)
-        stderr = open(host.log_dir / f"plugin-{ref.name}.log", "ab")  # noqa: SIM115
+        # the plugin's stderr for its life; opened once per start, not worth a thread
+        stderr = open(host.log_dir / f"plugin-{ref.name}.log", "ab")  # noqa: SIM115, ASYNC230
     assigned = _free_port()
     env = {**os.environ, **ref.manifest.env, "FINFOCUS_PLUGIN_PORT": str(assigned)}
     env.pop("PORT", None)  # finfocus-spec plugins must not pick a generic PORT up
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[3]), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[3]), env.get("PYTHONPATH")]))  # noqa: ASYNC240 - once per start
     process = await asyncio.create_subprocess_exec(
         *ref.argv(), f"--port={assigned}", cwd=ref.directory, stdout=asyncio.subprocess.PIPE, stderr=stderr,
         stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True,
@@ -93,10 +95,9 @@ async def launch(host: PluginHost, ref: PluginRef):
         assert process.stdout is not None  # stdout=PIPE
         port = await _announced(process.stdout, time.monotonic() + wait)
         if port is None and process.stdout.at_eof():
-            try:  # stdout closed without an announcement: the plugin is most likely exiting
+            # stdout closed without an announcement: the plugin is most likely exiting
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(process.wait(), 2)
-            except TimeoutError:
-                pass
         if port is None and process.returncode is not None:
             raise PluginError(f"exited with code {process.returncode} before announcing PORT=")
         port = port or assigned

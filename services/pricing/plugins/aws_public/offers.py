@@ -49,7 +49,7 @@ def _first_dimension(term: dict) -> dict | None:
     return dims[0]
 
 
-def _kinds(code: str, family: str, a: dict) -> list[tuple[str, str]] | None:
+def _kinds(code: str, family: str, a: dict) -> list[tuple[str, str]] | None:  # noqa: C901 - AWS offer families: one branch per family the index keeps
     """(service, kind) keys of a product, or None when it is not a price we index."""
     if code == "AmazonEC2":
         if family == "Compute Instance":
