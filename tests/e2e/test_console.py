@@ -337,7 +337,8 @@ def test_explorer_total_equals_cost_actual_and_the_csv_adds_up(browser: Browser,
     )
     with page.expect_download() as download:
         page.click("text=Download CSV")
-    rows = list(csv.DictReader(open(download.value.path())))
+    with open(download.value.path()) as downloaded:
+        rows = list(csv.DictReader(downloaded))
     assert sum(Decimal(r["cost"]) for r in rows) == Decimal(
         json.loads(
             finfocus(

@@ -57,9 +57,9 @@ def processes_under(home: Path) -> list[psutil.Process]:
             continue
         if proc.pid == os.getpid():
             continue
-        if str(home) in cmdline or environ.get("FINFOCUS_HOME") == str(home):
-            if proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
+        mine = str(home) in cmdline or environ.get("FINFOCUS_HOME") == str(home)
+        if mine and proc.status() != psutil.STATUS_ZOMBIE:
+            found.append(proc)
     return found
 
 

@@ -117,7 +117,8 @@ async def test_mcp_over_http_needs_a_bearer_token_an_api_token_or_the_secret(dat
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("FINFOCUS_", "VAULT_"))}
     environ.update(FINFOCUS_DATABASE_URL=database_url, FINFOCUS_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT),
                    FINFOCUS_SECRET_MCP_TOKEN="from-the-secrets-provider")
-    server = subprocess.Popen([sys.executable, "-m", "finfocus.cli", "mcp", "--http", str(port)], env=environ,
+    # Popen returns at once: the server runs beside the test
+    server = subprocess.Popen([sys.executable, "-m", "finfocus.cli", "mcp", "--http", str(port)], env=environ,  # noqa: ASYNC220
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}/mcp"
     init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {

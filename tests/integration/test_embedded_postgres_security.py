@@ -144,7 +144,7 @@ async def test_service_migrations_run_as_the_service_role(cluster):
     from finfocus.db import migrate_url
 
     _, urls = cluster
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[2]  # noqa: ASYNC240 - a test, nothing else on its loop
     await migrate_url(urls["pricing"], "pricing", root / "services" / "pricing" / "migrations")
     conn = await asyncpg.connect(urls["pricing"])
     try:

@@ -107,7 +107,7 @@ async def test_opencost_plugin_reads_recorded_allocations_from_a_local_server():
 
     from services.pricing.plugins import OpenCostParams
 
-    body = (Path(__file__).resolve().parents[1] / "fixtures" / "pricing" / "opencost" / "allocation-pod.json").read_bytes()
+    body = (Path(__file__).resolve().parents[1] / "fixtures" / "pricing" / "opencost" / "allocation-pod.json").read_bytes()  # noqa: ASYNC240 - a fixture, read once
     seen: list[str] = []
 
     class Recorded(BaseHTTPRequestHandler):

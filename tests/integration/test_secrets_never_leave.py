@@ -114,7 +114,7 @@ async def test_failing_webhook_leaves_its_token_in_no_log_and_no_table(database_
         await pool.close()
     for handler in logging.getLogger().handlers:
         handler.flush()
-    log = service_log.read_text()
+    log = service_log.read_text()  # noqa: ASYNC240 - a test, nothing else on its loop
     assert "could not post to http://127.0.0.1" in log  # the line is there, its credential is not
     assert '"logger": "httpx"' not in log  # per-request INFO lines of the HTTP client are off
     assert TOKEN not in log

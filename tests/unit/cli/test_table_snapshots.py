@@ -280,7 +280,7 @@ def render(name: str, width: int, monkeypatch, extra: list[str] = ()) -> str:
     for target, fake in patches.items():
         obj, attr = _target(target)
         monkeypatch.setattr(obj, attr, fake)
-    recorder = Console(width=width, record=True, color_system=None, force_terminal=False, file=open(os.devnull, "w"))
+    recorder = Console(width=width, record=True, color_system=None, force_terminal=False, file=open(os.devnull, "w"))  # noqa: SIM115 - output discarded, recorded
     monkeypatch.setattr(output, "console", recorder)
     monkeypatch.setenv("FINFOCUS_DATABASE_URL", "postgresql://unused@127.0.0.1:1/none")  # never connected
     monkeypatch.delenv("FINFOCUS_API_URL", raising=False)
@@ -346,7 +346,7 @@ def test_audit_and_results_print_no_python_reprs(monkeypatch):
 
 
 def _direct(name: str, width: int, monkeypatch, draw) -> str:
-    recorder = Console(width=width, record=True, color_system=None, force_terminal=False, file=open(os.devnull, "w"))
+    recorder = Console(width=width, record=True, color_system=None, force_terminal=False, file=open(os.devnull, "w"))  # noqa: SIM115 - output discarded, recorded
     monkeypatch.setattr(output, "console", recorder)
     draw()
     text = recorder.export_text()
@@ -433,7 +433,7 @@ def test_the_cut_check_catches_a_cut_date():
 
 
 def test_columns_that_cannot_be_cut_leave_whole_when_nothing_else_gives_way(monkeypatch):
-    recorder = Console(width=60, record=True, color_system=None, force_terminal=False, file=open(os.devnull, "w"))
+    recorder = Console(width=60, record=True, color_system=None, force_terminal=False, file=open(os.devnull, "w"))  # noqa: SIM115 - output discarded, recorded
     monkeypatch.setattr(output, "console", recorder)
     columns = [output.Column("budget", kind="key"), output.Column("from", kind="date"),
                output.Column("to", kind="date"), output.Column("raised", kind="date"),
