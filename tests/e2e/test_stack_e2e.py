@@ -63,6 +63,22 @@ def processes_under(home: Path) -> list[psutil.Process]:
     return found
 
 
+def left_behind(home: Path, grace: float = 15.0) -> list[str]:
+    """What still runs under `home` once `grace` seconds passed after `finfocus down` (a
+    service's worker processes may outlive it for a moment when it was killed after its own
+    grace; a process that is still there then was left behind), with its command line."""
+    deadline = time.monotonic() + grace
+    while (found := processes_under(home)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    described = []
+    for proc in found:
+        try:
+            described.append(f"{proc.pid} {' '.join(proc.cmdline())[:200]}")
+        except psutil.Error:
+            continue
+    return described
+
+
 def billed_records(n: int, seed: int = 11) -> tuple[list[dict], Decimal]:
     rng = random.Random(seed)
     records, total = [], Decimal(0)
@@ -301,7 +317,7 @@ def test_stack_up_prices_published_records_to_the_cent_then_down_leaves_nothing(
         for p in pids
         if p and psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
     ]
-    assert processes_under(home) == []
+    assert left_behind(home) == []
     assert not (home / "run" / "stack.json").exists()
     after = finfocus(home, "status", "--output", "json")
     assert after.returncode == 1
@@ -330,7 +346,7 @@ def test_stack_on_an_external_broker_and_database_leaves_them_running(
     assert state["kafka_bootstrap"] == kafka_bootstrap and state["database_url"] == database_url
     assert not (home / "logs" / "kafka.log").exists() and not (home / "postgres").exists()
     assert down.returncode == 0 and "broker" not in down.stdout and "postgres" not in down.stdout
-    assert processes_under(home) == []
+    assert left_behind(home) == []
 
     async def still_there() -> None:
         import asyncpg
