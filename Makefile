@@ -29,6 +29,7 @@ $(VALIDATOR):
 TEST_WORKERS ?= 2
 test: setup $(VALIDATOR)
 	$(BIN)/ruff check schemas finfocus services tests bench
+	$(BIN)/mypy schemas finfocus services
 	FINFOCUS_FOCUS_VALIDATOR=$${FINFOCUS_FOCUS_VALIDATOR:-$(CURDIR)/$(VALIDATOR)} \
 		$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 \
 		-n $(TEST_WORKERS) --dist loadfile
@@ -41,7 +42,7 @@ integration: setup
 
 lint: setup
 	$(BIN)/ruff check schemas finfocus services tests bench
-	$(BIN)/mypy schemas finfocus/*.py finfocus/embedded
+	$(BIN)/mypy schemas finfocus services
 
 schemas: setup
 	$(BIN)/python -m schemas.generate

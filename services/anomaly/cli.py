@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import typer
 
@@ -247,7 +248,8 @@ async def _stored_monitors(name: str | None = None) -> list[dict]:
 
     api = remote()
     if api is not None:  # a remote deployment: GET /api/v1/monitors, in the same columns
-        keys = {"name": None, "dimensions": [], "filters": {}, "top": None, "detector": "robust-seasonal",
+        keys: dict[str, Any] = {"name": None, "dimensions": [], "filters": {}, "top": None,
+                                "detector": "robust-seasonal",
                 "params": {}}
         found = api.get("/api/v1/monitors")["monitors"]
         return [{k: r.get(k, default) for k, default in keys.items()} for r in found

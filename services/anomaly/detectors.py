@@ -228,8 +228,10 @@ def _baseline(
             return level, max(float(np.std(vals)), p.rel_floor * abs(level), p.abs_floor)
         train, vals = train[~zeros], vals[~zeros]
     factors = _season_factors(vals, phase[train], p) if phase is not None else None
-    f_train = factors[phase[train]] if factors is not None else np.ones(len(vals))
-    f_t = float(factors[phase[t]]) if factors is not None else 1.0
+    if factors is not None and phase is not None:
+        f_train, f_t = factors[phase[train]], float(factors[phase[t]])
+    else:
+        f_train, f_t = np.ones(len(vals)), 1.0
     recent = slice(max(0, len(vals) - p.window), len(vals))
     ds = vals[recent] / f_train[recent]
     pos = train[recent].astype(float)

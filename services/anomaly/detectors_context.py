@@ -155,7 +155,7 @@ def rest_after_alerts(score: np.ndarray, level: float, rest: int) -> np.ndarray:
     """Zero the `rest` steps after every step scoring `level` or more (silence extends while
     the score stays high, as in CAD OSE)."""
     quiet = np.zeros(len(score) + 1, dtype=np.int64)
-    for t in np.flatnonzero(score >= level):
+    for t in np.flatnonzero(score >= level).tolist():  # Python ints
         quiet[t + 1] += 1
         quiet[min(t + 1 + rest, len(score))] -= 1
     out = score.copy()

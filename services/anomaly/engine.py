@@ -37,9 +37,10 @@ MAX_COST = Decimal("1e15")
 
 def line_from_record(rec: PricedRecordV1) -> CostLine:
     """The anomaly service's view of a priced record; unpriced rows (`none`) cost nothing."""
-    priced = rec.x_PriceSource != "none" and rec.BilledCost is not None
-    if priced and abs(rec.BilledCost) >= MAX_COST:
-        raise ValueError(f"BilledCost {rec.BilledCost} is out of range (|cost| < 1e15)")
+    billed = rec.BilledCost if rec.x_PriceSource != "none" else None
+    priced = billed is not None
+    if billed is not None and abs(billed) >= MAX_COST:
+        raise ValueError(f"BilledCost {billed} is out of range (|cost| < 1e15)")
     start = rec.ChargePeriodStart.astimezone(UTC)
     return CostLine(
         record_id=rec.x_RecordId,
@@ -50,7 +51,7 @@ def line_from_record(rec: PricedRecordV1) -> CostLine:
         currency=rec.BillingCurrency,
         day=start.date(),
         period_end=rec.ChargePeriodEnd.astimezone(UTC),
-        cost=rec.BilledCost if priced else Decimal(0),
+        cost=billed if billed is not None else Decimal(0),
         priced=priced,
         service_category=rec.ServiceCategory,
         region_id=rec.RegionId,

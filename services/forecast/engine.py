@@ -96,6 +96,7 @@ def _frame(series: list[tuple[str, list[float]]]):
 def _select(df, history, names, models, cv_windows, cv_horizon) -> dict[str, Choice]:
     """Rolling-origin cross-validation of every model on every series of `df`."""
     import numpy as np
+    import pandas as pd
     from statsforecast import StatsForecast
 
     t0 = time.process_time()
@@ -103,6 +104,7 @@ def _select(df, history, names, models, cv_windows, cv_horizon) -> dict[str, Cho
         df=df, h=cv_horizon, n_windows=cv_windows, step_size=cv_horizon, level=list(LEVELS),
         refit=False,  # one fit per model at the first origin, later windows by `forward`
     )
+    assert isinstance(cv, pd.DataFrame)  # statsforecast answers in the frame type it was given
     TIMINGS["statsforecast"] += time.process_time() - t0
     out: dict[str, Choice] = {}
     for key, part in cv.groupby("unique_id", sort=False):
@@ -120,6 +122,7 @@ def _select(df, history, names, models, cv_windows, cv_horizon) -> dict[str, Cho
 
 def _fit_models(series, horizon, cv_windows, cv_horizon, models, chosen) -> dict[str, RawForecast]:
     import numpy as np
+    import pandas as pd
     from statsforecast import StatsForecast
 
     names = [m.alias for m in models]
@@ -140,6 +143,7 @@ def _fit_models(series, horizon, cv_windows, cv_horizon, models, chosen) -> dict
         t0 = time.process_time()
         fc = StatsForecast(models=[model], freq=1, n_jobs=1).forecast(df=sub, h=horizon, level=list(LEVELS))
         TIMINGS["statsforecast"] += time.process_time() - t0
+        assert isinstance(fc, pd.DataFrame)  # the frame type it was given
         for key, part in fc.groupby("unique_id", sort=False):
             y = history[key]
             mean = part[name].to_numpy(dtype=float)

@@ -650,9 +650,10 @@ async def price_resources(resources: list[PlanResource], *, specs: domain.SpecBo
         priced_ok = reason is None
         if not priced_ok:
             unpriced.append(r.address or r.name)
-        free = bool((r.after or r.before) and (r.after or r.before).free)
+        mapped = r.after or r.before
+        free = bool(mapped and mapped.free)
         first = parts[0].component if parts else None
-        notes = (r.after or r.before).notes if (r.after or r.before) else []
+        notes = mapped.notes if mapped else []
         row: dict[str, Any] = {
             "urn": r.urn, "name": r.name, "address": r.address or r.name, "type": r.type, "op": r.op, "provider": r.provider,
             "service": first.service if first else None,

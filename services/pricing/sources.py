@@ -136,11 +136,11 @@ def _aws_keys(code: str, family: str, a: dict) -> list[tuple[str, str]]:  # noqa
             return [("AmazonS3", "requests:tier2")]
         return []
     if code == "AWSELB":
-        kind = {"Load Balancer-Application": "application", "Load Balancer-Network": "network", "Load Balancer": "classic"}.get(family)
-        if kind and usage.endswith("LoadBalancerUsage"):
-            return [("AWSELB", kind)]
-        if kind in {"application", "network"} and usage.endswith("LCUUsage"):
-            return [("AWSELB", f"{kind}-lcu")]
+        elb = {"Load Balancer-Application": "application", "Load Balancer-Network": "network", "Load Balancer": "classic"}.get(family)
+        if elb and usage.endswith("LoadBalancerUsage"):
+            return [("AWSELB", elb)]
+        if elb in {"application", "network"} and usage.endswith("LCUUsage"):
+            return [("AWSELB", f"{elb}-lcu")]
         return []
     if code == "AWSLambda" and family == "Serverless":
         if usage.endswith("Request") and "Edge" not in usage:

@@ -190,8 +190,8 @@ async def load_month_end(group_by: list[str], filters: dict[str, str]) -> list[d
             t[c] += r[c]
     results = [out[k] for k in sorted(out)]
     if rows and filters and not results:
-        key, value = next(iter(filters.items()))
-        raise NoMatch(no_match_hint(key, value, {r["group"].get(key) for r in rows}))
+        dim, value = next(iter(filters.items()))
+        raise NoMatch(no_match_hint(dim, value, {r["group"].get(dim) for r in rows}))
     for t in results:
         for c in ("actual_to_date", "forecast_remainder", "projected", "lo_95", "hi_95"):
             t[c] = _money(t[c])

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import typer
@@ -53,6 +53,9 @@ WHERE ($1::timestamptz IS NULL OR charge_period_start >= $1)
 ORDER BY charge_period_start, record_id
 """
 
+if TYPE_CHECKING:
+    from pyarrow.parquet import ParquetWriter
+
 
 class ExportFormat(StrEnum):
     CSV = "csv"
@@ -75,7 +78,7 @@ def _stamp(value: datetime) -> str:
 
 def focus_row(record: dict[str, Any]) -> dict[str, Any]:
     """One FOCUS 1.2 row from a PricedRecord v1 (JSON), mandatory columns filled."""
-    row = {c: record.get(c) for c in COLUMNS}
+    row: dict[str, Any] = {c: record.get(c) for c in COLUMNS}
     billed = row["BilledCost"]
     if billed is not None:
         for column in ("EffectiveCost", "ListCost", "ContractedCost"):
@@ -116,8 +119,7 @@ class Writer:
             self._fh: io.TextIOBase = raw  # type: ignore[assignment]
             self._csv = csv.DictWriter(raw, fieldnames=COLUMNS, extrasaction="ignore")
             self._csv.writeheader()
-        else:
-            self._parquet = None
+        self._parquet: ParquetWriter | None = None  # parquet: opened with the first chunk
 
     def write(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:
@@ -232,9 +234,8 @@ def focus(
     if day_from and day_to and day_to <= day_from:
         fail("--to must be after --from", 2)
     target, fmt = _target(file, output, fmt)
-    output = target
-    chosen = fmt or (ExportFormat.PARQUET if output.suffix == ".parquet" else ExportFormat.CSV)
-    writer = Writer(output, chosen)
+    chosen = fmt or (ExportFormat.PARQUET if target.suffix == ".parquet" else ExportFormat.CSV)
+    writer = Writer(target, chosen)
     try:
         run(export_focus(FinFocusSettings().database, day_from, day_to, writer))
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -63,7 +64,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - typer commands defined i
         refs, problems = discover(settings.plugins_dir, all_versions=True)
         newest = {r.name: r.manifest.version for r in discover(settings.plugins_dir)[0]}
         health = run(_health(settings))
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"name": r.name, "version": r.manifest.version, "kind": "installed",
              "active": newest.get(r.name) == r.manifest.version, "path": str(r.directory),
              "description": r.manifest.description, "health": health.get(r.name, {}).get("state")}
