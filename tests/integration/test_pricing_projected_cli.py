@@ -49,7 +49,7 @@ def test_budget_exceeded_exits_1_and_the_markdown_comment_says_why(tmp_path: Pat
     assert over.exit_code == 1
     assert over.stdout.startswith("## FinFocus cost estimate")
     assert "❌ budget 300.00 USD: 1 violation(s)" in over.stdout and "**max_monthly**: monthly total 396.61 USD exceeds 300.00 USD" in over.stdout
-    assert "Prices: AWS Price List bulk offer files" in over.stdout
+    assert "Prices: transcribed by hand from the AWS Price List bulk offer files" in over.stdout
     within = invoke(tmp_path, "--pulumi-json", plan, "--output", "ndjson", "--budget", "500")
     assert within.exit_code == 0
     lines = [json.loads(line) for line in within.stdout.splitlines()]
