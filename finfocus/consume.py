@@ -257,6 +257,9 @@ class Pipeline:
         writers = asyncio.Semaphore(self.writers)
         tasks: list[asyncio.Task] = []
         stalled: set[tuple[str, int]] = set()
+        # counted once the batch commits: a batch that fails and comes back publishes its
+        # letters again (at least once), but the metric counts dead-lettered records
+        letters: list = []
         step = self.chunk or len(records)
         try:
             for start in range(0, len(records), step):
@@ -264,8 +267,8 @@ class Pipeline:
                 decoded = await self._decode(part)
                 if decoded.letters:
                     await self._transient_retry(ranges(part), self.publish_letters, decoded.letters)
-                    metrics.dead_lettered(self.service, decoded.letters)
-                tasks.append(asyncio.create_task(self._apply(decoded, part, writers, stalled)))
+                    letters.extend(decoded.letters)
+                tasks.append(asyncio.create_task(self._apply(decoded, part, writers, stalled, letters)))
                 await asyncio.sleep(0)  # let the write start before decoding the next chunk
         finally:
             results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -275,6 +278,8 @@ class Pipeline:
         if self.relay is not None:
             await self._transient_retry(ranges(records), self.relay)
         await self._commit(records, stalled)
+        if letters:
+            metrics.dead_lettered(self.service, letters)
 
     async def _decode(self, records: Sequence[Any]) -> Decoded:
         if self.decode_batch is not None:
@@ -290,11 +295,11 @@ class Pipeline:
         return out
 
     async def _apply(self, decoded: Decoded, records: list, writers: asyncio.Semaphore,
-                     stalled: set[tuple[str, int]]) -> None:
+                     stalled: set[tuple[str, int]], letters: list) -> None:
         async with writers:
             spans = ranges(records)
             try:
-                await self._store_and_publish(decoded.items, decoded.sources, spans)
+                await self._store_and_publish(decoded.items, decoded.sources, spans, letters)
             except Stalled:
                 # one partition at a time: those that work go on, the others pause
                 by_partition: dict[tuple[str, int], tuple[list, list]] = {}
@@ -305,15 +310,15 @@ class Pipeline:
                 for (topic, partition), (items, sources) in by_partition.items():
                     own = [s for s in spans if (s.topic, s.partition) == (topic, partition)]
                     try:
-                        await self._store_and_publish(items, sources, own)
+                        await self._store_and_publish(items, sources, own, letters)
                     except Stalled:
                         stalled.add((topic, partition))
 
-    async def _store_and_publish(self, items: list, sources: list, spans: list[Range]) -> None:
+    async def _store_and_publish(self, items: list, sources: list, spans: list[Range], counted: list) -> None:
         outgoing, letters = await self._store(items, sources, spans)
         if letters:
             await self._transient_retry(spans, self.publish_letters, letters)
-            metrics.dead_lettered(self.service, letters)
+            counted.extend(letters)
         by_topic: dict[str, list[OutgoingRecord]] = {}
         for topic, record in outgoing:
             by_topic.setdefault(topic, []).append(record)
