@@ -31,6 +31,7 @@ import asyncpg
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from finfocus.periodic import Periodic
 from schemas.monitors import MonitorAction, MonitorCommandV1
 from services.anomaly import store
 from services.anomaly.detectors import get_detector
@@ -153,7 +154,7 @@ class MonitorRegistry:
             logger.error("monitors file %s rejected: %s", path, exc)
         self._imported = False
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task | None = None
+        self._poller: Periodic | None = None
 
     def current(self) -> list[Monitor]:
         return self._monitors
@@ -192,20 +193,10 @@ class MonitorRegistry:
 
     def start(self, pool_of) -> None:
         """Poll the table every `poll_s` (changes applied by another replica)."""
-
-        async def poll() -> None:
-            while True:
-                await asyncio.sleep(self.poll_s)
-                try:
-                    await self.refresh(pool_of())
-                except (OSError, asyncpg.PostgresError) as exc:
-                    logger.warning("monitors not reloaded: %s", exc)
-
-        if self._task is None:
-            self._task = asyncio.create_task(poll(), name="anomaly-monitors")
+        if self._poller is None:
+            self._poller = Periodic("anomaly-monitors", self.poll_s, lambda: self.refresh(pool_of()), "monitors")
+        self._poller.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        if self._poller is not None:
+            await self._poller.stop()

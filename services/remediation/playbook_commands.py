@@ -11,13 +11,13 @@ unsigned or forged command is dead-lettered with the reason. The service also ke
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
 import asyncpg
 
 from finfocus.broker import Envelope
+from finfocus.periodic import Periodic
 from finfocus.signing import service_keys, verify
 from finfocus.telemetry import log_fields
 from schemas.playbooks import PLAYBOOK_COMMANDS, PlaybookAction, PlaybookCommandV1
@@ -59,7 +59,7 @@ class PlaybookSwitches:
         self.poll_s = poll_s
         self._switches: dict[str, bool] = {}
         self._catalog: list | None = None
-        self._task: asyncio.Task | None = None
+        self._poller: Periodic | None = None
 
     def apply(self, playbooks: list[Playbook]) -> list[Playbook]:
         """The playbooks with each switched one's `enabled` overridden."""
@@ -78,22 +78,13 @@ class PlaybookSwitches:
             self._switches = await store.playbook_switches(conn)
 
     def start(self, pool_of: Callable[[], asyncpg.Pool]) -> None:
-        async def poll() -> None:
-            while True:
-                await asyncio.sleep(self.poll_s)
-                try:
-                    await self.refresh(pool_of())
-                except (OSError, asyncpg.PostgresError) as exc:
-                    logger.warning("playbook switches not reloaded: %s", exc)
-
-        if self._task is None:
-            self._task = asyncio.create_task(poll(), name="remediation-playbook-switches")
+        if self._poller is None:
+            self._poller = Periodic("remediation-playbook-switches", self.poll_s, lambda: self.refresh(pool_of()), "playbook switches")
+        self._poller.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        if self._poller is not None:
+            await self._poller.stop()
 
 
 def register_playbook_commands(runtime, switches: PlaybookSwitches) -> None:
