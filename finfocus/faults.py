@@ -9,6 +9,12 @@ from dataclasses import dataclass
 import asyncpg
 from aiokafka.errors import KafkaError
 
+
+class NotArrivedYet(Exception):
+    """What a record depends on has not reached this service's own copy yet (another topic,
+    consumed at its own pace): retried like an outage, never dead-lettered."""
+
+
 #: errors of the infrastructure, not of the data: retried, never dead-lettered
 TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
     ConnectionError,  # refused, reset, aborted, broken pipe
@@ -21,6 +27,7 @@ TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.LockNotAvailableError,
+    NotArrivedYet,
 )
 #: aiokafka's errors by name where the class is not importable in every version
 TRANSIENT_NAMES = frozenset({

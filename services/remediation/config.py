@@ -21,6 +21,9 @@ class RemediationSettings(ServiceSettings):
     remediation_executor: bool = True
     #: how often the executor looks for approved, expired and undo-requested commands
     remediation_poll_seconds: float = Field(2.0, gt=0)
+    #: an anomaly can arrive before this service's copy of the priced lines it is about (two
+    #: topics, each consumed at its own pace): planning waits this long for its resources
+    remediation_resource_wait_seconds: float = Field(60.0, ge=0, le=3600)
     #: playbook directory; FINFOCUS_HOME/playbooks when unset
     remediation_playbooks_dir: Path | None = None
     #: executed actions per account per hour when a command's playbook sets none

@@ -11,6 +11,7 @@ from opentelemetry import trace
 
 from finfocus.broker import Envelope, OutgoingRecord
 from finfocus.consume import Done
+from finfocus.faults import NotArrivedYet
 from finfocus.service import ServiceRuntime
 from finfocus.signing import verify
 from finfocus.telemetry import log_fields, start_record_span, trace_headers
@@ -72,6 +73,9 @@ async def plan_one(conn: asyncpg.Connection, settings: RemediationSettings, anom
     start = anomaly.window_start.date()
     end = max(anomaly.window_end.date(), start + timedelta(days=1))
     known = await store.resources_of_dimension(conn, anomaly.dimension, start, end)
+    waited = (datetime.now(UTC) - anomaly.detected_at).total_seconds()
+    if not known and waited < settings.remediation_resource_wait_seconds:
+        raise NotArrivedYet(f"no priced resource of {anomaly.dimension} for {start}..{end} here yet")
     candidates = [
         Candidate(resource_id=r["resource_id"], provider=r["provider"],
                   account_id=r["sub_account_id"] or r["billing_account_id"], region=r["region_id"],

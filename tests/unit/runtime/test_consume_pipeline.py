@@ -258,3 +258,10 @@ async def test_work_with_its_own_transactions_holds_none_open_and_is_tracked_aft
     assert [(g, r.first, r.last) for g, r in inner.tracked] == [("g", 5, 6)]
     assert [(d.source_offset, d.error) for d in letters] == [(5, "unknown command")]
     assert events[-1] == ("commit", {("t", 0): 7})
+
+
+def test_a_record_whose_context_has_not_arrived_yet_is_retried_not_dead_lettered():
+    from finfocus.faults import NotArrivedYet, is_data_error, is_transient
+
+    exc = NotArrivedYet("no priced resource of service=EC2 here yet")
+    assert is_transient(exc) and not is_data_error(exc)
