@@ -79,6 +79,15 @@ async def test_each_service_serves_live_series_and_readiness_follows_the_databas
             ready = await eventually(lambda: _ok(client, f"{urls['pricing']}/readyz"), 30)
             assert ready, (await client.get(f"{urls['pricing']}/readyz")).text
 
+            # counters live in this process's registry, which other tests' in-process services
+            # (on the same pytest worker) also counted into: this test owns only what it adds
+            before = samples((await client.get(f"{urls['pricing']}/metrics")).text)
+            letters_before = find(before, "finfocus_records_total", service="pricing", topic="raw-billing",
+                                  outcome="dead_letter") or 0
+            stored_before = find(before, "finfocus_records_total", service="pricing", topic="raw-billing",
+                                 outcome="stored") or 0
+            invalid_before = find(before, "finfocus_dead_letters_total", service="pricing", topic="raw-billing",
+                                  reason="invalid") or 0
             now = datetime.now(UTC)
             rows = [row(i, now) for i in range(40)]
             response = await client.post(f"http://127.0.0.1:{intake}/v1/billing-records", content=orjson.dumps(rows),
@@ -97,12 +106,13 @@ async def test_each_service_serves_live_series_and_readiness_follows_the_databas
                 cost = find(found, "finfocus_cost_current_month", provider="AWS", currency="USD")
                 letters = find(found, "finfocus_dead_letters_total", service="pricing", topic="raw-billing",
                                reason="invalid")
-                return found if stored and stored >= 40 and cost and letters else None
+                return (found if stored and stored >= stored_before + 40 and cost
+                        and letters and letters > invalid_before else None)
 
             found = await eventually(pricing_stored, 60)
             assert found, "pricing never showed 40 stored records, a dead letter and this month's cost"
             assert find(found, "finfocus_records_total", service="pricing", topic="raw-billing",
-                        outcome="dead_letter") == 1
+                        outcome="dead_letter") == letters_before + 1
             assert find(found, "finfocus_cost_current_month", provider="AWS", currency="USD") == 100.0
             assert find(found, "finfocus_consumer_lag", service="pricing", topic="raw-billing") == 0
             assert find(found, "finfocus_consumer_assigned_partitions", service="pricing") >= 1
