@@ -28,6 +28,7 @@ $(VALIDATOR):
 # (--dist loadfile), for the module fixtures that share one stack between them
 TEST_WORKERS ?= 2
 test: setup $(VALIDATOR)
+	$(BIN)/ruff format --check schemas finfocus services tests bench
 	$(BIN)/ruff check schemas finfocus services tests bench
 	$(BIN)/mypy schemas finfocus services
 	FINFOCUS_FOCUS_VALIDATOR=$${FINFOCUS_FOCUS_VALIDATOR:-$(CURDIR)/$(VALIDATOR)} \
@@ -41,6 +42,7 @@ integration: setup
 	$(BIN)/python -m pytest -q tests/integration tests/e2e
 
 lint: setup
+	$(BIN)/ruff format --check schemas finfocus services tests bench
 	$(BIN)/ruff check schemas finfocus services tests bench
 	$(BIN)/mypy schemas finfocus services
 

@@ -132,16 +132,36 @@ def generate(series: int, days: int, seed: int) -> list[Generated]:
             if recurring and dt.day == 1:
                 fee = Decimal(repr(level * rng.uniform(5, 20))).quantize(CENT)
                 lines.append(_line(f"s{s}", "commitment", dt, fee, "Recurring"))
-        traits = tuple(t for t, on in (("new", first > 0), ("intermittent", intermittent), ("drift", growth > 0),
-                                       ("recurring", recurring), ("weekly", weekend < 1)) if on)
+        traits = tuple(
+            t
+            for t, on in (
+                ("new", first > 0),
+                ("intermittent", intermittent),
+                ("drift", growth > 0),
+                ("recurring", recurring),
+                ("weekly", weekend < 1),
+            )
+            if on
+        )
         out.append(Generated(f"s{s}", lines, labels, first, traits))
     return out
 
 
 def _line(service: str, resource: str, day: date, cost: Decimal, frequency: str) -> CostLine:
     end = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
-    return CostLine(f"{service}-{resource}-{day}", "AWS", "999", "111", service, "USD", day, end, cost,
-                    resource_id=resource, charge_frequency=frequency)
+    return CostLine(
+        f"{service}-{resource}-{day}",
+        "AWS",
+        "999",
+        "111",
+        service,
+        "USD",
+        day,
+        end,
+        cost,
+        resource_id=resource,
+        charge_frequency=frequency,
+    )
 
 
 def daily(g: Generated, days: int) -> DailySeries:
@@ -170,7 +190,14 @@ def cost_benchmark(series: int, days: int, seed: int) -> dict:
         starts = [(f.start - START).days for f in found]
         unmatched = set(range(len(starts)))
         for lab in g.labels:
-            hit = next((i for i in sorted(unmatched, key=lambda i: starts[i]) if lab.start <= starts[i] < lab.end), None)
+            hit = next(
+                (
+                    i
+                    for i in sorted(unmatched, key=lambda i: starts[i])
+                    if lab.start <= starts[i] < lab.end
+                ),
+                None,
+            )
             by_kind.setdefault(lab.kind, [0, 0])
             if hit is None:
                 fn += 1
@@ -202,13 +229,21 @@ def cost_benchmark(series: int, days: int, seed: int) -> dict:
     recall = tp / (tp + fn) if tp + fn else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {
-        "series": series, "days": days, "labels": tp + fn, "tp": tp, "fp": fp, "fn": fn,
-        "precision": precision, "recall": recall, "f1": f1,
+        "series": series,
+        "days": days,
+        "labels": tp + fn,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
         "mean_delay_days": float(np.mean(delays)) if delays else float("nan"),
         "max_delay_days": max(delays) if delays else 0,
         "recall_by_kind": {k: v[0] / (v[0] + v[1]) for k, v in by_kind.items()},
         "false_positives_on": false_by_kind,
-        "series_per_s": series / elapsed, "day_evaluations_per_s": evaluated / elapsed,
+        "series_per_s": series / elapsed,
+        "day_evaluations_per_s": evaluated / elapsed,
         "incremental_series_per_s": incremental,
     }
 
@@ -223,10 +258,17 @@ def nab_scores(corpus, overrides: dict | None = None) -> dict[str, np.ndarray]:
     the one per-file figure NAB hands every detector, and `season` the steps in a week at the
     file's sampling interval (read from its first two timestamps, as a metric monitor knows
     its metric's interval)."""
-    return {f.name: np.abs(run_detector(NAB_DETECTOR, f.values, None,
-                                        {"min_history": f.probation, "season": week_steps(f),
-                                         **(overrides or {})}).scores)
-            for f in corpus}
+    return {
+        f.name: np.abs(
+            run_detector(
+                NAB_DETECTOR,
+                f.values,
+                None,
+                {"min_history": f.probation, "season": week_steps(f), **(overrides or {})},
+            ).scores
+        )
+        for f in corpus
+    }
 
 
 def week_steps(f) -> int:
@@ -268,8 +310,10 @@ def nab_benchmark(root: Path, split: bool) -> dict:
     best["seconds"] = elapsed
     best["steps_per_s"] = sum(len(f.values) for f in corpus) / elapsed
     folders = sorted({f.name.split("/")[0] for f in corpus})
-    best["folders"] = {d: score_at([f for f in corpus if f.name.startswith(d + "/")], scores, best["threshold"])
-                       for d in folders}
+    best["folders"] = {
+        d: score_at([f for f in corpus if f.name.startswith(d + "/")], scores, best["threshold"])
+        for d in folders
+    }
     if split:
         best["split"] = nab_split_check(corpus)
     return best
@@ -294,8 +338,10 @@ def realistic_benchmark(series: int, days: int, seed: int, monitor=None) -> dict
     for rs in data:
         s = ar.daily(rs, days)
         key = SeriesKey(monitor.name, ("AWS", rs.name), "USD")
-        found[rs.name] = [ar.Reported((f.start - ar.START).days, (f.end - ar.START).days, f.kind)
-                          for f in findings_for(key, monitor, s)]
+        found[rs.name] = [
+            ar.Reported((f.start - ar.START).days, (f.end - ar.START).days, f.kind)
+            for f in findings_for(key, monitor, s)
+        ]
     out = ar.score(data, found, days)
     out["seconds"] = time.perf_counter() - started
     return out
@@ -320,79 +366,129 @@ def throughput(series: int, days: int, seed: int, monitor=None) -> dict:
 
 
 def print_realistic(r: dict) -> None:
-    print(f"realistic cost benchmark: {r['series']} series x {r['days']} days, {r['labels']} labelled anomalies, "
-          f"detector `{DEFAULT_MONITOR.detector}`")
-    print(f"  precision {r['precision']:.3f}  recall {r['recall']:.3f}  F1 {r['f1']:.3f}  "
-          f"false alarms {r['fa_per_1000']:.2f} per 1,000 series-days")
-    print(f"  TP {r['tp']}  FP {r['fp']}  FN {r['fn']}  (re-reports of a shift/drift: {r['repeats']})")
-    print("  recall by kind: " + ", ".join(f"{k} {a}/{b}" for k, (a, b) in r["recall_by_kind"].items()))
-    print("  delay by kind (mean, max days): "
-          + ", ".join(f"{k} {m:.1f}/{x}" for k, (m, x) in r["delay_by_kind"].items()))
+    print(
+        f"realistic cost benchmark: {r['series']} series x {r['days']} days, {r['labels']} labelled anomalies, "
+        f"detector `{DEFAULT_MONITOR.detector}`"
+    )
+    print(
+        f"  precision {r['precision']:.3f}  recall {r['recall']:.3f}  F1 {r['f1']:.3f}  "
+        f"false alarms {r['fa_per_1000']:.2f} per 1,000 series-days"
+    )
+    print(
+        f"  TP {r['tp']}  FP {r['fp']}  FN {r['fn']}  (re-reports of a shift/drift: {r['repeats']})"
+    )
+    print(
+        "  recall by kind: "
+        + ", ".join(f"{k} {a}/{b}" for k, (a, b) in r["recall_by_kind"].items())
+    )
+    print(
+        "  delay by kind (mean, max days): "
+        + ", ".join(f"{k} {m:.1f}/{x}" for k, (m, x) in r["delay_by_kind"].items())
+    )
     print(f"  false alarms by nuisance: {r['false_by_nuisance']}")
     h, n, f = r["billing_delays"]
     print(f"  billing delays reported as data-quality events: {h}/{n} (wrong ones: {f})")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--series", type=int, default=300)
     ap.add_argument("--days", type=int, default=120)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--nab", type=Path, default=ROOT.parent / "shared" / "data" / "nab")
     ap.add_argument("--skip-nab", action="store_true")
-    ap.add_argument("--skip-split", action="store_true", help="skip NAB's split check (27 detector runs, ~40 s)")
-    ap.add_argument("--realistic", action="store_true", help="the realistic set (bench/anomaly_realistic.py) only")
-    ap.add_argument("--throughput", type=int, default=0, help="with --realistic: N series, one day appended")
-    ap.add_argument("--seeds", default="", help="with --realistic: comma-separated seeds, one summary line each")
+    ap.add_argument(
+        "--skip-split", action="store_true", help="skip NAB's split check (27 detector runs, ~40 s)"
+    )
+    ap.add_argument(
+        "--realistic",
+        action="store_true",
+        help="the realistic set (bench/anomaly_realistic.py) only",
+    )
+    ap.add_argument(
+        "--throughput", type=int, default=0, help="with --realistic: N series, one day appended"
+    )
+    ap.add_argument(
+        "--seeds", default="", help="with --realistic: comma-separated seeds, one summary line each"
+    )
     args = ap.parse_args()
     if args.realistic and args.seeds:
         for seed in (int(x) for x in args.seeds.split(",")):
             r = realistic_benchmark(200, 150, seed)
             h, n, f = r["billing_delays"]
-            print(f"seed {seed}: precision {r['precision']:.3f}  recall {r['recall']:.3f}  "
-                  f"false alarms {r['fa_per_1000']:.2f}/1,000 series-days  TP/FP/FN {r['tp']}/{r['fp']}/{r['fn']}  "
-                  f"re-reports {r['repeats']}  found "
-                  + ", ".join(f"{k} {a}/{b}" for k, (a, b) in r["recall_by_kind"].items())
-                  + f"  delays as data-quality {h}/{n} (wrong {f})  false alarms by nuisance {r['false_by_nuisance']}",
-                  flush=True)
+            print(
+                f"seed {seed}: precision {r['precision']:.3f}  recall {r['recall']:.3f}  "
+                f"false alarms {r['fa_per_1000']:.2f}/1,000 series-days  TP/FP/FN {r['tp']}/{r['fp']}/{r['fn']}  "
+                f"re-reports {r['repeats']}  found "
+                + ", ".join(f"{k} {a}/{b}" for k, (a, b) in r["recall_by_kind"].items())
+                + f"  delays as data-quality {h}/{n} (wrong {f})  false alarms by nuisance {r['false_by_nuisance']}",
+                flush=True,
+            )
         return
     if args.realistic:
         seed = args.seed if args.seed != 7 else 2020
         print_realistic(realistic_benchmark(200, 150, seed))
         for level in ("low", "medium", "high"):
             r = realistic_benchmark(200, 150, seed, realistic_monitor(sensitivity=level))
-            print(f"  sensitivity {level}: precision {r['precision']:.3f}  recall {r['recall']:.3f}  "
-                  f"false alarms {r['fa_per_1000']:.2f} per 1,000 series-days "
-                  f"(= {r['fa_per_1000'] * 0.365:.3f} per series-year)")
+            print(
+                f"  sensitivity {level}: precision {r['precision']:.3f}  recall {r['recall']:.3f}  "
+                f"false alarms {r['fa_per_1000']:.2f} per 1,000 series-days "
+                f"(= {r['fa_per_1000'] * 0.365:.3f} per series-year)"
+            )
         if args.throughput:
             t = throughput(args.throughput, 150, 2020)
-            print(f"throughput: {t['series']} series re-evaluated (one day appended) in {t['seconds']:.1f} s")
+            print(
+                f"throughput: {t['series']} series re-evaluated (one day appended) in {t['seconds']:.1f} s"
+            )
         return
 
     r = cost_benchmark(args.series, args.days, args.seed)
-    print(f"cost benchmark, detector `{DEFAULT_MONITOR.detector}`: {r['series']} series x {r['days']} days, "
-          f"{r['labels']} labelled anomalies")
-    print(f"  precision {r['precision']:.3f}  recall {r['recall']:.3f}  F1 {r['f1']:.3f}  (target F1 >= 0.95)")
-    print(f"  TP {r['tp']}  FP {r['fp']}  FN {r['fn']}  false positives on: {r['false_positives_on']}")
-    print("  recall by kind: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(r["recall_by_kind"].items())))
-    print(f"  detection delay: mean {r['mean_delay_days']:.2f} days, max {r['max_delay_days']} days")
-    print(f"  throughput: {r['series_per_s']:.1f} series/s ({r['days']}-day histories), "
-          f"{r['day_evaluations_per_s']:.0f} day-evaluations/s; "
-          f"{r['incremental_series_per_s']:.0f} series/s when a day is appended (resumed walk)")
+    print(
+        f"cost benchmark, detector `{DEFAULT_MONITOR.detector}`: {r['series']} series x {r['days']} days, "
+        f"{r['labels']} labelled anomalies"
+    )
+    print(
+        f"  precision {r['precision']:.3f}  recall {r['recall']:.3f}  F1 {r['f1']:.3f}  (target F1 >= 0.95)"
+    )
+    print(
+        f"  TP {r['tp']}  FP {r['fp']}  FN {r['fn']}  false positives on: {r['false_positives_on']}"
+    )
+    print(
+        "  recall by kind: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in sorted(r["recall_by_kind"].items()))
+    )
+    print(
+        f"  detection delay: mean {r['mean_delay_days']:.2f} days, max {r['max_delay_days']} days"
+    )
+    print(
+        f"  throughput: {r['series_per_s']:.1f} series/s ({r['days']}-day histories), "
+        f"{r['day_evaluations_per_s']:.0f} day-evaluations/s; "
+        f"{r['incremental_series_per_s']:.0f} series/s when a day is appended (resumed walk)"
+    )
     if not args.skip_nab and args.nab.exists():
         n = nab_benchmark(args.nab, split=not args.skip_split)
-        print(f"NAB standard profile, streaming, detector `{NAB_DETECTOR}` (defaults): score {n['score']:.1f} "
-              "(target >= 70; on these 24 files NAB's published scores give ARTime 67.7, Numenta HTM 66.5, CAD OSE 61.6)")
-        print(f"  {n['files']} files, {n['windows']} windows: TP {n['tp']}  FN {n['fn']}  FP {n['fp']}  "
-              f"threshold {n['threshold']:.2f}; {n['seconds']:.1f} s, {n['steps_per_s']:.0f} steps/s")
+        print(
+            f"NAB standard profile, streaming, detector `{NAB_DETECTOR}` (defaults): score {n['score']:.1f} "
+            "(target >= 70; on these 24 files NAB's published scores give ARTime 67.7, Numenta HTM 66.5, CAD OSE 61.6)"
+        )
+        print(
+            f"  {n['files']} files, {n['windows']} windows: TP {n['tp']}  FN {n['fn']}  FP {n['fp']}  "
+            f"threshold {n['threshold']:.2f}; {n['seconds']:.1f} s, {n['steps_per_s']:.0f} steps/s"
+        )
         for folder, r in n["folders"].items():
-            print(f"  {folder} at that threshold: score {r['score']:.1f}  "
-                  f"({r['windows']} windows: TP {r['tp']}  FN {r['fn']}  FP {r['fp']})")
+            print(
+                f"  {folder} at that threshold: score {r['score']:.1f}  "
+                f"({r['windows']} windows: TP {r['tp']}  FN {r['fn']}  FP {r['fp']})"
+            )
         if "split" in n:
             sp = n["split"]
             c = np.array(sp["corpus"])
             print(f"  split check over a {sp['grid']}-point grid {NAB_GRID}:")
-            print(f"    corpus score across the grid: median {np.median(c):.1f}, min {c.min():.1f}, max {c.max():.1f}")
+            print(
+                f"    corpus score across the grid: median {np.median(c):.1f}, min {c.min():.1f}, max {c.max():.1f}"
+            )
             for tuned, own, other, transfer, params in sp["transfer"]:
                 print(f"    tuned on {tuned} ({own:.1f}, {params}) -> {other} {transfer:.1f}")
 

@@ -99,7 +99,9 @@ def counted_windows(f: NabFile) -> list[tuple[int, int]]:
     return [w for w in f.windows if w[1] >= f.probation]
 
 
-def raw_score(f: NabFile, w: np.ndarray, detections: np.ndarray, profile=STANDARD) -> tuple[float, int, int, int]:
+def raw_score(
+    f: NabFile, w: np.ndarray, detections: np.ndarray, profile=STANDARD
+) -> tuple[float, int, int, int]:
     """Raw score of boolean `detections` on one file, and its TP, FN, FP counts."""
     score, tp, fn, fp = 0.0, 0, 0, 0
     inside = np.zeros(len(w), dtype=bool)
@@ -119,7 +121,9 @@ def raw_score(f: NabFile, w: np.ndarray, detections: np.ndarray, profile=STANDAR
     return score, tp, fn, fp
 
 
-def _sweep_events(f: NabFile, w: np.ndarray, scores: np.ndarray, profile) -> tuple[np.ndarray, np.ndarray]:
+def _sweep_events(
+    f: NabFile, w: np.ndarray, scores: np.ndarray, profile
+) -> tuple[np.ndarray, np.ndarray]:
     """(score, change) pairs: the file's raw score at threshold th is -A_FN x windows plus
     the changes of every pair whose score >= th. A row outside windows changes it by its
     weight; inside a window, lowering the threshold changes it only when an earlier row of the
@@ -141,12 +145,17 @@ def _sweep_events(f: NabFile, w: np.ndarray, scores: np.ndarray, profile) -> tup
     return np.concatenate(keys), np.concatenate(changes)
 
 
-def sweep(corpus: list[NabFile], scores: dict[str, np.ndarray], profile=STANDARD, weights_by_file=None):
+def sweep(
+    corpus: list[NabFile], scores: dict[str, np.ndarray], profile=STANDARD, weights_by_file=None
+):
     """Raw corpus score at every distinct threshold, as NAB's sweeper computes it: the
     thresholds (descending, +inf first: nothing detected) and the raw scores."""
     ws = weights_by_file or {f.name: weights(f, profile) for f in corpus}
     n_windows = sum(len(counted_windows(f)) for f in corpus)
-    parts = [_sweep_events(f, ws[f.name], np.asarray(scores[f.name], dtype=float), profile) for f in corpus]
+    parts = [
+        _sweep_events(f, ws[f.name], np.asarray(scores[f.name], dtype=float), profile)
+        for f in corpus
+    ]
     keys = np.concatenate([k for k, _ in parts])
     changes = np.concatenate([c for _, c in parts])
     order = np.argsort(-keys, kind="stable")
@@ -161,15 +170,26 @@ def normalise(corpus: list[NabFile], raw: float, profile=STANDARD) -> float:
     return 100 * (raw - null) / (perfect - null)
 
 
-def score_at(corpus: list[NabFile], scores: dict[str, np.ndarray], threshold: float, profile=STANDARD) -> dict:
+def score_at(
+    corpus: list[NabFile], scores: dict[str, np.ndarray], threshold: float, profile=STANDARD
+) -> dict:
     """Normalised score and TP/FN/FP counts of `corpus` at one threshold."""
     total, tp, fn, fp = 0.0, 0, 0, 0
     for f in corpus:
-        s, a, b, c = raw_score(f, weights(f, profile), np.asarray(scores[f.name]) >= threshold, profile)
+        s, a, b, c = raw_score(
+            f, weights(f, profile), np.asarray(scores[f.name]) >= threshold, profile
+        )
         total, tp, fn, fp = total + s, tp + a, fn + b, fp + c
     n_windows = sum(len(counted_windows(f)) for f in corpus)
-    return {"score": normalise(corpus, total, profile), "threshold": threshold, "raw": total,
-            "tp": tp, "fn": fn, "fp": fp, "windows": n_windows}
+    return {
+        "score": normalise(corpus, total, profile),
+        "threshold": threshold,
+        "raw": total,
+        "tp": tp,
+        "fn": fn,
+        "fp": fp,
+        "windows": n_windows,
+    }
 
 
 def normalised(corpus: list[NabFile], scores: dict[str, np.ndarray], profile=STANDARD) -> dict:

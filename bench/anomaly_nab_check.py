@@ -31,8 +31,12 @@ DETECTORS = ("null", "random", "numenta", "contextOSE", "ARTime")
 
 
 def show(git_dir: Path, path: str) -> str:
-    return subprocess.run(["git", "--git-dir", str(git_dir), "show", f"HEAD:{path}"], check=True,
-                          capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["git", "--git-dir", str(git_dir), "show", f"HEAD:{path}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
 
 
 def main() -> None:
@@ -42,14 +46,21 @@ def main() -> None:
     thresholds = json.loads(show(git_dir, "config/thresholds.json"))
     for det in DETECTORS:
         th = thresholds[det]["standard"]["threshold"]
-        published = {r["File"]: r for r in csv.DictReader(io.StringIO(show(git_dir, f"results/{det}/{det}_standard_scores.csv")))}
+        published = {
+            r["File"]: r
+            for r in csv.DictReader(
+                io.StringIO(show(git_dir, f"results/{det}/{det}_standard_scores.csv"))
+            )
+        }
         worst, ours_total, theirs_total, compared = 0.0, 0.0, 0.0, 0
         own: dict[str, np.ndarray] = {}
         for f in corpus:
             if f.name not in published:
                 continue
             folder, name = f.name.split("/")
-            rows = list(csv.DictReader(io.StringIO(show(git_dir, f"results/{det}/{folder}/{det}_{name}"))))
+            rows = list(
+                csv.DictReader(io.StringIO(show(git_dir, f"results/{det}/{folder}/{det}_{name}")))
+            )
             scores = np.array([float(r["anomaly_score"]) for r in rows])
             own[f.name] = scores
             ours = raw_score(f, weights(f), scores >= th)[0]
@@ -58,11 +69,15 @@ def main() -> None:
             worst = max(worst, abs(ours - theirs))
             ours_total, theirs_total = ours_total + ours, theirs_total + theirs
             compared += 1
-        print(f"{det:11s} threshold {th:.4f}: raw score on the 24 files ours {ours_total:9.3f}  NAB {theirs_total:9.3f}  "
-              f"largest per-file difference {worst:.4f} ({compared} files NAB lists)")
+        print(
+            f"{det:11s} threshold {th:.4f}: raw score on the 24 files ours {ours_total:9.3f}  NAB {theirs_total:9.3f}  "
+            f"largest per-file difference {worst:.4f} ({compared} files NAB lists)"
+        )
         listed = [f for f in corpus if f.name in own]
         best = normalised(listed, own)
-        print(f"{'':11s} its scores swept on these files as bench/anomaly_accuracy.py does: {best['score']:.1f}")
+        print(
+            f"{'':11s} its scores swept on these files as bench/anomaly_accuracy.py does: {best['score']:.1f}"
+        )
 
 
 if __name__ == "__main__":

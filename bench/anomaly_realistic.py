@@ -59,13 +59,28 @@ class RSeries:
     fee_days: list[int] = field(default_factory=list)  # usage-billed month-start fees
 
 
-def _line(series: str, resource: str, day: date, cost: Decimal, frequency: str = "Usage-Based") -> CostLine:
+def _line(
+    series: str, resource: str, day: date, cost: Decimal, frequency: str = "Usage-Based"
+) -> CostLine:
     end = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
-    return CostLine(f"{series}-{resource}-{day}", "AWS", "999", f"acct-{series}", f"svc-{series}", "USD", day, end,
-                    cost, resource_id=resource, charge_frequency=frequency)
+    return CostLine(
+        f"{series}-{resource}-{day}",
+        "AWS",
+        "999",
+        f"acct-{series}",
+        f"svc-{series}",
+        "USD",
+        day,
+        end,
+        cost,
+        resource_id=resource,
+        charge_frequency=frequency,
+    )
 
 
-def generate(series: int = 200, days: int = 150, seed: int = 2020, anomalies: int = 30) -> list[RSeries]:  # noqa: C901 - one loop draws every kind of synthetic series and anomaly; split, it reads worse
+def generate(  # noqa: C901 - one loop draws every kind of synthetic series and anomaly; split, it reads worse
+    series: int = 200, days: int = 150, seed: int = 2020, anomalies: int = 30
+) -> list[RSeries]:
     rng = random.Random(seed)
     out: list[RSeries] = []
     specs = []
@@ -133,7 +148,9 @@ def generate(series: int = 200, days: int = 150, seed: int = 2020, anomalies: in
         for d in range(days):
             dt = START + timedelta(days=d)
             quiet = dt.weekday() >= 5 or dt in HOLIDAYS
-            value = level * mult[d] * (weekend if quiet else 1.0) * float(np.exp(rng.gauss(0, noise)))
+            value = (
+                level * mult[d] * (weekend if quiet else 1.0) * float(np.exp(rng.gauss(0, noise)))
+            )
             if intermittent and rng.random() < 1 / 3 and add[d] == 0:
                 value = 0.0
             value += add[d]
@@ -143,8 +160,15 @@ def generate(series: int = 200, days: int = 150, seed: int = 2020, anomalies: in
                     costs.append(("licence", level * rng.uniform(0.2, 0.5)))
                     rs.fee_days.append(d)
                 else:
-                    rs.lines.append(_line(name, "commitment", dt, Decimal(repr(level * rng.uniform(5, 20))).quantize(CENT),
-                                          "Recurring"))
+                    rs.lines.append(
+                        _line(
+                            name,
+                            "commitment",
+                            dt,
+                            Decimal(repr(level * rng.uniform(5, 20))).quantize(CENT),
+                            "Recurring",
+                        )
+                    )
             if d in delayed:
                 carry = costs
                 if rng.random() < 0.5:  # a zero line, else no line at all
@@ -153,7 +177,9 @@ def generate(series: int = 200, days: int = 150, seed: int = 2020, anomalies: in
             for res, c in costs:
                 rs.lines.append(_line(name, res, dt, Decimal(repr(float(c))).quantize(CENT)))
             for res, c in carry:  # the late lines, dated the day they arrived
-                rs.lines.append(_line(name, res + "-late", dt, Decimal(repr(float(c))).quantize(CENT)))
+                rs.lines.append(
+                    _line(name, res + "-late", dt, Decimal(repr(float(c))).quantize(CENT))
+                )
             carry = []
         out.append(rs)
     return out
@@ -211,8 +237,14 @@ def score(data: list[RSeries], found: dict[str, list[Reported]], days: int) -> d
         used: set[int] = set()
         for lab in rs.labels:
             k = kinds.setdefault(lab.kind, [0, 0])
-            hit = next((i for i, r in enumerate(reps) if i not in used and r.start < lab.end + 2 and r.end > lab.start),
-                       None)
+            hit = next(
+                (
+                    i
+                    for i, r in enumerate(reps)
+                    if i not in used and r.start < lab.end + 2 and r.end > lab.start
+                ),
+                None,
+            )
             if hit is None:
                 fn += 1
                 k[1] += 1
@@ -226,7 +258,9 @@ def score(data: list[RSeries], found: dict[str, list[Reported]], days: int) -> d
                 repeats += len(again)
                 used.update(again)
                 fp += len(again)
-                nuisances["re-report of a shift/drift"] = nuisances.get("re-report of a shift/drift", 0) + len(again)
+                nuisances["re-report of a shift/drift"] = nuisances.get(
+                    "re-report of a shift/drift", 0
+                ) + len(again)
         for i, r in enumerate(reps):
             if i in used:
                 continue
@@ -236,8 +270,14 @@ def score(data: list[RSeries], found: dict[str, list[Reported]], days: int) -> d
     precision = tp / (tp + fp) if tp + fp else 1.0
     recall = tp / (tp + fn) if tp + fn else 1.0
     return {
-        "series": len(data), "days": days, "labels": tp + fn, "tp": tp, "fp": fp, "fn": fn,
-        "precision": precision, "recall": recall,
+        "series": len(data),
+        "days": days,
+        "labels": tp + fn,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "precision": precision,
+        "recall": recall,
         "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
         "fa_per_1000": 1000 * fp / (len(data) * days),
         "recall_by_kind": {k: (v[0], v[0] + v[1]) for k, v in sorted(kinds.items())},

@@ -40,13 +40,22 @@ def record(series: int, day: int, line: int = 0) -> bytes:
     d = START + timedelta(days=day)
     start = datetime(d.year, d.month, d.day, tzinfo=UTC)
     cost = 100 + series + (day * 7919 + series * 104729 + line) % 13
-    return orjson.dumps({
-        "ProviderName": "AWS", "BillingAccountId": "999", "SubAccountId": f"acct-{series % 10}",
-        "ChargePeriodStart": start.isoformat(), "ChargePeriodEnd": (start + timedelta(days=1)).isoformat(),
-        "BillingCurrency": "USD", "ServiceName": f"svc-{series}", "ChargeCategory": "Usage",
-        "BilledCost": f"{cost}.00", "ResourceId": f"r-{series}-{line}", "x_RecordId": f"b-{series}-{day}-{line}",
-        "x_PriceSource": "billed",
-    })
+    return orjson.dumps(
+        {
+            "ProviderName": "AWS",
+            "BillingAccountId": "999",
+            "SubAccountId": f"acct-{series % 10}",
+            "ChargePeriodStart": start.isoformat(),
+            "ChargePeriodEnd": (start + timedelta(days=1)).isoformat(),
+            "BillingCurrency": "USD",
+            "ServiceName": f"svc-{series}",
+            "ChargeCategory": "Usage",
+            "BilledCost": f"{cost}.00",
+            "ResourceId": f"r-{series}-{line}",
+            "x_RecordId": f"b-{series}-{day}-{line}",
+            "x_PriceSource": "billed",
+        }
+    )
 
 
 async def publish(bootstrap: str, values: list[bytes]) -> None:
@@ -82,12 +91,19 @@ async def main(series: int, days: int, lines: int) -> None:
     home = Path(tempfile.mkdtemp())
     kafka = start_kafka(home / "tansu.log")
     try:
-        settings = FinFocusSettings(home=home, kafka_bootstrap=kafka.bootstrap, database_url=url,
-                                    kafka_session_timeout_ms=1500, kafka_heartbeat_interval_ms=500)
+        settings = FinFocusSettings(
+            home=home,
+            kafka_bootstrap=kafka.bootstrap,
+            database_url=url,
+            kafka_session_timeout_ms=1500,
+            kafka_heartbeat_interval_ms=500,
+        )
         app = build_app(settings)
         await app.start()
         try:
-            rows = [record(s, d, k) for d in range(days) for s in range(series) for k in range(lines)]
+            rows = [
+                record(s, d, k) for d in range(days) for s in range(series) for k in range(lines)
+            ]
             t0 = time.perf_counter()
             await publish(kafka.bootstrap, rows)
             await wait_rows(url, len(rows))
@@ -104,17 +120,23 @@ async def main(series: int, days: int, lines: int) -> None:
         admin = await asyncpg.connect(ADMIN)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
-    print(f"anomaly service, backfill: {len(rows)} records ({series} series x {days} days x {lines} lines) "
-          f"in {backfill:.1f} s = {len(rows) / backfill:.0f} records/s, "
-          f"{series * days / backfill:.0f} series-days/s (publish to evaluated and stored)")
-    print(f"anomaly service, one new day: {len(more)} records in {steady:.2f} s "
-          f"= {series / steady:.0f} series evaluated/s (resumed walks)")
+    print(
+        f"anomaly service, backfill: {len(rows)} records ({series} series x {days} days x {lines} lines) "
+        f"in {backfill:.1f} s = {len(rows) / backfill:.0f} records/s, "
+        f"{series * days / backfill:.0f} series-days/s (publish to evaluated and stored)"
+    )
+    print(
+        f"anomaly service, one new day: {len(more)} records in {steady:.2f} s "
+        f"= {series / steady:.0f} series evaluated/s (resumed walks)"
+    )
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--series", type=int, default=200)
     ap.add_argument("--days", type=int, default=100)
-    ap.add_argument("--lines-per-day", type=int, default=1, help="records per series and day (default 1)")
+    ap.add_argument(
+        "--lines-per-day", type=int, default=1, help="records per series and day (default 1)"
+    )
     args = ap.parse_args()
     asyncio.run(main(args.series, args.days, args.lines_per_day))

@@ -33,14 +33,18 @@ sys.path.insert(0, str(ROOT))
 
 from tests.fixtures.assistant.dataset import RESOURCES, START, TODAY  # noqa: E402
 
-ADMIN = os.environ.get("FINFOCUS_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN = os.environ.get(
+    "FINFOCUS_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 async def aggregate_state(conn) -> str:
     days = await conn.fetchval("SELECT count(DISTINCT day) FROM pricing.daily_costs")
     rows = await conn.fetchval("SELECT count(*) FROM pricing.daily_costs")
     dirty = await conn.fetchval("SELECT count(*) FROM pricing.dirty_days")
-    size = await conn.fetchval("SELECT pg_size_pretty(pg_total_relation_size('pricing.daily_costs'))")
+    size = await conn.fetchval(
+        "SELECT pg_size_pretty(pg_total_relation_size('pricing.daily_costs'))"
+    )
     return f"daily aggregate: {days} days, {rows:,} rows ({size}), {dirty} dirty days"
 
 
@@ -74,8 +78,11 @@ async def main(lines: int, keep: bool, reuse: str | None, also_lines: bool) -> N
         if not reuse:
             await seed(conn, scale=scale, aggregate=False)
         stored = await conn.fetchval("SELECT count(*) FROM pricing.cost_lines")
-        print(f"seeded {stored:,} cost lines in {time.perf_counter() - started:.1f} s (scale {scale})"
-              if not reuse else f"reusing {stored:,} cost lines")
+        print(
+            f"seeded {stored:,} cost lines in {time.perf_counter() - started:.1f} s (scale {scale})"
+            if not reuse
+            else f"reusing {stored:,} cost lines"
+        )
         started = time.perf_counter()
         rebuilt = await build_aggregate(conn)
         print(f"aggregate refresh: {rebuilt} days rebuilt in {time.perf_counter() - started:.1f} s")
@@ -95,12 +102,16 @@ async def main(lines: int, keep: bool, reuse: str | None, also_lines: bool) -> N
         print(f"{'overall':<20} {len(outcomes):>9} {overall:>6.1%}")
         latencies = sorted(o.seconds * 1000 for o in outcomes)
         p95 = latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)]
-        print(f"\nlatency per question: median {statistics.median(latencies):.0f} ms, p95 {p95:.0f} ms, "
-              f"max {latencies[-1]:.0f} ms over {stored:,} lines")
+        print(
+            f"\nlatency per question: median {statistics.median(latencies):.0f} ms, p95 {p95:.0f} ms, "
+            f"max {latencies[-1]:.0f} ms over {stored:,} lines"
+        )
         print(views_read(outcomes))
         held = await evaluate(conn, questions(HELD_OUT))
-        print(f"held-out wording (heldout.yaml, not used to write the rules): "
-              f"{sum(o.exact for o in held)}/{len(held)} exact")
+        print(
+            f"held-out wording (heldout.yaml, not used to write the rules): "
+            f"{sum(o.exact for o in held)}/{len(held)} exact"
+        )
         for o in held:
             if not o.exact:
                 print(f"MISS held-out [{o.category}] {o.question!r}: {o.answer}")
@@ -120,9 +131,11 @@ async def main(lines: int, keep: bool, reuse: str | None, also_lines: bool) -> N
             dirty = await evaluate(conn, items)
             latencies = sorted(o.seconds * 1000 for o in dirty)
             p95 = latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)]
-            print(f"lines only: {sum(o.exact for o in dirty)}/{len(dirty)} exact; latency median "
-                  f"{statistics.median(latencies):.0f} ms, p95 {p95:.0f} ms, max {latencies[-1]:.0f} ms; "
-                  + views_read(dirty))
+            print(
+                f"lines only: {sum(o.exact for o in dirty)}/{len(dirty)} exact; latency median "
+                f"{statistics.median(latencies):.0f} ms, p95 {p95:.0f} ms, max {latencies[-1]:.0f} ms; "
+                + views_read(dirty)
+            )
             rebuilt = await build_aggregate(conn)
             print(f"aggregate rebuilt again ({rebuilt} days): {await aggregate_state(conn)}")
         await conn.close()
@@ -149,16 +162,25 @@ async def engine_overhead(conn, items: list[dict]) -> None:
         safety.check(offline.build_sql(plan, words, TODAY, aggregate=True))
         spent.append((time.perf_counter() - started) * 1000)
     spent.sort()
-    print(f"engine share (read, build, check): median {statistics.median(spent):.1f} ms, "
-          f"p95 {spent[max(0, math.ceil(0.95 * len(spent)) - 1)]:.1f} ms")
+    print(
+        f"engine share (read, build, check): median {statistics.median(spent):.1f} ms, "
+        f"p95 {spent[max(0, math.ceil(0.95 * len(spent)) - 1)]:.1f} ms"
+    )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lines", type=int, default=0, help="store about this many cost lines (e.g. 1000000)")
+    parser.add_argument(
+        "--lines", type=int, default=0, help="store about this many cost lines (e.g. 1000000)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
-    parser.add_argument("--reuse", metavar="URL", help="a database kept by --keep: ask again, no seeding")
-    parser.add_argument("--also-lines", action="store_true",
-                        help="then mark every day dirty and ask again (every question reads the lines)")
+    parser.add_argument(
+        "--reuse", metavar="URL", help="a database kept by --keep: ask again, no seeding"
+    )
+    parser.add_argument(
+        "--also-lines",
+        action="store_true",
+        help="then mark every day dirty and ask again (every question reads the lines)",
+    )
     args = parser.parse_args()
     asyncio.run(main(args.lines, args.keep, args.reuse, args.also_lines))

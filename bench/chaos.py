@@ -202,8 +202,14 @@ class Stack:
         self._conn: Any = None
 
     @classmethod
-    def fresh(cls, extra_env: dict[str, str] | None = None, *, hooked: bool = False,
-              autocommit_ms: int | None = None, groups: tuple[str, ...] = ()) -> Stack:
+    def fresh(
+        cls,
+        extra_env: dict[str, str] | None = None,
+        *,
+        hooked: bool = False,
+        autocommit_ms: int | None = None,
+        groups: tuple[str, ...] = (),
+    ) -> Stack:
         """A stack in a new temporary directory; `hooked`: its processes load the commit hook
         (bench/chaoshook), with the auto-commit interval of `groups` shortened to
         `autocommit_ms` where given."""
@@ -681,9 +687,7 @@ class Outcome:
 class Run:
     """One scenario, on its own stack or on a shared one."""
 
-    def __init__(
-        self, args: argparse.Namespace, scenario: str, stack: Stack | None = None
-    ) -> None:
+    def __init__(self, args: argparse.Namespace, scenario: str, stack: Stack | None = None) -> None:
         self.args = args
         self.scenario = scenario
         #: on a stack of its own (started and stopped by the run), or on one shared by runs
@@ -861,8 +865,9 @@ class Run:
         if getattr(self.args, "kill_when_priced", False):
             # the worst moment for downstream: pricing stored (and published) every row,
             # the services after it have not consumed them all yet
-            wait_for(lambda: self.progress("pricing") >= self.batch.count,
-                     self.args.timeout, poll=0.05)
+            wait_for(
+                lambda: self.progress("pricing") >= self.batch.count, self.args.timeout, poll=0.05
+            )
             behind = {s: self.progress(s) for s in ("anomaly", "forecast", "remediation")}
             self.note(f"downstream copies when pricing had stored every row: {behind}")
         stored = self.progress("pricing")

@@ -133,7 +133,9 @@ def pipeline(data, through: int, horizon: int, chosen=None, robust: bool = True)
     series = build_series(day_costs(data, through), end)
     for s in series:
         s.fingerprint()
-    raws = engine.fit_many([(s.key.as_text(), s.usage) for s in series], horizon, chosen=chosen, robust=robust)
+    raws = engine.fit_many(
+        [(s.key.as_text(), s.usage) for s in series], horizon, chosen=chosen, robust=robust
+    )
     return series, [assemble(s, raws[s.key.as_text()]) for s in series]
 
 
@@ -187,7 +189,9 @@ def bare_statsforecast(series, choices: dict, horizon: int, *, select: bool) -> 
         keys = {k for k, c in choices.items() if c.model == name}
         if keys:
             sub = df[df["unique_id"].isin(keys)]
-            StatsForecast(models=[model], freq=1, n_jobs=1).forecast(df=sub, h=horizon, level=[80, 95])
+            StatsForecast(models=[model], freq=1, n_jobs=1).forecast(
+                df=sub, h=horizon, level=[80, 95]
+            )
     return time.process_time() - t0
 
 
@@ -211,16 +215,23 @@ def main() -> None:
     # neither side pays for compilation
     warm_series, _ = pipeline(generate(8, args.seed + 1), DAYS, 14)
     names = [m.alias for m in engine.model_set()]
-    warm_choices = {s.key.as_text(): Choice(names[i % len(names)], 1.0) for i, s in enumerate(warm_series)}
+    warm_choices = {
+        s.key.as_text(): Choice(names[i % len(names)], 1.0) for i, s in enumerate(warm_series)
+    }
     bare_statsforecast(warm_series, warm_choices, args.horizon, select=True)
     pipeline(generate(8, args.seed + 1), DAYS, args.horizon, chosen=warm_choices)
 
     base = generate(args.eval_series, args.seed)
-    for case, data in (("benchmark", base), ("spike and level shift", with_spikes_and_shifts(base, args.seed))):
+    for case, data in (
+        ("benchmark", base),
+        ("spike and level shift", with_spikes_and_shifts(base, args.seed)),
+    ):
         t0 = time.perf_counter()
         old, new = evaluate(data, robust=False), evaluate(data, robust=True)
-        print(f"accuracy, {case}: {args.eval_series} series x {len(ORIGINS)} origins x {HORIZON} days "
-              f"({time.perf_counter() - t0:.0f}s)")
+        print(
+            f"accuracy, {case}: {args.eval_series} series x {len(ORIGINS)} origins x {HORIZON} days "
+            f"({time.perf_counter() - t0:.0f}s)"
+        )
         print(f"  {'':<24}{'old (raw history)':>18}{'new (cleaned)':>15}{'change':>9}   target")
         rows = [
             ("MASE ours", "mase_ours", "new <= old"),
@@ -231,11 +242,15 @@ def main() -> None:
         ]
         for label, key, target in rows:
             change = new[key] - old[key]
-            print(f"  {label:<24}{old[key]:>18.4f}{new[key]:>15.4f}{change:>+9.4f}   {target}".rstrip())
+            print(
+                f"  {label:<24}{old[key]:>18.4f}{new[key]:>15.4f}{change:>+9.4f}   {target}".rstrip()
+            )
         worse = new["mase_ours"] > old["mase_ours"] + 1e-9
         inside = 0.90 <= new["coverage95"] <= 0.98
-        print(f"  MASE {'WORSE than' if worse else 'not worse than'} the earlier method; 95% coverage "
-              f"{'inside' if inside else 'OUTSIDE'} 0.90-0.98")
+        print(
+            f"  MASE {'WORSE than' if worse else 'not worse than'} the earlier method; 95% coverage "
+            f"{'inside' if inside else 'OUTSIDE'} 0.90-0.98"
+        )
         print(f"  models chosen, old: {dict(sorted(old['models'].items()))}")
         print(f"  models chosen, new: {dict(sorted(new['models'].items()))}")
     if args.accuracy_only:
@@ -261,16 +276,22 @@ def main() -> None:
         ours, bare, inside = ours + o, bare + b, inside + i
         daily, bare_daily, inside_daily = daily + d, bare_daily + bd, inside_daily + di
     print(f"refit with model selection: {args.series} series x {DAYS} days, horizon {args.horizon}")
-    print(f"  ours {ours:.1f} CPU-s ({args.series / ours:.1f} series/s)  bare statsforecast {bare:.1f}s  "
-          f"overhead {ours / bare:.2f}x (target <= 1.3); {inside:.1f}s of ours inside statsforecast")
+    print(
+        f"  ours {ours:.1f} CPU-s ({args.series / ours:.1f} series/s)  bare statsforecast {bare:.1f}s  "
+        f"overhead {ours / bare:.2f}x (target <= 1.3); {inside:.1f}s of ours inside statsforecast"
+    )
     print(f"daily refit reusing the week's model choice: {args.series} series")
-    print(f"  ours {daily:.1f} CPU-s ({args.series / daily:.1f} series/s)  bare statsforecast {bare_daily:.1f}s  "
-          f"overhead {daily / bare_daily:.2f}x (target <= 1.3); {inside_daily:.1f}s of ours inside statsforecast")
+    print(
+        f"  ours {daily:.1f} CPU-s ({args.series / daily:.1f} series/s)  bare statsforecast {bare_daily:.1f}s  "
+        f"overhead {daily / bare_daily:.2f}x (target <= 1.3); {inside_daily:.1f}s of ours inside statsforecast"
+    )
 
     per_day = (daily * 6 + ours) / 7 / args.series * 10_000
-    print(f"10,000 series: full re-selection {ours / args.series * 10_000 / 60:.1f} CPU-min, daily refit "
-          f"{daily / args.series * 10_000 / 60:.1f} CPU-min; with weekly re-selection about "
-          f"{per_day / 60:.1f} CPU-min per day (one core, this machine, this run)")
+    print(
+        f"10,000 series: full re-selection {ours / args.series * 10_000 / 60:.1f} CPU-min, daily refit "
+        f"{daily / args.series * 10_000 / 60:.1f} CPU-min; with weekly re-selection about "
+        f"{per_day / 60:.1f} CPU-min per day (one core, this machine, this run)"
+    )
 
 
 if __name__ == "__main__":

@@ -61,12 +61,24 @@ class Stack:
         self.env["FINFOCUS_HOME"] = str(home)
 
     def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "finfocus.cli", *args], env=self.env,
-                              capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+        return subprocess.run(
+            [sys.executable, "-m", "finfocus.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=ROOT,
+        )
 
     def spawn(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "finfocus.cli", *args], env=self.env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "finfocus.cli", *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
+        )
 
     def state(self) -> dict[str, Any]:
         try:
@@ -218,9 +230,20 @@ def write_rows(path: Path, rows: int, resources: int, days: int, seed: int = 19)
     today = datetime.now(UTC).date()
     first = today - timedelta(days=days)
     services = ["Compute", "Storage", "Database", "Network", "Functions"]
-    fields = ["ProviderName", "BillingAccountId", "SubAccountId", "ChargePeriodStart", "ChargePeriodEnd",
-              "BillingCurrency", "ServiceName", "RegionId", "ResourceId", "ResourceType", "ChargeCategory",
-              "BilledCost"]
+    fields = [
+        "ProviderName",
+        "BillingAccountId",
+        "SubAccountId",
+        "ChargePeriodStart",
+        "ChargePeriodEnd",
+        "BillingCurrency",
+        "ServiceName",
+        "RegionId",
+        "ResourceId",
+        "ResourceType",
+        "ChargeCategory",
+        "BilledCost",
+    ]
     level = [rng.lognormvariate(1.0, 1.0) for _ in range(resources)]
     with path.open("w", newline="") as out:
         writer = csv.writer(out)
@@ -232,15 +255,28 @@ def write_rows(path: Path, rows: int, resources: int, days: int, seed: int = 19)
             start = f"{day.isoformat()}T{hour:02d}:00:00Z"
             end = f"{day.isoformat()}T{hour:02d}:59:59Z"
             cost = max(level[r] * rng.uniform(0.7, 1.3), 0.0)
-            writer.writerow([
-                ("AWS", "Microsoft", "Google Cloud")[r % 3], "acct-mem", f"sub-{r % 7}", start, end, "USD",
-                services[r % len(services)], f"region-{r % 4}", f"mem-{r:06d}", f"type-{r % 9}", "Usage",
-                f"{cost:.6f}",
-            ])
+            writer.writerow(
+                [
+                    ("AWS", "Microsoft", "Google Cloud")[r % 3],
+                    "acct-mem",
+                    f"sub-{r % 7}",
+                    start,
+                    end,
+                    "USD",
+                    services[r % len(services)],
+                    f"region-{r % 4}",
+                    f"mem-{r:06d}",
+                    f"type-{r % 9}",
+                    "Usage",
+                    f"{cost:.6f}",
+                ]
+            )
 
 
 # -- report ---------------------------------------------------------------------------------
-def summarise(samples: list[tuple[float, str, dict[str, float]]]) -> dict[str, dict[str, float | None]]:
+def summarise(
+    samples: list[tuple[float, str, dict[str, float]]],
+) -> dict[str, dict[str, float | None]]:
     names: list[str] = []
     for _, _, s in samples:
         names += [n for n in s if n not in names]
@@ -270,18 +306,28 @@ def print_report(summary: dict[str, dict[str, float | None]], rows: int) -> None
     def cell(v: float | None) -> str:
         return f"{v:,.0f}" if v is not None else "-"
 
-    print(f"RSS in MB ({rows:,} rows imported); services' targets: idle < {IDLE_TARGET_MB}, "
-          f"any time < {PEAK_TARGET_MB}")
-    print(f"  {'process':<34}{'idle med':>9}{'idle max':>9}{'import':>9}{'analysis':>9}{'peak':>9}  target")
+    print(
+        f"RSS in MB ({rows:,} rows imported); services' targets: idle < {IDLE_TARGET_MB}, "
+        f"any time < {PEAK_TARGET_MB}"
+    )
+    print(
+        f"  {'process':<34}{'idle med':>9}{'idle max':>9}{'import':>9}{'analysis':>9}{'peak':>9}  target"
+    )
     for name in sorted(summary, key=_order):
         s = summary[name]
         verdict = ""
         if name in SERVICE_NAMES:
             ok_idle = s["idle_peak"] is None or s["idle_peak"] < IDLE_TARGET_MB
             ok_peak = s["peak"] is None or s["peak"] < PEAK_TARGET_MB
-            verdict = ("idle ok" if ok_idle else "IDLE OVER") + ", " + ("peak ok" if ok_peak else "PEAK OVER")
-        print(f"  {name[:33]:<34}{cell(s['idle_median']):>9}{cell(s['idle_peak']):>9}{cell(s['import_peak']):>9}"
-              f"{cell(s['analysis_peak']):>9}{cell(s['peak']):>9}  {verdict}")
+            verdict = (
+                ("idle ok" if ok_idle else "IDLE OVER")
+                + ", "
+                + ("peak ok" if ok_peak else "PEAK OVER")
+            )
+        print(
+            f"  {name[:33]:<34}{cell(s['idle_median']):>9}{cell(s['idle_peak']):>9}{cell(s['import_peak']):>9}"
+            f"{cell(s['analysis_peak']):>9}{cell(s['peak']):>9}  {verdict}"
+        )
     services = [summary[n] for n in SERVICE_NAMES if n in summary]
     idle_total = sum(s["idle_median"] or 0.0 for s in services)
     print(f"  the six services idle together (medians): {idle_total:,.0f} MB")
@@ -290,12 +336,18 @@ def print_report(summary: dict[str, dict[str, float | None]], rows: int) -> None
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=100_000, help="rows imported")
-    parser.add_argument("--five-million", action="store_true", help="import 5,000,000 rows (the memory goal's run)")
+    parser.add_argument(
+        "--five-million", action="store_true", help="import 5,000,000 rows (the memory goal's run)"
+    )
     parser.add_argument("--resources", type=int, default=500, help="distinct resources in the rows")
-    parser.add_argument("--days", type=int, default=60, help="days of history the rows cover (ending yesterday)")
+    parser.add_argument(
+        "--days", type=int, default=60, help="days of history the rows cover (ending yesterday)"
+    )
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--analysis-seconds", type=float, default=90.0)
-    parser.add_argument("--settle-timeout", type=float, default=1800.0, help="seconds the copies may take")
+    parser.add_argument(
+        "--settle-timeout", type=float, default=1800.0, help="seconds the copies may take"
+    )
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
     parser.add_argument("--idle-only", action="store_true", help="measure the idle stack only")
     parser.add_argument("--json", type=Path, help="write the summary and every sample here")
@@ -319,7 +371,9 @@ def main() -> None:
                 write_rows(path, rows, args.resources, args.days)
                 sampler.phase = "import"
                 t1 = time.monotonic()
-                proc = stack.spawn("ingest", "import", str(path), "--format", "focus", "--output", "json")
+                proc = stack.spawn(
+                    "ingest", "import", str(path), "--format", "focus", "--output", "json"
+                )
                 sampler.extra["finfocus ingest (client)"] = proc.pid
                 out, _ = proc.communicate()
                 sampler.extra.clear()
@@ -331,7 +385,10 @@ def main() -> None:
                     if counts and all(counts[c] >= rows for c in COPIES):
                         break
                     time.sleep(2)
-                print(f"import stored in every copy after {time.monotonic() - t1:.0f}s: {counts}", file=sys.stderr)
+                print(
+                    f"import stored in every copy after {time.monotonic() - t1:.0f}s: {counts}",
+                    file=sys.stderr,
+                )
                 sampler.phase = "analysis"
                 time.sleep(args.analysis_seconds)
         finally:
@@ -342,8 +399,15 @@ def main() -> None:
     summary = summarise(sampler.samples)
     print_report(summary, 0 if args.idle_only else rows)
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "summary": summary,
-                                         "samples": [{"t": t, "phase": p, "mb": s} for t, p, s in sampler.samples]}))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "rows": rows,
+                    "summary": summary,
+                    "samples": [{"t": t, "phase": p, "mb": s} for t, p, s in sampler.samples],
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -29,7 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from finfocus.embedded.kafka import start_kafka  # noqa: E402
 from schemas.topics import Topics  # noqa: E402
 
-ADMIN_URL = os.environ.get("FINFOCUS_BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_URL = os.environ.get(
+    "FINFOCUS_BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def payloads(n: int) -> list[bytes]:
@@ -66,7 +68,11 @@ def payloads(n: int) -> list[bytes]:
 
 async def send_all(bootstrap: str, topic: str, values: list[bytes]) -> float:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024, enable_idempotence=False, acks=1
+        bootstrap_servers=bootstrap,
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        enable_idempotence=False,
+        acks=1,
     )
     await producer.start()
     try:
@@ -81,7 +87,9 @@ async def send_all(bootstrap: str, topic: str, values: list[bytes]) -> float:
 async def raw_rate(bootstrap: str, values: list[bytes]) -> tuple[float, float, float]:
     topic = f"bench-raw-{uuid.uuid4().hex[:6]}"
     produce_s = await send_all(bootstrap, topic, values)
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
     await consumer.start()
     try:
         got = 0
@@ -189,8 +197,12 @@ async def main() -> None:
                 await admin.execute(f'DROP DATABASE IF EXISTS "{created}" WITH (FORCE)')
                 await admin.close()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"records: {len(values)} of {size:.0f} bytes; {os.cpu_count()} CPUs, load average {load} (shared machine)")
-    print(f"raw broker: produce {produce:,.0f} msg/s, consume {consume:,.0f} msg/s, produce+consume {raw:,.0f} rows/s")
+    print(
+        f"records: {len(values)} of {size:.0f} bytes; {os.cpu_count()} CPUs, load average {load} (shared machine)"
+    )
+    print(
+        f"raw broker: produce {produce:,.0f} msg/s, consume {consume:,.0f} msg/s, produce+consume {raw:,.0f} rows/s"
+    )
     print(f"end-to-end (publish -> stored in pricing): {e2e:,.0f} rows/s")
     print(f"ratio end-to-end / raw: {e2e / raw:.2f} (target >= 0.5)")
 

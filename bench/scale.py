@@ -44,7 +44,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 CENT = Decimal("0.01")
 SERVICES = ("pricing", "anomaly", "forecast", "remediation")
-ADMIN_URL = os.environ.get("FINFOCUS_BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_URL = os.environ.get(
+    "FINFOCUS_BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 #: one service's copy of a run's lines: (rows, distinct x_RecordId, total); the run's rows are
 #: those whose x_RecordId starts with its account (`billed`)
@@ -103,16 +105,26 @@ def billed(n: int, account: str, *, seed: int = 19, month: str = "2021-03") -> R
     return Rows(records, total, account)
 
 
-async def publish(bootstrap: str, records: list[tuple[bytes, bytes]], *, rate: float | None = None,
-                  progress: Any = None) -> float:
+async def publish(
+    bootstrap: str,
+    records: list[tuple[bytes, bytes]],
+    *,
+    rate: float | None = None,
+    progress: Any = None,
+) -> float:
     """Publish on raw-billing as an upstream producer (acks=all); `rate`: rows per second at
     most (None: as fast as it goes). `progress(sent)` is called after every step (about 20 a
     second when paced); when it returns a number, that is the rate from then on. Returns the
     seconds it took."""
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5,
-                                max_batch_size=256 * 1024, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=False,
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        acks="all",
+    )
     await producer.start()
     started = time.perf_counter()
     try:
@@ -145,7 +157,9 @@ class ScaleStack:
     `database_url`: a database for the stack (FINFOCUS_DATABASE_URL: no embedded PostgreSQL,
     which saves its initdb); None: the embedded one."""
 
-    def __init__(self, base: Path, database_url: str | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, base: Path, database_url: str | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.base = base
         self.home = base / "home"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("FINFOCUS_")}
@@ -156,15 +170,29 @@ class ScaleStack:
         self.database_url = database_url
 
     def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "finfocus.cli", *args], env=self.env,
-                              capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+        return subprocess.run(
+            [sys.executable, "-m", "finfocus.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=ROOT,
+        )
 
     def spawn(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "finfocus.cli", *args], env=self.env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "finfocus.cli", *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
+        )
 
     def up(self, replicas: str = "", only: str = "") -> None:
-        args = ["up", "--detach", "--timeout", "180"] + (["--replicas", replicas] if replicas else [])
+        args = ["up", "--detach", "--timeout", "180"] + (
+            ["--replicas", replicas] if replicas else []
+        )
         args += ["--only", only] if only else []
         done = self.cli(*args, timeout=240)
         if done.returncode != 0:
@@ -220,8 +248,11 @@ class ScaleStack:
                 report = json.loads(path.read_text())
             except (FileNotFoundError, json.JSONDecodeError):
                 continue
-            parts = sorted(c["partition"] for c in report.get("consumers") or []
-                           if c.get("group") == group and c.get("topic") == topic)
+            parts = sorted(
+                c["partition"]
+                for c in report.get("consumers") or []
+                if c.get("group") == group and c.get("topic") == topic
+            )
             if parts:
                 found[name] = parts
         return found
@@ -255,8 +286,9 @@ async def copies(conn: Any, account: str) -> dict[str, tuple[int, int, Decimal]]
     return found
 
 
-async def wait_copies(conn: Any, rows: Rows, timeout: float, poll: float = 0.5
-                      ) -> tuple[dict[str, float | None], dict[str, tuple[int, int, Decimal]]]:
+async def wait_copies(
+    conn: Any, rows: Rows, timeout: float, poll: float = 0.5
+) -> tuple[dict[str, float | None], dict[str, tuple[int, int, Decimal]]]:
     """Seconds (from now) until each copy held every row, None where it did not in `timeout`;
     and the copies as last read."""
     started = time.perf_counter()
@@ -292,11 +324,17 @@ async def _processes(stack: ScaleStack, conn: Any) -> dict[int, str]:
     """pid -> what it is: each service instance (by its service), the broker, and the
     PostgreSQL backends serving the stack's database (`postgres`)."""
     state = stack.state()
-    pids = {e["pid"]: e.get("service") or n for n, e in (state.get("services") or {}).items() if e.get("pid")}
+    pids = {
+        e["pid"]: e.get("service") or n
+        for n, e in (state.get("services") or {}).items()
+        if e.get("pid")
+    }
     if (state.get("kafka") or {}).get("pid"):
         pids[state["kafka"]["pid"]] = "broker"
-    for row in await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                                "AND pid <> pg_backend_pid()"):
+    for row in await conn.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid()"
+    ):
         pids[row["pid"]] = "postgres"
     return pids
 
@@ -325,7 +363,8 @@ async def one_run(stack: ScaleStack, rows: Rows, timeout: float) -> dict[str, An
     every = [s for s in reached.values() if s is not None]
     out["all_rows_s"] = round(rows.count / max(every)) if len(every) == len(reached) else None
     out["reconciles"] = all(
-        c == d == rows.count and t.quantize(CENT) == rows.total.quantize(CENT) for c, d, t in found.values()
+        c == d == rows.count and t.quantize(CENT) == rows.total.quantize(CENT)
+        for c, d, t in found.values()
     )
     used: dict[str, float] = {}
     for pid, seconds in after.items():
@@ -359,7 +398,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20000, help="rows per run")
     parser.add_argument("--runs", type=int, default=3, help="runs per instance count")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds a run may take")
-    parser.add_argument("--embedded-postgres", action="store_true", help="the stack's own PostgreSQL")
+    parser.add_argument(
+        "--embedded-postgres", action="store_true", help="the stack's own PostgreSQL"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -384,20 +425,27 @@ def main() -> None:
     try:
         started = time.perf_counter()
         stack.up()
-        print(f"stack up in {time.perf_counter() - started:.1f}s; partitions per topic: "
-              f"{stack.partitions()}; cores: {os.cpu_count()}; load average: "
-              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+        print(
+            f"stack up in {time.perf_counter() - started:.1f}s; partitions per topic: "
+            f"{stack.partitions()}; cores: {os.cpu_count()}; load average: "
+            f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}",
+            flush=True,
+        )
         # warm-up: the first rows of a fresh stack pay for caches and plans
         asyncio.run(one_run(stack, billed(2000, "scale-warmup"), args.timeout))
         for run in range(args.runs):
-            for instances in ((1, 2) if run % 2 == 0 else (2, 1)):
+            for instances in (1, 2) if run % 2 == 0 else (2, 1):
                 stack.scale(",".join(f"{s}={instances}" for s in SERVICES))
                 time.sleep(3)  # the groups settle on their new members
                 assignment = stack.assignment("finfocus-pricing", "raw-billing")
                 rows = billed(args.rows, f"scale-{run}-{instances}", seed=run)
                 out = asyncio.run(one_run(stack, rows, args.timeout))
-                out.update(run=run, instances=instances, pricing_assignment=assignment,
-                           load=round(os.getloadavg()[0], 1))
+                out.update(
+                    run=run,
+                    instances=instances,
+                    pricing_assignment=assignment,
+                    load=round(os.getloadavg()[0], 1),
+                )
                 results.append(out)
                 print(json.dumps(out), flush=True)
         sizes = asyncio.run(storage_per_row(stack))
@@ -408,31 +456,55 @@ def main() -> None:
         stack.down()
         shutil.rmtree(base, ignore_errors=True)
         if database:
+
             async def drop() -> None:
                 admin = await asyncpg.connect(ADMIN_URL)
-                await admin.execute(f'DROP DATABASE IF EXISTS "{database.rsplit("/", 1)[1]}" WITH (FORCE)')
+                await admin.execute(
+                    f'DROP DATABASE IF EXISTS "{database.rsplit("/", 1)[1]}" WITH (FORCE)'
+                )
                 await admin.close()
 
             asyncio.run(drop())
-    print(f"\npartitions per topic: {partitions}; {args.rows} rows per run, {args.runs} runs per "
-          f"instance count, alternating; {os.cpu_count()} cores (shared: other work ran beside it)")
-    for key in ("pricing_rows_s", "anomaly_rows_s", "forecast_rows_s", "remediation_rows_s", "all_rows_s"):
+    print(
+        f"\npartitions per topic: {partitions}; {args.rows} rows per run, {args.runs} runs per "
+        f"instance count, alternating; {os.cpu_count()} cores (shared: other work ran beside it)"
+    )
+    for key in (
+        "pricing_rows_s",
+        "anomaly_rows_s",
+        "forecast_rows_s",
+        "remediation_rows_s",
+        "all_rows_s",
+    ):
         line = []
         for instances in (1, 2):
             values = [r[key] for r in results if r["instances"] == instances and r[key]]
-            line.append(f"{instances} instance(s): median {statistics.median(values):.0f}" if values
-                        else f"{instances} instance(s): -")
+            line.append(
+                f"{instances} instance(s): median {statistics.median(values):.0f}"
+                if values
+                else f"{instances} instance(s): -"
+            )
             line[-1] += f" {sorted(values)}" if values else ""
         print(f"{key:20s} " + "; ".join(line))
     for instances in (1, 2):
         runs = [r["cpu_ms_per_row"] for r in results if r["instances"] == instances]
         if runs:
-            medians = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in sorted({k for r in runs for k in r})}
-            print(f"CPU ms per row, {instances} instance(s), medians: "
-                  + ", ".join(f"{k} {v:.3f}" for k, v in medians.items()))
-    print(f"bytes on disk per stored line (tables and indexes, after VACUUM), {sizes.pop('lines')} lines: "
-          + ", ".join(f"{k} {v}" for k, v in sizes.items()))
-    print("every run reconciles to the cent, no x_RecordId twice:", all(r["reconciles"] for r in results))
+            medians = {
+                k: statistics.median(r.get(k, 0.0) for r in runs)
+                for k in sorted({k for r in runs for k in r})
+            }
+            print(
+                f"CPU ms per row, {instances} instance(s), medians: "
+                + ", ".join(f"{k} {v:.3f}" for k, v in medians.items())
+            )
+    print(
+        f"bytes on disk per stored line (tables and indexes, after VACUUM), {sizes.pop('lines')} lines: "
+        + ", ".join(f"{k} {v}" for k, v in sizes.items())
+    )
+    print(
+        "every run reconciles to the cent, no x_RecordId twice:",
+        all(r["reconciles"] for r in results),
+    )
     if args.json:
         args.json.write_text(json.dumps({"results": results, "bytes_per_line": sizes}, indent=2))
 

@@ -92,8 +92,11 @@ async def ensure_topics(
                             name=t,
                             num_partitions=partitions,
                             replication_factor=1,
-                            topic_configs=configs if configs is not None else topic_configs(
-                                settings.topic_retention_ms, settings.topic_retention_bytes),
+                            topic_configs=configs
+                            if configs is not None
+                            else topic_configs(
+                                settings.topic_retention_ms, settings.topic_retention_bytes
+                            ),
                         )
                         for t in wanted
                     ]
@@ -123,8 +126,10 @@ def dead_letter(
     An original larger than `MAX_DEAD_LETTER_ORIGINAL` is cut to that size (the error says
     so), so every dead letter fits in one producer batch whatever was refused."""
     if len(raw) > MAX_DEAD_LETTER_ORIGINAL:
-        error = (f"{error[:3000]} [original truncated to its first {MAX_DEAD_LETTER_ORIGINAL} "
-                 f"of {len(raw)} bytes]")
+        error = (
+            f"{error[:3000]} [original truncated to its first {MAX_DEAD_LETTER_ORIGINAL} "
+            f"of {len(raw)} bytes]"
+        )
         raw = raw[:MAX_DEAD_LETTER_ORIGINAL]
     original, encoding = DeadLetterV1.encode_original(raw)
     return DeadLetterV1(
@@ -158,7 +163,9 @@ async def publish_dead_letters(broker: KafkaBroker, letters: list[DeadLetterV1])
             body = item.model_dump(mode="json")
             weight = len(json.dumps(body)) + 512  # as sent: escapes can make it 6x the text
             if chunk and size + weight > DEAD_LETTER_BATCH_BYTES:
-                await broker.publish_batch(*chunk, topic=topic, headers=schema_headers("DeadLetter"))
+                await broker.publish_batch(
+                    *chunk, topic=topic, headers=schema_headers("DeadLetter")
+                )
                 chunk, size = [], 0
             chunk.append(body)
             size += weight
@@ -266,7 +273,9 @@ class RecordPublisher:
         if self._producer is None:
             raise RuntimeError("RecordPublisher used before start()")
         send = self._producer.send
-        futures = [await send(topic, value, key=key, headers=headers) for key, value, headers in records]
+        futures = [
+            await send(topic, value, key=key, headers=headers) for key, value, headers in records
+        ]
         if futures:
             await asyncio.gather(*futures)
         return len(futures)

@@ -62,15 +62,29 @@ from finfocus.tracking import (
 from schemas.deadletter import DeadLetterV1
 
 __all__ = [
-    "DATA_ERROR_TYPES", "TRANSIENT_NAMES", "TRANSIENT_TYPES", "Decoded", "Done", "InMemoryUnitOfWork",
-    "Pipeline", "PostgresUnitOfWork", "Range", "RetryPolicy", "Stalled", "StoreTracks", "TrackAfter",
+    "DATA_ERROR_TYPES",
+    "TRANSIENT_NAMES",
+    "TRANSIENT_TYPES",
+    "Decoded",
+    "Done",
+    "InMemoryUnitOfWork",
+    "Pipeline",
+    "PostgresUnitOfWork",
+    "Range",
+    "RetryPolicy",
+    "Stalled",
+    "StoreTracks",
+    "TrackAfter",
     "UnitOfWork",
-    "is_data_error", "is_transient", "ranges",
+    "is_data_error",
+    "is_transient",
+    "ranges",
 ]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
 
 @dataclass
 class Decoded(Generic[T]):
@@ -105,9 +119,12 @@ def as_envelope(record: Any) -> Envelope:
         return record
     headers = record.headers or ()
     return Envelope(
-        value=record.value or b"", key=record.key,
+        value=record.value or b"",
+        key=record.key,
         headers=headers if isinstance(headers, dict) else {k: v for k, v in headers},
-        topic=record.topic, partition=record.partition, offset=record.offset,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
     )
 
 
@@ -238,7 +255,9 @@ class Pipeline:
         started = time.perf_counter()
         try:
             await self._handle(records)
-            metrics.BATCH_SECONDS.labels(self.service, records[0].topic).observe(time.perf_counter() - started)
+            metrics.BATCH_SECONDS.labels(self.service, records[0].topic).observe(
+                time.perf_counter() - started
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -268,7 +287,9 @@ class Pipeline:
                 if decoded.letters:
                     await self._transient_retry(ranges(part), self.publish_letters, decoded.letters)
                     letters.extend(decoded.letters)
-                tasks.append(asyncio.create_task(self._apply(decoded, part, writers, stalled, letters)))
+                tasks.append(
+                    asyncio.create_task(self._apply(decoded, part, writers, stalled, letters))
+                )
                 await asyncio.sleep(0)  # let the write start before decoding the next chunk
         finally:
             results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -291,11 +312,19 @@ class Pipeline:
                 out.items.append(self.decode(env))  # type: ignore[misc]
                 out.sources.append(env)
             except Exception as exc:  # noqa: BLE001 - whatever it is, it is this record's fault
-                out.letters.append(envelope_dead_letter(env, f"invalid {self.label}: {exc}", service=self.service))
+                out.letters.append(
+                    envelope_dead_letter(env, f"invalid {self.label}: {exc}", service=self.service)
+                )
         return out
 
-    async def _apply(self, decoded: Decoded, records: list, writers: asyncio.Semaphore,
-                     stalled: set[tuple[str, int]], letters: list) -> None:
+    async def _apply(
+        self,
+        decoded: Decoded,
+        records: list,
+        writers: asyncio.Semaphore,
+        stalled: set[tuple[str, int]],
+        letters: list,
+    ) -> None:
         async with writers:
             spans = ranges(records)
             try:
@@ -304,7 +333,9 @@ class Pipeline:
                 # one partition at a time: those that work go on, the others pause
                 by_partition: dict[tuple[str, int], tuple[list, list]] = {}
                 for item, source in zip(decoded.items, decoded.sources, strict=True):
-                    items, sources = by_partition.setdefault((source.topic, source.partition), ([], []))
+                    items, sources = by_partition.setdefault(
+                        (source.topic, source.partition), ([], [])
+                    )
                     items.append(item)
                     sources.append(source)
                 for (topic, partition), (items, sources) in by_partition.items():
@@ -314,7 +345,9 @@ class Pipeline:
                     except Stalled:
                         stalled.add((topic, partition))
 
-    async def _store_and_publish(self, items: list, sources: list, spans: list[Range], counted: list) -> None:
+    async def _store_and_publish(
+        self, items: list, sources: list, spans: list[Range], counted: list
+    ) -> None:
         outgoing, letters = await self._store(items, sources, spans)
         if letters:
             await self._transient_retry(spans, self.publish_letters, letters)
@@ -325,8 +358,9 @@ class Pipeline:
         for topic, records in by_topic.items():
             await self._transient_retry(spans, self.publish, topic, records)
 
-    async def _store(self, items: list, sources: list, spans: list[Range]
-                     ) -> tuple[list[tuple[str, OutgoingRecord]], list[DeadLetterV1]]:
+    async def _store(
+        self, items: list, sources: list, spans: list[Range]
+    ) -> tuple[list[tuple[str, OutgoingRecord]], list[DeadLetterV1]]:
         failures = attempt = 0
         while True:
             try:
@@ -340,7 +374,9 @@ class Pipeline:
                         await getattr(self.uow, "track_idle", self.uow.track)(tx, self.group, spans)
                 self._recovered(spans)
                 if items:
-                    self._stored(sources, spans, (done.refused if done else {}), time.perf_counter() - began)
+                    self._stored(
+                        sources, spans, (done.refused if done else {}), time.perf_counter() - began
+                    )
                 break
             except asyncio.CancelledError:
                 raise
@@ -348,12 +384,22 @@ class Pipeline:
                 if is_transient(exc):
                     self._failing(spans, exc, transient=True)
                     metrics.count(self.service, "retried", (s.topic for s in sources))
-                    logger.warning("transient error, retrying", extra={"fields": {
-                        "service": self.service, "error": repr(exc)[:300], "attempt": attempt}})
+                    logger.warning(
+                        "transient error, retrying",
+                        extra={
+                            "fields": {
+                                "service": self.service,
+                                "error": repr(exc)[:300],
+                                "attempt": attempt,
+                            }
+                        },
+                    )
                     await asyncio.sleep(self.retry.delay(attempt))
                     attempt += 1
                     continue
-                if items and (is_data_error(exc) or (self.data_errors and isinstance(exc, self.data_errors))):
+                if items and (
+                    is_data_error(exc) or (self.data_errors and isinstance(exc, self.data_errors))
+                ):
                     self._recovered(spans)
                     if len(items) == 1:
                         reason = f"cannot store record: {type(exc).__name__}: {exc}"
@@ -364,8 +410,16 @@ class Pipeline:
                     return out_a + out_b, letters_a + letters_b
                 failures += 1
                 self._failing(spans, exc, transient=False)
-                logger.exception("consumer work failed", extra={"fields": {
-                    "service": self.service, "group": self.group, "failures": failures}})
+                logger.exception(
+                    "consumer work failed",
+                    extra={
+                        "fields": {
+                            "service": self.service,
+                            "group": self.group,
+                            "failures": failures,
+                        }
+                    },
+                )
                 if failures >= self.retry.max_failures:
                     raise Stalled(str(exc)) from exc
                 await asyncio.sleep(self.retry.delay(failures))
@@ -373,14 +427,22 @@ class Pipeline:
         letters = [self._letter(sources[i], reason) for i, reason in sorted(done.refused.items())]
         return done.outgoing, letters
 
-    def _stored(self, sources: list, spans: list[Range], refused: dict[int, str], seconds: float) -> None:
+    def _stored(
+        self, sources: list, spans: list[Range], refused: dict[int, str], seconds: float
+    ) -> None:
         """Count the records a committed transaction took: redelivered ones below an offset
         already committed are duplicates (the idempotent store made them no-ops)."""
         for topic in {s.topic for s in spans}:
             metrics.DB_WRITE_SECONDS.labels(self.service, topic).observe(seconds)
-        if not refused and len(sources) == sum(s.records for s in spans) and all(
-            (part := self.health.get((s.topic, s.partition))) is None or part.committed is None
-            or part.committed <= s.first for s in spans
+        if (
+            not refused
+            and len(sources) == sum(s.records for s in spans)
+            and all(
+                (part := self.health.get((s.topic, s.partition))) is None
+                or part.committed is None
+                or part.committed <= s.first
+                for s in spans
+            )
         ):
             # the usual batch: every record new, none refused; counted per partition, not per record
             for s in spans:
@@ -392,7 +454,9 @@ class Pipeline:
             if i in refused:
                 continue
             part = self.health.get((source.topic, source.partition))
-            seen = part is not None and part.committed is not None and source.offset < part.committed
+            seen = (
+                part is not None and part.committed is not None and source.offset < part.committed
+            )
             (duplicate if seen else stored).append(source.topic)
         metrics.count(self.service, "stored", stored)
         metrics.count(self.service, "duplicate", duplicate)
@@ -400,7 +464,9 @@ class Pipeline:
     def _letter(self, source: Any, reason: str) -> DeadLetterV1:
         return envelope_dead_letter(as_envelope(source), reason, service=self.service)
 
-    async def _transient_retry(self, spans: Sequence[Range], op: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    async def _transient_retry(
+        self, spans: Sequence[Range], op: Callable[..., Awaitable[Any]], *args: Any
+    ) -> Any:
         attempt = 0
         while True:
             try:
@@ -414,9 +480,19 @@ class Pipeline:
                 if not is_transient(exc):
                     raise
                 self._failing(spans, exc, transient=True)
-                metrics.count(self.service, "retried", (s.topic for s in spans for _ in range(s.records)))
-                logger.warning("transient error, retrying", extra={"fields": {
-                    "service": self.service, "error": repr(exc)[:300], "attempt": attempt}})
+                metrics.count(
+                    self.service, "retried", (s.topic for s in spans for _ in range(s.records))
+                )
+                logger.warning(
+                    "transient error, retrying",
+                    extra={
+                        "fields": {
+                            "service": self.service,
+                            "error": repr(exc)[:300],
+                            "attempt": attempt,
+                        }
+                    },
+                )
                 await asyncio.sleep(self.retry.delay(attempt))
                 attempt += 1
 
@@ -436,7 +512,10 @@ class Pipeline:
             part = self._part(*key)
             if part.paused:
                 part.paused = False
-                logger.info("partition resumed", extra={"fields": {"topic": s.topic, "partition": s.partition}})
+                logger.info(
+                    "partition resumed",
+                    extra={"fields": {"topic": s.topic, "partition": s.partition}},
+                )
             offsets[tp] = s.last + 1
         if not offsets or consumer is None:
             return
@@ -456,7 +535,10 @@ class Pipeline:
                     continue
                 # a rebalance took the partitions: whoever has them now gets the batch again
                 # (stored idempotently), so nothing is lost by giving up here
-                logger.warning("offset commit failed", extra={"fields": {"service": self.service, "error": repr(exc)}})
+                logger.warning(
+                    "offset commit failed",
+                    extra={"fields": {"service": self.service, "error": repr(exc)}},
+                )
                 return
         for tp, offset in offsets.items():
             part = self._part(tp.topic, tp.partition)
@@ -467,8 +549,17 @@ class Pipeline:
         part = self._part(tp.topic, tp.partition)
         part.paused = True
         consumer = self.consumer
-        logger.error("partition paused: its records keep failing", extra={"fields": {
-            "service": self.service, "topic": tp.topic, "partition": tp.partition, "error": part.last_error}})
+        logger.error(
+            "partition paused: its records keep failing",
+            extra={
+                "fields": {
+                    "service": self.service,
+                    "topic": tp.topic,
+                    "partition": tp.partition,
+                    "error": part.last_error,
+                }
+            },
+        )
         if consumer is None or not hasattr(consumer, "pause"):
             return
         try:
@@ -489,7 +580,9 @@ class Pipeline:
             except Exception:  # noqa: BLE001
                 logger.warning("could not resume partition", exc_info=True)
 
-        self._resume_handles[key] = asyncio.get_running_loop().call_later(self.retry.stall_retry_s, resume)
+        self._resume_handles[key] = asyncio.get_running_loop().call_later(
+            self.retry.stall_retry_s, resume
+        )
 
     async def relay_pending(self) -> None:
         """Run the outbox relay once (at start-up), retrying transient errors."""

@@ -31,7 +31,9 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     """A connection pool with JSON codecs; numeric columns come back as Decimal."""
-    return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init_connection)
+    return await asyncpg.create_pool(
+        url, min_size=min_size, max_size=max_size, init=_init_connection
+    )
 
 
 async def connect(url: str) -> asyncpg.Connection:
@@ -87,7 +89,10 @@ async def migrate(conn: asyncpg.Connection, schema: str, directory: Path) -> lis
                     name text NOT NULL,
                     applied_at timestamptz NOT NULL DEFAULT now())"""
         )
-        done = {r["version"] for r in await conn.fetch(f"SELECT version FROM {schema}.schema_migrations")}
+        done = {
+            r["version"]
+            for r in await conn.fetch(f"SELECT version FROM {schema}.schema_migrations")
+        }
         for version, name, path in migration_files(directory):
             if version in done:
                 continue
@@ -100,7 +105,9 @@ async def migrate(conn: asyncpg.Connection, schema: str, directory: Path) -> lis
                     name,
                 )
             applied_now.append(version)
-            logger.info("migration applied", extra={"fields": {"schema": schema, "version": version}})
+            logger.info(
+                "migration applied", extra={"fields": {"schema": schema, "version": version}}
+            )
         await _grant_views_to_reader(conn, schema)
     finally:
         if switched:

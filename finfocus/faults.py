@@ -30,12 +30,23 @@ TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
     NotArrivedYet,
 )
 #: aiokafka's errors by name where the class is not importable in every version
-TRANSIENT_NAMES = frozenset({
-    "KafkaConnectionError", "KafkaTimeoutError", "NodeNotReadyError", "RequestTimedOutError",
-    "BatchBufferOverflowException", "NotLeaderForPartitionError", "LeaderNotAvailableError",
-    "CoordinatorNotAvailableError", "NotCoordinatorError", "CoordinatorLoadInProgressError",
-    "UnknownTopicOrPartitionError", "NotEnoughReplicasError", "ProducerClosed",
-})
+TRANSIENT_NAMES = frozenset(
+    {
+        "KafkaConnectionError",
+        "KafkaTimeoutError",
+        "NodeNotReadyError",
+        "RequestTimedOutError",
+        "BatchBufferOverflowException",
+        "NotLeaderForPartitionError",
+        "LeaderNotAvailableError",
+        "CoordinatorNotAvailableError",
+        "NotCoordinatorError",
+        "CoordinatorLoadInProgressError",
+        "UnknownTopicOrPartitionError",
+        "NotEnoughReplicasError",
+        "ProducerClosed",
+    }
+)
 #: the store refuses this data: bisect to the culprit and dead-letter it
 DATA_ERROR_TYPES: tuple[type[BaseException], ...] = (
     asyncpg.DataError,
@@ -60,7 +71,11 @@ def is_transient(exc: BaseException) -> bool:
             return False
         # a bare OSError is how asyncpg reports a connect that failed on every address; its
         # subclasses other than the above (FileNotFoundError, PermissionError) are no outage
-        if isinstance(e, TRANSIENT_TYPES) or type(e) is OSError or type(e).__name__ in TRANSIENT_NAMES:
+        if (
+            isinstance(e, TRANSIENT_TYPES)
+            or type(e) is OSError
+            or type(e).__name__ in TRANSIENT_NAMES
+        ):
             return True
         if isinstance(e, KafkaError) and getattr(e, "retriable", False):
             return True
@@ -70,7 +85,6 @@ def is_transient(exc: BaseException) -> bool:
 def is_data_error(exc: BaseException) -> bool:
     """True when the database refused the data itself (bisect, dead-letter the culprit)."""
     return any(isinstance(e, DATA_ERROR_TYPES) for e in _chain(exc))
-
 
 
 @dataclass

@@ -55,8 +55,12 @@ def service_state(parts: list[PartitionHealth], now: float) -> tuple[str, str | 
     if not stalled and not retrying:
         return "running", None
     reasons = [
-        f"{p.topic}[{p.partition}] ({p.group}) stalled: {p.last_error or 'unknown error'}" for p in stalled
-    ] + [f"{p.topic}[{p.partition}] ({p.group}) retrying: {p.last_error or 'unknown error'}" for p in retrying]
+        f"{p.topic}[{p.partition}] ({p.group}) stalled: {p.last_error or 'unknown error'}"
+        for p in stalled
+    ] + [
+        f"{p.topic}[{p.partition}] ({p.group}) retrying: {p.last_error or 'unknown error'}"
+        for p in retrying
+    ]
     return "degraded", "; ".join(reasons)
 
 

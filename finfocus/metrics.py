@@ -36,18 +36,26 @@ DEAD_LETTERS = Counter(
     "finfocus_dead_letters_total", "Dead letters by reason class", ["service", "topic", "reason"]
 )
 BATCH_SECONDS = Histogram(
-    "finfocus_batch_duration_seconds", "One consumed batch from receipt to offsets committed",
-    ["service", "topic"], buckets=_BATCH_BUCKETS,
+    "finfocus_batch_duration_seconds",
+    "One consumed batch from receipt to offsets committed",
+    ["service", "topic"],
+    buckets=_BATCH_BUCKETS,
 )
 DB_WRITE_SECONDS = Histogram(
-    "finfocus_db_write_duration_seconds", "The work's database transaction, per committed attempt",
-    ["service", "topic"], buckets=_BATCH_BUCKETS,
+    "finfocus_db_write_duration_seconds",
+    "The work's database transaction, per committed attempt",
+    ["service", "topic"],
+    buckets=_BATCH_BUCKETS,
 )
 READY = Gauge("finfocus_ready", "1 when the last readiness evaluation was ready", ["service"])
-INFO = Gauge("finfocus_service_info", "Always 1: the service and its version", ["service", "version"])
+INFO = Gauge(
+    "finfocus_service_info", "Always 1: the service and its version", ["service", "version"]
+)
 PLUGIN_SECONDS = Histogram(
-    "finfocus_plugin_call_duration_seconds", "One gRPC call to a pricing plugin (each try)",
-    ["plugin", "method"], buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    "finfocus_plugin_call_duration_seconds",
+    "One gRPC call to a pricing plugin (each try)",
+    ["plugin", "method"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 PLUGIN_FAILURES = Counter(
     "finfocus_plugin_failures_total", "Plugin calls that failed after their retries", ["plugin"]
@@ -69,7 +77,9 @@ def count(service: str, outcome: str, topics: Iterable[str]) -> None:
 def reason_class(error: str) -> str:
     """The bounded class of a dead letter's reason (its text stays in the letter)."""
     text = error.lower()
-    if any(s in text for s in ("unsigned message", "signature", "may not publish", "no key to verify")):
+    if any(
+        s in text for s in ("unsigned message", "signature", "may not publish", "no key to verify")
+    ):
         return "untrusted"
     if text.startswith("invalid"):
         return "invalid"
@@ -108,11 +118,19 @@ class ConsumerCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         labels = ["service", "group", "topic", "partition"]
-        lag = GaugeMetricFamily("finfocus_consumer_lag", "Records not yet committed by the group", labels=labels)
-        stalled = GaugeMetricFamily("finfocus_consumer_stalled", "1 when the partition is stalled", labels=labels)
-        retrying = GaugeMetricFamily("finfocus_consumer_retrying", "1 while a transient error is retried", labels=labels)
+        lag = GaugeMetricFamily(
+            "finfocus_consumer_lag", "Records not yet committed by the group", labels=labels
+        )
+        stalled = GaugeMetricFamily(
+            "finfocus_consumer_stalled", "1 when the partition is stalled", labels=labels
+        )
+        retrying = GaugeMetricFamily(
+            "finfocus_consumer_retrying", "1 while a transient error is retried", labels=labels
+        )
         assigned = GaugeMetricFamily(
-            "finfocus_consumer_assigned_partitions", "Partitions this process holds", labels=["service", "group"]
+            "finfocus_consumer_assigned_partitions",
+            "Partitions this process holds",
+            labels=["service", "group"],
         )
         now = time.time()
         seen: set[tuple] = set()
@@ -143,7 +161,10 @@ class ConsumerCollector(Collector):
 #: family -> (help, kind); a sample row naming another family is ignored
 SAMPLED: dict[str, tuple[str, str]] = {
     "finfocus_cost_current_month": ("Billed cost in the current UTC month", "gauge"),
-    "finfocus_budget_consumption_ratio": ("Actual to date / budget amount, current period", "gauge"),
+    "finfocus_budget_consumption_ratio": (
+        "Actual to date / budget amount, current period",
+        "gauge",
+    ),
     "finfocus_budget_projected_ratio": ("Projected period total / budget amount", "gauge"),
     "finfocus_anomalies": ("Anomalies detected, by severity", "counter"),
     "finfocus_budget_alerts": ("Budget threshold alerts raised", "counter"),
@@ -153,15 +174,22 @@ SAMPLED: dict[str, tuple[str, str]] = {
     "finfocus_forecast_last_refit_timestamp_seconds": ("When the last refit finished", "gauge"),
     "finfocus_ingest_jobs": ("Import jobs by status", "gauge"),
     "finfocus_ingest_rows": ("Rows of all import jobs by outcome", "counter"),
-    "finfocus_ingest_last_job_duration_seconds": ("Duration of the last finished import job", "gauge"),
+    "finfocus_ingest_last_job_duration_seconds": (
+        "Duration of the last finished import job",
+        "gauge",
+    ),
     "finfocus_outbox_backlog": ("Rows saved but not yet confirmed published", "gauge"),
 }
 #: series per family and service at most: label values come from tables, keep them bounded
 MAX_SERIES = 200
 
 _samples: dict[str, dict[str, list[tuple[dict[str, str], float]]]] = {}
-SAMPLE_ERRORS = Counter("finfocus_sample_errors", "Failed samples of the service's tables", ["service"])
-SAMPLED_AT = Gauge("finfocus_sample_timestamp_seconds", "When the tables were last sampled", ["service"])
+SAMPLE_ERRORS = Counter(
+    "finfocus_sample_errors", "Failed samples of the service's tables", ["service"]
+)
+SAMPLED_AT = Gauge(
+    "finfocus_sample_timestamp_seconds", "When the tables were last sampled", ["service"]
+)
 
 
 def set_samples(service: str, rows: Iterable[tuple[str, dict[str, Any] | None, Any]]) -> None:
@@ -184,7 +212,9 @@ def clear_samples(service: str) -> None:
 class SampleCollector(Collector):
     def collect(self) -> Iterator[Any]:
         for family, (text, kind) in SAMPLED.items():
-            rows = [(s, labels, v) for s, fams in _samples.items() for labels, v in fams.get(family, [])]
+            rows = [
+                (s, labels, v) for s, fams in _samples.items() for labels, v in fams.get(family, [])
+            ]
             if not rows:
                 continue
             names = sorted({k for _, labels, _ in rows for k in labels})
@@ -241,7 +271,9 @@ def mount(app, ready=None) -> None:
 
     async def readyz(request):
         ok, reasons = (True, []) if ready is None else await ready()
-        return PlainTextResponse("ready\n" if ok else "\n".join(reasons) + "\n", status_code=200 if ok else 503)
+        return PlainTextResponse(
+            "ready\n" if ok else "\n".join(reasons) + "\n", status_code=200 if ok else 503
+        )
 
     app.router.routes[:0] = [
         Route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False),

@@ -19,7 +19,9 @@ logger = logging.getLogger(__name__)
 class Periodic:
     """Run `action()` every `interval_s` in one task, from `start()` until `stop()`."""
 
-    def __init__(self, name: str, interval_s: float, action: Callable[[], Awaitable[object]], what: str) -> None:
+    def __init__(
+        self, name: str, interval_s: float, action: Callable[[], Awaitable[object]], what: str
+    ) -> None:
         self.name = name
         self.interval_s = interval_s
         self.action = action

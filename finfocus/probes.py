@@ -60,7 +60,9 @@ Check = Callable[[], Awaitable[tuple[bool, list[str]]]]
 class ProbeServer:
     """The HTTP port of one service. `check` gathers facts and returns `readiness(...)`."""
 
-    def __init__(self, service: str, check: Check, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, service: str, check: Check, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.service = service
         self.check = check
         self.host = host
@@ -77,7 +79,9 @@ class ProbeServer:
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
-        logger.info("metrics and health on %s", self.url, extra={"fields": {"service": self.service}})
+        logger.info(
+            "metrics and health on %s", self.url, extra={"fields": {"service": self.service}}
+        )
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -63,7 +63,9 @@ class VaultSecrets:
 
     name = "vault"
 
-    def __init__(self, url: str, token: str, mount: str = "secret", prefix: str = "finfocus") -> None:
+    def __init__(
+        self, url: str, token: str, mount: str = "secret", prefix: str = "finfocus"
+    ) -> None:
         import hvac  # imported here: nothing connects at import time
 
         self._client = hvac.Client(url=url, token=token)

@@ -57,7 +57,9 @@ class ServiceRuntime:
         self.settings = settings
         self.tracer_provider = tracer_provider or make_tracer_provider(f"finfocus-{name}")
         self.tracer = self.tracer_provider.get_tracer(f"finfocus.{name}")
-        self.broker: KafkaBroker = make_broker(settings, self.tracer_provider, description=description)
+        self.broker: KafkaBroker = make_broker(
+            settings, self.tracer_provider, description=description
+        )
         self.publisher = RecordPublisher(settings.kafka)
         self._pool: asyncpg.Pool | None = None
         self.description = description
@@ -86,18 +88,43 @@ class ServiceRuntime:
         title = f"{topic}:{model.__name__.removesuffix('V1')}"
         self.broker.publisher(topic, schema=model, description=description, title=title)
 
-    def consume(self, topic: str, *, group: str, work, decode=None, decode_batch=None,
-                label: str = "record", chunk: int | None = None, writers: int = 1, relay=None,
-                after=None, data_errors: tuple = (), uow=None, publish=None, **subscriber: Any) -> Pipeline:
+    def consume(
+        self,
+        topic: str,
+        *,
+        group: str,
+        work,
+        decode=None,
+        decode_batch=None,
+        label: str = "record",
+        chunk: int | None = None,
+        writers: int = 1,
+        relay=None,
+        after=None,
+        data_errors: tuple = (),
+        uow=None,
+        publish=None,
+        **subscriber: Any,
+    ) -> Pipeline:
         """Subscribe `topic` (batches, consumer group `group`) through the consume pipeline
         (`finfocus.consume`): manual offset commits after the work's transaction, retries of
         transient errors, per-record dead letters. `subscriber` takes FastStream's subscriber
         options (title, description, max_records, parser, fetch sizes); `uow` and `publish`
         replace the service's transaction and the outgoing records' publisher."""
         pipeline = Pipeline(
-            service=self.name, group=group, uow=uow or self.uow, work=work, decode=decode,
-            decode_batch=decode_batch, label=label, chunk=chunk, writers=writers, relay=relay,
-            after=after, retry=self.retry, data_errors=data_errors,
+            service=self.name,
+            group=group,
+            uow=uow or self.uow,
+            work=work,
+            decode=decode,
+            decode_batch=decode_batch,
+            label=label,
+            chunk=chunk,
+            writers=writers,
+            relay=relay,
+            after=after,
+            retry=self.retry,
+            data_errors=data_errors,
             publish=publish or (lambda t, records: self.publisher.publish_batched(t, records)),
             publish_letters=lambda letters: publish_dead_letters(self.broker, letters),
         )
@@ -112,7 +139,9 @@ class ServiceRuntime:
         @sub
         async def consume(message: KafkaMessage) -> None:
             raw = message.raw_message
-            await pipeline.handle(raw if isinstance(raw, tuple | list) else (raw,), getattr(message, "consumer", None))
+            await pipeline.handle(
+                raw if isinstance(raw, tuple | list) else (raw,), getattr(message, "consumer", None)
+            )
 
         pipeline.subscriber = sub  # its consumer, for health
         self.pipelines.append(pipeline)
@@ -135,7 +164,9 @@ class ServiceRuntime:
         if self.phase != "running":
             return facts
         # both at once: a probe answers within one CHECK_TIMEOUT_S even with both away
-        facts.database, facts.broker = await asyncio.gather(self._database_problem(), self._broker_problem())
+        facts.database, facts.broker = await asyncio.gather(
+            self._database_problem(), self._broker_problem()
+        )
         now = time.time()
         for pipeline in self.pipelines:
             self._attach(pipeline)
@@ -146,7 +177,9 @@ class ServiceRuntime:
                 held = None
             facts.assigned[pipeline.group] = (facts.assigned.get(pipeline.group) or 0) + (held or 0)
             facts.stalled += [
-                f"{p.topic}[{p.partition}] ({p.group})" for p in pipeline.partitions() if health.is_stalled(p, now)
+                f"{p.topic}[{p.partition}] ({p.group})"
+                for p in pipeline.partitions()
+                if health.is_stalled(p, now)
             ]
         return facts
 
@@ -161,7 +194,9 @@ class ServiceRuntime:
         writers must not make the service look unreachable)."""
         try:
             if self._probe_conn is None or self._probe_conn.is_closed():
-                self._probe_conn = await asyncpg.connect(self.settings.database, timeout=CHECK_TIMEOUT_S)
+                self._probe_conn = await asyncpg.connect(
+                    self.settings.database, timeout=CHECK_TIMEOUT_S
+                )
             await self._probe_conn.fetchval("SELECT 1", timeout=CHECK_TIMEOUT_S)
             return None
         except Exception as exc:  # noqa: BLE001 - any failure means: not reachable now
@@ -236,17 +271,23 @@ class ServiceRuntime:
             metrics.watch(self)
             if self.probes is None:
                 self.probes = ProbeServer(
-                    self.name, self.ready, host=self.settings.metrics_host, port=self.settings.metrics_port or 0
+                    self.name,
+                    self.ready,
+                    host=self.settings.metrics_host,
+                    port=self.settings.metrics_port or 0,
                 )
                 await self.probes.start()  # /healthz answers while the rest starts
-            await ensure_topics(self.settings.kafka, self.settings.partitions,
-                                configs=self.settings.topic_configs())
+            await ensure_topics(
+                self.settings.kafka, self.settings.partitions, configs=self.settings.topic_configs()
+            )
             applied = await migrate_url(self.settings.database, self.name, migrations)
             self._pool = await create_pool(self.settings.database)
             if self.pipelines:
                 await self.uow.ensure()
             await self.publisher.start()
-            logger.info("service ready", extra={"fields": {"service": self.name, "migrations": applied}})
+            logger.info(
+                "service ready", extra={"fields": {"service": self.name, "migrations": applied}}
+            )
 
         tasks: list[asyncio.Task] = []
 
@@ -256,11 +297,17 @@ class ServiceRuntime:
             tasks.append(asyncio.create_task(self._report_health(), name=f"{self.name}-health"))
             sample_sql = migrations.parent / "metrics.sql"
             if sample_sql.is_file():
-                tasks.append(asyncio.create_task(self._sample(sample_sql.read_text()), name=f"{self.name}-sample"))
+                tasks.append(
+                    asyncio.create_task(
+                        self._sample(sample_sql.read_text()), name=f"{self.name}-sample"
+                    )
+                )
             relays = {id(p.relay): p for p in self.pipelines if p.relay is not None}
             for pipeline in relays.values():
                 # what a crash left in an outbox goes out now, not with the next batch
-                tasks.append(asyncio.create_task(pipeline.relay_pending(), name=f"{self.name}-relay"))
+                tasks.append(
+                    asyncio.create_task(pipeline.relay_pending(), name=f"{self.name}-relay")
+                )
 
         async def stop_health() -> None:
             self.phase = "stopping"

@@ -45,8 +45,12 @@ class FinFocusSettings(BaseSettings):
     kafka_ssl_keyfile: Path | None = None
     partitions: int = Field(4, ge=1, description="Partitions per topic at bootstrap")
     #: retention of the topics FinFocus creates (schemas/topics.py; docs/operations.md)
-    topic_retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=-1, description="retention.ms of new topics")
-    topic_retention_bytes: int = Field(-1, ge=-1, description="retention.bytes (per partition) of new topics; -1: no size bound")
+    topic_retention_ms: int = Field(
+        7 * 24 * 3600 * 1000, ge=-1, description="retention.ms of new topics"
+    )
+    topic_retention_bytes: int = Field(
+        -1, ge=-1, description="retention.bytes (per partition) of new topics; -1: no size bound"
+    )
     log_level: str = "INFO"
     #: consumer session timeout; the embedded profile uses a short one (group joins take
     #: about half of it on the embedded broker), real clusters keep Kafka's default
@@ -177,9 +181,15 @@ class FinFocusSettings(BaseSettings):
         mechanism = options.get("sasl_mechanism")
         if mechanism is None:
             return BaseSecurity(ssl_context=context, use_ssl=use_ssl)
-        kinds = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256, "PLAIN": SASLPlaintext}
+        kinds = {
+            "SCRAM-SHA-512": SASLScram512,
+            "SCRAM-SHA-256": SASLScram256,
+            "PLAIN": SASLPlaintext,
+        }
         if mechanism not in kinds:
-            raise ValueError(f"FINFOCUS_KAFKA_SASL_MECHANISM {mechanism!r}: use one of {sorted(kinds)}")
+            raise ValueError(
+                f"FINFOCUS_KAFKA_SASL_MECHANISM {mechanism!r}: use one of {sorted(kinds)}"
+            )
         return kinds[mechanism](
             self.kafka_sasl_username or "",
             self.kafka_sasl_password or "",

@@ -111,10 +111,15 @@ def signer(keys: SigningKeys, issuer: str, topic: str) -> Callable[[bytes], tupl
     key = keys.key(issuer)
     if key is None:
         sign(keys, issuer, topic, b"")  # raises the same error
+    assert key is not None
     prefix = f"{_VERSION}\n{issuer}\n{topic}\n".encode()
     # OpenSSL's own HMAC object where there is one: copy, update and hexdigest all in C
     # (hmac.HMAC.copy builds a Python object per value, half the cost of signing)
-    base = _c_hmac(key, prefix, "sha256") if _c_hmac is not None else hmac.new(key, prefix, hashlib.sha256)  # type: ignore[arg-type]
+    base = (
+        _c_hmac(key, prefix, "sha256")
+        if _c_hmac is not None
+        else hmac.new(key, prefix, hashlib.sha256)
+    )
     head = f"{_VERSION}:{issuer}:".encode()
 
     def sign_one(value: bytes) -> tuple[str, bytes]:
@@ -135,14 +140,18 @@ def verify(
     """The issuer of a message signed by one of `trusted`; `UntrustedMessage` otherwise."""
     raw = headers.get(SIGNATURE_HEADER)
     if raw is None:
-        raise UntrustedMessage(f"unsigned message on {topic}: only {sorted(trusted)} may publish here")
+        raise UntrustedMessage(
+            f"unsigned message on {topic}: only {sorted(trusted)} may publish here"
+        )
     try:
         version, issuer, digest = raw.decode("ascii").split(":", 2)
     except (UnicodeDecodeError, ValueError):
         raise UntrustedMessage(f"malformed {SIGNATURE_HEADER} header on {topic}") from None
     allowed = set(trusted)
     if version != _VERSION or issuer not in allowed:
-        raise UntrustedMessage(f"issuer {issuer!r} may not publish on {topic} (trusted: {sorted(allowed)})")
+        raise UntrustedMessage(
+            f"issuer {issuer!r} may not publish on {topic} (trusted: {sorted(allowed)})"
+        )
     key = keys.key(issuer)
     if key is None:
         raise UntrustedMessage(f"no key to verify issuer {issuer!r} on {topic}")
@@ -151,7 +160,9 @@ def verify(
     return issuer
 
 
-def service_keys(home: Path, issuers: Iterable[str], provider: SecretsProvider | None = None) -> SigningKeys:
+def service_keys(
+    home: Path, issuers: Iterable[str], provider: SecretsProvider | None = None
+) -> SigningKeys:
     """The keys a service signs and verifies with: the secrets provider's, else the embedded
     stack's key files, created (0600) for those of `issuers` the provider lacks (`finfocus up`
     creates them all first; this covers `finfocus serve` and tests). Call it at start-up, before

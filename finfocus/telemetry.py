@@ -64,15 +64,21 @@ class JsonLogFormatter(logging.Formatter):
 
 
 #: an http(s) URL with a path, query or user info: webhook URLs carry their credential there
-_URL = re.compile(r"(?P<base>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s@'\"<>]*@)?"
-                  r"(?P<host>[^/\s?#'\"<>]+)(?P<rest>[/?#][^\s'\"<>]*)?")
+_URL = re.compile(
+    r"(?P<base>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s@'\"<>]*@)?"
+    r"(?P<host>[^/\s?#'\"<>]+)(?P<rest>[/?#][^\s'\"<>]*)?"
+)
 #: `token=...`, `Bearer ...`, `password: ...` and the like outside URLs
-_TOKEN = re.compile(r"(?i)\b(bearer\s+|(?:token|secret|password|passwd|api[_-]?key|signature|sig|"
-                    r"access[_-]?key(?:[_-]?id)?|secret[_-]?access[_-]?key)[\"']?\s*[=:]\s*[\"']?)"
-                    r"[A-Za-z0-9._~+/=-]{6,}")
+_TOKEN = re.compile(
+    r"(?i)\b(bearer\s+|(?:token|secret|password|passwd|api[_-]?key|signature|sig|"
+    r"access[_-]?key(?:[_-]?id)?|secret[_-]?access[_-]?key)[\"']?\s*[=:]\s*[\"']?)"
+    r"[A-Za-z0-9._~+/=-]{6,}"
+)
 #: words shaped like well-known credentials (Slack, Vault, GitHub, AWS access key ids)
-_SECRET_WORD = re.compile(r"\b(?:xox[abprs]-[A-Za-z0-9-]+|hvs\.[A-Za-z0-9_-]+|gh[pousr]_[A-Za-z0-9]{20,}|"
-                          r"AKIA[A-Z0-9]{16})\b")
+_SECRET_WORD = re.compile(
+    r"\b(?:xox[abprs]-[A-Za-z0-9-]+|hvs\.[A-Za-z0-9_-]+|gh[pousr]_[A-Za-z0-9]{20,}|"
+    r"AKIA[A-Z0-9]{16})\b"
+)
 REDACTED = "[redacted]"
 
 
@@ -86,7 +92,11 @@ def redact(text: str) -> str:
     def url(m: re.Match) -> str:
         rest = REDACTED if m.group("rest") else ""
         user = REDACTED + "@" if m.group("userinfo") else ""
-        return f"{m.group('base')}{user}{m.group('host')}/{rest}" if rest else f"{m.group('base')}{user}{m.group('host')}"
+        return (
+            f"{m.group('base')}{user}{m.group('host')}/{rest}"
+            if rest
+            else f"{m.group('base')}{user}{m.group('host')}"
+        )
 
     text = _URL.sub(url, text)
     text = _TOKEN.sub(lambda m: m.group(1) + REDACTED, text)
@@ -115,8 +125,18 @@ class RedactingFilter(logging.Filter):
 
 
 #: libraries that log per request (with URLs) or per poll at INFO/DEBUG: warnings only
-QUIET_LOGGERS = ("aiokafka", "faststream.access", "asyncio", "httpx", "httpcore", "botocore",
-                 "boto3", "urllib3", "s3transfer", "hvac")
+QUIET_LOGGERS = (
+    "aiokafka",
+    "faststream.access",
+    "asyncio",
+    "httpx",
+    "httpcore",
+    "botocore",
+    "boto3",
+    "urllib3",
+    "s3transfer",
+    "hvac",
+)
 
 
 def protect_logging() -> None:
@@ -172,7 +192,9 @@ def context_from_headers(headers: dict[str, bytes]):
 def start_record_span(tracer: trace.Tracer, name: str, headers: dict[str, bytes], **attributes):
     """A span for one record, child of the trace that record carries: traces follow records
     through batch consumers, not only through per-message ones."""
-    return tracer.start_span(name, context=context_from_headers(headers), attributes=attributes or None)
+    return tracer.start_span(
+        name, context=context_from_headers(headers), attributes=attributes or None
+    )
 
 
 def trace_headers(span: trace.Span) -> list[tuple[str, bytes]]:

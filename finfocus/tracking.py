@@ -96,8 +96,13 @@ class PostgresUnitOfWork:
     async def track(self, tx: asyncpg.Connection, group: str, spans: Sequence[Range]) -> None:
         if spans:
             await tx.execute(
-                self._track, group, [s.topic for s in spans], [s.partition for s in spans],
-                [s.first for s in spans], [s.last for s in spans], [s.records for s in spans],
+                self._track,
+                group,
+                [s.topic for s in spans],
+                [s.partition for s in spans],
+                [s.first for s in spans],
+                [s.last for s in spans],
+                [s.records for s in spans],
             )
 
 

@@ -32,7 +32,9 @@ class RootCauseV1(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dimension: dict[Text, Text] = Field(max_length=64, description="Sub-dimension, e.g. {'RegionId': 'us-east-1'}")
+    dimension: dict[Text, Text] = Field(
+        max_length=64, description="Sub-dimension, e.g. {'RegionId': 'us-east-1'}"
+    )
     contribution: Money = Field(description="Part of the impact this sub-dimension explains")
 
 
@@ -46,7 +48,8 @@ class AnomalyV1(BaseModel):
     window_start: Timestamp = Field(description="Inclusive start of the anomalous window")
     window_end: Timestamp = Field(description="Exclusive end of the anomalous window")
     dimension: dict[Text, Text] = Field(
-        max_length=64, description="Dimension values, e.g. {'ProviderName': 'AWS', 'ServiceName': 'EC2'}"
+        max_length=64,
+        description="Dimension values, e.g. {'ProviderName': 'AWS', 'ServiceName': 'EC2'}",
     )
     expected_cost: Money = Field(description="Cost the model expected over the window")
     actual_cost: Money = Field(description="Cost observed over the window")
@@ -56,12 +59,16 @@ class AnomalyV1(BaseModel):
     )
     currency: CurrencyCode = Field(description="ISO 4217 currency of the costs")
     severity: Severity = Field(description="low, medium, high or critical")
-    score: float = Field(allow_inf_nan=False, description="Detector score (larger is more anomalous)")
+    score: float = Field(
+        allow_inf_nan=False, description="Detector score (larger is more anomalous)"
+    )
     detector: RequiredText = Field(description="Detector that raised it, e.g. 'mad' or 'budget'")
     root_causes: list[RootCauseV1] = Field(
         default_factory=list, max_length=100, description="Sub-dimensions explaining the impact"
     )
-    status: AnomalyStatus = Field(AnomalyStatus.OPEN, description="open, ongoing, resolved or acknowledged")
+    status: AnomalyStatus = Field(
+        AnomalyStatus.OPEN, description="open, ongoing, resolved or acknowledged"
+    )
     monitor: Text | None = Field(None, description="Monitor that watched the dimension")
 
 
@@ -72,8 +79,14 @@ class AnomalyFeedbackV1(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     anomaly_id: RequiredText = Field(description="The anomaly judged")
-    verdict: str = Field(pattern="^(yes|no|planned)$", description="yes, no (false alarm) or planned")
+    verdict: str = Field(
+        pattern="^(yes|no|planned)$", description="yes, no (false alarm) or planned"
+    )
     note: Text | None = Field(None, description="Free text")
     given_at: Timestamp = Field(description="When the verdict was given")
-    actor: Text | None = Field(None, max_length=200, description="Who gave it, as the signing issuer "
-                               "authenticated them (e.g. user:alice); audited as <issuer>:<actor>")
+    actor: Text | None = Field(
+        None,
+        max_length=200,
+        description="Who gave it, as the signing issuer "
+        "authenticated them (e.g. user:alice); audited as <issuer>:<actor>",
+    )

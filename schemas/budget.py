@@ -48,8 +48,12 @@ class BudgetCommandV1(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: str = Field(pattern="^(set|delete)$", description="set (create or replace) or delete")
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-                      description="Budget name")
+    name: str = Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="Budget name",
+    )
     amount: Money | None = Field(None, gt=Decimal(0), description="Budget amount per period (set)")
     currency: CurrencyCode | None = Field(None, description="ISO 4217 currency of the amount (set)")
     period: BudgetPeriod = Field(BudgetPeriod.MONTHLY, description="monthly or quarterly")
@@ -62,15 +66,21 @@ class BudgetCommandV1(BaseModel):
         default_factory=list, description="Alert thresholds on actual and forecast spend"
     )
     issued_at: Timestamp = Field(description="When the command was issued")
-    actor: Text | None = Field(None, max_length=200, description="Who issued it, as the signing issuer "
-                               "authenticated them (e.g. user:alice); audited as <issuer>:<actor>")
+    actor: Text | None = Field(
+        None,
+        max_length=200,
+        description="Who issued it, as the signing issuer "
+        "authenticated them (e.g. user:alice); audited as <issuer>:<actor>",
+    )
 
     @field_validator("scope")
     @classmethod
     def _known_keys(cls, scope: dict[str, str]) -> dict[str, str]:
         for key in scope:
             if key not in SCOPE_KEYS and not (key.startswith("tag:") and len(key) > 4):
-                raise ValueError(f"unknown scope key {key!r}: use {', '.join(SCOPE_KEYS)} or tag:KEY")
+                raise ValueError(
+                    f"unknown scope key {key!r}: use {', '.join(SCOPE_KEYS)} or tag:KEY"
+                )
         return scope
 
     def model_post_init(self, _context: object) -> None:

@@ -67,7 +67,9 @@ def json_value_problem(value: object, depth: int = 0) -> str | None:
     if isinstance(value, str):
         return text_problem(value)
     if isinstance(value, int):
-        return None if INT64_MIN <= value <= INT64_MAX else f"integer {value} does not fit in 64 bits"
+        return (
+            None if INT64_MIN <= value <= INT64_MAX else f"integer {value} does not fit in 64 bits"
+        )
     if isinstance(value, float):
         return None if math.isfinite(value) else "number is not finite"
     if isinstance(value, Decimal):

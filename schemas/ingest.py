@@ -69,17 +69,29 @@ class BillingRecordV1(BaseModel):
     ProviderName: RequiredText = Field(description="Provider that makes the resources available")
     BillingAccountId: RequiredText = Field(description="Account the invoice is issued to")
     BillingAccountName: Text | None = Field(None, description="Display name of the billing account")
-    SubAccountId: Text | None = Field(None, description="Account/project/subscription of the resource")
+    SubAccountId: Text | None = Field(
+        None, description="Account/project/subscription of the resource"
+    )
     SubAccountName: Text | None = Field(None, description="Display name of the sub account")
-    ChargePeriodStart: Timestamp = Field(description="Inclusive start of the charge period (RFC 3339)")
+    ChargePeriodStart: Timestamp = Field(
+        description="Inclusive start of the charge period (RFC 3339)"
+    )
     ChargePeriodEnd: Timestamp = Field(description="Exclusive end of the charge period (RFC 3339)")
-    BillingPeriodStart: Timestamp | None = Field(None, description="Inclusive start of the billing period")
-    BillingPeriodEnd: Timestamp | None = Field(None, description="Exclusive end of the billing period")
+    BillingPeriodStart: Timestamp | None = Field(
+        None, description="Inclusive start of the billing period"
+    )
+    BillingPeriodEnd: Timestamp | None = Field(
+        None, description="Exclusive end of the billing period"
+    )
     BillingCurrency: CurrencyCode = Field(description="ISO 4217 currency of the billed costs")
     ServiceName: RequiredText = Field(description="Offering purchased from the provider")
     ServiceCategory: Text | None = Field(None, description="FOCUS service category, e.g. Compute")
-    ChargeCategory: ChargeCategoryName = Field(description="Usage, Purchase, Tax, Credit or Adjustment")
-    ChargeClass: Text | None = Field(None, description="'Correction' for corrections of past periods")
+    ChargeCategory: ChargeCategoryName = Field(
+        description="Usage, Purchase, Tax, Credit or Adjustment"
+    )
+    ChargeClass: Text | None = Field(
+        None, description="'Correction' for corrections of past periods"
+    )
     ChargeDescription: Text | None = Field(None, description="Self-contained summary of the charge")
     ChargeFrequency: Text | None = Field(None, description="One-Time, Recurring or Usage-Based")
     BilledCost: Money | None = Field(None, description="Cost invoiced (decimal string)")
@@ -112,8 +124,9 @@ class BillingRecordV1(BaseModel):
         "it: on raw-billing a record carrying it without ingest's signature is dead-lettered",
     )
     x_BillingScopeVersion: Int64 | None = Field(
-        None, description="Version of x_BillingScope this row belongs to (larger is newer); set "
-        "by ingest only, like x_BillingScope"
+        None,
+        description="Version of x_BillingScope this row belongs to (larger is newer); set "
+        "by ingest only, like x_BillingScope",
     )
     x_ImportJobId: Text | None = Field(None, description="Import job that published the row")
 
@@ -143,7 +156,9 @@ class BillingRecordV1(BaseModel):
                     "(ConsumedQuantity and ConsumedUnit)"
                 )
             if not (self.SkuId or self.ResourceType):
-                raise ValueError("BilledCost is missing and the row has neither SkuId nor ResourceType")
+                raise ValueError(
+                    "BilledCost is missing and the row has neither SkuId nor ResourceType"
+                )
         return self
 
     def partition_key(self) -> bytes:

@@ -44,7 +44,9 @@ class RemediationCommandV1(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    command_id: Text = Field(description="Deterministic: the same cause and action give the same id")
+    command_id: Text = Field(
+        description="Deterministic: the same cause and action give the same id"
+    )
     issued_at: Timestamp = Field(description="When the command was issued")
     action: Text = Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", description="Registered action key")
     target: RemediationTargetV1 = Field(description="Resource acted on")

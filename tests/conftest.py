@@ -27,7 +27,9 @@ import pytest
 from finfocus.settings import FinFocusSettings
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-ADMIN_URL = os.environ.get("FINFOCUS_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
+ADMIN_URL = os.environ.get(
+    "FINFOCUS_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 
 
 def _reachable(url: str) -> bool:
@@ -35,7 +37,9 @@ def _reachable(url: str) -> bool:
 
     parsed = urlparse(url)
     try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 5432), timeout=1):
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or 5432), timeout=1
+        ):
             return True
     except OSError:
         return False

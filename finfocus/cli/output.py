@@ -51,7 +51,9 @@ def _default(value: Any) -> Any:
 def to_json(obj: Any, *, indent: bool = False) -> str:
     """JSON with Decimal money as strings (never floats) and ISO dates."""
     option = orjson.OPT_INDENT_2 if indent else 0
-    return orjson.dumps(obj, default=_default, option=option | orjson.OPT_PASSTHROUGH_DATETIME).decode()
+    return orjson.dumps(
+        obj, default=_default, option=option | orjson.OPT_PASSTHROUGH_DATETIME
+    ).decode()
 
 
 def print_json(obj: Any) -> None:
@@ -69,14 +71,45 @@ def print_ndjson(rows: Iterable[Any]) -> None:
 
 #: column names that hold money: right-aligned, rounded to the cent, never cut
 MONEY_COLUMNS = {
-    "cost", "total", "amount", "monthly", "expected", "realised", "actual", "impact", "projected",
-    "remainder", "budget", "spent", "savings", "forecast", "limit",
+    "cost",
+    "total",
+    "amount",
+    "monthly",
+    "expected",
+    "realised",
+    "actual",
+    "impact",
+    "projected",
+    "remainder",
+    "budget",
+    "spent",
+    "savings",
+    "forecast",
+    "limit",
 }
 ID_COLUMNS = {"id", "command", "anomaly", "job", "recommendation", "token"}
 #: column names that hold dates or times: never cut, never wrapped (a column gives way whole)
 DATE_COLUMNS = {
-    "date", "day", "at", "from", "to", "start", "end", "through", "effective", "raised", "finished", "issued",
-    "expires", "detected", "period", "month", "since", "until", "updated", "created",
+    "date",
+    "day",
+    "at",
+    "from",
+    "to",
+    "start",
+    "end",
+    "through",
+    "effective",
+    "raised",
+    "finished",
+    "issued",
+    "expires",
+    "detected",
+    "period",
+    "month",
+    "since",
+    "until",
+    "updated",
+    "created",
 }
 
 
@@ -89,11 +122,43 @@ def column_for(name: str) -> Column:
         return Column(name, kind="date")
     if low in MONEY_COLUMNS or low.startswith("monthly") or low.endswith(" cost"):
         return Column(name, kind="money")
-    if low in {"days", "rows", "lines", "actions", "measured", "count", "%", "share", "score", "price", "prices",
-               "changed", "unchanged", "refused", "version", "read", "published", "rejected", "used", "alerts",
-               "age (days)", "history", "rate", "top"}:
+    if low in {
+        "days",
+        "rows",
+        "lines",
+        "actions",
+        "measured",
+        "count",
+        "%",
+        "share",
+        "score",
+        "price",
+        "prices",
+        "changed",
+        "unchanged",
+        "refused",
+        "version",
+        "read",
+        "published",
+        "rejected",
+        "used",
+        "alerts",
+        "age (days)",
+        "history",
+        "rate",
+        "top",
+    }:
         return Column(name, kind="number")
-    if low in {"value", "resource", "dimension", "scope", "target", "group", "name", "totals"}:  # folded, never shortened
+    if low in {
+        "value",
+        "resource",
+        "dimension",
+        "scope",
+        "target",
+        "group",
+        "name",
+        "totals",
+    }:  # folded, never shortened
         return Column(name, kind="key")
     if low == "":
         return Column(name, kind="id")
@@ -101,7 +166,11 @@ def column_for(name: str) -> Column:
 
 
 def print_table(
-    columns: list[str | Column], rows: Iterable[Iterable[Any]], *, title: str | None = None, wide: bool = False,
+    columns: list[str | Column],
+    rows: Iterable[Iterable[Any]],
+    *,
+    title: str | None = None,
+    wide: bool = False,
     drop: dict[str, int] | None = None,
 ) -> None:
     """A table whose column behaviour follows from the column names (see `column_for`; a
@@ -111,8 +180,15 @@ def print_table(
 
     specs = [c if isinstance(c, Column) else column_for(c) for c in columns]
     specs = [replace(s, drop=(drop or {}).get(s.name, s.drop)) for s in specs]
-    render_table(specs, ([_money_cell(v) if specs[i].kind == "money" else v for i, v in enumerate(row)]
-                         for row in rows), title=title, wide=wide)
+    render_table(
+        specs,
+        (
+            [_money_cell(v) if specs[i].kind == "money" else v for i, v in enumerate(row)]
+            for row in rows
+        ),
+        title=title,
+        wide=wide,
+    )
 
 
 def _money_cell(value: Any) -> Any:
@@ -205,7 +281,11 @@ def _cell(value: Any) -> str:
 
 
 def render_table(  # noqa: C901 - one renderer for every column kind (money, share, bar, wrap), each a branch
-    columns: list[Column], rows: Iterable[Iterable[Any]], *, title: str | None = None, wide: bool = False,
+    columns: list[Column],
+    rows: Iterable[Iterable[Any]],
+    *,
+    title: str | None = None,
+    wide: bool = False,
     whole: str | None = None,
 ) -> None:
     """A table that stays readable at 80 columns: see `Column`. `whole` names the command that
@@ -215,8 +295,15 @@ def render_table(  # noqa: C901 - one renderer for every column kind (money, sha
 
     out = console
     body = [[_cell(v) for v in row] for row in rows]
-    natural = [max([cell_len(c.name), *(max((cell_len(x) for x in r[i].split("\n")), default=0) for r in body)])
-               for i, c in enumerate(columns)]
+    natural = [
+        max(
+            [
+                cell_len(c.name),
+                *(max((cell_len(x) for x in r[i].split("\n")), default=0) for r in body),
+            ]
+        )
+        for i, c in enumerate(columns)
+    ]
     keep = list(range(len(columns)))
     fixed_kinds = {"id", "date", "money", "number", "chart"}
     mins = {"key": 14, "text": 8}
@@ -261,36 +348,71 @@ def render_table(  # noqa: C901 - one renderer for every column kind (money, sha
         spare = out.width - needed(keep)
         for i in flex:
             widths[i] = floor(i)
-        want = {i: max(0, min(natural[i], 60) - floor(i)) for i in flex}  # long prose does not eat all
+        want = {
+            i: max(0, min(natural[i], 60) - floor(i)) for i in flex
+        }  # long prose does not eat all
         total_want = sum(want.values())
         if spare > 0 and total_want:
             for i in flex:
                 widths[i] += min(want[i], spare * want[i] // total_want)
             left = spare - sum(widths[i] - floor(i) for i in flex)
-            while left > 0 and any(widths[i] - floor(i) < want[i] for i in flex):  # what rounding left over
+            while left > 0 and any(
+                widths[i] - floor(i) < want[i] for i in flex
+            ):  # what rounding left over
                 for i in flex:
                     if left > 0 and widths[i] - floor(i) < want[i]:
                         widths[i] += 1
                         left -= 1
-    cut = any(columns[i].kind == "text" and widths.get(i, natural[i]) < natural[i] for i in keep) if not wide else False
-    table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-                  padding=(0, 1, 0, 0), title_justify="left", caption_justify="left", caption=(
-        "; ".join(filter(None, [
-            f"not shown for width: {', '.join(reversed(hidden))} (--wide shows them)" if hidden else "",
-            "ids shortened to unique prefixes, which every command accepts" if shortened else "",
-            f"text shortened: `{whole}` has it whole" if whole and cut else "",
-        ])) or None
-    ))
+    cut = (
+        any(columns[i].kind == "text" and widths.get(i, natural[i]) < natural[i] for i in keep)
+        if not wide
+        else False
+    )
+    table = Table(
+        title=title,
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+        title_justify="left",
+        caption_justify="left",
+        caption=(
+            "; ".join(
+                filter(
+                    None,
+                    [
+                        f"not shown for width: {', '.join(reversed(hidden))} (--wide shows them)"
+                        if hidden
+                        else "",
+                        "ids shortened to unique prefixes, which every command accepts"
+                        if shortened
+                        else "",
+                        f"text shortened: `{whole}` has it whole" if whole and cut else "",
+                    ],
+                )
+            )
+            or None
+        ),
+    )
     for i in keep:
         c = columns[i]
         if c.kind in fixed_kinds:
-            table.add_column(c.name, justify="right" if c.kind in {"money", "number"} else "left",
-                             no_wrap=True, min_width=natural[i])
+            table.add_column(
+                c.name,
+                justify="right" if c.kind in {"money", "number"} else "left",
+                no_wrap=True,
+                min_width=natural[i],
+            )
         elif c.kind == "key":
             table.add_column(c.name, overflow="fold", width=widths.get(i))
         else:
-            table.add_column(c.name, overflow="fold" if wide else "ellipsis", no_wrap=not wide,
-                             width=widths.get(i))
+            table.add_column(
+                c.name,
+                overflow="fold" if wide else "ellipsis",
+                no_wrap=not wide,
+                width=widths.get(i),
+            )
     for r in body:
         table.add_row(*[r[i] for i in keep])
     if wide and needed(keep) > out.width:

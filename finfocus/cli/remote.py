@@ -62,7 +62,9 @@ class Remote:
     token: str
     timeout: float = 60.0
 
-    def request(self, method: str, where: str, *, params: Any = None, json: Any = None) -> tuple[int, Any]:
+    def request(
+        self, method: str, where: str, *, params: Any = None, json: Any = None
+    ) -> tuple[int, Any]:
         """(status, JSON body) of a 2xx answer; RemoteError for any other answer; a clear
         failure (exit 1) when the API cannot be reached."""
         import httpx
@@ -84,8 +86,15 @@ class Remote:
         body = jsonlib.loads(response.content, parse_float=Decimal) if response.content else None
         return response.status_code, body
 
-    def call(self, method: str, where: str, *, params: Any = None, json: Any = None,
-             usage: tuple[int, ...] = (400, 422)) -> tuple[int, Any]:
+    def call(
+        self,
+        method: str,
+        where: str,
+        *,
+        params: Any = None,
+        json: Any = None,
+        usage: tuple[int, ...] = (400, 422),
+    ) -> tuple[int, Any]:
         """`request`, with errors turned into the command line's messages and exit codes:
         the statuses in `usage` exit 2 (a bad option value), every other error exits 1."""
         try:
@@ -98,7 +107,9 @@ class Remote:
 
     def fail(self, exc: RemoteError, usage: tuple[int, ...] = (400, 422)) -> NoReturn:
         if exc.status == 401:
-            fail(f"the FinFocus API at {self.url} refused the token in {TOKEN_ENV} (401): {exc.detail}")
+            fail(
+                f"the FinFocus API at {self.url} refused the token in {TOKEN_ENV} (401): {exc.detail}"
+            )
         if exc.status == 403:
             fail(f"not allowed: {exc.detail} (the API at {self.url} answered 403 for this token)")
         fail(exc.detail, 2 if exc.status in usage else 1)
@@ -111,8 +122,11 @@ def remote() -> Remote | None:
         return None
     token = os.environ.get(TOKEN_ENV, "").strip()
     if not token:
-        fail(f"{URL_ENV} is set but {TOKEN_ENV} is not: create a token with "
-             "`finfocus token create --role R` on the deployment and export it", 2)
+        fail(
+            f"{URL_ENV} is set but {TOKEN_ENV} is not: create a token with "
+            "`finfocus token create --role R` on the deployment and export it",
+            2,
+        )
     if not url.startswith(("http://", "https://")):
         fail(f"{URL_ENV}={url!r} is not an http(s) URL", 2)
     try:

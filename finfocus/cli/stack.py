@@ -79,12 +79,19 @@ def up(
     services = tuple(s.strip() for s in only.split(",") if s.strip()) or SERVICES
     unknown = [s for s in services if s not in SERVICES]
     if unknown:
-        fail(f"--only: unknown service(s) {', '.join(unknown)}; choose among {', '.join(SERVICES)}", code=2)
+        fail(
+            f"--only: unknown service(s) {', '.join(unknown)}; choose among {', '.join(SERVICES)}",
+            code=2,
+        )
     services = tuple(s for s in SERVICES if s in services)  # in the stack's start order
     if detach:
         try:
-            state = start_detached(settings, timeout=timeout, replicas=wanted,
-                                   services=services if services != SERVICES else None)
+            state = start_detached(
+                settings,
+                timeout=timeout,
+                replicas=wanted,
+                services=services if services != SERVICES else None,
+            )
         except StackError as exc:
             fail(str(exc))
         except KeyboardInterrupt:
@@ -149,8 +156,11 @@ def _recoveries(state: dict) -> list[dict] | None:
                     "NULL::integer AS jobs, rows, state "
                     "FROM pricing.v_recoveries ORDER BY started_at DESC LIMIT 20"
                 )
-                found = sorted((found or []) + [dict(r) for r in rows],
-                               key=lambda r: r["started_at"], reverse=True)
+                found = sorted(
+                    (found or []) + [dict(r) for r in rows],
+                    key=lambda r: r["started_at"],
+                    reverse=True,
+                )
             return found
 
     if not state.get("database_url"):
@@ -207,12 +217,27 @@ def _print_status(state: dict, output: OutputFormat) -> None:
         )
         if public["consumers"]:
             print_table(
-                ["group", "partition", "instance", "committed", "log end", "lag", "flag", "last error"],
                 [
-                    [c["group"], f"{c['topic']}[{c['partition']}]", c.get("instance"), c["committed"],
-                     c["log_end"], c["lag"],
-                     "stalled" if c["stalled"] else "retrying" if c["retrying"] else "",
-                     c["last_error"] or ""]
+                    "group",
+                    "partition",
+                    "instance",
+                    "committed",
+                    "log end",
+                    "lag",
+                    "flag",
+                    "last error",
+                ],
+                [
+                    [
+                        c["group"],
+                        f"{c['topic']}[{c['partition']}]",
+                        c.get("instance"),
+                        c["committed"],
+                        c["log_end"],
+                        c["lag"],
+                        "stalled" if c["stalled"] else "retrying" if c["retrying"] else "",
+                        c["last_error"] or "",
+                    ]
                     for c in public["consumers"]
                 ],
             )
@@ -272,8 +297,12 @@ def down(
 
 
 def scale(
-    request: str = typer.Argument(..., metavar="SERVICE=N,...", help="e.g. pricing=3 or pricing=2,anomaly=1"),
-    timeout: float = typer.Option(120.0, help="seconds to wait until the new instances are running"),
+    request: str = typer.Argument(
+        ..., metavar="SERVICE=N,...", help="e.g. pricing=3 or pricing=2,anomaly=1"
+    ),
+    timeout: float = typer.Option(
+        120.0, help="seconds to wait until the new instances are running"
+    ),
 ) -> None:
     """Change the number of instances of consumer services on the running stack.
 
@@ -306,14 +335,20 @@ def scale(
     tmp.write_text(json.dumps(wanted))
     tmp.replace(path)
     names = {instance_name(s, i) for s, n in wanted.items() for i in range(1, n + 1)}
-    gone = {instance_name(s, i) for s, n in wanted.items() for i in range(n + 1, settings.partitions + 1)}
+    gone = {
+        instance_name(s, i)
+        for s, n in wanted.items()
+        for i in range(n + 1, settings.partitions + 1)
+    }
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = state_file.read()
         if state.get("scale_error"):
             fail(state["scale_error"])
         services = state.get("services") or {}
-        if all((services.get(n) or {}).get("state") == "running" for n in names) and not gone & set(services):
+        if all((services.get(n) or {}).get("state") == "running" for n in names) and not gone & set(
+            services
+        ):
             _print_status(state, OutputFormat.TABLE)
             return
         time.sleep(0.2)
@@ -321,7 +356,9 @@ def scale(
 
 
 def serve(
-    service: str = typer.Argument(..., help="ingest, pricing, anomaly, forecast, remediation or api"),
+    service: str = typer.Argument(
+        ..., help="ingest, pricing, anomaly, forecast, remediation or api"
+    ),
 ) -> None:
     """Run one service in the foreground against the configured broker and database.
 

@@ -13,8 +13,19 @@ from decimal import ROUND_HALF_UP, Decimal
 # how filter values match is part of the read contract (the api compares the same way)
 from schemas.reads.vocab import PROVIDER_ALIASES, canonical, folded, matches, no_match_hint
 
-__all__ = ["NONE", "PROVIDER_ALIASES", "UNTAGGED", "canonical", "cents", "folded", "group_label", "matches",
-           "no_match_hint", "plural", "share"]
+__all__ = [
+    "NONE",
+    "PROVIDER_ALIASES",
+    "UNTAGGED",
+    "canonical",
+    "cents",
+    "folded",
+    "group_label",
+    "matches",
+    "no_match_hint",
+    "plural",
+    "share",
+]
 
 UNTAGGED = "(untagged)"
 NONE = "(none)"

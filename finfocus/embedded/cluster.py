@@ -119,4 +119,3 @@ def stop_postgres(data_dir: Path, port: int, ref: ProcessRef | None) -> None:
         if not wait_gone(ref, 20):
             with contextlib.suppress(Exception):  # already gone, or not ours to kill any more
                 proc.kill()
-

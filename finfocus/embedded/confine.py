@@ -10,8 +10,18 @@ from pathlib import Path
 SIGNING_ISSUERS = ["ingest", "pricing", "anomaly", "forecast", "remediation", "cli", "api"]
 #: what a service process inherits from the supervisor's environment, and no more
 _SERVICE_ENV = (
-    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "VIRTUAL_ENV",
-    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "VIRTUAL_ENV",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
 )
 _SERVICE_ENV_PREFIXES = ("LC_", "PYTHON", "OTEL_", "FINFOCUS_", "VAULT_")
 #: services that talk to AWS themselves (S3 watch, cloud executors) get the AWS_* variables
@@ -48,4 +58,3 @@ def make_private_home(home: Path) -> None:
         (home / sub).chmod(0o700)
     for log in (home / "logs").glob("*.log"):
         log.chmod(0o600)
-

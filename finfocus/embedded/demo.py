@@ -120,15 +120,37 @@ def _console_login(cli: Cli) -> None:
         console.print("[yellow]note:[/yellow] the api service is not running: no web console")
         return
     password = secrets.token_urlsafe(12)
-    added = subprocess.run([sys.executable, "-m", "finfocus.cli", "user", "add", "demo", "--role", "admin",
-                            "--password-stdin"], env=cli.env, input=password + "\n", capture_output=True,
-                           text=True, timeout=60)
+    added = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "finfocus.cli",
+            "user",
+            "add",
+            "demo",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        env=cli.env,
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     console.print(f"Web console: [bold]{url}/[/bold]", highlight=False, soft_wrap=True)
     if added.returncode == 0:
-        console.print(f"log in as [bold]demo[/bold] with password [bold]{password}[/bold] (shown once; "
-                      "a re-run of the demo sets a new one)", highlight=False, soft_wrap=True)
+        console.print(
+            f"log in as [bold]demo[/bold] with password [bold]{password}[/bold] (shown once; "
+            "a re-run of the demo sets a new one)",
+            highlight=False,
+            soft_wrap=True,
+        )
     else:
-        console.print("create a login with `finfocus user add NAME --role admin --password-stdin`", highlight=False)
+        console.print(
+            "create a login with `finfocus user add NAME --role admin --password-stdin`",
+            highlight=False,
+        )
 
 
 def run_demo(settings: FinFocusSettings, *, wait_timeout: float = 180.0, days: int = 60) -> int:

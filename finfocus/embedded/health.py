@@ -181,5 +181,10 @@ def quiescent_moment(reports: dict[str, dict[str, Any] | None]) -> str | None:
         seconds = _timestamp(at)
         if seconds is None:
             return None
-        moments.append((seconds, at if isinstance(at, str) else datetime.fromtimestamp(seconds, UTC).isoformat()))
+        moments.append(
+            (
+                seconds,
+                at if isinstance(at, str) else datetime.fromtimestamp(seconds, UTC).isoformat(),
+            )
+        )
     return min(moments)[1] if moments else None

@@ -162,8 +162,21 @@ class EmbeddedPostgres:
 def _psql(port: int, password: str | None, sql: str, database: str = "postgres") -> str:
     extra = {"PGPASSWORD": password} if password else {}
     return subprocess.run(
-        [_bin("psql"), "-h", "127.0.0.1", "-p", str(port), "-U", SUPERUSER, "-d", database,
-         "-v", "ON_ERROR_STOP=1", "-tAc", sql],
+        [
+            _bin("psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            SUPERUSER,
+            "-d",
+            database,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-tAc",
+            sql,
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -201,8 +214,16 @@ def _initdb(data_dir: Path, password: str, run_as: dict) -> None:
     _own(pwfile)
     try:
         subprocess.run(
-            [_bin("initdb"), "-D", str(data_dir), "--auth=scram-sha-256", f"--pwfile={pwfile}",
-             "--encoding=utf8", "-U", SUPERUSER],
+            [
+                _bin("initdb"),
+                "-D",
+                str(data_dir),
+                "--auth=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "--encoding=utf8",
+                "-U",
+                SUPERUSER,
+            ],
             check=True,
             capture_output=True,
             env=server_environment(),
@@ -215,8 +236,19 @@ def _initdb(data_dir: Path, password: str, run_as: dict) -> None:
 
 def _pg_ctl_start(data_dir: Path, log_path: Path, port: int, run_as: dict) -> None:
     subprocess.run(
-        [_bin("pg_ctl"), "-D", str(data_dir), "-w", "-t", "30", "-l", str(log_path),
-         "-o", f"-h 127.0.0.1 -p {port} -k {data_dir}", "start"],
+        [
+            _bin("pg_ctl"),
+            "-D",
+            str(data_dir),
+            "-w",
+            "-t",
+            "30",
+            "-l",
+            str(log_path),
+            "-o",
+            f"-h 127.0.0.1 -p {port} -k {data_dir}",
+            "start",
+        ],
         check=True,
         capture_output=True,
         env=server_environment(),

@@ -48,9 +48,15 @@ def rule_files(extra: str | None = None) -> list[Path]:
         if not path.is_file():
             continue
         if promtool:
-            check = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
+            check = subprocess.run(
+                [promtool, "check", "rules", str(path)], capture_output=True, text=True
+            )
             if check.returncode != 0:
-                logger.warning("prometheus rules %s left out: %s", path, (check.stdout + check.stderr).strip()[-500:])
+                logger.warning(
+                    "prometheus rules %s left out: %s",
+                    path,
+                    (check.stdout + check.stderr).strip()[-500:],
+                )
                 continue
         chosen.append(path.resolve())
     return chosen
@@ -121,7 +127,10 @@ class EmbeddedPrometheus:
                     f"--web.listen-address=127.0.0.1:{self.port}",
                     "--storage.tsdb.retention.time=7d",
                 ],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         try:
             wait_for_port("127.0.0.1", self.port, timeout)
@@ -143,8 +152,14 @@ class EmbeddedPrometheus:
             if url:
                 self._urls[service] = url  # a dead service keeps its last target: up == 0
         self._write_targets()
-        if self.process is not None and not self.alive() and time.monotonic() - self._last_start > RESTART_BACKOFF:
-            logger.warning("embedded Prometheus exited with %s; starting it again", self.process.returncode)
+        if (
+            self.process is not None
+            and not self.alive()
+            and time.monotonic() - self._last_start > RESTART_BACKOFF
+        ):
+            logger.warning(
+                "embedded Prometheus exited with %s; starting it again", self.process.returncode
+            )
             try:
                 self.start()
             except Exception as exc:  # noqa: BLE001 - metrics are optional; the stack goes on

@@ -57,14 +57,22 @@ async def _give_schema(conn: asyncpg.Connection, schema: str, role: str) -> None
     as the superuser)."""
     await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {role}")
     await conn.execute(f"ALTER SCHEMA {schema} OWNER TO {role}")
-    kinds = {"r": "TABLE", "p": "TABLE", "f": "FOREIGN TABLE", "v": "VIEW",
-             "m": "MATERIALIZED VIEW", "S": "SEQUENCE"}
+    kinds = {
+        "r": "TABLE",
+        "p": "TABLE",
+        "f": "FOREIGN TABLE",
+        "v": "VIEW",
+        "m": "MATERIALIZED VIEW",
+        "S": "SEQUENCE",
+    }
     rows = await conn.fetch(
         """SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
            WHERE n.nspname = $1 AND c.relkind::text = ANY($2::text[])
              AND pg_get_userbyid(c.relowner) <> $3
            ORDER BY c.relkind = 'S'""",
-        schema, list(kinds), role,
+        schema,
+        list(kinds),
+        role,
     )
     for row in rows:
         # a sequence owned by a table refuses: it moved with its table
@@ -76,14 +84,16 @@ async def _give_schema(conn: asyncpg.Connection, schema: str, role: str) -> None
         """SELECT p.oid::regprocedure::text AS sig, p.prokind FROM pg_proc p
            JOIN pg_namespace n ON n.oid = p.pronamespace
            WHERE n.nspname = $1 AND pg_get_userbyid(p.proowner) <> $2""",
-        schema, role,
+        schema,
+        role,
     ):
         kind = "PROCEDURE" if row["prokind"] == "p" else "FUNCTION"
         await conn.execute(f"ALTER {kind} {row['sig']} OWNER TO {role}")
     for row in await conn.fetch(
         """SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
            WHERE n.nspname = $1 AND t.typtype IN ('e', 'd') AND pg_get_userbyid(t.typowner) <> $2""",
-        schema, role,
+        schema,
+        role,
     ):
         await conn.execute(f'ALTER TYPE {schema}."{row["typname"]}" OWNER TO {role}')
 
@@ -101,9 +111,7 @@ async def provision_async(admin_url: str, home: Path, services: tuple[str, ...])
             await conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
             for role, password in passwords.items():
                 await _login_role(conn, role, password)
-            await conn.execute(
-                f"ALTER ROLE {READER_ROLE} SET default_transaction_read_only = on"
-            )
+            await conn.execute(f"ALTER ROLE {READER_ROLE} SET default_transaction_read_only = on")
             for service in services:
                 await _give_schema(conn, service, service_role(service))
                 await conn.execute(f"GRANT USAGE ON SCHEMA {service} TO {READER_ROLE}")

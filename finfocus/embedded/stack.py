@@ -277,7 +277,9 @@ class EmbeddedStack:
         return {
             "raw_billing_caught_up_at": self._raw_billing_caught_up_at,
             "raw_billing_reported_at": (report or {}).get("updated_at") if consumers else None,
-            "raw_billing_committed": {str(c.get("partition")): c.get("committed") for c in consumers},
+            "raw_billing_committed": {
+                str(c.get("partition")): c.get("committed") for c in consumers
+            },
             "raw_billing_unconsumed": sum(int(c.get("lag") or 0) for c in consumers)
             if consumers
             else None,
@@ -305,7 +307,10 @@ class EmbeddedStack:
         # re-published yet is still missing downstream.
         pending = self.state.get("recovery_pending")
         since = (
-            (pending or {}).get("since") or self.state.get("quiescent_at") or previous_start or crashed_at
+            (pending or {}).get("since")
+            or self.state.get("quiescent_at")
+            or previous_start
+            or crashed_at
         )
         logger.error(
             "embedded broker exited with %s; stopping the services, restarting it on port %d",
@@ -324,8 +329,14 @@ class EmbeddedStack:
             self.state["broker_recover_since"] = since
             self.state["recovery_pending"] = {"epoch": epoch, "since": since}
             self.state.setdefault("broker_restarts", []).append(
-                {"at": crashed_at, "epoch": epoch, "previous_start": previous_start,
-                 "recover_since": since, "quiescent_at": self.state.get("quiescent_at"), **position}
+                {
+                    "at": crashed_at,
+                    "epoch": epoch,
+                    "previous_start": previous_start,
+                    "recover_since": since,
+                    "quiescent_at": self.state.get("quiescent_at"),
+                    **position,
+                }
             )
             self._save()
             logger.warning("broker epoch %d: the services start again on an empty log", epoch)
@@ -389,8 +400,13 @@ class EmbeddedStack:
         deadline = time.monotonic() + 30
         while True:
             try:
-                asyncio.run(ensure_topics(self.state["kafka_bootstrap"], self.settings.partitions,
-                                          configs=self.settings.topic_configs()))
+                asyncio.run(
+                    ensure_topics(
+                        self.state["kafka_bootstrap"],
+                        self.settings.partitions,
+                        configs=self.settings.topic_configs(),
+                    )
+                )
                 return
             except Exception as exc:  # noqa: BLE001 - broker still starting: retry, then report
                 if time.monotonic() > deadline:
@@ -460,7 +476,9 @@ class EmbeddedStack:
             wanted = int(env.get("FINFOCUS_API_PORT") or 8770)
             port = wanted if wanted and _port_free(host, wanted) else free_port(host)
             self.state["api_port"] = port
-            self.state["api_url"] = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+            self.state["api_url"] = (
+                f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+            )
         extra = {"FINFOCUS_API_HOST": host, "FINFOCUS_API_PORT": str(port)}
         if self._reader_url:
             extra["FINFOCUS_READER_DATABASE_URL"] = self._reader_url
@@ -625,12 +643,16 @@ class EmbeddedStack:
 
             conn = await asyncpg.connect(self._reader_url, timeout=2)
             try:
-                if not await conn.fetchval("SELECT to_regclass('pricing.v_recoveries') IS NOT NULL"):
+                if not await conn.fetchval(
+                    "SELECT to_regclass('pricing.v_recoveries') IS NOT NULL"
+                ):
                     return False
-                return bool(await conn.fetchval(
-                    "SELECT true FROM pricing.v_recoveries WHERE epoch = $1 AND state = 'completed'",
-                    str(epoch),
-                ))
+                return bool(
+                    await conn.fetchval(
+                        "SELECT true FROM pricing.v_recoveries WHERE epoch = $1 AND state = 'completed'",
+                        str(epoch),
+                    )
+                )
             finally:
                 await conn.close()
 
@@ -806,9 +828,7 @@ def broker_status(state: dict[str, Any]) -> dict[str, Any]:
     for entry in state.get("broker_restarts") or []:
         # from the last moment pricing had consumed all of raw-billing (else the broker's
         # start) to the crash: rows published straight onto the topic then may be gone
-        since = (
-            entry.get("raw_billing_caught_up_at") or entry.get("previous_start") or "its start"
-        )
+        since = entry.get("raw_billing_caught_up_at") or entry.get("previous_start") or "its start"
         waiting = entry.get("raw_billing_unconsumed")
         reported = entry.get("raw_billing_reported_at")
         lost = (
@@ -824,8 +844,9 @@ def broker_status(state: dict[str, Any]) -> dict[str, Any]:
                 else ""
             )
         )
-        restarts.append({**entry, "unrecoverable_from": since, "unrecoverable_to": entry["at"],
-                         "lost": lost})
+        restarts.append(
+            {**entry, "unrecoverable_from": since, "unrecoverable_to": entry["at"], "lost": lost}
+        )
     return {
         "owned": bool(state.get("kafka_owned")),
         "epoch": state.get("broker_epoch"),
@@ -857,7 +878,11 @@ def start_detached(
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "finfocus.cli", "up"]
-            + (["--replicas", ",".join(f"{k}={v}" for k, v in replicas.items())] if replicas else [])
+            + (
+                ["--replicas", ",".join(f"{k}={v}" for k, v in replicas.items())]
+                if replicas
+                else []
+            )
             + (["--only", ",".join(services)] if services else []),
             stdout=log,
             stderr=subprocess.STDOUT,

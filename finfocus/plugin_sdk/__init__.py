@@ -103,7 +103,9 @@ class Plugin:
         monthly = spec.unit_price * quantity * (HOURS_PER_MONTH if hourly else 1)
         return Projected(spec.unit_price, monthly, spec.unit, spec.currency, spec.description)
 
-    def actual_cost(self, resource_id: str, start: str, end: str, attributes: dict[str, str]) -> list[ActualCost]:
+    def actual_cost(
+        self, resource_id: str, start: str, end: str, attributes: dict[str, str]
+    ) -> list[ActualCost]:
         return []
 
 
@@ -118,13 +120,21 @@ def _servicer(plugin: Plugin):
 
     def resource(msg) -> Resource:
         return Resource(
-            provider=msg.provider, service=msg.service, resource_type=msg.resource_type, sku=msg.sku,
-            region=msg.region, unit=msg.unit, currency=msg.currency, attributes=dict(msg.attributes),
+            provider=msg.provider,
+            service=msg.service,
+            resource_type=msg.resource_type,
+            sku=msg.sku,
+            region=msg.region,
+            unit=msg.unit,
+            currency=msg.currency,
+            attributes=dict(msg.attributes),
         )
 
     class Servicer(rpc.PricingPluginServicer):
         async def Name(self, request, context):
-            return pb.NameResponse(name=plugin.name, version=plugin.version, protocol_version=PROTOCOL_VERSION)
+            return pb.NameResponse(
+                name=plugin.name, version=plugin.version, protocol_version=PROTOCOL_VERSION
+            )
 
         async def Supports(self, request, context):
             ok, reason = plugin.supports(resource(request))
@@ -135,18 +145,29 @@ def _servicer(plugin: Plugin):
             if got is None:
                 return pb.ProjectedCostResponse(found=False)
             return pb.ProjectedCostResponse(
-                found=True, unit_price=_text(got.unit_price), currency=got.currency, unit=got.unit,
-                cost_per_month=_text(got.cost_per_month), detail=got.detail,
+                found=True,
+                unit_price=_text(got.unit_price),
+                currency=got.currency,
+                unit=got.unit,
+                cost_per_month=_text(got.cost_per_month),
+                detail=got.detail,
             )
 
         async def GetActualCost(self, request, context):
-            rows = plugin.actual_cost(request.resource_id, request.start, request.end, dict(request.attributes))
+            rows = plugin.actual_cost(
+                request.resource_id, request.start, request.end, dict(request.attributes)
+            )
             return pb.ActualCostResponse(
                 results=[
                     pb.ActualCostResult(
-                        start=r.start, end=r.end, cost=_text(r.cost), currency=r.currency,
+                        start=r.start,
+                        end=r.end,
+                        cost=_text(r.cost),
+                        currency=r.currency,
                         usage_amount="" if r.usage_amount is None else _text(r.usage_amount),
-                        usage_unit=r.usage_unit, source=r.source, labels=r.labels,
+                        usage_unit=r.usage_unit,
+                        source=r.source,
+                        labels=r.labels,
                     )
                     for r in rows
                 ]
@@ -156,9 +177,16 @@ def _servicer(plugin: Plugin):
             return pb.PricingSpecResponse(
                 specs=[
                     pb.PricingSpec(
-                        provider=s.provider, service=s.service, sku=s.sku, region=s.region, unit=s.unit,
-                        unit_price=_text(s.unit_price), currency=s.currency, billing_mode=s.billing_mode,
-                        effective_date=s.effective_date, description=s.description,
+                        provider=s.provider,
+                        service=s.service,
+                        sku=s.sku,
+                        region=s.region,
+                        unit=s.unit,
+                        unit_price=_text(s.unit_price),
+                        currency=s.currency,
+                        billing_mode=s.billing_mode,
+                        effective_date=s.effective_date,
+                        description=s.description,
                     )
                     for s in plugin.pricing_spec(resource(request))
                 ]

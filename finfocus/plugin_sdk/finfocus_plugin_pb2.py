@@ -5,65 +5,62 @@
 # source: finfocus_plugin.proto
 # Protobuf Python Version: 7.35.1
 """Generated protocol buffer code."""
+
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import runtime_version as _runtime_version
 from google.protobuf import symbol_database as _symbol_database
 from google.protobuf.internal import builder as _builder
+
 _runtime_version.ValidateProtobufRuntimeVersion(
-    _runtime_version.Domain.PUBLIC,
-    7,
-    35,
-    1,
-    '',
-    'finfocus_plugin.proto'
+    _runtime_version.Domain.PUBLIC, 7, 35, 1, "", "finfocus_plugin.proto"
 )
 # @@protoc_insertion_point(imports)
 
 _sym_db = _symbol_database.Default()
 
 
-
-
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66infocus_plugin.proto\x12\x12\x66infocus.plugin.v1\"\r\n\x0bNameRequest\"G\n\x0cNameResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x18\n\x10protocol_version\x18\x03 \x01(\r\"\x8a\x02\n\x12ResourceDescriptor\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x15\n\rresource_type\x18\x03 \x01(\t\x12\x0b\n\x03sku\x18\x04 \x01(\t\x12\x0e\n\x06region\x18\x05 \x01(\t\x12\x0c\n\x04unit\x18\x06 \x01(\t\x12\x10\n\x08\x63urrency\x18\x07 \x01(\t\x12J\n\nattributes\x18\x08 \x03(\x0b\x32\x36.finfocus.plugin.v1.ResourceDescriptor.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"5\n\x10SupportsResponse\x12\x11\n\tsupported\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x82\x01\n\x15ProjectedCostResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x12\n\nunit_price\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\x16\n\x0e\x63ost_per_month\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t\"\xc2\x01\n\x11\x41\x63tualCostRequest\x12\x13\n\x0bresource_id\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\t\x12\x0b\n\x03\x65nd\x18\x03 \x01(\t\x12I\n\nattributes\x18\x04 \x03(\x0b\x32\x35.finfocus.plugin.v1.ActualCostRequest.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf9\x01\n\x10\x41\x63tualCostResult\x12\r\n\x05start\x18\x01 \x01(\t\x12\x0b\n\x03\x65nd\x18\x02 \x01(\t\x12\x0c\n\x04\x63ost\x18\x03 \x01(\t\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x14\n\x0cusage_amount\x18\x05 \x01(\t\x12\x12\n\nusage_unit\x18\x06 \x01(\t\x12\x0e\n\x06source\x18\x07 \x01(\t\x12@\n\x06labels\x18\x08 \x03(\x0b\x32\x30.finfocus.plugin.v1.ActualCostResult.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"K\n\x12\x41\x63tualCostResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.finfocus.plugin.v1.ActualCostResult\"\xc4\x01\n\x0bPricingSpec\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x0b\n\x03sku\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x0c\n\x04unit\x18\x05 \x01(\t\x12\x12\n\nunit_price\x18\x06 \x01(\t\x12\x10\n\x08\x63urrency\x18\x07 \x01(\t\x12\x14\n\x0c\x62illing_mode\x18\x08 \x01(\t\x12\x16\n\x0e\x65\x66\x66\x65\x63tive_date\x18\t \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\n \x01(\t\"E\n\x13PricingSpecResponse\x12.\n\x05specs\x18\x01 \x03(\x0b\x32\x1f.finfocus.plugin.v1.PricingSpec2\xde\x03\n\rPricingPlugin\x12I\n\x04Name\x12\x1f.finfocus.plugin.v1.NameRequest\x1a .finfocus.plugin.v1.NameResponse\x12X\n\x08Supports\x12&.finfocus.plugin.v1.ResourceDescriptor\x1a$.finfocus.plugin.v1.SupportsResponse\x12\x65\n\x10GetProjectedCost\x12&.finfocus.plugin.v1.ResourceDescriptor\x1a).finfocus.plugin.v1.ProjectedCostResponse\x12^\n\rGetActualCost\x12%.finfocus.plugin.v1.ActualCostRequest\x1a&.finfocus.plugin.v1.ActualCostResponse\x12\x61\n\x0eGetPricingSpec\x12&.finfocus.plugin.v1.ResourceDescriptor\x1a\'.finfocus.plugin.v1.PricingSpecResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(
+    b'\n\x15\x66infocus_plugin.proto\x12\x12\x66infocus.plugin.v1"\r\n\x0bNameRequest"G\n\x0cNameResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x18\n\x10protocol_version\x18\x03 \x01(\r"\x8a\x02\n\x12ResourceDescriptor\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x15\n\rresource_type\x18\x03 \x01(\t\x12\x0b\n\x03sku\x18\x04 \x01(\t\x12\x0e\n\x06region\x18\x05 \x01(\t\x12\x0c\n\x04unit\x18\x06 \x01(\t\x12\x10\n\x08\x63urrency\x18\x07 \x01(\t\x12J\n\nattributes\x18\x08 \x03(\x0b\x32\x36.finfocus.plugin.v1.ResourceDescriptor.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01"5\n\x10SupportsResponse\x12\x11\n\tsupported\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t"\x82\x01\n\x15ProjectedCostResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x12\n\nunit_price\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\x16\n\x0e\x63ost_per_month\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t"\xc2\x01\n\x11\x41\x63tualCostRequest\x12\x13\n\x0bresource_id\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\t\x12\x0b\n\x03\x65nd\x18\x03 \x01(\t\x12I\n\nattributes\x18\x04 \x03(\x0b\x32\x35.finfocus.plugin.v1.ActualCostRequest.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01"\xf9\x01\n\x10\x41\x63tualCostResult\x12\r\n\x05start\x18\x01 \x01(\t\x12\x0b\n\x03\x65nd\x18\x02 \x01(\t\x12\x0c\n\x04\x63ost\x18\x03 \x01(\t\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x14\n\x0cusage_amount\x18\x05 \x01(\t\x12\x12\n\nusage_unit\x18\x06 \x01(\t\x12\x0e\n\x06source\x18\x07 \x01(\t\x12@\n\x06labels\x18\x08 \x03(\x0b\x32\x30.finfocus.plugin.v1.ActualCostResult.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01"K\n\x12\x41\x63tualCostResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.finfocus.plugin.v1.ActualCostResult"\xc4\x01\n\x0bPricingSpec\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x0b\n\x03sku\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x0c\n\x04unit\x18\x05 \x01(\t\x12\x12\n\nunit_price\x18\x06 \x01(\t\x12\x10\n\x08\x63urrency\x18\x07 \x01(\t\x12\x14\n\x0c\x62illing_mode\x18\x08 \x01(\t\x12\x16\n\x0e\x65\x66\x66\x65\x63tive_date\x18\t \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\n \x01(\t"E\n\x13PricingSpecResponse\x12.\n\x05specs\x18\x01 \x03(\x0b\x32\x1f.finfocus.plugin.v1.PricingSpec2\xde\x03\n\rPricingPlugin\x12I\n\x04Name\x12\x1f.finfocus.plugin.v1.NameRequest\x1a .finfocus.plugin.v1.NameResponse\x12X\n\x08Supports\x12&.finfocus.plugin.v1.ResourceDescriptor\x1a$.finfocus.plugin.v1.SupportsResponse\x12\x65\n\x10GetProjectedCost\x12&.finfocus.plugin.v1.ResourceDescriptor\x1a).finfocus.plugin.v1.ProjectedCostResponse\x12^\n\rGetActualCost\x12%.finfocus.plugin.v1.ActualCostRequest\x1a&.finfocus.plugin.v1.ActualCostResponse\x12\x61\n\x0eGetPricingSpec\x12&.finfocus.plugin.v1.ResourceDescriptor\x1a\'.finfocus.plugin.v1.PricingSpecResponseb\x06proto3'
+)
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'finfocus_plugin_pb2', _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, "finfocus_plugin_pb2", _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_RESOURCEDESCRIPTOR_ATTRIBUTESENTRY']._loaded_options = None
-  _globals['_RESOURCEDESCRIPTOR_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_ACTUALCOSTREQUEST_ATTRIBUTESENTRY']._loaded_options = None
-  _globals['_ACTUALCOSTREQUEST_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_ACTUALCOSTRESULT_LABELSENTRY']._loaded_options = None
-  _globals['_ACTUALCOSTRESULT_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_NAMEREQUEST']._serialized_start=45
-  _globals['_NAMEREQUEST']._serialized_end=58
-  _globals['_NAMERESPONSE']._serialized_start=60
-  _globals['_NAMERESPONSE']._serialized_end=131
-  _globals['_RESOURCEDESCRIPTOR']._serialized_start=134
-  _globals['_RESOURCEDESCRIPTOR']._serialized_end=400
-  _globals['_RESOURCEDESCRIPTOR_ATTRIBUTESENTRY']._serialized_start=351
-  _globals['_RESOURCEDESCRIPTOR_ATTRIBUTESENTRY']._serialized_end=400
-  _globals['_SUPPORTSRESPONSE']._serialized_start=402
-  _globals['_SUPPORTSRESPONSE']._serialized_end=455
-  _globals['_PROJECTEDCOSTRESPONSE']._serialized_start=458
-  _globals['_PROJECTEDCOSTRESPONSE']._serialized_end=588
-  _globals['_ACTUALCOSTREQUEST']._serialized_start=591
-  _globals['_ACTUALCOSTREQUEST']._serialized_end=785
-  _globals['_ACTUALCOSTREQUEST_ATTRIBUTESENTRY']._serialized_start=351
-  _globals['_ACTUALCOSTREQUEST_ATTRIBUTESENTRY']._serialized_end=400
-  _globals['_ACTUALCOSTRESULT']._serialized_start=788
-  _globals['_ACTUALCOSTRESULT']._serialized_end=1037
-  _globals['_ACTUALCOSTRESULT_LABELSENTRY']._serialized_start=992
-  _globals['_ACTUALCOSTRESULT_LABELSENTRY']._serialized_end=1037
-  _globals['_ACTUALCOSTRESPONSE']._serialized_start=1039
-  _globals['_ACTUALCOSTRESPONSE']._serialized_end=1114
-  _globals['_PRICINGSPEC']._serialized_start=1117
-  _globals['_PRICINGSPEC']._serialized_end=1313
-  _globals['_PRICINGSPECRESPONSE']._serialized_start=1315
-  _globals['_PRICINGSPECRESPONSE']._serialized_end=1384
-  _globals['_PRICINGPLUGIN']._serialized_start=1387
-  _globals['_PRICINGPLUGIN']._serialized_end=1865
+    DESCRIPTOR._loaded_options = None
+    _globals["_RESOURCEDESCRIPTOR_ATTRIBUTESENTRY"]._loaded_options = None
+    _globals["_RESOURCEDESCRIPTOR_ATTRIBUTESENTRY"]._serialized_options = b"8\001"
+    _globals["_ACTUALCOSTREQUEST_ATTRIBUTESENTRY"]._loaded_options = None
+    _globals["_ACTUALCOSTREQUEST_ATTRIBUTESENTRY"]._serialized_options = b"8\001"
+    _globals["_ACTUALCOSTRESULT_LABELSENTRY"]._loaded_options = None
+    _globals["_ACTUALCOSTRESULT_LABELSENTRY"]._serialized_options = b"8\001"
+    _globals["_NAMEREQUEST"]._serialized_start = 45
+    _globals["_NAMEREQUEST"]._serialized_end = 58
+    _globals["_NAMERESPONSE"]._serialized_start = 60
+    _globals["_NAMERESPONSE"]._serialized_end = 131
+    _globals["_RESOURCEDESCRIPTOR"]._serialized_start = 134
+    _globals["_RESOURCEDESCRIPTOR"]._serialized_end = 400
+    _globals["_RESOURCEDESCRIPTOR_ATTRIBUTESENTRY"]._serialized_start = 351
+    _globals["_RESOURCEDESCRIPTOR_ATTRIBUTESENTRY"]._serialized_end = 400
+    _globals["_SUPPORTSRESPONSE"]._serialized_start = 402
+    _globals["_SUPPORTSRESPONSE"]._serialized_end = 455
+    _globals["_PROJECTEDCOSTRESPONSE"]._serialized_start = 458
+    _globals["_PROJECTEDCOSTRESPONSE"]._serialized_end = 588
+    _globals["_ACTUALCOSTREQUEST"]._serialized_start = 591
+    _globals["_ACTUALCOSTREQUEST"]._serialized_end = 785
+    _globals["_ACTUALCOSTREQUEST_ATTRIBUTESENTRY"]._serialized_start = 351
+    _globals["_ACTUALCOSTREQUEST_ATTRIBUTESENTRY"]._serialized_end = 400
+    _globals["_ACTUALCOSTRESULT"]._serialized_start = 788
+    _globals["_ACTUALCOSTRESULT"]._serialized_end = 1037
+    _globals["_ACTUALCOSTRESULT_LABELSENTRY"]._serialized_start = 992
+    _globals["_ACTUALCOSTRESULT_LABELSENTRY"]._serialized_end = 1037
+    _globals["_ACTUALCOSTRESPONSE"]._serialized_start = 1039
+    _globals["_ACTUALCOSTRESPONSE"]._serialized_end = 1114
+    _globals["_PRICINGSPEC"]._serialized_start = 1117
+    _globals["_PRICINGSPEC"]._serialized_end = 1313
+    _globals["_PRICINGSPECRESPONSE"]._serialized_start = 1315
+    _globals["_PRICINGSPECRESPONSE"]._serialized_end = 1384
+    _globals["_PRICINGPLUGIN"]._serialized_start = 1387
+    _globals["_PRICINGPLUGIN"]._serialized_end = 1865
 # @@protoc_insertion_point(module_scope)

@@ -35,11 +35,13 @@ def expand_severities(severity: list[str] | None) -> list[str]:
             s = s.rstrip("+")
             if s not in SEVERITIES:
                 raise ValueError(f"{s!r}: use one of {', '.join(SEVERITIES)} (or e.g. high+)")
-            out += list(SEVERITIES[SEVERITIES.index(s):]) if at_least else [s]
+            out += list(SEVERITIES[SEVERITIES.index(s) :]) if at_least else [s]
     return sorted(set(out), key=SEVERITIES.index)
 
 
-def list_query(since: datetime | None, severities: list[str], statuses: list[str]) -> tuple[str, list]:
+def list_query(
+    since: datetime | None, severities: list[str], statuses: list[str]
+) -> tuple[str, list]:
     """SQL over the view: anomalies whose window ends after `since`, most impact first."""
     conds: list[str] = []
     params: list[object] = []
@@ -53,10 +55,15 @@ def list_query(since: datetime | None, severities: list[str], statuses: list[str
         params.append(statuses)
         conds.append(f"status = ANY(${len(params)}::text[])")
     where = f"WHERE {' AND '.join(conds)}" if conds else ""
-    return f"SELECT record FROM {VIEW} {where} ORDER BY window_start DESC, impact DESC, anomaly_id", params
+    return (
+        f"SELECT record FROM {VIEW} {where} ORDER BY window_start DESC, impact DESC, anomaly_id",
+        params,
+    )
 
 
-async def anomalies(conn, since: datetime | None, severities: list[str], statuses: list[str]) -> list[dict]:
+async def anomalies(
+    conn, since: datetime | None, severities: list[str], statuses: list[str]
+) -> list[dict]:
     """The anomaly records (`{"anomalies": [...]}` of the CLI and the api), on an open connection."""
     sql, params = list_query(since, severities, statuses)
     return [r["record"] for r in await conn.fetch(sql, *params)]

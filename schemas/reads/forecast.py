@@ -19,9 +19,13 @@ def parse_group_by(text: str) -> list[str]:
     keys = [k.strip() for k in text.split(",") if k.strip()]
     for k in keys:
         if k in ("daily", "monthly"):
-            raise ValueError(f"--group-by {k}: forecasts are daily already; group by dimensions only")
+            raise ValueError(
+                f"--group-by {k}: forecasts are daily already; group by dimensions only"
+            )
         if k not in GROUP_KEYS and not (k.startswith("tag:") and len(k) > 4):
-            raise ValueError(f"unknown --group-by key {k!r}: use {', '.join(GROUP_KEYS)} or tag:KEY")
+            raise ValueError(
+                f"unknown --group-by key {k!r}: use {', '.join(GROUP_KEYS)} or tag:KEY"
+            )
     if len(set(keys)) != len(keys):
         raise ValueError("--group-by names a key twice")
     return keys
@@ -44,7 +48,9 @@ def dims_id(keys) -> str:
     return ",".join(sorted(keys))
 
 
-def combine(group_by: list[str], filters: dict[str, str], rows: list[dict], horizon: int) -> list[dict]:
+def combine(
+    group_by: list[str], filters: dict[str, str], rows: list[dict], horizon: int
+) -> list[dict]:
     """Stored series rows (one per point) -> forecasts of the requested groups.
 
     When a filter names a key that is not grouped on, the matching finer series are added up:
@@ -57,8 +63,13 @@ def combine(group_by: list[str], filters: dict[str, str], rows: list[dict], hori
             continue
         s = series.setdefault(
             r["series_key"],
-            {"group": group, "currency": r["currency"], "model": r["model"],
-             "trained_through": r["trained_through"], "points": []},
+            {
+                "group": group,
+                "currency": r["currency"],
+                "model": r["model"],
+                "trained_through": r["trained_through"],
+                "points": [],
+            },
         )
         s["points"].append(r)
     out: dict[tuple, dict] = {}
@@ -66,20 +77,30 @@ def combine(group_by: list[str], filters: dict[str, str], rows: list[dict], hori
         gkey = (tuple(s["group"].get(k) for k in group_by), s["currency"])
         target = out.setdefault(
             gkey,
-            {"group": {k: s["group"].get(k) for k in group_by}, "currency": s["currency"],
-             "models": [], "trained_through": s["trained_through"], "parts": []},
+            {
+                "group": {k: s["group"].get(k) for k in group_by},
+                "currency": s["currency"],
+                "models": [],
+                "trained_through": s["trained_through"],
+                "parts": [],
+            },
         )
         target["models"].append(s["model"])
         target["trained_through"] = min(target["trained_through"], s["trained_through"])
         target["parts"].append(s["points"])
     results = []
-    for (_, currency), t in sorted(out.items(), key=lambda kv: tuple(str(x) for x in kv[0][0]) + (kv[0][1],)):
+    for (_, currency), t in sorted(
+        out.items(), key=lambda kv: tuple(str(x) for x in kv[0][0]) + (kv[0][1],)
+    ):
         days: dict[date, dict] = {}
         for part in t["parts"]:
             for p in part:
                 if p["day"] <= t["trained_through"]:
                     continue
-                d = days.setdefault(p["day"], {"mean": Decimal(0), "lo_80": 0.0, "hi_80": 0.0, "lo_95": 0.0, "hi_95": 0.0})
+                d = days.setdefault(
+                    p["day"],
+                    {"mean": Decimal(0), "lo_80": 0.0, "hi_80": 0.0, "lo_95": 0.0, "hi_95": 0.0},
+                )
                 d["mean"] += p["mean"]
                 for b in BANDS:
                     d[b] += float(p[b] - p["mean"]) ** 2
@@ -118,7 +139,9 @@ async def forecasts(conn, group_by: list[str], filters: dict[str, str], horizon:
     dimension set that holds every requested key (LookupError: none; HorizonError: beyond the
     stored days; NoMatch: filters matching no series)."""
     wanted = set(group_by) | set(filters)
-    available = [r["dims"] for r in await conn.fetch("SELECT DISTINCT dims FROM forecast.v_forecasts")]
+    available = [
+        r["dims"] for r in await conn.fetch("SELECT DISTINCT dims FROM forecast.v_forecasts")
+    ]
     exact = dims_id(wanted)
     if exact in available:
         chosen = exact

@@ -72,7 +72,9 @@ def parse_group_by(text: str | None) -> list[str]:
                 raise UsageError("--group-by tag: needs a tag key, e.g. tag:team")
         elif name not in DIMENSIONS and name not in BUCKETS:
             allowed = ", ".join([*DIMENSIONS, *BUCKETS, "tag:KEY"])
-            raise UsageError(f"unknown --group-by {name!r}; use a comma-separated list of {allowed}")
+            raise UsageError(
+                f"unknown --group-by {name!r}; use a comma-separated list of {allowed}"
+            )
         if name not in names:
             names.append(name)
     return names
@@ -100,7 +102,9 @@ def parse_filter(text: str) -> Filter:
         if not key[4:]:
             raise UsageError(f"--filter {text!r}: tag: needs a key")
     elif key not in DIMENSIONS:
-        raise UsageError(f"unknown --filter key {key!r}; use one of {', '.join(DIMENSIONS)} or tag:KEY")
+        raise UsageError(
+            f"unknown --filter key {key!r}; use one of {', '.join(DIMENSIONS)} or tag:KEY"
+        )
     return Filter(key, canonical(key, value), negate)
 
 
@@ -113,7 +117,9 @@ def parse_when(text: str | None, option: str) -> datetime | None:
             return datetime.combine(date.fromisoformat(text), time(), tzinfo=UTC)
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"{option} {text!r} is not a date (YYYY-MM-DD) or an RFC 3339 time") from None
+        raise UsageError(
+            f"{option} {text!r} is not a date (YYYY-MM-DD) or an RFC 3339 time"
+        ) from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
@@ -123,7 +129,9 @@ def expression(name: str, q: Query) -> str:
     return DIMENSIONS.get(name) or BUCKETS[name]
 
 
-def where_clause(q: Query, start: datetime | None, end: datetime | None, filters: list[Filter]) -> str:
+def where_clause(
+    q: Query, start: datetime | None, end: datetime | None, filters: list[Filter]
+) -> str:
     """`WHERE` over the half-open window [start, end) on charge_period_start and the filters:
     equal filters on one key are alternatives (OR), everything else must all hold (AND).
     Values compare case-insensitively (`provider=aws` is `AWS`, see `schemas.reads.vocab`)."""
@@ -135,7 +143,9 @@ def where_clause(q: Query, start: datetime | None, end: datetime | None, filters
     equal: dict[str, list[str]] = {}
     for f in filters:
         if f.negate:
-            conds.append(f"lower({expression(f.key, q)}) IS DISTINCT FROM {q.bind(f.value.casefold())}::text")
+            conds.append(
+                f"lower({expression(f.key, q)}) IS DISTINCT FROM {q.bind(f.value.casefold())}::text"
+            )
         else:
             equal.setdefault(f.key, []).append(f.value.casefold())
     for key, values in equal.items():
@@ -144,7 +154,11 @@ def where_clause(q: Query, start: datetime | None, end: datetime | None, filters
 
 
 def actual_queries(
-    group_by: list[str], metric: str, start: datetime | None, end: datetime | None, filters: list[Filter]
+    group_by: list[str],
+    metric: str,
+    start: datetime | None,
+    end: datetime | None,
+    filters: list[Filter],
 ) -> tuple[tuple[str, list[Any]], tuple[str, list[Any]]]:
     """(grouped results query, per-currency totals query), both parameterised."""
     column = METRICS[metric]
@@ -170,14 +184,22 @@ def money(value: Decimal | None) -> str:
     return format(value if value is not None else Decimal(0), "f")
 
 
-def summary_of(totals: list[dict], start: datetime | None, end: datetime | None, metric: str, group_by: list[str]) -> dict:
+def summary_of(
+    totals: list[dict],
+    start: datetime | None,
+    end: datetime | None,
+    metric: str,
+    group_by: list[str],
+) -> dict:
     """The summary: one currency -> totalCost/currency; several -> totals (never added)."""
     summary: dict[str, Any] = {}
     if len(totals) <= 1:
         summary["totalCost"] = money(totals[0]["cost"] if totals else None)
         summary["currency"] = totals[0]["currency"] if totals else None
     else:
-        summary["totals"] = [{"currency": t["currency"], "totalCost": money(t["cost"])} for t in totals]
+        summary["totals"] = [
+            {"currency": t["currency"], "totalCost": money(t["cost"])} for t in totals
+        ]
     summary["from"] = start.isoformat().replace("+00:00", "Z") if start else None
     summary["to"] = end.isoformat().replace("+00:00", "Z") if end else None
     summary["metric"] = metric

@@ -12,7 +12,9 @@ async def recommendations(conn, state: str | None, rec_type: str | None) -> list
     rows = await conn.fetch(
         "SELECT * FROM remediation.v_recommendations WHERE ($1::text IS NULL OR state = $1) "
         "AND ($2::text IS NULL OR type = $2) ORDER BY estimated_monthly_savings DESC, recommendation_id",
-        state, rec_type)
+        state,
+        rec_type,
+    )
     return [dict(r) for r in rows]
 
 
@@ -20,15 +22,22 @@ def recommendation_totals(rows: list[dict]) -> list[dict]:
     """Estimated monthly savings per currency; the CLI and the api answer the same."""
     totals: dict[str, Decimal] = {}
     for r in rows:
-        totals[r["currency"]] = totals.get(r["currency"], Decimal(0)) + (r["estimated_monthly_savings"] or 0)
+        totals[r["currency"]] = totals.get(r["currency"], Decimal(0)) + (
+            r["estimated_monthly_savings"] or 0
+        )
     # snake_case like every event (docs/cli.md); the camelCase key is kept for one release
-    return [{"currency": c, "estimated_monthly_savings": t, "estimatedMonthlySavings": t}
-            for c, t in sorted(totals.items())]
+    return [
+        {"currency": c, "estimated_monthly_savings": t, "estimatedMonthlySavings": t}
+        for c, t in sorted(totals.items())
+    ]
 
 
 async def savings(conn) -> list[dict]:
     """Executed actions with their expected and realised monthly savings, oldest first."""
-    return [dict(r) for r in await conn.fetch("SELECT * FROM remediation.v_savings ORDER BY executed_at")]
+    return [
+        dict(r)
+        for r in await conn.fetch("SELECT * FROM remediation.v_savings ORDER BY executed_at")
+    ]
 
 
 SAVINGS_KEYS = {"playbook": "playbook", "account": "account_id", "action": "action"}
@@ -39,9 +48,17 @@ def savings_groups(rows: list[dict], by: list[str]) -> list[dict]:
     groups: dict[tuple, dict] = {}
     for r in rows:
         key = tuple(r[SAVINGS_KEYS[k]] for k in by) + (r["currency"],)
-        g = groups.setdefault(key, {"group": {k: r[SAVINGS_KEYS[k]] for k in by}, "currency": r["currency"],
-                                    "actions": 0, "expected_monthly": Decimal(0), "realised_monthly": Decimal(0),
-                                    "measured": 0})
+        g = groups.setdefault(
+            key,
+            {
+                "group": {k: r[SAVINGS_KEYS[k]] for k in by},
+                "currency": r["currency"],
+                "actions": 0,
+                "expected_monthly": Decimal(0),
+                "realised_monthly": Decimal(0),
+                "measured": 0,
+            },
+        )
         g["actions"] += 1
         g["expected_monthly"] += r["expected_monthly"] or Decimal(0)
         if r["realised_monthly"] is not None:
@@ -55,6 +72,13 @@ def savings_groups(rows: list[dict], by: list[str]) -> list[dict]:
 
 def savings_totals(rows: list[dict]) -> list[dict]:
     """Expected and realised monthly savings per currency; the CLI and the api answer the same."""
-    return [{"currency": g["currency"], "expected_monthly": g["expected_monthly"],
-             "realised_monthly": g["realised_monthly"], "expectedMonthly": g["expected_monthly"],
-             "realisedMonthly": g["realised_monthly"]} for g in savings_groups(rows, [])]
+    return [
+        {
+            "currency": g["currency"],
+            "expected_monthly": g["expected_monthly"],
+            "realised_monthly": g["realised_monthly"],
+            "expectedMonthly": g["expected_monthly"],
+            "realisedMonthly": g["realised_monthly"],
+        }
+        for g in savings_groups(rows, [])
+    ]

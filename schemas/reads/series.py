@@ -32,8 +32,11 @@ def daily_query(dimension: dict[str, str], start: date, end: date) -> tuple[str,
     """SQL for the daily non-recurring billed cost of `dimension` over [start, end); None when a
     dimension name has no column (its series cannot be read here)."""
     params: list[object] = [start, end]
-    conds = ["charge_period_start >= $1::date", "charge_period_start < $2::date",
-             "charge_frequency IS DISTINCT FROM 'Recurring'"]
+    conds = [
+        "charge_period_start >= $1::date",
+        "charge_period_start < $2::date",
+        "charge_frequency IS DISTINCT FROM 'Recurring'",
+    ]
     for key, value in dimension.items():
         if key.startswith("tag:"):
             params.append(key[4:])
@@ -44,19 +47,28 @@ def daily_query(dimension: dict[str, str], start: date, end: date) -> tuple[str,
             return None
         params.append(value)
         conds.append(f"{expr} = ${len(params)}::text")
-    sql = (f"SELECT (charge_period_start AT TIME ZONE 'UTC')::date AS day, sum(coalesce(billed_cost, 0)) AS cost "
-           f"FROM {VIEW} WHERE {' AND '.join(conds)} GROUP BY 1 ORDER BY 1")
+    sql = (
+        f"SELECT (charge_period_start AT TIME ZONE 'UTC')::date AS day, sum(coalesce(billed_cost, 0)) AS cost "
+        f"FROM {VIEW} WHERE {' AND '.join(conds)} GROUP BY 1 ORDER BY 1"
+    )
     return sql, params
 
 
-def fill_days(rows: list[tuple[date, Decimal]], start: date, end: date) -> list[tuple[date, Decimal]]:
+def fill_days(
+    rows: list[tuple[date, Decimal]], start: date, end: date
+) -> list[tuple[date, Decimal]]:
     """Every day of [start, end), 0 where no line was billed."""
     by_day = dict(rows)
     days = (end - start).days
-    return [(start + timedelta(d), by_day.get(start + timedelta(d), Decimal(0))) for d in range(max(days, 0))]
+    return [
+        (start + timedelta(d), by_day.get(start + timedelta(d), Decimal(0)))
+        for d in range(max(days, 0))
+    ]
 
 
-async def daily_costs(conn, dimension: dict[str, str], start: date, end: date) -> list[tuple[date, Decimal]] | None:
+async def daily_costs(
+    conn, dimension: dict[str, str], start: date, end: date
+) -> list[tuple[date, Decimal]] | None:
     """The series on an open read-only connection; None when it cannot be read."""
     query = daily_query(dimension, start, end)
     if query is None:

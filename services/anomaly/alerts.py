@@ -90,19 +90,30 @@ def load_subscriptions(path: Path) -> list[Subscription]:
 def _line(a: dict) -> str:
     dim = ", ".join(f"{k}={v}" for k, v in a["dimension"].items())
     pct = f" ({a['impact_pct']} %)" if a.get("impact_pct") is not None else ""
-    return (f"[{a['severity'].upper()}] {dim}: {a['actual_cost']} {a['currency']} instead of "
-            f"{a['expected_cost']}, +{a['impact']}{pct}, {a['window_start'][:10]}..{a['window_end'][:10]} ({a['anomaly_id']})")
+    return (
+        f"[{a['severity'].upper()}] {dim}: {a['actual_cost']} {a['currency']} instead of "
+        f"{a['expected_cost']}, +{a['impact']}{pct}, {a['window_start'][:10]}..{a['window_end'][:10]} ({a['anomaly_id']})"
+    )
 
 
 def render(fmt: str, anomalies: list[dict]) -> dict:
     """The webhook body for one anomaly or a digest of several."""
-    title = "FinFocus cost anomaly" if len(anomalies) == 1 else f"FinFocus daily digest: {len(anomalies)} cost anomalies"
+    title = (
+        "FinFocus cost anomaly"
+        if len(anomalies) == 1
+        else f"FinFocus daily digest: {len(anomalies)} cost anomalies"
+    )
     text = "\n".join(_line(a) for a in anomalies)
     if fmt == "slack":
         return {"text": f"*{title}*\n{text}"}
     if fmt == "teams":
-        return {"@type": "MessageCard", "@context": "https://schema.org/extensions", "summary": title,
-                "title": title, "text": text.replace("\n", "\n\n")}
+        return {
+            "@type": "MessageCard",
+            "@context": "https://schema.org/extensions",
+            "summary": title,
+            "title": title,
+            "text": text.replace("\n", "\n\n"),
+        }
     return {"title": title, "anomalies": anomalies}
 
 

@@ -22,11 +22,15 @@ from services.anomaly.store import AnomalyStore
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def build_app(settings: AnomalySettings | None = None, *, tracer_provider: TracerProvider | None = None) -> FastStream:
+def build_app(
+    settings: AnomalySettings | None = None, *, tracer_provider: TracerProvider | None = None
+) -> FastStream:
     """The anomaly service: priced-resources -> daily series in `anomaly` -> anomalies."""
     settings = AnomalySettings.extending(settings)
     runtime = ServiceRuntime(
-        "anomaly", settings, tracer_provider,
+        "anomaly",
+        settings,
+        tracer_provider,
         description="Detects cost anomalies per monitored dimension and publishes them",
     )
     store = AnomalyStore(runtime)
@@ -62,4 +66,6 @@ def build_app(settings: AnomalySettings | None = None, *, tracer_provider: Trace
             if requeued:
                 await republish(runtime, store)
 
-    return runtime.app(MIGRATIONS_DIR, on_started=[start_worker], on_stopping=[notifier.stop, monitors.stop])
+    return runtime.app(
+        MIGRATIONS_DIR, on_started=[start_worker], on_stopping=[notifier.stop, monitors.stop]
+    )

@@ -57,7 +57,14 @@ def _expand(severity: list[str] | None) -> list[str]:
 
 
 #: how dimension values read best: provider, account, service, then the rest
-_ORDER = ("ProviderName", "BillingAccountId", "SubAccountId", "ServiceName", "ServiceCategory", "RegionId")
+_ORDER = (
+    "ProviderName",
+    "BillingAccountId",
+    "SubAccountId",
+    "ServiceName",
+    "ServiceCategory",
+    "RegionId",
+)
 
 
 def _ordered(dimension: dict) -> list[str]:
@@ -81,19 +88,33 @@ def _print(rows: list[dict], output: OutputFormat, wide: bool = False) -> None:
         from finfocus.cli.vocab import cents, plural
 
         render_table(
-            [Column("id", kind="id", prefix=True), Column("impact", kind="money"), Column("severity", kind="id"),
-             Column("dimension", kind="key"), Column("start", kind="date", drop=3), Column("days", kind="number", drop=2),
-             Column("actual", kind="money", drop=4), Column("%", kind="number", drop=1),
-             Column("status", drop=5)],
+            [
+                Column("id", kind="id", prefix=True),
+                Column("impact", kind="money"),
+                Column("severity", kind="id"),
+                Column("dimension", kind="key"),
+                Column("start", kind="date", drop=3),
+                Column("days", kind="number", drop=2),
+                Column("actual", kind="money", drop=4),
+                Column("%", kind="number", drop=1),
+                Column("status", drop=5),
+            ],
             [
                 (
-                    r["anomaly_id"], f"{cents(r['impact'])} {r['currency']}", r["severity"],
-                    " / ".join(_ordered(r["dimension"])), r["window_start"][:10], _days(r),
-                    cents(r["actual_cost"]), r.get("impact_pct") or "", r["status"],
+                    r["anomaly_id"],
+                    f"{cents(r['impact'])} {r['currency']}",
+                    r["severity"],
+                    " / ".join(_ordered(r["dimension"])),
+                    r["window_start"][:10],
+                    _days(r),
+                    cents(r["actual_cost"]),
+                    r.get("impact_pct") or "",
+                    r["status"],
                 )
                 for r in rows
             ],
-            title=plural(len(rows), "anomaly", "anomalies"), wide=wide,
+            title=plural(len(rows), "anomaly", "anomalies"),
+            wide=wide,
         )
 
 
@@ -105,8 +126,10 @@ def series_text(series: list | None) -> str:
     if not series:
         return "not available (no cost lines of this dimension are readable)"
     costs = [c for _, c in series]
-    return (f"{sparkline(costs)}  {series[0][0]} to {series[-1][0]}, daily "
-            f"{cents(min(costs))} to {cents(max(costs))}")
+    return (
+        f"{sparkline(costs)}  {series[0][0]} to {series[-1][0]}, daily "
+        f"{cents(min(costs))} to {cents(max(costs))}"
+    )
 
 
 def series_window(r: dict) -> tuple:
@@ -141,24 +164,37 @@ def show_detail(r: dict, feedback: dict | None, series: list | None = None) -> N
     from finfocus.cli.vocab import cents
 
     fb = feedback or {}
-    render_detail(f"Anomaly {r['anomaly_id']}", [
-        ("dimension", ", ".join(f"{k}={v}" for k, v in r["dimension"].items())),
-        ("window", f"{r['window_start']} to {r['window_end']} ({_days(r)} days)"),
-        ("series", series_text(series)),
-        ("expected", f"{cents(r['expected_cost'])} {r['currency']}"),
-        ("actual", f"{cents(r['actual_cost'])} {r['currency']}"),
-        ("impact", f"{cents(r['impact'])} {r['currency']}" + (f" ({r['impact_pct']} %)" if r.get("impact_pct") else "")),
-        ("severity", r["severity"]), ("status", r["status"]), ("detector", r.get("detector")),
-        ("score", r.get("score")), ("detected", r.get("detected_at")),
-        ("feedback", fb.get("verdict") or "none yet"),
-        *([("note", fb["note"])] if fb.get("note") else []),
-        *([("feedback by", fb["actor"])] if fb.get("actor") else []),
-    ])
+    render_detail(
+        f"Anomaly {r['anomaly_id']}",
+        [
+            ("dimension", ", ".join(f"{k}={v}" for k, v in r["dimension"].items())),
+            ("window", f"{r['window_start']} to {r['window_end']} ({_days(r)} days)"),
+            ("series", series_text(series)),
+            ("expected", f"{cents(r['expected_cost'])} {r['currency']}"),
+            ("actual", f"{cents(r['actual_cost'])} {r['currency']}"),
+            (
+                "impact",
+                f"{cents(r['impact'])} {r['currency']}"
+                + (f" ({r['impact_pct']} %)" if r.get("impact_pct") else ""),
+            ),
+            ("severity", r["severity"]),
+            ("status", r["status"]),
+            ("detector", r.get("detector")),
+            ("score", r.get("score")),
+            ("detected", r.get("detected_at")),
+            ("feedback", fb.get("verdict") or "none yet"),
+            *([("note", fb["note"])] if fb.get("note") else []),
+            *([("feedback by", fb["actor"])] if fb.get("actor") else []),
+        ],
+    )
     if r.get("root_causes"):
-        render_table([Column("root cause", kind="key"), Column("contribution", kind="money")], [
-            (", ".join(f"{k}={v}" for k, v in c["dimension"].items()), cents(c["contribution"]))
-            for c in r["root_causes"]
-        ])
+        render_table(
+            [Column("root cause", kind="key"), Column("contribution", kind="money")],
+            [
+                (", ".join(f"{k}={v}" for k, v in c["dimension"].items()), cents(c["contribution"]))
+                for c in r["root_causes"]
+            ],
+        )
 
 
 async def resolve_anomaly_id(conn, prefix: str) -> str:
@@ -166,22 +202,40 @@ async def resolve_anomaly_id(conn, prefix: str) -> str:
     if several."""
     from finfocus.cli.output import PREFIX_CANDIDATES, resolve_prefix
 
-    found = [r["anomaly_id"] for r in await conn.fetch(
-        f"SELECT anomaly_id FROM {VIEW} WHERE starts_with(anomaly_id, $1) "
-        "ORDER BY anomaly_id = $1 DESC, anomaly_id LIMIT $2", prefix, PREFIX_CANDIDATES)]
+    found = [
+        r["anomaly_id"]
+        for r in await conn.fetch(
+            f"SELECT anomaly_id FROM {VIEW} WHERE starts_with(anomaly_id, $1) "
+            "ORDER BY anomaly_id = $1 DESC, anomaly_id LIMIT $2",
+            prefix,
+            PREFIX_CANDIDATES,
+        )
+    ]
     return resolve_prefix("anomaly", prefix, found)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `finfocus` app."""
-    anomalies = typer.Typer(help="Cost anomalies: list them, give feedback, manage monitors.", no_args_is_help=True)
+    anomalies = typer.Typer(
+        help="Cost anomalies: list them, give feedback, manage monitors.", no_args_is_help=True
+    )
     app.add_typer(anomalies, name="anomalies")
 
     @anomalies.command("list")
     def list_(
-        since: str = typer.Option(None, "--since", help="Only anomalies whose window ends after D (YYYY-MM-DD, RFC 3339, 7d)"),
-        severity: list[str] = typer.Option(None, "--severity", help="low, medium, high or critical (repeatable or comma-separated); high+ means high or worse"),
-        status: list[str] = typer.Option(None, "--status", help="open, ongoing, resolved or acknowledged (repeatable)"),
+        since: str = typer.Option(
+            None,
+            "--since",
+            help="Only anomalies whose window ends after D (YYYY-MM-DD, RFC 3339, 7d)",
+        ),
+        severity: list[str] = typer.Option(
+            None,
+            "--severity",
+            help="low, medium, high or critical (repeatable or comma-separated); high+ means high or worse",
+        ),
+        status: list[str] = typer.Option(
+            None, "--status", help="open, ongoing, resolved or acknowledged (repeatable)"
+        ),
         output: OutputFormat = OUTPUT_OPTION,
         wide: bool = WIDE_OPTION,
     ) -> None:
@@ -201,14 +255,25 @@ def register(app: typer.Typer) -> None:
             return
 
         async def go() -> None:
-            _print(await fetch_anomalies(FinFocusSettings().database, window, severities, list(status or [])), output, wide)
+            _print(
+                await fetch_anomalies(
+                    FinFocusSettings().database, window, severities, list(status or [])
+                ),
+                output,
+                wide,
+            )
 
         run(go())
 
     register_admin(anomalies)
 
     @anomalies.command("show")
-    def show(anomaly_id: str = typer.Argument(..., help="Anomaly id (anm-...) or a unique prefix of one"), output: OutputFormat = OUTPUT_OPTION) -> None:
+    def show(
+        anomaly_id: str = typer.Argument(
+            ..., help="Anomaly id (anm-...) or a unique prefix of one"
+        ),
+        output: OutputFormat = OUTPUT_OPTION,
+    ) -> None:
         """Show one anomaly with its root causes and the feedback given (verdict and note)."""
         from finfocus.db import reader
         from finfocus.settings import FinFocusSettings
@@ -220,10 +285,20 @@ def register(app: typer.Typer) -> None:
                 if row is None:
                     fail(f"no anomaly {anomaly_id}")
                 row = dict(row)
-                series = await fetch_series(conn, row["record"]) if output == OutputFormat.TABLE else None
-            note = {"verdict": row["feedback"], "note": row.get("feedback_note"), "actor": row.get("feedback_actor")}
+                series = (
+                    await fetch_series(conn, row["record"])
+                    if output == OutputFormat.TABLE
+                    else None
+                )
+            note = {
+                "verdict": row["feedback"],
+                "note": row.get("feedback_note"),
+                "actor": row.get("feedback_actor"),
+            }
             if output != OutputFormat.TABLE:
-                print_json(row["record"] | {"feedback": row["feedback"], "feedback_note": note["note"]})
+                print_json(
+                    row["record"] | {"feedback": row["feedback"], "feedback_note": note["note"]}
+                )
                 return
             show_detail(row["record"], note if row["feedback"] else None, series)
 
@@ -232,8 +307,14 @@ def register(app: typer.Typer) -> None:
 
 def _monitor_rows(monitors) -> list[dict]:
     return [
-        {"name": m.name, "dimensions": list(m.dimensions), "filters": dict(m.filters), "top": m.top,
-         "detector": m.detector, "params": dict(m.params)}
+        {
+            "name": m.name,
+            "dimensions": list(m.dimensions),
+            "filters": dict(m.filters),
+            "top": m.top,
+            "detector": m.detector,
+            "params": dict(m.params),
+        }
         for m in monitors
     ]
 
@@ -248,23 +329,42 @@ async def _stored_monitors(name: str | None = None) -> list[dict]:
 
     api = remote()
     if api is not None:  # a remote deployment: GET /api/v1/monitors, in the same columns
-        keys: dict[str, Any] = {"name": None, "dimensions": [], "filters": {}, "top": None,
-                                "detector": "robust-seasonal",
-                "params": {}}
+        keys: dict[str, Any] = {
+            "name": None,
+            "dimensions": [],
+            "filters": {},
+            "top": None,
+            "detector": "robust-seasonal",
+            "params": {},
+        }
         found = api.get("/api/v1/monitors")["monitors"]
-        return [{k: r.get(k, default) for k, default in keys.items()} for r in found
-                if name is None or r["name"] == name]
+        return [
+            {k: r.get(k, default) for k, default in keys.items()}
+            for r in found
+            if name is None or r["name"] == name
+        ]
     try:
         async with reader(FinFocusSettings().database) as conn:
             rows = await conn.fetch(
-                "SELECT name, spec FROM anomaly.v_monitors WHERE $1::text IS NULL OR name = $1 ORDER BY name", name
+                "SELECT name, spec FROM anomaly.v_monitors WHERE $1::text IS NULL OR name = $1 ORDER BY name",
+                name,
             )
     except asyncpg.UndefinedTableError:
         fail("the anomaly service has not created its monitors yet (start it: finfocus up)")
     except (OSError, asyncpg.PostgresError) as exc:
         fail(f"cannot read the monitors: {exc}")
-    return [{"name": r["name"], "dimensions": [], "filters": {}, "top": None, "detector": "robust-seasonal",
-             "params": {}, **r["spec"]} for r in rows]
+    return [
+        {
+            "name": r["name"],
+            "dimensions": [],
+            "filters": {},
+            "top": None,
+            "detector": "robust-seasonal",
+            "params": {},
+            **r["spec"],
+        }
+        for r in rows
+    ]
 
 
 def _actor() -> str:
@@ -302,8 +402,9 @@ async def _send_monitor_command(command, wait: float) -> dict | None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, enable_idempotence=False)
     try:
         await producer.start()
-        await producer.send_and_wait(MONITOR_COMMANDS, value, key=command.name.encode(),
-                                     headers=[*headers, signature])
+        await producer.send_and_wait(
+            MONITOR_COMMANDS, value, key=command.name.encode(), headers=[*headers, signature]
+        )
     except KafkaError as exc:
         fail(f"cannot send the monitor command to the broker at {settings.kafka}: {exc}")
     finally:
@@ -313,7 +414,8 @@ async def _send_monitor_command(command, wait: float) -> dict | None:
     while wait > 0:
         async with reader(settings.database) as conn:
             row = await conn.fetchrow(
-                "SELECT outcome, detail, actor FROM anomaly.v_monitor_audit WHERE command_id = $1", command.command_id
+                "SELECT outcome, detail, actor FROM anomaly.v_monitor_audit WHERE command_id = $1",
+                command.command_id,
             )
         if row is not None:
             return dict(row)
@@ -335,8 +437,9 @@ async def _remote_monitor_command(api, command, wait: float) -> dict | None:
         if command.action == "remove":
             status, answer = api.request("DELETE", path("monitors", command.name))
         else:
-            status, answer = api.request("PUT", path("monitors", command.name),
-                                         json=command.monitor.model_dump(mode="json"))
+            status, answer = api.request(
+                "PUT", path("monitors", command.name), json=command.monitor.model_dump(mode="json")
+            )
     except RemoteError as exc:
         if exc.status == 404:
             fail(f"no monitor {command.name}")
@@ -359,13 +462,17 @@ async def _remote_monitor_command(api, command, wait: float) -> dict | None:
 def _report(name: str, verb: str, audit: dict | None, wait: float) -> None:
     if audit is None:
         if wait > 0:
-            fail(f"monitor {name}: sent, but the anomaly service has not applied it within {wait:.0f}s "
-                 "(it will when it runs)")
+            fail(
+                f"monitor {name}: sent, but the anomaly service has not applied it within {wait:.0f}s "
+                "(it will when it runs)"
+            )
         typer.echo(f"monitor {name}: sent")
     elif audit["outcome"] == "refused":
         fail(f"monitor {name}: the anomaly service refused it: {audit['detail']}")
     else:
-        typer.echo(f"monitor {name} {verb}" + (" (no change)" if audit["outcome"] == "unchanged" else ""))
+        typer.echo(
+            f"monitor {name} {verb}" + (" (no change)" if audit["outcome"] == "unchanged" else "")
+        )
 
 
 def _print_monitors(rows: list[dict], output: OutputFormat, wide: bool = False) -> None:
@@ -376,12 +483,28 @@ def _print_monitors(rows: list[dict], output: OutputFormat, wide: bool = False) 
     else:
         from finfocus.cli.output import Column
 
-        print_table(["name", Column("dimensions", kind="key"), Column("filters", kind="key"), "top",
-                     Column("detector", drop=1), Column("params", kind="key")], [
-            (r["name"], ", ".join(r["dimensions"]), ", ".join(f"{k}={v}" for k, v in r["filters"].items()),
-             r["top"] or "", r["detector"], ", ".join(f"{k}={v}" for k, v in r["params"].items()))
-            for r in rows
-        ], wide=wide)
+        print_table(
+            [
+                "name",
+                Column("dimensions", kind="key"),
+                Column("filters", kind="key"),
+                "top",
+                Column("detector", drop=1),
+                Column("params", kind="key"),
+            ],
+            [
+                (
+                    r["name"],
+                    ", ".join(r["dimensions"]),
+                    ", ".join(f"{k}={v}" for k, v in r["filters"].items()),
+                    r["top"] or "",
+                    r["detector"],
+                    ", ".join(f"{k}={v}" for k, v in r["params"].items()),
+                )
+                for r in rows
+            ],
+            wide=wide,
+        )
 
 
 def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
@@ -412,8 +535,11 @@ def _feedback_remote(api, anomaly_id: str, verdict: str, note: str | None) -> No
             api.fail(exc)
         from finfocus.cli.output import resolve_prefix
 
-        found = sorted(a["anomaly_id"] for a in api.get("/api/v1/anomalies")["anomalies"]
-                       if a["anomaly_id"].startswith(anomaly_id))
+        found = sorted(
+            a["anomaly_id"]
+            for a in api.get("/api/v1/anomalies")["anomalies"]
+            if a["anomaly_id"].startswith(anomaly_id)
+        )
         anomaly_id = resolve_prefix("anomaly", anomaly_id, found)
         api.call("POST", path("anomalies", anomaly_id, "feedback"), json=body)
     typer.echo(f"feedback '{verdict}' sent for {anomaly_id}")
@@ -424,8 +550,12 @@ def register_admin(anomalies: typer.Typer) -> None:
 
     @anomalies.command("feedback")
     def feedback(
-        anomaly_id: str = typer.Argument(..., help="Anomaly id (anm-...) or a unique prefix of one"),
-        verdict: str = typer.Argument(..., help="yes (real), no (false alarm) or planned (expected spend)"),
+        anomaly_id: str = typer.Argument(
+            ..., help="Anomaly id (anm-...) or a unique prefix of one"
+        ),
+        verdict: str = typer.Argument(
+            ..., help="yes (real), no (false alarm) or planned (expected spend)"
+        ),
         note: str = typer.Option(None, "--note", help="Free text kept with the verdict"),
     ) -> None:
         """Tell the detector whether an anomaly was real; 'no' and 'planned' mute its series for a while."""
@@ -452,15 +582,18 @@ def register_admin(anomalies: typer.Typer) -> None:
                 anomaly_id = await resolve_anomaly_id(conn, anomaly_id)
             from schemas.anomaly import AnomalyFeedbackV1  # pydantic models: built when used
 
-            body = AnomalyFeedbackV1(anomaly_id=anomaly_id, verdict=verdict, note=note,
-                                     given_at=datetime.now(UTC))
+            body = AnomalyFeedbackV1(
+                anomaly_id=anomaly_id, verdict=verdict, note=note, given_at=datetime.now(UTC)
+            )
             value = body.model_dump_json().encode()
             # signed as the command line: the anomaly service records only signed verdicts
             signature = sign_as_cli(settings, FEEDBACK_TOPIC, value)
             producer = AIOKafkaProducer(bootstrap_servers=settings.kafka)
             try:
                 await producer.start()
-                await producer.send_and_wait(FEEDBACK_TOPIC, value, key=anomaly_id.encode(), headers=[signature])
+                await producer.send_and_wait(
+                    FEEDBACK_TOPIC, value, key=anomaly_id.encode(), headers=[signature]
+                )
             except KafkaError as exc:
                 fail(f"cannot send the feedback to the broker at {settings.kafka}: {exc}")
             finally:
@@ -469,10 +602,15 @@ def register_admin(anomalies: typer.Typer) -> None:
 
         run(go())
 
-    monitors = typer.Typer(help="Monitors: what the anomaly service watches (changed by signed commands it "
-                           "applies and audits).", no_args_is_help=True)
+    monitors = typer.Typer(
+        help="Monitors: what the anomaly service watches (changed by signed commands it "
+        "applies and audits).",
+        no_args_is_help=True,
+    )
     anomalies.add_typer(monitors, name="monitors")
-    wait_option = typer.Option(30.0, "--wait", help="seconds to wait for the anomaly service (0: do not wait)")
+    wait_option = typer.Option(
+        30.0, "--wait", help="seconds to wait for the anomaly service (0: do not wait)"
+    )
 
     @monitors.command("list")
     def monitors_list(output: OutputFormat = OUTPUT_OPTION, wide: bool = WIDE_OPTION) -> None:
@@ -482,11 +620,27 @@ def register_admin(anomalies: typer.Typer) -> None:
     @monitors.command("add")
     def monitors_add(
         name: str = typer.Argument(..., help="kebab-case monitor name"),
-        dimension: list[str] = typer.Option(None, "--dimension", "-d", help="ProviderName, SubAccountId, ServiceName, RegionId, tag:KEY, ... (repeatable)"),
-        filters: list[str] = typer.Option(None, "--filter", "-f", help="DIMENSION=VALUE a line must match (repeatable)"),
-        top: int = typer.Option(None, "--top", min=1, help="Watch only the N costliest values of the last 30 days"),
-        detector: str = typer.Option("robust-seasonal", "--detector", help="robust-seasonal or mad"),
-        params: list[str] = typer.Option(None, "--param", "-p", help="Detector parameter KEY=VALUE, e.g. threshold=6 (repeatable)"),
+        dimension: list[str] = typer.Option(
+            None,
+            "--dimension",
+            "-d",
+            help="ProviderName, SubAccountId, ServiceName, RegionId, tag:KEY, ... (repeatable)",
+        ),
+        filters: list[str] = typer.Option(
+            None, "--filter", "-f", help="DIMENSION=VALUE a line must match (repeatable)"
+        ),
+        top: int = typer.Option(
+            None, "--top", min=1, help="Watch only the N costliest values of the last 30 days"
+        ),
+        detector: str = typer.Option(
+            "robust-seasonal", "--detector", help="robust-seasonal or mad"
+        ),
+        params: list[str] = typer.Option(
+            None,
+            "--param",
+            "-p",
+            help="Detector parameter KEY=VALUE, e.g. threshold=6 (repeatable)",
+        ),
         replace: bool = typer.Option(False, "--replace", help="Replace a monitor of the same name"),
         wait: float = wait_option,
     ) -> None:
@@ -496,12 +650,22 @@ def register_admin(anomalies: typer.Typer) -> None:
         from services.anomaly.monitors import MonitorSpec, spec_of
 
         try:
-            spec = MonitorSpec(name=name, dimensions=list(dimension or []), filters=_pairs(filters, "--filter"),
-                               top=top, detector=detector,
-                               params={k: _param_value(v) for k, v in _pairs(params, "--param").items()})
-            command = MonitorCommandV1(command_id=f"cli-{uuid.uuid4().hex}", action="set", name=name,
-                                       monitor=spec_of(spec.to_monitor()), actor=_actor(),
-                                       issued_at=datetime.now(UTC))
+            spec = MonitorSpec(
+                name=name,
+                dimensions=list(dimension or []),
+                filters=_pairs(filters, "--filter"),
+                top=top,
+                detector=detector,
+                params={k: _param_value(v) for k, v in _pairs(params, "--param").items()},
+            )
+            command = MonitorCommandV1(
+                command_id=f"cli-{uuid.uuid4().hex}",
+                action="set",
+                name=name,
+                monitor=spec_of(spec.to_monitor()),
+                actor=_actor(),
+                issued_at=datetime.now(UTC),
+            )
         except ValueError as exc:
             fail(f"invalid monitor: {exc}", code=2)
         if not replace and run(_stored_monitors(name)):
@@ -509,14 +673,21 @@ def register_admin(anomalies: typer.Typer) -> None:
         _report(name, "saved", run(_send_monitor_command(command, wait)), wait)
 
     @monitors.command("remove")
-    def monitors_remove(name: str = typer.Argument(..., help="Monitor name"), wait: float = wait_option) -> None:
+    def monitors_remove(
+        name: str = typer.Argument(..., help="Monitor name"), wait: float = wait_option
+    ) -> None:
         """Remove a monitor (the last one cannot be removed: add another first)."""
         from schemas.monitors import MonitorCommandV1
 
         if not run(_stored_monitors(name)):
             fail(f"no monitor {name}")
-        command = MonitorCommandV1(command_id=f"cli-{uuid.uuid4().hex}", action="remove", name=name,
-                                   actor=_actor(), issued_at=datetime.now(UTC))
+        command = MonitorCommandV1(
+            command_id=f"cli-{uuid.uuid4().hex}",
+            action="remove",
+            name=name,
+            actor=_actor(),
+            issued_at=datetime.now(UTC),
+        )
         _report(name, "removed", run(_send_monitor_command(command, wait)), wait)
 
     @monitors.command("validate")

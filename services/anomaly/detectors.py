@@ -89,28 +89,56 @@ SENSITIVITY = {"low": 9.0, "medium": 7.0, "high": 5.0}
 
 
 class RobustSeasonalParams(DetectorParams):
-    threshold: float = Field(SENSITIVITY["medium"], gt=0, description="Robust z-score a day must reach")
-    sensitivity: str | None = Field(None, pattern="^(low|medium|high)$",
-                                    description="Sets the threshold (low 9, medium 7, high 5)")
+    threshold: float = Field(
+        SENSITIVITY["medium"], gt=0, description="Robust z-score a day must reach"
+    )
+    sensitivity: str | None = Field(
+        None,
+        pattern="^(low|medium|high)$",
+        description="Sets the threshold (low 9, medium 7, high 5)",
+    )
     min_impact: float = Field(40.0, ge=0, description="Smallest excess (money) worth an alert")
     min_impact_pct: float = Field(30.0, ge=0, description="Smallest excess in percent of expected")
     season_window: int = Field(56, ge=14, description="Days used for weekday factors")
-    season_gain: float = Field(0.8, gt=0, le=1, description="Keep seasonality when spread shrinks below this share")
+    season_gain: float = Field(
+        0.8, gt=0, le=1, description="Keep seasonality when spread shrinks below this share"
+    )
     confirm_days: int = Field(7, ge=2, description="Consecutive flags that make a level shift")
     trend: bool = Field(True, description="Fit a Theil-Sen trend (else the median level)")
     period: int = Field(7, ge=2, description="Season length in steps (7 for daily costs)")
-    rescale_history: bool = Field(True, description="After a level shift, rescale the older history to the new level")
-    small_sample: float = Field(8.0, ge=0, description="Widen the spread by 1 + this / training days")
-    min_nonzero: int = Field(3, ge=0, description="Days with cost needed before an intermittent series alerts")
-    zero_share: float = Field(0.3, gt=0, le=1, description="Share of zero days that makes a series intermittent")
-    drift_k: float = Field(1.0, ge=0, description="CUSUM allowance: z-score per day a drift must exceed")
-    drift_h: float = Field(10.0, gt=0, description="CUSUM level (summed z above the allowance) that flags a drift")
-    rebase: tuple[str, ...] = Field((), description="ISO dates where a planned change starts: the new level is normal at once")
-    holidays: tuple[str, ...] = Field((), description="ISO dates judged like a Sunday (with weekly seasonality)")
-    trend_lag: int = Field(7, ge=0, description="Fit the trend's slope without the last this many days")
-    learn_clip: float = Field(2.0, gt=0, description="A day further out than this (z) is learnt at this distance")
-    new_month_pct: float = Field(100.0, ge=0, description="Excess (percent) a 1st of the month needs before one is seen")
-
+    rescale_history: bool = Field(
+        True, description="After a level shift, rescale the older history to the new level"
+    )
+    small_sample: float = Field(
+        8.0, ge=0, description="Widen the spread by 1 + this / training days"
+    )
+    min_nonzero: int = Field(
+        3, ge=0, description="Days with cost needed before an intermittent series alerts"
+    )
+    zero_share: float = Field(
+        0.3, gt=0, le=1, description="Share of zero days that makes a series intermittent"
+    )
+    drift_k: float = Field(
+        1.0, ge=0, description="CUSUM allowance: z-score per day a drift must exceed"
+    )
+    drift_h: float = Field(
+        10.0, gt=0, description="CUSUM level (summed z above the allowance) that flags a drift"
+    )
+    rebase: tuple[str, ...] = Field(
+        (), description="ISO dates where a planned change starts: the new level is normal at once"
+    )
+    holidays: tuple[str, ...] = Field(
+        (), description="ISO dates judged like a Sunday (with weekly seasonality)"
+    )
+    trend_lag: int = Field(
+        7, ge=0, description="Fit the trend's slope without the last this many days"
+    )
+    learn_clip: float = Field(
+        2.0, gt=0, description="A day further out than this (z) is learnt at this distance"
+    )
+    new_month_pct: float = Field(
+        100.0, ge=0, description="Excess (percent) a 1st of the month needs before one is seen"
+    )
 
     @model_validator(mode="after")
     def _sensitivity(self) -> RobustSeasonalParams:
@@ -197,7 +225,9 @@ def _spread(resid: np.ndarray, level: float, p: DetectorParams) -> float:
     return max(mad, mean_ad, p.rel_floor * abs(level), p.abs_floor)
 
 
-def _season_factors(vals: np.ndarray, phase: np.ndarray, p: RobustSeasonalParams) -> np.ndarray | None:
+def _season_factors(
+    vals: np.ndarray, phase: np.ndarray, p: RobustSeasonalParams
+) -> np.ndarray | None:
     if len(vals) < 3 * p.period:
         return None
     overall = _med(vals)
@@ -251,7 +281,9 @@ def _baseline(
         resid = ds - level
     if vals.min() >= 0:
         level = max(level, 0.0)
-    return level * f_t, max(_spread(resid, level, p), _lag_spread(train, vals / f_train, p.period)) * f_t
+    return level * f_t, max(
+        _spread(resid, level, p), _lag_spread(train, vals / f_train, p.period)
+    ) * f_t
 
 
 def _lag_spread(pos: np.ndarray, ds: np.ndarray, lag: int) -> float:
@@ -322,15 +354,24 @@ def robust_seasonal(  # noqa: C901 - the detector's steps (warm-up, seasonal fit
         cusum = resume.run_dir / 1000
         for i in range(max(0, first - p.confirm_days, last_confirm + 1), first):
             flags[i] = _flag(y[i], expected[i], scores[i], p)
-    mstart = np.zeros(n, dtype=bool) if month_start is None else np.asarray(month_start, dtype=bool)[:n]
+    mstart = (
+        np.zeros(n, dtype=bool) if month_start is None else np.asarray(month_start, dtype=bool)[:n]
+    )
     rebased = np.zeros(n, dtype=bool) if rebase is None else np.asarray(rebase, dtype=bool)[:n]
     state = None
     for t in range(first, n):
         if rebased[t] and t > regime_start:
             regime_start, last_confirm, cusum = t, t - 1, 0.0
         if t == keep:
-            state = WalkState(y[:t].copy(), learn[:t].copy(), expected[:t].copy(), scores[:t].copy(),
-                              regime_start, round(cusum * 1000), last_confirm)
+            state = WalkState(
+                y[:t].copy(),
+                learn[:t].copy(),
+                expected[:t].copy(),
+                scores[:t].copy(),
+                regime_start,
+                round(cusum * 1000),
+                last_confirm,
+            )
         if missing[t]:
             continue
         lo = max(regime_start, t - p.season_window)
@@ -343,7 +384,9 @@ def robust_seasonal(  # noqa: C901 - the detector's steps (warm-up, seasonal fit
         pct, base = p.min_impact_pct, exp
         if mstart[t]:
             # `expected` keeps the day's value without the bump, so each 1st's own bump is y/expected
-            seen = [i for i in range(max(0, t - 100), t) if mstart[i] and expected[i] > 0 and y[i] > 0]
+            seen = [
+                i for i in range(max(0, t - 100), t) if mstart[i] and expected[i] > 0 and y[i] > 0
+            ]
             if seen:
                 # a fee billed as usage adds about the same money to every 1st: the bump is read
                 # both as a ratio and as an amount, the larger kept (a 1st on a weekend). On a
@@ -353,7 +396,10 @@ def robust_seasonal(  # noqa: C901 - the detector's steps (warm-up, seasonal fit
                 quiet = [i for i in seen[-2:] if idle and y[i] < expected[i]]
                 ratios = [y[i] / expected[i] for i in seen[-2:] if i not in quiet]
                 bump = max(1.0, _med(np.array(ratios))) if ratios else 1.0
-                extra = max(0.0, _med(np.array([y[i] if i in quiet else y[i] - expected[i] for i in seen[-2:]])))
+                extra = max(
+                    0.0,
+                    _med(np.array([y[i] if i in quiet else y[i] - expected[i] for i in seen[-2:]])),
+                )
                 exp, scale = max(exp * bump, exp + extra), scale * bump
             if len(seen) < 2:
                 pct = max(pct, p.new_month_pct)  # one 1st is too few to know its bump
@@ -363,7 +409,8 @@ def robust_seasonal(  # noqa: C901 - the detector's steps (warm-up, seasonal fit
         cusum = round(min(max(0.0, cusum + z - p.drift_k), 1e5) if not mstart[t] else cusum, 3)
         recent = scores[max(0, t - 4) : t]
         if 2 < z < p.threshold and (
-            (cusum >= p.drift_h and np.count_nonzero(recent > 2) >= 3) or _short_run(scores, t, z, p)
+            (cusum >= p.drift_h and np.count_nonzero(recent > 2) >= 3)
+            or _short_run(scores, t, z, p)
         ):
             z = p.threshold  # the summed evidence, not the day alone, makes it anomalous
         expected[t], scores[t] = base, z
@@ -411,8 +458,15 @@ def robust_seasonal(  # noqa: C901 - the detector's steps (warm-up, seasonal fit
             last_confirm = t
             cusum = 0.0
     if state is None:
-        state = WalkState(y[:keep].copy(), learn[:keep].copy(), expected[:keep].copy(), scores[:keep].copy(),
-                          regime_start, round(cusum * 1000), last_confirm)
+        state = WalkState(
+            y[:keep].copy(),
+            learn[:keep].copy(),
+            expected[:keep].copy(),
+            scores[:keep].copy(),
+            regime_start,
+            round(cusum * 1000),
+            last_confirm,
+        )
     return Detection(expected, scores, episodes_from(y, expected, scores, p), state)
 
 
@@ -430,14 +484,23 @@ def _short_run(scores: np.ndarray, t: int, z: float, p: RobustSeasonalParams) ->
 
 
 def _catch_up(
-    y: np.ndarray, learn: np.ndarray, missing: np.ndarray, train: np.ndarray, t: int, exp: float, scale: float,
-    ph: np.ndarray | None, p: RobustSeasonalParams,
+    y: np.ndarray,
+    learn: np.ndarray,
+    missing: np.ndarray,
+    train: np.ndarray,
+    t: int,
+    exp: float,
+    scale: float,
+    ph: np.ndarray | None,
+    p: RobustSeasonalParams,
 ) -> bool:
     """Whether step t is the catch-up of a one-day billing delay: the day before cost nothing
     (or has no line) in a series that is rarely idle, and today is about both days' worth."""
     if t == 0 or not (missing[t - 1] or y[t - 1] == 0):
         return False
-    if np.count_nonzero(learn[train] == 0) > 0.1 * len(train) and not (missing[t - 1] and not missing[train].any()):
+    if np.count_nonzero(learn[train] == 0) > 0.1 * len(train) and not (
+        missing[t - 1] and not missing[train].any()
+    ):
         # idle days are normal here: a zero then a busy day proves nothing, unless the series
         # reports its idle days as zero lines and yesterday has no line at all
         return False
@@ -451,12 +514,19 @@ def _catch_up(
 
 
 def _flag(y: float, expected: float, score: float, p: DetectorParams) -> int:
-    if math.isnan(expected) or math.isnan(y) or math.isnan(score) or not _passes(y - expected, expected, score, p):
+    if (
+        math.isnan(expected)
+        or math.isnan(y)
+        or math.isnan(score)
+        or not _passes(y - expected, expected, score, p)
+    ):
         return 0
     return 1 if score > 0 else -1
 
 
-def episodes_from(y: np.ndarray, expected: np.ndarray, scores: np.ndarray, p: DetectorParams) -> list[Episode]:
+def episodes_from(
+    y: np.ndarray, expected: np.ndarray, scores: np.ndarray, p: DetectorParams
+) -> list[Episode]:
     """Group flagged steps into episodes (a one-step gap does not split one); an episode of
     `confirm_days - 1` steps or more is a level shift."""
     confirm = getattr(p, "confirm_days", 10**9) - 1
@@ -473,15 +543,27 @@ def episodes_from(y: np.ndarray, expected: np.ndarray, scores: np.ndarray, p: De
         # so does any episode whose gap days stayed clearly raised (z > 2: a shift whose
         # next days sit just under the threshold until the drift evidence flags them)
         gap = 1 if cur is None or cur.end - cur.start < 3 else max(1, confirm)
-        raised = cur is not None and t - cur.end <= max(1, confirm) and bool(
-            np.all(cur.direction * scores[cur.end : t] > 2))
-        if d in alerted and cur is not None and cur.direction == d and (t - cur.end <= gap or raised):
+        raised = (
+            cur is not None
+            and t - cur.end <= max(1, confirm)
+            and bool(np.all(cur.direction * scores[cur.end : t] > 2))
+        )
+        if (
+            d in alerted
+            and cur is not None
+            and cur.direction == d
+            and (t - cur.end <= gap or raised)
+        ):
             cur.end = t + 1
             cur.score = max(cur.score, abs(float(scores[t])))
         elif d in alerted:
             cur = Episode(t, t + 1, d, "spike", abs(float(scores[t])))
             out.append(cur)
-        elif cur is not None and t - cur.end >= gap and not (raised and cur.direction * scores[t] > 2):
+        elif (
+            cur is not None
+            and t - cur.end >= gap
+            and not (raised and cur.direction * scores[t] > 2)
+        ):
             cur = None
     threshold = p.threshold
     for ep in out:
@@ -493,7 +575,10 @@ def episodes_from(y: np.ndarray, expected: np.ndarray, scores: np.ndarray, p: De
 
 
 def mad(
-    values: Sequence[float], phase: Sequence[int] | None = None, params: MadParams | None = None, **_: object
+    values: Sequence[float],
+    phase: Sequence[int] | None = None,
+    params: MadParams | None = None,
+    **_: object,
 ) -> Detection:
     """The spine's baseline: median and MAD of the trailing `window` unflagged steps."""
     p = params or MadParams()
@@ -523,24 +608,49 @@ class ContextSurpriseParams(DetectorParams):
     """Defaults fixed once on NAB (bench/anomaly_accuracy.py); `window` sets the expected value
     (median of the last `window` steps) used for impact and direction."""
 
-    threshold: float = Field(4.0, gt=0, description="Surprise score (z of the recent surprise) that alerts")
-    min_history: int = Field(300, ge=3, description="Steps that fix the value bins and train the model before any score")
-    levels: int = Field(16, ge=2, le=256, description="Value bins across the range of the learning steps")
-    order: int = Field(3, ge=0, le=8, description="Longest context (preceding steps) the sequence model uses")
-    alpha: float = Field(1.0, gt=0, description="Weight of the shorter context's prediction in a longer one")
+    threshold: float = Field(
+        4.0, gt=0, description="Surprise score (z of the recent surprise) that alerts"
+    )
+    min_history: int = Field(
+        300, ge=3, description="Steps that fix the value bins and train the model before any score"
+    )
+    levels: int = Field(
+        16, ge=2, le=256, description="Value bins across the range of the learning steps"
+    )
+    order: int = Field(
+        3, ge=0, le=8, description="Longest context (preceding steps) the sequence model uses"
+    )
+    alpha: float = Field(
+        1.0, gt=0, description="Weight of the shorter context's prediction in a longer one"
+    )
     short: int = Field(10, ge=1, description="Steps averaged into the recent surprise")
-    long: int = Field(8640, ge=10, description="Steps of history the recent surprise is compared with")
-    sd_floor: float = Field(0.03, gt=0, description="Smallest spread (bits) of the averaged surprise")
-    range_tol: float = Field(0.05, ge=0, description="Share of the range beyond all earlier values that is a range break")
+    long: int = Field(
+        8640, ge=10, description="Steps of history the recent surprise is compared with"
+    )
+    sd_floor: float = Field(
+        0.03, gt=0, description="Smallest spread (bits) of the averaged surprise"
+    )
+    range_tol: float = Field(
+        0.05, ge=0, description="Share of the range beyond all earlier values that is a range break"
+    )
     range_score: float = Field(10.0, gt=0, description="Least score of a range break")
-    deviation: bool = Field(True, description="Also score the value's distance from the recent mean (larger score kept)")
-    rest: int | None = Field(None, ge=0, description="Quiet steps after an alert (None: min_history / 5)")
+    deviation: bool = Field(
+        True, description="Also score the value's distance from the recent mean (larger score kept)"
+    )
+    rest: int | None = Field(
+        None, ge=0, description="Quiet steps after an alert (None: min_history / 5)"
+    )
     season: int | None = Field(
-        None, ge=2, description="Steps in one cycle (a week of the metric): also score the distance from the same step of the last 3 cycles")
+        None,
+        ge=2,
+        description="Steps in one cycle (a week of the metric): also score the distance from the same step of the last 3 cycles",
+    )
 
 
 def context_surprise(
-    values: Sequence[float], phase: Sequence[int] | None = None, params: ContextSurpriseParams | None = None,
+    values: Sequence[float],
+    phase: Sequence[int] | None = None,
+    params: ContextSurpriseParams | None = None,
     **_: object,
 ) -> Detection:
     """Sequence-surprise scores (see `detectors_context`), signed by the side of the recent
@@ -548,10 +658,20 @@ def context_surprise(
     p = params or ContextSurpriseParams()
     y = np.asarray(values, dtype=float)
     score = context_surprise_scores(
-        y, learn=p.min_history, levels=p.levels, order=p.order, alpha=p.alpha, short=p.short, long=p.long,
-        sd_floor=p.sd_floor, range_tol=p.range_tol, range_score=p.range_score, with_deviation=p.deviation,
+        y,
+        learn=p.min_history,
+        levels=p.levels,
+        order=p.order,
+        alpha=p.alpha,
+        short=p.short,
+        long=p.long,
+        sd_floor=p.sd_floor,
+        range_tol=p.range_tol,
+        range_score=p.range_score,
+        with_deviation=p.deviation,
         level=p.threshold,
-        rest=p.min_history // 5 if p.rest is None else p.rest, season=p.season,
+        rest=p.min_history // 5 if p.rest is None else p.rest,
+        season=p.season,
     )
     expected = _trailing_median(y, p.window)
     side = np.where(y < expected, -1.0, 1.0)
@@ -580,12 +700,16 @@ class DetectorEntry:
 
 DETECTORS: dict[str, DetectorEntry] = {
     "robust-seasonal": DetectorEntry(
-        "robust-seasonal", RobustSeasonalParams, robust_seasonal,
+        "robust-seasonal",
+        RobustSeasonalParams,
+        robust_seasonal,
         "weekly seasonality, Theil-Sen trend, level shifts, MAD spread",
     ),
     "mad": DetectorEntry("mad", MadParams, mad, "median/MAD over the trailing weeks"),
     "context-surprise": DetectorEntry(
-        "context-surprise", ContextSurpriseParams, context_surprise,
+        "context-surprise",
+        ContextSurpriseParams,
+        context_surprise,
         "sequence-model surprise with anomaly likelihood, for dense metric streams",
     ),
 }
@@ -600,7 +724,11 @@ def get_detector(name: str) -> DetectorEntry:
 
 
 def run_detector(
-    name: str, values: Sequence[float], phase: Sequence[int] | None, overrides: dict | None = None, **kw: object
+    name: str,
+    values: Sequence[float],
+    phase: Sequence[int] | None,
+    overrides: dict | None = None,
+    **kw: object,
 ) -> Detection:
     """Run the detector `name` with its defaults updated by `overrides` (validated)."""
     entry = get_detector(name)

@@ -198,7 +198,9 @@ def context_surprise_scores(
             # the distance from the same step of earlier cycles where the cycle explains the
             # stream, else the plain distance (so its likelihood has a history from the start)
             seas = seasonal_deviation(v, season, learn)
-            z = np.maximum(z, likelihood_z(np.where(np.isnan(seas), dev, seas), learn, short, long, sd_floor))
+            z = np.maximum(
+                z, likelihood_z(np.where(np.isnan(seas), dev, seas), learn, short, long, sd_floor)
+            )
     z = np.where(range_breaks(v, learn, range_tol), np.maximum(z, range_score), z)
     out[present] = rest_after_alerts(z, level, rest)
     return out

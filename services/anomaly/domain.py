@@ -115,13 +115,17 @@ class SeriesKey:
     currency: str
 
 
-def affected_series(lines: Iterable[CostLine], monitors: Sequence[Monitor]) -> dict[SeriesKey, list[CostLine]]:
+def affected_series(
+    lines: Iterable[CostLine], monitors: Sequence[Monitor]
+) -> dict[SeriesKey, list[CostLine]]:
     """The series each line belongs to, per monitor: what a batch asks to re-evaluate."""
     out: dict[SeriesKey, list[CostLine]] = {}
     for line in lines:
         for m in monitors:
             if m.matches(line):
-                key = SeriesKey(m.name, tuple(dimension_value(line, d) for d in m.dimensions), line.currency)
+                key = SeriesKey(
+                    m.name, tuple(dimension_value(line, d) for d in m.dimensions), line.currency
+                )
                 out.setdefault(key, []).append(line)
     return out
 
@@ -144,7 +148,9 @@ def is_live(line: CostLine, versions: Mapping[str, int]) -> bool:
     """Whether a line belongs to the newest version of its billing scope (or to none)."""
     if line.billing_scope is None or line.billing_scope_version is None:
         return True
-    return versions.get(line.billing_scope, line.billing_scope_version) == line.billing_scope_version
+    return (
+        versions.get(line.billing_scope, line.billing_scope_version) == line.billing_scope_version
+    )
 
 
 def point_deltas(
@@ -162,13 +168,18 @@ def point_deltas(
         if not is_live(line, versions):
             continue
         cost, high = out.get(line.day, (Decimal(0), None))
-        out[line.day] = (cost + detection_cost(line), line.period_end if high is None else max(high, line.period_end))
+        out[line.day] = (
+            cost + detection_cost(line),
+            line.period_end if high is None else max(high, line.period_end),
+        )
     return out
 
 
 def anomaly_id(monitor: str, dimension: Mapping[str, str], start: date) -> str:
     """Stable id per (monitor, dimension, start day)."""
-    text = json.dumps([monitor, sorted(dimension.items()), start.isoformat()], separators=(",", ":"))
+    text = json.dumps(
+        [monitor, sorted(dimension.items()), start.isoformat()], separators=(",", ":")
+    )
     return "anm-" + hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -267,7 +278,9 @@ def evaluate_series(
     month_start = [d.day == 1 for d in days]
     rebases = {date.fromisoformat(h) for h in getattr(params, "rebase", ())}
     rebase = [d in rebases for d in days]
-    detection = entry.run(floats, phase, params, resume=resume, keep=last, month_start=month_start, rebase=rebase)
+    detection = entry.run(
+        floats, phase, params, resume=resume, keep=last, month_start=month_start, rebase=rebase
+    )
     found = []
     for ep in detection.episodes:
         end, kind = ep.end, ep.kind
@@ -329,7 +342,9 @@ def root_causes(
     listed = [(dict(k), v.quantize(CENT, ROUND_HALF_EVEN)) for k, v in ranked[:top]]
     rest = sum((v for _, v in ranked[top:]), Decimal(0))
     if ranked[top:]:
-        listed.append(({"Other": f"{len(ranked) - top} more"}, rest.quantize(CENT, ROUND_HALF_EVEN)))
+        listed.append(
+            ({"Other": f"{len(ranked) - top} more"}, rest.quantize(CENT, ROUND_HALF_EVEN))
+        )
     if listed:
         gap = impact - sum((v for _, v in listed), Decimal(0))
         listed[0] = (listed[0][0], listed[0][1] + gap)
@@ -396,7 +411,12 @@ def reconcile(
             changes.append(Change("detected", aid, status_of(f, through), f))
             continue
         status = "acknowledged" if before.feedback else status_of(f, through)
-        if (before.end, before.actual, before.expected, before.status) != (f.end, f.actual, f.expected, status):
+        if (before.end, before.actual, before.expected, before.status) != (
+            f.end,
+            f.actual,
+            f.expected,
+            status,
+        ):
             changes.append(Change("updated", aid, status, f, before))
     for r in raised:
         if r.feedback:
@@ -411,7 +431,9 @@ NO_STEP = 1.25
 NO_LIMIT = 3
 
 
-def taught(monitor: Monitor, raised: Sequence[Raised], kinds: Mapping[str, str] | None = None) -> Monitor:
+def taught(
+    monitor: Monitor, raised: Sequence[Raised], kinds: Mapping[str, str] | None = None
+) -> Monitor:
     """The monitor as feedback on one series has taught it: each "no" (a false alarm) raises
     the series' threshold by `NO_STEP` (up to `NO_LIMIT` times) so the pattern that fooled it
     needs more evidence; each "planned" rebases the model at the start of that anomaly, so the
@@ -427,7 +449,9 @@ def taught(monitor: Monitor, raised: Sequence[Raised], kinds: Mapping[str, str] 
         params["threshold"] = round(base * NO_STEP ** min(nos, NO_LIMIT), 3)
     if planned and "rebase" in fields:
         earlier = params.get("rebase", ())
-        params["rebase"] = tuple(sorted({*(earlier if isinstance(earlier, tuple) else ()), *planned}))
+        params["rebase"] = tuple(
+            sorted({*(earlier if isinstance(earlier, tuple) else ()), *planned})
+        )
     if params == dict(monitor.params):
         return monitor
     return replace(monitor, params=tuple(sorted(params.items())))

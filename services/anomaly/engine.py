@@ -100,7 +100,9 @@ class Evaluator:
         self.clock = clock
 
     async def process(self, tx: Tx, lines: Sequence[CostLine]) -> list[Outcome]:
-        lines = list({ln.record_id: ln for ln in lines}.values())  # a record twice in a batch counts once
+        lines = list(
+            {ln.record_id: ln for ln in lines}.values()
+        )  # a record twice in a batch counts once
         monitors = {m.name: m for m in self._monitors()}
         touched = affected_series(lines, list(monitors.values()))
         await tx.lock_series(list(touched))
@@ -126,7 +128,13 @@ class Evaluator:
         return out
 
     async def evaluate(
-        self, tx: Tx, monitor: Monitor, key: SeriesKey, members: Sequence[CostLine], inputs: Prefetched, states: list
+        self,
+        tx: Tx,
+        monitor: Monitor,
+        key: SeriesKey,
+        members: Sequence[CostLine],
+        inputs: Prefetched,
+        states: list,
     ) -> list[Outcome]:
         """Re-evaluate one series (its inputs prefetched) and record what changed."""
         points, high, first = inputs.points, inputs.high, inputs.first
@@ -140,13 +148,20 @@ class Evaluator:
         resume = None
         if inputs.state is not None and inputs.state[:2] == (evaluated_from, fingerprint):
             resume = inputs.state[2]
-        findings, state = evaluate_series(key, monitor, series, partial=_partial(points, high, through), resume=resume)
+        findings, state = evaluate_series(
+            key, monitor, series, partial=_partial(points, high, through), resume=resume
+        )
         if state is not None:
             states.append((key, evaluated_from, fingerprint, state))
         dimension = monitor.dimension_of(key.values)
         changes = reconcile(
-            key, dimension, findings, inputs.raised,
-            through=through, evaluated_from=evaluated_from, suppress_until=inputs.suppressed_until,
+            key,
+            dimension,
+            findings,
+            inputs.raised,
+            through=through,
+            evaluated_from=evaluated_from,
+            suppress_until=inputs.suppressed_until,
         )
         now = self.clock()
         out = []
@@ -156,12 +171,16 @@ class Evaluator:
                 if stored is None:
                     continue
                 body, kind = stored
-                anomaly = AnomalyV1.model_validate({**body, "status": "resolved", "detected_at": now})
+                anomaly = AnomalyV1.model_validate(
+                    {**body, "status": "resolved", "detected_at": now}
+                )
                 cause = members[0] if members else None
             else:
                 f = change.finding
                 causes = await self._root_causes(tx, monitor, key, f)
-                anomaly = self.build(monitor, dimension, f, change.anomaly_id, change.status, causes, now)
+                anomaly = self.build(
+                    monitor, dimension, f, change.anomaly_id, change.status, causes, now
+                )
                 kind = f.kind
                 cause = _cause(members, f)
             await tx.save_anomaly(monitor.name, key, anomaly.model_dump(mode="json"), kind, now)
@@ -170,7 +189,16 @@ class Evaluator:
             out.append(Outcome(anomaly, cause, change.kind))
         return out
 
-    def build(self, monitor: Monitor, dimension: dict, f: Finding, aid: str, status: str, causes, now: datetime) -> AnomalyV1:
+    def build(
+        self,
+        monitor: Monitor,
+        dimension: dict,
+        f: Finding,
+        aid: str,
+        status: str,
+        causes,
+        now: datetime,
+    ) -> AnomalyV1:
         return AnomalyV1(
             anomaly_id=aid,
             detected_at=now,

@@ -28,14 +28,18 @@ SERVICE = "anomaly"
 _SCHEMA = [(k, v.encode()) for k, v in schema_headers("Anomaly").items()]
 
 
-async def publish_anomalies(runtime, outcomes: list[Outcome], carriers: dict[str, dict[str, bytes]]) -> None:
+async def publish_anomalies(
+    runtime, outcomes: list[Outcome], carriers: dict[str, dict[str, bytes]]
+) -> None:
     """Publish each anomaly in the trace of the record that caused it (`carriers`: anomaly id ->
     the trace headers of its cause, kept from detection in the outbox)."""
     records = []
     for o in outcomes:
         carrier = carriers.get(o.anomaly.anomaly_id, {})
         span = start_record_span(
-            runtime.tracer, "anomaly.detect", carrier,
+            runtime.tracer,
+            "anomaly.detect",
+            carrier,
             **{"finfocus.anomaly_id": o.anomaly.anomaly_id, "finfocus.change": o.change},
         )
         try:
@@ -45,7 +49,9 @@ async def publish_anomalies(runtime, outcomes: list[Outcome], carriers: dict[str
         finally:
             span.end()
     if records:  # signed: remediation acts only on anomalies this service (or forecast) signed
-        await runtime.publisher.publish(Topics.ANOMALIES, signed_anomalies(keys_for(runtime.settings.home), records))
+        await runtime.publisher.publish(
+            Topics.ANOMALIES, signed_anomalies(keys_for(runtime.settings.home), records)
+        )
 
 
 def _traceparent(o: Outcome, headers: dict[str, dict[str, bytes]]) -> str | None:
@@ -84,12 +90,14 @@ def register_handlers(runtime, store: AnomalyStore, evaluator: Evaluator, notifi
 
     # documented in the AsyncAPI document; records are sent through runtime.publisher
     runtime.publishes(
-        Topics.ANOMALIES, AnomalyV1,
+        Topics.ANOMALIES,
+        AnomalyV1,
         "Anomaly v1 when an anomaly is detected, updated (ongoing, acknowledged) or "
         "resolved; key = its dimension; traceparent of the record that caused it",
     )
     runtime.publishes(
-        Topics.dlq(Topics.PRICED_RESOURCES), DeadLetterV1,
+        Topics.dlq(Topics.PRICED_RESOURCES),
+        DeadLetterV1,
         "Records that are not a valid PricedRecord v1 or that the store refuses, with the reason",
     )
 
@@ -99,13 +107,22 @@ def register_handlers(runtime, store: AnomalyStore, evaluator: Evaluator, notifi
         outcomes = await evaluator.process(tx, [line for line, _ in items])
         await tx.mark_pending([(o.anomaly.anomaly_id, _traceparent(o, headers)) for o in outcomes])
         if notifier is not None and outcomes:
-            await notifier.enqueue(conn, [o.anomaly.model_dump(mode="json") for o in outcomes], evaluator.clock())
+            await notifier.enqueue(
+                conn, [o.anomaly.model_dump(mode="json") for o in outcomes], evaluator.clock()
+            )
 
     relay = partial(republish, runtime, store)
     runtime.consume(
-        Topics.PRICED_RESOURCES, group=GROUP_ID, label="PricedRecord",
-        decode=lambda env: (line_from_record(PricedRecordV1.model_validate_json(env.value)), env.headers),
-        work=detect, relay=relay, data_errors=BAD_DATA,
+        Topics.PRICED_RESOURCES,
+        group=GROUP_ID,
+        label="PricedRecord",
+        decode=lambda env: (
+            line_from_record(PricedRecordV1.model_validate_json(env.value)),
+            env.headers,
+        ),
+        work=detect,
+        relay=relay,
+        data_errors=BAD_DATA,
         title="priced-resources:PricedRecord",
         description="Batches of PricedRecord v1: stored per x_RecordId, then every touched series "
         "is re-evaluated by its monitors",
@@ -116,16 +133,24 @@ def register_handlers(runtime, store: AnomalyStore, evaluator: Evaluator, notifi
     async def acknowledge(conn, feedback: list[tuple[AnomalyFeedbackV1, str]]) -> Done:
         tx, refused = Tx(conn), {}
         for i, (fb, actor) in enumerate(feedback):  # signed by a trusted issuer, audited as actor
-            if await tx.acknowledge(fb.anomaly_id, fb.verdict, fb.note, fb.given_at.astimezone(UTC), actor) is None:
+            if (
+                await tx.acknowledge(
+                    fb.anomaly_id, fb.verdict, fb.note, fb.given_at.astimezone(UTC), actor
+                )
+                is None
+            ):
                 refused[i] = f"unknown anomaly {fb.anomaly_id}"
             else:
                 await tx.mark_pending([(fb.anomaly_id, None)])
         return Done(refused=refused)
 
     runtime.consume(
-        FEEDBACK_TOPIC, group=FEEDBACK_GROUP_ID, label="feedback",
+        FEEDBACK_TOPIC,
+        group=FEEDBACK_GROUP_ID,
+        label="feedback",
         decode=feedback_decoder(lambda: keys_for(runtime.settings.home)),
-        work=acknowledge, relay=relay,
+        work=acknowledge,
+        relay=relay,
         title="anomaly-feedback:Feedback",
         description="Verdicts from `finfocus anomalies feedback` (yes, no, planned)",
     )

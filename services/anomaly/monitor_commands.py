@@ -38,12 +38,22 @@ async def apply_monitor_commands(conn, items: list[tuple[MonitorCommandV1, str]]
         elif outcome == "applied":
             await store.remove_monitor(conn, command.name)
         await store.audit_monitor(
-            conn, command.command_id, command.name, command.action.value, spec, outcome, detail, actor,
+            conn,
+            command.command_id,
+            command.name,
+            command.action.value,
+            spec,
+            outcome,
+            detail,
+            actor,
             command.issued_at,
         )
         logger.info(
-            "monitor command %s", outcome,
-            extra=log_fields(command_id=command.command_id, monitor=command.name, actor=actor, detail=detail),
+            "monitor command %s",
+            outcome,
+            extra=log_fields(
+                command_id=command.command_id, monitor=command.name, actor=actor, detail=detail
+            ),
         )
 
 
@@ -59,8 +69,12 @@ def register_monitor_commands(runtime, registry: MonitorRegistry) -> None:
         await registry.refresh(runtime.pool)
 
     runtime.consume(
-        MONITOR_COMMANDS, group=GROUP_ID, label="MonitorCommand v1",
-        decode=decode, work=apply_monitor_commands, relay=reload,
+        MONITOR_COMMANDS,
+        group=GROUP_ID,
+        label="MonitorCommand v1",
+        decode=decode,
+        work=apply_monitor_commands,
+        relay=reload,
         title="monitor-commands:MonitorCommand",
         description="MonitorCommand v1 signed by the api or the CLI: add, replace or remove a monitor "
         "(audited in v_monitor_audit)",

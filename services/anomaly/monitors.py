@@ -84,8 +84,14 @@ class MonitorSpec(BaseModel):
 
     @classmethod
     def of(cls, m: Monitor) -> MonitorSpec:
-        return cls(name=m.name, dimensions=list(m.dimensions), filters=dict(m.filters), top=m.top,
-                   detector=m.detector, params=dict(m.params))
+        return cls(
+            name=m.name,
+            dimensions=list(m.dimensions),
+            filters=dict(m.filters),
+            top=m.top,
+            detector=m.detector,
+            params=dict(m.params),
+        )
 
 
 class MonitorFile(BaseModel):
@@ -107,7 +113,9 @@ def load_monitors(path: Path) -> list[Monitor]:
     if not path.exists():
         return [DEFAULT_MONITOR]
     data = yaml.safe_load(path.read_text()) or {}
-    return [spec.to_monitor() for spec in MonitorFile.model_validate(data).monitors] or [DEFAULT_MONITOR]
+    return [spec.to_monitor() for spec in MonitorFile.model_validate(data).monitors] or [
+        DEFAULT_MONITOR
+    ]
 
 
 def spec_of(m: Monitor) -> dict[str, Any]:
@@ -119,7 +127,9 @@ def monitor_of(name: str, spec: dict[str, Any]) -> Monitor:
     return MonitorSpec.model_validate({**spec, "name": name}).to_monitor()
 
 
-def decide(current: dict[str, dict], command: MonitorCommandV1) -> tuple[str, str | None, dict | None]:
+def decide(
+    current: dict[str, dict], command: MonitorCommandV1
+) -> tuple[str, str | None, dict | None]:
     """(outcome, detail, the spec to store) of a monitor command against the stored monitors:
     `applied`, `unchanged` (nothing to do: a repeat) or `refused` (with the reason). Pure."""
     if command.action == MonitorAction.REMOVE:
@@ -167,12 +177,17 @@ class MonitorRegistry:
             try:
                 found, source = load_monitors(self.path), str(self.path)
             except Exception as exc:  # noqa: BLE001 - the default instead of a broken file
-                logger.error("monitors file %s rejected, importing the default monitor: %s", self.path, exc)
+                logger.error(
+                    "monitors file %s rejected, importing the default monitor: %s", self.path, exc
+                )
                 found, source = [DEFAULT_MONITOR], "default"
             if not self.path.exists():
                 source = "default"
             if await store.import_monitors(conn, source, {m.name: spec_of(m) for m in found}):
-                logger.info("monitors imported", extra={"fields": {"source": source, "monitors": len(found)}})
+                logger.info(
+                    "monitors imported",
+                    extra={"fields": {"source": source, "monitors": len(found)}},
+                )
 
     async def refresh(self, pool: asyncpg.Pool) -> list[Monitor]:
         """Import once if never done, then load the stored monitors (a row that no longer
@@ -194,7 +209,9 @@ class MonitorRegistry:
     def start(self, pool_of) -> None:
         """Poll the table every `poll_s` (changes applied by another replica)."""
         if self._poller is None:
-            self._poller = Periodic("anomaly-monitors", self.poll_s, lambda: self.refresh(pool_of()), "monitors")
+            self._poller = Periodic(
+                "anomaly-monitors", self.poll_s, lambda: self.refresh(pool_of()), "monitors"
+            )
         self._poller.start()
 
     async def stop(self) -> None:

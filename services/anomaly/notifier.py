@@ -81,7 +81,14 @@ class Notifier:
     async def enqueue(self, conn, anomalies: Sequence[dict], now: datetime) -> int:
         """Record the deliveries the subscriptions want (inside the caller's transaction)."""
         rows = [
-            (s.name, a["anomaly_id"], a["severity"], "immediate" if s.frequency == "immediate" else "digest", a, s.due_at(now))
+            (
+                s.name,
+                a["anomaly_id"],
+                a["severity"],
+                "immediate" if s.frequency == "immediate" else "digest",
+                a,
+                s.due_at(now),
+            )
             for s in self.subscriptions()
             for a in anomalies
             if s.wants(a)
@@ -99,7 +106,10 @@ class Notifier:
             rows = await conn.fetch(DUE, now or datetime.now(UTC))
             groups: dict[tuple[str, str], list] = {}
             for r in rows:
-                key = (r["subscription"], r["anomaly_id"] if r["mode"] == "immediate" else "*digest*")
+                key = (
+                    r["subscription"],
+                    r["anomaly_id"] if r["mode"] == "immediate" else "*digest*",
+                )
                 groups.setdefault(key, []).append(r)
             if not groups:  # nothing due: no HTTP client (nor httpx, imported on first use)
                 return 0
@@ -111,21 +121,33 @@ class Notifier:
                     at = datetime.now(UTC)
                     for r in group:
                         if error is None:
-                            await conn.execute(SENT, r["subscription"], r["anomaly_id"], r["severity"], at)
+                            await conn.execute(
+                                SENT, r["subscription"], r["anomaly_id"], r["severity"], at
+                            )
                         else:
                             attempts = r["attempts"] + 1
                             final = attempts >= self.max_attempts or error.startswith("permanent:")
                             await conn.execute(
-                                RETRY, r["subscription"], r["anomaly_id"], r["severity"],
-                                "failed" if final else "pending", error[:500], at + backoff(attempts, self.retry_base_s),
+                                RETRY,
+                                r["subscription"],
+                                r["anomaly_id"],
+                                r["severity"],
+                                "failed" if final else "pending",
+                                error[:500],
+                                at + backoff(attempts, self.retry_base_s),
                             )
                     if error is None:
                         sent += 1
                     else:
-                        logger.warning("alert delivery failed", extra=log_fields(subscription=name, error=error[:200]))
+                        logger.warning(
+                            "alert delivery failed",
+                            extra=log_fields(subscription=name, error=error[:200]),
+                        )
         return sent
 
-    async def _post(self, client: httpx.AsyncClient, sub: Subscription | None, anomalies: list[dict]) -> str | None:
+    async def _post(
+        self, client: httpx.AsyncClient, sub: Subscription | None, anomalies: list[dict]
+    ) -> str | None:
         if sub is None:
             return "permanent: the subscription no longer exists"
         secret = self.secrets.get(sub.webhook_secret)

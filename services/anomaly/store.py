@@ -16,7 +16,12 @@ from services.anomaly.detectors import WalkState
 from services.anomaly.domain import CostLine, Monitor, Raised, SeriesKey, StoredLine
 
 #: errors that come from a record's content, not from the database being unavailable
-BAD_DATA = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, ValueError, ArithmeticError)
+BAD_DATA = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    ValueError,
+    ArithmeticError,
+)
 
 COLUMNS = {
     "ProviderName": "provider",
@@ -32,9 +37,26 @@ COLUMNS = {
 }
 
 LINE_COLUMNS = (
-    "record_id", "provider", "billing_account_id", "account", "service_name", "service_category",
-    "region_id", "sku_id", "resource_id", "resource_type", "charge_category", "charge_frequency",
-    "recurring", "tags", "currency", "day", "period_end", "cost", "priced", "billing_scope",
+    "record_id",
+    "provider",
+    "billing_account_id",
+    "account",
+    "service_name",
+    "service_category",
+    "region_id",
+    "sku_id",
+    "resource_id",
+    "resource_type",
+    "charge_category",
+    "charge_frequency",
+    "recurring",
+    "tags",
+    "currency",
+    "day",
+    "period_end",
+    "cost",
+    "priced",
+    "billing_scope",
     "billing_scope_version",
 )
 
@@ -123,7 +145,9 @@ def series_key_text(key: SeriesKey) -> str:
 def monitor_ref(monitor: Monitor) -> str:
     """The monitor's name and what slices its lines: editing its dimensions or filters in
     YAML starts its stored points afresh."""
-    shape = json.dumps([list(monitor.dimensions), [list(f) for f in monitor.filters]], separators=(",", ":"))
+    shape = json.dumps(
+        [list(monitor.dimensions), [list(f) for f in monitor.filters]], separators=(",", ":")
+    )
     return f"{monitor.name}:{hashlib.sha256(shape.encode()).hexdigest()[:12]}"
 
 
@@ -199,7 +223,8 @@ class Tx:
             """SELECT pg_advisory_xact_lock(h) FROM (
                    SELECT DISTINCT hashtextextended(m || k, 0) AS h
                    FROM unnest($1::text[], $2::text[]) AS t(m, k) ORDER BY 1) s""",
-            [k.monitor for k in keys], [series_key_text(k) for k in keys],
+            [k.monitor for k in keys],
+            [series_key_text(k) for k in keys],
         )
 
     async def store_lines(self, lines: Sequence[CostLine]) -> Stored:
@@ -213,10 +238,26 @@ class Tx:
             columns=list(LINE_COLUMNS),
             records=[
                 (
-                    ln.record_id, ln.provider, ln.billing_account_id, ln.account, ln.service_name,
-                    ln.service_category, ln.region_id, ln.sku_id, ln.resource_id, ln.resource_type,
-                    ln.charge_category, ln.charge_frequency, ln.recurring, json.dumps(dict(ln.tags)),
-                    ln.currency, ln.day, ln.period_end, ln.cost, ln.priced, ln.billing_scope,
+                    ln.record_id,
+                    ln.provider,
+                    ln.billing_account_id,
+                    ln.account,
+                    ln.service_name,
+                    ln.service_category,
+                    ln.region_id,
+                    ln.sku_id,
+                    ln.resource_id,
+                    ln.resource_type,
+                    ln.charge_category,
+                    ln.charge_frequency,
+                    ln.recurring,
+                    json.dumps(dict(ln.tags)),
+                    ln.currency,
+                    ln.day,
+                    ln.period_end,
+                    ln.cost,
+                    ln.priced,
+                    ln.billing_scope,
                     ln.billing_scope_version,
                 )
                 for ln in lines
@@ -227,24 +268,32 @@ class Tx:
         scopes: dict[str, int] = {}
         for ln in lines:
             if ln.billing_scope is not None and ln.billing_scope_version is not None:
-                scopes[ln.billing_scope] = max(scopes.get(ln.billing_scope, ln.billing_scope_version), ln.billing_scope_version)
+                scopes[ln.billing_scope] = max(
+                    scopes.get(ln.billing_scope, ln.billing_scope_version), ln.billing_scope_version
+                )
         restated = False
         if scopes:
             restated = bool(await self.conn.fetchval(RESTATED, list(scopes), list(scopes.values())))
             await self.conn.execute(BUMP_SCOPES, list(scopes), list(scopes.values()))
-        wanted = set(scopes) | {r["billing_scope"] for r in earlier if r["billing_scope"] is not None}
+        wanted = set(scopes) | {
+            r["billing_scope"] for r in earlier if r["billing_scope"] is not None
+        }
         if wanted:
-            out.versions = dict(await self.conn.fetch(
-                "SELECT billing_scope, version FROM anomaly.scope_versions WHERE billing_scope = ANY($1::text[])",
-                list(wanted),
-            ))
+            out.versions = dict(
+                await self.conn.fetch(
+                    "SELECT billing_scope, version FROM anomaly.scope_versions WHERE billing_scope = ANY($1::text[])",
+                    list(wanted),
+                )
+            )
         for r in earlier:
             scope, version = r["billing_scope"], r["billing_scope_version"]
             live = scope is None or version is None or out.versions.get(scope) == version
             cost = r["cost"] if live and r["priced"] and not r["recurring"] else Decimal(0)
             out.previous[r["record_id"]] = StoredLine(r["day"], cost)
         if restated:
-            out.epoch = await self.conn.fetchval("UPDATE anomaly.points_epoch SET epoch = epoch + 1 RETURNING epoch")
+            out.epoch = await self.conn.fetchval(
+                "UPDATE anomaly.points_epoch SET epoch = epoch + 1 RETURNING epoch"
+            )
         else:
             out.epoch = await self.conn.fetchval("SELECT epoch FROM anomaly.points_epoch")
         return out
@@ -265,7 +314,9 @@ class Tx:
             for r in await self.conn.fetch(
                 "SELECT series_key FROM anomaly.series_points_epoch"
                 " WHERE monitor_ref = $1 AND series_key = ANY($2::text[]) AND epoch = $3",
-                ref, texts, stored.epoch,
+                ref,
+                texts,
+                stored.epoch,
             )
         }
         stale = [k for k, t in zip(keys, texts, strict=True) if t not in current]
@@ -273,7 +324,8 @@ class Tx:
             await self._recompute_points(monitor, ref, stale, stored.epoch)
         rows = [
             (t, day, cost, high)
-            for k, t in zip(keys, texts, strict=True) if t in current
+            for k, t in zip(keys, texts, strict=True)
+            if t in current
             for day, (cost, high) in deltas.get(k, {}).items()
         ]
         if rows:
@@ -284,10 +336,13 @@ class Tx:
                    ON CONFLICT (monitor_ref, series_key, day) DO UPDATE
                    SET cost = anomaly.series_points.cost + EXCLUDED.cost,
                        high = GREATEST(anomaly.series_points.high, EXCLUDED.high)""",
-                ref, *map(list, zip(*rows, strict=True)),
+                ref,
+                *map(list, zip(*rows, strict=True)),
             )
 
-    async def prefetch(self, monitor: Monitor, keys: Sequence[SeriesKey], suppress_days: int) -> dict[SeriesKey, Prefetched]:
+    async def prefetch(
+        self, monitor: Monitor, keys: Sequence[SeriesKey], suppress_days: int
+    ) -> dict[SeriesKey, Prefetched]:
         """Read what the evaluation of many series of one monitor needs (points brought up to
         date by `update_points`), in a few queries for all of them."""
         ref = monitor_ref(monitor)
@@ -296,30 +351,47 @@ class Tx:
         by_text = dict(zip(texts, keys, strict=True))
         for r in await self.conn.fetch(
             "SELECT series_key, day, cost, high FROM anomaly.series_points WHERE monitor_ref = $1 AND series_key = ANY($2::text[])",
-            ref, texts,
+            ref,
+            texts,
         ):
             p = out[by_text[r["series_key"]]]
             p.points[r["day"]] = r["cost"]
             p.high = r["high"] if p.high is None else max(p.high, r["high"])
             p.first = r["day"] if p.first is None else min(p.first, r["day"])
         for r in await self.conn.fetch(
-            "SELECT * FROM anomaly.series_state WHERE monitor = $1 AND series_key = ANY($2::text[])", monitor.name, texts
+            "SELECT * FROM anomaly.series_state WHERE monitor = $1 AND series_key = ANY($2::text[])",
+            monitor.name,
+            texts,
         ):
             arrays = np.frombuffer(r["arrays"], dtype="<f8").reshape(4, r["steps"])
             y, learn, expected, scores = (a.copy() for a in arrays)
-            state = WalkState(y, learn, expected, scores, r["regime_start"], r["run_dir"], r["run_start"])
+            state = WalkState(
+                y, learn, expected, scores, r["regime_start"], r["run_dir"], r["run_start"]
+            )
             out[by_text[r["series_key"]]].state = (r["start_day"], r["fingerprint"], state)
         for r in await self.conn.fetch(RAISED_MANY, monitor.name, texts):
             key = by_text[r["series_key"]]
-            out[key].raised.append(Raised(
-                r["anomaly_id"], key, r["window_start"].date(), r["window_end"].date(),
-                r["expected_cost"], r["actual_cost"], r["status"], r["verdict"],
-            ))
+            out[key].raised.append(
+                Raised(
+                    r["anomaly_id"],
+                    key,
+                    r["window_start"].date(),
+                    r["window_end"].date(),
+                    r["expected_cost"],
+                    r["actual_cost"],
+                    r["status"],
+                    r["verdict"],
+                )
+            )
         for r in await self.conn.fetch(SUPPRESSED_MANY, monitor.name, texts):
-            out[by_text[r["series_key"]]].suppressed_until = r["until"].date() + timedelta(days=suppress_days)
+            out[by_text[r["series_key"]]].suppressed_until = r["until"].date() + timedelta(
+                days=suppress_days
+            )
         return out
 
-    async def _recompute_points(self, monitor: Monitor, ref: str, keys: Sequence[SeriesKey], epoch: int) -> None:
+    async def _recompute_points(
+        self, monitor: Monitor, ref: str, keys: Sequence[SeriesKey], epoch: int
+    ) -> None:
         """Rebuild the points of `keys` from their live lines and stamp them with `epoch`."""
         texts = [series_key_text(k) for k in keys]
         params: list = []
@@ -335,7 +407,9 @@ class Tx:
         conds.append(filters_sql(monitor, params))
         params.append(ref)
         await self.conn.execute(
-            "DELETE FROM anomaly.series_points WHERE monitor_ref = $1 AND series_key = ANY($2::text[])", ref, texts
+            "DELETE FROM anomaly.series_points WHERE monitor_ref = $1 AND series_key = ANY($2::text[])",
+            ref,
+            texts,
         )
         await self.conn.execute(
             f"""INSERT INTO anomaly.series_points
@@ -349,18 +423,36 @@ class Tx:
         await self.conn.execute(
             """INSERT INTO anomaly.series_points_epoch SELECT $1, k, $3 FROM unnest($2::text[]) AS k
                ON CONFLICT (monitor_ref, series_key) DO UPDATE SET epoch = EXCLUDED.epoch""",
-            ref, texts, epoch,
+            ref,
+            texts,
+            epoch,
         )
 
-    async def save_states(self, monitor: Monitor, items: Sequence[tuple[SeriesKey, date, str, WalkState]]) -> None:
+    async def save_states(
+        self, monitor: Monitor, items: Sequence[tuple[SeriesKey, date, str, WalkState]]
+    ) -> None:
         if items:
-            await self.conn.executemany(SAVE_STATE, [
-                (monitor.name, series_key_text(k), start, fp, len(st.y), st.regime_start, st.run_dir, st.run_start,
-                 np.stack([st.y, st.learn, st.expected, st.scores]).astype("<f8").tobytes())
-                for k, start, fp, st in items
-            ])
+            await self.conn.executemany(
+                SAVE_STATE,
+                [
+                    (
+                        monitor.name,
+                        series_key_text(k),
+                        start,
+                        fp,
+                        len(st.y),
+                        st.regime_start,
+                        st.run_dir,
+                        st.run_start,
+                        np.stack([st.y, st.learn, st.expected, st.scores]).astype("<f8").tobytes(),
+                    )
+                    for k, start, fp, st in items
+                ],
+            )
 
-    async def breakdown(self, monitor: Monitor, key: SeriesKey, dims: Sequence[str], start: date, end: date) -> dict[tuple[tuple[str, str], ...], Decimal]:
+    async def breakdown(
+        self, monitor: Monitor, key: SeriesKey, dims: Sequence[str], start: date, end: date
+    ) -> dict[tuple[tuple[str, str], ...], Decimal]:
         """Detection cost of [start, end) per combination of the sub-dimensions `dims`."""
         params: list = []
         where = series_filter(monitor, key, params)
@@ -375,7 +467,9 @@ class Tx:
         )
         return {tuple((d, r[f"d{i}"]) for i, d in enumerate(dims)): r["cost"] for r in rows}
 
-    async def top_values(self, monitor: Monitor, n: int, days: int = 30) -> set[tuple[tuple[str, ...], str]]:
+    async def top_values(
+        self, monitor: Monitor, n: int, days: int = 30
+    ) -> set[tuple[tuple[str, ...], str]]:
         """The `n` costliest (dimension values, currency) of the monitor over its last `days`
         days, from the points kept for every value it has seen lines of."""
         rows = await self.conn.fetch(
@@ -383,7 +477,9 @@ class Tx:
                WHERE monitor_ref = $1
                  AND day >= (SELECT max(day) FROM anomaly.series_points WHERE monitor_ref = $1) - $2::int
                GROUP BY series_key ORDER BY total DESC, series_key LIMIT $3""",
-            monitor_ref(monitor), days, n,
+            monitor_ref(monitor),
+            days,
+            n,
         )
         out = set()
         for r in rows:
@@ -391,31 +487,60 @@ class Tx:
             out.add((tuple(values), currency))
         return out
 
-    async def save_anomaly(self, monitor: str, key: SeriesKey, body: dict, kind: str, now: datetime) -> None:
+    async def save_anomaly(
+        self, monitor: str, key: SeriesKey, body: dict, kind: str, now: datetime
+    ) -> None:
         await self.conn.execute(
             SAVE_ANOMALY,
-            body["anomaly_id"], monitor, series_key_text(key), body["dimension"], body["currency"],
-            datetime.fromisoformat(body["window_start"]), datetime.fromisoformat(body["window_end"]),
-            Decimal(body["expected_cost"]), Decimal(body["actual_cost"]), Decimal(body["impact"]),
-            body["severity"], body["status"], body["detector"], kind, now, body,
+            body["anomaly_id"],
+            monitor,
+            series_key_text(key),
+            body["dimension"],
+            body["currency"],
+            datetime.fromisoformat(body["window_start"]),
+            datetime.fromisoformat(body["window_end"]),
+            Decimal(body["expected_cost"]),
+            Decimal(body["actual_cost"]),
+            Decimal(body["impact"]),
+            body["severity"],
+            body["status"],
+            body["detector"],
+            kind,
+            now,
+            body,
         )
 
     async def anomaly_body(self, anomaly_id: str) -> tuple[dict, str] | None:
-        row = await self.conn.fetchrow("SELECT body, kind FROM anomaly.anomalies WHERE anomaly_id = $1", anomaly_id)
+        row = await self.conn.fetchrow(
+            "SELECT body, kind FROM anomaly.anomalies WHERE anomaly_id = $1", anomaly_id
+        )
         return (row["body"], row["kind"]) if row else None
 
-    async def save_feedback(self, anomaly_id: str, verdict: str, note: str | None, at: datetime,
-                            actor: str | None = None) -> None:
+    async def save_feedback(
+        self,
+        anomaly_id: str,
+        verdict: str,
+        note: str | None,
+        at: datetime,
+        actor: str | None = None,
+    ) -> None:
         await self.conn.execute(SAVE_FEEDBACK, anomaly_id, verdict, note, at, actor)
         if actor is not None:
             await self.conn.execute(AUDIT_FEEDBACK, anomaly_id, verdict, note, actor)
 
-    async def acknowledge(self, anomaly_id: str, verdict: str, note: str | None, at: datetime,
-                          actor: str | None = None) -> dict | None:
+    async def acknowledge(
+        self,
+        anomaly_id: str,
+        verdict: str,
+        note: str | None,
+        at: datetime,
+        actor: str | None = None,
+    ) -> dict | None:
         """Record feedback (audited with its verified `actor`) and mark the anomaly
         acknowledged; its new body, or None if unknown."""
         row = await self.conn.fetchrow(
-            "SELECT body, status FROM anomaly.anomalies WHERE anomaly_id = $1 FOR UPDATE", anomaly_id
+            "SELECT body, status FROM anomaly.anomalies WHERE anomaly_id = $1 FOR UPDATE",
+            anomaly_id,
         )
         if row is None:
             return None
@@ -425,7 +550,9 @@ class Tx:
             body["status"] = "acknowledged"
         await self.conn.execute(
             "UPDATE anomaly.anomalies SET status = $2, body = $3 WHERE anomaly_id = $1",
-            anomaly_id, body["status"], body,
+            anomaly_id,
+            body["status"],
+            body,
         )
         return body
 
@@ -447,7 +574,8 @@ class AnomalyStore:
     async def mark_published(self, ids: Sequence[str]) -> None:
         if ids:
             await self._runtime.pool.execute(
-                "UPDATE anomaly.anomalies SET pending_publish = false WHERE anomaly_id = ANY($1::text[])", list(ids)
+                "UPDATE anomaly.anomalies SET pending_publish = false WHERE anomaly_id = ANY($1::text[])",
+                list(ids),
             )
 
     async def requeue_since(self, epoch: str, since: datetime | None) -> int | None:
@@ -459,9 +587,14 @@ class AnomalyStore:
                 return None
             count = 0
             if since is not None:
-                count = int((await conn.execute(
-                    "UPDATE anomaly.anomalies SET pending_publish = true WHERE detected_at >= $1", since
-                )).split()[-1])
+                count = int(
+                    (
+                        await conn.execute(
+                            "UPDATE anomaly.anomalies SET pending_publish = true WHERE detected_at >= $1",
+                            since,
+                        )
+                    ).split()[-1]
+                )
             await conn.execute(
                 "INSERT INTO anomaly.broker_epoch (epoch) VALUES ($1) ON CONFLICT (only_row) "
                 "DO UPDATE SET epoch = EXCLUDED.epoch, recorded_at = now()",
@@ -511,7 +644,9 @@ class _TxContext:
 async def monitor_specs(conn: asyncpg.Connection) -> dict[str, dict]:
     """The stored monitors: name -> spec (the YAML entry's fields but the name)."""
     rows = await conn.fetch("SELECT name, spec FROM anomaly.monitors ORDER BY name")
-    return {r["name"]: json.loads(r["spec"]) if isinstance(r["spec"], str) else r["spec"] for r in rows}
+    return {
+        r["name"]: json.loads(r["spec"]) if isinstance(r["spec"], str) else r["spec"] for r in rows
+    }
 
 
 async def monitors_imported(conn: asyncpg.Connection) -> bool:
@@ -522,20 +657,33 @@ async def import_monitors(conn: asyncpg.Connection, source: str, specs: dict[str
     """The one-time import of the monitors file (or the default monitor), audited as `file`;
     False when another process did it first."""
     done = await conn.fetchval(
-        "INSERT INTO anomaly.monitor_setup (source) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true", source
+        "INSERT INTO anomaly.monitor_setup (source) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true",
+        source,
     )
     if not done:
         return False
     for name, spec in specs.items():
         await set_monitor(conn, name, spec, "file")
-        await audit_monitor(conn, f"import-{name}", name, "set", spec, "applied", f"imported from {source}",
-                            "file", None)
+        await audit_monitor(
+            conn,
+            f"import-{name}",
+            name,
+            "set",
+            spec,
+            "applied",
+            f"imported from {source}",
+            "file",
+            None,
+        )
     return True
 
 
 async def monitor_audited(conn: asyncpg.Connection, command_id: str) -> bool:
-    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM anomaly.monitor_audit WHERE command_id = $1)",
-                                    command_id))
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM anomaly.monitor_audit WHERE command_id = $1)", command_id
+        )
+    )
 
 
 async def set_monitor(conn: asyncpg.Connection, name: str, spec: dict, actor: str) -> None:
@@ -543,7 +691,9 @@ async def set_monitor(conn: asyncpg.Connection, name: str, spec: dict, actor: st
         """INSERT INTO anomaly.monitors (name, spec, version, updated_by) VALUES ($1, $2::jsonb, 1, $3)
            ON CONFLICT (name) DO UPDATE SET spec = EXCLUDED.spec, version = monitors.version + 1,
                                             updated_at = now(), updated_by = EXCLUDED.updated_by""",
-        name, spec, actor,  # the pool's jsonb codec encodes the dict
+        name,
+        spec,
+        actor,  # the pool's jsonb codec encodes the dict
     )
 
 
@@ -551,10 +701,26 @@ async def remove_monitor(conn: asyncpg.Connection, name: str) -> None:
     await conn.execute("DELETE FROM anomaly.monitors WHERE name = $1", name)
 
 
-async def audit_monitor(conn: asyncpg.Connection, command_id: str, name: str, action: str, spec: dict | None,
-                        outcome: str, detail: str | None, actor: str, issued_at: datetime | None) -> None:
+async def audit_monitor(
+    conn: asyncpg.Connection,
+    command_id: str,
+    name: str,
+    action: str,
+    spec: dict | None,
+    outcome: str,
+    detail: str | None,
+    actor: str,
+    issued_at: datetime | None,
+) -> None:
     await conn.execute(
         """INSERT INTO anomaly.monitor_audit (command_id, name, action, spec, outcome, detail, actor, issued_at)
            VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8) ON CONFLICT (command_id) DO NOTHING""",
-        command_id, name, action, spec, outcome, detail, actor, issued_at,
+        command_id,
+        name,
+        action,
+        spec,
+        outcome,
+        detail,
+        actor,
+        issued_at,
     )

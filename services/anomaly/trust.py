@@ -32,7 +32,9 @@ def signed_anomalies(keys: SigningKeys, records: Iterable[Outgoing]) -> list[Out
     return [(k, v, [*h, sign(keys, ISSUER, Topics.ANOMALIES, v)]) for k, v, h in records]
 
 
-def feedback_decoder(keys: Callable[[], SigningKeys]) -> Callable[[Envelope], tuple[AnomalyFeedbackV1, str]]:
+def feedback_decoder(
+    keys: Callable[[], SigningKeys],
+) -> Callable[[Envelope], tuple[AnomalyFeedbackV1, str]]:
     """Decodes an `anomaly-feedback` record to (feedback, actor); an unsigned or forged one
     raises (the pipeline dead-letters it with the reason) and changes nothing."""
 

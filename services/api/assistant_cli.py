@@ -22,8 +22,12 @@ from finfocus.cli.output import (
 def register(app: typer.Typer) -> None:
     @app.command("ask")
     def ask(
-        question: str = typer.Argument(..., help='A cost question in words, e.g. "what did we spend on ec2 last month"'),
-        engine: str = typer.Option(None, "--engine", help="offline (default, no model) or llm (FINFOCUS_LLM_URL)"),
+        question: str = typer.Argument(
+            ..., help='A cost question in words, e.g. "what did we spend on ec2 last month"'
+        ),
+        engine: str = typer.Option(
+            None, "--engine", help="offline (default, no model) or llm (FINFOCUS_LLM_URL)"
+        ),
         output: OutputFormat = OUTPUT_OPTION,
     ) -> None:
         """Answer a question about costs: the SQL it ran (checked, read-only), the rows and a sentence."""
@@ -50,7 +54,11 @@ def register(app: typer.Typer) -> None:
 
     @app.command("mcp")
     def mcp(
-        http: int = typer.Option(None, "--http", help="Serve streamable HTTP on 127.0.0.1:PORT (bearer token) instead of stdio"),
+        http: int = typer.Option(
+            None,
+            "--http",
+            help="Serve streamable HTTP on 127.0.0.1:PORT (bearer token) instead of stdio",
+        ),
     ) -> None:
         """Serve FinFocus's tools (cost_actual, cost_projected, anomalies, forecast, budgets,
         recommendations, savings, ask) to MCP clients, over stdio or streamable HTTP."""

@@ -21,7 +21,9 @@ from services.forecast.store import BudgetStore, ForecastStore
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def build_app(settings: ForecastSettings | None = None, *, tracer_provider: TracerProvider | None = None) -> FastStream:
+def build_app(
+    settings: ForecastSettings | None = None, *, tracer_provider: TracerProvider | None = None
+) -> FastStream:
     """The forecast service as a FastStream app (nothing connects until it starts)."""
     settings = ForecastSettings.extending(settings)
     runtime = ServiceRuntime(
@@ -40,13 +42,17 @@ def build_app(settings: ForecastSettings | None = None, *, tracer_provider: Trac
     refitter = Refitter(store, settings, extra_series=watcher.series, after_refit=check_budgets)
     register_handlers(runtime, store, refitter)
     register_budget_handlers(runtime, watcher.store, refitter)
-    runtime.publishes(Topics.ANOMALIES, AnomalyV1,
-                      "Budget breaches (detector=budget), once per threshold and period")
+    runtime.publishes(
+        Topics.ANOMALIES,
+        AnomalyV1,
+        "Budget breaches (detector=budget), once per threshold and period",
+    )
     app = runtime.app(MIGRATIONS_DIR, on_started=[refitter.start], on_stopping=[refitter.stop])
 
     @app.on_startup
     async def budget_topic() -> None:  # runs after the runtime's bootstrap, before subscribing
         await ensure_topics(settings.kafka, settings.partitions, [BUDGET_COMMANDS])
+
     app.refitter = refitter  # type: ignore[attr-defined]  # tests wait on refitter.idle
     app.store = store  # type: ignore[attr-defined]
     app.budgets = watcher  # type: ignore[attr-defined]

@@ -36,7 +36,9 @@ def keys_for(home) -> SigningKeys:
     return _KEYS[home]
 
 
-def budget_command_decoder(keys: Callable[[], SigningKeys]) -> Callable[[Envelope], tuple[BudgetCommandV1, str]]:
+def budget_command_decoder(
+    keys: Callable[[], SigningKeys],
+) -> Callable[[Envelope], tuple[BudgetCommandV1, str]]:
     """Decodes a `budget-commands` record to (command, actor): only a command signed by a
     trusted issuer is one; anything else raises (the pipeline dead-letters it with the reason)
     and changes nothing."""
@@ -76,7 +78,9 @@ def to_anomaly(breach: BudgetBreached, now: datetime) -> AnomalyV1:
 class BudgetWatcher:
     """Evaluates every budget against its period's actual and forecast spend."""
 
-    def __init__(self, runtime: ServiceRuntime, store: BudgetStore, today: Callable[[], date] | None = None) -> None:
+    def __init__(
+        self, runtime: ServiceRuntime, store: BudgetStore, today: Callable[[], date] | None = None
+    ) -> None:
         self.runtime = runtime
         self.store = store
         self.today = today or (lambda: datetime.now(UTC).date())
@@ -100,7 +104,9 @@ class BudgetWatcher:
                 budget.scope, budget.currency, start, min(end, through + timedelta(days=1))
             )
             rem = lo = hi = Decimal(0)
-            for day, mean, lo95, hi95 in await self.store.points(budget_series_key(budget).as_text()):
+            for day, mean, lo95, hi95 in await self.store.points(
+                budget_series_key(budget).as_text()
+            ):
                 if through < day < end:
                     rem, lo, hi = rem + mean, lo + lo95, hi + hi95
             projection = Projection(start, end, actual, rem, actual + rem, actual + lo, actual + hi)
@@ -122,17 +128,27 @@ class BudgetWatcher:
         records = []
         for breach in found:
             with self.runtime.tracer.start_as_current_span(
-                "forecast.budget_breached", attributes={"budget": breach.budget.name, "kind": breach.kind}
+                "forecast.budget_breached",
+                attributes={"budget": breach.budget.name, "kind": breach.kind},
             ) as span:
                 anomaly = to_anomaly(breach, now)
                 records.append(
-                    (f"budget:{breach.budget.name}".encode(), anomaly.model_dump_json().encode(),
-                     base + trace_headers(span))
+                    (
+                        f"budget:{breach.budget.name}".encode(),
+                        anomaly.model_dump_json().encode(),
+                        base + trace_headers(span),
+                    )
                 )
             logger.info(
                 "budget threshold crossed",
-                extra={"fields": {"budget": breach.budget.name, "kind": breach.kind,
-                                  "percent": str(breach.percent), "spend": str(breach.spend)}},
+                extra={
+                    "fields": {
+                        "budget": breach.budget.name,
+                        "kind": breach.kind,
+                        "percent": str(breach.percent),
+                        "spend": str(breach.spend),
+                    }
+                },
             )
         keys = keys_for(self.runtime.settings.home)
         signed = [(k, v, [*h, sign(keys, ISSUER, Topics.ANOMALIES, v)]) for k, v, h in records]

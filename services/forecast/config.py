@@ -11,7 +11,9 @@ class ForecastSettings(ServiceSettings):
     """How often and how far the forecast service forecasts."""
 
     service_name: str = "forecast"
-    forecast_horizon: int = Field(92, ge=7, le=400, description="Days forecast after trained_through")
+    forecast_horizon: int = Field(
+        92, ge=7, le=400, description="Days forecast after trained_through"
+    )
     forecast_debounce_seconds: float = Field(
         10.0, ge=0, description="Quiet time after the last stored batch before a refit starts"
     )
@@ -22,10 +24,15 @@ class ForecastSettings(ServiceSettings):
         "process", pattern="^(process|thread|inline)$", description="Where model fitting runs"
     )
     forecast_tag_keys: str = Field(
-        "*", description="Tag keys forecast as dimensions: '*' for every key seen, '' for none, or a list"
+        "*",
+        description="Tag keys forecast as dimensions: '*' for every key seen, '' for none, or a list",
     )
-    forecast_max_tag_keys: int = Field(20, ge=0, description="Cap on automatically discovered tag keys")
-    forecast_cv_windows: int = Field(2, ge=1, le=8, description="Rolling-origin windows for model choice")
+    forecast_max_tag_keys: int = Field(
+        20, ge=0, description="Cap on automatically discovered tag keys"
+    )
+    forecast_cv_windows: int = Field(
+        2, ge=1, le=8, description="Rolling-origin windows for model choice"
+    )
     forecast_reselect_days: int = Field(
         7, ge=0, description="Days a model choice is reused before cross-validation runs again"
     )

@@ -345,7 +345,9 @@ def clean_history(y: list[float], season: int = 7, weeks: int = 3) -> Cleaned:
         end = t
         while end < n and flagged[end] and (resid[end] > 0) == sign:
             end += 1
-        if end - t >= PERSIST_DAYS or (t >= n - season and _continues_shift(lead, t, sign, season, sigma)):
+        if end - t >= PERSIST_DAYS or (
+            t >= n - season and _continues_shift(lead, t, sign, season, sigma)
+        ):
             for i in range(t, end):
                 flagged[i] = False
         t = end
@@ -423,7 +425,9 @@ def assemble(series: DailySeries, raw: RawForecast) -> SeriesForecast:
             values = [v + fee for v in values]
         points.append(ForecastPoint(day, *values))
     cv = None if raw.cv_error is None or not math.isfinite(raw.cv_error) else to_money(raw.cv_error)
-    return SeriesForecast(series.key, raw.model, series.end, cv, series.fingerprint(), points, raw.choice)
+    return SeriesForecast(
+        series.key, raw.model, series.end, cv, series.fingerprint(), points, raw.choice
+    )
 
 
 # --- reconciliation ---------------------------------------------------------------------
@@ -435,10 +439,16 @@ def hierarchy_children(key: SeriesKey, base: list[SeriesKey]) -> list[SeriesKey]
     if key.dims == dims_id(HIERARCHY_BASE) or not set(dims) < set(HIERARCHY_BASE):
         return None
     want = key.group_dict()
-    return [b for b in base if b.currency == key.currency and all(b.group_dict().get(k) == v for k, v in want.items())]
+    return [
+        b
+        for b in base
+        if b.currency == key.currency and all(b.group_dict().get(k) == v for k, v in want.items())
+    ]
 
 
-def reconcile_bottom_up(keys: list[SeriesKey], raws: dict[str, RawForecast]) -> dict[str, RawForecast]:
+def reconcile_bottom_up(
+    keys: list[SeriesKey], raws: dict[str, RawForecast]
+) -> dict[str, RawForecast]:
     """Aggregate means become the sum of their children's means (bottom-up reconciliation).
 
     Why: fitted apart, the total and the providers told different stories (a total of 5,076
@@ -457,10 +467,14 @@ def reconcile_bottom_up(keys: list[SeriesKey], raws: dict[str, RawForecast]) -> 
             continue
         h = min(len(own.mean), *(len(raws[c.as_text()].mean) for c in children))
         mean = [sum(raws[c.as_text()].mean[i] for c in children) for i in range(h)]
-        floor = 0.0 if all(v >= 0 for c in children for v in raws[c.as_text()].lo_95[:h]) else -math.inf
+        floor = (
+            0.0 if all(v >= 0 for c in children for v in raws[c.as_text()].lo_95[:h]) else -math.inf
+        )
         shift = [mean[i] - own.mean[i] for i in range(h)]
         out[key.as_text()] = RawForecast(
-            own.model, own.cv_error, mean,
+            own.model,
+            own.cv_error,
+            mean,
             [max(own.lo_80[i] + shift[i], floor) for i in range(h)],
             [own.hi_80[i] + shift[i] for i in range(h)],
             [max(own.lo_95[i] + shift[i], floor) for i in range(h)],
@@ -516,4 +530,6 @@ def project_period(
             remainder += p.mean
             lo += p.lo_95
             hi += p.hi_95
-    return Projection(start, end, to_date, remainder, to_date + remainder, to_date + lo, to_date + hi)
+    return Projection(
+        start, end, to_date, remainder, to_date + remainder, to_date + lo, to_date + hi
+    )

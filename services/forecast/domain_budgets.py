@@ -90,7 +90,15 @@ def breaches(budget: Budget, projection: Projection) -> list[BudgetBreached]:
         spend = projection.actual_to_date if kind == ACTUAL else projection.projected
         if spend >= limit:
             out.append(
-                BudgetBreached(budget, kind, percent, projection.period_start, projection.period_end, limit, spend)
+                BudgetBreached(
+                    budget,
+                    kind,
+                    percent,
+                    projection.period_start,
+                    projection.period_end,
+                    limit,
+                    spend,
+                )
             )
     return out
 

@@ -75,7 +75,9 @@ def fit_many(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             out.update(
-                _fit_models(eligible, horizon, cv_windows, cv_horizon, models or model_set(), chosen or {})
+                _fit_models(
+                    eligible, horizon, cv_windows, cv_horizon, models or model_set(), chosen or {}
+                )
             )
     return out
 
@@ -90,7 +92,9 @@ def _frame(series: list[tuple[str, list[float]]]):
         ids.append(np.full(n, key, dtype=object))
         ds.append(np.arange(-n + 1, 1, dtype=np.int64))  # every series ends at 0
         ys.append(np.asarray(y, dtype=float))
-    return pd.DataFrame({"unique_id": np.concatenate(ids), "ds": np.concatenate(ds), "y": np.concatenate(ys)})
+    return pd.DataFrame(
+        {"unique_id": np.concatenate(ids), "ds": np.concatenate(ds), "y": np.concatenate(ys)}
+    )
 
 
 def _select(df, history, names, models, cv_windows, cv_horizon) -> dict[str, Choice]:
@@ -101,7 +105,11 @@ def _select(df, history, names, models, cv_windows, cv_horizon) -> dict[str, Cho
 
     t0 = time.process_time()
     cv = StatsForecast(models=models, freq=1, n_jobs=1).cross_validation(
-        df=df, h=cv_horizon, n_windows=cv_windows, step_size=cv_horizon, level=list(LEVELS),
+        df=df,
+        h=cv_horizon,
+        n_windows=cv_windows,
+        step_size=cv_horizon,
+        level=list(LEVELS),
         refit=False,  # one fit per model at the first origin, later windows by `forward`
     )
     assert isinstance(cv, pd.DataFrame)  # statsforecast answers in the frame type it was given
@@ -114,9 +122,15 @@ def _select(df, history, names, models, cv_windows, cv_horizon) -> dict[str, Cho
         scores = {}
         for name in names:
             pred = part[name].to_numpy()
-            scores[name] = float(np.nanmean(np.abs(actual - pred))) / scale if np.isfinite(pred).all() else math.inf
+            scores[name] = (
+                float(np.nanmean(np.abs(actual - pred))) / scale
+                if np.isfinite(pred).all()
+                else math.inf
+            )
         best = min(names, key=lambda n: (scores[n], names.index(n)))
-        out[key] = Choice(best, scores[best], _widening(actual, part, best, 80), _widening(actual, part, best, 95))
+        out[key] = Choice(
+            best, scores[best], _widening(actual, part, best, 80), _widening(actual, part, best, 95)
+        )
     return out
 
 
@@ -141,7 +155,9 @@ def _fit_models(series, horizon, cv_windows, cv_horizon, models, chosen) -> dict
         model = next(m for m in models if m.alias == name)
         sub = df[df["unique_id"].isin(set(keys))]
         t0 = time.process_time()
-        fc = StatsForecast(models=[model], freq=1, n_jobs=1).forecast(df=sub, h=horizon, level=list(LEVELS))
+        fc = StatsForecast(models=[model], freq=1, n_jobs=1).forecast(
+            df=sub, h=horizon, level=list(LEVELS)
+        )
         TIMINGS["statsforecast"] += time.process_time() - t0
         assert isinstance(fc, pd.DataFrame)  # the frame type it was given
         for key, part in fc.groupby("unique_id", sort=False):

@@ -43,9 +43,12 @@ def register_handlers(runtime: ServiceRuntime, store, refitter) -> None:
         changed.count += await store.write_lines(tx, lines)
 
     runtime.consume(
-        Topics.PRICED_RESOURCES, group=GROUP_ID, label="PricedRecord",
+        Topics.PRICED_RESOURCES,
+        group=GROUP_ID,
+        label="PricedRecord",
         decode=lambda env: cost_line(PricedRecordV1.model_validate_json(env.value)),
-        work=save, after=changed.poke,
+        work=save,
+        after=changed.poke,
         description="Batches of PricedRecord v1: daily cost lines per record id (newest billing-scope "
         "version wins), then a debounced refit",
     )
@@ -63,9 +66,12 @@ def register_budget_handlers(runtime: ServiceRuntime, budgets, refitter) -> None
             changed.count += await budgets.apply(command, tx, actor=actor)
 
     runtime.consume(
-        BUDGET_COMMANDS, group=f"{GROUP_ID}-budgets", label="BudgetCommand",
+        BUDGET_COMMANDS,
+        group=f"{GROUP_ID}-budgets",
+        label="BudgetCommand",
         decode=budget_command_decoder(lambda: keys_for(runtime.settings.home)),
-        work=apply, after=changed.poke,
+        work=apply,
+        after=changed.poke,
         description="Budget set/delete commands, applied unless a newer one already was",
     )
 

@@ -139,7 +139,9 @@ class Refitter:
         if through is None:
             return 0
         tag_keys = select_tag_keys(
-            await self.store.tag_keys(), self.settings.forecast_tag_keys, self.settings.forecast_max_tag_keys
+            await self.store.tag_keys(),
+            self.settings.forecast_tag_keys,
+            self.settings.forecast_max_tag_keys,
         )
         rows = []
         for dims in dimension_sets(tag_keys):
@@ -171,13 +173,18 @@ class Refitter:
         )
         raws = reconcile_bottom_up([s.key for s in todo], raws)
         forecasts = [assemble(s, raws[s.key.as_text()]) for s in todo]
-        made = [(f.key.as_text(), f.choice, through) for f in forecasts if f.choice and f.key.as_text() not in chosen]
+        made = [
+            (f.key.as_text(), f.choice, through)
+            for f in forecasts
+            if f.choice and f.key.as_text() not in chosen
+        ]
         if made:
             await self.store.save_choices(made)
         by_key = {s.key.as_text(): s for s in series}
         period = month_bounds(through + _one_day())
         projections = {
-            f.key.as_text(): [project_period(by_key[f.key.as_text()].actual, f, period)] for f in forecasts
+            f.key.as_text(): [project_period(by_key[f.key.as_text()].actual, f, period)]
+            for f in forecasts
         }
         await self.store.save_forecasts(
             forecasts,
@@ -189,7 +196,9 @@ class Refitter:
         self.refits += 1
         logger.info(
             "forecasts refitted",
-            extra={"fields": {"series": len(series), "fitted": len(forecasts), "through": str(through)}},
+            extra={
+                "fields": {"series": len(series), "fitted": len(forecasts), "through": str(through)}
+            },
         )
         if self.after_refit is not None:
             await self.after_refit(series, {f.key.as_text(): f for f in forecasts})

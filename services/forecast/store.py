@@ -20,8 +20,20 @@ from services.forecast.domain import (
 )
 
 LINE_COLUMNS = (
-    "record_id", "provider", "account", "service", "region", "resource", "type", "currency",
-    "day", "cost", "recurring", "billing_scope", "scope_version", "tags",
+    "record_id",
+    "provider",
+    "account",
+    "service",
+    "region",
+    "resource",
+    "type",
+    "currency",
+    "day",
+    "cost",
+    "recurring",
+    "billing_scope",
+    "scope_version",
+    "tags",
 )
 
 CREATE_TMP_LINES = """
@@ -66,8 +78,14 @@ RETURNING series_key, series_id"""
 
 POINT_COLUMNS = ("series_id", "day", "mean", "lo_80", "hi_80", "lo_95", "hi_95")
 PROJECTION_COLUMNS = (
-    "series_id", "period_start", "period_end", "actual_to_date", "forecast_remainder",
-    "projected", "lo_95", "hi_95",
+    "series_id",
+    "period_start",
+    "period_end",
+    "actual_to_date",
+    "forecast_remainder",
+    "projected",
+    "lo_95",
+    "hi_95",
 )
 
 COLUMN_OF = {
@@ -186,7 +204,8 @@ class ForecastStore:
 
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                "DELETE FROM forecast.series_forecasts WHERE series_key <> ALL($1::text[])", live_keys
+                "DELETE FROM forecast.series_forecasts WHERE series_key <> ALL($1::text[])",
+                live_keys,
             )
             if forecasts:
                 rows = await conn.fetch(
@@ -219,15 +238,24 @@ class ForecastStore:
                 )
                 proj_rows = [
                     (
-                        ids[key], p.period_start, p.period_end, p.actual_to_date,
-                        p.forecast_remainder, p.projected, p.lo_95, p.hi_95,
+                        ids[key],
+                        p.period_start,
+                        p.period_end,
+                        p.actual_to_date,
+                        p.forecast_remainder,
+                        p.projected,
+                        p.lo_95,
+                        p.hi_95,
                     )
                     for key, items in projections.items()
                     if key in ids
                     for p in items
                 ]
                 await conn.copy_records_to_table(
-                    "projections", schema_name="forecast", records=proj_rows, columns=PROJECTION_COLUMNS
+                    "projections",
+                    schema_name="forecast",
+                    records=proj_rows,
+                    columns=PROJECTION_COLUMNS,
                 )
             if refit is not None:
                 await conn.execute(
@@ -239,7 +267,10 @@ class ForecastStore:
     async def choices(self) -> dict[str, tuple[Choice, date]]:
         rows = await self.pool.fetch("SELECT * FROM forecast.model_choices")
         return {
-            r["series_key"]: (Choice(r["model"], r["cv_error"], r["widen_80"], r["widen_95"]), r["selected_through"])
+            r["series_key"]: (
+                Choice(r["model"], r["cv_error"], r["widen_80"], r["widen_95"]),
+                r["selected_through"],
+            )
             for r in rows
         }
 
@@ -252,9 +283,14 @@ class ForecastStore:
             [(k, c.model, c.cv_error, c.widen_80, c.widen_95, d) for k, c, d in made],
         )
 
-    async def actual_between(self, filters: dict[str, str], currency: str, start: date, end: date) -> Decimal:
+    async def actual_between(
+        self, filters: dict[str, str], currency: str, start: date, end: date
+    ) -> Decimal:
         """Actual spend of a scope over [start, end) in one currency."""
-        where, params = ["cost IS NOT NULL", "currency = $1", "day >= $2", "day < $3"], [currency, start, end]
+        where, params = (
+            ["cost IS NOT NULL", "currency = $1", "day >= $2", "day < $3"],
+            [currency, start, end],
+        )
         for k, v in sorted(filters.items()):
             params.append(k[4:] if k.startswith("tag:") else v)
             if k.startswith("tag:"):
@@ -270,9 +306,20 @@ def _line_row(line: CostLine) -> tuple:
     import json
 
     return (
-        line.record_id, line.provider, line.account, line.service, line.region, line.resource,
-        line.type, line.currency, line.day, line.cost, _recurring(line), line.billing_scope,
-        line.scope_version, json.dumps(line.tags or {}, sort_keys=True),
+        line.record_id,
+        line.provider,
+        line.account,
+        line.service,
+        line.region,
+        line.resource,
+        line.type,
+        line.currency,
+        line.day,
+        line.cost,
+        _recurring(line),
+        line.billing_scope,
+        line.scope_version,
+        json.dumps(line.tags or {}, sort_keys=True),
     )
 
 
@@ -317,7 +364,9 @@ class BudgetStore:
     def pool(self) -> asyncpg.Pool:
         return self.forecasts.pool
 
-    async def apply(self, cmd, conn: asyncpg.Connection | None = None, *, actor: str | None = None) -> bool:
+    async def apply(
+        self, cmd, conn: asyncpg.Connection | None = None, *, actor: str | None = None
+    ) -> bool:
         """Apply a set/delete command unless a newer one already did; True when it changed.
         `conn`: the caller's transaction (the consume pipeline's); `actor`: the verified issuer,
         audited in `forecast.budget_audit` in the same transaction."""
@@ -338,7 +387,9 @@ class BudgetStore:
         )
         changed = status.split()[-1] != "0"
         if actor is not None:
-            await db.execute(AUDIT_BUDGET, cmd.name, cmd.action, actor, changed, cmd.model_dump_json())
+            await db.execute(
+                AUDIT_BUDGET, cmd.name, cmd.action, actor, changed, cmd.model_dump_json()
+            )
         return changed
 
     async def budgets(self):
@@ -350,15 +401,23 @@ class BudgetStore:
         )
         return [
             Budget(
-                r["name"], r["amount"], r["currency"], r["period"], dict(r["scope"]),
-                tuple((t["kind"], Decimal(t["percent"])) for t in r["thresholds"]) or DEFAULT_THRESHOLDS,
+                r["name"],
+                r["amount"],
+                r["currency"],
+                r["period"],
+                dict(r["scope"]),
+                tuple((t["kind"], Decimal(t["percent"])) for t in r["thresholds"])
+                or DEFAULT_THRESHOLDS,
             )
             for r in rows
         ]
 
     async def day_costs(self, budget, through: date) -> list[DayCost]:
         """Daily cost of a budget's scope in its currency: the series its forecast is fitted on."""
-        where, params = ["cost IS NOT NULL", "currency = $1", "day <= $2"], [budget.currency, through]
+        where, params = (
+            ["cost IS NOT NULL", "currency = $1", "day <= $2"],
+            [budget.currency, through],
+        )
         for k, v in sorted(budget.scope.items()):
             if k.startswith("tag:"):
                 params += [k[4:], v]
@@ -372,7 +431,9 @@ class BudgetStore:
             *params,
         )
         key = budget_series_key(budget)
-        return [DayCost(key, r["day"], RECURRING if r["recurring"] else USAGE, r["cost"]) for r in rows]
+        return [
+            DayCost(key, r["day"], RECURRING if r["recurring"] else USAGE, r["cost"]) for r in rows
+        ]
 
     async def points(self, series_key: str) -> list[tuple[date, Decimal, Decimal, Decimal]]:
         rows = await self.pool.fetch(
@@ -384,13 +445,22 @@ class BudgetStore:
 
     async def save_status(self, name: str, p: Projection, through: date) -> None:
         await self.pool.execute(
-            SAVE_STATUS, name, p.period_start, p.period_end, through, p.actual_to_date,
-            p.forecast_remainder, p.projected, p.lo_95, p.hi_95,
+            SAVE_STATUS,
+            name,
+            p.period_start,
+            p.period_end,
+            through,
+            p.actual_to_date,
+            p.forecast_remainder,
+            p.projected,
+            p.lo_95,
+            p.hi_95,
         )
 
     async def raised(self, alert_ids: list[str]) -> set[str]:
         rows = await self.pool.fetch(
-            "SELECT alert_id FROM forecast.budget_alerts WHERE alert_id = ANY($1::text[])", alert_ids
+            "SELECT alert_id FROM forecast.budget_alerts WHERE alert_id = ANY($1::text[])",
+            alert_ids,
         )
         return {r["alert_id"] for r in rows}
 
@@ -400,7 +470,16 @@ class BudgetStore:
             " percent, limit_amount, spend) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
             " ON CONFLICT (alert_id) DO NOTHING",
             [
-                (b.alert_id, b.budget.name, b.period_start, b.period_end, b.kind, b.percent, b.limit, b.spend)
+                (
+                    b.alert_id,
+                    b.budget.name,
+                    b.period_start,
+                    b.period_end,
+                    b.kind,
+                    b.percent,
+                    b.limit,
+                    b.spend,
+                )
                 for b in found
             ],
         )

@@ -25,7 +25,9 @@ from services.ingest.watch import DirectoryWatcher, S3Watcher, poll
 logger = logging.getLogger(__name__)
 
 
-def build_app(settings: IngestSettings | None = None, *, tracer_provider: TracerProvider | None = None) -> FastStream:  # noqa: C901 - wires each optional source (watchers, intake, recovery) in nested closures
+def build_app(  # noqa: C901 - wires each optional source (watchers, intake, recovery) in nested closures
+    settings: IngestSettings | None = None, *, tracer_provider: TracerProvider | None = None
+) -> FastStream:
     """The ingest service: owns schema `ingest`, publishes BillingRecord v1 on `raw-billing`.
 
     Watches `FINFOCUS_INGEST_WATCH_DIR` / `FINFOCUS_INGEST_WATCH_S3` when set, and serves the
@@ -39,10 +41,14 @@ def build_app(settings: IngestSettings | None = None, *, tracer_provider: Tracer
         description="Imports provider billing exports, normalises them to FOCUS and publishes "
         "BillingRecord v1 on raw-billing",
     )
-    runtime.publishes(Topics.RAW_BILLING, BillingRecordV1,
-                      "Normalised FOCUS rows of import jobs and HTTP intake; key ProviderName:SubAccountId")
-    runtime.publishes(Topics.dlq(Topics.RAW_BILLING), DeadLetterV1,
-                      "Rows an import refused, with the reason")
+    runtime.publishes(
+        Topics.RAW_BILLING,
+        BillingRecordV1,
+        "Normalised FOCUS rows of import jobs and HTTP intake; key ProviderName:SubAccountId",
+    )
+    runtime.publishes(
+        Topics.dlq(Topics.RAW_BILLING), DeadLetterV1, "Rows an import refused, with the reason"
+    )
     store = IngestStore(lambda: runtime.pool)
     # imports are `completed` only once the broker acknowledged every chunk with acks=all
     publisher = RecordPublisher(settings.kafka, acks="all")
@@ -51,8 +57,16 @@ def build_app(settings: IngestSettings | None = None, *, tracer_provider: Tracer
     importers: list[Importer] = []
 
     def importer_for(source: str) -> Importer:
-        importers.append(Importer(store, publisher, runtime.tracer, source=source, keys=keys,
-                                  lease_s=settings.ingest_job_lease_s))
+        importers.append(
+            Importer(
+                store,
+                publisher,
+                runtime.tracer,
+                source=source,
+                keys=keys,
+                lease_s=settings.ingest_job_lease_s,
+            )
+        )
         return importers[-1]
 
     importer = importer_for("service")
@@ -72,13 +86,17 @@ def build_app(settings: IngestSettings | None = None, *, tracer_provider: Tracer
                     await importer.recover_broker(settings.broker_epoch)
                     break
                 except Exception as exc:  # noqa: BLE001 - recorded as a failed recovery; try again
-                    logger.warning("broker recovery failed", extra={"fields": {"error": one_line(exc)}})
+                    logger.warning(
+                        "broker recovery failed", extra={"fields": {"error": one_line(exc)}}
+                    )
                     await asyncio.sleep(settings.ingest_sweep_interval_s)
         while True:
             try:
                 await importer.sweep()
             except Exception as exc:  # noqa: BLE001 - the database or broker is away: next round
-                logger.warning("sweeping abandoned jobs failed", extra={"fields": {"error": one_line(exc)}})
+                logger.warning(
+                    "sweeping abandoned jobs failed", extra={"fields": {"error": one_line(exc)}}
+                )
             await asyncio.sleep(settings.ingest_sweep_interval_s)
 
     async def start_sources() -> None:
@@ -94,7 +112,8 @@ def build_app(settings: IngestSettings | None = None, *, tracer_provider: Tracer
             server = IntakeServer(
                 token=secret.reveal() if secret else None,
                 limits=IntakeLimits(
-                    max_body_bytes=settings.ingest_http_max_bytes, max_rows=settings.ingest_http_max_rows,
+                    max_body_bytes=settings.ingest_http_max_bytes,
+                    max_rows=settings.ingest_http_max_rows,
                     head_timeout_s=settings.ingest_http_head_timeout_s,
                     body_timeout_s=settings.ingest_http_body_timeout_s,
                     max_connections=settings.ingest_http_max_connections,

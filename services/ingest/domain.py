@@ -86,7 +86,9 @@ class JobTally:
         return {
             scope: {
                 "rows": self.scope_rows[scope],
-                "totals": {c: money_text(v) for c, v in sorted(self.scope_totals.get(scope, {}).items())},
+                "totals": {
+                    c: money_text(v) for c, v in sorted(self.scope_totals.get(scope, {}).items())
+                },
             }
             for scope in sorted(self.scope_rows)
         }
@@ -252,7 +254,9 @@ def _piece(name: str, lead: str, trail: str, *, escape: bool) -> pl.Expr:
     if name == "Tags":
         return pl.concat_str(pl.lit(f'{lead}"Tags":'), col, pl.lit(trail))
     if escape:
-        return pl.when(col.is_not_null()).then(pl.concat_str(pl.lit(lead), _escaped(name), pl.lit(trail)))
+        return pl.when(col.is_not_null()).then(
+            pl.concat_str(pl.lit(lead), _escaped(name), pl.lit(trail))
+        )
     return pl.concat_str(pl.lit(f'{lead}"{name}":"'), col, pl.lit(f'"{trail}'))
 
 
@@ -320,13 +324,18 @@ def _sha256_all(texts: pl.Series) -> tuple[bytes, Callable[[int], Any]]:
     array = texts.to_arrow(compat_level=pl.CompatLevel.newest())
     if str(array.type) in ("string_view", "binary_view") and not array.null_count and len(array):
         _, views_buffer, *data = array.buffers()
-        views = np.frombuffer(views_buffer, dtype=np.int32).reshape(-1, 4)[array.offset : array.offset + len(array)]
+        views = np.frombuffer(views_buffer, dtype=np.int32).reshape(-1, 4)[
+            array.offset : array.offset + len(array)
+        ]
         lengths, index, offsets = views[:, 0], views[:, 2], views[:, 3]
         if lengths.min() > 12:  # texts of 12 bytes or less live inside the view itself
             buffers = [memoryview(b) for b in data]
             ends = offsets + lengths
             digests = b"".join(
-                [sha256(buffers[b][o:e]).digest() for b, o, e in zip(index.tolist(), offsets.tolist(), ends.tolist())]
+                [
+                    sha256(buffers[b][o:e]).digest()
+                    for b, o, e in zip(index.tolist(), offsets.tolist(), ends.tolist())
+                ]
             )
             return digests, lambda n: buffers[index[n]][offsets[n] : ends[n]]
     pieces = texts.cast(pl.Binary).to_list()
@@ -371,7 +380,9 @@ class RecordBuilder:
             values[n] = values[n][:-cut] + ID_MEMBER + ids[n].encode() + self._tail
         return ids, values
 
-    def _payloads_polars(self, batch: pl.DataFrame, names: list[str]) -> tuple[list[str], list[bytes]]:
+    def _payloads_polars(
+        self, batch: pl.DataFrame, names: list[str]
+    ) -> tuple[list[str], list[bytes]]:
         import numpy as np
         import polars as pl
 
@@ -386,7 +397,14 @@ class RecordBuilder:
             ids[n] = self._repeat_id(ids[n], text(n))
         values = (
             pl.DataFrame({"content": content, "id": pl.Series(ids, dtype=pl.Utf8)})
-            .select(pl.concat_str(pl.col("content").str.head(-1), pl.lit(ID_MEMBER.decode()), "id", pl.lit(self._tail.decode())))
+            .select(
+                pl.concat_str(
+                    pl.col("content").str.head(-1),
+                    pl.lit(ID_MEMBER.decode()),
+                    "id",
+                    pl.lit(self._tail.decode()),
+                )
+            )
             .to_series()
             .cast(pl.Binary)
             .to_list()
@@ -414,7 +432,9 @@ class RecordBuilder:
                 pl.col("Tags").replace_strict(distinct, canon, default=None, return_dtype=pl.Utf8),
                 pl.coalesce(
                     pl.col(ERROR),
-                    pl.col("Tags").replace_strict(distinct, errors, default=None, return_dtype=pl.Utf8),
+                    pl.col("Tags").replace_strict(
+                        distinct, errors, default=None, return_dtype=pl.Utf8
+                    ),
                 ).alias(ERROR),
             )
         failed = batch.get_column(ERROR).is_not_null()
@@ -436,9 +456,17 @@ class RecordBuilder:
         schema = batch.schema
         names = [c for c in batch.columns if not c.startswith("_") and schema[c] == pl.Utf8]
         sub = pl.col("SubAccountId") if "SubAccountId" in batch.columns else pl.lit(None, pl.Utf8)
-        built.keys = batch.select(
-            pl.concat_str(pl.col("ProviderName"), pl.lit(":"), pl.coalesce(sub, pl.col("BillingAccountId"))).cast(pl.Binary)
-        ).to_series().to_list()
+        built.keys = (
+            batch.select(
+                pl.concat_str(
+                    pl.col("ProviderName"),
+                    pl.lit(":"),
+                    pl.coalesce(sub, pl.col("BillingAccountId")),
+                ).cast(pl.Binary)
+            )
+            .to_series()
+            .to_list()
+        )
         built.record_ids, built.values = self._payloads(batch, names)
         built.scopes = set(batch.get_column(SCOPE).unique().to_list())
         tally.rows_published += batch.height
@@ -458,7 +486,9 @@ def scope_totals(batch: pl.DataFrame) -> list[tuple[str, str, int, Decimal]]:
 
     from services.ingest.formats.common import SCOPE
 
-    grouped = batch.group_by(SCOPE, "BillingCurrency").agg(pl.len(), pl.col("_dec_BilledCost").sum())
+    grouped = batch.group_by(SCOPE, "BillingCurrency").agg(
+        pl.len(), pl.col("_dec_BilledCost").sum()
+    )
     return [
         (scope, currency, rows, Decimal(str(total)) if total is not None else Decimal(0))
         for scope, currency, rows, total in grouped.iter_rows()
@@ -489,16 +519,26 @@ class ScopeChange:
         def money(totals: dict[str, str]) -> str:
             return ", ".join(f"{v} {c}" for c, v in sorted(totals.items())) or "0"
 
-        return (f"{self.scope}: {self.old_rows} rows, {money(self.old_totals)} (job {self.old_job}) "
-                f"-> {self.new_rows} rows, {money(self.new_totals)}")
+        return (
+            f"{self.scope}: {self.old_rows} rows, {money(self.old_totals)} (job {self.old_job}) "
+            f"-> {self.new_rows} rows, {money(self.new_totals)}"
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"scope": self.scope, "old_job": self.old_job, "old_rows": self.old_rows,
-                "old_totals": self.old_totals, "new_rows": self.new_rows,
-                "new_totals": self.new_totals, "partial": self.partial}
+        return {
+            "scope": self.scope,
+            "old_job": self.old_job,
+            "old_rows": self.old_rows,
+            "old_totals": self.old_totals,
+            "new_rows": self.new_rows,
+            "new_totals": self.new_totals,
+            "partial": self.partial,
+        }
 
 
-def scope_changes(new: dict[str, dict[str, Any]], old: dict[str, tuple[str, dict[str, Any]]]) -> list[ScopeChange]:
+def scope_changes(
+    new: dict[str, dict[str, Any]], old: dict[str, tuple[str, dict[str, Any]]]
+) -> list[ScopeChange]:
     """The scopes of `new` (scope figures of this import) that `old` (scope -> the newest
     completed job and its figures for it) already holds, old against new.
 
@@ -510,6 +550,14 @@ def scope_changes(new: dict[str, dict[str, Any]], old: dict[str, tuple[str, dict
         if scope not in old:
             continue
         job, before = old[scope]
-        changes.append(ScopeChange(scope, job, int(before.get("rows", 0)), dict(before.get("totals", {})),
-                                   int(figures["rows"]), dict(figures["totals"])))
+        changes.append(
+            ScopeChange(
+                scope,
+                job,
+                int(before.get("rows", 0)),
+                dict(before.get("totals", {})),
+                int(figures["rows"]),
+                dict(figures["totals"]),
+            )
+        )
     return changes

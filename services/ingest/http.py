@@ -106,7 +106,9 @@ def _array_items(text: str, max_rows: int) -> list[tuple[bytes, Any]]:
             i += 1
             break
         if len(items) >= max_rows:
-            raise BodyError(413, f"more than {max_rows} rows in one request: send them in smaller requests")
+            raise BodyError(
+                413, f"more than {max_rows} rows in one request: send them in smaller requests"
+            )
         item, stop = _decoder.raw_decode(text, i)
         items.append((text[i:stop].encode(), item))
         i = stop
@@ -149,7 +151,13 @@ def parse_body(body: bytes, limits: IntakeLimits = IntakeLimits()) -> list[tuple
         try:
             decoded = text.decode("utf-8")
         except UnicodeDecodeError as exc:
-            return [(0, body, ValueError(f"body is not JSON: not UTF-8 ({exc.reason} at byte {exc.start})"))]
+            return [
+                (
+                    0,
+                    body,
+                    ValueError(f"body is not JSON: not UTF-8 ({exc.reason} at byte {exc.start})"),
+                )
+            ]
         try:
             items = _array_items(decoded, limits.max_rows)
         except RecursionError:
@@ -163,12 +171,17 @@ def parse_body(body: bytes, limits: IntakeLimits = IntakeLimits()) -> list[tuple
         rows = []
         for i, line in enumerate(_lines(text)):
             if i >= limits.max_rows:
-                raise BodyError(413, f"more than {limits.max_rows} rows in one request: send them in smaller requests")
+                raise BodyError(
+                    413,
+                    f"more than {limits.max_rows} rows in one request: send them in smaller requests",
+                )
             try:
                 rows.append((i, line, orjson.loads(line)))
             except orjson.JSONDecodeError as exc:
                 if "depth limit" in str(exc) or "recursion" in str(exc):
-                    raise BodyError(400, f"row {i} is nested deeper than {limits.max_depth} levels") from None
+                    raise BodyError(
+                        400, f"row {i} is nested deeper than {limits.max_depth} levels"
+                    ) from None
                 rows.append((i, line, ValueError(f"line is not JSON: {exc}")))
     for i, _, item in rows:
         if not isinstance(item, Exception) and not _depth(item, limits.max_depth):
@@ -186,12 +199,15 @@ def check_rows(
     silently (400 with the rows named).
     """
     rows = parse_body(body, limits)
-    scoped = [i for i, _, item in rows if isinstance(item, dict) and any(k in item for k in INGEST_ONLY)]
+    scoped = [
+        i for i, _, item in rows if isinstance(item, dict) and any(k in item for k in INGEST_ONLY)
+    ]
     if scoped:
         listed = ", ".join(map(str, scoped[:20])) + (" ..." if len(scoped) > 20 else "")
         raise BodyError(
-            400, f"row(s) {listed} set x_BillingScope or x_BillingScopeVersion, which only ingest's "
-            "importer sets: send the rows without them"
+            400,
+            f"row(s) {listed} set x_BillingScope or x_BillingScopeVersion, which only ingest's "
+            "importer sets: send the rows without them",
         )
     records, errors, refused = [], [], []
     for index, raw, item in rows:
@@ -222,7 +238,9 @@ def _error(status: int, reason: str) -> JSONResponse:
 class _Intake:
     """The endpoint: checks in the order that costs a client's peer least."""
 
-    def __init__(self, token: str | None, limits: IntakeLimits, accept: Accept, reject: Reject) -> None:
+    def __init__(
+        self, token: str | None, limits: IntakeLimits, accept: Accept, reject: Reject
+    ) -> None:
         self._token = token.encode() if token else None
         self._limits = limits
         self._accept = accept
@@ -243,7 +261,9 @@ class _Intake:
             return _error(411, "Content-Length is required")
         length = int(declared)  # h11 has already refused anything but digits
         if length > limits.max_body_bytes:
-            return _error(413, f"body of {length} bytes is over the limit of {limits.max_body_bytes}")
+            return _error(
+                413, f"body of {length} bytes is over the limit of {limits.max_body_bytes}"
+            )
         try:
             async with asyncio.timeout(limits.body_timeout_s):
                 body = await request.body()
@@ -259,16 +279,25 @@ class _Intake:
         if records:
             job_id = await self._accept(records, hashlib.sha256(body).hexdigest())
         listed = errors[: limits.max_errors]
-        payload = {"accepted": len(records), "rejected": len(errors), "errors": listed, "job_id": job_id}
+        payload = {
+            "accepted": len(records),
+            "rejected": len(errors),
+            "errors": listed,
+            "job_id": job_id,
+        }
         if len(errors) > len(listed):
             payload["errors_not_listed"] = len(errors) - len(listed)
-        return JSONResponse(payload, status_code=200 if records else 422, headers={"connection": "close"})
+        return JSONResponse(
+            payload, status_code=200 if records else 422, headers={"connection": "close"}
+        )
 
     def _authorised(self, header: str) -> bool:
         if not self._token:
             return False  # no token configured: nobody gets in
         scheme, _, given = header.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token)
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode(), self._token
+        )
 
 
 def _guarded_protocol(limits: IntakeLimits) -> type[H11Protocol]:  # noqa: C901 - the class it returns overrides several h11 callbacks (counted here)
@@ -304,10 +333,15 @@ def _guarded_protocol(limits: IntakeLimits) -> type[H11Protocol]:  # noqa: C901 
         def _refuse(self, status: int, reason: str) -> None:
             self._disarm()
             body = orjson.dumps({"error": reason})
-            phrase = {408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable"}
+            phrase = {
+                408: "Request Timeout",
+                431: "Request Header Fields Too Large",
+                503: "Service Unavailable",
+            }
             self.transport.write(
                 f"HTTP/1.1 {status} {phrase[status]}\r\ncontent-type: application/json\r\n"
-                f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body
+                f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+                + body
             )
             self.transport.close()
 
@@ -315,7 +349,9 @@ def _guarded_protocol(limits: IntakeLimits) -> type[H11Protocol]:  # noqa: C901 
             if self._head_timer is not None:  # still reading the request line and headers
                 self._head_bytes += len(data)
                 if self._head_bytes > limits.max_head_bytes and b"\r\n\r\n" not in data:
-                    self._refuse(431, f"request line and headers over {limits.max_head_bytes} bytes")
+                    self._refuse(
+                        431, f"request line and headers over {limits.max_head_bytes} bytes"
+                    )
                     return
             super().data_received(data)
             if self.cycle is not None:
@@ -337,7 +373,12 @@ class IntakeServer:
     """Serves the intake endpoint until `stop()`."""
 
     def __init__(
-        self, *, token: str | None, max_bytes: int | None = None, accept: Accept, reject: Reject,
+        self,
+        *,
+        token: str | None,
+        max_bytes: int | None = None,
+        accept: Accept,
+        reject: Reject,
         limits: IntakeLimits | None = None,
     ) -> None:
         limits = limits or IntakeLimits()
@@ -371,10 +412,17 @@ class IntakeServer:
 
     async def start(self, host: str, port: int) -> None:
         config = uvicorn.Config(
-            self.asgi(), host=host, port=port, http=_guarded_protocol(self.limits), lifespan="off",
-            log_config=None, access_log=False, server_header=False,
+            self.asgi(),
+            host=host,
+            port=port,
+            http=_guarded_protocol(self.limits),
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
             h11_max_incomplete_event_size=self.limits.max_head_bytes,
-            limit_concurrency=self.limits.max_connections + 1, timeout_keep_alive=2,
+            limit_concurrency=self.limits.max_connections + 1,
+            timeout_keep_alive=2,
             timeout_graceful_shutdown=5,
         )
         config.load()

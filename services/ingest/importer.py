@@ -154,8 +154,14 @@ class Importer:
                 src = Source(Path(p))
                 fmt = format if format != "auto" else detect(src.header())
                 files.append(
-                    {"path": str(src.path), "name": src.path.name, "sha256": file_checksum(src.path),
-                     "bytes": src.size, "format": fmt, "kind": src.kind}
+                    {
+                        "path": str(src.path),
+                        "name": src.path.name,
+                        "sha256": file_checksum(src.path),
+                        "bytes": src.size,
+                        "format": fmt,
+                        "kind": src.kind,
+                    }
                 )
             except UnknownFormat:
                 raise
@@ -185,8 +191,10 @@ class Importer:
         if format != "auto" and format not in FORMATS:
             raise UnknownFormat(f"unknown format {format!r}: expected auto or {', '.join(FORMATS)}")
         if not dry_run and self.keys.key(ISSUER) is None:
-            raise ImportRefused(f"no signing key for issuer {ISSUER!r}: set the secret bus-signing/{ISSUER} "
-                                "or start the embedded stack, which creates one")
+            raise ImportRefused(
+                f"no signing key for issuer {ISSUER!r}: set the secret bus-signing/{ISSUER} "
+                "or start the embedded stack, which creates one"
+            )
         sources, files = self._describe(paths, format)
         checksum = combined_checksum([f["sha256"] for f in files])
         job_format = ",".join(sorted({f["format"] for f in files}))
@@ -198,15 +206,22 @@ class Importer:
                 rows_published=job.get("rows_published", 0),
                 rows_rejected=job.get("rows_rejected", 0),
             )
-            return ImportResult(earlier, "duplicate", job.get("version"), earlier, job_format, files, tally)
+            return ImportResult(
+                earlier, "duplicate", job.get("version"), earlier, job_format, files, tally
+            )
 
         if dry_run:
             job_id, version = "dry-run", 0
         else:
             job_id = f"job-{uuid.uuid4().hex[:16]}"
             version = await self.store.start_job(
-                job_id, checksum=checksum, files=files, format=job_format, source=self.source,
-                owner=self.owner, lease_s=self.lease_s,
+                job_id,
+                checksum=checksum,
+                files=files,
+                format=job_format,
+                source=self.source,
+                owner=self.owner,
+                lease_s=self.lease_s,
             )
         result = ImportResult(job_id, "running", version, None, job_format, files)
         keep_freed_heap()  # each batch's values are freed as the next is built: keep the pages
@@ -214,7 +229,8 @@ class Importer:
         beat = None if dry_run else asyncio.create_task(self._heartbeat(job_id, lost))
         try:
             with self.tracer.start_as_current_span(
-                "ingest.import", attributes={"finfocus.job_id": job_id, "finfocus.files": len(files)}
+                "ingest.import",
+                attributes={"finfocus.job_id": job_id, "finfocus.files": len(files)},
             ):
                 try:
                     chunks = await self._stage(result, sources, progress, lost, save=not dry_run)
@@ -242,7 +258,9 @@ class Importer:
                     if dry_run:
                         result.status, result.error = "failed", one_line(exc)
                         return result
-                    await self._fail(result, one_line(exc), log=not isinstance(exc, asyncio.CancelledError))
+                    await self._fail(
+                        result, one_line(exc), log=not isinstance(exc, asyncio.CancelledError)
+                    )
                     if isinstance(exc, asyncio.CancelledError):
                         raise
                     return result
@@ -254,9 +272,14 @@ class Importer:
                     with contextlib.suppress(Exception):
                         await self.store.release_lease(job_id, self.owner)
                     result.status = "abandoned"
-                    result.error = (f"publishing interrupted ({one_line(exc)}); the ingest service "
-                                    "finishes publishing the staged rows")
-                    logger.info("import publishing interrupted", extra={"fields": {"job_id": job_id, "error": result.error}})
+                    result.error = (
+                        f"publishing interrupted ({one_line(exc)}); the ingest service "
+                        "finishes publishing the staged rows"
+                    )
+                    logger.info(
+                        "import publishing interrupted",
+                        extra={"fields": {"job_id": job_id, "error": result.error}},
+                    )
                     if isinstance(exc, asyncio.CancelledError):
                         raise
                     return result
@@ -284,7 +307,9 @@ class Importer:
         result.status, result.error = "failed", reason
         await self.store.finish_job(result.job_id, status="failed", error=reason)
         if log:
-            logger.info("import failed", extra={"fields": {"job_id": result.job_id, "error": reason}})
+            logger.info(
+                "import failed", extra={"fields": {"job_id": result.job_id, "error": reason}}
+            )
         return result
 
     async def _heartbeat(self, job_id: str, lost: asyncio.Event) -> None:
@@ -295,11 +320,19 @@ class Importer:
                     lost.set()
                     return
             except Exception as exc:  # noqa: BLE001 - the database is restarting: the next beat may reach it
-                logger.warning("job heartbeat failed", extra={"fields": {"job_id": job_id, "error": one_line(exc)}})
+                logger.warning(
+                    "job heartbeat failed",
+                    extra={"fields": {"job_id": job_id, "error": one_line(exc)}},
+                )
 
     async def _stage(
-        self, result: ImportResult, sources: list[Source], progress: Progress | None,
-        lost: asyncio.Event, *, save: bool,
+        self,
+        result: ImportResult,
+        sources: list[Source],
+        progress: Progress | None,
+        lost: asyncio.Event,
+        *,
+        save: bool,
     ) -> int:
         """Read every file to its end, keeping each batch's records; returns the chunk count."""
         from services.ingest.domain import RecordBuilder
@@ -347,7 +380,9 @@ class Importer:
             await self.store.chunk_published(job_id, seq)
         return sent
 
-    async def _send(self, records: list[tuple[bytes, bytes]], span_name: str, *, scoped: bool) -> int:
+    async def _send(
+        self, records: list[tuple[bytes, bytes]], span_name: str, *, scoped: bool
+    ) -> int:
         """One span per chunk; each record carries its traceparent, so pricing and everything
         downstream continue the import's trace (per-record spans would cost more than the
         rest of the import at millions of rows).
@@ -357,7 +392,9 @@ class Importer:
         cost more than the signature)."""
         if not records:
             return 0
-        with self.tracer.start_as_current_span(span_name, attributes={"finfocus.records": len(records)}) as span:
+        with self.tracer.start_as_current_span(
+            span_name, attributes={"finfocus.records": len(records)}
+        ) as span:
             headers = trace_headers(span) + BILLING_HEADERS
             topic = Topics.RAW_BILLING
             if scoped:
@@ -403,7 +440,10 @@ class Importer:
                 try:
                     await self._publish_job(job_id, job["chunks_published"])
                 except Exception as exc:  # noqa: BLE001 - broker still down: the lease lapses, next sweep retries
-                    logger.warning("abandoned job not resumed", extra={"fields": {"job_id": job_id, "error": one_line(exc)}})
+                    logger.warning(
+                        "abandoned job not resumed",
+                        extra={"fields": {"job_id": job_id, "error": one_line(exc)}},
+                    )
                     await self.store.release_lease(job_id, self.owner)
                     settled.append((job_id, "abandoned"))
                     break
@@ -411,11 +451,15 @@ class Importer:
                 settled.append((job_id, "completed"))
             else:
                 await self.store.finish_job(
-                    job_id, status="failed",
+                    job_id,
+                    status="failed",
                     error="abandoned while staging (its process stopped and the lease expired); nothing was published",
                 )
                 settled.append((job_id, "failed"))
-            logger.info("abandoned job settled", extra={"fields": {"job_id": job_id, "status": settled[-1][1]}})
+            logger.info(
+                "abandoned job settled",
+                extra={"fields": {"job_id": job_id, "status": settled[-1][1]}},
+            )
         return settled
 
     async def recover_broker(self, epoch: str) -> dict[str, Any] | None:
@@ -445,11 +489,15 @@ class Importer:
             raise
         await self.store.recovery_progress(recovery, done, rows, "completed")
         await self.store.record_epoch(epoch)
-        logger.info("broker recovery", extra={"fields": {"epoch": epoch, "jobs": done, "rows": rows}})
+        logger.info(
+            "broker recovery", extra={"fields": {"epoch": epoch, "jobs": done, "rows": rows}}
+        )
         return {"epoch": epoch, "jobs": done, "rows": rows}
 
 
-async def accept_records(importer: Importer, records: list, checksum: str, *, source: str = "http") -> str:
+async def accept_records(
+    importer: Importer, records: list, checksum: str, *, source: str = "http"
+) -> str:
     """Publish already-validated BillingRecord v1 rows (HTTP intake) as one recorded job:
     kept first, then published with acks=all, `completed` once acknowledged.
 
@@ -459,8 +507,15 @@ async def accept_records(importer: Importer, records: list, checksum: str, *, so
     from services.ingest.domain import money_text
 
     job_id = f"job-{uuid.uuid4().hex[:16]}"
-    await importer.store.start_job(job_id, checksum=checksum, files=[], format="billing-record-v1",
-                                   source=source, owner=importer.owner, lease_s=importer.lease_s)
+    await importer.store.start_job(
+        job_id,
+        checksum=checksum,
+        files=[],
+        format="billing-record-v1",
+        source=source,
+        owner=importer.owner,
+        lease_s=importer.lease_s,
+    )
     tally = JobTally(rows_read=len(records), rows_published=len(records))
     built = Built()
     for record in records:
@@ -483,16 +538,31 @@ async def accept_records(importer: Importer, records: list, checksum: str, *, so
         await importer.store.release_lease(job_id, importer.owner)  # the service's sweep resumes it
         raise
     await importer.store.finish_job(job_id, status="completed")
-    logger.info("http intake job", extra={"fields": {"job_id": job_id, "rows": len(records),
-                                                      "totals": {c: money_text(v) for c, v in tally.totals.items()}}})
+    logger.info(
+        "http intake job",
+        extra={
+            "fields": {
+                "job_id": job_id,
+                "rows": len(records),
+                "totals": {c: money_text(v) for c, v in tally.totals.items()},
+            }
+        },
+    )
     return job_id
 
 
-async def dead_letter_raw(publisher: Publisher, refused: list[tuple[int, bytes, str]], *, origin: str) -> None:
+async def dead_letter_raw(
+    publisher: Publisher, refused: list[tuple[int, bytes, str]], *, origin: str
+) -> None:
     """Dead letters for rows refused at the HTTP intake (original bytes and reason)."""
     letters = []
     for index, raw, reason in refused:
-        letter = dead_letter(raw, f"{origin} row {index}: {reason}", service="ingest", source_topic=Topics.RAW_BILLING)
+        letter = dead_letter(
+            raw,
+            f"{origin} row {index}: {reason}",
+            service="ingest",
+            source_topic=Topics.RAW_BILLING,
+        )
         letters.append((None, letter.model_dump_json().encode(), DEAD_LETTER_HEADERS))
     if letters:
         await publisher.publish(Topics.dlq(Topics.RAW_BILLING), letters)

@@ -59,10 +59,19 @@ def _column(series: pl.Series) -> tuple | None:
     name = series.name
     prefix = orjson.dumps(name) + (b":" if name == "Tags" else b':"')
     validity, views, *data = array.buffers()
-    return (prefix, name == "Tags", validity if array.null_count else None, views, data, array.offset)
+    return (
+        prefix,
+        name == "Tags",
+        validity if array.null_count else None,
+        views,
+        data,
+        array.offset,
+    )
 
 
-def payloads(batch: pl.DataFrame, names: list[str], tail: bytes) -> tuple[list[bytes], list[str], bytes] | None:
+def payloads(
+    batch: pl.DataFrame, names: list[str], tail: bytes
+) -> tuple[list[bytes], list[str], bytes] | None:
     """The value of every row (content JSON of the `names` columns, then its x_RecordId,
     then `tail`), the ids, and each row's duplicate marker (the first 8 bytes of its sha256,
     big-endian, as native uint64s); None when not available.

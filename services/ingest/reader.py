@@ -81,7 +81,11 @@ def _no_nul(batch: pl.DataFrame, first_row: int) -> pl.DataFrame:
     text = [c for c, t in batch.schema.items() if t == pl.Utf8]
     if not text:
         return batch
-    found = batch.select(pl.any_horizontal([pl.col(c).str.contains("\x00", literal=True) for c in text]).arg_true().first()).item()
+    found = batch.select(
+        pl.any_horizontal([pl.col(c).str.contains("\x00", literal=True) for c in text])
+        .arg_true()
+        .first()
+    ).item()
     if found is not None:
         raise BadFile(f"NUL byte in data row {first_row + found}: not a text export")
     return batch
@@ -103,7 +107,9 @@ def _checked_frame(table: pa.Table, first_row: int) -> pl.DataFrame:
 class Source:
     """One export file read batch by batch; `position()` says how far for a progress bar."""
 
-    def __init__(self, path: Path, *, block_bytes: int = BLOCK_BYTES, batch_rows: int = BATCH_ROWS) -> None:
+    def __init__(
+        self, path: Path, *, block_bytes: int = BLOCK_BYTES, batch_rows: int = BATCH_ROWS
+    ) -> None:
         self.path = Path(path)
         if not self.path.is_file():  # a FIFO or /dev/zero would block or never end
             raise BadFile(f"{self.path} is not a regular file")
@@ -146,7 +152,11 @@ class Source:
             yield from self._parquet(columns)
         elif self.kind == "ndjson":
             for batch in self._ndjson():
-                yield batch if columns is None else batch.select([c for c in columns if c in batch.columns])
+                yield (
+                    batch
+                    if columns is None
+                    else batch.select([c for c in columns if c in batch.columns])
+                )
         else:
             yield from self._csv(None if columns is None else [c.lstrip("\ufeff") for c in columns])
 
@@ -166,7 +176,10 @@ class Source:
                 reader = pacsv.open_csv(
                     stream,
                     read_options=pacsv.ReadOptions(
-                        block_size=self.block_bytes, column_names=names, skip_rows=1, use_threads=False,
+                        block_size=self.block_bytes,
+                        column_names=names,
+                        skip_rows=1,
+                        use_threads=False,
                         skip_rows_after_names=done,
                     ),
                     parse_options=pacsv.ParseOptions(newlines_in_values=newlines),
@@ -194,7 +207,9 @@ class Source:
     def _ndjson(self) -> Iterator[pl.DataFrame]:
         stream = self._open()
         try:
-            reader = pajson.open_json(stream, read_options=pajson.ReadOptions(block_size=self.block_bytes))
+            reader = pajson.open_json(
+                stream, read_options=pajson.ReadOptions(block_size=self.block_bytes)
+            )
             done = 0
             for table in _grouped(reader, self.batch_rows):
                 batch = _no_nul(to_strings(_checked_frame(table, done + 1)), done + 1)
@@ -211,7 +226,9 @@ class Source:
         # decoding columns on a thread pool pays only with a second core to run it on (one
         # core: 0.68 against 1.03 us a row of a CUR 2.0 file without the pool)
         threads = len(os.sched_getaffinity(0)) > 1 if hasattr(os, "sched_getaffinity") else True
-        for batch in parquet.iter_batches(batch_size=self.batch_rows, columns=columns, use_threads=threads):
+        for batch in parquet.iter_batches(
+            batch_size=self.batch_rows, columns=columns, use_threads=threads
+        ):
             first = self._rows_done + 1
             self._rows_done += batch.num_rows
             if batch.num_rows:

@@ -28,7 +28,9 @@ VALUES ($1, 'running', $2, $3, $4, $5, $6, now() + make_interval(secs => $7), no
 HEARTBEAT = """
 UPDATE ingest.import_jobs SET heartbeat_at = now(), lease_until = now() + make_interval(secs => $3)
 WHERE job_id = $1 AND lease_owner = $2 AND status = 'running'"""
-RELEASE_LEASE = "UPDATE ingest.import_jobs SET lease_until = now() WHERE job_id = $1 AND lease_owner = $2"
+RELEASE_LEASE = (
+    "UPDATE ingest.import_jobs SET lease_until = now() WHERE job_id = $1 AND lease_owner = $2"
+)
 RECORD_TALLY = """
 UPDATE ingest.import_jobs SET providers = $2, accounts = $3, billing_periods = $4, billing_scopes = $5,
     rows_read = $6, rows_published = $7, rows_rejected = $8, totals = $9, rejection_reasons = $10,
@@ -127,7 +129,9 @@ def unpack(payload: bytes) -> list[tuple[bytes, bytes]]:
         return []
     parts = text.rstrip(b"\n").replace(b"\x00", b"\n").split(b"\n")
     if len(parts) % 2:  # not alternating: a key without value somewhere, read line by line
-        return [(k, v) for k, _, v in (line.partition(b"\x00") for line in text.split(b"\n") if line)]
+        return [
+            (k, v) for k, _, v in (line.partition(b"\x00") for line in text.split(b"\n") if line)
+        ]
     return list(zip(parts[0::2], parts[1::2]))
 
 
@@ -135,7 +139,9 @@ class IngestStore:
     """SQL of the `ingest` schema; `pool` is a callable so the service can bind it before start."""
 
     def __init__(self, pool: Callable[[], asyncpg.Pool] | asyncpg.Pool) -> None:
-        self._pool = pool if callable(pool) and not isinstance(pool, asyncpg.Pool) else (lambda: pool)
+        self._pool = (
+            pool if callable(pool) and not isinstance(pool, asyncpg.Pool) else (lambda: pool)
+        )
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -145,12 +151,21 @@ class IngestStore:
         return await self.pool.fetchval(FIND_COMPLETED, checksum)
 
     async def start_job(
-        self, job_id: str, *, checksum: str, files: list[dict], format: str | None, source: str,
-        owner: str = "", lease_s: float = 60.0,
+        self,
+        job_id: str,
+        *,
+        checksum: str,
+        files: list[dict],
+        format: str | None,
+        source: str,
+        owner: str = "",
+        lease_s: float = 60.0,
     ) -> int:
         """Record a running job under a lease; returns its version (the x_BillingScopeVersion
         of its rows)."""
-        return await self.pool.fetchval(START_JOB, job_id, source, format, checksum, files, owner, float(lease_s))
+        return await self.pool.fetchval(
+            START_JOB, job_id, source, format, checksum, files, owner, float(lease_s)
+        )
 
     async def heartbeat(self, job_id: str, owner: str, lease_s: float) -> bool:
         """Renew the job's lease; False when another process took the job over."""
@@ -161,7 +176,9 @@ class IngestStore:
         await self.pool.execute(RELEASE_LEASE, job_id, owner)
 
     async def save_chunk(self, job_id: str, seq: int, built: Built) -> None:
-        await self.pool.execute(SAVE_CHUNK, job_id, seq, len(built), sorted(built.scopes), pack(built))
+        await self.pool.execute(
+            SAVE_CHUNK, job_id, seq, len(built), sorted(built.scopes), pack(built)
+        )
 
     async def save_rejections(self, job_id: str, rejections: list[Rejection]) -> None:
         if not rejections:
@@ -179,9 +196,18 @@ class IngestStore:
     async def record_tally(self, job_id: str, tally: JobTally) -> None:
         s = tally.summary()
         await self.pool.execute(
-            RECORD_TALLY, job_id, s["providers"], s["accounts"], s["billing_periods"],
-            s["billing_scopes"], s["rows_read"], s["rows_published"], s["rows_rejected"],
-            s["totals"], s["rejection_reasons"], tally.scope_figures(),
+            RECORD_TALLY,
+            job_id,
+            s["providers"],
+            s["accounts"],
+            s["billing_periods"],
+            s["billing_scopes"],
+            s["rows_read"],
+            s["rows_published"],
+            s["rows_rejected"],
+            s["totals"],
+            s["rejection_reasons"],
+            tally.scope_figures(),
         )
 
     async def staged(self, job_id: str, chunks: int) -> None:
@@ -203,7 +229,9 @@ class IngestStore:
         row = await self.pool.fetchrow(CLAIM_ABANDONED, owner, float(lease_s))
         return dict(row) if row else None
 
-    async def chunks_from(self, job_id: str, seq: int) -> AsyncIterator[tuple[int, bool, list[tuple[bytes, bytes]]]]:
+    async def chunks_from(
+        self, job_id: str, seq: int
+    ) -> AsyncIterator[tuple[int, bool, list[tuple[bytes, bytes]]]]:
         """The job's kept chunks from `seq` on, one at a time (a job may be millions of rows):
         sequence number, whether its records carry billing scopes, the records."""
         last = seq - 1
@@ -223,7 +251,10 @@ class IngestStore:
             if row["figures"] is not None:
                 found[row["scope"]] = (row["job_id"], row["figures"])
             elif row["scopes"] == 1:
-                found[row["scope"]] = (row["job_id"], {"rows": row["rows_published"], "totals": row["totals"]})
+                found[row["scope"]] = (
+                    row["job_id"],
+                    {"rows": row["rows_published"], "totals": row["totals"]},
+                )
         return found
 
     async def replayable_jobs(self) -> list[str]:
@@ -240,14 +271,26 @@ class IngestStore:
         )
 
     async def start_recovery(self, epoch: str) -> int:
-        return await self.pool.fetchval("INSERT INTO ingest.recoveries (epoch) VALUES ($1) RETURNING recovery_id", epoch)
+        return await self.pool.fetchval(
+            "INSERT INTO ingest.recoveries (epoch) VALUES ($1) RETURNING recovery_id", epoch
+        )
 
-    async def recovery_progress(self, recovery_id: int, jobs: int, rows: int, state: str = "running",
-                                error: str | None = None) -> None:
+    async def recovery_progress(
+        self,
+        recovery_id: int,
+        jobs: int,
+        rows: int,
+        state: str = "running",
+        error: str | None = None,
+    ) -> None:
         await self.pool.execute(
             "UPDATE ingest.recoveries SET jobs = $2, rows = $3, state = $4, error = $5, "
             "finished_at = CASE WHEN $4 = 'running' THEN NULL ELSE now() END WHERE recovery_id = $1",
-            recovery_id, jobs, rows, state, error,
+            recovery_id,
+            jobs,
+            rows,
+            state,
+            error,
         )
 
     async def job(self, job_id: str) -> dict[str, Any] | None:

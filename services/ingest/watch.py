@@ -51,9 +51,15 @@ class DirectoryWatcher:
         try:
             result = await self.importer.import_files([path])
         except Exception as exc:  # noqa: BLE001 - an unreadable file is reported, not fatal
-            logger.warning("watched file not imported", extra={"fields": {"path": str(path), "error": str(exc)}})
+            logger.warning(
+                "watched file not imported",
+                extra={"fields": {"path": str(path), "error": str(exc)}},
+            )
             return ImportResult(job_id="", status="failed", error=str(exc))
-        logger.info("watched file imported", extra={"fields": {"path": str(path), "job_id": result.job_id, "status": result.status}})
+        logger.info(
+            "watched file imported",
+            extra={"fields": {"path": str(path), "job_id": result.job_id, "status": result.status}},
+        )
         return result
 
 
@@ -104,9 +110,14 @@ class S3Watcher:
             try:
                 result = await self.importer.import_files([local])
             except Exception as exc:  # noqa: BLE001 - an object that cannot be imported is reported, not fatal to the watcher
-                logger.warning("s3 object not imported", extra={"fields": {"key": key, "error": str(exc)}})
+                logger.warning(
+                    "s3 object not imported", extra={"fields": {"key": key, "error": str(exc)}}
+                )
                 return ImportResult(job_id="", status="failed", error=str(exc))
-        logger.info("s3 object imported", extra={"fields": {"key": key, "job_id": result.job_id, "status": result.status}})
+        logger.info(
+            "s3 object imported",
+            extra={"fields": {"key": key, "job_id": result.job_id, "status": result.status}},
+        )
         return result
 
 

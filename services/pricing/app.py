@@ -26,34 +26,55 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 logger = logging.getLogger(__name__)
 
 
-def build_app(settings: PricingSettings | None = None, *, tracer_provider: TracerProvider | None = None) -> FastStream:
+def build_app(
+    settings: PricingSettings | None = None, *, tracer_provider: TracerProvider | None = None
+) -> FastStream:
     """The pricing service: raw-billing -> priced lines in `pricing` -> priced-resources."""
     settings = PricingSettings.extending(settings)
     runtime = ServiceRuntime(
-        "pricing", settings, tracer_provider,
+        "pricing",
+        settings,
+        tracer_provider,
         description="Prices raw billing records (billed, plugins, YAML specs) and stores cost lines",
     )
     store = PricingStore(runtime)
     host = make_host(settings)
     pricer = BatchPricer(
-        runtime.tracer, specs=SpecSource(settings.specs_dir), quotes=host.quotes if host.plugins else None,
+        runtime.tracer,
+        specs=SpecSource(settings.specs_dir),
+        quotes=host.quotes if host.plugins else None,
         keys=SigningKeys(home=settings.home),  # verifies ingest's signature on billing scopes
     )
     register_handlers(runtime, store, pricer)
     tasks: list[asyncio.Task] = []
 
     async def start_background() -> None:
-        tasks.append(asyncio.create_task(refresh_daily_costs(runtime.pool), name="pricing-daily-costs"))
+        tasks.append(
+            asyncio.create_task(refresh_daily_costs(runtime.pool), name="pricing-daily-costs")
+        )
         if settings.broker_epoch:
-            tasks.append(asyncio.create_task(_recover(store, runtime, settings), name="pricing-broker-recovery"))
+            tasks.append(
+                asyncio.create_task(
+                    _recover(store, runtime, settings), name="pricing-broker-recovery"
+                )
+            )
         # plugins start on first use (a stream of billed rows never needs them)
         if host.plugins:
-            tasks.append(asyncio.create_task(_report_health(host, runtime), name="pricing-plugin-health"))
+            tasks.append(
+                asyncio.create_task(_report_health(host, runtime), name="pricing-plugin-health")
+            )
             if settings.pricing_catalog_refresh_s > 0:
-                tasks.append(asyncio.create_task(
-                    refresh_forever(host, runtime.pool, settings.pricing_catalog_refresh_s,
-                                    first_delay=min(60.0, settings.pricing_catalog_refresh_s)),
-                    name="pricing-catalog"))
+                tasks.append(
+                    asyncio.create_task(
+                        refresh_forever(
+                            host,
+                            runtime.pool,
+                            settings.pricing_catalog_refresh_s,
+                            first_delay=min(60.0, settings.pricing_catalog_refresh_s),
+                        ),
+                        name="pricing-catalog",
+                    )
+                )
 
     async def stop_background() -> None:
         for task in tasks:
@@ -66,14 +87,21 @@ def build_app(settings: PricingSettings | None = None, *, tracer_provider: Trace
     return runtime.app(MIGRATIONS_DIR, on_started=[start_background], on_stopping=[stop_background])
 
 
-async def _recover(store: PricingStore, runtime: ServiceRuntime, settings: PricingSettings, retry_s: float = 5.0) -> None:
+async def _recover(
+    store: PricingStore, runtime: ServiceRuntime, settings: PricingSettings, retry_s: float = 5.0
+) -> None:
     """Re-publish what a lost broker took from downstream (services/pricing/recovery.py),
     retrying until it succeeds: a failed attempt leaves the epoch unrecorded."""
     assert settings.broker_epoch
     while True:
         try:
-            await recover_broker(store, runtime.publisher, runtime.tracer, settings.broker_epoch,
-                                 settings.broker_recover_since)
+            await recover_broker(
+                store,
+                runtime.publisher,
+                runtime.tracer,
+                settings.broker_epoch,
+                settings.broker_recover_since,
+            )
             return
         except asyncio.CancelledError:
             raise

@@ -68,7 +68,8 @@ class BatchOutcome:
         self.outgoing = [self.outgoing[i] for i in keep]
         return [
             _dead_letter(self.origins[record_id], reason, self.service)
-            for record_id, reason in refused.items() if record_id in self.origins
+            for record_id, reason in refused.items()
+            if record_id in self.origins
         ]
 
 
@@ -86,7 +87,9 @@ def usage_line(rec: BillingRecordV1) -> domain.UsageLine:
         provider=rec.ProviderName,
         service=rec.ServiceName,
         currency=rec.BillingCurrency,
-        quantity=rec.PricingQuantity if rec.PricingQuantity is not None and rec.ConsumedQuantity is None else rec.ConsumedQuantity,
+        quantity=rec.PricingQuantity
+        if rec.PricingQuantity is not None and rec.ConsumedQuantity is None
+        else rec.ConsumedQuantity,
         unit=rec.ConsumedUnit or rec.PricingUnit,
         sku=rec.SkuId,
         resource_type=rec.ResourceType,
@@ -135,7 +138,8 @@ class BatchPricer:
         # first record's trace, which the other records of the batch do not belong to.
         consumer_span = trace.get_current_span().get_span_context()
         batch_span = self._tracer.start_span(
-            "pricing.batch", context=otel_context.Context(),
+            "pricing.batch",
+            context=otel_context.Context(),
             links=[trace.Link(consumer_span)] if consumer_span.is_valid else None,
             attributes={"finfocus.records": len(batch)},
         )
@@ -156,7 +160,9 @@ class BatchPricer:
                     context = (headers["traceparent"], headers.get("tracestate"))
                     span = groups.get(context)
                     if span is None:
-                        span = groups[context] = _TraceGroup(start_record_span(self._tracer, "pricing.price", headers))
+                        span = groups[context] = _TraceGroup(
+                            start_record_span(self._tracer, "pricing.price", headers)
+                        )
                     span.records += 1
             try:
                 canonical = quick(env.value or b"")
@@ -252,7 +258,11 @@ class BatchPricer:
                         rec.__dict__["BilledCost"] = decision.billed_cost
                         rec.__dict__["EffectiveCost"] = decision.effective_cost
                         columns["x_UnitPrice"] = format(decision.unit_price, "f")
-                    body = rec.__pydantic_serializer__.to_json(rec, exclude_none=True)[:-1] + b"," + orjson.dumps(columns)[1:]
+                    body = (
+                        rec.__pydantic_serializer__.to_json(rec, exclude_none=True)[:-1]
+                        + b","
+                        + orjson.dumps(columns)[1:]
+                    )
                 assert rec.x_RecordId is not None  # set by with_record_id() when parsed
                 record_id = rec.x_RecordId
                 out.lines.append((record_id, body.decode()))
@@ -268,7 +278,9 @@ class BatchPricer:
                     span.dead_letters += 1
         for group in groups.values():
             group.end()
-        batch_span.set_attributes({"finfocus.stored": len(out.lines), "finfocus.dead_letters": len(out.letters)})
+        batch_span.set_attributes(
+            {"finfocus.stored": len(out.lines), "finfocus.dead_letters": len(out.letters)}
+        )
         batch_span.end()
         return out
 
@@ -289,7 +301,12 @@ class BatchPricer:
         return None
 
     @staticmethod
-    def _priced_body(rec: BillingRecordV1, decision: domain.PriceDecision | None, priced_at: str, out: BatchOutcome) -> bytes:
+    def _priced_body(
+        rec: BillingRecordV1,
+        decision: domain.PriceDecision | None,
+        priced_at: str,
+        out: BatchOutcome,
+    ) -> bytes:
         """The careful path for an input that already carries pricing columns: they are
         extra columns (extra="allow"), overwritten in place rather than appended twice."""
         extra = rec.__pydantic_extra__
@@ -312,14 +329,24 @@ class BatchPricer:
 
 
 def _dead_letter(record, error: str, service: str) -> DeadLetterV1:
-    envelope = record if isinstance(record, Envelope) else Envelope(
-        value=record.value or b"", key=record.key, headers=dict(record.headers or ()),
-        topic=record.topic, partition=record.partition, offset=record.offset,
+    envelope = (
+        record
+        if isinstance(record, Envelope)
+        else Envelope(
+            value=record.value or b"",
+            key=record.key,
+            headers=dict(record.headers or ()),
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
     )
     return envelope_dead_letter(envelope, error, service=service)
 
 
-def _owner_clash(owners: dict[str, tuple[str, str]], record_id: str | None, provider: str, account: str) -> str | None:
+def _owner_clash(
+    owners: dict[str, tuple[str, str]], record_id: str | None, provider: str, account: str
+) -> str | None:
     """The reason when `record_id` already belongs to another (ProviderName, BillingAccountId)
     in this batch (the store checks the lines already stored the same way)."""
     if record_id is None:

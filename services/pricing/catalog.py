@@ -59,8 +59,20 @@ def to_prices(plugin: str, specs) -> tuple[list[CatalogPrice], list[str]]:
         if not price.is_finite() or price < 0 or not is_iso_4217(currency) or not s.sku:
             refused.append(f"{s.sku or '?'}: invalid price, currency or sku")
             continue
-        out.append(CatalogPrice(f"plugin:{plugin}", s.provider, s.service, s.sku, s.region, s.unit, price, currency,
-                                s.description or None, _when(s.effective_date)))
+        out.append(
+            CatalogPrice(
+                f"plugin:{plugin}",
+                s.provider,
+                s.service,
+                s.sku,
+                s.region,
+                s.unit,
+                price,
+                currency,
+                s.description or None,
+                _when(s.effective_date),
+            )
+        )
     return out, refused
 
 
@@ -73,8 +85,13 @@ async def refresh(host: PluginHost, conn, *, now: datetime | None = None) -> dic
         prices, refused = to_prices(ref.name, specs)
         changed, unchanged = await record_prices(conn, prices, now) if prices else (0, 0)
         stats = host.report().get(ref.name, {})
-        report[ref.name] = {"prices": len(prices), "changed": changed, "unchanged": unchanged,
-                            "refused": refused, "error": stats.get("last_error") if not specs else None}
+        report[ref.name] = {
+            "prices": len(prices),
+            "changed": changed,
+            "unchanged": unchanged,
+            "refused": refused,
+            "error": stats.get("last_error") if not specs else None,
+        }
     return report
 
 
@@ -86,7 +103,10 @@ async def refresh_forever(host: PluginHost, pool, period: float, first_delay: fl
         try:
             async with pool.acquire() as conn:
                 report = await refresh(host, conn)
-            logger.info("catalog refreshed", extra={"fields": {"plugins": {k: v["prices"] for k, v in report.items()}}})
+            logger.info(
+                "catalog refreshed",
+                extra={"fields": {"plugins": {k: v["prices"] for k, v in report.items()}}},
+            )
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - a failed refresh is retried next period

@@ -65,7 +65,9 @@ def comment_body(markdown: str, tag: str = "finfocus", limit: int = GITHUB_MAX_C
     body = f"{marker(tag)}\n{markdown.rstrip()}\n"
     if len(body) <= limit:
         return body
-    note = "\n\n_The report is longer than a comment may be: the rest is in the job's report file._\n"
+    note = (
+        "\n\n_The report is longer than a comment may be: the rest is in the job's report file._\n"
+    )
     cut = body[: limit - len(note)]
     cut = cut[: cut.rfind("\n")] if "\n" in cut else cut
     return cut + note
@@ -136,10 +138,14 @@ class GitHub:
         return Request("GET", f"{self._base()}/{self.number}/comments?{query}", self.headers)
 
     def create(self, body: str) -> Request:
-        return Request("POST", f"{self._base()}/{self.number}/comments", self.headers, {"body": body})
+        return Request(
+            "POST", f"{self._base()}/{self.number}/comments", self.headers, {"body": body}
+        )
 
     def update(self, comment_id: int, body: str) -> Request:
-        return Request("PATCH", f"{self._base()}/comments/{comment_id}", self.headers, {"body": body})
+        return Request(
+            "PATCH", f"{self._base()}/comments/{comment_id}", self.headers, {"body": body}
+        )
 
     def delete(self, comment_id: int) -> Request:
         return Request("DELETE", f"{self._base()}/comments/{comment_id}", self.headers)
@@ -172,7 +178,9 @@ class GitLab:
         return f"{self.api_url.rstrip('/')}/projects/{project}/merge_requests/{self.number}/notes"
 
     def list_comments(self, page: int = 1) -> Request:
-        query = urlencode({"per_page": PER_PAGE, "page": page, "sort": "asc", "order_by": "created_at"})
+        query = urlencode(
+            {"per_page": PER_PAGE, "page": page, "sort": "asc", "order_by": "created_at"}
+        )
         return Request("GET", f"{self._base()}?{query}", self.headers)
 
     def create(self, body: str) -> Request:
@@ -202,7 +210,7 @@ Platform = GitHub | GitLab
 def link_next(link: str) -> str | None:
     """The `rel="next"` URL of an RFC 8288 `Link` header."""
     for part in link.split(","):
-        m = re.match(r'\s*<([^>]+)>\s*;(.*)', part)
+        m = re.match(r"\s*<([^>]+)>\s*;(.*)", part)
         if m and re.search(r'rel="?([^";]*\s)?next(\s[^";]*)?"?', m.group(2)):
             return m.group(1)
     return None
@@ -214,7 +222,11 @@ def ours(comments: list[dict], tag: str) -> list[Existing]:
     found = []
     for c in comments:
         body = c.get("body") if isinstance(c, dict) else None
-        if isinstance(body, str) and body.lstrip().startswith(mark) and isinstance(c.get("id"), int):
+        if (
+            isinstance(body, str)
+            and body.lstrip().startswith(mark)
+            and isinstance(c.get("id"), int)
+        ):
             found.append(Existing(c["id"], body))
     return found
 
@@ -228,14 +240,23 @@ def explain(platform: Platform, status: int, answer: Any, what: str) -> CommentE
         if errors:
             detail = f"{detail} {json.dumps(errors)}".strip()
     detail = f": {detail[:300]}" if detail else ""
-    where = (f"{platform.repo} pull request #{platform.number}" if isinstance(platform, GitHub)
-             else f"project {platform.project} merge request !{platform.number}")
+    where = (
+        f"{platform.repo} pull request #{platform.number}"
+        if isinstance(platform, GitHub)
+        else f"project {platform.project} merge request !{platform.number}"
+    )
     token = "GITHUB_TOKEN" if isinstance(platform, GitHub) else "GITLAB_TOKEN"
     if status == 401:
         msg = f"{platform.name} refused the token (401 Unauthorized) while trying to {what}; check {token}"
     elif status == 403:
-        msg = (f"{platform.name} forbids this token to {what} on {where} (403 Forbidden); it needs write access to "
-               + ("pull requests/issues (`permissions: pull-requests: write`)" if isinstance(platform, GitHub) else "the project (api scope)"))
+        msg = (
+            f"{platform.name} forbids this token to {what} on {where} (403 Forbidden); it needs write access to "
+            + (
+                "pull requests/issues (`permissions: pull-requests: write`)"
+                if isinstance(platform, GitHub)
+                else "the project (api scope)"
+            )
+        )
     elif status == 404:
         msg = f"{where} was not found on {platform.api_url} (404), or the token cannot see it"
     elif status == 422:
@@ -259,11 +280,19 @@ class Outcome:
 Send = Callable[[Request], tuple[int, Mapping[str, str], Any]]
 
 
-def post_comment(platform: Platform, markdown: str, behavior: Behavior = Behavior.UPDATE, *,
-                 tag: str = "finfocus", send: Send | None = None) -> Outcome:
+def post_comment(
+    platform: Platform,
+    markdown: str,
+    behavior: Behavior = Behavior.UPDATE,
+    *,
+    tag: str = "finfocus",
+    send: Send | None = None,
+) -> Outcome:
     """Post or update our comment; `send` does one HTTP request (default: httpx)."""
     send = send or _httpx_send()
-    body = comment_body(markdown, tag, GITHUB_MAX_CHARS if isinstance(platform, GitHub) else GITLAB_MAX_CHARS)
+    body = comment_body(
+        markdown, tag, GITHUB_MAX_CHARS if isinstance(platform, GitHub) else GITLAB_MAX_CHARS
+    )
     count = 0
 
     def call(request: Request, what: str, ok: tuple[int, ...]) -> tuple[Mapping[str, str], Any]:
@@ -282,7 +311,10 @@ def post_comment(platform: Platform, markdown: str, behavior: Behavior = Behavio
         while request is not None and pages < MAX_PAGES:
             headers, answer = call(request, "list the existing comments", (200,))
             if not isinstance(answer, list):
-                raise CommentError(f"{platform.name} answered the comment list with {type(answer).__name__}, not a list", 1)
+                raise CommentError(
+                    f"{platform.name} answered the comment list with {type(answer).__name__}, not a list",
+                    1,
+                )
             comments.extend(answer)
             pages += 1
             request = platform.next_page(request, headers) if answer else None
@@ -292,18 +324,34 @@ def post_comment(platform: Platform, markdown: str, behavior: Behavior = Behavio
     for action in plan_actions(behavior, existing, body):
         if action.kind == "delete":
             assert action.comment_id is not None
-            call(platform.delete(action.comment_id), f"delete comment {action.comment_id}", (200, 202, 204))
+            call(
+                platform.delete(action.comment_id),
+                f"delete comment {action.comment_id}",
+                (200, 202, 204),
+            )
             outcome.deleted += 1
         elif action.kind == "unchanged":
             outcome.comment_id = action.comment_id
         elif action.kind == "update":
             assert action.comment_id is not None
-            _, answer = call(platform.update(action.comment_id, body), f"update comment {action.comment_id}", (200,))
-            outcome.action, outcome.comment_id, outcome.url = "updated", action.comment_id, platform.html_url(answer)
+            _, answer = call(
+                platform.update(action.comment_id, body),
+                f"update comment {action.comment_id}",
+                (200,),
+            )
+            outcome.action, outcome.comment_id, outcome.url = (
+                "updated",
+                action.comment_id,
+                platform.html_url(answer),
+            )
         else:
             _, answer = call(platform.create(body), "create a comment", (200, 201))
             new_id = answer.get("id") if isinstance(answer, dict) else None
-            outcome.action, outcome.comment_id, outcome.url = "created", new_id, platform.html_url(answer)
+            outcome.action, outcome.comment_id, outcome.url = (
+                "created",
+                new_id,
+                platform.html_url(answer),
+            )
     outcome.requests = count
     return outcome
 
@@ -313,8 +361,13 @@ def _httpx_send(timeout: float = 30.0) -> Send:
 
     def send(request: Request) -> tuple[int, Mapping[str, str], Any]:
         try:
-            response = httpx.request(request.method, request.url, headers=dict(request.headers),
-                                     json=request.json, timeout=timeout)
+            response = httpx.request(
+                request.method,
+                request.url,
+                headers=dict(request.headers),
+                json=request.json,
+                timeout=timeout,
+            )
         except httpx.HTTPError as exc:
             raise CommentError(f"cannot reach {request.url.split('?')[0]}: {exc}", 1) from None
         try:
@@ -329,26 +382,54 @@ def _httpx_send(timeout: float = 30.0) -> Send:
 # --- where the target and the token come from --------------------------------------------
 
 
-def github_target(*, repo: str | None, pull_request: int | None, api_url: str | None, token: str | None,
-                  environ: Mapping[str, str], secrets=None) -> GitHub:
+def github_target(
+    *,
+    repo: str | None,
+    pull_request: int | None,
+    api_url: str | None,
+    token: str | None,
+    environ: Mapping[str, str],
+    secrets=None,
+) -> GitHub:
     """GitHub from flags, then the Actions environment (GITHUB_REPOSITORY, GITHUB_REF,
     GITHUB_API_URL), the token from GITHUB_TOKEN / GH_TOKEN or the `github-token` secret."""
     repo = repo or environ.get("GITHUB_REPOSITORY")
     if not repo:
-        raise CommentError("no repository: pass --repo OWNER/NAME (GITHUB_REPOSITORY is not set)", 2)
+        raise CommentError(
+            "no repository: pass --repo OWNER/NAME (GITHUB_REPOSITORY is not set)", 2
+        )
     if pull_request is None:
         m = re.fullmatch(r"refs/pull/(\d+)/(merge|head)", environ.get("GITHUB_REF", ""))
         if not m:
-            raise CommentError("no pull request: pass --pull-request N (GITHUB_REF is not refs/pull/N/merge)", 2)
+            raise CommentError(
+                "no pull request: pass --pull-request N (GITHUB_REF is not refs/pull/N/merge)", 2
+            )
         pull_request = int(m.group(1))
-    token = token or environ.get("GITHUB_TOKEN") or environ.get("GH_TOKEN") or _secret(secrets, "github-token")
+    token = (
+        token
+        or environ.get("GITHUB_TOKEN")
+        or environ.get("GH_TOKEN")
+        or _secret(secrets, "github-token")
+    )
     if not token:
-        raise CommentError("no token: set GITHUB_TOKEN (or the github-token secret, FINFOCUS_SECRET_GITHUB_TOKEN)", 2)
-    return GitHub(repo, pull_request, token, (api_url or environ.get("GITHUB_API_URL") or GITHUB_API))
+        raise CommentError(
+            "no token: set GITHUB_TOKEN (or the github-token secret, FINFOCUS_SECRET_GITHUB_TOKEN)",
+            2,
+        )
+    return GitHub(
+        repo, pull_request, token, (api_url or environ.get("GITHUB_API_URL") or GITHUB_API)
+    )
 
 
-def gitlab_target(*, project: str | None, pull_request: int | None, api_url: str | None, token: str | None,
-                  environ: Mapping[str, str], secrets=None) -> GitLab:
+def gitlab_target(
+    *,
+    project: str | None,
+    pull_request: int | None,
+    api_url: str | None,
+    token: str | None,
+    environ: Mapping[str, str],
+    secrets=None,
+) -> GitLab:
     """GitLab from flags, then GitLab CI's environment (CI_PROJECT_ID, CI_MERGE_REQUEST_IID,
     CI_API_V4_URL or CI_SERVER_URL), the token from GITLAB_TOKEN or the `gitlab-token` secret."""
     project = project or environ.get("CI_PROJECT_ID") or environ.get("CI_PROJECT_PATH")
@@ -357,14 +438,21 @@ def gitlab_target(*, project: str | None, pull_request: int | None, api_url: str
     if pull_request is None:
         iid = environ.get("CI_MERGE_REQUEST_IID", "")
         if not iid.isdigit():
-            raise CommentError("no merge request: pass --pull-request N (CI_MERGE_REQUEST_IID is not set)", 2)
+            raise CommentError(
+                "no merge request: pass --pull-request N (CI_MERGE_REQUEST_IID is not set)", 2
+            )
         pull_request = int(iid)
     token = token or environ.get("GITLAB_TOKEN") or _secret(secrets, "gitlab-token")
     if not token:
-        raise CommentError("no token: set GITLAB_TOKEN (or the gitlab-token secret, FINFOCUS_SECRET_GITLAB_TOKEN)", 2)
+        raise CommentError(
+            "no token: set GITLAB_TOKEN (or the gitlab-token secret, FINFOCUS_SECRET_GITLAB_TOKEN)",
+            2,
+        )
     if not api_url:
         server = environ.get("CI_SERVER_URL")
-        api_url = environ.get("CI_API_V4_URL") or (f"{server.rstrip('/')}/api/v4" if server else GITLAB_API)
+        api_url = environ.get("CI_API_V4_URL") or (
+            f"{server.rstrip('/')}/api/v4" if server else GITLAB_API
+        )
     return GitLab(project, pull_request, token, api_url)
 
 
@@ -384,12 +472,21 @@ def report_markdown(text: str, render: Callable[[dict], str]) -> str:
             doc = json.loads(text)
         except ValueError as exc:
             raise CommentError(f"the report is not valid JSON: {exc}", 2) from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("summary"), dict) or not isinstance(doc.get("resources"), list):
-            raise CommentError("the report is JSON but not `cost projected --output json` (no summary/resources)", 2)
+        if (
+            not isinstance(doc, dict)
+            or not isinstance(doc.get("summary"), dict)
+            or not isinstance(doc.get("resources"), list)
+        ):
+            raise CommentError(
+                "the report is JSON but not `cost projected --output json` (no summary/resources)",
+                2,
+            )
         try:
             return render(doc)
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
-            raise CommentError(f"the report misses a field of `cost projected --output json`: {exc}", 2) from None
+            raise CommentError(
+                f"the report misses a field of `cost projected --output json`: {exc}", 2
+            ) from None
     if not stripped:
         raise CommentError("the report is empty", 2)
     return text

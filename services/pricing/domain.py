@@ -91,7 +91,9 @@ class SpecBook:
     def __len__(self) -> int:
         return len(self._index)
 
-    def lookup(self, provider: str, service: str, sku: str | None, region: str | None) -> PriceSpec | None:
+    def lookup(
+        self, provider: str, service: str, sku: str | None, region: str | None
+    ) -> PriceSpec | None:
         p, s, k, r = _norm(provider), _norm(service), _norm(sku), _norm(region)
         candidates: list[tuple[str | None, ...]] = []
         if k:
@@ -127,7 +129,9 @@ def cost_of(quantity: Decimal, unit_price: Decimal) -> Decimal:
     return quantity * unit_price
 
 
-def decide(line: UsageLine, plugin_quotes: Sequence[Quote | None], specs: SpecBook) -> PriceDecision:
+def decide(
+    line: UsageLine, plugin_quotes: Sequence[Quote | None], specs: SpecBook
+) -> PriceDecision:
     """Price one row: billed -> first plugin quote -> spec -> explicit none, never a silent zero."""
     if line.billed_cost is not None:
         return PriceDecision(BILLED, line.billed_cost, None)

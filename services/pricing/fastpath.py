@@ -38,19 +38,47 @@ from schemas.ingest import OTHER_FOCUS_COLUMNS, BillingRecordV1, ChargeCategoryN
 PRICING_COLUMNS = frozenset({"x_PriceSource", "x_PricedAt", "x_PriceReason", "x_UnitPrice"})
 
 _REQUIRED_TEXT = ("ProviderName", "BillingAccountId", "ServiceName")
-_OPTIONAL_TEXT = frozenset({
-    "BillingAccountName", "SubAccountId", "SubAccountName", "ServiceCategory", "ChargeClass",
-    "ChargeDescription", "ChargeFrequency", "ConsumedUnit", "PricingUnit", "ResourceId",
-    "ResourceName", "ResourceType", "RegionId", "RegionName", "SkuId", "x_BillingScope",
-    "x_ImportJobId",
-})
-_DECIMALS = frozenset({
-    "BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "ListUnitPrice",
-    "ContractedUnitPrice", "ConsumedQuantity", "PricingQuantity",
-})
-_TIMESTAMPS = frozenset({"ChargePeriodStart", "ChargePeriodEnd", "BillingPeriodStart", "BillingPeriodEnd"})
+_OPTIONAL_TEXT = frozenset(
+    {
+        "BillingAccountName",
+        "SubAccountId",
+        "SubAccountName",
+        "ServiceCategory",
+        "ChargeClass",
+        "ChargeDescription",
+        "ChargeFrequency",
+        "ConsumedUnit",
+        "PricingUnit",
+        "ResourceId",
+        "ResourceName",
+        "ResourceType",
+        "RegionId",
+        "RegionName",
+        "SkuId",
+        "x_BillingScope",
+        "x_ImportJobId",
+    }
+)
+_DECIMALS = frozenset(
+    {
+        "BilledCost",
+        "EffectiveCost",
+        "ListCost",
+        "ContractedCost",
+        "ListUnitPrice",
+        "ContractedUnitPrice",
+        "ConsumedQuantity",
+        "PricingQuantity",
+    }
+)
+_TIMESTAMPS = frozenset(
+    {"ChargePeriodStart", "ChargePeriodEnd", "BillingPeriodStart", "BillingPeriodEnd"}
+)
 _HANDLED = (
-    set(_REQUIRED_TEXT) | _OPTIONAL_TEXT | _DECIMALS | _TIMESTAMPS
+    set(_REQUIRED_TEXT)
+    | _OPTIONAL_TEXT
+    | _DECIMALS
+    | _TIMESTAMPS
     | {"BillingCurrency", "ChargeCategory", "Tags", "x_RecordId", "x_BillingScopeVersion"}
 )
 
@@ -77,7 +105,9 @@ def _plain_text(value: object) -> bool:
     (str_strip_whitespace: strip returns the very same object), within MAX_TEXT, no NUL
     (orjson refuses lone surrogates before we get here)."""
     return (
-        type(value) is str and len(value) <= MAX_TEXT and value.strip() is value
+        type(value) is str
+        and len(value) <= MAX_TEXT
+        and value.strip() is value
         and "\x00" not in value
     )
 
@@ -105,7 +135,9 @@ _KIND = {
     **{name: _TEXT for name in (*_REQUIRED_TEXT, *_OPTIONAL_TEXT, "x_RecordId")},
     **{name: _DEC for name in _DECIMALS},
     **{name: _STAMP for name in _TIMESTAMPS},
-    "BillingCurrency": _CURRENCY, "ChargeCategory": _CATEGORY, "Tags": _TAGS,
+    "BillingCurrency": _CURRENCY,
+    "ChargeCategory": _CATEGORY,
+    "Tags": _TAGS,
     "x_BillingScopeVersion": _INT,
 }
 _POSITION = {name: i for i, name in enumerate(_FIELDS)}
@@ -137,7 +169,11 @@ def parse(raw: bytes) -> tuple[str, str | None, bytes, dict] | None:  # noqa: C9
     for key, value in row.items():
         kind = kinds(key)
         if kind is None:
-            if key in PRICING_COLUMNS or not key.startswith("x_") and key not in OTHER_FOCUS_COLUMNS:
+            if (
+                key in PRICING_COLUMNS
+                or not key.startswith("x_")
+                and key not in OTHER_FOCUS_COLUMNS
+            ):
                 return None
             if value is None:
                 continue

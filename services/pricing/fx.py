@@ -61,7 +61,9 @@ def parse_rates(text: str, *, base: str = "EUR", source: str | None = None) -> l
                     continue
                 out.append(_rate(row[0], currency, value, "EUR", source or ECB, n))
     else:
-        raise ValueError("not a rates file: expected the ECB header `Date,USD,...` or `date,currency,rate`")
+        raise ValueError(
+            "not a rates file: expected the ECB header `Date,USD,...` or `date,currency,rate`"
+        )
     if not out:
         raise ValueError("the rates file holds no rate")
     return out
@@ -99,14 +101,24 @@ class Conversion:
         return amount * self.rate
 
     def describe(self) -> str:
-        when = f"{self.day}" + (f" (latest on or before {self.asked})" if self.asked and self.asked != self.day else "")
-        shown = format(self.rate.quantize(Decimal("0.000001")).normalize(), "f")  # the JSON keeps every digit
+        when = f"{self.day}" + (
+            f" (latest on or before {self.asked})" if self.asked and self.asked != self.day else ""
+        )
+        shown = format(
+            self.rate.quantize(Decimal("0.000001")).normalize(), "f"
+        )  # the JSON keeps every digit
         return f"1 {self.source_currency} = {shown} {self.target}, rate of {when}, {self.source}"
 
     def public(self) -> dict:
-        return {"from": self.source_currency, "to": self.target, "rate": format(self.rate, "f"),
-                "date": self.day.isoformat(), "asked": self.asked.isoformat() if self.asked else None,
-                "source": self.source, "text": self.describe()}
+        return {
+            "from": self.source_currency,
+            "to": self.target,
+            "rate": format(self.rate, "f"),
+            "date": self.day.isoformat(),
+            "asked": self.asked.isoformat() if self.asked else None,
+            "source": self.source,
+            "text": self.describe(),
+        }
 
 
 class RateTable:
@@ -150,9 +162,17 @@ class RateTable:
             if not (have_src and have_tgt):
                 continue
             if day is None:  # the latest day both currencies have
-                days_src = set(self._by.get((base, source_currency), {})) if source_currency != base else None
+                days_src = (
+                    set(self._by.get((base, source_currency), {}))
+                    if source_currency != base
+                    else None
+                )
                 days_tgt = set(self._by.get((base, target), {})) if target != base else None
-                common = days_src & days_tgt if days_src is not None and days_tgt is not None else (days_src or days_tgt)
+                common = (
+                    days_src & days_tgt
+                    if days_src is not None and days_tgt is not None
+                    else (days_src or days_tgt)
+                )
                 if not common:
                     continue
                 on = max(common)
@@ -166,5 +186,7 @@ class RateTable:
             sources = sorted({r.source for r in (a, b) if r is not None})
             return Conversion(source_currency, target, rate, used, day, ", ".join(sources))
         when = f"on or up to {MAX_GAP_DAYS} days before {day}" if day else "at any date"
-        raise ValueError(f"no exchange rate from {source_currency} to {target} {when}: "
-                         "import one with `finfocus fx import FILE` (ECB CSV or date,currency,rate)")
+        raise ValueError(
+            f"no exchange rate from {source_currency} to {target} {when}: "
+            "import one with `finfocus fx import FILE` (ECB CSV or date,currency,rate)"
+        )

@@ -74,7 +74,9 @@ def register_handlers(runtime, store: PricingStore, pricer: BatchPricer) -> None
         outcome = await pricer.process(records)
         items = [
             _Line(line, owner, out, outcome)
-            for line, owner, out in zip(outcome.lines, outcome.owners, outcome.outgoing, strict=True)
+            for line, owner, out in zip(
+                outcome.lines, outcome.owners, outcome.outgoing, strict=True
+            )
         ]
         return Decoded(items, [outcome.origins[line[0]] for line in outcome.lines], outcome.letters)
 
@@ -83,14 +85,18 @@ def register_handlers(runtime, store: PricingStore, pricer: BatchPricer) -> None
         # (insert-only tracking rows: concurrent chunk writes never wait on one row)
         outcome = items[0].outcome  # the pipeline never mixes chunks
         whole = len(items) == len(outcome.lines)
-        positions = outcome.positions if whole else _positions([outcome.origins[i.line[0]] for i in items])
+        positions = (
+            outcome.positions if whole else _positions([outcome.origins[i.line[0]] for i in items])
+        )
         lines, owners = [i.line for i in items], [i.owner for i in items]
         if known.fresh(outcome.scopes):
             async with scoped:
                 for _ in range(WRITERS):
                     await writers.acquire()
                 try:
-                    refused = await store.store_batch(lines, positions, sorted(outcome.scopes), owners)
+                    refused = await store.store_batch(
+                        lines, positions, sorted(outcome.scopes), owners
+                    )
                     known.stored(outcome.scopes)
                 finally:
                     for _ in range(WRITERS):
@@ -100,22 +106,32 @@ def register_handlers(runtime, store: PricingStore, pricer: BatchPricer) -> None
                 refused = await store.store_batch(lines, positions, owners=owners)
         # record ids another account owns: dead letters, not priced records
         return Done(
-            outgoing=[(Topics.PRICED_RESOURCES, i.outgoing) for i in items if i.line[0] not in refused],
+            outgoing=[
+                (Topics.PRICED_RESOURCES, i.outgoing) for i in items if i.line[0] not in refused
+            ],
             refused={n: refused[i.line[0]] for n, i in enumerate(items) if i.line[0] in refused},
         )
 
     # documented in the AsyncAPI document; records are sent through runtime.publisher
     runtime.publishes(
-        Topics.PRICED_RESOURCES, PricedRecordV1,
+        Topics.PRICED_RESOURCES,
+        PricedRecordV1,
         "PricedRecord v1 per stored line; key ProviderName:SubAccountId; per-record traceparent",
     )
     runtime.publishes(
-        Topics.dlq(Topics.RAW_BILLING), DeadLetterV1,
+        Topics.dlq(Topics.RAW_BILLING),
+        DeadLetterV1,
         "Records that are not a valid BillingRecord v1, with the reason",
     )
     runtime.consume(
-        Topics.RAW_BILLING, group=GROUP_ID, label="BillingRecord",
-        decode_batch=price, work=write, chunk=CHUNK, writers=WRITERS, uow=StoreTracks(idle=lambda spans: store.store_batch([], _spans_as_positions(spans))),
+        Topics.RAW_BILLING,
+        group=GROUP_ID,
+        label="BillingRecord",
+        decode_batch=price,
+        work=write,
+        chunk=CHUNK,
+        writers=WRITERS,
+        uow=StoreTracks(idle=lambda spans: store.store_batch([], _spans_as_positions(spans))),
         title="raw-billing:BillingRecord",
         description="Batches of BillingRecord v1 (JSON), validated one by one: billed rows pass "
         "through, usage rows are priced (plugins, specs, none), invalid ones are dead-lettered",

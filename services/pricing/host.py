@@ -133,7 +133,16 @@ class PluginHost:
                 key, expires, value = tuple(entry["key"]), float(entry["expires"]), entry["quote"]
                 if expires <= now_wall or key[0] not in names or key[1] != "spec":
                     continue
-                quote = None if value is None else Quote(value["source"], Decimal(value["unit_price"]), value["currency"], value.get("unit"))
+                quote = (
+                    None
+                    if value is None
+                    else Quote(
+                        value["source"],
+                        Decimal(value["unit_price"]),
+                        value["currency"],
+                        value.get("unit"),
+                    )
+                )
             except (KeyError, TypeError, ValueError, InvalidOperation):
                 continue
             self._cache[key] = (now + (expires - now_wall), quote)
@@ -143,9 +152,18 @@ class PluginHost:
 
         now_wall, now = time.time(), time.monotonic()
         entries = [
-            {"key": list(key), "expires": now_wall + (expiry - now),
-             "quote": None if value is None else {"source": value.source, "unit_price": str(value.unit_price),
-                                                  "currency": value.currency, "unit": value.unit}}
+            {
+                "key": list(key),
+                "expires": now_wall + (expiry - now),
+                "quote": None
+                if value is None
+                else {
+                    "source": value.source,
+                    "unit_price": str(value.unit_price),
+                    "currency": value.currency,
+                    "unit": value.unit,
+                },
+            }
             for key, (expiry, value) in self._cache.items()
             if key[1] == "spec" and expiry > now and (value is None or isinstance(value, Quote))
         ]
@@ -240,24 +258,37 @@ class PluginHost:
             # the plugin's stderr for its life; opened once per start, not worth a thread
             stderr = open(self.log_dir / f"plugin-{ref.name}.log", "ab")  # noqa: SIM115, ASYNC230
         env = {**os.environ, **ref.manifest.env}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")]))  # noqa: ASYNC240 - once per start
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")])  # noqa: ASYNC240 - once per start
+        )
         process = await asyncio.create_subprocess_exec(
-            *ref.argv(), cwd=ref.directory, stdout=asyncio.subprocess.PIPE, stderr=stderr,
-            stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True,
+            *ref.argv(),
+            cwd=ref.directory,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+            stdin=asyncio.subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
         )
         try:
             assert process.stdout is not None  # stdout=PIPE
-            line = await asyncio.wait_for(process.stdout.readline(), max(self.start_timeout, self.timeout))
+            line = await asyncio.wait_for(
+                process.stdout.readline(), max(self.start_timeout, self.timeout)
+            )
             text = line.decode("utf-8", "replace").strip()
             if not text.startswith(HANDSHAKE):
                 raise PluginError(f"bad handshake {text[:80]!r}")
-            port = int(text[len(HANDSHAKE):])
+            port = int(text[len(HANDSHAKE) :])
             channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
             stub = rpc.PricingPluginStub(channel)
-            answer = await stub.Name(pb.NameRequest(), timeout=max(self.start_timeout, self.timeout))
+            answer = await stub.Name(
+                pb.NameRequest(), timeout=max(self.start_timeout, self.timeout)
+            )
             if answer.name != ref.name:
                 await channel.close()
-                raise PluginError(f"plugin calls itself {answer.name!r}, manifest says {ref.name!r}")
+                raise PluginError(
+                    f"plugin calls itself {answer.name!r}, manifest says {ref.name!r}"
+                )
         except BaseException:
             if process.returncode is None:
                 process.kill()
@@ -284,7 +315,9 @@ class PluginHost:
             metrics.PLUGIN_CIRCUIT_OPEN.labels(name).set(1)
         else:
             stats.state = "failed" if name not in self._running else stats.state
-        logger.warning("pricing plugin failed", extra={"fields": {"plugin": name, "error": stats.last_error}})
+        logger.warning(
+            "pricing plugin failed", extra={"fields": {"plugin": name, "error": stats.last_error}}
+        )
 
     def _available(self, name: str) -> bool:
         until = self._open_until.get(name)
@@ -296,7 +329,9 @@ class PluginHost:
             return True
         return False
 
-    async def _call(self, ref: PluginRef, method: str, request: Any, quiet: frozenset = frozenset()) -> Any:
+    async def _call(
+        self, ref: PluginRef, method: str, request: Any, quiet: frozenset = frozenset()
+    ) -> Any:
         """One RPC with deadline, retries and backoff; raises PluginError after the last try,
         NoAnswer (not a failure) when the plugin answers a status named in `quiet`."""
         import grpc
@@ -316,7 +351,9 @@ class PluginHost:
                     try:
                         answer = await getattr(running.stub, method)(request, timeout=self.timeout)
                     finally:
-                        metrics.PLUGIN_SECONDS.labels(ref.name, method).observe(time.perf_counter() - began)
+                        metrics.PLUGIN_SECONDS.labels(ref.name, method).observe(
+                            time.perf_counter() - began
+                        )
                 stats.consecutive_failures = 0
                 if stats.state != "running":
                     stats.state = "running"
@@ -353,8 +390,14 @@ class PluginHost:
         from finfocus.plugin_sdk import finfocus_plugin_pb2 as pb
 
         return pb.ResourceDescriptor(
-            provider=provider or "", service=service or "", sku=sku or "", resource_type=resource_type or "",
-            region=region or "", unit=unit or "", currency=currency or "", attributes=attributes or {},
+            provider=provider or "",
+            service=service or "",
+            sku=sku or "",
+            resource_type=resource_type or "",
+            region=region or "",
+            unit=unit or "",
+            currency=currency or "",
+            attributes=attributes or {},
         )
 
     async def _spec_quote(self, ref: PluginRef, line: UsageLine) -> Quote | None:
@@ -362,14 +405,32 @@ class PluginHost:
         price or fails (the failure is recorded)."""
         if not self._available(ref.name):
             return None
-        key = (ref.name, "spec", line.provider, line.service, line.sku, line.resource_type, line.region, line.unit, line.currency)
+        key = (
+            ref.name,
+            "spec",
+            line.provider,
+            line.service,
+            line.sku,
+            line.resource_type,
+            line.region,
+            line.unit,
+            line.currency,
+        )
 
         async def compute() -> Quote | None:
             if self.is_spec(ref):
                 from services.pricing.finfocus_spec.launch import quote
 
                 return await quote(self, ref, line)
-            request = self._descriptor(line.provider, line.service, line.sku, line.resource_type, line.region, line.unit, line.currency)
+            request = self._descriptor(
+                line.provider,
+                line.service,
+                line.sku,
+                line.resource_type,
+                line.region,
+                line.unit,
+                line.currency,
+            )
             answer = await self._call(ref, "GetPricingSpec", request)
             for spec in answer.specs:
                 price = _decimal(spec.unit_price, f"{ref.name} unit_price")
@@ -402,22 +463,54 @@ class PluginHost:
         per_key = [list(answers[i * n : (i + 1) * n]) for i in range(len(keys))]
         return [per_key[unique[line]] for line in lines]
 
-    async def projected(self, *, provider, service, sku, resource_type, region, unit="", currency="USD",
-                        attributes: dict[str, str] | None = None) -> ProjectedAnswer | None:
+    async def projected(
+        self,
+        *,
+        provider,
+        service,
+        sku,
+        resource_type,
+        region,
+        unit="",
+        currency="USD",
+        attributes: dict[str, str] | None = None,
+    ) -> ProjectedAnswer | None:
         """The first plugin's projected monthly cost for a planned resource (None: no plugin prices it)."""
         attrs = dict(sorted((attributes or {}).items()))
         for ref in self.plugins:
             if not self._available(ref.name):
                 continue
-            key = (ref.name, "projected", provider, service, sku, resource_type, region, unit, currency, tuple(attrs.items()))
+            key = (
+                ref.name,
+                "projected",
+                provider,
+                service,
+                sku,
+                resource_type,
+                region,
+                unit,
+                currency,
+                tuple(attrs.items()),
+            )
 
             async def compute(ref=ref) -> ProjectedAnswer | None:
                 if self.is_spec(ref):
                     from services.pricing.finfocus_spec.launch import projected
 
-                    return await projected(self, ref, provider=provider, service=service, sku=sku, resource_type=resource_type,
-                                           region=region, unit=unit, attributes=attrs)
-                request = self._descriptor(provider, service, sku, resource_type, region, unit, currency, attrs)
+                    return await projected(
+                        self,
+                        ref,
+                        provider=provider,
+                        service=service,
+                        sku=sku,
+                        resource_type=resource_type,
+                        region=region,
+                        unit=unit,
+                        attributes=attrs,
+                    )
+                request = self._descriptor(
+                    provider, service, sku, resource_type, region, unit, currency, attrs
+                )
                 answer = await self._call(ref, "GetProjectedCost", request)
                 if not answer.found:
                     return None
@@ -425,8 +518,12 @@ class PluginHost:
                 if not is_iso_4217(cur):
                     raise BadAnswer(f"{ref.name} answered currency {cur!r}")
                 return ProjectedAnswer(
-                    f"plugin:{ref.name}", _decimal(answer.unit_price, "unit_price"),
-                    _decimal(answer.cost_per_month, "cost_per_month"), cur, answer.unit, answer.detail,
+                    f"plugin:{ref.name}",
+                    _decimal(answer.unit_price, "unit_price"),
+                    _decimal(answer.cost_per_month, "cost_per_month"),
+                    cur,
+                    answer.unit,
+                    answer.detail,
                 )
 
             try:
@@ -440,18 +537,24 @@ class PluginHost:
                 return got
         return None
 
-    async def pricing_specs(self, ref: PluginRef, *, provider="", service="", sku="", region="") -> list:
+    async def pricing_specs(
+        self, ref: PluginRef, *, provider="", service="", sku="", region=""
+    ) -> list:
         """Every spec a plugin lists for a filter (catalog refresh); [] when it fails, and for
         finfocus.v1 plugins, whose protocol prices one resource at a time and lists nothing."""
         if self.is_spec(ref):
             return []
         try:
-            answer = await self._call(ref, "GetPricingSpec", self._descriptor(provider, service, sku, "", region, "", ""))
+            answer = await self._call(
+                ref, "GetPricingSpec", self._descriptor(provider, service, sku, "", region, "", "")
+            )
         except PluginError:
             return []
         return list(answer.specs)
 
-    async def actual(self, ref: PluginRef, resource_id: str, start: str, end: str, attributes=None) -> list:
+    async def actual(
+        self, ref: PluginRef, resource_id: str, start: str, end: str, attributes=None
+    ) -> list:
         from finfocus.plugin_sdk import finfocus_plugin_pb2 as pb
 
         if self.is_spec(ref):
@@ -460,8 +563,11 @@ class PluginHost:
             return await actual(self, ref, resource_id, start, end, attributes or {})
         try:
             answer = await self._call(
-                ref, "GetActualCost",
-                pb.ActualCostRequest(resource_id=resource_id, start=start, end=end, attributes=attributes or {}),
+                ref,
+                "GetActualCost",
+                pb.ActualCostRequest(
+                    resource_id=resource_id, start=start, end=end, attributes=attributes or {}
+                ),
             )
         except PluginError:
             return []

@@ -21,8 +21,13 @@ class PluginManifest(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN, description="kebab-case plugin name")
     version: str = Field(min_length=1, description="Plugin version (directory name)")
-    protocol: int | str = Field(1, description='1 (this project\'s protocol) or "finfocus.v1" (finfocus-spec CostSourceService)')
-    command: list[str] = Field(min_length=1, description="Command; {python} = host interpreter, cwd = plugin dir")
+    protocol: int | str = Field(
+        1,
+        description='1 (this project\'s protocol) or "finfocus.v1" (finfocus-spec CostSourceService)',
+    )
+    command: list[str] = Field(
+        min_length=1, description="Command; {python} = host interpreter, cwd = plugin dir"
+    )
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment")
     description: str | None = None
 
@@ -39,7 +44,10 @@ class PluginRef:
         return self.manifest.name
 
     def argv(self) -> list[str]:
-        return [part.replace("{python}", sys.executable).replace("{dir}", str(self.directory)) for part in self.manifest.command]
+        return [
+            part.replace("{python}", sys.executable).replace("{dir}", str(self.directory))
+            for part in self.manifest.command
+        ]
 
 
 def _version_key(version: str) -> tuple:
@@ -64,7 +72,11 @@ def load_manifest(directory: Path) -> PluginRef:
     except FileNotFoundError:
         raise ValueError(f"{path} is missing") from None
     except ValidationError as exc:
-        raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))) from None
+        raise ValueError(
+            "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
+            )
+        ) from None
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: {exc}") from None
     if manifest.protocol not in (1, "finfocus.v1"):
@@ -72,7 +84,9 @@ def load_manifest(directory: Path) -> PluginRef:
     return PluginRef(manifest, directory)
 
 
-def discover(plugins_dir: Path, *, all_versions: bool = False) -> tuple[list[PluginRef], list[tuple[Path, str]]]:
+def discover(
+    plugins_dir: Path, *, all_versions: bool = False
+) -> tuple[list[PluginRef], list[tuple[Path, str]]]:
     """Installed plugins under `<plugins_dir>/<name>/<version>/` (the newest version of each
     unless `all_versions`), and the directories that are not valid plugins, with the reason."""
     found: dict[str, list[PluginRef]] = {}

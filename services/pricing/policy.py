@@ -41,7 +41,9 @@ def _money(value: object) -> object:
 
 class ResourceCap(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: str | None = Field(None, description="resource type pattern (Pulumi token or Terraform type)")
+    type: str | None = Field(
+        None, description="resource type pattern (Pulumi token or Terraform type)"
+    )
     name: str | None = Field(None, description="resource name or address pattern")
     max_monthly: Decimal
 
@@ -66,7 +68,8 @@ class Policy(BaseModel):
     allow_unpriced: bool = False
 
     _m = field_validator("max_monthly", "max_increase", "max_increase_percent", mode="before")(
-        classmethod(lambda cls, v: _money(v)))
+        classmethod(lambda cls, v: _money(v))
+    )
 
     @field_validator("max_monthly", "max_increase", "max_increase_percent")
     @classmethod
@@ -81,7 +84,9 @@ def load_policy(path: Path) -> Policy:
         data = yaml.safe_load(Path(path).read_text())
         return Policy.model_validate(data or {})
     except ValidationError as exc:
-        reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
+        reasons = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
         raise ValueError(f"policy {path}: {reasons}") from None
     except (OSError, yaml.YAMLError) as exc:
         raise ValueError(f"policy {path}: {exc}") from None
@@ -94,7 +99,11 @@ class Violation:
     resource: str | None = None
 
     def public(self) -> dict:
-        return {"rule": self.rule, "reason": self.reason, **({"resource": self.resource} if self.resource else {})}
+        return {
+            "rule": self.rule,
+            "reason": self.reason,
+            **({"resource": self.resource} if self.resource else {}),
+        }
 
 
 def _c(value: Decimal) -> str:
@@ -109,52 +118,100 @@ def evaluate(doc: dict, policy: Policy, *, allow_unpriced: bool = False) -> list
     if not (allow_unpriced or policy.allow_unpriced):
         for row in doc["resources"]:
             if row["priceSource"] == "none":
-                out.append(Violation("unpriced", f"{row['address']} ({row['type']}) has no price: {row.get('reason', '')}"
-                                     " (--allow-unpriced to let it pass)", row["address"]))
+                out.append(
+                    Violation(
+                        "unpriced",
+                        f"{row['address']} ({row['type']}) has no price: {row.get('reason', '')}"
+                        " (--allow-unpriced to let it pass)",
+                        row["address"],
+                    )
+                )
     total = Decimal(s["totalMonthly"])
     if policy.max_monthly is not None and total > policy.max_monthly:
-        out.append(Violation("max_monthly", f"monthly total {_c(total)} {cur} exceeds {_c(policy.max_monthly)} {cur}"))
+        out.append(
+            Violation(
+                "max_monthly",
+                f"monthly total {_c(total)} {cur} exceeds {_c(policy.max_monthly)} {cur}",
+            )
+        )
     base = s.get("base")
     before = Decimal(base["totalMonthly"]) if base else Decimal(s["before"])
     against = "the base plan" if base else "the current state"
     increase = total - before
     if policy.max_increase is not None and increase > policy.max_increase:
-        out.append(Violation("max_increase", f"monthly cost grows by {_c(increase)} {cur} vs {against} "
-                                             f"({_c(before)} -> {_c(total)}), more than {_c(policy.max_increase)} {cur}"))
+        out.append(
+            Violation(
+                "max_increase",
+                f"monthly cost grows by {_c(increase)} {cur} vs {against} "
+                f"({_c(before)} -> {_c(total)}), more than {_c(policy.max_increase)} {cur}",
+            )
+        )
     if policy.max_increase_percent is not None and increase > 0:
         if before == 0:
-            out.append(Violation("max_increase_percent", f"monthly cost grows from 0 to {_c(total)} {cur} vs {against}: "
-                                                         "an increase of any percentage"))
+            out.append(
+                Violation(
+                    "max_increase_percent",
+                    f"monthly cost grows from 0 to {_c(total)} {cur} vs {against}: "
+                    "an increase of any percentage",
+                )
+            )
         else:
             pct = increase / before * 100
             if pct > policy.max_increase_percent:
-                out.append(Violation("max_increase_percent", f"monthly cost grows by {_c(pct)}% vs {against} "
-                                                             f"({_c(before)} -> {_c(total)} {cur}), more than "
-                                                             f"{policy.max_increase_percent}%"))
+                out.append(
+                    Violation(
+                        "max_increase_percent",
+                        f"monthly cost grows by {_c(pct)}% vs {against} "
+                        f"({_c(before)} -> {_c(total)} {cur}), more than "
+                        f"{policy.max_increase_percent}%",
+                    )
+                )
     for cap in policy.resource_caps:
         for row in doc["resources"]:
             if row["monthly"] is None or row["priceSource"] == "none":
                 continue
             if cap.type and not fnmatchcase(row["type"], cap.type):
                 continue
-            if cap.name and not (fnmatchcase(row["name"], cap.name) or fnmatchcase(row["address"], cap.name)):
+            if cap.name and not (
+                fnmatchcase(row["name"], cap.name) or fnmatchcase(row["address"], cap.name)
+            ):
                 continue
             monthly = Decimal(row["monthly"])
             if monthly > cap.max_monthly:
-                what = " ".join(x for x in (f"type {cap.type}" if cap.type else "", f"name {cap.name}" if cap.name else "") if x)
-                out.append(Violation("resource_cap", f"{row['address']} costs {_c(monthly)} {cur}/month, over the cap of "
-                                                     f"{_c(cap.max_monthly)} {cur} for {what}", row["address"]))
+                what = " ".join(
+                    x
+                    for x in (
+                        f"type {cap.type}" if cap.type else "",
+                        f"name {cap.name}" if cap.name else "",
+                    )
+                    if x
+                )
+                out.append(
+                    Violation(
+                        "resource_cap",
+                        f"{row['address']} costs {_c(monthly)} {cur}/month, over the cap of "
+                        f"{_c(cap.max_monthly)} {cur} for {what}",
+                        row["address"],
+                    )
+                )
     if policy.required_tags:
         for row in doc["resources"]:
             if row["op"] not in {"create", "update", "replace"} or row["priceSource"] == "free":
                 continue
             missing = [t for t in policy.required_tags if not (row.get("tags") or {}).get(t)]
             if missing:
-                out.append(Violation("required_tags", f"{row['address']} lacks required tag(s) {', '.join(missing)}",
-                                     row["address"]))
+                out.append(
+                    Violation(
+                        "required_tags",
+                        f"{row['address']} lacks required tag(s) {', '.join(missing)}",
+                        row["address"],
+                    )
+                )
     return out
 
 
-def budget_violations(doc: dict, budget: Decimal, *, allow_unpriced: bool = False) -> list[Violation]:
+def budget_violations(
+    doc: dict, budget: Decimal, *, allow_unpriced: bool = False
+) -> list[Violation]:
     """`--budget N`: the policy `max_monthly: N`, unpriced resources failing it."""
     return evaluate(doc, Policy(max_monthly=budget), allow_unpriced=allow_unpriced)

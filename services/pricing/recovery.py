@@ -29,7 +29,9 @@ BATCH = 5000
 _PRICED_HEADERS = [(k, v.encode()) for k, v in schema_headers("PricedRecord").items()]
 
 
-async def recover_broker(store, publisher, tracer, epoch: str, since: datetime | None) -> dict[str, Any] | None:
+async def recover_broker(
+    store, publisher, tracer, epoch: str, since: datetime | None
+) -> dict[str, Any] | None:
     """Publish again every line stored since `since` under the new broker `epoch`, record the
     recovery, then the epoch. None when the epoch is already recorded.
 
@@ -46,17 +48,25 @@ async def recover_broker(store, publisher, tracer, epoch: str, since: datetime |
     rows = 0
     try:
         async for lines in store.lines_stored_since(start, BATCH):
-            with tracer.start_as_current_span("pricing.recover", attributes={"rows": len(lines)}) as span:
+            with tracer.start_as_current_span(
+                "pricing.recover", attributes={"rows": len(lines)}
+            ) as span:
                 headers = trace_headers(span) + _PRICED_HEADERS
                 await publisher.publish_batched(
-                    Topics.PRICED_RESOURCES, [(key.encode(), body.encode(), headers) for key, body in lines]
+                    Topics.PRICED_RESOURCES,
+                    [(key.encode(), body.encode(), headers) for key, body in lines],
                 )
             rows += len(lines)
             await store.recovery_progress(recovery, rows)
     except Exception as exc:
-        await store.recovery_progress(recovery, rows, "failed", f"{type(exc).__name__}: {exc}"[:500])
+        await store.recovery_progress(
+            recovery, rows, "failed", f"{type(exc).__name__}: {exc}"[:500]
+        )
         raise
     await store.recovery_progress(recovery, rows, "completed")
     await store.record_epoch(epoch)
-    logger.info("broker recovery", extra={"fields": {"epoch": epoch, "since": start.isoformat(), "rows": rows}})
+    logger.info(
+        "broker recovery",
+        extra={"fields": {"epoch": epoch, "since": start.isoformat(), "rows": rows}},
+    )
     return {"epoch": epoch, "rows": rows}

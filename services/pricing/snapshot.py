@@ -68,15 +68,27 @@ class SnapshotInfo:
         return ((today or datetime.now(UTC).date()) - when).days
 
     def public(self, today: date | None = None) -> dict:
-        return {"cloud": self.cloud, "provider": self.provider, "source": self.source, "sourceUrl": self.source_url,
-                "effectiveDate": self.effective_date, "retrievedAt": self.retrieved_at, "ageDays": self.age_days(today),
-                "prices": self.prices, "history": self.history, "file": self.file, "bundled": self.bundled}
+        return {
+            "cloud": self.cloud,
+            "provider": self.provider,
+            "source": self.source,
+            "sourceUrl": self.source_url,
+            "effectiveDate": self.effective_date,
+            "retrievedAt": self.retrieved_at,
+            "ageDays": self.age_days(today),
+            "prices": self.prices,
+            "history": self.history,
+            "file": self.file,
+            "bundled": self.bundled,
+        }
 
 
 # ---------------------------------------------------------------- GCP machine shapes
 #: family -> (vCPU, GiB) per "unit"; standard = 4 GiB per vCPU, highmem 8, highcpu 1 (n1: 3.75/6.5/0.9)
 _GCP_RATIOS = {
-    "standard": Decimal(4), "highmem": Decimal(8), "highcpu": Decimal(1),
+    "standard": Decimal(4),
+    "highmem": Decimal(8),
+    "highcpu": Decimal(1),
 }
 _N1_RATIOS = {"standard": Decimal("3.75"), "highmem": Decimal("6.5"), "highcpu": Decimal("0.9")}
 #: machine types that do not follow family-kind-N: (vCPU billed, GiB, GPUs, GPU model)
@@ -114,7 +126,11 @@ def _read(path: Path) -> dict:
         doc = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"price snapshot {path} cannot be read: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("prices"), list) or not doc.get("provider"):
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("prices"), list)
+        or not doc.get("provider")
+    ):
         raise ValueError(f"price snapshot {path} is not a snapshot file (no provider or prices[])")
     return doc
 
@@ -138,13 +154,33 @@ class PriceSnapshot:
                 price = Decimal(str(row["price"]))
             except (KeyError, InvalidOperation):
                 raise ValueError(f"price snapshot {file}: bad price in {row!r}") from None
-            p = SnapshotPrice(provider, row["service"], row["sku"], row.get("region") or "", row.get("unit") or "",
-                              price, row.get("currency") or currency, f"snapshot:{cloud}",
-                              row.get("effectiveFrom") or default_from, row.get("description") or "")
+            p = SnapshotPrice(
+                provider,
+                row["service"],
+                row["sku"],
+                row.get("region") or "",
+                row.get("unit") or "",
+                price,
+                row.get("currency") or currency,
+                f"snapshot:{cloud}",
+                row.get("effectiveFrom") or default_from,
+                row.get("description") or "",
+            )
             self._index.setdefault(_key(provider, p.service, p.sku, p.region), p)
-        self._infos.append(SnapshotInfo(cloud, provider, doc.get("source") or "", doc.get("sourceUrl") or "",
-                                        default_from, doc.get("retrievedAt") or "", len(doc["prices"]),
-                                        len(doc.get("history") or []), file, bundled))
+        self._infos.append(
+            SnapshotInfo(
+                cloud,
+                provider,
+                doc.get("source") or "",
+                doc.get("sourceUrl") or "",
+                default_from,
+                doc.get("retrievedAt") or "",
+                len(doc["prices"]),
+                len(doc.get("history") or []),
+                file,
+                bundled,
+            )
+        )
 
     @classmethod
     def load(cls, *directories: Path, clouds: Iterable[str] = CLOUDS) -> PriceSnapshot:
@@ -155,7 +191,9 @@ class PriceSnapshot:
             for directory in directories:
                 path = Path(directory) / f"{cloud}.json"
                 if path.is_file():
-                    docs.append((_read(path), str(path), Path(directory).resolve() == BUNDLED_DIR.resolve()))
+                    docs.append(
+                        (_read(path), str(path), Path(directory).resolve() == BUNDLED_DIR.resolve())
+                    )
                     break
         return cls(docs)
 
@@ -166,7 +204,9 @@ class PriceSnapshot:
     def __len__(self) -> int:
         return len(self._index)
 
-    def lookup(self, provider: str, service: str, sku: str | None, region: str | None) -> SnapshotPrice | None:
+    def lookup(
+        self, provider: str, service: str, sku: str | None, region: str | None
+    ) -> SnapshotPrice | None:
         if not sku:
             return None
         found = self._index.get(_key(provider, service, sku, region or ""))
@@ -181,14 +221,29 @@ class PriceSnapshot:
         family, cpus, gib, gpus, gpu = shape
         core = self._index.get(_key("Google Cloud", "Compute Engine", f"{family}:core", region))
         ram = self._index.get(_key("Google Cloud", "Compute Engine", f"{family}:ram", region))
-        acc = self._index.get(_key("Google Cloud", "Compute Engine", f"gpu:{gpu}", region)) if gpus else None
+        acc = (
+            self._index.get(_key("Google Cloud", "Compute Engine", f"gpu:{gpu}", region))
+            if gpus
+            else None
+        )
         if core is None or ram is None or (gpus and acc is None):
             return None
         price = cpus * core.price + gib * ram.price + (gpus * acc.price if acc else Decimal(0))
         desc = f"{machine_type}: {cpus} vCPU x {core.price} + {gib} GiB x {ram.price}" + (
-            f" + {gpus} {gpu} x {acc.price}" if acc else "")
-        derived = SnapshotPrice("Google Cloud", "Compute Engine", machine_type, region, "Hrs", price, core.currency,
-                                core.source, max(core.effective_from, ram.effective_from), desc)
+            f" + {gpus} {gpu} x {acc.price}" if acc else ""
+        )
+        derived = SnapshotPrice(
+            "Google Cloud",
+            "Compute Engine",
+            machine_type,
+            region,
+            "Hrs",
+            price,
+            core.currency,
+            core.source,
+            max(core.effective_from, ram.effective_from),
+            desc,
+        )
         self._index[_key("Google Cloud", "Compute Engine", machine_type, region)] = derived
         return derived
 
@@ -207,7 +262,9 @@ def merge(old: dict | None, fresh: dict, now: datetime) -> tuple[dict, dict]:
     took effect, each changed or withdrawn one moved to `history` with `effectiveTo` = now.
     Returns (document, {"new", "changed", "unchanged", "withdrawn"} counts)."""
     stamp = now.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    old_rows = {(r["service"], r["sku"], r.get("region") or ""): r for r in (old or {}).get("prices", [])}
+    old_rows = {
+        (r["service"], r["sku"], r.get("region") or ""): r for r in (old or {}).get("prices", [])
+    }
     default_old = (old or {}).get("effectiveDate") or ""
     history = list((old or {}).get("history") or [])
     counts = {"new": 0, "changed": 0, "unchanged": 0, "withdrawn": 0}
@@ -221,20 +278,38 @@ def merge(old: dict | None, fresh: dict, now: datetime) -> tuple[dict, dict]:
         if before is None:
             counts["new"] += 1
             row.setdefault("effectiveFrom", fresh.get("effectiveDate") or stamp)
-        elif Decimal(str(before["price"])) == Decimal(str(row["price"])) and before.get("unit") == row.get("unit"):
+        elif Decimal(str(before["price"])) == Decimal(str(row["price"])) and before.get(
+            "unit"
+        ) == row.get("unit"):
             counts["unchanged"] += 1
             row["effectiveFrom"] = before.get("effectiveFrom") or default_old
         else:
             counts["changed"] += 1
-            history.append({**before, "effectiveFrom": before.get("effectiveFrom") or default_old, "effectiveTo": stamp})
+            history.append(
+                {
+                    **before,
+                    "effectiveFrom": before.get("effectiveFrom") or default_old,
+                    "effectiveTo": stamp,
+                }
+            )
             row["effectiveFrom"] = row.get("effectiveFrom") or stamp
         rows.append(row)
     for key, before in old_rows.items():
         if key not in seen:
             counts["withdrawn"] += 1
-            history.append({**before, "effectiveFrom": before.get("effectiveFrom") or default_old, "effectiveTo": stamp})
-    doc = {**{k: v for k, v in fresh.items() if k not in {"prices", "history"}}, "retrievedAt": stamp,
-           "prices": rows, "history": history}
+            history.append(
+                {
+                    **before,
+                    "effectiveFrom": before.get("effectiveFrom") or default_old,
+                    "effectiveTo": stamp,
+                }
+            )
+    doc = {
+        **{k: v for k, v in fresh.items() if k not in {"prices", "history"}},
+        "retrievedAt": stamp,
+        "prices": rows,
+        "history": history,
+    }
     return doc, counts
 
 
@@ -245,7 +320,18 @@ def catalog_rows(doc: dict) -> list:
 
     cloud = doc.get("cloud") or doc["provider"].lower()
     default = doc.get("effectiveDate") or ""
-    return [CatalogPrice(f"list:{cloud}", doc["provider"], r["service"], r["sku"], r.get("region") or "", r.get("unit") or "",
-                         Decimal(str(r["price"])), r.get("currency") or doc.get("currency") or "USD", r.get("description") or None,
-                         _when(r.get("effectiveFrom") or default))
-            for r in doc["prices"]]
+    return [
+        CatalogPrice(
+            f"list:{cloud}",
+            doc["provider"],
+            r["service"],
+            r["sku"],
+            r.get("region") or "",
+            r.get("unit") or "",
+            Decimal(str(r["price"])),
+            r.get("currency") or doc.get("currency") or "USD",
+            r.get("description") or None,
+            _when(r.get("effectiveFrom") or default),
+        )
+        for r in doc["prices"]
+    ]

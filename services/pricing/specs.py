@@ -34,7 +34,9 @@ class PriceSpecFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    provider: str = Field(min_length=1, description="ProviderName, e.g. AWS, Microsoft, Google Cloud")
+    provider: str = Field(
+        min_length=1, description="ProviderName, e.g. AWS, Microsoft, Google Cloud"
+    )
     service: str = Field(min_length=1, description="ServiceName the price applies to")
     sku: str | None = Field(None, description="SkuId or ResourceType; absent = service default")
     region: str | None = Field(None, description="RegionId; absent = any region")
@@ -99,8 +101,14 @@ def load_file(path: Path, root: Path | None = None) -> list[PriceSpec]:
         raise ValueError(str(exc)) from None
     return [
         PriceSpec(
-            file=name, provider=s.provider, service=s.service, unit_price=s.price, currency=s.currency,
-            unit=s.unit, sku=s.sku, region=s.region,
+            file=name,
+            provider=s.provider,
+            service=s.service,
+            unit_price=s.price,
+            currency=s.currency,
+            unit=s.unit,
+            sku=s.sku,
+            region=s.region,
         )
         for s in specs
     ]

@@ -147,7 +147,9 @@ class PricingStore:
                 # Only scopes whose version moved up in this batch can have superseded
                 # rows: pruning every scope of every chunk rescans a whole billing period
                 # per chunk (quadratic in the size of an import).
-                newer = [r["billing_scope"] for r in await conn.fetch(UPSERT_SCOPES)] if scopes else []
+                newer = (
+                    [r["billing_scope"] for r in await conn.fetch(UPSERT_SCOPES)] if scopes else []
+                )
                 await conn.execute(UPSERT_LINES)
                 for row in await conn.fetch(OTHER_OWNERS):
                     refused[row["record_id"]] = (
@@ -169,7 +171,6 @@ class PricingStore:
                 )
         return refused
 
-
     # -- broker loss (see services/pricing/recovery.py) ----------------------------------
     async def last_epoch(self) -> str | None:
         return await self._runtime.pool.fetchval("SELECT epoch FROM pricing.broker_epoch")
@@ -183,15 +184,21 @@ class PricingStore:
 
     async def start_recovery(self, epoch: str, since) -> int:
         return await self._runtime.pool.fetchval(
-            "INSERT INTO pricing.recoveries (epoch, since) VALUES ($1, $2) RETURNING recovery_id", epoch, since
+            "INSERT INTO pricing.recoveries (epoch, since) VALUES ($1, $2) RETURNING recovery_id",
+            epoch,
+            since,
         )
 
-    async def recovery_progress(self, recovery_id: int, rows: int, state: str = "running",
-                                error: str | None = None) -> None:
+    async def recovery_progress(
+        self, recovery_id: int, rows: int, state: str = "running", error: str | None = None
+    ) -> None:
         await self._runtime.pool.execute(
             "UPDATE pricing.recoveries SET rows = $2, state = $3, error = $4, "
             "finished_at = CASE WHEN $3 = 'running' THEN NULL ELSE now() END WHERE recovery_id = $1",
-            recovery_id, rows, state, error,
+            recovery_id,
+            rows,
+            state,
+            error,
         )
 
     async def lines_stored_since(self, since, batch: int):
@@ -256,9 +263,14 @@ async def save_health(pool, report: dict[str, dict]) -> None:
         return
     names = list(report)
     await pool.execute(
-        SAVE_HEALTH, names, [report[n]["state"] for n in names], [report[n]["calls"] for n in names],
-        [report[n]["failures"] for n in names], [report[n]["cache_hits"] for n in names],
-        [report[n]["restarts"] for n in names], [report[n]["last_error"] for n in names],
+        SAVE_HEALTH,
+        names,
+        [report[n]["state"] for n in names],
+        [report[n]["calls"] for n in names],
+        [report[n]["failures"] for n in names],
+        [report[n]["cache_hits"] for n in names],
+        [report[n]["restarts"] for n in names],
+        [report[n]["last_error"] for n in names],
     )
 
 
@@ -269,7 +281,10 @@ async def record_prices(conn, prices, now) -> tuple[int, int]:
     async with conn.transaction():
         sources = sorted({p.source for p in prices})
         current = {
-            (r["source"], r["provider"], r["service"], r["sku"], r["region"], r["currency"]): (r["unit_price"], r["unit"])
+            (r["source"], r["provider"], r["service"], r["sku"], r["region"], r["currency"]): (
+                r["unit_price"],
+                r["unit"],
+            )
             for r in await conn.fetch(CURRENT_PRICES, sources)
         }
         fresh, close = [], []
@@ -280,7 +295,15 @@ async def record_prices(conn, prices, now) -> tuple[int, int]:
                 continue
             if now_price is not None:
                 close.append((*key, now))
-            fresh.append((*key, p.unit_price, p.unit, p.description, now if now_price is not None else (p.effective_from or now)))
+            fresh.append(
+                (
+                    *key,
+                    p.unit_price,
+                    p.unit,
+                    p.description,
+                    now if now_price is not None else (p.effective_from or now),
+                )
+            )
             current[key] = (p.unit_price, p.unit)
         if close:
             await conn.executemany(CLOSE_PRICE, close)
@@ -303,12 +326,16 @@ FX_READ = "SELECT rate_date, base, currency, rate, source FROM pricing.v_fx_rate
 async def store_fx_rates(conn, rates) -> int:
     """Upsert `services.pricing.fx.Rate`s in one transaction (a re-imported day is replaced)."""
     async with conn.transaction():
-        await conn.executemany(FX_UPSERT, [(r.day, r.base, r.currency, r.rate, r.source) for r in rates])
+        await conn.executemany(
+            FX_UPSERT, [(r.day, r.base, r.currency, r.rate, r.source) for r in rates]
+        )
     return len(rates)
 
 
 async def fetch_fx_rates(conn) -> list:
     from services.pricing.fx import Rate
 
-    return [Rate(r["rate_date"], r["base"].strip(), r["currency"].strip(), r["rate"], r["source"])
-            for r in await conn.fetch(FX_READ)]
+    return [
+        Rate(r["rate_date"], r["base"].strip(), r["currency"].strip(), r["rate"], r["source"])
+        for r in await conn.fetch(FX_READ)
+    ]

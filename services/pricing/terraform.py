@@ -81,8 +81,13 @@ TF_TYPES: dict[str, str] = {
 PULUMI_TO_TF: dict[str, str] = {}
 for _tf, _pu in TF_TYPES.items():
     PULUMI_TO_TF.setdefault(_pu, _tf)
-PULUMI_TO_TF.update({"aws:s3/bucketV2:BucketV2": "aws_s3_bucket", "aws:alb/loadBalancer:LoadBalancer": "aws_lb",
-                     "azure-native:compute:VirtualMachine": "azurerm_linux_virtual_machine"})
+PULUMI_TO_TF.update(
+    {
+        "aws:s3/bucketV2:BucketV2": "aws_s3_bucket",
+        "aws:alb/loadBalancer:LoadBalancer": "aws_lb",
+        "azure-native:compute:VirtualMachine": "azurerm_linux_virtual_machine",
+    }
+)
 
 #: attributes whose Pulumi name is not the camelCase of the Terraform one
 _RENAMES = {
@@ -117,7 +122,12 @@ def to_pulumi_props(tf_type: str, attrs: dict | None) -> dict | None:
 def _value(key: str, value: Any) -> Any:
     if key in _MAPS:
         return value
-    if isinstance(value, list) and key not in _LISTS and len(value) == 1 and isinstance(value[0], dict):
+    if (
+        isinstance(value, list)
+        and key not in _LISTS
+        and len(value) == 1
+        and isinstance(value[0], dict)
+    ):
         return _block(value[0])
     if isinstance(value, list):
         return [_block(v) if isinstance(v, dict) else v for v in value]
@@ -148,7 +158,11 @@ def provider_region(plan: dict, name: str = "aws") -> str | None:
     if region:
         return region
     for var in (plan.get("variables") or {}).values():  # region = var.region
-        if isinstance(var, dict) and isinstance(var.get("value"), str) and _looks_like_region(var["value"]):
+        if (
+            isinstance(var, dict)
+            and isinstance(var.get("value"), str)
+            and _looks_like_region(var["value"])
+        ):
             return var["value"]
     return None
 
@@ -163,7 +177,9 @@ def plan_resources(plan: dict, *, aws_region: str | None = None, usage=None) -> 
     """The managed resources of a `terraform show -json` plan, with their components before
     and after the change (`usage`: a `UsageFile` keyed by address)."""
     if not isinstance(plan, dict) or not isinstance(plan.get("resource_changes"), list):
-        raise ValueError("not a `terraform show -json` plan: no resource_changes[] (run `terraform show -json PLANFILE`)")
+        raise ValueError(
+            "not a `terraform show -json` plan: no resource_changes[] (run `terraform show -json PLANFILE`)"
+        )
     region = aws_region or provider_region(plan)
     out: list[PlanResource] = []
     for rc in plan["resource_changes"]:
@@ -176,17 +192,46 @@ def plan_resources(plan: dict, *, aws_region: str | None = None, usage=None) -> 
         tf_type = rc.get("type") or ""
         rtype = TF_TYPES.get(tf_type, tf_type)
         address = rc.get("address") or f"{tf_type}.{rc.get('name')}"
-        use = usage.for_resource(rtype, rc.get("name") or "", address, address=address, tf_type=tf_type) if usage is not None else {}
+        use = (
+            usage.for_resource(
+                rtype, rc.get("name") or "", address, address=address, tf_type=tf_type
+            )
+            if usage is not None
+            else {}
+        )
         before_props = to_pulumi_props(tf_type, change.get("before")) if op != "create" else None
         after_props = to_pulumi_props(tf_type, change.get("after")) if op != "delete" else None
         if after_props is not None and isinstance(change.get("after_unknown"), dict):
             # values known only after apply are absent, not null
             after_props = {k: v for k, v in after_props.items() if v is not None}
-        before = map_resource(rtype, before_props, aws_region=region, usage=use) if before_props is not None else None
-        after = map_resource(rtype, after_props, aws_region=region, usage=use) if after_props is not None else None
-        provider = provider_of(rtype) if tf_type in TF_TYPES else _TF_PROVIDERS.get(tf_type.split("_", 1)[0], tf_type.split("_", 1)[0])
-        out.append(PlanResource(address, rc.get("name") or address, tf_type, op, provider, before, after, address,
-                                tags_of(after_props if after_props is not None else before_props)))
+        before = (
+            map_resource(rtype, before_props, aws_region=region, usage=use)
+            if before_props is not None
+            else None
+        )
+        after = (
+            map_resource(rtype, after_props, aws_region=region, usage=use)
+            if after_props is not None
+            else None
+        )
+        provider = (
+            provider_of(rtype)
+            if tf_type in TF_TYPES
+            else _TF_PROVIDERS.get(tf_type.split("_", 1)[0], tf_type.split("_", 1)[0])
+        )
+        out.append(
+            PlanResource(
+                address,
+                rc.get("name") or address,
+                tf_type,
+                op,
+                provider,
+                before,
+                after,
+                address,
+                tags_of(after_props if after_props is not None else before_props),
+            )
+        )
     return out
 
 

@@ -44,19 +44,37 @@ class UsageFile:
             raise ValueError(f"usage file {path}: expected a mapping with resource_usage")
         unknown = set(data) - {"version", "resource_usage", "resource_type_default_usage"}
         if unknown:
-            raise ValueError(f"usage file {path}: unknown key(s) {', '.join(sorted(unknown))} "
-                             "(version, resource_usage, resource_type_default_usage)")
-        usage, defaults = data.get("resource_usage") or {}, data.get("resource_type_default_usage") or {}
-        for section, entries in (("resource_usage", usage), ("resource_type_default_usage", defaults)):
+            raise ValueError(
+                f"usage file {path}: unknown key(s) {', '.join(sorted(unknown))} "
+                "(version, resource_usage, resource_type_default_usage)"
+            )
+        usage, defaults = (
+            data.get("resource_usage") or {},
+            data.get("resource_type_default_usage") or {},
+        )
+        for section, entries in (
+            ("resource_usage", usage),
+            ("resource_type_default_usage", defaults),
+        ):
             if not isinstance(entries, dict):
                 raise ValueError(f"usage file {path}: {section} must be a mapping")
             for key, values in entries.items():
                 if not isinstance(values, dict):
-                    raise ValueError(f"usage file {path}: {section}.{key} must be a mapping of usage keys")
+                    raise ValueError(
+                        f"usage file {path}: {section}.{key} must be a mapping of usage keys"
+                    )
                 _check_numbers(values, f"{section}.{key}", path)
         return cls(usage, defaults)
 
-    def for_resource(self, rtype: str, name: str, urn: str, *, address: str | None = None, tf_type: str | None = None) -> dict:
+    def for_resource(
+        self,
+        rtype: str,
+        name: str,
+        urn: str,
+        *,
+        address: str | None = None,
+        tf_type: str | None = None,
+    ) -> dict:
         from services.pricing.terraform import PULUMI_TO_TF
 
         tf = tf_type or PULUMI_TO_TF.get(rtype)

@@ -51,7 +51,9 @@ class ReleaseAddressParams(Params):
 
 class ScaleDownParams(Params):
     desired_capacity: int = Field(ge=0, le=100_000, description="New desired capacity of the group")
-    min_size: int | None = Field(None, ge=0, le=100_000, description="New minimum size (lowered if needed)")
+    min_size: int | None = Field(
+        None, ge=0, le=100_000, description="New minimum size (lowered if needed)"
+    )
 
 
 @dataclass(frozen=True)
@@ -80,18 +82,49 @@ def register(spec: ActionSpec) -> ActionSpec:
 
 for _spec in (
     ActionSpec("notify", NotifyParams, ("*",), False, False, "Post the reason to a chat webhook"),
-    ActionSpec("tag-resource", TagResourceParams, ("instance", "volume", "snapshot", "address"),
-               True, True, "Set tags on an EC2 resource"),
-    ActionSpec("stop-instance", StopInstanceParams, ("instance",), True, True,
-               "Stop an EC2 instance"),
-    ActionSpec("resize-instance", ResizeInstanceParams, ("instance",), True, True,
-               "Stop, change the type of and restart an EC2 instance"),
-    ActionSpec("delete-volume", DeleteVolumeParams, ("volume",), True, True,
-               "Snapshot then delete an unattached EBS volume"),
-    ActionSpec("release-address", ReleaseAddressParams, ("address",), False, True,
-               "Release an unassociated Elastic IP"),
-    ActionSpec("scale-down", ScaleDownParams, ("auto-scaling-group",), True, True,
-               "Lower an auto-scaling group's desired capacity"),
+    ActionSpec(
+        "tag-resource",
+        TagResourceParams,
+        ("instance", "volume", "snapshot", "address"),
+        True,
+        True,
+        "Set tags on an EC2 resource",
+    ),
+    ActionSpec(
+        "stop-instance", StopInstanceParams, ("instance",), True, True, "Stop an EC2 instance"
+    ),
+    ActionSpec(
+        "resize-instance",
+        ResizeInstanceParams,
+        ("instance",),
+        True,
+        True,
+        "Stop, change the type of and restart an EC2 instance",
+    ),
+    ActionSpec(
+        "delete-volume",
+        DeleteVolumeParams,
+        ("volume",),
+        True,
+        True,
+        "Snapshot then delete an unattached EBS volume",
+    ),
+    ActionSpec(
+        "release-address",
+        ReleaseAddressParams,
+        ("address",),
+        False,
+        True,
+        "Release an unassociated Elastic IP",
+    ),
+    ActionSpec(
+        "scale-down",
+        ScaleDownParams,
+        ("auto-scaling-group",),
+        True,
+        True,
+        "Lower an auto-scaling group's desired capacity",
+    ),
 ):
     register(_spec)
 

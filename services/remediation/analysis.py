@@ -29,10 +29,34 @@ from services.remediation.actions import resource_kind
 from services.remediation.domain import CENT, DAYS_PER_MONTH, monthly
 
 LOOKBACK_DAYS = 14
-SIZES = ("nano", "micro", "small", "medium", "large", "xlarge", "2xlarge", "4xlarge", "8xlarge",
-         "12xlarge", "16xlarge", "24xlarge")
-VCPUS = {"nano": 2, "micro": 2, "small": 2, "medium": 2, "large": 2, "xlarge": 4, "2xlarge": 8,
-         "4xlarge": 16, "8xlarge": 32, "12xlarge": 48, "16xlarge": 64, "24xlarge": 96}
+SIZES = (
+    "nano",
+    "micro",
+    "small",
+    "medium",
+    "large",
+    "xlarge",
+    "2xlarge",
+    "4xlarge",
+    "8xlarge",
+    "12xlarge",
+    "16xlarge",
+    "24xlarge",
+)
+VCPUS = {
+    "nano": 2,
+    "micro": 2,
+    "small": 2,
+    "medium": 2,
+    "large": 2,
+    "xlarge": 4,
+    "2xlarge": 8,
+    "4xlarge": 16,
+    "8xlarge": 32,
+    "12xlarge": 48,
+    "16xlarge": 64,
+    "24xlarge": 96,
+}
 PACKAGED_CATALOG = Path(__file__).parent / "catalog.yaml"
 
 
@@ -77,7 +101,11 @@ class ResourceUsage:
         return resource_kind(self.resource_id, None)
 
     def average_daily(self) -> Decimal:
-        return sum(self.daily_cost.values(), Decimal(0)) / len(self.daily_cost) if self.daily_cost else Decimal(0)
+        return (
+            sum(self.daily_cost.values(), Decimal(0)) / len(self.daily_cost)
+            if self.daily_cost
+            else Decimal(0)
+        )
 
 
 @dataclass(frozen=True)
@@ -106,14 +134,31 @@ def recommendation_id(rec_type: str, resource_id: str) -> str:
     return hashlib.sha256(f"{rec_type}|{resource_id}".encode()).hexdigest()[:24]
 
 
-def _rec(rec_type, usage, action, params, rationale, evidence, saving, currency=None) -> Recommendation:
-    return Recommendation(recommendation_id(rec_type, usage.resource_id), rec_type, usage, action, params,
-                          rationale, evidence, saving.quantize(CENT), currency or usage.currency)
+def _rec(
+    rec_type, usage, action, params, rationale, evidence, saving, currency=None
+) -> Recommendation:
+    return Recommendation(
+        recommendation_id(rec_type, usage.resource_id),
+        rec_type,
+        usage,
+        action,
+        params,
+        rationale,
+        evidence,
+        saving.quantize(CENT),
+        currency or usage.currency,
+    )
 
 
 def _gb_processed(usage: ResourceUsage) -> Decimal:
-    return sum((q for unit, q in usage.quantities.items() if unit.lower() in {"gb", "gigabytes", "gb-processed"}),
-               Decimal(0))
+    return sum(
+        (
+            q
+            for unit, q in usage.quantities.items()
+            if unit.lower() in {"gb", "gigabytes", "gb-processed"}
+        ),
+        Decimal(0),
+    )
 
 
 def split_type(instance_type: str | None) -> tuple[str, str] | None:
@@ -133,48 +178,110 @@ def billing_rules(usages: list[ResourceUsage], catalog: Catalog) -> list[Recomme
         days = len(u.daily_cost)
         text = u.text.lower()
         if "idleaddress" in text.replace(" ", "").replace("-", "") or "idle address" in text:
-            out.append(_rec("idle-address", u, "release-address", {},
-                            f"Elastic IP {u.resource_id} billed only as an idle address for {days} days",
-                            {"daily_cost": str(avg.quantize(CENT)), "days": days}, monthly(avg)))
+            out.append(
+                _rec(
+                    "idle-address",
+                    u,
+                    "release-address",
+                    {},
+                    f"Elastic IP {u.resource_id} billed only as an idle address for {days} days",
+                    {"daily_cost": str(avg.quantize(CENT)), "days": days},
+                    monthly(avg),
+                )
+            )
         elif "natgateway" in text.replace(" ", "").replace("-", ""):
             gb = _gb_processed(u)
             if gb / max(days, 1) < 1:
-                out.append(_rec("idle-nat-gateway", u, "notify", {"channel": "log"},
-                                f"NAT gateway {u.resource_id} billed {days} days of hours but processed {gb} GB",
-                                {"gb_processed": str(gb), "days": days}, monthly(avg)))
-        elif "loadbalancer" in text.replace(" ", "").replace("-", "") or "loadbalancing" in text.replace(" ", ""):
+                out.append(
+                    _rec(
+                        "idle-nat-gateway",
+                        u,
+                        "notify",
+                        {"channel": "log"},
+                        f"NAT gateway {u.resource_id} billed {days} days of hours but processed {gb} GB",
+                        {"gb_processed": str(gb), "days": days},
+                        monthly(avg),
+                    )
+                )
+        elif "loadbalancer" in text.replace(" ", "").replace(
+            "-", ""
+        ) or "loadbalancing" in text.replace(" ", ""):
             gb = _gb_processed(u)
             if gb / max(days, 1) < 1:
-                out.append(_rec("idle-load-balancer", u, "notify", {"channel": "log"},
-                                f"load balancer {u.resource_id} billed {days} days but processed {gb} GB",
-                                {"gb_processed": str(gb), "days": days}, monthly(avg)))
+                out.append(
+                    _rec(
+                        "idle-load-balancer",
+                        u,
+                        "notify",
+                        {"channel": "log"},
+                        f"load balancer {u.resource_id} billed {days} days but processed {gb} GB",
+                        {"gb_processed": str(gb), "days": days},
+                        monthly(avg),
+                    )
+                )
         elif u.kind in {"volume", "snapshot"} and (u.account_id, u.region) not in compute_places:
             if u.kind == "volume":
-                out.append(_rec("unattached-volume", u, "delete-volume", {"snapshot": True},
-                                f"volume {u.resource_id} bills in {u.account_id}/{u.region} where no compute runs",
-                                {"days": days}, monthly(avg)))
+                out.append(
+                    _rec(
+                        "unattached-volume",
+                        u,
+                        "delete-volume",
+                        {"snapshot": True},
+                        f"volume {u.resource_id} bills in {u.account_id}/{u.region} where no compute runs",
+                        {"days": days},
+                        monthly(avg),
+                    )
+                )
             else:
-                out.append(_rec("orphan-snapshot", u, "notify", {"channel": "log"},
-                                f"snapshot {u.resource_id} bills in {u.account_id}/{u.region} where no compute runs",
-                                {"days": days}, monthly(avg)))
+                out.append(
+                    _rec(
+                        "orphan-snapshot",
+                        u,
+                        "notify",
+                        {"channel": "log"},
+                        f"snapshot {u.resource_id} bills in {u.account_id}/{u.region} where no compute runs",
+                        {"days": days},
+                        monthly(avg),
+                    )
+                )
         if u.kind == "instance":
             parts = split_type(u.resource_type)
             if parts and parts[0] in catalog.previous_generation:
                 new_type = f"{catalog.previous_generation[parts[0]]}.{parts[1]}"
-                old_price, new_price = catalog.hourly.get(u.resource_type or ""), catalog.hourly.get(new_type)
+                old_price, new_price = (
+                    catalog.hourly.get(u.resource_type or ""),
+                    catalog.hourly.get(new_type),
+                )
                 if old_price and new_price and new_price < old_price:
                     saving = monthly(avg) * (1 - new_price / old_price)
-                    out.append(_rec("previous-generation", u, "resize-instance", {"instance_type": new_type},
-                                    f"{u.resource_type} is a previous generation; {new_type} costs "
-                                    f"{new_price}/h instead of {old_price}/h",
-                                    {"from": u.resource_type, "to": new_type, "old_hourly": str(old_price),
-                                     "new_hourly": str(new_price)}, saving))
+                    out.append(
+                        _rec(
+                            "previous-generation",
+                            u,
+                            "resize-instance",
+                            {"instance_type": new_type},
+                            f"{u.resource_type} is a previous generation; {new_type} costs "
+                            f"{new_price}/h instead of {old_price}/h",
+                            {
+                                "from": u.resource_type,
+                                "to": new_type,
+                                "old_hourly": str(old_price),
+                                "new_hourly": str(new_price),
+                            },
+                            saving,
+                        )
+                    )
     out.extend(commitment_rule(usages, catalog))
     return out
 
 
-def commitment_rule(usages: list[ResourceUsage], catalog: Catalog, *, min_days: int = 7,
-                    floor: Decimal = Decimal("10")) -> list[Recommendation]:
+def commitment_rule(
+    usages: list[ResourceUsage],
+    catalog: Catalog,
+    *,
+    min_days: int = 7,
+    floor: Decimal = Decimal("10"),
+) -> list[Recommendation]:
     """Steady on-demand instance spend per (provider, account, currency) a savings plan would cover:
     committing to the lowest daily spend of the look-back keeps the plan fully used every day,
     whatever the variation above it."""
@@ -195,19 +302,41 @@ def commitment_rule(usages: list[ResourceUsage], catalog: Catalog, *, min_days: 
         if low < floor or len(values) < min_days:
             continue
         hourly = (low / 24).quantize(Decimal("0.001"))
-        target = ResourceUsage(f"{provider}:{account}:compute-commitment", provider, account, None,
-                               "compute", "commitment", currency)
-        out.append(_rec("commitment", target, None, {},
-                        f"on-demand compute in {account} never fell under {low.quantize(CENT)} {currency}/day "
-                        f"for {len(values)} days: a savings plan of {hourly}/h covers it",
-                        {"min_daily": str(low.quantize(CENT)), "mean_daily": str(mean.quantize(CENT)),
-                         "commit_hourly": str(hourly), "discount": str(catalog.commitment_discount)},
-                        low * DAYS_PER_MONTH * catalog.commitment_discount))
+        target = ResourceUsage(
+            f"{provider}:{account}:compute-commitment",
+            provider,
+            account,
+            None,
+            "compute",
+            "commitment",
+            currency,
+        )
+        out.append(
+            _rec(
+                "commitment",
+                target,
+                None,
+                {},
+                f"on-demand compute in {account} never fell under {low.quantize(CENT)} {currency}/day "
+                f"for {len(values)} days: a savings plan of {hourly}/h covers it",
+                {
+                    "min_daily": str(low.quantize(CENT)),
+                    "mean_daily": str(mean.quantize(CENT)),
+                    "commit_hourly": str(hourly),
+                    "discount": str(catalog.commitment_discount),
+                },
+                low * DAYS_PER_MONTH * catalog.commitment_discount,
+            )
+        )
     return out
 
 
-def utilisation_rules(usages: list[ResourceUsage], metrics: dict[str, list[MetricDay]], catalog: Catalog,
-                      through: date) -> list[Recommendation]:
+def utilisation_rules(
+    usages: list[ResourceUsage],
+    metrics: dict[str, list[MetricDay]],
+    catalog: Catalog,
+    through: date,
+) -> list[Recommendation]:
     out = []
     since = through - timedelta(days=LOOKBACK_DAYS - 1)
     for u in usages:
@@ -216,14 +345,28 @@ def utilisation_rules(usages: list[ResourceUsage], metrics: dict[str, list[Metri
         days = [m for m in metrics[u.resource_id] if since <= m.day <= through]
         if not days:
             continue
-        idle = [m for m in days if m.cpu_avg_pct is not None and m.cpu_avg_pct <= 10
-                and m.network_mb is not None and m.network_mb <= 5]
+        idle = [
+            m
+            for m in days
+            if m.cpu_avg_pct is not None
+            and m.cpu_avg_pct <= 10
+            and m.network_mb is not None
+            and m.network_mb <= 5
+        ]
         avg = u.average_daily()
         if len(idle) >= 4:
-            out.append(_rec("idle-instance", u, "stop-instance", {},
-                            f"instance {u.resource_id} was idle (CPU <= 10 %, network <= 5 MB) on "
-                            f"{len(idle)} of the last {len(days)} days",
-                            {"idle_days": len(idle), "days": len(days)}, monthly(avg)))
+            out.append(
+                _rec(
+                    "idle-instance",
+                    u,
+                    "stop-instance",
+                    {},
+                    f"instance {u.resource_id} was idle (CPU <= 10 %, network <= 5 MB) on "
+                    f"{len(idle)} of the last {len(days)} days",
+                    {"idle_days": len(idle), "days": len(days)},
+                    monthly(avg),
+                )
+            )
             continue
         measured = [m.cpu_p995_pct if m.cpu_p995_pct is not None else m.cpu_max_pct for m in days]
         peaks = [p for p in measured if p is not None]
@@ -233,7 +376,7 @@ def utilisation_rules(usages: list[ResourceUsage], metrics: dict[str, list[Metri
         family, size = parts
         p995 = max(peaks)
         best = size
-        for candidate in reversed(SIZES[SIZES.index("large"):SIZES.index(size)]):
+        for candidate in reversed(SIZES[SIZES.index("large") : SIZES.index(size)]):
             projected = p995 * VCPUS[size] / VCPUS[candidate]
             if projected * Decimal("1.2") <= 100 and f"{family}.{candidate}" in catalog.hourly:
                 best = candidate
@@ -244,10 +387,18 @@ def utilisation_rules(usages: list[ResourceUsage], metrics: dict[str, list[Metri
         new_type = f"{family}.{best}"
         old_price, new_price = catalog.hourly.get(u.resource_type or ""), catalog.hourly[new_type]
         ratio = new_price / old_price if old_price else Decimal(VCPUS[best]) / Decimal(VCPUS[size])
-        out.append(_rec("rightsize-instance", u, "resize-instance", {"instance_type": new_type},
-                        f"p99.5 CPU of {u.resource_id} is {p995} % on {u.resource_type}; {new_type} keeps "
-                        f"20 % headroom", {"p995_cpu_pct": str(p995), "from": u.resource_type, "to": new_type},
-                        monthly(avg) * (1 - ratio)))
+        out.append(
+            _rec(
+                "rightsize-instance",
+                u,
+                "resize-instance",
+                {"instance_type": new_type},
+                f"p99.5 CPU of {u.resource_id} is {p995} % on {u.resource_type}; {new_type} keeps "
+                f"20 % headroom",
+                {"p995_cpu_pct": str(p995), "from": u.resource_type, "to": new_type},
+                monthly(avg) * (1 - ratio),
+            )
+        )
     return out
 
 
@@ -260,12 +411,22 @@ class Savings:
     realised_monthly: Decimal | None
 
 
-def realised_savings(daily: dict[date, Decimal], executed_on: date, data_through: date | None, *,
-                     baseline_days: int = 7, max_after_days: int = 30) -> Savings | None:
+def realised_savings(
+    daily: dict[date, Decimal],
+    executed_on: date,
+    data_through: date | None,
+    *,
+    baseline_days: int = 7,
+    max_after_days: int = 30,
+) -> Savings | None:
     """Baseline = mean daily cost over the `baseline_days` before the action (days it billed);
     after = mean over complete days after the action day up to the last day of billing data,
     a day without any billing counting as zero (a stopped instance bills nothing)."""
-    before = [c for d, c in daily.items() if executed_on - timedelta(days=baseline_days) <= d < executed_on]
+    before = [
+        c
+        for d, c in daily.items()
+        if executed_on - timedelta(days=baseline_days) <= d < executed_on
+    ]
     if not before:
         return None
     baseline = sum(before, Decimal(0)) / len(before)
@@ -278,4 +439,10 @@ def realised_savings(daily: dict[date, Decimal], executed_on: date, data_through
     if not after_days:
         return Savings(baseline, None, len(before), 0, None)
     after = sum(after_days, Decimal(0)) / len(after_days)
-    return Savings(baseline, after, len(before), len(after_days), ((baseline - after) * DAYS_PER_MONTH).quantize(CENT))
+    return Savings(
+        baseline,
+        after,
+        len(before),
+        len(after_days),
+        ((baseline - after) * DAYS_PER_MONTH).quantize(CENT),
+    )

@@ -35,8 +35,15 @@ def usages_from_rows(data: dict) -> list[ResourceUsage]:
         u = usages.get(r["resource_id"])
         if u is None:
             u = usages[r["resource_id"]] = ResourceUsage(
-                r["resource_id"], r["provider"], r["account_id"], r["region_id"], r["service_name"],
-                r["resource_type"], r["currency"], tags=data["tags"].get(r["resource_id"]) or {})
+                r["resource_id"],
+                r["provider"],
+                r["account_id"],
+                r["region_id"],
+                r["service_name"],
+                r["resource_type"],
+                r["currency"],
+                tags=data["tags"].get(r["resource_id"]) or {},
+            )
         u.daily_cost[r["usage_date"]] = u.daily_cost.get(r["usage_date"], Decimal(0)) + r["cost"]
         u.text = f"{u.text} {r['text'] or ''}".strip()
     for q in data["quantities"]:
@@ -48,15 +55,29 @@ def usages_from_rows(data: dict) -> list[ResourceUsage]:
 def to_contract(rec, now: datetime) -> RecommendationV1:
     u = rec.resource
     return RecommendationV1(
-        recommendation_id=rec.recommendation_id, type=rec.type, detected_at=now,
-        target=RemediationTargetV1(provider=u.provider, account_id=u.account_id, region=u.region,
-                                   resource_id=u.resource_id, resource_type=u.kind),
-        action=rec.action, params=rec.params, rationale=rec.rationale, evidence=rec.evidence,
-        estimated_monthly_savings=rec.estimated_monthly_savings, currency=rec.currency)
+        recommendation_id=rec.recommendation_id,
+        type=rec.type,
+        detected_at=now,
+        target=RemediationTargetV1(
+            provider=u.provider,
+            account_id=u.account_id,
+            region=u.region,
+            resource_id=u.resource_id,
+            resource_type=u.kind,
+        ),
+        action=rec.action,
+        params=rec.params,
+        rationale=rec.rationale,
+        evidence=rec.evidence,
+        estimated_monthly_savings=rec.estimated_monthly_savings,
+        currency=rec.currency,
+    )
 
 
 class Analyzer:
-    def __init__(self, runtime: ServiceRuntime, settings: RemediationSettings, playbooks, publish_commands) -> None:
+    def __init__(
+        self, runtime: ServiceRuntime, settings: RemediationSettings, playbooks, publish_commands
+    ) -> None:
         self.runtime = runtime
         self.settings = settings
         self.playbooks = playbooks
@@ -80,33 +101,72 @@ class Analyzer:
             metrics: dict[str, list[MetricDay]] = {}
             for m in await store.metrics_since(conn, since):
                 metrics.setdefault(m["resource_id"], []).append(
-                    MetricDay(m["metric_date"], m["cpu_avg_pct"], m["cpu_p995_pct"], m["cpu_max_pct"], m["network_mb"]))
-        recs = billing_rules(usages, self.catalog) + utilisation_rules(usages, metrics, self.catalog, through)
+                    MetricDay(
+                        m["metric_date"],
+                        m["cpu_avg_pct"],
+                        m["cpu_p995_pct"],
+                        m["cpu_max_pct"],
+                        m["network_mb"],
+                    )
+                )
+        recs = billing_rules(usages, self.catalog) + utilisation_rules(
+            usages, metrics, self.catalog, through
+        )
         contracts = {r.recommendation_id: to_contract(r, now) for r in recs}
         async with store.transaction(pool) as conn:
-            to_publish = await store.save_recommendations(conn, [
-                {**c.target.model_dump(), "recommendation_id": c.recommendation_id, "type": c.type,
-                 "action": c.action, "params": c.params, "rationale": c.rationale, "evidence": c.evidence,
-                 "estimated_monthly_savings": c.estimated_monthly_savings, "currency": c.currency,
-                 "account_id": c.target.account_id, "region": c.target.region}
-                for c in contracts.values()], now)
+            to_publish = await store.save_recommendations(
+                conn,
+                [
+                    {
+                        **c.target.model_dump(),
+                        "recommendation_id": c.recommendation_id,
+                        "type": c.type,
+                        "action": c.action,
+                        "params": c.params,
+                        "rationale": c.rationale,
+                        "evidence": c.evidence,
+                        "estimated_monthly_savings": c.estimated_monthly_savings,
+                        "currency": c.currency,
+                        "account_id": c.target.account_id,
+                        "region": c.target.region,
+                    }
+                    for c in contracts.values()
+                ],
+                now,
+            )
         fresh = [contracts[i] for i in to_publish if i in contracts]
         if fresh:
             headers = [(k, v.encode()) for k, v in schema_headers("Recommendation").items()]
             await self.runtime.publisher.publish(
                 Topics.RECOMMENDATIONS,
-                [(c.target.resource_id.encode(), c.model_dump_json().encode(), headers) for c in fresh])
+                [
+                    (c.target.resource_id.encode(), c.model_dump_json().encode(), headers)
+                    for c in fresh
+                ],
+            )
             playbooks = self.playbooks()
             tags = {r.resource.resource_id: r.resource.tags for r in recs}
-            planned = [cmd for c in fresh for cmd in plan_recommendation(c, playbooks, tags.get(c.target.resource_id, {}), now)]
+            planned = [
+                cmd
+                for c in fresh
+                for cmd in plan_recommendation(
+                    c, playbooks, tags.get(c.target.resource_id, {}), now
+                )
+            ]
             async with store.transaction(pool) as conn:
-                await store.mark_recommendations_published(conn, [c.recommendation_id for c in fresh])
-                new_commands = await store.insert_commands(conn, [(c, initial_status(c)) for c in planned])
+                await store.mark_recommendations_published(
+                    conn, [c.recommendation_id for c in fresh]
+                )
+                new_commands = await store.insert_commands(
+                    conn, [(c, initial_status(c)) for c in planned]
+                )
             if new_commands:
                 await self.publish_commands(new_commands)
         savings = await self.update_savings(through)
-        logger.info("analysis done", extra=log_fields(recommendations=len(recs), published=len(fresh),
-                                                       savings=savings))
+        logger.info(
+            "analysis done",
+            extra=log_fields(recommendations=len(recs), published=len(fresh), savings=savings),
+        )
         return {"recommendations": len(recs), "published": len(fresh), "savings": savings}
 
     async def update_savings(self, through: date | None) -> int:
@@ -119,9 +179,18 @@ class Analyzer:
                 figure = realised_savings(daily, c["executed_at"].astimezone(UTC).date(), through)
                 if figure is None:
                     continue
-                rows.append((c["command_id"], figure.baseline_daily, figure.after_daily, figure.days_before,
-                             figure.days_after, c["expected_monthly_savings"], figure.realised_monthly,
-                             c["currency"]))
+                rows.append(
+                    (
+                        c["command_id"],
+                        figure.baseline_daily,
+                        figure.after_daily,
+                        figure.days_before,
+                        figure.days_after,
+                        c["expected_monthly_savings"],
+                        figure.realised_monthly,
+                        c["currency"],
+                    )
+                )
         if rows:
             async with store.transaction(pool) as conn:
                 await store.save_savings(conn, rows)
@@ -141,4 +210,6 @@ class Analyzer:
             except Exception:
                 logger.exception("analysis failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.settings.remediation_analysis_seconds)
+                await asyncio.wait_for(
+                    stop.wait(), timeout=self.settings.remediation_analysis_seconds
+                )

@@ -41,8 +41,11 @@ logger = logging.getLogger(__name__)
 def policy_lookup(settings: RemediationSettings):
     def lookup(name: str | None) -> Policy:
         playbook = next((p for p in current_playbooks(settings) if p.name == name), None)
-        return policy_for(playbook, global_protect_tag=settings.remediation_protect_tag,
-                          default_rate_limit=settings.remediation_rate_limit_per_hour)
+        return policy_for(
+            playbook,
+            global_protect_tag=settings.remediation_protect_tag,
+            default_rate_limit=settings.remediation_rate_limit_per_hour,
+        )
 
     return lookup
 
@@ -65,8 +68,12 @@ def register_executor(runtime: ServiceRuntime, settings: RemediationSettings, ho
         return Done(refused=refused)
 
     runtime.consume(
-        Topics.REMEDIATION_COMMANDS, group="finfocus-remediation-executor", label="RemediationCommand v1",
-        decode=lambda env: env, work=execute, uow=TrackAfter(runtime.uow),
+        Topics.REMEDIATION_COMMANDS,
+        group="finfocus-remediation-executor",
+        label="RemediationCommand v1",
+        decode=lambda env: env,
+        work=execute,
+        uow=TrackAfter(runtime.uow),
         description="RemediationCommand v1 signed by the planner: the stored command is run, guarded",
     )
 
@@ -87,16 +94,24 @@ async def republish_after_broker_loss(runtime: ServiceRuntime, epoch: str) -> No
     logger.info("broker recovery", extra={"fields": {"epoch": epoch, "commands": len(commands)}})
 
 
-def build_app(settings: RemediationSettings | None = None, *,
-              tracer_provider: TracerProvider | None = None) -> FastStream:
+def build_app(
+    settings: RemediationSettings | None = None, *, tracer_provider: TracerProvider | None = None
+) -> FastStream:
     settings = RemediationSettings.extending(settings)
     runtime = ServiceRuntime(
-        "remediation", settings, tracer_provider,
+        "remediation",
+        settings,
+        tracer_provider,
         description="Anomalies and recommendations to guarded remediation commands; executor; savings",
     )
-    runtime.publishes(Topics.REMEDIATION_COMMANDS, RemediationCommandV1,
-                      "Commands planned from anomalies and recommendations")
-    runtime.publishes(Topics.REMEDIATION_RESULTS, RemediationResultV1, "What the executor did with each command")
+    runtime.publishes(
+        Topics.REMEDIATION_COMMANDS,
+        RemediationCommandV1,
+        "Commands planned from anomalies and recommendations",
+    )
+    runtime.publishes(
+        Topics.REMEDIATION_RESULTS, RemediationResultV1, "What the executor did with each command"
+    )
     runtime.publishes(Topics.RECOMMENDATIONS, RecommendationV1, "Savings opportunities, once each")
 
     async def publish_planned(commands) -> None:
@@ -115,18 +130,24 @@ def build_app(settings: RemediationSettings | None = None, *,
 
     async def publish_result(result: RemediationResultV1) -> None:
         headers = [(k, v.encode()) for k, v in schema_headers("RemediationResult").items()]
-        await runtime.publisher.publish(Topics.REMEDIATION_RESULTS,
-                                        [(result.command_id.encode(), result.model_dump_json().encode(), headers)])
+        await runtime.publisher.publish(
+            Topics.REMEDIATION_RESULTS,
+            [(result.command_id.encode(), result.model_dump_json().encode(), headers)],
+        )
         if result.status == "executed":
             analyzer.touch()
 
     def get_executor() -> Executor:
         # built on first use: the pool exists once the app's start-up hooks ran
         if "executor" not in holder:
-            holder["executor"] = Executor(runtime.pool, implementations(secrets_from_environment()),
-                                          policy_lookup(settings), publish=publish_result,
-                                          approval_channel=settings.remediation_approval_channel,
-                                          keys=keys_for(settings.home))
+            holder["executor"] = Executor(
+                runtime.pool,
+                implementations(secrets_from_environment()),
+                policy_lookup(settings),
+                publish=publish_result,
+                approval_channel=settings.remediation_approval_channel,
+                keys=keys_for(settings.home),
+            )
         return holder["executor"]
 
     holder["get"] = get_executor
@@ -142,7 +163,8 @@ def build_app(settings: RemediationSettings | None = None, *,
         holder["analysis"] = asyncio.create_task(analyzer.run(stop))
         if settings.remediation_executor:
             holder["sweeps"] = asyncio.create_task(
-                run_sweeps(get_executor(), settings.remediation_poll_seconds, stop))
+                run_sweeps(get_executor(), settings.remediation_poll_seconds, stop)
+            )
 
     async def stop_background() -> None:
         stop.set()

@@ -40,8 +40,15 @@ class ActionImpl(Protocol):
     def observe(self, target: RemediationTargetV1, params: dict) -> dict: ...
     def satisfied(self, state: dict, params: dict) -> bool: ...
     def preview(self, state: dict, params: dict) -> dict: ...
-    def apply(self, command: RemediationCommandV1, params: dict, state: dict, *, step: Step = None,
-              done: frozenset = frozenset()) -> tuple[dict, dict | None]: ...
+    def apply(
+        self,
+        command: RemediationCommandV1,
+        params: dict,
+        state: dict,
+        *,
+        step: Step = None,
+        done: frozenset = frozenset(),
+    ) -> tuple[dict, dict | None]: ...
     def undo(self, target: RemediationTargetV1, undo: dict, command_id: str = "") -> dict: ...
 
 
@@ -69,7 +76,12 @@ class AwsClients:
     def client(self, service: str, region: str | None):
         import boto3
 
-        region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        region = (
+            region
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+            or "us-east-1"
+        )
         if (service, region) not in self._clients:
             # An own session, not boto3's process-wide default one: its credential chain is
             # resolved for this executor, not cached from whatever client came first.
@@ -108,8 +120,12 @@ class _Ec2Instance:
         if not instances or instances[0]["State"]["Name"] == "terminated":
             return {"exists": False}
         inst = instances[0]
-        return {"exists": True, "state": inst["State"]["Name"], "instance_type": inst["InstanceType"],
-                "tags": _tags(inst.get("Tags"))}
+        return {
+            "exists": True,
+            "state": inst["State"]["Name"],
+            "instance_type": inst["InstanceType"],
+            "tags": _tags(inst.get("Tags")),
+        }
 
 
 class StopInstance(_Ec2Instance):
@@ -149,8 +165,11 @@ class ResizeInstance(_Ec2Instance):
                 ec2.stop_instances(InstanceIds=[target.resource_id])
                 _step(step, "stopped")
             ec2.get_waiter("instance_stopped").wait(
-                InstanceIds=[target.resource_id], WaiterConfig={"Delay": 2, "MaxAttempts": 150})
-            ec2.modify_instance_attribute(InstanceId=target.resource_id, InstanceType={"Value": instance_type})
+                InstanceIds=[target.resource_id], WaiterConfig={"Delay": 2, "MaxAttempts": 150}
+            )
+            ec2.modify_instance_attribute(
+                InstanceId=target.resource_id, InstanceType={"Value": instance_type}
+            )
             _step(step, "modified", instance_type=instance_type)
             now = self.observe(target, {})
         if restart and now.get("state") not in {"running", "pending"}:
@@ -160,7 +179,10 @@ class ResizeInstance(_Ec2Instance):
     def apply(self, command, params, state, *, step=None, done=frozenset()):
         running = state.get("state") in {"running", "pending"}
         self._resize(command.target, params["instance_type"], running, step)
-        return self.observe(command.target, params), {"instance_type": state["instance_type"], "restart": running}
+        return self.observe(command.target, params), {
+            "instance_type": state["instance_type"],
+            "restart": running,
+        }
 
     def undo(self, target, undo, command_id=""):
         self._resize(target, undo["instance_type"], bool(undo.get("restart")))
@@ -185,8 +207,10 @@ class TagResource:
     def apply(self, command, params, state, *, step=None, done=frozenset()):
         ec2 = self.clients.client("ec2", command.target.region)
         if not self.satisfied(self.observe(command.target, params), params):
-            ec2.create_tags(Resources=[command.target.resource_id],
-                            Tags=[{"Key": k, "Value": v} for k, v in params["tags"].items()])
+            ec2.create_tags(
+                Resources=[command.target.resource_id],
+                Tags=[{"Key": k, "Value": v} for k, v in params["tags"].items()],
+            )
             _step(step, "tagged")
         previous = {k: state["tags"].get(k) for k in params["tags"]}
         return self.observe(command.target, params), {"previous": previous}
@@ -198,8 +222,10 @@ class TagResource:
         if remove:
             ec2.delete_tags(Resources=[target.resource_id], Tags=[{"Key": k} for k in remove])
         if restore:
-            ec2.create_tags(Resources=[target.resource_id],
-                            Tags=[{"Key": k, "Value": v} for k, v in restore.items()])
+            ec2.create_tags(
+                Resources=[target.resource_id],
+                Tags=[{"Key": k, "Value": v} for k, v in restore.items()],
+            )
         return self.observe(target, {})
 
 
@@ -218,37 +244,54 @@ class DeleteVolume:
         if not found:
             return {"exists": False}
         vol = found[0]
-        return {"exists": True, "state": vol["State"], "size_gib": vol["Size"],
-                "volume_type": vol.get("VolumeType"), "availability_zone": vol["AvailabilityZone"],
-                "attachments": [a["InstanceId"] for a in vol.get("Attachments", [])],
-                "tags": _tags(vol.get("Tags"))}
+        return {
+            "exists": True,
+            "state": vol["State"],
+            "size_gib": vol["Size"],
+            "volume_type": vol.get("VolumeType"),
+            "availability_zone": vol["AvailabilityZone"],
+            "attachments": [a["InstanceId"] for a in vol.get("Attachments", [])],
+            "tags": _tags(vol.get("Tags")),
+        }
 
     def satisfied(self, state, params):
         return not state.get("exists", True)
 
     def preview(self, state, params):
-        return {"exists": False, "snapshot": "would be created" if params.get("snapshot", True) else None}
+        return {
+            "exists": False,
+            "snapshot": "would be created" if params.get("snapshot", True) else None,
+        }
 
     @staticmethod
     def _existing_snapshot(ec2, command_id: str) -> str | None:
         """The snapshot an earlier, interrupted run of the same command took (tagged with it)."""
         mine = ec2.describe_snapshots(
-            OwnerIds=["self"], Filters=[{"Name": f"tag:{COMMAND_TAG}", "Values": [command_id]}])
+            OwnerIds=["self"], Filters=[{"Name": f"tag:{COMMAND_TAG}", "Values": [command_id]}]
+        )
         return mine["Snapshots"][0]["SnapshotId"] if mine["Snapshots"] else None
 
     def _snapshot(self, ec2, command) -> str:
         snap = ec2.create_snapshot(
             VolumeId=command.target.resource_id,
             Description=f"finfocus: before deleting {command.target.resource_id} ({command.command_id})",
-            TagSpecifications=[{"ResourceType": "snapshot",
-                                "Tags": [{"Key": COMMAND_TAG, "Value": command.command_id}]}])
+            TagSpecifications=[
+                {
+                    "ResourceType": "snapshot",
+                    "Tags": [{"Key": COMMAND_TAG, "Value": command.command_id}],
+                }
+            ],
+        )
         ec2.get_waiter("snapshot_completed").wait(
-            SnapshotIds=[snap["SnapshotId"]], WaiterConfig={"Delay": 2, "MaxAttempts": 300})
+            SnapshotIds=[snap["SnapshotId"]], WaiterConfig={"Delay": 2, "MaxAttempts": 300}
+        )
         return snap["SnapshotId"]
 
     def apply(self, command, params, state, *, step=None, done=frozenset()):
         if state.get("attachments") or state.get("state") == "in-use":
-            raise ActionRefused(f"{command.target.resource_id} is attached to {state.get('attachments')}")
+            raise ActionRefused(
+                f"{command.target.resource_id} is attached to {state.get('attachments')}"
+            )
         ec2 = self.clients.client("ec2", command.target.region)
         exists = self.observe(command.target, params).get("exists", False)
         snapshot_id = None
@@ -256,8 +299,10 @@ class DeleteVolume:
             snapshot_id = self._existing_snapshot(ec2, command.command_id)
             if snapshot_id is None:
                 if not exists:
-                    raise ActionRefused(f"{command.target.resource_id} is gone and no snapshot of it "
-                                        f"tagged {command.command_id} exists: nothing to undo with")
+                    raise ActionRefused(
+                        f"{command.target.resource_id} is gone and no snapshot of it "
+                        f"tagged {command.command_id} exists: nothing to undo with"
+                    )
                 snapshot_id = self._snapshot(ec2, command)
                 _step(step, "snapshot", snapshot_id=snapshot_id)
         if exists:
@@ -265,17 +310,26 @@ class DeleteVolume:
             _step(step, "deleted")
         undo = None
         if snapshot_id:
-            undo = {"snapshot_id": snapshot_id, "availability_zone": state["availability_zone"],
-                    "volume_type": state.get("volume_type"), "tags": state.get("tags", {})}
+            undo = {
+                "snapshot_id": snapshot_id,
+                "availability_zone": state["availability_zone"],
+                "volume_type": state.get("volume_type"),
+                "tags": state.get("tags", {}),
+            }
         return {"exists": False, "snapshot_id": snapshot_id}, undo
 
     def undo(self, target, undo, command_id=""):
         ec2 = self.clients.client("ec2", target.region)
         marker = f"undo:{command_id}" if command_id else None
         if marker:  # a volume restored by an interrupted undo of the same command is reused
-            found = ec2.describe_volumes(Filters=[{"Name": f"tag:{COMMAND_TAG}", "Values": [marker]}])["Volumes"]
+            found = ec2.describe_volumes(
+                Filters=[{"Name": f"tag:{COMMAND_TAG}", "Values": [marker]}]
+            )["Volumes"]
             if found:
-                return {"restored_volume_id": found[0]["VolumeId"], "from_snapshot": undo["snapshot_id"]}
+                return {
+                    "restored_volume_id": found[0]["VolumeId"],
+                    "from_snapshot": undo["snapshot_id"],
+                }
         kwargs = {"SnapshotId": undo["snapshot_id"], "AvailabilityZone": undo["availability_zone"]}
         if undo.get("volume_type"):
             kwargs["VolumeType"] = undo["volume_type"]
@@ -283,8 +337,12 @@ class DeleteVolume:
         if marker:
             tags[COMMAND_TAG] = marker
         if tags:
-            kwargs["TagSpecifications"] = [{"ResourceType": "volume", "Tags": [
-                {"Key": k, "Value": v} for k, v in tags.items()]}]
+            kwargs["TagSpecifications"] = [
+                {
+                    "ResourceType": "volume",
+                    "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+                }
+            ]
         created = ec2.create_volume(**kwargs)
         return {"restored_volume_id": created["VolumeId"], "from_snapshot": undo["snapshot_id"]}
 
@@ -309,9 +367,14 @@ class ReleaseAddress:
         if not found:
             return {"exists": False}
         addr = found[0]
-        return {"exists": True, "public_ip": addr.get("PublicIp"), "allocation_id": addr.get("AllocationId"),
-                "association_id": addr.get("AssociationId"), "instance_id": addr.get("InstanceId"),
-                "tags": _tags(addr.get("Tags"))}
+        return {
+            "exists": True,
+            "public_ip": addr.get("PublicIp"),
+            "allocation_id": addr.get("AllocationId"),
+            "association_id": addr.get("AssociationId"),
+            "instance_id": addr.get("InstanceId"),
+            "tags": _tags(addr.get("Tags")),
+        }
 
     def satisfied(self, state, params):
         return not state.get("exists", True)
@@ -321,7 +384,9 @@ class ReleaseAddress:
 
     def apply(self, command, params, state, *, step=None, done=frozenset()):
         if state.get("association_id") or state.get("instance_id"):
-            raise ActionRefused(f"{command.target.resource_id} is associated with {state.get('instance_id')}")
+            raise ActionRefused(
+                f"{command.target.resource_id} is associated with {state.get('instance_id')}"
+            )
         ec2 = self.clients.client("ec2", command.target.region)
         if not self.observe(command.target, params).get("exists", False):
             return {"exists": False, "released_ip": state.get("public_ip")}, None
@@ -347,35 +412,54 @@ class ScaleDown:
     def observe(self, target, params):
         asg = self.clients.client("autoscaling", target.region)
         groups = asg.describe_auto_scaling_groups(
-            AutoScalingGroupNames=[self.group_name(target.resource_id)])["AutoScalingGroups"]
+            AutoScalingGroupNames=[self.group_name(target.resource_id)]
+        )["AutoScalingGroups"]
         if not groups:
             return {"exists": False}
         g = groups[0]
-        return {"exists": True, "desired_capacity": g["DesiredCapacity"], "min_size": g["MinSize"],
-                "max_size": g["MaxSize"], "tags": _tags(g.get("Tags"))}
+        return {
+            "exists": True,
+            "desired_capacity": g["DesiredCapacity"],
+            "min_size": g["MinSize"],
+            "max_size": g["MaxSize"],
+            "tags": _tags(g.get("Tags")),
+        }
 
     def satisfied(self, state, params):
         return state.get("desired_capacity", 0) <= params["desired_capacity"]
 
     def preview(self, state, params):
-        return {**state, "desired_capacity": params["desired_capacity"],
-                "min_size": min(state.get("min_size", 0), params.get("min_size", params["desired_capacity"]))}
+        return {
+            **state,
+            "desired_capacity": params["desired_capacity"],
+            "min_size": min(
+                state.get("min_size", 0), params.get("min_size", params["desired_capacity"])
+            ),
+        }
 
     def apply(self, command, params, state, *, step=None, done=frozenset()):
         asg = self.clients.client("autoscaling", command.target.region)
         desired = params["desired_capacity"]
         min_size = min(state["min_size"], params.get("min_size", desired), desired)
         if not self.satisfied(self.observe(command.target, params), params):
-            asg.update_auto_scaling_group(AutoScalingGroupName=self.group_name(command.target.resource_id),
-                                          DesiredCapacity=desired, MinSize=min_size)
+            asg.update_auto_scaling_group(
+                AutoScalingGroupName=self.group_name(command.target.resource_id),
+                DesiredCapacity=desired,
+                MinSize=min_size,
+            )
             _step(step, "scaled")
-        return self.observe(command.target, params), {"desired_capacity": state["desired_capacity"],
-                                                      "min_size": state["min_size"]}
+        return self.observe(command.target, params), {
+            "desired_capacity": state["desired_capacity"],
+            "min_size": state["min_size"],
+        }
 
     def undo(self, target, undo, command_id=""):
         asg = self.clients.client("autoscaling", target.region)
-        asg.update_auto_scaling_group(AutoScalingGroupName=self.group_name(target.resource_id),
-                                      MinSize=undo["min_size"], DesiredCapacity=undo["desired_capacity"])
+        asg.update_auto_scaling_group(
+            AutoScalingGroupName=self.group_name(target.resource_id),
+            MinSize=undo["min_size"],
+            DesiredCapacity=undo["desired_capacity"],
+        )
         return self.observe(target, {})
 
 
@@ -398,7 +482,10 @@ class Notify:
         text = params.get("message") or command.reason.text
         channel = params.get("channel", "log")
         if "posted" in done:  # a resumed run: the notice went out before the interruption
-            return {"notified": channel, "detail": "sent before an interruption; not sent again"}, None
+            return {
+                "notified": channel,
+                "detail": "sent before an interruption; not sent again",
+            }, None
         if channel == "log":
             logger.warning("remediation notice: %s", text)
             return {"notified": "log"}, None
@@ -413,9 +500,13 @@ class Notify:
             response = httpx.post(url.reveal(), json=body, timeout=10)
         except httpx.HTTPError as exc:
             # httpx's messages name the URL, which is the credential: only the kind of failure
-            raise ActionRefused(f"webhook of secret {secret_name!r} unreachable ({type(exc).__name__})") from None
+            raise ActionRefused(
+                f"webhook of secret {secret_name!r} unreachable ({type(exc).__name__})"
+            ) from None
         if response.status_code >= 300:
-            raise ActionRefused(f"webhook of secret {secret_name!r} answered HTTP {response.status_code}")
+            raise ActionRefused(
+                f"webhook of secret {secret_name!r} answered HTTP {response.status_code}"
+            )
         _step(step, "posted")
         return {"notified": channel, "http_status": response.status_code}, None
 

@@ -88,7 +88,9 @@ def rank_candidates(anomaly: AnomalyV1, known: list[Candidate]) -> list[Candidat
     # only resources seen in billing data: a resource id an anomaly names is a claim of its
     # producer, never reason enough to act on something FinFocus has not billed
     ordered = [by_id[rid] for rid in named if rid in by_id]
-    rest = sorted((c for c in known if c.resource_id not in named), key=lambda c: c.daily_cost, reverse=True)
+    rest = sorted(
+        (c for c in known if c.resource_id not in named), key=lambda c: c.daily_cost, reverse=True
+    )
     return ordered + rest
 
 
@@ -110,13 +112,16 @@ def default_notify(anomaly: AnomalyV1, now: datetime) -> RemediationCommandV1:
         action="notify",
         target=RemediationTargetV1(
             provider=anomaly.dimension.get("ProviderName", "unknown"),
-            account_id=anomaly.dimension.get("SubAccountId") or anomaly.dimension.get("BillingAccountId"),
+            account_id=anomaly.dimension.get("SubAccountId")
+            or anomaly.dimension.get("BillingAccountId"),
             region=anomaly.dimension.get("RegionId"),
             resource_id=resource_id,
             resource_type="dimension" if "ResourceId" not in anomaly.dimension else None,
         ),
         params={"channel": "log"},
-        reason=RemediationReasonV1(anomaly_id=anomaly.anomaly_id, text=_anomaly_text(anomaly, DEFAULT_PLAYBOOK)),
+        reason=RemediationReasonV1(
+            anomaly_id=anomaly.anomaly_id, text=_anomaly_text(anomaly, DEFAULT_PLAYBOOK)
+        ),
         mode=CommandMode.DRY_RUN,
         requires_approval=False,
         currency=anomaly.currency,
@@ -125,10 +130,22 @@ def default_notify(anomaly: AnomalyV1, now: datetime) -> RemediationCommandV1:
     )
 
 
-def _command(playbook: Playbook, step_action: str, params: dict, target: RemediationTargetV1,
-             cause_id: str, reason: RemediationReasonV1, now: datetime,
-             savings: Decimal | None, currency: str | None) -> RemediationCommandV1:
-    expiry = timedelta(hours=playbook.approval.expires_after_hours) if playbook.approval.required else DEFAULT_EXPIRY
+def _command(
+    playbook: Playbook,
+    step_action: str,
+    params: dict,
+    target: RemediationTargetV1,
+    cause_id: str,
+    reason: RemediationReasonV1,
+    now: datetime,
+    savings: Decimal | None,
+    currency: str | None,
+) -> RemediationCommandV1:
+    expiry = (
+        timedelta(hours=playbook.approval.expires_after_hours)
+        if playbook.approval.required
+        else DEFAULT_EXPIRY
+    )
     return RemediationCommandV1(
         command_id=derive_command_id(cause_id, step_action, target.resource_id),
         issued_at=now,
@@ -145,42 +162,89 @@ def _command(playbook: Playbook, step_action: str, params: dict, target: Remedia
     )
 
 
-def _playbook_commands(playbook: Playbook, anomaly: AnomalyV1, ranked: list[Candidate],
-                       now: datetime) -> list[RemediationCommandV1]:
-    reason = RemediationReasonV1(anomaly_id=anomaly.anomaly_id, text=_anomaly_text(anomaly, playbook.name))
+def _playbook_commands(
+    playbook: Playbook, anomaly: AnomalyV1, ranked: list[Candidate], now: datetime
+) -> list[RemediationCommandV1]:
+    reason = RemediationReasonV1(
+        anomaly_id=anomaly.anomaly_id, text=_anomaly_text(anomaly, playbook.name)
+    )
     out: list[RemediationCommandV1] = []
     for step in playbook.actions:
         if step.action == "notify":
             notify = default_notify(anomaly, now)
-            out.append(_command(playbook, "notify", step.params, notify.target, anomaly.anomaly_id,
-                                reason, now, None, anomaly.currency))
+            out.append(
+                _command(
+                    playbook,
+                    "notify",
+                    step.params,
+                    notify.target,
+                    anomaly.anomaly_id,
+                    reason,
+                    now,
+                    None,
+                    anomaly.currency,
+                )
+            )
             continue
         kinds = REGISTRY[step.action].resource_types
         targets = [
-            c for c in ranked
+            c
+            for c in ranked
             if ("*" in kinds or c.kind in kinds)
-            and resource_matches(playbook.resources, kind=c.kind, region=c.region,
-                                 account=c.account_id, tags=c.tags)
+            and resource_matches(
+                playbook.resources, kind=c.kind, region=c.region, account=c.account_id, tags=c.tags
+            )
         ][: playbook.resources.max_targets]
         for c in targets:
-            target = RemediationTargetV1(provider=c.provider, account_id=c.account_id, region=c.region,
-                                         resource_id=c.resource_id, resource_type=c.kind)
-            savings = monthly(c.daily_cost) if step.action in SAVING_ACTIONS and c.daily_cost else None
-            out.append(_command(playbook, step.action, step.params, target, anomaly.anomaly_id, reason,
-                                now, savings, c.currency or anomaly.currency))
+            target = RemediationTargetV1(
+                provider=c.provider,
+                account_id=c.account_id,
+                region=c.region,
+                resource_id=c.resource_id,
+                resource_type=c.kind,
+            )
+            savings = (
+                monthly(c.daily_cost) if step.action in SAVING_ACTIONS and c.daily_cost else None
+            )
+            out.append(
+                _command(
+                    playbook,
+                    step.action,
+                    step.params,
+                    target,
+                    anomaly.anomaly_id,
+                    reason,
+                    now,
+                    savings,
+                    c.currency or anomaly.currency,
+                )
+            )
     return out
 
 
-def plan_anomaly(anomaly: AnomalyV1, playbooks: list[Playbook], candidates: list[Candidate],
-                 now: datetime, failures: list[str] | None = None) -> list[RemediationCommandV1]:
+def plan_anomaly(
+    anomaly: AnomalyV1,
+    playbooks: list[Playbook],
+    candidates: list[Candidate],
+    now: datetime,
+    failures: list[str] | None = None,
+) -> list[RemediationCommandV1]:
     """The commands one anomaly gives: those of every matching playbook, and always a notify
     (a dry-run one when no matching playbook notifies). A playbook whose planning fails gives
     nothing (its error is appended to `failures`) and never silences the others nor the notify."""
     matching = [
-        p for p in playbooks
-        if p.enabled and p.trigger.anomaly is not None and anomaly_matches(
-            p.trigger.anomaly, detector=anomaly.detector, severity=anomaly.severity.value,
-            dimension=anomaly.dimension, impact=anomaly.impact, impact_pct=anomaly.impact_pct)
+        p
+        for p in playbooks
+        if p.enabled
+        and p.trigger.anomaly is not None
+        and anomaly_matches(
+            p.trigger.anomaly,
+            detector=anomaly.detector,
+            severity=anomaly.severity.value,
+            dimension=anomaly.dimension,
+            impact=anomaly.impact,
+            impact_pct=anomaly.impact_pct,
+        )
     ]
     if not matching:
         return [default_notify(anomaly, now)]
@@ -206,8 +270,9 @@ def plan_anomaly(anomaly: AnomalyV1, playbooks: list[Playbook], candidates: list
 SAVING_ACTIONS = frozenset({"stop-instance", "delete-volume", "release-address"})
 
 
-def plan_recommendation(rec: RecommendationV1, playbooks: list[Playbook], tags: dict[str, str],
-                        now: datetime) -> list[RemediationCommandV1]:
+def plan_recommendation(
+    rec: RecommendationV1, playbooks: list[Playbook], tags: dict[str, str], now: datetime
+) -> list[RemediationCommandV1]:
     """Commands of the playbooks whose recommendation trigger names this recommendation's type."""
     commands: dict[str, RemediationCommandV1] = {}
     kind = resource_kind(rec.target.resource_id, rec.target.resource_type)
@@ -215,18 +280,33 @@ def plan_recommendation(rec: RecommendationV1, playbooks: list[Playbook], tags: 
         trigger = playbook.trigger.recommendation
         if not playbook.enabled or trigger is None or rec.type not in trigger.types:
             continue
-        if not resource_matches(playbook.resources, kind=kind, region=rec.target.region,
-                                account=rec.target.account_id, tags=tags):
+        if not resource_matches(
+            playbook.resources,
+            kind=kind,
+            region=rec.target.region,
+            account=rec.target.account_id,
+            tags=tags,
+        ):
             continue
-        reason = RemediationReasonV1(recommendation_id=rec.recommendation_id,
-                                     text=f"{playbook.name}: {rec.rationale}")
+        reason = RemediationReasonV1(
+            recommendation_id=rec.recommendation_id, text=f"{playbook.name}: {rec.rationale}"
+        )
         for step in playbook.actions:
             kinds = REGISTRY[step.action].resource_types
             if "*" not in kinds and kind not in kinds:
                 continue
             params = step.params or rec.params if step.action == rec.action else step.params
             savings = rec.estimated_monthly_savings if step.action == rec.action else None
-            cmd = _command(playbook, step.action, params, rec.target, rec.recommendation_id, reason, now,
-                           savings, rec.currency)
+            cmd = _command(
+                playbook,
+                step.action,
+                params,
+                rec.target,
+                rec.recommendation_id,
+                reason,
+                now,
+                savings,
+                rec.currency,
+            )
             commands.setdefault(cmd.command_id, cmd)
     return list(commands.values())

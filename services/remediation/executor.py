@@ -61,10 +61,18 @@ COMMAND_ISSUERS = ("remediation",)
 
 
 class Executor:
-    def __init__(self, pool: asyncpg.Pool, impls: dict[str, ActionImpl], policy_for: PolicyLookup, *,
-                 publish: PublishResult | None = None, clock: Callable[[], datetime] | None = None,
-                 approval_channel: str = "log", keys: SigningKeys | None = None,
-                 step_hook: Callable[[str, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        impls: dict[str, ActionImpl],
+        policy_for: PolicyLookup,
+        *,
+        publish: PublishResult | None = None,
+        clock: Callable[[], datetime] | None = None,
+        approval_channel: str = "log",
+        keys: SigningKeys | None = None,
+        step_hook: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.pool = pool
         self.keys = keys
         self.step_hook = step_hook
@@ -92,8 +100,10 @@ class Executor:
         if stored is None:
             return f"unknown command {command.command_id}: the planner issued no such command"
         if RemediationCommandV1.model_validate(stored["command"]) != command:
-            return (f"command {command.command_id} differs from the one the planner stored "
-                    "(only the stored command is ever run)")
+            return (
+                f"command {command.command_id} differs from the one the planner stored "
+                "(only the stored command is ever run)"
+            )
         await self.handle(command.command_id)
         return None
 
@@ -118,7 +128,9 @@ class Executor:
             raise
         except Exception as exc:  # never leave a command half-handled without a trace
             logger.exception("executor failed on %s", command_id)
-            await self._finish(row, FAILED, {"outcome": "error", "detail": error_text(exc)}, "failed")
+            await self._finish(
+                row, FAILED, {"outcome": "error", "detail": error_text(exc)}, "failed"
+            )
         finally:
             async with self.pool.acquire() as conn:
                 if retry_at is None:
@@ -128,22 +140,57 @@ class Executor:
 
     # --- steps ---------------------------------------------------------------------------
 
-    async def _finish(self, row, status: str, result: dict, event: str, *, before: Any = None,
-                      after: Any = None, executed_at: datetime | None = None, undo: Any = None) -> None:
+    async def _finish(
+        self,
+        row,
+        status: str,
+        result: dict,
+        event: str,
+        *,
+        before: Any = None,
+        after: Any = None,
+        executed_at: datetime | None = None,
+        undo: Any = None,
+    ) -> None:
         async with store.transaction(self.pool) as conn:
-            await store.set_status(conn, row["command_id"], status, result, executed_at=executed_at, undo=undo)
-            await store.append_audit(conn, row["command_id"], event, actor=ACTOR, action=row["action"],
-                                     mode=row["mode"], reason=result.get("detail"),
-                                     state_before=before, state_after=after, result=result)
+            await store.set_status(
+                conn, row["command_id"], status, result, executed_at=executed_at, undo=undo
+            )
+            await store.append_audit(
+                conn,
+                row["command_id"],
+                event,
+                actor=ACTOR,
+                action=row["action"],
+                mode=row["mode"],
+                reason=result.get("detail"),
+                state_before=before,
+                state_after=after,
+                result=result,
+            )
         if self.publish is not None:
-            await self.publish(RemediationResultV1(
-                command_id=row["command_id"], status=status, at=self.clock(), action=row["action"],
-                resource_id=row["resource_id"], result=store._json(result)))
+            await self.publish(
+                RemediationResultV1(
+                    command_id=row["command_id"],
+                    status=status,
+                    at=self.clock(),
+                    action=row["action"],
+                    resource_id=row["resource_id"],
+                    result=store._json(result),
+                )
+            )
 
     async def _audit(self, row, event: str, **kwargs) -> None:
         async with store.transaction(self.pool) as conn:
-            await store.append_audit(conn, row["command_id"], event, actor=ACTOR, action=row["action"],
-                                     mode=row["mode"], **kwargs)
+            await store.append_audit(
+                conn,
+                row["command_id"],
+                event,
+                actor=ACTOR,
+                action=row["action"],
+                mode=row["mode"],
+                **kwargs,
+            )
 
     async def _process(self, row, now: datetime) -> datetime | None:  # noqa: C901 - one branch per command state the executor acts on
         """Handle one claimed command; returns when to look again if it was deferred."""
@@ -155,8 +202,12 @@ class Executor:
             return None
         expires_at = row["expires_at"]
         if expires_at is not None and now >= expires_at:
-            await self._finish(row, EXPIRED, {"outcome": "expired", "detail": f"not run before {expires_at.isoformat()}"},
-                               "expired")
+            await self._finish(
+                row,
+                EXPIRED,
+                {"outcome": "expired", "detail": f"not run before {expires_at.isoformat()}"},
+                "expired",
+            )
             return None
         if status == PENDING_APPROVAL:
             await self._request_approval(row)
@@ -164,7 +215,12 @@ class Executor:
         command = RemediationCommandV1.model_validate(row["command"])
         impl = self.impls.get(command.action)
         if impl is None:
-            await self._finish(row, FAILED, {"outcome": "error", "detail": f"no executor for {command.action!r}"}, "failed")
+            await self._finish(
+                row,
+                FAILED,
+                {"outcome": "error", "detail": f"no executor for {command.action!r}"},
+                "failed",
+            )
             return None
         try:
             params = validate_params(command.action, command.params).model_dump(exclude_none=True)
@@ -173,35 +229,72 @@ class Executor:
             return None
         async with self.pool.acquire() as conn:
             journal = await store.audit_events(conn, row["command_id"])
-            executed_last_hour = await store.executed_since(conn, command.target.account_id, now - timedelta(hours=1))
+            executed_last_hour = await store.executed_since(
+                conn, command.target.account_id, now - timedelta(hours=1)
+            )
         intents = [a for a in journal if a["event"] == "intent"]
-        done_steps = frozenset((a["result"] or {}).get("step") for a in journal if a["event"] == "step")
+        done_steps = frozenset(
+            (a["result"] or {}).get("step") for a in journal if a["event"] == "step"
+        )
         resumed = bool(intents)
         current = await asyncio.to_thread(impl.observe, command.target, params)
         # the stored command's playbook as it is now decides mode, approval and guardrails
         policy = self.policy_for(row["playbook"])
         requested = command.mode == CommandMode.EXECUTE
-        verdict = check(resource_id=command.target.resource_id, execute=requested, expires_at=expires_at, now=now,
-                        policy=policy, tags=current.get("tags", {}), executed_last_hour=executed_last_hour)
+        verdict = check(
+            resource_id=command.target.resource_id,
+            execute=requested,
+            expires_at=expires_at,
+            now=now,
+            policy=policy,
+            tags=current.get("tags", {}),
+            executed_last_hour=executed_last_hour,
+        )
         if verdict.outcome == EXPIRE:
-            await self._finish(row, EXPIRED, {"outcome": "expired", "detail": verdict.detail}, "expired", before=current)
+            await self._finish(
+                row,
+                EXPIRED,
+                {"outcome": "expired", "detail": verdict.detail},
+                "expired",
+                before=current,
+            )
             return None
         if verdict.outcome == BLOCK:
-            await self._finish(row, REJECTED, {"outcome": "blocked", "rule": verdict.rule, "detail": verdict.detail,
-                                               "mode": command.mode.value}, "blocked", before=current)
+            await self._finish(
+                row,
+                REJECTED,
+                {
+                    "outcome": "blocked",
+                    "rule": verdict.rule,
+                    "detail": verdict.detail,
+                    "mode": command.mode.value,
+                },
+                "blocked",
+                before=current,
+            )
             return None
         if verdict.outcome == DEFER:
             last = journal[-1] if journal else None
-            if not (last and last["event"] == "deferred" and (last["result"] or {}).get("rule") == verdict.rule):
-                await self._audit(row, "deferred", reason=verdict.detail, state_before=current,
-                                  result={"rule": verdict.rule})
+            if not (
+                last
+                and last["event"] == "deferred"
+                and (last["result"] or {}).get("rule") == verdict.rule
+            ):
+                await self._audit(
+                    row,
+                    "deferred",
+                    reason=verdict.detail,
+                    state_before=current,
+                    result={"rule": verdict.rule},
+                )
             return now + DEFER_BACKOFF
         execute = requested and policy.mode == "execute"
         if execute and policy.approval_required and row["decided_by"] is None and not resumed:
             # the playbook asks for a person now, whatever the command said when it was issued
             async with store.transaction(self.pool) as conn:
-                await store.require_approval(conn, row["command_id"], actor=ACTOR,
-                                             reason="the playbook requires an approval")
+                await store.require_approval(
+                    conn, row["command_id"], actor=ACTOR, reason="the playbook requires an approval"
+                )
             await self._request_approval(row)
             return None
         if not execute:
@@ -209,40 +302,84 @@ class Executor:
             detail = f"would run {command.action} on {command.target.resource_id}"
             if requested:
                 detail += f" (playbook {row['playbook']!r} is {policy.mode} now)"
-            await self._finish(row, DRY_RUN, {"outcome": "dry-run", "would": preview, "detail": detail},
-                               "dry-run", before=current, after=preview)
+            await self._finish(
+                row,
+                DRY_RUN,
+                {"outcome": "dry-run", "would": preview, "detail": detail},
+                "dry-run",
+                before=current,
+                after=preview,
+            )
             return None
         if not resumed:
             if not current.get("exists", True):
-                await self._finish(row, FAILED, {"outcome": "error", "detail": f"{command.target.resource_id} not found"},
-                                   "failed", before=current)
+                await self._finish(
+                    row,
+                    FAILED,
+                    {"outcome": "error", "detail": f"{command.target.resource_id} not found"},
+                    "failed",
+                    before=current,
+                )
                 return None
             if impl.satisfied(current, params):
-                await self._finish(row, EXECUTED, {"outcome": "already-satisfied", "state_after": current,
-                                                   "detail": "target already in the desired state"},
-                                   "executed", before=current, after=current, executed_at=now)
+                await self._finish(
+                    row,
+                    EXECUTED,
+                    {
+                        "outcome": "already-satisfied",
+                        "state_after": current,
+                        "detail": "target already in the desired state",
+                    },
+                    "executed",
+                    before=current,
+                    after=current,
+                    executed_at=now,
+                )
                 return None
             # written (and committed) before the first change: a resumed run takes the state
             # before from here, never from what an interrupted run left behind
-            await self._audit(row, "intent", reason=command.reason.text, state_before=current,
-                              result={"undo": _planned_undo(command.action, current, params)})
+            await self._audit(
+                row,
+                "intent",
+                reason=command.reason.text,
+                state_before=current,
+                result={"undo": _planned_undo(command.action, current, params)},
+            )
             before = current
         else:
             before = intents[0]["state_before"] or current
-            await self._audit(row, "resumed", state_before=current,
-                              result={"done_steps": sorted(s for s in done_steps if s)})
+            await self._audit(
+                row,
+                "resumed",
+                state_before=current,
+                result={"done_steps": sorted(s for s in done_steps if s)},
+            )
         try:
-            after, undo = await asyncio.to_thread(impl.apply, command, params, before,
-                                                  step=self._journal(row), done=done_steps)
+            after, undo = await asyncio.to_thread(
+                impl.apply, command, params, before, step=self._journal(row), done=done_steps
+            )
         except Exception as exc:  # noqa: BLE001 - an action's implementation may raise anything: recorded on the command
-            await self._finish(row, FAILED, {"outcome": "error", "detail": error_text(exc)},
-                               "failed", before=before)
+            await self._finish(
+                row,
+                FAILED,
+                {"outcome": "error", "detail": error_text(exc)},
+                "failed",
+                before=before,
+            )
             return None
         detail = f"{command.action} on {command.target.resource_id}"
         if resumed:
             detail += " (resumed after an interruption; finished steps not repeated)"
-        await self._finish(row, EXECUTED, {"outcome": "done", "detail": detail, "state_after": after}, "executed",
-                           before=before, after=after, executed_at=self.clock(), undo=undo)
+        await self._finish(
+            row,
+            EXECUTED,
+            {"outcome": "done", "detail": detail, "state_after": after},
+            "executed",
+            before=before,
+            after=after,
+            executed_at=self.clock(),
+            undo=undo,
+        )
         return None
 
     def _journal(self, row) -> Callable[..., None]:
@@ -253,7 +390,8 @@ class Executor:
 
         def step(name: str, **data: Any) -> None:
             future = asyncio.run_coroutine_threadsafe(
-                self._audit(row, "step", result={"step": name, **data}), loop)
+                self._audit(row, "step", result={"step": name, **data}), loop
+            )
             future.result(timeout=60)
             if self.step_hook is not None:
                 self.step_hook(row["command_id"], name)
@@ -263,17 +401,25 @@ class Executor:
     async def _request_approval(self, row) -> None:
         """Tell people once that a command waits for them (log, or the approval webhook)."""
         async with self.pool.acquire() as conn:
-            if any(a["event"] == "approval-requested" for a in await store.audit_events(conn, row["command_id"])):
+            if any(
+                a["event"] == "approval-requested"
+                for a in await store.audit_events(conn, row["command_id"])
+            ):
                 return
         command = RemediationCommandV1.model_validate(row["command"])
-        text = (f"FinFocus needs an approval: {command.action} on {command.target.resource_id} "
-                f"({command.reason.text}); run `finfocus remediation approve {command.command_id}` "
-                f"or `reject` before {command.expires_at.isoformat() if command.expires_at else 'it expires'}")
+        text = (
+            f"FinFocus needs an approval: {command.action} on {command.target.resource_id} "
+            f"({command.reason.text}); run `finfocus remediation approve {command.command_id}` "
+            f"or `reject` before {command.expires_at.isoformat() if command.expires_at else 'it expires'}"
+        )
         outcome: dict = {"channel": self.approval_channel}
         try:
             notify = self.impls["notify"]
-            params = {"channel": self.approval_channel, "message": text,
-                      "webhook_secret": "remediation-approval-webhook-url"}
+            params = {
+                "channel": self.approval_channel,
+                "message": text,
+                "webhook_secret": "remediation-approval-webhook-url",
+            }
             await asyncio.to_thread(notify.apply, command, params, {}, step=None, done=frozenset())
             outcome["delivered"] = True
         except Exception as exc:  # noqa: BLE001 - the request stays visible in `finfocus remediation list`
@@ -283,8 +429,16 @@ class Executor:
             # row lock orders this record after any such change, never before it.
             if await store.status_for_update(conn, row["command_id"]) != "pending-approval":
                 return
-            await store.append_audit(conn, row["command_id"], "approval-requested", actor=ACTOR,
-                                     action=row["action"], mode=row["mode"], reason=text, result=outcome)
+            await store.append_audit(
+                conn,
+                row["command_id"],
+                "approval-requested",
+                actor=ACTOR,
+                action=row["action"],
+                mode=row["mode"],
+                reason=text,
+                result=outcome,
+            )
 
     async def _undo(self, row) -> None:
         impl = self.impls[row["action"]]
@@ -294,13 +448,25 @@ class Executor:
         except Exception as exc:  # noqa: BLE001 - an action's implementation may raise anything: recorded on the command
             await self._audit(row, "undo-failed", reason=error_text(exc))
             async with store.transaction(self.pool) as conn:
-                await store.mark_undone(conn, row["command_id"], {"outcome": "error", "detail": error_text(exc)})
+                await store.mark_undone(
+                    conn, row["command_id"], {"outcome": "error", "detail": error_text(exc)}
+                )
             return
         async with store.transaction(self.pool) as conn:
-            await store.mark_undone(conn, row["command_id"], {"outcome": "undone", "state_after": result})
-            await store.append_audit(conn, row["command_id"], "undone", actor=ACTOR, action=row["action"],
-                                     mode=row["mode"], state_before=row["result"], state_after=result,
-                                     result={"undo": row["undo"]})
+            await store.mark_undone(
+                conn, row["command_id"], {"outcome": "undone", "state_after": result}
+            )
+            await store.append_audit(
+                conn,
+                row["command_id"],
+                "undone",
+                actor=ACTOR,
+                action=row["action"],
+                mode=row["mode"],
+                state_before=row["result"],
+                state_after=result,
+                result={"undo": row["undo"]},
+            )
 
 
 def _planned_undo(action: str, before: dict, params: dict) -> dict | None:
@@ -308,10 +474,15 @@ def _planned_undo(action: str, before: dict, params: dict) -> dict | None:
     if action == "stop-instance":
         return {"start": before.get("state") == "running"}
     if action == "resize-instance":
-        return {"instance_type": before.get("instance_type"),
-                "restart": before.get("state") in {"running", "pending"}}
+        return {
+            "instance_type": before.get("instance_type"),
+            "restart": before.get("state") in {"running", "pending"},
+        }
     if action == "scale-down":
-        return {"desired_capacity": before.get("desired_capacity"), "min_size": before.get("min_size")}
+        return {
+            "desired_capacity": before.get("desired_capacity"),
+            "min_size": before.get("min_size"),
+        }
     if action == "tag-resource":
         return {"previous": {k: (before.get("tags") or {}).get(k) for k in params.get("tags", {})}}
     if action == "delete-volume" and params.get("snapshot", True):

@@ -37,12 +37,18 @@ class Policy:
     approval_required: bool = False
 
 
-def policy_for(playbook: Playbook | None, *, global_protect_tag: str, default_rate_limit: int) -> Policy:
+def policy_for(
+    playbook: Playbook | None, *, global_protect_tag: str, default_rate_limit: int
+) -> Policy:
     """The policy of a playbook (or the defaults when the command names none we know)."""
     tags = {global_protect_tag} if global_protect_tag else set()
     if playbook is None:
-        return Policy(protect_tags=tuple(sorted(tags)), rate_limit_per_hour=default_rate_limit,
-                      known=False, mode="dry-run")
+        return Policy(
+            protect_tags=tuple(sorted(tags)),
+            rate_limit_per_hour=default_rate_limit,
+            known=False,
+            mode="dry-run",
+        )
     if playbook.protect.tag:
         tags.add(playbook.protect.tag)
     return Policy(
@@ -72,15 +78,26 @@ def is_protected(tags: dict[str, str], protect_tags: tuple[str, ...]) -> str | N
     return None
 
 
-def check(*, resource_id: str, execute: bool, expires_at: datetime | None, now: datetime,
-          policy: Policy, tags: dict[str, str], executed_last_hour: int) -> Verdict:
+def check(
+    *,
+    resource_id: str,
+    execute: bool,
+    expires_at: datetime | None,
+    now: datetime,
+    policy: Policy,
+    tags: dict[str, str],
+    executed_last_hour: int,
+) -> Verdict:
     """The guardrail verdict for one command at `now` (dry-run commands are checked the same
     way, so their audit shows what would really happen; only the rate limit ignores them)."""
     if expires_at is not None and now >= expires_at:
         return Verdict(EXPIRE, "expiry", f"expired at {expires_at.isoformat()}")
     if execute and not policy.known:
-        return Verdict(BLOCK, "unknown-playbook",
-                       "the command's playbook no longer exists: its guardrails cannot be checked")
+        return Verdict(
+            BLOCK,
+            "unknown-playbook",
+            "the command's playbook no longer exists: its guardrails cannot be checked",
+        )
     if policy.deny and glob_any(resource_id, list(policy.deny)):
         return Verdict(BLOCK, "deny-list", f"{resource_id} matches the deny list")
     if policy.allow and not glob_any(resource_id, list(policy.allow)):
@@ -91,7 +108,10 @@ def check(*, resource_id: str, execute: bool, expires_at: datetime | None, now: 
     if not in_schedule(list(policy.windows), now):
         return Verdict(DEFER, "schedule", "outside the playbook's schedule windows")
     if execute and executed_last_hour >= policy.rate_limit_per_hour:
-        return Verdict(DEFER, "rate-limit",
-                       f"{executed_last_hour} actions in the account in the last hour "
-                       f"(limit {policy.rate_limit_per_hour})")
+        return Verdict(
+            DEFER,
+            "rate-limit",
+            f"{executed_last_hour} actions in the account in the last hour "
+            f"(limit {policy.rate_limit_per_hour})",
+        )
     return Verdict(PROCEED)

@@ -31,7 +31,9 @@ GROUP_ID = "finfocus-remediation-playbook-commands"
 PLAYBOOK_ISSUERS = ("api", "cli")
 
 
-def decide(loaded: Sequence[Playbook], switches: dict[str, bool], command: PlaybookCommandV1) -> tuple[str, str | None]:
+def decide(
+    loaded: Sequence[Playbook], switches: dict[str, bool], command: PlaybookCommandV1
+) -> tuple[str, str | None]:
     """(outcome, detail) of a switch against the loaded playbooks and the stored switches. Pure."""
     playbook = next((p for p in loaded if p.name == command.name), None)
     if playbook is None:
@@ -65,7 +67,8 @@ class PlaybookSwitches:
         """The playbooks with each switched one's `enabled` overridden."""
         return [
             p.model_copy(update={"enabled": self._switches[p.name]})
-            if p.name in self._switches and self._switches[p.name] != p.enabled else p
+            if p.name in self._switches and self._switches[p.name] != p.enabled
+            else p
             for p in playbooks
         ]
 
@@ -79,7 +82,12 @@ class PlaybookSwitches:
 
     def start(self, pool_of: Callable[[], asyncpg.Pool]) -> None:
         if self._poller is None:
-            self._poller = Periodic("remediation-playbook-switches", self.poll_s, lambda: self.refresh(pool_of()), "playbook switches")
+            self._poller = Periodic(
+                "remediation-playbook-switches",
+                self.poll_s,
+                lambda: self.refresh(pool_of()),
+                "playbook switches",
+            )
         self._poller.start()
 
     async def stop(self) -> None:
@@ -104,18 +112,39 @@ def register_playbook_commands(runtime, switches: PlaybookSwitches) -> None:
             outcome, detail = decide(loaded, await store.playbook_switches(conn), command)
             if outcome == "applied":
                 await store.switch_playbook(
-                    conn, command.name, command.action == PlaybookAction.ENABLE, command.reason, actor
+                    conn,
+                    command.name,
+                    command.action == PlaybookAction.ENABLE,
+                    command.reason,
+                    actor,
                 )
-            await store.audit_playbook(conn, command.command_id, command.name, command.action.value, outcome,
-                                       detail, command.reason, actor, command.issued_at)
-            logger.info("playbook command %s", outcome,
-                        extra=log_fields(command_id=command.command_id, playbook=command.name, actor=actor))
+            await store.audit_playbook(
+                conn,
+                command.command_id,
+                command.name,
+                command.action.value,
+                outcome,
+                detail,
+                command.reason,
+                actor,
+                command.issued_at,
+            )
+            logger.info(
+                "playbook command %s",
+                outcome,
+                extra=log_fields(command_id=command.command_id, playbook=command.name, actor=actor),
+            )
 
     async def reload() -> None:
         await switches.refresh(runtime.pool)
 
     runtime.consume(
-        PLAYBOOK_COMMANDS, group=GROUP_ID, label="PlaybookCommand v1", decode=decode, work=work, relay=reload,
+        PLAYBOOK_COMMANDS,
+        group=GROUP_ID,
+        label="PlaybookCommand v1",
+        decode=decode,
+        work=work,
+        relay=reload,
         title="playbook-commands:PlaybookCommand",
         description="PlaybookCommand v1 signed by the api or the CLI: enable or disable a playbook "
         "(audited in v_playbook_audit)",

@@ -32,9 +32,16 @@ class AnomalyTrigger(_Strict):
     detectors: list[str] | None = Field(None, description="Detector names; any when unset")
     min_severity: Literal["low", "medium", "high", "critical"] = "low"
     dimension: dict[str, str] = Field(default_factory=dict, description="Glob per dimension key")
-    min_impact: Decimal | None = Field(None, allow_inf_nan=False, max_digits=38, decimal_places=18,
-                                       description="Minimum impact in the anomaly currency")
-    min_impact_pct: Decimal | None = Field(None, allow_inf_nan=False, max_digits=38, decimal_places=18)
+    min_impact: Decimal | None = Field(
+        None,
+        allow_inf_nan=False,
+        max_digits=38,
+        decimal_places=18,
+        description="Minimum impact in the anomaly currency",
+    )
+    min_impact_pct: Decimal | None = Field(
+        None, allow_inf_nan=False, max_digits=38, decimal_places=18
+    )
 
 
 class RecommendationTrigger(_Strict):
@@ -85,17 +92,25 @@ MAX_RATE_PER_HOUR = 1000
 
 class Approval(_Strict):
     required: bool = False
-    expires_after_hours: float = Field(24, gt=0, le=MAX_EXPIRY_HOURS, allow_inf_nan=False,
-                                       description="Approval window from issue time (at most 90 days)")
+    expires_after_hours: float = Field(
+        24,
+        gt=0,
+        le=MAX_EXPIRY_HOURS,
+        allow_inf_nan=False,
+        description="Approval window from issue time (at most 90 days)",
+    )
 
 
 class RateLimit(_Strict):
-    per_account_per_hour: int = Field(10, ge=0, le=MAX_RATE_PER_HOUR,
-                                      description="Executed actions per account per hour")
+    per_account_per_hour: int = Field(
+        10, ge=0, le=MAX_RATE_PER_HOUR, description="Executed actions per account per hour"
+    )
 
 
 class Protection(_Strict):
-    allow: list[str] = Field(default_factory=list, description="Resource id globs that may be acted on")
+    allow: list[str] = Field(
+        default_factory=list, description="Resource id globs that may be acted on"
+    )
     deny: list[str] = Field(default_factory=list, description="Resource id globs never acted on")
     tag: str = Field("finfocus:protect=true", description="KEY=VALUE tag that protects a resource")
 
@@ -108,9 +123,7 @@ class Protection(_Strict):
 
 
 class Window(_Strict):
-    days: list[Day] = Field(
-        default_factory=lambda: list(DAYS)
-    )
+    days: list[Day] = Field(default_factory=lambda: list(DAYS))
     start: time = time(0, 0)
     end: time = time(23, 59, 59)
 
@@ -128,7 +141,9 @@ class Playbook(_Strict):
     approval: Approval = Field(default_factory=Approval)
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     protect: Protection = Field(default_factory=Protection)
-    schedule: list[Window] = Field(default_factory=list, description="UTC windows; always when empty")
+    schedule: list[Window] = Field(
+        default_factory=list, description="UTC windows; always when empty"
+    )
 
     @field_validator("name")
     @classmethod
@@ -142,8 +157,10 @@ class Playbook(_Strict):
         # `approval.required` defaults to false: a playbook that acts for real must say so
         # explicitly, so no cloud action ever runs unapproved by an omission
         if self.mode == "execute" and "approval" not in self.model_fields_set:
-            raise ValueError("mode: execute needs an explicit approval block "
-                             "(approval: {required: true}, or {required: false} to act without a person)")
+            raise ValueError(
+                "mode: execute needs an explicit approval block "
+                "(approval: {required: true}, or {required: false} to act without a person)"
+            )
         return self
 
 
@@ -213,8 +230,15 @@ def glob_any(value: str | None, patterns: list[str] | None) -> bool:
     return value is not None and any(fnmatch.fnmatchcase(value, p) for p in patterns)
 
 
-def anomaly_matches(trigger: AnomalyTrigger, *, detector: str, severity: str,
-                    dimension: dict[str, str], impact: Decimal, impact_pct: Decimal | None) -> bool:
+def anomaly_matches(
+    trigger: AnomalyTrigger,
+    *,
+    detector: str,
+    severity: str,
+    dimension: dict[str, str],
+    impact: Decimal,
+    impact_pct: Decimal | None,
+) -> bool:
     if trigger.detectors and detector not in trigger.detectors:
         return False
     if SEVERITIES.index(severity) < SEVERITIES.index(trigger.min_severity):
@@ -224,11 +248,15 @@ def anomaly_matches(trigger: AnomalyTrigger, *, detector: str, severity: str,
             return False
     if trigger.min_impact is not None and impact < trigger.min_impact:
         return False
-    return not (trigger.min_impact_pct is not None and (impact_pct is None or impact_pct < trigger.min_impact_pct))
+    return not (
+        trigger.min_impact_pct is not None
+        and (impact_pct is None or impact_pct < trigger.min_impact_pct)
+    )
 
 
-def resource_matches(flt: ResourceFilter, *, kind: str, region: str | None, account: str | None,
-                     tags: dict[str, str]) -> bool:
+def resource_matches(
+    flt: ResourceFilter, *, kind: str, region: str | None, account: str | None, tags: dict[str, str]
+) -> bool:
     return (
         glob_any(kind, flt.types)
         and glob_any(region, flt.regions)

@@ -35,7 +35,9 @@ INSERT INTO remediation.audit_log (command_id, event, action, mode, actor, reaso
 UNPUBLISHED_OF_ANOMALY = """
 SELECT command FROM remediation.commands WHERE anomaly_id = $1 AND published_at IS NULL"""
 
-MARK_PUBLISHED = "UPDATE remediation.commands SET published_at = now() WHERE command_id = ANY($1::text[])"
+MARK_PUBLISHED = (
+    "UPDATE remediation.commands SET published_at = now() WHERE command_id = ANY($1::text[])"
+)
 
 SELECT_COMMAND = "SELECT * FROM remediation.commands WHERE command_id = $1"
 
@@ -81,33 +83,77 @@ async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
         yield conn
 
 
-async def append_audit(conn: asyncpg.Connection, command_id: str, event: str, *, actor: str,
-                       action: str | None = None, mode: str | None = None, reason: str | None = None,
-                       state_before: Any = None, state_after: Any = None, result: Any = None) -> None:
-    await conn.execute(INSERT_AUDIT, command_id, event, action, mode, actor, reason,
-                       _json(state_before), _json(state_after), _json(result))
+async def append_audit(
+    conn: asyncpg.Connection,
+    command_id: str,
+    event: str,
+    *,
+    actor: str,
+    action: str | None = None,
+    mode: str | None = None,
+    reason: str | None = None,
+    state_before: Any = None,
+    state_after: Any = None,
+    result: Any = None,
+) -> None:
+    await conn.execute(
+        INSERT_AUDIT,
+        command_id,
+        event,
+        action,
+        mode,
+        actor,
+        reason,
+        _json(state_before),
+        _json(state_after),
+        _json(result),
+    )
 
 
-async def insert_command(conn: asyncpg.Connection, command: RemediationCommandV1, status: str,
-                         *, actor: str) -> bool:
+async def insert_command(
+    conn: asyncpg.Connection, command: RemediationCommandV1, status: str, *, actor: str
+) -> bool:
     """Insert a command (and its 'issued' audit row) unless its id exists; True when new."""
     doc = command.model_dump(mode="json")
     row = await conn.fetchrow(
-        INSERT_COMMAND, command.command_id, command.issued_at, command.action, command.target.provider,
-        command.target.account_id, command.target.region, command.target.resource_id,
-        command.target.resource_type, command.mode.value, command.requires_approval, command.expires_at,
-        command.playbook, command.reason.anomaly_id, command.reason.recommendation_id,
-        command.expected_monthly_savings, command.currency, doc, status)
+        INSERT_COMMAND,
+        command.command_id,
+        command.issued_at,
+        command.action,
+        command.target.provider,
+        command.target.account_id,
+        command.target.region,
+        command.target.resource_id,
+        command.target.resource_type,
+        command.mode.value,
+        command.requires_approval,
+        command.expires_at,
+        command.playbook,
+        command.reason.anomaly_id,
+        command.reason.recommendation_id,
+        command.expected_monthly_savings,
+        command.currency,
+        doc,
+        status,
+    )
     if row is None:
         return False
-    await append_audit(conn, command.command_id, "issued", actor=actor, action=command.action,
-                       mode=command.mode.value, reason=command.reason.text,
-                       result={"status": status, "playbook": command.playbook})
+    await append_audit(
+        conn,
+        command.command_id,
+        "issued",
+        actor=actor,
+        action=command.action,
+        mode=command.mode.value,
+        reason=command.reason.text,
+        result={"status": status, "playbook": command.playbook},
+    )
     return True
 
 
-async def record_anomaly_commands(conn: asyncpg.Connection, anomaly_id: str,
-                                  planned: list[tuple[RemediationCommandV1, str]]) -> list[RemediationCommandV1]:
+async def record_anomaly_commands(
+    conn: asyncpg.Connection, anomaly_id: str, planned: list[tuple[RemediationCommandV1, str]]
+) -> list[RemediationCommandV1]:
     """Record an anomaly as processed with its commands; returns the commands to publish.
 
     A redelivered anomaly inserts nothing and returns only commands never published (a crash
@@ -115,7 +161,11 @@ async def record_anomaly_commands(conn: asyncpg.Connection, anomaly_id: str,
     """
     first = await conn.fetchrow(INSERT_PROCESSED_ANOMALY, anomaly_id, len(planned))
     if first is not None:
-        new = [cmd for cmd, status in planned if await insert_command(conn, cmd, status, actor="planner")]
+        new = [
+            cmd
+            for cmd, status in planned
+            if await insert_command(conn, cmd, status, actor="planner")
+        ]
         return new
     rows = await conn.fetch(UNPUBLISHED_OF_ANOMALY, anomaly_id)
     return [RemediationCommandV1.model_validate(r["command"]) for r in rows]
@@ -126,7 +176,9 @@ async def cancel_for_cause(conn: asyncpg.Connection, *, anomaly_id: str, reason:
     rows = await conn.fetch(
         "UPDATE remediation.commands SET status = 'rejected', updated_at = now(), result = $2 "
         "WHERE anomaly_id = $1 AND status IN ('pending-approval', 'approved') RETURNING command_id",
-        anomaly_id, _json({"outcome": "cancelled", "detail": reason}))
+        anomaly_id,
+        _json({"outcome": "cancelled", "detail": reason}),
+    )
     for r in rows:
         await append_audit(conn, r["command_id"], "cancelled", actor="planner", reason=reason)
     return [r["command_id"] for r in rows]
@@ -139,14 +191,18 @@ async def last_epoch(conn: asyncpg.Connection) -> str | None:
 async def record_epoch(conn: asyncpg.Connection, epoch: str) -> None:
     await conn.execute(
         "INSERT INTO remediation.broker_epoch (epoch) VALUES ($1) ON CONFLICT (only_row) "
-        "DO UPDATE SET epoch = EXCLUDED.epoch, recorded_at = now()", epoch)
+        "DO UPDATE SET epoch = EXCLUDED.epoch, recorded_at = now()",
+        epoch,
+    )
 
 
 async def commands_not_run(conn: asyncpg.Connection) -> list[RemediationCommandV1]:
     """The stored commands still waiting (approval, or their turn): after a broker loss, the
     executor or a listener may never have seen them on the topic."""
-    rows = await conn.fetch("SELECT command FROM remediation.commands "
-                            "WHERE status IN ('pending-approval', 'approved') ORDER BY issued_at")
+    rows = await conn.fetch(
+        "SELECT command FROM remediation.commands "
+        "WHERE status IN ('pending-approval', 'approved') ORDER BY issued_at"
+    )
     return [RemediationCommandV1.model_validate(r["command"]) for r in rows]
 
 
@@ -158,15 +214,20 @@ async def mark_published(conn: asyncpg.Connection, command_ids: list[str]) -> No
 async def status_for_update(conn: asyncpg.Connection, command_id: str) -> str | None:
     """The command's status, its row locked until the transaction ends."""
     return await conn.fetchval(
-        "SELECT status FROM remediation.commands WHERE command_id = $1 FOR UPDATE", command_id)
+        "SELECT status FROM remediation.commands WHERE command_id = $1 FOR UPDATE", command_id
+    )
 
 
 async def get_command(conn: asyncpg.Connection, command_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(SELECT_COMMAND, command_id)
 
 
-async def claim(conn: asyncpg.Connection, command_id: str, now: datetime,
-                lease: timedelta = timedelta(minutes=5)) -> asyncpg.Record | None:
+async def claim(
+    conn: asyncpg.Connection,
+    command_id: str,
+    now: datetime,
+    lease: timedelta = timedelta(minutes=5),
+) -> asyncpg.Record | None:
     """Take the command for one executor for `lease`; None when another holds it."""
     return await conn.fetchrow(CLAIM, command_id, now + lease, now)
 
@@ -176,14 +237,31 @@ async def release(conn: asyncpg.Connection, command_id: str) -> None:
 
 
 async def claim_until(conn: asyncpg.Connection, command_id: str, until: datetime) -> None:
-    await conn.execute("UPDATE remediation.commands SET claimed_until = $2 WHERE command_id = $1",
-                       command_id, until)
+    await conn.execute(
+        "UPDATE remediation.commands SET claimed_until = $2 WHERE command_id = $1",
+        command_id,
+        until,
+    )
 
 
-async def set_status(conn: asyncpg.Connection, command_id: str, status: str, result: Any,
-                     *, executed_at: datetime | None = None, undo: Any = None) -> None:
-    await conn.execute(SET_STATUS, command_id, status, _json(result), executed_at is not None,
-                       executed_at, _json(undo))
+async def set_status(
+    conn: asyncpg.Connection,
+    command_id: str,
+    status: str,
+    result: Any,
+    *,
+    executed_at: datetime | None = None,
+    undo: Any = None,
+) -> None:
+    await conn.execute(
+        SET_STATUS,
+        command_id,
+        status,
+        _json(result),
+        executed_at is not None,
+        executed_at,
+        _json(undo),
+    )
 
 
 async def executed_since(conn: asyncpg.Connection, account_id: str | None, since: datetime) -> int:
@@ -196,61 +274,91 @@ async def due_commands(conn: asyncpg.Connection, now: datetime, limit: int = 100
 
 async def audit_events(conn: asyncpg.Connection, command_id: str) -> list[asyncpg.Record]:
     return await conn.fetch(
-        "SELECT * FROM remediation.audit_log WHERE command_id = $1 ORDER BY audit_id", command_id)
+        "SELECT * FROM remediation.audit_log WHERE command_id = $1 ORDER BY audit_id", command_id
+    )
 
 
-async def decide(conn: asyncpg.Connection, command_id: str, approve: bool, *, actor: str,
-                 reason: str | None = None) -> tuple[bool, str]:
+async def decide(
+    conn: asyncpg.Connection,
+    command_id: str,
+    approve: bool,
+    *,
+    actor: str,
+    reason: str | None = None,
+) -> tuple[bool, str]:
     """Approve or reject a pending command (through the CLI); returns (changed, message)."""
     async with conn.transaction():
         status = "approved" if approve else "rejected"
         row = await conn.fetchrow(DECIDE, command_id, status, actor, reason)
         if row is None:
             current = await conn.fetchrow(
-                "SELECT status, expires_at FROM remediation.commands WHERE command_id = $1", command_id)
+                "SELECT status, expires_at FROM remediation.commands WHERE command_id = $1",
+                command_id,
+            )
             if current is None:
                 return False, f"no command {command_id}"
             if current["status"] == "pending-approval":
                 await conn.execute(
                     "UPDATE remediation.commands SET status = 'expired', updated_at = now(), "
                     "result = $2 WHERE command_id = $1",
-                    command_id, _json({"outcome": "expired", "detail": "approval window closed"}))
-                await append_audit(conn, command_id, "expired", actor=actor,
-                                   reason="approval arrived after expires_at")
-                return False, f"command {command_id} expired at {current['expires_at']:%Y-%m-%d %H:%M}Z"
+                    command_id,
+                    _json({"outcome": "expired", "detail": "approval window closed"}),
+                )
+                await append_audit(
+                    conn,
+                    command_id,
+                    "expired",
+                    actor=actor,
+                    reason="approval arrived after expires_at",
+                )
+                return (
+                    False,
+                    f"command {command_id} expired at {current['expires_at']:%Y-%m-%d %H:%M}Z",
+                )
             return False, f"command {command_id} is {current['status']}, not pending approval"
         await append_audit(conn, command_id, status, actor=actor, reason=reason)
         return True, f"command {command_id} {status}"
 
 
-async def require_approval(conn: asyncpg.Connection, command_id: str, *, actor: str, reason: str) -> bool:
+async def require_approval(
+    conn: asyncpg.Connection, command_id: str, *, actor: str, reason: str
+) -> bool:
     """Send a ready command back to wait for a person (its playbook requires approval now)."""
     row = await conn.fetchrow(
         "UPDATE remediation.commands SET status = 'pending-approval', updated_at = now() "
         "WHERE command_id = $1 AND status = 'approved' AND decided_by IS NULL RETURNING command_id",
-        command_id)
+        command_id,
+    )
     if row is not None:
         await append_audit(conn, command_id, "approval-required", actor=actor, reason=reason)
     return row is not None
 
 
-async def request_undo(conn: asyncpg.Connection, command_id: str, *, actor: str,
-                       reason: str | None = None) -> tuple[bool, str]:
+async def request_undo(
+    conn: asyncpg.Connection, command_id: str, *, actor: str, reason: str | None = None
+) -> tuple[bool, str]:
     async with conn.transaction():
         row = await conn.fetchrow(
             "SELECT status, undo, undo_requested_at, mode FROM remediation.commands "
-            "WHERE command_id = $1 FOR UPDATE", command_id)
+            "WHERE command_id = $1 FOR UPDATE",
+            command_id,
+        )
         if row is None:
             return False, f"no command {command_id}"
         if row["status"] != "executed" or row["mode"] != "execute":
-            return False, f"command {command_id} is {row['status']} ({row['mode']}): nothing to undo"
+            return (
+                False,
+                f"command {command_id} is {row['status']} ({row['mode']}): nothing to undo",
+            )
         if not row["undo"]:
             return False, f"command {command_id}: its action cannot be undone"
         if row["undo_requested_at"] is not None:
             return False, f"command {command_id}: undo already requested"
         await conn.execute(
             "UPDATE remediation.commands SET undo_requested_at = now(), updated_at = now() "
-            "WHERE command_id = $1", command_id)
+            "WHERE command_id = $1",
+            command_id,
+        )
         await append_audit(conn, command_id, "undo-requested", actor=actor, reason=reason)
         return True, f"undo of {command_id} requested"
 
@@ -259,16 +367,34 @@ async def mark_undone(conn: asyncpg.Connection, command_id: str, result: Any) ->
     await conn.execute(
         "UPDATE remediation.commands SET undone_at = now(), updated_at = now(), "
         "result = COALESCE(result, '{}'::jsonb) || jsonb_build_object('undo', $2::jsonb) "
-        "WHERE command_id = $1", command_id, _json(result))
+        "WHERE command_id = $1",
+        command_id,
+        _json(result),
+    )
 
 
 # --- cost lines from priced-resources ----------------------------------------------------
 
 COST_LINE_COLUMNS = (
-    "record_id", "billing_scope", "billing_scope_version", "provider", "billing_account_id",
-    "sub_account_id", "service_name", "region_id", "resource_id", "resource_type", "sku_id",
-    "charge_description", "charge_category", "usage_date", "billed_cost", "currency",
-    "consumed_quantity", "consumed_unit", "tags",
+    "record_id",
+    "billing_scope",
+    "billing_scope_version",
+    "provider",
+    "billing_account_id",
+    "sub_account_id",
+    "service_name",
+    "region_id",
+    "resource_id",
+    "resource_type",
+    "sku_id",
+    "charge_description",
+    "charge_category",
+    "usage_date",
+    "billed_cost",
+    "currency",
+    "consumed_quantity",
+    "consumed_unit",
+    "tags",
 )
 
 UPSERT_SCOPES = """
@@ -310,8 +436,9 @@ async def store_cost_lines(conn: asyncpg.Connection, rows: list[tuple]) -> int:
     # one row per record id in a batch (a redelivered record may appear twice); binary COPY
     # has no jsonb encoder, so tags travel as text and are cast in the merge
     unique = [(*r[:-1], json.dumps(r[-1] or {})) for r in {r[0]: r for r in rows}.values()]
-    await conn.copy_records_to_table("incoming_lines", records=unique, columns=COST_LINE_COLUMNS,
-                                     schema_name="pg_temp")
+    await conn.copy_records_to_table(
+        "incoming_lines", records=unique, columns=COST_LINE_COLUMNS, schema_name="pg_temp"
+    )
     status = await conn.execute(MERGE_LINES)
     return int(status.split()[-1])
 
@@ -332,20 +459,35 @@ SELECT DISTINCT ON (resource_id) resource_id, tags FROM remediation.cost_lines
 WHERE resource_id = ANY($1::text[]) ORDER BY resource_id, usage_date DESC"""
 
 
-async def resources_of_dimension(conn: asyncpg.Connection, dimension: dict[str, str], start: date,
-                                 end: date) -> list[dict]:
+async def resources_of_dimension(
+    conn: asyncpg.Connection, dimension: dict[str, str], start: date, end: date
+) -> list[dict]:
     rows = await conn.fetch(
-        RESOURCES_OF_DIMENSION, start, end, dimension.get("ProviderName"), dimension.get("SubAccountId"),
-        dimension.get("BillingAccountId"), dimension.get("ServiceName"), dimension.get("RegionId"),
-        dimension.get("ResourceId"))
-    tags = {r["resource_id"]: r["tags"] for r in await conn.fetch(TAGS_OF, [r["resource_id"] for r in rows])}
+        RESOURCES_OF_DIMENSION,
+        start,
+        end,
+        dimension.get("ProviderName"),
+        dimension.get("SubAccountId"),
+        dimension.get("BillingAccountId"),
+        dimension.get("ServiceName"),
+        dimension.get("RegionId"),
+        dimension.get("ResourceId"),
+    )
+    tags = {
+        r["resource_id"]: r["tags"]
+        for r in await conn.fetch(TAGS_OF, [r["resource_id"] for r in rows])
+    }
     return [{**dict(r), "tags": tags.get(r["resource_id"]) or {}} for r in rows]
 
 
-async def resource_daily_costs(conn: asyncpg.Connection, resource_id: str) -> list[tuple[date, Decimal]]:
+async def resource_daily_costs(
+    conn: asyncpg.Connection, resource_id: str
+) -> list[tuple[date, Decimal]]:
     rows = await conn.fetch(
         "SELECT usage_date, sum(cost) AS cost FROM remediation.v_resource_daily_cost "
-        "WHERE resource_id = $1 GROUP BY usage_date ORDER BY usage_date", resource_id)
+        "WHERE resource_id = $1 GROUP BY usage_date ORDER BY usage_date",
+        resource_id,
+    )
     return [(r["usage_date"], r["cost"]) for r in rows]
 
 
@@ -368,21 +510,35 @@ async def resource_usage_rows(conn: asyncpg.Connection, since: date, through: da
                    max(l.resource_type) AS resource_type, l.currency, l.usage_date, sum(l.billed_cost) AS cost,
                    string_agg(DISTINCT concat_ws(' ', l.sku_id, l.charge_description, l.resource_type), ' ') AS text
             {VISIBLE_LINES} AND l.usage_date BETWEEN $1 AND $2 AND l.charge_category = 'Usage'
-            GROUP BY l.resource_id, l.provider, 3, l.currency, l.usage_date""", since, through)
+            GROUP BY l.resource_id, l.provider, 3, l.currency, l.usage_date""",
+        since,
+        through,
+    )
     quantities = await conn.fetch(
         f"""SELECT l.resource_id, l.consumed_unit, sum(l.consumed_quantity) AS quantity
             {VISIBLE_LINES} AND l.usage_date BETWEEN $1 AND $2 AND l.consumed_unit IS NOT NULL
-            GROUP BY 1, 2""", since, through)
+            GROUP BY 1, 2""",
+        since,
+        through,
+    )
     tags = await conn.fetch(
         f"""SELECT DISTINCT ON (l.resource_id) l.resource_id, l.tags {VISIBLE_LINES}
-            AND l.usage_date BETWEEN $1 AND $2 ORDER BY l.resource_id, l.usage_date DESC""", since, through)
-    return {"days": days, "quantities": quantities, "tags": {r["resource_id"]: r["tags"] for r in tags}}
+            AND l.usage_date BETWEEN $1 AND $2 ORDER BY l.resource_id, l.usage_date DESC""",
+        since,
+        through,
+    )
+    return {
+        "days": days,
+        "quantities": quantities,
+        "tags": {r["resource_id"]: r["tags"] for r in tags},
+    }
 
 
 async def metrics_since(conn: asyncpg.Connection, since: date) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT * FROM remediation.resource_metrics WHERE metric_date >= $1 ORDER BY resource_id, metric_date",
-        since)
+        since,
+    )
 
 
 async def store_metrics(conn: asyncpg.Connection, rows: list[tuple]) -> None:
@@ -391,7 +547,9 @@ async def store_metrics(conn: asyncpg.Connection, rows: list[tuple]) -> None:
                cpu_p995_pct, network_mb) VALUES ($1, $2, $3, $4, $5, $6)
            ON CONFLICT (resource_id, metric_date) DO UPDATE SET cpu_avg_pct = EXCLUDED.cpu_avg_pct,
                cpu_max_pct = EXCLUDED.cpu_max_pct, cpu_p995_pct = EXCLUDED.cpu_p995_pct,
-               network_mb = EXCLUDED.network_mb, received_at = now()""", rows)
+               network_mb = EXCLUDED.network_mb, received_at = now()""",
+        rows,
+    )
 
 
 UPSERT_RECOMMENDATION = """
@@ -407,32 +565,61 @@ ON CONFLICT (recommendation_id) DO UPDATE SET params = EXCLUDED.params, rational
 RETURNING recommendation_id"""
 
 
-async def save_recommendations(conn: asyncpg.Connection, recs: list[dict], now: datetime) -> list[str]:
+async def save_recommendations(
+    conn: asyncpg.Connection, recs: list[dict], now: datetime
+) -> list[str]:
     """Upsert the current findings, resolve the open ones no longer found; returns ids to publish."""
     for r in recs:
-        await conn.fetchrow(UPSERT_RECOMMENDATION, r["recommendation_id"], r["type"], r["provider"],
-                            r["account_id"], r["region"], r["resource_id"], r["resource_type"], r["action"],
-                            _json(r["params"]), r["rationale"], _json(r["evidence"]),
-                            r["estimated_monthly_savings"], r["currency"], now)
+        await conn.fetchrow(
+            UPSERT_RECOMMENDATION,
+            r["recommendation_id"],
+            r["type"],
+            r["provider"],
+            r["account_id"],
+            r["region"],
+            r["resource_id"],
+            r["resource_type"],
+            r["action"],
+            _json(r["params"]),
+            r["rationale"],
+            _json(r["evidence"]),
+            r["estimated_monthly_savings"],
+            r["currency"],
+            now,
+        )
     await conn.execute(
         "UPDATE remediation.recommendations SET state = 'resolved', state_reason = 'no longer found' "
         "WHERE state = 'open' AND NOT (recommendation_id = ANY($1::text[]))",
-        [r["recommendation_id"] for r in recs])
+        [r["recommendation_id"] for r in recs],
+    )
     rows = await conn.fetch(
-        "SELECT recommendation_id FROM remediation.recommendations WHERE published_at IS NULL AND state = 'open'")
+        "SELECT recommendation_id FROM remediation.recommendations WHERE published_at IS NULL AND state = 'open'"
+    )
     return [r["recommendation_id"] for r in rows]
 
 
 async def mark_recommendations_published(conn: asyncpg.Connection, ids: list[str]) -> None:
     await conn.execute(
-        "UPDATE remediation.recommendations SET published_at = now() WHERE recommendation_id = ANY($1::text[])", ids)
+        "UPDATE remediation.recommendations SET published_at = now() WHERE recommendation_id = ANY($1::text[])",
+        ids,
+    )
 
 
-async def set_recommendation_state(conn: asyncpg.Connection, rec_id: str, state: str, reason: str | None,
-                                   until: datetime | None = None) -> bool:
+async def set_recommendation_state(
+    conn: asyncpg.Connection,
+    rec_id: str,
+    state: str,
+    reason: str | None,
+    until: datetime | None = None,
+) -> bool:
     status = await conn.execute(
         "UPDATE remediation.recommendations SET state = $2, state_reason = $3, snoozed_until = $4 "
-        "WHERE recommendation_id = $1", rec_id, state, reason, until)
+        "WHERE recommendation_id = $1",
+        rec_id,
+        state,
+        reason,
+        until,
+    )
     return status.endswith(" 1")
 
 
@@ -454,11 +641,17 @@ async def save_savings(conn: asyncpg.Connection, rows: list[tuple]) -> None:
            ON CONFLICT (command_id) DO UPDATE SET computed_at = now(), baseline_daily = EXCLUDED.baseline_daily,
                after_daily = EXCLUDED.after_daily, days_before = EXCLUDED.days_before,
                days_after = EXCLUDED.days_after, expected_monthly = EXCLUDED.expected_monthly,
-               realised_monthly = EXCLUDED.realised_monthly, currency = EXCLUDED.currency""", rows)
+               realised_monthly = EXCLUDED.realised_monthly, currency = EXCLUDED.currency""",
+        rows,
+    )
 
 
-async def insert_commands(conn: asyncpg.Connection, planned: list[tuple[RemediationCommandV1, str]]) -> list[RemediationCommandV1]:
-    return [cmd for cmd, status in planned if await insert_command(conn, cmd, status, actor="planner")]
+async def insert_commands(
+    conn: asyncpg.Connection, planned: list[tuple[RemediationCommandV1, str]]
+) -> list[RemediationCommandV1]:
+    return [
+        cmd for cmd, status in planned if await insert_command(conn, cmd, status, actor="planner")
+    ]
 
 
 # -- playbook switches (migration 0004): changed only by PlaybookCommand v1, audited ----------
@@ -469,11 +662,15 @@ async def playbook_switches(conn: asyncpg.Connection) -> dict[str, bool]:
     return {r["name"]: r["enabled"] for r in rows}
 
 
-async def sync_playbook_catalog(conn: asyncpg.Connection, rows: list[tuple[str, str, bool, str, list[str]]]) -> None:
+async def sync_playbook_catalog(
+    conn: asyncpg.Connection, rows: list[tuple[str, str, bool, str, list[str]]]
+) -> None:
     """Replace the catalog of loaded playbooks (name, mode, file's enabled, trigger, actions)."""
     async with conn.transaction():
-        await conn.execute("DELETE FROM remediation.playbook_catalog WHERE NOT (name = ANY($1::text[]))",
-                           [r[0] for r in rows])
+        await conn.execute(
+            "DELETE FROM remediation.playbook_catalog WHERE NOT (name = ANY($1::text[]))",
+            [r[0] for r in rows],
+        )
         await conn.executemany(
             """INSERT INTO remediation.playbook_catalog (name, mode, file_enabled, trigger, actions)
                VALUES ($1, $2, $3, $4, $5)
@@ -484,23 +681,48 @@ async def sync_playbook_catalog(conn: asyncpg.Connection, rows: list[tuple[str, 
 
 
 async def playbook_audited(conn: asyncpg.Connection, command_id: str) -> bool:
-    return bool(await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM remediation.playbook_audit WHERE command_id = $1)", command_id))
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM remediation.playbook_audit WHERE command_id = $1)",
+            command_id,
+        )
+    )
 
 
-async def switch_playbook(conn: asyncpg.Connection, name: str, enabled: bool, reason: str | None, actor: str) -> None:
+async def switch_playbook(
+    conn: asyncpg.Connection, name: str, enabled: bool, reason: str | None, actor: str
+) -> None:
     await conn.execute(
         """INSERT INTO remediation.playbook_switches (name, enabled, reason, updated_by) VALUES ($1, $2, $3, $4)
            ON CONFLICT (name) DO UPDATE SET enabled = EXCLUDED.enabled, reason = EXCLUDED.reason,
                updated_at = now(), updated_by = EXCLUDED.updated_by""",
-        name, enabled, reason, actor,
+        name,
+        enabled,
+        reason,
+        actor,
     )
 
 
-async def audit_playbook(conn: asyncpg.Connection, command_id: str, name: str, action: str, outcome: str,
-                         detail: str | None, reason: str | None, actor: str, issued_at: datetime | None) -> None:
+async def audit_playbook(
+    conn: asyncpg.Connection,
+    command_id: str,
+    name: str,
+    action: str,
+    outcome: str,
+    detail: str | None,
+    reason: str | None,
+    actor: str,
+    issued_at: datetime | None,
+) -> None:
     await conn.execute(
         """INSERT INTO remediation.playbook_audit (command_id, name, action, outcome, detail, reason, actor, issued_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (command_id) DO NOTHING""",
-        command_id, name, action, outcome, detail, reason, actor, issued_at,
+        command_id,
+        name,
+        action,
+        outcome,
+        detail,
+        reason,
+        actor,
+        issued_at,
     )

@@ -16,7 +16,9 @@ ANOMALY_ISSUERS = ("anomaly", "forecast")
 __all__ = ["ANOMALY_ISSUERS", "ISSUER", "keys_for", "service_keys", "signed_headers"]
 
 
-def signed_headers(keys: SigningKeys, value: bytes, headers: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+def signed_headers(
+    keys: SigningKeys, value: bytes, headers: list[tuple[str, bytes]]
+) -> list[tuple[str, bytes]]:
     """`headers` plus the planner's signature of one command."""
     return [*headers, sign(keys, ISSUER, Topics.REMEDIATION_COMMANDS, value)]
 

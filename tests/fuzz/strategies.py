@@ -20,7 +20,11 @@ from schemas.ingest import ChargeCategoryName
 characters = st.characters(codec="utf-8")
 _clean = st.text(characters.filter(lambda c: c != "\x00"), max_size=30)
 text = st.one_of(
-    _clean, _clean, _clean, _clean, st.text(characters, max_size=30),
+    _clean,
+    _clean,
+    _clean,
+    _clean,
+    st.text(characters, max_size=30),
     st.sampled_from(["x" * 8192, "é" * 8192, "€" * 8192, "y" * 100, "x" * 8193]),
 )
 required_text = text.filter(lambda s: s.strip())
@@ -37,15 +41,22 @@ def money(draw) -> object:
     value = head + ("." + digits[whole:] if fraction else "")
     if draw(st.booleans()):
         value = "-" + value
-    return draw(st.one_of(
-        st.just(value), st.just(value), st.just(value), st.integers(-(10**25), 10**25),
-        st.floats(-1e20, 1e20), st.floats(allow_nan=False, allow_infinity=False),
-    ))
+    return draw(
+        st.one_of(
+            st.just(value),
+            st.just(value),
+            st.just(value),
+            st.integers(-(10**25), 10**25),
+            st.floats(-1e20, 1e20),
+            st.floats(allow_nan=False, allow_infinity=False),
+        )
+    )
 
 
 offsets = st.integers(-(23 * 60 + 59), 23 * 60 + 59).map(lambda m: timezone(timedelta(minutes=m)))
 instants = st.datetimes(
-    min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59),
+    min_value=datetime(1, 1, 1),
+    max_value=datetime(9999, 12, 31, 23, 59, 59),
     timezones=st.one_of(st.none(), st.just(UTC), offsets),
 )
 
@@ -55,8 +66,14 @@ def _stamp(value: datetime) -> str:
 
 
 json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(INT64_MIN, INT64_MAX), st.integers(INT64_MIN, INT64_MAX),
-    st.integers(), st.floats(allow_nan=False, allow_infinity=False), _clean, text,
+    st.none(),
+    st.booleans(),
+    st.integers(INT64_MIN, INT64_MAX),
+    st.integers(INT64_MIN, INT64_MAX),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    _clean,
+    text,
 )
 json_values = st.recursive(
     json_scalars,
@@ -64,8 +81,19 @@ json_values = st.recursive(
     max_leaves=12,
 )
 extension_names = st.from_regex(r"x_[A-Z][A-Za-z0-9]{0,12}", fullmatch=True).filter(
-    lambda k: k not in {"x_RecordId", "x_BillingScope", "x_BillingScopeVersion", "x_ImportJobId",
-                        "x_PriceSource", "x_PricedAt", "x_PriceReason", "x_UnitPrice"}
+    lambda k: (
+        k
+        not in {
+            "x_RecordId",
+            "x_BillingScope",
+            "x_BillingScopeVersion",
+            "x_ImportJobId",
+            "x_PriceSource",
+            "x_PricedAt",
+            "x_PriceReason",
+            "x_UnitPrice",
+        }
+    )
 )
 
 
@@ -88,11 +116,21 @@ def billing_rows(draw, *, scoped: bool = True) -> dict:
     if draw(st.integers(0, 4)):
         row["BilledCost"] = draw(money())
     else:  # a usage row for pricing to price
-        row.update(ConsumedQuantity=draw(money()), ConsumedUnit=draw(required_text), ResourceType=draw(required_text))
+        row.update(
+            ConsumedQuantity=draw(money()),
+            ConsumedUnit=draw(required_text),
+            ResourceType=draw(required_text),
+        )
     optional = {
-        "SubAccountId": text, "ResourceId": text, "RegionId": text, "SkuId": text,
-        "ChargeDescription": text, "EffectiveCost": money(), "ListCost": money(),
-        "PricingQuantity": money(), "BillingPeriodStart": instants.map(_stamp),
+        "SubAccountId": text,
+        "ResourceId": text,
+        "RegionId": text,
+        "SkuId": text,
+        "ChargeDescription": text,
+        "EffectiveCost": money(),
+        "ListCost": money(),
+        "PricingQuantity": money(),
+        "BillingPeriodStart": instants.map(_stamp),
         "Tags": st.dictionaries(text, text, max_size=3),
     }
     for name in draw(st.lists(st.sampled_from(sorted(optional)), max_size=4, unique=True)):
@@ -102,9 +140,12 @@ def billing_rows(draw, *, scoped: bool = True) -> dict:
         row["x_RecordId"] = str(draw(st.uuids()))
     if scoped and draw(st.integers(0, 3)) == 0:
         row["x_BillingScope"] = draw(required_text)
-        row["x_BillingScopeVersion"] = draw(st.one_of(
-            st.integers(0, INT64_MAX), st.sampled_from([INT64_MIN, INT64_MAX, INT64_MAX + 1, 10**15]),
-        ))
+        row["x_BillingScopeVersion"] = draw(
+            st.one_of(
+                st.integers(0, INT64_MAX),
+                st.sampled_from([INT64_MIN, INT64_MAX, INT64_MAX + 1, 10**15]),
+            )
+        )
     return row
 
 

@@ -46,10 +46,16 @@ def check(raw: bytes) -> None:
     canonical = fastpath.parse(raw)
     if canonical is not None:
         record_id, scope, key, columns = canonical
-        assert (record_id, scope, key) == (record.x_RecordId, record.x_BillingScope, record.partition_key())
+        assert (record_id, scope, key) == (
+            record.x_RecordId,
+            record.x_BillingScope,
+            record.partition_key(),
+        )
         if record.EffectiveCost is None:
             record.EffectiveCost = record.BilledCost
-        assert record.__pydantic_serializer__.to_json(record, exclude_none=True) == orjson.dumps(columns)
+        assert record.__pydantic_serializer__.to_json(record, exclude_none=True) == orjson.dumps(
+            columns
+        )
 
 
 @given(st.data())

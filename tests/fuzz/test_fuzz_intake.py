@@ -28,9 +28,15 @@ def check(body: bytes) -> None:
 
 bodies = st.one_of(
     st.binary(max_size=3000),
-    st.lists(st.one_of(billing_rows(scoped=False), json_values), max_size=60).map(lambda rows: encode(rows)),
-    st.lists(billing_rows(scoped=False), max_size=60).map(lambda rows: b"\n".join(encode(r) for r in rows)),
-    st.lists(billing_rows(), max_size=5).map(lambda rows: b"[" + b",".join(encode(r) for r in rows) + b"]"),
+    st.lists(st.one_of(billing_rows(scoped=False), json_values), max_size=60).map(
+        lambda rows: encode(rows)
+    ),
+    st.lists(billing_rows(scoped=False), max_size=60).map(
+        lambda rows: b"\n".join(encode(r) for r in rows)
+    ),
+    st.lists(billing_rows(), max_size=5).map(
+        lambda rows: b"[" + b",".join(encode(r) for r in rows) + b"]"
+    ),
 )
 
 
@@ -42,4 +48,4 @@ def test_any_body_is_rows_or_a_4xx(body):
 @given(bodies, st.integers(0, 3000), st.binary(max_size=8))
 def test_damaged_bodies_are_rows_or_a_4xx(body, at, junk):
     at = min(at, len(body))
-    check(body[:at] + junk + body[at + len(junk):])
+    check(body[:at] + junk + body[at + len(junk) :])

@@ -16,8 +16,11 @@ from tests.fuzz.strategies import billing_rows, encode, json_values
 from tests.fuzz.test_fuzz_contract import wild_rows
 
 records = st.one_of(
-    billing_rows(scoped=False).map(encode), billing_rows().map(encode), wild_rows.map(encode),
-    json_values.map(encode), st.binary(max_size=300),
+    billing_rows(scoped=False).map(encode),
+    billing_rows().map(encode),
+    wild_rows.map(encode),
+    json_values.map(encode),
+    st.binary(max_size=300),
 )
 PRICER = BatchPricer(TracerProvider().get_tracer("fuzz"))
 

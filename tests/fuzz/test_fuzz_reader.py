@@ -21,7 +21,12 @@ from hypothesis import strategies as st
 from services.ingest.reader import NULL_SPELLINGS, BadFile, Source
 
 SUFFIXES = ["csv", "csv.gz", "json", "parquet"]
-names = st.lists(st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,11}", fullmatch=True), min_size=1, max_size=5, unique=True)
+names = st.lists(
+    st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,11}", fullmatch=True),
+    min_size=1,
+    max_size=5,
+    unique=True,
+)
 cells = st.text(st.characters(codec="utf-8", exclude_characters="\x00\r"), max_size=20).filter(
     lambda s: s not in NULL_SPELLINGS
 )
@@ -51,9 +56,12 @@ def _table_bytes(kind: str, columns: list[str], rows: list[list[str]]) -> bytes:
     return sink.getvalue()
 
 
-tables = names.flatmap(lambda cols: st.tuples(
-    st.just(cols), st.lists(st.lists(cells, min_size=len(cols), max_size=len(cols)), min_size=1, max_size=30),
-))
+tables = names.flatmap(
+    lambda cols: st.tuples(
+        st.just(cols),
+        st.lists(st.lists(cells, min_size=len(cols), max_size=len(cols)), min_size=1, max_size=30),
+    )
+)
 
 
 def _file(tmp: str, kind: str, data: bytes) -> Path:
@@ -72,11 +80,16 @@ def test_a_well_formed_export_reads_back_exactly(kind, table):
 
 
 @pytest.mark.parametrize("kind", SUFFIXES)
-@given(table=tables, at=st.integers(0, 10_000), junk=st.binary(min_size=1, max_size=16), cut=st.booleans())
+@given(
+    table=tables,
+    at=st.integers(0, 10_000),
+    junk=st.binary(min_size=1, max_size=16),
+    cut=st.booleans(),
+)
 def test_a_damaged_export_is_read_or_refused_with_an_ordinary_error(kind, table, at, junk, cut):
     data = _table_bytes(kind, *table)
     at = min(at, len(data))
-    data = data[:at] if cut else data[:at] + junk + data[at + len(junk):]
+    data = data[:at] if cut else data[:at] + junk + data[at + len(junk) :]
     with tempfile.TemporaryDirectory() as tmp:
         try:
             _read_all(_file(tmp, kind, data))

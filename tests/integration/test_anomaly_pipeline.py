@@ -20,15 +20,34 @@ pytestmark = pytest.mark.integration
 START = date(2026, 3, 2)
 
 
-def priced(day: date, cost: str, *, rid: str, service="AmazonEC2", account="111", region="us-east-1",
-           resource="i-1", **extra) -> dict:
+def priced(
+    day: date,
+    cost: str,
+    *,
+    rid: str,
+    service="AmazonEC2",
+    account="111",
+    region="us-east-1",
+    resource="i-1",
+    **extra,
+) -> dict:
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     return {
-        "ProviderName": "AWS", "BillingAccountId": "999", "SubAccountId": account,
-        "ChargePeriodStart": start.isoformat(), "ChargePeriodEnd": (start + timedelta(days=1)).isoformat(),
-        "BillingCurrency": "USD", "ServiceName": service, "ChargeCategory": "Usage",
-        "BilledCost": cost, "EffectiveCost": cost, "RegionId": region, "ResourceId": resource,
-        "x_RecordId": rid, "x_PriceSource": "billed", **extra,
+        "ProviderName": "AWS",
+        "BillingAccountId": "999",
+        "SubAccountId": account,
+        "ChargePeriodStart": start.isoformat(),
+        "ChargePeriodEnd": (start + timedelta(days=1)).isoformat(),
+        "BillingCurrency": "USD",
+        "ServiceName": service,
+        "ChargeCategory": "Usage",
+        "BilledCost": cost,
+        "EffectiveCost": cost,
+        "RegionId": region,
+        "ResourceId": resource,
+        "x_RecordId": rid,
+        "x_PriceSource": "billed",
+        **extra,
     }
 
 
@@ -40,7 +59,9 @@ def history(days: int = 30, spike_day: int = 27) -> list[dict]:
         out.append(priced(day, str(base), rid=f"ec2-{d}"))
         out.append(priced(day, "20.00", rid=f"s3-{d}", service="AmazonS3", resource="bucket"))
         if d == spike_day:
-            out.append(priced(day, "400.00", rid=f"ec2-spike-{d}", resource="i-2", region="eu-west-1"))
+            out.append(
+                priced(day, "400.00", rid=f"ec2-spike-{d}", resource="i-2", region="eu-west-1")
+            )
     return out
 
 
@@ -56,7 +77,9 @@ async def publish(bootstrap: str, rows: list[dict]) -> None:
 
 
 async def consume(bootstrap: str, topic: str, want: int, timeout: float = 30.0) -> list:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
     await consumer.start()
     got = []
     try:
@@ -105,10 +128,14 @@ async def test_spike_after_a_month_of_history_raises_one_anomaly(settings, monke
 
     monkeypatch.setenv("FINFOCUS_DATABASE_URL", settings.database)
     runner = CliRunner()
-    listed = await asyncio.to_thread(runner.invoke, cli, ["anomalies", "list", "--since", "2026-03-01", "-o", "json"])
+    listed = await asyncio.to_thread(
+        runner.invoke, cli, ["anomalies", "list", "--since", "2026-03-01", "-o", "json"]
+    )
     assert listed.exit_code == 0, listed.output
     assert [x["anomaly_id"] for x in json.loads(listed.output)["anomalies"]] == [a.anomaly_id]
-    none = await asyncio.to_thread(runner.invoke, cli, ["anomalies", "list", "--severity", "low", "-o", "ndjson"])
+    none = await asyncio.to_thread(
+        runner.invoke, cli, ["anomalies", "list", "--severity", "low", "-o", "ndjson"]
+    )
     assert none.exit_code == 0 and (none.output.strip() == "") == (a.severity != "low")
 
 
@@ -139,7 +166,9 @@ async def test_redelivered_records_change_nothing_and_bad_ones_are_dead_lettered
 
 async def test_record_the_database_refuses_is_dead_lettered_and_the_rest_is_kept(settings):
     rows = history()
-    poison = priced(START, "5.00", rid="nul", resource="i-\u0000")  # valid JSON, refused by PostgreSQL text
+    poison = priced(
+        START, "5.00", rid="nul", resource="i-\u0000"
+    )  # valid JSON, refused by PostgreSQL text
     app = build_app(settings)
     await app.start()
     try:
@@ -169,7 +198,9 @@ async def test_anomaly_whose_publish_did_not_complete_is_published_again(setting
         [first] = await consume(settings.kafka, "anomalies", want=1)
         conn = await asyncpg.connect(settings.database)
         try:  # as if the process had died between commit and publish
-            await conn.execute("UPDATE anomaly.anomalies SET pending_publish = true, detected_at = now() - interval '1 hour'")
+            await conn.execute(
+                "UPDATE anomaly.anomalies SET pending_publish = true, detected_at = now() - interval '1 hour'"
+            )
         finally:
             await conn.close()
         await publish(settings.kafka, rows[:1])

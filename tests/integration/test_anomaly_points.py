@@ -33,7 +33,9 @@ class _Runtime:
         self.pool = pool
 
 
-def line(rid: str, rng: random.Random, *, version: int | None = None, cost: str | None = None) -> CostLine:
+def line(
+    rid: str, rng: random.Random, *, version: int | None = None, cost: str | None = None
+) -> CostLine:
     day = DAY0 + timedelta(days=rng.randrange(20))
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     return CostLine(
@@ -66,13 +68,20 @@ async def stored_vs_recomputed(conn) -> tuple[dict, dict]:
         lines = [dict(r) for r in await conn.fetch("SELECT * FROM anomaly.live_lines")]
         for ln in lines:
             values = {
-                "ProviderName": ln["provider"], "SubAccountId": ln["account"], "ServiceName": ln["service_name"],
-                "RegionId": ln["region_id"] or "", "tag:team": (ln["tags"] or {}).get("team", ""),
+                "ProviderName": ln["provider"],
+                "SubAccountId": ln["account"],
+                "ServiceName": ln["service_name"],
+                "RegionId": ln["region_id"] or "",
+                "tag:team": (ln["tags"] or {}).get("team", ""),
             }
             if any(values[k] != v for k, v in m.filters):
                 continue
             key = series_key_text(
-                type("K", (), {"values": tuple(values[d] for d in m.dimensions), "currency": ln["currency"]})()
+                type(
+                    "K",
+                    (),
+                    {"values": tuple(values[d] for d in m.dimensions), "currency": ln["currency"]},
+                )()
             )
             cost = ln["cost"] if ln["priced"] and not ln["recurring"] else Decimal(0)
             fresh[(m.name, key, ln["day"])] = fresh.get((m.name, key, ln["day"]), Decimal(0)) + cost
@@ -94,7 +103,8 @@ async def test_points_stay_equal_to_a_full_recount(database_url):
                 again = rng.sample(sorted(sent), min(15, len(sent)))
                 batch += [sent[r] for r in again[:10]]
                 batch += [
-                    CostLine(**{**sent[r].__dict__, "cost": sent[r].cost + Decimal("1.25")}) for r in again[10:]
+                    CostLine(**{**sent[r].__dict__, "cost": sent[r].cost + Decimal("1.25")})
+                    for r in again[10:]
                 ]
             batch += batch[:3]  # the same record twice in one batch
             if step in (6, 11):  # a restated month: version 2, then 3

@@ -79,14 +79,20 @@ async def test_a_window_with_a_dirty_day_reads_the_lines_until_rebuilt(seeded):
     assert "pricing.v_cost_lines" in dirty["sql"] and "v_daily_costs" not in dirty["sql"]
     assert Decimal(dirty["rows"][0][1]) == Decimal(before["rows"][0][1]) + 1
     # a window without the dirty day still reads the aggregate
-    assert "pricing.v_daily_costs" in (await answer("ec2 spend last week", seeded, today=TODAY))["sql"]
+    assert (
+        "pricing.v_daily_costs" in (await answer("ec2 spend last week", seeded, today=TODAY))["sql"]
+    )
     await build_aggregate(seeded)
     rebuilt = await answer(question, seeded, today=TODAY)
     assert "pricing.v_daily_costs" in rebuilt["sql"] and rebuilt["rows"] == dirty["rows"]
 
 
 async def test_resource_and_tag_questions_read_the_lines(seeded):
-    for question in ("top 3 resources last month", "cost by team last month", "untagged cost last month"):
+    for question in (
+        "top 3 resources last month",
+        "cost by team last month",
+        "untagged cost last month",
+    ):
         doc = await answer(question, seeded, today=TODAY)
         assert doc.get("error") is None, doc
         assert "pricing.v_cost_lines" in doc["sql"], question
@@ -111,7 +117,9 @@ async def test_answer_states_figure_currency_and_period(seeded):
         " AND charge_period_start >= '2026-09-01T00:00:00Z' AND charge_period_start < '2026-10-01T00:00:00Z'"
     )
     assert doc["answer"] == f"AmazonEC2 cost {expected:,.2f} USD from 2026-09-01 to 2026-10-01."
-    assert doc["columns"] == ["currency", "cost"] and doc["rows"] == [["USD", format(expected, "f")]]
+    assert doc["columns"] == ["currency", "cost"] and doc["rows"] == [
+        ["USD", format(expected, "f")]
+    ]
     assert doc["engine"] == "offline"
 
 

@@ -30,8 +30,12 @@ class StandIn:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 - http.server's name
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
-                payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": outer.reply}}]})
+                outer.requests.append(
+                    {"path": self.path, "auth": self.headers.get("Authorization"), "body": body}
+                )
+                payload = json.dumps(
+                    {"choices": [{"message": {"role": "assistant", "content": outer.reply}}]}
+                )
                 self.send_response(outer.status)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
@@ -87,10 +91,20 @@ def client(stand_in) -> LLMClient:
 
 
 async def test_llm_engine_sends_schema_examples_and_key_and_runs_the_checked_sql(stand_in, seeded):
-    stand_in.reply = ("Here you go:\n```sql\nSELECT service_name, sum(billed_cost) AS cost FROM pricing.v_cost_lines "
-                      "WHERE service_name = 'BigQuery' GROUP BY 1;\n```")
-    doc = await answer("what has bigquery cost us overall?", seeded, today=TODAY, engine="llm", llm=client(stand_in))
-    expected = await seeded.fetchval("SELECT sum(billed_cost) FROM pricing.cost_lines WHERE service_name = 'BigQuery'")
+    stand_in.reply = (
+        "Here you go:\n```sql\nSELECT service_name, sum(billed_cost) AS cost FROM pricing.v_cost_lines "
+        "WHERE service_name = 'BigQuery' GROUP BY 1;\n```"
+    )
+    doc = await answer(
+        "what has bigquery cost us overall?",
+        seeded,
+        today=TODAY,
+        engine="llm",
+        llm=client(stand_in),
+    )
+    expected = await seeded.fetchval(
+        "SELECT sum(billed_cost) FROM pricing.cost_lines WHERE service_name = 'BigQuery'"
+    )
     assert doc.get("error") is None, doc
     assert doc["engine"] == "llm" and doc["rows"] == [["BigQuery", format(expected, "f")]]
     assert f"{expected:,.2f}" in doc["answer"]
@@ -101,7 +115,9 @@ async def test_llm_engine_sends_schema_examples_and_key_and_runs_the_checked_sql
     assert body["model"] == "test-model" and body["temperature"] == 0
     system, user = body["messages"]
     assert user == {"role": "user", "content": "what has bigquery cost us overall?"}
-    assert "pricing.v_cost_lines(" in system["content"] and "Today is 2026-10-15" in system["content"]
+    assert (
+        "pricing.v_cost_lines(" in system["content"] and "Today is 2026-10-15" in system["content"]
+    )
     assert '"BigQuery"' in system["content"] and "AmazonEC2" in system["content"]
     # a hostile tag value reaches the model only inside the JSON data block
     data = system["content"].split("<data>")[1].split("</data>")[0]
@@ -113,7 +129,10 @@ async def test_llm_engine_sends_schema_examples_and_key_and_runs_the_checked_sql
     ("reply", "reason"),
     [
         ("```sql\nDROP TABLE pricing.cost_lines\n```", "only SELECT"),
-        ("```sql\nSELECT * FROM pricing.v_cost_lines; DELETE FROM pricing.cost_lines\n```", "one statement"),
+        (
+            "```sql\nSELECT * FROM pricing.v_cost_lines; DELETE FROM pricing.cost_lines\n```",
+            "one statement",
+        ),
         ("```sql\nSELECT usename, passwd FROM pg_catalog.pg_shadow\n```", "not an allowed view"),
         ("```sql\nSELECT pg_sleep(60) FROM pricing.v_cost_lines\n```", "pg_sleep"),
         ("```sql\nSELECT 1 FROM pricing.v_cost_lines -- and now drop\n```", "comments"),
@@ -139,7 +158,9 @@ def test_settings_come_from_the_environment_and_the_key_from_the_secrets_provide
     monkeypatch.setenv("FINFOCUS_SECRET_LLM_API_KEY", "sk-env")
     monkeypatch.delenv("VAULT_ADDR", raising=False)
     c = LLMClient.from_environment()
-    assert c.endpoint() == "http://127.0.0.1:11434/v1/chat/completions" and c.model == "qwen2.5-coder"
+    assert (
+        c.endpoint() == "http://127.0.0.1:11434/v1/chat/completions" and c.model == "qwen2.5-coder"
+    )
     assert c.api_key is not None and c.api_key.reveal() == "sk-env" and "sk-env" not in repr(c)
     monkeypatch.delenv("FINFOCUS_LLM_URL")
     with pytest.raises(LLMError):

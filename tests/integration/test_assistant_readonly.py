@@ -37,15 +37,21 @@ def unchecked(sql: str) -> CheckedQuery:
 
 async def test_the_transaction_is_read_only_and_cannot_be_made_read_write_from_inside(conn):
     with pytest.raises(asyncpg.PostgresError, match="read-write"):
-        await run.execute(conn, unchecked("SELECT set_config('transaction_read_only', 'off', true) AS x"))
-    result = await run.execute(conn, unchecked("SELECT current_setting('transaction_read_only') AS ro"))
+        await run.execute(
+            conn, unchecked("SELECT set_config('transaction_read_only', 'off', true) AS x")
+        )
+    result = await run.execute(
+        conn, unchecked("SELECT current_setting('transaction_read_only') AS ro")
+    )
     assert result.rows == [{"ro": "on"}]
 
 
 async def test_statements_that_are_not_a_select_cannot_even_be_run(conn):
-    for sql in ("DELETE FROM pricing.cost_lines",
-                "WITH d AS (DELETE FROM pricing.cost_lines RETURNING 1) SELECT count(*) FROM d",
-                "SELECT 1 AS one; DELETE FROM pricing.cost_lines"):
+    for sql in (
+        "DELETE FROM pricing.cost_lines",
+        "WITH d AS (DELETE FROM pricing.cost_lines RETURNING 1) SELECT count(*) FROM d",
+        "SELECT 1 AS one; DELETE FROM pricing.cost_lines",
+    ):
         with pytest.raises(asyncpg.PostgresError):
             await run.execute(conn, unchecked(sql))
     assert await conn.fetchval("SELECT count(*) FROM pricing.cost_lines") == 50
@@ -67,7 +73,9 @@ async def test_a_slow_statement_is_cancelled_by_the_statement_timeout(conn):
 async def test_rows_beyond_the_limit_are_not_fetched(conn):
     doc = await answer("top 100 resources this month", conn, today=TODAY, row_limit=10)
     assert doc.get("error") is None
-    result = await run.execute(conn, unchecked("SELECT record_id FROM pricing.v_cost_lines"), row_limit=7)
+    result = await run.execute(
+        conn, unchecked("SELECT record_id FROM pricing.v_cost_lines"), row_limit=7
+    )
     assert len(result.rows) == 7 and result.truncated
 
 

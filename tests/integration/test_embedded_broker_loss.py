@@ -74,16 +74,23 @@ def test_killed_broker_restarts_services_with_a_new_epoch_reading_from_offset_ze
     epoch = before["broker_epoch"]
     asyncio.run(_publish(before["kafka_bootstrap"], 30))
     consumers = _wait_for(
-        lambda: (c := _committed(home, state_file.read())) and all(v == 30 for v in c.values()) and c,
-        60, "the consumers of priced-resources[0] to commit offset 30",
+        lambda: (
+            (c := _committed(home, state_file.read())) and all(v == 30 for v in c.values()) and c
+        ),
+        60,
+        "the consumers of priced-resources[0] to commit offset 30",
     )
 
     os.kill(before["kafka"]["pid"], signal.SIGKILL)
 
     after = _wait_for(
-        lambda: (s := state_file.read()).get("broker_epoch") == epoch + 1
-        and all(e.get("state") == "running" for e in s["services"].values()) and s,
-        90, "every service running again on a new broker",
+        lambda: (
+            (s := state_file.read()).get("broker_epoch") == epoch + 1
+            and all(e.get("state") == "running" for e in s["services"].values())
+            and s
+        ),
+        90,
+        "every service running again on a new broker",
     )
     assert after["kafka"]["pid"] != before["kafka"]["pid"]
     assert after["kafka_bootstrap"] == before["kafka_bootstrap"]
@@ -97,11 +104,15 @@ def test_killed_broker_restarts_services_with_a_new_epoch_reading_from_offset_ze
     # the groups start afresh on the new log: no offset 30 carried over from the old broker
     fresh = _wait_for(
         lambda: (c := _committed(home, state_file.read())) and set(c) == set(consumers) and c,
-        30, "health reports of the restarted consumers",
+        30,
+        "health reports of the restarted consumers",
     )
     assert all(v is None or v == 0 for v in fresh.values()), fresh
     asyncio.run(_publish(after["kafka_bootstrap"], 5))
     _wait_for(
-        lambda: (c := _committed(home, state_file.read())) and all(v == 5 for v in c.values()) and c,
-        60, "the restarted consumers to read the 5 new records from offset 0",
+        lambda: (
+            (c := _committed(home, state_file.read())) and all(v == 5 for v in c.values()) and c
+        ),
+        60,
+        "the restarted consumers to read the 5 new records from offset 0",
     )

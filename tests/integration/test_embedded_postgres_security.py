@@ -34,10 +34,16 @@ def cluster():
     home = base / "home"
     server = None
     try:
-        server = start_postgres(base / "cluster" / "data", base / "cluster" / "postgres.log",
-                                password_file=home / "secrets" / "postgres" / "postgres.password")
+        server = start_postgres(
+            base / "cluster" / "data",
+            base / "cluster" / "postgres.log",
+            password_file=home / "secrets" / "postgres" / "postgres.password",
+        )
         passwords = provision(server.url, home, ("ingest", "pricing"))
-        urls = {s: server.url_for(service_role(s), passwords[service_role(s)]) for s in ("ingest", "pricing")}
+        urls = {
+            s: server.url_for(service_role(s), passwords[service_role(s)])
+            for s in ("ingest", "pricing")
+        }
         urls["reader"] = server.url_for("finfocus_reader", passwords["finfocus_reader"])
         yield server, urls
     finally:
@@ -54,8 +60,19 @@ def cluster():
 def _as_nobody(*args: str) -> subprocess.CompletedProcess:
     env = {"PATH": os.environ["PATH"], "PGCONNECT_TIMEOUT": "5"}
     return subprocess.run(
-        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", _bin("psql"), "-w", *args],
-        capture_output=True, text=True, env=env, timeout=30,
+        [
+            "setpriv",
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            _bin("psql"),
+            "-w",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
     )
 
 
@@ -63,18 +80,42 @@ def _as_nobody(*args: str) -> subprocess.CompletedProcess:
 def test_nobody_cannot_connect_over_tcp_or_the_socket(cluster):
     server, _ = cluster
     for user in ("postgres", "finfocus_ingest", "finfocus_reader", "nobody"):
-        tcp = _as_nobody("-h", "127.0.0.1", "-p", str(server.port), "-U", user, "-d", "finfocus", "-c", "SELECT 1")
+        tcp = _as_nobody(
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(server.port),
+            "-U",
+            user,
+            "-d",
+            "finfocus",
+            "-c",
+            "SELECT 1",
+        )
         assert tcp.returncode != 0 and "password" in tcp.stderr, tcp.stderr
-        sock = _as_nobody("-h", str(server.data_dir), "-p", str(server.port), "-U", user, "-d", "finfocus",
-                          "-c", "SELECT 1")
+        sock = _as_nobody(
+            "-h",
+            str(server.data_dir),
+            "-p",
+            str(server.port),
+            "-U",
+            user,
+            "-d",
+            "finfocus",
+            "-c",
+            "SELECT 1",
+        )
         assert sock.returncode != 0, sock.stdout
         assert "Permission denied" in sock.stderr or "password" in sock.stderr, sock.stderr
 
 
 def test_pg_hba_has_no_trust_line(cluster):
     server, _ = cluster
-    lines = [ln.split() for ln in (server.data_dir / "pg_hba.conf").read_text().splitlines()
-             if ln.strip() and not ln.lstrip().startswith("#")]
+    lines = [
+        ln.split()
+        for ln in (server.data_dir / "pg_hba.conf").read_text().splitlines()
+        if ln.strip() and not ln.lstrip().startswith("#")
+    ]
     assert lines and all(line[-1] == "scram-sha-256" for line in lines)
 
 
@@ -85,12 +126,19 @@ async def test_a_service_role_cannot_touch_another_service_schema(cluster):
     try:
         await ingest.execute("CREATE TABLE IF NOT EXISTS ingest.jobs_probe (id int)")
         await ingest.execute("INSERT INTO ingest.jobs_probe VALUES (1)")
-        for sql in ("INSERT INTO ingest.jobs_probe VALUES (2)", "SELECT * FROM ingest.jobs_probe",
-                    "CREATE TABLE ingest.planted (id int)", "DROP TABLE ingest.jobs_probe",
-                    "CREATE SCHEMA planted", "CREATE ROLE planted LOGIN"):
+        for sql in (
+            "INSERT INTO ingest.jobs_probe VALUES (2)",
+            "SELECT * FROM ingest.jobs_probe",
+            "CREATE TABLE ingest.planted (id int)",
+            "DROP TABLE ingest.jobs_probe",
+            "CREATE SCHEMA planted",
+            "CREATE ROLE planted LOGIN",
+        ):
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await pricing.execute(sql)
-        assert not await pricing.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        assert not await pricing.fetchval(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+        )
     finally:
         await ingest.close()
         await pricing.close()
@@ -167,13 +215,31 @@ def test_a_trust_cluster_of_an_older_version_gets_a_password_on_start():
     try:
         data.mkdir(mode=0o700)
         _own(data)
-        subprocess.run([_bin("initdb"), "-D", str(data), "--auth=trust", "-U", "postgres"],
-                       check=True, capture_output=True, env=server_environment(), **_run_as())
+        subprocess.run(
+            [_bin("initdb"), "-D", str(data), "--auth=trust", "-U", "postgres"],
+            check=True,
+            capture_output=True,
+            env=server_environment(),
+            **_run_as(),
+        )
         server = start_postgres(data, base / "postgres.log")
         assert server.password and "trust" not in (data / "pg_hba.conf").read_text()
         no_password = subprocess.run(
-            [_bin("psql"), "-w", "-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres", "-c", "SELECT 1"],
-            capture_output=True, text=True, env={"PATH": os.environ["PATH"]},
+            [
+                _bin("psql"),
+                "-w",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(server.port),
+                "-U",
+                "postgres",
+                "-c",
+                "SELECT 1",
+            ],
+            capture_output=True,
+            text=True,
+            env={"PATH": os.environ["PATH"]},
         )
         assert no_password.returncode != 0 and "password" in no_password.stderr
     finally:

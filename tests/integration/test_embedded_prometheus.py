@@ -26,7 +26,10 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.e2e,
     pytest.mark.timeout(420),
-    pytest.mark.skipif(shutil.which("prometheus") is None, reason="no prometheus binary on PATH (apt-get install prometheus)"),
+    pytest.mark.skipif(
+        shutil.which("prometheus") is None,
+        reason="no prometheus binary on PATH (apt-get install prometheus)",
+    ),
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,8 +45,14 @@ groups:
 
 
 def cli(env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "finfocus.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "finfocus.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 def query(client: httpx.Client, base: str, promql: str) -> list[dict]:
@@ -65,13 +74,38 @@ def focus_file(path: Path, n: int) -> None:
     month = datetime.now(UTC).strftime("%Y-%m")
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["ProviderName", "BillingAccountId", "SubAccountId", "ServiceName", "ChargeCategory",
-                         "ChargePeriodStart", "ChargePeriodEnd", "BillingPeriodStart", "BillingCurrency",
-                         "BilledCost", "ResourceId"])
+        writer.writerow(
+            [
+                "ProviderName",
+                "BillingAccountId",
+                "SubAccountId",
+                "ServiceName",
+                "ChargeCategory",
+                "ChargePeriodStart",
+                "ChargePeriodEnd",
+                "BillingPeriodStart",
+                "BillingCurrency",
+                "BilledCost",
+                "ResourceId",
+            ]
+        )
         for i in range(n):
             hour = f"{month}-01T{i % 24:02d}:00:00Z"
-            writer.writerow(["AWS", "000123", f"sub-{i % 3}", "EC2", "Usage", hour, hour.replace(":00:00Z", ":59:59Z"),
-                             f"{month}-01T00:00:00Z", "USD", "1.25", f"i-{i}"])
+            writer.writerow(
+                [
+                    "AWS",
+                    "000123",
+                    f"sub-{i % 3}",
+                    "EC2",
+                    "Usage",
+                    hour,
+                    hour.replace(":00:00Z", ":59:59Z"),
+                    f"{month}-01T00:00:00Z",
+                    "USD",
+                    "1.25",
+                    f"i-{i}",
+                ]
+            )
 
 
 async def _database_connections(admin_url: str, name: str, *, allow: bool) -> None:
@@ -79,19 +113,27 @@ async def _database_connections(admin_url: str, name: str, *, allow: bool) -> No
     try:
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allow).lower()}')
         if not allow:
-            await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+            )
     finally:
         await admin.close()
 
 
 def test_stack_with_prometheus_scrapes_every_service_fires_a_rule_and_readiness_follows_the_database(
-        tmp_path, database_url, pg_admin_url):
+    tmp_path, database_url, pg_admin_url
+):
     home = tmp_path / "home"
     rules = tmp_path / "test-rules.yml"
     rules.write_text(TEST_RULES)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FINFOCUS_")}
-    env.update(FINFOCUS_HOME=str(home), FINFOCUS_DATABASE_URL=database_url, FINFOCUS_PROMETHEUS_RULES=str(rules),
-               FINFOCUS_METRICS_SAMPLE_SECONDS="2", COLUMNS="200")
+    env.update(
+        FINFOCUS_HOME=str(home),
+        FINFOCUS_DATABASE_URL=database_url,
+        FINFOCUS_PROMETHEUS_RULES=str(rules),
+        FINFOCUS_METRICS_SAMPLE_SECONDS="2",
+        COLUMNS="200",
+    )
     up = cli(env, "up", "--detach", "--timeout", "300")
     prometheus = None
     try:
@@ -100,8 +142,14 @@ def test_stack_with_prometheus_scrapes_every_service_fires_a_rule_and_readiness_
         base = status["prometheus_url"]
         assert base and base.startswith("http://127.0.0.1:")
         with httpx.Client(timeout=10) as client:
-            urls = wait_for(lambda: (s := json.loads(cli(env, "status", "--output", "json").stdout)["metrics"])
-                            and set(STREAM) <= set(s) and s, 30)
+            urls = wait_for(
+                lambda: (
+                    (s := json.loads(cli(env, "status", "--output", "json").stdout)["metrics"])
+                    and set(STREAM) <= set(s)
+                    and s
+                ),
+                30,
+            )
             assert urls and set(STREAM) <= set(urls), urls
             for url in urls.values():
                 assert client.get(f"{url}/healthz").status_code == 200
@@ -113,7 +161,10 @@ def test_stack_with_prometheus_scrapes_every_service_fires_a_rule_and_readiness_
 
             # each service's own endpoint, as curl would see it
             pricing = client.get(f"{urls['pricing']}/metrics").text
-            assert 'finfocus_records_total{outcome="stored",service="pricing",topic="raw-billing"} 60.0' in pricing
+            assert (
+                'finfocus_records_total{outcome="stored",service="pricing",topic="raw-billing"} 60.0'
+                in pricing
+            )
             assert 'finfocus_consumer_lag{group="finfocus-pricing"' in pricing
             for service in STREAM:
                 text = client.get(f"{urls[service]}/metrics").text
@@ -130,15 +181,30 @@ def test_stack_with_prometheus_scrapes_every_service_fires_a_rule_and_readiness_
                 return got if all(got.get(s) == "1" for s in STREAM) else None
 
             assert wait_for(all_up, 60), query(client, base, "up")
-            stored = wait_for(lambda: query(
-                client, base, 'finfocus_records_total{service="pricing",outcome="stored"} >= 60'), 60)
+            stored = wait_for(
+                lambda: query(
+                    client, base, 'finfocus_records_total{service="pricing",outcome="stored"} >= 60'
+                ),
+                60,
+            )
             assert stored and stored[0]["metric"]["topic"] == "raw-billing"
-            cost = wait_for(lambda: query(client, base, 'finfocus_cost_current_month{provider="AWS",currency="USD"}'), 60)
+            cost = wait_for(
+                lambda: query(
+                    client, base, 'finfocus_cost_current_month{provider="AWS",currency="USD"}'
+                ),
+                60,
+            )
             assert cost and float(cost[0]["value"][1]) == 75.0
 
             # a rule evaluated by Prometheus: the test alert fires
-            firing = wait_for(lambda: query(
-                client, base, 'ALERTS{alertname="FinFocusTestRecordsStored",alertstate="firing",service="pricing"}'), 60)
+            firing = wait_for(
+                lambda: query(
+                    client,
+                    base,
+                    'ALERTS{alertname="FinFocusTestRecordsStored",alertstate="firing",service="pricing"}',
+                ),
+                60,
+            )
             assert firing, client.get(f"{base}/api/v1/rules").text
             groups = client.get(f"{base}/api/v1/rules").json()["data"]["groups"]
             if (ROOT / "deploy" / "prometheus" / "rules.yml").exists():
@@ -159,13 +225,15 @@ def test_stack_with_prometheus_scrapes_every_service_fires_a_rule_and_readiness_
             asyncio.run(_database_connections(pg_admin_url, name, allow=False))
             try:
                 assert wait_for(lambda: all(readiness(urls[s]) == 503 for s in STREAM), 30), {
-                    s: client.get(f"{urls[s]}/readyz").text for s in STREAM}
+                    s: client.get(f"{urls[s]}/readyz").text for s in STREAM
+                }
                 assert "database unreachable" in client.get(f"{urls['pricing']}/readyz").text
                 assert all(client.get(f"{urls[s]}/healthz").status_code == 200 for s in STREAM)
             finally:
                 asyncio.run(_database_connections(pg_admin_url, name, allow=True))
             assert wait_for(lambda: all(readiness(urls[s]) == 200 for s in STREAM), 60), {
-                s: client.get(f"{urls[s]}/readyz").text for s in STREAM}
+                s: client.get(f"{urls[s]}/readyz").text for s in STREAM
+            }
         state = json.loads((home / "run" / "stack.json").read_text())
         prometheus = ProcessRef.from_dict(state["prometheus"])
         assert prometheus is not None and prometheus.alive()

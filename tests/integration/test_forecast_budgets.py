@@ -24,7 +24,9 @@ pytestmark = pytest.mark.integration
 
 
 async def anomalies(bootstrap: str, expect: int, timeout: float = 20.0) -> list[AnomalyV1]:
-    consumer = AIOKafkaConsumer(Topics.ANOMALIES, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        Topics.ANOMALIES, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+    )
     await consumer.start()
     found: list[AnomalyV1] = []
     try:
@@ -50,14 +52,19 @@ async def test_budget_breach_publishes_one_anomaly_per_threshold_and_period(sett
     await publish(settings, records)
     app = build_app(forecast_settings(settings))
     await app.start()
-    env = {"FINFOCUS_DATABASE_URL": settings.database_url, "FINFOCUS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-           "FINFOCUS_HOME": str(settings.home)}  # the CLI signs with the key files of this home
+    env = {
+        "FINFOCUS_DATABASE_URL": settings.database_url,
+        "FINFOCUS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "FINFOCUS_HOME": str(settings.home),
+    }  # the CLI signs with the key files of this home
     invoke = lambda *args: asyncio.to_thread(CliRunner().invoke, cli, list(args), env=env)  # noqa: E731
     try:
         await wait_for_refit(app)
         month_to_date = Decimal(10 * END.day)
         amount = (month_to_date / Decimal("0.9")).quantize(Decimal("0.01"))  # actual at ~90 %
-        result = await invoke("budget", "set", "ec2-monthly", "--amount", str(amount), "--filter", "service=EC2")
+        result = await invoke(
+            "budget", "set", "ec2-monthly", "--amount", str(amount), "--filter", "service=EC2"
+        )
         assert result.exit_code == 0, result.output
         await wait_for_refit(app, minimum=2)
 
@@ -76,7 +83,9 @@ async def test_budget_breach_publishes_one_anomaly_per_threshold_and_period(sett
 
         # another refit with unchanged spend raises nothing new
         await app.refitter.refit("test")
-        assert len(await anomalies(settings.kafka_bootstrap, len(expected) + 1, timeout=2.0)) == len(expected)
+        assert len(
+            await anomalies(settings.kafka_bootstrap, len(expected) + 1, timeout=2.0)
+        ) == len(expected)
 
         listed = await invoke("budget", "list", "--output", "json")
         assert listed.exit_code == 0, listed.output
@@ -109,8 +118,17 @@ async def test_forged_budget_commands_are_dead_lettered_and_change_nothing(setti
     from tests.fixtures.remediation.support import eventually, read_topic
 
     await ensure_topics(settings.kafka_bootstrap, topics=[BUDGET_COMMANDS])
-    forged = BudgetCommandV1(action="set", name="forged", amount=Decimal("1"), currency="USD",
-                             issued_at=datetime.now(UTC)).model_dump_json().encode()
+    forged = (
+        BudgetCommandV1(
+            action="set",
+            name="forged",
+            amount=Decimal("1"),
+            currency="USD",
+            issued_at=datetime.now(UTC),
+        )
+        .model_dump_json()
+        .encode()
+    )
     ensure_key_files(settings.home, ["cli", "ingest"])
     keys = SigningKeys(home=settings.home)
     _, good_sig = sign(keys, "cli", BUDGET_COMMANDS, forged)
@@ -118,11 +136,16 @@ async def test_forged_budget_commands_are_dead_lettered_and_change_nothing(setti
     app = build_app(forecast_settings(settings))
     await app.start()
     try:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=False)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=False
+        )
         await producer.start()
         try:
-            for headers in ([], [sign(keys, "ingest", BUDGET_COMMANDS, forged)],
-                            [("finfocus-signature", tampered)]):
+            for headers in (
+                [],
+                [sign(keys, "ingest", BUDGET_COMMANDS, forged)],
+                [("finfocus-signature", tampered)],
+            ):
                 await producer.send_and_wait(BUDGET_COMMANDS, forged, headers=headers)
         finally:
             await producer.stop()
@@ -131,15 +154,24 @@ async def test_forged_budget_commands_are_dead_lettered_and_change_nothing(setti
         assert len(errors) == 3
         assert any("unsigned" in e for e in errors) and any("'ingest' may not" in e for e in errors)
         assert any("bad signature" in e for e in errors)
-        env = {"FINFOCUS_DATABASE_URL": settings.database_url, "FINFOCUS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-               "FINFOCUS_HOME": str(settings.home)}
-        result = await asyncio.to_thread(CliRunner().invoke, cli, ["budget", "set", "real", "--amount", "10"], env=env)
+        env = {
+            "FINFOCUS_DATABASE_URL": settings.database_url,
+            "FINFOCUS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "FINFOCUS_HOME": str(settings.home),
+        }
+        result = await asyncio.to_thread(
+            CliRunner().invoke, cli, ["budget", "set", "real", "--amount", "10"], env=env
+        )
         assert result.exit_code == 0, result.output
         conn = await asyncpg.connect(settings.database_url)
         try:
-            audit = await eventually(lambda: conn.fetch("SELECT name, actor, changed FROM forecast.v_budget_audit"))
+            audit = await eventually(
+                lambda: conn.fetch("SELECT name, actor, changed FROM forecast.v_budget_audit")
+            )
             assert [tuple(r) for r in audit] == [("real", "cli", True)]
-            assert [r["name"] for r in await conn.fetch("SELECT name FROM forecast.budgets")] == ["real"]
+            assert [r["name"] for r in await conn.fetch("SELECT name FROM forecast.budgets")] == [
+                "real"
+            ]
         finally:
             await conn.close()
     finally:

@@ -63,7 +63,9 @@ def forecast_settings(settings) -> ForecastSettings:
 async def publish(settings, records: list[dict], topic: str = Topics.PRICED_RESOURCES) -> None:
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=False)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=False
+    )
     await producer.start()
     try:
         for r in records:
@@ -78,7 +80,9 @@ async def dead_letters(bootstrap: str, timeout: float = 10.0) -> list[dict]:
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
-        Topics.dlq(Topics.PRICED_RESOURCES), bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+        Topics.dlq(Topics.PRICED_RESOURCES),
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
     )
     await consumer.start()
     try:
@@ -138,13 +142,24 @@ async def test_priced_month_yields_stored_forecasts_and_cli_json(settings):
             assert row["projected"] == row["actual_to_date"] + row["forecast_remainder"]
             assert row["lo_95"] <= row["projected"] <= row["hi_95"]
         [letter] = await dead_letters(settings.kafka_bootstrap)
-        assert letter["source_topic"] == Topics.PRICED_RESOURCES and "PricedRecord" in letter["error"]
+        assert (
+            letter["source_topic"] == Topics.PRICED_RESOURCES and "PricedRecord" in letter["error"]
+        )
 
         env = {"FINFOCUS_DATABASE_URL": settings.database_url}
         result = await asyncio.to_thread(
             CliRunner().invoke,
             cli,
-            ["forecast", "show", "--group-by", "account,service", "--horizon", "14", "--output", "json"],
+            [
+                "forecast",
+                "show",
+                "--group-by",
+                "account,service",
+                "--horizon",
+                "14",
+                "--output",
+                "json",
+            ],
             env=env,
         )
         assert result.exit_code == 0, result.output
@@ -165,8 +180,14 @@ async def test_priced_month_yields_stored_forecasts_and_cli_json(settings):
             assert Decimal(p["lo_95"]) <= Decimal(p["lo_80"]) <= Decimal(p["mean"])
             assert Decimal(p["mean"]) <= Decimal(p["hi_80"]) <= Decimal(p["hi_95"])
         # the weekly pattern survives: weekdays are forecast above weekends
-        weekday = [Decimal(p["mean"]) for p in ec2["points"] if date.fromisoformat(p["date"]).weekday() < 5]
-        weekend = [Decimal(p["mean"]) for p in ec2["points"] if date.fromisoformat(p["date"]).weekday() >= 5]
+        weekday = [
+            Decimal(p["mean"]) for p in ec2["points"] if date.fromisoformat(p["date"]).weekday() < 5
+        ]
+        weekend = [
+            Decimal(p["mean"])
+            for p in ec2["points"]
+            if date.fromisoformat(p["date"]).weekday() >= 5
+        ]
         assert min(weekday) > max(weekend)
         s3 = by_service["S3"]
         assert all(Decimal(p["mean"]) == Decimal("2.00") for p in s3["points"])
@@ -178,11 +199,19 @@ async def test_priced_month_yields_stored_forecasts_and_cli_json(settings):
             env=env,
         )
         assert filtered.exit_code == 0, filtered.output
-        assert {f["group"]["service"] for f in json.loads(filtered.output)["forecasts"]} == {"EC2", "S3"}
-        table = await asyncio.to_thread(CliRunner().invoke, cli, ["forecast", "show", "-g", ""], env=env)
+        assert {f["group"]["service"] for f in json.loads(filtered.output)["forecasts"]} == {
+            "EC2",
+            "S3",
+        }
+        table = await asyncio.to_thread(
+            CliRunner().invoke, cli, ["forecast", "show", "-g", ""], env=env
+        )
         assert table.exit_code == 0 and "USD" in table.output
         projected = await asyncio.to_thread(
-            CliRunner().invoke, cli, ["forecast", "month-end", "-g", "service", "-o", "json"], env=env
+            CliRunner().invoke,
+            cli,
+            ["forecast", "month-end", "-g", "service", "-o", "json"],
+            env=env,
         )
         assert projected.exit_code == 0, projected.output
         rows = {r["group"]["service"]: r for r in json.loads(projected.output)["projections"]}
@@ -190,7 +219,9 @@ async def test_priced_month_yields_stored_forecasts_and_cli_json(settings):
         assert Decimal(rows["S3"]["projected"]) == Decimal(rows["S3"]["actual_to_date"]) + Decimal(
             rows["S3"]["forecast_remainder"]
         )
-        bad = await asyncio.to_thread(CliRunner().invoke, cli, ["forecast", "show", "-g", "daily"], env=env)
+        bad = await asyncio.to_thread(
+            CliRunner().invoke, cli, ["forecast", "show", "-g", "daily"], env=env
+        )
         assert bad.exit_code == 2
         for grouping in ("region", "resource", "type"):  # every documented grouping is stored
             by = await asyncio.to_thread(
@@ -198,10 +229,17 @@ async def test_priced_month_yields_stored_forecasts_and_cli_json(settings):
             )
             assert by.exit_code == 0 and json.loads(by.output)["forecasts"], (grouping, by.output)
         aws = await asyncio.to_thread(
-            CliRunner().invoke, cli, ["forecast", "show", "-g", "service", "-f", "provider=aws", "-o", "json"], env=env
+            CliRunner().invoke,
+            cli,
+            ["forecast", "show", "-g", "service", "-f", "provider=aws", "-o", "json"],
+            env=env,
         )
-        assert aws.exit_code == 0 and json.loads(aws.output)["forecasts"], aws.output  # the alias matches AWS
-        far = await asyncio.to_thread(CliRunner().invoke, cli, ["forecast", "show", "--horizon", "200"], env=env)
+        assert aws.exit_code == 0 and json.loads(aws.output)["forecasts"], (
+            aws.output
+        )  # the alias matches AWS
+        far = await asyncio.to_thread(
+            CliRunner().invoke, cli, ["forecast", "show", "--horizon", "200"], env=env
+        )
         assert far.exit_code == 2 and "use --horizon" in far.output and "beyond the" in far.output
     finally:
         await app.stop()
@@ -210,13 +248,24 @@ async def test_priced_month_yields_stored_forecasts_and_cli_json(settings):
 async def test_restated_scope_replaces_older_version_and_unpriced_rows_carry_no_cost(settings):
     await ensure_topics(settings.kafka_bootstrap)
     scope = {"x_BillingScope": "AWS:111:2024-05"}
-    v1 = [priced(i, START + timedelta(days=i), "EC2", "10.00", x_BillingScopeVersion=1, **scope) for i in range(5)]
+    v1 = [
+        priced(i, START + timedelta(days=i), "EC2", "10.00", x_BillingScopeVersion=1, **scope)
+        for i in range(5)
+    ]
     v2 = [
         priced(100 + i, START + timedelta(days=i), "EC2", "20.00", x_BillingScopeVersion=2, **scope)
         for i in range(3)
     ]
-    unpriced = priced(999, START, "EC2", "0", x_PriceSource="none", ConsumedQuantity="3",
-                      ConsumedUnit="Hours", SkuId="sku-1")
+    unpriced = priced(
+        999,
+        START,
+        "EC2",
+        "0",
+        x_PriceSource="none",
+        ConsumedQuantity="3",
+        ConsumedUnit="Hours",
+        SkuId="sku-1",
+    )
     del unpriced["BilledCost"]
     app = build_app(forecast_settings(settings))
     await app.start()
@@ -228,7 +277,9 @@ async def test_restated_scope_replaces_older_version_and_unpriced_rows_carry_no_
         await wait_for_refit(app, minimum=app.refitter.refits + 1)
         conn = await asyncpg.connect(settings.database_url)
         try:
-            rows = await conn.fetch("SELECT record_id, cost, scope_version FROM forecast.cost_lines")
+            rows = await conn.fetch(
+                "SELECT record_id, cost, scope_version FROM forecast.cost_lines"
+            )
             total = await conn.fetchval(
                 "SELECT sum(mean) FROM forecast.v_forecasts WHERE dims = '' AND day = $1",
                 END + timedelta(days=1),

@@ -24,14 +24,19 @@ def queries() -> list[tuple[str, str]]:
         for panel in json.loads(path.read_text())["panels"]:
             for target in panel["targets"]:
                 if "rawSql" in target:
-                    out.append((f"{path.name} / {panel['title']} / {target['refId']}", target["rawSql"]))
+                    out.append(
+                        (f"{path.name} / {panel['title']} / {target['refId']}", target["rawSql"])
+                    )
     return out
 
 
 def with_macros(sql: str) -> str:
     """Grafana's `$__timeFilter(col)` as Grafana expands it, over the last 60 days to 30 ahead."""
-    return re.sub(r"\$__timeFilter\(([^)]+)\)",
-                  r"\1 BETWEEN now() - interval '60 days' AND now() + interval '30 days'", sql)
+    return re.sub(
+        r"\$__timeFilter\(([^)]+)\)",
+        r"\1 BETWEEN now() - interval '60 days' AND now() + interval '30 days'",
+        sql,
+    )
 
 
 async def test_every_dashboard_sql_query_runs_as_the_reader(database_url):
@@ -41,7 +46,9 @@ async def test_every_dashboard_sql_query_runs_as_the_reader(database_url):
             module = __import__(f"services.{service}.app", fromlist=["MIGRATIONS_DIR"])
             directory = getattr(module, "MIGRATIONS_DIR", None)
             if directory is None:
-                directory = __import__(f"services.{service}.store", fromlist=["MIGRATIONS_DIR"]).MIGRATIONS_DIR
+                directory = __import__(
+                    f"services.{service}.store", fromlist=["MIGRATIONS_DIR"]
+                ).MIGRATIONS_DIR
             await migrate(conn, service, directory)
         await conn.execute(
             "INSERT INTO pricing.plugin_health (plugin, state, calls, failures, cache_hits, restarts, updated_at)"

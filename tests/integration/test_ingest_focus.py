@@ -29,7 +29,9 @@ SAMPLE = "focus-samples/FOCUS-1.0/focus_sample.csv"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def read_topic(bootstrap: str, topic: str, at_least: int, timeout: float = 20.0, settle: float = 1.0):
+async def read_topic(
+    bootstrap: str, topic: str, at_least: int, timeout: float = 20.0, settle: float = 1.0
+):
     """Everything on `topic` (waits for `at_least` records, then `settle` s for stragglers)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
@@ -66,23 +68,34 @@ async def importer(settings):
     await pool.close()
 
 
-async def test_importing_the_focus_sample_publishes_every_row_and_records_the_job(settings, shared_data, importer):
+async def test_importing_the_focus_sample_publishes_every_row_and_records_the_job(
+    settings, shared_data, importer
+):
     result = await importer.import_files([shared_data / SAMPLE], "focus")
     assert result.status == "completed"
-    assert (result.tally.rows_read, result.tally.rows_published, result.tally.rows_rejected) == (1000, 1000, 0)
+    assert (result.tally.rows_read, result.tally.rows_published, result.tally.rows_rejected) == (
+        1000,
+        1000,
+        0,
+    )
 
     records = await read_topic(settings.kafka, Topics.RAW_BILLING, 1000)
     assert len(records) == 1000
     models = [BillingRecordV1.model_validate_json(r.value) for r in records]
     assert len({m.x_RecordId for m in models}) == 1000
-    assert all(m.x_ImportJobId == result.job_id and m.x_BillingScopeVersion == result.version for m in models)
+    assert all(
+        m.x_ImportJobId == result.job_id and m.x_BillingScopeVersion == result.version
+        for m in models
+    )
     assert all(r.key == m.partition_key() for r, m in zip(records, models))
     assert all(dict(r.headers).get("traceparent") for r in records)
     assert sum(m.BilledCost for m in models) == result.tally.totals["USD"]
 
     conn = await asyncpg.connect(settings.database)
     try:
-        job = await conn.fetchrow("SELECT * FROM ingest.import_jobs WHERE job_id = $1", result.job_id)
+        job = await conn.fetchrow(
+            "SELECT * FROM ingest.import_jobs WHERE job_id = $1", result.job_id
+        )
     finally:
         await conn.close()
     assert job["status"] == "completed" and job["format"] == "focus"
@@ -98,9 +111,14 @@ async def test_importing_the_focus_sample_publishes_every_row_and_records_the_jo
 
 async def test_rejected_rows_get_a_reason_and_a_dead_letter(settings, tmp_path, importer):
     good = {
-        "ProviderName": "AWS", "BillingAccountId": "0012", "ServiceName": "EC2", "ChargeCategory": "Usage",
-        "ChargePeriodStart": "2024-09-01 00:00:00", "ChargePeriodEnd": "2024-09-01 01:00:00",
-        "BillingCurrency": "USD", "BilledCost": "1.25",
+        "ProviderName": "AWS",
+        "BillingAccountId": "0012",
+        "ServiceName": "EC2",
+        "ChargeCategory": "Usage",
+        "ChargePeriodStart": "2024-09-01 00:00:00",
+        "ChargePeriodEnd": "2024-09-01 01:00:00",
+        "BillingCurrency": "USD",
+        "BilledCost": "1.25",
     }
     path = tmp_path / "bill.csv"
     pl.DataFrame([good, {**good, "BillingCurrency": "XYZ"}]).write_csv(path)
@@ -113,7 +131,9 @@ async def test_rejected_rows_get_a_reason_and_a_dead_letter(settings, tmp_path, 
     assert orjson.loads(letter["original"])["BillingCurrency"] == "XYZ"
     conn = await asyncpg.connect(settings.database)
     try:
-        reasons = await conn.fetch("SELECT row_number, reason FROM ingest.rejected_rows WHERE job_id=$1", result.job_id)
+        reasons = await conn.fetch(
+            "SELECT row_number, reason FROM ingest.rejected_rows WHERE job_id=$1", result.job_id
+        )
     finally:
         await conn.close()
     assert [(r["row_number"], r["reason"][:20]) for r in reasons] == [(2, "unknown currency 'XY")]
@@ -121,11 +141,21 @@ async def test_rejected_rows_get_a_reason_and_a_dead_letter(settings, tmp_path, 
 
 async def test_replay_publishes_a_job_again(settings, tmp_path, importer):
     path = tmp_path / "bill.csv"
-    pl.DataFrame([{
-        "ProviderName": "AWS", "BillingAccountId": "1", "ServiceName": "S3", "ChargeCategory": "Usage",
-        "ChargePeriodStart": f"2024-09-0{i}T00:00:00Z", "ChargePeriodEnd": f"2024-09-0{i}T01:00:00Z",
-        "BillingCurrency": "EUR", "BilledCost": f"0.{i}",
-    } for i in range(1, 6)]).write_csv(path)
+    pl.DataFrame(
+        [
+            {
+                "ProviderName": "AWS",
+                "BillingAccountId": "1",
+                "ServiceName": "S3",
+                "ChargeCategory": "Usage",
+                "ChargePeriodStart": f"2024-09-0{i}T00:00:00Z",
+                "ChargePeriodEnd": f"2024-09-0{i}T01:00:00Z",
+                "BillingCurrency": "EUR",
+                "BilledCost": f"0.{i}",
+            }
+            for i in range(1, 6)
+        ]
+    ).write_csv(path)
     result = await importer.import_files([path])
     assert await importer.replay(job_id=result.job_id) == 5
     assert await importer.replay(period="2024-09") == 5
@@ -144,8 +174,14 @@ def cli_env(settings) -> dict[str, str]:
 
 async def finfocus(settings, *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "finfocus.cli", *args, env=cli_env(settings), cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "finfocus.cli",
+        *args,
+        env=cli_env(settings),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await proc.communicate()
     return proc.returncode, out.decode(), err.decode()
@@ -174,8 +210,21 @@ async def stored_totals(database_url: str, scope: str | None = None) -> dict[str
     return {r["billing_currency"]: (r["total"], r["n"]) for r in rows}
 
 
-async def test_cli_import_with_wait_reconciles_the_sample_to_the_cent(settings, shared_data, pricing):
-    code, out, err = await finfocus(settings, "ingest", str(shared_data / SAMPLE), "--format", "focus", "--wait", "--wait-timeout", "60", "--output", "json")
+async def test_cli_import_with_wait_reconciles_the_sample_to_the_cent(
+    settings, shared_data, pricing
+):
+    code, out, err = await finfocus(
+        settings,
+        "ingest",
+        str(shared_data / SAMPLE),
+        "--format",
+        "focus",
+        "--wait",
+        "--wait-timeout",
+        "60",
+        "--output",
+        "json",
+    )
     assert code == 0, err
     summary = orjson.loads(out)
     assert summary["rows_published"] == 1000 and summary["stored_rows"] == 1000
@@ -183,31 +232,50 @@ async def test_cli_import_with_wait_reconciles_the_sample_to_the_cent(settings, 
     total, count = (await stored_totals(settings.database))["USD"]
     assert count == 1000 and total == Decimal(summary["totals"]["USD"])
 
-    code, out, err = await finfocus(settings, "ingest", str(shared_data / SAMPLE), "--output", "json")
+    code, out, err = await finfocus(
+        settings, "ingest", str(shared_data / SAMPLE), "--output", "json"
+    )
     assert code == 0, err
     assert orjson.loads(out)["duplicate_of"] == summary["job_id"]
     assert (await stored_totals(settings.database))["USD"] == (total, 1000)
 
 
 def month_file(path: Path, costs: list[str]) -> Path:
-    pl.DataFrame([{
-        "ProviderName": "AWS", "BillingAccountId": "000111", "SubAccountId": "000222", "ServiceName": "EC2",
-        "ChargeCategory": "Usage", "BillingPeriodStart": "2024-10-01 00:00:00",
-        "ChargePeriodStart": f"2024-10-{d + 1:02d} 00:00:00", "ChargePeriodEnd": f"2024-10-{d + 1:02d} 01:00:00",
-        "BillingCurrency": "USD", "BilledCost": cost,
-    } for d, cost in enumerate(costs)]).write_csv(path)
+    pl.DataFrame(
+        [
+            {
+                "ProviderName": "AWS",
+                "BillingAccountId": "000111",
+                "SubAccountId": "000222",
+                "ServiceName": "EC2",
+                "ChargeCategory": "Usage",
+                "BillingPeriodStart": "2024-10-01 00:00:00",
+                "ChargePeriodStart": f"2024-10-{d + 1:02d} 00:00:00",
+                "ChargePeriodEnd": f"2024-10-{d + 1:02d} 01:00:00",
+                "BillingCurrency": "USD",
+                "BilledCost": cost,
+            }
+            for d, cost in enumerate(costs)
+        ]
+    ).write_csv(path)
     return path
 
 
 async def test_restated_month_replaces_previous_rows(settings, tmp_path, pricing):
     first = month_file(tmp_path / "cur-v1.csv", ["1.00", "2.00", "3.00"])
-    code, out, err = await finfocus(settings, "ingest", str(first), "--wait", "--wait-timeout", "60", "--output", "json")
+    code, out, err = await finfocus(
+        settings, "ingest", str(first), "--wait", "--wait-timeout", "60", "--output", "json"
+    )
     assert code == 0, err
     scope = "AWS:000111:2024-10"
     assert (await stored_totals(settings.database, scope))["USD"] == (Decimal("6.00"), 3)
 
-    restated = month_file(tmp_path / "cur-v2.csv", ["1.00", "2.50"])  # one row restated, one dropped
-    code, out, err = await finfocus(settings, "ingest", str(restated), "--wait", "--wait-timeout", "60", "--output", "json")
+    restated = month_file(
+        tmp_path / "cur-v2.csv", ["1.00", "2.50"]
+    )  # one row restated, one dropped
+    code, out, err = await finfocus(
+        settings, "ingest", str(restated), "--wait", "--wait-timeout", "60", "--output", "json"
+    )
     assert code == 0, err
     summary = orjson.loads(out)
     assert summary["reconciliation"]["reconciled"] is True
@@ -222,8 +290,20 @@ async def test_restated_month_replaces_previous_rows(settings, tmp_path, pricing
 
 async def test_cli_exits_non_zero_when_nothing_imports_and_with_strict(settings, tmp_path):
     bad = tmp_path / "bad.csv"
-    pl.DataFrame([{"ProviderName": "AWS", "BillingAccountId": "1", "ServiceName": "S3", "ChargeCategory": "Usage",
-                   "ChargePeriodStart": "x", "ChargePeriodEnd": "y", "BillingCurrency": "USD", "BilledCost": "1"}]).write_csv(bad)
+    pl.DataFrame(
+        [
+            {
+                "ProviderName": "AWS",
+                "BillingAccountId": "1",
+                "ServiceName": "S3",
+                "ChargeCategory": "Usage",
+                "ChargePeriodStart": "x",
+                "ChargePeriodEnd": "y",
+                "BillingCurrency": "USD",
+                "BilledCost": "1",
+            }
+        ]
+    ).write_csv(bad)
     code, out, err = await finfocus(settings, "ingest", str(bad), "--output", "json")
     assert code == 1 and orjson.loads(out)["rows_rejected"] == 1
     mixed = month_file(tmp_path / "mixed.csv", ["1.00", "abc"])

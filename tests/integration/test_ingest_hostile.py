@@ -17,8 +17,10 @@ from tests.integration.test_ingest_focus import finfocus, month_file, pricing  #
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-HEADER = ("ProviderName,BillingAccountId,ServiceName,ChargeCategory,ChargePeriodStart,"
-          "ChargePeriodEnd,BillingCurrency,BilledCost\n")
+HEADER = (
+    "ProviderName,BillingAccountId,ServiceName,ChargeCategory,ChargePeriodStart,"
+    "ChargePeriodEnd,BillingCurrency,BilledCost\n"
+)
 
 
 def row(i: int, *, start: str | None = None) -> str:
@@ -40,20 +42,30 @@ def hostile_files(tmp: Path) -> dict[str, Path]:
     late = tmp / "late-latin1.csv"
     with late.open("wb") as out:
         out.write(csv_text(40_000).encode())
-        out.write("AWS,000333,Caf\u00e9,Usage,2024-11-02T00:00:00Z,2024-11-02T01:00:00Z,USD,1.00\n".encode("latin-1"))
+        out.write(
+            "AWS,000333,Caf\u00e9,Usage,2024-11-02T00:00:00Z,2024-11-02T01:00:00Z,USD,1.00\n".encode(
+                "latin-1"
+            )
+        )
         out.write("".join(row(i) for i in range(50)).encode())
     files["late bad encoding"] = late
 
     quote = tmp / "quote.csv"
-    quote.write_text(csv_text(200) + 'AWS,000333,"EC2 unbalanced,Usage,2024-11-01T00:00:00Z,2024-11-01T01:00:00Z,USD,1\n' + csv_text(20)[len(HEADER):])
+    quote.write_text(
+        csv_text(200)
+        + 'AWS,000333,"EC2 unbalanced,Usage,2024-11-01T00:00:00Z,2024-11-01T01:00:00Z,USD,1\n'
+        + csv_text(20)[len(HEADER) :]
+    )
     files["unbalanced quote"] = quote
 
     short = tmp / "short.csv"
-    short.write_text(csv_text(100) + "AWS,000333,EC2\n" + csv_text(10)[len(HEADER):])
+    short.write_text(csv_text(100) + "AWS,000333,EC2\n" + csv_text(10)[len(HEADER) :])
     files["short row"] = short
 
     nul = tmp / "nul.csv"
-    nul.write_text(csv_text(100) + "AWS,000333,EC\x002,Usage,2024-11-01T00:00:00Z,2024-11-01T01:00:00Z,USD,1\n")
+    nul.write_text(
+        csv_text(100) + "AWS,000333,EC\x002,Usage,2024-11-01T00:00:00Z,2024-11-01T01:00:00Z,USD,1\n"
+    )
     files["NUL byte"] = nul
 
     rng = random.Random(13)
@@ -70,8 +82,12 @@ def hostile_files(tmp: Path) -> dict[str, Path]:
     files["header-only file"] = header_only
 
     dates = tmp / "dates.csv"
-    dates.write_text(HEADER + row(1, start="0001-01-01T00:00:00+05:00") + row(2, start="10000-01-01T00:00:00Z")
-                     + row(3, start="0000-06-01T00:00:00Z"))
+    dates.write_text(
+        HEADER
+        + row(1, start="0001-01-01T00:00:00+05:00")
+        + row(2, start="10000-01-01T00:00:00Z")
+        + row(3, start="0000-06-01T00:00:00Z")
+    )
     files["out-of-range dates"] = dates
 
     fifo = tmp / "pipe.csv"
@@ -83,10 +99,14 @@ def hostile_files(tmp: Path) -> dict[str, Path]:
 
 async def test_hostile_files_end_in_one_line_errors_and_count_nothing(settings, tmp_path, pricing):  # noqa: F811
     for name, path in hostile_files(tmp_path).items():
-        code, out, err = await finfocus(settings, "ingest", str(path), "--wait", "--wait-timeout", "20")
+        code, out, err = await finfocus(
+            settings, "ingest", str(path), "--wait", "--wait-timeout", "20"
+        )
         assert code in (1, 2), f"{name}: exit {code}\n{out}\n{err}"
         lines = [line for line in err.splitlines() if line.strip()]
-        assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("error"), f"{name}: {err!r}"
+        assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("error"), (
+            f"{name}: {err!r}"
+        )
 
     conn = await asyncpg.connect(settings.database)
     try:

@@ -26,13 +26,20 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 async def recoveries(database_url: str) -> list[dict]:
     conn = await asyncpg.connect(database_url)
     try:
-        return [dict(r) for r in await conn.fetch("SELECT * FROM ingest.v_recoveries ORDER BY started_at")]
+        return [
+            dict(r)
+            for r in await conn.fetch("SELECT * FROM ingest.v_recoveries ORDER BY started_at")
+        ]
     finally:
         await conn.close()
 
 
 async def run_ingest_service(settings, bootstrap: str, epoch: str) -> None:
-    app = build_app(IngestSettings(**{**settings.model_dump(), "kafka_bootstrap": bootstrap}, broker_epoch=epoch))
+    app = build_app(
+        IngestSettings(
+            **{**settings.model_dump(), "kafka_bootstrap": bootstrap}, broker_epoch=epoch
+        )
+    )
     await app.start()
     try:
         for _ in range(100):
@@ -51,7 +58,9 @@ async def run_ingest_service(settings, bootstrap: str, epoch: str) -> None:
 
 
 async def test_a_new_broker_epoch_publishes_completed_jobs_again_once(settings, tmp_path, importer):  # noqa: F811
-    done = await importer.import_files([month_file(tmp_path / "month.csv", ["1.00", "2.00", "3.00"])])
+    done = await importer.import_files(
+        [month_file(tmp_path / "month.csv", ["1.00", "2.00", "3.00"])]
+    )
     refused = await importer.import_files([month_file(tmp_path / "part.csv", ["9.00"])])
     assert (done.status, refused.status) == ("completed", "failed")
 
@@ -59,9 +68,18 @@ async def test_a_new_broker_epoch_publishes_completed_jobs_again_once(settings, 
     try:
         await run_ingest_service(settings, broker.bootstrap, "epoch-2")
         [recovery] = await recoveries(settings.database)
-        assert (recovery["epoch"], recovery["state"], recovery["jobs"], recovery["rows"]) == ("epoch-2", "completed", 1, 3)
+        assert (recovery["epoch"], recovery["state"], recovery["jobs"], recovery["rows"]) == (
+            "epoch-2",
+            "completed",
+            1,
+            3,
+        )
         records = await read_topic(broker.bootstrap, Topics.RAW_BILLING, 3)
-        assert sorted(orjson.loads(r.value)["BilledCost"] for r in records) == ["1.00", "2.00", "3.00"]
+        assert sorted(orjson.loads(r.value)["BilledCost"] for r in records) == [
+            "1.00",
+            "2.00",
+            "3.00",
+        ]
         assert all(dict(r.headers)["finfocus-signature"].startswith(b"v1:ingest:") for r in records)
 
         await run_ingest_service(settings, broker.bootstrap, "epoch-2")  # a restart, same broker

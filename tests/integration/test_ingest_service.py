@@ -25,23 +25,35 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 def record(i: int, **extra) -> dict:
     return {
-        "ProviderName": "AWS", "BillingAccountId": "000123", "ServiceName": "EC2", "ChargeCategory": "Usage",
-        "ChargePeriodStart": f"2024-09-0{i}T00:00:00Z", "ChargePeriodEnd": f"2024-09-0{i}T01:00:00Z",
-        "BillingCurrency": "USD", "BilledCost": f"{i}.10", **extra,
+        "ProviderName": "AWS",
+        "BillingAccountId": "000123",
+        "ServiceName": "EC2",
+        "ChargeCategory": "Usage",
+        "ChargePeriodStart": f"2024-09-0{i}T00:00:00Z",
+        "ChargePeriodEnd": f"2024-09-0{i}T01:00:00Z",
+        "BillingCurrency": "USD",
+        "BilledCost": f"{i}.10",
+        **extra,
     }
 
 
-async def test_http_intake_accepts_rows_reports_row_errors_and_guards_the_door(settings, monkeypatch):
+async def test_http_intake_accepts_rows_reports_row_errors_and_guards_the_door(
+    settings, monkeypatch
+):
     monkeypatch.setenv("FINFOCUS_SECRET_INGEST_TOKEN", "s3cret")
     port = free_port()
-    app = build_app(IngestSettings(**settings.model_dump(), ingest_http_port=port, ingest_http_max_bytes=4096))
+    app = build_app(
+        IngestSettings(**settings.model_dump(), ingest_http_port=port, ingest_http_max_bytes=4096)
+    )
     await app.start()
     try:
         url = f"http://127.0.0.1:{port}/v1/billing-records"
         auth = {"Authorization": "Bearer s3cret"}
         async with httpx.AsyncClient() as client:
             hijack = {"x_BillingScope": "AWS:999999:2024-09", "x_BillingScopeVersion": 10**15}
-            response = await client.post(url, content=orjson.dumps([record(1, **hijack)]), headers=auth)
+            response = await client.post(
+                url, content=orjson.dumps([record(1, **hijack)]), headers=auth
+            )
             assert response.status_code == 400 and "only ingest" in response.text  # ingest's to set
             body = [record(1), record(2, BillingCurrency="XYZ"), record(3)]
             response = await client.post(url, content=orjson.dumps(body), headers=auth)
@@ -54,7 +66,9 @@ async def test_http_intake_accepts_rows_reports_row_errors_and_guards_the_door(s
             response = await client.post(url, content=ndjson, headers=auth)
             assert response.status_code == 200 and response.json()["accepted"] == 1
 
-            assert (await client.post(url, content=b"[]", headers={"Authorization": "Bearer wrong"})).status_code == 401
+            assert (
+                await client.post(url, content=b"[]", headers={"Authorization": "Bearer wrong"})
+            ).status_code == 401
             assert (await client.post(url, content=b"[]")).status_code == 401
             big = orjson.dumps([record(1)] * 50)
             assert (await client.post(url, content=big, headers=auth)).status_code == 413
@@ -70,14 +84,22 @@ async def test_http_intake_accepts_rows_reports_row_errors_and_guards_the_door(s
     assert len(letters) >= 3  # the XYZ row, the non-JSON line, the object without columns
     conn = await asyncpg.connect(settings.database)
     try:
-        job = await conn.fetchrow("SELECT source, rows_published, totals FROM ingest.import_jobs WHERE job_id=$1", result["job_id"])
+        job = await conn.fetchrow(
+            "SELECT source, rows_published, totals FROM ingest.import_jobs WHERE job_id=$1",
+            result["job_id"],
+        )
     finally:
         await conn.close()
     assert job["source"] == "http" and job["rows_published"] == 2
 
 
 def month(path, costs):
-    pl.DataFrame([record(i + 1, BilledCost=c, BillingPeriodStart="2024-09-01T00:00:00Z") for i, c in enumerate(costs)]).write_csv(path)
+    pl.DataFrame(
+        [
+            record(i + 1, BilledCost=c, BillingPeriodStart="2024-09-01T00:00:00Z")
+            for i, c in enumerate(costs)
+        ]
+    ).write_csv(path)
 
 
 async def test_watched_directory_imports_new_and_restated_files_once(settings, tmp_path, importer):  # noqa: F811
@@ -100,8 +122,17 @@ async def test_watched_directory_imports_new_and_restated_files_once(settings, t
 @pytest.fixture
 def moto_s3():
     port = free_port()
-    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            os.path.join(os.path.dirname(sys.executable), "moto_server"),
+            "-H",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_port("127.0.0.1", port, timeout=30)
         yield f"http://127.0.0.1:{port}"
@@ -113,8 +144,13 @@ def moto_s3():
 async def test_watched_s3_prefix_imports_new_exports(settings, tmp_path, importer, moto_s3):  # noqa: F811
     import boto3
 
-    s3 = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1",
-                      aws_access_key_id="test", aws_secret_access_key="test")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_s3,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
     s3.create_bucket(Bucket="billing")
     month(tmp_path / "cur.csv", ["5.00", "6.00"])
     s3.upload_file(str(tmp_path / "cur.csv"), "billing", "exports/2024-09/cur.csv")

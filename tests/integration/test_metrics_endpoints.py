@@ -25,9 +25,13 @@ from services.pricing.config import PricingSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
+
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def find(found: dict, name: str, **labels: str) -> float | None:
@@ -47,13 +51,23 @@ async def eventually(check, timeout: float = 60.0, interval: float = 0.5):
 
 def row(i: int, now: datetime, **extra) -> dict:
     day = f"{now:%Y-%m}-01T{i % 24:02d}:00:00Z"
-    return {"ProviderName": "AWS", "BillingAccountId": "000123", "ServiceName": "EC2", "ChargeCategory": "Usage",
-            "ChargePeriodStart": day, "ChargePeriodEnd": day.replace(":00:00Z", ":59:59Z"),
-            "BillingCurrency": "USD", "BilledCost": "2.50", "x_RecordId": f"m-{i}", **extra}
+    return {
+        "ProviderName": "AWS",
+        "BillingAccountId": "000123",
+        "ServiceName": "EC2",
+        "ChargeCategory": "Usage",
+        "ChargePeriodStart": day,
+        "ChargePeriodEnd": day.replace(":00:00Z", ":59:59Z"),
+        "BillingCurrency": "USD",
+        "BilledCost": "2.50",
+        "x_RecordId": f"m-{i}",
+        **extra,
+    }
 
 
-async def test_each_service_serves_live_series_and_readiness_follows_the_database(settings, pg_admin_url,
-                                                                                   monkeypatch, tmp_path: Path):
+async def test_each_service_serves_live_series_and_readiness_follows_the_database(
+    settings, pg_admin_url, monkeypatch, tmp_path: Path
+):
     monkeypatch.setenv("FINFOCUS_SECRET_INGEST_TOKEN", "t0ken")
     intake = free_port()
     base = {**settings.model_dump(), "metrics_sample_seconds": 0.5}
@@ -69,8 +83,10 @@ async def test_each_service_serves_live_series_and_readiness_follows_the_databas
             urls[doc["service"]] = doc["metrics_url"]
         if set(urls) != {"ingest", "pricing"}:  # the files come with the first health period
             await asyncio.sleep(2.5)
-            urls = {orjson.loads(p.read_bytes())["service"]: orjson.loads(p.read_bytes())["metrics_url"]
-                    for p in (home / "run" / "health").glob("*.json")}
+            urls = {
+                orjson.loads(p.read_bytes())["service"]: orjson.loads(p.read_bytes())["metrics_url"]
+                for p in (home / "run" / "health").glob("*.json")
+            }
         assert set(urls) == {"ingest", "pricing"} and urls["ingest"] != urls["pricing"]
 
         async with httpx.AsyncClient(timeout=10) as client:
@@ -82,16 +98,43 @@ async def test_each_service_serves_live_series_and_readiness_follows_the_databas
             # counters live in this process's registry, which other tests' in-process services
             # (on the same pytest worker) also counted into: this test owns only what it adds
             before = samples((await client.get(f"{urls['pricing']}/metrics")).text)
-            letters_before = find(before, "finfocus_records_total", service="pricing", topic="raw-billing",
-                                  outcome="dead_letter") or 0
-            stored_before = find(before, "finfocus_records_total", service="pricing", topic="raw-billing",
-                                 outcome="stored") or 0
-            invalid_before = find(before, "finfocus_dead_letters_total", service="pricing", topic="raw-billing",
-                                  reason="invalid") or 0
+            letters_before = (
+                find(
+                    before,
+                    "finfocus_records_total",
+                    service="pricing",
+                    topic="raw-billing",
+                    outcome="dead_letter",
+                )
+                or 0
+            )
+            stored_before = (
+                find(
+                    before,
+                    "finfocus_records_total",
+                    service="pricing",
+                    topic="raw-billing",
+                    outcome="stored",
+                )
+                or 0
+            )
+            invalid_before = (
+                find(
+                    before,
+                    "finfocus_dead_letters_total",
+                    service="pricing",
+                    topic="raw-billing",
+                    reason="invalid",
+                )
+                or 0
+            )
             now = datetime.now(UTC)
             rows = [row(i, now) for i in range(40)]
-            response = await client.post(f"http://127.0.0.1:{intake}/v1/billing-records", content=orjson.dumps(rows),
-                                         headers={"Authorization": "Bearer t0ken"})
+            response = await client.post(
+                f"http://127.0.0.1:{intake}/v1/billing-records",
+                content=orjson.dumps(rows),
+                headers={"Authorization": "Bearer t0ken"},
+            )
             assert response.status_code == 200, response.text
             producer = AIOKafkaProducer(bootstrap_servers=settings.kafka)
             await producer.start()
@@ -102,27 +145,77 @@ async def test_each_service_serves_live_series_and_readiness_follows_the_databas
 
             async def pricing_stored():
                 found = samples((await client.get(f"{urls['pricing']}/metrics")).text)
-                stored = find(found, "finfocus_records_total", service="pricing", topic="raw-billing", outcome="stored")
+                stored = find(
+                    found,
+                    "finfocus_records_total",
+                    service="pricing",
+                    topic="raw-billing",
+                    outcome="stored",
+                )
                 cost = find(found, "finfocus_cost_current_month", provider="AWS", currency="USD")
-                letters = find(found, "finfocus_dead_letters_total", service="pricing", topic="raw-billing",
-                               reason="invalid")
-                return (found if stored and stored >= stored_before + 40 and cost
-                        and letters and letters > invalid_before else None)
+                letters = find(
+                    found,
+                    "finfocus_dead_letters_total",
+                    service="pricing",
+                    topic="raw-billing",
+                    reason="invalid",
+                )
+                return (
+                    found
+                    if stored
+                    and stored >= stored_before + 40
+                    and cost
+                    and letters
+                    and letters > invalid_before
+                    else None
+                )
 
             found = await eventually(pricing_stored, 60)
-            assert found, "pricing never showed 40 stored records, a dead letter and this month's cost"
-            assert find(found, "finfocus_records_total", service="pricing", topic="raw-billing",
-                        outcome="dead_letter") == letters_before + 1
-            assert find(found, "finfocus_cost_current_month", provider="AWS", currency="USD") == 100.0
+            assert found, (
+                "pricing never showed 40 stored records, a dead letter and this month's cost"
+            )
+            assert (
+                find(
+                    found,
+                    "finfocus_records_total",
+                    service="pricing",
+                    topic="raw-billing",
+                    outcome="dead_letter",
+                )
+                == letters_before + 1
+            )
+            assert (
+                find(found, "finfocus_cost_current_month", provider="AWS", currency="USD") == 100.0
+            )
             assert find(found, "finfocus_consumer_lag", service="pricing", topic="raw-billing") == 0
             assert find(found, "finfocus_consumer_assigned_partitions", service="pricing") >= 1
-            assert find(found, "finfocus_batch_duration_seconds_count", service="pricing", topic="raw-billing") >= 1
-            assert find(found, "finfocus_db_write_duration_seconds_count", service="pricing", topic="raw-billing") >= 1
+            assert (
+                find(
+                    found,
+                    "finfocus_batch_duration_seconds_count",
+                    service="pricing",
+                    topic="raw-billing",
+                )
+                >= 1
+            )
+            assert (
+                find(
+                    found,
+                    "finfocus_db_write_duration_seconds_count",
+                    service="pricing",
+                    topic="raw-billing",
+                )
+                >= 1
+            )
             assert find(found, "finfocus_ready", service="pricing") == 1
 
             async def ingest_jobs():
                 found = samples((await client.get(f"{urls['ingest']}/metrics")).text)
-                return found if find(found, "finfocus_ingest_rows_total", outcome="published") else None
+                return (
+                    found
+                    if find(found, "finfocus_ingest_rows_total", outcome="published")
+                    else None
+                )
 
             found = await eventually(ingest_jobs, 30)
             assert found and find(found, "finfocus_ingest_jobs") >= 1
@@ -133,11 +226,18 @@ async def test_each_service_serves_live_series_and_readiness_follows_the_databas
             admin = await asyncpg.connect(pg_admin_url)
             try:
                 await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-                await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                    name,
+                )
                 await asyncio.sleep(1.1)  # past the one-second readiness cache
                 response = await client.get(f"{urls['pricing']}/readyz")
-                assert response.status_code == 503 and "database unreachable" in response.text, response.text
-                assert (await client.get(f"{urls['pricing']}/healthz")).status_code == 200  # alive all the same
+                assert response.status_code == 503 and "database unreachable" in response.text, (
+                    response.text
+                )
+                assert (
+                    await client.get(f"{urls['pricing']}/healthz")
+                ).status_code == 200  # alive all the same
                 found = samples((await client.get(f"{urls['pricing']}/metrics")).text)
                 assert find(found, "finfocus_ready", service="pricing") == 0
             finally:

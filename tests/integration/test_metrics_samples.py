@@ -21,7 +21,9 @@ def test_every_stream_service_samples_its_tables():
 
 
 @pytest.mark.parametrize("service", SAMPLED)
-async def test_metrics_sql_runs_on_the_migrated_schema_and_names_known_series(service, database_url):
+async def test_metrics_sql_runs_on_the_migrated_schema_and_names_known_series(
+    service, database_url
+):
     await migrate_url(database_url, service, ROOT / service / "migrations")
     conn = await connect(database_url)
     try:
@@ -34,6 +36,10 @@ async def test_metrics_sql_runs_on_the_migrated_schema_and_names_known_series(se
         assert isinstance(value, float)
     # an empty schema still reports its counts (zero), so dashboards show 0 instead of nothing
     if service == "ingest":
-        assert {r[1].get("outcome") for r in rows if r[0] == "finfocus_ingest_rows"} == {"read", "published", "rejected"}
+        assert {r[1].get("outcome") for r in rows if r[0] == "finfocus_ingest_rows"} == {
+            "read",
+            "published",
+            "rejected",
+        }
     if service == "anomaly":
         assert any(r[0] == "finfocus_outbox_backlog" and r[2] == 0.0 for r in rows)

@@ -23,13 +23,26 @@ class _Runtime:
 
 def rows(job: str, version: int, ids: range) -> list[tuple[str, str]]:
     return [
-        (f"r{i}", orjson.dumps({
-            "ProviderName": "AWS", "BillingAccountId": "999", "BillingCurrency": "USD",
-            "ServiceName": "AmazonEC2", "ChargeCategory": "Usage",
-            "ChargePeriodStart": "2025-03-01T00:00:00Z", "ChargePeriodEnd": "2025-03-02T00:00:00Z",
-            "BilledCost": f"{i}.25", "x_PriceSource": "billed", "x_RecordId": f"r{i}",
-            "x_BillingScope": "AWS:999:2025-03", "x_BillingScopeVersion": version, "x_ImportJobId": job,
-        }).decode())
+        (
+            f"r{i}",
+            orjson.dumps(
+                {
+                    "ProviderName": "AWS",
+                    "BillingAccountId": "999",
+                    "BillingCurrency": "USD",
+                    "ServiceName": "AmazonEC2",
+                    "ChargeCategory": "Usage",
+                    "ChargePeriodStart": "2025-03-01T00:00:00Z",
+                    "ChargePeriodEnd": "2025-03-02T00:00:00Z",
+                    "BilledCost": f"{i}.25",
+                    "x_PriceSource": "billed",
+                    "x_RecordId": f"r{i}",
+                    "x_BillingScope": "AWS:999:2025-03",
+                    "x_BillingScopeVersion": version,
+                    "x_ImportJobId": job,
+                }
+            ).decode(),
+        )
         for i in ids
     ]
 

@@ -43,7 +43,11 @@ def billed_record(i: int, cost: Decimal, **extra) -> dict:
 
 
 async def produce(
-    bootstrap: str, values: list[bytes], topic: str = Topics.RAW_BILLING, *, signer: str | None = None
+    bootstrap: str,
+    values: list[bytes],
+    topic: str = Topics.RAW_BILLING,
+    *,
+    signer: str | None = None,
 ) -> None:
     """Send `values`; with `signer`, each signed as that issuer (ingest signs scoped records)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
@@ -74,7 +78,9 @@ async def wait_for(predicate, timeout: float = 60.0) -> None:
 async def processed(database_url: str) -> int:
     conn = await asyncpg.connect(database_url)
     try:
-        return await conn.fetchval("SELECT coalesce(sum(records), 0) FROM pricing.consumer_positions")
+        return await conn.fetchval(
+            "SELECT coalesce(sum(records), 0) FROM pricing.consumer_positions"
+        )
     except asyncpg.UndefinedTableError:
         return 0
     finally:
@@ -98,9 +104,14 @@ async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30
 
 async def cli_json(settings, *args: str) -> dict:
     """`finfocus cost actual ... --output json` (in a thread: the command runs its own loop)."""
-    env = {"FINFOCUS_DATABASE_URL": settings.database_url, "FINFOCUS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap}
+    env = {
+        "FINFOCUS_DATABASE_URL": settings.database_url,
+        "FINFOCUS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+    }
     invoke = CliRunner().invoke
-    result = await asyncio.to_thread(invoke, cli, ["cost", "actual", *args, "--output", "json"], env=env)
+    result = await asyncio.to_thread(
+        invoke, cli, ["cost", "actual", *args, "--output", "json"], env=env
+    )
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -115,7 +126,9 @@ async def pricing(settings):
         await app.stop()
 
 
-async def test_billed_records_reconcile_to_the_cent_and_redelivery_changes_nothing(settings, pricing):
+async def test_billed_records_reconcile_to_the_cent_and_redelivery_changes_nothing(
+    settings, pricing
+):
     rng = random.Random(7)
     costs = [Decimal(rng.randint(-500, 2_000_000)) / Decimal(10_000) for _ in range(20_000)]
     records = [orjson.dumps(billed_record(i, c)) for i, c in enumerate(costs)]
@@ -149,7 +162,10 @@ async def test_billed_records_reconcile_to_the_cent_and_redelivery_changes_nothi
     assert any("BilledCost" in e and "decimal" in e.lower() for e in errors)
     assert any("unknown currency 'XYZ'" in e for e in errors)
     assert any("ChargePeriodEnd is before ChargePeriodStart" in e for e in errors)
-    assert all(letter["service"] == "pricing" and letter["source_topic"] == "raw-billing" for letter in letters)
+    assert all(
+        letter["service"] == "pricing" and letter["source_topic"] == "raw-billing"
+        for letter in letters
+    )
 
     priced = await read_topic(settings.kafka_bootstrap, Topics.PRICED_RESOURCES, 30_000)
     assert {p["x_RecordId"] for p in priced} == {f"rec-{i}" for i in range(20_000)}
@@ -172,20 +188,33 @@ async def test_group_by_filter_window_and_currencies_are_kept_apart(settings, pr
 
     both = (await cli_json(settings))["summary"]
     assert "totalCost" not in both
-    assert both["totals"] == [{"currency": "EUR", "totalCost": "4.05"}, {"currency": "USD", "totalCost": "6.35"}]
+    assert both["totals"] == [
+        {"currency": "EUR", "totalCost": "4.05"},
+        {"currency": "USD", "totalCost": "6.35"},
+    ]
 
     usd = await cli_json(settings, "--filter", "currency=USD", "--group-by", "tag:team,daily")
     assert usd["summary"]["totalCost"] == "6.35"
     groups = {(r["group"]["tag:team"], r["group"]["daily"]): r["cost"] for r in usd["results"]}
-    assert groups == {("core", "2024-09-01"): "1.10", ("data", "2024-09-02"): "2.25", ("core", "2024-09-03"): "3.00"}
+    assert groups == {
+        ("core", "2024-09-01"): "1.10",
+        ("data", "2024-09-02"): "2.25",
+        ("core", "2024-09-03"): "3.00",
+    }
 
-    window = await cli_json(settings, "--from", "2024-09-02", "--to", "2024-09-03", "--filter", "service!=AmazonS3")
+    window = await cli_json(
+        settings, "--from", "2024-09-02", "--to", "2024-09-03", "--filter", "service!=AmazonS3"
+    )
     assert window["summary"]["totalCost"] == "0"  # day 2 is AmazonS3
-    window = await cli_json(settings, "--from", "2024-09-02", "--to", "2024-09-04", "--filter", "tag:team=core")
+    window = await cli_json(
+        settings, "--from", "2024-09-02", "--to", "2024-09-04", "--filter", "tag:team=core"
+    )
     assert window["summary"]["totalCost"] == "3.00"
     assert window["summary"]["from"] == "2024-09-02T00:00:00Z"
 
-    injected = await cli_json(settings, "--filter", "service=x' OR '1'='1", "--group-by", "tag:x') OR (1=1")
+    injected = await cli_json(
+        settings, "--filter", "service=x' OR '1'='1", "--group-by", "tag:x') OR (1=1"
+    )
     assert injected["results"] == [] and injected["summary"]["lines"] == 0
 
 
@@ -197,13 +226,20 @@ def ingest_key(monkeypatch):
 
 async def test_restated_scope_version_hides_previous_rows(settings, ingest_key, pricing):
     scope = "AWS:111111111111:2024-09"
-    v1 = [billed_record(i, Decimal("10"), x_BillingScope=scope, x_BillingScopeVersion=1) for i in range(3)]
+    v1 = [
+        billed_record(i, Decimal("10"), x_BillingScope=scope, x_BillingScopeVersion=1)
+        for i in range(3)
+    ]
     v2 = [
-        billed_record(i, Decimal("7.5"), x_BillingScope=scope, x_BillingScopeVersion=2, x_RecordId=f"v2-{i}")
+        billed_record(
+            i, Decimal("7.5"), x_BillingScope=scope, x_BillingScopeVersion=2, x_RecordId=f"v2-{i}"
+        )
         for i in range(2)
     ]
     unscoped = billed_record(99, Decimal("1"))
-    await produce(settings.kafka_bootstrap, [orjson.dumps(r) for r in [*v1, unscoped]], signer="ingest")
+    await produce(
+        settings.kafka_bootstrap, [orjson.dumps(r) for r in [*v1, unscoped]], signer="ingest"
+    )
     await wait_for(lambda: _at_least(settings.database_url, 4))
     assert (await cli_json(settings))["summary"]["totalCost"] == "31"
     await produce(settings.kafka_bootstrap, [orjson.dumps(r) for r in v2], signer="ingest")
@@ -222,14 +258,19 @@ async def test_batched_publish_keeps_keys_headers_and_default_partitions(setting
     publisher = RecordPublisher(settings.kafka_bootstrap)
     await publisher.start()
     try:
-        records = [(f"AWS:{i % 5}".encode(), f"v{i}".encode(), [("traceparent", f"t{i}".encode())]) for i in range(300)]
+        records = [
+            (f"AWS:{i % 5}".encode(), f"v{i}".encode(), [("traceparent", f"t{i}".encode())])
+            for i in range(300)
+        ]
         assert await publisher.publish("one-by-one", records) == 300
         assert await publisher.publish_batched("batched", records) == 300
     finally:
         await publisher.stop()
 
     async def placement(topic: str) -> dict:
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest")
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest"
+        )
         await consumer.start()
         seen: dict[bytes, tuple] = {}
         try:
@@ -242,10 +283,16 @@ async def test_batched_publish_keeps_keys_headers_and_default_partitions(setting
         return seen
 
     one, batched = await placement("one-by-one"), await placement("batched")
-    assert {v: (k, p, h) for v, (k, p, _, h) in one.items()} == {v: (k, p, h) for v, (k, p, _, h) in batched.items()}
+    assert {v: (k, p, h) for v, (k, p, _, h) in one.items()} == {
+        v: (k, p, h) for v, (k, p, _, h) in batched.items()
+    }
     # order within a key (partition) is kept
     for key in {k for k, *_ in batched.values()}:
-        offsets = [o for v, (k, _, o, _) in sorted(batched.items(), key=lambda x: int(x[0][1:])) if k == key]
+        offsets = [
+            o
+            for v, (k, _, o, _) in sorted(batched.items(), key=lambda x: int(x[0][1:]))
+            if k == key
+        ]
         assert offsets == sorted(offsets)
 
 
@@ -255,14 +302,20 @@ async def test_a_traced_record_keeps_its_trace_through_pricing(settings, pricing
     await producer.start()
     try:
         await producer.send_and_wait(
-            Topics.RAW_BILLING, orjson.dumps(billed_record(1, Decimal("2.5"))),
+            Topics.RAW_BILLING,
+            orjson.dumps(billed_record(1, Decimal("2.5"))),
             headers=[("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01".encode())],
         )
-        await producer.send_and_wait(Topics.RAW_BILLING, orjson.dumps(billed_record(2, Decimal("1"))))
+        await producer.send_and_wait(
+            Topics.RAW_BILLING, orjson.dumps(billed_record(2, Decimal("1")))
+        )
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(Topics.PRICED_RESOURCES, bootstrap_servers=settings.kafka_bootstrap,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        Topics.PRICED_RESOURCES,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+    )
     await consumer.start()
     got: dict[str, dict] = {}
     try:

@@ -26,16 +26,32 @@ def refs(*names: str):
 
 
 def m5(**kw) -> UsageLine:
-    return UsageLine(provider="AWS", service="AmazonEC2", currency="USD", quantity=Decimal("10"), unit="Hrs",
-                     resource_type="m5.large", region="us-east-1", **kw)
+    return UsageLine(
+        provider="AWS",
+        service="AmazonEC2",
+        currency="USD",
+        quantity=Decimal("10"),
+        unit="Hrs",
+        resource_type="m5.large",
+        region="us-east-1",
+        **kw,
+    )
 
 
-SPECS = SpecBook.of([PriceSpec("aws/ec2.yaml", "AWS", "AmazonEC2", Decimal("0.5"), "USD", "Hrs", None, None)])
+SPECS = SpecBook.of(
+    [PriceSpec("aws/ec2.yaml", "AWS", "AmazonEC2", Decimal("0.5"), "USD", "Hrs", None, None)]
+)
 
 
 async def test_bad_plugins_cost_only_their_own_answers_and_are_reported():
-    host = PluginHost(refs("hung", "crashing", "garbage", "flat-prices"), timeout=1.0, retries=1, backoff=0.05,
-                      failure_threshold=2, cooldown=60)
+    host = PluginHost(
+        refs("hung", "crashing", "garbage", "flat-prices"),
+        timeout=1.0,
+        retries=1,
+        backoff=0.05,
+        failure_threshold=2,
+        cooldown=60,
+    )
     await host.start()
     try:
         started = time.monotonic()
@@ -43,19 +59,33 @@ async def test_bad_plugins_cost_only_their_own_answers_and_are_reported():
         elapsed = time.monotonic() - started
         # hung: two 1 s deadlines (one retry), in parallel with the others; nobody waits longer
         assert elapsed < 6
-        assert [q.source if q else None for q in quotes[0]] == [None, None, None, "plugin:flat-prices"]
+        assert [q.source if q else None for q in quotes[0]] == [
+            None,
+            None,
+            None,
+            "plugin:flat-prices",
+        ]
         decision = decide(m5(), quotes[0], SPECS)
         assert decision.source == "plugin:flat-prices" and decision.billed_cost == Decimal("1.0")
         report = host.report()
-        assert report["hung"]["failures"] >= 1 and "DEADLINE_EXCEEDED" in report["hung"]["last_error"]
+        assert (
+            report["hung"]["failures"] >= 1 and "DEADLINE_EXCEEDED" in report["hung"]["last_error"]
+        )
         assert report["crashing"]["failures"] >= 1
         assert "not a decimal" in report["garbage"]["last_error"]
         assert report["flat-prices"]["failures"] == 0
 
         # a second question: the failing plugins are skipped once their circuit is open,
         # the good answer comes from the cache, and pricing falls back to specs where needed
-        other = UsageLine(provider="AWS", service="AmazonEC2", currency="USD", quantity=Decimal("2"), unit="Hrs",
-                          resource_type="c5.large", region="us-east-1")
+        other = UsageLine(
+            provider="AWS",
+            service="AmazonEC2",
+            currency="USD",
+            quantity=Decimal("2"),
+            unit="Hrs",
+            resource_type="c5.large",
+            region="us-east-1",
+        )
         for _ in range(2):
             quotes = await host.quotes([other])
         assert decide(other, quotes[0], SPECS).source == "spec:aws/ec2.yaml"
@@ -68,7 +98,9 @@ async def test_bad_plugins_cost_only_their_own_answers_and_are_reported():
 
 
 async def test_crashed_plugin_is_restarted_on_next_use():
-    host = PluginHost(refs("crashing", "flat-prices"), timeout=2.0, retries=0, failure_threshold=10, ttl=0)
+    host = PluginHost(
+        refs("crashing", "flat-prices"), timeout=2.0, retries=0, failure_threshold=10, ttl=0
+    )
     await host.start()
     try:
         await host.quotes([m5()])
@@ -84,18 +116,37 @@ async def test_aws_public_builtin_answers_from_offer_files():
     host = PluginHost([ref], timeout=10.0)
     await host.start()
     try:
-        line = UsageLine(provider="AWS", service="Amazon Elastic Compute Cloud", currency="USD",
-                         quantity=Decimal("730"), unit="Hrs", resource_type="t3.micro", region="us-east-1")
+        line = UsageLine(
+            provider="AWS",
+            service="Amazon Elastic Compute Cloud",
+            currency="USD",
+            quantity=Decimal("730"),
+            unit="Hrs",
+            resource_type="t3.micro",
+            region="us-east-1",
+        )
         quotes = await host.quotes([line])
         decision = decide(line, quotes[0], SpecBook())
         assert decision.source == "plugin:aws-public"
         assert decision.billed_cost == Decimal("7.592")
-        projected = await host.projected(provider="AWS", service="AmazonRDS", sku="db.m5.large",
-                                         resource_type="aws:rds/instance:Instance", region="us-east-1",
-                                         attributes={"engine": "postgresql"})
+        projected = await host.projected(
+            provider="AWS",
+            service="AmazonRDS",
+            sku="db.m5.large",
+            resource_type="aws:rds/instance:Instance",
+            region="us-east-1",
+            attributes={"engine": "postgresql"},
+        )
         assert projected is not None and projected.monthly == Decimal("129.94")
-        eur = UsageLine(provider="AWS", service="AmazonEC2", currency="EUR", quantity=Decimal("1"), unit="Hrs",
-                        resource_type="t3.micro", region="us-east-1")
+        eur = UsageLine(
+            provider="AWS",
+            service="AmazonEC2",
+            currency="EUR",
+            quantity=Decimal("1"),
+            unit="Hrs",
+            resource_type="t3.micro",
+            region="us-east-1",
+        )
         assert (await host.quotes([eur]))[0] == [None]
     finally:
         await host.stop()
@@ -107,7 +158,13 @@ async def test_opencost_plugin_reads_recorded_allocations_from_a_local_server():
 
     from services.pricing.plugins import OpenCostParams
 
-    body = (Path(__file__).resolve().parents[1] / "fixtures" / "pricing" / "opencost" / "allocation-pod.json").read_bytes()  # noqa: ASYNC240 - a fixture, read once
+    body = (
+        Path(__file__).resolve().parents[1]  # noqa: ASYNC240 - a fixture, read once
+        / "fixtures"
+        / "pricing"
+        / "opencost"
+        / "allocation-pod.json"
+    ).read_bytes()
     seen: list[str] = []
 
     class Recorded(BaseHTTPRequestHandler):
@@ -123,15 +180,24 @@ async def test_opencost_plugin_reads_recorded_allocations_from_a_local_server():
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Recorded)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    ref = BUILTINS["opencost"].ref("opencost", OpenCostParams(url=f"http://127.0.0.1:{server.server_port}"))
+    ref = BUILTINS["opencost"].ref(
+        "opencost", OpenCostParams(url=f"http://127.0.0.1:{server.server_port}")
+    )
     host = PluginHost([ref], timeout=10.0)
     await host.start()
     try:
         rows = await host.actual(ref, "default", "2024-09-01T00:00:00Z", "2024-09-02T00:00:00Z")
-        assert [(r.labels["name"], r.cost) for r in rows] == [("default/web-7d4b9c6f5-x2k8p", "0.441734")]
-        everything = await host.actual(ref, "", "2024-09-01T00:00:00Z", "2024-09-02T00:00:00Z", {"aggregate": "pod"})
+        assert [(r.labels["name"], r.cost) for r in rows] == [
+            ("default/web-7d4b9c6f5-x2k8p", "0.441734")
+        ]
+        everything = await host.actual(
+            ref, "", "2024-09-01T00:00:00Z", "2024-09-02T00:00:00Z", {"aggregate": "pod"}
+        )
         assert sum(Decimal(r.cost) for r in everything) == Decimal("0.524680")  # idle excluded
-        assert "window=2024-09-01T00%3A00%3A00Z%2C2024-09-02T00%3A00%3A00Z" in seen[0] and "aggregate=pod" in seen[0]
+        assert (
+            "window=2024-09-01T00%3A00%3A00Z%2C2024-09-02T00%3A00%3A00Z" in seen[0]
+            and "aggregate=pod" in seen[0]
+        )
     finally:
         await host.stop()
         server.shutdown()

@@ -53,8 +53,12 @@ def test_every_record_the_contract_accepts_is_stored(store_and_pricer, loop):
     keys = SigningKeys()
     seen = {"accepted": 0}
 
-    @settings(max_examples=100, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    @settings(
+        max_examples=100,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
     @given(billing_rows())
     def stored(row: dict) -> None:
         if "x_RecordId" in row:  # the lines stay in the table: ids unique across examples
@@ -68,15 +72,24 @@ def test_every_record_the_contract_accepts_is_stored(store_and_pricer, loop):
         seen["accepted"] += 1
         # ingest signs what it scopes; the property is about the store, not the signature
         headers = dict([sign(keys, "ingest", Topics.RAW_BILLING, raw)])
-        envelope = Envelope(value=raw, key=None, headers=headers, topic=Topics.RAW_BILLING, partition=0, offset=0)
+        envelope = Envelope(
+            value=raw, key=None, headers=headers, topic=Topics.RAW_BILLING, partition=0, offset=0
+        )
         outcome = loop.run_until_complete(pricer.process([envelope]))
         assert not outcome.letters, outcome.letters[0].error
-        refused = loop.run_until_complete(store.store_batch(outcome.lines, outcome.positions,
-                                                            sorted(outcome.scopes), outcome.owners))
+        refused = loop.run_until_complete(
+            store.store_batch(
+                outcome.lines, outcome.positions, sorted(outcome.scopes), outcome.owners
+            )
+        )
         assert refused == {}
-        line = loop.run_until_complete(pool.fetchrow(
-            "SELECT billed_cost, billing_account_id, billing_scope_version FROM pricing.cost_lines "
-            "WHERE record_id = $1", record.x_RecordId))
+        line = loop.run_until_complete(
+            pool.fetchrow(
+                "SELECT billed_cost, billing_account_id, billing_scope_version FROM pricing.cost_lines "
+                "WHERE record_id = $1",
+                record.x_RecordId,
+            )
+        )
         if record.x_BillingScope is None or record.x_BillingScopeVersion >= 0:
             # a negative version is older than a scope's base (0), so the prune may remove it
             assert line is not None, record

@@ -24,43 +24,63 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "pricing"
 
 def usage_record(i: int, resource_type: str, service: str = "AmazonEC2", **extra) -> dict:
     return {
-        "ProviderName": "AWS", "BillingAccountId": "111111111111", "SubAccountId": "222222222222",
-        "ChargePeriodStart": "2024-09-01T00:00:00Z", "ChargePeriodEnd": "2024-09-01T01:00:00Z",
-        "BillingCurrency": "USD", "ServiceName": service, "ChargeCategory": "Usage",
-        "ConsumedQuantity": "10", "ConsumedUnit": "Hrs", "ResourceType": resource_type,
-        "RegionId": "us-east-1", "x_RecordId": f"usage-{i}", **extra,
+        "ProviderName": "AWS",
+        "BillingAccountId": "111111111111",
+        "SubAccountId": "222222222222",
+        "ChargePeriodStart": "2024-09-01T00:00:00Z",
+        "ChargePeriodEnd": "2024-09-01T01:00:00Z",
+        "BillingCurrency": "USD",
+        "ServiceName": service,
+        "ChargeCategory": "Usage",
+        "ConsumedQuantity": "10",
+        "ConsumedUnit": "Hrs",
+        "ResourceType": resource_type,
+        "RegionId": "us-east-1",
+        "x_RecordId": f"usage-{i}",
+        **extra,
     }
 
 
-async def test_usage_is_priced_by_plugin_then_spec_then_none_despite_bad_plugins(settings, tmp_path: Path):
+async def test_usage_is_priced_by_plugin_then_spec_then_none_despite_bad_plugins(
+    settings, tmp_path: Path
+):
     home = tmp_path / "ffhome"
     shutil.copytree(FIXTURES / "plugins", home / "plugins")
     shutil.copytree(FIXTURES / "specs", home / "specs")
     pricing_settings = PricingSettings(
         **{**settings.model_dump(), "home": home},
-        pricing_plugin_timeout_s=0.5, pricing_plugin_retries=1,
+        pricing_plugin_timeout_s=0.5,
+        pricing_plugin_retries=1,
     )
     app = build_app(pricing_settings)
     await app.start()
     try:
         records = [
-            usage_record(1, "m5.large"),                      # flat-prices plugin: 10 h x 0.1
-            usage_record(2, "c5.large"),                      # no plugin: spec default 10 h x 0.10
-            usage_record(3, "db.x", service="AmazonRDS"),     # nothing prices it
+            usage_record(1, "m5.large"),  # flat-prices plugin: 10 h x 0.1
+            usage_record(2, "c5.large"),  # no plugin: spec default 10 h x 0.10
+            usage_record(3, "db.x", service="AmazonRDS"),  # nothing prices it
             {**usage_record(4, "m5.large"), "BilledCost": "3.21"},  # billed passes through
         ]
         await produce(settings.kafka_bootstrap, [orjson.dumps(r) for r in records])
         await wait_for(lambda: _at_least(settings.database_url, 4), timeout=60)
-        priced = {p["x_RecordId"]: p for p in await read_topic(settings.kafka_bootstrap, Topics.PRICED_RESOURCES, 4)}
+        priced = {
+            p["x_RecordId"]: p
+            for p in await read_topic(settings.kafka_bootstrap, Topics.PRICED_RESOURCES, 4)
+        }
         for body in priced.values():
             PricedRecordV1.model_validate(body)  # every output honours the contract
         assert priced["usage-1"]["x_PriceSource"] == "plugin:flat-prices"
         assert Decimal(priced["usage-1"]["BilledCost"]) == Decimal("1.0")
         assert priced["usage-2"]["x_PriceSource"] == "spec:aws-ec2-default.yaml"
         assert Decimal(priced["usage-2"]["BilledCost"]) == Decimal("1.00")
-        assert priced["usage-3"]["x_PriceSource"] == "none" and "BilledCost" not in priced["usage-3"]
+        assert (
+            priced["usage-3"]["x_PriceSource"] == "none" and "BilledCost" not in priced["usage-3"]
+        )
         assert "no plugin or spec" in priced["usage-3"]["x_PriceReason"]
-        assert priced["usage-4"]["x_PriceSource"] == "billed" and priced["usage-4"]["BilledCost"] == "3.21"
+        assert (
+            priced["usage-4"]["x_PriceSource"] == "billed"
+            and priced["usage-4"]["BilledCost"] == "3.21"
+        )
     finally:
         await app.stop()
     conn = await asyncpg.connect(settings.database_url)

@@ -66,23 +66,47 @@ def module_database(pg_admin_url):
 async def pool(module_database):
     pool = await create_pool(module_database)
     async with pool.acquire() as conn:
-        await conn.execute("TRUNCATE remediation.savings, remediation.commands, remediation.audit_log")
+        await conn.execute(
+            "TRUNCATE remediation.savings, remediation.commands, remediation.audit_log"
+        )
     yield pool
     await pool.close()
 
 
-def command(action: str, resource_id: str, *, mode: str = "execute", approval: bool = False,
-            params: dict | None = None, account: str = "111122223333", cause: str = "anom-1",
-            expires_in: timedelta = timedelta(hours=1), playbook: str | None = "test-playbook",
-            issued_at: datetime | None = None) -> RemediationCommandV1:
+def command(
+    action: str,
+    resource_id: str,
+    *,
+    mode: str = "execute",
+    approval: bool = False,
+    params: dict | None = None,
+    account: str = "111122223333",
+    cause: str = "anom-1",
+    expires_in: timedelta = timedelta(hours=1),
+    playbook: str | None = "test-playbook",
+    issued_at: datetime | None = None,
+) -> RemediationCommandV1:
     issued = issued_at or NOW
     return RemediationCommandV1(
-        command_id=derive_command_id(cause, action, resource_id), issued_at=issued, action=action,
-        target=RemediationTargetV1(provider="AWS", account_id=account, region="us-east-1",
-                                   resource_id=resource_id, resource_type="instance"),
-        params=params or {}, reason=RemediationReasonV1(anomaly_id=cause, text="test"), mode=mode,
-        requires_approval=approval, expected_monthly_savings=Decimal("100.00"), currency="USD",
-        expires_at=issued + expires_in, playbook=playbook)
+        command_id=derive_command_id(cause, action, resource_id),
+        issued_at=issued,
+        action=action,
+        target=RemediationTargetV1(
+            provider="AWS",
+            account_id=account,
+            region="us-east-1",
+            resource_id=resource_id,
+            resource_type="instance",
+        ),
+        params=params or {},
+        reason=RemediationReasonV1(anomaly_id=cause, text="test"),
+        mode=mode,
+        requires_approval=approval,
+        expected_monthly_savings=Decimal("100.00"),
+        currency="USD",
+        expires_at=issued + expires_in,
+        playbook=playbook,
+    )
 
 
 class CountingImpls(dict):
@@ -174,8 +198,10 @@ async def test_guardrail_deny_list_blocks_the_action(pool, aws):
 
 async def test_guardrail_rate_limit_defers_past_the_hourly_quota_per_account(pool, aws):
     ids = [run_instance() for _ in range(3)]
-    cmds = [command("stop-instance", iid, cause=f"a{i}", expires_in=timedelta(hours=3))
-            for i, iid in enumerate(ids)]
+    cmds = [
+        command("stop-instance", iid, cause=f"a{i}", expires_in=timedelta(hours=3))
+        for i, iid in enumerate(ids)
+    ]
     other_account = command("stop-instance", run_instance(), cause="x", account="999999999999")
     for cmd in [*cmds, other_account]:
         await submit(pool, cmd)
@@ -187,21 +213,34 @@ async def test_guardrail_rate_limit_defers_past_the_hourly_quota_per_account(poo
     assert instance_state(ids[2])[0] == "running"
     assert (await events(pool, cmds[2].command_id))[-1] == "deferred"
     # a deferred command is not polled again at once (no describe call every sweep)
-    assert (await row(pool, cmds[2].command_id))["claimed_until"] > datetime.now(UTC) + timedelta(seconds=50)
+    assert (await row(pool, cmds[2].command_id))["claimed_until"] > datetime.now(UTC) + timedelta(
+        seconds=50
+    )
     async with pool.acquire() as conn:
         assert cmds[2].command_id not in await store.due_commands(conn, datetime.now(UTC))
-    assert (await row(pool, other_account.command_id))["status"] == "executed"  # quota is per account
+    assert (await row(pool, other_account.command_id))[
+        "status"
+    ] == "executed"  # quota is per account
     # an hour later the deferred command runs
-    later = executor(pool, implementations(), Policy(rate_limit_per_hour=2),
-                     clock=lambda: datetime.now(UTC) + timedelta(minutes=61))
+    later = executor(
+        pool,
+        implementations(),
+        Policy(rate_limit_per_hour=2),
+        clock=lambda: datetime.now(UTC) + timedelta(minutes=61),
+    )
     await later.sweep()
     assert (await row(pool, cmds[2].command_id))["status"] == "executed"
 
 
 async def test_guardrail_expired_approval_never_runs(pool, aws):
     iid = run_instance()
-    cmd = command("stop-instance", iid, approval=True, issued_at=NOW - timedelta(hours=2),
-                  expires_in=timedelta(hours=1))
+    cmd = command(
+        "stop-instance",
+        iid,
+        approval=True,
+        issued_at=NOW - timedelta(hours=2),
+        expires_in=timedelta(hours=1),
+    )
     await submit(pool, cmd)
     assert (await row(pool, cmd.command_id))["status"] == "pending-approval"
     async with pool.acquire() as conn:
@@ -240,15 +279,24 @@ async def test_guardrail_executor_killed_mid_action_does_not_act_twice_on_restar
     with pytest.raises(Killed):
         await executor(pool, first).handle(cmd.command_id)
     assert first.applied == ["delete-volume"]
-    assert (await row(pool, cmd.command_id))["status"] == "approved"  # nothing recorded after acting
+    assert (await row(pool, cmd.command_id))[
+        "status"
+    ] == "approved"  # nothing recorded after acting
     # restart: the lease of the killed executor has lapsed
-    await executor(pool, implementations(), clock=lambda: datetime.now(UTC) + timedelta(minutes=6)).sweep()
+    await executor(
+        pool, implementations(), clock=lambda: datetime.now(UTC) + timedelta(minutes=6)
+    ).sweep()
     done = await row(pool, cmd.command_id)
     assert done["status"] == "executed"
-    snaps = ec2.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": "volume-id", "Values": [vol]}])
+    snaps = ec2.describe_snapshots(
+        OwnerIds=["self"], Filters=[{"Name": "volume-id", "Values": [vol]}]
+    )
     assert len(snaps["Snapshots"]) == 1  # not snapshotted twice
     assert done["undo"]["snapshot_id"] == snaps["Snapshots"][0]["SnapshotId"]  # the undo survived
-    assert [e for e in await events(pool, cmd.command_id) if e in ("intent", "resumed")] == ["intent", "resumed"]
+    assert [e for e in await events(pool, cmd.command_id) if e in ("intent", "resumed")] == [
+        "intent",
+        "resumed",
+    ]
 
 
 async def test_approval_required_waits_then_runs_once_approved(pool, aws):
@@ -265,8 +313,14 @@ async def test_approval_required_waits_then_runs_once_approved(pool, aws):
         assert (await store.decide(conn, cmd.command_id, True, actor="cli:test"))[0]
     await ex.sweep()
     assert instance_state(iid)[0] == "stopped"
-    assert await events(pool, cmd.command_id) == ["issued", "approval-requested", "approved", "intent", "step",
-                                                 "executed"]
+    assert await events(pool, cmd.command_id) == [
+        "issued",
+        "approval-requested",
+        "approved",
+        "intent",
+        "step",
+        "executed",
+    ]
 
 
 async def test_rejected_command_never_runs(pool, aws):
@@ -274,7 +328,9 @@ async def test_rejected_command_never_runs(pool, aws):
     cmd = command("stop-instance", iid, approval=True)
     await submit(pool, cmd)
     async with pool.acquire() as conn:
-        assert (await store.decide(conn, cmd.command_id, False, actor="cli:test", reason="not now"))[0]
+        assert (
+            await store.decide(conn, cmd.command_id, False, actor="cli:test", reason="not now")
+        )[0]
     await executor(pool, implementations()).sweep()
     assert instance_state(iid)[0] == "running"
     assert (await row(pool, cmd.command_id))["status"] == "rejected"
@@ -310,7 +366,9 @@ async def test_delete_volume_snapshots_first_and_undo_restores_from_the_snapshot
     async with pool.acquire() as conn:
         await store.request_undo(conn, cmd.command_id, actor="cli:test")
     await ex.sweep()
-    restored = (await row(pool, cmd.command_id))["result"]["undo"]["state_after"]["restored_volume_id"]
+    restored = (await row(pool, cmd.command_id))["result"]["undo"]["state_after"][
+        "restored_volume_id"
+    ]
     assert ec2.describe_volumes(VolumeIds=[restored])["Volumes"][0]["SnapshotId"] == snapshot_id
 
 
@@ -340,16 +398,20 @@ async def test_release_address_and_tag_resource_with_undo(pool, aws):
     await ex.handle(tag.command_id)
     assert alloc not in {a.get("AllocationId") for a in ec2.describe_addresses()["Addresses"]}
     assert (await row(pool, release.command_id))["status"] == "executed"
-    tags = {t["Key"]: t["Value"] for t in ec2.describe_tags(
-        Filters=[{"Name": "resource-id", "Values": [iid]}])["Tags"]}
+    tags = {
+        t["Key"]: t["Value"]
+        for t in ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [iid]}])["Tags"]
+    }
     assert tags["team"] == "b" and tags["finfocus:reviewed"] == "yes"
     async with pool.acquire() as conn:
         await store.request_undo(conn, tag.command_id, actor="cli:test")
         refused = await store.request_undo(conn, release.command_id, actor="cli:test")
     assert not refused[0] and "cannot be undone" in refused[1]
     await ex.sweep()
-    tags = {t["Key"]: t["Value"] for t in ec2.describe_tags(
-        Filters=[{"Name": "resource-id", "Values": [iid]}])["Tags"]}
+    tags = {
+        t["Key"]: t["Value"]
+        for t in ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [iid]}])["Tags"]
+    }
     assert tags == {"team": "a"}
 
 
@@ -357,9 +419,17 @@ async def test_scale_down_lowers_desired_capacity_and_undo_restores_it(pool, aws
     import boto3
 
     asg = boto3.client("autoscaling", region_name="us-east-1")
-    asg.create_launch_configuration(LaunchConfigurationName="lc", ImageId=AMI, InstanceType="t3.micro")
-    asg.create_auto_scaling_group(AutoScalingGroupName="web", LaunchConfigurationName="lc", MinSize=2,
-                                  MaxSize=6, DesiredCapacity=4, AvailabilityZones=["us-east-1a"])
+    asg.create_launch_configuration(
+        LaunchConfigurationName="lc", ImageId=AMI, InstanceType="t3.micro"
+    )
+    asg.create_auto_scaling_group(
+        AutoScalingGroupName="web",
+        LaunchConfigurationName="lc",
+        MinSize=2,
+        MaxSize=6,
+        DesiredCapacity=4,
+        AvailabilityZones=["us-east-1a"],
+    )
     cmd = command("scale-down", "web", params={"desired_capacity": 1})
     await submit(pool, cmd)
     ex = executor(pool, implementations())
@@ -405,8 +475,14 @@ async def test_notify_posts_to_the_webhook_named_by_a_secret(pool, monkeypatch):
     server = HTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        secrets = EnvironmentSecrets({"FINFOCUS_SECRET_TEAM_HOOK": f"http://127.0.0.1:{server.server_port}/hook"})
-        cmd = command("notify", "AWS/111122223333/EC2", params={"channel": "slack", "webhook_secret": "team-hook"})
+        secrets = EnvironmentSecrets(
+            {"FINFOCUS_SECRET_TEAM_HOOK": f"http://127.0.0.1:{server.server_port}/hook"}
+        )
+        cmd = command(
+            "notify",
+            "AWS/111122223333/EC2",
+            params={"channel": "slack", "webhook_secret": "team-hook"},
+        )
         await submit(pool, cmd)
         await executor(pool, implementations(secrets)).handle(cmd.command_id)
     finally:

@@ -59,7 +59,9 @@ async def test_anomaly_becomes_one_dry_run_notify_command_even_when_redelivered(
         await conn.close()
 
 
-async def test_command_continues_the_trace_of_its_anomaly_and_malformed_anomalies_are_dead_lettered(settings):
+async def test_command_continues_the_trace_of_its_anomaly_and_malformed_anomalies_are_dead_lettered(
+    settings,
+):
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -67,13 +69,19 @@ async def test_command_continues_the_trace_of_its_anomaly_and_malformed_anomalie
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    app = build_app(remediation_settings(settings, remediation_executor=False), tracer_provider=provider)
+    app = build_app(
+        remediation_settings(settings, remediation_executor=False), tracer_provider=provider
+    )
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     headers = [("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01".encode())]
     async with running(app):
         await publish_signed(settings, Topics.ANOMALIES, [b"not json"])
-        await publish_signed(settings, Topics.ANOMALIES, [anomaly("traced").model_dump_json().encode()],
-                             headers=headers)
+        await publish_signed(
+            settings,
+            Topics.ANOMALIES,
+            [anomaly("traced").model_dump_json().encode()],
+            headers=headers,
+        )
         [record] = await read_topic(settings.kafka, Topics.REMEDIATION_COMMANDS, want=1)
         letters = await read_topic(settings.kafka, Topics.dlq(Topics.ANOMALIES), want=1)
         assert "invalid Anomaly v1" in values(letters)[0]["error"]
@@ -86,18 +94,38 @@ async def test_command_continues_the_trace_of_its_anomaly_and_malformed_anomalie
 
 async def test_executor_dead_letters_malformed_and_unknown_commands_and_runs_none(settings):
     app = build_app(remediation_settings(settings, remediation_poll_seconds=0.3))
-    outside = RemediationCommandV1.model_validate({
-        "command_id": "c-outside", "issued_at": "2026-11-22T00:00:00Z", "action": "notify",
-        "target": {"provider": "AWS", "resource_id": "team-x"}, "params": {"channel": "log"},
-        "reason": {"text": "published by another system"}, "mode": "dry-run"})
+    outside = RemediationCommandV1.model_validate(
+        {
+            "command_id": "c-outside",
+            "issued_at": "2026-11-22T00:00:00Z",
+            "action": "notify",
+            "target": {"provider": "AWS", "resource_id": "team-x"},
+            "params": {"channel": "log"},
+            "reason": {"text": "published by another system"},
+            "mode": "dry-run",
+        }
+    )
     async with running(app):
-        await publish(settings.kafka, Topics.REMEDIATION_COMMANDS,
-                      [b'{"action": "Stop Instance"}', outside.model_dump_json().encode()])
-        await publish_signed(settings, Topics.REMEDIATION_COMMANDS, [b'{"action": "Stop Instance"}'],
-                             issuer="remediation")
-        await publish_signed(settings, Topics.REMEDIATION_COMMANDS, [outside.model_dump_json().encode()],
-                             issuer="remediation")
-        letters = values(await read_topic(settings.kafka, Topics.dlq(Topics.REMEDIATION_COMMANDS), want=4))
+        await publish(
+            settings.kafka,
+            Topics.REMEDIATION_COMMANDS,
+            [b'{"action": "Stop Instance"}', outside.model_dump_json().encode()],
+        )
+        await publish_signed(
+            settings,
+            Topics.REMEDIATION_COMMANDS,
+            [b'{"action": "Stop Instance"}'],
+            issuer="remediation",
+        )
+        await publish_signed(
+            settings,
+            Topics.REMEDIATION_COMMANDS,
+            [outside.model_dump_json().encode()],
+            issuer="remediation",
+        )
+        letters = values(
+            await read_topic(settings.kafka, Topics.dlq(Topics.REMEDIATION_COMMANDS), want=4)
+        )
         errors = sorted(letter["error"] for letter in letters)
         assert sum("unsigned message" in e for e in errors) == 2
         assert any("invalid RemediationCommand v1" in e for e in errors)
@@ -111,13 +139,20 @@ async def test_resolved_anomaly_cancels_its_commands_that_have_not_run(settings,
     playbooks.mkdir()
     (playbooks / "page.yaml").write_text(
         "name: page-on-call\ntrigger: {anomaly: {min_severity: high}}\n"
-        "actions: [{action: notify, params: {channel: log}}]\nmode: execute\napproval: {required: true}\n")
-    app = build_app(remediation_settings(settings, remediation_playbooks_dir=playbooks, remediation_poll_seconds=0.3))
+        "actions: [{action: notify, params: {channel: log}}]\nmode: execute\napproval: {required: true}\n"
+    )
+    app = build_app(
+        remediation_settings(
+            settings, remediation_playbooks_dir=playbooks, remediation_poll_seconds=0.3
+        )
+    )
     event = anomaly("anom-resolved")
 
     async def status():
         async with reader(settings.database) as conn:
-            return await conn.fetchval("SELECT status FROM remediation.v_actions WHERE anomaly_id = 'anom-resolved'")
+            return await conn.fetchval(
+                "SELECT status FROM remediation.v_actions WHERE anomaly_id = 'anom-resolved'"
+            )
 
     async with running(app):
         await publish_signed(settings, Topics.ANOMALIES, [event.model_dump_json().encode()])
@@ -126,10 +161,16 @@ async def test_resolved_anomaly_cancels_its_commands_that_have_not_run(settings,
         await publish_signed(settings, Topics.ANOMALIES, [resolved.model_dump_json().encode()])
         assert await eventually(lambda: _is(status, "rejected")) is True
         async with reader(settings.database) as conn:
-            row = await conn.fetchrow("SELECT result FROM remediation.v_actions WHERE anomaly_id = 'anom-resolved'")
-            events = [r["event"] for r in await conn.fetch(
-                "SELECT event FROM remediation.v_audit a JOIN remediation.v_actions c USING (command_id) "
-                "WHERE c.anomaly_id = 'anom-resolved' ORDER BY audit_id")]
+            row = await conn.fetchrow(
+                "SELECT result FROM remediation.v_actions WHERE anomaly_id = 'anom-resolved'"
+            )
+            events = [
+                r["event"]
+                for r in await conn.fetch(
+                    "SELECT event FROM remediation.v_audit a JOIN remediation.v_actions c USING (command_id) "
+                    "WHERE c.anomaly_id = 'anom-resolved' ORDER BY audit_id"
+                )
+            ]
         assert row["result"]["outcome"] == "cancelled"
         # the executor may or may not have announced it for approval before the cancellation
         assert events in (["issued", "approval-requested", "cancelled"], ["issued", "cancelled"])
@@ -143,7 +184,9 @@ async def test_oversized_anomalies_become_dead_letters_that_fit_and_the_rest_flo
     app = build_app(remediation_settings(settings, remediation_executor=False))
     huge = [b'{"anomaly_id": "' + bytes([65 + i]) * (400 * 1024) + b'"}' for i in range(2)]
     async with running(app):
-        await publish_signed(settings, Topics.ANOMALIES, [*huge, anomaly("after-huge").model_dump_json().encode()])
+        await publish_signed(
+            settings, Topics.ANOMALIES, [*huge, anomaly("after-huge").model_dump_json().encode()]
+        )
         letters = values(await read_topic(settings.kafka, Topics.dlq(Topics.ANOMALIES), want=2))
         [record] = await read_topic(settings.kafka, Topics.REMEDIATION_COMMANDS, want=1)
     assert len(letters) == 2

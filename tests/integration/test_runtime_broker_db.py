@@ -48,7 +48,9 @@ async def test_consumer_group_receives_published_messages_quickly(settings):
     assert sorted(m["n"] for m in got) == list(range(50))
 
 
-async def test_migrations_apply_once_under_concurrency_and_views_are_readable(tmp_path: Path, database_url):
+async def test_migrations_apply_once_under_concurrency_and_views_are_readable(
+    tmp_path: Path, database_url
+):
     migrations = tmp_path / "migrations"
     migrations.mkdir()
     (migrations / "0001_init.sql").write_text(
@@ -56,7 +58,9 @@ async def test_migrations_apply_once_under_concurrency_and_views_are_readable(tm
         "CREATE VIEW v_lines AS SELECT id, cost FROM lines;"
     )
     (migrations / "0002_more.sql").write_text("INSERT INTO lines VALUES ('a', 1.10);")
-    results = await asyncio.gather(*[migrate_url(database_url, "probe", migrations) for _ in range(3)])
+    results = await asyncio.gather(
+        *[migrate_url(database_url, "probe", migrations) for _ in range(3)]
+    )
     assert sorted(v for r in results for v in r) == [1, 2]
     assert await migrate_url(database_url, "probe", migrations) == []
     async with reader(database_url) as conn:

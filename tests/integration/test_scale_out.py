@@ -62,8 +62,9 @@ def _split(assignment: dict[str, list[int]], partitions: int) -> bool:
     return set(assignment) == {"pricing", "pricing-2"} and held == list(range(partitions))
 
 
-def test_an_instance_added_and_one_killed_mid_stream_lose_and_double_nothing(stack: ScaleStack,
-                                                                             database_url: str):
+def test_an_instance_added_and_one_killed_mid_stream_lose_and_double_nothing(
+    stack: ScaleStack, database_url: str
+):
     rows = billed(ROWS, "acct-scale")
     partitions = stack.partitions()
     sent = {"n": 0}
@@ -83,7 +84,9 @@ def test_an_instance_added_and_one_killed_mid_stream_lose_and_double_nothing(sta
             _wait(lambda: sent["n"] >= ROWS // 5, 60)
             seen["scaled_at"] = sent["n"]
             stack.scale("pricing=2")
-            _wait(lambda: _split(stack.assignment("finfocus-pricing", "raw-billing"), partitions), 30)
+            _wait(
+                lambda: _split(stack.assignment("finfocus-pricing", "raw-billing"), partitions), 30
+            )
             seen["split"] = stack.assignment("finfocus-pricing", "raw-billing")
             seen["killed_pid"] = stack.kill("pricing")
             seen["killed_at"] = sent["n"]
@@ -94,7 +97,9 @@ def test_an_instance_added_and_one_killed_mid_stream_lose_and_double_nothing(sta
 
     injector = threading.Thread(target=faults, daemon=True)
     injector.start()
-    seen["stream_s"] = round(asyncio.run(publish(stack.bootstrap, rows.records, rate=RATE, progress=progress)), 1)
+    seen["stream_s"] = round(
+        asyncio.run(publish(stack.bootstrap, rows.records, rate=RATE, progress=progress)), 1
+    )
     injector.join(timeout=60)
     assert "error" not in seen, seen
 
@@ -109,16 +114,28 @@ def test_an_instance_added_and_one_killed_mid_stream_lose_and_double_nothing(sta
             await conn.close()
 
     reached, found, points = asyncio.run(settle())
-    print("faults and stream:", seen, "seconds after the stream until each copy was complete:", reached)
+    print(
+        "faults and stream:",
+        seen,
+        "seconds after the stream until each copy was complete:",
+        reached,
+    )
     # the faults happened while rows were still flowing, after the new instance took partitions
     assert ROWS // 5 <= seen["scaled_at"] < seen["killed_at"] < ROWS, seen
     assert _split(seen["split"], partitions), seen  # type: ignore[arg-type]
     # the supervisor started the killed instance again
-    assert _wait(lambda: (stack.state()["services"].get("pricing") or {}).get("state") == "running"
-                 and stack.pid("pricing") != seen["killed_pid"], 30)
+    assert _wait(
+        lambda: (
+            (stack.state()["services"].get("pricing") or {}).get("state") == "running"
+            and stack.pid("pricing") != seen["killed_pid"]
+        ),
+        30,
+    )
     # every copy: every row once, the total to the cent
     expected = {name: (ROWS, ROWS, rows.total.quantize(CENT)) for name in found}
-    assert {name: (c, d, t.quantize(CENT)) for name, (c, d, t) in found.items()} == expected, reached
+    assert {name: (c, d, t.quantize(CENT)) for name, (c, d, t) in found.items()} == expected, (
+        reached
+    )
     assert points.quantize(CENT) == rows.total.quantize(CENT)
 
 
@@ -142,12 +159,14 @@ async def test_topics_carry_the_retention_finfocus_sets(kafka_bootstrap: str, mo
     try:
         names = [Topics.RAW_BILLING, Topics.PRICED_RESOURCES, Topics.dlq(Topics.RAW_BILLING)]
         responses = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, name) for name in names])
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+        )
     finally:
         await admin.close()
     found = {
         resource[3]: {entry[0]: entry[1] for entry in resource[4]}
-        for response in responses for resource in response.resources
+        for response in responses
+        for resource in response.resources
     }
     for name in names:
         assert found[name]["retention.ms"] == "3600000", found

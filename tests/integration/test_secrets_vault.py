@@ -16,8 +16,10 @@ import pytest
 from finfocus.secrets import EnvironmentSecrets, Secret, VaultSecrets, secrets_from_environment
 
 TOKEN = "s.test-token"
-STORE = {"finfocus/slack-webhook-url": {"value": "https://hooks.example/T000/B000/XXXX"},
-         "finfocus/aws/credentials": {"access_key_id": "AKIAEXAMPLE", "secret_access_key": "shhh"}}
+STORE = {
+    "finfocus/slack-webhook-url": {"value": "https://hooks.example/T000/B000/XXXX"},
+    "finfocus/aws/credentials": {"access_key_id": "AKIAEXAMPLE", "secret_access_key": "shhh"},
+}
 
 
 class KvV2StandIn(BaseHTTPRequestHandler):
@@ -33,12 +35,19 @@ class KvV2StandIn(BaseHTTPRequestHandler):
             return
         prefix = "/v1/secret/data/"
         path = self.path.split("?")[0]
-        if not path.startswith(prefix) or path[len(prefix):] not in STORE:
+        if not path.startswith(prefix) or path[len(prefix) :] not in STORE:
             self._reply(404, {"errors": []})
             return
-        data = STORE[path[len(prefix):]]
-        self._reply(200, {"data": {"data": data, "metadata": {"version": 3, "deletion_time": "",
-                                                                "destroyed": False}}})
+        data = STORE[path[len(prefix) :]]
+        self._reply(
+            200,
+            {
+                "data": {
+                    "data": data,
+                    "metadata": {"version": 3, "deletion_time": "", "destroyed": False},
+                }
+            },
+        )
 
     def _reply(self, status: int, body: dict) -> None:
         payload = json.dumps(body).encode()
@@ -68,7 +77,9 @@ def test_vault_kv2_secrets_are_read_through_hvac(vault_addr):
     assert provider.get("aws/credentials", "secret_access_key").reveal() == "shhh"
     assert provider.get("aws/credentials", "no-such-field") is None
     assert provider.get("missing") is None
-    assert any(p.startswith("/v1/secret/data/finfocus/slack-webhook-url") for p in KvV2StandIn.requests)
+    assert any(
+        p.startswith("/v1/secret/data/finfocus/slack-webhook-url") for p in KvV2StandIn.requests
+    )
 
 
 def test_wrong_vault_token_is_an_error_not_an_empty_secret(vault_addr):
@@ -80,8 +91,12 @@ def test_wrong_vault_token_is_an_error_not_an_empty_secret(vault_addr):
 
 
 def test_environment_is_the_provider_without_vault_addr():
-    provider = secrets_from_environment({"FINFOCUS_SECRET_SLACK_WEBHOOK_URL": "https://hooks.example/x",
-                                         "FINFOCUS_SECRET_AWS_CREDENTIALS_ACCESS_KEY_ID": "AKIA"})
+    provider = secrets_from_environment(
+        {
+            "FINFOCUS_SECRET_SLACK_WEBHOOK_URL": "https://hooks.example/x",
+            "FINFOCUS_SECRET_AWS_CREDENTIALS_ACCESS_KEY_ID": "AKIA",
+        }
+    )
     assert isinstance(provider, EnvironmentSecrets)
     assert provider.get("slack-webhook-url").reveal() == "https://hooks.example/x"
     assert provider.get("aws/credentials", "access_key_id").reveal() == "AKIA"

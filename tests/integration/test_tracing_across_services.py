@@ -31,10 +31,18 @@ DAYS = 28
 def daily(day: date, cost: str, rid: str | None = None, **extra) -> dict:
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     row = {
-        "ProviderName": "AWS", "BillingAccountId": "999", "SubAccountId": "111",
-        "ChargePeriodStart": start.isoformat(), "ChargePeriodEnd": (start + timedelta(days=1)).isoformat(),
-        "BillingCurrency": "USD", "ServiceName": "AmazonEC2", "ChargeCategory": "Usage",
-        "BilledCost": cost, "RegionId": "us-east-1", "ResourceId": "i-0abc", **extra,
+        "ProviderName": "AWS",
+        "BillingAccountId": "999",
+        "SubAccountId": "111",
+        "ChargePeriodStart": start.isoformat(),
+        "ChargePeriodEnd": (start + timedelta(days=1)).isoformat(),
+        "BillingCurrency": "USD",
+        "ServiceName": "AmazonEC2",
+        "ChargeCategory": "Usage",
+        "BilledCost": cost,
+        "RegionId": "us-east-1",
+        "ResourceId": "i-0abc",
+        **extra,
     }
     if rid:
         row["x_RecordId"] = rid
@@ -69,7 +77,9 @@ async def test_one_raw_record_is_traced_through_pricing_anomaly_and_remediation(
     try:
         # four weeks of ordinary history, straight onto priced-resources (untraced)
         for d in range(DAYS - 1):
-            row = daily(START + timedelta(days=d), "100.00", rid=f"hist-{d}", x_PriceSource="billed")
+            row = daily(
+                START + timedelta(days=d), "100.00", rid=f"hist-{d}", x_PriceSource="billed"
+            )
             await producer.send("priced-resources", json.dumps(row).encode(), key=b"AWS:111")
         await producer.flush()
 
@@ -88,12 +98,19 @@ async def test_one_raw_record_is_traced_through_pricing_anomaly_and_remediation(
             headers = trace_headers(upstream)
         trace_id = upstream.get_span_context().trace_id
         spike = daily(START + timedelta(days=DAYS - 1), "900.00")
-        await producer.send_and_wait("raw-billing", json.dumps(spike).encode(), key=b"AWS:111", headers=headers)
+        await producer.send_and_wait(
+            "raw-billing", json.dumps(spike).encode(), key=b"AWS:111", headers=headers
+        )
 
-        consumer = AIOKafkaConsumer("remediation-commands", bootstrap_servers=settings.kafka,
-                                    auto_offset_reset="earliest", group_id=None)
+        consumer = AIOKafkaConsumer(
+            "remediation-commands",
+            bootstrap_servers=settings.kafka,
+            auto_offset_reset="earliest",
+            group_id=None,
+        )
         await consumer.start()
         try:
+
             async def command():
                 batch = await consumer.getmany(timeout_ms=200)
                 return [r for records in batch.values() for r in records]

@@ -113,7 +113,9 @@ def _service_imports(path: Path) -> list[str]:
 def test_the_runtime_and_contracts_never_import_a_service(package):
     files = list((ROOT / package).rglob("*.py"))
     assert len(files) > 5, f"nothing to scan under {package}/"
-    offenders = [f"{p.relative_to(ROOT)} imports {name}" for p in files for name in _service_imports(p)]
+    offenders = [
+        f"{p.relative_to(ROOT)} imports {name}" for p in files for name in _service_imports(p)
+    ]
     assert not offenders, "\n".join(offenders)
 
 
@@ -128,7 +130,11 @@ def test_the_import_scan_sees_imports_anywhere(tmp_path):
         "    importlib.import_module('services.forecast.cli')\n"
         "    importlib.import_module(f'services.{later}.cli')  # by name: allowed\n"
     )
-    assert sorted(_service_imports(probe)) == ["services.anomaly.cli", "services.forecast.cli", "services.pricing.cli"]
+    assert sorted(_service_imports(probe)) == [
+        "services.anomaly.cli",
+        "services.forecast.cli",
+        "services.pricing.cli",
+    ]
 
 
 _SCHEMA = r'"?(?P<schema>' + "|".join(SERVICES) + r')"?\s*\.'
@@ -162,7 +168,9 @@ def sql_writes(text: str) -> list[tuple[str, int, str]]:
     found = []
     for pattern in WRITES:
         for m in pattern.finditer(text):
-            found.append((m.group("schema").lower(), text.count("\n", 0, m.start()) + 1, m.group(0)[:60]))
+            found.append(
+                (m.group("schema").lower(), text.count("\n", 0, m.start()) + 1, m.group(0)[:60])
+            )
     return found
 
 
@@ -184,14 +192,22 @@ def test_no_sql_outside_a_service_writes_its_schema():
             if _owner(path) == schema:
                 own += 1
             else:
-                offenders.append(f"{path.relative_to(ROOT)}:{line} writes schema {schema}: {text!r}")
+                offenders.append(
+                    f"{path.relative_to(ROOT)}:{line} writes schema {schema}: {text!r}"
+                )
     assert not offenders, "\n".join(offenders)
-    assert own > 50, f"the scan recognised only {own} writes in the services' own code: patterns broken?"
+    assert own > 50, (
+        f"the scan recognised only {own} writes in the services' own code: patterns broken?"
+    )
 
 
 @pytest.mark.parametrize("service", [s for s in SERVICES if s != "api"])
 def test_the_write_scan_recognises_each_service_writing_its_own_tables(service):
-    texts = [p.read_text() for p in (ROOT / "services" / service).rglob("*") if p.suffix in (".py", ".sql")]
+    texts = [
+        p.read_text()
+        for p in (ROOT / "services" / service).rglob("*")
+        if p.suffix in (".py", ".sql")
+    ]
     assert any(schema == service for t in texts for schema, _, _ in sql_writes(t)), service
 
 

@@ -27,11 +27,15 @@ def test_every_registry_has_entries():
     assert kinds == {"pricing-plugin", "anomaly-detector", "remediation-action"}
 
 
-@pytest.mark.parametrize(("kind", "name", "params"), ENTRIES, ids=[f"{k}:{n}" for k, n, _ in ENTRIES])
+@pytest.mark.parametrize(
+    ("kind", "name", "params"), ENTRIES, ids=[f"{k}:{n}" for k, n, _ in ENTRIES]
+)
 def test_entry_is_kebab_case_with_a_strict_documented_parameters_model(kind, name, params):
     assert KEBAB.match(name), f"{kind} {name!r} is not kebab-case"
     assert issubclass(params, BaseModel)
-    assert params.model_config.get("extra") == "forbid", f"{kind} {name}: unknown keys must be refused"
+    assert params.model_config.get("extra") == "forbid", (
+        f"{kind} {name}: unknown keys must be refused"
+    )
     for field_name, field in params.model_fields.items():
         assert field.description, f"{kind} {name}: parameter {field_name} has no description"
     required = {n: f for n, f in params.model_fields.items() if f.is_required()}
@@ -45,5 +49,12 @@ def _sample(annotation):
 
 
 def test_remediation_actions_include_the_documented_set():
-    assert {"notify", "tag-resource", "stop-instance", "resize-instance", "delete-volume",
-            "release-address", "scale-down"} <= set(ACTIONS)
+    assert {
+        "notify",
+        "tag-resource",
+        "stop-instance",
+        "resize-instance",
+        "delete-volume",
+        "release-address",
+        "scale-down",
+    } <= set(ACTIONS)

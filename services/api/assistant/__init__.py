@@ -17,19 +17,38 @@ from services.api.assistant.understand import NotUnderstood
 ENGINES = ("offline", "llm")
 
 
-async def answer(question: str, conn, *, today: date, engine: str = "offline", llm=None,
-                 row_limit: int = run.ROW_LIMIT, timeout_ms: int = run.STATEMENT_TIMEOUT_MS,
-                 vocabulary: vocab.Vocabulary | None = None) -> dict:
+async def answer(
+    question: str,
+    conn,
+    *,
+    today: date,
+    engine: str = "offline",
+    llm=None,
+    row_limit: int = run.ROW_LIMIT,
+    timeout_ms: int = run.STATEMENT_TIMEOUT_MS,
+    vocabulary: vocab.Vocabulary | None = None,
+) -> dict:
     """{"question", "sql", "columns", "rows", "answer", "engine"} (+ "error" when refused)."""
     started = time.perf_counter()
-    doc: dict = {"question": question, "sql": None, "columns": [], "rows": [], "answer": "", "engine": engine}
+    doc: dict = {
+        "question": question,
+        "sql": None,
+        "columns": [],
+        "rows": [],
+        "answer": "",
+        "engine": engine,
+    }
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
     import asyncpg
 
     try:
         words = vocabulary or await vocab.load(conn, key=_cache_key(conn))
-    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError, asyncpg.InsufficientPrivilegeError):
+    except (
+        asyncpg.UndefinedTableError,
+        asyncpg.InvalidSchemaNameError,
+        asyncpg.InsufficientPrivilegeError,
+    ):
         doc["answer"] = "No cost data yet: the pricing service has not run against this database."
         doc["error"] = "no-data"
         return doc
@@ -114,4 +133,6 @@ async def query(question: str, *, ctx, principal=None, engine: str | None = None
     from datetime import UTC, datetime
 
     async with ctx.reader() as conn:
-        return await answer(question, conn, today=datetime.now(UTC).date(), engine=engine or configured_engine())
+        return await answer(
+            question, conn, today=datetime.now(UTC).date(), engine=engine or configured_engine()
+        )

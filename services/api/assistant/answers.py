@@ -64,8 +64,10 @@ def _top(plan: Plan, rows: list[dict], vocab: Vocabulary) -> str:
     if plan.limit == 1:
         r = rows[0]
         word = "cheapest" if plan.ascending else "most expensive"
-        return (f"The {word} {key} {plan.period.text()}{scope} was {r[key] or '(none)'} at "
-                f"{money(r['cost'])} {r['currency']}{_note(plan)}.")
+        return (
+            f"The {word} {key} {plan.period.text()}{scope} was {r[key] or '(none)'} at "
+            f"{money(r['cost'])} {r['currency']}{_note(plan)}."
+        )
     shown = rows[:10]
     items = "; ".join(f"{r[key] or '(none)'} {money(r['cost'])} {r['currency']}" for r in shown)
     more = f" (and {len(rows) - len(shown)} more)" if len(rows) > len(shown) else ""
@@ -83,13 +85,21 @@ def _compare(plan: Plan, rows: list[dict], vocab: Vocabulary) -> str:
         if plan.limit == 1:
             r = rows[0]
             verb = "dropped" if plan.ascending else "grew"
-            return (f"{r[key] or '(none)'} {verb} the most: {money(r['previous_cost'])} {r['currency']} "
-                    f"{plan.previous.text()} to {money(r['current_cost'])} {r['currency']} {plan.period.text()} "
-                    f"({_signed(r['change'], r['currency'])}, {_pct(r['change_pct'])}).")
-        items = "; ".join(f"{r[key] or '(none)'} {_signed(r['change'], r['currency'])} ({_pct(r['change_pct'])})" for r in rows[:10])
+            return (
+                f"{r[key] or '(none)'} {verb} the most: {money(r['previous_cost'])} {r['currency']} "
+                f"{plan.previous.text()} to {money(r['current_cost'])} {r['currency']} {plan.period.text()} "
+                f"({_signed(r['change'], r['currency'])}, {_pct(r['change_pct'])})."
+            )
+        items = "; ".join(
+            f"{r[key] or '(none)'} {_signed(r['change'], r['currency'])} ({_pct(r['change_pct'])})"
+            for r in rows[:10]
+        )
         return f"Change by {key}, {periods}: {items}."
-    parts = [f"{money(r['previous_cost'])} {r['currency']} {plan.previous.text()} to {money(r['current_cost'])} "
-             f"{r['currency']} {plan.period.text()} ({_signed(r['change'], r['currency'])}, {_pct(r['change_pct'])})" for r in rows]
+    parts = [
+        f"{money(r['previous_cost'])} {r['currency']} {plan.previous.text()} to {money(r['current_cost'])} "
+        f"{r['currency']} {plan.period.text()} ({_signed(r['change'], r['currency'])}, {_pct(r['change_pct'])})"
+        for r in rows
+    ]
     return f"{_what(plan, vocab)} cost went from " + "; ".join(parts) + "."
 
 
@@ -114,8 +124,10 @@ def _trend(plan: Plan, rows: list[dict], vocab: Vocabulary) -> str:
             listed = ", ".join(f"{k} {money(v)}" for k, v in totals.items())
             parts.append(f"{listed} {cur}")
         else:
-            parts.append(f"{len(totals)} {PLURAL[grain]}, total {money(sum(totals.values()))} {cur}, highest {high} "
-                         f"({money(totals[high])} {cur}), lowest {low} ({money(totals[low])} {cur})")
+            parts.append(
+                f"{len(totals)} {PLURAL[grain]}, total {money(sum(totals.values()))} {cur}, highest {high} "
+                f"({money(totals[high])} {cur}), lowest {low} ({money(totals[low])} {cur})"
+            )
     return f"{word} cost{scope} {plan.period.text()}{_note(plan)}: " + "; ".join(parts) + "."
 
 
@@ -134,12 +146,18 @@ def _anomalies(plan: Plan, rows: list[dict], vocab: Vocabulary) -> str:
     if not rows:
         return f"No {which}{scope}{when}."
     if plan.dimension and plan.dimension in rows[0]:
-        items = "; ".join(f"{r[plan.dimension] or '(none)'}: {r['anomalies']} ({_signed(r['impact'], r['currency'])})" for r in rows[:10])
+        items = "; ".join(
+            f"{r[plan.dimension] or '(none)'}: {r['anomalies']} ({_signed(r['impact'], r['currency'])})"
+            for r in rows[:10]
+        )
         return f"{which.capitalize()}{scope}{when} by {plan.dimension}: {items}."
     r = rows[0]
-    first = (f"{r['service'] or 'total'}" + (f" in account {r['account']}" if r["account"] else "")
-             + f" from {r['window_start']} to {r['window_end']}: {money(r['actual_cost'])} {r['currency']} against "
-             f"{money(r['expected_cost'])} expected, impact {_signed(r['impact'], r['currency'])} ({r['severity']}, {r['status']})")
+    first = (
+        f"{r['service'] or 'total'}"
+        + (f" in account {r['account']}" if r["account"] else "")
+        + f" from {r['window_start']} to {r['window_end']}: {money(r['actual_cost'])} {r['currency']} against "
+        f"{money(r['expected_cost'])} expected, impact {_signed(r['impact'], r['currency'])} ({r['severity']}, {r['status']})"
+    )
     if plan.limit == 1:
         return f"The largest {which[:-3] + 'y' if which.endswith('ies') else which}{scope}{when}: {first}."
     if len(rows) == 1:
@@ -152,19 +170,32 @@ def _forecast(plan: Plan, rows: list[dict], vocab: Vocabulary) -> str:
     if not rows:
         return f"No forecast{scope} yet."
     if "projected" in rows[0]:
-        parts = [f"{money(r['projected'])} {r['currency']} (95% range {money(r['lo_95'])} to {money(r['hi_95'])}), "
-                 f"{money(r['actual_to_date'])} {r['currency']} of it spent so far" for r in rows]
+        parts = [
+            f"{money(r['projected'])} {r['currency']} (95% range {money(r['lo_95'])} to {money(r['hi_95'])}), "
+            f"{money(r['actual_to_date'])} {r['currency']} of it spent so far"
+            for r in rows
+        ]
         return f"Projected month-end spend{scope}: " + "; ".join(parts) + "."
     assert plan.period
-    parts = [f"{money(r['forecast'])} {r['currency']} (95% range {money(r['lo_95'])} to {money(r['hi_95'])})" for r in rows]
+    parts = [
+        f"{money(r['forecast'])} {r['currency']} (95% range {money(r['lo_95'])} to {money(r['hi_95'])})"
+        for r in rows
+    ]
     return f"Forecast{scope} {plan.period.text()}: " + "; ".join(parts) + "."
 
 
 def _budgets(plan: Plan, rows: list[dict], vocab: Vocabulary) -> str:
     if not rows:
-        return "No budget is projected to exceed its amount." if plan.options.get("at_risk") else "No budgets are set."
-    items = "; ".join(f"{r['name']}: projected {money(r['projected'])} of {money(r['amount'])} {r['currency']} "
-                      f"({r['projected_pct']}%)" for r in rows[:10])
+        return (
+            "No budget is projected to exceed its amount."
+            if plan.options.get("at_risk")
+            else "No budgets are set."
+        )
+    items = "; ".join(
+        f"{r['name']}: projected {money(r['projected'])} of {money(r['amount'])} {r['currency']} "
+        f"({r['projected_pct']}%)"
+        for r in rows[:10]
+    )
     if plan.options.get("at_risk"):
         return f"{len(rows)} budget(s) projected over their amount: {items}."
     return f"{len(rows)} budget(s): {items}."
@@ -174,11 +205,20 @@ def _recommendations(plan: Plan, rows: list[dict], vocab: Vocabulary) -> str:
     if plan.options.get("total"):
         if not rows:
             return "No open recommendations."
-        return ("Open recommendations could save " + " and ".join(
-            f"{money(r['monthly_savings'])} {r['currency']} a month ({r['recommendations']} recommendations)" for r in rows) + ".")
+        return (
+            "Open recommendations could save "
+            + " and ".join(
+                f"{money(r['monthly_savings'])} {r['currency']} a month ({r['recommendations']} recommendations)"
+                for r in rows
+            )
+            + "."
+        )
     if not rows:
         return "No open recommendations."
-    items = "; ".join(f"{r['type']} {r['resource_id']} ({money(r['estimated_monthly_savings'])} {r['currency']}/month)" for r in rows[:5])
+    items = "; ".join(
+        f"{r['type']} {r['resource_id']} ({money(r['estimated_monthly_savings'])} {r['currency']}/month)"
+        for r in rows[:5]
+    )
     return f"{len(rows)} open recommendation(s), largest first: {items}."
 
 
@@ -187,11 +227,22 @@ def _savings(plan: Plan, rows: list[dict], vocab: Vocabulary) -> str:
     if not rows:
         return f"No realised savings{when}."
     if plan.dimension in ("playbook", "action"):
-        items = "; ".join(f"{r[plan.dimension]}: {money(r['realised_monthly'])} {r['currency']}/month" for r in rows)
+        items = "; ".join(
+            f"{r[plan.dimension]}: {money(r['realised_monthly'])} {r['currency']}/month"
+            for r in rows
+        )
         return f"Realised savings by {plan.dimension}{when}: {items}."
-    return "Realised savings" + when + ": " + " and ".join(
-        f"{money(r['realised_monthly'])} {r['currency']} a month from {r['actions']} action(s) "
-        f"(expected {money(r['expected_monthly'])} {r['currency']})" for r in rows) + "."
+    return (
+        "Realised savings"
+        + when
+        + ": "
+        + " and ".join(
+            f"{money(r['realised_monthly'])} {r['currency']} a month from {r['actions']} action(s) "
+            f"(expected {money(r['expected_monthly'])} {r['currency']})"
+            for r in rows
+        )
+        + "."
+    )
 
 
 def _unpriced(plan: Plan, rows: list[dict], vocab: Vocabulary) -> str:
@@ -209,8 +260,11 @@ def _untagged(plan: Plan, rows: list[dict], vocab: Vocabulary) -> str:
     what = f"without a {plan.options['tag_key']} tag" if plan.options.get("tag_key") else "untagged"
     if not rows:
         return f"No cost lines {plan.period.text()}."
-    parts = [f"{money(r['untagged_cost'])} {r['currency']} ({r['untagged_lines']} lines, {r['untagged_pct'] or 0}% of "
-             f"{money(r['total_cost'])} {r['currency']})" for r in rows]
+    parts = [
+        f"{money(r['untagged_cost'])} {r['currency']} ({r['untagged_lines']} lines, {r['untagged_pct'] or 0}% of "
+        f"{money(r['total_cost'])} {r['currency']})"
+        for r in rows
+    ]
     return f"Spend {what} {plan.period.text()}{_note(plan)}: " + "; ".join(parts) + "."
 
 

@@ -108,13 +108,17 @@ def find_period(text: str, today: date) -> tuple[Period | None, str]:
         match = re.search(r"(?<![\w-])" + pattern + r"(?![\w-])", text)
         if match:
             period = make(match)  # type: ignore[operator]
-            rest = (text[: match.start()] + " " + text[match.end():]).strip()
+            rest = (text[: match.start()] + " " + text[match.end() :]).strip()
             return period, rest
     return None, text
 
 
 def _q(q: int, year: str | None, today: date) -> Period:
-    y = int(year) if year else (today.year if _quarter(today.year, q)[0] <= today else today.year - 1)
+    y = (
+        int(year)
+        if year
+        else (today.year if _quarter(today.year, q)[0] <= today else today.year - 1)
+    )
     start, end = _quarter(y, q)
     return Period(start, end, f"Q{q} {y}")
 
@@ -136,6 +140,10 @@ def previous_like(period: Period, unit: str) -> Period:
         end = period.start if full else min(start + timedelta(days=period.days), period.start)
         return Period(start, end, "the month before")
     if unit == "week" and period.start.weekday() == 0 and period.days < 7:
-        return Period(period.start - timedelta(days=7), period.start - timedelta(days=7 - period.days), "the week before")
+        return Period(
+            period.start - timedelta(days=7),
+            period.start - timedelta(days=7 - period.days),
+            "the week before",
+        )
     length = timedelta(days=period.days)
     return Period(period.start - length, period.start, f"the {period.days} days before")

@@ -30,7 +30,7 @@ VIEW_COLUMNS: dict[str, str] = {
     "anomaly.v_anomalies": "anomaly_id, monitor, dimension jsonb (ProviderName, SubAccountId, ServiceName), "
     "currency, window_start, window_end, expected_cost, actual_cost, impact, severity, status "
     "(ongoing, open, acknowledged, resolved), detector, kind, detected_at, feedback",
-    "forecast.v_forecasts": 'series_key, dims (comma-separated dimension names, \'\' for the total), "group" jsonb, '
+    "forecast.v_forecasts": "series_key, dims (comma-separated dimension names, '' for the total), \"group\" jsonb, "
     "currency, model, trained_through, day date, mean, lo_80, hi_80, lo_95, hi_95",
     "forecast.v_month_end": 'series_key, dims, "group" jsonb, currency, period_start, period_end, '
     "actual_to_date, forecast_remainder, projected, lo_95, hi_95",

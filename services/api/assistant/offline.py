@@ -124,7 +124,11 @@ async def aggregate_ready(conn, plan: Plan) -> bool:
     conds = " OR ".join(f"({in_days(p, True)})" for p in windows(plan))
     try:
         return not await conn.fetchval(DIRTY_DAYS.format(conds))
-    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError, asyncpg.InsufficientPrivilegeError):
+    except (
+        asyncpg.UndefinedTableError,
+        asyncpg.InvalidSchemaNameError,
+        asyncpg.InsufficientPrivilegeError,
+    ):
         return False
 
 
@@ -166,8 +170,10 @@ def _from(agg: bool) -> str:
 def _spend(plan: Plan, vocab: Vocabulary, today: date, agg: bool = False) -> str:
     assert plan.period
     conds = [in_days(plan.period, agg), *scope_conditions(plan)]
-    return (f"SELECT billing_currency AS currency, sum(billed_cost) AS cost FROM {_from(agg)}"
-            f"{_where(conds)} GROUP BY 1 ORDER BY 1")
+    return (
+        f"SELECT billing_currency AS currency, sum(billed_cost) AS cost FROM {_from(agg)}"
+        f"{_where(conds)} GROUP BY 1 ORDER BY 1"
+    )
 
 
 def _top(plan: Plan, vocab: Vocabulary, today: date, agg: bool = False) -> str:
@@ -175,47 +181,72 @@ def _top(plan: Plan, vocab: Vocabulary, today: date, agg: bool = False) -> str:
     conds = [in_days(plan.period, agg), *scope_conditions(plan)]
     order = "ASC" if plan.ascending else "DESC"
     limit = f" LIMIT {plan.limit}" if plan.limit else ""
-    return (f"SELECT {dim_expr(plan.dimension, agg)} AS {ident(dim_name(plan.dimension))}, "
-            f"billing_currency AS currency, sum(billed_cost) AS cost FROM {_from(agg)}{_where(conds)} "
-            f"GROUP BY 1, 2 ORDER BY 3 {order} NULLS LAST, 1{limit}")
+    return (
+        f"SELECT {dim_expr(plan.dimension, agg)} AS {ident(dim_name(plan.dimension))}, "
+        f"billing_currency AS currency, sum(billed_cost) AS cost FROM {_from(agg)}{_where(conds)} "
+        f"GROUP BY 1, 2 ORDER BY 3 {order} NULLS LAST, 1{limit}"
+    )
 
 
 def _compare(plan: Plan, vocab: Vocabulary, today: date, agg: bool = False) -> str:
     assert plan.period and plan.previous
     cur, prev = in_days(plan.period, agg), in_days(plan.previous, agg)
     conds = [f"(({cur}) OR ({prev}))", *scope_conditions(plan)]
-    sums = (f"coalesce(sum(billed_cost) FILTER (WHERE {prev}), 0) AS previous_cost, "
-            f"coalesce(sum(billed_cost) FILTER (WHERE {cur}), 0) AS current_cost")
-    derived = ("previous_cost, current_cost, current_cost - previous_cost AS change, "
-               "round(100 * (current_cost - previous_cost) / nullif(previous_cost, 0), 1) AS change_pct")
+    sums = (
+        f"coalesce(sum(billed_cost) FILTER (WHERE {prev}), 0) AS previous_cost, "
+        f"coalesce(sum(billed_cost) FILTER (WHERE {cur}), 0) AS current_cost"
+    )
+    derived = (
+        "previous_cost, current_cost, current_cost - previous_cost AS change, "
+        "round(100 * (current_cost - previous_cost) / nullif(previous_cost, 0), 1) AS change_pct"
+    )
     if plan.dimension:
         name = ident(dim_name(plan.dimension))
         order = "ASC" if plan.ascending else "DESC"
         limit = f" LIMIT {plan.limit}" if plan.limit else ""
-        return (f"WITH t AS (SELECT {dim_expr(plan.dimension, agg)} AS {name}, billing_currency AS currency, {sums} "
-                f"FROM {_from(agg)}{_where(conds)} GROUP BY 1, 2) "
-                f"SELECT {name}, currency, {derived} FROM t ORDER BY change {order}, 1{limit}")
-    return (f"WITH t AS (SELECT billing_currency AS currency, {sums} FROM {_from(agg)}{_where(conds)} GROUP BY 1) "
-            f"SELECT currency, {derived} FROM t ORDER BY 1")
+        return (
+            f"WITH t AS (SELECT {dim_expr(plan.dimension, agg)} AS {name}, billing_currency AS currency, {sums} "
+            f"FROM {_from(agg)}{_where(conds)} GROUP BY 1, 2) "
+            f"SELECT {name}, currency, {derived} FROM t ORDER BY change {order}, 1{limit}"
+        )
+    return (
+        f"WITH t AS (SELECT billing_currency AS currency, {sums} FROM {_from(agg)}{_where(conds)} GROUP BY 1) "
+        f"SELECT currency, {derived} FROM t ORDER BY 1"
+    )
 
 
 def _trend(plan: Plan, vocab: Vocabulary, today: date, agg: bool = False) -> str:
     assert plan.period and plan.grain
     conds = [in_days(plan.period, agg), *scope_conditions(plan)]
-    dim = f"{dim_expr(plan.dimension, agg)} AS {ident(dim_name(plan.dimension))}, " if plan.dimension else ""
+    dim = (
+        f"{dim_expr(plan.dimension, agg)} AS {ident(dim_name(plan.dimension))}, "
+        if plan.dimension
+        else ""
+    )
     keys = "1, 2, 3" if plan.dimension else "1, 2"
-    return (f"SELECT {dim_expr(plan.grain, agg)} AS {plan.grain}, {dim}billing_currency AS currency, "
-            f"sum(billed_cost) AS cost FROM {_from(agg)}{_where(conds)} GROUP BY {keys} ORDER BY {keys}")
+    return (
+        f"SELECT {dim_expr(plan.grain, agg)} AS {plan.grain}, {dim}billing_currency AS currency, "
+        f"sum(billed_cost) AS cost FROM {_from(agg)}{_where(conds)} GROUP BY {keys} ORDER BY {keys}"
+    )
 
 
-_ANOMALY_DIMS = {"service": "ServiceName", "account": "SubAccountId", "provider": "ProviderName", "region": "RegionId"}
+_ANOMALY_DIMS = {
+    "service": "ServiceName",
+    "account": "SubAccountId",
+    "provider": "ProviderName",
+    "region": "RegionId",
+}
 
 
 def _anomaly_conditions(plan: Plan) -> list[str]:
     s = plan.scope
     conds = []
-    for values, key in ((s.services, "ServiceName"), (s.accounts, "SubAccountId"),
-                        (s.providers, "ProviderName"), (s.regions, "RegionId")):
+    for values, key in (
+        (s.services, "ServiceName"),
+        (s.accounts, "SubAccountId"),
+        (s.providers, "ProviderName"),
+        (s.regions, "RegionId"),
+    ):
         if values:
             conds.append(_in(f"dimension ->> {lit(key)}", values))
     if plan.period:
@@ -231,42 +262,61 @@ def _anomalies(plan: Plan, vocab: Vocabulary, today: date) -> str:
     conds = _anomaly_conditions(plan)
     view = "anomaly.v_anomalies"
     if plan.options.get("count"):
-        return (f"SELECT currency, count(*) AS anomalies, sum(impact) AS impact FROM {view}"
-                f"{_where(conds)} GROUP BY 1 ORDER BY 1")
+        return (
+            f"SELECT currency, count(*) AS anomalies, sum(impact) AS impact FROM {view}"
+            f"{_where(conds)} GROUP BY 1 ORDER BY 1"
+        )
     if plan.dimension in _ANOMALY_DIMS:
         key = _ANOMALY_DIMS[plan.dimension]
         limit = f" LIMIT {plan.limit}" if plan.limit else ""
-        return (f"SELECT dimension ->> {lit(key)} AS {plan.dimension}, currency, count(*) AS anomalies, "
-                f"sum(impact) AS impact FROM {view}{_where(conds)} GROUP BY 1, 2 ORDER BY 4 DESC, 1{limit}")
-    return (f"SELECT anomaly_id, dimension ->> 'ServiceName' AS service, "
-            f"dimension ->> 'SubAccountId' AS account, "
-            f"to_char(window_start AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS window_start, "
-            f"to_char(window_end AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS window_end, expected_cost, actual_cost, "
-            f"impact, currency, severity, status FROM {view}{_where(conds)} "
-            f"ORDER BY impact DESC, anomaly_id LIMIT {plan.limit or 20}")
+        return (
+            f"SELECT dimension ->> {lit(key)} AS {plan.dimension}, currency, count(*) AS anomalies, "
+            f"sum(impact) AS impact FROM {view}{_where(conds)} GROUP BY 1, 2 ORDER BY 4 DESC, 1{limit}"
+        )
+    return (
+        f"SELECT anomaly_id, dimension ->> 'ServiceName' AS service, "
+        f"dimension ->> 'SubAccountId' AS account, "
+        f"to_char(window_start AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS window_start, "
+        f"to_char(window_end AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS window_end, expected_cost, actual_cost, "
+        f"impact, currency, severity, status FROM {view}{_where(conds)} "
+        f"ORDER BY impact DESC, anomaly_id LIMIT {plan.limit or 20}"
+    )
 
 
 def forecast_dims(plan: Plan, vocab: Vocabulary) -> str:
     wanted = set()
-    for name, values in (("service", plan.scope.services), ("account", plan.scope.accounts),
-                         ("provider", plan.scope.providers), ("region", plan.scope.regions)):
+    for name, values in (
+        ("service", plan.scope.services),
+        ("account", plan.scope.accounts),
+        ("provider", plan.scope.providers),
+        ("region", plan.scope.regions),
+    ):
         if values:
             wanted.add(name)
     for key in plan.scope.tags:
         wanted.add(f"tag:{key}")
-    candidates = [d for d in vocab.forecast_dims if not d.startswith("budget:")
-                  and wanted <= set(filter(None, d.split(",")))]
+    candidates = [
+        d
+        for d in vocab.forecast_dims
+        if not d.startswith("budget:") and wanted <= set(filter(None, d.split(",")))
+    ]
     if not candidates:
         from services.api.assistant.understand import NotUnderstood
 
-        raise NotUnderstood("there is no forecast by " + (", ".join(sorted(wanted)) or "total") + " yet")
+        raise NotUnderstood(
+            "there is no forecast by " + (", ".join(sorted(wanted)) or "total") + " yet"
+        )
     return min(candidates, key=lambda d: (d.count(",") + 1 if d else 0, d))
 
 
 def _forecast_conditions(plan: Plan, dims: str) -> list[str]:
     conds = [f"dims = {lit(dims)}"]
-    for name, values in (("service", plan.scope.services), ("account", plan.scope.accounts),
-                         ("provider", plan.scope.providers), ("region", plan.scope.regions)):
+    for name, values in (
+        ("service", plan.scope.services),
+        ("account", plan.scope.accounts),
+        ("provider", plan.scope.providers),
+        ("region", plan.scope.regions),
+    ):
         if values:
             conds.append(_in(f'"group" ->> {lit(name)}', values))
     for key, values in plan.scope.tags.items():
@@ -281,24 +331,30 @@ def _forecast(plan: Plan, vocab: Vocabulary, today: date) -> str:
     if kind == "month-end":
         start = month_start(today)
         conds.append(f"period_start = {lit(start.isoformat())}::date")
-        return ("SELECT currency, sum(actual_to_date) AS actual_to_date, sum(projected) AS projected, "
-                "sum(lo_95) AS lo_95, sum(hi_95) AS hi_95 FROM forecast.v_month_end"
-                f"{_where(conds)} GROUP BY 1 ORDER BY 1")
+        return (
+            "SELECT currency, sum(actual_to_date) AS actual_to_date, sum(projected) AS projected, "
+            "sum(lo_95) AS lo_95, sum(hi_95) AS hi_95 FROM forecast.v_month_end"
+            f"{_where(conds)} GROUP BY 1 ORDER BY 1"
+        )
     if kind == "next-month":
         start, end = month_start(today, 1), month_start(today, 2)
     else:
         start, end = today, today + timedelta(days=int(plan.options.get("days", "7")))
     plan.period = Period(start, end, "")
     conds.append(f"day >= {lit(start.isoformat())}::date AND day < {lit(end.isoformat())}::date")
-    return ("SELECT currency, sum(mean) AS forecast, sum(lo_95) AS lo_95, sum(hi_95) AS hi_95 "
-            f"FROM forecast.v_forecasts{_where(conds)} GROUP BY 1 ORDER BY 1")
+    return (
+        "SELECT currency, sum(mean) AS forecast, sum(lo_95) AS lo_95, sum(hi_95) AS hi_95 "
+        f"FROM forecast.v_forecasts{_where(conds)} GROUP BY 1 ORDER BY 1"
+    )
 
 
 def _budgets(plan: Plan, vocab: Vocabulary, today: date) -> str:
     cond = " WHERE projected > amount" if plan.options.get("at_risk") else ""
-    return ("SELECT name, amount, currency, actual_to_date, projected, "
-            "round(100 * projected / nullif(amount, 0), 1) AS projected_pct FROM forecast.v_budgets"
-            f"{cond} ORDER BY projected / nullif(amount, 0) DESC NULLS LAST, name")
+    return (
+        "SELECT name, amount, currency, actual_to_date, projected, "
+        "round(100 * projected / nullif(amount, 0), 1) AS projected_pct FROM forecast.v_budgets"
+        f"{cond} ORDER BY projected / nullif(amount, 0) DESC NULLS LAST, name"
+    )
 
 
 def _recommendations(plan: Plan, vocab: Vocabulary, today: date) -> str:
@@ -313,23 +369,33 @@ def _recommendations(plan: Plan, vocab: Vocabulary, today: date) -> str:
         conds.append(_in("resource_id", plan.scope.resources))
     view = "remediation.v_recommendations"
     if plan.options.get("total"):
-        return (f"SELECT currency, count(*) AS recommendations, sum(estimated_monthly_savings) AS monthly_savings "
-                f"FROM {view}{_where(conds)} GROUP BY 1 ORDER BY 1")
-    return (f"SELECT recommendation_id, type, resource_id, action, estimated_monthly_savings, currency "
-            f"FROM {view}{_where(conds)} ORDER BY estimated_monthly_savings DESC, recommendation_id "
-            f"LIMIT {plan.limit or 20}")
+        return (
+            f"SELECT currency, count(*) AS recommendations, sum(estimated_monthly_savings) AS monthly_savings "
+            f"FROM {view}{_where(conds)} GROUP BY 1 ORDER BY 1"
+        )
+    return (
+        f"SELECT recommendation_id, type, resource_id, action, estimated_monthly_savings, currency "
+        f"FROM {view}{_where(conds)} ORDER BY estimated_monthly_savings DESC, recommendation_id "
+        f"LIMIT {plan.limit or 20}"
+    )
 
 
 def _savings(plan: Plan, vocab: Vocabulary, today: date) -> str:
     conds = [in_period(plan.period, "executed_at")] if plan.period else []
     if plan.scope.accounts:
         conds.append(_in("account_id", plan.scope.accounts))
-    sums = ("count(*) AS actions, sum(realised_monthly) AS realised_monthly, "
-            "sum(expected_monthly) AS expected_monthly")
+    sums = (
+        "count(*) AS actions, sum(realised_monthly) AS realised_monthly, "
+        "sum(expected_monthly) AS expected_monthly"
+    )
     if plan.dimension in ("playbook", "action"):
-        return (f"SELECT {plan.dimension}, currency, {sums} FROM remediation.v_savings{_where(conds)} "
-                "GROUP BY 1, 2 ORDER BY 4 DESC NULLS LAST, 1")
-    return f"SELECT currency, {sums} FROM remediation.v_savings{_where(conds)} GROUP BY 1 ORDER BY 1"
+        return (
+            f"SELECT {plan.dimension}, currency, {sums} FROM remediation.v_savings{_where(conds)} "
+            "GROUP BY 1, 2 ORDER BY 4 DESC NULLS LAST, 1"
+        )
+    return (
+        f"SELECT currency, {sums} FROM remediation.v_savings{_where(conds)} GROUP BY 1 ORDER BY 1"
+    )
 
 
 def _unpriced(plan: Plan, vocab: Vocabulary, today: date, agg: bool = False) -> str:
@@ -337,11 +403,15 @@ def _unpriced(plan: Plan, vocab: Vocabulary, today: date, agg: bool = False) -> 
     dim = _unpriced_dim(plan)
     if agg:  # the aggregate counts each group's unpriced lines: the groups with any
         conds = ["billed_nulls > 0", in_days(plan.period, agg), *scope_conditions(plan)]
-        return (f"SELECT {dim_expr(dim, agg)} AS {ident(dim)}, sum(billed_nulls)::bigint AS lines "
-                f"FROM {AGGREGATE}{_where(conds)} GROUP BY 1 ORDER BY 2 DESC, 1")
+        return (
+            f"SELECT {dim_expr(dim, agg)} AS {ident(dim)}, sum(billed_nulls)::bigint AS lines "
+            f"FROM {AGGREGATE}{_where(conds)} GROUP BY 1 ORDER BY 2 DESC, 1"
+        )
     conds = ["billed_cost IS NULL", in_period(plan.period), *scope_conditions(plan)]
-    return (f"SELECT {dim_expr(dim)} AS {ident(dim)}, count(*) AS lines FROM {COST}{_where(conds)} "
-            "GROUP BY 1 ORDER BY 2 DESC, 1")
+    return (
+        f"SELECT {dim_expr(dim)} AS {ident(dim)}, count(*) AS lines FROM {COST}{_where(conds)} "
+        "GROUP BY 1 ORDER BY 2 DESC, 1"
+    )
 
 
 def _untagged(plan: Plan, vocab: Vocabulary, today: date) -> str:
@@ -349,10 +419,12 @@ def _untagged(plan: Plan, vocab: Vocabulary, today: date) -> str:
     key = plan.options.get("tag_key")
     cond = f"NOT tags ? {lit(key)}" if key else "tags = '{}'::jsonb"
     conds = [in_period(plan.period), *scope_conditions(plan)]
-    return (f"SELECT billing_currency AS currency, coalesce(sum(billed_cost) FILTER (WHERE {cond}), 0) AS untagged_cost, "
-            f"count(*) FILTER (WHERE {cond}) AS untagged_lines, sum(billed_cost) AS total_cost, "
-            f"round(100 * coalesce(sum(billed_cost) FILTER (WHERE {cond}), 0) / nullif(sum(billed_cost), 0), 1) AS untagged_pct "
-            f"FROM {COST}{_where(conds)} GROUP BY 1 ORDER BY 1")
+    return (
+        f"SELECT billing_currency AS currency, coalesce(sum(billed_cost) FILTER (WHERE {cond}), 0) AS untagged_cost, "
+        f"count(*) FILTER (WHERE {cond}) AS untagged_lines, sum(billed_cost) AS total_cost, "
+        f"round(100 * coalesce(sum(billed_cost) FILTER (WHERE {cond}), 0) / nullif(sum(billed_cost), 0), 1) AS untagged_pct "
+        f"FROM {COST}{_where(conds)} GROUP BY 1 ORDER BY 1"
+    )
 
 
 #: the cost intents the aggregate can answer (given the plan's columns allow it)

@@ -26,8 +26,9 @@ class Result:
     truncated: bool
 
 
-async def execute(conn, query: CheckedQuery, *, timeout_ms: int = STATEMENT_TIMEOUT_MS,
-                  row_limit: int = ROW_LIMIT) -> Result:
+async def execute(
+    conn, query: CheckedQuery, *, timeout_ms: int = STATEMENT_TIMEOUT_MS, row_limit: int = ROW_LIMIT
+) -> Result:
     """`query.sql` in a read-only transaction as `finfocus_reader`; at most `row_limit` rows."""
     async with conn.transaction(readonly=True):
         await conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
@@ -41,7 +42,9 @@ async def execute(conn, query: CheckedQuery, *, timeout_ms: int = STATEMENT_TIME
                 raise QueryRefused(f"cannot switch to role {READER_ROLE}: {exc}") from None
         # fetched whole with a LIMIT around it, not through a cursor: PostgreSQL plans a
         # portal read in batches without parallel workers (twice as slow on a long period)
-        statement = await conn.prepare(f"SELECT * FROM ({query.sql}) AS assistant_query LIMIT {int(row_limit) + 1}")
+        statement = await conn.prepare(
+            f"SELECT * FROM ({query.sql}) AS assistant_query LIMIT {int(row_limit) + 1}"
+        )
         columns = [a.name for a in statement.get_attributes()]
         records = await statement.fetch()
     rows = [dict(zip(columns, r.values())) for r in records[:row_limit]]

@@ -57,7 +57,15 @@ ALLOWED_FUNCTIONS: frozenset[str] = frozenset(
 
 #: functions sqlglot does not model (parsed as Anonymous), by their PostgreSQL names
 ALLOWED_ANONYMOUS: frozenset[str] = frozenset(
-    {"jsonb_each_text", "jsonb_object_keys", "make_date", "date_part", "age", "jsonb_typeof", "to_char"}
+    {
+        "jsonb_each_text",
+        "jsonb_object_keys",
+        "make_date",
+        "date_part",
+        "age",
+        "jsonb_typeof",
+        "to_char",
+    }
 )
 
 #: types a cast may name; reg* casts (catalog look-ups) and everything else are refused

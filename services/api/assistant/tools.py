@@ -23,8 +23,13 @@ def _database() -> str:
     return FinFocusSettings().database
 
 
-async def cost_actual(start: str | None, end: str | None, group_by: str | None, filters: list[str],
-                      metric: str = "billed") -> dict:
+async def cost_actual(
+    start: str | None,
+    end: str | None,
+    group_by: str | None,
+    filters: list[str],
+    metric: str = "billed",
+) -> dict:
     from finfocus.db import reader
     from schemas.reads import pricing as cost
 
@@ -37,12 +42,17 @@ async def cost_actual(start: str | None, end: str | None, group_by: str | None, 
     async with reader(_database()) as conn:
         totals = [dict(r) for r in await conn.fetch(tsql, *tparams)]
         rows = await conn.fetch(rsql, *rparams)
-    return plain({"summary": cost.summary_of(totals, *window, metric, groups),
-                  "results": [cost.result_of(r, groups) for r in rows]})
+    return plain(
+        {
+            "summary": cost.summary_of(totals, *window, metric, groups),
+            "results": [cost.result_of(r, groups) for r in rows],
+        }
+    )
 
 
-async def cost_projected(plan: dict | str, currency: str = "USD", region: str | None = None,
-                         plugins: bool = False) -> dict:
+async def cost_projected(
+    plan: dict | str, currency: str = "USD", region: str | None = None, plugins: bool = False
+) -> dict:
     """`finfocus cost projected` itself, in a child process: pricing a plan is the pricing
     service's code, which the api service does not import."""
     import asyncio
@@ -57,15 +67,29 @@ async def cost_projected(plan: dict | str, currency: str = "USD", region: str | 
         else:
             path = Path(tmp) / "plan.json"
             path.write_bytes(orjson.dumps(plan))
-        args = ["-m", "finfocus.cli", "cost", "projected", "--pulumi-json", str(path), "--output", "json",
-                "--currency", currency, "--plugins" if plugins else "--no-plugins"]
+        args = [
+            "-m",
+            "finfocus.cli",
+            "cost",
+            "projected",
+            "--pulumi-json",
+            str(path),
+            "--output",
+            "json",
+            "--currency",
+            currency,
+            "--plugins" if plugins else "--no-plugins",
+        ]
         if region:
             args += ["--region", region]
-        child = await asyncio.create_subprocess_exec(sys.executable, *args, stdout=asyncio.subprocess.PIPE,
-                                                     stderr=asyncio.subprocess.PIPE)
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
         out, err = await child.communicate()
     if child.returncode != 0:
-        raise ValueError((err.decode(errors="replace").strip().splitlines() or ["cost projected failed"])[-1])
+        raise ValueError(
+            (err.decode(errors="replace").strip().splitlines() or ["cost projected failed"])[-1]
+        )
     return orjson.loads(out)
 
 
@@ -106,10 +130,18 @@ async def recommendations(state: str = "open", rec_type: str | None = None) -> d
         rows = await select(conn, None if state == "all" else state, rec_type)
     totals: dict[str, Decimal] = {}
     for r in rows:
-        totals[r["currency"]] = totals.get(r["currency"], Decimal(0)) + r["estimated_monthly_savings"]
-    return plain({"recommendations": rows,
-                  "totals": [{"currency": c, "estimated_monthly_savings": t, "estimatedMonthlySavings": t}
-                             for c, t in sorted(totals.items())]})
+        totals[r["currency"]] = (
+            totals.get(r["currency"], Decimal(0)) + r["estimated_monthly_savings"]
+        )
+    return plain(
+        {
+            "recommendations": rows,
+            "totals": [
+                {"currency": c, "estimated_monthly_savings": t, "estimatedMonthlySavings": t}
+                for c, t in sorted(totals.items())
+            ],
+        }
+    )
 
 
 async def savings(by: str = "playbook,account,action") -> dict:
@@ -120,10 +152,22 @@ async def savings(by: str = "playbook,account,action") -> dict:
     keys = [k.strip() for k in by.split(",") if k.strip()]
     async with reader(_database()) as conn:
         rows = await select(conn)
-    return plain({"groups": savings_groups(rows, keys), "actions": rows,
-                  "totals": [{"currency": g["currency"], "expected_monthly": g["expected_monthly"],
-                              "realised_monthly": g["realised_monthly"], "expectedMonthly": g["expected_monthly"],
-                              "realisedMonthly": g["realised_monthly"]} for g in savings_groups(rows, [])]})
+    return plain(
+        {
+            "groups": savings_groups(rows, keys),
+            "actions": rows,
+            "totals": [
+                {
+                    "currency": g["currency"],
+                    "expected_monthly": g["expected_monthly"],
+                    "realised_monthly": g["realised_monthly"],
+                    "expectedMonthly": g["expected_monthly"],
+                    "realisedMonthly": g["realised_monthly"],
+                }
+                for g in savings_groups(rows, [])
+            ],
+        }
+    )
 
 
 async def ask(question: str, engine: str | None = None) -> dict:
@@ -131,4 +175,6 @@ async def ask(question: str, engine: str | None = None) -> dict:
     from services.api.assistant import answer, configured_engine
 
     async with reader(_database()) as conn:
-        return await answer(question, conn, today=datetime.now(UTC).date(), engine=engine or configured_engine())
+        return await answer(
+            question, conn, today=datetime.now(UTC).date(), engine=engine or configured_engine()
+        )

@@ -70,16 +70,37 @@ STOPWORDS = set(
 )
 
 INTENT_PATTERNS: list[tuple[str, str]] = [
-    ("unpriced", r"\bunpriced\b|\bno price|without (?:a )?price|not priced|missing price|price source none"),
-    ("untagged", r"\buntagged\b|without (?:any )?tags?\b|no tags?\b|missing (?:\w+ )?tags?\b|not tagged|without (?:an? )?[\w-]+ tag\b|no [\w-]+ tag\b"),
+    (
+        "unpriced",
+        r"\bunpriced\b|\bno price|without (?:a )?price|not priced|missing price|price source none",
+    ),
+    (
+        "untagged",
+        r"\buntagged\b|without (?:any )?tags?\b|no tags?\b|missing (?:\w+ )?tags?\b|not tagged|without (?:an? )?[\w-]+ tag\b|no [\w-]+ tag\b",
+    ),
     ("budgets", r"\bbudgets?\b|over-budget|overspend"),
-    ("recommendations", r"recommend|rightsiz|right-siz|opportunit|\bidle\b|could (?:we )?save|can (?:we )?save|potential sav|possible sav|save money|optimi[sz]|suggest"),
+    (
+        "recommendations",
+        r"recommend|rightsiz|right-siz|opportunit|\bidle\b|could (?:we )?save|can (?:we )?save|potential sav|possible sav|save money|optimi[sz]|suggest",
+    ),
     ("savings", r"\bsaved\b|realis|realiz|\bsavings\b|did (?:we )?save|have (?:we )?save"),
     ("anomalies", r"anomal|spike|unusual|unexpected|outlier"),
-    ("forecast", r"forecast|project|predict|month[- ]end|end of (?:the )?month|\beom\b|on track|\bland(?:ing)?\b|going to (?:spend|cost)|will (?:we|it|\w+) (?:spend|cost)|expected to|next (?:month|week|\d+ days|quarter)|likely"),
-    ("compare", r"\bover (?:month|week|day)\b|\bmom\b|\bwow\b|\bdod\b|compar|\bvs\.?\b|versus|\bgr[eo]w|growth|increase|decrease|\bdrop|\brose\b|risen|change|difference|\bdelta\b|went (?:up|down)|jump|\bfell\b"),
-    ("trend", r"\btrend|\bdaily\b|per day|each day|by day|day by day|every day|\bmonthly\b|per month|by month|each month|month by month|over time|\bweekly\b"),
-    ("top", r"\btop\b|most expensive|\bbiggest\b|\blargest\b|\bhighest\b|\bmost\b|\bbreakdown\b|\bby \w+|\bper \w+|\bwhich \w+|\brank|\bcheapest\b|\blowest\b|\bleast\b|\bsplit\b"),
+    (
+        "forecast",
+        r"forecast|project|predict|month[- ]end|end of (?:the )?month|\beom\b|on track|\bland(?:ing)?\b|going to (?:spend|cost)|will (?:we|it|\w+) (?:spend|cost)|expected to|next (?:month|week|\d+ days|quarter)|likely",
+    ),
+    (
+        "compare",
+        r"\bover (?:month|week|day)\b|\bmom\b|\bwow\b|\bdod\b|compar|\bvs\.?\b|versus|\bgr[eo]w|growth|increase|decrease|\bdrop|\brose\b|risen|change|difference|\bdelta\b|went (?:up|down)|jump|\bfell\b",
+    ),
+    (
+        "trend",
+        r"\btrend|\bdaily\b|per day|each day|by day|day by day|every day|\bmonthly\b|per month|by month|each month|month by month|over time|\bweekly\b",
+    ),
+    (
+        "top",
+        r"\btop\b|most expensive|\bbiggest\b|\blargest\b|\bhighest\b|\bmost\b|\bbreakdown\b|\bby \w+|\bper \w+|\bwhich \w+|\brank|\bcheapest\b|\blowest\b|\bleast\b|\bsplit\b",
+    ),
     ("spend", r"spen[dt]|\bcost|\bbill|\bpa(?:y|id)\b|charge|how much|\btotal\b|expense"),
 ]
 
@@ -103,11 +124,21 @@ class Scope:
     tags: dict[str, list[str]] = field(default_factory=dict)
 
     def empty(self) -> bool:
-        return not (self.providers or self.services or self.accounts or self.regions or self.resources or self.tags)
+        return not (
+            self.providers
+            or self.services
+            or self.accounts
+            or self.regions
+            or self.resources
+            or self.tags
+        )
 
     def describe(self, vocab: Vocabulary) -> str:
         parts = [*self.services, *self.providers]
-        parts += [f"account {a}" + (f" ({vocab.accounts[a]})" if vocab.accounts.get(a) else "") for a in self.accounts]
+        parts += [
+            f"account {a}" + (f" ({vocab.accounts[a]})" if vocab.accounts.get(a) else "")
+            for a in self.accounts
+        ]
         parts += [f"region {r}" for r in self.regions]
         parts += [f"resource {r}" for r in self.resources]
         parts += [f"{k}={'/'.join(v)}" for k, v in self.tags.items()]
@@ -141,12 +172,16 @@ def _fix_typos(text: str, known: set[str]) -> str:
 
 
 def _remove(text: str, span: tuple[int, int]) -> str:
-    return text[: span[0]] + " " + text[span[1]:]
+    return text[: span[0]] + " " + text[span[1] :]
 
 
-_RESOURCE = re.compile(r"(?<![\w-])(i-[0-9a-f]{6,}|vol-[0-9a-f]{6,}|arn:[^\s,?]+|/subscriptions/[^\s,?]+|projects/[^\s,?]+)")
-_TOP_N = re.compile(r"\b(?:top|first|biggest|largest|highest|most expensive|cheapest|lowest)\s+(\d{1,3}|one|two|three|four|five|ten)\b"
-                    r"|\b(\d{1,3}|one|two|three|four|five|ten)\s+(?:most expensive|biggest|largest|highest|cheapest|costliest)\b")
+_RESOURCE = re.compile(
+    r"(?<![\w-])(i-[0-9a-f]{6,}|vol-[0-9a-f]{6,}|arn:[^\s,?]+|/subscriptions/[^\s,?]+|projects/[^\s,?]+)"
+)
+_TOP_N = re.compile(
+    r"\b(?:top|first|biggest|largest|highest|most expensive|cheapest|lowest)\s+(\d{1,3}|one|two|three|four|five|ten)\b"
+    r"|\b(\d{1,3}|one|two|three|four|five|ten)\s+(?:most expensive|biggest|largest|highest|cheapest|costliest)\b"
+)
 _NUM = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "ten": 10}
 _COMPARE_UNIT = re.compile(r"\b(month|week|day)[- ]over[- ](?:month|week|day)\b|\b(mom|wow|dod)\b")
 
@@ -159,7 +194,13 @@ def understand(question: str, vocab: Vocabulary, today: date) -> Plan:  # noqa: 
         raise NotUnderstood("the question is longer than 500 characters")
     index = vocab.index()
     known = set(STOPWORDS) | set(DIMENSION_WORDS) | {w for k in index for w in [k]}
-    for name in [*vocab.services, *vocab.providers, *vocab.regions, *(n or "" for n in vocab.accounts.values()), *vocab.tags]:
+    for name in [
+        *vocab.services,
+        *vocab.providers,
+        *vocab.regions,
+        *(n or "" for n in vocab.accounts.values()),
+        *vocab.tags,
+    ]:
         known |= set(words(name))
     for values in vocab.tags.values():
         for v in values:
@@ -176,7 +217,10 @@ def understand(question: str, vocab: Vocabulary, today: date) -> Plan:  # noqa: 
         if plan.intent not in ("anomalies", "forecast", "budgets", "recommendations", "savings"):
             plan.intent = "compare"
     periods: list[Period] = []
-    against = re.search(r"\b(?:vs\.?|versus|compared (?:to|with)|against|than)\s+(?:the\s+)?(last|previous|prior)\s+(month|week)\b", text)
+    against = re.search(
+        r"\b(?:vs\.?|versus|compared (?:to|with)|against|than)\s+(?:the\s+)?(last|previous|prior)\s+(month|week)\b",
+        text,
+    )
     while True:
         period, rest = find_period(text, today)
         if period is None:
@@ -197,7 +241,11 @@ def understand(question: str, vocab: Vocabulary, today: date) -> Plan:  # noqa: 
 
     # resources and explicit tag filters (key=value, key:value)
     for m in list(_RESOURCE.finditer(text)):
-        plan.scope.resources.append(question[m.start() - 1: m.end() - 1] if question.lower()[m.start() - 1: m.end() - 1] == m.group(1) else m.group(1))
+        plan.scope.resources.append(
+            question[m.start() - 1 : m.end() - 1]
+            if question.lower()[m.start() - 1 : m.end() - 1] == m.group(1)
+            else m.group(1)
+        )
     text = _RESOURCE.sub(" ", text)
     for m in list(re.finditer(r"(?:tag(?:ged)?\s+)?([a-z][\w-]*)\s*[=:]\s*([\w.@-]+)", text)):
         key = _tag_key(m.group(1), vocab)
@@ -209,7 +257,9 @@ def understand(question: str, vocab: Vocabulary, today: date) -> Plan:  # noqa: 
             text = text.replace(m.group(0), " ", 1)
 
     if plan.intent == "untagged":
-        m = re.search(r"(?:without|no|missing|not tagged with)\s+(?:an?\s+|the\s+)?([\w-]+)\s+tag", text)
+        m = re.search(
+            r"(?:without|no|missing|not tagged with)\s+(?:an?\s+|the\s+)?([\w-]+)\s+tag", text
+        )
         if m and m.group(1) not in ("any",):
             key = _tag_key(m.group(1), vocab)
             if key is None:
@@ -221,26 +271,36 @@ def understand(question: str, vocab: Vocabulary, today: date) -> Plan:  # noqa: 
     if m := _TOP_N.search(text):
         n = m.group(1) or m.group(2)
         plan.limit = int(n) if n.isdigit() else _NUM[n]
-        text = text[: m.start()] + m.group(0).replace(n, " ", 1) + text[m.end():]
+        text = text[: m.start()] + m.group(0).replace(n, " ", 1) + text[m.end() :]
     plan.dimension = _dimension(text, vocab)
 
     text = _match_names(text, plan, vocab, index)
     _leftovers(text, vocab)
     if intent is None and plan.dimension is None and plan.scope.empty() and not periods:
-        raise NotUnderstood("I could not tell what to look up; ask about spend, top services, "
-                            "changes, trends, anomalies, forecasts, budgets, recommendations or savings")
+        raise NotUnderstood(
+            "I could not tell what to look up; ask about spend, top services, "
+            "changes, trends, anomalies, forecasts, budgets, recommendations or savings"
+        )
     _finish(plan, text, today)
     return plan
 
 
-def _compare_periods(plan: Plan, periods: list[Period], unit: str | None, today: date, text: str) -> None:
+def _compare_periods(
+    plan: Plan, periods: list[Period], unit: str | None, today: date, text: str
+) -> None:
     if len(periods) >= 2:
         plan.period, plan.previous = periods[0], periods[1]
         if plan.previous.start > plan.period.start:
             plan.period, plan.previous = plan.previous, plan.period
         return
     if unit is None:
-        unit = "week" if re.search(r"\bweek", text) else "day" if re.search(r"\bday\b", text) else "month"
+        unit = (
+            "week"
+            if re.search(r"\bweek", text)
+            else "day"
+            if re.search(r"\bday\b", text)
+            else "month"
+        )
     if not periods:
         if unit == "month":
             plan.period = Period(month_start(today, -1), month_start(today), "last month")
@@ -293,9 +353,9 @@ def _match_names(text: str, plan: Plan, vocab: Vocabulary, index: dict) -> str:
     used = [False] * len(tokens)
     for size in range(min(6, len(tokens)), 0, -1):
         for i in range(len(tokens) - size + 1):
-            if any(used[i: i + size]):
+            if any(used[i : i + size]):
                 continue
-            phrase = compact("".join(tokens[i: i + size]))
+            phrase = compact("".join(tokens[i : i + size]))
             hits = index.get(phrase)
             if not hits or (size == 1 and tokens[i] in STOPWORDS and not _strong(tokens[i], hits)):
                 continue
@@ -307,7 +367,10 @@ def _match_names(text: str, plan: Plan, vocab: Vocabulary, index: dict) -> str:
 
 
 def _strong(token: str, hits: list[tuple[str, str]]) -> bool:
-    return any(kind in ("provider", "service") for kind, _ in hits) and token not in {"cloud", "storage"}
+    return any(kind in ("provider", "service") for kind, _ in hits) and token not in {
+        "cloud",
+        "storage",
+    }
 
 
 def _apply(hits, plan: Plan, tokens: list[str], i: int, size: int, used: list[bool]) -> bool:
@@ -315,25 +378,34 @@ def _apply(hits, plan: Plan, tokens: list[str], i: int, size: int, used: list[bo
     for kind in ("service", "account", "region", "provider"):
         if kind in kinds:
             values = [v for k, v in hits if k == kind]
-            target = {"service": plan.scope.services, "account": plan.scope.accounts,
-                      "region": plan.scope.regions, "provider": plan.scope.providers}[kind]
+            target = {
+                "service": plan.scope.services,
+                "account": plan.scope.accounts,
+                "region": plan.scope.regions,
+                "provider": plan.scope.providers,
+            }[kind]
             if kind == "provider" and plan.scope.services:
                 return True  # "aws lambda": the service already says the provider
             target.extend(v for v in values if v not in target)
             return True
     if "tag" in kinds:
         pairs = [v.split("=", 1) for k, v in hits if k == "tag"]
-        near = {compact(t) for t in tokens[max(0, i - 2): i] + tokens[i + size: i + size + 2]}
+        near = {compact(t) for t in tokens[max(0, i - 2) : i] + tokens[i + size : i + size + 2]}
         keyed = [p for p in pairs if compact(p[0]) in near or compact(p[0]) + "s" in near]
         chosen = keyed or (pairs if len(pairs) == 1 else [])
         if not chosen:
-            raise NotUnderstood(f"{tokens[i]!r} is a value of several tags ({', '.join(p[0] for p in pairs)}); say which")
+            raise NotUnderstood(
+                f"{tokens[i]!r} is a value of several tags ({', '.join(p[0] for p in pairs)}); say which"
+            )
         key, value = chosen[0]
         plan.scope.tags.setdefault(key, [])
         if value not in plan.scope.tags[key]:
             plan.scope.tags[key].append(value)
         for j in range(max(0, i - 2), min(len(tokens), i + size + 2)):
-            if compact(tokens[j]) in (compact(key), compact(key) + "s") or tokens[j] in ("tag", "tagged"):
+            if compact(tokens[j]) in (compact(key), compact(key) + "s") or tokens[j] in (
+                "tag",
+                "tagged",
+            ):
                 used[j] = True
         return True
     # a tag key alone: a dimension word, already read
@@ -341,13 +413,21 @@ def _apply(hits, plan: Plan, tokens: list[str], i: int, size: int, used: list[bo
 
 
 def _leftovers(text: str, vocab: Vocabulary) -> None:
-    unknown = [w for w in words(text) if w not in STOPWORDS and w not in DIMENSION_WORDS
-               and not w.isdigit() and not re.fullmatch(r"\d+(?:st|nd|rd|th)?", w)
-               and w.rstrip("s") not in STOPWORDS and w.rstrip("'s") not in STOPWORDS]
+    unknown = [
+        w
+        for w in words(text)
+        if w not in STOPWORDS
+        and w not in DIMENSION_WORDS
+        and not w.isdigit()
+        and not re.fullmatch(r"\d+(?:st|nd|rd|th)?", w)
+        and w.rstrip("s") not in STOPWORDS
+        and w.rstrip("'s") not in STOPWORDS
+    ]
     unknown = [w for w in unknown if _tag_key(w, vocab) is None]
     if unknown:
         raise NotUnderstood(
-            "I did not understand " + ", ".join(repr(w) for w in unknown)
+            "I did not understand "
+            + ", ".join(repr(w) for w in unknown)
             + ": not a service, account, region, provider, tag or period in the data"
         )
 
@@ -365,11 +445,23 @@ def _finish(plan: Plan, text: str, today: date) -> None:  # noqa: C901 - one def
         plan.limit = 1
     if plan.intent == "top" and re.search(r"\b(cheapest|lowest|least)\b", text):
         plan.ascending = True
-    if plan.intent == "compare" and re.search(r"\b(dropped|decreased?|fell|down|shrank|declined?)\b", text):
+    if plan.intent == "compare" and re.search(
+        r"\b(dropped|decreased?|fell|down|shrank|declined?)\b", text
+    ):
         plan.ascending = True
-    if plan.intent == "compare" and plan.dimension and plan.limit is None and re.search(r"\bmost\b|\bbiggest\b|\blargest\b|which", text):
+    if (
+        plan.intent == "compare"
+        and plan.dimension
+        and plan.limit is None
+        and re.search(r"\bmost\b|\bbiggest\b|\blargest\b|which", text)
+    ):
         plan.limit = 1
-    if plan.intent in ("top",) and plan.limit is None and re.search(r"\b(most|biggest|largest|highest|cheapest|lowest|least)\b", text) and not re.search(r"\b(services|accounts|regions|resources|providers|teams)\b", text):
+    if (
+        plan.intent in ("top",)
+        and plan.limit is None
+        and re.search(r"\b(most|biggest|largest|highest|cheapest|lowest|least)\b", text)
+        and not re.search(r"\b(services|accounts|regions|resources|providers|teams)\b", text)
+    ):
         plan.limit = 1
     if plan.period is None and plan.intent in ("spend", "top", "trend", "unpriced", "untagged"):
         plan.period = Period(month_start(today), today + timedelta(days=1), "this month")
@@ -382,7 +474,11 @@ def _finish(plan: Plan, text: str, today: date) -> None:  # noqa: C901 - one def
                 plan.options["severity"] = s
         if re.search(r"\bhow many\b|\bcount\b|\bnumber of\b", text):
             plan.options["count"] = "1"
-        if re.search(r"\b(largest|biggest|worst|highest|top|most)\b", text) and plan.limit is None and plan.dimension is None:
+        if (
+            re.search(r"\b(largest|biggest|worst|highest|top|most)\b", text)
+            and plan.limit is None
+            and plan.dimension is None
+        ):
             plan.limit = 1
     if plan.intent == "forecast":
         if re.search(r"next month", text) or (plan.period and plan.period.start > today):
@@ -395,14 +491,20 @@ def _finish(plan: Plan, text: str, today: date) -> None:  # noqa: C901 - one def
             plan.options["days"] = "7"
         else:
             plan.options["kind"] = "month-end"
-    if plan.intent == "budgets" and re.search(r"\b(risk|over|exceed\w*|blow|overspend\w*|breach\w*)\b", text):
+    if plan.intent == "budgets" and re.search(
+        r"\b(risk|over|exceed\w*|blow|overspend\w*|breach\w*)\b", text
+    ):
         plan.options["at_risk"] = "1"
     if plan.intent == "recommendations":
         if re.search(r"\bidle\b", text):
             plan.options["type"] = "idle"
         elif re.search(r"right-?siz", text):
             plan.options["type"] = "rightsize"
-        if re.search(r"how much|total|potential|could|can we", text) and plan.dimension is None and plan.limit is None:
+        if (
+            re.search(r"how much|total|potential|could|can we", text)
+            and plan.dimension is None
+            and plan.limit is None
+        ):
             plan.options["total"] = "1"
     if plan.intent == "savings" and re.search(r"\b(playbook|action)s?\b", text):
         plan.dimension = "playbook" if "playbook" in text else "action"

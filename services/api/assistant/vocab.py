@@ -72,7 +72,7 @@ class Vocabulary:
             stripped = s.lower()
             for prefix in _VENDOR_PREFIXES:
                 if stripped.startswith(prefix + " "):
-                    add(compact(stripped[len(prefix):]), "service", s)
+                    add(compact(stripped[len(prefix) :]), "service", s)
             for alias, targets in SERVICE_ALIASES.items():
                 if compact(s) in targets:
                     for key in (alias, *targets):
@@ -133,7 +133,8 @@ async def load(conn, *, key: str | None = None, max_age: float = CACHE_SECONDS) 
         try:
             async with conn.transaction():  # a savepoint: a missing view must not end the rest
                 vocab.forecast_dims = [
-                    r["dims"] for r in await conn.fetch("SELECT DISTINCT dims FROM forecast.v_month_end")
+                    r["dims"]
+                    for r in await conn.fetch("SELECT DISTINCT dims FROM forecast.v_month_end")
                 ]
         except Exception:  # noqa: BLE001 - no forecast service in this database: no forecasts
             vocab.forecast_dims = []

@@ -26,8 +26,9 @@ from schemas.reads.forecast import budget_public, budget_rows
 
 __all__ = ["budget_app", "budget_public", "register"]
 
-budget_app = typer.Typer(help="Budgets: an amount per month or quarter over a scope, with alerts.",
-                         no_args_is_help=True)
+budget_app = typer.Typer(
+    help="Budgets: an amount per month or quarter over a scope, with alerts.", no_args_is_help=True
+)
 
 
 def _thresholds(items: list[str]) -> list[dict]:
@@ -63,7 +64,9 @@ async def _send(command) -> None:
     try:
         await producer.start()
         headers = [(k, v.encode()) for k, v in schema_headers("BudgetCommand").items()]
-        await producer.send_and_wait(BUDGET_COMMANDS, value, key=command.name.encode(), headers=[*headers, signature])
+        await producer.send_and_wait(
+            BUDGET_COMMANDS, value, key=command.name.encode(), headers=[*headers, signature]
+        )
     except KafkaError as exc:
         fail(f"cannot send the budget command to the broker at {settings.kafka}: {exc}")
     finally:
@@ -120,12 +123,18 @@ def set_budget(
     amount: str = typer.Option(..., "--amount", "-a", help="amount per period, e.g. 1500.00"),
     currency: str = typer.Option("USD", "--currency", "-c", help="ISO 4217 currency of the amount"),
     period: str = typer.Option("monthly", "--period", "-p", help="monthly or quarterly"),
-    filters: list[str] = typer.Option([], "--filter", "-f", help="scope: KEY=VALUE or tag:KEY=VALUE, repeatable"),
+    filters: list[str] = typer.Option(
+        [], "--filter", "-f", help="scope: KEY=VALUE or tag:KEY=VALUE, repeatable"
+    ),
     thresholds: list[str] = typer.Option(
-        [], "--threshold", "-t",
+        [],
+        "--threshold",
+        "-t",
         help="actual:PERCENT or forecast:PERCENT, repeatable (default actual:80, actual:100, forecast:100)",
     ),
-    wait: float = typer.Option(30.0, "--wait", help="seconds to wait for the forecast service (0: do not wait)"),
+    wait: float = typer.Option(
+        30.0, "--wait", help="seconds to wait for the forecast service (0: do not wait)"
+    ),
 ) -> None:
     """Create or replace a budget; alerts go to `anomalies` with detector=budget."""
     from pydantic import ValidationError
@@ -140,9 +149,16 @@ def set_budget(
                 raise ValueError(f"--filter {item!r}: expected KEY=VALUE")
             scope[key.strip()] = value
         command = BudgetCommandV1(
-            action="set", name=name, amount=amount, currency=currency.upper(), period=period.lower(),
-            scope=scope, thresholds=_thresholds(thresholds) or [
-                {"kind": "actual", "percent": 80}, {"kind": "actual", "percent": 100},
+            action="set",
+            name=name,
+            amount=amount,
+            currency=currency.upper(),
+            period=period.lower(),
+            scope=scope,
+            thresholds=_thresholds(thresholds)
+            or [
+                {"kind": "actual", "percent": 80},
+                {"kind": "actual", "percent": 100},
                 {"kind": "forecast", "percent": 100},
             ],
             issued_at=datetime.now(UTC),
@@ -151,21 +167,30 @@ def set_budget(
         fail(_reason(exc), 2)
 
     def done(rows: list[dict]) -> bool:
-        return (bool(rows) and Decimal(str(rows[0]["amount"])) == command.amount
-                and rows[0]["currency"] == command.currency)
+        return (
+            bool(rows)
+            and Decimal(str(rows[0]["amount"])) == command.amount
+            and rows[0]["currency"] == command.currency
+        )
 
     from finfocus.cli.remote import remote
 
     api = remote()
     if api is not None:  # a remote deployment: PUT /api/v1/budgets/{name} (admin)
-        body = command.model_dump(mode="json", include={"amount", "currency", "period", "scope", "thresholds"})
+        body = command.model_dump(
+            mode="json", include={"amount", "currency", "period", "scope", "thresholds"}
+        )
         applied = _remote_change(api, "PUT", name, body, wait, done)
         if wait <= 0:
             typer.echo(f"budget {name} sent")
         elif applied:
-            typer.echo(f"budget {name} set: {command.amount} {command.currency} {command.period.value}")
+            typer.echo(
+                f"budget {name} set: {command.amount} {command.currency} {command.period.value}"
+            )
         else:
-            fail(f"budget {name} was sent but the forecast service has not stored it within {wait:.0f}s")
+            fail(
+                f"budget {name} was sent but the forecast service has not stored it within {wait:.0f}s"
+            )
         return
 
     if wait <= 0:
@@ -174,13 +199,17 @@ def set_budget(
     elif run(_send_and_wait(command, wait, done)):
         typer.echo(f"budget {name} set: {command.amount} {command.currency} {command.period.value}")
     else:
-        fail(f"budget {name} was sent but the forecast service has not stored it within {wait:.0f}s")
+        fail(
+            f"budget {name} was sent but the forecast service has not stored it within {wait:.0f}s"
+        )
 
 
 @budget_app.command("delete")
 def delete_budget(
     name: str = typer.Argument(..., help="budget name"),
-    wait: float = typer.Option(30.0, "--wait", help="seconds to wait for the forecast service (0: do not wait)"),
+    wait: float = typer.Option(
+        30.0, "--wait", help="seconds to wait for the forecast service (0: do not wait)"
+    ),
 ) -> None:
     """Delete a budget (its past alerts stay on record)."""
     from finfocus.cli.remote import remote
@@ -232,14 +261,16 @@ def list_budgets(output: OutputFormat = OUTPUT_OPTION, wide: bool = WIDE_OPTION)
                     f"{_cents(b['amount'])} {b['currency']}",
                     _cents(b["actual_to_date"]),
                     f"{_cents(b['projected'])} ({_cents(b['projected_lo_95'])}-{_cents(b['projected_hi_95'])})"
-                    if b["projected"] is not None else "",
+                    if b["projected"] is not None
+                    else "",
                     "" if b["projected_pct"] is None else f"{b['projected_pct']}%",
                     b["alerts_this_period"],
                 )
                 for b in budgets
             ],
             title="Budgets: projected = actual to date + forecast to the period's end (95 % range)",
-            wide=wide, drop={"alerts": 4, "period": 3, "actual": 2, "scope": 1},
+            wide=wide,
+            drop={"alerts": 4, "period": 3, "actual": 2, "scope": 1},
         )
 
 
@@ -280,13 +311,31 @@ def list_alerts(
         from finfocus.cli.vocab import plural
 
         render_table(
-            [Column("raised", kind="id"), Column("budget", kind="key"), Column("kind", kind="id"), Column("threshold", kind="number"),
-             Column("spend", kind="money"), Column("limit", kind="money"), Column("period", kind="date", drop=1),
-             Column("id", kind="id", drop=2)],
-            [(a["raised_at"], a["name"], a["kind"], f"{a['percent']}%", f"{_cents(a['spend'])} {a['currency'] or ''}",
-              _cents(a["limit_amount"]), f"{a['period_start']} to {a['period_end']}", a["alert_id"])
-             for a in alerts],
-            title=plural(len(alerts), "budget alert"), wide=wide,
+            [
+                Column("raised", kind="id"),
+                Column("budget", kind="key"),
+                Column("kind", kind="id"),
+                Column("threshold", kind="number"),
+                Column("spend", kind="money"),
+                Column("limit", kind="money"),
+                Column("period", kind="date", drop=1),
+                Column("id", kind="id", drop=2),
+            ],
+            [
+                (
+                    a["raised_at"],
+                    a["name"],
+                    a["kind"],
+                    f"{a['percent']}%",
+                    f"{_cents(a['spend'])} {a['currency'] or ''}",
+                    _cents(a["limit_amount"]),
+                    f"{a['period_start']} to {a['period_end']}",
+                    a["alert_id"],
+                )
+                for a in alerts
+            ],
+            title=plural(len(alerts), "budget alert"),
+            wide=wide,
         )
 
 
@@ -299,7 +348,9 @@ def _cents(value) -> str:
 def _reason(exc: Exception) -> str:
     errors = getattr(exc, "errors", None)
     if callable(errors):
-        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'budget'}: {e['msg']}" for e in errors())
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'budget'}: {e['msg']}" for e in errors()
+        )
     return str(exc)
 
 

@@ -32,12 +32,26 @@ from schemas.reads.forecast import (
 )
 from schemas.reads.forecast import money as _money
 
-__all__ = ["BANDS", "GROUP_KEYS", "HorizonError", "NoMatch", "check_horizon", "combine", "dims_id", "forecast_app",
-           "parse_filters", "parse_group_by", "public", "register"]
+__all__ = [
+    "BANDS",
+    "GROUP_KEYS",
+    "HorizonError",
+    "NoMatch",
+    "check_horizon",
+    "combine",
+    "dims_id",
+    "forecast_app",
+    "parse_filters",
+    "parse_group_by",
+    "public",
+    "register",
+]
 
 SPARK = "▁▂▃▄▅▆▇█"
 
-forecast_app = typer.Typer(help="Cost forecasts per dimension with 80 % and 95 % intervals.", no_args_is_help=True)
+forecast_app = typer.Typer(
+    help="Cost forecasts per dimension with 80 % and 95 % intervals.", no_args_is_help=True
+)
 
 
 def _not_ready(exc: Exception) -> str:
@@ -85,14 +99,18 @@ def show_table(forecasts: list[dict], group_by: list[str], *, wide: bool = False
         rows.append((f, means, total, lo, hi))
     whole = {c: sum((r[2] for r in rows if r[0]["currency"] == c), Decimal(0)) for c in currencies}
     rows.sort(key=lambda r: (r[0]["currency"], -r[2]))
-    columns = [Column(k, kind="key") for k in group_by] + [
-        Column("total", kind="money"),
-        Column("95 % range", kind="money"),
-        Column("share", kind="number"),
-        Column("chart", kind="chart", drop=2),
-        Column("model", drop=3),
-        Column("through", kind="date", drop=4),
-    ] + ([Column("currency", kind="key")] if len(currencies) > 1 else [])
+    columns = (
+        [Column(k, kind="key") for k in group_by]
+        + [
+            Column("total", kind="money"),
+            Column("95 % range", kind="money"),
+            Column("share", kind="number"),
+            Column("chart", kind="chart", drop=2),
+            Column("model", drop=3),
+            Column("through", kind="date", drop=4),
+        ]
+        + ([Column("currency", kind="key")] if len(currencies) > 1 else [])
+    )
     table_rows = [
         [
             *[group_label(k, f["group"].get(k)) for k in group_by],
@@ -107,7 +125,9 @@ def show_table(forecasts: list[dict], group_by: list[str], *, wide: bool = False
         for f, means, total, lo, hi in rows
     ]
     render_table(
-        columns, table_rows, wide=wide,
+        columns,
+        table_rows,
+        wide=wide,
         title=f"Forecast, next {days} days{named}: total and 95 % range",
     )
 
@@ -115,12 +135,20 @@ def show_table(forecasts: list[dict], group_by: list[str], *, wide: bool = False
 @forecast_app.command("show")
 def show(
     group_by: str = typer.Option(
-        "provider,account,service", "--group-by", "-g",
+        "provider,account,service",
+        "--group-by",
+        "-g",
         help="comma-separated: provider, service, account, region, resource, type, tag:KEY ('' for the total)",
     ),
-    filters: list[str] = typer.Option([], "--filter", "-f", help="KEY=VALUE or tag:KEY=VALUE, repeatable"),
+    filters: list[str] = typer.Option(
+        [], "--filter", "-f", help="KEY=VALUE or tag:KEY=VALUE, repeatable"
+    ),
     horizon: int = typer.Option(
-        30, "--horizon", "-n", min=1, help="days to show after trained_through (up to the stored horizon, 92 by default)"
+        30,
+        "--horizon",
+        "-n",
+        min=1,
+        help="days to show after trained_through (up to the stored horizon, 92 by default)",
     ),
     output: OutputFormat = OUTPUT_OPTION,
     wide: bool = WIDE_OPTION,
@@ -135,7 +163,11 @@ def show(
 
     api = remote()
     if api is not None:  # a remote deployment: GET /api/v1/forecasts answers the same document
-        params = [("group_by", group_by), ("horizon", str(horizon)), *(("filter", f) for f in filters)]
+        params = [
+            ("group_by", group_by),
+            ("horizon", str(horizon)),
+            *(("filter", f) for f in filters),
+        ]
         forecasts = api.get("/api/v1/forecasts", params, usage=(400, 404, 422))["forecasts"]
     else:
         try:
@@ -160,9 +192,14 @@ async def load_month_end(group_by: list[str], filters: dict[str, str]) -> list[d
 
     wanted = set(group_by) | set(filters)
     async with reader(FinFocusSettings().database) as conn:
-        available = [r["dims"] for r in await conn.fetch("SELECT DISTINCT dims FROM forecast.v_month_end")]
-        candidates = [a for a in available if not a.startswith("budget:")
-                      and wanted <= set(filter(None, a.split(",")))]
+        available = [
+            r["dims"] for r in await conn.fetch("SELECT DISTINCT dims FROM forecast.v_month_end")
+        ]
+        candidates = [
+            a
+            for a in available
+            if not a.startswith("budget:") and wanted <= set(filter(None, a.split(",")))
+        ]
         if not candidates:
             if not available:
                 return []
@@ -179,12 +216,20 @@ async def load_month_end(group_by: list[str], filters: dict[str, str]) -> list[d
         if not all(matches(k, v, group.get(k)) for k, v in filters.items()):
             continue
         key = (tuple(str(group.get(k)) for k in group_by), r["currency"], r["period_start"])
-        t = out.setdefault(key, {
-            "group": {k: group.get(k) for k in group_by}, "currency": r["currency"],
-            "period_start": r["period_start"].isoformat(), "period_end": r["period_end"].isoformat(),
-            "trained_through": r["trained_through"].isoformat(),
-            **{c: Decimal(0) for c in ("actual_to_date", "forecast_remainder", "projected", "lo_95", "hi_95")},
-        })
+        t = out.setdefault(
+            key,
+            {
+                "group": {k: group.get(k) for k in group_by},
+                "currency": r["currency"],
+                "period_start": r["period_start"].isoformat(),
+                "period_end": r["period_end"].isoformat(),
+                "trained_through": r["trained_through"].isoformat(),
+                **{
+                    c: Decimal(0)
+                    for c in ("actual_to_date", "forecast_remainder", "projected", "lo_95", "hi_95")
+                },
+            },
+        )
         t["trained_through"] = min(t["trained_through"], r["trained_through"].isoformat())
         for c in ("actual_to_date", "forecast_remainder", "projected", "lo_95", "hi_95"):
             t[c] += r[c]
@@ -201,10 +246,14 @@ async def load_month_end(group_by: list[str], filters: dict[str, str]) -> list[d
 @forecast_app.command("month-end")
 def month_end(
     group_by: str = typer.Option(
-        "provider,account,service", "--group-by", "-g",
+        "provider,account,service",
+        "--group-by",
+        "-g",
         help="comma-separated: provider, service, account, region, resource, type, tag:KEY ('' for the total)",
     ),
-    filters: list[str] = typer.Option([], "--filter", "-f", help="KEY=VALUE or tag:KEY=VALUE, repeatable"),
+    filters: list[str] = typer.Option(
+        [], "--filter", "-f", help="KEY=VALUE or tag:KEY=VALUE, repeatable"
+    ),
     output: OutputFormat = OUTPUT_OPTION,
     wide: bool = WIDE_OPTION,
 ) -> None:
@@ -229,14 +278,27 @@ def month_end(
 
         rows.sort(key=lambda r: (r["currency"], -Decimal(r["projected"])))
         render_table(
-            [*(Column(k, kind="key") for k in keys), Column("projected", kind="money"),
-             Column("95 % range", kind="money"), Column("actual", kind="money", drop=2),
-             Column("remainder", kind="money", drop=3), Column("month", kind="date", drop=4),
-             Column("through", kind="date", drop=5), Column("currency", drop=1)],
             [
-                (*[group_label(k, r["group"].get(k)) for k in keys], cents(r["projected"]),
-                 f"{cents(r['lo_95'])} - {cents(r['hi_95'])}", cents(r["actual_to_date"]),
-                 cents(r["forecast_remainder"]), r["period_start"][:7], r["trained_through"], r["currency"])
+                *(Column(k, kind="key") for k in keys),
+                Column("projected", kind="money"),
+                Column("95 % range", kind="money"),
+                Column("actual", kind="money", drop=2),
+                Column("remainder", kind="money", drop=3),
+                Column("month", kind="date", drop=4),
+                Column("through", kind="date", drop=5),
+                Column("currency", drop=1),
+            ],
+            [
+                (
+                    *[group_label(k, r["group"].get(k)) for k in keys],
+                    cents(r["projected"]),
+                    f"{cents(r['lo_95'])} - {cents(r['hi_95'])}",
+                    cents(r["actual_to_date"]),
+                    cents(r["forecast_remainder"]),
+                    r["period_start"][:7],
+                    r["trained_through"],
+                    r["currency"],
+                )
                 for r in rows
             ],
             title="Month-end projection: actual to date plus the forecast remainder",

@@ -25,19 +25,63 @@ from finfocus.cli.output import err_console, fail, run
 
 #: FOCUS 1.2 columns in the order written (the extension columns follow)
 FOCUS_12_COLUMNS = [
-    "AvailabilityZone", "BilledCost", "BillingAccountId", "BillingAccountName", "BillingAccountType",
-    "BillingCurrency", "BillingPeriodEnd", "BillingPeriodStart", "CapacityReservationId",
-    "CapacityReservationStatus", "ChargeCategory", "ChargeClass", "ChargeDescription", "ChargeFrequency",
-    "ChargePeriodEnd", "ChargePeriodStart", "CommitmentDiscountCategory", "CommitmentDiscountId",
-    "CommitmentDiscountName", "CommitmentDiscountQuantity", "CommitmentDiscountStatus",
-    "CommitmentDiscountType", "CommitmentDiscountUnit", "ConsumedQuantity", "ConsumedUnit",
-    "ContractedCost", "ContractedUnitPrice", "EffectiveCost", "InvoiceId", "InvoiceIssuerName",
-    "ListCost", "ListUnitPrice", "PricingCategory", "PricingCurrency",
-    "PricingCurrencyContractedUnitPrice", "PricingCurrencyEffectiveCost",
-    "PricingCurrencyListUnitPrice", "PricingQuantity", "PricingUnit", "ProviderName", "PublisherName",
-    "RegionId", "RegionName", "ResourceId", "ResourceName", "ResourceType", "ServiceCategory",
-    "ServiceName", "ServiceSubcategory", "SkuId", "SkuMeter", "SkuPriceDetails", "SkuPriceId",
-    "SubAccountId", "SubAccountName", "SubAccountType", "Tags",
+    "AvailabilityZone",
+    "BilledCost",
+    "BillingAccountId",
+    "BillingAccountName",
+    "BillingAccountType",
+    "BillingCurrency",
+    "BillingPeriodEnd",
+    "BillingPeriodStart",
+    "CapacityReservationId",
+    "CapacityReservationStatus",
+    "ChargeCategory",
+    "ChargeClass",
+    "ChargeDescription",
+    "ChargeFrequency",
+    "ChargePeriodEnd",
+    "ChargePeriodStart",
+    "CommitmentDiscountCategory",
+    "CommitmentDiscountId",
+    "CommitmentDiscountName",
+    "CommitmentDiscountQuantity",
+    "CommitmentDiscountStatus",
+    "CommitmentDiscountType",
+    "CommitmentDiscountUnit",
+    "ConsumedQuantity",
+    "ConsumedUnit",
+    "ContractedCost",
+    "ContractedUnitPrice",
+    "EffectiveCost",
+    "InvoiceId",
+    "InvoiceIssuerName",
+    "ListCost",
+    "ListUnitPrice",
+    "PricingCategory",
+    "PricingCurrency",
+    "PricingCurrencyContractedUnitPrice",
+    "PricingCurrencyEffectiveCost",
+    "PricingCurrencyListUnitPrice",
+    "PricingQuantity",
+    "PricingUnit",
+    "ProviderName",
+    "PublisherName",
+    "RegionId",
+    "RegionName",
+    "ResourceId",
+    "ResourceName",
+    "ResourceType",
+    "ServiceCategory",
+    "ServiceName",
+    "ServiceSubcategory",
+    "SkuId",
+    "SkuMeter",
+    "SkuPriceDetails",
+    "SkuPriceId",
+    "SubAccountId",
+    "SubAccountName",
+    "SubAccountType",
+    "Tags",
 ]
 EXTENSION_COLUMNS = ["x_RecordId", "x_PriceSource", "x_BillingScope", "x_ImportJobId"]
 COLUMNS = FOCUS_12_COLUMNS + EXTENSION_COLUMNS
@@ -45,7 +89,10 @@ MONEY = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost")
 TIMESTAMPS = ("BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart", "ChargePeriodEnd")
 CHUNK_ROWS = 5_000
 #: FOCUS ChargeFrequency values, matched case-insensitively (exports write `Usage-based` too)
-FREQUENCIES = {v.lower(): v for v in ("One-Time", "Recurring", "Usage-Based")} | {"usagebased": "Usage-Based", "onetime": "One-Time"}
+FREQUENCIES = {v.lower(): v for v in ("One-Time", "Recurring", "Usage-Based")} | {
+    "usagebased": "Usage-Based",
+    "onetime": "One-Time",
+}
 QUERY = """
 SELECT record FROM pricing.v_cost_lines
 WHERE ($1::timestamptz IS NULL OR charge_period_start >= $1)
@@ -96,7 +143,11 @@ def focus_row(record: dict[str, Any]) -> dict[str, Any]:
     if frequency is None:
         frequency = "Usage-Based" if row["ChargeCategory"] == "Usage" else "One-Time"
     row["ChargeFrequency"] = frequency
-    if row["ChargeCategory"] == "Usage" and not row["PricingCategory"] and row["PricingQuantity"] is not None:
+    if (
+        row["ChargeCategory"] == "Usage"
+        and not row["PricingCategory"]
+        and row["PricingQuantity"] is not None
+    ):
         row["PricingCategory"] = "Standard"
     if row["ConsumedQuantity"] is None and row["ChargeCategory"] == "Usage":
         row["ConsumedUnit"] = None  # FOCUS: unit only with a quantity
@@ -115,7 +166,11 @@ class Writer:
         self.totals: dict[str, Decimal] = {}
         if fmt == ExportFormat.CSV:
             # kept open across write() calls; close() closes it
-            raw = gzip.open(path, "wt", newline="") if path.suffix == ".gz" else path.open("w", newline="")  # noqa: SIM115
+            raw = (
+                gzip.open(path, "wt", newline="")  # noqa: SIM115
+                if path.suffix == ".gz"
+                else path.open("w", newline="")
+            )
             self._fh: io.TextIOBase = raw  # type: ignore[assignment]
             self._csv = csv.DictWriter(raw, fieldnames=COLUMNS, extrasaction="ignore")
             self._csv.writeheader()
@@ -125,7 +180,9 @@ class Writer:
         for row in rows:
             if row["BilledCost"] is not None:
                 currency = row["BillingCurrency"]
-                self.totals[currency] = self.totals.get(currency, Decimal(0)) + Decimal(row["BilledCost"])
+                self.totals[currency] = self.totals.get(currency, Decimal(0)) + Decimal(
+                    row["BilledCost"]
+                )
         self.rows += len(rows)
         if self.fmt == ExportFormat.CSV:
             self._csv.writerows(rows)
@@ -151,9 +208,17 @@ class Writer:
             self._parquet.close()
 
 
-DECIMALS = (*MONEY, "ListUnitPrice", "ContractedUnitPrice", "ConsumedQuantity", "PricingQuantity",
-            "CommitmentDiscountQuantity", "PricingCurrencyContractedUnitPrice",
-            "PricingCurrencyEffectiveCost", "PricingCurrencyListUnitPrice")
+DECIMALS = (
+    *MONEY,
+    "ListUnitPrice",
+    "ContractedUnitPrice",
+    "ConsumedQuantity",
+    "PricingQuantity",
+    "CommitmentDiscountQuantity",
+    "PricingCurrencyContractedUnitPrice",
+    "PricingCurrencyEffectiveCost",
+    "PricingCurrencyListUnitPrice",
+)
 
 
 def _typed(row: dict[str, Any]) -> dict[str, Any]:
@@ -182,7 +247,9 @@ def _parquet_schema():  # noqa: ANN202
     return pa.schema(fields)
 
 
-async def export_focus(database_url: str, start: date | None, end: date | None, writer: Writer) -> None:
+async def export_focus(
+    database_url: str, start: date | None, end: date | None, writer: Writer
+) -> None:
     from finfocus.db import reader
 
     async with reader(database_url) as conn, conn.transaction(readonly=True):
@@ -212,20 +279,30 @@ def _parse_day(value: str | None, option: str) -> date | None:
         fail(f"{option} {value!r} is not a date (YYYY-MM-DD)", 2)
 
 
-export_app = typer.Typer(no_args_is_help=True, help="Export the platform's cost data in open formats.")
+export_app = typer.Typer(
+    no_args_is_help=True, help="Export the platform's cost data in open formats."
+)
 
 
 @export_app.command("focus")
 def focus(
-    file: Path | None = typer.Option(None, "--file", help="file to write: .csv, .csv.gz or .parquet"),
+    file: Path | None = typer.Option(
+        None, "--file", help="file to write: .csv, .csv.gz or .parquet"
+    ),
     output: str | None = typer.Option(
-        None, "--output", "-o",
+        None,
+        "--output",
+        "-o",
         help="format: csv or parquet (default: from the file name). A file name here still works for one "
         "release, with a warning: use --file",
     ),
-    start: str | None = typer.Option(None, "--from", help="first day (inclusive), YYYY-MM-DD, on ChargePeriodStart"),
+    start: str | None = typer.Option(
+        None, "--from", help="first day (inclusive), YYYY-MM-DD, on ChargePeriodStart"
+    ),
     end: str | None = typer.Option(None, "--to", help="last day (exclusive), YYYY-MM-DD"),
-    fmt: ExportFormat | None = typer.Option(None, "--format", hidden=True, help="same as --output csv|parquet"),
+    fmt: ExportFormat | None = typer.Option(
+        None, "--format", hidden=True, help="same as --output csv|parquet"
+    ),
 ) -> None:
     """Write priced cost lines as a FOCUS 1.2 file (CSV or Parquet), window [from, to)."""
     from finfocus.settings import FinFocusSettings
@@ -244,7 +321,9 @@ def focus(
     err_console.print(f"wrote {writer.rows} FOCUS 1.2 rows to {output} (billed: {totals})")
 
 
-def _target(file: Path | None, output: str | None, fmt: ExportFormat | None) -> tuple[Path, ExportFormat | None]:
+def _target(
+    file: Path | None, output: str | None, fmt: ExportFormat | None
+) -> tuple[Path, ExportFormat | None]:
     """`-o/--output` is the format like everywhere else and `--file` the path; `--output FILE`
     (the earlier spelling) still works for one release with a warning."""
     formats = {f.value for f in ExportFormat}
@@ -252,11 +331,16 @@ def _target(file: Path | None, output: str | None, fmt: ExportFormat | None) -> 
         fmt = ExportFormat(output.lower())
     elif output is not None:
         if output.lower() in {"json", "ndjson", "table"}:
-            fail(f"--output {output}: export focus writes csv or parquet; the path goes in --file", 2)
+            fail(
+                f"--output {output}: export focus writes csv or parquet; the path goes in --file", 2
+            )
         if file is not None:
             fail(f"--output {output!r} is not a format (csv or parquet) and --file is given", 2)
-        err_console.print(f"[yellow]warning:[/yellow] --output FILE is deprecated; use --file {output} "
-                          "(-o/--output is the format: csv or parquet)", soft_wrap=True)
+        err_console.print(
+            f"[yellow]warning:[/yellow] --output FILE is deprecated; use --file {output} "
+            "(-o/--output is the format: csv or parquet)",
+            soft_wrap=True,
+        )
         file = Path(output)
     if file is None:
         fail("--file is required: the .csv, .csv.gz or .parquet file to write", 2)

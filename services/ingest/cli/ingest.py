@@ -94,8 +94,14 @@ def _importer(settings, store, publisher, provider, source: str = "cli"):  # noq
     from services.ingest.importer import Importer
 
     keys = service_keys(settings.home, ["ingest"])  # the stack's key file where no secret
-    return Importer(store, publisher, provider.get_tracer("finfocus.ingest"), source=source,
-                    keys=keys, lease_s=settings.ingest_job_lease_s)
+    return Importer(
+        store,
+        publisher,
+        provider.get_tracer("finfocus.ingest"),
+        source=source,
+        keys=keys,
+        lease_s=settings.ingest_job_lease_s,
+    )
 
 
 class WaitTimeout(RuntimeError):
@@ -106,13 +112,24 @@ class WaitTimeout(RuntimeError):
 def _database_away(exc: BaseException) -> bool:
     import asyncpg
 
-    return isinstance(exc, OSError | asyncpg.PostgresConnectionError | asyncpg.InterfaceError
-                      | asyncpg.CannotConnectNowError | asyncpg.AdminShutdownError
-                      | asyncpg.CrashShutdownError | asyncio.TimeoutError)
+    return isinstance(
+        exc,
+        OSError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.CannotConnectNowError
+        | asyncpg.AdminShutdownError
+        | asyncpg.CrashShutdownError
+        | asyncio.TimeoutError,
+    )
 
 
 async def wait_until_priced(
-    database_url: str, job_id: str, expected_rows: int, timeout: float, poll: float = 0.5  # noqa: ASYNC109 - at the deadline it reports the rows seen, not an error
+    database_url: str,
+    job_id: str,
+    expected_rows: int,
+    timeout: float,  # noqa: ASYNC109 - at the deadline it reports the rows seen, not an error
+    poll: float = 0.5,
 ) -> dict[str, Any]:
     """Wait until pricing has stored the job's rows; returns their count and billed totals
     per currency as stored.
@@ -141,13 +158,19 @@ async def wait_until_priced(
                 away = None
                 while True:
                     try:
-                        progress = await conn.fetchval(
-                            "SELECT rows FROM pricing.v_job_progress WHERE import_job_id = $1", job_id
-                        ) or 0
+                        progress = (
+                            await conn.fetchval(
+                                "SELECT rows FROM pricing.v_job_progress WHERE import_job_id = $1",
+                                job_id,
+                            )
+                            or 0
+                        )
                     except asyncpg.InvalidSchemaNameError:
                         progress = 0  # pricing has not created its schema yet
                     except asyncpg.UndefinedTableError:
-                        progress = None  # a pricing service from before job progress: sum every time
+                        progress = (
+                            None  # a pricing service from before job progress: sum every time
+                        )
                     seen, summed = progress, False
                     if progress is None or progress >= expected_rows:
                         try:
@@ -163,7 +186,9 @@ async def wait_until_priced(
                         seen, summed = stored["rows"], True
                     if time.monotonic() > deadline:
                         break
-                    if summed:  # the full sum ran and fell short (redelivery, restatement): back off
+                    if (
+                        summed
+                    ):  # the full sum ran and fell short (redelivery, restatement): back off
                         await asyncio.sleep(pause)
                         pause = min(pause * 2, 10.0)
                     else:
@@ -178,7 +203,9 @@ async def wait_until_priced(
             pause = min(pause * 2, 5.0)
             continue
         break
-    shortfall = f"{seen or 0} of {expected_rows} rows of {job_id} priced and stored after {timeout:.0f}s"
+    shortfall = (
+        f"{seen or 0} of {expected_rows} rows of {job_id} priced and stored after {timeout:.0f}s"
+    )
     if away:
         raise WaitTimeout(f"{shortfall}; the database was unreachable at the end ({away})")
     raise WaitTimeout(f"{shortfall} (is the pricing service running? see raw-billing.dlq)")
@@ -217,8 +244,13 @@ def _progress_bar(enabled: bool):  # noqa: ANN202
     )
 
     bar = Progress(
-        "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-        TransferSpeedColumn(), TimeRemainingColumn(), console=err_console, transient=True,
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
     )
     task = bar.add_task("importing", total=None)
 
@@ -229,8 +261,15 @@ def _progress_bar(enabled: bool):  # noqa: ANN202
 
 
 async def _import(
-    files: list[Path], format: IngestFormat, wait: bool, wait_timeout: float, progress: bool,
-    *, force: bool = False, replace_scope: bool = False, dry_run: bool = False,
+    files: list[Path],
+    format: IngestFormat,
+    wait: bool,
+    wait_timeout: float,
+    progress: bool,
+    *,
+    force: bool = False,
+    replace_scope: bool = False,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     settings = _settings()
     pool, publisher, provider, store = await _stack(settings)
@@ -241,7 +280,12 @@ async def _import(
             bar.start()
         try:
             result = await importer.import_files(
-                files, format.value, update, force=force, replace_scope=replace_scope, dry_run=dry_run
+                files,
+                format.value,
+                update,
+                force=force,
+                replace_scope=replace_scope,
+                dry_run=dry_run,
             )
         finally:
             if bar:
@@ -276,7 +320,9 @@ def _print_summary(summary: dict[str, Any], output: OutputFormat) -> None:
         return
     status = summary["status"]
     if summary.get("duplicate_of"):
-        status = f"already imported by {summary['duplicate_of']}: nothing to do (--force imports again)"
+        status = (
+            f"already imported by {summary['duplicate_of']}: nothing to do (--force imports again)"
+        )
     elif status == "dry-run":
         status = "dry run: nothing recorded or published"
     rows = [
@@ -303,8 +349,14 @@ def _print_summary(summary: dict[str, Any], output: OutputFormat) -> None:
         print_table(
             ["billing scope", "stored rows", "stored total", "new rows", "new total", "covers"],
             [
-                (c["scope"], c["old_rows"], _money(c["old_totals"]), c["new_rows"], _money(c["new_totals"]),
-                 "part only" if c["partial"] else "whole")
+                (
+                    c["scope"],
+                    c["old_rows"],
+                    _money(c["old_totals"]),
+                    c["new_rows"],
+                    _money(c["new_totals"]),
+                    "part only" if c["partial"] else "whole",
+                )
                 for c in summary["scope_changes"]
             ],
             title="billing scopes this import supersedes (stored version -> this file)",
@@ -329,14 +381,41 @@ def _money(totals: dict[str, str]) -> str:
 
 @ingest_app.command(IMPORT_COMMAND)
 def import_files(
-    files: list[Path] = typer.Argument(..., exists=True, dir_okay=False, readable=True, metavar="FILE", help="export files (CSV, CSV.gz, JSON lines, Parquet)"),
-    format: IngestFormat = typer.Option(IngestFormat.AUTO, "--format", help="export format; auto detects it from the header (no -f: -f is --filter in every command)"),
-    wait: bool = typer.Option(False, "--wait", help="return when every accepted row is priced and stored, and reconcile the totals"),
-    wait_timeout: float = typer.Option(600.0, "--wait-timeout", help="seconds --wait waits at most"),
+    files: list[Path] = typer.Argument(
+        ...,
+        exists=True,
+        dir_okay=False,
+        readable=True,
+        metavar="FILE",
+        help="export files (CSV, CSV.gz, JSON lines, Parquet)",
+    ),
+    format: IngestFormat = typer.Option(
+        IngestFormat.AUTO,
+        "--format",
+        help="export format; auto detects it from the header (no -f: -f is --filter in every command)",
+    ),
+    wait: bool = typer.Option(
+        False,
+        "--wait",
+        help="return when every accepted row is priced and stored, and reconcile the totals",
+    ),
+    wait_timeout: float = typer.Option(
+        600.0, "--wait-timeout", help="seconds --wait waits at most"
+    ),
     strict: bool = typer.Option(False, "--strict", help="exit 1 when any row is rejected"),
-    force: bool = typer.Option(False, "--force", help="import again files a completed job already imported"),
-    replace_scope: bool = typer.Option(False, "--replace-scope", help="let the files replace billing scopes (provider, account, month) they cover only part of"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="read and check the files and print the billing scopes they would supersede (rows and totals, stored vs new); record and publish nothing"),
+    force: bool = typer.Option(
+        False, "--force", help="import again files a completed job already imported"
+    ),
+    replace_scope: bool = typer.Option(
+        False,
+        "--replace-scope",
+        help="let the files replace billing scopes (provider, account, month) they cover only part of",
+    ),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="read and check the files and print the billing scopes they would supersede (rows and totals, stored vs new); record and publish nothing",
+    ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Import billing export files as one job and publish their rows on raw-billing.
@@ -360,8 +439,18 @@ def import_files(
         _fail_line(f"not a regular file: {', '.join(bad)}", 2)
     progress = output == OutputFormat.TABLE and sys.stderr.isatty()
     try:
-        summary = run(_import(files, format, wait, wait_timeout, progress,
-                              force=force, replace_scope=replace_scope, dry_run=dry_run))
+        summary = run(
+            _import(
+                files,
+                format,
+                wait,
+                wait_timeout,
+                progress,
+                force=force,
+                replace_scope=replace_scope,
+                dry_run=dry_run,
+            )
+        )
     except (UnknownFormat, ImportRefused) as exc:
         _fail_line(str(exc))
     except (typer.Exit, KeyboardInterrupt):
@@ -377,7 +466,10 @@ def import_files(
         _fail_line(summary["error"])
     if strict and summary["rows_rejected"]:
         raise typer.Exit(1)
-    if summary.get("wait_error") or not summary.get("reconciliation", {"reconciled": True})["reconciled"]:
+    if (
+        summary.get("wait_error")
+        or not summary.get("reconciliation", {"reconciled": True})["reconciled"]
+    ):
         raise typer.Exit(1)
 
 
@@ -396,7 +488,9 @@ async def _replay(job: str | None, period: str | None) -> int:
 @ingest_app.command("replay")
 def replay(
     job: str | None = typer.Option(None, "--job", help="import job id to publish again"),
-    period: str | None = typer.Option(None, "--period", help="billing period YYYY-MM: the newest import of each of its scopes"),
+    period: str | None = typer.Option(
+        None, "--period", help="billing period YYYY-MM: the newest import of each of its scopes"
+    ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Publish again on raw-billing what an import job (or a billing period) published.
@@ -413,7 +507,9 @@ def replay(
     sent = run(_replay(job, period))
     result = {"job_id": job, "period": period, "records_published": sent}
     if output == OutputFormat.TABLE:
-        print_table(["", "value"], [(k, v) for k, v in result.items() if v is not None], title="replay")
+        print_table(
+            ["", "value"], [(k, v) for k, v in result.items() if v is not None], title="replay"
+        )
     elif output == OutputFormat.JSON:
         print_json(result)
     else:
@@ -423,8 +519,19 @@ def replay(
 
 
 JOB_COLUMNS = (
-    "job_id", "version", "status", "source", "format", "rows_read", "rows_published",
-    "rows_rejected", "totals", "billing_scopes", "started_at", "finished_at", "error",
+    "job_id",
+    "version",
+    "status",
+    "source",
+    "format",
+    "rows_read",
+    "rows_published",
+    "rows_rejected",
+    "totals",
+    "billing_scopes",
+    "started_at",
+    "finished_at",
+    "error",
 )
 
 
@@ -432,7 +539,9 @@ async def _jobs(limit: int, job_id: str | None) -> list[dict[str, Any]]:
     from finfocus.db import reader
 
     async with reader(_settings().database) as conn:
-        query = f"SELECT {', '.join(JOB_COLUMNS)}, files, rejection_reasons FROM ingest.v_import_jobs"
+        query = (
+            f"SELECT {', '.join(JOB_COLUMNS)}, files, rejection_reasons FROM ingest.v_import_jobs"
+        )
         if job_id:
             rows = await conn.fetch(query + " WHERE job_id = $1", job_id)
         else:
@@ -456,15 +565,34 @@ def jobs(
         from finfocus.cli.vocab import cents
 
         print_table(
-            ["job", "version", "status", "format", "read", "published", "rejected", "totals", "finished"],
             [
-                (j["job_id"], j["version"], j["status"], j["format"], j["rows_read"], j["rows_published"],
-                 j["rows_rejected"], ", ".join(f"{cents(v)} {c}" for c, v in (j["totals"] or {}).items()),
-                 j["finished_at"])
+                "job",
+                "version",
+                "status",
+                "format",
+                "read",
+                "published",
+                "rejected",
+                "totals",
+                "finished",
+            ],
+            [
+                (
+                    j["job_id"],
+                    j["version"],
+                    j["status"],
+                    j["format"],
+                    j["rows_read"],
+                    j["rows_published"],
+                    j["rows_rejected"],
+                    ", ".join(f"{cents(v)} {c}" for c, v in (j["totals"] or {}).items()),
+                    j["finished_at"],
+                )
                 for j in found
             ],
             title="import jobs",
-            wide=wide, drop={"published": 6, "version": 5, "read": 4, "format": 3, "finished": 1},
+            wide=wide,
+            drop={"published": 6, "version": 5, "read": 4, "format": 3, "finished": 1},
         )
 
 
@@ -474,14 +602,22 @@ async def _job_ids(prefix: str) -> list[str]:
     from finfocus.db import reader
 
     async with reader(_settings().database) as conn:
-        return [r["job_id"] for r in await conn.fetch(
-            "SELECT DISTINCT job_id, job_id = $1 AS exact FROM ingest.v_import_jobs WHERE starts_with(job_id, $1) "
-            "ORDER BY exact DESC, job_id LIMIT $2", prefix, PREFIX_CANDIDATES)]
+        return [
+            r["job_id"]
+            for r in await conn.fetch(
+                "SELECT DISTINCT job_id, job_id = $1 AS exact FROM ingest.v_import_jobs WHERE starts_with(job_id, $1) "
+                "ORDER BY exact DESC, job_id LIMIT $2",
+                prefix,
+                PREFIX_CANDIDATES,
+            )
+        ]
 
 
 @ingest_app.command("show")
-def show(job_id: str = typer.Argument(..., help="import job id or a unique prefix of one"),
-         output: OutputFormat = OUTPUT_OPTION) -> None:
+def show(
+    job_id: str = typer.Argument(..., help="import job id or a unique prefix of one"),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
     """Show one import job: files, counts, totals, scopes and rejection reasons."""
     from finfocus.cli.output import resolve_prefix
 

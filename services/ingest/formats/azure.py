@@ -30,27 +30,46 @@ CHARGE_TYPES = {
 }
 FREQUENCIES = {"UsageBased": "Usage-Based", "Recurring": "Recurring", "OneTime": "One-Time"}
 SERVICE_CATEGORIES = {
-    "Virtual Machines": "Compute", "Azure App Service": "Compute", "Functions": "Compute",
-    "Container Instances": "Compute", "Azure Kubernetes Service": "Compute",
-    "Storage": "Storage", "Backup": "Storage",
-    "SQL Database": "Databases", "Azure Cosmos DB": "Databases", "Azure Database for PostgreSQL": "Databases",
-    "Azure Database for MySQL": "Databases", "Redis Cache": "Databases",
-    "Bandwidth": "Networking", "Virtual Network": "Networking", "Load Balancer": "Networking",
-    "Content Delivery Network": "Networking", "Azure DNS": "Networking", "VPN Gateway": "Networking",
+    "Virtual Machines": "Compute",
+    "Azure App Service": "Compute",
+    "Functions": "Compute",
+    "Container Instances": "Compute",
+    "Azure Kubernetes Service": "Compute",
+    "Storage": "Storage",
+    "Backup": "Storage",
+    "SQL Database": "Databases",
+    "Azure Cosmos DB": "Databases",
+    "Azure Database for PostgreSQL": "Databases",
+    "Azure Database for MySQL": "Databases",
+    "Redis Cache": "Databases",
+    "Bandwidth": "Networking",
+    "Virtual Network": "Networking",
+    "Load Balancer": "Networking",
+    "Content Delivery Network": "Networking",
+    "Azure DNS": "Networking",
+    "VPN Gateway": "Networking",
     "Application Gateway": "Networking",
-    "Azure Monitor": "Management and Governance", "Log Analytics": "Management and Governance",
-    "Key Vault": "Security", "Microsoft Defender for Cloud": "Security",
-    "Event Hubs": "Integration", "Service Bus": "Integration", "Logic Apps": "Integration",
-    "Cognitive Services": "AI and Machine Learning", "Azure OpenAI Service": "AI and Machine Learning",
-    "Azure Synapse Analytics": "Analytics", "Azure Data Factory v2": "Analytics",
+    "Azure Monitor": "Management and Governance",
+    "Log Analytics": "Management and Governance",
+    "Key Vault": "Security",
+    "Microsoft Defender for Cloud": "Security",
+    "Event Hubs": "Integration",
+    "Service Bus": "Integration",
+    "Logic Apps": "Integration",
+    "Cognitive Services": "AI and Machine Learning",
+    "Azure OpenAI Service": "AI and Machine Learning",
+    "Azure Synapse Analytics": "Analytics",
+    "Azure Data Factory v2": "Analytics",
 }
 
 
 def matches(columns: list[str]) -> bool:
     names = {c.lower().lstrip("\ufeff") for c in columns}
-    return {"metercategory", "chargetype"} <= names and bool(
-        {"costinbillingcurrency", "pretaxcost", "cost"} & names
-    ) and "subscriptionid" in names
+    return (
+        {"metercategory", "chargetype"} <= names
+        and bool({"costinbillingcurrency", "pretaxcost", "cost"} & names)
+        and "subscriptionid" in names
+    )
 
 
 def _lowercase(df: pl.DataFrame) -> pl.DataFrame:
@@ -70,9 +89,13 @@ def _dates(df: pl.DataFrame, column: str, add_days: int = 0) -> pl.Series:
     if column not in df.columns:
         return pl.Series(column, [None] * df.height, dtype=pl.Utf8)
     parsed = parse_timestamp_column(df, column)
-    text = df.select(rfc3339(pl.lit(parsed) + pl.duration(days=add_days), fractions=False)).to_series()
+    text = df.select(
+        rfc3339(pl.lit(parsed) + pl.duration(days=add_days), fractions=False)
+    ).to_series()
     # a value that does not parse stays as it was, so the shared checks name it
-    return df.select(pl.when(pl.lit(parsed).is_null()).then(pl.col(column)).otherwise(pl.lit(text))).to_series()
+    return df.select(
+        pl.when(pl.lit(parsed).is_null()).then(pl.col(column)).otherwise(pl.lit(text))
+    ).to_series()
 
 
 def to_focus(df: pl.DataFrame) -> pl.DataFrame:
@@ -86,21 +109,33 @@ def to_focus(df: pl.DataFrame) -> pl.DataFrame:
     charge_type = pick(df, "chargetype")
     pricing_model = pick(df, "pricingmodel")
     cost = pick(df, "costinbillingcurrency", "pretaxcost", "cost")
-    amortised = ("chargetype" in df.columns and df.get_column("chargetype").is_in(["UnusedReservation", "UnusedSavingsPlan"]).any()) or (
-        "x_exporttype" in df.columns and (df.get_column("x_exporttype").str.to_lowercase() == "amortized").any()
+    amortised = (
+        "chargetype" in df.columns
+        and df.get_column("chargetype").is_in(["UnusedReservation", "UnusedSavingsPlan"]).any()
+    ) or (
+        "x_exporttype" in df.columns
+        and (df.get_column("x_exporttype").str.to_lowercase() == "amortized").any()
     )
     commitment = pricing_model.is_in(["Reservation", "SavingsPlan"])
     if amortised:
-        billed = pl.when((commitment & (charge_type == "Usage")) | charge_type.str.starts_with("Unused")).then(pl.lit("0")).otherwise(cost)
+        billed = (
+            pl.when((commitment & (charge_type == "Usage")) | charge_type.str.starts_with("Unused"))
+            .then(pl.lit("0"))
+            .otherwise(cost)
+        )
         effective = cost
     else:
         billed = cost
-        effective = pl.when(commitment & (charge_type == "Purchase")).then(pl.lit("0")).otherwise(cost)
+        effective = (
+            pl.when(commitment & (charge_type == "Purchase")).then(pl.lit("0")).otherwise(cost)
+        )
     quantity = pick(df, "quantity")
     payg_price = pick(df, "paygprice")
     list_cost = pl.coalesce(
         pick(df, "paygcostinbillingcurrency"),
-        pl.when(payg_price.is_not_null() & quantity.is_not_null()).then(dec_text(dec(payg_price) * dec(quantity))),
+        pl.when(payg_price.is_not_null() & quantity.is_not_null()).then(
+            dec_text(dec(payg_price) * dec(quantity))
+        ),
         cost,
     )
     is_usage = charge_type == "Usage"
@@ -112,7 +147,9 @@ def to_focus(df: pl.DataFrame) -> pl.DataFrame:
         pl.lit("Microsoft").alias("ProviderName"),
         pl.coalesce(pick(df, "publishername"), pl.lit("Microsoft")).alias("PublisherName"),
         pl.lit("Microsoft").alias("InvoiceIssuerName"),
-        pl.coalesce(pick(df, "billingaccountid", "billingprofileid", "enrollmentnumber")).alias("BillingAccountId"),
+        pl.coalesce(pick(df, "billingaccountid", "billingprofileid", "enrollmentnumber")).alias(
+            "BillingAccountId"
+        ),
         pick(df, "billingaccountname").alias("BillingAccountName"),
         pick(df, "subscriptionid", "subscriptionguid").alias("SubAccountId"),
         pick(df, "subscriptionname").alias("SubAccountName"),
@@ -122,10 +159,16 @@ def to_focus(df: pl.DataFrame) -> pl.DataFrame:
         pl.col("_end").alias("ChargePeriodEnd"),
         pick(df, "billingcurrencycode", "billingcurrency", "currency").alias("BillingCurrency"),
         pl.coalesce(meter_category, pick(df, "consumedservice")).alias("ServiceName"),
-        meter_category.replace_strict(SERVICE_CATEGORIES, default="Other", return_dtype=pl.Utf8).alias("ServiceCategory"),
-        charge_type.replace_strict(CHARGE_TYPES, default="Adjustment", return_dtype=pl.Utf8).alias("ChargeCategory"),
+        meter_category.replace_strict(
+            SERVICE_CATEGORIES, default="Other", return_dtype=pl.Utf8
+        ).alias("ServiceCategory"),
+        charge_type.replace_strict(CHARGE_TYPES, default="Adjustment", return_dtype=pl.Utf8).alias(
+            "ChargeCategory"
+        ),
         pl.when(charge_type == "Refund").then(pl.lit("Correction")).alias("ChargeClass"),
-        pick(df, "frequency").replace_strict(FREQUENCIES, default=None, return_dtype=pl.Utf8).alias("ChargeFrequency"),
+        pick(df, "frequency")
+        .replace_strict(FREQUENCIES, default=None, return_dtype=pl.Utf8)
+        .alias("ChargeFrequency"),
         pl.coalesce(pick(df, "metername"), pick(df, "productname")).alias("ChargeDescription"),
         billed.alias("BilledCost"),
         effective.alias("EffectiveCost"),
@@ -138,8 +181,13 @@ def to_focus(df: pl.DataFrame) -> pl.DataFrame:
         quantity.alias("PricingQuantity"),
         pick(df, "unitofmeasure").alias("PricingUnit"),
         resource_id.alias("ResourceId"),
-        pl.coalesce(pick(df, "resourcename"), resource_id.str.extract(r"([^/]+)$")).alias("ResourceName"),
-        pick(df, "resourcelocation", "location").str.to_lowercase().str.replace_all(" ", "").alias("RegionId"),
+        pl.coalesce(pick(df, "resourcename"), resource_id.str.extract(r"([^/]+)$")).alias(
+            "ResourceName"
+        ),
+        pick(df, "resourcelocation", "location")
+        .str.to_lowercase()
+        .str.replace_all(" ", "")
+        .alias("RegionId"),
         pick(df, "meterregion").alias("RegionName"),
         pick(df, "availabilityzone").alias("AvailabilityZone"),
         pick(df, "meterid", "productid").alias("SkuId"),
@@ -147,12 +195,19 @@ def to_focus(df: pl.DataFrame) -> pl.DataFrame:
         pick(df, "invoiceid").alias("InvoiceId"),
         commitment_id.alias("CommitmentDiscountId"),
         pick(df, "benefitname", "reservationname").alias("CommitmentDiscountName"),
-        pl.when(commitment_id.is_null()).then(None)
-        .when(pricing_model == "SavingsPlan").then(pl.lit("Savings Plan")).otherwise(pl.lit("Reservation"))
+        pl.when(commitment_id.is_null())
+        .then(None)
+        .when(pricing_model == "SavingsPlan")
+        .then(pl.lit("Savings Plan"))
+        .otherwise(pl.lit("Reservation"))
         .alias("CommitmentDiscountType"),
-        pl.when(commitment_id.is_null()).then(None)
-        .when(charge_type.str.starts_with("Unused")).then(pl.lit("Unused"))
-        .when(is_usage).then(pl.lit("Used")).alias("CommitmentDiscountStatus"),
+        pl.when(commitment_id.is_null())
+        .then(None)
+        .when(charge_type.str.starts_with("Unused"))
+        .then(pl.lit("Unused"))
+        .when(is_usage)
+        .then(pl.lit("Used"))
+        .alias("CommitmentDiscountStatus"),
         _tags(df).alias("Tags"),
         pick(df, "resourcegroup", "resourcegroupname").alias("x_ResourceGroup"),
         pick(df, "metersubcategory").alias("x_MeterSubCategory"),
@@ -167,6 +222,10 @@ def _tags(df: pl.DataFrame) -> pl.Expr:
     if "tags" not in df.columns or df.schema["tags"] != pl.Utf8:
         return tags_json(df, ["tags"], {})
     text = pl.col("tags").str.strip_chars()
-    return pl.when(text.str.len_bytes() == 0).then(None).when(text.str.starts_with("{")).then(text).otherwise(
-        pl.concat_str(pl.lit("{"), text, pl.lit("}"))
+    return (
+        pl.when(text.str.len_bytes() == 0)
+        .then(None)
+        .when(text.str.starts_with("{"))
+        .then(text)
+        .otherwise(pl.concat_str(pl.lit("{"), text, pl.lit("}")))
     )

@@ -19,7 +19,12 @@ ERROR = "_error"
 SCOPE = "_scope"
 #: every column name a BillingRecordV1 accepts without the x_ prefix
 FOCUS_COLUMNS = frozenset(BillingRecordV1.model_fields) | OTHER_FOCUS_COLUMNS
-TIMESTAMP_COLUMNS = ("ChargePeriodStart", "ChargePeriodEnd", "BillingPeriodStart", "BillingPeriodEnd")
+TIMESTAMP_COLUMNS = (
+    "ChargePeriodStart",
+    "ChargePeriodEnd",
+    "BillingPeriodStart",
+    "BillingPeriodEnd",
+)
 DECIMAL_COLUMNS = (
     *MONEY_COLUMNS,
     "ListUnitPrice",
@@ -123,7 +128,11 @@ def _datetime_text(df: pl.DataFrame, name: str, dtype: pl.Datetime) -> pl.Series
     """RFC 3339 text of a datetime column, each distinct value formatted once (hourly
     usage repeats the same few hundred instants)."""
     col = pl.col(name)
-    utc = col.dt.replace_time_zone("UTC") if dtype.time_zone is None else col.dt.convert_time_zone("UTC")
+    utc = (
+        col.dt.replace_time_zone("UTC")
+        if dtype.time_zone is None
+        else col.dt.convert_time_zone("UTC")
+    )
     distinct = df.get_column(name).drop_nulls().unique()
     if 2 * len(distinct) > df.height:
         return df.select(rfc3339(utc).alias(name)).to_series()
@@ -137,7 +146,9 @@ def _first_error(checks: Iterable[tuple[pl.Expr, pl.Expr | str]]) -> pl.Expr:
     for failed, reason in reversed(list(checks)):
         message = pl.lit(reason) if isinstance(reason, str) else reason
         expr = (
-            pl.when(failed).then(message).otherwise(expr if expr is not None else pl.lit(None, pl.Utf8))
+            pl.when(failed)
+            .then(message)
+            .otherwise(expr if expr is not None else pl.lit(None, pl.Utf8))
         )
     return expr if expr is not None else pl.lit(None, pl.Utf8)
 
@@ -145,7 +156,14 @@ def _first_error(checks: Iterable[tuple[pl.Expr, pl.Expr | str]]) -> pl.Expr:
 def finish(df: pl.DataFrame) -> pl.DataFrame:
     """Check and normalise FOCUS-named text columns; adds `_error` (null when the row is good)
     and `_scope` (`provider:billing-account:YYYY-MM` of the billing period)."""
-    for name in (*REQUIRED_TEXT, "ChargePeriodStart", "ChargePeriodEnd", "BillingCurrency", "ChargeCategory", "BilledCost"):
+    for name in (
+        *REQUIRED_TEXT,
+        "ChargePeriodStart",
+        "ChargePeriodEnd",
+        "BillingCurrency",
+        "ChargeCategory",
+        "BilledCost",
+    ):
         if name not in df.columns:
             df = df.with_columns(pl.lit(None, pl.Utf8).alias(name))
     present_ts = [c for c in TIMESTAMP_COLUMNS if c in df.columns]
@@ -169,7 +187,9 @@ def finish(df: pl.DataFrame) -> pl.DataFrame:
         checks.append(
             (
                 pl.col(name).is_not_null() & pl.col(p).is_null(),
-                pl.format(f"{name} is not a timestamp of years 1 to 9999 (UTC): '{{}}'", pl.col(name)),
+                pl.format(
+                    f"{name} is not a timestamp of years 1 to 9999 (UTC): '{{}}'", pl.col(name)
+                ),
             )
         )
     checks.append(
@@ -182,14 +202,19 @@ def finish(df: pl.DataFrame) -> pl.DataFrame:
     checks.append(
         (
             pl.col("BillingCurrency").is_in(bad_currencies),
-            pl.format("unknown currency '{}': expected an ISO 4217 code", pl.col("BillingCurrency")),
+            pl.format(
+                "unknown currency '{}': expected an ISO 4217 code", pl.col("BillingCurrency")
+            ),
         )
     )
     checks.append((pl.col("ChargeCategory").is_null(), "missing ChargeCategory"))
     checks.append(
         (
             ~pl.col("ChargeCategory").is_in(CHARGE_CATEGORIES),
-            pl.format("ChargeCategory '{}' is not one of " + ", ".join(CHARGE_CATEGORIES), pl.col("ChargeCategory")),
+            pl.format(
+                "ChargeCategory '{}' is not one of " + ", ".join(CHARGE_CATEGORIES),
+                pl.col("ChargeCategory"),
+            ),
         )
     )
     for name in decimals:
@@ -203,10 +228,20 @@ def finish(df: pl.DataFrame) -> pl.DataFrame:
     # after the import counted it): text over MAX_TEXT characters, money written with more
     # than MAX_FRACTION_DIGITS digits after the point
     for name in long_text:
-        checks.append((pl.col(name).str.len_chars() > MAX_TEXT, f"{name} is longer than {MAX_TEXT} characters"))
+        checks.append(
+            (
+                pl.col(name).str.len_chars() > MAX_TEXT,
+                f"{name} is longer than {MAX_TEXT} characters",
+            )
+        )
     for name in _longer_than(df.select(decimals), MAX_FRACTION_DIGITS + 1):
         fraction = pl.col(f"_txt_{name}").str.extract(r"\.([0-9]*)$").str.len_bytes()
-        checks.append((fraction > MAX_FRACTION_DIGITS, f"{name} has more than {MAX_FRACTION_DIGITS} digits after the decimal point"))
+        checks.append(
+            (
+                fraction > MAX_FRACTION_DIGITS,
+                f"{name} has more than {MAX_FRACTION_DIGITS} digits after the decimal point",
+            )
+        )
     no_usage = ~(has("ConsumedQuantity") & has("ConsumedUnit"))
     no_sku = ~(has("SkuId") | has("ResourceType"))
     checks.append(
@@ -221,11 +256,17 @@ def finish(df: pl.DataFrame) -> pl.DataFrame:
             "BilledCost is missing and the row has neither SkuId nor ResourceType",
         )
     )
-    period = pl.col("_month_BillingPeriodStart") if "BillingPeriodStart" in parsed else pl.col("_month_ChargePeriodStart")
+    period = (
+        pl.col("_month_BillingPeriodStart")
+        if "BillingPeriodStart" in parsed
+        else pl.col("_month_ChargePeriodStart")
+    )
     period = pl.coalesce(period, pl.col("_month_ChargePeriodStart"))
     out = df.with_columns(
         _first_error(checks).alias(ERROR),
-        pl.format("{}:{}:{}", pl.col("ProviderName"), pl.col("BillingAccountId"), period).alias(SCOPE),
+        pl.format("{}:{}:{}", pl.col("ProviderName"), pl.col("BillingAccountId"), period).alias(
+            SCOPE
+        ),
         *[pl.col(f"_text_{c}").alias(c) for c in parsed],
         *[pl.col(f"_txt_{c}").alias(c) for c in decimals],
     )
@@ -256,9 +297,11 @@ def _timestamps(df: pl.DataFrame, column: str) -> list[pl.Series]:
     parsed = parse_timestamp_column(table, column)
     # years 1 to 9999 in UTC, after the offset: what PostgreSQL, pricing and `export focus`
     # hold (0001-01-01T00:00:00+05:00 is year 0 in UTC)
-    parsed = table.select(
-        pl.when(pl.lit(parsed).dt.year().is_between(1, 9999)).then(pl.lit(parsed))
-    ).to_series().alias(column)
+    parsed = (
+        table.select(pl.when(pl.lit(parsed).dt.year().is_between(1, 9999)).then(pl.lit(parsed)))
+        .to_series()
+        .alias(column)
+    )
     table = table.with_columns(
         parsed.alias(f"_ts_{column}"),
         rfc3339(pl.lit(parsed)).alias(f"_text_{column}"),
@@ -295,7 +338,9 @@ def _decimals(df: pl.DataFrame, columns: list[str]) -> list[pl.Series]:
 
     def parse(frame: pl.DataFrame, names: list[str]) -> pl.DataFrame:
         stripped = frame.select([pl.col(c).str.strip_chars().alias(f"_txt_{c}") for c in names])
-        return stripped.with_columns([pl.col(f"_txt_{c}").str.to_decimal(scale=18).alias(f"_dec_{c}") for c in names])
+        return stripped.with_columns(
+            [pl.col(f"_txt_{c}").str.to_decimal(scale=18).alias(f"_dec_{c}") for c in names]
+        )
 
     varying = [c for c in columns if c not in constant]
     out = parse(df, varying).get_columns() if varying else []

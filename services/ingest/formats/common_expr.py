@@ -33,17 +33,25 @@ def map_get(df: pl.DataFrame, column: str, key: str) -> pl.Expr:
     if isinstance(dtype, pl.List):
         return (
             pl.col(column)
-            .list.eval(pl.element().filter(pl.element().struct.field("key") == key).struct.field("value"))
+            .list.eval(
+                pl.element().filter(pl.element().struct.field("key") == key).struct.field("value")
+            )
             .list.first()
             .cast(pl.Utf8)
         )
     if isinstance(dtype, pl.Struct):
         names = [f.name for f in dtype.fields]
-        return pl.col(column).struct.field(key).cast(pl.Utf8) if key in names else pl.lit(None, pl.Utf8)
+        return (
+            pl.col(column).struct.field(key).cast(pl.Utf8)
+            if key in names
+            else pl.lit(None, pl.Utf8)
+        )
     return pl.lit(None, pl.Utf8)
 
 
-def tags_json(df: pl.DataFrame, map_columns: list[str], flat: dict[str, str], key_prefix: str | None = None) -> pl.Expr:
+def tags_json(
+    df: pl.DataFrame, map_columns: list[str], flat: dict[str, str], key_prefix: str | None = None
+) -> pl.Expr:
     """Tags as JSON text from a map column (object text or key/value list) and/or flattened
     tag columns (`{column: tag key}`); `key_prefix` (a regex) is stripped from map keys.
 
@@ -62,7 +70,9 @@ def tags_json(df: pl.DataFrame, map_columns: list[str], flat: dict[str, str], ke
         elif isinstance(dtype, pl.List):
             element = pl.element()
             if key_prefix:
-                element = element.struct.with_fields(pl.field("key").str.replace(f"^{key_prefix}", ""))
+                element = element.struct.with_fields(
+                    pl.field("key").str.replace(f"^{key_prefix}", "")
+                )
             encoded = pl.col(column).list.eval(element.struct.json_encode()).list.join(",")
             parts.append(pl.when(pl.col(column).list.len() > 0).then(pl.format("[{}]", encoded)))
         elif isinstance(dtype, pl.Struct):
@@ -70,7 +80,9 @@ def tags_json(df: pl.DataFrame, map_columns: list[str], flat: dict[str, str], ke
     flat_present = {c: k for c, k in flat.items() if c in df.columns}
     if flat_present:
         any_set = pl.any_horizontal([pl.col(c).is_not_null() for c in flat_present])
-        encoded = pl.struct([pl.col(c).alias(k) for c, k in flat_present.items()]).struct.json_encode()
+        encoded = pl.struct(
+            [pl.col(c).alias(k) for c, k in flat_present.items()]
+        ).struct.json_encode()
         parts.append(pl.when(any_set).then(encoded))
     if not parts:
         return pl.lit(None, pl.Utf8)

@@ -10,7 +10,12 @@ NAME = "focus"
 #: columns whose presence identifies a FOCUS export
 SIGNATURE = {"BilledCost", "ChargePeriodStart", "BillingAccountId", "ServiceName"}
 #: pre-1.0 spellings still found in exports of the 1.0-preview era
-RENAMED = {"AmortizedCost": "EffectiveCost", "UsageQuantity": "ConsumedQuantity", "UsageUnit": "ConsumedUnit", "Region": "RegionId"}
+RENAMED = {
+    "AmortizedCost": "EffectiveCost",
+    "UsageQuantity": "ConsumedQuantity",
+    "UsageUnit": "ConsumedUnit",
+    "Region": "RegionId",
+}
 
 
 def matches(columns: list[str]) -> bool:

@@ -16,23 +16,51 @@ from services.ingest.formats.common_expr import dec, dec_text, pick, tags_json
 
 NAME = "gcp"
 
-COST_TYPES = {"regular": "Usage", "tax": "Tax", "adjustment": "Adjustment", "rounding error": "Adjustment"}
-FREQUENCIES = {"regular": "Usage-Based", "tax": "One-Time", "adjustment": "One-Time", "rounding error": "One-Time"}
+COST_TYPES = {
+    "regular": "Usage",
+    "tax": "Tax",
+    "adjustment": "Adjustment",
+    "rounding error": "Adjustment",
+}
+FREQUENCIES = {
+    "regular": "Usage-Based",
+    "tax": "One-Time",
+    "adjustment": "One-Time",
+    "rounding error": "One-Time",
+}
 SERVICE_CATEGORIES = {
-    "Compute Engine": "Compute", "Cloud Run": "Compute", "Cloud Functions": "Compute",
-    "Kubernetes Engine": "Compute", "App Engine": "Compute",
-    "Cloud Storage": "Storage", "Filestore": "Storage",
-    "Cloud SQL": "Databases", "Cloud Spanner": "Databases", "Firestore": "Databases", "Cloud Bigtable": "Databases",
-    "BigQuery": "Analytics", "Dataflow": "Analytics", "Dataproc": "Analytics", "Pub/Sub": "Integration",
-    "Networking": "Networking", "Cloud DNS": "Networking", "Cloud CDN": "Networking", "Cloud Load Balancing": "Networking",
-    "Cloud Logging": "Management and Governance", "Cloud Monitoring": "Management and Governance",
-    "Vertex AI": "AI and Machine Learning", "Secret Manager": "Security", "Cloud Key Management Service (KMS)": "Security",
+    "Compute Engine": "Compute",
+    "Cloud Run": "Compute",
+    "Cloud Functions": "Compute",
+    "Kubernetes Engine": "Compute",
+    "App Engine": "Compute",
+    "Cloud Storage": "Storage",
+    "Filestore": "Storage",
+    "Cloud SQL": "Databases",
+    "Cloud Spanner": "Databases",
+    "Firestore": "Databases",
+    "Cloud Bigtable": "Databases",
+    "BigQuery": "Analytics",
+    "Dataflow": "Analytics",
+    "Dataproc": "Analytics",
+    "Pub/Sub": "Integration",
+    "Networking": "Networking",
+    "Cloud DNS": "Networking",
+    "Cloud CDN": "Networking",
+    "Cloud Load Balancing": "Networking",
+    "Cloud Logging": "Management and Governance",
+    "Cloud Monitoring": "Management and Governance",
+    "Vertex AI": "AI and Machine Learning",
+    "Secret Manager": "Security",
+    "Cloud Key Management Service (KMS)": "Security",
 }
 
 
 def matches(columns: list[str]) -> bool:
     names = set(columns)
-    return {"billing_account_id", "cost", "currency"} <= names and bool({"usage_start_time", "service"} & names)
+    return {"billing_account_id", "cost", "currency"} <= names and bool(
+        {"usage_start_time", "service"} & names
+    )
 
 
 def _field(df: pl.DataFrame, column: str, field: str) -> pl.Expr:
@@ -61,7 +89,9 @@ def _credits(df: pl.DataFrame) -> tuple[pl.Expr, pl.Expr]:
     )
     total = pl.when(pl.col("credits").list.len() > 0).then(dec_text(amounts.list.sum()))
     as_json = pl.when(pl.col("credits").list.len() > 0).then(
-        pl.format("[{}]", pl.col("credits").list.eval(pl.element().struct.json_encode()).list.join(","))
+        pl.format(
+            "[{}]", pl.col("credits").list.eval(pl.element().struct.json_encode()).list.join(",")
+        )
     )
     return total, as_json
 
@@ -69,7 +99,11 @@ def _credits(df: pl.DataFrame) -> tuple[pl.Expr, pl.Expr]:
 def to_focus(df: pl.DataFrame) -> pl.DataFrame:
     cost = pick(df, "cost")
     credit_total, credits_json = _credits(df)
-    net = pl.when(credit_total.is_null()).then(cost).otherwise(dec_text(dec(cost) + dec(credit_total)))
+    net = (
+        pl.when(credit_total.is_null())
+        .then(cost)
+        .otherwise(dec_text(dec(cost) + dec(credit_total)))
+    )
     cost_type = pl.coalesce(pick(df, "cost_type"), pl.lit("regular"))
     sku_description = _field(df, "sku", "description")
     commitment_fee = (cost_type == "regular") & sku_description.str.contains("(?i)commitment")
@@ -78,7 +112,9 @@ def to_focus(df: pl.DataFrame) -> pl.DataFrame:
         pl.format("{}-{}-01T00:00:00Z", month.str.slice(0, 4), month.str.slice(4, 2))
     )
     period_end = pl.when(month.str.len_bytes() == 6).then(
-        (month.str.strptime(pl.Date, "%Y%m", strict=False).dt.offset_by("1mo")).dt.strftime("%Y-%m-%dT00:00:00Z")
+        (month.str.strptime(pl.Date, "%Y%m", strict=False).dt.offset_by("1mo")).dt.strftime(
+            "%Y-%m-%dT00:00:00Z"
+        )
     )
     service = _field(df, "service", "description")
     usage_unit = _field(df, "usage", "unit")
@@ -97,12 +133,18 @@ def to_focus(df: pl.DataFrame) -> pl.DataFrame:
         pick(df, "usage_end_time").alias("ChargePeriodEnd"),
         pick(df, "currency").alias("BillingCurrency"),
         service.alias("ServiceName"),
-        service.replace_strict(SERVICE_CATEGORIES, default="Other", return_dtype=pl.Utf8).alias("ServiceCategory"),
-        pl.when(commitment_fee).then(pl.lit("Purchase"))
-        .otherwise(cost_type.replace_strict(COST_TYPES, default="Adjustment", return_dtype=pl.Utf8)).alias("ChargeCategory"),
+        service.replace_strict(SERVICE_CATEGORIES, default="Other", return_dtype=pl.Utf8).alias(
+            "ServiceCategory"
+        ),
+        pl.when(commitment_fee)
+        .then(pl.lit("Purchase"))
+        .otherwise(cost_type.replace_strict(COST_TYPES, default="Adjustment", return_dtype=pl.Utf8))
+        .alias("ChargeCategory"),
         pl.when(cost_type == "adjustment").then(pl.lit("Correction")).alias("ChargeClass"),
-        pl.when(commitment_fee).then(pl.lit("Recurring"))
-        .otherwise(cost_type.replace_strict(FREQUENCIES, default="One-Time", return_dtype=pl.Utf8)).alias("ChargeFrequency"),
+        pl.when(commitment_fee)
+        .then(pl.lit("Recurring"))
+        .otherwise(cost_type.replace_strict(FREQUENCIES, default="One-Time", return_dtype=pl.Utf8))
+        .alias("ChargeFrequency"),
         sku_description.alias("ChargeDescription"),
         net.alias("BilledCost"),
         net.alias("EffectiveCost"),
@@ -112,7 +154,9 @@ def to_focus(df: pl.DataFrame) -> pl.DataFrame:
         pl.when(is_usage).then(usage_unit).alias("ConsumedUnit"),
         _field(df, "usage", "amount_in_pricing_units").alias("PricingQuantity"),
         _field(df, "usage", "pricing_unit").alias("PricingUnit"),
-        pl.coalesce(_field(df, "resource", "global_name"), _field(df, "resource", "name")).alias("ResourceId"),
+        pl.coalesce(_field(df, "resource", "global_name"), _field(df, "resource", "name")).alias(
+            "ResourceId"
+        ),
         _field(df, "resource", "name").alias("ResourceName"),
         _field(df, "location", "region").alias("RegionId"),
         _field(df, "location", "zone").alias("AvailabilityZone"),

@@ -57,7 +57,10 @@ async def _show(url: str, args: tuple) -> list[dict]:
 
 def register(app: typer.Typer) -> None:
     """Add `finfocus catalog ...` to the `finfocus` app."""
-    catalog = typer.Typer(help="Instance catalog: unit prices with effective dates, refreshed through plugins.", no_args_is_help=True)
+    catalog = typer.Typer(
+        help="Instance catalog: unit prices with effective dates, refreshed through plugins.",
+        no_args_is_help=True,
+    )
     app.add_typer(catalog, name="catalog")
 
     @catalog.command("refresh")
@@ -79,9 +82,21 @@ def register(app: typer.Typer) -> None:
         elif output is OutputFormat.NDJSON:
             print_ndjson([{"plugin": k, **v} for k, v in report.items()])
         else:
-            print_table(["plugin", "prices", "changed", "unchanged", "refused", "error"],
-                        [[k, v["prices"], v["changed"], v["unchanged"], len(v["refused"]), v["error"] or ""]
-                         for k, v in report.items()], title="Catalog refresh")
+            print_table(
+                ["plugin", "prices", "changed", "unchanged", "refused", "error"],
+                [
+                    [
+                        k,
+                        v["prices"],
+                        v["changed"],
+                        v["unchanged"],
+                        len(v["refused"]),
+                        v["error"] or "",
+                    ]
+                    for k, v in report.items()
+                ],
+                title="Catalog refresh",
+            )
         if report and all(v["prices"] == 0 and v["error"] for v in report.values()):
             raise typer.Exit(1)
 
@@ -91,9 +106,13 @@ def register(app: typer.Typer) -> None:
         service: str = typer.Option(None, "--service"),
         sku: str = typer.Option(None, "--sku", help="SKU, instance or volume type"),
         region: str = typer.Option(None, "--region"),
-        history: bool = typer.Option(False, "--history", help="Include superseded prices (price history)"),
+        history: bool = typer.Option(
+            False, "--history", help="Include superseded prices (price history)"
+        ),
         output: OutputFormat = OUTPUT_OPTION,
-        wide: bool = typer.Option(False, "--wide", help="every column, long text folded over lines"),
+        wide: bool = typer.Option(
+            False, "--wide", help="every column, long text folded over lines"
+        ),
     ) -> None:
         """Catalog prices (current ones unless --history)."""
         from finfocus.settings import FinFocusSettings
@@ -104,8 +123,14 @@ def register(app: typer.Typer) -> None:
             from finfocus.cli.output import fail
 
             try:
-                return await _show(FinFocusSettings().database, (provider, service, sku, region, history))
-            except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError, asyncpg.InvalidParameterValueError):
+                return await _show(
+                    FinFocusSettings().database, (provider, service, sku, region, history)
+                )
+            except (
+                asyncpg.UndefinedTableError,
+                asyncpg.InvalidSchemaNameError,
+                asyncpg.InvalidParameterValueError,
+            ):
                 fail("the catalog is empty: run `finfocus catalog refresh` first")
 
         rows = run(go())
@@ -117,9 +142,33 @@ def register(app: typer.Typer) -> None:
             from finfocus.cli.output import Column, render_table
 
             render_table(
-                [Column("sku", kind="id"), Column("price", kind="number"), Column("unit", kind="id"),
-                 Column("region", kind="id"), Column("service", kind="key", drop=1), Column("provider", drop=3),
-                 Column("currency", drop=7), Column("from", kind="date", drop=4), Column("to", kind="date", drop=5), Column("source", drop=6)],
-                [[r["sku"], r["unit_price"], r["unit"], r["region"], r["service"], r["provider"], r["currency"],
-                  r["effective_from"].date(), r["effective_to"].date() if r["effective_to"] else "", r["source"]]
-                 for r in rows], title="Price catalog", wide=wide)
+                [
+                    Column("sku", kind="id"),
+                    Column("price", kind="number"),
+                    Column("unit", kind="id"),
+                    Column("region", kind="id"),
+                    Column("service", kind="key", drop=1),
+                    Column("provider", drop=3),
+                    Column("currency", drop=7),
+                    Column("from", kind="date", drop=4),
+                    Column("to", kind="date", drop=5),
+                    Column("source", drop=6),
+                ],
+                [
+                    [
+                        r["sku"],
+                        r["unit_price"],
+                        r["unit"],
+                        r["region"],
+                        r["service"],
+                        r["provider"],
+                        r["currency"],
+                        r["effective_from"].date(),
+                        r["effective_to"].date() if r["effective_to"] else "",
+                        r["source"],
+                    ]
+                    for r in rows
+                ],
+                title="Price catalog",
+                wide=wide,
+            )

@@ -48,12 +48,35 @@ from schemas.reads.pricing import expression as _expression
 from services.pricing.cli import projected
 from services.pricing.cli.projected import ProjectedOutput, markdown_report
 
-__all__ = ["ProjectedOutput", "markdown_report", "BUCKETS", "DIMENSIONS", "METRICS", "VIEW", "Filter", "Query", "UsageError", "actual_queries", "money",
-           "parse_filter", "parse_group_by", "parse_when", "result_of", "summary_of", "where_clause"]
+__all__ = [
+    "ProjectedOutput",
+    "markdown_report",
+    "BUCKETS",
+    "DIMENSIONS",
+    "METRICS",
+    "VIEW",
+    "Filter",
+    "Query",
+    "UsageError",
+    "actual_queries",
+    "money",
+    "parse_filter",
+    "parse_group_by",
+    "parse_when",
+    "result_of",
+    "summary_of",
+    "where_clause",
+]
 
 
 async def _actual(
-    database_url: str, group_by: list[str], metric: str, start, end, filters: list[Filter], output: OutputFormat,
+    database_url: str,
+    group_by: list[str],
+    metric: str,
+    start,
+    end,
+    filters: list[Filter],
+    output: OutputFormat,
     wide: bool = False,
 ) -> None:
     from finfocus.db import reader
@@ -80,13 +103,26 @@ async def _actual(
         return
     actual_table(summary, results, group_by, metric, wide=wide)
     if filters and not results:
-        f = next(f for f in filters if not f.negate) if any(not f.negate for f in filters) else filters[0]
+        f = (
+            next(f for f in filters if not f.negate)
+            if any(not f.negate for f in filters)
+            else filters[0]
+        )
         known = await _known_values(database_url, f.key)
         err_console.print(no_match_hint(f.key, f.value, known), soft_wrap=True, highlight=False)
 
 
-def _actual_remote(api, start: str | None, end: str | None, group_by: str | None, filters: list[str], metric: str,
-                   groups: list[str], output: OutputFormat, wide: bool) -> None:
+def _actual_remote(
+    api,
+    start: str | None,
+    end: str | None,
+    group_by: str | None,
+    filters: list[str],
+    metric: str,
+    groups: list[str],
+    output: OutputFormat,
+    wide: bool,
+) -> None:
     """`cost actual` through the API: GET /api/v1/costs with the options as typed."""
     params: list[tuple[str, str]] = [("metric", metric)]
     params += [(k, v) for k, v in (("from", start), ("to", end), ("group_by", group_by)) if v]
@@ -111,25 +147,43 @@ async def _known_values(database_url: str, key: str) -> list[str]:
     return [r["v"] for r in rows if r["v"]]
 
 
-def actual_table(summary: dict, results: list[dict], group_by: list[str], metric: str, *, wide: bool = False) -> None:
+def actual_table(
+    summary: dict, results: list[dict], group_by: list[str], metric: str, *, wide: bool = False
+) -> None:
     """Largest cost first with its share of its currency's total; every group shown as a value
     ('(untagged)' for a missing tag); money rounded to the cent (JSON keeps every digit)."""
-    totals = {t["currency"]: Decimal(t["totalCost"]) for t in
-              summary.get("totals") or [{"currency": summary["currency"], "totalCost": summary["totalCost"]}]}
+    totals = {
+        t["currency"]: Decimal(t["totalCost"])
+        for t in summary.get("totals")
+        or [{"currency": summary["currency"], "totalCost": summary["totalCost"]}]
+    }
     several = len(totals) > 1
     ordered = sorted(results, key=lambda r: (r["currency"] or "", -Decimal(r["cost"])))
     render_table(
-        [*(Column(k, kind="key") for k in group_by), Column("cost", kind="money"), Column("share", kind="number"),
-         *([Column("currency")] if several or not group_by else [])],
-        [[*(group_label(k, r["group"].get(k)) for k in group_by), cents(r["cost"]),
-          share(Decimal(r["cost"]), totals.get(r["currency"], Decimal(0))),
-          *([r["currency"]] if several or not group_by else [])] for r in ordered],
-        title=f"Actual cost ({metric})", wide=wide,
+        [
+            *(Column(k, kind="key") for k in group_by),
+            Column("cost", kind="money"),
+            Column("share", kind="number"),
+            *([Column("currency")] if several or not group_by else []),
+        ],
+        [
+            [
+                *(group_label(k, r["group"].get(k)) for k in group_by),
+                cents(r["cost"]),
+                share(Decimal(r["cost"]), totals.get(r["currency"], Decimal(0))),
+                *([r["currency"]] if several or not group_by else []),
+            ]
+            for r in ordered
+        ],
+        title=f"Actual cost ({metric})",
+        wide=wide,
     )
     for currency, total in totals.items():
         typer.echo(f"Total {currency or ''}: {cents(total)}")
     if summary["unpriced"]:
-        typer.echo(f"{summary['unpriced']} line(s) have no price (x_PriceSource=none) and are not in the totals")
+        typer.echo(
+            f"{summary['unpriced']} line(s) have no price (x_PriceSource=none) and are not in the totals"
+        )
 
 
 async def _stream(conn, sql: str, params: list[Any], group_by: list[str]) -> AsyncIterator[dict]:
@@ -139,23 +193,36 @@ async def _stream(conn, sql: str, params: list[Any], group_by: list[str]) -> Asy
 
 def register(app: typer.Typer) -> None:
     """Add `finfocus cost actual|projected`, `finfocus fx` and `finfocus prices` to the `finfocus` app."""
-    cost = typer.Typer(help="Actual cost from stored lines, projected cost of a Pulumi or Terraform plan.",
-                       no_args_is_help=True)
+    cost = typer.Typer(
+        help="Actual cost from stored lines, projected cost of a Pulumi or Terraform plan.",
+        no_args_is_help=True,
+    )
     app.add_typer(cost, name="cost")
 
     @cost.command("actual")
     def actual(
-        start: str = typer.Option(None, "--from", help="Start (inclusive) of ChargePeriodStart: YYYY-MM-DD or RFC 3339"),
-        end: str = typer.Option(None, "--to", help="End (exclusive) of ChargePeriodStart: YYYY-MM-DD or RFC 3339"),
+        start: str = typer.Option(
+            None, "--from", help="Start (inclusive) of ChargePeriodStart: YYYY-MM-DD or RFC 3339"
+        ),
+        end: str = typer.Option(
+            None, "--to", help="End (exclusive) of ChargePeriodStart: YYYY-MM-DD or RFC 3339"
+        ),
         group_by: str = typer.Option(
-            None, "--group-by", "-g",
+            None,
+            "--group-by",
+            "-g",
             help="Comma-separated: provider, service, account, region, resource, type, sku, category, "
             "daily, monthly, tag:KEY",
         ),
         filters: list[str] = typer.Option(
-            None, "--filter", "-f", help="KEY=VALUE, KEY!=VALUE, tag:KEY=VALUE (repeatable; same key = OR)"
+            None,
+            "--filter",
+            "-f",
+            help="KEY=VALUE, KEY!=VALUE, tag:KEY=VALUE (repeatable; same key = OR)",
         ),
-        metric: str = typer.Option("billed", "--metric", help="billed, effective, list or contracted"),
+        metric: str = typer.Option(
+            "billed", "--metric", help="billed, effective, list or contracted"
+        ),
         output: OutputFormat = OUTPUT_OPTION,
         wide: bool = WIDE_OPTION,
     ) -> None:
@@ -184,12 +251,17 @@ def register(app: typer.Typer) -> None:
             import asyncpg
 
             try:
-                await _actual(FinFocusSettings().database, groups, metric, *window, parsed, output, wide)
-            except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError, asyncpg.InvalidParameterValueError):
+                await _actual(
+                    FinFocusSettings().database, groups, metric, *window, parsed, output, wide
+                )
+            except (
+                asyncpg.UndefinedTableError,
+                asyncpg.InvalidSchemaNameError,
+                asyncpg.InvalidParameterValueError,
+            ):
                 fail("no cost lines yet: the pricing service has not run against this database")
 
         run(go())
 
     projected.register(cost)
     projected.register_groups(app)
-

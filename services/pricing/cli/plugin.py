@@ -27,7 +27,10 @@ async def _health(settings) -> dict[str, dict]:
         from finfocus.db import reader
 
         async with reader(settings.database) as conn:
-            return {r["plugin"]: dict(r) for r in await conn.fetch("SELECT * FROM pricing.v_plugin_health")}
+            return {
+                r["plugin"]: dict(r)
+                for r in await conn.fetch("SELECT * FROM pricing.v_plugin_health")
+            }
     except Exception:  # noqa: BLE001 - no stack running, or pricing never started: no health to show
         return {}
 
@@ -50,7 +53,10 @@ async def _check_plugin(directory: Path, timeout: float) -> dict:  # noqa: ASYNC
 
 def register(app: typer.Typer) -> None:  # noqa: C901 - typer commands defined inside it count into its complexity
     """Add `finfocus plugin ...` to the `finfocus` app."""
-    plugin = typer.Typer(help="Pricing plugins: list, validate (plugins and price specs), install, actual costs.", no_args_is_help=True)
+    plugin = typer.Typer(
+        help="Pricing plugins: list, validate (plugins and price specs), install, actual costs.",
+        no_args_is_help=True,
+    )
     app.add_typer(plugin, name="plugin")
 
     @plugin.command("list")
@@ -65,14 +71,27 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - typer commands defined i
         newest = {r.name: r.manifest.version for r in discover(settings.plugins_dir)[0]}
         health = run(_health(settings))
         rows: list[dict[str, Any]] = [
-            {"name": r.name, "version": r.manifest.version, "kind": "installed",
-             "active": newest.get(r.name) == r.manifest.version, "path": str(r.directory),
-             "description": r.manifest.description, "health": health.get(r.name, {}).get("state")}
+            {
+                "name": r.name,
+                "version": r.manifest.version,
+                "kind": "installed",
+                "active": newest.get(r.name) == r.manifest.version,
+                "path": str(r.directory),
+                "description": r.manifest.description,
+                "health": health.get(r.name, {}).get("state"),
+            }
             for r in refs
         ]
         rows += [
-            {"name": name, "version": "builtin", "kind": "builtin", "active": None, "path": None,
-             "description": b.description, "health": health.get(name, {}).get("state")}
+            {
+                "name": name,
+                "version": "builtin",
+                "kind": "builtin",
+                "active": None,
+                "path": None,
+                "description": b.description,
+                "health": health.get(name, {}).get("state"),
+            }
             for name, b in BUILTINS.items()
         ]
         invalid = [{"path": str(path), "error": error} for path, error in problems]
@@ -81,17 +100,35 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - typer commands defined i
         elif output is OutputFormat.NDJSON:
             print_ndjson(rows)
         else:
-            print_table(["name", "version", "kind", "active", "health", "description"],
-                        [[r["name"], r["version"], r["kind"], {True: "yes", False: "no", None: ""}[r["active"]],
-                          r["health"] or "", r["description"] or ""] for r in rows], title="Pricing plugins",
-                        wide=wide)
+            print_table(
+                ["name", "version", "kind", "active", "health", "description"],
+                [
+                    [
+                        r["name"],
+                        r["version"],
+                        r["kind"],
+                        {True: "yes", False: "no", None: ""}[r["active"]],
+                        r["health"] or "",
+                        r["description"] or "",
+                    ]
+                    for r in rows
+                ],
+                title="Pricing plugins",
+                wide=wide,
+            )
             for item in invalid:
                 err_console.print(f"[yellow]invalid:[/yellow] {item['path']}: {item['error']}")
 
     @plugin.command("validate")
     def validate(
-        path: Path = typer.Argument(..., exists=True, help="A plugin directory (plugin.yaml, or a finfocus-spec plugin's executable), or a YAML price spec file or directory"),
-        timeout: float = typer.Option(10.0, help="Seconds to wait for the plugin to start and answer"),
+        path: Path = typer.Argument(
+            ...,
+            exists=True,
+            help="A plugin directory (plugin.yaml, or a finfocus-spec plugin's executable), or a YAML price spec file or directory",
+        ),
+        timeout: float = typer.Option(
+            10.0, help="Seconds to wait for the plugin to start and answer"
+        ),
         output: OutputFormat = OUTPUT_OPTION,
     ) -> None:
         """Check a plugin (manifest, handshake, name) or price specs (schema, currency, prices)."""
@@ -107,7 +144,13 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - typer commands defined i
                 results.append({"path": str(path), "state": "invalid", "error": str(exc)})
         elif path.is_dir():
             book, problems = load_specs(path)
-            results.append({"path": str(path), "state": "ok" if not problems else "invalid", "specs": len(book)})
+            results.append(
+                {
+                    "path": str(path),
+                    "state": "ok" if not problems else "invalid",
+                    "specs": len(book),
+                }
+            )
             results += [{"path": p.file, "state": "invalid", "error": p.error} for p in problems]
         else:
             try:
@@ -122,15 +165,26 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - typer commands defined i
         else:
             for r in results:
                 mark = "[green]ok[/green]" if r["state"] == "ok" else "[red]invalid[/red]"
-                err_console.print(f"{mark} {r['path']}" + (f": {r['error']}" if r.get("error") else ""))
+                err_console.print(
+                    f"{mark} {r['path']}" + (f": {r['error']}" if r.get("error") else "")
+                )
         if bad:
             raise typer.Exit(1)
 
     @plugin.command("install")
     def install(
-        path: Path = typer.Argument(..., exists=True, file_okay=False, help="Plugin directory: a plugin.yaml, or a finfocus-spec plugin's executable (and plugin.manifest.json)"),
-        force: bool = typer.Option(False, "--force", help="Replace an installed copy of the same version"),
-        check: bool = typer.Option(True, "--check/--no-check", help="Start the plugin once before installing it"),
+        path: Path = typer.Argument(
+            ...,
+            exists=True,
+            file_okay=False,
+            help="Plugin directory: a plugin.yaml, or a finfocus-spec plugin's executable (and plugin.manifest.json)",
+        ),
+        force: bool = typer.Option(
+            False, "--force", help="Replace an installed copy of the same version"
+        ),
+        check: bool = typer.Option(
+            True, "--check/--no-check", help="Start the plugin once before installing it"
+        ),
     ) -> None:
         """Copy a plugin to FINFOCUS_HOME/plugins/<name>/<version>/ (the newest version is used)."""
         from services.pricing.config import PricingSettings
@@ -145,7 +199,9 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - typer commands defined i
         target = PricingSettings().plugins_dir / ref.name / ref.manifest.version
         if target.exists():
             if not force:
-                fail(f"{ref.name} {ref.manifest.version} is already installed at {target} (use --force to replace it)")
+                fail(
+                    f"{ref.name} {ref.manifest.version} is already installed at {target} (use --force to replace it)"
+                )
             shutil.rmtree(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(path, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -156,8 +212,14 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - typer commands defined i
         name: str = typer.Argument(..., help="An installed (or enabled built-in) plugin"),
         start: str = typer.Option(..., "--from", help="Start, inclusive (YYYY-MM-DD or RFC 3339)"),
         end: str = typer.Option(..., "--to", help="End, exclusive (YYYY-MM-DD or RFC 3339)"),
-        resource_id: str = typer.Option("", "--resource-id", help="The resource to ask about, as the plugin names it (e.g. i-0abc, namespace/default)"),
-        tags: list[str] = typer.Option(None, "--tag", help="key=value handed to the plugin (repeatable)"),
+        resource_id: str = typer.Option(
+            "",
+            "--resource-id",
+            help="The resource to ask about, as the plugin names it (e.g. i-0abc, namespace/default)",
+        ),
+        tags: list[str] = typer.Option(
+            None, "--tag", help="key=value handed to the plugin (repeatable)"
+        ),
         output: OutputFormat = OUTPUT_OPTION,
     ) -> None:
         """Actual cost over [from, to) as a plugin reports it (GetActualCost; both plugin protocols)."""
@@ -179,7 +241,10 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - typer commands defined i
             fail(str(exc), 2)
         ref = next((r for r in host.plugins if r.name == name), None)
         if ref is None:
-            fail(f"no plugin {name!r}; known: {', '.join(host.names) or 'none'} (finfocus plugin list)", 2)
+            fail(
+                f"no plugin {name!r}; known: {', '.join(host.names) or 'none'} (finfocus plugin list)",
+                2,
+            )
 
         async def go() -> list:
             try:
@@ -191,23 +256,60 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - typer commands defined i
         report = host.report()[name]
         if report["failures"]:
             fail(f"plugin {name} failed: {report['last_error']}")
-        results = [{"start": r.start, "end": r.end, "cost": r.cost, "currency": r.currency,
-                    "usage_amount": r.usage_amount or None, "usage_unit": r.usage_unit or None,
-                    "source": r.source, "labels": dict(r.labels)} for r in rows]
+        results = [
+            {
+                "start": r.start,
+                "end": r.end,
+                "cost": r.cost,
+                "currency": r.currency,
+                "usage_amount": r.usage_amount or None,
+                "usage_unit": r.usage_unit or None,
+                "source": r.source,
+                "labels": dict(r.labels),
+            }
+            for r in rows
+        ]
         totals: dict[str, Decimal] = {}
         for r in results:
             totals[r["currency"]] = totals.get(r["currency"], Decimal(0)) + Decimal(r["cost"])
         if output is OutputFormat.JSON:
-            print_json({"plugin": name, "resource_id": resource_id, "from": window[0], "to": window[1],
-                        "results": results, "totals": {k: format(v, "f") for k, v in totals.items()}})
+            print_json(
+                {
+                    "plugin": name,
+                    "resource_id": resource_id,
+                    "from": window[0],
+                    "to": window[1],
+                    "results": results,
+                    "totals": {k: format(v, "f") for k, v in totals.items()},
+                }
+            )
         elif output is OutputFormat.NDJSON:
             print_ndjson(results)
         else:
-            print_table(["start", "end", "cost", "currency", "usage", "source"],
-                        [[r["start"], r["end"], r["cost"], r["currency"],
-                          f"{r['usage_amount']} {r['usage_unit'] or ''}".strip() if r["usage_amount"] else "", r["source"]]
-                         for r in results], title=f"Actual cost from {name}")
-            typer.echo("Total: " + (", ".join(f"{format(v, 'f')} {k}" for k, v in totals.items()) or "no cost reported"))
+            print_table(
+                ["start", "end", "cost", "currency", "usage", "source"],
+                [
+                    [
+                        r["start"],
+                        r["end"],
+                        r["cost"],
+                        r["currency"],
+                        f"{r['usage_amount']} {r['usage_unit'] or ''}".strip()
+                        if r["usage_amount"]
+                        else "",
+                        r["source"],
+                    ]
+                    for r in results
+                ],
+                title=f"Actual cost from {name}",
+            )
+            typer.echo(
+                "Total: "
+                + (
+                    ", ".join(f"{format(v, 'f')} {k}" for k, v in totals.items())
+                    or "no cost reported"
+                )
+            )
 
 
 def _instant(text: str, flag: str) -> str:

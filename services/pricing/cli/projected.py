@@ -56,10 +56,19 @@ def price_data_line(summary: dict) -> str | None:
     if not data:
         return None
     return "Prices: " + "; ".join(
-        f"{d['source']}, effective {d['effectiveDate']}" + (f" ({d['ageDays']} days old" + (
-            f"; `finfocus prices refresh {d['cloud']}` for current ones)" if d["ageDays"] > STALE_DAYS else ")")
-            if d.get("ageDays") is not None else "")
-        for d in data)
+        f"{d['source']}, effective {d['effectiveDate']}"
+        + (
+            f" ({d['ageDays']} days old"
+            + (
+                f"; `finfocus prices refresh {d['cloud']}` for current ones)"
+                if d["ageDays"] > STALE_DAYS
+                else ")"
+            )
+            if d.get("ageDays") is not None
+            else ""
+        )
+        for d in data
+    )
 
 
 def markdown_report(doc: dict, budget: Decimal | None = None) -> str:
@@ -77,8 +86,11 @@ def markdown_report(doc: dict, budget: Decimal | None = None) -> str:
     if s.get("base"):
         b = s["base"]
         pct = f", {_signed(b['deltaPercent'])}%" if b.get("deltaPercent") is not None else ""
-        lines += [f"Against the base plan: {_cents(b['totalMonthly'])} → {_cents(s['totalMonthly'])} {cur} "
-                  f"({_signed(b['delta'])} {cur}{pct})", ""]
+        lines += [
+            f"Against the base plan: {_cents(b['totalMonthly'])} → {_cents(s['totalMonthly'])} {cur} "
+            f"({_signed(b['delta'])} {cur}{pct})",
+            "",
+        ]
     if s.get("exchangeRate"):
         lines += [f"Converted at {s['exchangeRate']['text']}", ""]
     gate = doc.get("gate")
@@ -91,7 +103,10 @@ def markdown_report(doc: dict, budget: Decimal | None = None) -> str:
         else:
             lines += [f"❌ {gate['checked']}: {len(gate['violations'])} violation(s)", ""]
             lines += [f"- **{v['rule']}**: {v['reason']}" for v in gate["violations"]] + [""]
-    lines += ["| Resource | Type | Op | SKU | Region | Before | After | Delta | Source |", "|---|---|---|---|---|--:|--:|--:|---|"]
+    lines += [
+        "| Resource | Type | Op | SKU | Region | Before | After | Delta | Source |",
+        "|---|---|---|---|---|--:|--:|--:|---|",
+    ]
     for r in doc["resources"]:
         if r["priceSource"] == "none":
             continue
@@ -102,10 +117,16 @@ def markdown_report(doc: dict, budget: Decimal | None = None) -> str:
     missing = [r for r in doc["resources"] if r["priceSource"] == "none"]
     if missing:
         lines += ["", f"<details><summary>{len(missing)} resource(s) without a price</summary>", ""]
-        lines += [f"- `{r.get('address') or r['name']}` (`{r['type']}`): {r.get('reason', '')}" for r in missing]
+        lines += [
+            f"- `{r.get('address') or r['name']}` (`{r['type']}`): {r.get('reason', '')}"
+            for r in missing
+        ]
         lines += ["", "</details>"]
     if s["byProvider"]:
-        lines += ["", "By provider: " + ", ".join(f"{k} {_cents(v)}" for k, v in s["byProvider"].items())]
+        lines += [
+            "",
+            "By provider: " + ", ".join(f"{k} {_cents(v)}" for k, v in s["byProvider"].items()),
+        ]
     data = price_data_line(s)
     if data:
         lines += ["", data]
@@ -160,11 +181,15 @@ def _conversion(currency: str, fx_date: date | None, fx_rates: Path | None, sett
         try:
             table = RateTable(run(read()))
         except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
-            raise ValueError(f"no exchange rates to convert to {currency}: import some with `finfocus fx import FILE` "
-                             "or pass --fx-rates FILE") from None
+            raise ValueError(
+                f"no exchange rates to convert to {currency}: import some with `finfocus fx import FILE` "
+                "or pass --fx-rates FILE"
+            ) from None
         except (OSError, asyncpg.PostgresError) as exc:
-            raise ValueError(f"no exchange rates to convert to {currency}: the database cannot be read ({exc}); "
-                             "pass --fx-rates FILE") from None
+            raise ValueError(
+                f"no exchange rates to convert to {currency}: the database cannot be read ({exc}); "
+                "pass --fx-rates FILE"
+            ) from None
     return table.conversion(PRICE_DATA_CURRENCY, currency, fx_date)
 
 
@@ -179,13 +204,26 @@ def _host(settings):
     installed, _problems = discover(settings.plugins_dir)
     if not installed:
         return None
-    return PluginHost(installed, timeout=settings.pricing_plugin_timeout_s, retries=settings.pricing_plugin_retries,
-                      ttl=settings.pricing_cache_ttl_s, log_dir=settings.logs_dir,
-                      cache_file=settings.home / "cache" / "plugin-prices.json")
+    return PluginHost(
+        installed,
+        timeout=settings.pricing_plugin_timeout_s,
+        retries=settings.pricing_plugin_retries,
+        ttl=settings.pricing_cache_ttl_s,
+        log_dir=settings.logs_dir,
+        cache_file=settings.home / "cache" / "plugin-prices.json",
+    )
 
 
-async def project(resources, plan_format: str, *, currency: str, spec_dirs: list[Path], plugins: bool, settings,
-                  fx=None) -> dict:
+async def project(
+    resources,
+    plan_format: str,
+    *,
+    currency: str,
+    spec_dirs: list[Path],
+    plugins: bool,
+    settings,
+    fx=None,
+) -> dict:
     """The priced document of `resources`: plugins (installed ones), specs, then the snapshot."""
     from services.pricing.projected import price_resources
     from services.pricing.snapshot import BUNDLED_DIR, PriceSnapshot
@@ -198,8 +236,15 @@ async def project(resources, plan_format: str, *, currency: str, spec_dirs: list
     host = _host(settings) if plugins else None
     failures: dict = {}
     try:
-        doc = await price_resources(resources, specs=book, quotes=host.quotes if host else None, currency=currency,
-                                    snapshot=snapshot, fx=fx, plan_format=plan_format)
+        doc = await price_resources(
+            resources,
+            specs=book,
+            quotes=host.quotes if host else None,
+            currency=currency,
+            snapshot=snapshot,
+            fx=fx,
+            plan_format=plan_format,
+        )
     finally:
         if host is not None:
             failures = {n: r for n, r in host.report().items() if r["failures"]}
@@ -216,26 +261,64 @@ def _table(doc: dict, *, wide: bool = False) -> None:
     rows = []
     for r in doc["resources"]:
         source = r["priceSource"] if r["priceSource"] != "none" else f"none: {r.get('reason', '')}"
-        rows.append([r["address"], r["type"], r["op"], r["sku"] or "", r["region"] or "",
-                     _cents(r["monthly"]) if r["priceSource"] != "none" else "—", _cents(r["delta"]) if r["delta"] else "",
-                     source])
+        rows.append(
+            [
+                r["address"],
+                r["type"],
+                r["op"],
+                r["sku"] or "",
+                r["region"] or "",
+                _cents(r["monthly"]) if r["priceSource"] != "none" else "—",
+                _cents(r["delta"]) if r["delta"] else "",
+                source,
+            ]
+        )
         components = r["components"] if r["priceSource"] != "free" else []
         if len(components) > 1:  # root volumes, storage, IOPS... each on its own line
             for c in components:
-                rows.append([f"  └ {c['label']}", "", "", c["sku"] or "", "", _cents(c["monthly"]) if c["monthly"] else "—", "",
-                             f"{c['quantity']} {c['unit']} x {c['unitPrice']}" if c["unitPrice"] else c["priceSource"]])
-    render_table([Column("resource", kind="key"), Column("type", drop=3), Column("op", drop=4), Column("sku"),
-                  Column("region", drop=2), Column("monthly", kind="money"), Column("delta", kind="money"),
-                  Column("source", drop=1)], rows,
-                 title=f"Projected monthly cost ({summary['currency']}, {summary['hoursPerMonth']} h/month)", wide=wide)
-    typer.echo(f"Total monthly: {_cents(summary['totalMonthly'])} {summary['currency']} "
-               f"(before {_cents(summary['before'])}, delta {_cents(summary['delta'])})")
+                rows.append(
+                    [
+                        f"  └ {c['label']}",
+                        "",
+                        "",
+                        c["sku"] or "",
+                        "",
+                        _cents(c["monthly"]) if c["monthly"] else "—",
+                        "",
+                        f"{c['quantity']} {c['unit']} x {c['unitPrice']}"
+                        if c["unitPrice"]
+                        else c["priceSource"],
+                    ]
+                )
+    render_table(
+        [
+            Column("resource", kind="key"),
+            Column("type", drop=3),
+            Column("op", drop=4),
+            Column("sku"),
+            Column("region", drop=2),
+            Column("monthly", kind="money"),
+            Column("delta", kind="money"),
+            Column("source", drop=1),
+        ],
+        rows,
+        title=f"Projected monthly cost ({summary['currency']}, {summary['hoursPerMonth']} h/month)",
+        wide=wide,
+    )
+    typer.echo(
+        f"Total monthly: {_cents(summary['totalMonthly'])} {summary['currency']} "
+        f"(before {_cents(summary['before'])}, delta {_cents(summary['delta'])})"
+    )
     if summary.get("base"):
         b = summary["base"]
-        typer.echo(f"Against the base plan: {_cents(b['totalMonthly'])} -> {_cents(summary['totalMonthly'])} "
-                   f"{summary['currency']} ({_signed(b['delta'])})")
+        typer.echo(
+            f"Against the base plan: {_cents(b['totalMonthly'])} -> {_cents(summary['totalMonthly'])} "
+            f"{summary['currency']} ({_signed(b['delta'])})"
+        )
     if summary["unpriced"]:
-        typer.echo(f"{summary['unpriced']} resource(s) have no price: {', '.join(summary['unpricedResources'])}")
+        typer.echo(
+            f"{summary['unpriced']} resource(s) have no price: {', '.join(summary['unpricedResources'])}"
+        )
     if summary.get("exchangeRate"):
         typer.echo(f"Converted at {summary['exchangeRate']['text']}")
     data = price_data_line(summary)
@@ -248,33 +331,85 @@ def register(cost: typer.Typer) -> None:  # noqa: C901 - typer commands defined 
 
     @cost.command("projected")
     def projected(  # noqa: C901 - the command's options (format, policy, diff, output) each a branch
-        pulumi_json: Path = typer.Option(None, "--pulumi-json", help="Output of `pulumi preview --json`", dir_okay=False),
-        terraform_json: Path = typer.Option(None, "--terraform-json", help="Output of `terraform show -json PLANFILE`",
-                                            dir_okay=False),
-        compare_to: Path = typer.Option(None, "--compare-to", help="The base plan (e.g. of the main branch), Pulumi or "
-                                        "Terraform JSON: the difference against it is shown and gated", dir_okay=False),
-        usage_file: Path = typer.Option(None, "--usage-file", help="Usage quantities (Infracost's infracost-usage.yml "
-                                        "format): storage GB, requests, data processed", dir_okay=False),
-        output: ProjectedOutput = typer.Option(ProjectedOutput.TABLE, "--output", "-o",
-                                               help="table, json, ndjson or markdown (a pull-request comment)"),
-        budget: str = typer.Option(None, "--budget", help="Exit 1 when the monthly total exceeds this amount "
-                                   "(or any resource has no price, unless --allow-unpriced)"),
-        policy_file: Path = typer.Option(None, "--policy", help="YAML cost policy: max_monthly, max_increase, "
-                                         "max_increase_percent, resource_caps, required_tags; exit 1 on a violation",
-                                         dir_okay=False),
-        allow_unpriced: bool = typer.Option(False, "--allow-unpriced", help="Resources without a price do not fail "
-                                            "--budget or --policy"),
-        currency: str = typer.Option("USD", "--currency", help="Currency to report in (ISO 4217); other than USD "
-                                     "converts at one stated exchange rate"),
-        fx_date: str = typer.Option(None, "--fx-date", help="Date of the exchange rate, YYYY-MM-DD (the latest rate on "
-                                    "or before it; default: the latest imported)"),
-        fx_rates: Path = typer.Option(None, "--fx-rates", help="Rates file (ECB CSV or date,currency,rate) instead of "
-                                      "the imported table", dir_okay=False),
-        region: str = typer.Option(None, "--region", help="AWS region for resources that do not name one "
-                                   "(default: the plan's aws:region or provider region)"),
-        specs: list[Path] = typer.Option(None, "--specs", help="Directory of YAML price specs (repeatable; default "
-                                         "FINFOCUS_HOME/specs)"),
-        plugins: bool = typer.Option(True, "--plugins/--no-plugins", help="Ask installed pricing plugins first"),
+        pulumi_json: Path = typer.Option(
+            None, "--pulumi-json", help="Output of `pulumi preview --json`", dir_okay=False
+        ),
+        terraform_json: Path = typer.Option(
+            None,
+            "--terraform-json",
+            help="Output of `terraform show -json PLANFILE`",
+            dir_okay=False,
+        ),
+        compare_to: Path = typer.Option(
+            None,
+            "--compare-to",
+            help="The base plan (e.g. of the main branch), Pulumi or "
+            "Terraform JSON: the difference against it is shown and gated",
+            dir_okay=False,
+        ),
+        usage_file: Path = typer.Option(
+            None,
+            "--usage-file",
+            help="Usage quantities (Infracost's infracost-usage.yml "
+            "format): storage GB, requests, data processed",
+            dir_okay=False,
+        ),
+        output: ProjectedOutput = typer.Option(
+            ProjectedOutput.TABLE,
+            "--output",
+            "-o",
+            help="table, json, ndjson or markdown (a pull-request comment)",
+        ),
+        budget: str = typer.Option(
+            None,
+            "--budget",
+            help="Exit 1 when the monthly total exceeds this amount "
+            "(or any resource has no price, unless --allow-unpriced)",
+        ),
+        policy_file: Path = typer.Option(
+            None,
+            "--policy",
+            help="YAML cost policy: max_monthly, max_increase, "
+            "max_increase_percent, resource_caps, required_tags; exit 1 on a violation",
+            dir_okay=False,
+        ),
+        allow_unpriced: bool = typer.Option(
+            False,
+            "--allow-unpriced",
+            help="Resources without a price do not fail --budget or --policy",
+        ),
+        currency: str = typer.Option(
+            "USD",
+            "--currency",
+            help="Currency to report in (ISO 4217); other than USD "
+            "converts at one stated exchange rate",
+        ),
+        fx_date: str = typer.Option(
+            None,
+            "--fx-date",
+            help="Date of the exchange rate, YYYY-MM-DD (the latest rate on "
+            "or before it; default: the latest imported)",
+        ),
+        fx_rates: Path = typer.Option(
+            None,
+            "--fx-rates",
+            help="Rates file (ECB CSV or date,currency,rate) instead of the imported table",
+            dir_okay=False,
+        ),
+        region: str = typer.Option(
+            None,
+            "--region",
+            help="AWS region for resources that do not name one "
+            "(default: the plan's aws:region or provider region)",
+        ),
+        specs: list[Path] = typer.Option(
+            None,
+            "--specs",
+            help="Directory of YAML price specs (repeatable; default FINFOCUS_HOME/specs)",
+        ),
+        plugins: bool = typer.Option(
+            True, "--plugins/--no-plugins", help="Ask installed pricing plugins first"
+        ),
         wide: bool = WIDE_OPTION,
     ) -> None:
         """Monthly cost of a Pulumi or Terraform plan (730 h/month): per resource and component,
@@ -309,25 +444,45 @@ def register(cost: typer.Typer) -> None:  # noqa: C901 - typer commands defined 
             fx = _conversion(currency, when, fx_rates, settings)
             path = pulumi_json or terraform_json
             plan = _read_plan(path, "Pulumi" if pulumi_json else "Terraform")
-            resources, fmt = _resources(plan, terraform_format=terraform_json is not None, region=region, usage=usage)
+            resources, fmt = _resources(
+                plan, terraform_format=terraform_json is not None, region=region, usage=usage
+            )
             base_resources = None
             if compare_to is not None:
                 from services.pricing.terraform import is_terraform_plan
 
                 base_plan = _read_plan(compare_to, "base")
-                base_resources, _ = _resources(base_plan, terraform_format=is_terraform_plan(base_plan), region=region,
-                                               usage=usage)
+                base_resources, _ = _resources(
+                    base_plan,
+                    terraform_format=is_terraform_plan(base_plan),
+                    region=region,
+                    usage=usage,
+                )
         except ValueError as exc:
             fail(str(exc), 2)
         spec_dirs = list(specs or []) or [settings.specs_dir]
 
         async def go() -> tuple[dict, dict | None]:
-            doc = await project(resources, fmt, currency=currency, spec_dirs=spec_dirs, plugins=plugins,
-                                settings=settings, fx=fx)
+            doc = await project(
+                resources,
+                fmt,
+                currency=currency,
+                spec_dirs=spec_dirs,
+                plugins=plugins,
+                settings=settings,
+                fx=fx,
+            )
             base = None
             if base_resources is not None:
-                base = await project(base_resources, fmt, currency=currency, spec_dirs=spec_dirs, plugins=plugins,
-                                     settings=settings, fx=fx)
+                base = await project(
+                    base_resources,
+                    fmt,
+                    currency=currency,
+                    spec_dirs=spec_dirs,
+                    plugins=plugins,
+                    settings=settings,
+                    fx=fx,
+                )
             return doc, base
 
         doc, base = run(go())
@@ -339,16 +494,33 @@ def register(cost: typer.Typer) -> None:  # noqa: C901 - typer commands defined 
             if policy is not None:
                 violations += evaluate(doc, policy, allow_unpriced=allow_unpriced)
             if limit is not None:
-                violations += [v for v in budget_violations(doc, limit, allow_unpriced=allow_unpriced)
-                               if v.rule != "unpriced" or policy is None]  # unpriced: listed once
-            checked = " and ".join(x for x in (f"budget {_cents(str(limit))} {currency}" if limit is not None else "",
-                                               f"policy {policy_file.name}" if policy_file else "") if x)
-            doc["gate"] = {"checked": checked, "passed": not violations, "violations": [v.public() for v in violations]}
+                violations += [
+                    v
+                    for v in budget_violations(doc, limit, allow_unpriced=allow_unpriced)
+                    if v.rule != "unpriced" or policy is None
+                ]  # unpriced: listed once
+            checked = " and ".join(
+                x
+                for x in (
+                    f"budget {_cents(str(limit))} {currency}" if limit is not None else "",
+                    f"policy {policy_file.name}" if policy_file else "",
+                )
+                if x
+            )
+            doc["gate"] = {
+                "checked": checked,
+                "passed": not violations,
+                "violations": [v.public() for v in violations],
+            }
         summary = doc["summary"]
         if output is ProjectedOutput.JSON:
             print_json(doc)
         elif output is ProjectedOutput.NDJSON:
-            extra = {"exchangeRate": summary["exchangeRate"]["text"]} if summary.get("exchangeRate") else {}
+            extra = (
+                {"exchangeRate": summary["exchangeRate"]["text"]}
+                if summary.get("exchangeRate")
+                else {}
+            )
             print_ndjson([{**r, **extra} for r in doc["resources"]])
         elif output is ProjectedOutput.MARKDOWN:
             typer.echo(markdown_report(doc, limit), nl=False)
@@ -357,29 +529,45 @@ def register(cost: typer.Typer) -> None:  # noqa: C901 - typer commands defined 
         for name, error in summary.get("pluginFailures", {}).items():
             err_console.print(f"[yellow]warning:[/yellow] plugin {name} failed: {error}")
         if output is not ProjectedOutput.TABLE and summary.get("exchangeRate"):
-            err_console.print(f"converted at {summary['exchangeRate']['text']}", highlight=False, soft_wrap=True)
+            err_console.print(
+                f"converted at {summary['exchangeRate']['text']}", highlight=False, soft_wrap=True
+            )
         if violations:
             for v in violations:
-                err_console.print(f"[red]{v.rule}:[/red] {v.reason}", highlight=False, soft_wrap=True)
+                err_console.print(
+                    f"[red]{v.rule}:[/red] {v.reason}", highlight=False, soft_wrap=True
+                )
             raise typer.Exit(1)
 
 
 def register_groups(app: typer.Typer) -> None:  # noqa: C901 - typer commands defined inside it count into its complexity
     """Add `finfocus fx ...` and `finfocus prices ...`."""
-    fx = typer.Typer(help="Exchange rates for `cost projected --currency` (ECB reference rates or date,currency,rate).",
-                     no_args_is_help=True)
+    fx = typer.Typer(
+        help="Exchange rates for `cost projected --currency` (ECB reference rates or date,currency,rate).",
+        no_args_is_help=True,
+    )
     app.add_typer(fx, name="fx")
-    prices = typer.Typer(help="The price snapshots `cost projected` uses: where they come from, how old, refresh.",
-                         no_args_is_help=True)
+    prices = typer.Typer(
+        help="The price snapshots `cost projected` uses: where they come from, how old, refresh.",
+        no_args_is_help=True,
+    )
     app.add_typer(prices, name="prices")
 
     @fx.command("import")
     def fx_import(
-        file: Path = typer.Argument(..., help="ECB CSV (eurofxref.csv, eurofxref-hist.csv) or a date,currency,rate file",
-                                    dir_okay=False),
-        base: str = typer.Option("EUR", "--base", help="Base currency of a date,currency,rate file (units per 1 base)"),
-        source: str = typer.Option(None, "--source", help="Where the rates come from (default: the ECB for its CSV, "
-                                   "else the file name)"),
+        file: Path = typer.Argument(
+            ...,
+            help="ECB CSV (eurofxref.csv, eurofxref-hist.csv) or a date,currency,rate file",
+            dir_okay=False,
+        ),
+        base: str = typer.Option(
+            "EUR", "--base", help="Base currency of a date,currency,rate file (units per 1 base)"
+        ),
+        source: str = typer.Option(
+            None,
+            "--source",
+            help="Where the rates come from (default: the ECB for its CSV, else the file name)",
+        ),
     ) -> None:
         """Import a rates file into pricing's dated exchange-rate table (a re-imported day is replaced)."""
         from services.pricing.fx import parse_rates
@@ -409,12 +597,16 @@ def register_groups(app: typer.Typer) -> None:  # noqa: C901 - typer commands de
 
         n = run(go())
         days = sorted({r.day for r in rates})
-        typer.echo(f"imported {n} rates of {len({r.currency for r in rates})} currencies per 1 {rates[0].base}, "
-                   f"{days[0]} to {days[-1]} ({rates[0].source})")
+        typer.echo(
+            f"imported {n} rates of {len({r.currency for r in rates})} currencies per 1 {rates[0].base}, "
+            f"{days[0]} to {days[-1]} ({rates[0].source})"
+        )
 
     @fx.command("show")
     def fx_show(
-        on: str = typer.Option(None, "--date", help="The rates of this date (the latest on or before it)"),
+        on: str = typer.Option(
+            None, "--date", help="The rates of this date (the latest on or before it)"
+        ),
         currency: str = typer.Option(None, "--currency", help="Only this currency"),
         wide: bool = WIDE_OPTION,
     ) -> None:
@@ -441,42 +633,83 @@ def register_groups(app: typer.Typer) -> None:  # noqa: C901 - typer commands de
             fail(f"--date {on!r} is not a date (YYYY-MM-DD)", 2)
         rows = table.latest(when, currency.upper() if currency else None)
         if not rows:
-            fail("no exchange rate" + (f" on or before {when}" if when else "") + (f" for {currency}" if currency else ""))
-        print_table(["date", "base", "currency", "rate", "source"],
-                    [[r.day, r.base, r.currency, format(r.rate, "f"), r.source] for r in rows], title="Exchange rates",
-                    wide=wide, drop={"source": 1})
+            fail(
+                "no exchange rate"
+                + (f" on or before {when}" if when else "")
+                + (f" for {currency}" if currency else "")
+            )
+        print_table(
+            ["date", "base", "currency", "rate", "source"],
+            [[r.day, r.base, r.currency, format(r.rate, "f"), r.source] for r in rows],
+            title="Exchange rates",
+            wide=wide,
+            drop={"source": 1},
+        )
 
     @prices.command("show")
-    def prices_show(output: str = typer.Option("table", "--output", "-o", help="table or json"),
-                    wide: bool = WIDE_OPTION) -> None:
+    def prices_show(
+        output: str = typer.Option("table", "--output", "-o", help="table or json"),
+        wide: bool = WIDE_OPTION,
+    ) -> None:
         """Each cloud's price snapshot: its source, effective date, age and size."""
         from services.pricing.config import PricingSettings
         from services.pricing.snapshot import BUNDLED_DIR, PriceSnapshot
 
         settings = PricingSettings()
         try:
-            infos = [i.public() for i in PriceSnapshot.load(settings.home / "prices", BUNDLED_DIR).infos]
+            infos = [
+                i.public() for i in PriceSnapshot.load(settings.home / "prices", BUNDLED_DIR).infos
+            ]
         except ValueError as exc:
             fail(str(exc), 2)
         if output == "json":
             print_json({"snapshots": infos})
             return
-        print_table(["cloud", "source", "effective", "age (days)", "prices", "history", "file"],
-                    [[i["cloud"], i["source"], i["effectiveDate"], i["ageDays"], i["prices"], i["history"],
-                      "bundled" if i["bundled"] else i["file"]] for i in infos], title="Price snapshots",
-                    wide=wide, drop={"file": 3, "history": 2, "source": 1})
+        print_table(
+            ["cloud", "source", "effective", "age (days)", "prices", "history", "file"],
+            [
+                [
+                    i["cloud"],
+                    i["source"],
+                    i["effectiveDate"],
+                    i["ageDays"],
+                    i["prices"],
+                    i["history"],
+                    "bundled" if i["bundled"] else i["file"],
+                ]
+                for i in infos
+            ],
+            title="Price snapshots",
+            wide=wide,
+            drop={"file": 3, "history": 2, "source": 1},
+        )
 
     @prices.command("refresh")
     def prices_refresh(
-        cloud: str = typer.Argument(..., help="aws (Price List bulk offer files), azure (Retail Prices API) or gcp "
-                                    "(Cloud Billing Catalog API; key from the gcp-billing-api-key secret)"),
-        region: list[str] = typer.Option(None, "--region", help="Regions to fetch (repeatable; default: the five largest)"),
-        base_url: str = typer.Option(None, "--base-url", help="Another endpoint for the API (a mirror or proxy)"),
+        cloud: str = typer.Argument(
+            ...,
+            help="aws (Price List bulk offer files), azure (Retail Prices API) or gcp "
+            "(Cloud Billing Catalog API; key from the gcp-billing-api-key secret)",
+        ),
+        region: list[str] = typer.Option(
+            None, "--region", help="Regions to fetch (repeatable; default: the five largest)"
+        ),
+        base_url: str = typer.Option(
+            None, "--base-url", help="Another endpoint for the API (a mirror or proxy)"
+        ),
         timeout: float = typer.Option(120.0, "--timeout", help="Seconds per request"),
-        catalog: bool = typer.Option(False, "--catalog", help="Also record the prices in the instance catalog "
-                                     "(pricing.v_catalog_prices, source list:<cloud>) with their effective dates"),
-        api: str = typer.Option("bulk", "--api", help="aws only: bulk (the public offer files, no credentials) or "
-                                "query (the Price List Query API through boto3, with AWS credentials)"),
+        catalog: bool = typer.Option(
+            False,
+            "--catalog",
+            help="Also record the prices in the instance catalog "
+            "(pricing.v_catalog_prices, source list:<cloud>) with their effective dates",
+        ),
+        api: str = typer.Option(
+            "bulk",
+            "--api",
+            help="aws only: bulk (the public offer files, no credentials) or "
+            "query (the Price List Query API through boto3, with AWS credentials)",
+        ),
     ) -> None:
         """Fetch current list prices from the cloud's public API into FINFOCUS_HOME/prices/<cloud>.json,
         keeping superseded prices in its history."""
@@ -502,14 +735,20 @@ def register_groups(app: typer.Typer) -> None:  # noqa: C901 - typer commands de
             options["pricing"] = _aws_pricing_client(secrets, options.pop("base", None), timeout)
         try:
             with httpx.Client(timeout=timeout, follow_redirects=True) as client:
-                report = sources.refresh(cloud, client, settings.home / "prices", secrets=secrets, **options)
+                report = sources.refresh(
+                    cloud, client, settings.home / "prices", secrets=secrets, **options
+                )
         except sources.SourceError as exc:
             fail(str(exc))
-        typer.echo(f"{cloud}: {report['prices']} prices written to {report['file']} ({report['new']} new, "
-                   f"{report['changed']} changed, {report['unchanged']} unchanged, {report['withdrawn']} withdrawn)")
+        typer.echo(
+            f"{cloud}: {report['prices']} prices written to {report['file']} ({report['new']} new, "
+            f"{report['changed']} changed, {report['unchanged']} unchanged, {report['withdrawn']} withdrawn)"
+        )
         if catalog:
             changed, unchanged = run(record_in_catalog(settings.database, Path(report["file"])))
-            typer.echo(f"catalog: {changed} new or changed, {unchanged} unchanged (source list:{cloud})")
+            typer.echo(
+                f"catalog: {changed} new or changed, {unchanged} unchanged (source list:{cloud})"
+            )
 
     @prices.command("record")
     def prices_record(
@@ -527,7 +766,9 @@ def register_groups(app: typer.Typer) -> None:  # noqa: C901 - typer commands de
             path = settings.home / "prices" / f"{name}.json"
             path = path if path.is_file() else BUNDLED_DIR / f"{name}.json"
             changed, unchanged = run(record_in_catalog(settings.database, path))
-            typer.echo(f"{name}: {changed} new or changed, {unchanged} unchanged in the catalog (source list:{name}, {path})")
+            typer.echo(
+                f"{name}: {changed} new or changed, {unchanged} unchanged in the catalog (source list:{name}, {path})"
+            )
 
 
 def _aws_pricing_client(secrets, endpoint: str | None, timeout: float):
@@ -538,14 +779,22 @@ def _aws_pricing_client(secrets, endpoint: str | None, timeout: float):
     from botocore.config import Config
 
     keys = {}
-    key_id, secret = secrets.get("aws/credentials", "access_key_id"), secrets.get("aws/credentials", "secret_access_key")
+    key_id, secret = (
+        secrets.get("aws/credentials", "access_key_id"),
+        secrets.get("aws/credentials", "secret_access_key"),
+    )
     if key_id is not None and secret is not None:
         keys = {"aws_access_key_id": key_id.reveal(), "aws_secret_access_key": secret.reveal()}
         token = secrets.get("aws/credentials", "session_token")
         if token is not None:
             keys["aws_session_token"] = token.reveal()
-    return boto3.client("pricing", region_name="us-east-1", endpoint_url=endpoint,
-                        config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 3}), **keys)
+    return boto3.client(
+        "pricing",
+        region_name="us-east-1",
+        endpoint_url=endpoint,
+        config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 3}),
+        **keys,
+    )
 
 
 async def record_in_catalog(database_url: str, path: Path) -> tuple[int, int]:

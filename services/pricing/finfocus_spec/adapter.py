@@ -33,10 +33,17 @@ class SpecAnswerError(ValueError):
 
 
 _PROVIDERS = {
-    "aws": "aws", "amazon web services": "aws",
-    "microsoft": "azure", "azure": "azure", "azure-native": "azure",
-    "google cloud": "gcp", "google": "gcp", "gcp": "gcp", "google-native": "gcp",
-    "kubernetes": "kubernetes", "k8s": "kubernetes",
+    "aws": "aws",
+    "amazon web services": "aws",
+    "microsoft": "azure",
+    "azure": "azure",
+    "azure-native": "azure",
+    "google cloud": "gcp",
+    "google": "gcp",
+    "gcp": "gcp",
+    "google-native": "gcp",
+    "kubernetes": "kubernetes",
+    "k8s": "kubernetes",
 }
 
 
@@ -72,7 +79,9 @@ _TYPES: dict[tuple[str, str, str], str] = {
 }
 
 
-def resource_type(provider: str | None, service: str | None, unit: str | None, given: str | None = None) -> str:
+def resource_type(
+    provider: str | None, service: str | None, unit: str | None, given: str | None = None
+) -> str:
     """The spec's REQUIRED resource type: the given one when it is a type token, else the
     Pulumi type of the resource the (service, unit) component belongs to, else `provider:service`."""
     if given and re.fullmatch(r"[a-zA-Z][a-zA-Z0-9_\-:/.]*", given) and ":" in given:
@@ -85,7 +94,9 @@ def resource_type(provider: str | None, service: str | None, unit: str | None, g
     return token[:256]
 
 
-def descriptor_fields(*, provider, service, sku, resource_type_: str | None, region, unit, attributes=None) -> dict:
+def descriptor_fields(
+    *, provider, service, sku, resource_type_: str | None, region, unit, attributes=None
+) -> dict:
     """Keyword arguments of `finfocus.v1.ResourceDescriptor` for one question of the host.
 
     An RDS component's `class:engine[:multi-az]` SKU is split into the class (`sku`) and
@@ -131,8 +142,13 @@ def money(value: float, what: str) -> Decimal:
 
 #: billing modes of the spec's PricingSpec and the unit their rate is in
 _BILLING_UNITS = {
-    "per_hour": "hour", "per_cpu_hour": "hour", "per_gb_month": "GB-month", "per_request": "request",
-    "per_gb": "GB", "per_day": "day", "flat": "month",
+    "per_hour": "hour",
+    "per_cpu_hour": "hour",
+    "per_gb_month": "GB-month",
+    "per_request": "request",
+    "per_gb": "GB",
+    "per_day": "day",
+    "flat": "month",
 }
 
 
@@ -157,7 +173,9 @@ def price_from_spec(spec, wanted_unit: str | None) -> UnitPrice | None:
     if not spec.billing_mode and not spec.unit and not spec.rate_per_unit:
         return None  # an empty spec: the plugin has no price
     rate = money(spec.rate_per_unit, "rate_per_unit")
-    if spec.billing_mode.lower() == "tiered" or (wanted_unit and unit and _kind(unit) != _kind(wanted_unit)):
+    if spec.billing_mode.lower() == "tiered" or (
+        wanted_unit and unit and _kind(unit) != _kind(wanted_unit)
+    ):
         return None  # a tiered price or another unit: left to GetProjectedCost
     return UnitPrice(rate, spec.currency or "USD", unit or wanted_unit, spec.description)
 
@@ -222,5 +240,9 @@ def actual_points(results, request_end: str) -> list[ActualPoint]:
         currency = (focus.billing_currency if focus is not None else "") or "USD"
         usage = money(r.usage_amount, "usage_amount") if r.usage_amount else None
         labels = dict(focus.tags) if focus is not None else {}
-        out.append(ActualPoint(start, end, money(r.cost, "cost"), currency, usage, r.usage_unit, r.source, labels))
+        out.append(
+            ActualPoint(
+                start, end, money(r.cost, "cost"), currency, usage, r.usage_unit, r.source, labels
+            )
+        )
     return out

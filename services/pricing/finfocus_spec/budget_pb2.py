@@ -5,18 +5,15 @@
 # source: finfocus/v1/budget.proto
 # Protobuf Python Version: 7.35.1
 """Generated protocol buffer code."""
+
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import runtime_version as _runtime_version
 from google.protobuf import symbol_database as _symbol_database
 from google.protobuf.internal import builder as _builder
+
 _runtime_version.ValidateProtobufRuntimeVersion(
-    _runtime_version.Domain.PUBLIC,
-    7,
-    35,
-    1,
-    '',
-    'finfocus/v1/budget.proto'
+    _runtime_version.Domain.PUBLIC, 7, 35, 1, "", "finfocus/v1/budget.proto"
 )
 # @@protoc_insertion_point(imports)
 
@@ -26,42 +23,46 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66infocus/v1/budget.proto\x12\x0b\x66infocus.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x03\n\x06\x42udget\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12)\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x19.finfocus.v1.BudgetAmount\x12)\n\x06period\x18\x05 \x01(\x0e\x32\x19.finfocus.v1.BudgetPeriod\x12)\n\x06\x66ilter\x18\x06 \x01(\x0b\x32\x19.finfocus.v1.BudgetFilter\x12\x30\n\nthresholds\x18\x07 \x03(\x0b\x32\x1c.finfocus.v1.BudgetThreshold\x12)\n\x06status\x18\x08 \x01(\x0b\x32\x19.finfocus.v1.BudgetStatus\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x08metadata\x18\x0b \x03(\x0b\x32!.finfocus.v1.Budget.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"/\n\x0c\x42udgetAmount\x12\r\n\x05limit\x18\x01 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"\xaa\x01\n\x0c\x42udgetFilter\x12\x11\n\tproviders\x18\x01 \x03(\t\x12\x0f\n\x07regions\x18\x02 \x03(\t\x12\x16\n\x0eresource_types\x18\x03 \x03(\t\x12\x31\n\x04tags\x18\x04 \x03(\x0b\x32#.finfocus.v1.BudgetFilter.TagsEntry\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x94\x01\n\x0f\x42udgetThreshold\x12\x12\n\npercentage\x18\x01 \x01(\x01\x12(\n\x04type\x18\x02 \x01(\x0e\x32\x1a.finfocus.v1.ThresholdType\x12\x11\n\ttriggered\x18\x03 \x01(\x08\x12\x30\n\x0ctriggered_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xba\x01\n\x0c\x42udgetStatus\x12\x15\n\rcurrent_spend\x18\x01 \x01(\x01\x12\x18\n\x10\x66orecasted_spend\x18\x02 \x01(\x01\x12\x17\n\x0fpercentage_used\x18\x03 \x01(\x01\x12\x1d\n\x15percentage_forecasted\x18\x04 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12/\n\x06health\x18\x06 \x01(\x0e\x32\x1f.finfocus.v1.BudgetHealthStatus\"V\n\x11GetBudgetsRequest\x12)\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x19.finfocus.v1.BudgetFilter\x12\x16\n\x0einclude_status\x18\x02 \x01(\x08\"g\n\x12GetBudgetsResponse\x12$\n\x07\x62udgets\x18\x01 \x03(\x0b\x32\x13.finfocus.v1.Budget\x12+\n\x07summary\x18\x02 \x01(\x0b\x32\x1a.finfocus.v1.BudgetSummary\"\x87\x01\n\rBudgetSummary\x12\x15\n\rtotal_budgets\x18\x01 \x01(\x05\x12\x12\n\nbudgets_ok\x18\x02 \x01(\x05\x12\x17\n\x0f\x62udgets_warning\x18\x03 \x01(\x05\x12\x18\n\x10\x62udgets_exceeded\x18\x04 \x01(\x05\x12\x18\n\x10\x62udgets_critical\x18\x05 \x01(\x05*\xb4\x01\n\x0c\x42udgetPeriod\x12\x1d\n\x19\x42UDGET_PERIOD_UNSPECIFIED\x10\x00\x12\x17\n\x13\x42UDGET_PERIOD_DAILY\x10\x01\x12\x18\n\x14\x42UDGET_PERIOD_WEEKLY\x10\x02\x12\x19\n\x15\x42UDGET_PERIOD_MONTHLY\x10\x03\x12\x1b\n\x17\x42UDGET_PERIOD_QUARTERLY\x10\x04\x12\x1a\n\x16\x42UDGET_PERIOD_ANNUALLY\x10\x05*i\n\rThresholdType\x12\x1e\n\x1aTHRESHOLD_TYPE_UNSPECIFIED\x10\x00\x12\x19\n\x15THRESHOLD_TYPE_ACTUAL\x10\x01\x12\x1d\n\x19THRESHOLD_TYPE_FORECASTED\x10\x02*\xbf\x01\n\x12\x42udgetHealthStatus\x12$\n BUDGET_HEALTH_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x42UDGET_HEALTH_STATUS_OK\x10\x01\x12 \n\x1c\x42UDGET_HEALTH_STATUS_WARNING\x10\x02\x12!\n\x1d\x42UDGET_HEALTH_STATUS_CRITICAL\x10\x03\x12!\n\x1d\x42UDGET_HEALTH_STATUS_EXCEEDED\x10\x04\x42>Z<github.com/rshade/finfocus-spec/sdk/go/proto/finfocus/v1;pbcb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(
+    b'\n\x18\x66infocus/v1/budget.proto\x12\x0b\x66infocus.v1\x1a\x1fgoogle/protobuf/timestamp.proto"\xd6\x03\n\x06\x42udget\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12)\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x19.finfocus.v1.BudgetAmount\x12)\n\x06period\x18\x05 \x01(\x0e\x32\x19.finfocus.v1.BudgetPeriod\x12)\n\x06\x66ilter\x18\x06 \x01(\x0b\x32\x19.finfocus.v1.BudgetFilter\x12\x30\n\nthresholds\x18\x07 \x03(\x0b\x32\x1c.finfocus.v1.BudgetThreshold\x12)\n\x06status\x18\x08 \x01(\x0b\x32\x19.finfocus.v1.BudgetStatus\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x08metadata\x18\x0b \x03(\x0b\x32!.finfocus.v1.Budget.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01"/\n\x0c\x42udgetAmount\x12\r\n\x05limit\x18\x01 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t"\xaa\x01\n\x0c\x42udgetFilter\x12\x11\n\tproviders\x18\x01 \x03(\t\x12\x0f\n\x07regions\x18\x02 \x03(\t\x12\x16\n\x0eresource_types\x18\x03 \x03(\t\x12\x31\n\x04tags\x18\x04 \x03(\x0b\x32#.finfocus.v1.BudgetFilter.TagsEntry\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01"\x94\x01\n\x0f\x42udgetThreshold\x12\x12\n\npercentage\x18\x01 \x01(\x01\x12(\n\x04type\x18\x02 \x01(\x0e\x32\x1a.finfocus.v1.ThresholdType\x12\x11\n\ttriggered\x18\x03 \x01(\x08\x12\x30\n\x0ctriggered_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp"\xba\x01\n\x0c\x42udgetStatus\x12\x15\n\rcurrent_spend\x18\x01 \x01(\x01\x12\x18\n\x10\x66orecasted_spend\x18\x02 \x01(\x01\x12\x17\n\x0fpercentage_used\x18\x03 \x01(\x01\x12\x1d\n\x15percentage_forecasted\x18\x04 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12/\n\x06health\x18\x06 \x01(\x0e\x32\x1f.finfocus.v1.BudgetHealthStatus"V\n\x11GetBudgetsRequest\x12)\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x19.finfocus.v1.BudgetFilter\x12\x16\n\x0einclude_status\x18\x02 \x01(\x08"g\n\x12GetBudgetsResponse\x12$\n\x07\x62udgets\x18\x01 \x03(\x0b\x32\x13.finfocus.v1.Budget\x12+\n\x07summary\x18\x02 \x01(\x0b\x32\x1a.finfocus.v1.BudgetSummary"\x87\x01\n\rBudgetSummary\x12\x15\n\rtotal_budgets\x18\x01 \x01(\x05\x12\x12\n\nbudgets_ok\x18\x02 \x01(\x05\x12\x17\n\x0f\x62udgets_warning\x18\x03 \x01(\x05\x12\x18\n\x10\x62udgets_exceeded\x18\x04 \x01(\x05\x12\x18\n\x10\x62udgets_critical\x18\x05 \x01(\x05*\xb4\x01\n\x0c\x42udgetPeriod\x12\x1d\n\x19\x42UDGET_PERIOD_UNSPECIFIED\x10\x00\x12\x17\n\x13\x42UDGET_PERIOD_DAILY\x10\x01\x12\x18\n\x14\x42UDGET_PERIOD_WEEKLY\x10\x02\x12\x19\n\x15\x42UDGET_PERIOD_MONTHLY\x10\x03\x12\x1b\n\x17\x42UDGET_PERIOD_QUARTERLY\x10\x04\x12\x1a\n\x16\x42UDGET_PERIOD_ANNUALLY\x10\x05*i\n\rThresholdType\x12\x1e\n\x1aTHRESHOLD_TYPE_UNSPECIFIED\x10\x00\x12\x19\n\x15THRESHOLD_TYPE_ACTUAL\x10\x01\x12\x1d\n\x19THRESHOLD_TYPE_FORECASTED\x10\x02*\xbf\x01\n\x12\x42udgetHealthStatus\x12$\n BUDGET_HEALTH_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x42UDGET_HEALTH_STATUS_OK\x10\x01\x12 \n\x1c\x42UDGET_HEALTH_STATUS_WARNING\x10\x02\x12!\n\x1d\x42UDGET_HEALTH_STATUS_CRITICAL\x10\x03\x12!\n\x1d\x42UDGET_HEALTH_STATUS_EXCEEDED\x10\x04\x42>Z<github.com/rshade/finfocus-spec/sdk/go/proto/finfocus/v1;pbcb\x06proto3'
+)
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'finfocus.v1.budget_pb2', _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, "finfocus.v1.budget_pb2", _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  _globals['DESCRIPTOR']._loaded_options = None
-  _globals['DESCRIPTOR']._serialized_options = b'Z<github.com/rshade/finfocus-spec/sdk/go/proto/finfocus/v1;pbc'
-  _globals['_BUDGET_METADATAENTRY']._loaded_options = None
-  _globals['_BUDGET_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_BUDGETFILTER_TAGSENTRY']._loaded_options = None
-  _globals['_BUDGETFILTER_TAGSENTRY']._serialized_options = b'8\001'
-  _globals['_BUDGETPERIOD']._serialized_start=1441
-  _globals['_BUDGETPERIOD']._serialized_end=1621
-  _globals['_THRESHOLDTYPE']._serialized_start=1623
-  _globals['_THRESHOLDTYPE']._serialized_end=1728
-  _globals['_BUDGETHEALTHSTATUS']._serialized_start=1731
-  _globals['_BUDGETHEALTHSTATUS']._serialized_end=1922
-  _globals['_BUDGET']._serialized_start=75
-  _globals['_BUDGET']._serialized_end=545
-  _globals['_BUDGET_METADATAENTRY']._serialized_start=498
-  _globals['_BUDGET_METADATAENTRY']._serialized_end=545
-  _globals['_BUDGETAMOUNT']._serialized_start=547
-  _globals['_BUDGETAMOUNT']._serialized_end=594
-  _globals['_BUDGETFILTER']._serialized_start=597
-  _globals['_BUDGETFILTER']._serialized_end=767
-  _globals['_BUDGETFILTER_TAGSENTRY']._serialized_start=724
-  _globals['_BUDGETFILTER_TAGSENTRY']._serialized_end=767
-  _globals['_BUDGETTHRESHOLD']._serialized_start=770
-  _globals['_BUDGETTHRESHOLD']._serialized_end=918
-  _globals['_BUDGETSTATUS']._serialized_start=921
-  _globals['_BUDGETSTATUS']._serialized_end=1107
-  _globals['_GETBUDGETSREQUEST']._serialized_start=1109
-  _globals['_GETBUDGETSREQUEST']._serialized_end=1195
-  _globals['_GETBUDGETSRESPONSE']._serialized_start=1197
-  _globals['_GETBUDGETSRESPONSE']._serialized_end=1300
-  _globals['_BUDGETSUMMARY']._serialized_start=1303
-  _globals['_BUDGETSUMMARY']._serialized_end=1438
+    _globals["DESCRIPTOR"]._loaded_options = None
+    _globals[
+        "DESCRIPTOR"
+    ]._serialized_options = b"Z<github.com/rshade/finfocus-spec/sdk/go/proto/finfocus/v1;pbc"
+    _globals["_BUDGET_METADATAENTRY"]._loaded_options = None
+    _globals["_BUDGET_METADATAENTRY"]._serialized_options = b"8\001"
+    _globals["_BUDGETFILTER_TAGSENTRY"]._loaded_options = None
+    _globals["_BUDGETFILTER_TAGSENTRY"]._serialized_options = b"8\001"
+    _globals["_BUDGETPERIOD"]._serialized_start = 1441
+    _globals["_BUDGETPERIOD"]._serialized_end = 1621
+    _globals["_THRESHOLDTYPE"]._serialized_start = 1623
+    _globals["_THRESHOLDTYPE"]._serialized_end = 1728
+    _globals["_BUDGETHEALTHSTATUS"]._serialized_start = 1731
+    _globals["_BUDGETHEALTHSTATUS"]._serialized_end = 1922
+    _globals["_BUDGET"]._serialized_start = 75
+    _globals["_BUDGET"]._serialized_end = 545
+    _globals["_BUDGET_METADATAENTRY"]._serialized_start = 498
+    _globals["_BUDGET_METADATAENTRY"]._serialized_end = 545
+    _globals["_BUDGETAMOUNT"]._serialized_start = 547
+    _globals["_BUDGETAMOUNT"]._serialized_end = 594
+    _globals["_BUDGETFILTER"]._serialized_start = 597
+    _globals["_BUDGETFILTER"]._serialized_end = 767
+    _globals["_BUDGETFILTER_TAGSENTRY"]._serialized_start = 724
+    _globals["_BUDGETFILTER_TAGSENTRY"]._serialized_end = 767
+    _globals["_BUDGETTHRESHOLD"]._serialized_start = 770
+    _globals["_BUDGETTHRESHOLD"]._serialized_end = 918
+    _globals["_BUDGETSTATUS"]._serialized_start = 921
+    _globals["_BUDGETSTATUS"]._serialized_end = 1107
+    _globals["_GETBUDGETSREQUEST"]._serialized_start = 1109
+    _globals["_GETBUDGETSREQUEST"]._serialized_end = 1195
+    _globals["_GETBUDGETSRESPONSE"]._serialized_start = 1197
+    _globals["_GETBUDGETSRESPONSE"]._serialized_end = 1300
+    _globals["_BUDGETSUMMARY"]._serialized_start = 1303
+    _globals["_BUDGETSUMMARY"]._serialized_end = 1438
 # @@protoc_insertion_point(module_scope)

@@ -5,18 +5,15 @@
 # source: finfocus/v1/focus.proto
 # Protobuf Python Version: 7.35.1
 """Generated protocol buffer code."""
+
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import runtime_version as _runtime_version
 from google.protobuf import symbol_database as _symbol_database
 from google.protobuf.internal import builder as _builder
+
 _runtime_version.ValidateProtobufRuntimeVersion(
-    _runtime_version.Domain.PUBLIC,
-    7,
-    35,
-    1,
-    '',
-    'finfocus/v1/focus.proto'
+    _runtime_version.Domain.PUBLIC, 7, 35, 1, "", "finfocus/v1/focus.proto"
 )
 # @@protoc_insertion_point(imports)
 
@@ -27,34 +24,38 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from services.pricing.finfocus_spec import enums_pb2 as finfocus_dot_v1_dot_enums__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66infocus/v1/focus.proto\x12\x0b\x66infocus.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17\x66infocus/v1/enums.proto\"\xed\x13\n\x0f\x46ocusCostRecord\x12\x19\n\rprovider_name\x18\x01 \x01(\tB\x02\x18\x01\x12\x1a\n\x12\x62illing_account_id\x18\x02 \x01(\t\x12\x1c\n\x14\x62illing_account_name\x18\x03 \x01(\t\x12\x16\n\x0esub_account_id\x18\x18 \x01(\t\x12\x18\n\x10sub_account_name\x18\x19 \x01(\t\x12\x1c\n\x14\x62illing_account_type\x18* \x01(\t\x12\x18\n\x10sub_account_type\x18+ \x01(\t\x12\x38\n\x14\x62illing_period_start\x18\x1a \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12\x62illing_period_end\x18\x1b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x62illing_currency\x18\x12 \x01(\t\x12\x37\n\x13\x63harge_period_start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11\x63harge_period_end\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x0f\x63harge_category\x18\x08 \x01(\x0e\x32 .finfocus.v1.FocusChargeCategory\x12\x33\n\x0c\x63harge_class\x18\x1c \x01(\x0e\x32\x1d.finfocus.v1.FocusChargeClass\x12\x1a\n\x12\x63harge_description\x18\x1d \x01(\t\x12;\n\x10\x63harge_frequency\x18\x1e \x01(\x0e\x32!.finfocus.v1.FocusChargeFrequency\x12;\n\x10pricing_category\x18\t \x01(\x0e\x32!.finfocus.v1.FocusPricingCategory\x12\x18\n\x10pricing_quantity\x18\x1f \x01(\x01\x12\x14\n\x0cpricing_unit\x18  \x01(\t\x12\x17\n\x0flist_unit_price\x18! \x01(\x01\x12\x18\n\x10pricing_currency\x18\x33 \x01(\t\x12.\n&pricing_currency_contracted_unit_price\x18\x34 \x01(\x01\x12\'\n\x1fpricing_currency_effective_cost\x18\x35 \x01(\x01\x12(\n pricing_currency_list_unit_price\x18\x36 \x01(\x01\x12;\n\x10service_category\x18\x06 \x01(\x0e\x32!.finfocus.v1.FocusServiceCategory\x12\x14\n\x0cservice_name\x18\x07 \x01(\t\x12\x1b\n\x13service_subcategory\x18\x38 \x01(\t\x12\x15\n\tpublisher\x18\x37 \x01(\tB\x02\x18\x01\x12\x13\n\x0bresource_id\x18\x0c \x01(\t\x12\x15\n\rresource_name\x18\r \x01(\t\x12\x15\n\rresource_type\x18\" \x01(\t\x12\x0e\n\x06sku_id\x18\x0e \x01(\t\x12\x14\n\x0csku_price_id\x18# \x01(\t\x12\x11\n\tsku_meter\x18\x39 \x01(\t\x12\x19\n\x11sku_price_details\x18: \x01(\t\x12\x11\n\tregion_id\x18\n \x01(\t\x12\x13\n\x0bregion_name\x18\x0b \x01(\t\x12\x19\n\x11\x61vailability_zone\x18$ \x01(\t\x12\x13\n\x0b\x62illed_cost\x18\x0f \x01(\x01\x12\x11\n\tlist_cost\x18\x10 \x01(\x01\x12\x16\n\x0e\x65\x66\x66\x65\x63tive_cost\x18\x11 \x01(\x01\x12\x17\n\x0f\x63ontracted_cost\x18) \x01(\x01\x12\x1d\n\x15\x63ontracted_unit_price\x18\x32 \x01(\x01\x12\x19\n\x11\x63onsumed_quantity\x18\x14 \x01(\x01\x12\x15\n\rconsumed_unit\x18\x15 \x01(\t\x12R\n\x1c\x63ommitment_discount_category\x18% \x01(\x0e\x32,.finfocus.v1.FocusCommitmentDiscountCategory\x12\x1e\n\x16\x63ommitment_discount_id\x18& \x01(\t\x12 \n\x18\x63ommitment_discount_name\x18\' \x01(\t\x12$\n\x1c\x63ommitment_discount_quantity\x18. \x01(\x01\x12N\n\x1a\x63ommitment_discount_status\x18/ \x01(\x0e\x32*.finfocus.v1.FocusCommitmentDiscountStatus\x12 \n\x18\x63ommitment_discount_type\x18\x30 \x01(\t\x12 \n\x18\x63ommitment_discount_unit\x18\x31 \x01(\t\x12\x1f\n\x17\x63\x61pacity_reservation_id\x18, \x01(\t\x12P\n\x1b\x63\x61pacity_reservation_status\x18- \x01(\x0e\x32+.finfocus.v1.FocusCapacityReservationStatus\x12\x12\n\ninvoice_id\x18\x13 \x01(\t\x12\x16\n\x0einvoice_issuer\x18( \x01(\t\x12\x34\n\x04tags\x18\x16 \x03(\x0b\x32&.finfocus.v1.FocusCostRecord.TagsEntry\x12K\n\x10\x65xtended_columns\x18\x17 \x03(\x0b\x32\x31.finfocus.v1.FocusCostRecord.ExtendedColumnsEntry\x12\x1d\n\x15service_provider_name\x18; \x01(\t\x12\x1a\n\x12host_provider_name\x18< \x01(\t\x12\x1b\n\x13\x61llocated_method_id\x18= \x01(\t\x12 \n\x18\x61llocated_method_details\x18> \x01(\t\x12\x1d\n\x15\x61llocated_resource_id\x18? \x01(\t\x12\x1f\n\x17\x61llocated_resource_name\x18@ \x01(\t\x12G\n\x0e\x61llocated_tags\x18\x41 \x03(\x0b\x32/.finfocus.v1.FocusCostRecord.AllocatedTagsEntry\x12\x18\n\x10\x63ontract_applied\x18\x42 \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x36\n\x14\x45xtendedColumnsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x34\n\x12\x41llocatedTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc1\x04\n\x12\x43ontractCommitment\x12\x1e\n\x16\x63ontract_commitment_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ontract_id\x18\x02 \x01(\t\x12R\n\x1c\x63ontract_commitment_category\x18\x03 \x01(\x0e\x32,.finfocus.v1.FocusContractCommitmentCategory\x12 \n\x18\x63ontract_commitment_type\x18\x04 \x01(\t\x12\x44\n contract_commitment_period_start\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x42\n\x1e\x63ontract_commitment_period_end\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x15\x63ontract_period_start\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x13\x63ontract_period_end\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x18\x63ontract_commitment_cost\x18\t \x01(\x01\x12$\n\x1c\x63ontract_commitment_quantity\x18\n \x01(\x01\x12 \n\x18\x63ontract_commitment_unit\x18\x0b \x01(\t\x12\x18\n\x10\x62illing_currency\x18\x0c \x01(\t*\xb1\x01\n\x1f\x46ocusContractCommitmentCategory\x12\x32\n.FOCUS_CONTRACT_COMMITMENT_CATEGORY_UNSPECIFIED\x10\x00\x12,\n(FOCUS_CONTRACT_COMMITMENT_CATEGORY_SPEND\x10\x01\x12,\n(FOCUS_CONTRACT_COMMITMENT_CATEGORY_USAGE\x10\x02\x42>Z<github.com/rshade/finfocus-spec/sdk/go/proto/finfocus/v1;pbcb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(
+    b'\n\x17\x66infocus/v1/focus.proto\x12\x0b\x66infocus.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17\x66infocus/v1/enums.proto"\xed\x13\n\x0f\x46ocusCostRecord\x12\x19\n\rprovider_name\x18\x01 \x01(\tB\x02\x18\x01\x12\x1a\n\x12\x62illing_account_id\x18\x02 \x01(\t\x12\x1c\n\x14\x62illing_account_name\x18\x03 \x01(\t\x12\x16\n\x0esub_account_id\x18\x18 \x01(\t\x12\x18\n\x10sub_account_name\x18\x19 \x01(\t\x12\x1c\n\x14\x62illing_account_type\x18* \x01(\t\x12\x18\n\x10sub_account_type\x18+ \x01(\t\x12\x38\n\x14\x62illing_period_start\x18\x1a \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12\x62illing_period_end\x18\x1b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x62illing_currency\x18\x12 \x01(\t\x12\x37\n\x13\x63harge_period_start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11\x63harge_period_end\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x0f\x63harge_category\x18\x08 \x01(\x0e\x32 .finfocus.v1.FocusChargeCategory\x12\x33\n\x0c\x63harge_class\x18\x1c \x01(\x0e\x32\x1d.finfocus.v1.FocusChargeClass\x12\x1a\n\x12\x63harge_description\x18\x1d \x01(\t\x12;\n\x10\x63harge_frequency\x18\x1e \x01(\x0e\x32!.finfocus.v1.FocusChargeFrequency\x12;\n\x10pricing_category\x18\t \x01(\x0e\x32!.finfocus.v1.FocusPricingCategory\x12\x18\n\x10pricing_quantity\x18\x1f \x01(\x01\x12\x14\n\x0cpricing_unit\x18  \x01(\t\x12\x17\n\x0flist_unit_price\x18! \x01(\x01\x12\x18\n\x10pricing_currency\x18\x33 \x01(\t\x12.\n&pricing_currency_contracted_unit_price\x18\x34 \x01(\x01\x12\'\n\x1fpricing_currency_effective_cost\x18\x35 \x01(\x01\x12(\n pricing_currency_list_unit_price\x18\x36 \x01(\x01\x12;\n\x10service_category\x18\x06 \x01(\x0e\x32!.finfocus.v1.FocusServiceCategory\x12\x14\n\x0cservice_name\x18\x07 \x01(\t\x12\x1b\n\x13service_subcategory\x18\x38 \x01(\t\x12\x15\n\tpublisher\x18\x37 \x01(\tB\x02\x18\x01\x12\x13\n\x0bresource_id\x18\x0c \x01(\t\x12\x15\n\rresource_name\x18\r \x01(\t\x12\x15\n\rresource_type\x18" \x01(\t\x12\x0e\n\x06sku_id\x18\x0e \x01(\t\x12\x14\n\x0csku_price_id\x18# \x01(\t\x12\x11\n\tsku_meter\x18\x39 \x01(\t\x12\x19\n\x11sku_price_details\x18: \x01(\t\x12\x11\n\tregion_id\x18\n \x01(\t\x12\x13\n\x0bregion_name\x18\x0b \x01(\t\x12\x19\n\x11\x61vailability_zone\x18$ \x01(\t\x12\x13\n\x0b\x62illed_cost\x18\x0f \x01(\x01\x12\x11\n\tlist_cost\x18\x10 \x01(\x01\x12\x16\n\x0e\x65\x66\x66\x65\x63tive_cost\x18\x11 \x01(\x01\x12\x17\n\x0f\x63ontracted_cost\x18) \x01(\x01\x12\x1d\n\x15\x63ontracted_unit_price\x18\x32 \x01(\x01\x12\x19\n\x11\x63onsumed_quantity\x18\x14 \x01(\x01\x12\x15\n\rconsumed_unit\x18\x15 \x01(\t\x12R\n\x1c\x63ommitment_discount_category\x18% \x01(\x0e\x32,.finfocus.v1.FocusCommitmentDiscountCategory\x12\x1e\n\x16\x63ommitment_discount_id\x18& \x01(\t\x12 \n\x18\x63ommitment_discount_name\x18\' \x01(\t\x12$\n\x1c\x63ommitment_discount_quantity\x18. \x01(\x01\x12N\n\x1a\x63ommitment_discount_status\x18/ \x01(\x0e\x32*.finfocus.v1.FocusCommitmentDiscountStatus\x12 \n\x18\x63ommitment_discount_type\x18\x30 \x01(\t\x12 \n\x18\x63ommitment_discount_unit\x18\x31 \x01(\t\x12\x1f\n\x17\x63\x61pacity_reservation_id\x18, \x01(\t\x12P\n\x1b\x63\x61pacity_reservation_status\x18- \x01(\x0e\x32+.finfocus.v1.FocusCapacityReservationStatus\x12\x12\n\ninvoice_id\x18\x13 \x01(\t\x12\x16\n\x0einvoice_issuer\x18( \x01(\t\x12\x34\n\x04tags\x18\x16 \x03(\x0b\x32&.finfocus.v1.FocusCostRecord.TagsEntry\x12K\n\x10\x65xtended_columns\x18\x17 \x03(\x0b\x32\x31.finfocus.v1.FocusCostRecord.ExtendedColumnsEntry\x12\x1d\n\x15service_provider_name\x18; \x01(\t\x12\x1a\n\x12host_provider_name\x18< \x01(\t\x12\x1b\n\x13\x61llocated_method_id\x18= \x01(\t\x12 \n\x18\x61llocated_method_details\x18> \x01(\t\x12\x1d\n\x15\x61llocated_resource_id\x18? \x01(\t\x12\x1f\n\x17\x61llocated_resource_name\x18@ \x01(\t\x12G\n\x0e\x61llocated_tags\x18\x41 \x03(\x0b\x32/.finfocus.v1.FocusCostRecord.AllocatedTagsEntry\x12\x18\n\x10\x63ontract_applied\x18\x42 \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x36\n\x14\x45xtendedColumnsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x34\n\x12\x41llocatedTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01"\xc1\x04\n\x12\x43ontractCommitment\x12\x1e\n\x16\x63ontract_commitment_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ontract_id\x18\x02 \x01(\t\x12R\n\x1c\x63ontract_commitment_category\x18\x03 \x01(\x0e\x32,.finfocus.v1.FocusContractCommitmentCategory\x12 \n\x18\x63ontract_commitment_type\x18\x04 \x01(\t\x12\x44\n contract_commitment_period_start\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x42\n\x1e\x63ontract_commitment_period_end\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x15\x63ontract_period_start\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x13\x63ontract_period_end\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x18\x63ontract_commitment_cost\x18\t \x01(\x01\x12$\n\x1c\x63ontract_commitment_quantity\x18\n \x01(\x01\x12 \n\x18\x63ontract_commitment_unit\x18\x0b \x01(\t\x12\x18\n\x10\x62illing_currency\x18\x0c \x01(\t*\xb1\x01\n\x1f\x46ocusContractCommitmentCategory\x12\x32\n.FOCUS_CONTRACT_COMMITMENT_CATEGORY_UNSPECIFIED\x10\x00\x12,\n(FOCUS_CONTRACT_COMMITMENT_CATEGORY_SPEND\x10\x01\x12,\n(FOCUS_CONTRACT_COMMITMENT_CATEGORY_USAGE\x10\x02\x42>Z<github.com/rshade/finfocus-spec/sdk/go/proto/finfocus/v1;pbcb\x06proto3'
+)
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'finfocus.v1.focus_pb2', _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, "finfocus.v1.focus_pb2", _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  _globals['DESCRIPTOR']._loaded_options = None
-  _globals['DESCRIPTOR']._serialized_options = b'Z<github.com/rshade/finfocus-spec/sdk/go/proto/finfocus/v1;pbc'
-  _globals['_FOCUSCOSTRECORD_TAGSENTRY']._loaded_options = None
-  _globals['_FOCUSCOSTRECORD_TAGSENTRY']._serialized_options = b'8\001'
-  _globals['_FOCUSCOSTRECORD_EXTENDEDCOLUMNSENTRY']._loaded_options = None
-  _globals['_FOCUSCOSTRECORD_EXTENDEDCOLUMNSENTRY']._serialized_options = b'8\001'
-  _globals['_FOCUSCOSTRECORD_ALLOCATEDTAGSENTRY']._loaded_options = None
-  _globals['_FOCUSCOSTRECORD_ALLOCATEDTAGSENTRY']._serialized_options = b'8\001'
-  _globals['_FOCUSCOSTRECORD'].fields_by_name['provider_name']._loaded_options = None
-  _globals['_FOCUSCOSTRECORD'].fields_by_name['provider_name']._serialized_options = b'\030\001'
-  _globals['_FOCUSCOSTRECORD'].fields_by_name['publisher']._loaded_options = None
-  _globals['_FOCUSCOSTRECORD'].fields_by_name['publisher']._serialized_options = b'\030\001'
-  _globals['_FOCUSCONTRACTCOMMITMENTCATEGORY']._serialized_start=3223
-  _globals['_FOCUSCONTRACTCOMMITMENTCATEGORY']._serialized_end=3400
-  _globals['_FOCUSCOSTRECORD']._serialized_start=99
-  _globals['_FOCUSCOSTRECORD']._serialized_end=2640
-  _globals['_FOCUSCOSTRECORD_TAGSENTRY']._serialized_start=2487
-  _globals['_FOCUSCOSTRECORD_TAGSENTRY']._serialized_end=2530
-  _globals['_FOCUSCOSTRECORD_EXTENDEDCOLUMNSENTRY']._serialized_start=2532
-  _globals['_FOCUSCOSTRECORD_EXTENDEDCOLUMNSENTRY']._serialized_end=2586
-  _globals['_FOCUSCOSTRECORD_ALLOCATEDTAGSENTRY']._serialized_start=2588
-  _globals['_FOCUSCOSTRECORD_ALLOCATEDTAGSENTRY']._serialized_end=2640
-  _globals['_CONTRACTCOMMITMENT']._serialized_start=2643
-  _globals['_CONTRACTCOMMITMENT']._serialized_end=3220
+    _globals["DESCRIPTOR"]._loaded_options = None
+    _globals[
+        "DESCRIPTOR"
+    ]._serialized_options = b"Z<github.com/rshade/finfocus-spec/sdk/go/proto/finfocus/v1;pbc"
+    _globals["_FOCUSCOSTRECORD_TAGSENTRY"]._loaded_options = None
+    _globals["_FOCUSCOSTRECORD_TAGSENTRY"]._serialized_options = b"8\001"
+    _globals["_FOCUSCOSTRECORD_EXTENDEDCOLUMNSENTRY"]._loaded_options = None
+    _globals["_FOCUSCOSTRECORD_EXTENDEDCOLUMNSENTRY"]._serialized_options = b"8\001"
+    _globals["_FOCUSCOSTRECORD_ALLOCATEDTAGSENTRY"]._loaded_options = None
+    _globals["_FOCUSCOSTRECORD_ALLOCATEDTAGSENTRY"]._serialized_options = b"8\001"
+    _globals["_FOCUSCOSTRECORD"].fields_by_name["provider_name"]._loaded_options = None
+    _globals["_FOCUSCOSTRECORD"].fields_by_name["provider_name"]._serialized_options = b"\030\001"
+    _globals["_FOCUSCOSTRECORD"].fields_by_name["publisher"]._loaded_options = None
+    _globals["_FOCUSCOSTRECORD"].fields_by_name["publisher"]._serialized_options = b"\030\001"
+    _globals["_FOCUSCONTRACTCOMMITMENTCATEGORY"]._serialized_start = 3223
+    _globals["_FOCUSCONTRACTCOMMITMENTCATEGORY"]._serialized_end = 3400
+    _globals["_FOCUSCOSTRECORD"]._serialized_start = 99
+    _globals["_FOCUSCOSTRECORD"]._serialized_end = 2640
+    _globals["_FOCUSCOSTRECORD_TAGSENTRY"]._serialized_start = 2487
+    _globals["_FOCUSCOSTRECORD_TAGSENTRY"]._serialized_end = 2530
+    _globals["_FOCUSCOSTRECORD_EXTENDEDCOLUMNSENTRY"]._serialized_start = 2532
+    _globals["_FOCUSCOSTRECORD_EXTENDEDCOLUMNSENTRY"]._serialized_end = 2586
+    _globals["_FOCUSCOSTRECORD_ALLOCATEDTAGSENTRY"]._serialized_start = 2588
+    _globals["_FOCUSCOSTRECORD_ALLOCATEDTAGSENTRY"]._serialized_end = 2640
+    _globals["_CONTRACTCOMMITMENT"]._serialized_start = 2643
+    _globals["_CONTRACTCOMMITMENT"]._serialized_end = 3220
 # @@protoc_insertion_point(module_scope)

@@ -24,7 +24,13 @@ def main() -> int:
 
     include = Path(grpc_tools.__file__).parent / "_proto"
     with tempfile.TemporaryDirectory() as out:
-        args = ["protoc", f"-I{HERE / 'proto'}", f"-I{include}", f"--python_out={out}", f"--grpc_python_out={out}"]
+        args = [
+            "protoc",
+            f"-I{HERE / 'proto'}",
+            f"-I{include}",
+            f"--python_out={out}",
+            f"--grpc_python_out={out}",
+        ]
         args += [f"finfocus/v1/{name}.proto" for name in PROTOS]
         if protoc.main(args) != 0:
             print("protoc failed", file=sys.stderr)
@@ -32,7 +38,12 @@ def main() -> int:
         for path in sorted((Path(out) / "finfocus" / "v1").glob("*.py")):
             if path.name.endswith("_grpc.py") and "class " not in path.read_text():
                 continue  # a proto without a service: nothing in its _grpc module
-            text = re.sub(r"^from finfocus\.v1 import ", "from services.pricing.finfocus_spec import ", path.read_text(), flags=re.M)
+            text = re.sub(
+                r"^from finfocus\.v1 import ",
+                "from services.pricing.finfocus_spec import ",
+                path.read_text(),
+                flags=re.M,
+            )
             (HERE / path.name).write_text(HEADER + text)
             print(f"wrote {HERE / path.name}")
     return 0

@@ -85,10 +85,18 @@ async def launch(host: PluginHost, ref: PluginRef):
     assigned = _free_port()
     env = {**os.environ, **ref.manifest.env, "FINFOCUS_PLUGIN_PORT": str(assigned)}
     env.pop("PORT", None)  # finfocus-spec plugins must not pick a generic PORT up
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[3]), env.get("PYTHONPATH")]))  # noqa: ASYNC240 - once per start
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(Path(__file__).resolve().parents[3]), env.get("PYTHONPATH")])  # noqa: ASYNC240 - once per start
+    )
     process = await asyncio.create_subprocess_exec(
-        *ref.argv(), f"--port={assigned}", cwd=ref.directory, stdout=asyncio.subprocess.PIPE, stderr=stderr,
-        stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True,
+        *ref.argv(),
+        f"--port={assigned}",
+        cwd=ref.directory,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=stderr,
+        stdin=asyncio.subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
     )
     wait = max(host.start_timeout, host.timeout)
     try:
@@ -109,8 +117,10 @@ async def launch(host: PluginHost, ref: PluginRef):
             await channel.close()
             raise
         if answer.name != ref.name:
-            logger.info("finfocus.v1 plugin names itself differently",
-                        extra={"fields": {"plugin": ref.name, "name": answer.name}})
+            logger.info(
+                "finfocus.v1 plugin names itself differently",
+                extra={"fields": {"plugin": ref.name, "name": answer.name}},
+            )
     except BaseException:
         if process.returncode is None:
             process.kill()
@@ -141,19 +151,29 @@ async def quote(host: PluginHost, ref: PluginRef, line: UsageLine) -> Quote | No
     from services.pricing.finfocus_spec import costsource_pb2 as v1
     from services.pricing.host import BadAnswer, NoAnswer
 
-    resource = _descriptor(provider=line.provider, service=line.service, sku=line.sku,
-                           resource_type_=line.resource_type, region=line.region, unit=line.unit)
+    resource = _descriptor(
+        provider=line.provider,
+        service=line.service,
+        sku=line.sku,
+        resource_type_=line.resource_type,
+        region=line.region,
+        unit=line.unit,
+    )
     try:
         got = None
         try:
-            answer = await host._call(ref, "GetPricingSpec", v1.GetPricingSpecRequest(resource=resource), QUIET)
+            answer = await host._call(
+                ref, "GetPricingSpec", v1.GetPricingSpecRequest(resource=resource), QUIET
+            )
             if answer.HasField("spec"):
                 got = adapter.price_from_spec(answer.spec, line.unit)
         except NoAnswer:
             pass
         if got is None:
             try:
-                answer = await host._call(ref, "GetProjectedCost", v1.GetProjectedCostRequest(resource=resource), QUIET)
+                answer = await host._call(
+                    ref, "GetProjectedCost", v1.GetProjectedCostRequest(resource=resource), QUIET
+                )
             except NoAnswer:
                 return None
             got = adapter.price_from_projected(answer, line.unit)
@@ -164,16 +184,35 @@ async def quote(host: PluginHost, ref: PluginRef, line: UsageLine) -> Quote | No
     return Quote(f"plugin:{ref.name}", got.price, _checked(ref, got.currency), got.unit)
 
 
-async def projected(host: PluginHost, ref: PluginRef, *, provider, service, sku, resource_type, region, unit,
-                    attributes) -> ProjectedAnswer | None:
+async def projected(
+    host: PluginHost,
+    ref: PluginRef,
+    *,
+    provider,
+    service,
+    sku,
+    resource_type,
+    region,
+    unit,
+    attributes,
+) -> ProjectedAnswer | None:
     """`GetProjectedCost` for one planned resource."""
     from services.pricing.finfocus_spec import costsource_pb2 as v1
     from services.pricing.host import BadAnswer, NoAnswer, ProjectedAnswer
 
-    resource = _descriptor(provider=provider, service=service, sku=sku, resource_type_=resource_type, region=region,
-                           unit=unit, attributes=attributes)
+    resource = _descriptor(
+        provider=provider,
+        service=service,
+        sku=sku,
+        resource_type_=resource_type,
+        region=region,
+        unit=unit,
+        attributes=attributes,
+    )
     try:
-        answer = await host._call(ref, "GetProjectedCost", v1.GetProjectedCostRequest(resource=resource), QUIET)
+        answer = await host._call(
+            ref, "GetProjectedCost", v1.GetProjectedCostRequest(resource=resource), QUIET
+        )
     except NoAnswer:
         return None
     try:
@@ -183,19 +222,31 @@ async def projected(host: PluginHost, ref: PluginRef, *, provider, service, sku,
         raise BadAnswer(f"{ref.name}: {exc}") from None
     if not unit_price and not monthly and not answer.currency:
         return None  # an empty answer: nothing known
-    return ProjectedAnswer(f"plugin:{ref.name}", unit_price, monthly, _checked(ref, answer.currency), unit or "",
-                           answer.billing_detail)
+    return ProjectedAnswer(
+        f"plugin:{ref.name}",
+        unit_price,
+        monthly,
+        _checked(ref, answer.currency),
+        unit or "",
+        answer.billing_detail,
+    )
 
 
-async def actual(host: PluginHost, ref: PluginRef, resource_id: str, start: str, end: str, attributes: dict) -> list:
+async def actual(
+    host: PluginHost, ref: PluginRef, resource_id: str, start: str, end: str, attributes: dict
+) -> list:
     """`GetActualCost` as this project's `ActualCostResult` messages (decimal strings)."""
     from finfocus.plugin_sdk import finfocus_plugin_pb2 as pb
     from services.pricing.finfocus_spec import costsource_pb2 as v1
     from services.pricing.host import PluginError
 
     try:
-        request = v1.GetActualCostRequest(resource_id=resource_id, start=adapter.timestamp_of(start),
-                                          end=adapter.timestamp_of(end), tags=attributes)
+        request = v1.GetActualCostRequest(
+            resource_id=resource_id,
+            start=adapter.timestamp_of(start),
+            end=adapter.timestamp_of(end),
+            tags=attributes,
+        )
         answer = await host._call(ref, "GetActualCost", request, QUIET)
         points = adapter.actual_points(answer.results, end)
     except (PluginError, ValueError) as exc:
@@ -207,9 +258,16 @@ async def actual(host: PluginHost, ref: PluginRef, resource_id: str, start: str,
         if not is_iso_4217(p.currency):
             host._failed(ref.name, f"{ref.name} answered currency {p.currency!r}")
             return []
-        rows.append(pb.ActualCostResult(
-            start=p.start, end=p.end, cost=format(p.cost, "f"), currency=p.currency,
-            usage_amount="" if p.usage_amount is None else format(p.usage_amount, "f"),
-            usage_unit=p.usage_unit, source=p.source or f"plugin:{ref.name}", labels=p.labels,
-        ))
+        rows.append(
+            pb.ActualCostResult(
+                start=p.start,
+                end=p.end,
+                cost=format(p.cost, "f"),
+                currency=p.currency,
+                usage_amount="" if p.usage_amount is None else format(p.usage_amount, "f"),
+                usage_unit=p.usage_unit,
+                source=p.source or f"plugin:{ref.name}",
+                labels=p.labels,
+            )
+        )
     return rows

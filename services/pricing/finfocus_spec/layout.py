@@ -32,15 +32,21 @@ def spec_manifest_data(directory: Path) -> dict | None:
             meta = loaded if isinstance(loaded, dict) else {}
         except (OSError, ValueError):
             meta = {}
-    programs = sorted(p for p in directory.iterdir() if _executable(p)) if directory.is_dir() else []
+    programs = (
+        sorted(p for p in directory.iterdir() if _executable(p)) if directory.is_dir() else []
+    )
     binary = next((p for p in programs if p.name in {f"finfocus-plugin-{name}", name}), None)
     if binary is None and len(programs) == 1:
         binary = programs[0]
     if binary is None:
         return None
     description = meta.get("description") if isinstance(meta.get("description"), str) else None
-    if not binary.name.startswith((f"finfocus-plugin-{name}", name)) and binary.name.startswith("finfocus-plugin-"):
-        name = binary.name.removeprefix("finfocus-plugin-")  # an unpacked release outside the plugins tree
+    if not binary.name.startswith((f"finfocus-plugin-{name}", name)) and binary.name.startswith(
+        "finfocus-plugin-"
+    ):
+        name = binary.name.removeprefix(
+            "finfocus-plugin-"
+        )  # an unpacked release outside the plugins tree
     return {
         "name": meta.get("name") if isinstance(meta.get("name"), str) else name,
         "version": meta.get("version") if isinstance(meta.get("version"), str) else version,

@@ -14,7 +14,9 @@ from services.pricing.manifest import PluginManifest, PluginRef, discover
 
 class AwsPublicParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    offers_dir: Path | None = Field(None, description="Directory of AWS bulk offer files (default: the trimmed set shipped)")
+    offers_dir: Path | None = Field(
+        None, description="Directory of AWS bulk offer files (default: the trimmed set shipped)"
+    )
 
 
 class OpenCostParams(BaseModel):
@@ -33,17 +35,21 @@ class Builtin:
         argv = ["{python}", "-m", self.module]
         for key, value in params.model_dump(exclude_none=True).items():
             argv += [f"--{key.replace('_', '-').removesuffix('-dir')}", str(value)]
-        manifest = PluginManifest(name=name, version="builtin", command=argv, description=self.description)
+        manifest = PluginManifest(
+            name=name, version="builtin", command=argv, description=self.description
+        )
         return PluginRef(manifest, Path(__file__).resolve().parents[3])
 
 
 BUILTINS: dict[str, Builtin] = {
     "aws-public": Builtin(
-        "services.pricing.plugins.aws_public", AwsPublicParams,
+        "services.pricing.plugins.aws_public",
+        AwsPublicParams,
         "AWS public on-demand prices from bulk offer files (EC2, EBS, RDS, S3, ELB, NAT gateway)",
     ),
     "opencost": Builtin(
-        "services.pricing.plugins.opencost", OpenCostParams,
+        "services.pricing.plugins.opencost",
+        OpenCostParams,
         "Kubernetes costs from an OpenCost allocation API",
     ),
 }
@@ -52,7 +58,9 @@ BUILTINS: dict[str, Builtin] = {
 def builtin_refs(settings) -> list[PluginRef]:
     """Refs of the built-in plugins enabled in `settings.pricing_builtin_plugins`."""
     refs = []
-    for name in [n.strip() for n in (settings.pricing_builtin_plugins or "").split(",") if n.strip()]:
+    for name in [
+        n.strip() for n in (settings.pricing_builtin_plugins or "").split(",") if n.strip()
+    ]:
         builtin = BUILTINS.get(name)
         if builtin is None:
             raise ValueError(f"unknown built-in plugin {name!r}; known: {', '.join(BUILTINS)}")
@@ -65,7 +73,6 @@ def builtin_refs(settings) -> list[PluginRef]:
             params = OpenCostParams(url=settings.pricing_opencost_url)
         refs.append(builtin.ref(name, params))
     return refs
-
 
 
 def make_host(settings, *, cache_file: Path | None = None) -> PluginHost:

@@ -9,10 +9,18 @@ import pytest
 from services.anomaly.alerts import Subscription, backoff, render
 
 ANOMALY = {
-    "anomaly_id": "anm-1", "severity": "high", "status": "open", "monitor": "services",
-    "dimension": {"ServiceName": "AmazonEC2"}, "impact": "150.00", "impact_pct": "30.00",
-    "actual_cost": "650.00", "expected_cost": "500.00", "currency": "USD",
-    "window_start": "2026-03-29T00:00:00Z", "window_end": "2026-03-30T00:00:00Z",
+    "anomaly_id": "anm-1",
+    "severity": "high",
+    "status": "open",
+    "monitor": "services",
+    "dimension": {"ServiceName": "AmazonEC2"},
+    "impact": "150.00",
+    "impact_pct": "30.00",
+    "actual_cost": "650.00",
+    "expected_cost": "500.00",
+    "currency": "USD",
+    "window_start": "2026-03-29T00:00:00Z",
+    "window_end": "2026-03-30T00:00:00Z",
 }
 
 
@@ -38,13 +46,19 @@ def test_daily_digest_is_due_at_the_next_digest_hour():
     now = datetime(2026, 3, 29, 10, 30, tzinfo=UTC)
     assert sub().due_at(now) == now
     assert sub(frequency="daily", digest_hour=8).due_at(now) == datetime(2026, 3, 30, 8, tzinfo=UTC)
-    assert sub(frequency="daily", digest_hour=12).due_at(now) == datetime(2026, 3, 29, 12, tzinfo=UTC)
+    assert sub(frequency="daily", digest_hour=12).due_at(now) == datetime(
+        2026, 3, 29, 12, tzinfo=UTC
+    )
 
 
 def test_slack_and_teams_bodies_and_digests():
     assert "anm-1" in render("slack", [ANOMALY])["text"]
     teams = render("teams", [ANOMALY, {**ANOMALY, "anomaly_id": "anm-2"}])
-    assert teams["@type"] == "MessageCard" and "2 cost anomalies" in teams["title"] and "anm-2" in teams["text"]
+    assert (
+        teams["@type"] == "MessageCard"
+        and "2 cost anomalies" in teams["title"]
+        and "anm-2" in teams["text"]
+    )
     assert render("json", [ANOMALY])["anomalies"] == [ANOMALY]
 
 

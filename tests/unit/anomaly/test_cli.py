@@ -37,11 +37,20 @@ def test_list_query_binds_every_user_value():
 
 def test_commands_have_help_and_bad_usage_exits_2(tmp_path, monkeypatch):
     runner = CliRunner()
-    for args in (["anomalies", "--help"], ["anomalies", "list", "--help"], ["anomalies", "feedback", "--help"],
-                 ["anomalies", "monitors", "add", "--help"]):
+    for args in (
+        ["anomalies", "--help"],
+        ["anomalies", "list", "--help"],
+        ["anomalies", "feedback", "--help"],
+        ["anomalies", "monitors", "add", "--help"],
+    ):
         assert runner.invoke(app, args).exit_code == 0
     assert runner.invoke(app, ["anomalies", "list", "--severity", "urgent"]).exit_code == 2
     monkeypatch.setenv("FINFOCUS_HOME", str(tmp_path))
     # checked before anything is sent (adding and listing: tests/integration/test_monitor_commands.py)
     assert runner.invoke(app, ["anomalies", "monitors", "add", "x", "-d", "Nope"]).exit_code == 2
-    assert runner.invoke(app, ["anomalies", "monitors", "add", "x", "-d", "RegionId", "--detector", "no"]).exit_code == 2
+    assert (
+        runner.invoke(
+            app, ["anomalies", "monitors", "add", "x", "-d", "RegionId", "--detector", "no"]
+        ).exit_code
+        == 2
+    )

@@ -22,7 +22,9 @@ def holiday(n: int = WEEK * 8) -> tuple[np.ndarray, int]:
     y = weekly(n)
     t0 = WEEK * 6 + 24 * 2  # a Wednesday of the seventh week runs like a Sunday
     t = np.arange(t0, t0 + 24)
-    y[t0 : t0 + 24] = 50 + 4 * np.sin(2 * np.pi * t / 24) + np.random.default_rng(3).normal(0, 1, 24)
+    y[t0 : t0 + 24] = (
+        50 + 4 * np.sin(2 * np.pi * t / 24) + np.random.default_rng(3).normal(0, 1, 24)
+    )
     return y, t0
 
 

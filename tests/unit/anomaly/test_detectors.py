@@ -18,7 +18,9 @@ from services.anomaly.detectors import (
 )
 
 
-def weekly(n: int, seed: int = 1, weekend: float = 0.6, level: float = 100.0, noise: float = 3.0) -> np.ndarray:
+def weekly(
+    n: int, seed: int = 1, weekend: float = 0.6, level: float = 100.0, noise: float = 3.0
+) -> np.ndarray:
     rng = np.random.default_rng(seed)
     days = np.arange(n)
     return (level + rng.normal(0, noise, n)) * np.where(days % 7 >= 5, weekend, 1.0)
@@ -120,7 +122,9 @@ def test_resumed_walk_gives_the_same_result_as_a_full_one():
     resumed = robust_seasonal(y, phase, resume=state)
     assert np.allclose(full.expected, resumed.expected, equal_nan=True)
     assert np.allclose(full.scores, resumed.scores)
-    assert [(e.start, e.end, e.kind) for e in full.episodes] == [(e.start, e.end, e.kind) for e in resumed.episodes]
+    assert [(e.start, e.end, e.kind) for e in full.episodes] == [
+        (e.start, e.end, e.kind) for e in resumed.episodes
+    ]
     assert len(resumed.state.y) == 120
 
 
@@ -154,7 +158,11 @@ def test_walk_resumes_from_the_first_changed_step_with_identical_results():
     assert state.common_prefix(late) == 85
     assert np.allclose(full.expected, resumed.expected, equal_nan=True)
     assert np.allclose(full.scores, resumed.scores)
-    assert [(e.start, e.end) for e in full.episodes] == [(e.start, e.end) for e in resumed.episodes] == [(30, 31), (85, 86)]
+    assert (
+        [(e.start, e.end) for e in full.episodes]
+        == [(e.start, e.end) for e in resumed.episodes]
+        == [(30, 31), (85, 86)]
+    )
 
 
 # context-surprise: the streaming detector for dense metrics (NAB in bench/anomaly_accuracy.py)

@@ -30,8 +30,17 @@ D0 = date(2026, 1, 1)
 
 
 def finding(start: int, end: int, actual="500", expected="100") -> Finding:
-    return Finding(KEY, D0 + timedelta(start), D0 + timedelta(end), Decimal(expected), Decimal(actual),
-                   9.0, "spike", "robust-seasonal", D0)
+    return Finding(
+        KEY,
+        D0 + timedelta(start),
+        D0 + timedelta(end),
+        Decimal(expected),
+        Decimal(actual),
+        9.0,
+        "spike",
+        "robust-seasonal",
+        D0,
+    )
 
 
 def test_domain_imports_no_io_frameworks():
@@ -91,7 +100,9 @@ def test_ongoing_anomaly_grows_instead_of_raising_a_new_one():
     first = finding(29, 30)
     [c1] = reconcile(KEY, DIM, [first], [], through=D0 + timedelta(29), evaluated_from=D0)
     assert c1.status == "ongoing"
-    raised = Raised(c1.anomaly_id, KEY, first.start, first.end, first.expected, first.actual, "ongoing")
+    raised = Raised(
+        c1.anomaly_id, KEY, first.start, first.end, first.expected, first.actual, "ongoing"
+    )
     longer = finding(29, 31, actual="1000", expected="200")
     [c2] = reconcile(KEY, DIM, [longer], [raised], through=D0 + timedelta(30), evaluated_from=D0)
     assert (c2.kind, c2.anomaly_id, c2.status) == ("updated", c1.anomaly_id, "ongoing")
@@ -99,17 +110,34 @@ def test_ongoing_anomaly_grows_instead_of_raising_a_new_one():
 
 def test_anomaly_that_restated_data_removes_is_resolved():
     f = finding(10, 11)
-    raised = Raised(anomaly_id("services", DIM, f.start), KEY, f.start, f.end, f.expected, f.actual, "open")
+    raised = Raised(
+        anomaly_id("services", DIM, f.start), KEY, f.start, f.end, f.expected, f.actual, "open"
+    )
     [change] = reconcile(KEY, DIM, [], [raised], through=D0 + timedelta(30), evaluated_from=D0)
     assert (change.kind, change.status) == ("resolved", "resolved")
     # outside the evaluated range it is left alone
-    assert reconcile(KEY, DIM, [], [raised], through=D0 + timedelta(30), evaluated_from=D0 + timedelta(20)) == []
+    assert (
+        reconcile(
+            KEY, DIM, [], [raised], through=D0 + timedelta(30), evaluated_from=D0 + timedelta(20)
+        )
+        == []
+    )
 
 
 def test_feedback_suppresses_new_findings_of_the_series():
     f = finding(20, 21)
-    assert reconcile(KEY, DIM, [f], [], through=D0 + timedelta(30), evaluated_from=D0,
-                     suppress_until=D0 + timedelta(25)) == []
+    assert (
+        reconcile(
+            KEY,
+            DIM,
+            [f],
+            [],
+            through=D0 + timedelta(30),
+            evaluated_from=D0,
+            suppress_until=D0 + timedelta(25),
+        )
+        == []
+    )
 
 
 def test_complete_days_follow_the_watermark():
@@ -129,7 +157,17 @@ def test_findings_are_expressed_in_money_with_impact_and_percent():
 
 
 def test_lines_map_to_the_series_of_each_monitor():
-    line = CostLine("r1", "AWS", "999", "111", "AmazonEC2", "USD", D0, datetime(2026, 1, 2, tzinfo=UTC), Decimal(1))
+    line = CostLine(
+        "r1",
+        "AWS",
+        "999",
+        "111",
+        "AmazonEC2",
+        "USD",
+        D0,
+        datetime(2026, 1, 2, tzinfo=UTC),
+        Decimal(1),
+    )
     assert list(affected_series([line], [DEFAULT_MONITOR])) == [KEY]
 
 
@@ -146,14 +184,24 @@ def test_partial_day_far_out_of_range_raises_an_intraday_warning():
 
 def _line(rid: str, day: int, cost: str, **kw) -> CostLine:
     start = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=day)
-    return CostLine(rid, "AWS", "999", "111", "AmazonEC2", "USD", start.date(), start + timedelta(hours=6),
-                    Decimal(cost), **kw)
+    return CostLine(
+        rid,
+        "AWS",
+        "999",
+        "111",
+        "AmazonEC2",
+        "USD",
+        start.date(),
+        start + timedelta(hours=6),
+        Decimal(cost),
+        **kw,
+    )
 
 
 def test_point_deltas_add_new_lines_and_replace_earlier_copies():
     lines = [
         _line("new", 0, "10.50"),
-        _line("repriced", 1, "7.00"),            # stored before at 5.00
+        _line("repriced", 1, "7.00"),  # stored before at 5.00
         _line("recurring", 1, "99", charge_frequency="Recurring"),
         _line("unpriced", 2, "0", priced=False),
         _line("superseded", 3, "40", billing_scope="AWS:999:2026-01", billing_scope_version=1),
@@ -162,9 +210,9 @@ def test_point_deltas_add_new_lines_and_replace_earlier_copies():
     deltas = point_deltas(lines, previous, {"AWS:999:2026-01": 2})
     assert {d: c for d, (c, _) in deltas.items()} == {
         D0: Decimal("10.50"),
-        D0 + timedelta(1): Decimal("2.00"),    # 7.00 - 5.00; the recurring fee adds nothing
-        D0 + timedelta(2): Decimal(0),          # a point exists, but an unpriced line costs nothing
-    }                                           # and a superseded version is no point at all
+        D0 + timedelta(1): Decimal("2.00"),  # 7.00 - 5.00; the recurring fee adds nothing
+        D0 + timedelta(2): Decimal(0),  # a point exists, but an unpriced line costs nothing
+    }  # and a superseded version is no point at all
     assert deltas[D0][1] == datetime(2026, 1, 1, 6, tzinfo=UTC)
 
 

@@ -55,8 +55,11 @@ def test_false_positives_cost_less_right_after_a_window_and_the_full_weight_befo
 
 def test_the_sweep_equals_scoring_every_threshold_one_by_one():
     rng = np.random.default_rng(0)
-    corpus = [nab_file("a", 1000, [(400, 449), (700, 749)]), nab_file("b", 600, [(300, 359)]),
-              nab_file("c", 800, [])]
+    corpus = [
+        nab_file("a", 1000, [(400, 449), (700, 749)]),
+        nab_file("b", 600, [(300, 359)]),
+        nab_file("c", 800, []),
+    ]
     scores = {f.name: np.round(rng.random(len(f.values)) ** 8, 2) for f in corpus}
     thresholds, raws = sweep(corpus, scores)
     for th, raw in zip(thresholds, raws):

@@ -29,7 +29,9 @@ def noisy(n: int, level: float = 300.0, sigma: float = 0.06, seed: int = 4) -> n
     return level * np.exp(rng.normal(0, sigma, n))
 
 
-def kinds(y: np.ndarray, params: RobustSeasonalParams | None = None, **kw) -> list[tuple[int, int, str]]:
+def kinds(
+    y: np.ndarray, params: RobustSeasonalParams | None = None, **kw
+) -> list[tuple[int, int, str]]:
     det = robust_seasonal(y, np.arange(len(y)) % 7, params, **kw)
     return [(e.start, e.end, e.kind) for e in det.episodes]
 
@@ -110,8 +112,16 @@ def test_noise_alone_raises_nothing_at_the_default_sensitivity():
 
 
 def _raised(start: int, verdict: str | None) -> Raised:
-    return Raised("anm-x", KEY, D0 + timedelta(start), D0 + timedelta(start + 1), Decimal(100), Decimal(300),
-                  "acknowledged", verdict)
+    return Raised(
+        "anm-x",
+        KEY,
+        D0 + timedelta(start),
+        D0 + timedelta(start + 1),
+        Decimal(100),
+        Decimal(300),
+        "acknowledged",
+        verdict,
+    )
 
 
 def test_no_raises_the_series_threshold_and_planned_rebases():
@@ -146,7 +156,9 @@ def test_a_resumed_walk_keeps_its_drift_evidence():
     for cut in (92, 95, 97):
         head = robust_seasonal(y[:cut], phase[:cut])
         resumed = robust_seasonal(y, phase, resume=head.state)
-        assert [(e.start, e.end, e.kind) for e in resumed.episodes] == [(e.start, e.end, e.kind) for e in whole.episodes]
+        assert [(e.start, e.end, e.kind) for e in resumed.episodes] == [
+            (e.start, e.end, e.kind) for e in whole.episodes
+        ]
         np.testing.assert_array_equal(resumed.scores, whole.scores)
 
 
@@ -155,6 +167,8 @@ def test_a_shift_whose_next_days_sit_just_under_the_threshold_is_one_anomaly():
     y = np.full(20, 300.0)
     expected = np.full(20, 200.0)
     scores = np.array([0.0] * 8 + [9.5, 7.3, 6.0, 8.0, 8.0, 8.0, 8.0] + [0.2] * 5)
-    assert [(e.start, e.end, e.kind) for e in episodes_from(y, expected, scores, p)] == [(8, 15, "level-shift")]
+    assert [(e.start, e.end, e.kind) for e in episodes_from(y, expected, scores, p)] == [
+        (8, 15, "level-shift")
+    ]
     scores[10] = 0.5  # a normal day in between: two episodes
     assert len(episodes_from(y, expected, scores, p)) == 2

@@ -26,7 +26,10 @@ REFUSED = [
     ("SELECT * INTO stolen FROM pricing.v_cost_lines", "INTO"),
     ("WITH d AS (DELETE FROM pricing.cost_lines RETURNING *) SELECT * FROM d", "DELETE"),
     ("WITH u AS (UPDATE pricing.cost_lines SET tags = '{}' RETURNING 1) SELECT * FROM u", "UPDATE"),
-    ("WITH i AS (INSERT INTO pricing.cost_lines (record_id) VALUES ('x') RETURNING 1) SELECT * FROM i", "INSERT"),
+    (
+        "WITH i AS (INSERT INTO pricing.cost_lines (record_id) VALUES ('x') RETURNING 1) SELECT * FROM i",
+        "INSERT",
+    ),
     ("SELECT * FROM pricing.v_cost_lines FOR UPDATE", "LOCK"),
     ("SET statement_timeout = 0", "only SELECT"),
     ("SET ROLE postgres", "only SELECT"),
@@ -69,7 +72,10 @@ REFUSED = [
     (f"SELECT 'pg_authid'::regclass FROM {V}", "cast"),
     (f"SELECT 'pg_sleep'::regproc FROM {V}", "cast"),
     # recursion, parameters, no statement at all
-    (f"WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT * FROM r, {V}", "recursive"),
+    (
+        f"WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT * FROM r, {V}",
+        "recursive",
+    ),
     (f"SELECT * FROM {V} WHERE record_id = $1", "parameter"),
     ("", "empty"),
     ("   ", "empty"),
@@ -116,6 +122,8 @@ def test_what_runs_is_the_regenerated_statement_not_the_text():
 
 
 def test_a_string_that_looks_like_sql_stays_a_string():
-    checked = check(f"SELECT 1 FROM {V} WHERE service_name = '''; DROP TABLE pricing.cost_lines; --'")
+    checked = check(
+        f"SELECT 1 FROM {V} WHERE service_name = '''; DROP TABLE pricing.cost_lines; --'"
+    )
     assert "DROP TABLE" in checked.sql and checked.sql.count("'") % 2 == 0
     assert checked.sql.endswith("'''; DROP TABLE pricing.cost_lines; --'")

@@ -31,12 +31,16 @@ def test_a_url_needs_a_token_and_an_http_scheme(monkeypatch, capsys):
 
 
 def test_ids_are_encoded_into_the_path():
-    assert path("remediation", "commands", "a/b c", "approve") == "/api/v1/remediation/commands/a%2Fb%20c/approve"
+    assert (
+        path("remediation", "commands", "a/b c", "approve")
+        == "/api/v1/remediation/commands/a%2Fb%20c/approve"
+    )
 
 
 def test_error_details_read_as_one_line():
-    assert _detail(httpx.Response(403, json={"detail": "role viewer may not do this (needs approver)"})) == (
-        "role viewer may not do this (needs approver)")
+    assert _detail(
+        httpx.Response(403, json={"detail": "role viewer may not do this (needs approver)"})
+    ) == ("role viewer may not do this (needs approver)")
     validation = {"detail": [{"loc": ["body", "amount"], "msg": "Input should be greater than 0"}]}
     assert _detail(httpx.Response(422, json=validation)) == "amount: Input should be greater than 0"
     assert _detail(httpx.Response(502, text="bad gateway")) == "bad gateway"
@@ -44,8 +48,13 @@ def test_error_details_read_as_one_line():
 
 @pytest.mark.parametrize(
     ("status", "code", "words"),
-    [(401, 1, "refused the token"), (403, 1, "not allowed"), (409, 1, "conflict"), (400, 2, "conflict"),
-     (422, 2, "conflict")],
+    [
+        (401, 1, "refused the token"),
+        (403, 1, "not allowed"),
+        (409, 1, "conflict"),
+        (400, 2, "conflict"),
+        (422, 2, "conflict"),
+    ],
 )
 def test_api_errors_become_the_cli_exit_codes(status, code, words, capsys):
     with pytest.raises(typer.Exit) as exited:

@@ -25,22 +25,43 @@ def test_provider_aliases_match_the_data_provider_names_case_insensitively():
     assert matches("provider", "aws", "AWS") and matches("service", "bigquery", "BigQuery")
     assert not matches("provider", "aws", "Microsoft")
     assert no_match_hint("provider", "awz", ["AWS", "Microsoft", None]) == (
-        "nothing matches provider=awz; known values: AWS, Microsoft")
-    assert plural(1, "anomaly", "anomalies") == "1 anomaly" and plural(2, "anomaly", "anomalies") == "2 anomalies"
+        "nothing matches provider=awz; known values: AWS, Microsoft"
+    )
+    assert (
+        plural(1, "anomaly", "anomalies") == "1 anomaly"
+        and plural(2, "anomaly", "anomalies") == "2 anomalies"
+    )
 
 
 def test_cost_filters_compare_lower_cased_with_aliases_resolved():
-    (sql, params), _ = actual_queries(["provider"], "billed", None, None, [parse_filter("provider=aws")])
+    (sql, params), _ = actual_queries(
+        ["provider"], "billed", None, None, [parse_filter("provider=aws")]
+    )
     assert "lower(provider) = ANY(" in sql and ["aws"] in params
     assert parse_filter("provider=azure").value == "Microsoft"
 
 
 def test_forecast_filters_use_the_same_vocabulary():
     through = date(2026, 12, 1)
-    rows = [{"series_key": "k", "group": {"provider": "AWS", "service": "EC2"}, "currency": "USD", "model": "Theta",
-             "trained_through": through, "day": through + timedelta(days=i), "mean": Decimal(1),
-             "lo_80": Decimal(0), "hi_80": Decimal(2), "lo_95": Decimal(0), "hi_95": Decimal(3)} for i in range(3)]
-    assert [f["group"] for f in combine(["service"], {"provider": "aws"}, rows, 2)] == [{"service": "EC2"}]
+    rows = [
+        {
+            "series_key": "k",
+            "group": {"provider": "AWS", "service": "EC2"},
+            "currency": "USD",
+            "model": "Theta",
+            "trained_through": through,
+            "day": through + timedelta(days=i),
+            "mean": Decimal(1),
+            "lo_80": Decimal(0),
+            "hi_80": Decimal(2),
+            "lo_95": Decimal(0),
+            "hi_95": Decimal(3),
+        }
+        for i in range(3)
+    ]
+    assert [f["group"] for f in combine(["service"], {"provider": "aws"}, rows, 2)] == [
+        {"service": "EC2"}
+    ]
     check_horizon(rows, 2)
     with pytest.raises(HorizonError, match="beyond the 2 days forecast.*--horizon 2 or less"):
         check_horizon(rows, 200)
@@ -58,15 +79,31 @@ def test_export_output_is_the_format_and_file_the_path(capsys):
 
 
 def test_dash_f_is_filter_everywhere_and_no_longer_ingest_format():
-    help_text = CliRunner().invoke(app, ["ingest", "import", "--help"], env={"COLUMNS": "200"}).output
+    help_text = (
+        CliRunner().invoke(app, ["ingest", "import", "--help"], env={"COLUMNS": "200"}).output
+    )
     assert "--format" in help_text and "-f," not in help_text and "no -f" in help_text
     for command in (["cost", "actual"], ["forecast", "show"]):
-        assert "--filter" in CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"}).output
+        assert (
+            "--filter"
+            in CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"}).output
+        )
 
 
 def test_savings_json_keys_are_snake_case_with_the_old_keys_for_one_release():
-    [g] = savings_groups([{"playbook": "p", "account_id": "1", "action": "stop-instance", "currency": "USD",
-                           "expected_monthly": Decimal("5"), "realised_monthly": None}], ["playbook"])
+    [g] = savings_groups(
+        [
+            {
+                "playbook": "p",
+                "account_id": "1",
+                "action": "stop-instance",
+                "currency": "USD",
+                "expected_monthly": Decimal("5"),
+                "realised_monthly": None,
+            }
+        ],
+        ["playbook"],
+    )
     assert g["expected_monthly"] == Decimal("5") and g["measured"] == 0
     assert g["expectedMonthly"] == g["expected_monthly"]  # deprecated alias
 

@@ -11,7 +11,9 @@ from services.api.config import ApiSettings
 
 async def test_the_api_is_alive_not_ready_before_start_and_exposes_metrics(tmp_path):
     app = build_app(ApiSettings(home=tmp_path))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api"
+    ) as client:
         assert (await client.get("/healthz")).status_code == 200
         ready = await client.get("/readyz")
         assert ready.status_code == 503 and "starting" in ready.text

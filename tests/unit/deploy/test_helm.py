@@ -48,23 +48,31 @@ def by_key(docs: list[dict]) -> dict[tuple[str, str], dict]:
 
 
 def test_the_committed_example_is_what_helm_renders(renderer):
-    assert (HELM / "rendered-example.yaml").read_text() == renderer.example_text(), \
+    assert (HELM / "rendered-example.yaml").read_text() == renderer.example_text(), (
         "run python deploy/helm/render.py"
+    )
 
 
 @pytest.mark.parametrize("values", [{}, "all-options"])
 def test_helm_lint_finds_nothing_to_warn_about(renderer, values):
     import helm_python
 
-    report = helm_python.lint(CHART, all_options() if values else None, strict=True,
-                              namespace="finfocus", kube_version=f"v{KUBERNETES}")
+    report = helm_python.lint(
+        CHART,
+        all_options() if values else None,
+        strict=True,
+        namespace="finfocus",
+        kube_version=f"v{KUBERNETES}",
+    )
     assert report["errors"] == []
     assert [m for m in report["messages"] if m["severity"] >= 2] == []
 
 
 @pytest.mark.parametrize("values", [{}, "all-options"])
 def test_every_object_validates_against_the_kubernetes_schemas(renderer, values):
-    kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate missing (pip install '.[test]')")
+    kubernetes_validate = pytest.importorskip(
+        "kubernetes_validate", reason="kubernetes-validate missing (pip install '.[test]')"
+    )
     docs = renderer.render(all_options() if values else {})
     for doc in docs:
         if doc["kind"] not in CRDS:
@@ -72,20 +80,30 @@ def test_every_object_validates_against_the_kubernetes_schemas(renderer, values)
     if values:
         kinds = {d["kind"] for d in docs}
         assert {"PersistentVolumeClaim", "ConfigMap", *CRDS} <= kinds
-        mounts = {m["name"] for d in docs if d["kind"] == "Deployment"
-                  for m in d["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+        mounts = {
+            m["name"]
+            for d in docs
+            if d["kind"] == "Deployment"
+            for m in d["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+        }
         assert {"playbooks", "specs", "monitors", "kafka-ca", "vault-token"} <= mounts
         forecast = by_key(docs)[("Deployment", "finfocus-forecast")]["spec"]["template"]["spec"]
         assert forecast["tolerations"] and forecast["affinity"] and forecast["nodeSelector"]
-        database = next(e for e in forecast["containers"][0]["env"] if e["name"] == "FINFOCUS_DATABASE_URL")
+        database = next(
+            e for e in forecast["containers"][0]["env"] if e["name"] == "FINFOCUS_DATABASE_URL"
+        )
         assert database["valueFrom"]["secretKeyRef"]["name"] == "finfocus-forecast-database"
 
 
 def test_the_validator_refuses_a_broken_object():
-    kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate missing")
+    kubernetes_validate = pytest.importorskip(
+        "kubernetes_validate", reason="kubernetes-validate missing"
+    )
     deployment = next(d for d in example() if d["kind"] == "Deployment")
     broken = yaml.safe_load(yaml.safe_dump(deployment))
-    broken["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["port"] = {"no": 1}
+    broken["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["port"] = {
+        "no": 1
+    }
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, KUBERNETES, strict=True)
 
@@ -103,7 +121,9 @@ def test_one_deployment_per_service_probed_on_healthz_and_readyz():
         assert container["resources"]["limits"]["memory"]
         assert ("PodDisruptionBudget", f"finfocus-{name}") in docs
     env = docs[("ConfigMap", "finfocus-env")]["data"]
-    assert env["FINFOCUS_METRICS_HOST"] == "0.0.0.0" and env["VAULT_TOKEN_FILE"].startswith("/var/run/")
+    assert env["FINFOCUS_METRICS_HOST"] == "0.0.0.0" and env["VAULT_TOKEN_FILE"].startswith(
+        "/var/run/"
+    )
     assert "VAULT_TOKEN" not in env
 
 
@@ -120,8 +140,14 @@ def test_stateless_services_scale_and_the_singletons_do_not():
     for name in ("forecast", "remediation"):
         assert docs[("Deployment", f"finfocus-{name}")]["spec"]["replicas"] == 1
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    for name in ("ingest", "pricing", "anomaly"):  # a consumer beyond the partition count idles, not ready
-        assert values["services"][name]["autoscaling"]["maxReplicas"] <= values["kafka"]["partitions"]
+    for name in (
+        "ingest",
+        "pricing",
+        "anomaly",
+    ):  # a consumer beyond the partition count idles, not ready
+        assert (
+            values["services"][name]["autoscaling"]["maxReplicas"] <= values["kafka"]["partitions"]
+        )
 
 
 def test_the_api_and_the_intake_have_services_and_metrics_are_monitored():
@@ -135,14 +161,23 @@ def test_the_api_and_the_intake_have_services_and_metrics_are_monitored():
 
 
 def test_the_charts_rules_file_is_the_repositorys():
-    assert (CHART / "files" / "rules.yml").read_text() == \
-        (ROOT / "deploy" / "prometheus" / "rules.yml").read_text(), "copy deploy/prometheus/rules.yml into the chart"
+    assert (CHART / "files" / "rules.yml").read_text() == (
+        ROOT / "deploy" / "prometheus" / "rules.yml"
+    ).read_text(), "copy deploy/prometheus/rules.yml into the chart"
 
 
 def test_the_service_account_carries_workload_identity_annotations(renderer):
-    docs = renderer.render({"serviceAccount": {"annotations": {"iam.gke.io/gcp-service-account": "ff@p.iam.gserviceaccount.com"}}})
+    docs = renderer.render(
+        {
+            "serviceAccount": {
+                "annotations": {"iam.gke.io/gcp-service-account": "ff@p.iam.gserviceaccount.com"}
+            }
+        }
+    )
     account = next(d for d in docs if d["kind"] == "ServiceAccount")
-    assert account["metadata"]["annotations"] == {"iam.gke.io/gcp-service-account": "ff@p.iam.gserviceaccount.com"}
+    assert account["metadata"]["annotations"] == {
+        "iam.gke.io/gcp-service-account": "ff@p.iam.gserviceaccount.com"
+    }
     pods = [d["spec"]["template"]["spec"] for d in docs if d["kind"] == "Deployment"]
     assert all(p["serviceAccountName"] == account["metadata"]["name"] for p in pods)
 
@@ -152,7 +187,9 @@ def test_a_release_of_another_name_prefixes_every_object_and_reference(renderer)
     assert all(name.startswith("prod-finfocus") for _, name in docs)
     pod = docs[("Deployment", "prod-finfocus-pricing")]["spec"]["template"]["spec"]
     assert pod["containers"][0]["envFrom"] == [{"configMapRef": {"name": "prod-finfocus-env"}}]
-    assert {"name": "home", "persistentVolumeClaim": {"claimName": "prod-finfocus-home"}} in pod["volumes"]
+    assert {"name": "home", "persistentVolumeClaim": {"claimName": "prod-finfocus-home"}} in pod[
+        "volumes"
+    ]
     assert ("PersistentVolumeClaim", "prod-finfocus-home") in docs
 
 
@@ -161,7 +198,9 @@ def test_every_value_the_templates_and_the_docs_name_exists_in_values_yaml():
     command in docs/operations.md name only values that values.yaml declares."""
     templates = "\n".join(p.read_text() for p in (CHART / "templates").glob("*"))
     docs = (ROOT / "docs" / "operations.md").read_text()
-    paths = set(re.findall(r"\.Values\.([A-Za-z0-9_.]+)", templates)) | set(re.findall(r"--set ([A-Za-z0-9_.]+)=", docs))
+    paths = set(re.findall(r"\.Values\.([A-Za-z0-9_.]+)", templates)) | set(
+        re.findall(r"--set ([A-Za-z0-9_.]+)=", docs)
+    )
     assert paths
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     for path in paths:

@@ -19,9 +19,15 @@ needs_promtool = pytest.mark.skipif(
 )
 
 REQUIRED = {
-    "FinFocusServiceDown", "FinFocusConsumerLagGrowing", "FinFocusDeadLetters",
-    "FinFocusConsumerStalled", "FinFocusPluginCircuitOpen", "FinFocusIngestJobFailed",
-    "FinFocusBudgetBurnFast", "FinFocusBudgetBurnSlow", "FinFocusOutboxBacklog",
+    "FinFocusServiceDown",
+    "FinFocusConsumerLagGrowing",
+    "FinFocusDeadLetters",
+    "FinFocusConsumerStalled",
+    "FinFocusPluginCircuitOpen",
+    "FinFocusIngestJobFailed",
+    "FinFocusBudgetBurnFast",
+    "FinFocusBudgetBurnSlow",
+    "FinFocusOutboxBacklog",
 }
 
 
@@ -44,13 +50,17 @@ def anchors(markdown: str) -> set[str]:
 def test_every_alert_rule_passes_its_promtool_unit_tests():
     tests = sorted(str(p.relative_to(PROM)) for p in (PROM / "tests").glob("*.yml"))
     assert tests
-    run = subprocess.run([PROMTOOL, "test", "rules", *tests], cwd=PROM, capture_output=True, text=True)
+    run = subprocess.run(
+        [PROMTOOL, "test", "rules", *tests], cwd=PROM, capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stdout + run.stderr
 
 
 @needs_promtool
 def test_the_scrape_configuration_and_its_rules_are_valid():
-    run = subprocess.run([PROMTOOL, "check", "config", "prometheus.yml"], cwd=PROM, capture_output=True, text=True)
+    run = subprocess.run(
+        [PROMTOOL, "check", "config", "prometheus.yml"], cwd=PROM, capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "10 rules found" in run.stdout or "rules found" in run.stdout
 
@@ -90,7 +100,9 @@ def test_the_scrape_configuration_labels_every_service():
 
 
 def test_rules_read_only_documented_series():
-    documented = set(re.findall(r"`(finfocus_[a-z_]+)`", (ROOT / "docs" / "metrics.md").read_text()))
+    documented = set(
+        re.findall(r"`(finfocus_[a-z_]+)`", (ROOT / "docs" / "metrics.md").read_text())
+    )
     for rule in rules():
         for metric in re.findall(r"\b(finfocus_[a-z_]+)", rule["expr"]):
             assert metric in documented, f"{rule['alert']}: {metric} is not in docs/metrics.md"

@@ -21,7 +21,10 @@ def projection(actual: str, projected: str) -> Projection:
 
 def test_thresholds_on_actual_and_forecast_spend():
     found = breaches(BUDGET, projection("850", "1200"))
-    assert {(b.kind, b.percent) for b in found} == {("actual", Decimal(80)), ("forecast", Decimal(100))}
+    assert {(b.kind, b.percent) for b in found} == {
+        ("actual", Decimal(80)),
+        ("forecast", Decimal(100)),
+    }
     assert breaches(BUDGET, projection("100", "500")) == []
 
 
@@ -29,8 +32,15 @@ def test_alert_identity_is_per_budget_period_and_threshold():
     [a] = [b for b in breaches(BUDGET, projection("850", "900")) if b.kind == "actual"]
     [again] = [b for b in breaches(BUDGET, projection("870", "950")) if b.kind == "actual"]
     assert a.alert_id == again.alert_id  # more spend in the same period: the same alert
-    later = Projection(date(2024, 6, 1), date(2024, 7, 1), Decimal(850), Decimal(0), Decimal(850),
-                       Decimal(850), Decimal(850))
+    later = Projection(
+        date(2024, 6, 1),
+        date(2024, 7, 1),
+        Decimal(850),
+        Decimal(0),
+        Decimal(850),
+        Decimal(850),
+        Decimal(850),
+    )
     assert breaches(BUDGET, later)[0].alert_id != a.alert_id
 
 
@@ -41,7 +51,11 @@ def test_quarterly_budget_periods():
 
 
 def test_breach_becomes_a_budget_anomaly():
-    [b] = [x for x in breaches(BUDGET, projection("1100", "1300")) if x.kind == "actual" and x.percent == 100]
+    [b] = [
+        x
+        for x in breaches(BUDGET, projection("1100", "1300"))
+        if x.kind == "actual" and x.percent == 100
+    ]
     anomaly = to_anomaly(b, datetime(2024, 5, 20, tzinfo=UTC))
     assert anomaly.detector == "budget"
     assert anomaly.severity == "critical"
@@ -54,7 +68,9 @@ def test_breach_becomes_a_budget_anomaly():
 
 def test_threshold_parsing():
     assert parse_thresholds(["actual:80", "forecast:100%"]) == (
-        ("actual", Decimal(80)), ("forecast", Decimal(100)))
+        ("actual", Decimal(80)),
+        ("forecast", Decimal(100)),
+    )
     for bad in ("actual", "spend:80", "actual:x", "forecast:-1"):
         with pytest.raises(ValueError):
             parse_thresholds([bad])

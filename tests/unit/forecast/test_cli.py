@@ -12,12 +12,24 @@ from services.forecast.cli.forecast import chart, combine, parse_filters, parse_
 THROUGH = date(2024, 5, 31)
 
 
-def rows(group: dict, mean: str, spread: str, model: str = "Theta", currency: str = "USD", days: int = 3):
+def rows(
+    group: dict, mean: str, spread: str, model: str = "Theta", currency: str = "USD", days: int = 3
+):
     m, w = Decimal(mean), Decimal(spread)
     return [
-        {"series_key": f"{sorted(group.items())}|{currency}", "group": group, "currency": currency,
-         "model": model, "trained_through": THROUGH, "day": THROUGH + timedelta(days=i),
-         "mean": m, "lo_80": m - w, "hi_80": m + w, "lo_95": m - 2 * w, "hi_95": m + 2 * w}
+        {
+            "series_key": f"{sorted(group.items())}|{currency}",
+            "group": group,
+            "currency": currency,
+            "model": model,
+            "trained_through": THROUGH,
+            "day": THROUGH + timedelta(days=i),
+            "mean": m,
+            "lo_80": m - w,
+            "hi_80": m + w,
+            "lo_95": m - 2 * w,
+            "hi_95": m + 2 * w,
+        }
         for i in range(days + 1)  # the first row is trained_through itself: never shown
     ]
 
@@ -40,14 +52,22 @@ def test_exact_grouping_keeps_stored_points_and_horizon():
     ec2 = out[0]
     assert ec2["model"] == "Theta" and ec2["trained_through"] == "2024-05-31"
     assert [p["date"] for p in ec2["points"]] == ["2024-06-01", "2024-06-02"]
-    assert ec2["points"][0] == {"date": "2024-06-01", "mean": "10.00", "lo_80": "9.00", "hi_80": "11.00",
-                                "lo_95": "8.00", "hi_95": "12.00"}
+    assert ec2["points"][0] == {
+        "date": "2024-06-01",
+        "mean": "10.00",
+        "lo_80": "9.00",
+        "hi_80": "11.00",
+        "lo_95": "8.00",
+        "hi_95": "12.00",
+    }
 
 
 def test_filter_on_an_ungrouped_key_adds_up_finer_series():
-    data = (rows({"provider": "AWS", "service": "EC2"}, "10", "3")
-            + rows({"provider": "AWS", "service": "S3"}, "5", "4", model="MSTL")
-            + rows({"provider": "GCP", "service": "GCE"}, "100", "1"))
+    data = (
+        rows({"provider": "AWS", "service": "EC2"}, "10", "3")
+        + rows({"provider": "AWS", "service": "S3"}, "5", "4", model="MSTL")
+        + rows({"provider": "GCP", "service": "GCE"}, "100", "1")
+    )
     [aws] = combine(["provider"], {"provider": "AWS"}, data, horizon=5)
     assert aws["group"] == {"provider": "AWS"}
     assert aws["model"] == "sum(MSTL,Theta)"

@@ -32,8 +32,13 @@ from services.forecast.domain import (
     reconcile_bottom_up,
 )
 
-COLUMN = {"provider": "ProviderName", "service": "ServiceName", "region": "RegionId",
-          "resource": "ResourceId", "type": "ResourceType"}
+COLUMN = {
+    "provider": "ProviderName",
+    "service": "ServiceName",
+    "region": "RegionId",
+    "resource": "ResourceId",
+    "type": "ResourceType",
+}
 
 
 def _value(row: dict[str, str], dim: str) -> str | None:
@@ -51,7 +56,9 @@ def demo_series(end: date):
     for dims in dimension_sets(tag_keys):
         for r in rows:
             day = datetime.fromisoformat(r["ChargePeriodStart"].replace("Z", "+00:00")).date()
-            key = SeriesKey(dims_id(dims), tuple(sorted((d, _value(r, d)) for d in dims)), r["BillingCurrency"])
+            key = SeriesKey(
+                dims_id(dims), tuple(sorted((d, _value(r, d)) for d in dims)), r["BillingCurrency"]
+            )
             kind = RECURRING if r["ChargeFrequency"] == "Recurring" else USAGE
             costs.append(DayCost(key, day, kind, Decimal(r["BilledCost"])))
     return build_series(costs, end - timedelta(days=1)), summary
@@ -67,14 +74,21 @@ def test_every_demo_series_range_is_within_half_to_twice_and_month_end_is_sane(e
     for s in series:
         points = assemble(s, raws[s.key.as_text()]).points[:30]
         mean, lo, hi = (sum(getattr(p, a) for p in points) for a in ("mean", "lo_95", "hi_95"))
-        if mean > 0 and not (lo >= mean / 2 and hi <= 2 * mean) and not clean_history(s.usage).volatile:
+        if (
+            mean > 0
+            and not (lo >= mean / 2 and hi <= 2 * mean)
+            and not clean_history(s.usage).volatile
+        ):
             outside.append((s.key.as_text(), mean, lo, hi))
     assert len(series) > 100 and outside == []
 
     total = next(s for s in series if s.key.dims == "")
     through = total.end
-    projection = project_period(total.actual, assemble(total, raws[total.key.as_text()]),
-                                month_bounds(through + timedelta(days=1)))
+    projection = project_period(
+        total.actual,
+        assemble(total, raws[total.key.as_text()]),
+        month_bounds(through + timedelta(days=1)),
+    )
     start, stop = month_bounds(through.replace(day=1) - timedelta(days=1))
     last_month = sum(v for d, v in total.actual.items() if start <= d < stop)
     assert Decimal("0.8") * last_month < projection.projected < Decimal("1.25") * last_month

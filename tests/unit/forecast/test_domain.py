@@ -69,8 +69,10 @@ def test_seasonal_naive_repeats_the_last_week_with_widening_intervals():
     width_first = f.hi_95[0] - f.lo_95[0]
     width_second_week = f.hi_95[7] - f.lo_95[7]
     assert 0 < width_first < width_second_week
-    assert all(lo95 <= lo80 <= m <= hi80 <= hi95 for lo95, lo80, m, hi80, hi95 in
-               zip(f.lo_95, f.lo_80, f.mean, f.hi_80, f.hi_95))
+    assert all(
+        lo95 <= lo80 <= m <= hi80 <= hi95
+        for lo95, lo80, m, hi80, hi95 in zip(f.lo_95, f.lo_80, f.mean, f.hi_80, f.hi_95)
+    )
 
 
 def test_short_series_fall_back_to_their_mean_and_never_go_negative():

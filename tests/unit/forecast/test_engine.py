@@ -11,7 +11,10 @@ def weekly(n: int, level: float, amp: float, seed: int) -> list[float]:
     import random
 
     rnd = random.Random(seed)
-    return [max(0.0, level * (1 + amp * (1 if i % 7 < 5 else -2)) + rnd.gauss(0, level * 0.05)) for i in range(n)]
+    return [
+        max(0.0, level * (1 + amp * (1 if i % 7 < 5 else -2)) + rnd.gauss(0, level * 0.05))
+        for i in range(n)
+    ]
 
 
 def test_long_series_get_a_cross_validated_model_and_ordered_intervals():
@@ -25,7 +28,9 @@ def test_long_series_get_a_cross_validated_model_and_ordered_intervals():
         for lo95, lo80, m, hi80, hi95 in zip(f.lo_95, f.lo_80, f.mean, f.hi_80, f.hi_95):
             assert 0 <= lo95 <= lo80 <= m <= hi80 <= hi95
     a = out["a"]
-    assert min(a.mean[i] for i in range(21) if (84 + i) % 7 < 5) > max(a.mean[i] for i in range(21) if (84 + i) % 7 >= 5)
+    assert min(a.mean[i] for i in range(21) if (84 + i) % 7 < 5) > max(
+        a.mean[i] for i in range(21) if (84 + i) % 7 >= 5
+    )
 
 
 def test_short_and_flat_series_fall_back_to_seasonal_naive():

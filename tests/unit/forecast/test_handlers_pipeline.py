@@ -15,12 +15,22 @@ from services.forecast.handlers import register_handlers
 
 
 def priced(i: int) -> bytes:
-    return orjson.dumps({
-        "ProviderName": "AWS", "BillingAccountId": "1", "SubAccountId": "a", "ChargePeriodStart": "2024-09-02T00:00:00Z",
-        "ChargePeriodEnd": "2024-09-03T00:00:00Z", "BillingCurrency": "USD", "ServiceName": "AmazonEC2",
-        "ChargeCategory": "Usage", "BilledCost": "1.50", "EffectiveCost": "1.50", "x_RecordId": f"r{i}",
-        "x_PriceSource": "billed",
-    })
+    return orjson.dumps(
+        {
+            "ProviderName": "AWS",
+            "BillingAccountId": "1",
+            "SubAccountId": "a",
+            "ChargePeriodStart": "2024-09-02T00:00:00Z",
+            "ChargePeriodEnd": "2024-09-03T00:00:00Z",
+            "BillingCurrency": "USD",
+            "ServiceName": "AmazonEC2",
+            "ChargeCategory": "Usage",
+            "BilledCost": "1.50",
+            "EffectiveCost": "1.50",
+            "x_RecordId": f"r{i}",
+            "x_PriceSource": "billed",
+        }
+    )
 
 
 class FakeStore:
@@ -40,8 +50,12 @@ class Refitter:
         self.pokes += 1
 
 
-async def test_priced_records_are_stored_in_one_transaction_and_the_refit_waits_for_the_commit(tmp_path):
-    settings = FinFocusSettings(home=tmp_path, kafka_bootstrap="localhost:1", database_url="postgresql://x@localhost:1/x")
+async def test_priced_records_are_stored_in_one_transaction_and_the_refit_waits_for_the_commit(
+    tmp_path,
+):
+    settings = FinFocusSettings(
+        home=tmp_path, kafka_bootstrap="localhost:1", database_url="postgresql://x@localhost:1/x"
+    )
     runtime = ServiceRuntime("forecast", settings)
     runtime.uow = uow = InMemoryUnitOfWork()
     store, refitter = FakeStore(), Refitter()
@@ -53,7 +67,9 @@ async def test_priced_records_are_stored_in_one_transaction_and_the_refit_waits_
         letters.append(body)
 
     async with TestKafkaBroker(runtime.broker) as broker:
-        await broker.publish_batch(priced(1), b'{"ProviderName": "AWS"}', priced(2), topic=Topics.PRICED_RESOURCES)
+        await broker.publish_batch(
+            priced(1), b'{"ProviderName": "AWS"}', priced(2), topic=Topics.PRICED_RESOURCES
+        )
         assert [line.record_id for line in uow.committed] == ["r1", "r2"]
         assert uow.transactions == 1 and refitter.pokes == 1
         await broker.publish_batch(priced(1), topic=Topics.PRICED_RESOURCES)

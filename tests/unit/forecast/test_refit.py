@@ -56,8 +56,13 @@ class MemoryStore:
 
 
 def settings(**extra) -> ForecastSettings:
-    return ForecastSettings(kafka_bootstrap="unused:9092", database_url="postgresql://unused",
-                            forecast_executor="inline", forecast_horizon=14, **extra)
+    return ForecastSettings(
+        kafka_bootstrap="unused:9092",
+        database_url="postgresql://unused",
+        forecast_executor="inline",
+        forecast_horizon=14,
+        **extra,
+    )
 
 
 async def test_only_changed_series_are_refitted():
@@ -78,7 +83,9 @@ async def test_only_changed_series_are_refitted():
 async def test_refit_waits_for_a_quiet_period_after_imports():
     store = MemoryStore()
     store.add("EC2", D0, "5")
-    refitter = Refitter(store, settings(forecast_debounce_seconds=0.2), today=lambda: date(2030, 1, 1))
+    refitter = Refitter(
+        store, settings(forecast_debounce_seconds=0.2), today=lambda: date(2030, 1, 1)
+    )
     await refitter.start()
     try:
         for _ in range(5):  # batches keep arriving: no refit yet

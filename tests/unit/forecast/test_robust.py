@@ -66,9 +66,16 @@ def test_aggregates_are_reconciled_bottom_up_keeping_their_own_width():
     total = key("", {})
 
     def raw(m, w):
-        return RawForecast("Theta", 1.0, [m] * 3, [m - w] * 3, [m + w] * 3, [m - 2 * w] * 3, [m + 2 * w] * 3)
+        return RawForecast(
+            "Theta", 1.0, [m] * 3, [m - w] * 3, [m + w] * 3, [m - 2 * w] * 3, [m + 2 * w] * 3
+        )
 
-    raws = {a.as_text(): raw(10, 1), b.as_text(): raw(5, 1), aws.as_text(): raw(20, 3), total.as_text(): raw(30, 4)}
+    raws = {
+        a.as_text(): raw(10, 1),
+        b.as_text(): raw(5, 1),
+        aws.as_text(): raw(20, 3),
+        total.as_text(): raw(30, 4),
+    }
     out = reconcile_bottom_up([a, b, aws, total], raws)
     assert out[aws.as_text()].mean == [15, 15, 15] and out[total.as_text()].mean == [15, 15, 15]
     assert out[aws.as_text()].hi_95 == [21, 21, 21] and out[aws.as_text()].lo_95 == [9, 9, 9]

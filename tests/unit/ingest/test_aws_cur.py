@@ -44,7 +44,9 @@ def records(name: str) -> list[dict]:
 def test_legacy_names_become_cur2_names():
     assert snake("lineItem/UsageAccountId") == "line_item_usage_account_id"
     assert snake("reservation/ReservationARN") == "reservation_reservation_a_r_n"
-    assert snake("savingsPlan/SavingsPlanEffectiveCost") == "savings_plan_savings_plan_effective_cost"
+    assert (
+        snake("savingsPlan/SavingsPlanEffectiveCost") == "savings_plan_savings_plan_effective_cost"
+    )
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -61,9 +63,16 @@ def test_line_item_types_map_to_focus_categories_and_costs(name):
         expected = EXPECTED[row["x_LineItemType"]]
         if row["x_ProductCode"] == "AmazonS3" and row["x_LineItemType"] == "Usage":
             expected = ("Usage", None, "Usage-Based", "0.023", "0.023")
-        got = (row["ChargeCategory"], row.get("ChargeClass"), row["ChargeFrequency"],
-               Decimal(row["BilledCost"]), Decimal(row["EffectiveCost"]))
-        assert got == (*expected[:3], Decimal(expected[3]), Decimal(expected[4])), row["x_LineItemType"]
+        got = (
+            row["ChargeCategory"],
+            row.get("ChargeClass"),
+            row["ChargeFrequency"],
+            Decimal(row["BilledCost"]),
+            Decimal(row["EffectiveCost"]),
+        )
+        assert got == (*expected[:3], Decimal(expected[3]), Decimal(expected[4])), row[
+            "x_LineItemType"
+        ]
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -72,7 +81,10 @@ def test_accounts_keep_leading_zeros_and_tags_lose_the_user_prefix(name):
     assert {r["BillingAccountId"] for r in rows} == {"012345678901"}
     assert {r["SubAccountId"] for r in rows} == {"009876543210"}
     assert rows[1]["Tags"] == {"team": "data", "env": "prod"}
-    assert rows[0]["ServiceName"] == "Amazon Elastic Compute Cloud" and rows[0]["ServiceCategory"] == "Compute"
+    assert (
+        rows[0]["ServiceName"] == "Amazon Elastic Compute Cloud"
+        and rows[0]["ServiceCategory"] == "Compute"
+    )
     assert rows[0]["x_BillingScope"] == "AWS:012345678901:2024-09"
 
 
@@ -81,7 +93,10 @@ def test_commitment_discounts_carry_their_arn(name):
     rows = {r["x_LineItemType"]: r for r in records(name)}
     covered = rows["SavingsPlanCoveredUsage"]
     assert covered["CommitmentDiscountId"].endswith("savingsplan/sp-1")
-    assert (covered["CommitmentDiscountType"], covered["CommitmentDiscountStatus"]) == ("Savings Plan", "Used")
+    assert (covered["CommitmentDiscountType"], covered["CommitmentDiscountStatus"]) == (
+        "Savings Plan",
+        "Used",
+    )
     assert rows["DiscountedUsage"]["CommitmentDiscountType"] == "Reservation"
     assert rows["RIFee"]["CommitmentDiscountStatus"] == "Unused"
 
@@ -108,7 +123,9 @@ def test_cur2_arn_columns_fill_commitment_discount_id(name):
     assert {"reservation_reservation_a_r_n", "savings_plan_savings_plan_a_r_n"} <= set(header)
     rows = {r["x_LineItemType"]: r for r in records(name)}
     assert rows["DiscountedUsage"]["CommitmentDiscountId"].startswith("arn:aws:ec2:")
-    assert rows["SavingsPlanCoveredUsage"]["CommitmentDiscountId"].startswith("arn:aws:savingsplans::")
+    assert rows["SavingsPlanCoveredUsage"]["CommitmentDiscountId"].startswith(
+        "arn:aws:savingsplans::"
+    )
     assert "CommitmentDiscountId" not in rows["Usage"]
 
 
@@ -117,14 +134,17 @@ def test_account_ids_stay_text_with_their_leading_zeros_in_every_column(tmp_path
 
     frame = pl.read_csv(FIXTURES / "aws_cur_legacy.csv", infer_schema_length=0)
     frame = frame.with_columns(
-        pl.lit("000000000042").alias("bill/PayerAccountId"), pl.lit("0000000000007").alias("lineItem/UsageAccountId")
+        pl.lit("000000000042").alias("bill/PayerAccountId"),
+        pl.lit("0000000000007").alias("lineItem/UsageAccountId"),
     )
     path = tmp_path / "cur.csv"
     frame.write_csv(path)
     out, rejected, tally = build(path, "aws-cur")
     assert not rejected and tally.accounts == {"000000000042"}
     rows = [orjson.loads(r.value) for r in out]
-    assert {(r["BillingAccountId"], r["SubAccountId"]) for r in rows} == {("000000000042", "0000000000007")}
+    assert {(r["BillingAccountId"], r["SubAccountId"]) for r in rows} == {
+        ("000000000042", "0000000000007")
+    }
     assert {r.key for r in out} == {b"AWS:0000000000007"}
     assert rows[0]["x_BillingScope"] == "AWS:000000000042:2024-09"
 
@@ -205,7 +225,7 @@ def _import(path: Path):
     ("damage", "message"),
     [
         (lambda text: text + "1,2,3\n", "Expected 41 columns, got 3"),
-        (lambda text: text.replace("\n", "\n\"", 5), "CSV"),
+        (lambda text: text.replace("\n", '\n"', 5), "CSV"),
     ],
 )
 def test_a_broken_cur_fails_the_job_with_a_message_instead_of_hanging(tmp_path, damage, message):

@@ -18,7 +18,10 @@ from services.ingest.store import pack, unpack
 
 
 def test_reconciliation_compares_each_currency_to_the_cent():
-    ok = reconcile({"USD": "20.52022672899", "EUR": "1.0100"}, {"USD": Decimal("20.520226728990"), "EUR": Decimal("1.01")})
+    ok = reconcile(
+        {"USD": "20.52022672899", "EUR": "1.0100"},
+        {"USD": Decimal("20.520226728990"), "EUR": Decimal("1.01")},
+    )
     assert ok["reconciled"] is True
     bad = reconcile({"USD": "20.52"}, {"USD": Decimal("20.51")})
     assert bad["reconciled"] is False and bad["currencies"][0]["stored_total"] == "20.51"
@@ -36,7 +39,9 @@ def test_ingest_help_explains_files_first_and_sub_commands():
 def test_replay_needs_exactly_one_selector():
     runner = CliRunner()
     assert runner.invoke(app, ["ingest", "replay"]).exit_code == 2
-    assert runner.invoke(app, ["ingest", "replay", "--job", "a", "--period", "2024-09"]).exit_code == 2
+    assert (
+        runner.invoke(app, ["ingest", "replay", "--job", "a", "--period", "2024-09"]).exit_code == 2
+    )
     assert runner.invoke(app, ["ingest", "replay", "--period", "Sept"]).exit_code == 2
 
 
@@ -44,9 +49,16 @@ def test_a_missing_file_is_a_usage_error():
     assert CliRunner().invoke(app, ["ingest", "/no/such/file.csv"]).exit_code == 2
 
 
-GOOD = {"ProviderName": "AWS", "BillingAccountId": "1", "ServiceName": "S3", "ChargeCategory": "Usage",
-        "ChargePeriodStart": "2024-09-01T00:00:00Z", "ChargePeriodEnd": "2024-09-01T01:00:00Z",
-        "BillingCurrency": "USD", "BilledCost": 0.1}
+GOOD = {
+    "ProviderName": "AWS",
+    "BillingAccountId": "1",
+    "ServiceName": "S3",
+    "ChargeCategory": "Usage",
+    "ChargePeriodStart": "2024-09-01T00:00:00Z",
+    "ChargePeriodEnd": "2024-09-01T01:00:00Z",
+    "BillingCurrency": "USD",
+    "BilledCost": 0.1,
+}
 
 
 def test_intake_bodies_as_array_or_ndjson_give_per_row_errors():
@@ -70,9 +82,19 @@ def test_chunks_stored_before_zstd_still_replay():
 
 
 def test_export_rows_fill_mandatory_focus_columns():
-    row = focus_row({**GOOD, "BilledCost": "1.5", "ChargeFrequency": "Usage-based", "Tags": {"b": "1", "a": "2"}})
+    row = focus_row(
+        {
+            **GOOD,
+            "BilledCost": "1.5",
+            "ChargeFrequency": "Usage-based",
+            "Tags": {"b": "1", "a": "2"},
+        }
+    )
     assert (row["EffectiveCost"], row["ListCost"], row["ContractedCost"]) == ("1.5", "1.5", "1.5")
-    assert (row["BillingPeriodStart"], row["BillingPeriodEnd"]) == ("2024-09-01T00:00:00Z", "2024-10-01T00:00:00Z")
+    assert (row["BillingPeriodStart"], row["BillingPeriodEnd"]) == (
+        "2024-09-01T00:00:00Z",
+        "2024-10-01T00:00:00Z",
+    )
     assert row["ChargeFrequency"] == "Usage-Based" and row["ServiceCategory"] == "Other"
     assert row["InvoiceIssuerName"] == row["PublisherName"] == "AWS"
     assert row["Tags"] == '{"a":"2","b":"1"}'

@@ -11,16 +11,27 @@ from pydantic import ValidationError
 from schemas.ingest import BillingRecordV1
 from services.ingest.formats.common import ERROR, finish
 
-BASE = {"ProviderName": "AWS", "BillingAccountId": "1", "ServiceName": "S", "ChargeCategory": "Usage",
-        "BillingCurrency": "USD", "ChargePeriodStart": "2024-09-01T00:00:00Z",
-        "ChargePeriodEnd": "2024-09-01T01:00:00Z", "BilledCost": "1", "ResourceName": "r"}
+BASE = {
+    "ProviderName": "AWS",
+    "BillingAccountId": "1",
+    "ServiceName": "S",
+    "ChargeCategory": "Usage",
+    "BillingCurrency": "USD",
+    "ChargePeriodStart": "2024-09-01T00:00:00Z",
+    "ChargePeriodEnd": "2024-09-01T01:00:00Z",
+    "BilledCost": "1",
+    "ResourceName": "r",
+}
 
 
-@pytest.mark.parametrize("overrides", [
-    {"ResourceName": "x" * 8193},
-    {"BilledCost": "0." + "0" * 24 + "1"},
-    {"ChargePeriodStart": "0001-01-01T00:00:00+05:00"},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"ResourceName": "x" * 8193},
+        {"BilledCost": "0." + "0" * 24 + "1"},
+        {"ChargePeriodStart": "0001-01-01T00:00:00+05:00"},
+    ],
+)
 def test_a_row_the_contract_refuses_is_refused_by_ingest(overrides):
     row = {**BASE, **overrides}
     with pytest.raises(ValidationError):

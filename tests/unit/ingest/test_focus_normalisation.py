@@ -60,7 +60,11 @@ def test_every_sample_row_becomes_a_valid_billing_record(sample):
 def test_literal_null_and_empty_strings_become_absent_columns(sample):
     first = orjson.loads(sample[0][0].value)
     assert "AvailabilityZone" not in first and "ChargeClass" not in first and "Tags" not in first
-    assert all("CommitmentDiscountName" not in orjson.loads(r.value) or orjson.loads(r.value)["CommitmentDiscountName"] for r in sample[0])
+    assert all(
+        "CommitmentDiscountName" not in orjson.loads(r.value)
+        or orjson.loads(r.value)["CommitmentDiscountName"]
+        for r in sample[0]
+    )
 
 
 def test_timestamps_become_rfc3339_utc(sample):
@@ -72,7 +76,11 @@ def test_timestamps_become_rfc3339_utc(sample):
 
 def test_json_tags_become_a_string_object(sample):
     second = orjson.loads(sample[0][1].value)
-    assert second["Tags"] == {"application": "BrightLensMatrix", "environment": "dev", "business_unit": "ViennaAI"}
+    assert second["Tags"] == {
+        "application": "BrightLensMatrix",
+        "environment": "dev",
+        "business_unit": "ViennaAI",
+    }
 
 
 def test_money_keeps_its_exact_decimal_text(sample):
@@ -96,7 +104,10 @@ def test_extra_id_column_travels_as_an_extension_and_scopes_follow_the_billing_p
     assert first["x_Id"] == "11472" and "Id" not in first
     assert first["x_BillingScope"] == "AWS:1234567890123:2024-09"
     assert first["x_BillingScopeVersion"] == 7 and first["x_ImportJobId"] == "job-test"
-    assert "AWS:1234567890123:2024-09" in tally.scopes and tally.billing_periods == ["2024-09", "2024-10"]
+    assert "AWS:1234567890123:2024-09" in tally.scopes and tally.billing_periods == [
+        "2024-09",
+        "2024-10",
+    ]
 
 
 def test_record_ids_are_deterministic_and_unique(shared_data, sample):
@@ -113,9 +124,15 @@ def _csv(tmp_path: Path, rows: list[dict]) -> Path:
 
 
 GOOD = {
-    "ProviderName": "AWS", "BillingAccountId": "0012", "SubAccountId": "0034", "ServiceName": "EC2",
-    "ChargeCategory": "Usage", "ChargePeriodStart": "2024-09-01 00:00:00",
-    "ChargePeriodEnd": "2024-09-01 01:00:00", "BillingCurrency": "USD", "BilledCost": "1.10",
+    "ProviderName": "AWS",
+    "BillingAccountId": "0012",
+    "SubAccountId": "0034",
+    "ServiceName": "EC2",
+    "ChargeCategory": "Usage",
+    "ChargePeriodStart": "2024-09-01 00:00:00",
+    "ChargePeriodEnd": "2024-09-01 01:00:00",
+    "BillingCurrency": "USD",
+    "BilledCost": "1.10",
     "Tags": "NULL",
 }
 
@@ -124,7 +141,9 @@ def test_identical_rows_in_one_file_are_kept_apart_by_occurrence(tmp_path):
     records, rejected, tally = build(_csv(tmp_path, [GOOD, GOOD, GOOD]))
     assert len({r.record_id for r in records}) == 3 and not rejected
     rows = [orjson.loads(r.value) for r in records]
-    assert [r.record_id for r in records] == [derive_record_id(row, n) for n, row in enumerate(rows)]
+    assert [r.record_id for r in records] == [
+        derive_record_id(row, n) for n, row in enumerate(rows)
+    ]
     assert tally.totals == {"USD": Decimal("3.30")}
     assert orjson.loads(records[0].value)["BillingAccountId"] == "0012"  # leading zeros kept
 
@@ -151,8 +170,11 @@ def test_bad_rows_are_rejected_with_their_reason_and_good_rows_flow(tmp_path, ch
 
 
 def test_record_ids_match_the_contract_for_awkward_text(tmp_path):
-    awkward = {**GOOD, "ChargeDescription": 'a "quoted" \\ back\\slash, line\nbreak, tab\t, café ✓ \x01',
-               "Tags": '{"b": "2", "a": "x\\"y", "n": 5, "none": null}'}
+    awkward = {
+        **GOOD,
+        "ChargeDescription": 'a "quoted" \\ back\\slash, line\nbreak, tab\t, café ✓ \x01',
+        "Tags": '{"b": "2", "a": "x\\"y", "n": 5, "none": null}',
+    }
     records, rejected, _ = build(_csv(tmp_path, [awkward]))
     assert not rejected
     row = orjson.loads(records[0].value)

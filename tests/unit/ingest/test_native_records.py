@@ -20,7 +20,8 @@ from services.ingest import native
 from services.ingest.domain import content_json
 
 pytestmark = pytest.mark.skipif(
-    not native.available() and not os.environ.get("CI"), reason="the native record builder is not built here"
+    not native.available() and not os.environ.get("CI"),
+    reason="the native record builder is not built here",
 )
 
 TAIL = b'","x_BillingScopeVersion":1,"x_ImportJobId":"job"}'
@@ -62,14 +63,22 @@ def test_native_build_is_available_where_tests_run():
 def test_escapes_and_view_kinds_match_the_contract():
     rows = []
     for n, text in enumerate(AWKWARD):
-        rows.append({"ProviderName": "AWS", "ChargeDescription": text, "ResourceId": None if n % 3 else f"r{n}",
-                     "Tags": '{"a":"b\\"c"}' if n % 2 else None})
+        rows.append(
+            {
+                "ProviderName": "AWS",
+                "ChargeDescription": text,
+                "ResourceId": None if n % 3 else f"r{n}",
+                "Tags": '{"a":"b\\"c"}' if n % 2 else None,
+            }
+        )
     batch = pl.DataFrame(rows, schema={k: pl.Utf8 for k in rows[0]})
     names = list(batch.columns)
     values, ids = build(batch, names)
     assert (values, ids) == expected(batch, names)
     for row, value, record_id in zip(rows, values, ids):
-        contract_row = {k: (orjson.loads(v) if k == "Tags" else v) for k, v in row.items() if v is not None}
+        contract_row = {
+            k: (orjson.loads(v) if k == "Tags" else v) for k, v in row.items() if v is not None
+        }
         assert record_id == derive_record_id(contract_row)
         parsed = orjson.loads(value)
         assert parsed["ChargeDescription"] == row["ChargeDescription"]
@@ -78,11 +87,15 @@ def test_escapes_and_view_kinds_match_the_contract():
 
 def test_sliced_and_multi_buffer_columns_match_the_polars_path():
     height = 40_000  # long texts: polars spreads them over several data buffers
-    batch = pl.DataFrame({
-        "BillingAccountId": [f"acct-{n:06d}" for n in range(height)],
-        "ChargeDescription": [f"{'x' * (n % 200)} row {n} \"q\"" if n % 7 else None for n in range(height)],
-        "ServiceName": ["EC2"] * height,
-    })
+    batch = pl.DataFrame(
+        {
+            "BillingAccountId": [f"acct-{n:06d}" for n in range(height)],
+            "ChargeDescription": [
+                f'{"x" * (n % 200)} row {n} "q"' if n % 7 else None for n in range(height)
+            ],
+            "ServiceName": ["EC2"] * height,
+        }
+    )
     batch = pl.concat([batch.head(1000), batch]).slice(1500, 30_000)  # chunked, then sliced
     names = batch.columns
     assert build(batch, names) == expected(batch, names)
@@ -101,15 +114,34 @@ def test_random_texts_match_the_polars_path():
     import random
 
     rng = random.Random(20261202)
-    alphabet = [*map(chr, range(0x20)), '"', "\\", "/", "a", "Z", "0", " ", "é", "€", "😀", "\x7f", "{", "}"]
+    alphabet = [
+        *map(chr, range(0x20)),
+        '"',
+        "\\",
+        "/",
+        "a",
+        "Z",
+        "0",
+        " ",
+        "é",
+        "€",
+        "😀",
+        "\x7f",
+        "{",
+        "}",
+    ]
 
     def text() -> str | None:
         if rng.random() < 0.15:
             return None
-        return "".join(rng.choice(alphabet) for _ in range(rng.choice([0, 1, 5, 11, 12, 13, 40, 300])))
+        return "".join(
+            rng.choice(alphabet) for _ in range(rng.choice([0, 1, 5, 11, 12, 13, 40, 300]))
+        )
 
     rows = 2_000
-    batch = pl.DataFrame({name: [text() for _ in range(rows)] for name in ("A", "B", "ChargeDescription", "x_Z")})
+    batch = pl.DataFrame(
+        {name: [text() for _ in range(rows)] for name in ("A", "B", "ChargeDescription", "x_Z")}
+    )
     batch = batch.with_columns(pl.lit("AWS").alias("ProviderName"))  # no row is all null
     names = batch.columns
     values, ids = build(batch, names)

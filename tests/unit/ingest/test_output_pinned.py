@@ -38,10 +38,17 @@ PINNED = {
 }
 
 GOOD = {
-    "ProviderName": "AWS", "BillingAccountId": "0012", "SubAccountId": "0034", "ServiceName": "EC2",
-    "ChargeCategory": "Usage", "ChargePeriodStart": "2024-09-01 00:00:00",
-    "ChargePeriodEnd": "2024-09-01 01:00:00", "BillingCurrency": "USD", "BilledCost": "1.10",
-    "Tags": "NULL", "ChargeDescription": "plain",
+    "ProviderName": "AWS",
+    "BillingAccountId": "0012",
+    "SubAccountId": "0034",
+    "ServiceName": "EC2",
+    "ChargeCategory": "Usage",
+    "ChargePeriodStart": "2024-09-01 00:00:00",
+    "ChargePeriodEnd": "2024-09-01 01:00:00",
+    "BillingCurrency": "USD",
+    "BilledCost": "1.10",
+    "Tags": "NULL",
+    "ChargeDescription": "plain",
 }
 
 
@@ -79,7 +86,9 @@ def builder_kind(request) -> str:
     return request.param
 
 
-def digest(path: Path, fmt: str | None = None, block_bytes: int = 4096, kind: str = "native") -> str:
+def digest(
+    path: Path, fmt: str | None = None, block_bytes: int = 4096, kind: str = "native"
+) -> str:
     source = Source(path, block_bytes=block_bytes, batch_rows=5)
     fmt = fmt or detect(source.header())
     builder = RecordBuilder(file=path.name, job_id="job-pinned", version=3, native=kind == "native")

@@ -18,11 +18,20 @@ from services.pricing.handlers import register_handlers
 
 
 def record(i: int, **extra) -> bytes:
-    return orjson.dumps({
-        "ProviderName": "AWS", "BillingAccountId": "123456789012", "ChargePeriodStart": "2024-09-01T00:00:00Z",
-        "ChargePeriodEnd": "2024-09-01T01:00:00Z", "BillingCurrency": "USD", "ServiceName": "AmazonEC2",
-        "ChargeCategory": "Usage", "BilledCost": str(Decimal(i) / 100), "x_RecordId": f"rec-{i}", **extra,
-    })
+    return orjson.dumps(
+        {
+            "ProviderName": "AWS",
+            "BillingAccountId": "123456789012",
+            "ChargePeriodStart": "2024-09-01T00:00:00Z",
+            "ChargePeriodEnd": "2024-09-01T01:00:00Z",
+            "BillingCurrency": "USD",
+            "ServiceName": "AmazonEC2",
+            "ChargeCategory": "Usage",
+            "BilledCost": str(Decimal(i) / 100),
+            "x_RecordId": f"rec-{i}",
+            **extra,
+        }
+    )
 
 
 class FakeStore:
@@ -50,8 +59,12 @@ class FakePublisher:
         self.records += records
 
 
-async def test_pricing_handler_stores_publishes_after_the_store_and_dead_letters_one_record_at_a_time(tmp_path):
-    settings = FinFocusSettings(home=tmp_path, kafka_bootstrap="localhost:1", database_url="postgresql://x@localhost:1/x")
+async def test_pricing_handler_stores_publishes_after_the_store_and_dead_letters_one_record_at_a_time(
+    tmp_path,
+):
+    settings = FinFocusSettings(
+        home=tmp_path, kafka_bootstrap="localhost:1", database_url="postgresql://x@localhost:1/x"
+    )
     runtime = ServiceRuntime("pricing", settings)
     events: list = []
     store, runtime.publisher = FakeStore(events), FakePublisher(events)
@@ -67,7 +80,11 @@ async def test_pricing_handler_stores_publishes_after_the_store_and_dead_letters
         await broker.publish_batch(*batch, topic=Topics.RAW_BILLING)
 
     assert sorted(store.lines) == ["rec-1", "rec-2", "rec-4"]
-    assert sorted(orjson.loads(v)["x_RecordId"] for _, v, _ in runtime.publisher.records) == ["rec-1", "rec-2", "rec-4"]
+    assert sorted(orjson.loads(v)["x_RecordId"] for _, v, _ in runtime.publisher.records) == [
+        "rec-1",
+        "rec-2",
+        "rec-4",
+    ]
     first_store = events.index(next(e for e in events if e[0] == "stored"))
     assert all(events.index(e) > first_store for e in events if e[0] == "published")
     reasons = {letter["original"]: letter["error"] for letter in letters}

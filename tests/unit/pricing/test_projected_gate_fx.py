@@ -30,11 +30,15 @@ async def priced(name: str, **kw) -> dict:
 async def test_one_unknown_resource_fails_the_budget_and_is_named():
     doc = await priced("aws-unknown-preview.json")
     [v] = budget_violations(doc, Decimal("1000"))
-    assert v.rule == "unpriced" and v.resource == "sessions" and "aws:dynamodb/table:Table" in v.reason
+    assert (
+        v.rule == "unpriced" and v.resource == "sessions" and "aws:dynamodb/table:Table" in v.reason
+    )
     assert "--allow-unpriced" in v.reason
     assert budget_violations(doc, Decimal("1000"), allow_unpriced=True) == []
     over = budget_violations(doc, Decimal("1"), allow_unpriced=True)
-    assert [x.rule for x in over] == ["max_monthly"] and "8.39 USD exceeds 1.00 USD" in over[0].reason
+    assert [x.rule for x in over] == ["max_monthly"] and "8.39 USD exceeds 1.00 USD" in over[
+        0
+    ].reason
 
 
 async def test_a_policy_file_gives_one_reason_per_violation():
@@ -50,11 +54,16 @@ async def test_a_policy_file_gives_one_reason_per_violation():
     assert ("max_increase", None) in rules and ("max_increase_percent", None) in rules  # from 0
     assert ("max_monthly", None) not in rules  # 1,999.35 <= 2,500
     cap = next(v for v in found if v.resource == "orders")
-    assert cap.reason == "orders costs 909.88 USD/month, over the cap of 400.00 USD for type aws:rds/instance:Instance"
+    assert (
+        cap.reason
+        == "orders costs 909.88 USD/month, over the cap of 400.00 USD for type aws:rds/instance:Instance"
+    )
     # against a base plan, the increase is measured from the base total
     base = await priced("aws-preview.json")
     compare_to_base(doc, base)
-    inc = next(v for v in evaluate(doc, Policy(max_increase=Decimal("1000"))) if v.rule == "max_increase")
+    inc = next(
+        v for v in evaluate(doc, Policy(max_increase=Decimal("1000"))) if v.rule == "max_increase"
+    )
     assert "vs the base plan (396.61 -> 1,999.35)" in inc.reason
     pct = evaluate(doc, Policy(max_increase_percent=Decimal("400")))
     assert [v.rule for v in pct] == ["max_increase_percent"] and "404.11%" in pct[0].reason
@@ -81,12 +90,20 @@ def test_ecb_and_long_rate_files():
     conv = table.conversion("USD", "EUR", date(2024, 9, 2))
     assert conv.rate == Decimal(1) / Decimal("1.1066") and conv.day == date(2024, 9, 2)
     weekend = table.conversion("USD", "EUR", date(2024, 9, 1))  # a Sunday: Friday's rate, said so
-    assert weekend.day == date(2024, 8, 30) and "latest on or before 2024-09-01" in weekend.describe()
-    assert table.conversion("USD", "GBP", date(2024, 9, 3)).rate == Decimal("0.84128") / Decimal("1.1037")
+    assert (
+        weekend.day == date(2024, 8, 30) and "latest on or before 2024-09-01" in weekend.describe()
+    )
+    assert table.conversion("USD", "GBP", date(2024, 9, 3)).rate == Decimal("0.84128") / Decimal(
+        "1.1037"
+    )
     assert table.conversion("USD", "EUR").day == date(2024, 9, 3)  # no date: the latest
     long = parse_rates((FIXTURES / "pricing" / "rates-long.csv").read_text())
-    assert {(r.currency, r.rate) for r in long} >= {("USD", Decimal("1.1066"))} and long[0].base == "EUR"
-    with pytest.raises(ValueError, match="no exchange rate from USD to EUR on or up to 7 days before 2024-01-01"):
+    assert {(r.currency, r.rate) for r in long} >= {("USD", Decimal("1.1066"))} and long[
+        0
+    ].base == "EUR"
+    with pytest.raises(
+        ValueError, match="no exchange rate from USD to EUR on or up to 7 days before 2024-01-01"
+    ):
         table.conversion("USD", "EUR", date(2024, 1, 1))
     with pytest.raises(ValueError, match="line 2: rate 'x' is not a decimal"):
         parse_rates("date,currency,rate\n2024-09-02,USD,x\n")
@@ -100,8 +117,11 @@ async def test_currency_conversion_uses_the_stated_dates_rate_and_says_so():
     usd = await priced("aws-preview.json")
     s = doc["summary"]
     assert s["currency"] == "EUR" and s["unpriced"] == 0
-    assert Decimal(s["totalMonthly"]) == Decimal(usd["summary"]["totalMonthly"]) / Decimal("1.1066") or abs(
-        Decimal(s["totalMonthly"]) - Decimal(usd["summary"]["totalMonthly"]) / Decimal("1.1066")) < Decimal("1e-20")
+    assert Decimal(s["totalMonthly"]) == Decimal(usd["summary"]["totalMonthly"]) / Decimal(
+        "1.1066"
+    ) or abs(
+        Decimal(s["totalMonthly"]) - Decimal(usd["summary"]["totalMonthly"]) / Decimal("1.1066")
+    ) < Decimal("1e-20")
     assert s["exchangeRate"]["date"] == "2024-09-02" and s["exchangeRate"]["from"] == "USD"
     assert "rate of 2024-09-02" in s["exchangeRate"]["text"] and "ECB" in s["exchangeRate"]["text"]
     web = next(r for r in doc["resources"] if r["name"] == "web")
@@ -109,13 +129,20 @@ async def test_currency_conversion_uses_the_stated_dates_rate_and_says_so():
     # without a rate nothing is priced as 0: every row says why
     none = await priced("aws-preview.json", currency="EUR")
     assert none["summary"]["unpriced"] == 10
-    assert "give an exchange rate to EUR" in next(r for r in none["resources"] if r["name"] == "web")["reason"]
+    assert (
+        "give an exchange rate to EUR"
+        in next(r for r in none["resources"] if r["name"] == "web")["reason"]
+    )
 
 
 def test_gcp_machine_types_are_derived_from_vcpu_and_memory_prices():
     assert gcp_shape("n2-highmem-4")[1:3] == (Decimal(4), Decimal(32))
     assert gcp_shape("n1-standard-2")[1:3] == (Decimal(2), Decimal("7.50"))
-    assert gcp_shape("zones/us-central1-a/machineTypes/e2-custom-4-8192")[:3] == ("e2", Decimal(4), Decimal(8))
+    assert gcp_shape("zones/us-central1-a/machineTypes/e2-custom-4-8192")[:3] == (
+        "e2",
+        Decimal(4),
+        Decimal(8),
+    )
     hit = SNAPSHOT.lookup("Google Cloud", "Compute Engine", "e2-standard-2", "us-central1")
     assert hit.price == Decimal("0.067006") and hit.source == "snapshot:gcp"
     assert SNAPSHOT.lookup("Google Cloud", "Compute Engine", "e2-standard-2", "mars-1") is None
@@ -124,25 +151,79 @@ def test_gcp_machine_types_are_derived_from_vcpu_and_memory_prices():
 def test_snapshot_info_names_source_and_age():
     infos = {i.cloud: i for i in SNAPSHOT.infos}
     assert set(infos) == {"aws", "azure", "gcp"}
-    assert "Retail Prices API" in infos["azure"].source and "Cloud Billing Catalog" in infos["gcp"].source
+    assert (
+        "Retail Prices API" in infos["azure"].source
+        and "Cloud Billing Catalog" in infos["gcp"].source
+    )
     assert infos["aws"].age_days(date(2024, 9, 11)) == 10 and infos["aws"].bundled
 
 
 def test_a_refresh_keeps_superseded_prices_in_the_history():
-    old = {"provider": "AWS", "effectiveDate": "2024-09-01", "prices": [
-        {"service": "AmazonEC2", "sku": "t3.micro", "region": "us-east-1", "unit": "Hrs", "price": "0.0104"},
-        {"service": "AmazonEC2", "sku": "m5.large", "region": "us-east-1", "unit": "Hrs", "price": "0.096"},
-        {"service": "AmazonEC2", "sku": "m4.large", "region": "us-east-1", "unit": "Hrs", "price": "0.1"}]}
-    fresh = {"provider": "AWS", "effectiveDate": "2024-10-01", "prices": [
-        {"service": "AmazonEC2", "sku": "t3.micro", "region": "us-east-1", "unit": "Hrs", "price": "0.0104"},
-        {"service": "AmazonEC2", "sku": "m5.large", "region": "us-east-1", "unit": "Hrs", "price": "0.09"},
-        {"service": "AmazonEC2", "sku": "c7i.large", "region": "us-east-1", "unit": "Hrs", "price": "0.08925"}]}
+    old = {
+        "provider": "AWS",
+        "effectiveDate": "2024-09-01",
+        "prices": [
+            {
+                "service": "AmazonEC2",
+                "sku": "t3.micro",
+                "region": "us-east-1",
+                "unit": "Hrs",
+                "price": "0.0104",
+            },
+            {
+                "service": "AmazonEC2",
+                "sku": "m5.large",
+                "region": "us-east-1",
+                "unit": "Hrs",
+                "price": "0.096",
+            },
+            {
+                "service": "AmazonEC2",
+                "sku": "m4.large",
+                "region": "us-east-1",
+                "unit": "Hrs",
+                "price": "0.1",
+            },
+        ],
+    }
+    fresh = {
+        "provider": "AWS",
+        "effectiveDate": "2024-10-01",
+        "prices": [
+            {
+                "service": "AmazonEC2",
+                "sku": "t3.micro",
+                "region": "us-east-1",
+                "unit": "Hrs",
+                "price": "0.0104",
+            },
+            {
+                "service": "AmazonEC2",
+                "sku": "m5.large",
+                "region": "us-east-1",
+                "unit": "Hrs",
+                "price": "0.09",
+            },
+            {
+                "service": "AmazonEC2",
+                "sku": "c7i.large",
+                "region": "us-east-1",
+                "unit": "Hrs",
+                "price": "0.08925",
+            },
+        ],
+    }
     doc, counts = merge(old, fresh, datetime(2024, 10, 2, tzinfo=UTC))
     assert counts == {"new": 1, "changed": 1, "unchanged": 1, "withdrawn": 1}
     rows = {r["sku"]: r for r in doc["prices"]}
-    assert rows["t3.micro"]["effectiveFrom"] == "2024-09-01" and rows["c7i.large"]["effectiveFrom"] == "2024-10-01"
+    assert (
+        rows["t3.micro"]["effectiveFrom"] == "2024-09-01"
+        and rows["c7i.large"]["effectiveFrom"] == "2024-10-01"
+    )
     assert {(h["sku"], h["price"], h["effectiveTo"]) for h in doc["history"]} == {
-        ("m5.large", "0.096", "2024-10-02T00:00:00Z"), ("m4.large", "0.1", "2024-10-02T00:00:00Z")}
+        ("m5.large", "0.096", "2024-10-02T00:00:00Z"),
+        ("m4.large", "0.1", "2024-10-02T00:00:00Z"),
+    }
 
 
 def test_the_pure_modules_import_no_io_frameworks():
@@ -151,6 +232,22 @@ def test_the_pure_modules_import_no_io_frameworks():
     root = Path(__file__).resolve().parents[3] / "services" / "pricing"
     for name in ("projected.py", "terraform.py", "policy.py", "fx.py", "usage.py", "snapshot.py"):
         tree = ast.parse((root / name).read_text())
-        names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-        names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-        assert not names & {"faststream", "asyncpg", "opentelemetry", "grpc", "httpx", "aiokafka"}, name
+        names = {
+            a.name.split(".")[0]
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Import)
+            for a in n.names
+        }
+        names |= {
+            n.module.split(".")[0]
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and n.module
+        }
+        assert not names & {
+            "faststream",
+            "asyncpg",
+            "opentelemetry",
+            "grpc",
+            "httpx",
+            "aiokafka",
+        }, name

@@ -36,7 +36,7 @@ class Store:
         for n, start in enumerate(range(0, len(self.lines), batch)):
             if self.fail_after is not None and n >= self.fail_after:
                 raise ConnectionError("database went away")
-            yield self.lines[start:start + batch]
+            yield self.lines[start : start + batch]
 
 
 class Publisher:

@@ -19,9 +19,29 @@ END = date(2026, 11, 20)
 DAYS = [END - timedelta(days=i) for i in range(14)]
 
 
-def usage(rid, cost="1.00", *, rtype=None, text="", account="a1", region="us-east-1", days=DAYS, quantities=None):
-    return ResourceUsage(rid, "AWS", account, region, "Amazon EC2", rtype, "USD", text=text,
-                         daily_cost={d: Decimal(cost) for d in days}, quantities=quantities or {})
+def usage(
+    rid,
+    cost="1.00",
+    *,
+    rtype=None,
+    text="",
+    account="a1",
+    region="us-east-1",
+    days=DAYS,
+    quantities=None,
+):
+    return ResourceUsage(
+        rid,
+        "AWS",
+        account,
+        region,
+        "Amazon EC2",
+        rtype,
+        "USD",
+        text=text,
+        daily_cost={d: Decimal(cost) for d in days},
+        quantities=quantities or {},
+    )
 
 
 def types(recs):
@@ -51,11 +71,16 @@ def test_volume_in_a_place_without_compute_is_unattached():
 
 
 def test_previous_generation_instance_gets_the_current_family_from_the_catalog():
-    recs = [r for r in billing_rules([usage("i-old", "2.40", rtype="m4.large")], CATALOG)
-            if r.type == "previous-generation"]
+    recs = [
+        r
+        for r in billing_rules([usage("i-old", "2.40", rtype="m4.large")], CATALOG)
+        if r.type == "previous-generation"
+    ]
     assert recs[0].params == {"instance_type": "m5.large"}
     # 2.40/day x 365/12 x (1 - 0.096/0.10)
-    assert recs[0].estimated_monthly_savings == (Decimal("2.40") * 365 / 12 * Decimal("0.04")).quantize(Decimal("0.01"))
+    assert recs[0].estimated_monthly_savings == (
+        Decimal("2.40") * 365 / 12 * Decimal("0.04")
+    ).quantize(Decimal("0.01"))
 
 
 def test_steady_on_demand_spend_gives_a_commitment_and_spend_that_drops_under_the_floor_does_not():
@@ -68,13 +93,18 @@ def test_steady_on_demand_spend_gives_a_commitment_and_spend_that_drops_under_th
 
 
 def metrics(cpu, net, n=14, p995=None):
-    return [MetricDay(d, Decimal(cpu), Decimal(p995) if p995 else None, None, Decimal(net)) for d in DAYS[:n]]
+    return [
+        MetricDay(d, Decimal(cpu), Decimal(p995) if p995 else None, None, Decimal(net))
+        for d in DAYS[:n]
+    ]
 
 
 def test_trusted_advisor_idle_rule_needs_four_low_days():
     inst = usage("i-1", "2.00", rtype="m5.large")
     low = metrics("3", "1", n=4) + metrics("50", "900", n=14)[4:]
-    assert types(utilisation_rules([inst], {"i-1": low}, CATALOG, END)) == {("idle-instance", "i-1")}
+    assert types(utilisation_rules([inst], {"i-1": low}, CATALOG, END)) == {
+        ("idle-instance", "i-1")
+    }
     three = metrics("3", "1", n=3) + metrics("50", "900", n=14)[3:]
     assert types(utilisation_rules([inst], {"i-1": three}, CATALOG, END)) == set()
 
@@ -95,7 +125,9 @@ def test_realised_savings_counts_days_without_billing_as_zero():
     daily[executed + timedelta(days=1)] = Decimal("1")
     s = realised_savings(daily, executed, executed + timedelta(days=4))
     assert (s.baseline_daily, s.after_daily, s.days_after) == (Decimal("10"), Decimal("0.25"), 4)
-    assert s.realised_monthly == (Decimal("9.75") * Decimal(365) / Decimal(12)).quantize(Decimal("0.01"))
+    assert s.realised_monthly == (Decimal("9.75") * Decimal(365) / Decimal(12)).quantize(
+        Decimal("0.01")
+    )
 
 
 def test_realised_savings_waits_for_a_full_day_after_the_action():

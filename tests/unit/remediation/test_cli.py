@@ -38,12 +38,30 @@ def test_list_with_unknown_status_is_a_usage_error():
 
 def test_savings_groups_sum_per_group_and_currency_without_mixing():
     rows = [
-        {"playbook": "p", "account_id": "a", "action": "stop-instance", "currency": "USD",
-         "expected_monthly": Decimal("100.00"), "realised_monthly": Decimal("80.10")},
-        {"playbook": "p", "account_id": "a", "action": "stop-instance", "currency": "USD",
-         "expected_monthly": Decimal("50.00"), "realised_monthly": None},
-        {"playbook": "p", "account_id": "b", "action": "stop-instance", "currency": "EUR",
-         "expected_monthly": Decimal("10.00"), "realised_monthly": Decimal("9.99")},
+        {
+            "playbook": "p",
+            "account_id": "a",
+            "action": "stop-instance",
+            "currency": "USD",
+            "expected_monthly": Decimal("100.00"),
+            "realised_monthly": Decimal("80.10"),
+        },
+        {
+            "playbook": "p",
+            "account_id": "a",
+            "action": "stop-instance",
+            "currency": "USD",
+            "expected_monthly": Decimal("50.00"),
+            "realised_monthly": None,
+        },
+        {
+            "playbook": "p",
+            "account_id": "b",
+            "action": "stop-instance",
+            "currency": "EUR",
+            "expected_monthly": Decimal("10.00"),
+            "realised_monthly": Decimal("9.99"),
+        },
     ]
     [eur, usd] = savings_groups(rows, ["playbook"])
     assert (usd["currency"], usd["actions"], usd["measured"]) == ("USD", 2, 1)
@@ -53,7 +71,11 @@ def test_savings_groups_sum_per_group_and_currency_without_mixing():
 
 def test_metrics_csv_accepts_aliases_and_reports_bad_lines(tmp_path: Path):
     csv = tmp_path / "m.csv"
-    csv.write_text("ResourceId,date,cpu,network\ni-1,2026-11-01,3.5,1.2\ni-1,2026-13-01,1,1\n,2026-11-02,1,1\n")
+    csv.write_text(
+        "ResourceId,date,cpu,network\ni-1,2026-11-01,3.5,1.2\ni-1,2026-13-01,1,1\n,2026-11-02,1,1\n"
+    )
     metrics, errors = parse_metrics_csv(csv)
-    assert [(m.resource_id, m.cpu_avg_pct, m.network_mb) for m in metrics] == [("i-1", Decimal("3.5"), Decimal("1.2"))]
+    assert [(m.resource_id, m.cpu_avg_pct, m.network_mb) for m in metrics] == [
+        ("i-1", Decimal("3.5"), Decimal("1.2"))
+    ]
     assert len(errors) == 2 and errors[0].startswith("line 3")

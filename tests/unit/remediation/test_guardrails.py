@@ -10,9 +10,23 @@ from services.remediation.playbooks import parse_playbook
 NOW = datetime(2026, 11, 23, 10, tzinfo=UTC)  # a Monday
 
 
-def verdict(policy=Policy(), tags=None, executed=0, expires=NOW + timedelta(hours=1), execute=True, rid="i-1"):
-    return check(resource_id=rid, execute=execute, expires_at=expires, now=NOW, policy=policy,
-                 tags=tags or {}, executed_last_hour=executed)
+def verdict(
+    policy=Policy(),
+    tags=None,
+    executed=0,
+    expires=NOW + timedelta(hours=1),
+    execute=True,
+    rid="i-1",
+):
+    return check(
+        resource_id=rid,
+        execute=execute,
+        expires_at=expires,
+        now=NOW,
+        policy=policy,
+        tags=tags or {},
+        executed_last_hour=executed,
+    )
 
 
 def test_clean_command_proceeds():

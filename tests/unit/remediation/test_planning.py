@@ -56,13 +56,24 @@ def test_same_anomaly_planned_twice_gives_the_same_command_id():
 
 
 def test_matching_playbook_targets_the_top_root_cause_instance_with_its_monthly_cost():
-    event = anomaly("a2", root_causes=[
-        RootCauseV1(dimension={"ResourceId": "i-small"}, contribution=Decimal("5")),
-        RootCauseV1(dimension={"ResourceId": "i-big"}, contribution=Decimal("80")),
-    ])
-    known = [Candidate("i-big", "AWS", "111122223333", "us-east-1", "m5.large", {}, Decimal("90"), "USD"),
-             Candidate("i-small", "AWS", "111122223333", "us-east-1", "t3.micro", {}, Decimal("5"), "USD")]
-    notify, command = sorted(plan_anomaly(event, [parse_playbook(STOP)], known, NOW), key=lambda c: c.action)
+    event = anomaly(
+        "a2",
+        root_causes=[
+            RootCauseV1(dimension={"ResourceId": "i-small"}, contribution=Decimal("5")),
+            RootCauseV1(dimension={"ResourceId": "i-big"}, contribution=Decimal("80")),
+        ],
+    )
+    known = [
+        Candidate(
+            "i-big", "AWS", "111122223333", "us-east-1", "m5.large", {}, Decimal("90"), "USD"
+        ),
+        Candidate(
+            "i-small", "AWS", "111122223333", "us-east-1", "t3.micro", {}, Decimal("5"), "USD"
+        ),
+    ]
+    notify, command = sorted(
+        plan_anomaly(event, [parse_playbook(STOP)], known, NOW), key=lambda c: c.action
+    )
     assert (notify.action, notify.mode.value) == ("notify", "dry-run")
     assert command.action == "stop-instance"
     assert command.target.resource_id == "i-big"
@@ -86,17 +97,31 @@ def test_resource_filter_tags_exclude_resources_without_them():
 
 def test_rank_puts_dimension_resource_first():
     event = anomaly("a5", dimension={"ProviderName": "AWS", "ResourceId": "i-named"})
-    ranked = rank_candidates(event, [Candidate("i-other", "AWS", daily_cost=Decimal("100")),
-                                     Candidate("i-named", "AWS", daily_cost=Decimal("1"))])
+    ranked = rank_candidates(
+        event,
+        [
+            Candidate("i-other", "AWS", daily_cost=Decimal("100")),
+            Candidate("i-named", "AWS", daily_cost=Decimal("1")),
+        ],
+    )
     assert [c.resource_id for c in ranked] == ["i-named", "i-other"]
 
 
 def test_resource_named_by_an_anomaly_but_never_billed_is_no_target():
-    event = anomaly("a6", root_causes=[
-        RootCauseV1(dimension={"RegionId": "eu-west-1", "ResourceId": "i-new"}, contribution=Decimal("9"))])
+    event = anomaly(
+        "a6",
+        root_causes=[
+            RootCauseV1(
+                dimension={"RegionId": "eu-west-1", "ResourceId": "i-new"},
+                contribution=Decimal("9"),
+            )
+        ],
+    )
     assert rank_candidates(event, []) == []
-    forged = anomaly("a6b", dimension={"ProviderName": "AWS", "ServiceName": "Compute",
-                                       "ResourceId": "i-anything"})
+    forged = anomaly(
+        "a6b",
+        dimension={"ProviderName": "AWS", "ServiceName": "Compute", "ResourceId": "i-anything"},
+    )
     planned = plan_anomaly(forged, [parse_playbook(STOP)], [], NOW)
     assert [c.action for c in planned] == ["notify"]
 
@@ -105,8 +130,11 @@ def test_a_playbook_that_fails_to_plan_silences_neither_the_others_nor_the_notif
     broken = parse_playbook(STOP)
     # what an unbounded expiry did before validation refused it: planning raises OverflowError
     broken.approval.expires_after_hours = 1e30
-    tagger = parse_playbook(STOP.replace("stop-spikes", "tag-spikes").replace(
-        "action: stop-instance", "action: tag-resource, params: {tags: {seen: 'yes'}}"))
+    tagger = parse_playbook(
+        STOP.replace("stop-spikes", "tag-spikes").replace(
+            "action: stop-instance", "action: tag-resource, params: {tags: {seen: 'yes'}}"
+        )
+    )
     known = [Candidate("i-1", "AWS", "111122223333", "us-east-1", "m5.large", {}, Decimal("50"))]
     failures: list[str] = []
     planned = plan_anomaly(anomaly("a9"), [broken, tagger], known, NOW, failures)

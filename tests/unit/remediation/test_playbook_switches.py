@@ -37,7 +37,12 @@ def test_apply_overrides_only_switched_playbooks():
     assert [p.enabled for p in applied[1:]] == [p.enabled for p in loaded[1:]]
     assert loaded[0].enabled is not applied[0].enabled  # the loaded playbook is not mutated
     name, mode, enabled, trigger, actions = catalog_row(loaded[0])
-    assert name == loaded[0].name and actions and trigger.split(":")[0] in (
-        "anomaly",
-        "recommendation",
+    assert (
+        name == loaded[0].name
+        and actions
+        and trigger.split(":")[0]
+        in (
+            "anomaly",
+            "recommendation",
+        )
     )

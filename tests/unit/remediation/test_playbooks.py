@@ -25,8 +25,15 @@ actions: [{action}]
 
 
 def test_every_registered_action_is_kebab_case_with_a_strict_parameters_model():
-    assert {"notify", "tag-resource", "stop-instance", "resize-instance", "delete-volume",
-            "release-address", "scale-down"} <= set(REGISTRY)
+    assert {
+        "notify",
+        "tag-resource",
+        "stop-instance",
+        "resize-instance",
+        "delete-volume",
+        "release-address",
+        "scale-down",
+    } <= set(REGISTRY)
     for name, spec in REGISTRY.items():
         assert KEBAB.match(name) and spec.name == name
         assert issubclass(spec.params, Params)
@@ -40,7 +47,11 @@ def test_unknown_action_in_a_playbook_is_an_error_naming_it():
 
 def test_unknown_parameter_of_a_known_action_is_an_error():
     with pytest.raises(PlaybookError, match="instance_typo"):
-        parse_playbook(BASE.format(name="bad", action="{action: resize-instance, params: {instance_typo: m5.large}}"))
+        parse_playbook(
+            BASE.format(
+                name="bad", action="{action: resize-instance, params: {instance_typo: m5.large}}"
+            )
+        )
 
 
 def test_missing_required_parameter_is_an_error():
@@ -68,15 +79,19 @@ def test_invalid_playbook_in_directory_is_reported_and_never_loaded(tmp_path: Pa
 def test_packaged_playbooks_are_valid_and_copied_only_when_absent(tmp_path: Path):
     copied = install_defaults(tmp_path)
     assert {p.name for p in copied} == {p.name for p in PACKAGED_DIR.glob("*.yaml")}
-    (tmp_path / "notify-anomalies.yaml").write_text(BASE.format(name="mine", action="{action: notify}"))
+    (tmp_path / "notify-anomalies.yaml").write_text(
+        BASE.format(name="mine", action="{action: notify}")
+    )
     assert install_defaults(tmp_path) == []
     playbooks, errors = load_playbooks(tmp_path)
     assert errors == [] and "mine" in {p.name for p in playbooks}
 
 
 def test_schedule_windows_in_utc():
-    pb = parse_playbook(BASE.format(name="w", action="{action: notify}")
-                        + "schedule: [{days: [mon], start: '09:00', end: '17:00'}]\n")
+    pb = parse_playbook(
+        BASE.format(name="w", action="{action: notify}")
+        + "schedule: [{days: [mon], start: '09:00', end: '17:00'}]\n"
+    )
     assert in_schedule(pb.schedule, datetime(2026, 11, 23, 10, tzinfo=UTC))  # a Monday
     assert not in_schedule(pb.schedule, datetime(2026, 11, 23, 18, tzinfo=UTC))
     assert not in_schedule(pb.schedule, datetime(2026, 11, 24, 10, tzinfo=UTC))
@@ -102,13 +117,19 @@ def test_execute_playbook_without_an_explicit_approval_block_is_refused():
     assert not parse_playbook(EXECUTE + "approval: {required: false}\n").approval.required
 
 
-@pytest.mark.parametrize("extra, field", [
-    ("rate_limit: {per_account_per_hour: 1000000000000000000000000}", "rate_limit.per_account_per_hour"),
-    ("rate_limit: {per_account_per_hour: -1}", "rate_limit.per_account_per_hour"),
-    ("approval: {required: true, expires_after_hours: .inf}", "approval.expires_after_hours"),
-    ("approval: {required: true, expires_after_hours: .nan}", "approval.expires_after_hours"),
-    ("approval: {required: true, expires_after_hours: 1e30}", "approval.expires_after_hours"),
-])
+@pytest.mark.parametrize(
+    "extra, field",
+    [
+        (
+            "rate_limit: {per_account_per_hour: 1000000000000000000000000}",
+            "rate_limit.per_account_per_hour",
+        ),
+        ("rate_limit: {per_account_per_hour: -1}", "rate_limit.per_account_per_hour"),
+        ("approval: {required: true, expires_after_hours: .inf}", "approval.expires_after_hours"),
+        ("approval: {required: true, expires_after_hours: .nan}", "approval.expires_after_hours"),
+        ("approval: {required: true, expires_after_hours: 1e30}", "approval.expires_after_hours"),
+    ],
+)
 def test_rate_limits_and_expiries_are_bounded_when_loading(extra: str, field: str):
     with pytest.raises(PlaybookError, match=field.replace(".", r"\.")):
         parse_playbook(EXECUTE + extra + "\n")

@@ -11,8 +11,19 @@ import sys
 
 import schemas
 
-HEAVY = ("sqlglot", "polars", "pyarrow", "statsforecast", "numpy", "asyncpg", "aiokafka", "faststream",
-         "fastapi", "schemas.anomaly", "schemas.pricing")
+HEAVY = (
+    "sqlglot",
+    "polars",
+    "pyarrow",
+    "statsforecast",
+    "numpy",
+    "asyncpg",
+    "aiokafka",
+    "faststream",
+    "fastapi",
+    "schemas.anomaly",
+    "schemas.pricing",
+)
 
 
 def test_building_the_cli_loads_no_heavy_library():
@@ -21,7 +32,9 @@ def test_building_the_cli_loads_no_heavy_library():
         "assert 'services.pricing.cli.cost' in sys.modules and len(app.registered_groups) > 5; "
         f"print(','.join(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
     )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "", f"loaded at start: {result.stdout.strip()}"
 
 

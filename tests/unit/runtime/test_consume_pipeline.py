@@ -66,8 +66,10 @@ class LoggingUoW(InMemoryUnitOfWork):
 
 
 def records(*values: bytes, partition: int = 0, first: int = 0) -> list[Envelope]:
-    return [Envelope(value=v, key=b"k", headers={}, topic="t", partition=partition, offset=first + i)
-            for i, v in enumerate(values)]
+    return [
+        Envelope(value=v, key=b"k", headers={}, topic="t", partition=partition, offset=first + i)
+        for i, v in enumerate(values)
+    ]
 
 
 def make(work, events: list, **kwargs) -> tuple[Pipeline, LoggingUoW, list, list]:
@@ -83,9 +85,16 @@ def make(work, events: list, **kwargs) -> tuple[Pipeline, LoggingUoW, list, list
         letters.extend(items)
 
     pipeline = Pipeline(
-        service="svc", group="g", uow=uow, work=work, publish=publish, publish_letters=publish_letters,
-        decode=lambda env: json.loads(env.value), label="thing",
-        retry=RetryPolicy(base_s=0.001, cap_s=0.002, max_failures=2, stall_retry_s=60), **kwargs,
+        service="svc",
+        group="g",
+        uow=uow,
+        work=work,
+        publish=publish,
+        publish_letters=publish_letters,
+        decode=lambda env: json.loads(env.value),
+        label="thing",
+        retry=RetryPolicy(base_s=0.001, cap_s=0.002, max_failures=2, stall_retry_s=60),
+        **kwargs,
     )
     return pipeline, uow, published, letters
 
@@ -115,8 +124,11 @@ async def test_offsets_are_committed_only_after_the_transaction_and_the_publish(
 
 async def test_transient_error_is_retried_not_dead_lettered_and_not_committed_meanwhile():
     events: list = []
-    failures = [asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
-                ConnectionRefusedError(111, "refused"), KafkaConnectionError("broker away")]
+    failures = [
+        asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+        ConnectionRefusedError(111, "refused"),
+        KafkaConnectionError("broker away"),
+    ]
 
     async def flaky(tx, items):
         if failures:
@@ -159,7 +171,9 @@ async def test_data_error_in_bulk_write_is_bisected_to_the_culprit():
 
     async def refuses_nul(tx, items):
         if any("\x00" in str(i) for i in items):
-            raise asyncpg.exceptions.CharacterNotInRepertoireError('invalid byte sequence for encoding "UTF8": 0x00')
+            raise asyncpg.exceptions.CharacterNotInRepertoireError(
+                'invalid byte sequence for encoding "UTF8": 0x00'
+            )
         return await store_all(tx, items)
 
     pipeline, uow, published, letters = make(refuses_nul, events)
@@ -228,7 +242,10 @@ def test_transient_and_data_errors_are_told_apart():
     assert is_data_error(wrapped) and not is_transient(wrapped)
 
 
-@pytest.mark.parametrize(("committed", "log_end", "expected"), [(None, None, None), (None, 5, 5), (3, 10, 7), (12, 10, 0)])
+@pytest.mark.parametrize(
+    ("committed", "log_end", "expected"),
+    [(None, None, None), (None, 5, 5), (3, 10, 7), (12, 10, 0)],
+)
 def test_lag_is_the_log_end_minus_the_committed_offset(committed, log_end, expected):
     assert health.lag(committed, log_end) == expected
 

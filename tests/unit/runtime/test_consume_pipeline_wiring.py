@@ -14,15 +14,23 @@ from finfocus.settings import FinFocusSettings
 
 
 async def test_runtime_consume_commits_manually_and_dead_letters_only_the_bad_record(tmp_path):
-    settings = FinFocusSettings(home=tmp_path, kafka_bootstrap="localhost:1", database_url="postgresql://x@localhost:1/x")
+    settings = FinFocusSettings(
+        home=tmp_path, kafka_bootstrap="localhost:1", database_url="postgresql://x@localhost:1/x"
+    )
     runtime = ServiceRuntime("demo", settings)
     uow = InMemoryUnitOfWork()
 
     async def store(tx, items):
         tx.extend(items)
 
-    pipeline = runtime.consume("things", group="finfocus-demo", label="thing", decode=lambda env: json.loads(env.value),
-                               work=store, uow=uow)
+    pipeline = runtime.consume(
+        "things",
+        group="finfocus-demo",
+        label="thing",
+        decode=lambda env: json.loads(env.value),
+        work=store,
+        uow=uow,
+    )
     letters: list = []
 
     @runtime.broker.subscriber("things.dlq")

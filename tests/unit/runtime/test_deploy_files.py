@@ -25,8 +25,20 @@ def test_compose_file_follows_the_compose_specification():
     compose = PyCompose.from_json(json.dumps(resolved))
     compose.validate()
     names = set(compose.service_names())
-    assert {"kafka", "postgres", "otel-collector", "jaeger", "vault", "vault-init", "prometheus", "grafana",
-            "loki", "alloy", "cli", *SERVICES} <= names
+    assert {
+        "kafka",
+        "postgres",
+        "otel-collector",
+        "jaeger",
+        "vault",
+        "vault-init",
+        "prometheus",
+        "grafana",
+        "loki",
+        "alloy",
+        "cli",
+        *SERVICES,
+    } <= names
 
 
 def test_every_service_runs_finfocus_serve_with_the_contract_environment():
@@ -78,7 +90,9 @@ def test_the_cli_service_runs_finfocus_on_the_shared_home_as_the_reader():
     cli = compose["services"]["cli"]
     assert cli["profiles"] == ["cli"]  # `docker compose run --rm cli ...`, not started by `up`
     assert "finfocus-home:/var/lib/finfocus" in cli["volumes"]
-    assert cli["environment"]["FINFOCUS_READER_DATABASE_URL"].startswith("postgresql://finfocus_reader:")
+    assert cli["environment"]["FINFOCUS_READER_DATABASE_URL"].startswith(
+        "postgresql://finfocus_reader:"
+    )
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["finfocus-entrypoint"]' in dockerfile
     assert "exec finfocus" in (ROOT / "deploy/docker/entrypoint.sh").read_text()
@@ -101,8 +115,16 @@ def test_no_service_holds_a_vault_token_only_the_init_container_does():
     script = (ROOT / "deploy/vault/init.sh").read_text()
     assert "-policy=finfocus-read" in script and "-no-default-policy" in script
     # every secret path FinFocus reads is seeded
-    for path in ("ingest-token", "bus-signing/$issuer", "aws/credentials", "remediation-webhook-url",
-                 "remediation-approval-webhook-url", "ops-slack-webhook", "db/$role", "kafka/$user"):
+    for path in (
+        "ingest-token",
+        "bus-signing/$issuer",
+        "aws/credentials",
+        "remediation-webhook-url",
+        "remediation-approval-webhook-url",
+        "ops-slack-webhook",
+        "db/$role",
+        "kafka/$user",
+    ):
         assert f"seed {path}" in script or f'seed "{path}"' in script, path
     policy = (ROOT / "deploy/vault/finfocus-policy.hcl").read_text()
     assert 'path "secret/data/finfocus/*"' in policy
@@ -131,7 +153,9 @@ def test_the_compose_validator_refuses_a_broken_file():
     from compose_spec import PyCompose
 
     with pytest.raises(ValueError, match="restart|sometimes"):
-        PyCompose.from_json(json.dumps({"services": {"a": {"image": "x", "restart": "sometimes"}}})).validate()
+        PyCompose.from_json(
+            json.dumps({"services": {"a": {"image": "x", "restart": "sometimes"}}})
+        ).validate()
 
 
 def _merge(base, override, key=None):
@@ -166,7 +190,10 @@ def test_secure_overlay_gives_each_service_its_own_roles_over_tls():
     kafka = merged["services"]["kafka"]["environment"]
     assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
     assert "127.0.0.1" in kafka["KAFKA_LISTENERS"].split("INTERNAL://")[1]
-    assert merged["services"]["postgres"]["environment"]["POSTGRES_HOST_AUTH_METHOD"] == "scram-sha-256"
+    assert (
+        merged["services"]["postgres"]["environment"]["POSTGRES_HOST_AUTH_METHOD"]
+        == "scram-sha-256"
+    )
     script = (ROOT / "deploy/kafka/setup-security.sh").read_text()
     assert all(f"\n{name} " in script for name in SERVICES)
 
@@ -186,7 +213,9 @@ def test_every_file_the_compose_file_mounts_is_in_the_repository():
     assert "./deploy/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
     grafana = compose["services"]["grafana"]["volumes"]
     assert "./deploy/grafana/dashboards:/var/lib/grafana/dashboards/finfocus:ro" in grafana
-    provider = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/finfocus.yaml").read_text())
+    provider = yaml.safe_load(
+        (ROOT / "deploy/grafana/provisioning/dashboards/finfocus.yaml").read_text()
+    )
     assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards/finfocus"
 
 

@@ -21,7 +21,9 @@ def test_scrape_config_honours_the_series_service_label_and_reads_file_sd_target
 
 
 def test_targets_are_one_per_service_labelled_with_its_name():
-    assert prometheus.targets({"pricing": "http://127.0.0.1:4001", "anomaly": "http://127.0.0.1:4002"}) == [
+    assert prometheus.targets(
+        {"pricing": "http://127.0.0.1:4001", "anomaly": "http://127.0.0.1:4002"}
+    ) == [
         {"targets": ["127.0.0.1:4002"], "labels": {"job": "finfocus", "service": "anomaly"}},
         {"targets": ["127.0.0.1:4001"], "labels": {"job": "finfocus", "service": "pricing"}},
     ]
@@ -34,7 +36,9 @@ def test_a_dead_service_keeps_its_last_target_so_up_reads_zero(tmp_path: Path):
     p.watch({"ingest": "http://127.0.0.1:4004"})  # pricing died; ingest restarted elsewhere
     written = json.loads(p.targets_file.read_text())
     assert {e["labels"]["service"]: e["targets"] for e in written} == {
-        "ingest": ["127.0.0.1:4004"], "pricing": ["127.0.0.1:4001"]}
+        "ingest": ["127.0.0.1:4004"],
+        "pricing": ["127.0.0.1:4001"],
+    }
 
 
 def test_rules_that_promtool_refuses_are_left_out(tmp_path: Path, monkeypatch):
@@ -59,11 +63,24 @@ def test_status_lists_each_service_metrics_url_from_its_health_file(tmp_path: Pa
     pid = os.getpid()
     path = health_file(tmp_path, "pricing", pid)
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"service": "pricing", "pid": pid, "updated_at": None, "state": "running",
-                                "consumers": [], "metrics_url": "http://127.0.0.1:4001"}))
+    path.write_text(
+        json.dumps(
+            {
+                "service": "pricing",
+                "pid": pid,
+                "updated_at": None,
+                "state": "running",
+                "consumers": [],
+                "metrics_url": "http://127.0.0.1:4001",
+            }
+        )
+    )
     me = ProcessRef.of(pid)
-    services = {"pricing": {"state": "running", "pid": pid, "create_time": me.create_time},
-                "anomaly": {"state": "starting", "pid": None}}
+    services = {
+        "pricing": {"state": "running", "pid": pid, "create_time": me.create_time},
+        "anomaly": {"state": "starting", "pid": None},
+    }
     assert service_health(tmp_path, services)["metrics"] == {"pricing": "http://127.0.0.1:4001"}
     assert prometheus.metrics_urls(tmp_path, {"pricing": pid, "anomaly": None}) == {
-        "pricing": "http://127.0.0.1:4001"}
+        "pricing": "http://127.0.0.1:4001"
+    }

@@ -21,8 +21,10 @@ def value(name: str, **labels: str) -> float:
 
 
 def envelopes(*values: bytes, topic: str, first: int = 0) -> list[Envelope]:
-    return [Envelope(value=v, key=b"k", headers={}, topic=topic, partition=0, offset=first + i)
-            for i, v in enumerate(values)]
+    return [
+        Envelope(value=v, key=b"k", headers={}, topic=topic, partition=0, offset=first + i)
+        for i, v in enumerate(values)
+    ]
 
 
 class Consumer:
@@ -37,25 +39,48 @@ def pipeline(work, service: str) -> Pipeline:
     async def publish_letters(items):
         pass
 
-    p = Pipeline(service=service, group="g", uow=InMemoryUnitOfWork(), work=work, publish=publish,
-                 publish_letters=publish_letters, decode=lambda env: json.loads(env.value), label="thing",
-                 retry=RetryPolicy(base_s=0.001, cap_s=0.002, max_failures=2))
+    p = Pipeline(
+        service=service,
+        group="g",
+        uow=InMemoryUnitOfWork(),
+        work=work,
+        publish=publish,
+        publish_letters=publish_letters,
+        decode=lambda env: json.loads(env.value),
+        label="thing",
+        retry=RetryPolicy(base_s=0.001, cap_s=0.002, max_failures=2),
+    )
     p.consumer = Consumer()
     return p
 
 
 async def test_stored_dead_lettered_and_refused_records_are_counted_by_outcome_and_reason():
     async def work(tx, items):
-        return Done(refused={i: "negative amount" for i, item in enumerate(items) if item.get("bad")})
+        return Done(
+            refused={i: "negative amount" for i, item in enumerate(items) if item.get("bad")}
+        )
 
     p = pipeline(work, "svc-outcomes")
     await p.handle(envelopes(b'{"a": 1}', b"not json", b'{"bad": true}', b'{"a": 2}', topic="t1"))
-    assert value("finfocus_records_total", service="svc-outcomes", topic="t1", outcome="stored") == 2
-    assert value("finfocus_records_total", service="svc-outcomes", topic="t1", outcome="dead_letter") == 2
-    assert value("finfocus_dead_letters_total", service="svc-outcomes", topic="t1", reason="invalid") == 1
-    assert value("finfocus_dead_letters_total", service="svc-outcomes", topic="t1", reason="refused") == 1
+    assert (
+        value("finfocus_records_total", service="svc-outcomes", topic="t1", outcome="stored") == 2
+    )
+    assert (
+        value("finfocus_records_total", service="svc-outcomes", topic="t1", outcome="dead_letter")
+        == 2
+    )
+    assert (
+        value("finfocus_dead_letters_total", service="svc-outcomes", topic="t1", reason="invalid")
+        == 1
+    )
+    assert (
+        value("finfocus_dead_letters_total", service="svc-outcomes", topic="t1", reason="refused")
+        == 1
+    )
     assert value("finfocus_batch_duration_seconds_count", service="svc-outcomes", topic="t1") == 1
-    assert value("finfocus_db_write_duration_seconds_count", service="svc-outcomes", topic="t1") == 1
+    assert (
+        value("finfocus_db_write_duration_seconds_count", service="svc-outcomes", topic="t1") == 1
+    )
 
 
 async def test_redelivered_records_below_the_committed_offset_count_as_duplicates():
@@ -92,17 +117,23 @@ async def test_database_refusal_is_dead_lettered_as_data_error():
 
     p = pipeline(work, "svc-data")
     await p.handle(envelopes(b'{"nul": 1}', b"{}", topic="t4"))
-    assert value("finfocus_dead_letters_total", service="svc-data", topic="t4", reason="data_error") == 1
+    assert (
+        value("finfocus_dead_letters_total", service="svc-data", topic="t4", reason="data_error")
+        == 1
+    )
     assert value("finfocus_records_total", service="svc-data", topic="t4", outcome="stored") == 1
 
 
-@pytest.mark.parametrize(("error", "reason"), [
-    ("invalid PricedRecord: 1 validation error", "invalid"),
-    ("invalid Decision: unsigned message on t: only ['cli'] may publish here", "untrusted"),
-    ("invalid Decision: bad signature from 'cli' on t", "untrusted"),
-    ("cannot store record: DataError: value too long", "data_error"),
-    ("negative amount", "refused"),
-])
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        ("invalid PricedRecord: 1 validation error", "invalid"),
+        ("invalid Decision: unsigned message on t: only ['cli'] may publish here", "untrusted"),
+        ("invalid Decision: bad signature from 'cli' on t", "untrusted"),
+        ("cannot store record: DataError: value too long", "data_error"),
+        ("negative amount", "refused"),
+    ],
+)
 def test_dead_letter_reasons_are_a_bounded_class_not_the_text(error, reason):
     assert metrics.reason_class(error) == reason
 
@@ -142,42 +173,70 @@ def test_consumer_lag_stalled_and_assignment_are_read_from_the_pipelines_at_scra
 
 
 def test_sampled_rows_become_series_of_known_families_only_and_bounded():
-    metrics.set_samples("svc-sample", [
-        ("finfocus_cost_current_month", {"provider": "AWS", "currency": "USD"}, 1234.5),
-        ("finfocus_anomalies", {"severity": "high"}, 3),
-        ("finfocus_made_up", {"x": "y"}, 1),
-        *[("finfocus_budget_consumption_ratio", {"budget": f"b{i}", "currency": "EUR"}, 0.5)
-          for i in range(metrics.MAX_SERIES + 50)],
-    ])
+    metrics.set_samples(
+        "svc-sample",
+        [
+            ("finfocus_cost_current_month", {"provider": "AWS", "currency": "USD"}, 1234.5),
+            ("finfocus_anomalies", {"severity": "high"}, 3),
+            ("finfocus_made_up", {"x": "y"}, 1),
+            *[
+                ("finfocus_budget_consumption_ratio", {"budget": f"b{i}", "currency": "EUR"}, 0.5)
+                for i in range(metrics.MAX_SERIES + 50)
+            ],
+        ],
+    )
     try:
         assert value("finfocus_cost_current_month", provider="AWS", currency="USD") == 1234.5
         assert value("finfocus_anomalies_total", severity="high") == 3
         assert REGISTRY.get_sample_value("finfocus_made_up", {"x": "y"}) is None
         text = metrics.exposition()[0].decode()
-        ratios = [s for f in text_string_to_metric_families(text) if f.name == "finfocus_budget_consumption_ratio"
-                  for s in f.samples]
+        ratios = [
+            s
+            for f in text_string_to_metric_families(text)
+            if f.name == "finfocus_budget_consumption_ratio"
+            for s in f.samples
+        ]
         assert len(ratios) == metrics.MAX_SERIES
     finally:
         metrics.clear_samples("svc-sample")
-    assert REGISTRY.get_sample_value("finfocus_cost_current_month", {"provider": "AWS", "currency": "USD"}) is None
+    assert (
+        REGISTRY.get_sample_value(
+            "finfocus_cost_current_month", {"provider": "AWS", "currency": "USD"}
+        )
+        is None
+    )
 
 
 def test_ready_only_when_running_reachable_assigned_and_not_stalled():
     assert readiness(Facts(phase="running", assigned={"g": 4})) == (True, [])
     ok, reasons = readiness(Facts(phase="starting"))
     assert not ok and reasons == ["service is starting"]
-    ok, reasons = readiness(Facts(phase="running", database="ConnectionRefusedError", broker="no answer",
-                                  assigned={"g": 0, "h": None, "k": 2}, stalled=["t[1] (g)"]))
+    ok, reasons = readiness(
+        Facts(
+            phase="running",
+            database="ConnectionRefusedError",
+            broker="no answer",
+            assigned={"g": 0, "h": None, "k": 2},
+            stalled=["t[1] (g)"],
+        )
+    )
     assert not ok
-    assert reasons == ["database unreachable: ConnectionRefusedError", "broker unreachable: no answer",
-                       "no partitions assigned to g", "no partitions assigned to h", "consumer stalled: t[1] (g)"]
+    assert reasons == [
+        "database unreachable: ConnectionRefusedError",
+        "broker unreachable: no answer",
+        "no partitions assigned to g",
+        "no partitions assigned to h",
+        "consumer stalled: t[1] (g)",
+    ]
 
 
 async def test_probe_routes_answer_health_readiness_with_reasons_and_metrics():
     state = {"ready": False}
 
     async def check():
-        return readiness(Facts(phase="running", database=None if state["ready"] else "ConnectionRefusedError"))
+        return readiness(
+            Facts(phase="running", database=None if state["ready"] else "ConnectionRefusedError")
+        )
 
     server = ProbeServer("svc-probe", check)  # routes only: the socket is the integration test's
     assert (await server._route("GET", "/healthz"))[:2] == ("200 OK", b"ok\n")
@@ -187,7 +246,11 @@ async def test_probe_routes_answer_health_readiness_with_reasons_and_metrics():
     server._last = None  # past the one-second cache
     assert (await server._route("GET", "/readyz"))[:2] == ("200 OK", b"ready\n")
     status, body, ctype = await server._route("GET", "/metrics")
-    assert status == "200 OK" and b'finfocus_ready{service="svc-probe"} 1.0' in body and ctype.startswith("text/plain")
+    assert (
+        status == "200 OK"
+        and b'finfocus_ready{service="svc-probe"} 1.0' in body
+        and ctype.startswith("text/plain")
+    )
     assert (await server._route("GET", "/nope"))[0].startswith("404")
     assert (await server._route("POST", "/metrics"))[0].startswith("405")
 
@@ -210,11 +273,15 @@ def test_mount_gives_an_asgi_app_metrics_health_and_readiness():
     assert response.status_code == 503 and "database unreachable" in response.text
 
 
-async def test_runtime_facts_name_the_broker_the_database_and_unassigned_groups(tmp_path, monkeypatch):
+async def test_runtime_facts_name_the_broker_the_database_and_unassigned_groups(
+    tmp_path, monkeypatch
+):
     from finfocus.service import ServiceRuntime
     from finfocus.settings import FinFocusSettings
 
-    settings = FinFocusSettings(home=tmp_path, kafka_bootstrap="127.0.0.1:1", database_url="postgresql://x@127.0.0.1:1/x")
+    settings = FinFocusSettings(
+        home=tmp_path, kafka_bootstrap="127.0.0.1:1", database_url="postgresql://x@127.0.0.1:1/x"
+    )
     runtime = ServiceRuntime("svc_facts", settings)
 
     async def work(tx, items):

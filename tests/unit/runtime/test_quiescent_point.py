@@ -6,7 +6,9 @@ from finfocus.embedded.health import quiescent_moment
 def report(at: str, *lags: int) -> dict:
     return {
         "updated_at": at,
-        "consumers": [{"group": "g", "topic": "t", "partition": p, "lag": lag} for p, lag in enumerate(lags)],
+        "consumers": [
+            {"group": "g", "topic": "t", "partition": p, "lag": lag} for p, lag in enumerate(lags)
+        ],
     }
 
 
@@ -21,7 +23,14 @@ def test_quiescent_when_every_consumer_of_every_service_has_lag_zero_at_the_earl
 
 def test_not_quiescent_while_any_partition_lags_or_a_service_has_not_reported():
     assert quiescent_moment({"pricing": report("2026-12-02T15:00:02+00:00", 0, 3)}) is None
-    assert quiescent_moment({"pricing": report("2026-12-02T15:00:02+00:00", 0), "anomaly": None}) is None
+    assert (
+        quiescent_moment({"pricing": report("2026-12-02T15:00:02+00:00", 0), "anomaly": None})
+        is None
+    )
     # a lag not known yet is not zero
-    assert quiescent_moment({"pricing": {"updated_at": "2026-12-02T15:00:02+00:00",
-                                         "consumers": [{"lag": None}]}}) is None
+    assert (
+        quiescent_moment(
+            {"pricing": {"updated_at": "2026-12-02T15:00:02+00:00", "consumers": [{"lag": None}]}}
+        )
+        is None
+    )

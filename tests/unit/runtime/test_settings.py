@@ -28,8 +28,14 @@ def test_unset_addresses_come_from_the_running_embedded_stack(monkeypatch, tmp_p
     with pytest.raises(EmbeddedStackNotRunning, match="finfocus up"):
         _ = settings.kafka
     settings.state_file.parent.mkdir(parents=True)
-    settings.state_file.write_text(json.dumps({"kafka_bootstrap": "127.0.0.1:4000",
-                                               "database_url": "postgresql://postgres@127.0.0.1:5000/finfocus"}))
+    settings.state_file.write_text(
+        json.dumps(
+            {
+                "kafka_bootstrap": "127.0.0.1:4000",
+                "database_url": "postgresql://postgres@127.0.0.1:5000/finfocus",
+            }
+        )
+    )
     fresh = FinFocusSettings(home=tmp_path)
     assert fresh.kafka == "127.0.0.1:4000"
     assert fresh.database.endswith(":5000/finfocus")
@@ -67,7 +73,11 @@ def test_kafka_security_is_optional_and_maps_to_scram_over_tls(monkeypatch):
     monkeypatch.setenv("FINFOCUS_KAFKA_SASL_USERNAME", "finfocus-pricing")
     monkeypatch.setenv("FINFOCUS_KAFKA_SASL_PASSWORD", "pw")
     options = kafka_client_options()
-    assert options["security_protocol"] == "SASL_SSL" and options["sasl_mechanism"] == "SCRAM-SHA-512"
-    assert options["sasl_plain_username"] == "finfocus-pricing" and options["ssl_context"] is not None
+    assert (
+        options["security_protocol"] == "SASL_SSL" and options["sasl_mechanism"] == "SCRAM-SHA-512"
+    )
+    assert (
+        options["sasl_plain_username"] == "finfocus-pricing" and options["ssl_context"] is not None
+    )
     security = FinFocusSettings().faststream_security()
     assert isinstance(security, SASLScram512) and security.use_ssl

@@ -44,9 +44,11 @@ def test_unsigned_altered_replayed_or_untrusted_messages_are_refused(
     ensure_key_files(tmp_path, ["remediation", "ingest"])
     k = keys(tmp_path)
     _, signature = sign(k, "remediation", "t", b"x")
-    headers = {} if headers_value is None else {
-        SIGNATURE_HEADER: signature if headers_value == "sig" else headers_value
-    }
+    headers = (
+        {}
+        if headers_value is None
+        else {SIGNATURE_HEADER: signature if headers_value == "sig" else headers_value}
+    )
     with pytest.raises(UntrustedMessage, match=reason):
         verify(k, headers, topic, body, trusted)
 

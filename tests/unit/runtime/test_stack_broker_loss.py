@@ -61,7 +61,9 @@ def _wait(predicate, timeout: float = 10.0) -> None:
 def stack(tmp_path: Path, monkeypatch):
     import os
 
-    monkeypatch.setattr(stack_module, "serve_command", lambda name: [sys.executable, "-c", CHILD, name])
+    monkeypatch.setattr(
+        stack_module, "serve_command", lambda name: [sys.executable, "-c", CHILD, name]
+    )
     monkeypatch.setattr(EmbeddedStack, "_ensure_topics", lambda self: None)
     brokers: list[FakeBroker] = []
 
@@ -70,8 +72,12 @@ def stack(tmp_path: Path, monkeypatch):
         return brokers[-1]
 
     monkeypatch.setattr(kafka_module, "start_kafka", start_kafka)
-    settings = FinFocusSettings(home=tmp_path / "home", database_url="postgresql://app@db.example/finfocus")
-    s = EmbeddedStack(settings, services=("ingest", "pricing"), policy=RestartPolicy(base_delay=0.01))
+    settings = FinFocusSettings(
+        home=tmp_path / "home", database_url="postgresql://app@db.example/finfocus"
+    )
+    s = EmbeddedStack(
+        settings, services=("ingest", "pricing"), policy=RestartPolicy(base_delay=0.01)
+    )
     s.start()
     yield s, brokers
     s.shutdown()
@@ -86,13 +92,26 @@ def test_dead_broker_restarts_every_service_with_a_new_epoch(stack):
     (home / "run" / "health").mkdir(parents=True, exist_ok=True)
 
     def report(at: str, committed: int, log_end: int) -> None:
-        health_file(home, "pricing", before["pricing"]).write_text(json.dumps({
-            "service": "pricing", "pid": before["pricing"], "updated_at": at,
-            "state": "running", "consumers": [
-                {"group": "finfocus-pricing", "topic": "raw-billing", "partition": 0,
-                 "committed": committed, "log_end": log_end, "lag": log_end - committed},
-            ],
-        }))
+        health_file(home, "pricing", before["pricing"]).write_text(
+            json.dumps(
+                {
+                    "service": "pricing",
+                    "pid": before["pricing"],
+                    "updated_at": at,
+                    "state": "running",
+                    "consumers": [
+                        {
+                            "group": "finfocus-pricing",
+                            "topic": "raw-billing",
+                            "partition": 0,
+                            "committed": committed,
+                            "log_end": log_end,
+                            "lag": log_end - committed,
+                        },
+                    ],
+                }
+            )
+        )
 
     report("2026-01-01T09:59:00+00:00", 7, 7)  # all consumed: the supervisor notes the time
     s._raw_billing_checked = 0.0

@@ -23,10 +23,19 @@ time.sleep(60)
 def _report(s, at: str, lag: int) -> None:
     (s.home / "run" / "health").mkdir(parents=True, exist_ok=True)
     for name, slot in s.supervisor.slots.items():
-        health_file(s.home, name, slot.process.pid).write_text(json.dumps({
-            "service": name, "pid": slot.process.pid, "updated_at": at, "state": "running",
-            "consumers": [{"group": f"finfocus-{name}", "topic": "t", "partition": 0, "lag": lag}],
-        }))
+        health_file(s.home, name, slot.process.pid).write_text(
+            json.dumps(
+                {
+                    "service": name,
+                    "pid": slot.process.pid,
+                    "updated_at": at,
+                    "state": "running",
+                    "consumers": [
+                        {"group": f"finfocus-{name}", "topic": "t", "partition": 0, "lag": lag}
+                    ],
+                }
+            )
+        )
     s._quiescent_checked = 0.0
     s.tick()
 
@@ -40,9 +49,14 @@ def _kill_broker(s, brokers) -> dict[str, str]:
     return {n: f.read_text() for n, f in files.items()}
 
 
-def test_the_quiescent_point_is_handed_over_and_a_second_loss_during_recovery_keeps_it(stack, monkeypatch):  # noqa: F811
+def test_the_quiescent_point_is_handed_over_and_a_second_loss_during_recovery_keeps_it(
+    stack,  # noqa: F811
+    monkeypatch,
+):
     s, brokers = stack
-    monkeypatch.setattr(stack_module, "serve_command", lambda name: [sys.executable, "-c", CHILD, name])
+    monkeypatch.setattr(
+        stack_module, "serve_command", lambda name: [sys.executable, "-c", CHILD, name]
+    )
     _wait(lambda: (s.tick() or True) and s.supervisor.settled())
     _report(s, "2026-01-01T09:59:00+00:00", 0)  # everything consumed
     _report(s, "2026-01-01T10:00:00+00:00", 5)  # then not

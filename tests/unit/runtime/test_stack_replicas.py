@@ -29,26 +29,41 @@ time.sleep(60)
 def test_replicas_are_parsed_and_checked():
     assert parse_replicas("pricing=2, anomaly=3", 4) == {"pricing": 2, "anomaly": 3}
     assert parse_replicas("", 4) == {}
-    for bad, why in [("pricing", "SERVICE=COUNT"), ("ingest=2", "cannot run as several"),
-                     ("api=2", "cannot run as several"), ("pricing=5", "between 1 and 4"),
-                     ("pricing=0", "between 1 and 4"), ("pricing=x", "SERVICE=COUNT")]:
+    for bad, why in [
+        ("pricing", "SERVICE=COUNT"),
+        ("ingest=2", "cannot run as several"),
+        ("api=2", "cannot run as several"),
+        ("pricing=5", "between 1 and 4"),
+        ("pricing=0", "between 1 and 4"),
+        ("pricing=x", "SERVICE=COUNT"),
+    ]:
         with pytest.raises(ValueError, match=why):
             parse_replicas(bad, 4)
 
 
 def test_instance_names():
-    assert instance_names(("ingest", "pricing"), {"pricing": 3}) == ("ingest", "pricing", "pricing-2", "pricing-3")
+    assert instance_names(("ingest", "pricing"), {"pricing": 3}) == (
+        "ingest",
+        "pricing",
+        "pricing-2",
+        "pricing-3",
+    )
     assert [service_of(n) for n in ("pricing", "pricing-2", "pricing-12")] == ["pricing"] * 3
     assert instance_name("anomaly", 1) == "anomaly" and instance_name("anomaly", 2) == "anomaly-2"
 
 
 @pytest.fixture
 def stack(tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(stack_module, "serve_command", lambda name: [sys.executable, "-c", CHILD, name])
+    monkeypatch.setattr(
+        stack_module, "serve_command", lambda name: [sys.executable, "-c", CHILD, name]
+    )
     monkeypatch.setattr(EmbeddedStack, "_ensure_topics", lambda self: None)
     monkeypatch.setenv("FINFOCUS_PROMETHEUS", "off")
-    settings = FinFocusSettings(home=tmp_path / "home", kafka_bootstrap="kafka.example:9092",
-                                database_url="postgresql://app:secret@db.example:5432/finfocus")
+    settings = FinFocusSettings(
+        home=tmp_path / "home",
+        kafka_bootstrap="kafka.example:9092",
+        database_url="postgresql://app:secret@db.example:5432/finfocus",
+    )
     s = EmbeddedStack(settings, services=("ingest", "pricing"), replicas={"pricing": 2})
     yield s
     s.shutdown()
@@ -70,7 +85,10 @@ def test_every_instance_is_supervised_and_scaled_on_request(stack: EmbeddedStack
     state = StateFile(stack.home / "run" / "stack.json").read()
     assert list(state["services"]) == ["ingest", "pricing", "pricing-2"]
     assert {n: e["service"] for n, e in state["services"].items()} == {
-        "ingest": "ingest", "pricing": "pricing", "pricing-2": "pricing"}
+        "ingest": "ingest",
+        "pricing": "pricing",
+        "pricing-2": "pricing",
+    }
     assert state["replicas"] == {"pricing": 2}
     pids = {n: e["pid"] for n, e in state["services"].items()}
     assert len(set(pids.values())) == 3
@@ -81,15 +99,33 @@ def test_every_instance_is_supervised_and_scaled_on_request(stack: EmbeddedStack
         path = health_file(stack.home, "pricing", pids[name])
         path.parent.mkdir(parents=True, exist_ok=True)
         part = 0 if name == "pricing" else 1
-        path.write_text(json.dumps({"updated_at": time.time(), "state": "running", "consumers": [
-            {"group": "finfocus-pricing", "topic": "raw-billing", "partition": part, "lag": 0}]}))
+        path.write_text(
+            json.dumps(
+                {
+                    "updated_at": time.time(),
+                    "state": "running",
+                    "consumers": [
+                        {
+                            "group": "finfocus-pricing",
+                            "topic": "raw-billing",
+                            "partition": part,
+                            "lag": 0,
+                        }
+                    ],
+                }
+            )
+        )
     rows = service_health(stack.home, state["services"])["consumers"]
     assert [(r["instance"], r["service"], r["partition"], r["pid"]) for r in rows] == [
-        ("pricing", "pricing", 0, pids["pricing"]), ("pricing-2", "pricing", 1, pids["pricing-2"])]
+        ("pricing", "pricing", 0, pids["pricing"]),
+        ("pricing-2", "pricing", 1, pids["pricing-2"]),
+    ]
 
     # `finfocus scale pricing=3`, then back to 1
     scale_request(stack.home).write_text(json.dumps({"pricing": 3}))
-    assert run_until(stack, lambda: (stack.state["services"].get("pricing-3") or {}).get("state") == "running")
+    assert run_until(
+        stack, lambda: (stack.state["services"].get("pricing-3") or {}).get("state") == "running"
+    )
     assert stack.state["replicas"] == {"pricing": 3} and not scale_request(stack.home).exists()
     gone = stack.supervisor.slots["pricing-3"].process
     time.sleep(0.05)  # a new request has a new modification time
@@ -119,9 +155,23 @@ def test_the_broker_loss_window_reads_every_pricing_instance(stack: EmbeddedStac
     def report(name: str, partition: int, lag: int, at: str) -> None:
         path = health_file(stack.home, service_of(name), slots[name].process.pid)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"updated_at": at, "state": "running", "consumers": [
-            {"group": "finfocus-pricing", "topic": "raw-billing", "partition": partition,
-             "committed": 10 + partition, "lag": lag}]}))
+        path.write_text(
+            json.dumps(
+                {
+                    "updated_at": at,
+                    "state": "running",
+                    "consumers": [
+                        {
+                            "group": "finfocus-pricing",
+                            "topic": "raw-billing",
+                            "partition": partition,
+                            "committed": 10 + partition,
+                            "lag": lag,
+                        }
+                    ],
+                }
+            )
+        )
 
     report("ingest", 9, 0, "2026-01-01T10:00:00+00:00")
     report("pricing", 0, 0, "2026-01-01T10:00:01+00:00")

@@ -100,14 +100,20 @@ def test_state_file_is_0600_from_its_first_byte(tmp_path: Path, open_umask, monk
 def test_secret_files_are_0600_from_their_first_byte(tmp_path: Path, open_umask, monkeypatch):
     seen = []
     real_replace = os.replace
-    monkeypatch.setattr(os, "replace", lambda s, d: (seen.append(_mode(Path(s))), real_replace(s, d)))
+    monkeypatch.setattr(
+        os, "replace", lambda s, d: (seen.append(_mode(Path(s))), real_replace(s, d))
+    )
     write_secret(tmp_path / "secrets" / "postgres" / "postgres.password", "pw")
     assert seen == [0o600]
     assert _mode(tmp_path / "secrets" / "postgres") == 0o700
 
 
 def test_broker_and_postgres_inherit_no_secret(monkeypatch):
-    for key, value in {**SECRETS, "PGPASSWORD": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://o"}.items():
+    for key, value in {
+        **SECRETS,
+        "PGPASSWORD": "x",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://o",
+    }.items():
         monkeypatch.setenv(key, value)
     for env in (broker_environment(), server_environment()):
         assert not [k for k in env if k.startswith(("FINFOCUS_", "VAULT_", "AWS_", "PG", "OTEL_"))]
@@ -115,8 +121,15 @@ def test_broker_and_postgres_inherit_no_secret(monkeypatch):
 
 
 def test_services_get_only_what_they_need():
-    environ = {**SECRETS, "PATH": "/usr/bin", "FINFOCUS_HOME": "/h", "OTEL_SERVICE_NAME": "x",
-               "GITHUB_TOKEN": "ghp_x", "DATABASE_PASSWORD": "pw", "FINFOCUS_BROKER_EPOCH": "9"}
+    environ = {
+        **SECRETS,
+        "PATH": "/usr/bin",
+        "FINFOCUS_HOME": "/h",
+        "OTEL_SERVICE_NAME": "x",
+        "GITHUB_TOKEN": "ghp_x",
+        "DATABASE_PASSWORD": "pw",
+        "FINFOCUS_BROKER_EPOCH": "9",
+    }
     pricing = service_environment("pricing", environ)
     assert not [k for k in pricing if k.startswith("AWS_")]
     assert "GITHUB_TOKEN" not in pricing and "DATABASE_PASSWORD" not in pricing
@@ -131,8 +144,12 @@ def test_each_service_gets_its_own_database_url_and_the_epoch(tmp_path: Path):
     from finfocus.settings import FinFocusSettings
 
     s = stack_module.EmbeddedStack(FinFocusSettings(home=tmp_path))
-    s.state = {"kafka_bootstrap": "k:1", "database_url": "postgresql://postgres@h/finfocus",
-               "kafka_owned": True, "broker_epoch": 4}
+    s.state = {
+        "kafka_bootstrap": "k:1",
+        "database_url": "postgresql://postgres@h/finfocus",
+        "kafka_owned": True,
+        "broker_epoch": 4,
+    }
     s._service_urls = {"pricing": "postgresql://finfocus_pricing:pw@h/finfocus"}
     env = s._children_environment("pricing")
     assert env["FINFOCUS_DATABASE_URL"] == "postgresql://finfocus_pricing:pw@h/finfocus"
@@ -146,12 +163,14 @@ def test_cli_reads_the_admin_and_reader_passwords_from_their_files(tmp_path: Pat
     home = tmp_path / "home"
     write_secret(home / "secrets" / "postgres" / "postgres.password", "adminpw")
     write_secret(home / "secrets" / "postgres" / "finfocus_reader.password", "readerpw")
-    StateFile(home / "run" / "stack.json").write({
-        "database_url": "postgresql://postgres@127.0.0.1:5999/finfocus",
-        "database_password_file": str(home / "secrets" / "postgres" / "postgres.password"),
-        "reader_url": "postgresql://finfocus_reader@127.0.0.1:5999/finfocus",
-        "reader_password_file": str(home / "secrets" / "postgres" / "finfocus_reader.password"),
-    })
+    StateFile(home / "run" / "stack.json").write(
+        {
+            "database_url": "postgresql://postgres@127.0.0.1:5999/finfocus",
+            "database_password_file": str(home / "secrets" / "postgres" / "postgres.password"),
+            "reader_url": "postgresql://finfocus_reader@127.0.0.1:5999/finfocus",
+            "reader_password_file": str(home / "secrets" / "postgres" / "finfocus_reader.password"),
+        }
+    )
     monkeypatch.setenv("FINFOCUS_HOME", str(home))
     monkeypatch.delenv("FINFOCUS_DATABASE_URL", raising=False)
     monkeypatch.delenv("FINFOCUS_READER_DATABASE_URL", raising=False)
@@ -162,8 +181,12 @@ def test_cli_reads_the_admin_and_reader_passwords_from_their_files(tmp_path: Pat
     # a given URL (production, tests) is not the embedded server: no reader URL is invented
     monkeypatch.setenv("FINFOCUS_DATABASE_URL", "postgresql://app:pw@db.example/finfocus")
     assert reader_url_for("postgresql://app:pw@db.example/finfocus") is None
-    monkeypatch.setenv("FINFOCUS_READER_DATABASE_URL", "postgresql://finfocus_reader:r@db.example/finfocus")
-    assert reader_url_for("postgresql://app:pw@db.example/finfocus").startswith("postgresql://finfocus_reader:")
+    monkeypatch.setenv(
+        "FINFOCUS_READER_DATABASE_URL", "postgresql://finfocus_reader:r@db.example/finfocus"
+    )
+    assert reader_url_for("postgresql://app:pw@db.example/finfocus").startswith(
+        "postgresql://finfocus_reader:"
+    )
 
 
 def test_root_clusters_of_deleted_homes_are_pruned_and_others_kept(tmp_path: Path):

@@ -210,7 +210,9 @@ def test_broker_loss_stops_every_service_before_the_broker_is_replaced():
 
 def test_broker_loss_kills_a_service_that_ignores_sigterm_after_the_grace():
     stubborn = StubbornProcess()
-    sup = Supervisor(["a"], lambda name: stubborn, lambda n, p: True, RestartPolicy(), clock=FakeClock())
+    sup = Supervisor(
+        ["a"], lambda name: stubborn, lambda n, p: True, RestartPolicy(), clock=FakeClock()
+    )
     sup.start_all()
     order = []
     sup.restart_all_around(lambda: order.append(("action", stubborn.killed)), grace=0.1)

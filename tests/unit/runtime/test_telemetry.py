@@ -61,14 +61,21 @@ def test_redact_keeps_scheme_and_host_and_drops_what_carries_a_credential():
     from finfocus.telemetry import redact
 
     hook = "https://hooks.slack.com/services/T000/B000/s3cr3tT0ken?token=abcdef123"
-    assert redact(f"Server error for url '{hook}'") == "Server error for url 'https://hooks.slack.com/[redacted]'"
+    assert (
+        redact(f"Server error for url '{hook}'")
+        == "Server error for url 'https://hooks.slack.com/[redacted]'"
+    )
     assert "pw" not in redact("postgresql://finfocus:pw@127.0.0.1:5432/db")
     assert redact("Authorization: Bearer eyJhbGciOi.x.y and api_key=AAAABBBBCCCC") == (
-        "Authorization: Bearer [redacted] and api_key=[redacted]")
+        "Authorization: Bearer [redacted] and api_key=[redacted]"
+    )
     assert redact("vault hvs.CAESIJ0 and xoxb-1-2-abc and AKIAABCDEFGHIJKLMNOP") == (
-        "vault [redacted] and [redacted] and [redacted]")
+        "vault [redacted] and [redacted] and [redacted]"
+    )
     # ids that operators need stay readable
-    text = "command 9f3c2a1b4d5e6f708192a3b4c5d6e7f8 on i-0123456789abcdef0 at http://127.0.0.1:8770"
+    text = (
+        "command 9f3c2a1b4d5e6f708192a3b4c5d6e7f8 on i-0123456789abcdef0 at http://127.0.0.1:8770"
+    )
     assert redact(text) == text
 
 
@@ -77,7 +84,9 @@ def test_every_log_line_is_redacted_and_http_client_loggers_are_quiet():
     configure_logging("remediation", "DEBUG", stream=stream)
     try:
         secret = "https://example.test/hook/T0KENVALUE42"
-        logging.getLogger("finfocus.test").warning("posting to %s", secret, extra=log_fields(url=secret))
+        logging.getLogger("finfocus.test").warning(
+            "posting to %s", secret, extra=log_fields(url=secret)
+        )
         try:
             raise RuntimeError(f"failed on {secret}")
         except RuntimeError:

@@ -70,7 +70,9 @@ def test_missing_required_field_is_refused():
 
 
 def test_usage_only_record_needs_quantity_unit_and_sku_or_type():
-    usage = billed(BilledCost=None, ConsumedQuantity="730", ConsumedUnit="Hours", ResourceType="t3.micro")
+    usage = billed(
+        BilledCost=None, ConsumedQuantity="730", ConsumedUnit="Hours", ResourceType="t3.micro"
+    )
     assert BillingRecordV1.model_validate(usage).BilledCost is None
     with pytest.raises(ValidationError, match="SkuId nor ResourceType"):
         BillingRecordV1.model_validate({**usage, "ResourceType": None})
@@ -79,8 +81,9 @@ def test_usage_only_record_needs_quantity_unit_and_sku_or_type():
 
 
 def test_naive_timestamps_mean_utc_and_serialise_as_rfc3339():
-    record = BillingRecordV1.model_validate(billed(ChargePeriodStart="2024-09-18 22:00:00",
-                                                   ChargePeriodEnd="2024-09-18 23:00:00"))
+    record = BillingRecordV1.model_validate(
+        billed(ChargePeriodStart="2024-09-18 22:00:00", ChargePeriodEnd="2024-09-18 23:00:00")
+    )
     assert json.loads(record.model_dump_json())["ChargePeriodStart"] == "2024-09-18T22:00:00Z"
 
 
@@ -96,20 +99,33 @@ def test_record_id_ignores_transport_columns_but_separates_repeated_rows():
     from schemas.ingest import derive_record_id
 
     row = billed()
-    assert derive_record_id(row) == derive_record_id({**row, "x_ImportJobId": "job-2", "x_BillingScopeVersion": 7})
+    assert derive_record_id(row) == derive_record_id(
+        {**row, "x_ImportJobId": "job-2", "x_BillingScopeVersion": 7}
+    )
     assert derive_record_id(row, occurrence=1) != derive_record_id(row)
 
 
 def test_partition_key_is_provider_and_sub_account():
     assert BillingRecordV1.model_validate(billed()).partition_key() == b"AWS:000111222333"
-    assert BillingRecordV1.model_validate(billed(SubAccountId=None)).partition_key() == b"AWS:012345678901"
+    assert (
+        BillingRecordV1.model_validate(billed(SubAccountId=None)).partition_key()
+        == b"AWS:012345678901"
+    )
 
 
 def test_priced_record_requires_cost_unless_no_price():
     base = billed(x_RecordId="r1")
-    assert PricedRecordV1.model_validate({**base, "x_PriceSource": "billed"}).BilledCost == Decimal("0.0416")
-    unpriced = {**base, "BilledCost": None, "ConsumedQuantity": "1", "ConsumedUnit": "Hours", "SkuId": "X",
-                "x_PriceSource": "none"}
+    assert PricedRecordV1.model_validate({**base, "x_PriceSource": "billed"}).BilledCost == Decimal(
+        "0.0416"
+    )
+    unpriced = {
+        **base,
+        "BilledCost": None,
+        "ConsumedQuantity": "1",
+        "ConsumedUnit": "Hours",
+        "SkuId": "X",
+        "x_PriceSource": "none",
+    }
     assert PricedRecordV1.model_validate(unpriced).BilledCost is None
     with pytest.raises(ValidationError):
         PricedRecordV1.model_validate({**unpriced, "x_PriceSource": "spec:aws.yaml"})
@@ -119,10 +135,19 @@ def test_priced_record_requires_cost_unless_no_price():
 
 def test_own_events_forbid_unknown_fields():
     anomaly = {
-        "anomaly_id": "a1", "detected_at": "2024-09-03T00:00:00Z", "window_start": "2024-09-02T00:00:00Z",
-        "window_end": "2024-09-03T00:00:00Z", "dimension": {"ProviderName": "AWS"}, "expected_cost": "10",
-        "actual_cost": "25", "impact": "15", "impact_pct": "150", "currency": "USD", "severity": "high",
-        "score": 7.5, "detector": "mad",
+        "anomaly_id": "a1",
+        "detected_at": "2024-09-03T00:00:00Z",
+        "window_start": "2024-09-02T00:00:00Z",
+        "window_end": "2024-09-03T00:00:00Z",
+        "dimension": {"ProviderName": "AWS"},
+        "expected_cost": "10",
+        "actual_cost": "25",
+        "impact": "15",
+        "impact_pct": "150",
+        "currency": "USD",
+        "severity": "high",
+        "score": 7.5,
+        "detector": "mad",
     }
     assert AnomalyV1.model_validate(anomaly).status == "open"
     with pytest.raises(ValidationError):
@@ -130,15 +155,25 @@ def test_own_events_forbid_unknown_fields():
 
 
 def test_command_id_is_deterministic_and_actions_are_kebab_case():
-    assert derive_command_id("a1", "stop-instance", "i-1") == derive_command_id("a1", "stop-instance", "i-1")
-    assert derive_command_id("a1", "stop-instance", "i-1") != derive_command_id("a2", "stop-instance", "i-1")
+    assert derive_command_id("a1", "stop-instance", "i-1") == derive_command_id(
+        "a1", "stop-instance", "i-1"
+    )
+    assert derive_command_id("a1", "stop-instance", "i-1") != derive_command_id(
+        "a2", "stop-instance", "i-1"
+    )
     command = {
-        "command_id": "c1", "issued_at": "2024-09-03T00:00:00Z", "action": "StopInstance",
-        "target": {"provider": "AWS", "resource_id": "i-1"}, "reason": {"text": "spike"},
+        "command_id": "c1",
+        "issued_at": "2024-09-03T00:00:00Z",
+        "action": "StopInstance",
+        "target": {"provider": "AWS", "resource_id": "i-1"},
+        "reason": {"text": "spike"},
     }
     with pytest.raises(ValidationError):
         RemediationCommandV1.model_validate(command)
-    assert RemediationCommandV1.model_validate({**command, "action": "stop-instance"}).mode == "dry-run"
+    assert (
+        RemediationCommandV1.model_validate({**command, "action": "stop-instance"}).mode
+        == "dry-run"
+    )
 
 
 def test_dead_letter_keeps_non_utf8_bytes_as_base64():
@@ -167,7 +202,10 @@ def test_every_core_topic_has_a_dead_letter_topic():
         ({"ChargePeriodEnd": "9999-12-31T23:00:00-05:00"}, "outside years 1 to 9999"),
         ({"x_Note": "a\x00b"}, "x_Note: text contains a NUL"),
         ({"x_Count": 2**64}, "x_Count: integer"),
-        ({"SkuPriceDetails": {"a": [[[[[[[[[[[[[[[[["deep"]]]]]]]]]]]]]]]]]}}, "nested deeper than 16"),
+        (
+            {"SkuPriceDetails": {"a": [[[[[[[[[[[[[[[[["deep"]]]]]]]]]]]]]]]]]}},
+            "nested deeper than 16",
+        ),
     ],
 )
 def test_values_the_stores_cannot_hold_are_refused_with_a_reason(overrides, reason):
@@ -178,21 +216,34 @@ def test_values_the_stores_cannot_hold_are_refused_with_a_reason(overrides, reas
 
 
 def test_values_at_the_bounds_are_accepted():
-    record = BillingRecordV1.model_validate(billed(
-        BilledCost="-" + "9" * 24 + "." + "9" * 24, x_BillingScopeVersion=2**63 - 1,
-        ChargePeriodStart="0001-01-01T00:00:00Z", ChargePeriodEnd="9999-12-31T18:59:59-05:00",
-        ResourceId="é" * 8192, x_Count=-(2**63), x_Nested={"a": [1, 2.5, None, True, "x"]},
-    ))
+    record = BillingRecordV1.model_validate(
+        billed(
+            BilledCost="-" + "9" * 24 + "." + "9" * 24,
+            x_BillingScopeVersion=2**63 - 1,
+            ChargePeriodStart="0001-01-01T00:00:00Z",
+            ChargePeriodEnd="9999-12-31T18:59:59-05:00",
+            ResourceId="é" * 8192,
+            x_Count=-(2**63),
+            x_Nested={"a": [1, 2.5, None, True, "x"]},
+        )
+    )
     assert json.loads(record.model_dump_json())["ChargePeriodEnd"] == "9999-12-31T23:59:59Z"
 
 
 def test_a_budget_amount_beyond_the_bound_is_refused():
     from schemas.budget import BudgetCommandV1
 
-    command = {"action": "set", "name": "big", "currency": "USD", "issued_at": "2024-09-01T00:00:00Z"}
+    command = {
+        "action": "set",
+        "name": "big",
+        "currency": "USD",
+        "issued_at": "2024-09-01T00:00:00Z",
+    }
     with pytest.raises(ValidationError, match="more than 24 digits before"):
         BudgetCommandV1.model_validate({**command, "amount": "1e999999"})
-    assert BudgetCommandV1.model_validate({**command, "amount": "1500.00"}).amount == Decimal("1500.00")
+    assert BudgetCommandV1.model_validate({**command, "amount": "1500.00"}).amount == Decimal(
+        "1500.00"
+    )
 
 
 def test_an_oversized_anomaly_is_refused_at_the_edge():
@@ -200,13 +251,26 @@ def test_an_oversized_anomaly_is_refused_at_the_edge():
     from schemas.anomaly import AnomalyV1
 
     anomaly = {
-        "anomaly_id": "a1", "detected_at": "2024-09-02T00:00:00Z", "window_start": "2024-09-01T00:00:00Z",
-        "window_end": "2024-09-02T00:00:00Z", "dimension": {"ServiceName": "EC2"}, "expected_cost": "1",
-        "actual_cost": "2", "impact": "1", "currency": "USD", "severity": "low", "score": 3.5, "detector": "mad",
+        "anomaly_id": "a1",
+        "detected_at": "2024-09-02T00:00:00Z",
+        "window_start": "2024-09-01T00:00:00Z",
+        "window_end": "2024-09-02T00:00:00Z",
+        "dimension": {"ServiceName": "EC2"},
+        "expected_cost": "1",
+        "actual_cost": "2",
+        "impact": "1",
+        "currency": "USD",
+        "severity": "low",
+        "score": 3.5,
+        "detector": "mad",
     }
     AnomalyV1.model_validate(anomaly)
     cause = {"dimension": {"RegionId": "us-east-1"}, "contribution": "0.01"}
-    for oversized in ({"dimension": {"ServiceName": "x" * 100_000}}, {"root_causes": [cause] * 101},
-                      {"score": float("inf")}, {"detector": "mad\x00"}):
+    for oversized in (
+        {"dimension": {"ServiceName": "x" * 100_000}},
+        {"root_causes": [cause] * 101},
+        {"score": float("inf")},
+        {"detector": "mad\x00"},
+    ):
         with pytest.raises(ValidationError):
             AnomalyV1.model_validate({**anomaly, **oversized})

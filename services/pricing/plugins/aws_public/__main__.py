@@ -32,14 +32,29 @@ class AwsPublicPlugin(Plugin):
             hit = self.index.lookup(resource.service, kind, resource.region)
             found = [hit] if hit else []
         return [
-            Spec("AWS", p.service, p.kind, p.region, p.unit, p.price, "USD", "OnDemand", p.effective_date, p.description)
+            Spec(
+                "AWS",
+                p.service,
+                p.kind,
+                p.region,
+                p.unit,
+                p.price,
+                "USD",
+                "OnDemand",
+                p.effective_date,
+                p.description,
+            )
             for p in found
         ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="FinFocus aws-public pricing plugin")
-    parser.add_argument("--offers", type=Path, default=Path(os.environ.get("FINFOCUS_PRICING_AWS_OFFERS_DIR") or DEFAULT_DIR))
+    parser.add_argument(
+        "--offers",
+        type=Path,
+        default=Path(os.environ.get("FINFOCUS_PRICING_AWS_OFFERS_DIR") or DEFAULT_DIR),
+    )
     args = parser.parse_args()
     serve(AwsPublicPlugin(OfferIndex.load(args.offers)))
 

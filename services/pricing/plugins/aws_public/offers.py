@@ -16,12 +16,24 @@ from pathlib import Path
 DEFAULT_DIR = Path(__file__).parent / "offers"
 
 SERVICE_ALIASES = {
-    "amazonec2": "AmazonEC2", "amazon elastic compute cloud": "AmazonEC2", "ec2": "AmazonEC2",
-    "amazonebs": "AmazonEBS", "amazon elastic block store": "AmazonEBS", "ebs": "AmazonEBS",
-    "amazonrds": "AmazonRDS", "amazon relational database service": "AmazonRDS", "rds": "AmazonRDS",
-    "amazons3": "AmazonS3", "amazon simple storage service": "AmazonS3", "s3": "AmazonS3",
-    "awselb": "AWSELB", "elastic load balancing": "AWSELB", "elb": "AWSELB",
-    "amazonvpc": "AmazonVPC", "amazon virtual private cloud": "AmazonVPC", "natgateway": "AmazonVPC",
+    "amazonec2": "AmazonEC2",
+    "amazon elastic compute cloud": "AmazonEC2",
+    "ec2": "AmazonEC2",
+    "amazonebs": "AmazonEBS",
+    "amazon elastic block store": "AmazonEBS",
+    "ebs": "AmazonEBS",
+    "amazonrds": "AmazonRDS",
+    "amazon relational database service": "AmazonRDS",
+    "rds": "AmazonRDS",
+    "amazons3": "AmazonS3",
+    "amazon simple storage service": "AmazonS3",
+    "s3": "AmazonS3",
+    "awselb": "AWSELB",
+    "elastic load balancing": "AWSELB",
+    "elb": "AWSELB",
+    "amazonvpc": "AmazonVPC",
+    "amazon virtual private cloud": "AmazonVPC",
+    "natgateway": "AmazonVPC",
 }
 
 
@@ -53,8 +65,12 @@ def _kinds(code: str, family: str, a: dict) -> list[tuple[str, str]] | None:  # 
     """(service, kind) keys of a product, or None when it is not a price we index."""
     if code == "AmazonEC2":
         if family == "Compute Instance":
-            if (a.get("operatingSystem"), a.get("tenancy"), a.get("preInstalledSw"), a.get("capacitystatus", "Used")) != (
-                "Linux", "Shared", "NA", "Used"):
+            if (
+                a.get("operatingSystem"),
+                a.get("tenancy"),
+                a.get("preInstalledSw"),
+                a.get("capacitystatus", "Used"),
+            ) != ("Linux", "Shared", "NA", "Used"):
                 return None
             return [("AmazonEC2", a["instanceType"].lower())]
         if family == "Storage" and a.get("volumeApiName"):
@@ -72,7 +88,13 @@ def _kinds(code: str, family: str, a: dict) -> list[tuple[str, str]] | None:  # 
                 keys.append(("AmazonRDS", f"{a['instanceType'].lower()}:postgres"))
             return keys
         if family == "Database Storage":
-            api = "gp3" if "GP3" in a.get("volumeType", "") else "gp2" if a.get("volumeType") == "General Purpose" else None
+            api = (
+                "gp3"
+                if "GP3" in a.get("volumeType", "")
+                else "gp2"
+                if a.get("volumeType") == "General Purpose"
+                else None
+            )
             return [("AmazonRDS", f"storage:{api}")] if api else None
         return None
     if code == "AmazonS3":
@@ -80,7 +102,9 @@ def _kinds(code: str, family: str, a: dict) -> list[tuple[str, str]] | None:  # 
             return [("AmazonS3", "standard")]
         return None
     if code == "AWSELB":
-        kind = {"Load Balancer-Application": "application", "Load Balancer-Network": "network"}.get(family)
+        kind = {"Load Balancer-Application": "application", "Load Balancer-Network": "network"}.get(
+            family
+        )
         if kind and a.get("usagetype", "").endswith("LoadBalancerUsage"):
             return [("AWSELB", kind)]
         if kind == "application" and a.get("usagetype", "").endswith("LCUUsage"):
@@ -113,12 +137,18 @@ class OfferIndex:
         if found is None and svc == "AmazonRDS" and ":" not in key:
             found = self._by_key.get((svc, f"{key}:mysql", region))
         if found is None and svc == "AmazonEC2":  # EBS and NAT come in the EC2 offer
-            found = self._by_key.get(("AmazonEBS", key, region)) or self._by_key.get(("AmazonVPC", key, region))
+            found = self._by_key.get(("AmazonEBS", key, region)) or self._by_key.get(
+                ("AmazonVPC", key, region)
+            )
         return found or self._by_sku.get(kind)
 
     def all(self, service: str = "", region: str = "") -> list[OfferPrice]:
         svc = canonical_service(service) if service else None
-        return [p for p in self.prices if (svc is None or p.service == svc) and (not region or p.region == region)]
+        return [
+            p
+            for p in self.prices
+            if (svc is None or p.service == svc) and (not region or p.region == region)
+        ]
 
 
 def parse_offer(offer: dict) -> list[OfferPrice]:
@@ -138,8 +168,16 @@ def parse_offer(offer: dict) -> list[OfferPrice]:
                 continue
             for service, kind in kinds:
                 out.append(
-                    OfferPrice(service, kind, region, dim.get("unit", ""), Decimal(dim["pricePerUnit"]["USD"]).normalize(),
-                               sku, dim.get("description", ""), term.get("effectiveDate", ""))
+                    OfferPrice(
+                        service,
+                        kind,
+                        region,
+                        dim.get("unit", ""),
+                        Decimal(dim["pricePerUnit"]["USD"]).normalize(),
+                        sku,
+                        dim.get("description", ""),
+                        term.get("effectiveDate", ""),
+                    )
                 )
             break
     return out
