@@ -30,6 +30,7 @@ from services.api.security import (
     check_role,
     csrf_ok,
     hash_password,  # noqa: F401 - re-exported for the CLI and tests
+    lower_role,
     new_secret,
     token_hash,
     verify_password,
@@ -80,6 +81,9 @@ async def principal(
             row = await store.token_principal(conn, token_hash(credentials))
         if row is None:
             raise _unauthorized("unknown, revoked or expired token")
+        if row["user_name"] is not None:
+            role = lower_role(row["role"], row["user_role"])
+            return Principal("user", row["user_name"], role, token_id=row["token_id"])
         return Principal("token", row["token_id"], row["role"])
     if session:
         async with ctx.pool.acquire() as conn:

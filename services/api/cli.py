@@ -131,6 +131,14 @@ def remove_user(name: str = typer.Argument(..., help="Login name")) -> None:
 def create_token(
     role: str = typer.Option(..., "--role", "-r", help=ROLE_HELP),
     name: str = typer.Option(None, "--name", help="Who or what holds it"),
+    user: str = typer.Option(
+        None,
+        "--user",
+        "-u",
+        help="The user it belongs to: its decisions are audited as user:<name>, it never "
+        "does more than that user may, and it dies with the user (without: a service "
+        "token, audited as token:<id>)",
+    ),
     expires_days: float = typer.Option(
         None, "--expires-days", min=0.001, help="Expires after so many days"
     ),
@@ -138,25 +146,38 @@ def create_token(
 ) -> None:
     """Create an API token and print it once (`Authorization: Bearer <token>`)."""
     from services.api import store
-    from services.api.security import new_token, token_hash
+    from services.api.security import allows, new_token, token_hash
 
     _role(role)
     token_id, token = new_token()
     expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
 
-    async def work(conn):
-        await store.create_token(conn, token_id, token_hash(token), role, name, expires)
+    async def work(conn) -> str | None:
+        if user is not None:
+            have = await store.user_role(conn, user)
+            if have is None:
+                return f"no user {user} (or disabled): `finfocus user add` first"
+            if not allows(have, role):
+                return f"user {user} is {have}: a token of theirs cannot be {role}"
+        await store.create_token(
+            conn, token_id, token_hash(token), role, name, expires, user_name=user
+        )
+        return None
 
-    run(_with_store(work))
+    refused = run(_with_store(work))
+    if refused:
+        fail(refused, 2)
     if output is OutputFormat.TABLE:
         typer.echo(token)
-        typer.echo(f"token {token_id} ({role}): shown once, keep it secret", err=True)
+        owner = f", user {user}" if user else ""
+        typer.echo(f"token {token_id} ({role}{owner}): shown once, keep it secret", err=True)
     else:
         print_json(
             {
                 "token": token,
                 "id": token_id,
                 "role": role,
+                "user": user,
                 "expires_at": expires.isoformat() if expires else None,
             }
         )
@@ -170,11 +191,12 @@ def list_tokens(output: OutputFormat = OUTPUT_OPTION) -> None:
     tokens = run(_with_store(store.list_tokens))
     if output is OutputFormat.TABLE:
         print_table(
-            ["id", "role", "name", "created", "last used", "revoked"],
+            ["id", "role", "user", "name", "created", "last used", "revoked"],
             [
                 [
                     t["token_id"],
                     t["role"],
+                    t["user_name"] or "",
                     t["name"] or "",
                     t["created_at"],
                     t["last_used_at"] or "",

@@ -29,13 +29,15 @@ _hasher = PasswordHasher()
 class Principal:
     """Who is asking: a user (console session or CLI) or a token, and its role.
 
-    `actor` is what audits record: `user:<name>` or `token:<id>`.
+    `actor` is what audits record: `user:<name>` (a console session, or a token that belongs
+    to that user), `token:<id>` (a service token) or `oidc:<subject>`.
     """
 
     kind: str  # "user", "token" or "oidc" (an OIDC subject)
     name: str
     role: str
     csrf_token: str | None = None  # set for console sessions: writes must echo it
+    token_id: str | None = None  # the user's token the request came with, for the logs
 
     @property
     def actor(self) -> str:
@@ -50,6 +52,11 @@ def allows(have: str, need: str) -> bool:
     if need not in _RANK:
         raise ValueError(f"unknown role {need!r}")
     return have in _RANK and _RANK[have] >= _RANK[need]
+
+
+def lower_role(a: str, b: str) -> str:
+    """The lesser of two roles (a user's token never does more than the user may)."""
+    return a if _RANK.get(a, -1) <= _RANK.get(b, -1) else b
 
 
 def check_role(role: str) -> str:

@@ -65,14 +65,24 @@ async def create_token(
     role: str,
     name: str | None,
     expires_at: datetime | None = None,
+    user_name: str | None = None,
 ) -> None:
     await conn.execute(
-        "INSERT INTO api.tokens (token_id, token_hash, role, name, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO api.tokens (token_id, token_hash, role, name, expires_at, user_name)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
         token_id,
         token_hash,
         role,
         name,
         expires_at,
+        user_name,
+    )
+
+
+async def user_role(conn: asyncpg.Connection, name: str) -> str | None:
+    """The role of an enabled user, None when there is no such user."""
+    return await conn.fetchval(
+        "SELECT role FROM api.users WHERE name = $1 AND disabled_at IS NULL", name
     )
 
 
@@ -86,19 +96,24 @@ async def revoke_token(conn: asyncpg.Connection, token_id: str) -> bool:
 
 async def list_tokens(conn: asyncpg.Connection) -> list[dict]:
     rows = await conn.fetch(
-        "SELECT token_id, role, name, created_at, expires_at, revoked_at, last_used_at "
+        "SELECT token_id, role, name, user_name, created_at, expires_at, revoked_at, last_used_at "
         "FROM api.tokens ORDER BY created_at, token_id"
     )
     return [dict(r) for r in rows]
 
 
 async def token_principal(conn: asyncpg.Connection, token_hash: str) -> asyncpg.Record | None:
-    """The live token with this hash (not revoked, not expired). Its last use is written at
-    most once a minute, so a read stays one indexed SELECT."""
+    """The live token with this hash (not revoked, not expired, its owner, if any, still
+    enabled), with its owner's current role (`user_role`): a token never outranks the user
+    it belongs to, even after that user's role is lowered. Its last use is written at most
+    once a minute, so a read stays one indexed SELECT."""
     row = await conn.fetchrow(
-        """SELECT token_id, role, last_used_at < now() - interval '1 minute' OR last_used_at IS NULL AS stale
-           FROM api.tokens WHERE token_hash = $1 AND revoked_at IS NULL
-             AND (expires_at IS NULL OR expires_at > now())""",
+        """SELECT t.token_id, t.role, t.user_name, u.role AS user_role,
+                  t.last_used_at < now() - interval '1 minute' OR t.last_used_at IS NULL AS stale
+           FROM api.tokens t LEFT JOIN api.users u ON u.name = t.user_name
+           WHERE t.token_hash = $1 AND t.revoked_at IS NULL
+             AND (t.expires_at IS NULL OR t.expires_at > now())
+             AND (t.user_name IS NULL OR (u.name IS NOT NULL AND u.disabled_at IS NULL))""",
         token_hash,
     )
     if row is not None and row["stale"]:

@@ -27,10 +27,12 @@ async def running_api(settings, **overrides) -> AsyncIterator[tuple[object, http
             yield app, client
 
 
-async def make_token(app, role: str) -> str:
+async def make_token(app, role: str, user: str | None = None) -> str:
     token_id, token = new_token()
     async with app.state.ctx.pool.acquire() as conn:
-        await store.create_token(conn, token_id, token_hash(token), role, f"test-{role}")
+        await store.create_token(
+            conn, token_id, token_hash(token), role, f"test-{role}", user_name=user
+        )
     return token
 
 

@@ -66,7 +66,25 @@ async def test_cli_users_and_tokens_work_on_the_api_and_revocation_is_immediate(
         assert login.status_code == 303
         assert finfocus(settings, "token", "revoke", token).returncode == 0
         assert (await client.get("/api/v1/session", headers=bearer(token))).status_code == 401
+        # a user's token is that user: audited as user:carol, never more than carol may
+        assert (
+            finfocus(settings, "token", "create", "--role", "approver", "--user", "carol")
+        ).returncode == 2
+        assert (
+            finfocus(settings, "token", "create", "--role", "viewer", "--user", "nobody")
+        ).returncode == 2
+        owned = finfocus(
+            settings, "token", "create", "--role", "viewer", "--user", "carol", "--output", "json"
+        )
+        assert owned.returncode == 0, owned.stderr
+        carols = json.loads(owned.stdout)["token"]
+        me = (await client.get("/api/v1/session", headers=bearer(carols))).json()
+        assert (me["actor"], me["role"]) == ("user:carol", "viewer")
+        listed_tokens = json.loads(finfocus(settings, "token", "list", "--output", "json").stdout)
+        assert [t["user_name"] for t in listed_tokens["tokens"]] == [None, "carol"]
         assert finfocus(settings, "user", "remove", "carol").returncode == 0
+        # the user's tokens go with the user
+        assert (await client.get("/api/v1/session", headers=bearer(carols))).status_code == 401
         client.cookies.clear()
         refused = await client.post(
             "/login", data={"username": "carol", "password": "carol-secret-pw"}

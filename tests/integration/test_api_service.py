@@ -96,10 +96,18 @@ async def test_an_approver_approves_through_the_api_and_the_audit_names_the_user
         expires_in=timedelta(days=1),
         issued_at=datetime.now(UTC),
     )
+    second = command(
+        "stop-instance",
+        "i-0def",
+        approval=True,
+        expires_in=timedelta(days=1),
+        issued_at=datetime.now(UTC),
+    )
     async with remediation_store.transaction(remediation_decisions.pool) as conn:
-        await remediation_store.insert_command(
-            conn, pending, initial_status(pending), actor="planner"
-        )
+        for each in (pending, second):
+            await remediation_store.insert_command(
+                conn, each, initial_status(each), actor="planner"
+            )
     async with running_api(settings) as (app, client):
         await make_user(app, "alice", "approver", "alice-password")
         login = await client.post(
@@ -139,3 +147,20 @@ async def test_an_approver_approves_through_the_api_and_the_audit_names_the_user
         )
         again = await client.post(url, json={}, headers={"X-CSRF-Token": csrf})
         assert again.status_code == 409
+        # the same through a token of alice's (`token create --user alice`): audited as alice
+        alices = await make_token(app, "approver", user="alice")
+        other_url = f"/api/v1/remediation/commands/{second.command_id}/approve"
+        answer = await client.post(other_url, json={"reason": "also"}, headers=bearer(alices))
+        assert answer.status_code in (200, 202), answer.text
+        for _ in range(150):
+            audit = (
+                await client.get(
+                    f"/api/v1/remediation/commands/{second.command_id}/audit",
+                    headers=bearer(alices),
+                )
+            ).json()["audit"]
+            approved = [a for a in audit if a["event"] == "approved"]
+            if approved:
+                break
+            await asyncio.sleep(0.2)
+        assert approved and approved[0]["actor"] == "api:user:alice", approved
