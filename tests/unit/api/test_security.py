@@ -78,3 +78,14 @@ def test_a_success_clears_the_users_failures():
     throttle.succeeded("carol")
     throttle.failed("carol", "b")
     assert not throttle.blocked("carol", "c")
+
+
+def test_a_users_token_is_held_to_the_lower_of_its_role_and_the_users():
+    from services.api.security import lower_role
+
+    assert lower_role("admin", "viewer") == "viewer"
+    assert lower_role("viewer", "admin") == "viewer"
+    assert lower_role("approver", "approver") == "approver"
+    # an unknown role (a user row from a newer release) grants nothing above it
+    assert lower_role("admin", "superuser") == "superuser"
+    assert not Principal("user", "alice", lower_role("admin", "superuser")).may("viewer")
