@@ -13,8 +13,9 @@ the server notices. The connection therefore asks the server to drop a silent cl
 keepalives (probes after 10 s idle, every 5 s, 3 lost: about 25 s), `tcp_user_timeout` for
 sends nobody acknowledges, and `idle_session_timeout` (60 s) whatever TCP says; the leader
 checks in every `check_s`, so only a client that went away is idle that long. The leader
-steps down as soon as one check fails or outlasts `check_s`, which is before the server can
-have freed the lock for someone else. The periodic work stays idempotent all the same:
+steps down as soon as one check fails or outlasts 2 x `check_s` (a busy event loop may delay
+an answer by seconds), which is before the server can have freed the lock for someone else
+(5 + 10 s against 25 s). The periodic work stays idempotent all the same:
 leadership saves doing it twice, correctness never rests on it.
 
 Work that shows up at a follower (rows it consumed on its partitions) is forwarded with a
@@ -149,15 +150,18 @@ class Leader:
             conn = await self._connection()
             if self._leading:
                 # the session is alive, so the lock is still ours
-                await conn.fetchval("SELECT 1", timeout=self.check_s)
+                await conn.fetchval("SELECT 1", timeout=2 * self.check_s)
             elif await conn.fetchval(
-                "SELECT pg_try_advisory_lock($1)", self.key, timeout=self.check_s
+                "SELECT pg_try_advisory_lock($1)", self.key, timeout=2 * self.check_s
             ):
                 self._elected()
             if self._forward and not self._leading:
                 self._forward = False
                 await conn.fetchval(
-                    "SELECT pg_notify($1, $2)", self.channel, self.instance, timeout=self.check_s
+                    "SELECT pg_notify($1, $2)",
+                    self.channel,
+                    self.instance,
+                    timeout=2 * self.check_s,
                 )
             elif self._leading:
                 self._forward = False

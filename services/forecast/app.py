@@ -8,6 +8,7 @@ from faststream import FastStream
 from opentelemetry.sdk.trace import TracerProvider
 
 from finfocus.broker import ensure_topics
+from finfocus.leader import Leader
 from finfocus.service import ServiceRuntime
 from schemas.anomaly import AnomalyV1
 from schemas.budget import BUDGET_COMMANDS
@@ -39,7 +40,13 @@ def build_app(
         # budgets are judged against the forecasts each refit has just stored
         await watcher.evaluate()
 
-    refitter = Refitter(store, settings, extra_series=watcher.series, after_refit=check_budgets)
+    # one instance refits every series (they are all in the shared tables); the others
+    # forward what they stored to it
+    leader = Leader("forecast", lambda: settings.database)
+    refitter = Refitter(
+        store, settings, extra_series=watcher.series, after_refit=check_budgets, leader=leader
+    )
+    leader.on_elected = leader.on_nudge = refitter.due
     register_handlers(runtime, store, refitter)
     register_budget_handlers(runtime, watcher.store, refitter)
     runtime.publishes(
@@ -47,13 +54,18 @@ def build_app(
         AnomalyV1,
         "Budget breaches (detector=budget), once per threshold and period",
     )
-    app = runtime.app(MIGRATIONS_DIR, on_started=[refitter.start], on_stopping=[refitter.stop])
+    app = runtime.app(
+        MIGRATIONS_DIR,
+        on_started=[leader.start, refitter.start],
+        on_stopping=[refitter.stop, leader.stop],
+    )
 
     @app.on_startup
     async def budget_topic() -> None:  # runs after the runtime's bootstrap, before subscribing
         await ensure_topics(settings.kafka, settings.partitions, [BUDGET_COMMANDS])
 
     app.refitter = refitter  # type: ignore[attr-defined]  # tests wait on refitter.idle
+    app.leader = leader  # type: ignore[attr-defined]
     app.store = store  # type: ignore[attr-defined]
     app.budgets = watcher  # type: ignore[attr-defined]
     return app

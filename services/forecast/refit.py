@@ -1,7 +1,8 @@
 """When and what to refit: debounced after imports, on a schedule, only the series that changed.
 
 Fitting runs in an executor (a worker process by default) so the consumer's event loop never
-waits for a model.
+waits for a model. A refit reads every series, whichever instance stored the rows, so with
+several instances only the leader (finfocus/leader.py) refits; the others forward their pokes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from functools import partial
 
+from finfocus.leader import Leader, instance_id
 from services.forecast import engine
 from services.forecast.config import ForecastSettings
 from services.forecast.domain import (
@@ -69,8 +71,11 @@ class Refitter:
         extra_series: Callable[[date], Awaitable[list[DailySeries]]] | None = None,
         after_refit: AfterRefit | None = None,
         today: Callable[[], date] | None = None,
+        leader: Leader | None = None,
     ) -> None:
         self.store = store
+        self.leader = leader
+        self.instance = leader.instance if leader is not None else instance_id()
         self.settings = settings
         self.extra_series = extra_series
         self.after_refit = after_refit
@@ -84,9 +89,19 @@ class Refitter:
         self.idle.set()
 
     def poke(self) -> None:
-        """New data was stored: refit after the debounce period."""
+        """New data was stored: refit after the debounce period, here or on the leader."""
+        if self._follower():
+            self.leader.nudge()  # type: ignore[union-attr]
+            return
+        self.due()
+
+    def due(self) -> None:
+        """This instance refits after the debounce period (it leads, or nobody elects)."""
         self._dirty.set()
         self.idle.clear()
+
+    def _follower(self) -> bool:
+        return self.leader is not None and not self.leader.leading
 
     async def start(self) -> None:
         self._executor = make_executor(self.settings.forecast_executor)
@@ -94,7 +109,10 @@ class Refitter:
             asyncio.create_task(self._debounced(), name="forecast-refit"),
             asyncio.create_task(self._scheduled(), name="forecast-schedule"),
         ]
-        self.poke()  # catch up after a restart: unchanged series are not refitted
+        if self.leader is None:
+            # catch up after a restart (unchanged series are not refitted); under a leader,
+            # whoever is elected catches up (Leader.on_elected)
+            self.due()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -115,6 +133,10 @@ class Refitter:
                     await asyncio.wait_for(self._dirty.wait(), timeout=debounce)
                 except TimeoutError:
                     break
+            if self._follower():  # leadership moved during the debounce: the leader refits
+                self.leader.nudge()  # type: ignore[union-attr]
+                self.idle.set()
+                continue
             try:
                 await self.refit("data changed")
             except asyncio.CancelledError:
@@ -128,6 +150,8 @@ class Refitter:
         """Daily schedule: a new complete day moves trained_through, so every series refits."""
         while True:
             await asyncio.sleep(self.settings.forecast_schedule_seconds)
+            if self._follower():
+                continue
             last = await self.store.last_day()
             if trained_through(last, self.today()) != self._last_through:
                 self.poke()
@@ -190,7 +214,7 @@ class Refitter:
             forecasts,
             projections,
             live_keys=list(by_key),
-            refit=(started, len(series), len(forecasts), reason),
+            refit=(started, len(series), len(forecasts), reason, self.instance),
         )
         self._last_through = through
         self.refits += 1

@@ -260,7 +260,7 @@ class ForecastStore:
             if refit is not None:
                 await conn.execute(
                     "INSERT INTO forecast.refits (started_at, finished_at, series_total, series_fitted,"
-                    " reason) VALUES ($1, now(), $2, $3, $4)",
+                    " reason, instance) VALUES ($1, now(), $2, $3, $4, $5)",
                     *refit,
                 )
 

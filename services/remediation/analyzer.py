@@ -1,5 +1,8 @@
 """Background analysis: recommendations from stored billing data and utilisation, and the
-realised savings of executed actions. Runs in the service when new data has arrived."""
+realised savings of executed actions. Runs in the service when new data has arrived.
+
+It reads every resource, whichever instance stored its rows, so with several instances only
+the leader (finfocus/leader.py) analyses; the others forward what they stored to it."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import logging
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+from finfocus.leader import Leader, instance_id
 from finfocus.service import ServiceRuntime
 from finfocus.telemetry import log_fields
 from schemas.remediation import RecommendationV1, RemediationTargetV1
@@ -76,9 +80,17 @@ def to_contract(rec, now: datetime) -> RecommendationV1:
 
 class Analyzer:
     def __init__(
-        self, runtime: ServiceRuntime, settings: RemediationSettings, playbooks, publish_commands
+        self,
+        runtime: ServiceRuntime,
+        settings: RemediationSettings,
+        playbooks,
+        publish_commands,
+        *,
+        leader: Leader | None = None,
     ) -> None:
         self.runtime = runtime
+        self.leader = leader
+        self.instance = leader.instance if leader is not None else instance_id()
         self.settings = settings
         self.playbooks = playbooks
         self.publish_commands = publish_commands
@@ -86,7 +98,18 @@ class Analyzer:
         self.dirty = True
 
     def touch(self, *_: object) -> None:
+        """New data here: the next round analyses, on this instance or on the leader."""
+        if self._follower():
+            self.leader.nudge()  # type: ignore[union-attr]
+        else:
+            self.dirty = True
+
+    def due(self) -> None:
+        """This instance analyses at its next round (it was elected, or a follower forwarded)."""
         self.dirty = True
+
+    def _follower(self) -> bool:
+        return self.leader is not None and not self.leader.leading
 
     async def run_once(self) -> dict:
         self.dirty = False
@@ -163,6 +186,8 @@ class Analyzer:
             if new_commands:
                 await self.publish_commands(new_commands)
         savings = await self.update_savings(through)
+        async with pool.acquire() as conn:
+            await store.record_analysis(conn, now, self.instance, len(recs), len(fresh), savings)
         logger.info(
             "analysis done",
             extra=log_fields(recommendations=len(recs), published=len(fresh), savings=savings),
@@ -202,7 +227,9 @@ class Analyzer:
         idle_rounds = 0
         while not stop.is_set():
             try:
-                if self.dirty or idle_rounds >= 10:
+                if self._follower():
+                    idle_rounds = 0  # the leader analyses; elected, `due()` marks the work
+                elif self.dirty or idle_rounds >= 10:
                     idle_rounds = 0
                     await self.run_once()
                 else:

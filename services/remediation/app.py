@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from finfocus.broker import Envelope
 from finfocus.consume import Done, TrackAfter
+from finfocus.leader import Leader
 from finfocus.secrets import secrets_from_environment
 from finfocus.service import ServiceRuntime
 from finfocus.telemetry import start_record_span
@@ -119,7 +120,13 @@ def build_app(
         with trace.use_span(span, end_on_exit=True):
             await publish_commands(runtime, commands, span)
 
-    analyzer = Analyzer(runtime, settings, lambda: current_playbooks(settings), publish_planned)
+    # one instance analyses every resource (they are all in the shared tables); the others
+    # forward what they stored to it
+    leader = Leader("remediation", lambda: settings.database)
+    analyzer = Analyzer(
+        runtime, settings, lambda: current_playbooks(settings), publish_planned, leader=leader
+    )
+    leader.on_elected = leader.on_nudge = analyzer.due
     register_handlers(runtime, settings, on_costs=analyzer.touch)
     register_metrics_handler(runtime, settings, on_metrics=analyzer.touch)
     register_decisions(runtime, settings)
@@ -160,6 +167,7 @@ def build_app(
         stop.clear()
         if settings.broker_epoch:
             await republish_after_broker_loss(runtime, settings.broker_epoch)
+        await leader.start()
         holder["analysis"] = asyncio.create_task(analyzer.run(stop))
         if settings.remediation_executor:
             holder["sweeps"] = asyncio.create_task(
@@ -173,6 +181,7 @@ def build_app(
             task = holder.pop(key, None)
             if task is not None:
                 await asyncio.wait([task], timeout=10)
+        await leader.stop()
         holder.pop("executor", None)
 
     if settings.remediation_executor:

@@ -634,6 +634,30 @@ async def executed_for_savings(conn: asyncpg.Connection) -> list[asyncpg.Record]
     return await conn.fetch(EXECUTED_FOR_SAVINGS)
 
 
+async def record_analysis(
+    conn: asyncpg.Connection,
+    started_at: datetime,
+    instance: str,
+    recommendations: int,
+    published: int,
+    savings: int,
+) -> None:
+    """Which instance analysed, and what came of it; runs older than 30 days go."""
+    await conn.execute(
+        "DELETE FROM remediation.analysis_runs WHERE started_at < now() - interval '30 days'"
+    )
+    await conn.execute(
+        """INSERT INTO remediation.analysis_runs
+               (started_at, instance, recommendations, published, savings)
+           VALUES ($1, $2, $3, $4, $5)""",
+        started_at,
+        instance,
+        recommendations,
+        published,
+        savings,
+    )
+
+
 async def save_savings(conn: asyncpg.Connection, rows: list[tuple]) -> None:
     await conn.executemany(
         """INSERT INTO remediation.savings (command_id, baseline_daily, after_daily, days_before, days_after,
