@@ -66,7 +66,7 @@ MAD_TO_SIGMA = 1.4826
 #: under-reads the noise of a short, weekday-fitted window)
 MEAN_AD_FACTOR = 1.0
 #: bump when a change to the maths makes stored walk states stale
-STATE_VERSION = 6
+STATE_VERSION = 7
 
 
 class DetectorParams(BaseModel):
@@ -417,10 +417,13 @@ def robust_seasonal(  # noqa: C901 - the detector's steps (warm-up, seasonal fit
         if y[t] == 0 and not np.all(learn[train]):
             scores[t] = 0.0
             continue  # an idle day of a series that has idle days: no usage, not a drop
-        if z > 2 and _catch_up(y, learn, missing, train, t, exp, scale, ph, p):
+        if z > 2 and _catch_up(
+            y, learn, missing, train, t, exp, scale, ph, p, alerts=_passes(diff, exp, z, p)
+        ):
             # a billing delay: yesterday's charges arrived today. A data-quality event
             # (marked by a NaN score), neither a cost anomaly nor something to learn from;
-            # recognised whether or not the catch-up alone would pass the thresholds
+            # recognised whether or not the catch-up alone would pass the thresholds (on a
+            # series with idle days, only when it would: see _catch_up)
             scores[t] = np.nan
             learn[t] = exp
             if not missing[t - 1]:
@@ -493,16 +496,25 @@ def _catch_up(
     scale: float,
     ph: np.ndarray | None,
     p: RobustSeasonalParams,
+    *,
+    alerts: bool,
 ) -> bool:
     """Whether step t is the catch-up of a one-day billing delay: the day before cost nothing
-    (or has no line) in a series that is rarely idle, and today is about both days' worth."""
+    (or has no line), and today is about both days' worth (each day's expectation, with its
+    weekday, within a quarter of their sum or 3 spreads).
+
+    On a series with idle days (over a tenth of its training days at zero) a zero day proves
+    little, since the series has them anyway, so there the catch-up must also be a day that
+    would alert on its own (`alerts`): an ordinary busy day after an idle one, or one a little
+    high, is judged as a cost day and never turned into a data-quality event. A day without
+    any line on a series that reports its idle days as zero lines is as telling as on a busy
+    series and needs no more. What this cannot tell apart is a one-day spike of about one
+    day's worth right after an idle day: it reads exactly like a catch-up, and is reported as
+    one (a spike of two or three days is still found from its second day)."""
     if t == 0 or not (missing[t - 1] or y[t - 1] == 0):
         return False
-    if np.count_nonzero(learn[train] == 0) > 0.1 * len(train) and not (
-        missing[t - 1] and not missing[train].any()
-    ):
-        # idle days are normal here: a zero then a busy day proves nothing, unless the series
-        # reports its idle days as zero lines and yesterday has no line at all
+    idle = np.count_nonzero(learn[train] == 0) > 0.1 * len(train)
+    if idle and not alerts and not (missing[t - 1] and not missing[train].any()):
         return False
     before = train[train < t - 1]
     if len(before) < 3:
