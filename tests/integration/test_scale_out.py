@@ -8,7 +8,10 @@ first instance is killed with SIGKILL by its pid (its partitions go to the other
 its session expires, and back when the supervisor has restarted it: two more rebalances while
 rows flow). Afterwards pricing's stored lines, and the copies anomaly, forecast and remediation
 keep, hold every row once and add up to the input's total to the cent (Decimal); anomaly's
-daily points (the one default monitor sums every line) too.
+daily points (the one default monitor sums every line) too. Both pricing instances rebuild
+the daily aggregate the api reads (pricing.v_daily_costs, v_daily_rollups) from the days their
+writes marked: once no day is left marked, each day of it equals the sum of that day's stored
+lines, to the cent and line for line.
 """
 
 from __future__ import annotations
@@ -114,6 +117,7 @@ def test_an_instance_added_and_one_killed_mid_stream_lose_and_double_nothing(
             await conn.close()
 
     reached, found, points = asyncio.run(settle())
+    aggregate = asyncio.run(daily_aggregate(database_url))
     print(
         "faults and stream:",
         seen,
@@ -137,6 +141,49 @@ def test_an_instance_added_and_one_killed_mid_stream_lose_and_double_nothing(
         reached
     )
     assert points.quantize(CENT) == rows.total.quantize(CENT)
+    # pricing's daily aggregate, rebuilt by both instances meanwhile: every day is the sum of
+    # its lines (the stack holds this test's rows only), and the whole adds up to the input
+    assert aggregate["marked"] == 0, aggregate
+    assert aggregate["costs"] == aggregate["lines"], aggregate
+    assert aggregate["by_service"] == aggregate["lines"], aggregate
+    assert len(aggregate["lines"]) == 28, aggregate
+    total = sum((t for t, _ in aggregate["costs"].values()), Decimal(0))
+    assert sum(n for _, n in aggregate["costs"].values()) == ROWS
+    assert total.quantize(CENT) == rows.total.quantize(CENT)
+
+
+async def daily_aggregate(url: str, timeout: float = 60.0) -> dict:
+    """Per day (billed total to the cent, lines): from pricing's stored lines, its daily
+    aggregate and the aggregate's rollup by service, once the refresh has no day marked (or
+    the timeout passed: `marked` says how many were left)."""
+    conn = await asyncpg.connect(url)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            marked = await conn.fetchval("SELECT count(*) FROM pricing.v_dirty_days")
+            if not marked or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.5)
+
+        async def per_day(sql: str) -> dict:
+            return {r[0]: (Decimal(r[1]).quantize(CENT), r[2]) for r in await conn.fetch(sql)}
+
+        return {
+            "marked": marked,
+            "lines": await per_day(
+                "SELECT (charge_period_start AT TIME ZONE 'UTC')::date, sum(billed_cost), count(*)"
+                " FROM pricing.v_cost_lines GROUP BY 1"
+            ),
+            "costs": await per_day(
+                "SELECT day, sum(billed_cost), sum(lines) FROM pricing.v_daily_costs GROUP BY 1"
+            ),
+            "by_service": await per_day(
+                "SELECT day, sum(billed_cost), sum(lines) FROM pricing.v_daily_rollups"
+                " WHERE dim = 'service' GROUP BY 1"
+            ),
+        }
+    finally:
+        await conn.close()
 
 
 async def test_topics_carry_the_retention_finfocus_sets(kafka_bootstrap: str, monkeypatch):
