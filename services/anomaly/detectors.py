@@ -500,21 +500,25 @@ def _catch_up(
     alerts: bool,
 ) -> bool:
     """Whether step t is the catch-up of a one-day billing delay: the day before cost nothing
-    (or has no line), and today is about both days' worth (each day's expectation, with its
-    weekday, within a quarter of their sum or 3 spreads).
+    (or has no line), and today is about both days' worth (the sum of each day's expectation,
+    with its weekday, within a quarter of that sum or 3 spreads).
 
     On a series with idle days (over a tenth of its training days at zero) a zero day proves
-    little, since the series has them anyway, so there the catch-up must also be a day that
-    would alert on its own (`alerts`): an ordinary busy day after an idle one, or one a little
-    high, is judged as a cost day and never turned into a data-quality event. A day without
-    any line on a series that reports its idle days as zero lines is as telling as on a busy
-    series and needs no more. What this cannot tell apart is a one-day spike of about one
-    day's worth right after an idle day: it reads exactly like a catch-up, and is reported as
-    one (a spike of two or three days is still found from its second day)."""
+    little, since the series has them anyway, so there the catch-up must be a day that would
+    alert on its own (`alerts`) and match both days' worth within the noise (3 spreads, no
+    quarter): an ordinary busy day after an idle one, or one a little high, stays a cost day,
+    and a spike after an idle day is taken for a catch-up only when it is one busy day's worth
+    to within 3 spreads. A day without any line on a series that reports its idle days as zero
+    lines is as telling as on a busy series and is judged as there. What this cannot tell apart
+    is a one-day spike of one day's worth right after an idle day: it reads exactly like a
+    catch-up, and is reported as one (a spike of two or three days is still found from its
+    second day)."""
     if t == 0 or not (missing[t - 1] or y[t - 1] == 0):
         return False
-    idle = np.count_nonzero(learn[train] == 0) > 0.1 * len(train)
-    if idle and not alerts and not (missing[t - 1] and not missing[train].any()):
+    idle = np.count_nonzero(learn[train] == 0) > 0.1 * len(train) and not (
+        missing[t - 1] and not missing[train].any()
+    )
+    if idle and not alerts:
         return False
     before = train[train < t - 1]
     if len(before) < 3:
@@ -522,7 +526,8 @@ def _catch_up(
     exp_prev, _ = _baseline(learn, before, t - 1, ph, p)
     if exp_prev <= 0:
         return False
-    return abs(y[t] - exp - exp_prev) <= max(0.25 * (exp + exp_prev), 3 * scale)
+    off = abs(y[t] - exp - exp_prev)
+    return off <= 3 * scale if idle else off <= max(0.25 * (exp + exp_prev), 3 * scale)
 
 
 def _flag(y: float, expected: float, score: float, p: DetectorParams) -> int:

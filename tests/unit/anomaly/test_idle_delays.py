@@ -95,3 +95,12 @@ def test_a_missing_day_on_a_series_with_zero_line_idle_days_needs_no_alert_to_be
     y[90] = np.nan
     params = RobustSeasonalParams(threshold=30.0)  # nothing alerts on its own
     assert episodes(y, params=params) == [(90, 92, "billing-delay")]
+
+
+def test_a_spike_of_two_thirds_of_a_day_after_an_idle_day_is_a_spike():
+    # within a quarter of two days' worth (what a busy series' catch-up may be off by), but 5+
+    # spreads short of it: on a series with idle days only the noise is allowed
+    y = idle_series(sigma=0.04, busy=(91,))
+    y[90] = 0.0
+    y[91] += 2 * LEVEL / 3
+    assert episodes(y) == [(91, 92, "spike")]
