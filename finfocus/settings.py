@@ -51,6 +51,11 @@ class FinFocusSettings(BaseSettings):
     topic_retention_bytes: int = Field(
         -1, ge=-1, description="retention.bytes (per partition) of new topics; -1: no size bound"
     )
+    #: the embedded broker's RSS above which the stack rotates its log (drops what every
+    #: consumer group has consumed: finfocus/embedded/rotation.py); 0: never
+    broker_rotate_mb: int = Field(
+        1024, ge=0, description="Embedded broker RSS (MB) that triggers a log rotation; 0: off"
+    )
     log_level: str = "INFO"
     #: consumer session timeout; the embedded profile uses a short one (group joins take
     #: about half of it on the embedded broker), real clusters keep Kafka's default

@@ -72,6 +72,8 @@ EMBEDDED_CONSUMER_ENV = {
 }
 #: seconds a service gets to exit on SIGTERM when the broker died, before SIGKILL
 BROKER_LOSS_GRACE = 3.0
+#: a planned rotation lets the services finish and commit their batch before it stops them
+ROTATION_GRACE = 20.0
 #: the services that may run as several instances: consumers of the bus, whose consumer groups
 #: share each topic's partitions among the instances. Ingest (import jobs, the HTTP intake's
 #: port) and the api (its port) run once.
@@ -127,6 +129,12 @@ class StackError(RuntimeError):
     """The stack cannot be started or stopped; the message says why and what to do."""
 
 
+def rotation_request(home: Path) -> Path:
+    """A file whose presence asks the stack to rotate the broker's log now (an operator's
+    `touch`, or a test), whatever its RSS."""
+    return home / "run" / "broker-rotate"
+
+
 def ready_marker(home: Path, service: str) -> Path:
     """File a `finfocus serve` process writes (its pid) once its start-up finished."""
     return home / "run" / f"{service}.ready"
@@ -174,6 +182,9 @@ class EmbeddedStack:
         #: recovery of a pending epoch was last looked up
         self._quiescent_checked = 0.0
         self._logs_open: dict[str, Any] = {}
+        #: when the broker's RSS was last looked at, and the RSS the next rotation waits for
+        self._broker_memory_checked = 0.0
+        self._rotate_above = 0
         self.prometheus: Any = None  # EmbeddedPrometheus when a `prometheus` binary is on PATH
         self._prometheus_checked = 0.0
 
@@ -294,24 +305,9 @@ class EmbeddedStack:
         (FINFOCUS_BROKER_EPOCH, from which ingest knows to re-publish unconfirmed jobs), and
         the services start again, their groups reading the new log from offset 0.
         """
-        from finfocus.embedded.kafka import start_kafka
-
         assert self.kafka is not None
         port, code = self.kafka.port, self.kafka.process.poll()
-        crashed_at = _now_iso()
-        previous_start = self.state.get("broker_started_at")
-        position = self._raw_billing_position()
-        # what the services publish again: what was stored since every consumer had consumed
-        # everything. A pending recovery (an earlier broker died during it) keeps its older
-        # window: the quiescent point has not advanced since, and what that recovery had not
-        # re-published yet is still missing downstream.
-        pending = self.state.get("recovery_pending")
-        since = (
-            (pending or {}).get("since")
-            or self.state.get("quiescent_at")
-            or previous_start
-            or crashed_at
-        )
+        loss = self._loss_record()
         logger.error(
             "embedded broker exited with %s; stopping the services, restarting it on port %d",
             code,
@@ -319,33 +315,141 @@ class EmbeddedStack:
         )
 
         def replace_broker() -> None:
-            assert self.kafka is not None
-            self.kafka = start_kafka(self.logs / "kafka.log", port=port)
-            ref = ProcessRef.of(self.kafka.process.pid)
-            self.state["kafka"] = ref.to_dict() if ref else None
-            self._ensure_topics()
-            epoch = self._bump_epoch()
-            self._raw_billing_caught_up_at = None
-            self.state["broker_recover_since"] = since
-            self.state["recovery_pending"] = {"epoch": epoch, "since": since}
-            self.state.setdefault("broker_restarts", []).append(
-                {
-                    "at": crashed_at,
-                    "epoch": epoch,
-                    "previous_start": previous_start,
-                    "recover_since": since,
-                    "quiescent_at": self.state.get("quiescent_at"),
-                    **position,
-                }
-            )
-            self._save()
-            logger.warning("broker epoch %d: the services start again on an empty log", epoch)
+            self._replace_lost_broker(port, loss)
 
         if self.supervisor is not None:
             self.supervisor.restart_all_around(replace_broker, grace=BROKER_LOSS_GRACE)
         else:
             replace_broker()
         self._save()
+
+    def _loss_record(self) -> dict[str, Any]:
+        """What a lost log costs, taken while the services still report: the recovery window
+        and pricing's position on raw-billing."""
+        # what the services publish again: what was stored since every consumer had consumed
+        # everything. A pending recovery (an earlier broker died during it) keeps its older
+        # window: the quiescent point has not advanced since, and what that recovery had not
+        # re-published yet is still missing downstream.
+        crashed_at = _now_iso()
+        previous_start = self.state.get("broker_started_at")
+        pending = self.state.get("recovery_pending")
+        since = (
+            (pending or {}).get("since")
+            or self.state.get("quiescent_at")
+            or previous_start
+            or crashed_at
+        )
+        return {
+            "at": crashed_at,
+            "previous_start": previous_start,
+            "recover_since": since,
+            "quiescent_at": self.state.get("quiescent_at"),
+            **self._raw_billing_position(),
+        }
+
+    def _replace_lost_broker(self, port: int, loss: dict[str, Any]) -> None:
+        """A new, empty broker on `port` after the old log was lost: topics, a new epoch, and
+        the recovery window the services re-publish from."""
+        from finfocus.embedded.kafka import start_kafka
+
+        self.kafka = start_kafka(self.logs / "kafka.log", port=port)
+        ref = ProcessRef.of(self.kafka.process.pid)
+        self.state["kafka"] = ref.to_dict() if ref else None
+        self._ensure_topics()
+        epoch = self._bump_epoch()
+        self._raw_billing_caught_up_at = None
+        self.state["broker_recover_since"] = loss["recover_since"]
+        self.state["recovery_pending"] = {"epoch": epoch, "since": loss["recover_since"]}
+        self.state.setdefault("broker_restarts", []).append({**loss, "epoch": epoch})
+        self._save()
+        logger.warning("broker epoch %d: the services start again on an empty log", epoch)
+
+    # -- bounded broker memory ------------------------------------------------------------
+    def _watch_broker_memory(self) -> None:
+        """Rotate the embedded broker's log (finfocus/embedded/rotation.py) once its RSS
+        passes FINFOCUS_BROKER_ROTATE_MB, or twice what the last rotation left (a log whose
+        unconsumed part alone is that large is not rotated again and again for nothing)."""
+        limit = self.settings.broker_rotate_mb * 1024 * 1024
+        if self.kafka is None or self.supervisor is None or self._stopping:
+            return
+        if limit <= 0 and not rotation_request(self.home).exists():
+            return
+        if time.monotonic() - self._broker_memory_checked < 5.0:
+            return
+        self._broker_memory_checked = time.monotonic()
+        if self.state.get("recovery_pending") or self.kafka.process.poll() is not None:
+            return
+        import psutil
+
+        try:
+            rss = psutil.Process(self.kafka.process.pid).memory_info().rss
+        except psutil.Error:
+            return
+        asked = rotation_request(self.home)
+        if asked.exists():
+            asked.unlink(missing_ok=True)
+            self._rotate_kafka(rss)
+        elif limit > 0 and rss > max(limit, self._rotate_above):
+            self._rotate_kafka(rss)
+
+    def _rotate_kafka(self, rss: int) -> None:
+        from finfocus.embedded import rotation
+        from finfocus.embedded.kafka import start_kafka
+
+        assert self.kafka is not None and self.supervisor is not None
+        port, started = self.kafka.port, time.monotonic()
+        copy = self.home / "run" / "broker-rotation.bin"
+        entry: dict[str, Any] = {"at": _now_iso(), "rss_mb_before": round(rss / 2**20)}
+        logger.warning(
+            "embedded broker at %d MB (FINFOCUS_BROKER_ROTATE_MB=%d): rotating its log",
+            entry["rss_mb_before"],
+            self.settings.broker_rotate_mb,
+        )
+
+        def rotate() -> None:
+            assert self.kafka is not None
+            bootstrap = self.kafka.bootstrap
+            drained = asyncio.run(rotation.drain(bootstrap, copy))
+            loss = self._loss_record()  # if the copy does not go back, it is a lost log
+            self.kafka.stop(timeout=10)
+            try:
+                self.kafka = start_kafka(self.logs / "kafka.log", port=port)
+                ref = ProcessRef.of(self.kafka.process.pid)
+                self.state["kafka"] = ref.to_dict() if ref else None
+                self._ensure_topics()
+                asyncio.run(rotation.refill(bootstrap, drained))
+            except Exception:
+                logger.exception("broker rotation failed after the old log was stopped")
+                if self.kafka is not None:
+                    self.kafka.stop()
+                self._replace_lost_broker(port, loss)
+                entry["failed"] = True
+                return
+            copy.unlink(missing_ok=True)
+            entry.update(kept=drained.kept_records, dropped=drained.dropped)
+
+        try:
+            self.supervisor.restart_all_around(rotate, grace=ROTATION_GRACE)
+        except Exception as exc:  # noqa: BLE001 - the drain failed: the old log is untouched
+            logger.warning("broker rotation not done, the old log stays: %s", exc)
+            entry["deferred"] = str(exc)
+            self._rotate_above = rss + 256 * 2**20  # not again at once
+        import psutil
+
+        try:
+            after = psutil.Process(self.kafka.process.pid).memory_info().rss
+        except psutil.Error:
+            after = 0
+        entry.update(
+            rss_mb_after=round(after / 2**20), seconds=round(time.monotonic() - started, 1)
+        )
+        if "deferred" not in entry:
+            self._rotate_above = 2 * after
+        rotations = self.state.setdefault("broker_rotations", [])
+        rotations.append(entry)
+        del rotations[:-20]
+        self._save()
+        logger.warning("broker rotation: %s", entry)
 
     def _start_postgres(self) -> None:
         if self.settings.database_url:
@@ -602,6 +706,7 @@ class EmbeddedStack:
             self._save()
         self._watch_raw_billing()
         self._watch_quiescent()
+        self._watch_broker_memory()
         self._watch_prometheus()
 
     def _watch_quiescent(self, force: bool = False) -> None:
@@ -856,6 +961,8 @@ def broker_status(state: dict[str, Any]) -> dict[str, Any]:
         "quiescent_at": state.get("quiescent_at"),
         "recover_since": state.get("broker_recover_since"),
         "recovery_pending": state.get("recovery_pending"),
+        # planned rotations of the log (bounded memory): what each kept and dropped
+        "rotations": state.get("broker_rotations") or [],
     }
 
 

@@ -116,3 +116,89 @@ def test_killed_broker_restarts_services_with_a_new_epoch_reading_from_offset_ze
         60,
         "the restarted consumers to read the 5 new records from offset 0",
     )
+
+
+def _dead_letters(bootstrap: str) -> int:
+    """Records on the dead-letter topic, read (Tansu's `end_offsets` counts batches short)."""
+
+    async def count() -> int:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(f"{TOPIC}.dlq", p) for p in range(4)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            seen = 0
+            for _ in range(40):
+                seen += sum(len(m) for m in (await consumer.getmany(timeout_ms=200)).values())
+                highs = [consumer.highwater(tp) for tp in tps]
+                if None not in highs and all(
+                    [await consumer.position(tp) >= h for tp, h in zip(tps, highs, strict=True)]
+                ):
+                    return seen
+            raise AssertionError("the dead-letter topic could not be read to its end")
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(count())
+
+
+def test_a_rotation_drops_what_was_consumed_and_the_groups_resume_where_they_were(stack):
+    """The bounded-memory rotation (FINFOCUS_BROKER_ROTATE_MB, or run/broker-rotate): same
+    epoch, no recovery, the dead letters kept, and the consumers neither skip nor re-read."""
+    home, state_file = stack
+    before = state_file.read()
+    asyncio.run(_publish(before["kafka_bootstrap"], 30))
+    consumers = _wait_for(
+        lambda: (
+            (c := _committed(home, state_file.read())) and all(v == 30 for v in c.values()) and c
+        ),
+        60,
+        "the consumers of priced-resources[0] to commit offset 30",
+    )
+    letters = _wait_for(
+        lambda: (n := _dead_letters(before["kafka_bootstrap"])) >= 30 and n,
+        30,
+        "the dead letters of the 30 probes",
+    )
+
+    (home / "run" / "broker-rotate").touch()
+
+    after = _wait_for(
+        lambda: (
+            (s := state_file.read()).get("broker_rotations")
+            and all(e.get("state") == "running" for e in s["services"].values())
+            and s
+        ),
+        120,
+        "a rotation and every service running again",
+    )
+    [rotation] = after["broker_rotations"]
+    assert not rotation.get("failed") and not rotation.get("deferred"), rotation
+    assert rotation["dropped"] >= 30 and rotation["kept"] >= letters, rotation
+    assert after["kafka"]["pid"] != before["kafka"]["pid"]
+    assert after["kafka_bootstrap"] == before["kafka_bootstrap"]
+    # nothing was lost: no new epoch, no recovery to run
+    assert after["broker_epoch"] == before["broker_epoch"]
+    assert not after.get("broker_restarts") and not after.get("recovery_pending")
+    assert _dead_letters(after["kafka_bootstrap"]) == letters
+
+    # the 30 probes are gone, and each group's commit moved with them: 5 more are read once
+    asyncio.run(_publish(after["kafka_bootstrap"], 5))
+    _wait_for(
+        lambda: (
+            (c := _committed(home, state_file.read()))
+            and set(c) == set(consumers)
+            and all(v == 5 for v in c.values())
+            and c
+        ),
+        60,
+        "the consumers to read the 5 new records and commit offset 5",
+    )
+    _wait_for(
+        lambda: _dead_letters(after["kafka_bootstrap"]) >= letters + 5,
+        30,
+        "the dead letters of the 5 new probes after the kept ones",
+    )
