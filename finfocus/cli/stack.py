@@ -247,6 +247,21 @@ def _print_status(state: dict, output: OutputFormat) -> None:
                 f"[yellow]broker restarted at {restart['at']} (epoch {restart['epoch']})[/yellow]: "
                 f"{restart.get('lost') or ''}"
             )
+        rotations = broker.get("rotations") or []
+        if rotations:
+            last = rotations[-1]
+            outcome = (
+                "failed: handled as a broker loss"
+                if last.get("failed")
+                else f"deferred: {last['deferred']}"
+                if last.get("deferred")
+                else f"kept {last.get('kept', 0):,} unread record(s), dropped "
+                f"{last.get('dropped', 0):,} consumed"
+            )
+            console.print(
+                f"broker log rotated {len(rotations)} time(s), last at {last['at']} "
+                f"({last.get('rss_mb_before')} -> {last.get('rss_mb_after')} MB): {outcome}"
+            )
         if broker.get("recovery_pending"):
             console.print(
                 f"[yellow]recovery of broker epoch {broker['recovery_pending']['epoch']} pending[/yellow]: "
