@@ -375,6 +375,12 @@ def robust_seasonal(  # noqa: C901 - the detector's steps (warm-up, seasonal fit
         if missing[t]:
             continue
         lo = max(regime_start, t - p.season_window)
+        shifted = last_confirm - p.confirm_days + 1  # where the last level shift began, at most
+        if regime_start < shifted and t - shifted >= 3 * p.period:
+            # the history before a level shift was rescaled to the new level, a bridge until the
+            # new regime has three of each weekday of its own: an added amount changes the weekly
+            # shape (weekends no longer a fixed share of weekdays), which a ratio cannot carry
+            lo = max(lo, shifted)
         train = np.arange(lo, t)[~missing[lo:t]]
         needed = p.min_history if regime_start == 0 else min(p.min_history, p.confirm_days)
         if len(train) < needed or np.count_nonzero(learn[train]) < p.min_nonzero:

@@ -100,6 +100,17 @@ def test_a_level_shift_is_reported_once():
     assert [(s, k) for s, _, k in found] == [(80, "level-shift")]
 
 
+def test_an_added_amount_on_a_weekly_series_is_one_level_shift():
+    # +300 a day on weekdays of 300 and weekends of 135: weekends go from 45 % to 72 % of a
+    # weekday, which the old history rescaled by one ratio does not show; once the new level has
+    # three weeks of its own the model learns from those alone (it used to alert on a Sunday
+    # about five weeks later)
+    for seed in range(30):
+        y = noisy(160, sigma=0.05, seed=seed) * np.where(np.arange(160) % 7 >= 5, 0.45, 1.0)
+        y[70:] += 300.0
+        assert [(s, k) for s, _, k in kinds(y)] == [(70, "level-shift")], seed
+
+
 @pytest.mark.parametrize("level,threshold", [("low", 9.0), ("medium", 7.0), ("high", 5.0)])
 def test_sensitivity_sets_the_threshold(level, threshold):
     assert RobustSeasonalParams(sensitivity=level).threshold == threshold
