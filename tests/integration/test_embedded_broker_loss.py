@@ -54,6 +54,19 @@ def _wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _all_committed(home: Path, state_file: StateFile, offset: int) -> dict[str, int | None]:
+    """Wait until every consumer of TOPIC[0] committed `offset`; their commits."""
+    return _wait_for(
+        lambda: (
+            (c := _committed(home, state_file.read()))
+            and all(v == offset for v in c.values())
+            and c
+        ),
+        60,
+        f"the consumers of priced-resources[0] to commit offset {offset}",
+    )
+
+
 @pytest.fixture
 def stack(tmp_path: Path, database_url: str, monkeypatch):
     home = tmp_path / "home"
@@ -73,13 +86,7 @@ def test_killed_broker_restarts_services_with_a_new_epoch_reading_from_offset_ze
     before = state_file.read()
     epoch = before["broker_epoch"]
     asyncio.run(_publish(before["kafka_bootstrap"], 30))
-    consumers = _wait_for(
-        lambda: (
-            (c := _committed(home, state_file.read())) and all(v == 30 for v in c.values()) and c
-        ),
-        60,
-        "the consumers of priced-resources[0] to commit offset 30",
-    )
+    consumers = _all_committed(home, state_file, 30)
 
     os.kill(before["kafka"]["pid"], signal.SIGKILL)
 
@@ -109,13 +116,7 @@ def test_killed_broker_restarts_services_with_a_new_epoch_reading_from_offset_ze
     )
     assert all(v is None or v == 0 for v in fresh.values()), fresh
     asyncio.run(_publish(after["kafka_bootstrap"], 5))
-    _wait_for(
-        lambda: (
-            (c := _committed(home, state_file.read())) and all(v == 5 for v in c.values()) and c
-        ),
-        60,
-        "the restarted consumers to read the 5 new records from offset 0",
-    )
+    _all_committed(home, state_file, 5)  # the 5 new records read from offset 0
 
 
 def _dead_letters(bootstrap: str) -> int:
@@ -151,13 +152,7 @@ def test_a_rotation_drops_what_was_consumed_and_the_groups_resume_where_they_wer
     home, state_file = stack
     before = state_file.read()
     asyncio.run(_publish(before["kafka_bootstrap"], 30))
-    consumers = _wait_for(
-        lambda: (
-            (c := _committed(home, state_file.read())) and all(v == 30 for v in c.values()) and c
-        ),
-        60,
-        "the consumers of priced-resources[0] to commit offset 30",
-    )
+    consumers = _all_committed(home, state_file, 30)
     letters = _wait_for(
         lambda: (n := _dead_letters(before["kafka_bootstrap"])) >= 30 and n,
         30,
@@ -187,16 +182,7 @@ def test_a_rotation_drops_what_was_consumed_and_the_groups_resume_where_they_wer
 
     # the 30 probes are gone, and each group's commit moved with them: 5 more are read once
     asyncio.run(_publish(after["kafka_bootstrap"], 5))
-    _wait_for(
-        lambda: (
-            (c := _committed(home, state_file.read()))
-            and set(c) == set(consumers)
-            and all(v == 5 for v in c.values())
-            and c
-        ),
-        60,
-        "the consumers to read the 5 new records and commit offset 5",
-    )
+    assert set(_all_committed(home, state_file, 5)) == set(consumers)
     _wait_for(
         lambda: _dead_letters(after["kafka_bootstrap"]) >= letters + 5,
         30,
