@@ -387,7 +387,7 @@ def robust_seasonal(  # noqa: C901 - the detector's steps (warm-up, seasonal fit
             continue
         exp, scale = _baseline(learn, train, t, ph, p)
         scale *= 1 + p.small_sample / len(train)
-        pct, base = p.min_impact_pct, exp
+        pct, base, ref = p.min_impact_pct, exp, exp
         if mstart[t]:
             # `expected` keeps the day's value without the bump, so each 1st's own bump is y/expected
             seen = [
@@ -408,7 +408,13 @@ def robust_seasonal(  # noqa: C901 - the detector's steps (warm-up, seasonal fit
                 )
                 exp, scale = max(exp * bump, exp + extra), scale * bump
             if len(seen) < 2:
-                pct = max(pct, p.new_month_pct)  # one 1st is too few to know its bump
+                # one 1st is too few to know its bump. A fee is money, not a share of the day, so
+                # its percent is taken of a typical day (the median expectation of the week
+                # before), not of a weekend's: a weekend 1st is cheap to double
+                pct = max(pct, p.new_month_pct)
+                week = expected[max(0, t - p.period) : t]
+                week = week[~np.isnan(week)]
+                ref = max(exp, _med(week)) if len(week) else exp
         diff = y[t] - exp
         z = diff / scale
         # drifts: a CUSUM of the z-scores catches a climb whose days are each unremarkable
@@ -436,7 +442,7 @@ def robust_seasonal(  # noqa: C901 - the detector's steps (warm-up, seasonal fit
                 learn[t - 1] = expected[t - 1] if not math.isnan(expected[t - 1]) else exp
             continue
         direction = int(np.sign(diff)) if _passes(diff, exp, z, p) else 0
-        if direction > 0 and 100 * diff < pct * abs(exp):
+        if direction > 0 and 100 * diff < pct * abs(ref):
             # a 1st of the month before any was seen: not far enough out. The score is capped so
             # that episodes (rebuilt from the scores) agree with the walk
             scores[t] = min(z, 0.99 * p.threshold)

@@ -70,6 +70,20 @@ def test_monthly_fee_billed_as_usage_alerts_at_most_on_its_first_month():
     assert kinds(y, month_start=[(D0 + timedelta(i)).day == 1 for i in range(n)]) == []
 
 
+def test_a_fee_on_the_first_1st_on_a_weekend_is_judged_against_a_weekday():
+    # the series' first 1st is a Sunday (weekends at 45 % of a weekday); a licence of half a
+    # weekday doubles that Sunday, but a fee is money, not a share of the day
+    n = 60
+    y = noisy(n, sigma=0.05) * np.where(np.arange(n) % 7 >= 5, 0.45, 1.0)
+    first = 34
+    assert first % 7 == 6
+    firsts = [i == first for i in range(n)]
+    y[first] += 150.0
+    assert kinds(y, month_start=firsts) == []
+    y[first] += 300.0  # a weekend day plus one and a half weekdays: anomalous on any 1st
+    assert kinds(y, month_start=firsts) == [(first, first + 1, "spike")]
+
+
 def test_holidays_of_the_calendar_cost_like_sundays():
     n = 120
     y = noisy(n, sigma=0.03) * np.where(np.arange(n) % 7 >= 5, 0.4, 1.0)
