@@ -390,6 +390,44 @@ def print_realistic(r: dict) -> None:
     print(f"  billing delays reported as data-quality events: {h}/{n} (wrong ones: {f})")
 
 
+def _pool(pooled: dict, r: dict) -> None:
+    """Add one seed's counts to the pooled totals."""
+    pooled["seeds"] = pooled.get("seeds", 0) + 1
+    for k in ("tp", "fp", "fn", "repeats"):
+        pooled[k] = pooled.get(k, 0) + r[k]
+    pooled["series_days"] = pooled.get("series_days", 0) + r["series"] * r["days"]
+    pooled["worst_precision"] = min(pooled.get("worst_precision", 1.0), r["precision"])
+    pooled["worst_recall"] = min(pooled.get("worst_recall", 1.0), r["recall"])
+    pooled["worst_fa"] = max(pooled.get("worst_fa", 0.0), r["fa_per_1000"])
+    kinds = pooled.setdefault("kinds", {})
+    for k, (a, b) in r["recall_by_kind"].items():
+        kinds[k] = (kinds.get(k, (0, 0))[0] + a, kinds.get(k, (0, 0))[1] + b)
+    nuisances = pooled.setdefault("nuisances", {})
+    for k, v in r["false_by_nuisance"].items():
+        nuisances[k] = nuisances.get(k, 0) + v
+    dq = pooled.get("dq", (0, 0, 0))
+    pooled["dq"] = tuple(a + b for a, b in zip(dq, r["billing_delays"], strict=True))
+
+
+def _print_pooled(pooled: dict) -> None:
+    tp, fp, fn = pooled["tp"], pooled["fp"], pooled["fn"]
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    h, n, f = pooled["dq"]
+    print(
+        f"pooled over {pooled['seeds']} seeds: precision {precision:.3f}  recall {recall:.3f}  "
+        f"false alarms {1000 * fp / pooled['series_days']:.2f}/1,000 series-days  TP/FP/FN {tp}/{fp}/{fn}  "
+        f"re-reports {pooled['repeats']}  worst seed: precision {pooled['worst_precision']:.3f}, "
+        f"recall {pooled['worst_recall']:.3f}, false alarms {pooled['worst_fa']:.2f}"
+    )
+    print(
+        "  found by kind: "
+        + ", ".join(f"{k} {a}/{b}" for k, (a, b) in sorted(pooled["kinds"].items()))
+        + f"  delays as data-quality {h}/{n} (wrong {f})"
+        + f"  false alarms by nuisance {dict(sorted(pooled['nuisances'].items(), key=lambda kv: -kv[1]))}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -415,8 +453,10 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.realistic and args.seeds:
+        pooled: dict = {}
         for seed in (int(x) for x in args.seeds.split(",")):
             r = realistic_benchmark(200, 150, seed)
+            _pool(pooled, r)
             h, n, f = r["billing_delays"]
             print(
                 f"seed {seed}: precision {r['precision']:.3f}  recall {r['recall']:.3f}  "
@@ -426,6 +466,7 @@ def main() -> None:
                 + f"  delays as data-quality {h}/{n} (wrong {f})  false alarms by nuisance {r['false_by_nuisance']}",
                 flush=True,
             )
+        _print_pooled(pooled)
         return
     if args.realistic:
         seed = args.seed if args.seed != 7 else 2020
