@@ -54,6 +54,23 @@ async def publish_anomalies(
         )
 
 
+async def _undecoded(message) -> list[bytes]:
+    """Keep the batch as bytes: FastStream's default decoder JSON-decodes every record into a
+    dict and caches it on the message for the whole batch (about 5 KB a record: 109 MB of a
+    20,000-record batch, the largest allocation of this process); `decode` parses each record
+    once, straight into its model."""
+    return message.body
+
+
+async def _lean_batch(message, original_parser):
+    """FastStream's batch parser without its per-record header dicts (copied again by the
+    telemetry middleware for baggage): each record's trace is read from its own headers, kept
+    on the envelope, when an anomaly is published."""
+    parsed = await original_parser(message)
+    parsed.batch_headers = []
+    return parsed
+
+
 def _traceparent(o: Outcome, headers: dict[str, dict[str, bytes]]) -> str | None:
     value = headers.get(o.cause.record_id, {}).get("traceparent") if o.cause else None
     return value.decode("ascii", "replace") if isinstance(value, bytes) else value
@@ -128,6 +145,8 @@ def register_handlers(runtime, store: AnomalyStore, evaluator: Evaluator, notifi
         "is re-evaluated by its monitors",
         max_records=getattr(settings, "anomaly_batch_max_records", 5000),
         max_partition_fetch_bytes=4 * 1024 * 1024,
+        parser=_lean_batch,
+        decoder=_undecoded,
     )
 
     async def acknowledge(conn, feedback: list[tuple[AnomalyFeedbackV1, str]]) -> Done:
