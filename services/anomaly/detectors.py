@@ -459,14 +459,14 @@ def robust_seasonal(  # noqa: C901 - the detector's steps (warm-up, seasonal fit
         same = np.flatnonzero(flags[w0 : t + 1] == direction)
         if t - w0 + 1 >= p.confirm_days and len(same) >= p.confirm_days - 1:
             # a level shift (all but one of the last `confirm_days` steps out, one way): the
-            # new level is normal from now on. The history before it is rescaled to the new
-            # level (keeping its weekly shape and trend) when the shift is a clean ratio;
-            # otherwise the new regime starts from the shift alone.
+            # new level is normal from now on. The history before it is brought to the new
+            # level (by a ratio or an added amount, see _rescale) when the shift has a clean
+            # ratio; otherwise the new regime starts from the shift alone.
             run_start = w0 + int(same[0])
             run = slice(run_start, t + 1)
             ratio = _med(y[run] / expected[run]) if np.all(expected[run] > 0) else float("nan")
             if math.isfinite(ratio) and ratio > 0 and p.rescale_history:
-                learn[regime_start:run_start] *= ratio
+                _rescale(learn[regime_start:run_start], y[run], expected[run], ratio)
             else:
                 regime_start = run_start
             learn[run] = y[run]
@@ -483,6 +483,19 @@ def robust_seasonal(  # noqa: C901 - the detector's steps (warm-up, seasonal fit
             last_confirm,
         )
     return Detection(expected, scores, episodes_from(y, expected, scores, p), state)
+
+
+def _rescale(old: np.ndarray, new: np.ndarray, expected: np.ndarray, ratio: float) -> None:
+    """Bring the history before a level shift to the new level, in place: by `ratio` (growth:
+    every day scaled, the weekly shape kept) or by the shift's median added amount (a new
+    always-on resource: the same money every day, weekends included), whichever fits the
+    shift's own days (`new` against their old expectation) better. Idle days stay idle."""
+    added = _med(new - expected)
+    if np.abs(new - expected - added).sum() < np.abs(new - expected * ratio).sum():
+        busy = old > 0
+        old[busy] = np.maximum(old[busy] + added, 0.0)
+    else:
+        old *= ratio
 
 
 def _short_run(scores: np.ndarray, t: int, z: float, p: RobustSeasonalParams) -> bool:

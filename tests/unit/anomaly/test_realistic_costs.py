@@ -125,6 +125,20 @@ def test_an_added_amount_on_a_weekly_series_is_one_level_shift():
         assert [(s, k) for s, _, k in kinds(y)] == [(70, "level-shift")], seed
 
 
+def test_the_history_before_an_added_amount_is_raised_by_that_amount():
+    # right after the shift is confirmed, the next Sunday is expected at its old cost plus the
+    # added 300 (435), not at the old Sunday scaled by the weekdays' ratio (about 270)
+    y = noisy(120, sigma=0.03) * np.where(np.arange(120) % 7 >= 5, 0.45, 1.0)
+    y[70:] += 300.0
+    det = robust_seasonal(y, np.arange(120) % 7)
+    assert [(e.start, e.kind) for e in det.episodes] == [(70, "level-shift")]
+    assert 83 % 7 == 6 and det.expected[83] == pytest.approx(435.0, rel=0.1)
+    grown = noisy(120, sigma=0.03) * np.where(np.arange(120) % 7 >= 5, 0.45, 1.0)
+    grown[70:] *= 2.0  # growth: every day doubled, Sundays too
+    det = robust_seasonal(grown, np.arange(120) % 7)
+    assert det.expected[83] == pytest.approx(270.0, rel=0.1)
+
+
 @pytest.mark.parametrize("level,threshold", [("low", 9.0), ("medium", 7.0), ("high", 5.0)])
 def test_sensitivity_sets_the_threshold(level, threshold):
     assert RobustSeasonalParams(sensitivity=level).threshold == threshold
