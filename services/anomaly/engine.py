@@ -31,6 +31,9 @@ from services.anomaly.store import Prefetched, Tx
 
 #: the kind of a billing delay's finding: a data-quality event, stored but not published
 DATA_QUALITY = "billing-delay"
+#: series evaluated together: their points, walk states and raised anomalies are read in one
+#: go, so a batch touching many series holds at most this many series' history at a time
+SERIES_CHUNK = 500
 #: a single line beyond this is an error upstream, not spend (and would overflow float maths)
 MAX_COST = Decimal("1e15")
 
@@ -91,8 +94,10 @@ class Evaluator:
         lateness: timedelta = timedelta(0),
         severity: SeverityPolicy | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        series_chunk: int = SERIES_CHUNK,
     ) -> None:
         self._monitors = monitors
+        self.series_chunk = series_chunk
         self.max_days = max_days
         self.suppress_days = suppress_days
         self.lateness = lateness
@@ -118,13 +123,14 @@ class Evaluator:
             if monitor.top and monitor.dimensions:
                 top = await tx.top_values(monitor, monitor.top)
                 keys = [k for k in keys if (k.values, k.currency) in top]  # values it tracks
-            if not keys:
-                continue
-            inputs = await tx.prefetch(monitor, keys, self.suppress_days)
-            states: list = []
-            for key in keys:
-                out += await self.evaluate(tx, monitor, key, touched[key], inputs[key], states)
-            await tx.save_states(monitor, states)
+            for i in range(0, len(keys), self.series_chunk):
+                part = keys[i : i + self.series_chunk]
+                inputs = await tx.prefetch(monitor, part, self.suppress_days)
+                states: list = []
+                for key in part:
+                    out += await self.evaluate(tx, monitor, key, touched[key], inputs[key], states)
+                await tx.save_states(monitor, states)
+                del inputs, states
         return out
 
     async def evaluate(
