@@ -394,19 +394,21 @@ def robust_seasonal(  # noqa: C901 - the detector's steps (warm-up, seasonal fit
                 i for i in range(max(0, t - 100), t) if mstart[i] and expected[i] > 0 and y[i] > 0
             ]
             if seen:
-                # a fee billed as usage adds about the same money to every 1st: the bump is read
-                # both as a ratio and as an amount, the larger kept (a 1st on a weekend). On a
-                # series with idle days, a 1st under its expectation (a busy day plus a fee would
-                # be over it) was idle but for the fee: all of it is the fee, and no ratio
+                # a fee billed as usage adds about the same money to every 1st: the bump is the
+                # median amount of the last two, its spread widened in proportion (money, not a
+                # share of the day: read as a ratio, 1sts that fell on Sundays made a weekday
+                # 1st's fee twice its size and hid a level shift's second day). On a series with
+                # idle days, a 1st under its expectation (a busy day plus a fee would be over it)
+                # was idle but for the fee: all of it is the fee
                 idle = bool(np.count_nonzero(learn[train] == 0))
                 quiet = [i for i in seen[-2:] if idle and y[i] < expected[i]]
-                ratios = [y[i] / expected[i] for i in seen[-2:] if i not in quiet]
-                bump = max(1.0, _med(np.array(ratios))) if ratios else 1.0
                 extra = max(
                     0.0,
                     _med(np.array([y[i] if i in quiet else y[i] - expected[i] for i in seen[-2:]])),
                 )
-                exp, scale = max(exp * bump, exp + extra), scale * bump
+                if exp > 0:
+                    scale *= (exp + extra) / exp
+                exp += extra
             if len(seen) < 2:
                 # one 1st is too few to know its bump. A fee is money, not a share of the day, so
                 # its percent is taken of a typical day (the median expectation of the week

@@ -84,6 +84,23 @@ def test_a_fee_on_the_first_1st_on_a_weekend_is_judged_against_a_weekday():
     assert kinds(y, month_start=firsts) == [(first, first + 1, "spike")]
 
 
+def test_a_fee_learnt_on_sundays_is_expected_as_money_on_a_weekday_1st():
+    # two 1sts on Sundays (weekends at 45 % of a weekday) carried a fee of 120, more than
+    # doubling them; the third 1st is a Wednesday: expected is a weekday plus 120, not a weekday
+    # doubled (which hid the second day of a level shift starting the day before)
+    n = 100
+    y = noisy(n, sigma=0.03) * np.where(np.arange(n) % 7 >= 5, 0.45, 1.0)
+    firsts = [27, 55, 86]
+    assert [i % 7 for i in firsts] == [6, 6, 2]
+    y[firsts] += 120.0
+    det = robust_seasonal(y, np.arange(n) % 7, month_start=[i in firsts for i in range(n)])
+    assert det.episodes == []
+    assert det.expected[86] == pytest.approx(300.0, rel=0.1)  # without the fee, as stored
+    y[86] += 300.0  # the fee and a day's worth more: anomalous
+    det = robust_seasonal(y, np.arange(n) % 7, month_start=[i in firsts for i in range(n)])
+    assert [(e.start, e.kind) for e in det.episodes] == [(86, "spike")]
+
+
 def test_holidays_of_the_calendar_cost_like_sundays():
     n = 120
     y = noisy(n, sigma=0.03) * np.where(np.arange(n) % 7 >= 5, 0.4, 1.0)
