@@ -125,7 +125,13 @@ class Evaluator:
                 keys = [k for k in keys if (k.values, k.currency) in top]  # values it tracks
             for i in range(0, len(keys), self.series_chunk):
                 part = keys[i : i + self.series_chunk]
-                inputs = await tx.prefetch(monitor, part, self.suppress_days)
+                inputs = await tx.prefetch(
+                    monitor,
+                    part,
+                    self.suppress_days,
+                    max_days=self.max_days,
+                    lateness=self.lateness,
+                )
                 states: list = []
                 for key in part:
                     out += await self.evaluate(tx, monitor, key, touched[key], inputs[key], states)

@@ -341,23 +341,44 @@ class Tx:
             )
 
     async def prefetch(
-        self, monitor: Monitor, keys: Sequence[SeriesKey], suppress_days: int
+        self,
+        monitor: Monitor,
+        keys: Sequence[SeriesKey],
+        suppress_days: int,
+        *,
+        max_days: int | None = None,
+        lateness: timedelta = timedelta(0),
     ) -> dict[SeriesKey, Prefetched]:
         """Read what the evaluation of many series of one monitor needs (points brought up to
-        date by `update_points`), in a few queries for all of them."""
+        date by `update_points`), in a few queries for all of them.
+
+        With `max_days`, only the points the evaluation reads come back: from `max_days`
+        before the last complete day (`complete_through` of the series' watermark, in SQL),
+        so a long history is not loaded for every batch; `first` and `high` are still those
+        of the whole series."""
         ref = monitor_ref(monitor)
         texts = [series_key_text(k) for k in keys]
         out = {k: Prefetched() for k in keys}
         by_text = dict(zip(texts, keys, strict=True))
         for r in await self.conn.fetch(
-            "SELECT series_key, day, cost, high FROM anomaly.series_points WHERE monitor_ref = $1 AND series_key = ANY($2::text[])",
+            """WITH s AS (
+                   SELECT series_key, min(day) AS first, max(high) AS high
+                   FROM anomaly.series_points
+                   WHERE monitor_ref = $1 AND series_key = ANY($2::text[])
+                   GROUP BY series_key)
+               SELECT s.series_key, s.first, s.high, p.day, p.cost
+               FROM s JOIN anomaly.series_points p
+                 ON p.monitor_ref = $1 AND p.series_key = s.series_key
+               WHERE $3::int IS NULL
+                  OR p.day >= ((s.high - make_interval(secs => $4)) AT TIME ZONE 'UTC')::date - 1 - $3::int""",
             ref,
             texts,
+            max_days,
+            lateness.total_seconds(),
         ):
             p = out[by_text[r["series_key"]]]
             p.points[r["day"]] = r["cost"]
-            p.high = r["high"] if p.high is None else max(p.high, r["high"])
-            p.first = r["day"] if p.first is None else min(p.first, r["day"])
+            p.high, p.first = r["high"], r["first"]
         for r in await self.conn.fetch(
             "SELECT * FROM anomaly.series_state WHERE monitor = $1 AND series_key = ANY($2::text[])",
             monitor.name,

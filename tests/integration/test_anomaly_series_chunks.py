@@ -104,3 +104,31 @@ async def test_chunked_evaluation_matches_one_chunk(database_url):
     assert len(whole["anomalies"]) >= 2 and n_whole >= 2  # the spikes were found
     assert chunked == whole
     assert n_chunked == n_whole
+
+
+async def test_prefetch_reads_only_the_evaluated_window(database_url):
+    """With max_days, prefetch returns the days the evaluation reads (from max_days before the
+    last complete day) and the whole series' first day and watermark."""
+    from services.anomaly.domain import SeriesKey, complete_through
+
+    await migrate_url(database_url, "anomaly", Path(anomaly_pkg.__file__).parent / "migrations")
+    pool = await create_pool(database_url)
+    clock = lambda: datetime(2025, 4, 15, tzinfo=UTC)  # noqa: E731
+    lateness = timedelta(hours=30)
+    try:
+        await run(pool, Evaluator(lambda: MONITORS, clock=clock))
+        keys = [SeriesKey("services", ("AWS", f"a{s % 4}", f"svc{s}"), "USD") for s in range(12)]
+        async with AnomalyStore(_Runtime(pool)).transaction() as tx:
+            whole = await tx.prefetch(MONITORS[0], keys, 30)
+            window = await tx.prefetch(MONITORS[0], keys, 30, max_days=10, lateness=lateness)
+    finally:
+        await pool.close()
+    for key in keys:
+        w, a = window[key], whole[key]
+        assert len(a.points) == DAYS
+        assert (w.first, w.high) == (a.first, a.high) == (DAY0, a.high)
+        through = complete_through(a.high, lateness)
+        assert through is not None
+        cutoff = through - timedelta(days=10)
+        assert w.points == {d: c for d, c in a.points.items() if d >= cutoff}
+        assert 10 < len(w.points) < DAYS  # the window dropped the older days, kept the rest
