@@ -2,7 +2,8 @@
 
 Services keep small tables (monitors, playbook switches) in memory and reload them on a
 timer so that a change applied by another replica reaches every instance; a failed reload
-keeps the last good copy and says so.
+keeps the last good copy and says so. Work that must run once across all instances (a refit,
+an analysis over every series) is elected instead: finfocus/leader.py.
 """
 
 from __future__ import annotations
