@@ -151,6 +151,32 @@ async def publish(
 
 
 # -- the stack ------------------------------------------------------------------------------
+def create_database(prefix: str) -> str:
+    """A fresh database on the local PostgreSQL (ADMIN_URL's server); its URL."""
+    import asyncpg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+    async def create() -> None:
+        admin = await asyncpg.connect(ADMIN_URL)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.close()
+
+    asyncio.run(create())
+    return f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+
+
+def drop_database(url: str) -> None:
+    import asyncpg
+
+    async def drop() -> None:
+        admin = await asyncpg.connect(ADMIN_URL)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+        await admin.close()
+
+    asyncio.run(drop())
+
+
 class ScaleStack:
     """`finfocus up --detach` in a private FINFOCUS_HOME, driven through the command line.
 
@@ -404,21 +430,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
-    import asyncpg
-
     base = Path(tempfile.mkdtemp(prefix="finfocus-scale-"))
     base.chmod(0o755)
-    database = None
-    if not args.embedded_postgres:
-        name = f"ff_scale_{uuid.uuid4().hex[:10]}"
-
-        async def create() -> None:
-            admin = await asyncpg.connect(ADMIN_URL)
-            await admin.execute(f'CREATE DATABASE "{name}"')
-            await admin.close()
-
-        asyncio.run(create())
-        database = f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    database = None if args.embedded_postgres else create_database("ff_scale")
     stack = ScaleStack(base, database)
     results: list[dict[str, Any]] = []
     sizes: dict[str, Any] = {"lines": 0}
@@ -456,15 +470,7 @@ def main() -> None:
         stack.down()
         shutil.rmtree(base, ignore_errors=True)
         if database:
-
-            async def drop() -> None:
-                admin = await asyncpg.connect(ADMIN_URL)
-                await admin.execute(
-                    f'DROP DATABASE IF EXISTS "{database.rsplit("/", 1)[1]}" WITH (FORCE)'
-                )
-                await admin.close()
-
-            asyncio.run(drop())
+            drop_database(database)
     print(
         f"\npartitions per topic: {partitions}; {args.rows} rows per run, {args.runs} runs per "
         f"instance count, alternating; {os.cpu_count()} cores (shared: other work ran beside it)"

@@ -34,10 +34,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scale import (  # noqa: E402 - the stack harness of bench/scale.py
-    ADMIN_URL,
     CENT,
     ScaleStack,
     billed,
+    create_database,
+    drop_database,
     publish,
     wait_copies,
 )
@@ -166,21 +167,9 @@ def main() -> None:
     parser.add_argument("--embedded-postgres", action="store_true")
     args = parser.parse_args()
 
-    import asyncpg
-
     base = Path(tempfile.mkdtemp(prefix="finfocus-sustained-"))
     base.chmod(0o755)
-    database = None
-    if not args.embedded_postgres:
-        name = f"ff_sustained_{uuid.uuid4().hex[:10]}"
-
-        async def create() -> None:
-            admin = await asyncpg.connect(ADMIN_URL)
-            await admin.execute(f'CREATE DATABASE "{name}"')
-            await admin.close()
-
-        asyncio.run(create())
-        database = f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    database = None if args.embedded_postgres else create_database("ff_sustained")
     stack = ScaleStack(base, database)
     ok = False
     try:
@@ -196,15 +185,7 @@ def main() -> None:
         stack.down()
         shutil.rmtree(base, ignore_errors=True)
         if database:
-
-            async def drop() -> None:
-                admin = await asyncpg.connect(ADMIN_URL)
-                await admin.execute(
-                    f'DROP DATABASE IF EXISTS "{database.rsplit("/", 1)[1]}" WITH (FORCE)'
-                )
-                await admin.close()
-
-            asyncio.run(drop())
+            drop_database(database)
     sys.exit(0 if ok else 1)
 
 

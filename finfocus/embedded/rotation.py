@@ -147,6 +147,9 @@ async def drain(bootstrap: str, path: Path) -> Drained:
         tps = [TP(t, p) for t in topics for p in range(partitions[t])]
         committed = await _committed(bootstrap, groups, tps)
         begins = await reader.beginning_offsets(tps) if tps else {}
+        # short for a batch of several records (see `_copy`), but never at the beginning of a
+        # partition that holds any: a partition whose end is its beginning is empty
+        ends = await reader.end_offsets(tps) if tps else {}
         drained = Drained(path, partitions, committed)
         fd = path.open("wb")
         with fd as out:
@@ -160,7 +163,8 @@ async def drain(bootstrap: str, path: Path) -> Drained:
                     )
                     drained.dropped += first - begins[tp]
                     offsets = drained.kept[(topic, p)] = array("q")
-                    await _copy(reader, tp, first, out, offsets)
+                    if ends[tp] > begins[tp]:
+                        await _copy(reader, tp, first, out, offsets)
                 _write_topic_end(out)
         return drained
     finally:
@@ -197,7 +201,7 @@ async def _copy(reader: Any, tp: Any, first: int, out: BinaryIO, offsets: array)
     reader.seek(tp, first)
     idle = 0
     while True:
-        batch = await reader.getmany(tp, timeout_ms=500, max_records=5000)
+        batch = await reader.getmany(tp, timeout_ms=200, max_records=5000)
         messages = batch.get(tp, [])
         for m in messages:
             write_record(out, tp.partition, m.timestamp, m.key, m.value, list(m.headers or ()))
@@ -206,7 +210,7 @@ async def _copy(reader: Any, tp: Any, first: int, out: BinaryIO, offsets: array)
         if high is not None and await reader.position(tp) >= high:
             return
         idle = 0 if messages else idle + 1
-        if idle >= 20:
+        if idle >= 50:
             raise RuntimeError(f"{tp.topic}[{tp.partition}] could not be read to its end")
 
 

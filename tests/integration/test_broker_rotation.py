@@ -51,9 +51,14 @@ async def _resume(bootstrap: str, group: str, topic: str) -> dict[int, list[byte
     await consumer.start()
     try:
         got: dict[int, list[bytes]] = {}
-        for _ in range(6):
-            for tp, messages in (await consumer.getmany(timeout_ms=1000)).items():
+        quiet = 0
+        for _ in range(30):  # until two empty polls after the first records
+            batch = await consumer.getmany(timeout_ms=500)
+            for tp, messages in batch.items():
                 got.setdefault(tp.partition, []).extend(m.value for m in messages)
+            quiet = quiet + 1 if got and not batch else 0
+            if quiet >= 2:
+                break
         return got
     finally:
         await consumer.stop()
