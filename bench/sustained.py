@@ -24,12 +24,14 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -90,10 +92,15 @@ async def probe(stack: ScaleStack, rows: int, timeout: float) -> float:
         await conn.close()
 
 
+#: rows are generated and published this many seconds' worth at a time: ten minutes at ten
+#: thousand rows a second held at once would take gigabytes of the bench's own memory
+CHUNK_SECONDS = 10.0
+
+
 async def sustained(stack: ScaleStack, rate: float, seconds: float, drain: float) -> dict:
     import asyncpg
 
-    batch = billed(int(rate * seconds), f"sustained-{uuid.uuid4().hex[:6]}", seed=11)
+    prefix = f"sustained-{uuid.uuid4().hex[:6]}"
     samples: list[tuple[float, dict[str, int | None]]] = []
     started = time.perf_counter()
     last = [0.0]
@@ -105,19 +112,40 @@ async def sustained(stack: ScaleStack, rate: float, seconds: float, drain: float
             samples.append((now - started, lags(stack)))
             print(f"  {now - started:6.0f} s  lag {samples[-1][1]}", flush=True)
 
-    took = await publish(stack.bootstrap, batch.records, rate=rate, progress=progress)
+    chunks: list[SimpleNamespace] = []  # account, count, total of each published chunk
+    remaining = int(rate * seconds)
+    while remaining > 0:
+        n = min(remaining, int(rate * CHUNK_SECONDS))
+        batch = billed(n, f"{prefix}-{len(chunks):04d}", seed=11 + len(chunks))
+        await publish(stack.bootstrap, batch.records, rate=rate, progress=progress)
+        chunks.append(SimpleNamespace(account=batch.account, count=n, total=batch.total))
+        remaining -= n
+        del batch
+    took = time.perf_counter() - started
     at_end = lags(stack)
     url, password = stack.connect_args()
     conn = await asyncpg.connect(url, password=password)
+    reached: dict[str, float | None] = {}
+    found: dict[str, tuple[int, int, Decimal]] = {}
     try:
-        reached, found = await wait_copies(conn, batch, drain)
+        waited = time.perf_counter()
+        for chunk in chunks:  # the last chunk's copies are the last to complete
+            left = max(1.0, drain - (time.perf_counter() - waited))
+            got, copies_of = await wait_copies(conn, chunk, left)
+            for name, (count, distinct, total) in copies_of.items():
+                have = found.get(name, (0, 0, Decimal(0)))
+                found[name] = (have[0] + count, have[1] + distinct, have[2] + total)
+            reached = {
+                name: None if at is None else time.perf_counter() - waited
+                for name, at in got.items()
+            }
     finally:
         await conn.close()
     return {
-        "rows": batch.count,
-        "total": batch.total,
+        "rows": sum(c.count for c in chunks),
+        "total": sum((c.total for c in chunks), Decimal(0)),
         "published_s": took,
-        "achieved_rate": batch.count / took,
+        "achieved_rate": sum(c.count for c in chunks) / took,
         "samples": samples,
         "at_end": at_end,
         "drained_s": reached,
@@ -172,6 +200,8 @@ def main() -> None:
     database = None if args.embedded_postgres else create_database("ff_sustained")
     stack = ScaleStack(base, database)
     ok = False
+    # a SIGTERM (timeout, kill) still stops the stack and drops the database below
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         stack.up()
         if args.rate == "auto":
