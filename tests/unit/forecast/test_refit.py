@@ -96,3 +96,43 @@ async def test_refit_waits_for_a_quiet_period_after_imports():
         assert refitter.refits == 1
     finally:
         await refitter.stop()
+
+
+def test_the_fit_worker_exits_when_its_service_is_killed():
+    """kill -9 of a forecast instance must not leave its fit worker behind (an orphan holds
+    hundreds of MB and waits forever on its call queue)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys, time\n"
+            "from services.forecast.refit import make_executor\n"
+            "pool = make_executor('process')\n"
+            "print(pool.submit(os.getpid).result(), flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        worker = int(parent.stdout.readline())
+        os.kill(worker, 0)  # alive while its parent is
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+        os.kill(worker, signal.SIGKILL)
+        raise AssertionError(f"fit worker {worker} outlived its killed parent")
+    finally:
+        parent.kill()
