@@ -14,6 +14,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 
 from schemas.reads import pricing as costq
 from schemas.reads import remediation as remediation_cli
+from schemas.reads.ingest import import_jobs
 from services.api import costs as costs_query
 from services.api.auth import Viewer
 from services.api.jsonout import COMMON_RESPONSES, MoneyJSONResponse, bad_request
@@ -261,23 +262,6 @@ async def savings(
     )
 
 
-JOB_COLUMNS = (
-    "job_id",
-    "version",
-    "status",
-    "source",
-    "format",
-    "rows_read",
-    "rows_published",
-    "rows_rejected",
-    "totals",
-    "billing_scopes",
-    "started_at",
-    "finished_at",
-    "error",
-)
-
-
 @router.get(
     "/ingest/jobs",
     tags=["ingest"],
@@ -287,12 +271,7 @@ async def ingest_jobs(
     request: Request, who: Viewer, limit: Annotated[int, Query(ge=1, le=1000)] = 20
 ) -> dict:
     async with request.app.state.ctx.reader() as conn:
-        rows = await conn.fetch(
-            f"SELECT {', '.join(JOB_COLUMNS)}, files, rejection_reasons FROM ingest.v_import_jobs "
-            "ORDER BY version DESC LIMIT $1",
-            limit,
-        )
-    return {"jobs": [dict(r) for r in rows]}
+        return {"jobs": await import_jobs(conn, limit)}
 
 
 @router.get(

@@ -518,35 +518,12 @@ def replay(
         fail("nothing to replay (unknown job or period)")
 
 
-JOB_COLUMNS = (
-    "job_id",
-    "version",
-    "status",
-    "source",
-    "format",
-    "rows_read",
-    "rows_published",
-    "rows_rejected",
-    "totals",
-    "billing_scopes",
-    "started_at",
-    "finished_at",
-    "error",
-)
-
-
 async def _jobs(limit: int, job_id: str | None) -> list[dict[str, Any]]:
     from finfocus.db import reader
+    from schemas.reads.ingest import import_jobs
 
     async with reader(_settings().database) as conn:
-        query = (
-            f"SELECT {', '.join(JOB_COLUMNS)}, files, rejection_reasons FROM ingest.v_import_jobs"
-        )
-        if job_id:
-            rows = await conn.fetch(query + " WHERE job_id = $1", job_id)
-        else:
-            rows = await conn.fetch(query + " ORDER BY version DESC LIMIT $1", limit)
-    return [dict(r) for r in rows]
+        return await import_jobs(conn, limit, job_id)
 
 
 @ingest_app.command("jobs")
