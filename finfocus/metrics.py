@@ -172,6 +172,14 @@ SAMPLED: dict[str, tuple[str, str]] = {
     "finfocus_forecast_refits": ("Forecast refits run", "counter"),
     "finfocus_forecast_refit_duration_seconds": ("Duration of the last forecast refit", "gauge"),
     "finfocus_forecast_last_refit_timestamp_seconds": ("When the last refit finished", "gauge"),
+    "finfocus_remediation_analysis_duration_seconds": (
+        "Duration of the last remediation analysis",
+        "gauge",
+    ),
+    "finfocus_remediation_last_analysis_timestamp_seconds": (
+        "When the last remediation analysis finished",
+        "gauge",
+    ),
     "finfocus_ingest_jobs": ("Import jobs by status", "gauge"),
     "finfocus_ingest_rows": ("Rows of all import jobs by outcome", "counter"),
     "finfocus_ingest_last_job_duration_seconds": (

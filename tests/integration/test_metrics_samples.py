@@ -43,3 +43,24 @@ async def test_metrics_sql_runs_on_the_migrated_schema_and_names_known_series(
         }
     if service == "anomaly":
         assert any(r[0] == "finfocus_outbox_backlog" and r[2] == 0.0 for r in rows)
+
+
+async def test_remediation_samples_its_last_analysis(database_url):
+    """A stalled analysis leader shows as a last-analysis time that stops moving."""
+    await migrate_url(database_url, "remediation", ROOT / "remediation" / "migrations")
+    conn = await connect(database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO remediation.analysis_runs (started_at, finished_at, instance, "
+            "recommendations, published, savings) VALUES "
+            "('2026-12-01T10:00:00Z', '2026-12-01T10:00:02.5Z', 'old', 1, 1, 0), "
+            "('2026-12-01T10:15:00Z', '2026-12-01T10:15:04Z', 'leader', 2, 2, 1)"
+        )
+        rows = await conn.fetch((ROOT / "remediation" / "metrics.sql").read_text())
+    finally:
+        await conn.close()
+    got = {name: value for name, _, value in rows if "analysis" in name}
+    assert got == {
+        "finfocus_remediation_analysis_duration_seconds": 4.0,
+        "finfocus_remediation_last_analysis_timestamp_seconds": 1796120104.0,
+    }
