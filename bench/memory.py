@@ -384,13 +384,22 @@ def main() -> None:
                     counts = stack.counts()
                     if counts and all(counts[c] >= rows for c in COPIES):
                         break
-                    time.sleep(2)
+                    # count(*) of four tables is a scan each: every 2 s at 100k rows, every
+                    # 20 s at 5M, so the polling does not become a load of its own
+                    time.sleep(max(2.0, rows / 250_000))
                 print(
                     f"import stored in every copy after {time.monotonic() - t1:.0f}s: {counts}",
                     file=sys.stderr,
                 )
                 sampler.phase = "analysis"
                 time.sleep(args.analysis_seconds)
+                state = stack.state()
+                rotations = state.get("broker_rotations") or []
+                print(
+                    f"broker log rotations: {json.dumps(rotations)}; a rotation waiting: "
+                    f"{json.dumps(state.get('broker_rotation_waiting'))}",
+                    file=sys.stderr,
+                )
         finally:
             try:
                 sampler.stop()

@@ -262,6 +262,13 @@ def _print_status(state: dict, output: OutputFormat) -> None:
                 f"broker log rotated {len(rotations)} time(s), last at {last['at']} "
                 f"({last.get('rss_mb_before')} -> {last.get('rss_mb_after')} MB): {outcome}"
             )
+        waiting = broker.get("rotation_waiting")
+        if waiting:
+            console.print(
+                f"broker log at {waiting.get('rss_mb')} MB: its rotation waits for the consumers "
+                f"since {waiting.get('since')} ({100 * waiting.get('consumed_share', 0):.0f}% "
+                "of the log consumed)"
+            )
         if broker.get("recovery_pending"):
             console.print(
                 f"[yellow]recovery of broker epoch {broker['recovery_pending']['epoch']} pending[/yellow]: "

@@ -126,9 +126,34 @@ def read_records(
 # -- against the brokers ----------------------------------------------------------------------
 
 
-async def drain(bootstrap: str, path: Path) -> Drained:
-    """Read the old log's groups and offsets and copy what some group has not consumed into
-    `path` (one file, topic sections in order), without changing anything on the broker."""
+@dataclass
+class Survey:
+    """The log as offsets only: its topics, every group's commits, each partition's bounds."""
+
+    partitions: dict[str, int]  # topic -> partition count
+    committed: dict[str, dict[TopicPartition, int]]
+    begins: dict[TopicPartition, int]
+    #: Tansu's end offsets: short of the records of the last batch only (see `_copy`)
+    ends: dict[TopicPartition, int]
+
+    def first_kept(self, tp: TopicPartition) -> int:
+        groups = readers(self.committed, tp[0])
+        return keep_from(self.begins[tp], [self.committed[g].get(tp) for g in groups])
+
+    def consumed_share(self) -> float:
+        """The part of the log a rotation would drop (0 to 1): what every reader consumed.
+        A log that is mostly unconsumed (a burst the consumers are still working through)
+        is not worth rotating: it would be copied back whole with the services stopped."""
+        dropped = kept = 0
+        for tp, begin in self.begins.items():
+            first = self.first_kept(tp)
+            dropped += first - begin
+            kept += max(self.ends[tp] - first, 0)
+        return dropped / (dropped + kept) if dropped + kept else 0.0
+
+
+async def survey(bootstrap: str) -> Survey:
+    """Read the log's groups and offsets, changing nothing (no records are fetched)."""
     from aiokafka import AIOKafkaConsumer
     from aiokafka import TopicPartition as TP
     from aiokafka.admin import AIOKafkaAdminClient
@@ -147,24 +172,39 @@ async def drain(bootstrap: str, path: Path) -> Drained:
         tps = [TP(t, p) for t in topics for p in range(partitions[t])]
         committed = await _committed(bootstrap, groups, tps)
         begins = await reader.beginning_offsets(tps) if tps else {}
-        # short for a batch of several records (see `_copy`), but never at the beginning of a
-        # partition that holds any: a partition whose end is its beginning is empty
         ends = await reader.end_offsets(tps) if tps else {}
-        drained = Drained(path, partitions, committed)
-        fd = path.open("wb")
-        with fd as out:
-            for topic in topics:
-                group_names = readers(committed, topic)
+    finally:
+        await reader.stop()
+    return Survey(
+        partitions,
+        committed,
+        {(tp.topic, tp.partition): at for tp, at in begins.items()},
+        {(tp.topic, tp.partition): at for tp, at in ends.items()},
+    )
+
+
+async def drain(bootstrap: str, path: Path) -> Drained:
+    """Survey the old log and copy what some group has not consumed into `path` (one file,
+    topic sections in order), without changing anything on the broker."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka import TopicPartition as TP
+
+    log = await survey(bootstrap)
+    drained = Drained(path, log.partitions, log.committed)
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await reader.start()
+    try:
+        with path.open("wb") as out:
+            for topic, count in log.partitions.items():
                 _write_topic_header(out, topic)
-                for p in range(partitions[topic]):
-                    tp = TP(topic, p)
-                    first = keep_from(
-                        begins[tp], [committed[g].get((topic, p)) for g in group_names]
-                    )
-                    drained.dropped += first - begins[tp]
+                for p in range(count):
+                    first = log.first_kept((topic, p))
+                    drained.dropped += first - log.begins[(topic, p)]
                     offsets = drained.kept[(topic, p)] = array("q")
-                    if ends[tp] > begins[tp]:
-                        await _copy(reader, tp, first, out, offsets)
+                    # a partition whose end is its beginning is empty (Tansu's short end
+                    # offsets are never that for a partition that holds a record)
+                    if log.ends[(topic, p)] > log.begins[(topic, p)]:
+                        await _copy(reader, TP(topic, p), first, out, offsets)
                 _write_topic_end(out)
         return drained
     finally:
@@ -239,7 +279,10 @@ async def refill(bootstrap: str, drained: Drained) -> None:
             await admin.create_topics([NewTopic(t, drained.partitions[t], 1) for t in missing])
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    # the services' batch size: 16 KB batches (the default) refill at a third of the speed
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=256 * 1024
+    )
     await producer.start()
     try:
         with drained.path.open("rb") as source:

@@ -129,6 +129,12 @@ class StackError(RuntimeError):
     """The stack cannot be started or stopped; the message says why and what to do."""
 
 
+#: a rotation waits until it would drop at least this share of the log (what all consumed)
+ROTATE_MIN_CONSUMED = 0.5
+#: how often a waiting rotation looks at the consumers' progress again
+ROTATE_WAIT_S = 30.0
+
+
 def rotation_request(home: Path) -> Path:
     """A file whose presence asks the stack to rotate the broker's log now (an operator's
     `touch`, or a test), whatever its RSS."""
@@ -389,8 +395,40 @@ class EmbeddedStack:
         if asked.exists():
             asked.unlink(missing_ok=True)
             self._rotate_kafka(rss)
-        elif limit > 0 and rss > max(limit, self._rotate_above):
+        elif limit > 0 and rss > max(limit, self._rotate_above) and self._worth_rotating(rss):
             self._rotate_kafka(rss)
+
+    def _worth_rotating(self, rss: int) -> bool:
+        """A rotation stops every service and copies back what is unconsumed: worth it when at
+        least ROTATE_MIN_CONSUMED of the log would go. During a burst the consumers are still
+        working through (an import publishes faster than they store) it waits, looking again
+        every ROTATE_WAIT_S, and `status` shows why (broker.rotation_waiting)."""
+        from finfocus.embedded import rotation
+
+        assert self.kafka is not None
+        error: str | None = None
+        try:
+            share = asyncio.run(rotation.survey(self.kafka.bootstrap)).consumed_share()
+        except Exception as exc:  # noqa: BLE001 - the broker is busy: look again later
+            share, error = 0.0, str(exc)
+        if share >= ROTATE_MIN_CONSUMED:
+            self.state.pop("broker_rotation_waiting", None)
+            return True
+        waiting = self.state.get("broker_rotation_waiting") or {"since": _now_iso()}
+        waiting.update(rss_mb=round(rss / 2**20), consumed_share=round(share, 3))
+        if error:
+            waiting["error"] = error
+        if "rss_mb" not in (self.state.get("broker_rotation_waiting") or {}):
+            logger.warning(
+                "embedded broker at %d MB but only %.0f%% of its log is consumed: the rotation "
+                "waits for the consumers",
+                waiting["rss_mb"],
+                100 * share,
+            )
+        self.state["broker_rotation_waiting"] = waiting
+        self._save()
+        self._broker_memory_checked = time.monotonic() + ROTATE_WAIT_S - 5.0
+        return False
 
     def _rotate_kafka(self, rss: int) -> None:
         from finfocus.embedded import rotation
@@ -400,6 +438,7 @@ class EmbeddedStack:
         port, started = self.kafka.port, time.monotonic()
         copy = self.home / "run" / "broker-rotation.bin"
         entry: dict[str, Any] = {"at": _now_iso(), "rss_mb_before": round(rss / 2**20)}
+        self.state.pop("broker_rotation_waiting", None)
         logger.warning(
             "embedded broker at %d MB (FINFOCUS_BROKER_ROTATE_MB=%d): rotating its log",
             entry["rss_mb_before"],
@@ -963,6 +1002,8 @@ def broker_status(state: dict[str, Any]) -> dict[str, Any]:
         "recovery_pending": state.get("recovery_pending"),
         # planned rotations of the log (bounded memory): what each kept and dropped
         "rotations": state.get("broker_rotations") or [],
+        # a rotation due by size that waits for the consumers (too little of the log consumed)
+        "rotation_waiting": state.get("broker_rotation_waiting"),
     }
 
 

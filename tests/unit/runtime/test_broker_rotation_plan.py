@@ -63,3 +63,33 @@ def test_a_truncated_copy_is_an_error_not_fewer_records():
     for cut in (3, len(data) - 1):
         with pytest.raises(ValueError, match="truncated"):
             list(read_records(io.BytesIO(data[:cut])))
+
+
+def _survey(committed, begins, ends):
+    from finfocus.embedded.rotation import Survey
+
+    return Survey({t: 1 for t, _ in begins}, committed, begins, ends)
+
+
+def test_the_consumed_share_is_what_every_reader_of_a_partition_consumed():
+    begins = {("raw", 0): 0, ("priced", 0): 100, ("raw.dlq", 0): 0}
+    ends = {("raw", 0): 1000, ("priced", 0): 500, ("raw.dlq", 0): 50}
+    committed = {
+        "pricing": {("raw", 0): 900},
+        "anomaly": {("priced", 0): 400},
+        "forecast": {("priced", 0): 200},  # the slowest reader of priced holds it
+    }
+    # dropped: raw 900, priced 100 (from 100 to 200), a dead-letter topic nothing
+    # kept: raw 100, priced 300, raw.dlq 50
+    assert _survey(committed, begins, ends).consumed_share() == pytest.approx(1000 / 1450)
+
+
+def test_a_burst_nobody_has_read_yet_is_not_worth_rotating():
+    """An import published 5M records in two minutes: a rotation then would copy all of it
+    back with every service stopped (measured: 153 s, RSS 1,056 -> 2,878 MB)."""
+    begins, ends = {("raw", 0): 0}, {("raw", 0): 3_000_000}
+    assert _survey({"pricing": {("raw", 0): 40_000}}, begins, ends).consumed_share() < 0.02
+    assert _survey({}, begins, ends).consumed_share() == 0.0
+    # Tansu's end offset is short of the last batch: a reader past it consumed it all
+    assert _survey({"pricing": {("raw", 0): 3_000_400}}, begins, ends).consumed_share() == 1.0
+    assert _survey({}, {}, {}).consumed_share() == 0.0
