@@ -129,6 +129,11 @@ class StackError(RuntimeError):
     """The stack cannot be started or stopped; the message says why and what to do."""
 
 
+def rotation_copy(home: Path) -> Path:
+    """Where a rotation keeps the unconsumed part of the log between the two brokers."""
+    return home / "run" / "broker-rotation.bin"
+
+
 #: a rotation waits until it would drop at least this share of the log (what all consumed)
 ROTATE_MIN_CONSUMED = 0.5
 #: how often a waiting rotation looks at the consumers' progress again
@@ -233,6 +238,17 @@ class EmbeddedStack:
             return
         from finfocus.embedded.kafka import start_kafka
 
+        stale = rotation_copy(self.home)
+        if stale.exists():
+            # a stack stopped mid-rotation (its supervisor killed): this broker starts a new
+            # epoch whatever, and the recovery re-publishes what that log held, so the copy of
+            # it (gigabytes, possibly) is of no use any more
+            logger.warning(
+                "removing %s (%d MB) left by a broker rotation that did not finish",
+                stale,
+                stale.stat().st_size // 2**20,
+            )
+            stale.unlink(missing_ok=True)
         self.kafka = start_kafka(self.logs / "kafka.log")
         ref = ProcessRef.of(self.kafka.process.pid)
         self.state.update(
@@ -436,7 +452,7 @@ class EmbeddedStack:
 
         assert self.kafka is not None and self.supervisor is not None
         port, started = self.kafka.port, time.monotonic()
-        copy = self.home / "run" / "broker-rotation.bin"
+        copy = rotation_copy(self.home)
         entry: dict[str, Any] = {"at": _now_iso(), "rss_mb_before": round(rss / 2**20)}
         self.state.pop("broker_rotation_waiting", None)
         logger.warning(
