@@ -156,13 +156,10 @@ class Executor:
             await store.set_status(
                 conn, row["command_id"], status, result, executed_at=executed_at, undo=undo
             )
-            await store.append_audit(
+            await self._append_audit(
                 conn,
-                row["command_id"],
+                row,
                 event,
-                actor=ACTOR,
-                action=row["action"],
-                mode=row["mode"],
                 reason=result.get("detail"),
                 state_before=before,
                 state_after=after,
@@ -182,15 +179,20 @@ class Executor:
 
     async def _audit(self, row, event: str, **kwargs) -> None:
         async with store.transaction(self.pool) as conn:
-            await store.append_audit(
-                conn,
-                row["command_id"],
-                event,
-                actor=ACTOR,
-                action=row["action"],
-                mode=row["mode"],
-                **kwargs,
-            )
+            await self._append_audit(conn, row, event, **kwargs)
+
+    @staticmethod
+    async def _append_audit(conn, row, event: str, **kwargs) -> None:
+        """An audit entry of the executor's about `row`'s command, in the caller's transaction."""
+        await store.append_audit(
+            conn,
+            row["command_id"],
+            event,
+            actor=ACTOR,
+            action=row["action"],
+            mode=row["mode"],
+            **kwargs,
+        )
 
     async def _process(self, row, now: datetime) -> datetime | None:  # noqa: C901 - one branch per command state the executor acts on
         """Handle one claimed command; returns when to look again if it was deferred."""
@@ -429,16 +431,7 @@ class Executor:
             # row lock orders this record after any such change, never before it.
             if await store.status_for_update(conn, row["command_id"]) != "pending-approval":
                 return
-            await store.append_audit(
-                conn,
-                row["command_id"],
-                "approval-requested",
-                actor=ACTOR,
-                action=row["action"],
-                mode=row["mode"],
-                reason=text,
-                result=outcome,
-            )
+            await self._append_audit(conn, row, "approval-requested", reason=text, result=outcome)
 
     async def _undo(self, row) -> None:
         impl = self.impls[row["action"]]
@@ -456,13 +449,10 @@ class Executor:
             await store.mark_undone(
                 conn, row["command_id"], {"outcome": "undone", "state_after": result}
             )
-            await store.append_audit(
+            await self._append_audit(
                 conn,
-                row["command_id"],
+                row,
                 "undone",
-                actor=ACTOR,
-                action=row["action"],
-                mode=row["mode"],
                 state_before=row["result"],
                 state_after=result,
                 result={"undo": row["undo"]},
