@@ -42,12 +42,18 @@ CREATE TEMP TABLE IF NOT EXISTS tmp_forecast_lines (
     type text, currency text, day date, cost numeric, recurring boolean, billing_scope text,
     scope_version bigint, tags text) ON COMMIT DELETE ROWS"""
 
+# Returns the scopes that are new or whose version moved up: only those can have superseded
+# lines. (A scope's row is locked either way, so a restatement waits for a batch of the same
+# scope in flight and its delete then sees that batch's lines.)
 BUMP_SCOPES = """
 INSERT INTO forecast.scope_versions (billing_scope, version)
 SELECT * FROM unnest($1::text[], $2::bigint[])
-ON CONFLICT (billing_scope) DO UPDATE
-    SET version = GREATEST(forecast.scope_versions.version, EXCLUDED.version)
-RETURNING billing_scope, version"""
+ON CONFLICT (billing_scope) DO UPDATE SET version = EXCLUDED.version
+    WHERE EXCLUDED.version > forecast.scope_versions.version
+RETURNING billing_scope"""
+
+SCOPE_VERSIONS = """
+SELECT billing_scope, version FROM forecast.scope_versions WHERE billing_scope = ANY($1::text[])"""
 
 DROP_SUPERSEDED = """
 DELETE FROM forecast.cost_lines c USING forecast.scope_versions s
@@ -141,9 +147,14 @@ class ForecastStore:
         current: dict[str, int] = {}
         if scopes:
             names = sorted(scopes)
-            rows = await conn.fetch(BUMP_SCOPES, names, [scopes[n] for n in names])
-            current = {r["billing_scope"]: r["version"] for r in rows}
-            await conn.execute(DROP_SUPERSEDED, names)
+            bumped = await conn.fetch(BUMP_SCOPES, names, [scopes[n] for n in names])
+            current = {
+                r["billing_scope"]: r["version"] for r in await conn.fetch(SCOPE_VERSIONS, names)
+            }
+            # only where a version moved up: deleting for every scope of every batch scanned
+            # the whole table each time (2.3 s a batch at 2.4M lines, the 5M-row memory run)
+            if bumped:
+                await conn.execute(DROP_SUPERSEDED, [r["billing_scope"] for r in bumped])
         keep = [
             line
             for line in lines

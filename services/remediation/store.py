@@ -397,10 +397,17 @@ COST_LINE_COLUMNS = (
     "tags",
 )
 
+# Returns the scopes that are new or whose version moved up: only those can have superseded
+# lines (the row is locked either way, so a restatement waits for a batch of the same scope
+# in flight, and its delete then sees that batch's lines). In scope order: two instances lock
+# the rows of the scopes they share in the same order.
 UPSERT_SCOPES = """
 INSERT INTO remediation.billing_scopes (billing_scope, version)
-SELECT scope, max(version) FROM unnest($1::text[], $2::bigint[]) AS t(scope, version) GROUP BY scope
-ON CONFLICT (billing_scope) DO UPDATE SET version = GREATEST(billing_scopes.version, EXCLUDED.version)"""
+SELECT scope, max(version) FROM unnest($1::text[], $2::bigint[]) AS t(scope, version)
+GROUP BY scope ORDER BY scope
+ON CONFLICT (billing_scope) DO UPDATE SET version = EXCLUDED.version
+    WHERE EXCLUDED.version > billing_scopes.version
+RETURNING billing_scope"""
 
 DROP_SUPERSEDED = """
 DELETE FROM remediation.cost_lines l USING remediation.billing_scopes s
@@ -430,8 +437,11 @@ async def store_cost_lines(conn: asyncpg.Connection, rows: list[tuple]) -> int:
         return 0
     scopes = {(r[1], r[2] or 0) for r in rows if r[1] is not None}
     if scopes:
-        await conn.execute(UPSERT_SCOPES, [s for s, _ in scopes], [v for _, v in scopes])
-        await conn.execute(DROP_SUPERSEDED, list({s for s, _ in scopes}))
+        bumped = await conn.fetch(UPSERT_SCOPES, [s for s, _ in scopes], [v for _, v in scopes])
+        # only where a version moved up: deleting for every scope of every batch scanned the
+        # whole table each time (5.5 s a batch at 2.4M lines, the 5M-row memory run)
+        if bumped:
+            await conn.execute(DROP_SUPERSEDED, [r["billing_scope"] for r in bumped])
     await conn.execute(CREATE_INCOMING)
     # one row per record id in a batch (a redelivered record may appear twice); binary COPY
     # has no jsonb encoder, so tags travel as text and are cast in the merge

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import asyncpg
 import pytest
 
 from finfocus.db import reader
@@ -197,6 +198,16 @@ async def test_restated_scope_replaces_older_cost_lines(settings):
 
         await eventually(marker)
         assert await cost() == Decimal("4.00")
+        # the superseded version is deleted, not only hidden by the view
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            kept = await conn.fetch(
+                "SELECT record_id, billing_scope_version FROM remediation.cost_lines "
+                "WHERE billing_scope = 'AWS:999988887777:2026-11'"
+            )
+        finally:
+            await conn.close()
+        assert [tuple(r) for r in kept] == [("r2", 2)]
 
 
 async def _equals(probe, expected):
