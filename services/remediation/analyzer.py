@@ -33,6 +33,18 @@ from services.remediation.domain import initial_status, plan_recommendation
 logger = logging.getLogger(__name__)
 
 
+#: the analysis reads every resource's recent days: during a large import it would run
+#: back to back on data still arriving, so it takes at most this share of the time
+ANALYSIS_SHARE = 0.25
+MAX_PAUSE_S = 300.0
+
+
+def pause_after(took: float, interval: float) -> float:
+    """Seconds to wait after an analysis that took `took` seconds: the interval, or longer
+    when the analysis itself is long (2.4M lines: several seconds each, every 15 s)."""
+    return max(interval, min(MAX_PAUSE_S, took / ANALYSIS_SHARE - took))
+
+
 def usages_from_rows(data: dict) -> list[ResourceUsage]:
     usages: dict[str, ResourceUsage] = {}
     for r in data["days"]:
@@ -225,18 +237,23 @@ class Analyzer:
         """Analyse whenever data arrived, at most every `remediation_analysis_seconds`; savings
         are refreshed at least every ten intervals (executions change them too)."""
         idle_rounds = 0
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
+            took = 0.0
             try:
                 if self._follower():
                     idle_rounds = 0  # the leader analyses; elected, `due()` marks the work
                 elif self.dirty or idle_rounds >= 10:
                     idle_rounds = 0
+                    started = loop.time()
                     await self.run_once()
+                    took = loop.time() - started
                 else:
                     idle_rounds += 1
             except Exception:
                 logger.exception("analysis failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
-                    stop.wait(), timeout=self.settings.remediation_analysis_seconds
+                    stop.wait(),
+                    timeout=pause_after(took, self.settings.remediation_analysis_seconds),
                 )

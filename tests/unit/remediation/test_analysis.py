@@ -135,3 +135,12 @@ def test_realised_savings_waits_for_a_full_day_after_the_action():
     s = realised_savings({executed - timedelta(days=1): Decimal("5")}, executed, executed)
     assert s.realised_monthly is None and s.days_after == 0
     assert realised_savings({}, executed, executed) is None
+
+
+def test_a_long_analysis_takes_at_most_a_quarter_of_the_time():
+    from services.remediation.analyzer import pause_after
+
+    assert pause_after(0.0, 15.0) == 15.0  # nothing ran, or a quick run: the interval
+    assert pause_after(2.0, 15.0) == 15.0
+    assert pause_after(10.0, 15.0) == 30.0  # 10 s of every 40
+    assert pause_after(200.0, 15.0) == 300.0  # never more than five minutes
