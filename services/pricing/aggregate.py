@@ -52,10 +52,19 @@ GROUP BY GROUPING SETS ((d.day, d.service_name, d.billing_currency),
                         (d.day, coalesce(d.sub_account_id, d.billing_account_id), d.billing_currency))"""
 
 
-async def refresh(conn: asyncpg.Connection, days_per_round: int = 7) -> int:
-    """Rebuild marked days until none is left; returns how many days were rebuilt."""
+COUNT_DAYS = "SELECT count(*) FROM pricing.dirty_days"
+
+
+async def refresh(conn: asyncpg.Connection, days_per_round: int = 7, due: int | None = None) -> int:
+    """Rebuild the days marked when it starts (as many rounds as that takes); returns how
+    many days were rebuilt. Days marked meanwhile wait for the next call: during a long
+    import every batch marks its days again, and rebuilding until none is left never ended
+    (the aggregate ran back to back for a whole 5M-row import instead of a share of it).
+    `due`: at most this many days (whole rounds), instead of those marked at the start."""
     rebuilt = 0
-    while True:
+    if due is None:
+        due = int(await conn.fetchval(COUNT_DAYS))
+    while rebuilt < due:
         async with conn.transaction():
             days = [r["day"] for r in await conn.fetch(TAKE_DAYS, days_per_round)]
             if not days:
@@ -65,6 +74,7 @@ async def refresh(conn: asyncpg.Connection, days_per_round: int = 7) -> int:
             await conn.execute(CLEAR_ROLLUPS, days)
             await conn.execute(REBUILD_ROLLUPS, days)
         rebuilt += len(days)
+    return rebuilt
 
 
 async def refresh_forever(pool: asyncpg.Pool, period_s: float = 2.0, share: float = 0.2) -> None:

@@ -77,3 +77,21 @@ async def test_a_refresh_between_a_writers_line_and_its_commit_leaves_the_day_ma
     finally:
         for conn in (writer, other, refresher):
             await conn.close()
+
+
+async def test_a_refresh_rebuilds_the_days_marked_when_it_started_and_no_more(database_url: str):
+    """Every batch of a long import marks its days again: a refresh that ran until no day
+    was marked never ended, and the aggregate took a connection for the whole import."""
+    await seed_cost_lines(database_url, start=DAY, days=5)
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM pricing.dirty_days") == 5
+        # the bound: two rounds of two days, then it returns with one day still marked
+        assert await refresh(conn, days_per_round=2, due=3) == 4
+        assert await conn.fetchval("SELECT count(*) FROM pricing.dirty_days") == 1
+        # by default, the days marked at its start: here the one left
+        assert await refresh(conn, days_per_round=2) == 1
+        lines, aggregate = await by_day(conn)
+        assert aggregate == lines
+    finally:
+        await conn.close()
