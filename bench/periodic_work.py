@@ -32,7 +32,6 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.scale import ADMIN_URL, ScaleStack, billed, publish  # noqa: E402
+from bench.scale import (  # noqa: E402
+    ScaleStack,
+    billed,
+    create_database,
+    drop_database,
+    publish,
+)
 
 SERVICES = ("forecast", "remediation")
 
@@ -167,19 +172,7 @@ def main() -> None:
     args = parser.parse_args()
     steps = [int(x) for x in args.sequence.split(",")]
 
-    import asyncpg
-
-    name = f"ff_work_{uuid.uuid4().hex[:10]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(ADMIN_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    url = f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    url = create_database("ff_work")
     base = Path(tempfile.mkdtemp(prefix="finfocus-work-"))
     base.chmod(0o755)
     stack = ScaleStack(base, url, env={"PYTHONPATH": str(ROOT)})
@@ -193,7 +186,7 @@ def main() -> None:
     finally:
         stack.down()
         shutil.rmtree(base, ignore_errors=True)
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(url)
 
 
 if __name__ == "__main__":
